@@ -1,0 +1,1 @@
+"""Keras callbacks that work unchanged on Keras 2 and 3 and whose state survives resume."""

@@ -1,0 +1,76 @@
+"""Typed errors raised by ckptcompat.
+
+Every error subclasses :class:`CkptCompatError` and the builtin it refines, so callers can
+catch either. Messages say what was found, what was expected and what to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from os import PathLike
+
+__all__ = [
+    "CkptCompatError",
+    "CheckpointNotFoundError",
+    "CorruptCheckpointError",
+    "UnsupportedFormatError",
+    "IncompatibleStateError",
+    "UnsafeCheckpointError",
+    "MissingDependencyError",
+]
+
+
+class CkptCompatError(Exception):
+    """Base class of every error ckptcompat raises on purpose.
+
+    ``path`` is the file or directory concerned (``None`` when there is none) and ``hint``
+    says what the user can do about it.
+    """
+
+    def __init__(self, message: str, *, path: str | PathLike[str] | None = None,
+                 hint: str | None = None) -> None:
+        self.message = message
+        self.path = None if path is None else str(path)
+        self.hint = hint
+        parts = [f"{self.path}: {message}" if self.path else message]
+        if hint:
+            parts.append(f"Hint: {hint}")
+        super().__init__(" ".join(parts))
+
+    def __str__(self) -> str:  # OSError subclasses would otherwise format errno/strerror
+        return str(self.args[0]) if self.args else self.message
+
+
+class CheckpointNotFoundError(CkptCompatError, FileNotFoundError):
+    """No checkpoint where one was looked for (missing path, empty folder, dangling state file)."""
+
+
+class CorruptCheckpointError(CkptCompatError, ValueError):
+    """The file is of a known format but damaged: truncated, bad checksum, absurd contents."""
+
+
+class UnsupportedFormatError(CkptCompatError, ValueError):
+    """The file is not a checkpoint format ckptcompat can read or write."""
+
+
+class IncompatibleStateError(CkptCompatError, ValueError):
+    """The checkpoint does not fit the target: missing, unexpected or misshaped variables.
+
+    ``mismatches`` lists every problem found, one line each; all of them are in the message.
+    """
+
+    def __init__(self, message: str, mismatches: Iterable[str] = (), *,
+                 path: str | PathLike[str] | None = None, hint: str | None = None) -> None:
+        self.mismatches: list[str] = list(mismatches)
+        if self.mismatches:
+            listed = "\n".join(f"  - {m}" for m in self.mismatches)
+            message = f"{message} ({len(self.mismatches)} problem(s)):\n{listed}\n"
+        super().__init__(message, path=path, hint=hint)
+
+
+class UnsafeCheckpointError(CkptCompatError, ValueError):
+    """Reading the file would execute code (pickle globals, Lambda byte-code); refused."""
+
+
+class MissingDependencyError(CkptCompatError, ImportError):
+    """An optional dependency (TensorFlow, Keras, matplotlib, ...) is needed but not installed."""

@@ -1,0 +1,1 @@
+"""On-disk checkpoint formats, one module each, all with ``sniff``/``read``/``write``."""

@@ -1,0 +1,122 @@
+"""Canonical variable, optimizer-class and optimizer-slot names across TF1 / Keras 2 / Keras 3.
+
+Pure data plus small pure functions. Format modules parse their own on-disk spelling
+(``training/Adam/m_0:0``, ``Adam/m/dense/kernel:0``, ``adam/dense_kernel_momentum``,
+``dense/kernel/Adam_1``) and use these tables to turn the pieces into canonical names.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "CANONICAL_SLOTS",
+    "canonical_optimizer_class",
+    "canonical_slot",
+    "strip_tensor_suffix",
+    "canonical_weight_name",
+    "split_keras3_slot",
+]
+
+#: Canonical slot names per canonical optimizer class, in the order Keras 2 creates them.
+CANONICAL_SLOTS: dict[str, tuple[str, ...]] = {
+    "Adam": ("m", "v", "vhat"),
+    "AdamW": ("m", "v", "vhat"),
+    "Adamax": ("m", "v"),
+    "Nadam": ("m", "v"),
+    "SGD": ("momentum",),
+    "RMSprop": ("rms", "momentum", "mg"),
+    "Adagrad": ("accumulator",),
+    "Adadelta": ("accum_grad", "accum_var"),
+    "Ftrl": ("accumulator", "linear"),
+}
+
+_CLASS_ALIASES: dict[str, str] = {
+    # TF1 tf.train optimizers
+    "AdamOptimizer": "Adam",
+    "MomentumOptimizer": "SGD",
+    "GradientDescentOptimizer": "SGD",
+    "RMSPropOptimizer": "RMSprop",
+    "AdagradOptimizer": "Adagrad",
+    "AdadeltaOptimizer": "Adadelta",
+    "FtrlOptimizer": "Ftrl",
+    # spellings seen in configs and variable scopes
+    "adam": "Adam",
+    "adamw": "AdamW",
+    "adamax": "Adamax",
+    "nadam": "Nadam",
+    "sgd": "SGD",
+    "rmsprop": "RMSprop",
+    "RMSProp": "RMSprop",
+    "adagrad": "Adagrad",
+    "adadelta": "Adadelta",
+    "ftrl": "Ftrl",
+    "Momentum": "SGD",
+    "GradientDescent": "SGD",
+}
+
+#: (canonical class, raw slot name as some generation spells it) -> canonical slot name.
+#: Raw names come from Keras 2 ``get_slot_names()``, TF 2.11–2.15 ``Adam/m/...`` scopes,
+#: Keras 3 ``add_variable_from_reference`` names and TF1 slot suffixes.
+_SLOT_ALIASES: dict[tuple[str, str], str] = {
+    ("Adam", "momentum"): "m", ("Adam", "velocity"): "v", ("Adam", "velocity_hat"): "vhat",
+    ("Adam", "Adam"): "m", ("Adam", "Adam_1"): "v",
+    ("AdamW", "momentum"): "m", ("AdamW", "velocity"): "v", ("AdamW", "velocity_hat"): "vhat",
+    ("Adamax", "u"): "v", ("Adamax", "norm"): "v",
+    ("Nadam", "momentum"): "m", ("Nadam", "velocity"): "v",
+    ("SGD", "m"): "momentum", ("SGD", "Momentum"): "momentum",
+    ("RMSprop", "velocity"): "rms", ("RMSprop", "average_gradient"): "mg",
+    ("RMSprop", "RMSProp"): "rms", ("RMSprop", "RMSProp_1"): "momentum",
+    ("Adagrad", "Adagrad"): "accumulator",
+    ("Adadelta", "accumulated_grad"): "accum_grad",
+    ("Adadelta", "accumulated_delta_var"): "accum_var",
+    ("Ftrl", "Ftrl"): "accumulator", ("Ftrl", "Ftrl_1"): "linear",
+}
+
+_SUFFIX = re.compile(r":\d+$")
+
+
+def canonical_optimizer_class(name: str) -> str:
+    """``"Custom>Adam"``, ``"adam"``, ``"AdamOptimizer"``, ``"keras.optimizers.legacy.Adam"`` -> ``"Adam"``."""
+    bare = name.split(">")[-1].rsplit(".", 1)[-1]
+    if bare in CANONICAL_SLOTS:
+        return bare
+    return _CLASS_ALIASES.get(bare, _CLASS_ALIASES.get(bare.lower(), bare))
+
+
+def canonical_slot(optimizer_class: str, raw_slot: str) -> str:
+    """Canonical slot name for ``raw_slot`` of an optimizer (class given in any spelling)."""
+    cls = canonical_optimizer_class(optimizer_class)
+    if raw_slot in CANONICAL_SLOTS.get(cls, ()):
+        return raw_slot
+    return _SLOT_ALIASES.get((cls, raw_slot), raw_slot)
+
+
+def split_keras3_slot(optimizer_class: str, name: str) -> tuple[str, str] | None:
+    """Split a Keras 3 slot variable name ``dense_kernel_momentum`` into
+    (``dense_kernel``, canonical slot), or ``None`` when no known slot suffix matches.
+
+    The first part is the variable path with ``/`` replaced by ``_`` as Keras 3 spells it;
+    callers match it against the model's variables (and check shapes).
+    """
+    cls = canonical_optimizer_class(optimizer_class)
+    raws = [raw for (c, raw) in _SLOT_ALIASES if c == cls] + list(CANONICAL_SLOTS.get(cls, ()))
+    for raw in sorted(set(raws), key=len, reverse=True):  # longest first: velocity_hat before velocity
+        if name.endswith("_" + raw):
+            return name[: -len(raw) - 1], canonical_slot(cls, raw)
+    return None
+
+
+def strip_tensor_suffix(name: str) -> str:
+    """``dense/kernel:0`` -> ``dense/kernel``."""
+    return _SUFFIX.sub("", name)
+
+
+def canonical_weight_name(layer_path: list[str] | tuple[str, ...], raw_weight_name: str) -> str:
+    """Canonical name of one weight: the layer path plus the weight's own last name component.
+
+    ``(["lstm"], "lstm/lstm_cell/kernel:0")`` -> ``lstm/kernel``;
+    ``(["inner", "dense_2"], "dense_2/bias:0")`` -> ``inner/dense_2/bias``.
+    """
+    short = strip_tensor_suffix(raw_weight_name).rsplit("/", 1)[-1]
+    return "/".join([*layer_path, short])

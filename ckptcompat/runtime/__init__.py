@@ -1,0 +1,1 @@
+"""Live framework flavours, one module each: ``detect``, ``capture``, ``apply``."""

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import pytest
+
+from ckptcompat.names import variables as v
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("Custom>Adam", "Adam"), ("adam", "Adam"), ("AdamOptimizer", "Adam"),
+    ("keras.optimizers.legacy.SGD", "SGD"), ("MomentumOptimizer", "SGD"), ("RMSprop", "RMSprop"),
+    ("rmsprop", "RMSprop"), ("Unknown", "Unknown"),
+])
+def test_canonical_optimizer_class(raw: str, expected: str) -> None:
+    assert v.canonical_optimizer_class(raw) == expected
+
+
+@pytest.mark.parametrize("cls, raw, expected", [
+    ("Adam", "m", "m"), ("adam", "momentum", "m"), ("Adam", "velocity", "v"),
+    ("Adam", "velocity_hat", "vhat"), ("AdamOptimizer", "Adam_1", "v"), ("SGD", "m", "momentum"),
+    ("sgd", "momentum", "momentum"), ("RMSprop", "velocity", "rms"), ("RMSprop", "average_gradient", "mg"),
+])
+def test_canonical_slot(cls: str, raw: str, expected: str) -> None:
+    assert v.canonical_slot(cls, raw) == expected
+
+
+def test_split_keras3_slot_prefers_longest_suffix() -> None:
+    assert v.split_keras3_slot("adam", "dense_kernel_velocity_hat") == ("dense_kernel", "vhat")
+    assert v.split_keras3_slot("adam", "dense_kernel_velocity") == ("dense_kernel", "v")
+    assert v.split_keras3_slot("sgd", "conv_bias_momentum") == ("conv_bias", "momentum")
+    assert v.split_keras3_slot("adam", "iteration") is None
+
+
+def test_canonical_weight_name() -> None:
+    assert v.canonical_weight_name(["lstm"], "lstm/lstm_cell/kernel:0") == "lstm/kernel"
+    assert v.canonical_weight_name(["inner", "dense_2"], "dense_2/bias:0") == "inner/dense_2/bias"
+    assert v.strip_tensor_suffix("a/b:0") == "a/b"

@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""Run the test suite in every environment of the TensorFlow/Keras version matrix.
+
+Each environment is a fresh virtual environment made with uv under ``.matrix/<name>``.
+In each one the fixture generator runs with that version's native APIs (writing into
+``.matrix/<name>/fixtures``, which the tests also read), then the whole test suite.
+The run ends with a table environment x passed/skipped/failed and exits 1 if any failed.
+
+    python tools/matrix.py                 # all environments
+    python tools/matrix.py -e tf212 -e tf221-keras3
+    python tools/matrix.py --list
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MATRIX_DIR = ROOT / ".matrix"
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    packages: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+
+
+ENVIRONMENTS: tuple[Environment, ...] = (
+    Environment("tf212", ("tensorflow-cpu==2.12.1",),
+                description="TF 2.12 with its bundled Keras 2.12 (first release on Python 3.11)"),
+    Environment("tf215", ("tensorflow-cpu==2.15.1",),
+                description="TF 2.15, last release with Keras 2 as tf.keras"),
+    Environment("tf216-keras30", ("tensorflow-cpu==2.16.2", "keras==3.0.5"),
+                description="TF 2.16 with the oldest Keras 3 line it accepts (3.0.x, pinned 3.0.5)"),
+    Environment("tf221-keras3", ("tensorflow-cpu==2.21.0", "keras==3.15.1"),
+                description="TF 2.21 with the newest Keras 3"),
+    Environment("tf221-tfkeras", ("tensorflow-cpu==2.21.0", "tf-keras==2.21.0"),
+                {"TF_USE_LEGACY_KERAS": "1"},
+                description="TF 2.21 with tf-keras 2.21 and TF_USE_LEGACY_KERAS=1"),
+    Environment("noframework", (),
+                description="numpy + h5py + packaging only"),
+)
+
+
+def find_uv() -> str:
+    """uv from PATH, else installed once into .matrix/_uv with pip."""
+    found = shutil.which("uv")
+    if found:
+        return found
+    boot = MATRIX_DIR / "_uv"
+    uv = boot / "bin" / "uv"
+    if not uv.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(boot)], check=True)
+        subprocess.run([str(boot / "bin" / "pip"), "install", "-q", "uv"], check=True)
+    return str(uv)
+
+
+def run(cmd: list[str], log: Path, env: dict[str, str] | None = None, timeout: float | None = None) -> int:
+    with log.open("a") as out:
+        out.write(f"\n$ {' '.join(cmd)}\n")
+        out.flush()
+        try:
+            return subprocess.run(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                  timeout=timeout).returncode
+        except subprocess.TimeoutExpired:
+            out.write(f"\nTIMEOUT after {timeout}s\n")
+            return 124
+
+
+def junit_counts(path: Path) -> dict[str, int]:
+    counts = {"passed": 0, "skipped": 0, "failed": 0}
+    if not path.exists():
+        return counts
+    root = ET.parse(path).getroot()
+    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+    for suite in suites:
+        total = int(suite.get("tests", 0))
+        failed = int(suite.get("failures", 0)) + int(suite.get("errors", 0))
+        skipped = int(suite.get("skipped", 0))
+        counts["failed"] += failed
+        counts["skipped"] += skipped
+        counts["passed"] += total - failed - skipped
+    return counts
+
+
+def run_environment(spec: Environment, uv: str, pytest_args: list[str]) -> dict[str, object]:
+    venv = MATRIX_DIR / spec.name
+    log = MATRIX_DIR / f"{spec.name}.log"
+    log.unlink(missing_ok=True)
+    MATRIX_DIR.mkdir(exist_ok=True)
+    started = time.monotonic()
+    result: dict[str, object] = {"name": spec.name, "passed": 0, "skipped": 0, "failed": 0, "note": ""}
+    if venv.exists():
+        shutil.rmtree(venv)
+    python = str(venv / "bin" / "python")
+    env = {**os.environ, **spec.env, "CKPTCOMPAT_MATRIX_ENV": spec.name,
+           "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0"}
+    env.pop("VIRTUAL_ENV", None)
+    steps = [
+        [uv, "venv", "-q", "-p", "3.11", str(venv)],
+        [uv, "pip", "install", "-q", "--python", python, ".[test]", *spec.packages],
+    ]
+    for cmd in steps:
+        if run(cmd, log, env) != 0:
+            result.update(failed=1, note=f"setup failed, see {log.relative_to(ROOT)}")
+            return result
+    fixtures = venv / "fixtures"
+    if spec.packages:
+        if run([python, "fixtures/generate.py", "--out", str(fixtures)], log, env, timeout=900) != 0:
+            result["note"] = "fixture generator failed; "
+            result["failed"] = 1
+    env["CKPTCOMPAT_GENERATED_FIXTURES"] = str(fixtures)
+    junit = venv / "junit.xml"
+    run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *pytest_args],
+        log, env, timeout=1800)
+    counts = junit_counts(junit)
+    for key, value in counts.items():
+        result[key] = int(result[key]) + value  # type: ignore[call-overload]
+    if not junit.exists():
+        result["failed"] = int(result["failed"]) + 1  # type: ignore[call-overload]
+        result["note"] = str(result["note"]) + "pytest produced no report; "
+    result["note"] = str(result["note"]) + f"{time.monotonic() - started:.0f}s"
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-e", "--env", action="append", help="run only this environment (repeatable)")
+    parser.add_argument("--list", action="store_true", help="list the environments and exit")
+    parser.add_argument("pytest_args", nargs="*", help="extra arguments for pytest (after --)")
+    args = parser.parse_args(argv)
+    if args.list:
+        for spec in ENVIRONMENTS:
+            print(f"{spec.name:16} {' '.join(spec.packages) or '-':45} {spec.description}")
+        return 0
+    chosen = [s for s in ENVIRONMENTS if not args.env or s.name in args.env]
+    unknown = set(args.env or ()) - {s.name for s in ENVIRONMENTS}
+    if unknown:
+        parser.error(f"unknown environment(s): {', '.join(sorted(unknown))}")
+    uv = find_uv()
+    results = []
+    for spec in chosen:
+        print(f"[matrix] {spec.name}: {spec.description}", flush=True)
+        results.append(run_environment(spec, uv, args.pytest_args))
+        r = results[-1]
+        print(f"[matrix] {spec.name}: passed={r['passed']} skipped={r['skipped']} failed={r['failed']} "
+              f"({r['note']})", flush=True)
+        if r["failed"]:
+            tail = (MATRIX_DIR / f"{spec.name}.log").read_text(errors="replace").splitlines()[-60:]
+            print("\n".join("    " + line for line in tail), flush=True)
+    print()
+    print(f"{'environment':16} {'passed':>7} {'skipped':>8} {'failed':>7}  note")
+    for r in results:
+        print(f"{r['name']:16} {r['passed']:>7} {r['skipped']:>8} {r['failed']:>7}  {r['note']}")
+    total = {k: sum(int(r[k]) for r in results) for k in ("passed", "skipped", "failed")}  # type: ignore[call-overload]
+    print(f"matrix: {total['passed']} passed, {total['failed']} failed, {total['skipped']} skipped")
+    return 1 if total["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
