@@ -29,13 +29,15 @@ class CkptCompatError(Exception):
 
     def __init__(self, message: str, *, path: str | PathLike[str] | None = None,
                  hint: str | None = None) -> None:
-        self.message = message
-        self.path = None if path is None else str(path)
-        self.hint = hint
-        parts = [f"{self.path}: {message}" if self.path else message]
+        where = None if path is None else str(path)
+        parts = [f"{where}: {message}" if where else message]
         if hint:
             parts.append(f"Hint: {hint}")
         super().__init__(" ".join(parts))
+        # set after the builtin's __init__, which (ImportError, OSError) may reset ``path``
+        self.message = message
+        self.path = where
+        self.hint = hint
 
     def __str__(self) -> str:  # OSError subclasses would otherwise format errno/strerror
         return str(self.args[0]) if self.args else self.message
