@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 
 from ckptcompat import __version__
@@ -41,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="show format, producer, progress, optimizer and variables")
     p.add_argument("path", help="checkpoint file, bundle prefix or directory")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="show debug logs and tracebacks")
     p.set_defaults(func=_cmd_inspect)
     return parser
 
@@ -56,9 +59,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(args)
     except CkptCompatError as exc:
         if args.verbose:
-            raise
-        print(f"ckptcompat {args.command}: error: {exc}", file=sys.stderr)
+            traceback.print_exc(file=sys.stderr)
+        print(f"ckptcompat {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message on one line (multi-line mismatch lists are joined with '; ')."""
+    lines = [line.strip().removeprefix("- ") for line in str(exc).splitlines() if line.strip()]
+    return "; ".join(lines)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,8 +6,10 @@ catch either. Messages say what was found, what was expected and what to do.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os as _os
+from collections.abc import Iterable, Mapping
 from os import PathLike
+from typing import Any
 
 __all__ = [
     "CkptCompatError",
@@ -17,6 +19,10 @@ __all__ = [
     "IncompatibleStateError",
     "UnsafeCheckpointError",
     "MissingDependencyError",
+    "InvalidArgumentError",
+    "TemplateKeyError",
+    "StoreLockedError",
+    "StoreWriteError",
 ]
 
 
@@ -76,3 +82,46 @@ class UnsafeCheckpointError(CkptCompatError, ValueError):
 
 class MissingDependencyError(CkptCompatError, ImportError):
     """An optional dependency (TensorFlow, Keras, matplotlib, ...) is needed but not installed."""
+
+
+class StoreLockedError(CkptCompatError, BlockingIOError):
+    """A checkpoint store is already open for writing by another live process.
+
+    ``holder`` is the lock file's content (``pid``, ``host``, ``time``) when it could be read.
+    """
+
+    def __init__(self, message: str, *, path: str | PathLike[str] | None = None,
+                 hint: str | None = None, holder: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message, path=path, hint=hint)
+        self.holder: dict[str, Any] = dict(holder or {})
+
+
+class StoreWriteError(CkptCompatError, OSError):
+    """Writing a checkpoint failed (disk full, I/O error, read-only file system, ...).
+
+    ``errno`` is the errno of the underlying :class:`OSError` (``None`` when there was none);
+    nothing was committed and the checkpoints already in the store are untouched.
+    """
+
+    def __init__(self, message: str, *, path: str | PathLike[str] | None = None,
+                 hint: str | None = None, errno: int | None = None) -> None:
+        super().__init__(message, path=path, hint=hint)
+        self.errno = errno
+        self.strerror = _os.strerror(errno) if errno is not None else None
+
+
+class InvalidArgumentError(CkptCompatError, ValueError):
+    """An argument (callback, optimizer, fit keyword, file-path template) cannot be translated."""
+
+
+class TemplateKeyError(CkptCompatError, KeyError):
+    """A file-path template names a key that no logged metric (nor any alias of one) provides.
+
+    ``key`` is the missing field name and ``available`` the keys that could be used.
+    """
+
+    def __init__(self, message: str, *, key: str = "", available: Iterable[str] = (),
+                 path: str | PathLike[str] | None = None, hint: str | None = None) -> None:
+        super().__init__(message, path=path, hint=hint)
+        self.key = key
+        self.available: list[str] = list(available)

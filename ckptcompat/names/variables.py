@@ -47,6 +47,7 @@ _CLASS_ALIASES: dict[str, str] = {
     "nadam": "Nadam",
     "sgd": "SGD",
     "rmsprop": "RMSprop",
+    "rm_sprop": "RMSprop",  # Keras 3 optimizer name scope for RMSprop
     "RMSProp": "RMSprop",
     "adagrad": "Adagrad",
     "adadelta": "Adadelta",

@@ -1,0 +1,159 @@
+"""Low-level file operations of the checkpoint store: fsync, atomic writes, hashing, listing.
+
+Everything here is deterministic (listings are sorted, never in ``os.listdir`` order) and
+turns :class:`OSError` into :class:`~ckptcompat.errors.StoreWriteError` where a write fails.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import hashlib
+import logging
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from ckptcompat.errors import StoreWriteError
+
+__all__ = [
+    "TEMP_PREFIX",
+    "atomic_write_bytes",
+    "fsync_dir",
+    "fsync_tree",
+    "hash_file",
+    "is_temp_name",
+    "list_files",
+    "remove_tree",
+    "write_error",
+]
+
+logger = logging.getLogger(__name__)
+
+#: every temporary name the store creates starts with this; readers never look inside them
+TEMP_PREFIX = ".tmp-"
+_CHUNK = 1 << 20
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` (a directory entry of a store) is one of the store's temporaries."""
+    return name.startswith(TEMP_PREFIX)
+
+
+def write_error(exc: OSError, what: str, path: str | os.PathLike[str]) -> StoreWriteError:
+    """A :class:`StoreWriteError` describing ``exc`` (raise it ``from exc``)."""
+    code = exc.errno
+    if code in (_errno.ENOSPC, getattr(_errno, "EDQUOT", -1)):
+        hint = ("the disk (or quota) is full: free some space or keep fewer checkpoints "
+                "(Retention(keep_last=...)); nothing was committed, the checkpoints already "
+                "in the store are intact")
+    elif code in (_errno.EROFS, _errno.EACCES, _errno.EPERM):
+        hint = "the store directory is not writable: check its permissions and mount"
+    else:
+        hint = "nothing was committed; the checkpoints already in the store are intact"
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return StoreWriteError(f"{what} failed: {reason} (errno {code})", path=path, hint=hint,
+                           errno=code)
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """fsync a directory so that renames and new entries in it are durable (POSIX only)."""
+    if os.name != "posix":  # pragma: no cover - directories cannot be opened on Windows
+        return
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def hash_file(path: str | os.PathLike[str], *, fsync: bool = False) -> tuple[int, str]:
+    """``(size, sha256 hex)`` of a file's bytes; with ``fsync`` also flush it to disk."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+        if fsync:
+            os.fsync(handle.fileno())
+    return size, digest.hexdigest()
+
+
+def list_files(root: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
+    """Regular files and sub-directories under ``root``, as sorted POSIX relative paths.
+
+    Symbolic links and other special files are returned in neither list but raise
+    :class:`ValueError`, since a checkpoint must be self-contained.
+    """
+    root = Path(root)
+    files: list[str] = []
+    dirs: list[str] = []
+    pending = [root]
+    while pending:
+        current = pending.pop()
+        for name in sorted(os.listdir(current)):
+            full = current / name
+            rel = full.relative_to(root).as_posix()
+            if full.is_symlink():
+                raise ValueError(f"{rel} is a symbolic link; checkpoints must hold plain files")
+            if full.is_dir():
+                dirs.append(rel)
+                pending.append(full)
+            elif full.is_file():
+                files.append(rel)
+            else:
+                raise ValueError(f"{rel} is not a regular file")
+    return sorted(files), sorted(dirs)
+
+
+def fsync_tree(root: str | os.PathLike[str]) -> dict[str, tuple[int, str]]:
+    """fsync every file and directory under ``root``; return ``rel path -> (size, sha256)``."""
+    root = Path(root)
+    files, dirs = list_files(root)
+    records = {rel: hash_file(root / rel, fsync=True) for rel in files}
+    for rel in sorted(dirs, key=lambda d: d.count("/"), reverse=True):
+        fsync_dir(root / rel)
+    fsync_dir(root)
+    return records
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Replace ``path`` by ``data`` atomically: temp file, fsync, ``os.replace``, fsync dir.
+
+    On failure ``path`` is unchanged, the temp file is removed and the :class:`OSError`
+    propagates.
+    """
+    path = Path(path)
+    tmp = path.with_name(f"{TEMP_PREFIX}{path.name}-{uuid.uuid4().hex[:12]}")
+    try:
+        with open(tmp, "xb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # pragma: no cover - best effort, a writer cleans it later
+            logger.warning("could not remove temporary file %s: %s", tmp, exc)
+        raise
+    fsync_dir(path.parent)
+
+
+def remove_tree(path: str | os.PathLike[str]) -> bool:
+    """Remove a file or directory tree; log (never raise) on failure; True when it is gone."""
+    path = Path(path)
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except FileNotFoundError:
+        return True
+    except OSError as exc:
+        logger.warning("could not remove %s (%s); the next writer will retry", path, exc)
+        return False
+    return True

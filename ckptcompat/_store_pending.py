@@ -1,0 +1,96 @@
+"""A checkpoint being written into a store (the object ``CheckpointStore.begin`` returns),
+and the argument checks of ``begin``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from ckptcompat._store_io import remove_tree, write_error
+from ckptcompat._store_manifest import CheckpointEntry
+from ckptcompat.errors import CkptCompatError
+
+__all__ = ["PendingCheckpoint", "check_int", "producer_fields", "utc_now"]
+
+
+def utc_now() -> str:
+    """The current UTC time, ISO 8601 with milliseconds and a ``Z``."""
+    now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return now.replace("+00:00", "Z")
+
+
+def producer_fields(producer: Any) -> tuple[str | None, dict[str, str], str | None]:
+    """``(framework, versions, format)`` from a versions mapping or a ``state.Producer``."""
+    if producer is None:
+        return None, {}, None
+    if isinstance(producer, Mapping):
+        return None, {str(k): str(v) for k, v in producer.items()}, None
+    versions = getattr(producer, "versions", None) or {}
+    return (getattr(producer, "framework", None), {str(k): str(v) for k, v in versions.items()},
+            getattr(producer, "format", None))
+
+
+def check_int(name: str, value: Any, *, optional: bool = False) -> int | None:
+    """``value`` when it is a non-negative int (or ``None`` when ``optional``); else ValueError."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a non-negative int, not {value!r}")
+    return int(value)
+
+
+class PendingCheckpoint:
+    """A checkpoint being written: write files under :attr:`path`, then commit.
+
+    Used as a context manager (from :meth:`CheckpointStore.begin`), it commits on normal exit
+    and aborts on an exception (an :class:`OSError` is re-raised as
+    :class:`~ckptcompat.errors.StoreWriteError`). :attr:`entry` is set once committed.
+    """
+
+    def __init__(self, draft: CheckpointEntry, path: Path,
+                 commit: Callable[[CheckpointEntry, Path], CheckpointEntry],
+                 done: Callable[[], None]) -> None:
+        self._commit = commit
+        self._on_done = done
+        self._draft = draft
+        self.path = path
+        self.entry: CheckpointEntry | None = None
+        self._done = False
+
+    @property
+    def id(self) -> int:
+        """The commit id the checkpoint will get."""
+        return self._draft.id
+
+    def __enter__(self) -> PendingCheckpoint:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc is None:
+            self.commit()
+            return
+        self.abort()
+        if isinstance(exc, OSError) and not isinstance(exc, CkptCompatError):
+            raise write_error(exc, f"writing checkpoint {self._draft.name}", self.path) from exc
+
+    def abort(self) -> None:
+        """Discard the checkpoint: nothing is committed, the temp directory is removed."""
+        if not self._done:
+            self._done = True
+            self._on_done()
+            remove_tree(self.path)
+
+    def commit(self) -> CheckpointEntry:
+        """fsync every file, rename into place, list in the manifest, then prune."""
+        if self._done:
+            raise CkptCompatError("this pending checkpoint was already committed or aborted")
+        try:
+            self.entry = self._commit(self._draft, self.path)
+        finally:
+            self._done = True
+            self._on_done()
+        return self.entry

@@ -1,0 +1,266 @@
+"""Optimizer state of legacy Keras HDF5 files: slot matching (read) and slot layout (write).
+
+Every naming era is handled here (see VERSION-FACTS.md, "H5 optimizer weight names"):
+
+* named, OptimizerV2 (tf.keras 2.0-2.10, legacy.*): ``Adam/iter:0``, ``Adam/dense/kernel/m:0``;
+* named, TF 2.11-2.15 / tf-keras: ``iteration:0``, ``Adam/m/dense/kernel:0``;
+* named, Keras 3: ``adam/iteration``, ``adam/learning_rate``, ``adam/dense_kernel_momentum``;
+* indexed, Keras 2.3: ``training/Adam/m_0:0`` (index into the trainable weights);
+* positional, Keras 1.x - 2.2.5: ``training/Adam/Variable_3:0`` / ``Variable_5:0``.
+
+Positional slots are placed by rebuilding the order the producing version created them
+(all first slots for every trainable weight, then all second slots, ...); every shape is
+checked and mismatches raise :class:`IncompatibleStateError` listing all of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ckptcompat.errors import IncompatibleStateError, UnsupportedFormatError
+from ckptcompat.names.variables import CANONICAL_SLOTS, canonical_optimizer_class, canonical_slot, split_keras3_slot
+
+__all__ = ["WeightInfo", "match_slots", "canonical_hyperparameters", "new_optimizer_layout"]
+
+log = logging.getLogger(__name__)
+
+_ITER_NAMES = {"iter", "iteration", "iterations"}
+_HYPER_ALIASES = {"lr": "learning_rate"}
+# Keras 2.3 indexed slot prefixes -> canonical slot, per class ("*" = any class).
+_INDEXED = {
+    ("*", "m"): "m", ("*", "v"): "v", ("*", "vhat"): "vhat",
+    ("SGD", "moment"): "momentum", ("RMSprop", "accumulator"): "rms",
+    ("Adagrad", "accumulator"): "accumulator", ("Adadelta", "accumulator"): "accum_grad",
+    ("Adadelta", "delta_accumulator"): "accum_var",
+}
+_INDEXED_RE = re.compile(r"(?:^|/)(m|v|vhat|moment|accumulator|delta_accumulator)_(\d+)$")
+_POSITIONAL_RE = re.compile(r"(?:^|/)(?:Variable(?:_\d+)?|param_\d+)$")
+_K3_CELL = re.compile(r"_(?:lstm|gru|simple_rnn|conv_lstm\dd|peephole_lstm)_cell(?:_\d+)?_")
+_NEW_RAW = {"m", "v", "vhat", "momentum", "velocity", "average_gradient", "accumulator",
+            "accumulated_grad", "accumulated_delta_var", "linear", "u"}
+
+
+@dataclass(frozen=True)
+class WeightInfo:
+    """One model weight: canonical name, raw name in the file (no ``:0``), shape, trainable."""
+
+    canonical: str
+    raw: str
+    shape: tuple[int, ...]
+    trainable: bool
+
+
+def canonical_hyperparameters(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Optimizer config -> hyper-parameters with canonical keys (``lr`` -> ``learning_rate``)."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if key == "name":
+            continue
+        out[_HYPER_ALIASES.get(key, key)] = value
+    return out
+
+
+def _strip(name: str) -> str:
+    return re.sub(r":\d+$", "", name)
+
+
+def match_slots(cls: str, names: Sequence[str], values: Sequence[np.ndarray],
+                weights: Sequence[WeightInfo], path: str, *, sorted_params: bool = False
+                ) -> tuple[int | None, dict[str, dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """Return (iterations, slots[canonical var][slot], extra) for the optimizer weights of a file.
+
+    ``sorted_params``: the producer (Keras 1.x, 2.0.0-2.0.5) sorted the trainable weights by
+    variable name before creating positional slots; that order is tried first then.
+    """
+    cls = canonical_optimizer_class(cls)
+    trainable = [w for w in weights if w.trainable]
+    by_raw: dict[str, list[WeightInfo]] = {}
+    by_k3: dict[str, list[WeightInfo]] = {}
+    for w in weights:
+        by_raw.setdefault(w.raw, []).append(w)
+        for key in {w.raw.replace("/", "_"), w.canonical.replace("/", "_")}:
+            by_k3.setdefault(key, []).append(w)
+    used: dict[str, int] = {}
+    iterations: int | None = None
+    slots: dict[str, dict[str, np.ndarray]] = {}
+    extra: dict[str, np.ndarray] = {}
+    positional: list[tuple[str, np.ndarray]] = []
+    problems: list[str] = []
+
+    def take(table: dict[str, list[WeightInfo]], key: str) -> WeightInfo | None:
+        cands = table.get(key)
+        if not cands:
+            return None
+        n = used.get(key, 0)  # same raw name twice (nested models): k-th occurrence
+        used[key] = n + 1
+        return cands[min(n, len(cands) - 1)]
+
+    def put(w: WeightInfo, slot: str, raw_name: str, value: np.ndarray) -> None:
+        if tuple(value.shape) != w.shape:
+            if slot == "vhat" and value.size == 1:  # Keras <= 2.3 placeholder when amsgrad=False
+                extra[raw_name] = value
+                return
+            problems.append(f"{raw_name}: shape {tuple(value.shape)} != {w.canonical} {w.shape}")
+            return
+        if slot in slots.get(w.canonical, {}):
+            problems.append(f"{raw_name}: second {slot!r} slot for {w.canonical}")
+            return
+        slots.setdefault(w.canonical, {})[slot] = value
+
+    for raw_name, value in zip(names, values):
+        name = _strip(raw_name)
+        parts = name.split("/")
+        if parts[-1] in _ITER_NAMES and iterations is None:
+            iterations = int(np.asarray(value).reshape(-1)[0]) if value.size else None
+            continue
+        if parts[-1] == "learning_rate" or (len(parts) == 2 and parts[-1] in ("decay", "beta_1", "beta_2",
+                                                                                "momentum", "rho")):
+            extra[name] = value
+            continue
+        # TF 2.11-2.15: <Opt>/<slot>/<var path>
+        if len(parts) >= 3 and parts[1] in _NEW_RAW:
+            w = take(by_raw, "/".join(parts[2:]))
+            if w is not None:
+                put(w, canonical_slot(cls, parts[1]), name, value)
+                continue
+        # OptimizerV2: <Opt>/<var path>/<slot>
+        if len(parts) >= 3:
+            w = take(by_raw, "/".join(parts[1:-1]))
+            if w is not None:
+                put(w, canonical_slot(cls, parts[-1]), name, value)
+                continue
+        # Keras 3: <opt>/<var path with _>_<slot> (3.0.x: no <opt>/ prefix)
+        if len(parts) <= 2:
+            split = split_keras3_slot(cls, parts[-1])
+            w = take(by_k3, _k3_key(by_k3, split[0])) if split else None
+            if split and w is not None:
+                put(w, split[1], name, value)
+                continue
+        # Keras 2.3: training/Adam/m_0
+        indexed = _INDEXED_RE.search(name)
+        if indexed:
+            slot = _INDEXED.get((cls, indexed.group(1))) or _INDEXED.get(("*", indexed.group(1)))
+            idx = int(indexed.group(2))
+            if slot and idx < len(trainable):
+                put(trainable[idx], slot, name, value)
+            else:
+                problems.append(f"{name}: index {idx} but {len(trainable)} trainable weights")
+            continue
+        if _POSITIONAL_RE.search(name):
+            positional.append((name, value))
+            continue
+        problems.append(f"{name}: no model weight and no known optimizer naming matches it")
+
+    if positional:
+        by_name = sorted(trainable, key=lambda w: w.raw)
+        orders = [by_name, trainable] if sorted_params else [trainable, by_name]
+        for order in orders:  # the producer's order first; another only if every shape fits it
+            trial: list[str] = []
+            staged: dict[str, dict[str, np.ndarray]] = {}
+            staged_extra: dict[str, np.ndarray] = {}
+
+            def stage(w: WeightInfo, slot: str, raw_name: str, value: np.ndarray) -> None:
+                if tuple(value.shape) != w.shape:
+                    if slot == "vhat" and value.size == 1:
+                        staged_extra[raw_name] = value
+                        return
+                    trial.append(f"{raw_name}: shape {tuple(value.shape)} != {w.canonical} {w.shape}")
+                    return
+                staged.setdefault(w.canonical, {})[slot] = value
+
+            found = _place_positional(cls, positional, order, iterations, stage, staged_extra, trial)
+            if not trial:
+                if order is not orders[0]:
+                    log.info("%s: positional optimizer slots fit only the %s order", path,
+                             "model" if order is trainable else "name-sorted")
+                iterations = found
+                extra.update(staged_extra)
+                for var, per in staged.items():
+                    slots.setdefault(var, {}).update(per)
+                break
+            if order is orders[0]:
+                first_problems = trial
+        else:
+            problems.extend(first_problems)
+    if problems:
+        raise IncompatibleStateError("optimizer weights do not match the model weights", problems,
+                                     path=path, hint="the file may be damaged, or written by a "
+                                     "Keras version with an unknown optimizer layout; "
+                                     "read it without the optimizer or report it")
+    return iterations, slots, extra
+
+
+def _k3_key(table: Mapping[str, Any], base: str) -> str:
+    """Keras 3 slot base ``sequential_dense_kernel`` -> the longest known weight key it ends with."""
+    if base in table:
+        return base
+    base = _K3_CELL.sub("_", base)
+    hits = [key for key in table if base.endswith("_" + key)]
+    return max(hits, key=len) if hits else base
+
+
+def _place_positional(cls: str, items: list[tuple[str, np.ndarray]], trainable: list[WeightInfo],
+                      iterations: int | None, put: Any, extra: dict[str, np.ndarray],
+                      problems: list[str]) -> int | None:
+    """Keras <= 2.2.5: ``[iterations] + slot_1 for all params + slot_2 for all params ...``."""
+    rest = list(items)
+    while rest and rest[0][1].ndim == 0 and (not trainable or trainable[0].shape != ()):
+        name, value = rest.pop(0)
+        if iterations is None:
+            iterations = int(value)
+        else:
+            extra[name] = value
+    count = len(trainable)
+    order = CANONICAL_SLOTS.get(cls, ())
+    if count == 0 or len(rest) % count:
+        problems.append(f"{len(rest)} positional optimizer weights do not split evenly over "
+                        f"{count} trainable model weights")
+        return iterations
+    per = len(rest) // count
+    if per > len(order):
+        problems.append(f"{per} slots per weight, but {cls} has only {len(order)} ({', '.join(order)})")
+        return iterations
+    for k in range(per):
+        for i, w in enumerate(trainable):
+            name, value = rest[k * count + i]
+            put(w, order[k], name, value)
+    return iterations
+
+
+def new_optimizer_layout(cls: str, config: Mapping[str, Any], trainable: Sequence[WeightInfo]
+                         ) -> list[tuple[WeightInfo, str, str]]:
+    """Order in which tf.keras 2.11-2.15 / tf-keras new optimizers create their slots.
+
+    Returns ``(weight, canonical slot, raw slot name)`` triples after ``iteration``.
+    """
+    cls = canonical_optimizer_class(cls)
+    amsgrad = bool(config.get("amsgrad", False))
+    if cls in ("Adam", "AdamW"):
+        out = [(w, s, s) for w in trainable for s in ("m", "v")]
+        return out + ([(w, "vhat", "vhat") for w in trainable] if amsgrad else [])
+    if cls in ("Nadam", "Adamax"):
+        second = "v" if cls == "Nadam" else "u"
+        return [(w, s, raw) for w in trainable for s, raw in (("m", "m"), ("v", second))]
+    if cls == "SGD":
+        return [(w, "momentum", "m") for w in trainable]
+    if cls == "RMSprop":
+        out = [(w, "rms", "velocity") for w in trainable]
+        if float(config.get("momentum", 0.0) or 0.0) > 0:
+            out += [(w, "momentum", "momentum") for w in trainable]
+        if config.get("centered"):
+            out += [(w, "mg", "average_gradient") for w in trainable]
+        return out
+    if cls == "Adagrad":
+        return [(w, "accumulator", "accumulator") for w in trainable]
+    if cls == "Adadelta":
+        return [(w, s, raw) for w in trainable
+                for s, raw in (("accum_grad", "accumulated_grad"), ("accum_var", "accumulated_delta_var"))]
+    raise UnsupportedFormatError(f"writing {cls} optimizer state to a legacy .h5 is not supported",
+                                 hint="write without the optimizer (include_optimizer=False) or use "
+                                      "Adam, AdamW, Nadam, Adamax, SGD, RMSprop, Adagrad or Adadelta")

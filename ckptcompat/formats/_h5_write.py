@@ -1,0 +1,217 @@
+"""Write a :class:`TrainingState` as a legacy Keras ``.h5`` for tf.keras 2.12-2.15 / tf-keras.
+
+Full model when the state carries a model config (Keras 3 configs are downgraded), else
+weights only. Optimizer weights are written in the order the target's (TF 2.11+ "new")
+optimizer creates its variables, because those versions restore them by position.
+Written to a temp file in the target folder, fsync'ed, read back and compared, then renamed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ckptcompat._lazy import require
+from ckptcompat.errors import CorruptCheckpointError, IncompatibleStateError, UnsupportedFormatError
+from ckptcompat.formats import keras_h5 as _h5
+from ckptcompat.formats._h5_optimizer import WeightInfo, new_optimizer_layout
+from ckptcompat.names.config_downgrade import (downgrade_model_config, downgrade_optimizer_config,
+                                               downgrade_training_config, dropped_optimizer_keys)
+from ckptcompat.names.variables import canonical_optimizer_class
+from ckptcompat.state import TrainingState
+
+__all__ = ["write_h5", "TARGETS"]
+
+log = logging.getLogger(__name__)
+
+#: target name -> keras_version written into the file.
+TARGETS: dict[str, str] = {
+    "tf.keras-2.12": "2.12.0", "tf.keras-2.13": "2.13.1", "tf.keras-2.14": "2.14.0",
+    "tf.keras-2.15": "2.15.0", "tf-keras-2.16": "2.16.0", "tf-keras-2.21": "2.21.0",
+}
+_ATTR_LIMIT = 64000  # HDF5 object header limit for attributes (64 KB)
+
+
+def _save_names(group: Any, name: str, values: list[str]) -> None:
+    """Store a string list attribute, split into ``name0``, ``name1``... when over 64 KB."""
+    data = np.array([v.encode("utf-8") for v in values])
+    if not values:
+        group.attrs[name] = np.array([], dtype="S1")
+        return
+    chunks = max(1, -(-data.nbytes // _ATTR_LIMIT))
+    if chunks == 1:
+        group.attrs[name] = data
+        return
+    for i, part in enumerate(np.array_split(data, chunks)):
+        group.attrs[f"{name}{i}"] = part
+
+
+def _layer_order(state: TrainingState, config: dict[str, Any] | None) -> list[str]:
+    names = list(_h5._layer_configs(config)) if config else []
+    for canonical in state.weights:
+        head = canonical.split("/", 1)[0]
+        if head not in names:
+            if config:
+                raise IncompatibleStateError("weights do not fit the model config",
+                                             [f"{canonical}: no layer {head!r} in the model config"],
+                                             hint="pass a state whose model_config matches its weights")
+            names.append(head)
+    return names
+
+
+def _optimizer_payload(state: TrainingState, infos: list[WeightInfo], path: Path
+                       ) -> tuple[dict[str, Any], list[tuple[str, np.ndarray]]] | None:
+    opt = state.optimizer
+    if opt is None:
+        return None
+    cls = canonical_optimizer_class(opt.class_name)
+    base = dict(opt.config) if isinstance(opt.config, dict) else {"class_name": cls, "config": {}}
+    inner = dict(base.get("config") or {})
+    inner.update(opt.hyperparameters)  # the state's hyper-parameters win over the stored config
+    base = {"class_name": cls, "config": inner}
+    dropped = dropped_optimizer_keys(base)
+    if dropped:
+        log.info("%s: optimizer keys unknown to Keras 2 dropped: %s", path, ", ".join(dropped))
+    try:
+        cfg = downgrade_optimizer_config(base)
+    except ValueError as exc:
+        raise UnsupportedFormatError(str(exc), path=path, hint="write without the optimizer "
+                                     "(include_optimizer=False)") from exc
+    trainable = [w for w in infos if w.trainable]
+    layout = new_optimizer_layout(cls, cfg["config"], trainable)
+    iterations = int(opt.iterations or 0)
+    if not opt.slots and iterations == 0:
+        return cfg, []  # fresh optimizer: nothing to restore
+    values: list[tuple[str, np.ndarray]] = [("iteration:0", np.array(iterations, dtype=np.int64))]
+    problems: list[str] = []
+    for w, slot, raw in layout:
+        value = opt.slots.get(w.canonical, {}).get(slot)
+        if value is None:
+            problems.append(f"{w.canonical}: no {slot!r} slot in the state")
+        elif tuple(np.shape(value)) != w.shape:
+            problems.append(f"{w.canonical}/{slot}: shape {np.shape(value)} != weight {w.shape}")
+        else:
+            values.append((f"{cfg['config'].get('name', cls)}/{raw}/{w.canonical}:0", np.asarray(value)))
+    placed = {(w.canonical, s) for w, s, _ in layout}
+    extra = [f"{v}/{s}: slot the target optimizer does not have"
+             for v, per in opt.slots.items() for s in per if (v, s) not in placed]
+    if problems or extra:
+        raise IncompatibleStateError("optimizer slots do not fit the target optimizer",
+                                     problems + extra, path=path,
+                                     hint="check the optimizer class/config, or write without the "
+                                          "optimizer (include_optimizer=False)")
+    return cfg, values
+
+
+def _write_file(tmp: Path, state: TrainingState, config: dict[str, Any] | None, version: str,
+                include_optimizer: bool, path: Path) -> None:
+    h5py = require("h5py", "write legacy Keras .h5 files")
+    layers = _layer_order(state, config)
+    table = _h5._layer_configs(config) if config else {}
+    grouped: dict[str, list[tuple[str, np.ndarray]]] = {name: [] for name in layers}
+    infos: list[WeightInfo] = []
+    for canonical, value in state.weights.items():
+        head = canonical.split("/", 1)[0]
+        raw = f"{canonical}:0"
+        grouped[head].append((raw, np.asarray(value)))
+    for name in layers:
+        for raw, value in grouped[name]:
+            infos.append(WeightInfo(raw[:-2], raw[:-2], tuple(value.shape),
+                                    _h5._trainable(name, raw, table)))
+    payload = _optimizer_payload(state, infos, path) if include_optimizer and config else None
+    with h5py.File(tmp, "w") as f:
+        f.attrs["keras_version"] = version.encode()
+        f.attrs["backend"] = b"tensorflow"
+        for attr, value in ((_h5.ATTR_EPOCH, state.progress.epoch), (_h5.ATTR_STEP, state.progress.step),
+                            (_h5.ATTR_GLOBAL_STEP, state.progress.global_step)):
+            if value is not None:
+                f.attrs[attr] = np.int64(value)
+        if config:
+            f.attrs["model_config"] = json.dumps(config).encode("utf-8")
+            training = downgrade_training_config(state.training_config or {})
+            if payload is not None:
+                training["optimizer_config"] = payload[0]
+            if state.training_config or payload is not None:
+                f.attrs["training_config"] = json.dumps(training).encode("utf-8")
+            group = f.create_group("model_weights")
+            group.attrs["keras_version"] = version.encode()
+            group.attrs["backend"] = b"tensorflow"
+        else:
+            group = f
+        _save_names(group, "layer_names", layers)
+        for name in layers:
+            lgroup = group.create_group(name)
+            _save_names(lgroup, "weight_names", [raw for raw, _ in grouped[name]])
+            for raw, value in grouped[name]:
+                lgroup.create_dataset(raw, data=value)
+        if payload is not None and payload[1]:
+            ogroup = f.create_group("optimizer_weights")
+            _save_names(ogroup, "weight_names", [n for n, _ in payload[1]])
+            for n, value in payload[1]:
+                ogroup.create_dataset(n, data=value)
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _verify(tmp: Path, state: TrainingState, include_optimizer: bool, path: Path) -> None:
+    back = _h5.read(tmp)
+    problems = []
+    if list(back.weights) != list(state.weights):
+        problems.append(f"weight names differ: {sorted(set(back.weights) ^ set(state.weights))}")
+    for name, value in state.weights.items():
+        got = back.weights.get(name)
+        if got is None or got.dtype != np.asarray(value).dtype or not np.array_equal(got, value):
+            problems.append(f"{name}: read back differs")
+    if include_optimizer and state.optimizer is not None and back.optimizer is not None and back.optimizer.slots:
+        for var, per in state.optimizer.slots.items():
+            for slot, value in per.items():
+                got = back.optimizer.slots.get(var, {}).get(slot)
+                if got is None or not np.array_equal(got, value):
+                    problems.append(f"{var}/{slot}: read back differs")
+        if int(back.optimizer.iterations or 0) != int(state.optimizer.iterations or 0):
+            problems.append("iterations differ after read back")
+    if problems:
+        raise CorruptCheckpointError("written file does not read back equal: " + "; ".join(problems[:20]),
+                                     path=path, hint="disk full or failing? nothing was replaced")
+
+
+def write_h5(path: Path, state: TrainingState, *, target: str = "tf.keras-2.15",
+             keras_version: str | None = None, include_optimizer: bool = True) -> None:
+    """Write ``state`` to ``path`` atomically (see module doc); raise typed errors on misfit."""
+    if target not in TARGETS:
+        raise UnsupportedFormatError(f"unknown target {target!r}", path=path,
+                                     hint=f"use one of: {', '.join(TARGETS)}")
+    version = keras_version or TARGETS[target]
+    if re.match(r"^2\.(\d+)", version) and int(version.split(".")[1]) < 11:
+        raise UnsupportedFormatError(f"keras_version {version} uses another optimizer layout", path=path,
+                                     hint="only tf.keras 2.11+ / tf-keras layouts are written")
+    config = downgrade_model_config(state.model_config) if state.model_config else None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        _write_file(tmp, state, config, version, include_optimizer, path)
+        _verify(tmp, state, include_optimizer and config is not None, path)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:  # some filesystems refuse fsync on directories
+        pass

@@ -1,0 +1,173 @@
+"""Safe low-level access to ``.keras`` zips and Keras v3 weight HDF5 files.
+
+Zip members are checked from the central directory *before* anything is decompressed
+(names, sizes, compression ratios), are read into memory (never extracted to disk), and
+HDF5 datasets are checked for links, external storage and absurd shapes before reading.
+Only zipfile, h5py, numpy and json are used; nothing is ever unpickled or executed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ckptcompat.errors import CorruptCheckpointError, UnsafeCheckpointError, UnsupportedFormatError
+
+__all__ = ["MAX_MEMBER_BYTES", "MAX_RATIO", "open_zip", "read_member", "read_json_member",
+           "open_h5_bytes", "open_h5_path", "group_vars", "safe_dataset", "HDF5_SIGNATURE"]
+
+MAX_MEMBER_BYTES = 16 << 30      # 16 GiB declared size of one zip member
+MAX_RATIO = 200                  # compression ratio above which a member is a bomb ...
+RATIO_FLOOR = 16 << 20           # ... when it also expands to more than 16 MiB
+MAX_JSON_BYTES = 256 << 20
+MAX_MEMBERS = 10_000
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_HINT = "the file is damaged or not a Keras archive; restore it from a backup or re-save it"
+
+
+def open_zip(path: Path) -> zipfile.ZipFile:
+    """Open ``path`` as a zip and validate its directory (names, sizes, ratios)."""
+    try:
+        zf = zipfile.ZipFile(path, "r")
+        infos = zf.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError,
+            NotImplementedError, KeyError) as exc:
+        raise CorruptCheckpointError(f"cannot open the zip archive: {exc}", path=path, hint=_HINT) from exc
+    if len(infos) > MAX_MEMBERS:
+        zf.close()
+        raise UnsafeCheckpointError(f"zip archive has {len(infos)} members", path=path,
+                                    hint="a Keras archive has 3; refusing to process it")
+    for info in infos:
+        name = info.filename
+        parts = name.replace("\\", "/").split("/")
+        if name.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
+            zf.close()
+            raise UnsafeCheckpointError(f"zip member name {name!r} escapes the archive", path=path,
+                                        hint="a crafted archive; do not extract it")
+        if info.file_size > MAX_MEMBER_BYTES:
+            zf.close()
+            raise UnsafeCheckpointError(
+                f"zip member {name!r} declares {info.file_size} bytes uncompressed", path=path,
+                hint=f"more than the {MAX_MEMBER_BYTES} byte limit: a zip bomb or a damaged directory")
+        if info.file_size > RATIO_FLOOR and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+            zf.close()
+            raise UnsafeCheckpointError(
+                f"zip member {name!r} expands {info.compress_size} -> {info.file_size} bytes", path=path,
+                hint="an absurd compression ratio (zip bomb); refusing to decompress it")
+    return zf
+
+
+def read_member(zf: zipfile.ZipFile, name: str, path: Path, limit: int = MAX_MEMBER_BYTES) -> bytes:
+    """Read one member fully into memory, never more than it declared."""
+    try:
+        info = zf.getinfo(name)
+        if info.file_size > limit:
+            raise UnsafeCheckpointError(f"zip member {name!r} is {info.file_size} bytes (limit {limit})",
+                                        path=path, hint="refusing to load it into memory")
+        with zf.open(info) as fh:
+            data = fh.read(info.file_size + 1)
+    except CorruptCheckpointError:
+        raise
+    except UnsafeCheckpointError:
+        raise
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError, NotImplementedError,
+            RuntimeError) as exc:
+        raise CorruptCheckpointError(f"cannot read zip member {name!r}: {exc}", path=path, hint=_HINT) from exc
+    if len(data) != info.file_size:
+        raise CorruptCheckpointError(f"zip member {name!r} has {len(data)} bytes, directory says "
+                                     f"{info.file_size}", path=path, hint=_HINT)
+    return data
+
+
+def read_json_member(zf: zipfile.ZipFile, name: str, path: Path) -> Any:
+    """Parse a JSON member (``config.json``, ``metadata.json``) as plain data."""
+    raw = read_member(zf, name, path, MAX_JSON_BYTES)
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise CorruptCheckpointError(f"{name} is not valid JSON: {exc}", path=path, hint=_HINT) from exc
+
+
+def open_h5_bytes(data: bytes, path: Path, what: str = "model.weights.h5") -> Any:
+    """Open HDF5 bytes held in memory."""
+    import h5py
+
+    if not data.startswith(HDF5_SIGNATURE):
+        raise CorruptCheckpointError(f"{what} is not an HDF5 file", path=path, hint=_HINT)
+    try:
+        return h5py.File(io.BytesIO(data), "r")
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise CorruptCheckpointError(f"cannot open {what}: {exc}", path=path, hint=_HINT) from exc
+
+
+def open_h5_path(path: Path) -> Any:
+    """Open an HDF5 file on disk read-only."""
+    import h5py
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise CorruptCheckpointError(f"cannot read the file: {exc}", path=path, hint=_HINT) from exc
+    if head != HDF5_SIGNATURE:
+        raise UnsupportedFormatError("not a zip archive nor an HDF5 file", path=path,
+                                     hint="expected a Keras .keras archive or a .weights.h5 file")
+    try:
+        return h5py.File(path, "r")
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise CorruptCheckpointError(f"cannot open the HDF5 file: {exc}", path=path, hint=_HINT) from exc
+
+
+def safe_dataset(group: Any, key: str, path: Path, where: str) -> np.ndarray:
+    """Read ``group[key]`` after refusing links, external/virtual storage and shape bombs."""
+    import h5py
+
+    try:
+        link = group.get(key, getlink=True)
+        if isinstance(link, (h5py.SoftLink, h5py.ExternalLink)):
+            raise UnsafeCheckpointError(f"{where} is a {type(link).__name__}", path=path,
+                                        hint="links can point outside the file; refusing it")
+        ds = group[key]
+        if not isinstance(ds, h5py.Dataset):
+            raise CorruptCheckpointError(f"{where} is not a dataset", path=path, hint=_HINT)
+        if ds.external or ds.is_virtual:
+            raise UnsafeCheckpointError(f"{where} stores its data outside the file", path=path,
+                                        hint="external/virtual datasets are refused")
+        if ds.dtype.kind not in "biuf":
+            raise CorruptCheckpointError(f"{where} has non-numeric dtype {ds.dtype}", path=path, hint=_HINT)
+        declared = math.prod(ds.shape or ()) * ds.dtype.itemsize
+        stored = ds.id.get_storage_size()
+        if declared > MAX_MEMBER_BYTES or (declared > RATIO_FLOOR and declared > 1000 * max(stored, 1)):
+            raise CorruptCheckpointError(
+                f"{where} declares shape {ds.shape} ({declared} bytes) but stores {stored}", path=path,
+                hint="an absurd dataset shape (damaged file or decompression bomb)")
+        return np.asarray(ds[()])
+    except (UnsafeCheckpointError, CorruptCheckpointError):
+        raise
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
+        raise CorruptCheckpointError(f"cannot read {where}: {exc}", path=path, hint=_HINT) from exc
+
+
+def group_vars(h5: Any, group_path: str, path: Path) -> list[np.ndarray] | None:
+    """The datasets ``<group_path>/0``, ``/1``, ... in index order; ``None`` if the group is absent."""
+    import h5py
+
+    try:
+        if group_path not in h5:
+            return None
+        group = h5[group_path]
+        if not isinstance(group, h5py.Group):
+            raise CorruptCheckpointError(f"{group_path} is not a group", path=path, hint=_HINT)
+        keys = list(group.keys())
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise CorruptCheckpointError(f"cannot list {group_path}: {exc}", path=path, hint=_HINT) from exc
+    if sorted(keys, key=lambda k: int(k) if k.isdigit() else -1) != [str(i) for i in range(len(keys))]:
+        raise CorruptCheckpointError(f"{group_path} holds {sorted(keys)}, expected 0..{len(keys) - 1}",
+                                     path=path, hint=_HINT)
+    return [safe_dataset(group, str(i), path, f"{group_path}/{i}") for i in range(len(keys))]

@@ -1,0 +1,245 @@
+"""Where each layer's variables live in a Keras v3 weights file, and what they are called.
+
+Keras (tf.keras 2.12+ and Keras 3) stores variables by position: a layer's variables go to
+``layers/<snake_case class name>[_<n>]/vars/<i>`` (nested models add
+``layers/<class>/layers/...``, RNN cells ``.../cell/vars``, wrappers ``.../layer/vars``,
+``.../forward_layer/...``). The group name comes from the *class*, deduplicated per
+container, never from the layer name. This module walks a model config the way the saving
+code walks the model and names each index from a small per-class table.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["VarSpec", "LayerSlot", "snake_case", "walk_model_config", "var_specs",
+           "infer_specs_from_shapes", "MODEL_CLASSES"]
+
+log = logging.getLogger(__name__)
+
+MODEL_CLASSES = frozenset({"Functional", "Sequential", "Model"})
+
+
+@dataclass(frozen=True)
+class VarSpec:
+    """One expected variable: short name, trainable flag and expected rank (None = any)."""
+
+    name: str
+    trainable: bool = True
+    ndim: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class LayerSlot:
+    """A group of variables in the file: h5 group path, canonical prefix and layer class."""
+
+    h5_path: str            # e.g. "layers/dense_1" (the variables are at h5_path + "/vars")
+    prefix: str             # canonical prefix, e.g. "outer/d1"
+    class_name: str
+    config: Mapping[str, Any]
+    trainable: bool
+
+
+def snake_case(name: str) -> str:
+    """Class name -> the group name Keras derives from it (``BatchNormalization`` -> ``batch_normalization``)."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _bias(cfg: Mapping[str, Any], key: str = "use_bias") -> list[VarSpec]:
+    return [VarSpec("bias", True, (1,))] if cfg.get(key, True) else []
+
+
+def _dense(cfg: Mapping[str, Any]) -> list[VarSpec]:
+    return [VarSpec("kernel", True, (2,)), *_bias(cfg)]
+
+
+def _conv(cfg: Mapping[str, Any]) -> list[VarSpec]:
+    return [VarSpec("kernel", True, (3, 4, 5)), *_bias(cfg)]
+
+
+def _depthwise(cfg: Mapping[str, Any]) -> list[VarSpec]:
+    return [VarSpec("depthwise_kernel", True, (3, 4, 5)), *_bias(cfg)]
+
+
+def _separable(cfg: Mapping[str, Any]) -> list[VarSpec]:
+    return [VarSpec("depthwise_kernel", True, (3, 4, 5)),
+            VarSpec("pointwise_kernel", True, (3, 4, 5)), *_bias(cfg)]
+
+
+def _batchnorm(cfg: Mapping[str, Any]) -> list[VarSpec]:
+    out = []
+    if cfg.get("scale", True):
+        out.append(VarSpec("gamma", True, (1,)))
+    if cfg.get("center", True):
+        out.append(VarSpec("beta", True, (1,)))
+    return out + [VarSpec("moving_mean", False, (1,)), VarSpec("moving_variance", False, (1,))]
+
+
+def _layernorm(cfg: Mapping[str, Any]) -> list[VarSpec]:
+    out = []
+    if cfg.get("scale", True):
+        out.append(VarSpec("gamma", True, None))
+    if cfg.get("center", True):
+        out.append(VarSpec("beta", True, None))
+    return out
+
+
+def _rnn_cell(cfg: Mapping[str, Any]) -> list[VarSpec]:
+    bias = [VarSpec("bias", True, (1, 2))] if cfg.get("use_bias", True) else []
+    return [VarSpec("kernel", True, (2,)), VarSpec("recurrent_kernel", True, (2,)), *bias]
+
+
+def _einsum(cfg: Mapping[str, Any]) -> list[VarSpec]:
+    return [VarSpec("kernel", True, None), *([VarSpec("bias", True, None)] if cfg.get("bias_axes") else [])]
+
+
+#: layer class -> variables it creates, in creation order, from its config.
+LAYER_VARS: dict[str, Callable[[Mapping[str, Any]], list[VarSpec]]] = {
+    "Dense": _dense,
+    "EinsumDense": _einsum,
+    **{c: _conv for c in ("Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
+                          "Conv3DTranspose", "Convolution1D", "Convolution2D", "Convolution3D")},
+    "DepthwiseConv1D": _depthwise, "DepthwiseConv2D": _depthwise,
+    "SeparableConv1D": _separable, "SeparableConv2D": _separable,
+    "BatchNormalization": _batchnorm,
+    "LayerNormalization": _layernorm, "GroupNormalization": _layernorm,
+    "Embedding": lambda cfg: [VarSpec("embeddings", True, (2,))],
+    "PReLU": lambda cfg: [VarSpec("alpha", True, None)],
+    "LSTMCell": _rnn_cell, "GRUCell": _rnn_cell, "SimpleRNNCell": _rnn_cell,
+}
+
+#: layers that own no variables
+NO_VARS = frozenset({
+    "InputLayer", "Dropout", "Flatten", "Activation", "ReLU", "LeakyReLU", "Softmax", "ELU",
+    "Reshape", "Permute", "RepeatVector", "Lambda", "MaxPooling1D", "MaxPooling2D",
+    "MaxPooling3D", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
+    "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D",
+    "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D", "Add", "Subtract",
+    "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot", "UpSampling1D",
+    "UpSampling2D", "UpSampling3D", "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D",
+    "Cropping1D", "Cropping2D", "Cropping3D", "SpatialDropout1D", "SpatialDropout2D",
+    "SpatialDropout3D", "GaussianNoise", "GaussianDropout", "AlphaDropout", "Masking",
+    "Rescaling", "Resizing", "CenterCrop", "RandomFlip", "RandomRotation", "RandomZoom",
+    "RandomContrast", "RandomTranslation", "RandomCrop", "ActivityRegularization",
+    "TFOpLambda", "SlicingOpLambda", "Identity",
+})
+
+_RNN_CELLS = {"LSTM": "LSTMCell", "GRU": "GRUCell", "SimpleRNN": "SimpleRNNCell"}
+
+
+def var_specs(class_name: str, config: Mapping[str, Any]) -> list[VarSpec] | None:
+    """Expected variables of one layer class, or ``None`` when the class is not in the table."""
+    if class_name in NO_VARS:
+        return []
+    fn = LAYER_VARS.get(class_name)
+    return None if fn is None else fn(config)
+
+
+def _layer_entries(model_cfg: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    layers = (model_cfg.get("config") or {}).get("layers")
+    entries = [e for e in layers if isinstance(e, Mapping)] if isinstance(layers, list) else []
+    if model_cfg.get("class_name") == "Sequential" and entries and entries[0].get("class_name") == "InputLayer":
+        entries = entries[1:]  # Sequential.layers omits the auto-generated InputLayer
+    return entries
+
+
+def _has_weights(entry: Mapping[str, Any]) -> bool:
+    cls = str(entry.get("class_name", ""))
+    cfg = entry.get("config") if isinstance(entry.get("config"), Mapping) else {}
+    if cls in MODEL_CLASSES or isinstance(cfg.get("layers"), list):
+        return any(_has_weights(e) for e in _layer_entries(entry))
+    specs = var_specs(cls, cfg)
+    return specs is None or bool(specs)
+
+
+def _walk(entry: Mapping[str, Any], h5_path: str, prefix: list[str], trainable: bool,
+          out: list[LayerSlot], depth: int, legacy: bool = False) -> None:
+    if depth > 32:
+        raise ValueError("model config nested deeper than 32 levels")
+    cls = str(entry.get("class_name", ""))
+    cfg = entry.get("config") or {}
+    if not isinstance(cfg, Mapping):
+        cfg = {}
+    name = str(cfg.get("name") or entry.get("name") or snake_case(cls))
+    trainable = trainable and bool(cfg.get("trainable", True))
+    if cls in MODEL_CLASSES or isinstance(cfg.get("layers"), list):
+        _walk_container(_layer_entries(entry), h5_path + ("/_layer_checkpoint_dependencies" if legacy else "/layers"),
+                        [*prefix, name], trainable, out, depth + 1, legacy)
+        return
+    if cls in _RNN_CELLS or (cls == "RNN" and isinstance(cfg.get("cell"), Mapping)):
+        cell = cfg.get("cell") if cls == "RNN" else None
+        cell_cls = str(cell.get("class_name")) if isinstance(cell, Mapping) else _RNN_CELLS[cls]
+        cell_cfg = (cell.get("config") or {}) if isinstance(cell, Mapping) else cfg
+        out.append(LayerSlot(h5_path + "/cell", "/".join([*prefix, name]), cell_cls, cell_cfg, trainable))
+        return
+    if cls == "Bidirectional" and isinstance(cfg.get("layer"), Mapping):
+        inner = cfg["layer"]
+        inner_name = str((inner.get("config") or {}).get("name", "rnn"))
+        back = cfg.get("backward_layer") if isinstance(cfg.get("backward_layer"), Mapping) else inner
+        back_name = str((back.get("config") or {}).get("name", inner_name))
+        for attr, sub, sub_name in (("forward_layer", inner, "forward_" + inner_name),
+                                    ("backward_layer", back, "backward_" + back_name)):
+            if back is not inner and attr == "backward_layer":
+                sub_name = back_name
+            _walk({**sub, "config": {**(sub.get("config") or {}), "name": sub_name}},
+                  f"{h5_path}/{attr}", [*prefix, name], trainable, out, depth + 1)
+        return
+    if cls == "TimeDistributed" and isinstance(cfg.get("layer"), Mapping):
+        inner = cfg["layer"]
+        inner_cfg = {**(inner.get("config") or {}), "name": name}
+        _walk({**inner, "config": inner_cfg}, h5_path + "/layer", prefix, trainable, out, depth + 1)
+        return
+    out.append(LayerSlot(h5_path, "/".join([*prefix, name]), cls, cfg, trainable))
+
+
+def _walk_container(entries: list[Mapping[str, Any]], base: str, prefix: list[str], trainable: bool,
+                    out: list[LayerSlot], depth: int, legacy: bool = False) -> None:
+    used: dict[str, int] = {}
+    for entry in entries:
+        cls = snake_case(str(entry.get("class_name", "")))
+        group = cls
+        if cls in used:
+            used[cls] += 1
+            group = f"{cls}_{used[cls]}"
+        else:
+            used[cls] = 0
+        if legacy and _has_weights(entry):
+            # tf.keras 2.12/2.13 list a weighted layer twice ("layer_with_weights-k" and
+            # "layer-n"); the second visit is skipped but still consumes a name.
+            used[cls] += 1
+        _walk(entry, f"{base}/{group}", prefix, trainable, out, depth, legacy)
+
+
+def walk_model_config(model_cfg: Mapping[str, Any], legacy: bool = False) -> list[LayerSlot]:
+    """All variable groups of a model config (``{"class_name", "config"}``), in save order.
+
+    ``legacy``: the tf.keras 2.12/2.13 layout rooted at ``_layer_checkpoint_dependencies``.
+    """
+    out: list[LayerSlot] = []
+    root = "_layer_checkpoint_dependencies" if legacy else "layers"
+    _walk_container(_layer_entries(model_cfg), root, [],
+                    bool((model_cfg.get("config") or {}).get("trainable", True)), out, 0, legacy)
+    return out
+
+
+def infer_specs_from_shapes(group_name: str, shapes: list[tuple[int, ...]]) -> list[VarSpec] | None:
+    """Names for a bare ``.weights.h5`` group (no config) where the shapes leave no doubt."""
+    cls_guess = re.sub(r"_\d+$", "", group_name)
+    ranks = [len(s) for s in shapes]
+    if cls_guess == "dense" and ranks in ([2, 1], [2]):
+        return _dense({"use_bias": len(ranks) == 2})
+    if cls_guess == "batch_normalization" and ranks == [1, 1, 1, 1]:
+        return _batchnorm({})
+    if cls_guess == "embedding" and ranks == [2]:
+        return [VarSpec("embeddings", True, (2,))]
+    if cls_guess in ("lstm_cell", "gru_cell", "simple_rnn_cell") and ranks in ([2, 2, 1], [2, 2, 2], [2, 2]):
+        return _rnn_cell({"use_bias": len(ranks) == 3})
+    if cls_guess.startswith("conv") and len(ranks) == 2 and ranks[0] >= 3 and ranks[1] == 1:
+        return _conv({})
+    return None

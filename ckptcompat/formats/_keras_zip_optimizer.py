@@ -1,0 +1,85 @@
+"""Positional layout of ``optimizer/vars/<i>`` in Keras v3 weight files, per generation.
+
+tf.keras 2.11-2.15 / tf-keras ("new" optimizers): ``iteration``, [EMA ``average`` per var],
+then the slots. Keras 3.0-3.15: ``iteration``, ``learning_rate`` (unless a schedule), [EMA
+``average`` per var], [``gradient_accumulator`` per var], then the slots. Slot groups are
+created per ``build`` call: names created in one loop are interleaved per variable
+(Adam ``m, v, m, v, ...``); separate loops follow each other (``vhat`` after all of them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ckptcompat.names.variables import canonical_optimizer_class
+
+__all__ = ["slot_groups", "optimizer_layout"]
+
+
+def _flag(cfg: Mapping[str, Any], key: str, default: Any = False) -> Any:
+    value = cfg.get(key, default)
+    return default if value is None else value
+
+
+def slot_groups(class_name: str, cfg: Mapping[str, Any], generation: str) -> list[tuple[str, ...]] | None:
+    """Canonical slot names per build loop, e.g. Adam amsgrad -> ``[("m", "v"), ("vhat",)]``.
+
+    ``generation`` is ``"keras2"`` (tf.keras new optimizers) or ``"keras3"``; ``None`` when
+    the class is unknown.
+    """
+    cls = canonical_optimizer_class(class_name)
+    if cls in ("Adam", "AdamW"):
+        return [("m", "v")] + ([("vhat",)] if _flag(cfg, "amsgrad") else [])
+    if cls in ("Adamax", "Nadam"):
+        return [("m", "v")]
+    if cls == "SGD":
+        if generation == "keras2":
+            return [("momentum",)]  # tf.keras 2.11+ SGD always creates it
+        return [("momentum",)] if float(_flag(cfg, "momentum", 0.0)) != 0.0 else []
+    if cls == "RMSprop":
+        groups: list[tuple[str, ...]] = [("rms",)]
+        if float(_flag(cfg, "momentum", 0.0)) > 0:
+            groups.append(("momentum",))
+        if _flag(cfg, "centered"):
+            groups.append(("mg",))
+        return groups
+    if cls == "Adagrad":
+        return [("accumulator",)]
+    if cls == "Adadelta":
+        return [("accum_grad", "accum_var")]
+    if cls == "Ftrl":
+        return [("accumulator", "linear")]
+    if cls == "Lion":
+        return [("momentum",)]
+    return None
+
+
+def optimizer_layout(class_name: str, cfg: Mapping[str, Any], generation: str,
+                     trainable: list[tuple[str, tuple[int, ...]]],
+                     nadam_u_first: bool = False) -> list[tuple[str, str | None, str]] | None:
+    """The expected ``optimizer/vars`` list as ``(kind, variable, slot)`` tuples.
+
+    ``kind`` is ``iterations``, ``learning_rate``, ``average``, ``gradient_accumulator``,
+    ``u_product`` or ``slot``; ``trainable`` lists the model's trainable variables
+    (canonical name, shape) in ``model.trainable_variables`` order.
+    """
+    groups = slot_groups(class_name, cfg, generation)
+    if groups is None:
+        return None
+    out: list[tuple[str, str | None, str]] = [("iterations", None, "")]
+    if generation == "keras3" and not isinstance(cfg.get("learning_rate"), Mapping):
+        out.append(("learning_rate", None, ""))
+    if _flag(cfg, "use_ema"):
+        out += [("average", name, "") for name, _ in trainable]
+    if generation == "keras3" and _flag(cfg, "gradient_accumulation_steps", None):
+        out += [("gradient_accumulator", name, "") for name, _ in trainable]
+    nadam = generation == "keras3" and canonical_optimizer_class(class_name) == "Nadam"
+    if nadam and nadam_u_first:  # Keras 3.0 creates u_product before the slots, later releases after
+        out.append(("u_product", None, ""))
+    for group in groups:
+        for name, _ in trainable:
+            out += [("slot", name, slot) for slot in group]
+    if nadam and not nadam_u_first:
+        out.append(("u_product", None, ""))
+    return out

@@ -1,0 +1,196 @@
+"""Name the positional variables of a Keras v3 weights file: layers and optimizer."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ckptcompat.errors import CorruptCheckpointError, IncompatibleStateError
+from ckptcompat.formats._keras_zip_io import group_vars
+from ckptcompat.formats._keras_zip_layout import VarSpec, infer_specs_from_shapes, var_specs, walk_model_config
+from ckptcompat.formats._keras_zip_optimizer import optimizer_layout
+from ckptcompat.names.variables import canonical_optimizer_class
+
+__all__ = ["read_weights", "read_optimizer", "all_var_groups"]
+
+log = logging.getLogger(__name__)
+
+
+def all_var_groups(h5: Any) -> list[str]:
+    """Every ``.../vars`` group under ``layers`` (or 2.12's ``_layer_checkpoint_dependencies``)."""
+    import h5py
+
+    found: list[str] = []
+
+    def visit(name: str, obj: Any) -> None:
+        if (isinstance(obj, h5py.Group) and name.rsplit("/", 1)[-1] == "vars" and len(obj)
+                and name.split("/")[0] not in ("optimizer", "metrics")):
+            found.append(name)
+    h5.visititems(visit)
+    return found
+
+
+def _shapes_ok(specs: list[VarSpec], arrays: list[np.ndarray]) -> bool:
+    if len(specs) != len(arrays):
+        return False
+    return all(s.ndim is None or a.ndim in s.ndim for s, a in zip(specs, arrays))
+
+
+def _resolve(h5: Any, h5_path: str) -> str:
+    return h5_path + "/vars"
+
+
+def read_weights(h5: Any, model_cfg: Mapping[str, Any] | None,
+                 path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Weights by canonical name (model order) and the names of the trainable ones."""
+    weights: dict[str, np.ndarray] = {}
+    trainable: list[str] = []
+    used: set[str] = set()
+
+    def add(name: str, array: np.ndarray, is_trainable: bool) -> None:
+        if name in weights:
+            raise CorruptCheckpointError(f"two variables map to {name!r}", path=path,
+                                         hint="the config does not match the weights")
+        weights[name] = array
+        if is_trainable:
+            trainable.append(name)
+
+    if model_cfg is not None:
+        try:
+            slots = walk_model_config(model_cfg, legacy="_layer_checkpoint_dependencies" in h5)
+        except ValueError as exc:
+            raise CorruptCheckpointError(f"unusable model config: {exc}", path=path) from exc
+        for slot in slots:
+            group = _resolve(h5, slot.h5_path)
+            arrays = group_vars(h5, group, path)
+            if arrays is None:
+                continue
+            used.add(group)
+            specs = var_specs(slot.class_name, slot.config)
+            if specs is None or not _shapes_ok(specs, arrays):
+                if specs is not None:
+                    log.warning("%s: layer %s (%s) has %d variables of ranks %s, expected %s; "
+                                "naming them var_<i>", path, slot.prefix, slot.class_name, len(arrays),
+                                [a.ndim for a in arrays], [s.name for s in specs])
+                else:
+                    log.warning("%s: unknown layer class %s (%s); naming its variables var_<i>",
+                                path, slot.class_name, slot.prefix)
+                specs = [VarSpec(f"var_{i}") for i in range(len(arrays))]
+            for spec, array in zip(specs, arrays):
+                add(f"{slot.prefix}/{spec.name}", array, slot.trainable and spec.trainable)
+    for group in all_var_groups(h5):
+        if group in used:
+            continue
+        arrays = group_vars(h5, group, path) or []
+        norm = group.replace("\\", "/")  # Windows-written files use backslashes inside names
+        parts = [x for x in norm.split("/")[:-1] if x not in ("layers", "cell", "_layer_checkpoint_dependencies")]
+        label = h5[group].attrs.get("name")
+        if isinstance(label, bytes):
+            label = label.decode("utf-8", "replace")
+        if isinstance(label, str) and parts and model_cfg is None:
+            parts[-1] = label
+        prefix = "/".join(parts) or "model"
+        comps = norm.split("/")[:-1] or ["model"]
+        cls_name = comps[-2] + "_cell" if comps[-1] == "cell" and len(comps) > 1 else comps[-1]
+        specs = infer_specs_from_shapes(cls_name, [a.shape for a in arrays])
+        if model_cfg is not None or specs is None:
+            if model_cfg is not None:
+                log.warning("%s: variables at %s not described by the config; naming them var_<i>",
+                            path, group)
+            specs = [VarSpec(f"var_{i}") for i in range(len(arrays))]
+        for spec, array in zip(specs, arrays):
+            add(f"{prefix}/{spec.name}", array, spec.trainable)
+    return weights, trainable
+
+
+def read_optimizer(h5: Any, opt_cfg: Mapping[str, Any] | None, generation: str,
+                   trainable: list[tuple[str, tuple[int, ...]]], path: Path,
+                   hyper_fn: Callable[[Mapping[str, Any]], dict[str, Any]], ordered: bool = False) -> Any:
+    """The optimizer state from ``optimizer/vars`` plus the compile config, or ``None``."""
+    from ckptcompat.state import OptimizerState
+
+    arrays = group_vars(h5, "optimizer/vars", path)
+    class_name = None
+    cfg: Mapping[str, Any] = {}
+    if opt_cfg is not None:
+        class_name = str(opt_cfg.get("class_name") or "")
+        cfg = opt_cfg.get("config") if isinstance(opt_cfg.get("config"), Mapping) else {}
+    elif arrays is not None:
+        label = h5["optimizer/vars"].attrs.get("name")
+        class_name = label.decode() if isinstance(label, bytes) else label
+    if not class_name and arrays is None:
+        return None
+    canon = canonical_optimizer_class(class_name) if class_name else "Unknown"
+    hyper = hyper_fn(cfg)
+    if not arrays:
+        return OptimizerState(canon, hyper, None, {}, dict(opt_cfg) if opt_cfg else None, {})
+    stored_cfg = dict(opt_cfg) if opt_cfg else None  # what the file recorded (None when guessed)
+    if opt_cfg is None and ordered and class_name:
+        # class known (group attribute) but no config: try the few flag combinations; the
+        # variable count and shapes single one out
+        layouts = [optimizer_layout(canon, c, generation, trainable, first)
+                   for c in _GUESS_CONFIGS for first in (False, True)]
+        layouts = [x for x in layouts if x is not None and not _check(tuple(x), arrays, dict(trainable))]
+        if layouts:
+            opt_cfg = {"class_name": class_name, "config": {}}
+    else:
+        layouts = [optimizer_layout(canon, cfg, generation, trainable, first) for first in (False, True)]
+    if not layouts or layouts[0] is None or opt_cfg is None:
+        # without the model config the trainable-variable order (and so the slot order) is unknown
+        log.warning("%s: %s; keeping the %d optimizer variables as extra['vars/<i>']", path,
+                    "no optimizer config to order the slots" if opt_cfg is None
+                    else f"optimizer class {class_name} has no known variable layout", len(arrays))
+        iterations = int(arrays[0]) if arrays[0].shape == () and arrays[0].dtype.kind in "iu" else None
+        if generation == "keras3" and len(arrays) > 1 and arrays[1].shape == () and arrays[1].dtype.kind == "f":
+            hyper["learning_rate"] = float(arrays[1])
+        return OptimizerState(canon, hyper, iterations, {}, dict(opt_cfg) if opt_cfg else None,
+                              {f"vars/{i}": a for i, a in enumerate(arrays)})
+    shapes = dict(trainable)
+    problems: list[str] = []
+    for layout in dict.fromkeys(tuple(x) for x in layouts if x is not None):
+        problems = _check(layout, arrays, shapes)
+        if not problems:
+            break
+    if problems:
+        raise IncompatibleStateError(
+            f"optimizer/vars does not match the {generation} {canon} layout for "
+            f"{len(trainable)} trainable variables", problems, path=path,
+            hint="the config does not describe the model that wrote these optimizer variables")
+    slots: dict[str, dict[str, np.ndarray]] = {}
+    extra: dict[str, np.ndarray] = {}
+    iterations = None
+    for (kind, var, slot), array in zip(layout, arrays):
+        if kind == "iterations":
+            iterations = int(array)
+        elif kind == "learning_rate":
+            hyper["learning_rate"] = float(array)
+            extra["learning_rate"] = array
+        elif kind == "slot":
+            slots.setdefault(str(var), {})[slot] = array
+        else:
+            extra[f"{kind}/{var}" if var else kind] = array
+    return OptimizerState(canon, hyper, iterations, slots, stored_cfg, extra)
+
+
+_GUESS_CONFIGS: tuple[dict[str, Any], ...] = (
+    {}, {"momentum": 0.9}, {"amsgrad": True}, {"centered": True}, {"momentum": 0.9, "centered": True})
+
+
+def _check(layout: tuple[tuple[str, str | None, str], ...], arrays: list[np.ndarray],
+           shapes: Mapping[str, tuple[int, ...]]) -> list[str]:
+    problems = []
+    if len(layout) != len(arrays):
+        problems.append(f"expected {len(layout)} optimizer variables, the file has {len(arrays)}")
+    for i, ((kind, var, slot), array) in enumerate(zip(layout, arrays)):
+        if kind == "iterations" and (array.shape != () or array.dtype.kind not in "iu"):
+            problems.append(f"vars/{i}: expected the integer iteration count, got {array.dtype}{array.shape}")
+        elif kind in ("learning_rate", "u_product") and array.shape != ():
+            problems.append(f"vars/{i}: expected scalar {kind}, got shape {array.shape}")
+        elif var is not None and tuple(array.shape) != tuple(shapes[var]):
+            problems.append(f"vars/{i}: {kind} {slot} of {var} should have shape {tuple(shapes[var])}, "
+                            f"got {tuple(array.shape)}")
+    return problems

@@ -1,0 +1,228 @@
+"""Write a TrainingState as a Keras 3 ``.keras`` archive or ``.weights.h5`` file, atomically."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import io
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ckptcompat.errors import IncompatibleStateError, UnsupportedFormatError
+from ckptcompat.formats._keras_zip_layout import var_specs, walk_model_config
+from ckptcompat.formats._keras_zip_optimizer import optimizer_layout
+from ckptcompat.names.config_upgrade import for_keras3_release, upgrade_model_config, upgrade_optimizer_config
+from ckptcompat.state import TrainingState
+
+__all__ = ["write_state", "DEFAULT_KERAS_VERSION"]
+
+DEFAULT_KERAS_VERSION = "3.15.1"
+
+
+def _target_version(option: str | None) -> str:
+    if option:
+        return option
+    try:
+        version = importlib.metadata.version("keras")
+        if version.startswith("3."):
+            return version
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    return DEFAULT_KERAS_VERSION
+
+
+def _layer_arrays(state: TrainingState, model_cfg: Mapping[str, Any], path: Path
+                  ) -> tuple[list[tuple[str, list[np.ndarray]]], list[tuple[str, tuple[int, ...]]]]:
+    groups: list[tuple[str, list[np.ndarray]]] = []
+    trainable: list[tuple[str, tuple[int, ...]]] = []
+    problems: list[str] = []
+    used: set[str] = set()
+    for slot in walk_model_config(model_cfg):
+        specs = var_specs(slot.class_name, slot.config)
+        if specs is None:
+            names = [n for n in state.weights if n.startswith(slot.prefix + "/")
+                     and "/" not in n[len(slot.prefix) + 1:]]
+            pairs = [(n, True) for n in names]
+        else:
+            pairs = [(f"{slot.prefix}/{s.name}", s.trainable) for s in specs]
+        arrays = []
+        for name, is_trainable in pairs:
+            if name not in state.weights:
+                problems.append(f"missing weight {name} ({slot.class_name})")
+                continue
+            arrays.append(np.asarray(state.weights[name]))
+            used.add(name)
+            if is_trainable and slot.trainable:
+                trainable.append((name, tuple(arrays[-1].shape)))
+        if arrays:
+            groups.append((slot.h5_path + "/vars", arrays))
+    problems += [f"unexpected weight {n} (not in the model config)" for n in state.weights if n not in used]
+    if problems:
+        raise IncompatibleStateError("the weights do not fit the model config", problems, path=path,
+                                     hint="the state's model_config must describe its weights")
+    return groups, trainable
+
+
+def _optimizer_arrays(state: TrainingState, opt_cfg: Mapping[str, Any],
+                      trainable: list[tuple[str, tuple[int, ...]]], path: Path) -> list[np.ndarray]:
+    opt = state.optimizer
+    assert opt is not None
+    cfg = opt_cfg["config"]
+    layout = optimizer_layout(opt.class_name, cfg, "keras3", trainable)
+    if layout is None:
+        raise UnsupportedFormatError(f"no Keras 3 variable layout known for optimizer {opt.class_name}",
+                                     path=path, hint="write weights only (drop the optimizer state)")
+    fresh = not opt.slots and not opt.iterations
+    out: list[np.ndarray] = []
+    problems: list[str] = []
+    for kind, var, slot in layout:
+        if kind == "iterations":
+            out.append(np.asarray(int(opt.iterations or 0), dtype=np.int64))
+        elif kind == "learning_rate":
+            out.append(np.asarray(cfg.get("learning_rate", 0.001), dtype=np.float32))
+        elif kind == "slot":
+            value = (opt.slots.get(str(var)) or {}).get(slot)
+            shape = dict(trainable)[str(var)]
+            if value is None and fresh:
+                value = np.zeros(shape, dtype=state.weights[str(var)].dtype)
+            if value is None:
+                problems.append(f"missing slot {slot} of {var}")
+                continue
+            if tuple(np.shape(value)) != shape:
+                problems.append(f"slot {slot} of {var} has shape {np.shape(value)}, variable {shape}")
+            out.append(np.asarray(value))
+        else:
+            key = f"{kind}/{var}" if var else kind
+            if key not in opt.extra:
+                problems.append(f"missing optimizer variable {key}")
+                continue
+            out.append(np.asarray(opt.extra[key]))
+    if problems:
+        raise IncompatibleStateError(f"the {opt.class_name} state does not fit the model", problems,
+                                     path=path, hint="the slots must match the trainable variables")
+    return out
+
+
+def _h5_bytes(groups: list[tuple[str, list[np.ndarray]]], opt_arrays: list[np.ndarray] | None) -> bytes:
+    import h5py
+
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as h5:
+        h5.create_group("vars")  # Keras 3.0 opens the model's own (empty) group unconditionally
+        for group, arrays in groups:
+            g = h5.require_group(group)
+            for i, array in enumerate(arrays):
+                g.create_dataset(str(i), data=array)
+        if opt_arrays is not None:
+            g = h5.require_group("optimizer/vars")
+            for i, array in enumerate(opt_arrays):
+                g.create_dataset(str(i), data=array)
+    return buf.getvalue()
+
+
+def _compile_config(state: TrainingState, opt_cfg: Mapping[str, Any] | None) -> dict[str, Any]:
+    tc = dict(state.training_config or {})
+    loss = tc.get("loss")
+    metrics = tc.get("metrics")
+    if not (metrics is None or (isinstance(metrics, list) and all(isinstance(m, str) for m in metrics))):
+        metrics = list(state.metric_names) or None
+    return {"optimizer": opt_cfg, "loss": loss if isinstance(loss, (str, Mapping)) else None,
+            "loss_weights": None, "metrics": metrics, "weighted_metrics": None, "run_eagerly": False,
+            "steps_per_execution": 1, "jit_compile": False}
+
+
+def _optimizer_config(state: TrainingState) -> dict[str, Any]:
+    opt = state.optimizer
+    assert opt is not None
+    raw = opt.config if opt.config else {"class_name": opt.class_name, "config": {}}
+    out = upgrade_optimizer_config(raw)
+    cfg = out["config"]
+    for key, value in opt.hyperparameters.items():
+        if key not in ("name", "is_legacy_optimizer", "jit_compile", "decay", "lr"):
+            cfg[key] = value
+    out["class_name"] = opt.class_name
+    if opt.class_name == "SGD" and any("momentum" in per for per in opt.slots.values()) \
+            and not cfg.get("momentum"):
+        raise IncompatibleStateError(
+            "SGD momentum slots without a momentum value", ["hyperparameter momentum is unknown"],
+            hint="the source file does not record the optimizer config; set "
+                 "state.optimizer.hyperparameters['momentum'] before writing")
+    return out
+
+
+def write_state(path: Path, state: TrainingState, *, verify: Callable[[Path], TrainingState],
+                keras_version: str | None = None, include_optimizer: bool = True) -> None:
+    """Build the file in memory, write it to a temp file beside ``path``, verify, rename."""
+    if state.model_config is None:
+        raise UnsupportedFormatError("the state carries no model config", path=path,
+                                     hint="Keras 3 files are laid out from the model config; read the "
+                                          "source with its config or use another format")
+    version = _target_version(keras_version)
+    model_cfg = for_keras3_release(upgrade_model_config(state.model_config), version)
+    groups, trainable = _layer_arrays(state, model_cfg, path)
+    opt_cfg = _optimizer_config(state) if (include_optimizer and state.optimizer) else None
+    opt_arrays = _optimizer_arrays(state, opt_cfg, trainable, path) if opt_cfg else None
+    weights_h5 = _h5_bytes(groups, opt_arrays)
+    if str(path).endswith(".weights.h5"):
+        payload = weights_h5
+    else:
+        config = dict(model_cfg)
+        config["compile_config"] = _compile_config(state, opt_cfg) if opt_cfg else None
+        from ckptcompat import __version__
+
+        meta = {"keras_version": version,
+                "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
+                "ckptcompat_version": __version__,
+                "source_producer": {"framework": state.producer.framework,
+                                    "versions": dict(state.producer.versions),
+                                    "format": state.producer.format}}
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("metadata.json", json.dumps(meta))
+            zf.writestr("config.json", json.dumps(config))
+            zf.writestr("model.weights.h5", weights_h5)
+        payload = buf.getvalue()
+    _atomic_write(path, payload, state, verify)
+
+
+def _atomic_write(path: Path, payload: bytes, state: TrainingState,
+                  verify: Callable[[Path], TrainingState]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        back = verify(tmp)
+        if str(path).endswith(".weights.h5"):  # no config inside: names are class-derived, compare values
+            def digest(a: np.ndarray) -> bytes:
+                return str(a.dtype).encode() + str(a.shape).encode() + np.ascontiguousarray(a).tobytes()
+            want = sorted(digest(np.asarray(a)) for a in state.weights.values())
+            bad = [] if want == sorted(digest(a) for a in back.weights.values()) else ["weight values"]
+        else:
+            bad = [n for n, a in state.weights.items()
+                   if n not in back.weights or not np.array_equal(back.weights[n], a)]
+        if bad:
+            raise IncompatibleStateError("read-back differs from the state", bad, path=path,
+                                         hint="a ckptcompat bug; please report it")
+        os.replace(tmp, path)
+        try:
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError:
+            pass
+    finally:
+        if tmp.exists():
+            tmp.unlink()

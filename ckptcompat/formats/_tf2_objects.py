@@ -1,0 +1,219 @@
+"""TF2 object-based bundles (``_CHECKPOINTABLE_OBJECT_GRAPH``) -> TrainingState.
+
+Weights are named from each variable's ``full_name`` (``dense/kernel``; RNN cell scopes
+dropped). Optimizer slots come from the graph's slot references (OptimizerV2), or from the
+slot variables' own names (``Adam/m/dense/kernel`` in TF 2.11-2.15 optimizers,
+``adam/dense_kernel_momentum`` in Keras 3), always matched to their variable by name and
+checked by shape.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+
+from ckptcompat.errors import CorruptCheckpointError, IncompatibleStateError
+from ckptcompat.formats import _protowire as pw
+from ckptcompat.names.variables import (CANONICAL_SLOTS, canonical_optimizer_class, canonical_slot,
+                                        split_keras3_slot, strip_tensor_suffix)
+from ckptcompat.state import OptimizerState, Producer, Progress, TrainingState
+
+__all__ = ["GRAPH_KEY", "state_from_object_graph"]
+
+log = logging.getLogger(__name__)
+
+GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
+_VALUE = "VARIABLE_VALUE"
+_CELL = re.compile(r"(^|_)cell(_\d+)?$")
+_ITER = ("iter", "_iterations", "iterations", "iteration")
+_LR = ("learning_rate", "_learning_rate", "lr")
+_INNER = ("inner_optimizer", "_optimizer", "base_optimizer")
+_OPT_SLOT_SETS = (({"accum_grad", "accum_var"}, "Adadelta"), ({"linear"}, "Ftrl"),
+                  ({"rms"}, "RMSprop"), ({"accumulator"}, "Adagrad"), ({"m", "v"}, "Adam"),
+                  ({"momentum"}, "SGD"))
+_RAW_CLASS_SLOTS = {"m": "Adam", "v": "Adam", "vhat": "Adam", "momentum": "SGD", "rms": "RMSprop",
+                    "mg": "RMSprop", "accumulator": "Adagrad", "linear": "Ftrl",
+                    "accum_grad": "Adadelta", "accum_var": "Adadelta"}
+
+
+def canonical_from_full_name(full_name: str) -> str:
+    """``lstm/lstm_cell/kernel:0`` -> ``lstm/kernel``; other names keep their scope path."""
+    parts = strip_tensor_suffix(full_name).split("/")
+    kept = [p for i, p in enumerate(parts) if not (0 < i < len(parts) - 1 and _CELL.search(p))]
+    return "/".join(kept)
+
+
+def _paths(nodes: list[pw.TrackableObject]) -> dict[int, tuple[str, ...]]:
+    """Shortest path of child names from the root to every node (breadth first, file order)."""
+    paths: dict[int, tuple[str, ...]] = {0: ()}
+    queue = deque([0])
+    while queue:
+        nid = queue.popleft()
+        for ref in nodes[nid].children:
+            if ref.node_id not in paths and 0 <= ref.node_id < len(nodes):
+                paths[ref.node_id] = paths[nid] + (ref.local_name,)
+                queue.append(ref.node_id)
+    return paths
+
+
+def _find_optimizer(nodes: list[pw.TrackableObject], paths: dict[int, tuple[str, ...]]) -> int | None:
+    with_slots = [i for i, n in enumerate(nodes) if n.slot_variables]
+    if with_slots:
+        return with_slots[0]
+    named = sorted((len(p), i) for i, p in paths.items() if p and p[-1] == "optimizer")
+    return named[0][1] if named else None
+
+
+def state_from_object_graph(tensors: dict[str, np.ndarray], graph_bytes: bytes, prefix: Path,
+                            format_name: str) -> TrainingState:
+    """Map an object-based bundle's tensors (by checkpoint key) to a :class:`TrainingState`."""
+    try:
+        nodes = pw.decode_object_graph(graph_bytes)
+    except ValueError as exc:
+        raise CorruptCheckpointError(f"undecodable object graph: {exc}", path=prefix) from exc
+    if not nodes:
+        raise CorruptCheckpointError("empty object graph", path=prefix)
+    paths = _paths(nodes)
+    var_of: dict[int, pw.SerializedTensor] = {}
+    for nid, node in enumerate(nodes):
+        for attr in node.attributes:
+            if attr.name == _VALUE and attr.checkpoint_key in tensors:
+                var_of[nid] = attr
+            elif attr.checkpoint_key in tensors:
+                log.debug("%s: skipping non-variable attribute %s", prefix, attr.checkpoint_key)
+    opt_id = _find_optimizer(nodes, paths)
+    extra_outer: dict[str, np.ndarray] = {}
+    if opt_id is not None:
+        for ref in nodes[opt_id].children:
+            if ref.local_name in _INNER:
+                for r2 in nodes[opt_id].children:
+                    if r2.node_id in var_of:
+                        extra_outer[r2.local_name.lstrip("_")] = tensors[var_of[r2.node_id].checkpoint_key]
+                opt_id = ref.node_id
+                break
+    # optimizer-owned nodes: direct variable children, slot references, `_variables` lists
+    opt_direct: dict[str, int] = {}
+    slot_nodes: set[int] = set()
+    if opt_id is not None:
+        for ref in nodes[opt_id].children:
+            if ref.node_id in var_of:
+                opt_direct[ref.local_name] = ref.node_id
+            elif ref.local_name in ("_variables", "_momentums", "_velocities", "_velocity_hats",
+                                    "_accumulators", "_average_gradients") or ref.local_name.startswith("_"):
+                if ref.local_name == "_trainable_variables":
+                    continue
+                slot_nodes.update(c.node_id for c in nodes[ref.node_id].children if c.node_id in var_of)
+        for sv in nodes[opt_id].slot_variables:
+            slot_nodes.add(sv.slot_variable_node_id)
+    slot_nodes -= set(opt_direct.values())
+    skip = {nid for nid, p in paths.items() if p == ("save_counter",)}
+    weight_ids = [nid for nid in sorted(var_of)
+                  if nid not in slot_nodes and nid not in opt_direct.values() and nid not in skip]
+    for nid in skip & set(var_of):
+        log.debug("%s: save_counter=%s not part of the training state", prefix,
+                  tensors[var_of[nid].checkpoint_key])
+    # canonical weight names; collisions fall back to the graph path
+    names: dict[int, str] = {}
+    seen: dict[str, list[int]] = {}
+    for nid in weight_ids:
+        full = var_of[nid].full_name or "/".join(paths.get(nid, (str(nid),)))
+        seen.setdefault(canonical_from_full_name(full), []).append(nid)
+    for name, ids in seen.items():
+        for nid in ids:
+            names[nid] = name if len(ids) == 1 else "/".join(paths[nid])
+    keras3_graph = any(ref.local_name in ("_operations", "_functional", "_tracked")
+                       for node in nodes for ref in node.children)
+    if keras3_graph and weight_ids:  # Keras 3 paths start with the outer model's own name
+        parts = [names[n].split("/") for n in weight_ids]
+        if all(len(p) >= 3 for p in parts) and len({p[0] for p in parts}) == 1:
+            names = {n: "/".join(names[n].split("/")[1:]) if n in weight_ids else v for n, v in names.items()}
+    weights = {names[nid]: tensors[var_of[nid].checkpoint_key] for nid in weight_ids}
+    optimizer = None
+    iterations = None
+    if opt_id is not None:
+        optimizer, iterations = _optimizer_state(nodes, opt_id, var_of, tensors, opt_direct, slot_nodes,
+                                                 names, weight_ids, extra_outer, prefix)
+    framework = "keras" if keras3_graph else ("tf.keras" if any("layer_with_weights-" in a.checkpoint_key
+                                                          for a in var_of.values()) else "tensorflow")
+    return TrainingState(weights=weights, optimizer=optimizer, progress=Progress(global_step=iterations),
+                         producer=Producer(framework=framework, versions={}, format=format_name,
+                                           path=str(prefix)))
+
+
+def _optimizer_state(nodes, opt_id, var_of, tensors, opt_direct, slot_nodes, names, weight_ids,  # type: ignore[no-untyped-def]
+                     extra_outer, prefix):
+    def value(nid: int) -> np.ndarray:
+        return tensors[var_of[nid].checkpoint_key]
+
+    hyper: dict[str, object] = {}
+    extra: dict[str, np.ndarray] = dict(extra_outer)
+    iterations = None
+    for local, nid in opt_direct.items():
+        key = local.lstrip("_")
+        arr = np.asarray(value(nid))
+        if local in _ITER and arr.size == 1:
+            iterations = int(arr.reshape(-1)[0])
+        elif local in _LR and arr.size == 1:
+            hyper["learning_rate"] = float(arr.reshape(-1)[0])
+        elif arr.size == 1 and arr.dtype.kind == "f":
+            hyper[key] = float(arr.reshape(-1)[0])
+        else:
+            extra[key] = arr
+    by_full = {var_of[n].full_name: names[n] for n in weight_ids}
+    by_under = {var_of[n].full_name.replace("/", "_"): names[n] for n in weight_ids}
+    shape_of = {names[n]: np.shape(value(n)) for n in weight_ids}
+    raw_slots: list[tuple[str, str, int]] = []  # (owner canonical, raw slot, slot node)
+    cls: str | None = None
+    problems: list[str] = []
+    referenced = set()
+    for sv in nodes[opt_id].slot_variables:
+        owner = names.get(sv.original_variable_node_id)
+        if owner is None or sv.slot_variable_node_id not in var_of:
+            continue
+        raw_slots.append((owner, sv.slot_name, sv.slot_variable_node_id))
+        referenced.add(sv.slot_variable_node_id)
+        first = var_of[sv.slot_variable_node_id].full_name.split("/", 1)[0]
+        if cls is None and canonical_optimizer_class(first) in CANONICAL_SLOTS:
+            cls = canonical_optimizer_class(first)
+    for nid in sorted(slot_nodes - referenced, key=lambda n: var_of[n].checkpoint_key):
+        full = var_of[nid].full_name
+        head, _, rest = full.partition("/")
+        head_cls = canonical_optimizer_class(head)
+        cls = cls or (head_cls if head_cls in CANONICAL_SLOTS else None)
+        raw, _, var = rest.partition("/")
+        if var and var in by_full:  # TF 2.11-2.15: Adam/m/dense/kernel
+            raw_slots.append((by_full[var], raw, nid))
+            continue
+        split = split_keras3_slot(head_cls, rest) if head_cls in CANONICAL_SLOTS else None
+        if split and split[0] in by_under:  # Keras 3: adam/dense_kernel_momentum
+            raw_slots.append((by_under[split[0]], split[1], nid))
+            continue
+        problems.append(f"optimizer variable {full!r} ({var_of[nid].checkpoint_key}) matches no model variable")
+    if cls is None:
+        found = {s for _, s, _ in raw_slots}
+        cls = next((c for need, c in _OPT_SLOT_SETS if need <= found), None)
+        if cls is None and found:
+            cls = _RAW_CLASS_SLOTS.get(sorted(found)[0])
+    slots: dict[str, dict[str, np.ndarray]] = {}
+    for owner, raw, nid in raw_slots:
+        arr = value(nid)
+        slot = canonical_slot(cls or "", raw)
+        if np.shape(arr) != shape_of.get(owner):
+            problems.append(f"slot {slot!r} of {owner!r} has shape {np.shape(arr)}, "
+                            f"variable has {shape_of.get(owner)}")
+        elif slot in slots.get(owner, {}):
+            problems.append(f"two {slot!r} slots for {owner!r}")
+        else:
+            slots.setdefault(owner, {})[slot] = arr
+    order = {names[n]: i for i, n in enumerate(weight_ids)}
+    slots = dict(sorted(slots.items(), key=lambda kv: order.get(kv[0], len(order))))
+    if problems:
+        raise IncompatibleStateError("optimizer slots cannot be matched to variables", problems, path=prefix)
+    if cls is None and not hyper and iterations is None:
+        return None, None
+    return OptimizerState(class_name=cls or "SGD", hyperparameters=hyper, iterations=iterations,
+                          slots=slots, extra=extra), iterations

@@ -1,0 +1,318 @@
+"""Legacy Keras HDF5 (``model.save("x.h5")`` / ``save_weights("x.h5")``), every generation.
+
+Reads full-model and weights-only files written by Keras 1.x, standalone Keras 2.x, tf.keras,
+tf-keras and Keras 3 (which still writes this legacy layout for ``.h5``) with h5py + numpy
+only. Writing (tf.keras 2.12-2.15 / tf-keras layout) lives in :mod:`._h5_write`.
+Keras 3 ``.weights.h5`` files (groups ``layers``/``vars``) belong to ``keras_zip``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ckptcompat._lazy import require
+from ckptcompat.errors import (CheckpointNotFoundError, CkptCompatError, CorruptCheckpointError,
+                               UnsupportedFormatError)
+from ckptcompat.formats._h5_optimizer import WeightInfo, canonical_hyperparameters, match_slots
+from ckptcompat.names.variables import canonical_optimizer_class, strip_tensor_suffix
+from ckptcompat.state import OptimizerState, Producer, Progress, TrainingState
+
+__all__ = ["NAME", "sniff", "read", "write", "HDF5_SIGNATURE", "ATTR_EPOCH", "ATTR_STEP",
+           "ATTR_GLOBAL_STEP", "layer_table", "canonical_from_raw"]
+
+log = logging.getLogger(__name__)
+
+NAME = "keras_h5"
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+ATTR_EPOCH, ATTR_STEP, ATTR_GLOBAL_STEP = "ckptcompat_epoch", "ckptcompat_step", "ckptcompat_global_step"
+_HINT = "the file may be truncated or damaged; use an earlier checkpoint or re-save it"
+_CELL = re.compile(r"(^|_)cell(_\d+)?$")
+_NON_TRAINABLE_SHORT = {"moving_mean", "moving_variance", "running_mean", "running_std",
+                        "seed_generator_state"}
+_NORMALIZATION_STATS = {"mean", "variance", "count"}
+
+
+def _has_signature(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            for offset in (0, 512, 1024, 2048):  # HDF5 allows a user block before the superblock
+                fh.seek(offset)
+                if fh.read(8) == HDF5_SIGNATURE:
+                    return True
+    except OSError:
+        return False
+    return False
+
+
+def sniff(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is an HDF5 file with legacy Keras markers; never raises."""
+    try:
+        p = Path(path)
+        if not p.is_file() or not _has_signature(p):
+            return False
+        h5py = require("h5py")
+        with h5py.File(p, "r") as f:
+            if "layers" in f and "vars" in f and "layer_names" not in f.attrs:
+                return False  # Keras 3 .weights.h5
+            return "model_weights" in f or "layer_names" in f.attrs or "layer_names0" in f.attrs
+    except Exception:  # noqa: BLE001 - sniff must never raise
+        return False
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, np.ndarray) and value.shape == ():
+        return _text(value.item())
+    return str(value)
+
+
+def _attr_list(group: Any, name: str) -> list[str] | None:
+    """A string-list attribute, joined back when Keras split it into ``name0``, ``name1``..."""
+    if name in group.attrs:
+        return [_text(v) for v in np.asarray(group.attrs[name]).reshape(-1)]
+    if f"{name}0" not in group.attrs:
+        return None
+    out: list[str] = []
+    i = 0
+    while f"{name}{i}" in group.attrs:
+        out += [_text(v) for v in np.asarray(group.attrs[f"{name}{i}"]).reshape(-1)]
+        i += 1
+    return out
+
+
+def _json_attr(f: Any, name: str, path: Path) -> dict[str, Any] | None:
+    if name not in f.attrs:
+        return None
+    try:
+        value = json.loads(_text(f.attrs[name]))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CorruptCheckpointError(f"root attribute {name!r} is not valid JSON", path=path,
+                                     hint=_HINT) from exc
+    return value if isinstance(value, dict) else None
+
+
+def _dataset(group: Any, name: str, limit: int, path: Path) -> np.ndarray:
+    if name not in group:
+        raise CorruptCheckpointError(f"dataset {group.name}/{name} is listed but missing", path=path,
+                                     hint=_HINT)
+    ds = group[name]
+    if not hasattr(ds, "shape") or not hasattr(ds, "dtype"):
+        raise CorruptCheckpointError(f"{group.name}/{name} is not a dataset", path=path, hint=_HINT)
+    nbytes = int(np.prod(ds.shape, dtype=np.float64) * ds.dtype.itemsize) if ds.shape is not None else 0
+    if nbytes > limit and not ds.compression:
+        raise CorruptCheckpointError(f"dataset {ds.name} claims {nbytes} bytes, more than the file holds",
+                                     path=path, hint=_HINT)
+    return np.asarray(ds[()])
+
+
+def _layer_configs(model_config: Any) -> dict[str, Any]:
+    """``{layer name: (class_name, trainable, nested table)}`` from a model config, any generation."""
+    cfg = model_config.get("config") if isinstance(model_config, dict) else model_config
+    layers = cfg.get("layers") if isinstance(cfg, dict) else cfg
+    table: dict[str, Any] = {}
+    if not isinstance(layers, list):
+        return table
+    for layer in layers:
+        if not isinstance(layer, dict):
+            continue
+        lcfg = layer.get("config") if isinstance(layer.get("config"), dict) else {}
+        name = lcfg.get("name") or layer.get("name")
+        if isinstance(name, str):
+            nested = _layer_configs(layer) if isinstance(lcfg.get("layers"), list) else {}
+            table[name] = (str(layer.get("class_name", "")), lcfg.get("trainable", True) is not False, nested)
+    return table
+
+
+# Weight names per layer class, in creation order (for files that lost nested layer names).
+_CLASS_WEIGHTS = {"Dense": 2, "Conv1D": 2, "Conv2D": 2, "Conv3D": 2, "Embedding": 1, "LSTM": 3,
+                  "GRU": 3, "SimpleRNN": 3, "LayerNormalization": 2, "BatchNormalization": 4}
+_WEIGHTLESS = {"InputLayer", "Dropout", "Activation", "Flatten", "Reshape", "MaxPooling2D",
+               "MaxPooling1D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D"}
+
+
+def _inner_names(nested: dict[str, Any]) -> list[str] | None:
+    """Owner layer name of each weight of a nested model, or None when not derivable."""
+    out: list[str] = []
+    for name, (cls, _trainable, _sub) in nested.items():
+        if cls in _WEIGHTLESS:
+            continue
+        if cls not in _CLASS_WEIGHTS:
+            return None
+        out += [name] * _CLASS_WEIGHTS[cls]
+    return out
+
+
+def canonical_from_raw(layer: str, raw: str) -> str:
+    """Canonical weight name for raw weight ``raw`` of top-level layer ``layer``."""
+    parts = strip_tensor_suffix(raw).split("/")
+    heads = parts[:-1]
+    if layer in heads:
+        parts = parts[len(heads) - 1 - heads[::-1].index(layer):]
+    else:
+        parts = [layer, *parts]
+    keep = [p for i, p in enumerate(parts) if i == 0 or i == len(parts) - 1 or not _CELL.search(p)]
+    return "/".join(keep)
+
+
+def _trainable(layer: str, raw: str, table: dict[str, Any]) -> bool:
+    cls, trainable, nested = table.get(layer, ("", True, {}))
+    parts = strip_tensor_suffix(raw).split("/")
+    short = parts[-1]
+    for part in reversed(parts[:-1]):
+        if part in nested:
+            cls, inner_trainable, _ = nested[part]
+            trainable = trainable and inner_trainable
+            break
+    if short in _NON_TRAINABLE_SHORT or short.endswith(("_running_mean", "_running_std")):
+        return False
+    if "Normalization" in cls and "Batch" not in cls and short in _NORMALIZATION_STATS:
+        return False
+    return trainable
+
+
+def layer_table(f: Any, model_config: Any, path: Path, limit: int
+                ) -> tuple[list[tuple[str, list[WeightInfo]]], dict[str, np.ndarray]]:
+    """Layers in file order with their weights; plus the arrays by canonical name."""
+    group = f["model_weights"] if "model_weights" in f else f
+    names = _attr_list(group, "layer_names")
+    if names is None:
+        raise CorruptCheckpointError("no 'layer_names' attribute in the weights group", path=path,
+                                     hint=_HINT)
+    table = _layer_configs(model_config) if model_config else {}
+    layers: list[tuple[str, list[WeightInfo]]] = []
+    nested_names = {name: _inner_names(entry[2]) for name, entry in table.items() if entry[2]}
+    arrays: dict[str, np.ndarray] = {}
+    for lname in names:
+        if lname not in group:
+            raise CorruptCheckpointError(f"layer group {lname!r} is listed but missing", path=path, hint=_HINT)
+        lgroup = group[lname]
+        infos: list[WeightInfo] = []
+        raws = _attr_list(lgroup, "weight_names") or []
+        inner = nested_names.get(lname)
+        for i, raw in enumerate(raws):
+            value = _dataset(lgroup, raw, limit, path)
+            if inner and len(inner) == len(raws) and "/" not in strip_tensor_suffix(raw):
+                raw = f"{inner[i]}/{raw}"  # Keras 3.0.x wrote nested weights without the layer name
+            canonical = canonical_from_raw(lname, raw)
+            if canonical in arrays:
+                raise CorruptCheckpointError(f"two weights map to the name {canonical!r}", path=path,
+                                             hint="the layer names in the file are not unique")
+            arrays[canonical] = value
+            infos.append(WeightInfo(canonical, strip_tensor_suffix(raw), tuple(value.shape),
+                                    _trainable(lname, raw, table)))
+        layers.append((lname, infos))
+    if "top_level_model_weights" in group:
+        top = group["top_level_model_weights"]
+        infos = []
+        for raw in _attr_list(top, "weight_names") or []:
+            value = _dataset(top, raw, limit, path)
+            arrays[strip_tensor_suffix(raw)] = value
+            infos.append(WeightInfo(strip_tensor_suffix(raw), strip_tensor_suffix(raw),
+                                    tuple(value.shape), True))
+        layers.append(("", infos))
+    return layers, arrays
+
+
+def _producer(f: Any, path: Path) -> Producer:
+    version = _text(f.attrs["keras_version"]) if "keras_version" in f.attrs else ""
+    versions = {"keras": version} if version else {}
+    if "backend" in f.attrs:
+        versions["backend"] = _text(f.attrs["backend"])
+    nums = [int(n) for n in re.findall(r"\d+", version)[:2]] or [0, 0]
+    nums += [0] * (2 - len(nums))
+    if version.endswith("-tf") or (nums[0] == 2 and 4 <= nums[1] <= 15):
+        framework = "tf.keras"
+    elif nums[0] == 2 and nums[1] >= 16:
+        framework = "tf-keras"
+    else:
+        framework = "keras"
+    return Producer(framework=framework, versions=versions, format=NAME, path=str(path))
+
+
+def _optimizer(f: Any, training_config: dict[str, Any] | None, layers: list[tuple[str, list[WeightInfo]]],
+               path: Path, limit: int) -> OptimizerState | None:
+    opt_cfg = (training_config or {}).get("optimizer_config")
+    group = f["optimizer_weights"] if "optimizer_weights" in f else None
+    if not isinstance(opt_cfg, dict) and group is None:
+        return None
+    raw_class = str(opt_cfg.get("class_name", "")) if isinstance(opt_cfg, dict) else ""
+    config = opt_cfg.get("config") if isinstance(opt_cfg, dict) and isinstance(opt_cfg.get("config"), dict) else {}
+    names = (_attr_list(group, "weight_names") or []) if group is not None else []
+    values = [_dataset(group, n, limit, path) for n in names]
+    if not raw_class and names:
+        raw_class = names[0].split("/")[0] if "/" in names[0] else ""
+    cls = canonical_optimizer_class(raw_class) if raw_class else "unknown"
+    weights = [w for _, infos in layers for w in infos]
+    version = _text(f.attrs["keras_version"]) if "keras_version" in f.attrs else "1"
+    nums = tuple(int(n) for n in re.findall(r"\d+", version)[:3])
+    iterations, slots, extra = match_slots(cls, names, values, weights, str(path),
+                                           sorted_params=nums < (2, 0, 6))
+    return OptimizerState(class_name=cls, hyperparameters=canonical_hyperparameters(config),
+                          iterations=iterations, slots=slots, config=opt_cfg, extra=extra)
+
+
+def _progress(f: Any) -> Progress:
+    """Legacy .h5 stores no epoch/step; only ckptcompat's own root attributes give them."""
+    def get(name: str) -> int | None:
+        return int(f.attrs[name]) if name in f.attrs else None
+    return Progress(epoch=get(ATTR_EPOCH), step=get(ATTR_STEP), global_step=get(ATTR_GLOBAL_STEP))
+
+
+def read(path: str | os.PathLike[str], *, include_optimizer: bool = True) -> TrainingState:
+    """Read a legacy Keras ``.h5`` (full model or weights only) into a :class:`TrainingState`."""
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointNotFoundError("no such file", path=p, hint="check the path")
+    size = p.stat().st_size
+    if size == 0:
+        raise CorruptCheckpointError("the file is empty (0 bytes)", path=p, hint=_HINT)
+    if not _has_signature(p):
+        raise UnsupportedFormatError("not an HDF5 file (no HDF5 signature)", path=p,
+                                     hint="legacy Keras .h5 files start with the HDF5 signature; "
+                                          "check the file type or whether it was truncated at the start")
+    h5py = require("h5py", "read legacy Keras .h5 files")
+    try:
+        f = h5py.File(p, "r")
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise CorruptCheckpointError(f"HDF5 library cannot open the file ({exc})", path=p, hint=_HINT) from exc
+    try:
+        with f:
+            return _read_open(f, p, size + (1 << 20), include_optimizer)
+    except CkptCompatError:
+        raise
+    except (OSError, KeyError, ValueError, RuntimeError, TypeError, IndexError, OverflowError) as exc:
+        raise CorruptCheckpointError(f"cannot read the HDF5 contents ({type(exc).__name__}: {exc})",
+                                     path=p, hint=_HINT) from exc
+
+
+def _read_open(f: Any, p: Path, limit: int, include_optimizer: bool) -> TrainingState:
+    if "layers" in f and "vars" in f and "layer_names" not in f.attrs:
+        raise UnsupportedFormatError("this is a Keras 3 .weights.h5 file, not a legacy Keras HDF5 file",
+                                     path=p, hint="read it with format 'keras_zip'")
+    if "model_weights" not in f and "layer_names" not in f.attrs and "layer_names0" not in f.attrs:
+        raise UnsupportedFormatError("HDF5 file without Keras markers (no 'model_weights' group, "
+                                     "no 'layer_names' attribute)", path=p,
+                                     hint="only files written by Keras model.save / save_weights "
+                                          "to .h5 are readable as keras_h5")
+    model_config = _json_attr(f, "model_config", p)
+    training_config = _json_attr(f, "training_config", p)
+    layers, arrays = layer_table(f, model_config, p, limit)
+    optimizer = _optimizer(f, training_config, layers, p, limit) if include_optimizer else None
+    return TrainingState(weights=arrays, optimizer=optimizer, progress=_progress(f),
+                         producer=_producer(f, p), model_config=model_config,
+                         training_config=training_config)
+
+
+def write(path: str | os.PathLike[str], state: TrainingState, **options: Any) -> None:
+    """Write ``state`` as a legacy ``.h5`` that tf.keras 2.12-2.15 / tf-keras load (see ``_h5_write``)."""
+    from ckptcompat.formats._h5_write import write_h5
+
+    write_h5(Path(path), state, **options)

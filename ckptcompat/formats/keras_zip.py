@@ -1,0 +1,199 @@
+"""Keras v3 format: ``.keras`` zip archives and ``.weights.h5`` files.
+
+Read with zipfile + h5py + numpy only (no TensorFlow/Keras import). Variables are stored by
+position; names come from the model config (see ``_keras_zip_layout``) and optimizer slots
+from the producing generation's creation order (see ``_keras_zip_optimizer``), checked
+shape by shape. Lambda byte-code in configs is kept as data, never unmarshalled.
+"""
+
+from __future__ import annotations
+
+import logging
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ckptcompat.errors import (CheckpointNotFoundError, CkptCompatError, CorruptCheckpointError,
+                               IncompatibleStateError, UnsupportedFormatError)
+from ckptcompat.state import OptimizerState, Producer, Progress, TrainingState
+
+__all__ = ["NAME", "sniff", "read", "write"]
+
+NAME = "keras_zip"
+log = logging.getLogger(__name__)
+_MEMBERS = ("metadata.json", "config.json", "model.weights.h5")
+_DROP_HYPER = {"name", "is_legacy_optimizer", "jit_compile"}
+
+
+def sniff(path: str | Path) -> bool:
+    """True for a zip holding Keras v3 members, or an HDF5 file in the Keras v3 weights layout."""
+    try:
+        p = Path(path)
+        if not p.is_file():
+            return False
+        with open(p, "rb") as fh:
+            head = fh.read(8)
+        if head.startswith(b"PK"):
+            with zipfile.ZipFile(p) as zf:
+                return any(n in _MEMBERS for n in zf.namelist())
+        if head == b"\x89HDF\r\n\x1a\n":
+            import h5py
+
+            with h5py.File(p, "r") as h5:
+                if "model_weights" in h5 or "layer_names" in h5.attrs:
+                    return False
+                return any(k in h5 for k in ("layers", "vars", "optimizer", "_layer_checkpoint_dependencies"))
+    except Exception:  # sniff never raises
+        return False
+    return False
+
+
+def _generation(version: str | None, h5: Any) -> str:
+    if version:
+        return "keras2" if version.split(".")[0] in ("1", "2") else "keras3"
+    if "_layer_checkpoint_dependencies" in h5:
+        return "keras2"
+    opt = h5.get("optimizer/vars")
+    if opt is not None and "1" in opt and opt["1"].shape == () and opt["1"].dtype.kind == "f":
+        return "keras3"
+    return "keras3" if opt is not None and opt.attrs.get("name") is not None else "keras2"
+
+
+def _framework(version: str | None) -> str | None:
+    if not version:
+        return None
+    parts = version.split(".")
+    if parts[0] != "2":
+        return "keras"
+    return "tf-keras" if len(parts) > 1 and parts[1].isdigit() and int(parts[1]) >= 16 else "tf.keras"
+
+
+def _metric_names(compile_cfg: Mapping[str, Any]) -> tuple[str, ...]:
+    names: list[str] = []
+
+    def visit(obj: Any) -> None:
+        if isinstance(obj, str):
+            names.append(obj)
+        elif isinstance(obj, Mapping):
+            if "config" in obj and isinstance(obj["config"], Mapping) and "name" in obj["config"]:
+                names.append(str(obj["config"]["name"]))
+            else:
+                for value in obj.values():
+                    visit(value)
+        elif isinstance(obj, (list, tuple)):
+            for value in obj:
+                visit(value)
+
+    visit(compile_cfg.get("metrics"))
+    return tuple(dict.fromkeys(names))
+
+
+def _hyperparameters(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    hyper = {("learning_rate" if k == "lr" else k): v for k, v in cfg.items() if k not in _DROP_HYPER}
+    return hyper
+
+
+def _open(path: Path) -> tuple[Any, dict[str, Any], dict[str, Any] | None, zipfile.ZipFile | None]:
+    from ckptcompat.formats import _keras_zip_io as kio
+
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head.startswith(b"PK"):
+        zf = kio.open_zip(path)
+        names = set(zf.namelist())
+        if "model.weights.h5" not in names:
+            zf.close()
+            if "model.weights.npz" in names:
+                raise UnsupportedFormatError("the archive stores weights as .npz", path=path,
+                                             hint="re-save with the default HDF5 weights format")
+            if not names & set(_MEMBERS):
+                raise UnsupportedFormatError("a zip archive without Keras members", path=path,
+                                             hint="expected metadata.json, config.json, model.weights.h5")
+            raise CorruptCheckpointError("the archive has no model.weights.h5", path=path,
+                                         hint="the file is incomplete; re-save the model")
+        meta = kio.read_json_member(zf, "metadata.json", path) if "metadata.json" in names else {}
+        config = kio.read_json_member(zf, "config.json", path) if "config.json" in names else None
+        h5 = kio.open_h5_bytes(kio.read_member(zf, "model.weights.h5", path), path)
+        zf.close()
+        if not isinstance(meta, dict) or (config is not None and not isinstance(config, dict)):
+            raise CorruptCheckpointError("metadata.json/config.json is not a JSON object", path=path)
+        return h5, meta, config, None
+    if not head:
+        raise CorruptCheckpointError("the file is empty (0 bytes)", path=path,
+                                     hint="the save was interrupted; use an older checkpoint")
+    h5 = kio.open_h5_path(path)
+    if "model_weights" in h5 or "layer_names" in h5.attrs:
+        h5.close()
+        raise UnsupportedFormatError("a legacy Keras HDF5 file, not the Keras v3 layout", path=path,
+                                     hint="read it with format='keras_h5'")
+    return h5, {}, None, None
+
+
+def read(path: str | Path, **options: Any) -> TrainingState:
+    """Read a ``.keras`` archive or ``.weights.h5`` file into a :class:`TrainingState`."""
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointNotFoundError("no such file", path=p, hint="check the path")
+    if not p.is_file():
+        raise UnsupportedFormatError("not a file", path=p, hint="give the .keras or .weights.h5 file")
+    try:
+        h5, meta, config, _ = _open(p)
+    except CkptCompatError:
+        raise
+    except (OSError, ValueError, RuntimeError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise CorruptCheckpointError(f"cannot read the file: {exc}", path=p) from exc
+    try:
+        return _read_state(p, h5, meta, config)
+    except CkptCompatError:
+        raise
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        raise CorruptCheckpointError(f"damaged contents: {type(exc).__name__}: {exc}", path=p,
+                                     hint="the file is damaged; re-save it or use an older one") from exc
+    finally:
+        h5.close()
+
+
+def _read_state(p: Path, h5: Any, meta: Mapping[str, Any], config: Mapping[str, Any] | None) -> TrainingState:
+    from ckptcompat.formats._keras_zip_weights import read_optimizer, read_weights
+
+    version = meta.get("keras_version") if isinstance(meta.get("keras_version"), str) else None
+    generation = _generation(version, h5)
+    model_cfg = None
+    if config is not None:
+        model_cfg = {k: v for k, v in config.items() if k != "compile_config"}
+    weights, trainable = read_weights(h5, model_cfg, p)
+    compile_cfg = (config or {}).get("compile_config") or {}
+    if not isinstance(compile_cfg, Mapping):
+        compile_cfg = {}
+    opt_cfg = compile_cfg.get("optimizer")
+    if isinstance(opt_cfg, str):  # compile(optimizer="adam")
+        opt_cfg = {"class_name": opt_cfg, "config": {}}
+    optimizer = read_optimizer(h5, opt_cfg if isinstance(opt_cfg, Mapping) else None, generation,
+                               [(n, weights[n].shape) for n in trainable], p, _hyperparameters,
+                               ordered=model_cfg is not None)
+    versions = {"keras": version} if version else {}
+    if isinstance(meta.get("date_saved"), str):
+        versions["date_saved"] = meta["date_saved"]
+    producer = Producer(framework=_framework(version), versions=versions, format=NAME, path=str(p))
+    return TrainingState(
+        weights=weights, optimizer=optimizer,
+        progress=Progress(global_step=optimizer.iterations if optimizer else None),
+        producer=producer, model_config=model_cfg,
+        training_config=dict(compile_cfg) if compile_cfg else None,
+        metric_names=_metric_names(compile_cfg))
+
+
+def write(path: str | Path, state: TrainingState, **options: Any) -> None:
+    """Write ``state`` as a ``.keras`` archive or (path ends ``.weights.h5``) a weights file.
+
+    Options: ``keras_version`` (target Keras 3 release, default the running one or the
+    newest known). Written atomically and verified by reading back.
+    """
+    from ckptcompat.formats._keras_zip_write import write_state
+
+    write_state(Path(path), state, verify=read, **options)
+
+

@@ -1,0 +1,248 @@
+"""``ckptcompat.inspect(path)``: what a checkpoint holds, without any framework.
+
+Reads the checkpoint through :func:`ckptcompat.formats.registry.read` (or, for pickle/JSON
+files that are no registry format, :func:`~ckptcompat.formats.sidecar.read_legacy_sidecar`)
+and summarises it as a frozen :class:`CheckpointInfo` with ``to_dict()`` (JSON-safe) and
+``to_text()`` (aligned, for people).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ckptcompat.errors import CheckpointNotFoundError, UnsupportedFormatError
+from ckptcompat.names.metrics import canonical_metric
+from ckptcompat.state import TrainingState
+
+__all__ = ["CheckpointInfo", "OptimizerInfo", "VariableInfo", "LEGACY_SIDECAR", "inspect", "summarize"]
+
+log = logging.getLogger(__name__)
+
+#: ``CheckpointInfo.format`` of files read by ``read_legacy_sidecar`` (not a registry format).
+LEGACY_SIDECAR = "legacy_sidecar"
+_SIDECAR_SUFFIXES = (".pkl", ".pickle", ".p", ".json")
+_CHECKPOINT_GLOBS = ("*.index", "checkpoint", "*.h5", "*.hdf5", "*.keras", "state.json")
+
+
+@dataclass(frozen=True)
+class VariableInfo:
+    """One tensor: canonical name, shape, dtype and kind (``weight``, ``slot`` or ``extra``)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    kind: str = "weight"
+
+
+@dataclass(frozen=True)
+class OptimizerInfo:
+    """Optimizer class (canonical), learning rate (``None`` if a schedule), iterations, slots."""
+
+    class_name: str
+    learning_rate: float | None = None
+    iterations: int | None = None
+    slot_count: int = 0
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """A summary of one checkpoint."""
+
+    path: str
+    format: str
+    framework: str | None = None
+    versions: Mapping[str, str] = field(default_factory=dict)
+    epoch: int | None = None
+    step: int | None = None
+    global_step: int | None = None
+    optimizer: OptimizerInfo | None = None
+    variables: tuple[VariableInfo, ...] = ()
+    metric_names: tuple[str, ...] = ()
+    canonical_metric_names: tuple[str, ...] = ()
+    model_class: str | None = None
+    history_epochs: int = 0
+    callbacks: tuple[str, ...] = ()
+
+    @property
+    def weight_count(self) -> int:
+        """Number of weight tensors (slots and extras not counted)."""
+        return sum(1 for v in self.variables if v.kind == "weight")
+
+    @property
+    def parameter_count(self) -> int:
+        """Number of scalars over all weight tensors."""
+        return sum(math.prod(v.shape) for v in self.variables if v.kind == "weight")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (non-finite floats become tagged objects, see ``to_jsonable``)."""
+        from ckptcompat.formats.sidecar import to_jsonable
+
+        opt = self.optimizer
+        return to_jsonable({
+            "path": self.path,
+            "format": self.format,
+            "producer": {"framework": self.framework, "versions": dict(self.versions)},
+            "progress": {"epoch": self.epoch, "step": self.step, "global_step": self.global_step},
+            "optimizer": None if opt is None else {
+                "class_name": opt.class_name, "learning_rate": opt.learning_rate,
+                "iterations": opt.iterations, "slot_count": opt.slot_count,
+                "hyperparameters": _plain(opt.hyperparameters)},
+            "variables": [{"name": v.name, "shape": list(v.shape), "dtype": v.dtype, "kind": v.kind}
+                          for v in self.variables],
+            "weight_count": self.weight_count,
+            "parameter_count": self.parameter_count,
+            "metrics": {"raw": list(self.metric_names), "canonical": list(self.canonical_metric_names)},
+            "model_class": self.model_class,
+            "history_epochs": self.history_epochs,
+            "callbacks": list(self.callbacks),
+        })
+
+    def to_text(self) -> str:
+        """An aligned, human-readable summary."""
+        def show(value: Any) -> str:
+            if isinstance(value, float):
+                return f"{value:.6g}"
+            return "-" if value is None else str(value)
+
+        versions = ", ".join(f"{k} {v}" for k, v in sorted(self.versions.items()))
+        producer = show(self.framework) + (f" ({versions})" if versions else "")
+        rows: list[tuple[str, str]] = [("path", self.path), ("format", self.format), ("producer", producer)]
+        if self.model_class:
+            rows.append(("model", self.model_class))
+        rows += [("epoch", show(self.epoch)), ("step", show(self.step)), ("global step", show(self.global_step))]
+        opt = self.optimizer
+        rows.append(("optimizer", "-" if opt is None else
+                     f"{opt.class_name}  learning_rate={show(opt.learning_rate)}  "
+                     f"iterations={show(opt.iterations)}  slots={opt.slot_count}"))
+        pairs = [raw if raw == canon else f"{raw} -> {canon}"
+                 for raw, canon in zip(self.metric_names, self.canonical_metric_names)]
+        rows.append(("metrics", ", ".join(pairs) or "-"))
+        if self.history_epochs:
+            rows.append(("history", f"{self.history_epochs} epoch(s)"))
+        if self.callbacks:
+            rows.append(("callbacks", ", ".join(self.callbacks)))
+        slots = sum(1 for v in self.variables if v.kind != "weight")
+        rows.append(("variables", f"{self.weight_count} weight(s), {self.parameter_count} parameter(s), "
+                                  f"{slots} optimizer tensor(s)"))
+        width = max(len(k) for k, _ in rows)
+        lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
+        if self.variables:
+            name_w = max(len(v.name) for v in self.variables)
+            shape_w = max(len(str(v.shape)) for v in self.variables)
+            for v in self.variables:
+                lines.append(f"  {v.name.ljust(name_w)}  {str(v.shape).ljust(shape_w)}  "
+                             f"{v.dtype.ljust(8)}  {v.kind}")
+        return "\n".join(lines)
+
+
+def _plain(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """Hyper-parameters as plain data (schedules stay dicts; unknown objects become repr)."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if isinstance(value, np.generic):
+            value = value.item()
+        if not isinstance(value, (int, float, str, bool, dict, list, tuple, type(None))):
+            value = repr(value)
+        out[str(key)] = value
+    return out
+
+
+def _variables(state: TrainingState) -> tuple[VariableInfo, ...]:
+    out = [VariableInfo(name, tuple(int(d) for d in np.shape(a)), str(np.asarray(a).dtype), "weight")
+           for name, a in state.weights.items()]
+    if state.optimizer is not None:
+        for var, per_var in state.optimizer.slots.items():
+            for slot, a in per_var.items():
+                out.append(VariableInfo(f"optimizer/{var}/{slot}", tuple(int(d) for d in np.shape(a)),
+                                        str(np.asarray(a).dtype), "slot"))
+        for name, a in state.optimizer.extra.items():
+            out.append(VariableInfo(f"optimizer/{name}", tuple(int(d) for d in np.shape(a)),
+                                    str(np.asarray(a).dtype), "extra"))
+    return tuple(out)
+
+
+def summarize(state: TrainingState, *, path: str | os.PathLike[str], format: str) -> CheckpointInfo:
+    """Build a :class:`CheckpointInfo` from an already-read state."""
+    opt = state.optimizer
+    names = tuple(state.metric_names) or tuple(state.history)
+    model_class = None
+    if isinstance(state.model_config, Mapping):
+        model_class = state.model_config.get("class_name")
+    return CheckpointInfo(
+        path=str(path),
+        format=format,
+        framework=state.producer.framework,
+        versions=dict(state.producer.versions),
+        epoch=state.progress.epoch,
+        step=state.progress.step,
+        global_step=state.progress.global_step,
+        optimizer=None if opt is None else OptimizerInfo(
+            class_name=opt.class_name, learning_rate=opt.learning_rate, iterations=opt.iterations,
+            slot_count=opt.slot_count, hyperparameters=dict(opt.hyperparameters)),
+        variables=_variables(state),
+        metric_names=names,
+        canonical_metric_names=tuple(canonical_metric(n) for n in names),
+        model_class=model_class if isinstance(model_class, str) else None,
+        history_epochs=max((len(v) for v in state.history.values()), default=0),
+        callbacks=tuple(sorted(state.callbacks)),
+    )
+
+
+def _looks_like_sidecar(p: Path) -> bool:
+    from ckptcompat.safe_pickle import looks_like_pickle
+
+    if not p.is_file():
+        return False
+    if p.suffix.lower() in _SIDECAR_SUFFIXES:
+        return True
+    try:
+        with p.open("rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return False
+    return looks_like_pickle(head) or head.lstrip()[:1] in (b"{", b"[")
+
+
+def _directory_hint(p: Path) -> str:
+    found = sorted({c.name for g in _CHECKPOINT_GLOBS for c in p.glob(g)})[:8]
+    listing = f" (found: {', '.join(found)})" if found else ""
+    return ("inspect one checkpoint file inside it" + listing +
+            "; whole checkpoint directories are handled by ckptcompat.resume")
+
+
+def inspect(path: str | os.PathLike[str]) -> CheckpointInfo:
+    """Read the checkpoint at ``path`` (file, TF bundle prefix or TF bundle directory) and summarise it.
+
+    Raises :class:`CheckpointNotFoundError` for a missing path or an empty directory,
+    :class:`UnsupportedFormatError` for files/directories of no known format, and whatever
+    typed error the format reader raises for damaged files.
+    """
+    from ckptcompat.formats import registry
+
+    p = Path(path)
+    if p.is_dir() and not any(p.iterdir()):
+        raise CheckpointNotFoundError("empty directory: no checkpoint in it", path=p,
+                                      hint="point at a checkpoint file or a folder that holds one")
+    try:
+        name = registry.detect(p)
+    except UnsupportedFormatError as exc:
+        if p.is_dir():
+            raise UnsupportedFormatError("directory is not a TensorFlow checkpoint bundle", path=p,
+                                         hint=_directory_hint(p)) from exc
+        if not _looks_like_sidecar(p):
+            raise
+        from ckptcompat.formats.sidecar import read_legacy_sidecar
+
+        log.debug("%s: no registry format; reading as a legacy sidecar", p)
+        return summarize(read_legacy_sidecar(p), path=p, format=LEGACY_SIDECAR)
+    state = registry.read(p, format=name)
+    return summarize(state, path=p, format=name)

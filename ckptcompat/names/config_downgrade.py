@@ -1,0 +1,267 @@
+"""Keras 3 model / training configs -> Keras 2 (tf.keras 2.12-2.15, tf-keras) configs.
+
+A table of small pure functions, applied in order to every layer dict (``{"class_name",
+"config", ...}``) of a model config, nested models included. Each function takes a deep
+copy it may change and returns it. Keras 2 configs pass through unchanged (every rule is a
+no-op on them), so :func:`downgrade_model_config` is safe to call on any generation.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from typing import Any
+
+__all__ = [
+    "LAYER_RULES",
+    "UNKNOWN_LAYER_ARGS",
+    "UNKNOWN_OBJECT_ARGS",
+    "OPTIMIZER_KEYS_UNKNOWN_TO_KERAS2",
+    "downgrade_layer",
+    "downgrade_model_config",
+    "downgrade_optimizer_config",
+    "downgrade_training_config",
+    "dropped_optimizer_keys",
+    "is_keras3_config",
+]
+
+#: Layer constructor arguments Keras 3 writes that Keras 2 constructors refuse.
+UNKNOWN_LAYER_ARGS: dict[str, tuple[str, ...]] = {
+    "*": ("quantization_config", "lora_rank", "lora_alpha", "optional"),
+    "InputLayer": ("optional",),
+    "LSTM": ("seed",),
+    "GRU": ("seed",),
+    "SimpleRNN": ("seed",),
+}
+
+_VS_AXES = ("input_axes", "output_axes")
+#: Arguments of nested serialized objects (initializers, ...) that Keras 2 refuses.
+UNKNOWN_OBJECT_ARGS: dict[str, tuple[str, ...]] = {
+    name: _VS_AXES for name in ("VarianceScaling", "GlorotUniform", "GlorotNormal", "HeNormal",
+                                "HeUniform", "LecunNormal", "LecunUniform", "Orthogonal")
+}
+
+#: Optimizer config keys of Keras 3 that Keras 2 optimizers do not accept.
+OPTIMIZER_KEYS_UNKNOWN_TO_KERAS2: tuple[str, ...] = (
+    "loss_scale_factor", "gradient_accumulation_steps",
+)
+
+#: Constructor keys tf.keras 2.11-2.15 / tf-keras (new) optimizers accept, common and per class.
+_NEW_OPTIMIZER_BASE_KEYS: tuple[str, ...] = (
+    "name", "learning_rate", "weight_decay", "clipnorm", "clipvalue", "global_clipnorm", "use_ema",
+    "ema_momentum", "ema_overwrite_frequency", "jit_compile", "is_legacy_optimizer")
+_NEW_OPTIMIZER_KEYS: dict[str, tuple[str, ...]] = {
+    "Adam": ("beta_1", "beta_2", "epsilon", "amsgrad"),
+    "AdamW": ("beta_1", "beta_2", "epsilon", "amsgrad"),
+    "Adamax": ("beta_1", "beta_2", "epsilon"),
+    "Nadam": ("beta_1", "beta_2", "epsilon"),
+    "SGD": ("momentum", "nesterov"),
+    "RMSprop": ("rho", "momentum", "epsilon", "centered"),
+    "Adagrad": ("initial_accumulator_value", "epsilon"),
+    "Adadelta": ("rho", "epsilon"),
+    "Ftrl": ("learning_rate_power", "initial_accumulator_value", "l1_regularization_strength",
+             "l2_regularization_strength", "l2_shrinkage_regularization_strength", "beta"),
+}
+
+_REGISTRATION_KEYS = ("module", "registered_name")
+_FLOAT_POLICIES = {"float16", "float32", "float64", "bfloat16"}
+
+Layer = dict[str, Any]
+
+
+def is_keras3_config(config: Mapping[str, Any]) -> bool:
+    """True when ``config`` (a model or layer dict) carries Keras 3 markers."""
+    text = repr(config)
+    return ("'registered_name'" in text or "'batch_shape'" in text or "__keras_tensor__" in text
+            or "'DTypePolicy'" in text or "'build_config'" in text)
+
+
+def _strip_registration(obj: Any) -> Any:
+    """Drop ``module`` / ``registered_name`` from every serialized object, recursively."""
+    if isinstance(obj, dict):
+        keys = set(obj)
+        drop = _REGISTRATION_KEYS if "class_name" in keys else ()
+        return {k: _strip_registration(v) for k, v in obj.items() if k not in drop}
+    if isinstance(obj, list):
+        return [_strip_registration(v) for v in obj]
+    return obj
+
+
+def _policy(value: Any) -> Any:
+    """Keras 3 ``DTypePolicy`` dict -> Keras 2 dtype string / ``Policy`` dict."""
+    if isinstance(value, dict) and value.get("class_name") in ("DTypePolicy", "FloatDTypePolicy",
+                                                                "Policy"):
+        name = (value.get("config") or {}).get("name", "float32")
+        return name if name in _FLOAT_POLICIES else {"class_name": "Policy", "config": {"name": name}}
+    return value
+
+
+def rule_registration(layer: Layer) -> Layer:
+    """Drop registration keys and Keras 3 build/compile metadata from a layer dict."""
+    out = _strip_registration(layer)
+    for key in ("build_config", "compile_config"):
+        out.pop(key, None)
+    return out
+
+
+def _drop_object_args(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        if isinstance(obj.get("config"), dict) and obj.get("class_name") in UNKNOWN_OBJECT_ARGS:
+            for key in UNKNOWN_OBJECT_ARGS[obj["class_name"]]:
+                obj["config"].pop(key, None)
+        for value in obj.values():
+            _drop_object_args(value)
+    elif isinstance(obj, list):
+        for value in obj:
+            _drop_object_args(value)
+    return obj
+
+
+def rule_object_args(layer: Layer) -> Layer:
+    """Drop Keras 3-only arguments of initializers and other serialized objects in the config."""
+    cfg = layer.get("config")
+    if isinstance(cfg, dict):
+        for key, value in cfg.items():
+            if key not in ("layers", "layer", "backward_layer", "cell"):
+                _drop_object_args(value)
+    return layer
+
+
+def rule_dtype_policy(layer: Layer) -> Layer:
+    """Replace dtype policy dicts in the layer config by what Keras 2 understands."""
+    cfg = layer.get("config")
+    if isinstance(cfg, dict) and "dtype" in cfg:
+        cfg["dtype"] = _policy(cfg["dtype"])
+    return layer
+
+
+def rule_input_layer(layer: Layer) -> Layer:
+    """``InputLayer``: ``batch_shape`` -> ``batch_input_shape``."""
+    cfg = layer.get("config")
+    if layer.get("class_name") == "InputLayer" and isinstance(cfg, dict) and "batch_shape" in cfg:
+        cfg["batch_input_shape"] = cfg.pop("batch_shape")
+    return layer
+
+
+def rule_unknown_args(layer: Layer) -> Layer:
+    """Drop constructor arguments Keras 2 does not know (see :data:`UNKNOWN_LAYER_ARGS`)."""
+    cfg = layer.get("config")
+    if isinstance(cfg, dict):
+        for key in UNKNOWN_LAYER_ARGS["*"] + UNKNOWN_LAYER_ARGS.get(str(layer.get("class_name")), ()):
+            cfg.pop(key, None)
+    return layer
+
+
+def _history(tensor: Any) -> list[Any] | None:
+    if isinstance(tensor, dict) and tensor.get("class_name") == "__keras_tensor__":
+        hist = (tensor.get("config") or {}).get("keras_history")
+        return list(hist) if isinstance(hist, list) and len(hist) == 3 else None
+    return None
+
+
+def _flatten_tensors(obj: Any) -> list[list[Any]]:
+    if _history(obj) is not None:
+        return [_history(obj)]  # type: ignore[list-item]
+    if isinstance(obj, (list, tuple)):
+        return [h for item in obj for h in _flatten_tensors(item)]
+    return []
+
+
+def _has_tensor(obj: Any) -> bool:
+    return bool(_flatten_tensors(obj)) or (isinstance(obj, dict) and any(_has_tensor(v) for v in obj.values()))
+
+
+def rule_inbound_nodes(layer: Layer) -> Layer:
+    """Keras 3 nodes ``{"args": [keras tensors], "kwargs": {}}`` -> Keras 2 ``[[name, node, idx, kwargs]]``."""
+    nodes = layer.get("inbound_nodes")
+    if not isinstance(nodes, list):
+        return layer
+    converted: list[Any] = []
+    for node in nodes:
+        if not isinstance(node, dict) or "args" not in node:
+            converted.append(node)
+            continue
+        kwargs = {k: v for k, v in (node.get("kwargs") or {}).items() if not _has_tensor(v)}
+        converted.append([[*hist, kwargs] for hist in _flatten_tensors(node.get("args", []))])
+    layer["inbound_nodes"] = converted
+    return layer
+
+
+def rule_nested(layer: Layer) -> Layer:
+    """Recurse into nested models (``config.layers``) and wrappers (``config.layer``)."""
+    cfg = layer.get("config")
+    if not isinstance(cfg, dict):
+        return layer
+    if isinstance(cfg.get("layers"), list):
+        cfg["layers"] = [downgrade_layer(sub) if isinstance(sub, dict) else sub for sub in cfg["layers"]]
+        for key in ("input_layers", "output_layers"):
+            refs = cfg.get(key)
+            if isinstance(refs, list) and len(refs) == 3 and isinstance(refs[0], str):
+                cfg[key] = [refs]  # Keras 3 flattens a single input/output reference
+    for key in ("layer", "backward_layer", "cell"):
+        if isinstance(cfg.get(key), dict) and "class_name" in cfg[key]:
+            cfg[key] = downgrade_layer(cfg[key])
+    return layer
+
+
+#: The rules, applied in this order to every layer dict.
+LAYER_RULES: tuple[Callable[[Layer], Layer], ...] = (
+    rule_registration,
+    rule_dtype_policy,
+    rule_input_layer,
+    rule_unknown_args,
+    rule_object_args,
+    rule_inbound_nodes,
+    rule_nested,
+)
+
+
+def downgrade_layer(layer: Mapping[str, Any]) -> Layer:
+    """Apply :data:`LAYER_RULES` to one layer dict (a copy is returned)."""
+    out: Layer = copy.deepcopy(dict(layer))
+    for rule in LAYER_RULES:
+        out = rule(out)
+    return out
+
+
+def downgrade_model_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Keras 3 (or Keras 2) model config ``{"class_name", "config"}`` -> Keras 2 model config."""
+    return downgrade_layer(config)
+
+
+def downgrade_optimizer_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Keras 3 optimizer ``{"class_name", "config"}`` -> one tf.keras 2.11-2.15 new optimizers accept."""
+    out = _strip_registration(copy.deepcopy(dict(config)))
+    cls = str(out.get("class_name", "")).split(">")[-1]
+    out["class_name"] = cls
+    inner = dict(out.get("config") or {})
+    if "lr" in inner and "learning_rate" not in inner:
+        inner["learning_rate"] = inner.pop("lr")
+    if inner.get("decay"):
+        raise ValueError(f"{cls} with decay={inner['decay']!r} has no equivalent in the "
+                         "tf.keras 2.11+ optimizers (decay was removed); use a learning-rate schedule")
+    allowed = _NEW_OPTIMIZER_BASE_KEYS + _NEW_OPTIMIZER_KEYS.get(cls, ())
+    inner = {k: v for k, v in inner.items() if k in allowed}
+    inner.setdefault("name", cls)
+    inner.setdefault("jit_compile", False)
+    inner["is_legacy_optimizer"] = False
+    out["config"] = inner
+    return out
+
+
+def dropped_optimizer_keys(config: Mapping[str, Any]) -> list[str]:
+    """Keys of an optimizer config that :func:`downgrade_optimizer_config` drops."""
+    cls = str(config.get("class_name", "")).split(">")[-1]
+    inner = dict(config.get("config") or {})
+    allowed = set(_NEW_OPTIMIZER_BASE_KEYS + _NEW_OPTIMIZER_KEYS.get(cls, ()) + ("lr", "decay"))
+    return sorted(set(inner) - allowed)
+
+
+def downgrade_training_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Keep the compile keys Keras 2 reads; downgrade loss/metric/optimizer dicts."""
+    out: dict[str, Any] = {}
+    for key in ("loss", "metrics", "weighted_metrics", "loss_weights"):
+        out[key] = _strip_registration(copy.deepcopy(config.get(key)))
+    if isinstance(config.get("optimizer_config"), Mapping):
+        out["optimizer_config"] = downgrade_optimizer_config(config["optimizer_config"])
+    return out

@@ -1,0 +1,292 @@
+"""Capture/apply logic shared by the live flavours (keras2, keras3).
+
+A flavour supplies a :class:`FlavourOps` subclass with the handful of operations that
+differ between framework generations (variable names, slot lookup, optimizer build,
+learning-rate storage); everything else -- naming, checking, reporting -- lives here.
+This module never imports TensorFlow or Keras.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ckptcompat.errors import IncompatibleStateError
+from ckptcompat.names.variables import canonical_optimizer_class
+from ckptcompat.runtime._walk import json_safe_or_none
+from ckptcompat.state import OptimizerState, Producer, TrainingState
+
+__all__ = ["ApplyReport", "FlavourOps", "SLOT_ATTRS", "capture", "apply", "set_learning_rate"]
+
+logger = logging.getLogger(__name__)
+
+#: Slot lists of list-style optimizers (TF 2.11-2.15 new optimizers, tf-keras, Keras 3):
+#: canonical class -> ((attribute, canonical slot), ...); list i belongs to variable i.
+SLOT_ATTRS: dict[str, tuple[tuple[str, str], ...]] = {
+    "Adam": (("_momentums", "m"), ("_velocities", "v"), ("_velocity_hats", "vhat")),
+    "AdamW": (("_momentums", "m"), ("_velocities", "v"), ("_velocity_hats", "vhat")),
+    "Adamax": (("_m", "m"), ("_u", "v")),
+    "Nadam": (("_momentums", "m"), ("_velocities", "v")),
+    "SGD": (("momentums", "momentum"),),
+    "RMSprop": (("_velocities", "rms"), ("_momentums", "momentum"), ("_average_gradients", "mg")),
+    "Adagrad": (("_accumulators", "accumulator"),),
+    "Adadelta": (("_accumulated_grads", "accum_grad"), ("_accumulated_delta_vars", "accum_var")),
+    "Ftrl": (("_accumulators", "accumulator"), ("_linears", "linear")),
+}
+
+#: Config keys that are not hyper-parameters.
+_NOT_HYPER = {"name", "is_legacy_optimizer", "jit_compile"}
+
+
+@dataclass(frozen=True)
+class ApplyReport:
+    """What :func:`apply` restored and what it skipped (``(name, reason)`` pairs)."""
+
+    restored_weights: tuple[str, ...] = ()
+    restored_slots: tuple[str, ...] = ()       # "<canonical var>/<canonical slot>"
+    skipped: tuple[tuple[str, str], ...] = ()
+    iterations: int | None = None              # value set on the optimizer, if any
+    learning_rate: float | None = None         # value set on the optimizer, if any
+
+
+class FlavourOps:
+    """Operations one framework flavour provides; see keras2.py / keras3.py."""
+
+    def variables(self, model: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def to_numpy(self, var: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def assign(self, var: Any, value: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def shape(self, var: Any) -> tuple[int, ...]:
+        return tuple(int(d) for d in var.shape)
+
+    def optimizer_of(self, model: Any) -> Any | None:
+        opt = getattr(model, "optimizer", None)
+        inner = getattr(opt, "inner_optimizer", None)  # loss-scale wrappers
+        return inner if inner is not None else opt
+
+    def optimizer_class(self, opt: Any) -> str:
+        return canonical_optimizer_class(type(opt).__name__)
+
+    def live_slots(self, opt: Any, named: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        raise NotImplementedError
+
+    def build_optimizer(self, opt: Any, model: Any) -> None:
+        raise NotImplementedError
+
+    def read_iterations(self, opt: Any) -> int:
+        raise NotImplementedError
+
+    def write_iterations(self, opt: Any, value: int) -> None:
+        raise NotImplementedError
+
+    def raw_learning_rate(self, opt: Any) -> Any:
+        """The stored learning rate: a variable, a Python number, a schedule or a callable."""
+        raise NotImplementedError
+
+    def write_learning_rate(self, opt: Any, value: float) -> None:
+        raise NotImplementedError
+
+    def is_schedule(self, obj: Any) -> bool:
+        raise NotImplementedError
+
+    def serialize_schedule(self, obj: Any) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def producer(self) -> Producer:
+        raise NotImplementedError
+
+
+def list_slots(opt: Any, cls: str, named: dict[str, Any], index_of: Any) -> dict[str, dict[str, Any]]:
+    """Slots of a list-style optimizer: ``index_of(var)`` gives the list index or None."""
+    out: dict[str, dict[str, Any]] = {}
+    for attr, slot in SLOT_ATTRS.get(cls, ()):
+        values = getattr(opt, attr, None)
+        if not values:
+            continue
+        for name, var in named.items():
+            i = index_of(var)
+            if i is not None and i < len(values):
+                out.setdefault(name, {})[slot] = values[i]
+    return out
+
+
+def _learning_rate(ops: FlavourOps, opt: Any) -> tuple[float | None, dict[str, Any] | None]:
+    """(float learning rate, None) or (None, schedule config) of a live optimizer."""
+    raw = ops.raw_learning_rate(opt)
+    if ops.is_schedule(raw) or (callable(raw) and not hasattr(raw, "numpy")):
+        return None, ops.serialize_schedule(raw)
+    if hasattr(raw, "numpy"):
+        return float(np.asarray(raw.numpy())), None
+    return float(raw), None
+
+
+def capture(ops: FlavourOps, model: Any, *, include_optimizer: bool = True) -> TrainingState:
+    """Copy the model's weights and optimizer state into a :class:`TrainingState`."""
+    named = ops.variables(model)
+    weights = {name: np.array(ops.to_numpy(var), copy=True) for name, var in named.items()}
+    opt = ops.optimizer_of(model) if include_optimizer else None
+    opt_state = None
+    if opt is not None:
+        cls = ops.optimizer_class(opt)
+        config = _optimizer_config(opt)
+        hyper: dict[str, Any] = {}
+        for key, value in (config or {}).items():
+            if key not in _NOT_HYPER and isinstance(value, (bool, int, float)):
+                hyper["learning_rate" if key == "lr" else key] = value
+        lr, schedule = _learning_rate(ops, opt)
+        hyper["learning_rate"] = lr
+        if schedule is not None:
+            hyper["learning_rate_schedule"] = schedule
+        slots = {var: {slot: np.array(ops.to_numpy(v), copy=True) for slot, v in per.items()}
+                 for var, per in ops.live_slots(opt, named).items()}
+        opt_state = OptimizerState(class_name=cls, hyperparameters=hyper,
+                                   iterations=ops.read_iterations(opt), slots=slots, config=config)
+    return TrainingState(weights=weights, optimizer=opt_state, producer=ops.producer(),
+                         model_config=_model_config(model))
+
+
+def _optimizer_config(opt: Any) -> dict[str, Any] | None:
+    try:
+        config = opt.get_config()
+    except (NotImplementedError, TypeError, ValueError, AttributeError) as exc:
+        logger.warning("optimizer %s has no usable get_config(): %s", type(opt).__name__, exc)
+        return None
+    return json_safe_or_none(config, "optimizer config")
+
+
+def _model_config(model: Any) -> dict[str, Any] | None:
+    try:
+        config = model.get_config()
+    except (NotImplementedError, TypeError, ValueError, AttributeError):
+        return None  # subclassed models without get_config
+    if not config:
+        return None
+    safe = json_safe_or_none(config, "model config")
+    return None if safe is None else {"class_name": type(model).__name__, "config": safe}
+
+
+def apply(ops: FlavourOps, state: TrainingState, model: Any, *, partial: bool = False) -> ApplyReport:
+    """Check everything first, then assign weights, slots, iterations and learning rate."""
+    named = ops.variables(model)
+    problems: list[str] = []
+    skipped: list[tuple[str, str]] = []
+
+    def problem(name: str, reason: str) -> None:
+        problems.append(f"{name}: {reason}")
+        skipped.append((name, reason))
+
+    weight_plan = _plan_pairs(ops, "weight", dict(state.weights), named, problem)
+
+    slot_plan: list[tuple[str, Any, np.ndarray]] = []
+    opt = ops.optimizer_of(model)
+    st = state.optimizer
+    opt_ok = False
+    lr_value: float | None = None
+    if st is not None and opt is None:
+        problem("optimizer", f"the checkpoint holds {st.class_name} state but the model has no "
+                "optimizer (compile it first)")
+    elif st is not None:
+        live_cls = ops.optimizer_class(opt)
+        want = canonical_optimizer_class(st.class_name)
+        if want != live_cls:
+            problem("optimizer", f"class differs: checkpoint {want}, model {live_cls}")
+        else:
+            opt_ok = True
+            ops.build_optimizer(opt, model)
+            live = ops.live_slots(opt, named)
+            flat_live = {f"{v}/{s}": var for v, per in live.items() for s, var in per.items()}
+            flat_state = {f"{v}/{s}": val for v, per in st.slots.items() for s, val in per.items()}
+            slot_plan = _plan_pairs(ops, "optimizer slot", flat_state, flat_live, problem)
+            lr_value = _check_learning_rate(ops, opt, st, problem)
+
+    if problems and not partial:
+        raise IncompatibleStateError(
+            "the checkpoint does not fit the model; nothing was assigned", problems,
+            hint="build the model with the architecture that wrote the checkpoint, or pass "
+                 "partial=True to restore what fits")
+    for _, var, value in weight_plan:
+        ops.assign(var, value)
+    for _, var, value in slot_plan:
+        ops.assign(var, value)
+    iterations = None
+    if opt_ok and st is not None:
+        if st.iterations is not None:
+            iterations = int(st.iterations)
+            ops.write_iterations(opt, iterations)
+        if lr_value is not None:
+            ops.write_learning_rate(opt, lr_value)
+    if skipped:
+        logger.warning("partial restore: %d item(s) skipped:\n%s", len(skipped),
+                       "\n".join(f"  - {n}: {r}" for n, r in skipped))
+    return ApplyReport(restored_weights=tuple(n for n, _, _ in weight_plan),
+                       restored_slots=tuple(n for n, _, _ in slot_plan),
+                       skipped=tuple(skipped), iterations=iterations, learning_rate=lr_value)
+
+
+def _plan_pairs(ops: FlavourOps, kind: str, values: dict[str, np.ndarray], live: dict[str, Any],
+                problem: Any) -> list[tuple[str, Any, np.ndarray]]:
+    """Match checkpoint values to live variables by name and shape; report every misfit."""
+    plan = []
+    for name, value in values.items():
+        value = np.asarray(value)
+        var = live.get(name)
+        if var is None:
+            problem(name, f"unexpected {kind} {value.shape}: the model has no such variable")
+        elif ops.shape(var) != value.shape:
+            problem(name, f"{kind} shape differs: checkpoint {value.shape}, model {ops.shape(var)}")
+        else:
+            plan.append((name, var, value))
+    for name, var in live.items():
+        if name not in values:
+            problem(name, f"missing {kind} {ops.shape(var)}: the checkpoint has no value for it")
+    return plan
+
+
+def _check_learning_rate(ops: FlavourOps, opt: Any, st: OptimizerState, problem: Any) -> float | None:
+    """The float learning rate to set, or None; schedule/float conflicts are problems."""
+    want = st.learning_rate
+    want_schedule = st.hyperparameters.get("learning_rate_schedule")
+    live_lr, live_schedule = _learning_rate(ops, opt)
+    if want is not None:
+        if live_schedule is not None:
+            problem("learning_rate", f"checkpoint has learning rate {want} but the model's "
+                    "optimizer uses a schedule")
+            return None
+        return want
+    if want_schedule is not None and live_schedule is None:
+        problem("learning_rate", f"checkpoint uses a schedule ({want_schedule.get('class_name')}) "
+                f"but the model's optimizer has the fixed learning rate {live_lr}")
+    elif want_schedule is not None and want_schedule != live_schedule:
+        logger.warning("learning-rate schedule differs: checkpoint %s, model %s",
+                       want_schedule, live_schedule)
+    return None
+
+
+def set_learning_rate(ops: FlavourOps, model_or_optimizer: Any, value: float) -> float:
+    """Set the optimizer's learning rate in place; returns the old value."""
+    opt = model_or_optimizer
+    if hasattr(model_or_optimizer, "layers") or hasattr(model_or_optimizer, "compile"):
+        opt = ops.optimizer_of(model_or_optimizer)
+        if opt is None:
+            raise IncompatibleStateError("the model has no optimizer; compile it first")
+    else:
+        inner = getattr(opt, "inner_optimizer", None)
+        opt = inner if inner is not None else opt
+    old, schedule = _learning_rate(ops, opt)
+    if schedule is not None or old is None:
+        raise IncompatibleStateError(
+            f"the optimizer's learning rate is a schedule ({(schedule or {}).get('class_name')}); "
+            "it cannot be overridden with a number",
+            hint="compile with a float learning rate, or change the schedule itself")
+    ops.write_learning_rate(opt, float(value))
+    new, _ = _learning_rate(ops, opt)
+    logger.info("learning rate %s -> %s", old, new)
+    return old

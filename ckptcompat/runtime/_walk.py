@@ -1,0 +1,124 @@
+"""Layer walk shared by the live flavours: canonical weight names in model order.
+
+Framework-free: the flavour passes small callables that know how its variables and
+models look, so this module never imports TensorFlow or Keras.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+from ckptcompat.errors import IncompatibleStateError
+from ckptcompat.names.variables import strip_tensor_suffix
+
+__all__ = ["walk_variables", "relative_path", "json_safe", "json_safe_or_none"]
+
+logger = logging.getLogger(__name__)
+
+
+def relative_path(full_name: str, layer_name: str) -> str:
+    """Part of a variable's full name below ``layer_name``, RNN cell scopes dropped.
+
+    ``bidirectional/forward_lstm/lstm_cell/kernel:0`` below ``bidirectional`` ->
+    ``forward_lstm/kernel``. Used only when short names collide inside one layer.
+    """
+    parts = strip_tensor_suffix(full_name).split("/")
+    if layer_name in parts:
+        parts = parts[len(parts) - 1 - parts[::-1].index(layer_name) + 1:]
+    kept = [p for p in parts[:-1] if not (p == "cell" or p.endswith("_cell"))]
+    return "/".join([*kept, parts[-1]])
+
+
+def walk_variables(model: Any, *, is_model: Callable[[Any], bool],
+                   short_name: Callable[[Any], str],
+                   full_name: Callable[[Any], str]) -> dict[str, Any]:
+    """Every variable of ``model`` by canonical name, in model order.
+
+    Layers are visited in ``model.layers`` order; a layer that is itself a model adds its
+    name as a path component and is walked recursively. Inside a layer, weights keep
+    ``layer.weights`` order and are named ``<path>/<layer>/<short name>``; when two weights
+    of one layer share a short name (wrappers such as ``Bidirectional``), the path below
+    the layer (cell scopes dropped) is used instead. A variable reached twice (shared
+    layers) is listed once, under its first name. Variables the model owns outside its
+    layers are appended last under their own (suffix-free) name.
+    """
+    out: dict[str, Any] = {}
+    seen: set[int] = set()
+
+    def add(name: str, var: Any) -> None:
+        if id(var) in seen:
+            return
+        if name in out:
+            raise IncompatibleStateError(
+                "two variables of the live model get the same canonical name",
+                [f"{name}: {full_name(out[name])} and {full_name(var)}"],
+                hint="give the layers distinct names")
+        seen.add(id(var))
+        out[name] = var
+
+    def visit(container: Any, prefix: list[str]) -> None:
+        for layer in _layers(container):
+            if is_model(layer):
+                visit(layer, [*prefix, layer.name])
+                continue
+            weights = list(layer.weights)
+            names = [short_name(w) for w in weights]
+            if len(set(names)) != len(names):
+                names = [relative_path(full_name(w), layer.name) for w in weights]
+            for name, var in zip(names, weights):
+                add("/".join([*prefix, layer.name, name]), var)
+
+    visit(model, [])
+    for var in _iter(getattr(model, "weights", ())):
+        if id(var) not in seen:
+            logger.debug("variable %s is outside every layer; named by itself", full_name(var))
+            add(strip_tensor_suffix(full_name(var)), var)
+    return out
+
+
+def _layers(container: Any) -> list[Any]:
+    layers = getattr(container, "layers", None)
+    return list(layers) if layers is not None else []
+
+
+def _iter(values: Iterable[Any]) -> Iterable[Any]:
+    return list(values) if values is not None else []
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with numpy scalars/arrays and tuples turned into JSON types.
+
+    Raises ``TypeError`` for anything JSON cannot hold (framework objects, functions).
+    """
+    if value is None or isinstance(value, (bool, str, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, (np.bool_, np.integer, np.floating)):
+        return json_safe(value.item())
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "numpy"):  # eager tensors / variables left in a config
+        return json_safe(np.asarray(value.numpy()))
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
+def json_safe_or_none(value: Any, what: str) -> Any:
+    """:func:`json_safe`, or ``None`` (logged) when ``value`` holds something JSON cannot."""
+    try:
+        safe = json_safe(value)
+        json.dumps(safe)
+        return safe
+    except (TypeError, ValueError) as exc:
+        logger.warning("%s is not JSON-serialisable (%s); not captured", what, exc)
+        return None

@@ -1,0 +1,196 @@
+"""The committed golden fixtures: files present and intact, manifest complete and self-consistent.
+
+Runs in every environment (numpy, h5py and hashlib only; no framework, no ckptcompat reader).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import io
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+MANIFEST = FIXTURES / "manifest.json"
+
+PRODUCERS = {"tf212", "tf215", "tf216-keras30", "tf221-keras3", "tf221-tfkeras"}
+KINDS = {
+    "keras2": {"full_model", "weights", "tf_weights", "keras_zip", "weights_h5", "tf1_saver", "tf_checkpoint"},
+    "keras3": {"full_model", "keras_zip", "weights_h5", "tf1_saver", "tf_checkpoint"},
+}
+FORMAT_OF_KIND = {"full_model": "keras_h5", "weights": "keras_h5", "tf_weights": "tf_bundle",
+                  "keras_zip": "keras_zip", "weights_h5": "keras_zip", "tf1_saver": "tf_bundle",
+                  "tf_checkpoint": "tf_bundle"}
+CORE_CASES = {"mlp_adam", "mlp_sgd", "mlp_rmsprop", "cnn_bn_adam", "rnn_adam", "nested_sgd",
+              "metrics_auc_acc_adam", "metrics_accuracy_rmsprop", "tf1_adam", "tf1_momentum"}
+LEGACY_CASES = {"mlp_legacyadam", "cnn_legacysgd", "rnn_legacyrmsprop"}
+SLOTS = {"Adam": {"m", "v"}, "SGD": {"momentum"}, "RMSprop": {"rms"}}
+LEARNING_RATES = {"adam": 0.01, "sgd": 0.05, "rmsprop": 0.005, "legacyadam": 0.01, "legacysgd": 0.05,
+                  "legacyrmsprop": 0.005}
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def manifest() -> dict[str, Any]:
+    return json.loads(MANIFEST.read_text())
+
+
+def _h5_dataset_shas(f: h5py.File) -> set[str]:
+    found: set[str] = set()
+
+    def visit(_: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset):
+            found.add(_sha(np.ascontiguousarray(obj[()]).tobytes()))
+
+    f.visititems(visit)
+    return found
+
+
+def _dataset_shas(path: Path) -> set[str]:
+    """sha256 of every array stored in an HDF5 file or in the model.weights.h5 of a .keras zip."""
+    if path.suffix == ".keras":
+        with zipfile.ZipFile(path) as zf, h5py.File(io.BytesIO(zf.read("model.weights.h5")), "r") as f:
+            return _h5_dataset_shas(f)
+    with h5py.File(path, "r") as f:
+        return _h5_dataset_shas(f)
+
+
+def test_schema_and_producers(manifest: dict[str, Any]) -> None:
+    assert manifest["schema_version"] == 1
+    assert PRODUCERS <= set(manifest["producers"])
+    for env, info in manifest["producers"].items():
+        assert info["flavour"] in KINDS, env
+        assert info["tensorflow"], env
+    assert {f["producer"] for f in manifest["fixtures"]} == set(manifest["producers"])
+
+
+def test_every_file_exists_with_its_sha256(manifest: dict[str, Any]) -> None:
+    bad = []
+    count = 0
+    for fixture in manifest["fixtures"]:
+        assert fixture["files"], fixture["path"]
+        for rel, digest in fixture["files"].items():
+            path = FIXTURES / rel
+            count += 1
+            if not path.is_file():
+                bad.append(f"{rel}: missing")
+            elif _sha(path.read_bytes()) != digest:
+                bad.append(f"{rel}: sha256 differs")
+    assert not bad, bad
+    assert count >= 200
+
+
+def test_each_producer_has_every_kind_and_case(manifest: dict[str, Any]) -> None:
+    for env, info in manifest["producers"].items():
+        mine = [f for f in manifest["fixtures"] if f["producer"] == env]
+        assert {f["kind"] for f in mine} == KINDS[info["flavour"]], env
+        cases = {f["case"] for f in mine}
+        assert CORE_CASES <= cases, (env, CORE_CASES - cases)
+        if info["tensorflow"].startswith(("2.12.", "2.15.")):
+            assert LEGACY_CASES <= cases, env
+        for case in cases - {"tf1_adam", "tf1_momentum"}:
+            kinds = {f["kind"] for f in mine if f["case"] == case}
+            assert kinds == KINDS[info["flavour"]] - {"tf1_saver"}, (env, case)
+
+
+def test_fixture_entries_are_consistent(manifest: dict[str, Any]) -> None:
+    for f in manifest["fixtures"]:
+        where = f["path"]
+        assert f["format"] == FORMAT_OF_KIND[f["kind"]], where
+        assert f["path"].startswith(f["producer"] + "/"), where
+        weights = {t["owner"]: t for t in f["tensors"] if t["kind"] == "weight"}
+        slots = [t for t in f["tensors"] if t["kind"] == "slot"]
+        assert weights, where
+        assert len(weights) == sum(t["kind"] == "weight" for t in f["tensors"]), f"{where}: duplicate owner"
+        for t in f["tensors"]:
+            assert len(t["sha256"]) == 64 and t["dtype"] and isinstance(t["shape"], list), where
+        opt = f["optimizer"]
+        if opt is None:
+            assert not slots, where
+            continue
+        assert isinstance(opt["iterations"], int) and opt["iterations"] > 0, where
+        assert opt["class"] in SLOTS, where
+        assert opt["config"]["learning_rate"] == pytest.approx(opt["learning_rate"], rel=1e-6), where
+        if opt["class"] == "SGD":
+            assert opt["config"]["momentum"] == pytest.approx(0.9, rel=1e-6), where
+        assert {t["slot"] for t in slots} == SLOTS[opt["class"]], where
+        for t in slots:  # a slot has its variable's shape
+            assert weights[t["owner"]]["shape"] == t["shape"], (where, t["owner"])
+        if f["kind"] == "tf1_saver":
+            assert opt["learning_rate"] == {"tf1_adam": 1e-3, "tf1_momentum": 0.01}[f["case"]], where
+            assert opt["iterations"] == 3 and f["model_class"] is None, where
+            assert all("/" in name and name.startswith("layer_") for name in weights), where
+            continue
+        expected_lr = LEARNING_RATES[f["case"].rsplit("_", 1)[-1]]
+        assert opt["learning_rate"] == float(np.float32(expected_lr)), where  # stored as float32
+        assert opt["iterations"] == 4 and f["epoch"] == 2, where  # 2 epochs x 2 batches
+        assert opt["legacy"] == ("legacy" in f["case"]), where
+
+
+def test_canonical_names(manifest: dict[str, Any]) -> None:
+    for f in manifest["fixtures"]:
+        owners = {t["owner"] for t in f["tensors"]}
+        if f["case"] == "mlp_adam":
+            assert owners == {"dense/kernel", "dense/bias", "dense_1/kernel", "dense_1/bias"}, f["path"]
+        elif f["case"] == "nested_sgd":
+            assert owners == {"inner/dense/kernel", "inner/dense/bias", "head/kernel", "head/bias"}, f["path"]
+        elif f["case"] == "rnn_adam":
+            assert {"lstm/kernel", "lstm/recurrent_kernel", "gru/recurrent_kernel"} <= owners, f["path"]
+        elif f["case"] == "cnn_bn_adam":
+            assert {"bn/moving_mean", "bn/moving_variance", "conv/kernel"} <= owners, f["path"]
+            assert not [t for t in f["tensors"] if t["kind"] == "slot" and t["owner"].startswith("bn/moving")]
+        elif f["case"] == "tf1_adam":
+            assert "layer_conv1/kernel" in owners and "layer_fc2/bias" in owners, f["path"]
+
+
+def test_metric_names(manifest: dict[str, Any]) -> None:
+    for f in manifest["fixtures"]:
+        names = set(f["metric_names"])
+        if f["case"] == "metrics_auc_acc_adam":
+            assert {"loss", "acc", "auc", "auc_1", "val_acc", "val_auc_1", "val_loss"} <= names, f["path"]
+        elif f["case"] == "metrics_accuracy_rmsprop":
+            assert {"accuracy", "val_accuracy"} <= names, f["path"]
+        elif f["kind"] != "tf1_saver":
+            assert {"loss", "val_loss"} <= names, f["path"]
+
+
+def test_h5_files_hold_the_manifest_tensors(manifest: dict[str, Any]) -> None:
+    """Every listed tensor of an HDF5/zip fixture is one of the arrays stored in the file."""
+    missing = []
+    for f in manifest["fixtures"]:
+        if f["format"] not in ("keras_h5", "keras_zip"):
+            continue
+        stored = _dataset_shas(FIXTURES / f["path"])
+        missing += [f"{f['path']}: {t['owner']} {t['slot']}" for t in f["tensors"] if t["sha256"] not in stored]
+    assert not missing, missing
+
+
+def test_merged_manifest_matches_per_env_manifests(manifest: dict[str, Any]) -> None:
+    spec = importlib.util.spec_from_file_location("_fixture_generate", FIXTURES / "generate.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.merge(FIXTURES, write=False) == manifest
+
+
+def test_generator_refuses_without_framework(tmp_path: Path) -> None:
+    if importlib.util.find_spec("tensorflow") is not None:
+        pytest.skip("TensorFlow is installed here; the refusal is for framework-less environments")
+    proc = subprocess.run([sys.executable, str(FIXTURES / "generate.py"), "--out", str(tmp_path / "x")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "TensorFlow is not installed" in proc.stderr
+    assert not (tmp_path / "x").exists()

@@ -1,0 +1,285 @@
+"""keras_zip reader/writer: manifest fixtures, files written by the running Keras, hostile input."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ckptcompat.errors import (CkptCompatError, CorruptCheckpointError, IncompatibleStateError,
+                               UnsafeCheckpointError, UnsupportedFormatError)
+from ckptcompat.formats import keras_zip
+from ckptcompat.state import TrainingState
+
+h5py = pytest.importorskip("h5py")
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+CORPUS = ROOT.parent / "shared" / "real-checkpoints"
+
+
+def _sha(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+
+def _manifest() -> list[dict]:
+    path = FIXTURES / "manifest.json"
+    if not path.exists():
+        return []
+    return [f for f in json.loads(path.read_text())["fixtures"]
+            if f.get("format") == "keras_zip" and (FIXTURES / f["path"]).exists()]
+
+
+def _optimizer_class_recorded(path: Path) -> bool:
+    """Whether the file names its optimizer class (compile_config or the 3.x group attribute)."""
+    with zipfile.ZipFile(path) as zf:
+        compile_cfg = json.loads(zf.read("config.json")).get("compile_config") or {}
+        with h5py.File(io.BytesIO(zf.read("model.weights.h5")), "r") as h5:
+            named = "optimizer/vars" in h5 and h5["optimizer/vars"].attrs.get("name") is not None
+    return bool(compile_cfg.get("optimizer")) or named
+
+
+def _has_optimizer_vars(path: Path) -> bool:
+    if path.suffix == ".keras":
+        with zipfile.ZipFile(path) as zf, h5py.File(io.BytesIO(zf.read("model.weights.h5")), "r") as h5:
+            return "optimizer/vars" in h5 and len(h5["optimizer/vars"]) > 0
+    with h5py.File(path, "r") as h5:
+        return "optimizer/vars" in h5 and len(h5["optimizer/vars"]) > 0
+
+
+@pytest.mark.parametrize("fx", _manifest(), ids=lambda f: f["path"])
+def test_manifest_fixture(fx: dict) -> None:
+    path = FIXTURES / fx["path"]
+    assert keras_zip.sniff(path)
+    state = keras_zip.read(path)
+    weights = [t for t in fx["tensors"] if t["kind"] == "weight"]
+    slots = [t for t in fx["tensors"] if t["kind"] == "slot"]
+    if path.name.endswith(".weights.h5"):
+        # no config: names are the class-derived group names, so compare the values
+        assert Counter(_sha(a) for a in state.weights.values()) == Counter(t["sha256"] for t in weights)
+        return
+    assert set(state.weights) == {t["owner"] for t in weights}
+    for t in weights:
+        a = state.weights[t["owner"]]
+        assert (_sha(a), str(a.dtype), list(a.shape)) == (t["sha256"], t["dtype"], t["shape"]), t["owner"]
+    opt = fx.get("optimizer")
+    if not opt:
+        return
+    assert state.optimizer is not None
+    if not _optimizer_class_recorded(path):  # e.g. Keras 3.0 without compile_config optimizer
+        assert state.optimizer.class_name == "Unknown" and state.optimizer.slots == {}
+        assert state.optimizer.iterations == opt["iterations"]
+        return
+    assert state.optimizer.class_name == opt["class"]
+    if opt.get("learning_rate") is not None:
+        assert state.optimizer.learning_rate == opt["learning_rate"]
+    if not _has_optimizer_vars(path):  # legacy optimizers: tf.keras saves no state in .keras
+        assert state.optimizer.slots == {} and state.optimizer.iterations is None
+        return
+    assert state.optimizer.iterations == opt["iterations"]
+    assert state.optimizer.slot_count == len(slots)
+    for t in slots:
+        a = state.optimizer.slots[t["owner"]][t["slot"]]
+        assert _sha(a) == t["sha256"], (t["owner"], t["slot"])
+
+
+def test_reader_imports_no_framework() -> None:
+    files = [FIXTURES / f["path"] for f in _manifest() if f["path"].endswith(".keras")][:3]
+    if not files:
+        pytest.skip("no keras_zip fixtures")
+    code = ("import sys; from ckptcompat.formats import keras_zip\n"
+            f"for p in {[str(f) for f in files]!r}: keras_zip.read(p)\n"
+            "bad = [m for m in ('tensorflow', 'keras', 'tf_keras') if m in sys.modules]\n"
+            "assert not bad, bad\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
+# ---------------------------------------------------------------- written by the running Keras
+def _model(keras):
+    inp = keras.Input((6,), name="x")
+    h = keras.layers.Dense(5, name="d1")(inp)
+    h = keras.layers.BatchNormalization(name="bn")(h)
+    out = keras.layers.Dense(2, name="d2")(h)
+    model = keras.Model(inp, out)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.02), loss="mse", metrics=["acc"])
+    rng = np.random.default_rng(0)
+    model.fit(rng.random((8, 6), dtype=np.float32), rng.random((8, 2), dtype=np.float32),
+              batch_size=4, epochs=2, verbose=0)
+    return model
+
+
+@pytest.mark.framework
+def test_read_file_written_by_running_keras(keras, tmp_path: Path) -> None:
+    model = _model(keras)
+    path = tmp_path / "m.keras"
+    if getattr(keras, "__version__", "").startswith("2.12"):
+        model.save(path, save_format="keras_v3")
+    else:
+        model.save(path)
+    state = keras_zip.read(path)
+    expected = {}
+    for layer in model.layers:
+        for w in layer.weights:
+            expected[f"{layer.name}/{w.name.split('/')[-1].split(':')[0]}"] = np.asarray(w)
+    assert set(state.weights) == set(expected)
+    for name, value in expected.items():
+        assert np.array_equal(state.weights[name], value) and state.weights[name].dtype == value.dtype
+    assert state.optimizer.class_name == "Adam"
+    assert state.optimizer.iterations == 4
+    assert state.optimizer.learning_rate == pytest.approx(0.02, rel=1e-6)
+    assert set(state.optimizer.slots) == {"d1/kernel", "d1/bias", "bn/gamma", "bn/beta", "d2/kernel", "d2/bias"}
+    assert state.optimizer.slots["d1/kernel"]["m"].shape == (6, 5)
+    assert state.metric_names == ("acc",)
+
+
+# ---------------------------------------------------------------- writer (no framework needed)
+@pytest.mark.parametrize("fx", [f for f in _manifest() if f["path"].endswith(".keras")][:6],
+                         ids=lambda f: f["path"])
+def test_write_read_back(fx: dict, tmp_path: Path) -> None:
+    state = keras_zip.read(FIXTURES / fx["path"])
+    for name in ("out.keras", "out.weights.h5"):
+        keras_zip.write(tmp_path / name, state)
+        back = keras_zip.read(tmp_path / name)
+        if name.endswith(".keras"):
+            assert list(back.weights) == list(state.weights)
+            assert json.loads(zipfile.ZipFile(tmp_path / name).read("metadata.json"))["source_producer"][
+                "versions"]["keras"] == state.producer.versions["keras"]
+            if state.optimizer and state.optimizer.slots:
+                assert back.optimizer.iterations == state.optimizer.iterations
+                for var, per in state.optimizer.slots.items():
+                    for slot, a in per.items():
+                        assert np.array_equal(back.optimizer.slots[var][slot], a)
+        assert sorted(_sha(a) for a in back.weights.values()) == sorted(_sha(a) for a in state.weights.values())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.keras", "out.weights.h5"]
+
+
+def test_write_mismatch_leaves_nothing(tmp_path: Path) -> None:
+    files = [f for f in _manifest() if f["path"].endswith(".keras")]
+    if not files:
+        pytest.skip("no fixtures")
+    state = keras_zip.read(FIXTURES / files[0]["path"])
+    name = next(iter(state.weights))
+    bad = state.replace(weights={**state.weights, name: np.zeros((7, 7, 7), np.float32), "ghost/kernel": np.zeros(1)})
+    bad = bad.replace(weights={k: v for k, v in bad.weights.items()})
+    with pytest.raises((IncompatibleStateError,)) as info:
+        keras_zip.write(tmp_path / "x.keras", bad)
+    assert "ghost/kernel" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(UnsupportedFormatError):
+        keras_zip.write(tmp_path / "x.keras", TrainingState(weights={"a/b": np.zeros(2)}))
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- hostile / damaged input
+def _a_keras_file() -> Path:
+    files = [FIXTURES / f["path"] for f in _manifest() if f["path"].endswith(".keras")]
+    if not files:
+        pytest.skip("no fixtures")
+    return files[0]
+
+
+def test_truncated_every_tenth(tmp_path: Path) -> None:
+    data = _a_keras_file().read_bytes()
+    for i in range(10):
+        p = tmp_path / f"t{i}.keras"
+        p.write_bytes(data[: len(data) * i // 10])
+        with pytest.raises((CorruptCheckpointError, UnsupportedFormatError)):
+            keras_zip.read(p)
+        assert keras_zip.sniff(p) in (True, False)
+
+
+def test_zero_length_and_random_bytes(tmp_path: Path) -> None:
+    empty = tmp_path / "e.keras"
+    empty.write_bytes(b"")
+    with pytest.raises(CorruptCheckpointError):
+        keras_zip.read(empty)
+    rnd = tmp_path / "r.keras"
+    rnd.write_bytes(np.random.default_rng(1).bytes(4096))
+    with pytest.raises(UnsupportedFormatError):
+        keras_zip.read(rnd)
+    assert not keras_zip.sniff(empty) and not keras_zip.sniff(rnd) and not keras_zip.sniff(tmp_path)
+
+
+def test_zip_slip_member_refused(tmp_path: Path) -> None:
+    p = tmp_path / "slip.keras"
+    with zipfile.ZipFile(p, "w") as zf:
+        zf.writestr("metadata.json", "{}")
+        zf.writestr("../../evil.h5", b"x")
+        zf.writestr("model.weights.h5", b"x")
+    with pytest.raises(UnsafeCheckpointError):
+        keras_zip.read(p)
+    assert not (tmp_path.parent / "evil.h5").exists()
+
+
+def test_zip_bomb_refused(tmp_path: Path) -> None:
+    p = tmp_path / "bomb.keras"
+    with zipfile.ZipFile(p, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("metadata.json", "{}")
+        zf.writestr("model.weights.h5", b"\0" * (64 << 20))
+    assert p.stat().st_size < 1 << 20
+    with pytest.raises(UnsafeCheckpointError):
+        keras_zip.read(p)
+
+
+def test_hdf5_shape_bomb_refused(tmp_path: Path) -> None:
+    p = tmp_path / "bomb.weights.h5"
+    with h5py.File(p, "w") as h5:
+        h5.create_dataset("layers/dense/vars/0", shape=(1 << 20, 1 << 20), dtype="f8", chunks=(64, 64))
+    with pytest.raises(CorruptCheckpointError):
+        keras_zip.read(p)
+
+
+def test_legacy_h5_not_sniffed(tmp_path: Path) -> None:
+    p = tmp_path / "legacy.h5"
+    with h5py.File(p, "w") as h5:
+        h5.attrs["layer_names"] = [b"dense"]
+        h5.create_dataset("dense/dense/kernel:0", data=np.zeros((2, 2)))
+    assert not keras_zip.sniff(p)
+    with pytest.raises(UnsupportedFormatError):
+        keras_zip.read(p)
+
+
+def test_lambda_bytecode_is_data(tmp_path: Path) -> None:
+    cfg = {"class_name": "Sequential", "config": {"name": "s", "layers": [
+        {"class_name": "Lambda", "config": {"name": "lam", "function": ["4wEAAAAAAAAA", None, None]}},
+        {"class_name": "Dense", "config": {"name": "d", "units": 2}}]}}
+    p = tmp_path / "lam.keras"
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as h5:
+        h5.create_dataset("layers/dense/vars/0", data=np.ones((3, 2), np.float32))
+        h5.create_dataset("layers/dense/vars/1", data=np.zeros(2, np.float32))
+    with zipfile.ZipFile(p, "w") as zf:
+        zf.writestr("metadata.json", json.dumps({"keras_version": "3.15.1"}))
+        zf.writestr("config.json", json.dumps(cfg))
+        zf.writestr("model.weights.h5", buf.getvalue())
+    state = keras_zip.read(p)
+    assert list(state.weights) == ["d/kernel", "d/bias"]
+    assert state.model_config["config"]["layers"][0]["config"]["function"][0] == "4wEAAAAAAAAA"
+
+
+def test_real_corpus_kind_c() -> None:
+    manifest = CORPUS / "MANIFEST.tsv"
+    if not manifest.exists():
+        pytest.skip("real corpus absent")
+    rows = [r for r in csv.DictReader(manifest.open(), delimiter="\t") if r["kind"] == "C"]
+    assert rows
+    outcomes = {}
+    for row in rows:
+        path = CORPUS / row["repo"].replace("/", "__") / row["path"]
+        try:
+            state = keras_zip.read(path)
+            outcomes[str(path)] = len(state.weights)
+        except CkptCompatError as exc:
+            outcomes[str(path)] = type(exc).__name__
+    assert len(outcomes) == len(rows)
+    assert sum(isinstance(v, int) and v > 0 for v in outcomes.values()) >= len(rows) - 2, outcomes
