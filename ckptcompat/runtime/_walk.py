@@ -17,22 +17,35 @@ import numpy as np
 from ckptcompat.errors import IncompatibleStateError
 from ckptcompat.names.variables import strip_tensor_suffix
 
-__all__ = ["walk_variables", "relative_path", "json_safe", "json_safe_or_none"]
+__all__ = ["walk_variables", "layer_weights", "json_safe", "json_safe_or_none"]
 
 logger = logging.getLogger(__name__)
 
 
-def relative_path(full_name: str, layer_name: str) -> str:
-    """Part of a variable's full name below ``layer_name``, RNN cell scopes dropped.
 
-    ``bidirectional/forward_lstm/lstm_cell/kernel:0`` below ``bidirectional`` ->
-    ``forward_lstm/kernel``. Used only when short names collide inside one layer.
+def _sublayers(layer: Any) -> list[Any]:
+    flatten = getattr(layer, "_flatten_layers", None)  # tf.keras, tf_keras and Keras 3
+    if flatten is None:
+        return []
+    return list(flatten(include_self=False, recursive=False))
+
+
+def layer_weights(layer: Any, short_name: Callable[[Any], str]) -> list[tuple[str, Any]]:
+    """(name relative to ``layer``, variable) for every weight of ``layer``, in its order.
+
+    Short names normally; when two weights share one (wrappers such as ``Bidirectional``),
+    each weight is named through the direct sub-layer that owns it, recursively
+    (``forward_lstm/kernel``): RNN cell scopes therefore never appear.
     """
-    parts = strip_tensor_suffix(full_name).split("/")
-    if layer_name in parts:
-        parts = parts[len(parts) - 1 - parts[::-1].index(layer_name) + 1:]
-    kept = [p for p in parts[:-1] if not (p == "cell" or p.endswith("_cell"))]
-    return "/".join([*kept, parts[-1]])
+    weights = list({id(w): w for w in layer.weights}.values())  # a wrapper may list one twice
+    names = [short_name(w) for w in weights]
+    if len(set(names)) == len(names):
+        return list(zip(names, weights))
+    by_id: dict[int, str] = {}
+    for sub in _sublayers(layer):
+        for rel, var in layer_weights(sub, short_name):
+            by_id.setdefault(id(var), f"{sub.name}/{rel}")
+    return [(by_id.get(id(w), n), w) for n, w in zip(names, weights)]
 
 
 def walk_variables(model: Any, *, is_model: Callable[[Any], bool],
@@ -42,9 +55,8 @@ def walk_variables(model: Any, *, is_model: Callable[[Any], bool],
 
     Layers are visited in ``model.layers`` order; a layer that is itself a model adds its
     name as a path component and is walked recursively. Inside a layer, weights keep
-    ``layer.weights`` order and are named ``<path>/<layer>/<short name>``; when two weights
-    of one layer share a short name (wrappers such as ``Bidirectional``), the path below
-    the layer (cell scopes dropped) is used instead. A variable reached twice (shared
+    ``layer.weights`` order and are named ``<path>/<layer>/<short name>`` (see
+    :func:`layer_weights` for wrappers whose weights share short names). A variable reached twice (shared
     layers) is listed once, under its first name. Variables the model owns outside its
     layers are appended last under their own (suffix-free) name.
     """
@@ -67,11 +79,7 @@ def walk_variables(model: Any, *, is_model: Callable[[Any], bool],
             if is_model(layer):
                 visit(layer, [*prefix, layer.name])
                 continue
-            weights = list(layer.weights)
-            names = [short_name(w) for w in weights]
-            if len(set(names)) != len(names):
-                names = [relative_path(full_name(w), layer.name) for w in weights]
-            for name, var in zip(names, weights):
+            for name, var in layer_weights(layer, short_name):
                 add("/".join([*prefix, layer.name, name]), var)
 
     visit(model, [])
