@@ -40,6 +40,7 @@ __all__ = [
     "write",
     "detect_format",
     "inspect",
+    "resume",
 ]
 
 # name -> (module, attribute): resolved on first access so that `import ckptcompat` stays light.
@@ -52,12 +53,14 @@ _LAZY: dict[str, tuple[str, str]] = {
     "write": ("ckptcompat.formats.registry", "write"),
     "detect_format": ("ckptcompat.formats.registry", "detect"),
     "inspect": ("ckptcompat.inspection", "inspect"),
+    "resume": ("ckptcompat.resume", "resume"),
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from ckptcompat.formats.registry import detect as detect_format
     from ckptcompat.formats.registry import read, write
     from ckptcompat.inspection import inspect
+    from ckptcompat.resume import resume
     from ckptcompat.state import OptimizerState, Producer, Progress, TrainingState
 
 

@@ -31,6 +31,86 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _quiet_discovery(args: argparse.Namespace) -> None:
+    """ls/verify print every damaged checkpoint themselves: drop the duplicate log warnings."""
+    if not args.verbose:
+        for name in ("ckptcompat.discovery", "ckptcompat.store"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _cmd_ls(args: argparse.Namespace) -> int:
+    from ckptcompat._cli_tables import list_rows, render_ls
+
+    _quiet_discovery(args)
+    rows = list_rows(args.dir, monitor=args.monitor, mode=args.mode, pattern=args.pattern)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in rows], indent=2, sort_keys=True))
+    else:
+        print(render_ls(args.dir, rows))
+    return EXIT_OK
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from ckptcompat._cli_tables import verify_path
+
+    _quiet_discovery(args)
+    checked, problems = verify_path(args.path, deep=not args.fast, read=not args.no_read)
+    for name, fmt in checked:
+        print(f"ok       {name}  ({fmt})")
+    for line in problems:
+        print(f"PROBLEM  {line}")
+    print(f"{len(checked)} readable, {len(problems)} problem(s)")
+    return EXIT_PROBLEM if problems else EXIT_OK
+
+
+class _ProgressBar:
+    """A one-line progress bar on stderr: ``stage [#####     ] done/total``."""
+
+    def __init__(self, width: int = 30) -> None:
+        self.width = width
+        self.stage: str | None = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage != self.stage and self.stage is not None:
+            sys.stderr.write("\n")
+        self.stage = stage
+        filled = self.width if total <= 0 else int(self.width * done / total)
+        sys.stderr.write(f"\r{stage:<7}[{'#' * filled}{' ' * (self.width - filled)}] {done}/{total}")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.stage is not None:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from ckptcompat.migrate import migrate
+
+    bar = _ProgressBar() if (args.progress or sys.stderr.isatty()) else None
+    try:
+        report = migrate(args.src, args.dst, to=args.to, force=args.force, progress=bar,
+                         include_optimizer=not args.no_optimizer)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(report.summary())
+    return EXIT_OK
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from ckptcompat.plotting import plot_history
+
+    out = plot_history(args.dir, args.output, metrics=args.metric or None)
+    print(f"wrote {out}")
+    return EXIT_OK
+
+
+def _verbose(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="show debug logs and tracebacks")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ckptcompat",
@@ -42,9 +122,41 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="show format, producer, progress, optimizer and variables")
     p.add_argument("path", help="checkpoint file, bundle prefix or directory")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                   help="show debug logs and tracebacks")
+    _verbose(p)
     p.set_defaults(func=_cmd_inspect)
+
+    p = sub.add_parser("ls", help="list the checkpoints of a store or any folder")
+    p.add_argument("dir", help="ckptcompat store, folder of checkpoints, or one checkpoint")
+    p.add_argument("--monitor", help="metric that decides 'best' (default: the store's, else val_loss)")
+    p.add_argument("--mode", choices=("min", "max"), help="direction of --monitor (default: known direction)")
+    p.add_argument("--pattern", help="the ModelCheckpoint filepath template the files were saved with")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _verbose(p)
+    p.set_defaults(func=_cmd_ls)
+
+    p = sub.add_parser("verify", help="check checksums and read every checkpoint (exit 1 on problems)")
+    p.add_argument("path", help="ckptcompat store, folder of checkpoints, or one checkpoint")
+    p.add_argument("--fast", action="store_true", help="compare store file sizes only (no sha256)")
+    p.add_argument("--no-read", action="store_true", help="do not read the checkpoints, checksums only")
+    _verbose(p)
+    p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser("migrate", help="convert a checkpoint to another format, verified tensor by tensor")
+    p.add_argument("src", help="checkpoint to read (never modified)")
+    p.add_argument("dst", help="file to write (.keras/.weights.h5, .h5, or a TF1 bundle prefix)")
+    p.add_argument("--to", required=True, choices=("keras3", "h5", "tf1"), help="target format")
+    p.add_argument("--force", action="store_true", help="replace DST (the old one is kept as DST.bak)")
+    p.add_argument("--progress", action="store_true", help="show a progress bar even when not a terminal")
+    p.add_argument("--no-optimizer", action="store_true", help="drop the optimizer state on purpose")
+    _verbose(p)
+    p.set_defaults(func=_cmd_migrate)
+
+    p = sub.add_parser("plot", help="plot the metric history of a store or folder to a PNG")
+    p.add_argument("dir", help="ckptcompat store, folder of checkpoints, or a state.json")
+    p.add_argument("-o", "--output", default="history.png", help="PNG to write (default: ./history.png)")
+    p.add_argument("--metric", action="append", help="plot only this metric (repeatable)")
+    _verbose(p)
+    p.set_defaults(func=_cmd_plot)
     return parser
 
 

@@ -98,3 +98,20 @@ def test_training_config_keeps_compile_keys() -> None:
     assert set(out) == {"loss", "metrics", "weighted_metrics", "loss_weights", "optimizer_config"}
     assert out["loss"] == {"class_name": "MeanSquaredError", "config": {"name": "mse"}}
     assert out["optimizer_config"]["config"]["learning_rate"] == 0.1
+
+
+def test_nested_model_node_index_shifted() -> None:
+    inner = {"class_name": "Functional", "name": "inner", "config": {
+        "name": "inner", "layers": [], "input_layers": ["i", 0, 0], "output_layers": ["d", 0, 0]},
+        "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__",
+                                     "config": {"keras_history": ["in", 0, 0]}}], "kwargs": {}}]}
+    head = {"class_name": "Dense", "name": "head", "config": {"name": "head"},
+            "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__",
+                                         "config": {"keras_history": ["inner", 0, 0]}}], "kwargs": {}}]}
+    outer = {"class_name": "Functional", "config": {"name": "o", "layers": [inner, head],
+                                                    "input_layers": [["in", 0, 0]],
+                                                    "output_layers": [["inner", 0, 0]]}}
+    out = downgrade_model_config(outer)
+    assert out["config"]["layers"][1]["inbound_nodes"] == [[["inner", 1, 0, {}]]]
+    assert out["config"]["layers"][0]["inbound_nodes"] == [[["in", 0, 0, {}]]]
+    assert out["config"]["output_layers"] == [["inner", 1, 0]]

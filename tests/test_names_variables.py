@@ -8,7 +8,8 @@ from ckptcompat.names import variables as v
 @pytest.mark.parametrize("raw, expected", [
     ("Custom>Adam", "Adam"), ("adam", "Adam"), ("AdamOptimizer", "Adam"),
     ("keras.optimizers.legacy.SGD", "SGD"), ("MomentumOptimizer", "SGD"), ("RMSprop", "RMSprop"),
-    ("rmsprop", "RMSprop"), ("Unknown", "Unknown"),
+    ("rmsprop", "RMSprop"), ("Unknown", "Unknown"), ("adam_7", "Adam"), ("rmsprop_12", "RMSprop"),
+    ("dense_1", "dense_1"),
 ])
 def test_canonical_optimizer_class(raw: str, expected: str) -> None:
     assert v.canonical_optimizer_class(raw) == expected

@@ -16,6 +16,7 @@ __all__ = [
     "LAYER_RULES",
     "UNKNOWN_LAYER_ARGS",
     "UNKNOWN_OBJECT_ARGS",
+    "RENAMED_OBJECTS",
     "OPTIMIZER_KEYS_UNKNOWN_TO_KERAS2",
     "downgrade_layer",
     "downgrade_model_config",
@@ -104,8 +105,14 @@ def rule_registration(layer: Layer) -> Layer:
     return out
 
 
+#: Serialized class names Keras 3 spells differently from Keras 2.
+RENAMED_OBJECTS: dict[str, str] = {"OrthogonalInitializer": "Orthogonal"}
+
+
 def _drop_object_args(obj: Any) -> Any:
     if isinstance(obj, dict):
+        if obj.get("class_name") in RENAMED_OBJECTS:
+            obj["class_name"] = RENAMED_OBJECTS[obj["class_name"]]
         if isinstance(obj.get("config"), dict) and obj.get("class_name") in UNKNOWN_OBJECT_ARGS:
             for key in UNKNOWN_OBJECT_ARGS[obj["class_name"]]:
                 obj["config"].pop(key, None)
@@ -187,17 +194,45 @@ def rule_inbound_nodes(layer: Layer) -> Layer:
     return layer
 
 
+_MODEL_CLASSES = {"Functional", "Model", "Sequential"}
+
+
+def _shift_nested_model_nodes(cfg: dict[str, Any]) -> None:
+    """Keras 2 nested models own node 0 (their construction); Keras 3 numbers calls from 0.
+
+    Every reference ``[name, node_index, tensor_index, ...]`` to a nested model gets
+    ``node_index + 1``, else Keras 2 waits forever for a node that is never created.
+    """
+    models = {sub.get("name") or (sub.get("config") or {}).get("name") for sub in cfg["layers"]
+              if isinstance(sub, dict) and sub.get("class_name") in _MODEL_CLASSES}
+
+    def shift(ref: Any) -> None:
+        if isinstance(ref, list) and len(ref) >= 3 and ref[0] in models and isinstance(ref[1], int):
+            ref[1] += 1
+
+    for sub in cfg["layers"]:
+        for node in (sub.get("inbound_nodes") or []) if isinstance(sub, dict) else []:
+            for ref in node if isinstance(node, list) else []:
+                shift(ref)
+    for ref in cfg.get("output_layers") or []:
+        shift(ref)
+
+
 def rule_nested(layer: Layer) -> Layer:
     """Recurse into nested models (``config.layers``) and wrappers (``config.layer``)."""
     cfg = layer.get("config")
     if not isinstance(cfg, dict):
         return layer
     if isinstance(cfg.get("layers"), list):
+        k3_nodes = any(isinstance(node, dict) for sub in cfg["layers"] if isinstance(sub, dict)
+                       for node in (sub.get("inbound_nodes") or []))
         cfg["layers"] = [downgrade_layer(sub) if isinstance(sub, dict) else sub for sub in cfg["layers"]]
         for key in ("input_layers", "output_layers"):
             refs = cfg.get(key)
             if isinstance(refs, list) and len(refs) == 3 and isinstance(refs[0], str):
                 cfg[key] = [refs]  # Keras 3 flattens a single input/output reference
+        if k3_nodes:
+            _shift_nested_model_nodes(cfg)
     for key in ("layer", "backward_layer", "cell"):
         if isinstance(cfg.get(key), dict) and "class_name" in cfg[key]:
             cfg[key] = downgrade_layer(cfg[key])

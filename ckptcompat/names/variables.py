@@ -75,14 +75,23 @@ _SLOT_ALIASES: dict[tuple[str, str], str] = {
 }
 
 _SUFFIX = re.compile(r":\d+$")
+_NUMBERED_NAME = re.compile(r"_\d+$")
 
 
 def canonical_optimizer_class(name: str) -> str:
-    """``"Custom>Adam"``, ``"adam"``, ``"AdamOptimizer"``, ``"keras.optimizers.legacy.Adam"`` -> ``"Adam"``."""
+    """``"Custom>Adam"``, ``"adam"``, ``"adam_7"``, ``"AdamOptimizer"``, ``"keras.optimizers.legacy.Adam"`` -> ``"Adam"``."""
     bare = name.split(">")[-1].rsplit(".", 1)[-1]
+    found = _known_class(bare)
+    if found is None:
+        # Keras 3 optimizer *names* are uniquified per process: "adam", "adam_1", "adam_7"
+        found = _known_class(_NUMBERED_NAME.sub("", bare))
+    return found or bare
+
+
+def _known_class(bare: str) -> str | None:
     if bare in CANONICAL_SLOTS:
         return bare
-    return _CLASS_ALIASES.get(bare, _CLASS_ALIASES.get(bare.lower(), bare))
+    return _CLASS_ALIASES.get(bare, _CLASS_ALIASES.get(bare.lower()))
 
 
 def canonical_slot(optimizer_class: str, raw_slot: str) -> str:

@@ -1,0 +1,217 @@
+"""Rebuild and compile a model from a checkpoint's config for the running Keras (used by resume)."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from ckptcompat.errors import IncompatibleStateError, InvalidArgumentError, UnsupportedFormatError
+from ckptcompat.names.variables import canonical_optimizer_class
+from ckptcompat.state import OptimizerState, TrainingState
+
+__all__ = ["build_model", "compile_model", "config_for_running", "class_names"]
+
+log = logging.getLogger(__name__)
+_SKIP_HYPER = {"name", "is_legacy_optimizer", "jit_compile", "learning_rate_schedule"}
+
+
+def class_names(obj: Any) -> set[str]:
+    """Every ``class_name`` mentioned in a (model) config."""
+    found: set[str] = set()
+    if isinstance(obj, Mapping):
+        if isinstance(obj.get("class_name"), str):
+            found.add(obj["class_name"])
+        for value in obj.values():
+            found |= class_names(value)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            found |= class_names(value)
+    return found
+
+
+def written_by_keras3(state: TrainingState) -> bool | None:
+    """True/False when the producer tells whether Keras 3 wrote the file, else None."""
+    framework = state.producer.framework
+    version = str(state.producer.versions.get("keras") or "")
+    if framework in ("tf.keras", "tf-keras") or version.startswith(("1.", "2.")):
+        return False
+    if version.startswith("3."):
+        return True
+    return None
+
+
+def config_for_running(model_config: Mapping[str, Any], flavour: str,
+                       keras3: bool | None = None) -> dict[str, Any]:
+    """Translate a model config of any generation to the running flavour's spelling."""
+    from ckptcompat.names.config_downgrade import downgrade_model_config, is_keras3_config
+    from ckptcompat.names.config_upgrade import upgrade_model_config
+
+    if keras3 is None:
+        keras3 = is_keras3_config(model_config)
+    if flavour == "keras3" and not keras3:
+        return upgrade_model_config(model_config)
+    if flavour == "keras2" and keras3:
+        return downgrade_model_config(model_config)
+    return dict(model_config)
+
+
+def _unknown_classes(keras: Any, config: Mapping[str, Any], custom: Mapping[str, Any]) -> list[str]:
+    known_spaces = [getattr(keras, n, None) for n in ("layers", "models", "initializers", "regularizers",
+                                                       "constraints", "activations")]
+    out = []
+    for name in sorted(class_names(config)):
+        short = name.split(">")[-1]
+        if name in custom or short in custom or name in ("Functional", "Sequential", "Model"):
+            continue
+        if not any(space is not None and hasattr(space, short) for space in known_spaces):
+            out.append(name)
+    return out
+
+
+def build_model(state: TrainingState, flavour: str, keras: Any,
+                custom_objects: Mapping[str, Any] | None, path: str | None) -> Any:
+    """A new model built from ``state.model_config`` for the running Keras (weights not set)."""
+    if not state.model_config:
+        raise InvalidArgumentError(
+            "the checkpoint holds no model config (weights-only file, TF bundle or subclassed model)",
+            path=path, hint="build the model yourself and pass it: resume(path, model=model)")
+    custom = dict(custom_objects or {})
+    config = config_for_running(state.model_config, flavour, written_by_keras3(state))
+    unknown = _unknown_classes(keras, config, custom)
+    try:
+        if flavour == "keras3" and "module" not in config:  # legacy .h5 layout (Keras 3 or upgraded)
+            from keras.src.legacy.saving import saving_utils  # noqa: PLC0415
+
+            model = saving_utils.model_from_config(
+                {"class_name": config["class_name"], "config": config["config"]}, custom_objects=custom)
+        elif flavour == "keras3":
+            model = keras.models.model_from_json(_json(config), custom_objects=custom)
+        else:
+            model = keras.models.model_from_config(
+                {"class_name": config["class_name"], "config": config["config"]}, custom_objects=custom)
+    except Exception as exc:  # noqa: BLE001 -- Keras raises ValueError/TypeError/KeyError freely
+        if unknown:
+            raise InvalidArgumentError(
+                f"the model uses class(es) this Keras does not know: {', '.join(unknown)}",
+                path=path, hint="pass custom_objects={" + ", ".join(f"'{u}': {u}" for u in unknown)
+                + "} with your own classes") from exc
+        raise UnsupportedFormatError(f"cannot rebuild the model from its config: {exc}", path=path,
+                                     hint="build the model yourself and pass resume(path, model=model)"
+                                     ) from exc
+    return model
+
+
+def _json(config: Mapping[str, Any]) -> str:
+    import json
+
+    return json.dumps(config)
+
+
+def make_optimizer(keras: Any, opt: OptimizerState, flavour: str) -> Any:
+    """An optimizer of the saved class with the saved hyper-parameters."""
+    cls_name = canonical_optimizer_class(opt.class_name)
+    raw = dict(opt.config.get("config", opt.config)) if isinstance(opt.config, Mapping) else {}
+    legacy = bool(raw.get("is_legacy_optimizer")) and flavour == "keras2"
+    space = getattr(keras.optimizers, "legacy", None) if legacy else None
+    cls = getattr(space, cls_name, None) if space is not None else None
+    cls = cls or getattr(keras.optimizers, cls_name, None)
+    if cls is None:
+        raise IncompatibleStateError(f"optimizer class {opt.class_name!r} does not exist in this Keras",
+                                     hint="compile the model yourself and pass it as model=")
+    params = inspect.signature(cls.__init__).parameters
+    kwargs: dict[str, Any] = {}
+    dropped = []
+    for key, value in opt.hyperparameters.items():
+        if key in _SKIP_HYPER:
+            continue
+        if key in params and params[key].kind in (params[key].POSITIONAL_OR_KEYWORD, params[key].KEYWORD_ONLY):
+            kwargs[key] = value
+        else:
+            dropped.append(key)
+    schedule = opt.hyperparameters.get("learning_rate_schedule")
+    if kwargs.get("learning_rate") is None and isinstance(schedule, Mapping):
+        kwargs["learning_rate"] = keras.optimizers.schedules.deserialize(dict(schedule))
+    elif kwargs.get("learning_rate") is None:
+        kwargs.pop("learning_rate", None)
+    slot_names = {n for per in opt.slots.values() for n in per}
+    if cls_name == "SGD" and "momentum" in slot_names and "momentum" not in opt.hyperparameters:
+        log.warning("the checkpoint has SGD momentum slots but does not record the momentum value "
+                    "(Keras 3 .keras without an optimizer config); compile the model yourself and "
+                    "pass it as model=")
+    if dropped:
+        log.info("optimizer %s: hyper-parameters %s do not exist in this Keras and were left out",
+                 cls_name, sorted(dropped))
+    return cls(**kwargs)
+
+
+def _metric(keras: Any, entry: Any) -> Any:
+    if isinstance(entry, str):
+        return entry
+    if isinstance(entry, Mapping) and entry.get("class_name") == "MeanMetricWrapper":
+        cfg = entry.get("config", {})
+        return cfg.get("name") or cfg.get("fn")
+    if isinstance(entry, Mapping) and isinstance(entry.get("class_name"), str):
+        cls = getattr(keras.metrics, entry["class_name"], None)
+        if cls is not None:
+            return cls.from_config(dict(entry.get("config", {})))
+    raise ValueError(f"unknown metric entry {entry!r}")
+
+
+def _metrics(keras: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    flat: list[Any] = []
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, list):  # Keras 2 h5: one list per output
+            flat.extend(item)
+        else:
+            flat.append(item)
+    out = []
+    for entry in flat:
+        try:
+            out.append(_metric(keras, entry))
+        except (ValueError, TypeError) as exc:
+            log.warning("metric %r from the checkpoint cannot be rebuilt and is left out: %s", entry, exc)
+    return out
+
+
+def _loss(keras: Any, value: Any) -> Any:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, Mapping) and "class_name" in value:
+        cfg = dict(value.get("config", {}))
+        cls = getattr(keras.losses, value["class_name"], None)
+        if cls is not None:
+            cfg.pop("fn", None)
+            return cls.from_config(cfg)
+        return cfg.get("fn") or cfg.get("name")
+    if isinstance(value, Mapping):
+        return {k: _loss(keras, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_loss(keras, v) for v in value]
+    return value
+
+
+def compile_model(model: Any, state: TrainingState, keras: Any, flavour: str, path: str | None) -> None:
+    """Compile ``model`` with the saved optimizer and the saved loss/metrics (training_config)."""
+    if state.optimizer is None or state.optimizer.class_name == "Unknown":
+        log.info("%s: no optimizer in the checkpoint; the rebuilt model is not compiled", path)
+        return
+    tc = dict(state.training_config or {})
+    if "loss" not in tc:
+        raise InvalidArgumentError("the checkpoint records no loss to compile with", path=path,
+                                   hint="compile the model yourself and pass it as model=, "
+                                        "or use compile=False")
+    kwargs: dict[str, Any] = {"optimizer": make_optimizer(keras, state.optimizer, flavour),
+                              "loss": _loss(keras, tc.get("loss"))}
+    metrics = _metrics(keras, tc.get("metrics"))
+    if metrics:
+        kwargs["metrics"] = metrics
+    weighted = _metrics(keras, tc.get("weighted_metrics"))
+    if weighted:
+        kwargs["weighted_metrics"] = weighted
+    if tc.get("loss_weights") is not None:
+        kwargs["loss_weights"] = tc["loss_weights"]
+    model.compile(**kwargs)

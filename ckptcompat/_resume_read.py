@@ -1,0 +1,155 @@
+"""Pick the checkpoint to resume from, read it and merge its sidecars (used by resume)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ckptcompat.errors import CheckpointNotFoundError, CkptCompatError
+from ckptcompat.state import Progress, TrainingState
+
+__all__ = ["LOOKED_FOR", "pick_and_read", "merge", "remap_by_structure"]
+
+log = logging.getLogger(__name__)
+
+LOOKED_FOR = ("a ckptcompat store (ckptcompat.json), Keras files (.h5 .hdf5 .keras .weights.h5), "
+              "TensorFlow bundles (<prefix>.index + .data-*, a 'checkpoint' state file) and "
+              "SavedModel folders")
+
+
+def _read_one(cand: Any) -> TrainingState:
+    from ckptcompat.formats import registry, sidecar
+
+    target = cand.file or cand.path
+    state = registry.read(target, format=cand.format)
+    if cand.state_json is not None and Path(cand.state_json) != Path(target):
+        state = merge(state, sidecar.read(cand.state_json), prefer_extra=True)
+    if cand.sidecar is not None:
+        try:
+            legacy = sidecar.read_legacy_sidecar(cand.sidecar)
+        except CkptCompatError as exc:
+            log.warning("%s: sidecar not used: %s", cand.sidecar, exc)
+        else:
+            state = merge(state, legacy, prefer_extra=False)
+    return state
+
+
+def pick_and_read(path: str | os.PathLike[str], which: str, *, monitor: str | None, mode: str | None,
+                  pattern: str | None) -> tuple[Any, TrainingState]:
+    """The selected candidate and its state; falls back past checkpoints that fail to read."""
+    from ckptcompat.discovery import find_checkpoints, select
+
+    candidates = find_checkpoints(path, pattern=pattern)
+    if not candidates:
+        raise CheckpointNotFoundError(f"no checkpoint found; looked for {LOOKED_FOR}", path=path,
+                                      hint="check the path; folders are not searched recursively")
+    remaining = list(candidates)
+    failures: list[str] = []
+    while True:
+        try:
+            cand = select(remaining, which, monitor=monitor, mode=mode, where=path)
+        except CheckpointNotFoundError as exc:
+            if failures:
+                raise CheckpointNotFoundError(
+                    f"no readable checkpoint: {exc.message}; unreadable: " + "; ".join(failures),
+                    path=path, hint="see the log for every damaged file") from exc
+            raise
+        try:
+            return cand, _read_one(cand)
+        except CkptCompatError as exc:
+            log.warning("%s: cannot be read (%s); falling back to the next checkpoint", cand.path, exc)
+            failures.append(f"{cand.path.name}: {exc}")
+            remaining = [c for c in remaining if c is not cand]
+
+
+def merge(main: TrainingState, extra: TrainingState, *, prefer_extra: bool) -> TrainingState:
+    """Fill ``main`` with what ``extra`` (state.json or a legacy sidecar) knows.
+
+    Tensors always come from ``main``. Progress, history, callbacks and RNG come from
+    ``extra`` when ``prefer_extra`` (ckptcompat's own state.json) or when ``main`` lacks them.
+    """
+    def pick(a: Any, b: Any) -> Any:
+        if prefer_extra:
+            return b if b not in (None, {}, ()) else a
+        return a if a not in (None, {}, ()) else b
+
+    progress = Progress(epoch=pick(main.progress.epoch, extra.progress.epoch),
+                        step=pick(main.progress.step, extra.progress.step),
+                        global_step=pick(main.progress.global_step, extra.progress.global_step))
+    optimizer = main.optimizer
+    if optimizer is None and extra.optimizer is not None:
+        optimizer = extra.optimizer  # class + hyper-parameters only, no slots
+    producer = main.producer
+    if prefer_extra and extra.producer.framework:
+        producer = dataclasses.replace(extra.producer, format=main.producer.format, path=main.producer.path)
+    return main.replace(progress=progress, optimizer=optimizer, producer=producer,
+                        history=pick(dict(main.history), dict(extra.history)),
+                        callbacks=pick(dict(main.callbacks), dict(extra.callbacks)),
+                        rng=pick(dict(main.rng), dict(extra.rng)),
+                        metric_names=main.metric_names or extra.metric_names)
+
+
+def remap_by_structure(state: TrainingState, live: Mapping[str, tuple[int, ...]]) -> TrainingState:
+    """Rename checkpoint variables that match a live variable only by path suffix.
+
+    Nested models in TF bundles lack the outer layer name (``dense_2/bias`` for the live
+    ``inner/dense_2/bias``). A name is renamed only when exactly one unclaimed live
+    variable ends with ``/<name>`` and has the same shape; anything else is left for
+    :func:`ckptcompat.runtime.apply` to report.
+    """
+    unmatched_live = {n for n in live if n not in state.weights}
+    renames: dict[str, str] = {}
+    for name, value in state.weights.items():
+        if name in live:
+            continue
+        shape = tuple(np.shape(value))
+        hits = [n for n in unmatched_live if n.endswith("/" + name) and tuple(live[n]) == shape]
+        if len(hits) == 1 and hits[0] not in renames.values():
+            renames[name] = hits[0]
+    leftover = [n for n in state.weights if n not in live and n not in renames]
+    free = [n for n in live if n not in state.weights and n not in renames.values()]
+    if leftover and state.model_config is None and state.producer.format == "keras_zip":
+        renames.update(_by_layer_order(leftover, free, state, live))
+    if not renames:
+        return state
+    log.info("matched %d variable(s) by structure (suffix + shape): %s", len(renames),
+             ", ".join(f"{a} -> {b}" for a, b in renames.items()))
+    weights = {renames.get(k, k): v for k, v in state.weights.items()}
+    optimizer = state.optimizer
+    if optimizer is not None:
+        slots = {renames.get(k, k): v for k, v in optimizer.slots.items()}
+        optimizer = dataclasses.replace(optimizer, slots=slots)
+    return state.replace(weights=weights, optimizer=optimizer)
+
+
+def _groups(names: list[str]) -> list[tuple[str, list[str]]]:
+    out: dict[str, list[str]] = {}
+    for n in names:
+        head, _, short = n.rpartition("/")
+        out.setdefault(head, []).append(short)
+    return list(out.items())
+
+
+def _by_layer_order(leftover: list[str], free: list[str], state: TrainingState,
+                    live: Mapping[str, tuple[int, ...]]) -> dict[str, str]:
+    """Keras 3 ``.weights.h5`` names layers by class counters and Keras loads them by layer order:
+    pair layers in order when every layer's weight names and shapes agree."""
+    a, b = _groups(leftover), _groups(free)
+    if len(a) != len(b):
+        return {}
+    out = {}
+    for (ha, sa), (hb, sb) in zip(a, b):
+        if sorted(sa) != sorted(sb):
+            return {}
+        for short in sa:
+            src, dst = f"{ha}/{short}" if ha else short, f"{hb}/{short}" if hb else short
+            if tuple(np.shape(state.weights[src])) != tuple(live[dst]):
+                return {}
+            out[src] = dst
+    return out

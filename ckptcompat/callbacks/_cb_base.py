@@ -1,0 +1,84 @@
+"""Private helpers of the resumable callbacks: the running Keras ``Callback`` base, bound lazily.
+
+A public callback class derives from :class:`LazyCallback`. Each instantiation binds it
+(and any user subclass) to ``keras.callbacks.Callback`` of the running Keras -- tf.keras,
+tf_keras or Keras 3 -- through :func:`ckptcompat.callbacks._base.bind` (a cached subclass). So
+``import ckptcompat.callbacks`` never imports TensorFlow, ``isinstance(cb, ckptcompat.callbacks.EarlyStopping)`` holds and Keras
+accepts the object as a real callback on every version.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ckptcompat.callbacks import _base, _state
+
+__all__ = ["LazyCallback", "keras_module", "keras_major", "as_float"]
+
+
+def keras_module() -> Any:
+    """The Keras module user code gets (``tf.keras``, ``tf_keras`` or ``keras``)."""
+    return _base.keras_module()
+
+
+def keras_major() -> int:
+    """2 for tf.keras / tf_keras, 3 for Keras 3."""
+    from ckptcompat import runtime
+
+    return 3 if runtime.detect() == "keras3" else 2
+
+
+def as_float(value: Any) -> float | None:
+    """A logged value as a Python float (numpy / tensor scalars too); None when not a number."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        try:
+            import numpy as np
+
+            return float(np.asarray(value))
+        except (TypeError, ValueError):
+            return None
+
+
+class LazyCallback:
+    """Mixin: bound to the running Keras ``Callback`` on first instantiation; registers state.
+
+    Subclasses set ``state_key`` (stable, unique per model) and implement ``state_dict`` /
+    ``load_state_dict``; ``set_model`` registers them with :mod:`ckptcompat.callbacks._state`.
+    """
+
+    state_key: str = ""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        return object.__new__(_base.bind(cls))
+
+    def _init_keras(self) -> None:
+        _base.keras_callback_base().__init__(self)
+        self._warned: set[str] = set()
+        self._log = logging.getLogger(type(self).__module__)
+
+    def _warn_once(self, tag: str, message: str, *args: Any) -> None:
+        if tag not in self._warned:
+            self._warned.add(tag)
+            self._log.warning(message, *args)
+
+    def _info_once(self, tag: str, message: str, *args: Any) -> None:
+        if tag not in self._warned:
+            self._warned.add(tag)
+            self._log.info(message, *args)
+
+    def set_model(self, model: Any) -> None:
+        super().set_model(model)  # type: ignore[misc]
+        if self.state_key:
+            _state.register(model, self)  # type: ignore[arg-type]
+
+    def _take_state(self) -> dict[str, Any] | None:
+        """The state offered for this callback after a resume (None when fresh)."""
+        model = getattr(self, "model", None)
+        if model is None or not self.state_key:
+            return None
+        return _state.take_state(model, self.state_key)

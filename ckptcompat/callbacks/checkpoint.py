@@ -1,0 +1,245 @@
+"""``Checkpoint``: save everything needed for an exact resume into a ckptcompat store.
+
+::
+
+    from ckptcompat.callbacks import Checkpoint
+    data = ArrayData(x, y, batch_size=32, seed=0)
+    ckpt = Checkpoint("runs/a", save_freq="epoch", keep_last=3, data=data)
+    model.fit(data, epochs=10, shuffle=False, callbacks=[data.tracker(), ckpt])
+    # later: run = ckptcompat.resume("runs/a", data=data)
+    #        run.model.fit(data, epochs=10, callbacks=[data.tracker(), Checkpoint("runs/a", data=data)],
+    #                      **run.fit_kwargs())
+
+Each save writes, through :class:`ckptcompat.store.CheckpointStore` (atomic commit), the
+model file of the running flavour with OUR writers -- ``model.keras`` (``keras_zip``) on
+Keras 3, ``model.h5`` (``keras_h5``) on Keras 2; subclassed models without a config get a
+weights-only ``weights.h5`` (``keras_h5``: resume then needs ``model=``) -- plus
+``state.json`` (progress, history, RNG, data position, every registered callback state).
+Saving reads the model only: no variable, optimizer or compile setting changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ckptcompat.callbacks._base import bind
+from ckptcompat.callbacks._state import collect_states, register, take_state
+from ckptcompat.errors import InvalidArgumentError
+
+__all__ = ["Checkpoint"]
+
+log = logging.getLogger(__name__)
+STATE_KEY = "ckptcompat.checkpoint"
+
+
+def _number(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out
+
+
+def _compile_config(model: Any) -> dict[str, Any] | None:
+    """Loss and metrics the model was compiled with, as plain data (None when unknown)."""
+    from ckptcompat.formats.sidecar import to_jsonable
+
+    cfg: dict[str, Any] | None = None
+    getter = getattr(model, "get_compile_config", None)
+    try:
+        if callable(getter):
+            cfg = dict(getter() or {})
+    except (NotImplementedError, TypeError, ValueError, AttributeError):
+        cfg = None
+    if not cfg and hasattr(model, "_get_compile_args"):
+        try:
+            args = model._get_compile_args(user_metrics=True)  # noqa: SLF001
+        except TypeError:
+            args = model._get_compile_args()  # noqa: SLF001
+        except (AttributeError, ValueError):
+            args = {}
+        cfg = {k: args.get(k) for k in ("loss", "metrics", "weighted_metrics", "loss_weights")}
+    if not cfg:
+        return None
+    cfg.pop("optimizer", None)
+
+    def simple(obj: Any) -> Any:
+        if obj is None or isinstance(obj, (str, int, float, bool)):
+            return obj
+        if isinstance(obj, Mapping):
+            return {str(k): simple(v) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return [simple(v) for v in obj]
+        if callable(obj) and not hasattr(obj, "get_config"):
+            return getattr(obj, "__name__", None)
+        if hasattr(obj, "get_config"):
+            inner = getattr(obj, "_fn", None)
+            if type(obj).__name__ == "MeanMetricWrapper" or inner is not None and type(obj).__name__.endswith("Wrapper"):
+                return getattr(obj, "name", None)
+            return {"class_name": type(obj).__name__, "config": simple(obj.get_config())}
+        return None
+
+    problems: list[str] = []
+    out = to_jsonable(simple(cfg), "$", problems)
+    return None if problems else out
+
+
+class Checkpoint:
+    """Keras callback saving weights, optimizer, progress, history, RNG, data and callback states.
+
+    ``save_freq``: ``"epoch"`` (every ``save_every_epochs`` epochs) or an int: every that many
+    optimizer steps (``iterations``), mid-epoch saves recording the batch position.
+    ``keep_last`` / ``keep_best`` (by ``monitor``/``mode``): retention of the store.
+    ``data``: an :class:`~ckptcompat.data.ArrayData` / ``GeneratorData`` whose position is saved.
+    """
+
+    state_key = STATE_KEY
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        return object.__new__(bind(cls))
+
+    def __init__(self, directory: str | os.PathLike[str], save_freq: str | int = "epoch", *,
+                 keep_last: int | None = None, keep_best: int | None = None,
+                 monitor: str | None = None, mode: str | None = None, data: Any = None,
+                 save_every_epochs: int = 1) -> None:
+        super().__init__()
+        if save_freq != "epoch" and not (isinstance(save_freq, int) and save_freq > 0):
+            raise InvalidArgumentError(f"save_freq={save_freq!r}: use 'epoch' or a positive int (batches)")
+        if keep_best is not None and monitor is None:
+            raise InvalidArgumentError("keep_best needs monitor=<metric name>")
+        self.directory = Path(directory)
+        self.save_freq = save_freq
+        self.keep_last, self.keep_best = keep_last, keep_best
+        self.monitor, self.mode = monitor, mode
+        self.data = data
+        self.save_every_epochs = int(save_every_epochs)
+        self.history: dict[str, list[float]] = {}
+        self.saves = 0
+        self._store: Any = None
+        self._epoch = 0
+        self._offset = 0
+        self._resume: tuple[int, int] | None = None
+        self._training_config: Any = None
+
+    # ------------------------------------------------------------ state protocol
+    def state_dict(self) -> dict[str, Any]:
+        return {"saves": self.saves, "training_config": self._training_config}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.saves = int(state.get("saves", 0))
+        self.history = {k: [float(v) for v in vals] for k, vals in dict(state.get("history", {})).items()}
+        if state.get("resume_epoch") is not None:
+            self._resume = (int(state["resume_epoch"]), int(state.get("resume_step", 0)))
+
+    def set_model(self, model: Any) -> None:
+        super().set_model(model)  # type: ignore[misc]
+        register(model, self)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------ Keras hooks
+    def on_train_begin(self, logs: Any = None) -> None:
+        from ckptcompat.store import CheckpointStore, Retention
+
+        offered = take_state(self.model, self.state_key)  # type: ignore[attr-defined]
+        if offered is not None:
+            self.load_state_dict(offered)
+        retention = Retention(keep_last=self.keep_last, keep_best=self.keep_best,
+                              monitor=self.monitor, mode=self.mode)
+        self._store = CheckpointStore(self.directory, write=True, retention=retention,
+                                      monitor=self.monitor, mode=self.mode)
+        self._training_config = _compile_config(self.model)  # type: ignore[attr-defined]
+
+    def on_train_end(self, logs: Any = None) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self._epoch = int(epoch)
+        self._offset = 0
+        if self._resume is not None:
+            if self._resume[0] == epoch:
+                self._offset = self._resume[1]
+            self._resume = None
+
+    def _steps_per_epoch(self) -> int | None:
+        if self.data is not None:
+            return int(self.data.state_dict()["batches_per_epoch"])
+        steps = (getattr(self, "params", None) or {}).get("steps")
+        return None if steps is None else int(steps)
+
+    def _iterations(self) -> int:
+        import numpy as np
+
+        opt = getattr(self.model, "optimizer", None)  # type: ignore[attr-defined]
+        it = getattr(opt, "iterations", None)
+        return 0 if it is None else int(np.asarray(it))
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        if self.data is not None:
+            self.data.end_batch(batch)
+            step = int(self.data.state_dict()["position"])
+        else:
+            step = self._offset + int(batch) + 1
+        if not isinstance(self.save_freq, int):
+            return
+        per_epoch = self._steps_per_epoch()
+        if per_epoch is not None and step >= per_epoch:
+            return  # the epoch-end save covers it (with validation logs)
+        if self._iterations() % self.save_freq == 0:
+            self._save(self._epoch, step, {})
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        for key, value in dict(logs or {}).items():
+            number = _number(value)
+            if number is not None:
+                self.history.setdefault(str(key), []).append(number)
+        if self.data is not None:
+            self.data.end_epoch(epoch)
+        if self.save_freq == "epoch":
+            due = (epoch + 1) % self.save_every_epochs == 0
+        else:
+            due = self._iterations() % int(self.save_freq) == 0
+        if due:
+            self._save(int(epoch) + 1, 0, dict(logs or {}))
+
+    # ------------------------------------------------------------ saving
+    def _save(self, epoch: int, step: int, logs: Mapping[str, Any]) -> None:
+        from ckptcompat import runtime
+        from ckptcompat._rng import capture_rng
+        from ckptcompat.formats import registry, sidecar
+        from ckptcompat.state import Progress
+
+        model = self.model  # type: ignore[attr-defined]
+        self.saves += 1
+        state = runtime.capture(model)
+        iterations = state.optimizer.iterations if state.optimizer is not None else None
+        rng = capture_rng()
+        if self.data is not None:
+            rng["data"] = self.data.state_dict()
+        metrics = {k: v for k, v in ((k, _number(v)) for k, v in logs.items())
+                   if v is not None and not math.isnan(v)}
+        state = state.replace(progress=Progress(epoch=epoch, step=step, global_step=iterations),
+                              history={k: list(v) for k, v in self.history.items()},
+                              callbacks=collect_states(model), rng=rng,
+                              training_config=self._training_config,
+                              metric_names=tuple(self.history))
+        if state.model_config is None:
+            name, fmt = "weights.h5", "keras_h5"
+            log.info("subclassed model without a config: saving weights only (resume needs model=)")
+        elif runtime.detect() == "keras3":
+            name, fmt = "model.keras", "keras_zip"
+        else:
+            name, fmt = "model.h5", "keras_h5"
+        state = state.replace(producer=state.producer.__class__(
+            framework=state.producer.framework, versions=dict(state.producer.versions), format=fmt))
+        assert self._store is not None, "Checkpoint used outside fit()"
+        with self._store.begin(epoch=epoch, step=step, global_step=iterations, metrics=metrics,
+                               format=fmt, producer=state.producer) as pending:
+            registry.write(pending.path / name, state, format=fmt)
+            sidecar.write(pending.path / "state.json", state)
+        log.info("checkpoint saved: epoch %d step %d (%s)", epoch, step, self.directory)

@@ -1,0 +1,154 @@
+"""``TrainingMonitor``: a JSON history (and a PNG plot) that stays continuous across resumes.
+
+The history is a JSON object of lists, one entry per epoch: ``{"epoch": [1, 2, ...],
+"loss": [...], "val_loss": [...], ...}`` (``epoch`` 1-based; a key missing in some epoch is
+``null`` there). At each epoch end every entry of that epoch or later is dropped first, so a
+run resumed at epoch ``e`` -- by ``ckptcompat.resume``, by ``start_at=e`` or just by
+``fit(initial_epoch=e)`` -- never duplicates epochs. The history is also the callback state,
+so a resume restores it exactly as it was at the checkpoint even if the JSON file ran ahead.
+
+The plot (``fig_path``) shows ``loss`` / ``val_loss`` and the monitored metric under any
+spelling. It needs matplotlib (Agg backend); without it a single INFO line is logged and
+only the JSON is written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+from ckptcompat.callbacks._cb_base import LazyCallback, as_float
+from ckptcompat.errors import CorruptCheckpointError
+from ckptcompat.names.metrics import normalize_logs
+
+__all__ = ["TrainingMonitor", "trim_history"]
+
+
+def trim_history(history: Mapping[str, list[Any]], epochs: int) -> dict[str, list[Any]]:
+    """``history`` keeping only its entries for epochs ``1 .. epochs`` (1-based ``epoch`` list)."""
+    keep = [i for i, e in enumerate(history.get("epoch", [])) if int(e) <= epochs]
+    return {key: [values[i] for i in keep if i < len(values)] for key, values in history.items()}
+
+
+def _json_value(value: Any) -> Any:
+    number = as_float(value)
+    if number is None:
+        return None
+    return number if math.isfinite(number) else str(number)
+
+
+class TrainingMonitor(LazyCallback):
+    """Write the per-epoch history to ``json_path`` (and plot it to ``fig_path``) every epoch."""
+
+    def __init__(self, json_path: str | os.PathLike[str], fig_path: str | os.PathLike[str] | None = None,
+                 monitor: str | None = None, start_at: int = 0, state_key: str | None = None) -> None:
+        self._init_keras()
+        self.json_path = os.fspath(json_path)
+        self.fig_path = None if fig_path is None else os.fspath(fig_path)
+        self.monitor = monitor
+        self.start_at = int(start_at)
+        self.state_key = state_key or f"training_monitor:{self.json_path}"
+        self.history: dict[str, list[Any]] = {}
+        self._loaded = False
+
+    def state_dict(self) -> dict[str, Any]:
+        """The history so far (JSON-safe)."""
+        return {"history": {k: list(v) for k, v in self.history.items()}}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue the history in ``state``."""
+        self.history = {str(k): list(v) for k, v in dict(state.get("history", {})).items()}
+        self._loaded = True
+
+    def _read_json(self) -> dict[str, list[Any]]:
+        try:
+            with open(self.json_path, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise CorruptCheckpointError(f"history file is not readable JSON: {exc}", path=self.json_path,
+                                         hint="remove it or pass start_at=0 to start a new history") from exc
+        if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
+            raise CorruptCheckpointError("history file is not a JSON object of lists", path=self.json_path,
+                                         hint="remove it or pass start_at=0 to start a new history")
+        if "epoch" not in data:  # a plain Keras History dict: number its entries
+            data["epoch"] = list(range(1, max((len(v) for v in data.values()), default=0) + 1))
+        return data
+
+    def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
+        offered = self._take_state()
+        if offered is not None:
+            self.load_state_dict(offered)
+        elif not self._loaded:
+            self.history = trim_history(self._read_json(), self.start_at) if self.start_at > 0 else {}
+        self._loaded = False
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        history = trim_history(self.history, epoch)
+        rows = len(history.get("epoch", []))
+        entry = {"epoch": epoch + 1, **{k: _json_value(v) for k, v in (logs or {}).items()}}
+        for key, value in entry.items():
+            column = history.setdefault(key, [None] * rows)
+            column.extend([None] * (rows - len(column)))
+            column.append(value)
+        for column in history.values():
+            column.extend([None] * (rows + 1 - len(column)))
+        self.history = history
+        self._write_json()
+        if self.fig_path is not None:
+            self._plot()
+
+    def _write_json(self) -> None:
+        folder = os.path.dirname(os.path.abspath(self.json_path))
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".history-", suffix=".json.tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(self.history, handle, indent=1)
+            os.replace(tmp, self.json_path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def _series(self) -> list[str]:
+        keys = [k for k in ("loss", "val_loss") if k in self.history]
+        if self.monitor:
+            values = normalize_logs({k: k for k in self.history if k != "epoch"})
+            for name in (self.monitor, self.monitor.removeprefix("val_"), "val_" + self.monitor.removeprefix("val_")):
+                key = values.get(name)
+                if key is not None and key not in keys:
+                    keys.append(key)
+        return keys
+
+    def _plot(self) -> None:
+        try:
+            import matplotlib
+        except ImportError:
+            self._info_once("matplotlib", "TrainingMonitor: matplotlib is not installed; writing %s "
+                            "but no plot (pip install matplotlib)", self.json_path)
+            return
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        figure = plt.figure()
+        try:
+            epochs = self.history.get("epoch", [])
+            for key in self._series():
+                values = [float(v) if v is not None else float("nan") for v in self.history[key]]
+                plt.plot(epochs, values, label=key)
+            plt.xlabel("epoch")
+            plt.title(f"training history ({len(epochs)} epochs)")
+            plt.legend()
+            folder = os.path.dirname(os.path.abspath(self.fig_path or "."))
+            fd, tmp = tempfile.mkstemp(prefix=".plot-", suffix=".png", dir=folder)
+            os.close(fd)
+            figure.savefig(tmp)
+            os.replace(tmp, self.fig_path or tmp)
+        finally:
+            plt.close(figure)

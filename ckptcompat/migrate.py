@@ -1,0 +1,310 @@
+"""``migrate(src, dst, to=...)``: convert a checkpoint to another generation's format, safely.
+
+Read ``src`` with the registry reader, write it in the target format next to ``dst`` (a
+temporary name), read the result back and compare every tensor bitwise, then move it into
+place. ``src`` is only ever read. An existing ``dst`` is replaced only with ``force=True``,
+and its previous content is kept as ``<dst>.bak`` (for a TF1 bundle prefix ``p``: the bundle
+``p.bak``). No framework is imported::
+
+    report = migrate("old/model.h5", "new/model.keras", to="keras3")
+    print(report.summary())
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ckptcompat.errors import (CheckpointNotFoundError, IncompatibleStateError, InvalidArgumentError,
+                               StoreWriteError)
+from ckptcompat.state import TrainingState
+
+__all__ = ["TARGETS", "MigrationReport", "ProgressCallback", "migrate"]
+
+log = logging.getLogger(__name__)
+
+#: ``to=`` value -> (registry format, accepted ``dst`` endings, what loads the result natively)
+TARGETS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "keras3": ("keras_zip", (".keras", ".weights.h5"), "keras.saving.load_model / model.load_weights (Keras 3)"),
+    "h5": ("keras_h5", (".h5", ".hdf5"), "tf.keras / tf_keras load_model or load_weights (Keras 2)"),
+    "tf1": ("tf_bundle", (), "tf.compat.v1.train.Saver.restore / tf.train.load_checkpoint"),
+}
+
+#: ``progress(stage, done, total)``; stages ``"read"``, ``"write"``, ``"verify"`` (per tensor).
+ProgressCallback = Callable[[str, int, int], None]
+
+_BUNDLE_STATE = "checkpoint"
+
+
+@dataclass(frozen=True)
+class MigrationReport:
+    """What :func:`migrate` did. ``verified`` is True once every tensor read back bitwise equal."""
+
+    src: Path
+    dst: Path
+    to: str
+    source_format: str
+    target_format: str
+    weights: int
+    slots: int
+    optimizer: str | None
+    iterations: int | None
+    epoch: int | None
+    verified: bool
+    backup: Path | None = None
+
+    @property
+    def tensors(self) -> int:
+        """Weights plus optimizer slots written and compared."""
+        return self.weights + self.slots
+
+    def summary(self) -> str:
+        """A few aligned lines for people."""
+        opt = "none" if self.optimizer is None else (
+            f"{self.optimizer}  iterations={'-' if self.iterations is None else self.iterations}")
+        rows = [("source", f"{self.src} ({self.source_format})"),
+                ("written", f"{self.dst} ({self.target_format}, --to {self.to})"),
+                ("tensors", f"{self.tensors} ({self.weights} weight(s), {self.slots} optimizer slot(s))"),
+                ("optimizer", opt),
+                ("epoch", "-" if self.epoch is None else str(self.epoch)),
+                ("verified", "yes: every tensor read back bitwise equal" if self.verified else "no")]
+        if self.backup is not None:
+            rows.append(("backup", str(self.backup)))
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+def _bundle_files(prefix: Path) -> list[Path]:
+    folder = prefix.parent
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir()
+                  if p.name == f"{prefix.name}.index" or p.name.startswith(f"{prefix.name}.data-"))
+
+
+def _target_path(dst: Path, to: str) -> Path:
+    fmt, endings, _ = TARGETS[to]
+    if to == "tf1":
+        if dst.is_dir():
+            return dst / "model.ckpt"
+        if dst.name.endswith(".index"):
+            return dst.with_name(dst.name[: -len(".index")])
+        return dst
+    if not dst.name.lower().endswith(endings):
+        raise InvalidArgumentError(f"--to {to} writes {fmt} files, whose name ends with "
+                                   f"{' or '.join(endings)}", path=dst,
+                                   hint=f"name the output e.g. {dst.with_suffix(endings[0]).name}")
+    return dst
+
+
+def _exists(target: Path, to: str) -> bool:
+    if to == "tf1":
+        return bool(_bundle_files(target))
+    return target.exists() or target.is_symlink()
+
+
+def _same_files(src: Path, target: Path, to: str) -> bool:
+    src_r = src.resolve()
+    if to == "tf1":
+        return src_r == target.resolve() or any(src_r == f.resolve() for f in _bundle_files(target))
+    return src_r == target.resolve()
+
+
+def _compare(state: TrainingState, back: TrainingState, progress: ProgressCallback | None,
+             where: Path) -> None:
+    want, got = state.tensors(), back.tensors()
+    problems: list[str] = []
+    total = len(want)
+    for i, (key, value) in enumerate(want.items(), 1):
+        other = got.get(key)
+        a = np.asarray(value)
+        if other is None:
+            problems.append(f"{key}: missing from the written file")
+        else:
+            b = np.asarray(other)
+            if a.dtype != b.dtype or a.shape != b.shape:
+                problems.append(f"{key}: wrote {a.dtype}{list(a.shape)}, read back {b.dtype}{list(b.shape)}")
+            elif a.dtype == object:
+                if a.tolist() != b.tolist():
+                    problems.append(f"{key}: values differ")
+            elif a.tobytes() != b.tobytes():
+                problems.append(f"{key}: values differ")
+        if progress is not None:
+            progress("verify", i, total)
+    for key in got:
+        if key not in want:
+            problems.append(f"{key}: in the written file but not in the source")
+    if state.optimizer is not None:
+        if back.optimizer is None:
+            problems.append("optimizer: not read back")
+        else:
+            if back.optimizer.class_name != state.optimizer.class_name:
+                problems.append(f"optimizer class: wrote {state.optimizer.class_name}, "
+                                f"read back {back.optimizer.class_name}")
+            if (state.optimizer.iterations is not None
+                    and back.optimizer.iterations != state.optimizer.iterations):
+                problems.append(f"optimizer iterations: wrote {state.optimizer.iterations}, "
+                                f"read back {back.optimizer.iterations}")
+    if problems:
+        raise IncompatibleStateError("the migrated checkpoint does not read back identically",
+                                     problems, path=where,
+                                     hint="nothing was written at the destination; "
+                                          + ("the target format cannot hold this optimizer state: "
+                                             "try another --to, or drop it with --no-optimizer "
+                                             "(include_optimizer=False)"
+                                             if all(p.startswith("optimizer") for p in problems)
+                                             else "report this with the source file"))
+
+
+def _move_bundle(tmp_prefix: Path, target: Path) -> None:
+    for f in _bundle_files(tmp_prefix):
+        os.replace(f, target.parent / (target.name + f.name[len(tmp_prefix.name):]))
+
+
+def _install(tmp: Path, target: Path, to: str, *, replace: bool) -> Path | None:
+    """Move the verified temporary into place; keep the old ``target`` as ``.bak`` when replacing."""
+    backup: Path | None = None
+    if replace:
+        backup = target.with_name(target.name + ".bak")
+        if to == "tf1":
+            for old in _bundle_files(backup):
+                old.unlink()
+            for f in _bundle_files(target):
+                os.replace(f, f.with_name(backup.name + f.name[len(target.name):]))
+        else:
+            if backup.is_dir() and not backup.is_symlink():
+                shutil.rmtree(backup)
+            os.replace(target, backup)
+        log.info("%s: previous content kept as %s", target, backup)
+    if to == "tf1":
+        _move_bundle(tmp, target)
+        _write_bundle_state(tmp.parent, target)
+    else:
+        os.replace(tmp, target)
+    return backup
+
+
+def _write_bundle_state(tmp_folder: Path, target: Path) -> None:
+    """Give the folder a TF ``checkpoint`` state file naming ``target``, unless it has one already."""
+    state = target.parent / _BUNDLE_STATE
+    if state.exists():
+        log.info("%s exists; left unchanged (load the bundle by its prefix %s)", state, target)
+        return
+    os.replace(tmp_folder / _BUNDLE_STATE, state)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:  # some file systems refuse fsync on directories
+        pass
+
+
+def migrate(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, to: str, force: bool = False,
+            progress: ProgressCallback | None = None, include_optimizer: bool = True,
+            **write_options: Any) -> MigrationReport:
+    """Convert the checkpoint at ``src`` into ``dst`` in format ``to``; return a report.
+
+    ``to``: ``"keras3"`` (``.keras`` / ``.weights.h5``, Keras 3), ``"h5"`` (legacy ``.h5`` for
+    tf.keras 2.12-2.15 / tf-keras) or ``"tf1"`` (TF1 Saver bundle; ``dst`` is the prefix, or a
+    folder that gets ``model.ckpt``). ``write_options`` go to the format writer (e.g.
+    ``keras_version=``, ``target=``). ``include_optimizer=False`` drops the optimizer state on
+    purpose (the only way to write weights-only files from a checkpoint that has one). Every
+    tensor of the result is read back and compared bitwise before it is moved into place; on
+    any failure nothing at ``dst`` changes. ``progress(stage, done, total)`` is called for
+    stages ``"read"``, ``"write"`` and ``"verify"`` (once per tensor).
+
+    Raises :class:`InvalidArgumentError` (unknown ``to``, wrong ``dst`` ending, ``dst`` is
+    ``src``), :class:`StoreWriteError` (``dst`` exists and not ``force``; disk errors),
+    :class:`IncompatibleStateError` (the result does not read back identically) and the
+    reader's/writer's typed errors.
+    """
+    from ckptcompat.formats import registry
+
+    if to not in TARGETS:
+        raise InvalidArgumentError(f"unknown target --to {to!r}", hint=f"use one of: {', '.join(TARGETS)}")
+    src_p, dst_p = Path(src), Path(dst)
+    if not src_p.exists() and not Path(f"{src_p}.index").exists():
+        raise CheckpointNotFoundError("no such file, folder or bundle prefix", path=src_p,
+                                      hint="check the source path")
+    fmt = TARGETS[to][0]
+    target = _target_path(dst_p, to)
+    if _same_files(src_p, target, to):
+        raise InvalidArgumentError("the destination is the source", path=dst_p,
+                                   hint="write to another path; migrate never modifies its source")
+    exists = _exists(target, to)
+    if exists and not force:
+        raise StoreWriteError("the destination exists already", path=target, errno=errno.EEXIST,
+                              hint="choose another path, or pass --force (force=True) to replace it; "
+                                   "the old one is kept as .bak")
+    if progress is not None:
+        progress("read", 0, 1)
+    source_format = registry.detect(src_p)
+    state = registry.read(src_p, format=source_format)
+    if not include_optimizer:
+        state = state.replace(optimizer=None)
+    if progress is not None:
+        progress("read", 1, 1)
+    folder = target.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreWriteError(f"cannot create the destination folder ({exc})", path=folder,
+                              errno=exc.errno, hint="check the path and permissions") from exc
+    tag = uuid.uuid4().hex[:8]
+    tmp_dir: Path | None = None
+    try:
+        if to == "tf1":
+            tmp_dir = Path(tempfile.mkdtemp(prefix=f".{target.name}.migrate-", dir=folder))
+            tmp = tmp_dir / target.name
+        else:
+            ending = next(e for e in TARGETS[to][1] if target.name.lower().endswith(e))
+            tmp = folder / f".{target.name}.migrate-{tag}{ending}"
+        if progress is not None:
+            progress("write", 0, 1)
+        registry.write(tmp, state, format=fmt, **write_options)
+        if progress is not None:
+            progress("write", 1, 1)
+        back = registry.read(tmp, format=fmt)
+        _compare(state, back, progress, target)
+        backup = _install(tmp, target, to, replace=exists)
+        _fsync_dir(folder)
+    except OSError as exc:
+        from ckptcompat.errors import CkptCompatError
+
+        if isinstance(exc, CkptCompatError):
+            raise
+        raise StoreWriteError(f"writing the migrated checkpoint failed ({exc})", path=target,
+                              errno=exc.errno, hint="check free space and permissions; "
+                                                    "the destination was not changed") from exc
+    finally:
+        if tmp_dir is not None:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+        elif to != "tf1":
+            for leftover in folder.glob(f".{target.name}.migrate-{tag}*"):
+                leftover.unlink(missing_ok=True)
+    opt = state.optimizer
+    report = MigrationReport(
+        src=src_p, dst=target, to=to, source_format=source_format, target_format=fmt,
+        weights=len(state.weights), slots=0 if opt is None else opt.slot_count,
+        optimizer=None if opt is None else opt.class_name,
+        iterations=None if opt is None else opt.iterations, epoch=state.progress.epoch,
+        verified=True, backup=backup)
+    log.info("migrated %s (%s) -> %s (%s): %d tensor(s) verified", src_p, source_format, target,
+             fmt, report.tensors)
+    return report
+

@@ -1,0 +1,67 @@
+"""Shared pieces of the tests/test_callbacks_*.py files: tiny deterministic data and models."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+
+def deterministic(keras: Any, seed: int = 0) -> None:
+    """Seed Python/numpy/framework RNGs and switch TensorFlow to deterministic ops."""
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    try:
+        tf.config.experimental.enable_op_determinism()
+    except (AttributeError, RuntimeError):
+        pass
+
+
+def tiny_data(n: int = 64, noise: float = 0.35, seed: int = 1) -> tuple[np.ndarray, ...]:
+    """x, y (binary, partly noisy labels so validation metrics plateau), x_val, y_val."""
+    rng = np.random.RandomState(seed)
+    x = rng.rand(n, 4).astype("float32")
+    y = (x.sum(axis=1) > 2.0).astype("float32")
+    flip = rng.rand(n) < noise
+    y[flip] = 1.0 - y[flip]
+    xv = rng.rand(n // 2, 4).astype("float32")
+    yv = (xv.sum(axis=1) > 2.0).astype("float32")
+    return x, y, xv, yv
+
+
+def tiny_model(keras: Any, *, metrics: Any = ("acc",), lr: float = 0.3, seed: int = 0) -> Any:
+    """A compiled two-layer sigmoid classifier (same initial weights for the same seed)."""
+    deterministic(keras, seed)
+    model = keras.Sequential([keras.layers.Input((4,)), keras.layers.Dense(8, activation="relu", name="hidden"),
+                              keras.layers.Dense(1, activation="sigmoid", name="out")])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=lr, momentum=0.9),
+                  loss="binary_crossentropy",
+                  metrics=[m() if callable(m) else m for m in metrics])
+    return model
+
+
+def weights_equal(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+    """Bitwise equality of two weight lists (dtype included)."""
+    return len(a) == len(b) and all(x.dtype == y.dtype and np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def json_round_trip(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+class WeightRecorder:
+    """Not a callback itself: ``make(keras)`` returns one recording weights at every epoch end."""
+
+    @staticmethod
+    def make(keras: Any) -> Any:
+        class _Recorder(keras.callbacks.Callback):
+            def __init__(self) -> None:
+                super().__init__()
+                self.by_epoch: dict[int, list[np.ndarray]] = {}
+
+            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+                self.by_epoch[epoch] = [np.array(w) for w in self.model.get_weights()]
+
+        return _Recorder()
