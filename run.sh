@@ -33,7 +33,7 @@ install() {
 case "${1:-}" in
     install) install ;;
     test)    install; shift; exec "$VENV/bin/python" -m pytest -q "$@" ;;
-    demo)    install; exec "$VENV/bin/ckptcompat" inspect fixtures/tf212/mlp_adam/model.h5 ;;
+    demo)    install; shift; exec "$VENV/bin/ckptcompat" demo "$@" ;;
     matrix)  install; shift; exec "$VENV/bin/python" tools/matrix.py "$@" ;;
     clean)   rm -rf "$VENV" .matrix build ./*.egg-info ;;
     *) echo "usage: ./run.sh demo|test|matrix|install|clean" >&2; exit 2 ;;

@@ -46,20 +46,28 @@ def config_for_running(model_config: Mapping[str, Any], flavour: str,
                        keras3: bool | None = None) -> dict[str, Any]:
     """Translate a model config of any generation to the running flavour's spelling."""
     from ckptcompat.names.config_downgrade import downgrade_model_config, is_keras3_config
-    from ckptcompat.names.config_upgrade import upgrade_model_config
+    from ckptcompat.names.config_upgrade import for_keras3_release, upgrade_model_config
 
     if keras3 is None:
         keras3 = is_keras3_config(model_config)
-    if flavour == "keras3" and not keras3:
-        return upgrade_model_config(model_config)
-    if flavour == "keras2" and keras3:
-        return downgrade_model_config(model_config)
-    return dict(model_config)
+    if flavour == "keras3":
+        out = upgrade_model_config(model_config) if not keras3 else dict(model_config)
+        return for_keras3_release(out, _running_keras_version())
+    # Keras 2: the downgrade rules are no-ops on Keras 2 spellings and also strip what newer
+    # tf-keras releases write that older ones refuse (InputLayer ``optional``, ...)
+    return downgrade_model_config(model_config)
+
+
+def _running_keras_version() -> str:
+    from ckptcompat import runtime
+
+    return str(getattr(runtime.flavour().keras_module(), "__version__", ""))
 
 
 def _unknown_classes(keras: Any, config: Mapping[str, Any], custom: Mapping[str, Any]) -> list[str]:
     known_spaces = [getattr(keras, n, None) for n in ("layers", "models", "initializers", "regularizers",
-                                                       "constraints", "activations")]
+                                                       "constraints", "activations", "mixed_precision",
+                                                       "dtype_policies")]
     out = []
     for name in sorted(class_names(config)):
         short = name.split(">")[-1]

@@ -14,7 +14,7 @@ import numpy as np
 from ckptcompat.errors import CheckpointNotFoundError, CkptCompatError
 from ckptcompat.state import Progress, TrainingState
 
-__all__ = ["LOOKED_FOR", "pick_and_read", "merge", "remap_by_structure"]
+__all__ = ["LOOKED_FOR", "pick_and_read", "merge", "remap_by_structure", "keras3_file_paths"]
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,55 @@ def merge(main: TrainingState, extra: TrainingState, *, prefer_extra: bool) -> T
                         metric_names=main.metric_names or extra.metric_names)
 
 
-def remap_by_structure(state: TrainingState, live: Mapping[str, tuple[int, ...]]) -> TrainingState:
+def _snake(name: str) -> str:
+    import re
+
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def keras3_file_paths(model: Any) -> dict[str, str]:
+    """Live layer path -> the layer path a Keras 3 ``.weights.h5`` uses for it.
+
+    Keras 3 names each layer of a container by its snake-cased class name plus a counter in
+    layer order (``conv2d``, ``batch_normalization``, ``dense_1``), nested models likewise.
+    """
+    out: dict[str, str] = {}
+
+    def walk(container: Any, live_prefix: str, file_prefix: str) -> None:
+        used: dict[str, int] = {}
+        for layer in getattr(container, "layers", None) or []:
+            base = _snake(type(layer).__name__)
+            if base == "input_layer":
+                continue
+            count = used.get(base, 0)
+            used[base] = count + 1
+            file_name = base if count == 0 else f"{base}_{count}"
+            live_path, file_path = live_prefix + layer.name, file_prefix + file_name
+            out[live_path] = file_path
+            if getattr(layer, "layers", None):
+                walk(layer, live_path + "/", file_path + "/")
+
+    walk(model, "", "")
+    return out
+
+
+def _by_file_paths(leftover: list[str], free: list[str], state: TrainingState,
+                   live: Mapping[str, tuple[int, ...]], paths: Mapping[str, str]) -> dict[str, str]:
+    """Pair Keras 3 ``.weights.h5`` layer paths with live layers the way Keras 3 loads them."""
+    by_file = {f: lv for lv, f in paths.items()}
+    out = {}
+    for name in leftover:
+        head, _, short = name.rpartition("/")
+        dst = f"{by_file[head]}/{short}" if head in by_file else None
+        if dst is None or dst not in free or tuple(np.shape(state.weights[name])) != tuple(live[dst]):
+            return {}
+        out[name] = dst
+    return out
+
+
+def remap_by_structure(state: TrainingState, live: Mapping[str, tuple[int, ...]],
+                       file_paths: Mapping[str, str] | None = None) -> TrainingState:
     """Rename checkpoint variables that match a live variable only by path suffix.
 
     Nested models in TF bundles lack the outer layer name (``dense_2/bias`` for the live
@@ -115,7 +163,14 @@ def remap_by_structure(state: TrainingState, live: Mapping[str, tuple[int, ...]]
     leftover = [n for n in state.weights if n not in live and n not in renames]
     free = [n for n in live if n not in state.weights and n not in renames.values()]
     if leftover and state.model_config is None and state.producer.format == "keras_zip":
-        renames.update(_by_layer_order(leftover, free, state, live))
+        # a Keras 3 .weights.h5: Keras itself matches by class counters in layer order
+        full = [n for n in state.weights if n not in live]
+        free_all = [n for n in live if n not in state.weights]
+        by_paths = _by_file_paths(full, free_all, state, live, file_paths or {})
+        if by_paths:
+            renames = by_paths
+        else:
+            renames.update(_by_layer_order(leftover, free, state, live))
     if not renames:
         return state
     log.info("matched %d variable(s) by structure (suffix + shape): %s", len(renames),

@@ -106,6 +106,15 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from ckptcompat.demo import render, run_demo
+
+    result = run_demo(args.workdir, epochs=args.epochs, seed=args.seed,
+                      echo=lambda line: print(line, flush=True))
+    print(render(result))
+    return EXIT_OK if result.equal else 1
+
+
 def _verbose(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                    help="show debug logs and tracebacks")
@@ -157,6 +166,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", action="append", help="plot only this metric (repeatable)")
     _verbose(p)
     p.set_defaults(func=_cmd_plot)
+
+    p = sub.add_parser("demo", help="cut the power mid-epoch, resume, and compare with an uninterrupted run")
+    p.add_argument("--workdir", default="ckptcompat-demo", help="folder for checkpoints, logs and the plot")
+    p.add_argument("--epochs", type=int, default=3, help="epochs to train (default: 3)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data and the model (default: 0)")
+    _verbose(p)
+    p.set_defaults(func=_cmd_demo)
     return parser
 
 

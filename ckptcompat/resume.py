@@ -101,7 +101,7 @@ def resume(path: str | os.PathLike[str], model: Any = None, *, which: str = "lat
     """
     from ckptcompat import runtime
     from ckptcompat._resume_build import build_model, compile_model
-    from ckptcompat._resume_read import pick_and_read, remap_by_structure
+    from ckptcompat._resume_read import keras3_file_paths, pick_and_read, remap_by_structure
     from ckptcompat._rng import restore_rng
     from ckptcompat.callbacks._state import offer_states
 
@@ -129,7 +129,7 @@ def resume(path: str | os.PathLike[str], model: Any = None, *, which: str = "lat
         to_apply = to_apply.replace(optimizer=None)
     if to_apply.optimizer is not None and not to_apply.optimizer.slots and to_apply.optimizer.iterations is None:
         to_apply = to_apply.replace(optimizer=None)  # class/hypers only (legacy sidecar): used to compile
-    to_apply = remap_by_structure(to_apply, _live_shapes(model))
+    to_apply = remap_by_structure(to_apply, _live_shapes(model), keras3_file_paths(model))
     report = rt.apply(to_apply, model, partial=partial)
     if learning_rate is not None:
         old = rt.set_learning_rate(model, float(learning_rate))

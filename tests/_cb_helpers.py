@@ -34,7 +34,8 @@ def tiny_data(n: int = 64, noise: float = 0.35, seed: int = 1) -> tuple[np.ndarr
 def tiny_model(keras: Any, *, metrics: Any = ("acc",), lr: float = 0.3, seed: int = 0) -> Any:
     """A compiled two-layer sigmoid classifier (same initial weights for the same seed)."""
     deterministic(keras, seed)
-    model = keras.Sequential([keras.layers.Input((4,)), keras.layers.Dense(8, activation="relu", name="hidden"),
+    model = keras.Sequential([keras.layers.Input((4,)),
+                              keras.layers.Dense(8, activation="relu", name="hidden"),
                               keras.layers.Dense(1, activation="sigmoid", name="out")])
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=lr, momentum=0.9),
                   loss="binary_crossentropy",

@@ -9,11 +9,13 @@ The run ends with a table environment x passed/skipped/failed and exits 1 if any
     python tools/matrix.py                 # all environments
     python tools/matrix.py -e tf212 -e tf221-keras3
     python tools/matrix.py --list
+    python tools/matrix.py -j 1            # one environment at a time
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import os
 import shutil
 import subprocess
@@ -137,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-e", "--env", action="append", help="run only this environment (repeatable)")
     parser.add_argument("--list", action="store_true", help="list the environments and exit")
+    parser.add_argument("-j", "--jobs", type=int, default=int(os.environ.get("CKPTCOMPAT_MATRIX_JOBS", "2")),
+                        help="environments run at the same time (default 2, or $CKPTCOMPAT_MATRIX_JOBS)")
     parser.add_argument("pytest_args", nargs="*", help="extra arguments for pytest (after --)")
     args = parser.parse_args(argv)
     if args.list:
@@ -148,16 +152,22 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown environment(s): {', '.join(sorted(unknown))}")
     uv = find_uv()
-    results = []
-    for spec in chosen:
-        print(f"[matrix] {spec.name}: {spec.description}", flush=True)
-        results.append(run_environment(spec, uv, args.pytest_args))
-        r = results[-1]
-        print(f"[matrix] {spec.name}: passed={r['passed']} skipped={r['skipped']} failed={r['failed']} "
-              f"({r['note']})", flush=True)
-        if r["failed"]:
-            tail = (MATRIX_DIR / f"{spec.name}.log").read_text(errors="replace").splitlines()[-60:]
-            print("\n".join("    " + line for line in tail), flush=True)
+    MATRIX_DIR.mkdir(exist_ok=True)
+    by_name: dict[str, dict[str, object]] = {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = {}
+        for spec in chosen:
+            print(f"[matrix] {spec.name}: started ({spec.description})", flush=True)
+            futures[pool.submit(run_environment, spec, uv, args.pytest_args)] = spec
+        for future in concurrent.futures.as_completed(futures):
+            spec = futures[future]
+            r = by_name[spec.name] = future.result()
+            print(f"[matrix] {spec.name}: passed={r['passed']} skipped={r['skipped']} failed={r['failed']} "
+                  f"({r['note']})", flush=True)
+            if r["failed"]:
+                tail = (MATRIX_DIR / f"{spec.name}.log").read_text(errors="replace").splitlines()[-60:]
+                print("\n".join("    " + line for line in tail), flush=True)
+    results = [by_name[spec.name] for spec in chosen]
     print()
     print(f"{'environment':16} {'passed':>7} {'skipped':>8} {'failed':>7}  note")
     for r in results:

@@ -2,9 +2,10 @@
 
 A public callback class derives from :class:`LazyCallback`. Each instantiation binds it
 (and any user subclass) to ``keras.callbacks.Callback`` of the running Keras -- tf.keras,
-tf_keras or Keras 3 -- through :func:`ckptcompat.callbacks._base.bind` (a cached subclass). So
-``import ckptcompat.callbacks`` never imports TensorFlow, ``isinstance(cb, ckptcompat.callbacks.EarlyStopping)`` holds and Keras
-accepts the object as a real callback on every version.
+tf_keras or Keras 3 -- through :func:`ckptcompat.callbacks._base.bind` (a cached
+subclass). So ``import ckptcompat.callbacks`` never imports TensorFlow,
+``isinstance(cb, ckptcompat.callbacks.EarlyStopping)`` holds and Keras accepts the object as
+a real callback on every version.
 """
 
 from __future__ import annotations

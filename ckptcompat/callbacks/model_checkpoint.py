@@ -154,7 +154,8 @@ class ModelCheckpoint(LazyCallback):
                     self._log.info("epoch %d: %s did not improve from %s", epoch + 1, self.monitor, self.best)
                 return
             if self.verbose:
-                self._log.info("epoch %d: %s improved from %s to %s", epoch + 1, self.monitor, self.best, current)
+                self._log.info("epoch %d: %s improved from %s to %s", epoch + 1, self.monitor,
+                               self.best, current)
             self.best = current
         path = self._target(epoch, logs, batch)
         self._write(path)

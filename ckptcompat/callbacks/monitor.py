@@ -120,7 +120,8 @@ class TrainingMonitor(LazyCallback):
         keys = [k for k in ("loss", "val_loss") if k in self.history]
         if self.monitor:
             values = normalize_logs({k: k for k in self.history if k != "epoch"})
-            for name in (self.monitor, self.monitor.removeprefix("val_"), "val_" + self.monitor.removeprefix("val_")):
+            bare = self.monitor.removeprefix("val_")
+            for name in (self.monitor, bare, "val_" + bare):
                 key = values.get(name)
                 if key is not None and key not in keys:
                     keys.append(key)

@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""Training-thread stall per checkpoint: ckptcompat (sync / async) vs native ModelCheckpoint.
+
+Trains one model (Dense layers of about ``--mb`` MB of weights, Adam) and checkpoints every
+``--every`` batches with, in turn:
+
+- ``native``: ``keras.callbacks.ModelCheckpoint(save_freq=every)`` (a full-model file);
+- ``ckptcompat sync``: ``ckptcompat.callbacks.Checkpoint(save_freq=every)``;
+- ``ckptcompat async``: ``Checkpoint(..., async_save=True)`` when the callback supports it;
+  otherwise the same pipeline done by hand: capture + :func:`snapshot` on the training
+  thread, commit through :class:`AsyncWriter` (the output says which one ran).
+
+The stall is the time the training thread spends inside the checkpoint callback's hooks
+(batch-end and epoch-end); for async the final flush is reported separately. Ratios are
+measured in the same run. Not a test.
+
+    python benchmarks/bench_async.py [--mb 100] [--saves 5] [--every 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def _timed_callback(keras: Any, inner: Any, stalls: list[float]) -> Any:
+    """A callback forwarding to ``inner`` and recording each hook call's duration."""
+
+    class Timed(keras.callbacks.Callback):
+        def set_model(self, model: Any) -> None:
+            super().set_model(model)
+            inner.set_model(model)
+
+        def set_params(self, params: Any) -> None:
+            super().set_params(params)
+            inner.set_params(params)
+
+        def _call(self, name: str, *args: Any) -> None:
+            t0 = time.perf_counter()
+            getattr(inner, name)(*args)
+            stalls.append(time.perf_counter() - t0)
+
+        def on_train_begin(self, logs: Any = None) -> None:
+            inner.on_train_begin(logs)
+
+        def on_train_end(self, logs: Any = None) -> None:
+            t0 = time.perf_counter()
+            inner.on_train_end(logs)
+            self.end_s = time.perf_counter() - t0
+
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            inner.on_epoch_begin(epoch, logs)
+
+        def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
+            inner.on_train_batch_begin(batch, logs)
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            self._call("on_train_batch_end", batch, logs)
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            self._call("on_epoch_end", epoch, logs)
+
+    return Timed()
+
+
+def _manual_async(keras: Any, directory: Path, every: int) -> Any:
+    """Capture + snapshot on the training thread; commit on the AsyncWriter's thread."""
+    from ckptcompat import runtime
+    from ckptcompat._async_writer import AsyncWriter, snapshot
+    from ckptcompat.formats import registry, sidecar
+    from ckptcompat.state import Progress
+    from ckptcompat.store import CheckpointStore
+
+    keras3 = runtime.detect() == "keras3"
+    name, fmt = ("model.keras", "keras_zip") if keras3 else ("model.h5", "keras_h5")
+
+    class ManualAsync(keras.callbacks.Callback):
+        def on_train_begin(self, logs: Any = None) -> None:
+            self.store = CheckpointStore(directory, write=True)
+            self.writer = AsyncWriter()
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            step = int(np.asarray(self.model.optimizer.iterations))
+            if step % every:
+                return
+            state = snapshot(runtime.capture(self.model))
+            state = state.replace(progress=Progress(epoch=0, step=step, global_step=step))
+            store = self.store
+
+            def commit() -> None:
+                with store.begin(epoch=0, step=step, global_step=step, format=fmt,
+                                 producer=state.producer) as pending:
+                    registry.write(pending.path / name, state, format=fmt)
+                    sidecar.write(pending.path / "state.json", state)
+
+            self.writer.submit(commit)
+
+        def on_train_end(self, logs: Any = None) -> None:
+            self.writer.close()
+            self.store.close()
+
+    return ManualAsync()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mb", type=float, default=100, help="weights size in MB")
+    parser.add_argument("--saves", type=int, default=5)
+    parser.add_argument("--every", type=int, default=4, help="checkpoint every N batches")
+    parser.add_argument("--dir", default=None)
+    args = parser.parse_args(argv)
+
+    from ckptcompat import runtime
+    from ckptcompat.callbacks import Checkpoint
+
+    flavour = runtime.detect()
+    keras = runtime.flavour(flavour).keras_module()
+    width = 1024
+    depth = max(1, int(args.mb * 1e6 / 4 / (width * width)))
+    batches = args.saves * args.every
+    x = np.random.default_rng(0).random((batches * 8, width), dtype=np.float32)
+
+    def build() -> Any:
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((width,))] +
+                                 [keras.layers.Dense(width, name=f"dense_{i}") for i in range(depth)])
+        model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="mse")
+        model.fit(x[:8], x[:8], batch_size=8, verbose=0)   # build + trace outside the timing
+        return model
+
+    async_native = "async_save" in inspect.signature(Checkpoint.__init__).parameters
+    with tempfile.TemporaryDirectory(prefix="ckptcompat-bench-async-", dir=args.dir) as tmp:
+        base = Path(tmp)
+        native_name = "native.keras" if flavour == "keras3" else "native.h5"
+        runs = {
+            "native ModelCheckpoint": lambda: keras.callbacks.ModelCheckpoint(
+                str(base / native_name), save_freq=args.every),
+            "ckptcompat sync": lambda: Checkpoint(base / "sync", save_freq=args.every),
+            ("ckptcompat async (Checkpoint async_save=True)" if async_native else
+             "ckptcompat async (manual: capture+snapshot+AsyncWriter.submit; Checkpoint not wired)"):
+                (lambda: Checkpoint(base / "async", save_freq=args.every, async_save=True))
+                if async_native else (lambda: _manual_async(keras, base / "manual", args.every)),
+        }
+        size_mb = depth * (width * width + width) * 4 / 1e6
+        print(f"{flavour}: model {depth} x Dense({width}) = {size_mb:.0f} MB "
+              f"weights (+ Adam slots), {args.saves} checkpoints, one every {args.every} batches")
+        results: dict[str, float] = {}
+        for label, make in runs.items():
+            model = build()
+            stalls: list[float] = []
+            timed = _timed_callback(keras, make(), stalls)
+            t0 = time.perf_counter()
+            model.fit(x, x, batch_size=8, epochs=1, shuffle=False, verbose=0, callbacks=[timed])
+            total = time.perf_counter() - t0
+            saves = sorted(stalls, reverse=True)[:args.saves]
+            per = statistics.median(saves)
+            results[label] = per
+            print(f"  {label}: stall per checkpoint median {per:.3f}s (max {max(saves):.3f}s), "
+                  f"on_train_end {getattr(timed, 'end_s', 0.0):.3f}s, fit total {total:.2f}s")
+        native = results["native ModelCheckpoint"]
+        for label, per in results.items():
+            print(f"  ratio {label} / native: {per / native:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

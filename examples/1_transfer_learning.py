@@ -1,0 +1,87 @@
+"""Workflow 1: robust two-stage transfer learning (new head on a frozen base, then fine-tuning).
+
+What ckptcompat replaces: the hand-written "newest checkpoint = os.listdir(dir)[-1]", the
+epoch parsed out of ``model-{epoch:02d}-{val_acc:.2f}-{val_loss:.2f}.h5``, ``initial_epoch``
+bookkeeping, EarlyStopping whose patience/best restarted from zero after a resume, and
+``SGD(lr=...)`` / ``period`` / ``metrics=['acc']`` differences between Keras versions.
+``Checkpoint`` + ``ckptcompat.resume`` bring back weights, optimizer slots, epoch and the
+state of ModelCheckpoint and EarlyStopping; the ``.h5`` best files stay as before.
+The "pretrained" base is a small generated network (no downloads).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import _tiny
+import numpy as np
+
+import ckptcompat
+from ckptcompat.callbacks import Checkpoint, EarlyStopping, ModelCheckpoint
+from ckptcompat.callbacks._base import keras_module
+
+TEMPLATE = "model-{epoch:02d}-{val_acc:.2f}-{val_loss:.2f}.h5"
+
+
+def build(keras, size):
+    """A "pretrained" base (fixed seed) with a new 3-class head; the base starts frozen."""
+    keras.utils.set_random_seed(7)
+    base = keras.Sequential([keras.Input((size, size, 3)),
+                             keras.layers.Conv2D(8, 3, activation="relu", name="block1_conv"),
+                             keras.layers.MaxPooling2D(2, name="block1_pool"),
+                             keras.layers.Conv2D(8, 3, activation="relu", name="block2_conv"),
+                             keras.layers.GlobalAveragePooling2D(name="avg_pool")], name="base")
+    base.trainable = False
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([base, keras.layers.Dense(3, activation="softmax", name="head")], name="birds")
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy",
+                  metrics=["acc"])
+    return model
+
+
+def run_stage(keras, model, folder: Path, final: Path, epochs: int, data, args) -> None:
+    """Train ``model`` in ``folder`` (resuming its newest state) and save ``final``."""
+    x, y, xv, yv = data
+    start = 0
+    if (folder / "state").exists():
+        run = ckptcompat.resume(folder / "state", model=model)
+        start = run.initial_epoch
+    print(f"{folder.name}: epochs {start + 1}..{epochs}")
+    _tiny.write_summary(args.workdir, **{f"{folder.name}_started_at": start})
+    counts = np.bincount(y, minlength=3)
+    class_weight = {c: float(len(y) / (3 * max(n, 1))) for c, n in enumerate(counts)}
+    callbacks = [ModelCheckpoint(str(folder / TEMPLATE), monitor="val_acc", mode="max", save_best_only=True),
+                 EarlyStopping(monitor="val_acc", patience=5, restore_best_weights=True),
+                 Checkpoint(folder / "state")] + _tiny.stop_after(keras, args.stop_after)
+    model.fit(x, y, validation_data=(xv, yv), batch_size=16, epochs=epochs, initial_epoch=start,
+              class_weight=class_weight, verbose=2, callbacks=callbacks)
+    model.save(final)
+
+
+def main() -> None:
+    args = _tiny.parser(__doc__).parse_args()
+    keras = keras_module()
+    size, n, epochs = (12, 96, 4) if args.tiny else (32, 2000, 25)
+    data = (*_tiny.images(n, 1, size), *_tiny.images(n // 4, 2, size))
+    ckpts = args.workdir / "checkpoints"
+    initial, final = args.workdir / "birds_initial.h5", args.workdir / "birds_final.h5"
+    if initial.exists():
+        print(f"stage 1 done ({initial.name}): skipped")
+    else:
+        run_stage(keras, build(keras, size), ckpts / "training", initial, epochs, data, args)
+    if final.exists():
+        print(f"stage 2 done ({final.name}): skipped")
+        return
+    model = ckptcompat.resume(initial, compile=False).model       # any Keras version's file
+    for layer in model.get_layer("base").layers[-2:]:              # unfreeze the last block
+        layer.trainable = True
+    model.get_layer("base").trainable = True
+    model.get_layer("base").get_layer("block1_conv").trainable = False
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=1e-2 if args.tiny else 1e-4, momentum=0.9),
+                  loss="sparse_categorical_crossentropy", metrics=["acc"])
+    run_stage(keras, model, ckpts / "finetune", final, epochs, data, args)
+    _tiny.write_summary(args.workdir, done=True)
+
+
+if __name__ == "__main__":
+    main()
