@@ -103,24 +103,31 @@ def _snake(name: str) -> str:
 
 
 def keras3_file_paths(model: Any) -> dict[str, str]:
-    """Live layer path -> the layer path a Keras 3 ``.weights.h5`` uses for it.
+    """Layer path a Keras 3 ``.weights.h5`` may use -> live layer path.
 
     Keras 3 names each layer of a container by its snake-cased class name plus a counter in
-    layer order (``conv2d``, ``batch_normalization``, ``dense_1``), nested models likewise.
+    layer order (``conv2d``, ``batch_normalization``, ``dense_1``), nested models likewise;
+    RNN layers keep their weights under the cell (``lstm_cell``, counted per cell class).
     """
     out: dict[str, str] = {}
 
     def walk(container: Any, live_prefix: str, file_prefix: str) -> None:
         used: dict[str, int] = {}
+
+        def counted(base: str) -> str:
+            count = used.get(base, 0)
+            used[base] = count + 1
+            return base if count == 0 else f"{base}_{count}"
+
         for layer in getattr(container, "layers", None) or []:
             base = _snake(type(layer).__name__)
             if base == "input_layer":
                 continue
-            count = used.get(base, 0)
-            used[base] = count + 1
-            file_name = base if count == 0 else f"{base}_{count}"
-            live_path, file_path = live_prefix + layer.name, file_prefix + file_name
-            out[live_path] = file_path
+            live_path, file_path = live_prefix + layer.name, file_prefix + counted(base)
+            out.setdefault(file_path, live_path)
+            cell = getattr(layer, "cell", None)
+            if cell is not None:
+                out.setdefault(file_prefix + counted(_snake(type(cell).__name__)), live_path)
             if getattr(layer, "layers", None):
                 walk(layer, live_path + "/", file_path + "/")
 
@@ -131,7 +138,7 @@ def keras3_file_paths(model: Any) -> dict[str, str]:
 def _by_file_paths(leftover: list[str], free: list[str], state: TrainingState,
                    live: Mapping[str, tuple[int, ...]], paths: Mapping[str, str]) -> dict[str, str]:
     """Pair Keras 3 ``.weights.h5`` layer paths with live layers the way Keras 3 loads them."""
-    by_file = {f: lv for lv, f in paths.items()}
+    by_file = paths
     out = {}
     for name in leftover:
         head, _, short = name.rpartition("/")

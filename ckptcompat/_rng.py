@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["capture_rng", "restore_rng"]
+__all__ = ["capture_rng", "restore_rng", "note_unreplayable_order", "UNREPLAYABLE_ORDER"]
 
 log = logging.getLogger(__name__)
 
@@ -66,3 +66,20 @@ def restore_rng(rng: Mapping[str, Any]) -> list[str]:
             gen.state.assign(value.astype(gen.state.dtype.as_numpy_dtype))
             done.append("tf_global_generator")
     return done
+
+
+#: the one-time message for training without a replayable data object
+UNREPLAYABLE_ORDER = ("data order cannot be replayed: fit(x, y, shuffle=True) draws each epoch's "
+                      "order from a random state no checkpoint records; use "
+                      "ckptcompat.data.ArrayData (fit(data, shuffle=False), data.tracker()) and "
+                      "pass it as data= for an exact resume")
+_NOTED: list[bool] = []
+
+
+def note_unreplayable_order() -> bool:
+    """Log :data:`UNREPLAYABLE_ORDER` once per process; True when it was logged now."""
+    if _NOTED:
+        return False
+    _NOTED.append(True)
+    log.warning(UNREPLAYABLE_ORDER)
+    return True

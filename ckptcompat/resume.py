@@ -156,7 +156,11 @@ def resume(path: str | os.PathLike[str], model: Any = None, *, which: str = "lat
         else:
             log.warning("%s: the checkpoint holds no data state; the data object starts at epoch %d",
                         where, epoch)
-    elif step:
+    if data is None:
+        from ckptcompat._rng import note_unreplayable_order
+
+        note_unreplayable_order()
+    if data is None and step:
         log.warning("%s: mid-epoch checkpoint (epoch %d, step %d) without a data object: the "
                     "interrupted epoch restarts from its first batch", where, epoch, step)
 

@@ -24,16 +24,19 @@ TEMPLATE = "model-{epoch:02d}-{val_acc:.2f}-{val_loss:.2f}.h5"
 
 
 def build(keras, size):
-    """A "pretrained" base (fixed seed) with a new 3-class head; the base starts frozen."""
+    """A "pretrained" base (fixed seed, layers ``base_*``, frozen) with a new 3-class head.
+
+    The base layers are inlined (not a nested model): Keras 3.0 cannot write a nested model to .h5.
+    """
     keras.utils.set_random_seed(7)
-    base = keras.Sequential([keras.Input((size, size, 3)),
-                             keras.layers.Conv2D(8, 3, activation="relu", name="block1_conv"),
-                             keras.layers.MaxPooling2D(2, name="block1_pool"),
-                             keras.layers.Conv2D(8, 3, activation="relu", name="block2_conv"),
-                             keras.layers.GlobalAveragePooling2D(name="avg_pool")], name="base")
-    base.trainable = False
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([base, keras.layers.Dense(3, activation="softmax", name="head")], name="birds")
+    base = [keras.layers.Conv2D(8, 3, activation="relu", name="base_block1_conv"),
+            keras.layers.MaxPooling2D(2, name="base_block1_pool"),
+            keras.layers.Conv2D(8, 3, activation="relu", name="base_block2_conv"),
+            keras.layers.GlobalAveragePooling2D(name="base_avg_pool")]
+    model = keras.Sequential([keras.Input((size, size, 3)), *base,
+                              keras.layers.Dense(3, activation="softmax", name="head")], name="birds")
+    for layer in base:
+        layer.trainable = False
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy",
                   metrics=["acc"])
     return model
@@ -43,7 +46,7 @@ def run_stage(keras, model, folder: Path, final: Path, epochs: int, data, args) 
     """Train ``model`` in ``folder`` (resuming its newest state) and save ``final``."""
     x, y, xv, yv = data
     start = 0
-    if (folder / "state").exists():
+    if (folder / "state" / "ckptcompat.json").exists():
         run = ckptcompat.resume(folder / "state", model=model)
         start = run.initial_epoch
     print(f"{folder.name}: epochs {start + 1}..{epochs}")
@@ -55,7 +58,7 @@ def run_stage(keras, model, folder: Path, final: Path, epochs: int, data, args) 
                  Checkpoint(folder / "state")] + _tiny.stop_after(keras, args.stop_after)
     model.fit(x, y, validation_data=(xv, yv), batch_size=16, epochs=epochs, initial_epoch=start,
               class_weight=class_weight, verbose=2, callbacks=callbacks)
-    model.save(final)
+    model.save(final, include_optimizer=False)      # the next stage compiles its own optimizer
 
 
 def main() -> None:
@@ -73,10 +76,7 @@ def main() -> None:
         print(f"stage 2 done ({final.name}): skipped")
         return
     model = ckptcompat.resume(initial, compile=False).model       # any Keras version's file
-    for layer in model.get_layer("base").layers[-2:]:              # unfreeze the last block
-        layer.trainable = True
-    model.get_layer("base").trainable = True
-    model.get_layer("base").get_layer("block1_conv").trainable = False
+    model.get_layer("base_block2_conv").trainable = True          # unfreeze the last block
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=1e-2 if args.tiny else 1e-4, momentum=0.9),
                   loss="sparse_categorical_crossentropy", metrics=["acc"])
     run_stage(keras, model, ckpts / "finetune", final, epochs, data, args)

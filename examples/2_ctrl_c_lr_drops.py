@@ -45,7 +45,7 @@ def main() -> None:
     xv, yv = _tiny.images(n // 4, 2, size)
     out = args.workdir / "output"
     start = 0
-    if (out / "checkpoints").exists():                      # Ctrl+C'd before: carry on
+    if (out / "checkpoints" / "ckptcompat.json").exists():  # Ctrl+C'd before: carry on
         run = ckptcompat.resume(out / "checkpoints", learning_rate=args.lr)
         model, start = run.model, run.initial_epoch
     else:

@@ -65,7 +65,7 @@ def main() -> None:
     sys.stdout = Tee(run_dir / "log.txt")
     x, y = _tiny.images(n, 1, size)
     xv, yv = _tiny.images(n // 4, 2, size)
-    if (run_dir / "checkpoints").exists():
+    if (run_dir / "checkpoints" / "ckptcompat.json").exists():
         run = ckptcompat.resume(run_dir / "checkpoints")  # weights, Adam slots, epoch: no pickle
         model, start = run.model, run.initial_epoch
     else:

@@ -22,15 +22,18 @@ from ckptcompat.callbacks._base import keras_module
 
 
 def build(keras, size):
+    """Base layers ``stem_*``/``top_conv`` (frozen; inlined, as Keras 3.0 cannot write nested
+    models to .h5) and a sigmoid head."""
     keras.utils.set_random_seed(0)
-    base = keras.Sequential([keras.Input((size, size, 3)),
-                             keras.layers.Conv2D(8, 3, name="stem_conv"),
-                             keras.layers.BatchNormalization(name="stem_bn"),
-                             keras.layers.Activation("relu", name="stem_relu"),
-                             keras.layers.Conv2D(8, 3, activation="relu", name="top_conv"),
-                             keras.layers.GlobalAveragePooling2D(name="avg_pool")], name="base")
-    base.trainable = False
-    model = keras.Sequential([base, keras.layers.Dense(1, activation="sigmoid", name="head")])
+    base = [keras.layers.Conv2D(8, 3, name="stem_conv"),
+            keras.layers.BatchNormalization(name="stem_bn"),
+            keras.layers.Activation("relu", name="stem_relu"),
+            keras.layers.Conv2D(8, 3, activation="relu", name="top_conv"),
+            keras.layers.GlobalAveragePooling2D(name="avg_pool")]
+    model = keras.Sequential([keras.Input((size, size, 3)), *base,
+                              keras.layers.Dense(1, activation="sigmoid", name="head")])
+    for layer in base:
+        layer.trainable = False
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="binary_crossentropy",
                   metrics=[keras.metrics.AUC()])
     return model
@@ -48,15 +51,12 @@ def main() -> None:
               callbacks=[EarlyStopping(monitor="val_loss", patience=10),
                          ModelCheckpoint(str(work / "feature_extraction.h5"), save_best_only=True)])
     # fine_tune_model(): unfreeze the last layers except BatchNormalization, recompile
-    model = ckptcompat.resume(work / "feature_extraction.h5", compile=False).model
-    base = model.get_layer("base")
-    base.trainable = True
-    for layer in base.layers:
-        layer.trainable = layer.name == "top_conv"
+    for layer in model.layers:                               # the last layers, never BatchNormalization
+        layer.trainable = layer.name in ("top_conv", "head")
     model.compile(optimizer=keras.optimizers.Adam(lr2), loss="binary_crossentropy",
                   metrics=[keras.metrics.AUC()])           # logs auc_1 / val_auc_1
     start = 0
-    if (work / "finetune").exists():
+    if (work / "finetune" / "ckptcompat.json").exists():
         start = ckptcompat.resume(work / "finetune", model=model).initial_epoch
     stopper = EarlyStopping(monitor="val_auc", patience=20, restore_best_weights=True)
     hist = model.fit(x, y, validation_data=(xv, yv), batch_size=16, epochs=e1 + e2,

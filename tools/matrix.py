@@ -122,6 +122,7 @@ def run_environment(spec: Environment, uv: str, pytest_args: list[str]) -> dict[
             result["note"] = "fixture generator failed; "
             result["failed"] = 1
     env["CKPTCOMPAT_GENERATED_FIXTURES"] = str(fixtures)
+    env["CKPTCOMPAT_REPORT_DIR"] = str(venv / "report")
     junit = venv / "junit.xml"
     run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *pytest_args],
         log, env, timeout=1800)
@@ -168,6 +169,11 @@ def main(argv: list[str] | None = None) -> int:
                 tail = (MATRIX_DIR / f"{spec.name}.log").read_text(errors="replace").splitlines()[-60:]
                 print("\n".join("    " + line for line in tail), flush=True)
     results = [by_name[spec.name] for spec in chosen]
+    if len(chosen) == len(ENVIRONMENTS):  # a full run: regenerate the compatibility page from its reports
+        try:
+            subprocess.run([sys.executable, str(ROOT / "tools" / "compat_page.py")], check=True)
+        except subprocess.CalledProcessError:
+            print("[matrix] could not build docs/compatibility.md from the reports", flush=True)
     print()
     print(f"{'environment':16} {'passed':>7} {'skipped':>8} {'failed':>7}  note")
     for r in results:

@@ -410,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--save-freq", type=int, default=2, help="save every N batches")
     parser.add_argument("--async-save", action="store_true",
-                        help="Checkpoint(async_save=True) (needs the lead's wiring)")
+                        help="train with Checkpoint(async_save=True)")
     parser.add_argument("--mode", choices=("fork", "spawn"),
                         default="fork" if hasattr(os, "fork") else "spawn",
                         help="fork: children forked from one process that imported the framework "

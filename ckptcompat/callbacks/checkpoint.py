@@ -96,6 +96,8 @@ class Checkpoint:
     optimizer steps (``iterations``), mid-epoch saves recording the batch position.
     ``keep_last`` / ``keep_best`` (by ``monitor``/``mode``): retention of the store.
     ``data``: an :class:`~ckptcompat.data.ArrayData` / ``GeneratorData`` whose position is saved.
+    ``async_save``: capture on the training thread (host copies), commit on a background
+    :class:`~ckptcompat._async_writer.AsyncWriter` thread; flushed at ``on_train_end``.
     """
 
     state_key = STATE_KEY
@@ -106,7 +108,7 @@ class Checkpoint:
     def __init__(self, directory: str | os.PathLike[str], save_freq: str | int = "epoch", *,
                  keep_last: int | None = None, keep_best: int | None = None,
                  monitor: str | None = None, mode: str | None = None, data: Any = None,
-                 save_every_epochs: int = 1) -> None:
+                 save_every_epochs: int = 1, async_save: bool = False) -> None:
         super().__init__()
         if save_freq != "epoch" and not (isinstance(save_freq, int) and save_freq > 0):
             raise InvalidArgumentError(f"save_freq={save_freq!r}: use 'epoch' or a positive int (batches)")
@@ -118,6 +120,8 @@ class Checkpoint:
         self.monitor, self.mode = monitor, mode
         self.data = data
         self.save_every_epochs = int(save_every_epochs)
+        self.async_save = bool(async_save)
+        self._writer: Any = None
         self.history: dict[str, list[float]] = {}
         self.saves = 0
         self._store: Any = None
@@ -152,8 +156,15 @@ class Checkpoint:
         self._store = CheckpointStore(self.directory, write=True, retention=retention,
                                       monitor=self.monitor, mode=self.mode)
         self._training_config = _compile_config(self.model)  # type: ignore[attr-defined]
+        if self.data is None:
+            from ckptcompat._rng import note_unreplayable_order
+
+            note_unreplayable_order()
 
     def on_train_end(self, logs: Any = None) -> None:
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.close()  # waits for the last commit; re-raises a failed one
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -238,8 +249,21 @@ class Checkpoint:
         state = state.replace(producer=state.producer.__class__(
             framework=state.producer.framework, versions=dict(state.producer.versions), format=fmt))
         assert self._store is not None, "Checkpoint used outside fit()"
-        with self._store.begin(epoch=epoch, step=step, global_step=iterations, metrics=metrics,
-                               format=fmt, producer=state.producer) as pending:
-            registry.write(pending.path / name, state, format=fmt)
-            sidecar.write(pending.path / "state.json", state)
-        log.info("checkpoint saved: epoch %d step %d (%s)", epoch, step, self.directory)
+        store = self._store
+
+        def commit() -> None:
+            with store.begin(epoch=epoch, step=step, global_step=iterations, metrics=metrics,
+                             format=fmt, producer=state.producer) as pending:
+                registry.write(pending.path / name, state, format=fmt)
+                sidecar.write(pending.path / "state.json", state)
+            log.info("checkpoint saved: epoch %d step %d (%s)", epoch, step, self.directory)
+
+        if not self.async_save:
+            commit()
+            return
+        from ckptcompat._async_writer import AsyncWriter, snapshot
+
+        state = snapshot(state)  # host copies, taken before training goes on
+        if self._writer is None:
+            self._writer = AsyncWriter(name="ckptcompat-checkpoint")
+        self._writer.submit(commit)

@@ -198,6 +198,12 @@ NEWER_KERAS3_ARGS: tuple[str, ...] = ("quantization_config", "lora_rank", "lora_
                                       "input_axes", "output_axes")
 
 
+#: BatchNormalization arguments of later Keras 3 releases; dropped for 3.0-3.3 when renorm is off
+NEWER_KERAS3_RENORM_ARGS: tuple[str, ...] = ("renorm", "renorm_clipping", "renorm_momentum")
+#: serialized class names later Keras 3 releases write -> the name Keras 3.0-3.3 registered
+OLDER_KERAS3_CLASS_NAMES: dict[str, str] = {"Orthogonal": "OrthogonalInitializer"}
+
+
 def for_keras3_release(model_cfg: Mapping[str, Any], version: str) -> dict[str, Any]:
     """Drop arguments the target Keras 3 release does not know (only for releases before 3.4)."""
     parts = [int(p) for p in version.split(".")[:2] if p.isdigit()]
@@ -217,6 +223,11 @@ def for_keras3_release(model_cfg: Mapping[str, Any], version: str) -> dict[str, 
                 for key in NEWER_KERAS3_ARGS:
                     if cfg.get(key) in (None, False):
                         cfg.pop(key, None)
+                if obj.get("class_name") == "BatchNormalization" and not cfg.get("renorm"):
+                    for key in NEWER_KERAS3_RENORM_ARGS:
+                        cfg.pop(key, None)
+            if obj.get("module") == "keras.initializers" and obj.get("class_name") in OLDER_KERAS3_CLASS_NAMES:
+                obj["class_name"] = OLDER_KERAS3_CLASS_NAMES[obj["class_name"]]
             for value in obj.values():
                 strip(value)
         elif isinstance(obj, list):
