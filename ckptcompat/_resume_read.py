@@ -23,9 +23,23 @@ LOOKED_FOR = ("a ckptcompat store (ckptcompat.json), Keras files (.h5 .hdf5 .ker
               "SavedModel folders")
 
 
+def _verify_store_entry(cand: Any) -> None:
+    """Checksum the chosen store checkpoint (and only it: resume time must not grow with the
+    number of checkpoints); damage raises so that the caller falls back to the next one."""
+    from ckptcompat.errors import CorruptCheckpointError
+    from ckptcompat.store import CheckpointStore
+
+    store = CheckpointStore(Path(cand.path).parent)
+    if not store.is_intact(store.get(cand.store_id), deep=True):
+        raise CorruptCheckpointError("files do not match the manifest's sha256", path=cand.path,
+                                     hint="run `ckptcompat verify` on the folder")
+
+
 def _read_one(cand: Any) -> TrainingState:
     from ckptcompat.formats import registry, sidecar
 
+    if cand.store_id is not None:
+        _verify_store_entry(cand)
     target = cand.file or cand.path
     state = registry.read(target, format=cand.format)
     if cand.state_json is not None and Path(cand.state_json) != Path(target):
@@ -45,7 +59,8 @@ def pick_and_read(path: str | os.PathLike[str], which: str, *, monitor: str | No
     """The selected candidate and its state; falls back past checkpoints that fail to read."""
     from ckptcompat.discovery import find_checkpoints, select
 
-    candidates = find_checkpoints(path, pattern=pattern)
+    # sizes only here; the chosen store checkpoint is checksummed in _read_one
+    candidates = find_checkpoints(path, pattern=pattern, deep=False)
     if not candidates:
         raise CheckpointNotFoundError(f"no checkpoint found; looked for {LOOKED_FOR}", path=path,
                                       hint="check the path; folders are not searched recursively")

@@ -170,6 +170,11 @@ class CheckpointStore:
                                       path=self.directory,
                                       hint="list them with CheckpointStore(...).checkpoints()")
 
+    def is_intact(self, entry: CheckpointEntry, *, deep: bool = True) -> bool:
+        """Whether ``entry``'s files match the manifest (sha256 when ``deep``, sizes otherwise);
+        damage is logged as a warning."""
+        return self._is_good(entry, deep)
+
     def _is_good(self, entry: CheckpointEntry, deep: bool) -> bool:
         damage = [p for p in check_entry(entry, deep=deep) if p.kind in DAMAGE_KINDS]
         if damage:

@@ -74,3 +74,43 @@ def test_store_round_trip_and_continue(keras, tmp_path) -> None:
     assert len(info.value.mismatches) >= 2
     partial = ckptcompat.resume(tmp_path, model=other, partial=True)
     assert partial.report.skipped
+
+
+@pytest.mark.framework
+def test_damaged_newest_checkpoint_falls_back_to_previous(keras, tmp_path, caplog) -> None:
+    """Any single file of the newest checkpoint truncated or with one byte flipped -> the previous one."""
+    import json
+    import shutil
+
+    from ckptcompat import runtime
+    from ckptcompat.data import ArrayData
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((16, 4), dtype=np.float32), rng.random((16, 1), dtype=np.float32)
+    golden = tmp_path / "golden"
+    _train(keras, golden, 2, ArrayData(x, y, batch_size=8, seed=1))
+    entries = json.loads((golden / "ckptcompat.json").read_text())["checkpoints"]
+    assert [e["epoch"] for e in entries] == [1, 2]
+    previous = runtime.capture(ckptcompat.resume(golden / entries[0]["name"]).model)
+    newest_files = sorted(entries[1]["files"])
+    assert len(newest_files) >= 2  # the model file and state.json
+    for damage in ("flip", "truncate"):
+        for name in newest_files:
+            store = tmp_path / f"{damage}-{name.replace('/', '_')}"
+            shutil.copytree(golden, store)
+            victim = store / entries[1]["name"] / name
+            raw = bytearray(victim.read_bytes())
+            if damage == "flip":
+                raw[len(raw) // 2] ^= 0x01
+            else:
+                raw = raw[: len(raw) // 2]
+            victim.write_bytes(bytes(raw))
+            caplog.clear()
+            run = ckptcompat.resume(store)
+            assert run.initial_epoch == 1, (damage, name)
+            got = runtime.capture(run.model)
+            for var, value in previous.weights.items():
+                assert np.array_equal(got.weights[var], value), (damage, name, var)
+            assert got.optimizer.iterations == previous.optimizer.iterations == 2
+            assert any("manifest" in r.getMessage() or "damaged" in r.getMessage() for r in caplog.records)
