@@ -396,3 +396,30 @@ def test_wrapper_layers_keep_distinct_names(rt: ModuleType, keras: ModuleType) -
     fresh = _bidirectional(keras)
     rt.apply(state, fresh)
     _assert_states_equal(state, rt.capture(fresh))
+
+
+@pytest.mark.keras2
+def test_slots_built_by_apply_are_named_like_native_ones(keras, tmp_path) -> None:
+    """Slots that apply() creates carry the optimizer's name scope, so a later native .h5 save
+    names them ``Adam/m/<var>`` as Keras would, and our reader matches them by name."""
+    import ckptcompat
+    from ckptcompat import runtime
+
+    def build():
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="frozen"),
+                                  keras.layers.Dense(2, name="head")])
+        model.get_layer("frozen").trainable = False
+        model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+        return model
+
+    x, y = np.ones((8, 4), np.float32), np.ones((8, 2), np.float32)
+    trained = build()
+    trained.fit(x, y, epochs=1, verbose=0)
+    fresh = build()
+    runtime.apply(runtime.capture(trained), fresh)
+    fresh.fit(x, y, epochs=1, verbose=0)
+    fresh.save(tmp_path / "after.h5")
+    state = ckptcompat.read(tmp_path / "after.h5")
+    assert sorted(state.optimizer.slots) == ["head/bias", "head/kernel"]
+    assert state.optimizer.iterations == 2

@@ -102,7 +102,9 @@ class _Keras2Ops(_engine.FlavourOps):
             return
         import tensorflow as tf
 
-        with tf.init_scope():
+        # as apply_gradients does: inside the optimizer's name scope, so that the slots are
+        # named "Adam/m/dense/kernel" and a later native .h5 save names them as Keras would
+        with tf.name_scope(opt.name), tf.init_scope():
             opt.build(var_list)
 
     def read_iterations(self, opt: Any) -> int:
