@@ -69,6 +69,7 @@ def test_bad_epochs_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 
 @pytest.mark.framework
+@pytest.mark.slow
 def test_demo_resumes_bitwise(tmp_path: Path, keras: Any) -> None:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run([sys.executable, "-m", "ckptcompat", "demo", "--workdir", str(tmp_path),

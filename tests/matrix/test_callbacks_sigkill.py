@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.framework
+pytestmark = [pytest.mark.framework, pytest.mark.slow]
 
 TESTS = Path(__file__).resolve().parents[1]
 EPOCHS = 40

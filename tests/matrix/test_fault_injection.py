@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.framework
+pytestmark = [pytest.mark.framework, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.framework
+pytestmark = [pytest.mark.framework, pytest.mark.slow]
 
 CHILD = Path(__file__).with_name("_resume_child.py")
 ROOT = CHILD.parents[2]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.framework
+pytestmark = [pytest.mark.framework, pytest.mark.slow]
 TESTS = Path(__file__).resolve().parent.parent
 
 CHILD = r'''
