@@ -6,6 +6,8 @@ import importlib
 import importlib.metadata
 import importlib.util
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -65,6 +67,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if reason and item.get_closest_marker(marker):
                 item.add_marker(pytest.mark.skip(reason=reason))
                 break
+
+
+@pytest.fixture(autouse=True)
+def _default_tf_determinism() -> Iterator[None]:
+    """Tests that switch on TF op determinism do it for themselves; switch it off afterwards so
+    that it never leaks into later tests (it is process-wide)."""
+    yield
+    if "tensorflow" in sys.modules:
+        try:
+            from tensorflow.python.framework import config as tf_config
+
+            tf_config.disable_op_determinism()
+        except (ImportError, AttributeError):
+            pass
 
 
 @pytest.fixture

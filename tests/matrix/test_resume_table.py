@@ -120,8 +120,8 @@ def _cell(entry: dict[str, Any], cache: dict[str, Any]) -> str:
 
 
 @pytest.mark.skipif(not MANIFEST.exists(), reason="fixtures/manifest.json not generated yet")
-def test_every_fixture_resumes_here(capsys: pytest.CaptureFixture[str]) -> None:
-    logging.getLogger("ckptcompat").setLevel(logging.ERROR)
+def test_every_fixture_resumes_here(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger="ckptcompat")  # restored after the test
     manifest = json.loads(MANIFEST.read_text())
     rows: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for entry in manifest["fixtures"]:
