@@ -6,11 +6,12 @@ Errors print one line with a hint and exit with code 2; ``--verbose`` shows the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from ckptcompat import __version__
 from ckptcompat.errors import CkptCompatError
@@ -31,18 +32,26 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _quiet_discovery(args: argparse.Namespace) -> None:
-    """ls/verify print every damaged checkpoint themselves: drop the duplicate log warnings."""
-    if not args.verbose:
-        for name in ("ckptcompat.discovery", "ckptcompat.store"):
-            logging.getLogger(name).setLevel(logging.ERROR)
+@contextlib.contextmanager
+def _quiet_discovery(args: argparse.Namespace) -> Iterator[None]:
+    """ls/verify print every damaged checkpoint themselves: drop the duplicate log warnings
+    while the command runs (the previous levels are restored afterwards)."""
+    loggers = [] if args.verbose else [logging.getLogger(n) for n in ("ckptcompat.discovery", "ckptcompat.store")]
+    previous = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, previous):
+            lg.setLevel(level)
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:
     from ckptcompat._cli_tables import list_rows, render_ls
 
-    _quiet_discovery(args)
-    rows = list_rows(args.dir, monitor=args.monitor, mode=args.mode, pattern=args.pattern)
+    with _quiet_discovery(args):
+        rows = list_rows(args.dir, monitor=args.monitor, mode=args.mode, pattern=args.pattern)
     if args.json:
         print(json.dumps([r.to_dict() for r in rows], indent=2, sort_keys=True))
     else:
@@ -53,8 +62,8 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from ckptcompat._cli_tables import verify_path
 
-    _quiet_discovery(args)
-    checked, problems = verify_path(args.path, deep=not args.fast, read=not args.no_read)
+    with _quiet_discovery(args):
+        checked, problems = verify_path(args.path, deep=not args.fast, read=not args.no_read)
     for name, fmt in checked:
         print(f"ok       {name}  ({fmt})")
     for line in problems:
