@@ -17,6 +17,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+#: the 30-kill soak is the longest test: in the matrix it runs where the store issue requires it
+#: (newest Keras 3 and tf-keras); outside the matrix (no CKPTCOMPAT_MATRIX_ENV) it always runs
+_SOAK_ENVS = {"tf221-keras3", "tf221-tfkeras"}
+_MATRIX_ENV = os.environ.get("CKPTCOMPAT_MATRIX_ENV")
+
 pytestmark = [pytest.mark.framework, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,6 +36,8 @@ def _soak_module() -> Any:
     return module
 
 
+@pytest.mark.skipif(_MATRIX_ENV is not None and _MATRIX_ENV not in _SOAK_ENVS,
+                    reason=f"the 30-kill soak runs in the matrix environments {sorted(_SOAK_ENVS)}")
 def test_soak_30_sigkills_resume_bitwise_equal(tmp_path: Path) -> None:
     soak = _soak_module()
     seed = int.from_bytes(os.urandom(4), "little")
