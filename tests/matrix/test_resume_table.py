@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -144,14 +145,29 @@ def test_every_fixture_resumes_here(capsys: pytest.CaptureFixture[str], caplog: 
                 bad.append(f"{path}: {cell}")
     with capsys.disabled():
         print("\n" + "\n".join(lines))
+    _write_report(manifest, rows)
     assert not bad, "\n".join(bad)
+
+
+def _write_report(manifest: dict[str, Any], rows: dict[str, list[tuple[str, str]]]) -> None:
+    """For tools/compat_page.py: the table as JSON under $CKPTCOMPAT_REPORT_DIR (set by the matrix)."""
+    folder = os.environ.get("CKPTCOMPAT_REPORT_DIR")
+    if not folder:
+        return
+    kinds = {entry["path"]: entry["kind"] for entry in manifest["fixtures"]}
+    report = {"consumer": os.environ.get("CKPTCOMPAT_MATRIX_ENV") or str(keras_flavour()),
+              "versions": _env_versions(),
+              "cells": [{"producer": producer, "kind": kinds[path], "path": path, "result": cell}
+                        for producer, cells in sorted(rows.items()) for path, cell in cells]}
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    (Path(folder) / "resume_table.json").write_text(json.dumps(report, indent=1))
 
 
 def _env_versions() -> str:
     import importlib.metadata as md
 
     out = []
-    for dist in ("tensorflow", "keras", "tf-keras"):
+    for dist in ("tensorflow", "tensorflow-cpu", "keras", "tf-keras"):
         try:
             out.append(f"{dist} {md.version(dist)}")
         except md.PackageNotFoundError:
