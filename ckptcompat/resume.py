@@ -86,8 +86,14 @@ def _live_shapes(model: Any) -> dict[str, tuple[int, ...]]:
 def resume(path: str | os.PathLike[str], model: Any = None, *, which: str = "latest",
            monitor: str | None = None, mode: str | None = None, learning_rate: float | None = None,
            compile: bool = True, custom_objects: Mapping[str, Any] | None = None,  # noqa: A002
-           partial: bool = False, data: Any = None, pattern: str | None = None) -> ResumeResult:
+           partial: bool = False, data: Any = None, pattern: str | None = None,
+           session: Any = None) -> Any:
     """Resume training from the checkpoint at ``path`` (store, folder, file or bundle prefix).
+
+    With ``session=`` (a ``tf.compat.v1.Session``) every variable of the session's graph is
+    restored instead and a :class:`ckptcompat.runtime.tf1.TF1Restore` is returned (global
+    step, saved loop state, callback states); see :func:`ckptcompat.runtime.tf1.restore_session`.
+    Otherwise a :class:`ResumeResult` for Keras is returned.
 
     ``which``: ``"latest"`` or ``"best"`` (by ``monitor``/``mode``); ``pattern``: the
     ModelCheckpoint file-path template of a foreign folder. With ``model=None`` the model
@@ -105,6 +111,12 @@ def resume(path: str | os.PathLike[str], model: Any = None, *, which: str = "lat
     from ckptcompat._rng import restore_rng
     from ckptcompat.callbacks._state import offer_states
 
+    if session is not None:
+        if model is not None:
+            raise InvalidArgumentError("give either model= (Keras) or session= (TF1), not both")
+        from ckptcompat.runtime.tf1 import restore_session
+
+        return restore_session(path, session, partial=partial)
     if which not in ("latest", "best"):
         raise InvalidArgumentError(f"which={which!r} is not 'latest' or 'best'")
     cand, state = pick_and_read(path, which, monitor=monitor, mode=mode, pattern=pattern)
@@ -187,7 +199,7 @@ def resume(path: str | os.PathLike[str], model: Any = None, *, which: str = "lat
 class _CallableModule(type(os)):  # type: ignore[misc]
     """``import ckptcompat.resume`` binds the module to ``ckptcompat.resume``; keep it callable."""
 
-    def __call__(self, *args: Any, **kwargs: Any) -> ResumeResult:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return resume(*args, **kwargs)
 
 

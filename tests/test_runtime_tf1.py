@@ -151,3 +151,17 @@ def test_early_stopping_min_mode_and_empty_store(tmp_path: Path) -> None:
         assert es.resume(net.sess) == 0
         assert [es.update(s, v, net.sess) for s, v in enumerate([3.0, 2.0, 2.0, 1.0])] == [True, True, False, True]
         assert es.best == 1.0 and es.best_step == 3 and not es.should_stop(4) and es.should_stop(5)
+
+
+def test_resume_with_session_is_the_same_api(tmp_path: Path) -> None:
+    import ckptcompat
+    from ckptcompat.runtime.tf1 import save_session
+
+    net = _trained()
+    save_session(tmp_path / "store", net.sess, global_step=3, loop_state={"best_acc": 0.5})
+    other = G.build(seed=9)
+    result = ckptcompat.resume(tmp_path / "store", session=other.sess)
+    assert result.global_step == 3 and result.loop_state == {"best_acc": 0.5}
+    _equal(G.values(net), G.values(other))
+    with pytest.raises(InvalidArgumentError):
+        ckptcompat.resume(tmp_path / "store", model=object(), session=other.sess)
