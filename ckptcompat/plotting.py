@@ -85,11 +85,14 @@ def _from_store(p: Path) -> tuple[dict[str, dict[int, float]], list[int]]:
     good = {e.id for e in store.good_checkpoints(deep=False)}
     out: dict[str, dict[int, float]] = {}
     resumes: list[int] = []
-    last_epoch: int | None = None
+    last: tuple[int, int] | None = None
     for entry in entries:
-        if last_epoch is not None and entry.epoch <= last_epoch:
+        # progress going backwards between commits = training resumed from an older checkpoint
+        # (mid-epoch saves share an epoch, so compare (epoch, step), not the epoch alone)
+        key = (entry.epoch, entry.step or 0)
+        if last is not None and key <= last:
             resumes.append(entry.epoch)
-        last_epoch = entry.epoch
+        last = key
         if entry.id in good:
             for rel in sorted(entry.files):
                 if Path(rel).name == "state.json":

@@ -73,3 +73,20 @@ def test_png(tmp_path: Path) -> None:
     assert sorted(p.name for p in out.parent.iterdir()) == ["h.png"]
     with pytest.raises(InvalidArgumentError, match="not recorded: auc"):
         plot_history(store, tmp_path / "x.png", metrics=["auc"])
+
+
+def test_mid_epoch_checkpoints_are_not_resumes(tmp_path: Path) -> None:
+    """Several commits inside one epoch (save_freq in batches) move forward: no resume marker."""
+    from _cli_helpers import MODEL_H5 as model_h5
+    from ckptcompat.store import CheckpointStore
+
+    directory = tmp_path / "run"
+    with CheckpointStore(directory, write=True) as store:
+        for epoch, step in [(0, 4), (0, 8), (1, 3), (1, 7), (2, 0)]:
+            with store.begin(epoch=epoch, step=step, metrics={"loss": 1.0 / (1 + epoch)},
+                             format="keras_h5", producer={"keras": "2.12.0"}) as pending:
+                shutil.copy(model_h5, pending.path / "model.h5")
+        with store.begin(epoch=1, step=3, metrics={"loss": 0.4}, format="keras_h5",
+                         producer={"keras": "2.12.0"}) as pending:  # resumed from (1, 3) and redone
+            shutil.copy(model_h5, pending.path / "model.h5")
+    assert load_history(directory).resumes == (1,)
