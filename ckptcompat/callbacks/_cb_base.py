@@ -83,3 +83,13 @@ class LazyCallback:
         if model is None or not self.state_key:
             return None
         return _state.take_state(model, self.state_key)
+
+    def on_train_begin(self, logs: Any = None) -> None:
+        """Load the state offered after a resume; otherwise reset, unless ``load_state_dict``
+        was called directly before this ``fit`` (then that state is kept for it)."""
+        offered = self._take_state()
+        if offered is not None:
+            self.load_state_dict(offered)  # type: ignore[attr-defined]
+        elif not getattr(self, "_loaded", False):
+            self._reset()  # type: ignore[attr-defined]
+        self._loaded = False

@@ -101,14 +101,6 @@ class EarlyStopping(LazyCallback):
         self._loaded = True
 
     # -- Keras hooks ------------------------------------------------------------------------------
-    def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
-        offered = self._take_state()
-        if offered is not None:
-            self.load_state_dict(offered)
-        elif not self._loaded:
-            self._reset()
-        self._loaded = False
-
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         self._epoch = epoch
 

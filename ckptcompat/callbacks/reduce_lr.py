@@ -83,14 +83,6 @@ class ReduceLROnPlateau(LazyCallback):
         self.drops = [[int(d[0]), float(d[1]), float(d[2])] for d in state.get("drops", [])]
         self._loaded = True
 
-    def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
-        offered = self._take_state()
-        if offered is not None:
-            self.load_state_dict(offered)
-        elif not self._loaded:
-            self._reset()
-        self._loaded = False
-
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs if logs is not None else {}
         lr = current_learning_rate(self.model)
