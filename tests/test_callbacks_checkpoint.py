@@ -113,10 +113,26 @@ def test_save_freq_in_batches_records_mid_epoch_positions(keras: Any, tmp_path: 
     from ckptcompat.store import CheckpointStore
 
     _fit(keras, tmp_path, epochs=2, save_freq=3)
-    assert _entries(tmp_path) == [(0, 3, 3), (1, 1, 6), (1, 4, 9)]
+    # every 3rd step, plus the end of the last epoch (step 10 is not a multiple of 3)
+    assert _entries(tmp_path) == [(0, 3, 3), (1, 1, 6), (1, 4, 9), (2, 0, 10)]
     for entry in CheckpointStore(tmp_path).checkpoints():
         data = sidecar.read(entry.path / "state.json").rng["data"]
         assert (data["epoch"], data["position"]) == (entry.epoch, entry.step)
+    final = sidecar.read(CheckpointStore(tmp_path).latest_good().path / "state.json")
+    assert all(len(values) == 2 for values in final.history.values())  # complete history
+
+
+def test_save_freq_in_batches_saves_the_epoch_where_training_stops(keras: Any, tmp_path: Path) -> None:
+    class StopAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            self.model.stop_training = True
+
+    from ckptcompat.callbacks import Checkpoint
+
+    data, model = _data(), _model(keras)
+    model.fit(data, epochs=5, shuffle=False, verbose=0,
+              callbacks=[data.tracker(), StopAfterFirstEpoch(), Checkpoint(tmp_path, save_freq=3, data=data)])
+    assert _entries(tmp_path) == [(0, 3, 3), (1, 0, 5)]
 
 
 def test_retention_keep_last_and_keep_best(keras: Any, tmp_path: Path) -> None:

@@ -93,7 +93,9 @@ class Checkpoint:
     """Keras callback saving weights, optimizer, progress, history, RNG, data and callback states.
 
     ``save_freq``: ``"epoch"`` (every ``save_every_epochs`` epochs) or an int: every that many
-    optimizer steps (``iterations``), mid-epoch saves recording the batch position.
+    optimizer steps (``iterations``), mid-epoch saves recording the batch position; the end
+    of the last epoch (or of the epoch at which training is stopped) is always saved too, so a
+    finished run's store holds its final weights and complete history.
     ``keep_last`` / ``keep_best`` (by ``monitor``/``mode``): retention of the store.
     ``data``: an :class:`~ckptcompat.data.ArrayData` / ``GeneratorData`` whose position is saved.
     ``async_save``: capture on the training thread (host copies), commit on a background
@@ -214,9 +216,16 @@ class Checkpoint:
         if self.save_freq == "epoch":
             due = (epoch + 1) % self.save_every_epochs == 0
         else:
-            due = self._iterations() % int(self.save_freq) == 0
+            due = self._iterations() % int(self.save_freq) == 0 or self._last_epoch(epoch)
         if due:
             self._save(int(epoch) + 1, 0, dict(logs or {}))
+
+    def _last_epoch(self, epoch: int) -> bool:
+        """True at the end of the final epoch of ``fit`` or when training was told to stop."""
+        epochs = (getattr(self, "params", None) or {}).get("epochs")
+        if epochs is not None and int(epoch) + 1 >= int(epochs):
+            return True
+        return bool(getattr(self.model, "stop_training", False))  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------ saving
     def _save(self, epoch: int, step: int, logs: Mapping[str, Any]) -> None:
