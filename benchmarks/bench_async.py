@@ -11,10 +11,12 @@ Trains one model (Dense layers of about ``--mb`` MB of weights, Adam) and checkp
   thread, commit through :class:`AsyncWriter` (the output says which one ran).
 
 The stall is the time the training thread spends inside the checkpoint callback's hooks
-(batch-end and epoch-end); for async the final flush is reported separately. Ratios are
+(batch-end and epoch-end); for async the final flush is reported separately, and so is the
+part of a stall spent waiting for the previous background write (at most one is in
+flight: checkpoints closer together than one write's duration wait for it). Ratios are
 measured in the same run. Not a test.
 
-    python benchmarks/bench_async.py [--mb 100] [--saves 5] [--every 4]
+    python benchmarks/bench_async.py [--mb 100] [--saves 5] [--every 16]
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def _timed_callback(keras: Any, inner: Any, stalls: list[float]) -> Any:
+def _timed_callback(keras: Any, inner: Any, stalls: list[float], waits: list[float]) -> Any:
     """A callback forwarding to ``inner`` and recording each hook call's duration."""
 
     class Timed(keras.callbacks.Callback):
@@ -46,9 +48,14 @@ def _timed_callback(keras: Any, inner: Any, stalls: list[float]) -> Any:
             inner.set_params(params)
 
         def _call(self, name: str, *args: Any) -> None:
+            writer = getattr(inner, "_writer", None)
+            before = None if writer is None else writer.submitted
             t0 = time.perf_counter()
             getattr(inner, name)(*args)
             stalls.append(time.perf_counter() - t0)
+            writer = getattr(inner, "_writer", None)
+            if writer is not None and writer.submitted != before:
+                waits.append(writer.last_stall_s)  # part of the stall spent waiting for a write
 
         def on_train_begin(self, logs: Any = None) -> None:
             inner.on_train_begin(logs)
@@ -77,7 +84,6 @@ def _manual_async(keras: Any, directory: Path, every: int) -> Any:
     """Capture + snapshot on the training thread; commit on the AsyncWriter's thread."""
     from ckptcompat import runtime
     from ckptcompat._async_writer import AsyncWriter, snapshot
-    from ckptcompat.formats import registry, sidecar
     from ckptcompat.state import Progress
     from ckptcompat.store import CheckpointStore
 
@@ -100,8 +106,7 @@ def _manual_async(keras: Any, directory: Path, every: int) -> Any:
             def commit() -> None:
                 with store.begin(epoch=0, step=step, global_step=step, format=fmt,
                                  producer=state.producer) as pending:
-                    registry.write(pending.path / name, state, format=fmt)
-                    sidecar.write(pending.path / "state.json", state)
+                    pending.write_state(name, state, format=fmt)
 
             self.writer.submit(commit)
 
@@ -116,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mb", type=float, default=100, help="weights size in MB")
     parser.add_argument("--saves", type=int, default=5)
-    parser.add_argument("--every", type=int, default=4, help="checkpoint every N batches")
+    parser.add_argument("--every", type=int, default=16,
+                        help="checkpoint every N batches (enough training between saves for one "
+                             "background write; fewer and the stall is the wait for the last write)")
     parser.add_argument("--dir", default=None)
     args = parser.parse_args(argv)
 
@@ -158,14 +165,17 @@ def main(argv: list[str] | None = None) -> int:
         for label, make in runs.items():
             model = build()
             stalls: list[float] = []
-            timed = _timed_callback(keras, make(), stalls)
+            waits: list[float] = []
+            timed = _timed_callback(keras, make(), stalls, waits)
             t0 = time.perf_counter()
             model.fit(x, x, batch_size=8, epochs=1, shuffle=False, verbose=0, callbacks=[timed])
             total = time.perf_counter() - t0
             saves = sorted(stalls, reverse=True)[:args.saves]
             per = statistics.median(saves)
             results[label] = per
-            print(f"  {label}: stall per checkpoint median {per:.3f}s (max {max(saves):.3f}s), "
+            waited = (f", of which waiting for the previous write median {statistics.median(waits):.3f}s"
+                      if waits else "")
+            print(f"  {label}: stall per checkpoint median {per:.3f}s (max {max(saves):.3f}s){waited}, "
                   f"on_train_end {getattr(timed, 'end_s', 0.0):.3f}s, fit total {total:.2f}s")
         native = results["native ModelCheckpoint"]
         for label, per in results.items():

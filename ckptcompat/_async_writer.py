@@ -61,19 +61,23 @@ def _copy_arrays(mapping: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def snapshot(state: Any) -> Any:
+def snapshot(state: Any, *, copy_tensors: bool = True) -> Any:
     """A copy of a :class:`~ckptcompat.state.TrainingState` sharing no mutable memory with it.
 
     Every array is copied (``np.array(copy=True)``: an array that is a view of a framework
     buffer may change when training goes on); histories, callback and RNG states are deep
     copies. Run it on the training thread before :meth:`AsyncWriter.submit`.
+    ``copy_tensors=False`` keeps the weight and slot arrays as they are: for a state fresh
+    from :func:`ckptcompat.runtime.capture`, whose arrays are already its own copies.
     """
+    tensors = _copy_arrays if copy_tensors else dict
     opt = state.optimizer
     if opt is not None:
         opt = dataclasses.replace(opt, hyperparameters=copy.deepcopy(dict(opt.hyperparameters)),
-                                  slots=_copy_arrays(opt.slots), config=copy.deepcopy(opt.config),
-                                  extra=_copy_arrays(opt.extra))
-    return state.replace(weights=_copy_arrays(state.weights), optimizer=opt,
+                                  slots=_copy_arrays(opt.slots) if copy_tensors else
+                                  {k: dict(v) for k, v in opt.slots.items()},
+                                  config=copy.deepcopy(opt.config), extra=_copy_arrays(opt.extra))
+    return state.replace(weights=tensors(state.weights), optimizer=opt,
                          history=copy.deepcopy(dict(state.history)),
                          callbacks=copy.deepcopy(dict(state.callbacks)),
                          rng=copy.deepcopy(dict(state.rng)),

@@ -77,6 +77,17 @@ class PendingCheckpoint:
         if isinstance(exc, OSError) and not isinstance(exc, CkptCompatError):
             raise write_error(exc, f"writing checkpoint {self._draft.name}", self.path) from exc
 
+    def write_state(self, name: str, state: Any, *, format: str) -> None:
+        """Write a ``TrainingState`` as ``name`` (in ``format``) plus its ``state.json``.
+
+        The commit fsyncs and checksums every file, so the format writer skips its own fsync
+        and read-back comparison here (``verify=False, durable=False``).
+        """
+        from ckptcompat.formats import registry, sidecar
+
+        registry.write(self.path / name, state, format=format, verify=False, durable=False)
+        sidecar.write(self.path / "state.json", state)
+
     def abort(self) -> None:
         """Discard the checkpoint: nothing is committed, the temp directory is removed."""
         if not self._done:

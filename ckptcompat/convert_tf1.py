@@ -31,7 +31,8 @@ import numpy as np
 from ckptcompat.errors import IncompatibleStateError
 from ckptcompat.state import OptimizerState, Progress, TrainingState
 
-__all__ = ["match_names", "tf1_state_for_keras", "tf1_to_keras", "keras_to_tf1", "tf1_iterations"]
+__all__ = ["match_names", "tf1_state_for_keras", "tf1_to_keras", "keras_to_tf1", "tf1_iterations",
+           "tf1_float32_hyperparameters"]
 
 log = logging.getLogger(__name__)
 
@@ -164,13 +165,43 @@ def tf1_to_keras(path: str | os.PathLike[str], model: Any, *,
     Compile ``model`` first (with ``Adam(epsilon=1e-8)`` to reproduce TF1's default) so the
     optimizer state is restored too. ``name_map`` maps TF1 names to Keras canonical names
     (``layer path/short name``). TF1 files do not store the learning rate: pass
-    ``learning_rate`` to set it, else the compiled one stays. Returns the runtime's
+    ``learning_rate`` to set it, else the compiled one stays. The optimizer's ``beta_1``,
+    ``beta_2`` and ``epsilon`` become their float32 values (see
+    :func:`tf1_float32_hyperparameters`). Returns the runtime's
     :class:`~ckptcompat.runtime._engine.ApplyReport`.
     """
     state = tf1_state_for_keras(path, model, name_map=name_map, learning_rate=learning_rate,
                                 iterations=iterations, partial=partial)
     from ckptcompat import runtime  # noqa: PLC0415
-    return runtime.flavour().apply(state, model, partial=partial)
+    report = runtime.flavour().apply(state, model, partial=partial)
+    if state.optimizer is not None:
+        tf1_float32_hyperparameters(getattr(model, "optimizer", None))
+    return report
+
+
+#: Adam-family hyper-parameters a TF1 optimizer holds as float32 tensors.
+_TF1_FLOAT32_HYPER = ("beta_1", "beta_2", "epsilon")
+
+
+def tf1_float32_hyperparameters(optimizer: Any) -> dict[str, float]:
+    """Round a Keras optimizer's ``beta_1``/``beta_2``/``epsilon`` to their float32 values.
+
+    TF1's ``AdamOptimizer`` turns them into float32 tensors and computes ``1 - beta1`` in
+    float32; Keras computes ``1 - beta_1`` on the Python float, a different float32 constant
+    (0.1 vs 0.100000024). With the float32 values both compute the same constants, so the
+    moment updates continue bit for bit. Returns ``{name: new value}`` of what changed.
+    """
+    changed: dict[str, float] = {}
+    for name in _TF1_FLOAT32_HYPER:
+        value = getattr(optimizer, name, None)
+        if isinstance(value, float) and not isinstance(value, bool):
+            rounded = float(np.float32(value))
+            if rounded != value:
+                setattr(optimizer, name, rounded)
+                changed[name] = rounded
+    if changed:
+        log.info("optimizer hyper-parameters set to their float32 values as in TF1: %s", changed)
+    return changed
 
 
 def keras_to_tf1(model: Any, path: str | os.PathLike[str], *,

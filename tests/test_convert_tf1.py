@@ -75,6 +75,43 @@ def test_tf1_to_keras_predictions_and_next_step(tmp_path: Path, keras) -> None:
 
 
 @pytest.mark.framework
+def test_tf1_to_keras_next_step_from_the_same_gradients(tmp_path: Path, keras) -> None:
+    """The TF1 graph's own gradients applied by the converted Keras optimizer: m and v come
+    out bit for bit equal to TF1's fused ApplyAdam step; the weights differ only through the
+    bias-correction factor (Keras computes beta**t, TF1 multiplies beta_power up each step:
+    the powers can differ in the last bit), so at most a few float32 ulps."""
+    net, prefix, x, y = _tf1_trained(tmp_path)
+    src = G.values(net)
+    model = G.keras_twin(keras)
+    tf1_to_keras(tmp_path / "tf1", model, learning_rate=1e-2)
+    opt = model.optimizer
+    assert (opt.beta_1, opt.beta_2, opt.epsilon) == tuple(float(np.float32(v)) for v in (0.9, 0.999, 1e-8))
+    with net.graph.as_default():
+        tvars = net.tf1.trainable_variables()
+        grads_op = net.tf1.gradients(net.loss, tvars)
+    bx, by = G.batch(5, x, y)
+    grads = net.sess.run(grads_op, {net.x: bx, net.y: by})
+    net.sess.run(net.train, {net.x: bx, net.y: by})  # TF1's own step on the same batch
+    after = G.values(net)
+    from ckptcompat import runtime
+    from ckptcompat.runtime import keras2, keras3
+    rt = runtime.flavour()
+    live = (keras3 if runtime.detect() == "keras3" else keras2)._OPS.variables(model)
+    opt.apply_gradients([(g, live[v.op.name]) for g, v in zip(grads, tvars)])
+    state = rt.capture(model)
+    assert state.optimizer.iterations == 6 == int(after["global_step"])
+    for v in tvars:
+        name = v.op.name
+        assert G.sha(state.optimizer.slots[name]["m"]) == G.sha(after[f"{name}/Adam"]), name
+        assert G.sha(state.optimizer.slots[name]["v"]) == G.sha(after[f"{name}/Adam_1"]), name
+        # alpha (the only different factor) differs by ~5e-6 relative; plus w's own rounding
+        delta = np.abs(after[name] - src[name])
+        bound = 1e-5 * delta + 2 * np.spacing(np.abs(after[name]))
+        assert np.all(np.abs(state.weights[name] - after[name]) <= bound), name
+        assert not np.array_equal(after[name], src[name])
+
+
+@pytest.mark.framework
 def test_tf1_to_keras_mismatch_is_one_error(tmp_path: Path, keras) -> None:
     _tf1_trained(tmp_path, steps=1)
     model = G.keras_twin(keras, fc1=8)

@@ -6,7 +6,8 @@ A child process trains a tiny deterministic model (op determinism, fixed seeds,
 batches). The driver SIGKILLs it after a random delay (often in the middle of a checkpoint
 write), starts a new child that resumes with ``ckptcompat.resume``, and repeats until
 training completes. The final weights and optimizer slots must equal, bit for bit, those of
-an uninterrupted run.
+an uninterrupted run. One training run absorbs up to ``ROUND_KILLS`` kills; a larger count
+trains again from scratch (a new store) as many times as needed, each run compared.
 
     python tools/soak.py --kills 50            # prints kills, resumes, failures; rc 1 on failure
     python tools/soak.py --kills 5 --env-check # also run the reference twice (determinism check)
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+ROUND_KILLS = 100  # kills per training run; a larger count trains again from scratch
 
 CHILD = r"""
 import json, os, sys, time
@@ -140,6 +142,7 @@ class SoakResult:
     kills_in_fsync: int = 0
     resumes: int = 0
     cycles: int = 0
+    rounds: int = 0
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
     reference_train_s: float = 0.0
@@ -151,7 +154,7 @@ class SoakResult:
     def summary(self) -> str:
         return (f"kills={self.kills} (inside an fsync {self.kills_in_fsync}, left a temp dir "
                 f"{self.kills_mid_write}) resumes={self.resumes} "
-                f"cycles={self.cycles} failures={len(self.failures)} "
+                f"cycles={self.cycles} rounds={self.rounds} failures={len(self.failures)} "
                 f"time={self.seconds:.1f}s reference_train={self.reference_train_s:.2f}s")
 
 
@@ -337,7 +340,14 @@ def soak(kills: int, *, workdir: str | os.PathLike[str] | None = None, seed: int
                                            "differ: " + "; ".join(problems[:5]))
                     return result
                 say(f"env-check: two uninterrupted runs ({mode}) are bitwise equal")
-            _kill_loop(launcher, base / "run", kills, ref, ref_s, rng, result, say)
+            # a training run absorbs about ROUND_KILLS kills; more kills -> more runs from scratch
+            while not result.failures and (result.rounds == 0 or result.kills < kills):
+                result.rounds += 1
+                budget = min(kills - result.kills, ROUND_KILLS)
+                _kill_loop(launcher, base / f"run-{result.rounds:03d}", result.kills + budget,
+                           ref, ref_s, rng, result, say)
+                say(f"round {result.rounds}: training completed after {result.kills} kills in all, "
+                    f"{'bitwise equal to the reference' if not result.failures else 'FAILED'}")
         finally:
             launcher.close()
             result.seconds = time.perf_counter() - start
@@ -349,7 +359,7 @@ def _kill_loop(launcher: _Launcher, run_dir: Path, kills: int, ref: dict[str, An
     run_dir.mkdir()
     store = run_dir / "store"
     # a delay drawn in [0, window): about kills/2 cycles' worth of progress lands before the end
-    window = max(ref_s / max(kills, 1), 0.02)
+    window = max(ref_s / max(kills - result.kills, 1), 0.02)
     child_timeout = 120 + 20 * ref_s
     while True:
         result.cycles += 1

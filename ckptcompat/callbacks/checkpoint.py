@@ -231,7 +231,6 @@ class Checkpoint:
     def _save(self, epoch: int, step: int, logs: Mapping[str, Any]) -> None:
         from ckptcompat import runtime
         from ckptcompat._rng import capture_rng
-        from ckptcompat.formats import registry, sidecar
         from ckptcompat.state import Progress
 
         model = self.model  # type: ignore[attr-defined]
@@ -263,8 +262,7 @@ class Checkpoint:
         def commit() -> None:
             with store.begin(epoch=epoch, step=step, global_step=iterations, metrics=metrics,
                              format=fmt, producer=state.producer) as pending:
-                registry.write(pending.path / name, state, format=fmt)
-                sidecar.write(pending.path / "state.json", state)
+                pending.write_state(name, state, format=fmt)
             log.info("checkpoint saved: epoch %d step %d (%s)", epoch, step, self.directory)
 
         if not self.async_save:
@@ -272,7 +270,8 @@ class Checkpoint:
             return
         from ckptcompat._async_writer import AsyncWriter, snapshot
 
-        state = snapshot(state)  # host copies, taken before training goes on
+        # runtime.capture's arrays are already host copies; the rest is copied here
+        state = snapshot(state, copy_tensors=False)
         if self._writer is None:
             self._writer = AsyncWriter(name="ckptcompat-checkpoint")
         self._writer.submit(commit)

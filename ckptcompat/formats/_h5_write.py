@@ -3,7 +3,8 @@
 Full model when the state carries a model config (Keras 3 configs are downgraded), else
 weights only. Optimizer weights are written in the order the target's (TF 2.11+ "new")
 optimizer creates its variables, because those versions restore them by position.
-Written to a temp file in the target folder, fsync'ed, read back and compared, then renamed.
+Written to a temp file in the target folder, fsync'ed, read back and compared, then renamed
+(the checkpoint store, which checksums and fsyncs its files itself, skips the last steps).
 """
 
 from __future__ import annotations
@@ -156,7 +157,10 @@ def _write_file(tmp: Path, state: TrainingState, config: dict[str, Any] | None, 
             _save_names(ogroup, "weight_names", [n for n, _ in payload[1]])
             for n, value in payload[1]:
                 ogroup.create_dataset(n, data=value)
-    fd = os.open(tmp, os.O_RDONLY)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -186,8 +190,13 @@ def _verify(tmp: Path, state: TrainingState, include_optimizer: bool, path: Path
 
 
 def write_h5(path: Path, state: TrainingState, *, target: str = "tf.keras-2.15",
-             keras_version: str | None = None, include_optimizer: bool = True) -> None:
-    """Write ``state`` to ``path`` atomically (see module doc); raise typed errors on misfit."""
+             keras_version: str | None = None, include_optimizer: bool = True,
+             verify: bool = True, durable: bool = True) -> None:
+    """Write ``state`` to ``path`` atomically (see module doc); raise typed errors on misfit.
+
+    ``verify=False`` skips the read-back comparison and ``durable=False`` the fsyncs: for
+    callers that checksum and fsync the file themselves (the checkpoint store).
+    """
     if target not in TARGETS:
         raise UnsupportedFormatError(f"unknown target {target!r}", path=path,
                                      hint=f"use one of: {', '.join(TARGETS)}")
@@ -202,11 +211,16 @@ def write_h5(path: Path, state: TrainingState, *, target: str = "tf.keras-2.15",
     tmp = Path(name)
     try:
         _write_file(tmp, state, config, version, include_optimizer, path)
-        _verify(tmp, state, include_optimizer and config is not None, path)
+        if durable:
+            _fsync_file(tmp)
+        if verify:
+            _verify(tmp, state, include_optimizer and config is not None, path)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    if not durable:
+        return
     try:
         dfd = os.open(path.parent, os.O_RDONLY)
         try:

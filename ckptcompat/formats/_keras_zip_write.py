@@ -157,9 +157,14 @@ def _optimizer_config(state: TrainingState) -> dict[str, Any]:
     return out
 
 
-def write_state(path: Path, state: TrainingState, *, verify: Callable[[Path], TrainingState],
-                keras_version: str | None = None, include_optimizer: bool = True) -> None:
-    """Build the file in memory, write it to a temp file beside ``path``, verify, rename."""
+def write_state(path: Path, state: TrainingState, *, verify: Callable[[Path], TrainingState] | None,
+                keras_version: str | None = None, include_optimizer: bool = True,
+                durable: bool = True) -> None:
+    """Build the weights in memory, write the file to a temp file beside ``path``, verify, rename.
+
+    ``verify=None`` skips the read-back comparison and ``durable=False`` the fsyncs (the
+    checkpoint store checksums and fsyncs its files itself).
+    """
     if state.model_config is None:
         raise UnsupportedFormatError("the state carries no model config", path=path,
                                      hint="Keras 3 files are laid out from the model config; read the "
@@ -171,7 +176,7 @@ def write_state(path: Path, state: TrainingState, *, verify: Callable[[Path], Tr
     opt_arrays = _optimizer_arrays(state, opt_cfg, trainable, path) if opt_cfg else None
     weights_h5 = _h5_bytes(groups, opt_arrays)
     if str(path).endswith(".weights.h5"):
-        payload = weights_h5
+        _atomic_write(path, lambda fh: fh.write(weights_h5), state, verify, durable)
     else:
         config = dict(model_cfg)
         config["compile_config"] = _compile_config(state, opt_cfg) if opt_cfg else None
@@ -183,25 +188,29 @@ def write_state(path: Path, state: TrainingState, *, verify: Callable[[Path], Tr
                 "source_producer": {"framework": state.producer.framework,
                                     "versions": dict(state.producer.versions),
                                     "format": state.producer.format}}
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w") as zf:
-            zf.writestr("metadata.json", json.dumps(meta))
-            zf.writestr("config.json", json.dumps(config))
-            zf.writestr("model.weights.h5", weights_h5)
-        payload = buf.getvalue()
-    _atomic_write(path, payload, state, verify)
+        def archive(fh: Any) -> None:  # straight into the file: no second copy in memory
+            with zipfile.ZipFile(fh, "w") as zf:
+                zf.writestr("metadata.json", json.dumps(meta))
+                zf.writestr("config.json", json.dumps(config))
+                zf.writestr("model.weights.h5", weights_h5)
+
+        _atomic_write(path, archive, state, verify, durable)
 
 
-def _atomic_write(path: Path, payload: bytes, state: TrainingState,
-                  verify: Callable[[Path], TrainingState]) -> None:
+def _atomic_write(path: Path, fill: Callable[[Any], Any], state: TrainingState,
+                  verify: Callable[[Path], TrainingState] | None, durable: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
+            fill(fh)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
+        if verify is None:
+            os.replace(tmp, path)
+            return
         back = verify(tmp)
         if str(path).endswith(".weights.h5"):  # no config inside: names are class-derived, compare values
             def digest(a: np.ndarray) -> bytes:
@@ -215,6 +224,8 @@ def _atomic_write(path: Path, payload: bytes, state: TrainingState,
             raise IncompatibleStateError("read-back differs from the state", bad, path=path,
                                          hint="a ckptcompat bug; please report it")
         os.replace(tmp, path)
+        if not durable:
+            return
         try:
             dir_fd = os.open(path.parent, os.O_RDONLY)
             try:

@@ -186,14 +186,16 @@ def _read_state(p: Path, h5: Any, meta: Mapping[str, Any], config: Mapping[str, 
         metric_names=_metric_names(compile_cfg))
 
 
-def write(path: str | Path, state: TrainingState, **options: Any) -> None:
+def write(path: str | Path, state: TrainingState, *, verify: bool = True, **options: Any) -> None:
     """Write ``state`` as a ``.keras`` archive or (path ends ``.weights.h5``) a weights file.
 
     Options: ``keras_version`` (target Keras 3 release, default the running one or the
-    newest known). Written atomically and verified by reading back.
+    newest known), ``include_optimizer``. Written atomically and verified by reading back;
+    ``verify=False`` / ``durable=False`` skip the read-back / the fsyncs (the checkpoint
+    store checksums and fsyncs its files itself).
     """
     from ckptcompat.formats._keras_zip_write import write_state
 
-    write_state(Path(path), state, verify=read, **options)
+    write_state(Path(path), state, verify=read if verify else None, **options)
 
 

@@ -128,10 +128,23 @@ def _learning_rate(ops: FlavourOps, opt: Any) -> tuple[float | None, dict[str, A
     return float(raw), None
 
 
+def _owned(value: Any) -> np.ndarray:
+    """``value`` as an array that shares no memory: the fresh copy a flavour's ``to_numpy``
+    returns is kept as it is, anything else (a view, a read-only buffer) is copied."""
+    array = np.asarray(value)
+    if array.flags.owndata and array.flags.writeable and array.flags.c_contiguous:
+        return array
+    return np.array(array, copy=True, order="C")
+
+
 def capture(ops: FlavourOps, model: Any, *, include_optimizer: bool = True) -> TrainingState:
-    """Copy the model's weights and optimizer state into a :class:`TrainingState`."""
+    """Copy the model's weights and optimizer state into a :class:`TrainingState`.
+
+    Every array is the state's own copy (one copy per tensor), so later training steps never
+    change it: it can be handed to a background writer as it is.
+    """
     named = ops.variables(model)
-    weights = {name: np.array(ops.to_numpy(var), copy=True) for name, var in named.items()}
+    weights = {name: _owned(ops.to_numpy(var)) for name, var in named.items()}
     opt = ops.optimizer_of(model) if include_optimizer else None
     opt_state = None
     if opt is not None:
@@ -145,7 +158,7 @@ def capture(ops: FlavourOps, model: Any, *, include_optimizer: bool = True) -> T
         hyper["learning_rate"] = lr
         if schedule is not None:
             hyper["learning_rate_schedule"] = schedule
-        slots = {var: {slot: np.array(ops.to_numpy(v), copy=True) for slot, v in per.items()}
+        slots = {var: {slot: _owned(ops.to_numpy(v)) for slot, v in per.items()}
                  for var, per in ops.live_slots(opt, named).items()}
         opt_state = OptimizerState(class_name=cls, hyperparameters=hyper,
                                    iterations=ops.read_iterations(opt), slots=slots, config=config)

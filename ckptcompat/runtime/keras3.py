@@ -50,6 +50,9 @@ class _Keras3Ops(_engine.FlavourOps):
             full_name=lambda v: getattr(v, "path", v.name))
 
     def to_numpy(self, var: Any) -> np.ndarray:
+        value = getattr(var, "value", None)
+        if hasattr(value, "numpy"):  # TensorFlow backend: EagerTensor.numpy() is one fresh copy
+            return np.asarray(value.numpy())
         return np.asarray(self.keras.ops.convert_to_numpy(var))
 
     def assign(self, var: Any, value: np.ndarray) -> None:
