@@ -59,8 +59,9 @@ def pick_and_read(path: str | os.PathLike[str], which: str, *, monitor: str | No
     """The selected candidate and its state; falls back past checkpoints that fail to read."""
     from ckptcompat.discovery import find_checkpoints, select
 
-    # sizes only here; the chosen store checkpoint is checksummed in _read_one
-    candidates = find_checkpoints(path, pattern=pattern, deep=False)
+    # no store check here: the chosen store checkpoint is checksummed in _read_one, and a
+    # damaged one makes the loop below fall back to the next
+    candidates = find_checkpoints(path, pattern=pattern, deep=None)
     if not candidates:
         raise CheckpointNotFoundError(f"no checkpoint found; looked for {LOOKED_FOR}", path=path,
                                       hint="check the path; folders are not searched recursively")

@@ -275,13 +275,28 @@ def load_manifest(directory: str | Path) -> Manifest:
     except OSError as exc:
         raise CorruptCheckpointError(f"cannot read the store manifest ({exc})", path=path,
                                      hint=_recovery_hint(directory)) from exc
+    key = str(directory)
+    cached = _PARSED.get(key)
+    if cached is not None and cached[0] == data:
+        return cached[1]  # same bytes: same (immutable) manifest, parsed once
     try:
-        return parse_manifest(data, directory)
+        manifest = parse_manifest(data, directory)
     except ValueError as exc:
         if isinstance(exc, UnsupportedFormatError):
             raise
         raise CorruptCheckpointError(f"the store manifest is damaged: {exc}", path=path,
                                      hint=_recovery_hint(directory)) from exc
+    _PARSED.pop(key, None)
+    _PARSED[key] = (data, manifest)
+    while len(_PARSED) > _PARSED_MAX:
+        _PARSED.pop(next(iter(_PARSED)))
+    return manifest
+
+
+#: directory -> (manifest bytes, parsed manifest): reading a store several times (discovery,
+#: selection, verification) parses a large manifest once; any change of the bytes re-parses.
+_PARSED: dict[str, tuple[bytes, Manifest]] = {}
+_PARSED_MAX = 8
 
 
 def save_manifest(directory: str | Path, manifest: Manifest, previous: bytes | None,

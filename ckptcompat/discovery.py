@@ -115,12 +115,15 @@ def _store_main_file(entry: Any) -> Path | None:
     return entry.path / picks[0] if picks else None
 
 
-def _from_store(directory: Path, deep: bool, only: str | None = None) -> list[Candidate]:
+def _from_store(directory: Path, deep: bool | None, only: str | None = None) -> list[Candidate]:
     from ckptcompat.store import CheckpointStore
 
     store = CheckpointStore(directory)
     entries = [e for e in store.checkpoints() if only is None or e.name == only]
-    good = {e.id for e in store.good_checkpoints(deep=deep)} if entries else set()
+    if deep is None:  # the caller checks the one it picks (resume time must not grow with the count)
+        good = {e.id for e in entries}
+    else:
+        good = {e.id for e in store.good_checkpoints(deep=deep)} if entries else set()
     out = []
     for e in entries:
         state = next((e.path / n for n in sorted(e.files) if Path(n).name == "state.json"), None)
@@ -260,14 +263,15 @@ def _scan_folder(directory: Path, pattern: str | None, offset: int) -> list[Cand
 
 
 def find_checkpoints(path: str | os.PathLike[str], *, pattern: str | None = None,
-                     sidecar_epoch_offset: int = 1, deep: bool = True) -> list[Candidate]:
+                     sidecar_epoch_offset: int = 1, deep: bool | None = True) -> list[Candidate]:
     """Every checkpoint at ``path`` (a file, bundle prefix, folder or ckptcompat store), oldest first.
 
     ``pattern``: the ``ModelCheckpoint`` file-path template used (only its last component
     counts); names that do not match it fall back to the generic rules.
     ``sidecar_epoch_offset``: added to the ``epoch`` stored in a pickle sidecar (default 1:
     such sidecars store the 0-based index ``on_epoch_end`` received). ``deep``: verify store
-    checksums (``False`` compares sizes only). Damaged checkpoints are returned with
+    checksums (``False`` compares sizes only, ``None`` checks nothing: for a caller that
+    verifies the one checkpoint it picks). Damaged checkpoints are returned with
     ``problem`` set and logged; a missing ``path`` raises :class:`CheckpointNotFoundError`.
     """
     p = Path(path)

@@ -89,9 +89,15 @@ def test_tf1_to_keras_next_step_from_the_same_gradients(tmp_path: Path, keras) -
     with net.graph.as_default():
         tvars = net.tf1.trainable_variables()
         grads_op = net.tf1.gradients(net.loss, tvars)
+        # the gradient input (index 9) of each ApplyAdam kernel, fed below: TF1's step then
+        # uses exactly the gradients given to Keras (recomputing them need not be bitwise)
+        applies = {op.inputs[0].op.name: op.inputs[9] for op in net.graph.get_operations()
+                   if op.type in ("ApplyAdam", "ResourceApplyAdam")}
+    assert sorted(applies) == sorted(v.op.name for v in tvars)
     bx, by = G.batch(5, x, y)
     grads = net.sess.run(grads_op, {net.x: bx, net.y: by})
-    net.sess.run(net.train, {net.x: bx, net.y: by})  # TF1's own step on the same batch
+    feed = {net.x: bx, net.y: by, **{applies[v.op.name]: g for g, v in zip(grads, tvars)}}
+    net.sess.run(net.train, feed)  # TF1's own step on the same batch and gradients
     after = G.values(net)
     from ckptcompat import runtime
     from ckptcompat.runtime import keras2, keras3
