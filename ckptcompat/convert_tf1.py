@@ -148,8 +148,10 @@ def tf1_state_for_keras(path: str | os.PathLike[str], model: Any, *,
         b1 = None if b1p is None or np.asarray(b1p).size != 1 else float(np.asarray(b1p).reshape(-1)[0])
         gs = src.progress.global_step
         steps = iterations if iterations is not None else tf1_iterations(gs, b1, _optimizer_beta_1(model))
+        powers = {k: np.asarray(opt.extra[k]) for k in ("beta1_power", "beta2_power")
+                  if k in opt.extra and np.asarray(opt.extra[k]).size == 1}
         optimizer = OptimizerState(class_name=opt.class_name, slots=slots, iterations=steps,
-                                   hyperparameters={"learning_rate": learning_rate})
+                                   hyperparameters={"learning_rate": learning_rate}, extra=powers)
     elif opt is not None and opt.slots:
         log.warning("%s: the model is not compiled; the TF1 optimizer state is not applied", prefix)
     return TrainingState(weights=weights, optimizer=optimizer,
@@ -167,7 +169,10 @@ def tf1_to_keras(path: str | os.PathLike[str], model: Any, *,
     (``layer path/short name``). TF1 files do not store the learning rate: pass
     ``learning_rate`` to set it, else the compiled one stays. The optimizer's ``beta_1``,
     ``beta_2`` and ``epsilon`` become their float32 values (see
-    :func:`tf1_float32_hyperparameters`). Returns the runtime's
+    :func:`tf1_float32_hyperparameters`). Compiled with :func:`ckptcompat.tf1_adam.TF1Adam`,
+    it also takes the file's ``beta1_power``/``beta2_power`` and then continues bit for bit
+    as the TF1 graph would (plain Keras Adam: ``m``/``v`` bit for bit, the weights to the
+    last bit of the bias correction). Returns the runtime's
     :class:`~ckptcompat.runtime._engine.ApplyReport`.
     """
     state = tf1_state_for_keras(path, model, name_map=name_map, learning_rate=learning_rate,
@@ -175,7 +180,11 @@ def tf1_to_keras(path: str | os.PathLike[str], model: Any, *,
     from ckptcompat import runtime  # noqa: PLC0415
     report = runtime.flavour().apply(state, model, partial=partial)
     if state.optimizer is not None:
-        tf1_float32_hyperparameters(getattr(model, "optimizer", None))
+        opt = getattr(model, "optimizer", None)
+        tf1_float32_hyperparameters(opt)
+        extra = state.optimizer.extra
+        if hasattr(opt, "set_beta_powers") and {"beta1_power", "beta2_power"} <= set(extra):
+            opt.set_beta_powers(extra["beta1_power"], extra["beta2_power"])  # TF1's own values
     return report
 
 

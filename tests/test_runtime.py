@@ -259,6 +259,34 @@ def test_capture_changes_nothing(rt: ModuleType, keras: ModuleType, legacy: bool
     _assert_states_equal(rt.capture(a), rt.capture(b))
 
 
+@pytest.mark.framework
+@pytest.mark.parametrize("legacy", [False, True], ids=["new", "legacy"])
+def test_capture_into_reuses_the_arrays_and_owns_them(rt: ModuleType, keras: ModuleType,
+                                                      legacy: bool) -> None:
+    if legacy and rt.__name__.endswith("keras3"):
+        pytest.skip("Keras 3 has no legacy optimizers")
+    x, y = _data((8,))
+    model = _make(keras, "mlp", "adam", legacy, lr=0.01, seed=1)
+    model.train_on_batch(x, y)
+    first = rt.capture(model)
+    kept = {k: v.copy() for k, v in first.weights.items()}
+    ids = {k: id(v) for k, v in first.weights.items()}
+    slot_ids = {(v, s): id(a) for v, per in first.optimizer.slots.items() for s, a in per.items()}
+    model.train_on_batch(x, y)
+    for name, value in first.weights.items():  # training does not reach a captured array
+        assert np.array_equal(value, kept[name]), name
+    again = rt.capture(model, into=first)
+    assert {k: id(v) for k, v in again.weights.items()} == ids  # same memory, new values
+    assert {(v, s): id(a) for v, per in again.optimizer.slots.items() for s, a in per.items()} == slot_ids
+    _assert_states_equal(again, rt.capture(model))
+    assert any(not np.array_equal(again.weights[k], kept[k]) for k in kept)
+    model.train_on_batch(x, y)
+    fresh = rt.capture(model)
+    assert any(not np.array_equal(again.weights[k], fresh.weights[k]) for k in kept)  # owned copies
+    mismatched = rt.capture(model, into=rt.capture(_make(keras, "mlp", "adam", legacy, lr=0.01, seed=1)))
+    _assert_states_equal(mismatched, fresh)  # buffers of a slot-less capture: values are this model's
+
+
 # --------------------------------------------------------------------------- mismatches
 
 @pytest.mark.framework

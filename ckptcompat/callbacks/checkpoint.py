@@ -98,8 +98,9 @@ class Checkpoint:
     finished run's store holds its final weights and complete history.
     ``keep_last`` / ``keep_best`` (by ``monitor``/``mode``): retention of the store.
     ``data``: an :class:`~ckptcompat.data.ArrayData` / ``GeneratorData`` whose position is saved.
-    ``async_save``: capture on the training thread (host copies), commit on a background
-    :class:`~ckptcompat._async_writer.AsyncWriter` thread; flushed at ``on_train_end``.
+    ``async_save``: capture on the training thread (host copies, into two host buffers used
+    in turn), commit on a background :class:`~ckptcompat._async_writer.AsyncWriter` thread;
+    flushed at ``on_train_end``.
     """
 
     state_key = STATE_KEY
@@ -124,6 +125,7 @@ class Checkpoint:
         self.save_every_epochs = int(save_every_epochs)
         self.async_save = bool(async_save)
         self._writer: Any = None
+        self._buffers: list[Any] = [None, None]
         self.history: dict[str, list[float]] = {}
         self.saves = 0
         self._store: Any = None
@@ -164,6 +166,7 @@ class Checkpoint:
             note_unreplayable_order()
 
     def on_train_end(self, logs: Any = None) -> None:
+        self._buffers = [None, None]
         if self._writer is not None:
             writer, self._writer = self._writer, None
             writer.close()  # waits for the last commit; re-raises a failed one
@@ -235,7 +238,12 @@ class Checkpoint:
 
         model = self.model  # type: ignore[attr-defined]
         self.saves += 1
-        state = runtime.capture(model)
+        # host buffers are reused: a sync save's is free again once committed; async saves
+        # alternate two, since the write of save k-2 has finished when save k is captured
+        # (submitting save k-1 waited for it)
+        slot = self.saves % 2 if self.async_save else 0
+        state = runtime.capture(model, into=self._buffers[slot])
+        self._buffers[slot] = state
         iterations = state.optimizer.iterations if state.optimizer is not None else None
         rng = capture_rng()
         if self.data is not None:

@@ -72,9 +72,10 @@ def flavour(name: str | None = None) -> ModuleType:
     return importlib.import_module(f"{__name__}.{name}")
 
 
-def capture(model: Any, *, include_optimizer: bool = True) -> Any:
-    """:func:`capture` of the running flavour."""
-    return flavour().capture(model, include_optimizer=include_optimizer)
+def capture(model: Any, *, include_optimizer: bool = True, into: Any = None) -> Any:
+    """:func:`capture` of the running flavour (``into``: an earlier capture to reuse the
+    arrays of)."""
+    return flavour().capture(model, include_optimizer=include_optimizer, into=into)
 
 
 def apply(state: Any, model: Any, *, partial: bool = False) -> Any:

@@ -61,6 +61,11 @@ class FlavourOps:
     def to_numpy(self, var: Any) -> np.ndarray:
         raise NotImplementedError
 
+    def read_view(self, var: Any) -> np.ndarray:
+        """The variable's current value, possibly a read-only view of the framework's buffer:
+        copy it before training goes on. Default: :meth:`to_numpy` (a copy)."""
+        return self.to_numpy(var)
+
     def assign(self, var: Any, value: np.ndarray) -> None:
         raise NotImplementedError
 
@@ -137,14 +142,30 @@ def _owned(value: Any) -> np.ndarray:
     return np.array(array, copy=True, order="C")
 
 
-def capture(ops: FlavourOps, model: Any, *, include_optimizer: bool = True) -> TrainingState:
+def _copy_of(ops: FlavourOps, var: Any, buffer: Any) -> np.ndarray:
+    """``var``'s value in ``buffer`` when that is a writeable array of its shape and dtype
+    (no new memory), else in a new array."""
+    if isinstance(buffer, np.ndarray) and buffer.flags.writeable and buffer.flags.c_contiguous:
+        view = ops.read_view(var)
+        if view.shape == buffer.shape and view.dtype == buffer.dtype:
+            np.copyto(buffer, view)
+            return buffer
+    return _owned(ops.to_numpy(var))
+
+
+def capture(ops: FlavourOps, model: Any, *, include_optimizer: bool = True,
+            into: TrainingState | None = None) -> TrainingState:
     """Copy the model's weights and optimizer state into a :class:`TrainingState`.
 
     Every array is the state's own copy (one copy per tensor), so later training steps never
-    change it: it can be handed to a background writer as it is.
+    change it: it can be handed to a background writer as it is. ``into``: an earlier
+    capture of the same model whose arrays are overwritten and reused (no new memory; the
+    earlier state must no longer be in use).
     """
     named = ops.variables(model)
-    weights = {name: _owned(ops.to_numpy(var)) for name, var in named.items()}
+    old_weights = into.weights if into is not None else {}
+    old_slots = into.optimizer.slots if into is not None and into.optimizer is not None else {}
+    weights = {name: _copy_of(ops, var, old_weights.get(name)) for name, var in named.items()}
     opt = ops.optimizer_of(model) if include_optimizer else None
     opt_state = None
     if opt is not None:
@@ -158,7 +179,7 @@ def capture(ops: FlavourOps, model: Any, *, include_optimizer: bool = True) -> T
         hyper["learning_rate"] = lr
         if schedule is not None:
             hyper["learning_rate_schedule"] = schedule
-        slots = {var: {slot: _owned(ops.to_numpy(v)) for slot, v in per.items()}
+        slots = {var: {slot: _copy_of(ops, v, old_slots.get(var, {}).get(slot)) for slot, v in per.items()}
                  for var, per in ops.live_slots(opt, named).items()}
         opt_state = OptimizerState(class_name=cls, hyperparameters=hyper,
                                    iterations=ops.read_iterations(opt), slots=slots, config=config)
@@ -236,6 +257,9 @@ def apply(ops: FlavourOps, state: TrainingState, model: Any, *, partial: bool = 
             ops.write_iterations(opt, iterations)
         if lr_value is not None:
             ops.write_learning_rate(opt, lr_value)
+        after_restore = getattr(opt, "ckptcompat_after_restore", None)
+        if callable(after_restore):  # state derived from the step count (tf1_adam's powers)
+            after_restore()
     if skipped:
         logger.warning("partial restore: %d item(s) skipped:\n%s", len(skipped),
                        "\n".join(f"  - {n}: {r}" for n, r in skipped))

@@ -71,6 +71,11 @@ class _Keras2Ops(_engine.FlavourOps):
     def to_numpy(self, var: Any) -> np.ndarray:
         return np.asarray(var.numpy())
 
+    def read_view(self, var: Any) -> np.ndarray:
+        if hasattr(var, "read_value"):  # a view of the read tensor (copy-on-write in TF)
+            return np.asarray(var.read_value())
+        return self.to_numpy(var)
+
     def assign(self, var: Any, value: np.ndarray) -> None:
         var.assign(np.asarray(value, dtype=var.dtype.as_numpy_dtype))
 
@@ -160,12 +165,14 @@ class _Keras2Ops(_engine.FlavourOps):
 _OPS = _Keras2Ops()
 
 
-def capture(model: Any, *, include_optimizer: bool = True) -> TrainingState:
+def capture(model: Any, *, include_optimizer: bool = True,
+            into: TrainingState | None = None) -> TrainingState:
     """Weights (canonical names, model order) and optimizer state of a live Keras 2 model.
 
-    Never changes the model or its optimizer (no variable is created or assigned).
+    Never changes the model or its optimizer (no variable is created or assigned). ``into``:
+    an earlier capture whose arrays are reused (see :func:`_engine.capture`).
     """
-    return _engine.capture(_OPS, model, include_optimizer=include_optimizer)
+    return _engine.capture(_OPS, model, include_optimizer=include_optimizer, into=into)
 
 
 def apply(state: TrainingState, model: Any, *, partial: bool = False) -> ApplyReport:

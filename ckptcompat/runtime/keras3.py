@@ -55,6 +55,12 @@ class _Keras3Ops(_engine.FlavourOps):
             return np.asarray(value.numpy())
         return np.asarray(self.keras.ops.convert_to_numpy(var))
 
+    def read_view(self, var: Any) -> np.ndarray:
+        value = getattr(var, "value", None)
+        if hasattr(value, "read_value"):  # TensorFlow backend: a view of the read tensor
+            return np.asarray(value.read_value())
+        return self.to_numpy(var)
+
     def assign(self, var: Any, value: np.ndarray) -> None:
         var.assign(np.asarray(value, dtype=np.dtype(str(var.dtype))))
 
@@ -133,12 +139,14 @@ class _VarView:
 _OPS = _Keras3Ops()
 
 
-def capture(model: Any, *, include_optimizer: bool = True) -> TrainingState:
+def capture(model: Any, *, include_optimizer: bool = True,
+            into: TrainingState | None = None) -> TrainingState:
     """Weights (canonical names, model order) and optimizer state of a live Keras 3 model.
 
-    Never changes the model or its optimizer (no variable is created or assigned).
+    Never changes the model or its optimizer (no variable is created or assigned). ``into``:
+    an earlier capture whose arrays are reused (see :func:`_engine.capture`).
     """
-    return _engine.capture(_OPS, model, include_optimizer=include_optimizer)
+    return _engine.capture(_OPS, model, include_optimizer=include_optimizer, into=into)
 
 
 def apply(state: TrainingState, model: Any, *, partial: bool = False) -> ApplyReport:
