@@ -13,6 +13,7 @@ import os
 import shutil
 import threading
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 from ckptcompat.errors import StoreWriteError
@@ -122,11 +123,14 @@ def list_files(root: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
     return sorted(files), sorted(dirs)
 
 
-def fsync_tree(root: str | os.PathLike[str]) -> dict[str, tuple[int, str]]:
+def fsync_tree(root: str | os.PathLike[str],
+               known: Mapping[str, tuple[int, str]] | None = None) -> dict[str, tuple[int, str]]:
     """fsync every file and directory under ``root``; return ``rel path -> (size, sha256)``.
 
     The files are flushed on a helper thread while this one hashes them (from the page
-    cache), so a save costs about max(flush, hash) rather than their sum.
+    cache), so a save costs about max(flush, hash) rather than their sum. ``known``: ``rel
+    path -> (size, sha256)`` of files hashed while they were written; only their size is
+    checked here.
     """
     root = Path(root)
     files, dirs = list_files(root)
@@ -135,7 +139,13 @@ def fsync_tree(root: str | os.PathLike[str]) -> dict[str, tuple[int, str]]:
                                name="ckptcompat-fsync", daemon=True)
     flusher.start()
     try:
-        records = {rel: hash_file(root / rel) for rel in files}
+        records = {}
+        for rel in files:
+            given = (known or {}).get(rel)
+            if given is not None and os.path.getsize(root / rel) == given[0]:
+                records[rel] = (int(given[0]), str(given[1]))
+            else:
+                records[rel] = hash_file(root / rel)
     finally:
         flusher.join()
     if errors:

@@ -15,6 +15,9 @@ from ckptcompat.errors import CkptCompatError
 
 __all__ = ["PendingCheckpoint", "check_int", "producer_fields", "utc_now"]
 
+#: formats whose writer can hash the file while writing it (``checksum=True``)
+_HASHING_WRITERS = frozenset({"keras_h5"})
+
 
 def utc_now() -> str:
     """The current UTC time, ISO 8601 with milliseconds and a ``Z``."""
@@ -51,7 +54,7 @@ class PendingCheckpoint:
     """
 
     def __init__(self, draft: CheckpointEntry, path: Path,
-                 commit: Callable[[CheckpointEntry, Path], CheckpointEntry],
+                 commit: Callable[[CheckpointEntry, Path, Mapping[str, tuple[int, str]]], CheckpointEntry],
                  done: Callable[[], None]) -> None:
         self._commit = commit
         self._on_done = done
@@ -59,6 +62,7 @@ class PendingCheckpoint:
         self.path = path
         self.entry: CheckpointEntry | None = None
         self._done = False
+        self._digests: dict[str, tuple[int, str]] = {}
 
     @property
     def id(self) -> int:
@@ -81,11 +85,18 @@ class PendingCheckpoint:
         """Write a ``TrainingState`` as ``name`` (in ``format``) plus its ``state.json``.
 
         The commit fsyncs and checksums every file, so the format writer skips its own fsync
-        and read-back comparison here (``verify=False, durable=False``).
+        and read-back comparison here (``verify=False, durable=False``). The ``keras_h5``
+        writer hashes the file while writing it (``checksum=True``); the commit records that
+        sha256 instead of reading the file again.
         """
         from ckptcompat.formats import registry, sidecar
 
-        registry.write(self.path / name, state, format=format, verify=False, durable=False)
+        options: dict[str, Any] = {"verify": False, "durable": False}
+        if format in _HASHING_WRITERS:
+            options["checksum"] = True
+        digest = registry.write(self.path / name, state, format=format, **options)
+        if digest is not None:
+            self._digests[name] = digest
         sidecar.write(self.path / "state.json", state)
 
     def abort(self) -> None:
@@ -100,7 +111,7 @@ class PendingCheckpoint:
         if self._done:
             raise CkptCompatError("this pending checkpoint was already committed or aborted")
         try:
-            self.entry = self._commit(self._draft, self.path)
+            self.entry = self._commit(self._draft, self.path, dict(self._digests))
         finally:
             self._done = True
             self._on_done()

@@ -269,11 +269,12 @@ class CheckpointStore:
                 used.append(int(match.group(1)) + 1)
         return max(used)
 
-    def _commit(self, draft: CheckpointEntry, tmp: Path) -> CheckpointEntry:
+    def _commit(self, draft: CheckpointEntry, tmp: Path,
+                known: Mapping[str, tuple[int, str]] | None = None) -> CheckpointEntry:
         final = self.directory / draft.name
         try:
             try:
-                records = fsync_tree(tmp)
+                records = fsync_tree(tmp, known)
             except ValueError as exc:
                 raise StoreWriteError(f"cannot commit: {exc}", path=tmp,
                                       hint="write plain files into pending.path") from exc

@@ -112,8 +112,15 @@ def _optimizer_payload(state: TrainingState, infos: list[WeightInfo], path: Path
 
 
 def _write_file(tmp: Path, state: TrainingState, config: dict[str, Any] | None, version: str,
-                include_optimizer: bool, path: Path) -> None:
+                include_optimizer: bool, path: Path, direct: Any = None) -> None:
     h5py = require("h5py", "write legacy Keras .h5 files")
+
+    def put(group: Any, name: str, value: np.ndarray) -> None:
+        if direct is None:
+            group.create_dataset(name, data=value)
+        else:
+            direct.put(group, name, value)
+
     layers = _layer_order(state, config)
     table = _h5._layer_configs(config) if config else {}
     grouped: dict[str, list[tuple[str, np.ndarray]]] = {name: [] for name in layers}
@@ -151,12 +158,12 @@ def _write_file(tmp: Path, state: TrainingState, config: dict[str, Any] | None, 
             lgroup = group.create_group(name)
             _save_names(lgroup, "weight_names", [raw for raw, _ in grouped[name]])
             for raw, value in grouped[name]:
-                lgroup.create_dataset(raw, data=value)
+                put(lgroup, raw, value)
         if payload is not None and payload[1]:
             ogroup = f.create_group("optimizer_weights")
             _save_names(ogroup, "weight_names", [n for n, _ in payload[1]])
             for n, value in payload[1]:
-                ogroup.create_dataset(n, data=value)
+                put(ogroup, n, value)
 
 
 def _fsync_file(path: Path) -> None:
@@ -191,11 +198,14 @@ def _verify(tmp: Path, state: TrainingState, include_optimizer: bool, path: Path
 
 def write_h5(path: Path, state: TrainingState, *, target: str = "tf.keras-2.15",
              keras_version: str | None = None, include_optimizer: bool = True,
-             verify: bool = True, durable: bool = True) -> None:
+             verify: bool = True, durable: bool = True,
+             checksum: bool = False) -> tuple[int, str] | None:
     """Write ``state`` to ``path`` atomically (see module doc); raise typed errors on misfit.
 
     ``verify=False`` skips the read-back comparison and ``durable=False`` the fsyncs: for
     callers that checksum and fsync the file themselves (the checkpoint store).
+    ``checksum=True``: write the large tensors straight from their arrays while hashing the
+    file (:mod:`._h5_direct`) and return its ``(size, sha256)``; else None.
     """
     if target not in TARGETS:
         raise UnsupportedFormatError(f"unknown target {target!r}", path=path,
@@ -209,10 +219,18 @@ def write_h5(path: Path, state: TrainingState, *, target: str = "tf.keras-2.15",
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(name)
+    result = None
     try:
-        _write_file(tmp, state, config, version, include_optimizer, path)
-        if durable:
-            _fsync_file(tmp)
+        if checksum:
+            from ckptcompat.formats._h5_direct import DirectDatasets
+
+            direct = DirectDatasets(require("h5py", "write legacy Keras .h5 files"))
+            _write_file(tmp, state, config, version, include_optimizer, path, direct)
+            result = direct.finish(tmp, durable=durable)
+        else:
+            _write_file(tmp, state, config, version, include_optimizer, path)
+            if durable:
+                _fsync_file(tmp)
         if verify:
             _verify(tmp, state, include_optimizer and config is not None, path)
         os.replace(tmp, path)
@@ -220,7 +238,7 @@ def write_h5(path: Path, state: TrainingState, *, target: str = "tf.keras-2.15",
         tmp.unlink(missing_ok=True)
         raise
     if not durable:
-        return
+        return result
     try:
         dfd = os.open(path.parent, os.O_RDONLY)
         try:
@@ -229,3 +247,4 @@ def write_h5(path: Path, state: TrainingState, *, target: str = "tf.keras-2.15",
             os.close(dfd)
     except OSError:  # some filesystems refuse fsync on directories
         pass
+    return result

@@ -311,8 +311,8 @@ def _read_open(f: Any, p: Path, limit: int, include_optimizer: bool) -> Training
                          training_config=training_config)
 
 
-def write(path: str | os.PathLike[str], state: TrainingState, **options: Any) -> None:
+def write(path: str | os.PathLike[str], state: TrainingState, **options: Any) -> tuple[int, str] | None:
     """Write ``state`` as a legacy ``.h5`` that tf.keras 2.12-2.15 / tf-keras load (see ``_h5_write``)."""
     from ckptcompat.formats._h5_write import write_h5
 
-    write_h5(Path(path), state, **options)
+    return write_h5(Path(path), state, **options)

@@ -81,6 +81,9 @@ def read(path: str | os.PathLike[str], *, format: str | None = None, **options: 
     return format_module(name).read(Path(path), **options)
 
 
-def write(path: str | os.PathLike[str], state: TrainingState, *, format: str, **options: Any) -> None:
-    """Write ``state`` to ``path`` in ``format``; the writer verifies by reading back."""
-    format_module(format).write(Path(path), state, **options)
+def write(path: str | os.PathLike[str], state: TrainingState, *, format: str, **options: Any) -> Any:
+    """Write ``state`` to ``path`` in ``format``; the writer verifies by reading back.
+
+    Returns what the format's writer returns: ``(size, sha256)`` of the file when asked
+    with ``checksum=True`` (keras_h5), else None."""
+    return format_module(format).write(Path(path), state, **options)
