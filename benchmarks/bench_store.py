@@ -3,7 +3,7 @@
 
 1. Durable save of a ~100 MB and a ~400 MB model (random float32 weights, weights-only
    ``keras_h5`` + ``state.json`` through :class:`ckptcompat.store.CheckpointStore`: temp dir,
-   the writer, then fsync of every file overlapped with its sha256, rename, manifest) against writing
+   the writer hashing the file while writing it, fsync, rename, manifest) against writing
    the same number of bytes to the same disk with ``os.write`` + ``fsync`` (dd-like).
 2. Resume latency: choosing the checkpoint in a store (manifest, sha256 check) and reading
    it, with 1 and with 1,000 checkpoints in the store, against native ``load_model`` of
