@@ -86,14 +86,14 @@ class PendingCheckpoint:
 
         The commit fsyncs and checksums every file, so the format writer skips its own fsync
         and read-back comparison here (``verify=False, durable=False``). The ``keras_h5``
-        writer hashes the file while writing it (``checksum=True``); the commit records that
-        sha256 instead of reading the file again.
+        writer hashes the file while writing and flushing it (``checksum=True,
+        durable=True``); the commit records that sha256 instead of reading the file again.
         """
         from ckptcompat.formats import registry, sidecar
 
         options: dict[str, Any] = {"verify": False, "durable": False}
-        if format in _HASHING_WRITERS:
-            options["checksum"] = True
+        if format in _HASHING_WRITERS:  # its fsync overlaps its hashing: cheaper done there
+            options.update(checksum=True, durable=True)
         digest = registry.write(self.path / name, state, format=format, **options)
         if digest is not None:
             self._digests[name] = digest
