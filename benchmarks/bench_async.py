@@ -83,7 +83,7 @@ def _timed_callback(keras: Any, inner: Any, stalls: list[float], waits: list[flo
 def _manual_async(keras: Any, directory: Path, every: int) -> Any:
     """Capture + snapshot on the training thread; commit on the AsyncWriter's thread."""
     from ckptcompat import runtime
-    from ckptcompat._async_writer import AsyncWriter, snapshot
+    from ckptcompat.callbacks.async_writer import AsyncWriter, snapshot
     from ckptcompat.state import Progress
     from ckptcompat.store import CheckpointStore
 

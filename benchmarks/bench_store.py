@@ -148,7 +148,7 @@ def _timed(fn: Any, repeat: int) -> float:
 
 def bench_resume(base: Path, mb: float, many: int, repeat: int) -> None:
     from ckptcompat import runtime
-    from ckptcompat._resume_read import pick_and_read
+    from ckptcompat.resuming.read import pick_and_read
 
     fw = _framework_model(mb)
     if fw is None:

@@ -53,14 +53,14 @@ _LAZY: dict[str, tuple[str, str]] = {
     "write": ("ckptcompat.formats.registry", "write"),
     "detect_format": ("ckptcompat.formats.registry", "detect"),
     "inspect": ("ckptcompat.inspection", "inspect"),
-    "resume": ("ckptcompat.resume", "resume"),
+    "resume": ("ckptcompat.resuming.orchestrate", "resume"),
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from ckptcompat.formats.registry import detect as detect_format
     from ckptcompat.formats.registry import read, write
     from ckptcompat.inspection import inspect
-    from ckptcompat.resume import resume
+    from ckptcompat.resuming.orchestrate import resume
     from ckptcompat.state import OptimizerState, Producer, Progress, TrainingState
 
 

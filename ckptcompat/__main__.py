@@ -2,6 +2,6 @@
 
 import sys
 
-from ckptcompat.cli import main
+from ckptcompat.cli.commands import main
 
 sys.exit(main())

@@ -198,7 +198,7 @@ def summarize(state: TrainingState, *, path: str | os.PathLike[str], format: str
 
 
 def _looks_like_sidecar(p: Path) -> bool:
-    from ckptcompat.safe_pickle import looks_like_pickle
+    from ckptcompat.formats.safe_pickle import looks_like_pickle
 
     if not p.is_file():
         return False

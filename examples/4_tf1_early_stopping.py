@@ -19,7 +19,7 @@ import _tiny
 import numpy as np
 import tensorflow as tf
 
-from ckptcompat.tf1_early_stopping import IterationEarlyStopping
+from ckptcompat.tf1.early_stopping import IterationEarlyStopping
 
 tf1 = tf.compat.v1
 

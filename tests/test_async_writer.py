@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ckptcompat._async_writer import AsyncWriter, snapshot
+from ckptcompat.callbacks.async_writer import AsyncWriter, snapshot
 from ckptcompat.errors import CkptCompatError, StoreWriteError
 from ckptcompat.state import OptimizerState, TrainingState
 
@@ -174,7 +174,7 @@ def _child(code: str, *args: str) -> subprocess.Popen[str]:
 _SLOW_WRITE = """
     import sys, time
     from pathlib import Path
-    from ckptcompat._async_writer import AsyncWriter
+    from ckptcompat.callbacks.async_writer import AsyncWriter
     out = Path(sys.argv[1])
     def job():
         time.sleep(0.8)
@@ -254,7 +254,7 @@ def test_writer_stays_usable_when_the_previous_handler_lets_the_process_go_on(tm
 def test_no_sigterm_handler_from_a_worker_thread_nor_when_disabled() -> None:
     code = """
         import signal, threading
-        from ckptcompat._async_writer import AsyncWriter
+        from ckptcompat.callbacks.async_writer import AsyncWriter
         made = []
         t = threading.Thread(target=lambda: made.append(AsyncWriter()))
         t.start(); t.join()
@@ -274,7 +274,7 @@ def test_failed_write_at_exit_is_logged_not_hidden(tmp_path: Path) -> None:
     code = """
         import logging, time
         logging.basicConfig(level=logging.INFO)
-        from ckptcompat._async_writer import AsyncWriter
+        from ckptcompat.callbacks.async_writer import AsyncWriter
         def job():
             time.sleep(0.3)
             raise OSError(28, "No space left on device")

@@ -177,7 +177,7 @@ def test_async_save_writes_the_same_checkpoints(keras: Any, tmp_path: Path) -> N
 def test_unreplayable_order_is_logged_once(keras: Any, tmp_path: Path, monkeypatch,
                                            caplog: pytest.LogCaptureFixture) -> None:
     import ckptcompat
-    from ckptcompat import _rng
+    from ckptcompat.data import rng as _rng
     from ckptcompat.callbacks import Checkpoint
 
     monkeypatch.setattr(_rng, "_NOTED", [])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ckptcompat.cli import EXIT_ERROR, EXIT_OK, main
+from ckptcompat.cli.commands import EXIT_ERROR, EXIT_OK, main
 from ckptcompat.formats import registry, sidecar
 from ckptcompat.state import OptimizerState, Producer, Progress, TrainingState
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ckptcompat.cli import EXIT_ERROR, EXIT_OK, main
+from ckptcompat.cli.commands import EXIT_ERROR, EXIT_OK, main
 
 from _cli_helpers import MODEL_H5, make_store, one_error_line
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from _cli_helpers import FIXTURES, MODEL_H5, one_error_line
-from ckptcompat.cli import EXIT_ERROR, EXIT_OK, main
+from ckptcompat.cli.commands import EXIT_ERROR, EXIT_OK, main
 from ckptcompat.formats import registry
 
 

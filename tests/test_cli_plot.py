@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from _cli_helpers import MODEL_H5, make_store, one_error_line
-from ckptcompat.cli import EXIT_ERROR, EXIT_OK, main
+from ckptcompat.cli.commands import EXIT_ERROR, EXIT_OK, main
 
 
 def test_plot_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

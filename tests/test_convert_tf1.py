@@ -1,4 +1,4 @@
-"""ckptcompat.convert_tf1: TF1 Saver checkpoints <-> live Keras 2 / Keras 3 models."""
+"""ckptcompat.tf1.convert: TF1 Saver checkpoints <-> live Keras 2 / Keras 3 models."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import _tf1_graph as G
-from ckptcompat.convert_tf1 import keras_to_tf1, match_names, tf1_iterations, tf1_to_keras
+from ckptcompat.tf1.convert import keras_to_tf1, match_names, tf1_iterations, tf1_to_keras
 from ckptcompat.errors import CkptCompatError, IncompatibleStateError
 
 # float32 tolerance: the same Adam formula, but TF1 accumulates beta1_power/beta2_power by

@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ckptcompat import demo
-from ckptcompat.cli import main
+from ckptcompat.cli import demo
+from ckptcompat.cli.commands import main
 
 
 def test_cut_point_is_mid_epoch_and_between_checkpoints() -> None:
-    from ckptcompat import _demo_child as child
+    from ckptcompat.cli import demo_child as child
 
     assert demo.BATCHES_PER_EPOCH == child.N_TRAIN // child.BATCH_SIZE
     assert demo.SAVE_FREQ == child.SAVE_FREQ
@@ -33,7 +33,7 @@ def test_cut_point_is_mid_epoch_and_between_checkpoints() -> None:
 
 
 def test_generated_images_are_a_function_of_the_seed() -> None:
-    from ckptcompat._demo_child import make_images
+    from ckptcompat.cli.demo_child import make_images
 
     a, b = make_images(30, 5), make_images(30, 5)
     assert a[0].dtype == np.float32 and np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])

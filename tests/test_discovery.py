@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ckptcompat._discovery_names import parse_generic, parse_with_pattern
+from ckptcompat.discovery.names import parse_generic, parse_with_pattern
 from ckptcompat.discovery import Candidate, find_checkpoint, find_checkpoints, select
 from ckptcompat.errors import CheckpointNotFoundError, InvalidArgumentError
 from ckptcompat.formats import sidecar

@@ -73,7 +73,7 @@ def test_checksum_write_of_full_models_reads_back(path: Path, entry: dict, tmp_p
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     import hashlib
 
-    from ckptcompat.formats import _h5_direct
+    from ckptcompat.formats.keras_h5 import _direct as _h5_direct
 
     monkeypatch.setattr(_h5_direct, "_MIN_DIRECT", 1)  # every tensor of these small models direct
     state = keras_h5.read(path)

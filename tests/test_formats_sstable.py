@@ -6,8 +6,9 @@ import struct
 
 import pytest
 
-from ckptcompat.formats import _crc32c, _protowire as pw
-from ckptcompat.formats._sstable import FOOTER_SIZE, SnappyBlockError, TableError, build_table, read_table
+from ckptcompat.formats import _protowire as pw
+from ckptcompat.formats.tf_bundle import _crc32c
+from ckptcompat.formats.tf_bundle._sstable import FOOTER_SIZE, SnappyBlockError, TableError, build_table, read_table
 
 
 def _items(n: int) -> list[tuple[bytes, bytes]]:

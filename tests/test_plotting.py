@@ -1,4 +1,4 @@
-"""ckptcompat.plotting: history continuous across resumes; PNG via matplotlib Agg; missing matplotlib."""
+"""ckptcompat.cli.plot: history continuous across resumes; PNG via matplotlib Agg; missing matplotlib."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from _cli_helpers import MODEL_H5, make_store
 from ckptcompat.errors import CheckpointNotFoundError, InvalidArgumentError, MissingDependencyError
 from ckptcompat.formats import sidecar
-from ckptcompat.plotting import load_history, plot_history
+from ckptcompat.cli.plot import load_history, plot_history
 from ckptcompat.state import Progress, TrainingState
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

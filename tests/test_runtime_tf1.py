@@ -1,4 +1,4 @@
-"""ckptcompat.runtime.tf1 and ckptcompat.tf1_early_stopping on live tf.compat.v1 sessions."""
+"""ckptcompat.runtime.tf1 and ckptcompat.tf1.early_stopping on live tf.compat.v1 sessions."""
 
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ def test_tf_layers_on_keras3_is_a_typed_error() -> None:
 
 # ------------------------------------------------------------------ IterationEarlyStopping
 def test_early_stopping_counters_and_persistence(tmp_path: Path) -> None:
-    from ckptcompat.tf1_early_stopping import IterationEarlyStopping
+    from ckptcompat.tf1.early_stopping import IterationEarlyStopping
     net = _trained(steps=1)
     es = IterationEarlyStopping(evaluate_every=5, patience=10, mode="max", min_delta=0.01,
                                 store=tmp_path / "es")
@@ -145,7 +145,7 @@ def test_early_stopping_counters_and_persistence(tmp_path: Path) -> None:
 
 
 def test_early_stopping_min_mode_and_empty_store(tmp_path: Path) -> None:
-    from ckptcompat.tf1_early_stopping import IterationEarlyStopping
+    from ckptcompat.tf1.early_stopping import IterationEarlyStopping
     net = _trained(steps=1)
     with IterationEarlyStopping(evaluate_every=1, patience=2, mode="min", store=tmp_path / "m") as es:
         assert es.resume(net.sess) == 0

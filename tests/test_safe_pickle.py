@@ -17,7 +17,7 @@ from ckptcompat.errors import (
     UnsafeCheckpointError,
     UnsupportedFormatError,
 )
-from ckptcompat.safe_pickle import ALLOWED_GLOBALS, safe_load, safe_loads
+from ckptcompat.formats.safe_pickle import ALLOWED_GLOBALS, safe_load, safe_loads
 
 
 def _globals_of(data: bytes) -> set[str]:

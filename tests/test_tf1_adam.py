@@ -1,4 +1,4 @@
-"""ckptcompat.tf1_adam: a Keras Adam that continues a TF1 AdamOptimizer run bit for bit."""
+"""ckptcompat.tf1.adam: a Keras Adam that continues a TF1 AdamOptimizer run bit for bit."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import _tf1_graph as G
-from ckptcompat.tf1_adam import tf1_beta_power
+from ckptcompat.tf1.adam import tf1_beta_power
 
 
 def test_beta_power_is_the_float32_product() -> None:
@@ -33,8 +33,8 @@ def _live(model: Any) -> dict[str, Any]:
 def test_converted_run_continues_bit_for_bit(tmp_path: Path, keras: Any) -> None:
     """TF1 graph trained 5 steps -> Keras model with TF1Adam; then two more steps on both
     sides with the same gradients: weights, m and v equal TF1's own ApplyAdam steps exactly."""
-    from ckptcompat.convert_tf1 import tf1_to_keras
-    from ckptcompat.tf1_adam import TF1Adam
+    from ckptcompat.tf1.convert import tf1_to_keras
+    from ckptcompat.tf1.adam import TF1Adam
 
     net = G.build(lr=1e-2)
     x, y = G.data()
@@ -84,7 +84,7 @@ def test_restore_rebuilds_the_powers_and_fit_continues_exactly(keras: Any) -> No
     import tensorflow as tf
 
     from ckptcompat import runtime
-    from ckptcompat.tf1_adam import TF1Adam
+    from ckptcompat.tf1.adam import TF1Adam
 
     tf.config.experimental.enable_op_determinism()
     x, y = G.data(64)
@@ -118,7 +118,7 @@ def test_restore_rebuilds_the_powers_and_fit_continues_exactly(keras: Any) -> No
 @pytest.mark.framework
 def test_amsgrad_is_refused(keras: Any) -> None:
     from ckptcompat.errors import InvalidArgumentError
-    from ckptcompat.tf1_adam import TF1Adam
+    from ckptcompat.tf1.adam import TF1Adam
 
     with pytest.raises(InvalidArgumentError, match="amsgrad"):
         TF1Adam(amsgrad=True)

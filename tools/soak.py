@@ -42,7 +42,7 @@ import numpy as np
 os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
 import tensorflow as tf
 import ckptcompat
-import ckptcompat.resume
+import ckptcompat.resuming.orchestrate
 from ckptcompat import runtime
 from ckptcompat.callbacks import Checkpoint
 from ckptcompat.data import ArrayData

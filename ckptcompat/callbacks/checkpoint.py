@@ -99,7 +99,7 @@ class Checkpoint:
     ``keep_last`` / ``keep_best`` (by ``monitor``/``mode``): retention of the store.
     ``data``: an :class:`~ckptcompat.data.ArrayData` / ``GeneratorData`` whose position is saved.
     ``async_save``: capture on the training thread (host copies, into two host buffers used
-    in turn), commit on a background :class:`~ckptcompat._async_writer.AsyncWriter` thread;
+    in turn), commit on a background :class:`~ckptcompat.callbacks.async_writer.AsyncWriter` thread;
     flushed at ``on_train_end``.
     """
 
@@ -161,7 +161,7 @@ class Checkpoint:
                                       monitor=self.monitor, mode=self.mode)
         self._training_config = _compile_config(self.model)  # type: ignore[attr-defined]
         if self.data is None:
-            from ckptcompat._rng import note_unreplayable_order
+            from ckptcompat.data.rng import note_unreplayable_order
 
             note_unreplayable_order()
 
@@ -233,7 +233,7 @@ class Checkpoint:
     # ------------------------------------------------------------ saving
     def _save(self, epoch: int, step: int, logs: Mapping[str, Any]) -> None:
         from ckptcompat import runtime
-        from ckptcompat._rng import capture_rng
+        from ckptcompat.data.rng import capture_rng
         from ckptcompat.state import Progress
 
         model = self.model  # type: ignore[attr-defined]
@@ -276,7 +276,7 @@ class Checkpoint:
         if not self.async_save:
             commit()
             return
-        from ckptcompat._async_writer import AsyncWriter, snapshot
+        from ckptcompat.callbacks.async_writer import AsyncWriter, snapshot
 
         # runtime.capture's arrays are already host copies; the rest is copied here
         state = snapshot(state, copy_tensors=False)

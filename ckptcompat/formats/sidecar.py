@@ -12,7 +12,7 @@ Values JSON cannot hold are written as tagged objects: non-finite floats as
 :func:`read_legacy_sidecar` reads what people write next to their ``.h5`` files -- pickled
 ``{"optimizer": optimizer.get_config(), "epoch": epoch}`` dicts, pickled or JSON
 ``History.history`` dicts, ``model.to_json()`` files -- through
-:mod:`ckptcompat.safe_pickle`, never executing anything, into a partial ``TrainingState``.
+:mod:`ckptcompat.formats.safe_pickle`, never executing anything, into a partial ``TrainingState``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from ckptcompat.errors import (
     UnsupportedFormatError,
 )
 from ckptcompat.names.variables import canonical_optimizer_class
-from ckptcompat.safe_pickle import looks_like_pickle, safe_load
+from ckptcompat.formats.safe_pickle import looks_like_pickle, safe_load
 from ckptcompat.state import OptimizerState, Producer, Progress, TrainingState
 
 __all__ = ["NAME", "SCHEMA_KEY", "SCHEMA_VERSION", "MAX_BYTES", "sniff", "read", "write",
@@ -294,7 +294,7 @@ def read_legacy_sidecar(path: str | os.PathLike[str], *, max_bytes: int = MAX_BY
     "epoch": int, "history": {...}}`` dicts; ``History.history`` dicts (metric -> list of
     numbers); Keras ``model.to_json()`` documents; our own ``state.json``. ``progress.epoch``
     is the stored value as is (what the original code passed to ``initial_epoch``).
-    Pickles go through :mod:`ckptcompat.safe_pickle` (plain data only).
+    Pickles go through :mod:`ckptcompat.formats.safe_pickle` (plain data only).
     """
     p = Path(path)
     try:

@@ -118,7 +118,7 @@ def session_variables(session: Any, var_list: Iterable[Any] | Mapping[str, Any] 
 def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
     """The bundle prefix for ``path``: a ckptcompat store (newest good checkpoint), a store
     checkpoint folder, a folder with a TF ``checkpoint`` file, a prefix or ``.index`` file."""
-    from ckptcompat.formats._bundle_io import resolve_prefix  # noqa: PLC0415
+    from ckptcompat.formats.tf_bundle._io import resolve_prefix  # noqa: PLC0415
 
     p = Path(path)
     if p.is_dir() and (p / "ckptcompat.json").is_file():
@@ -245,7 +245,8 @@ def save_session(directory_or_store: Any, session: Any, *, global_step: int,
     tensor is the graph's own when it has one, else ``global_step`` is written. Returns the
     committed :class:`~ckptcompat.store.CheckpointEntry`.
     """
-    from ckptcompat.formats import _bundle_io, sidecar  # noqa: PLC0415
+    from ckptcompat.formats import sidecar  # noqa: PLC0415
+    from ckptcompat.formats.tf_bundle import _io as _bundle_io  # noqa: PLC0415
     from ckptcompat.formats import _protowire as pw  # noqa: PLC0415
     from ckptcompat.store import CheckpointStore  # noqa: PLC0415
 

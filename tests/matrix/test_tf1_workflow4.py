@@ -26,7 +26,7 @@ sys.path.insert(0, sys.argv[3])
 import numpy as np
 import _tf1_graph as G
 from ckptcompat.runtime.tf1 import read_session
-from ckptcompat.tf1_early_stopping import IterationEarlyStopping
+from ckptcompat.tf1.early_stopping import IterationEarlyStopping
 
 store, out = sys.argv[1], sys.argv[2]
 delay = float(sys.argv[4])

@@ -20,7 +20,7 @@ import numpy as np
 from ckptcompat._lazy import require
 from ckptcompat.errors import (CheckpointNotFoundError, CkptCompatError, CorruptCheckpointError,
                                UnsupportedFormatError)
-from ckptcompat.formats._h5_optimizer import WeightInfo, canonical_hyperparameters, match_slots
+from ckptcompat.formats.keras_h5._optimizer import WeightInfo, canonical_hyperparameters, match_slots
 from ckptcompat.names.variables import canonical_optimizer_class, strip_tensor_suffix
 from ckptcompat.state import OptimizerState, Producer, Progress, TrainingState
 
@@ -313,6 +313,6 @@ def _read_open(f: Any, p: Path, limit: int, include_optimizer: bool) -> Training
 
 def write(path: str | os.PathLike[str], state: TrainingState, **options: Any) -> tuple[int, str] | None:
     """Write ``state`` as a legacy ``.h5`` that tf.keras 2.12-2.15 / tf-keras load (see ``_h5_write``)."""
-    from ckptcompat.formats._h5_write import write_h5
+    from ckptcompat.formats.keras_h5._write import write_h5
 
     return write_h5(Path(path), state, **options)

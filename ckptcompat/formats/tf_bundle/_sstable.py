@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Iterator
 
-from ckptcompat.formats import _crc32c
+from ckptcompat.formats.tf_bundle import _crc32c
 from ckptcompat.formats._protowire import encode_varint, read_varint
 
 __all__ = ["MAGIC", "FOOTER_SIZE", "TableError", "SnappyBlockError", "read_table", "build_table"]

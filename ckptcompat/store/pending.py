@@ -9,8 +9,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ckptcompat._store_io import remove_tree, write_error
-from ckptcompat._store_manifest import CheckpointEntry
+from ckptcompat.store.io import remove_tree, write_error
+from ckptcompat.store.manifest import CheckpointEntry
 from ckptcompat.errors import CkptCompatError
 
 __all__ = ["PendingCheckpoint", "check_int", "producer_fields", "utc_now"]

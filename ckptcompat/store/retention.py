@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from ckptcompat._store_manifest import CheckpointEntry
+from ckptcompat.store.manifest import CheckpointEntry
 from ckptcompat.names.metrics import canonical_metric
 
 __all__ = ["Retention", "best_entry", "check_mode", "metric_value", "select_kept"]

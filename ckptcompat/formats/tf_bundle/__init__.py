@@ -20,10 +20,10 @@ import numpy as np
 
 from ckptcompat.errors import CkptCompatError, CorruptCheckpointError, UnsupportedFormatError
 from ckptcompat.formats import _protowire as pw
-from ckptcompat.formats._bundle_io import STATE_FILE, Bundle, open_bundle, resolve_prefix, write_bundle
-from ckptcompat.formats._sstable import FOOTER_SIZE, MAGIC
-from ckptcompat.formats._tf1_names import name_based_tensors, state_from_name_based
-from ckptcompat.formats._tf2_objects import GRAPH_KEY, state_from_object_graph
+from ckptcompat.formats.tf_bundle._io import STATE_FILE, Bundle, open_bundle, resolve_prefix, write_bundle
+from ckptcompat.formats.tf_bundle._sstable import FOOTER_SIZE, MAGIC
+from ckptcompat.formats.tf_bundle._tf1_names import name_based_tensors, state_from_name_based
+from ckptcompat.formats.tf_bundle._tf2_objects import GRAPH_KEY, state_from_object_graph
 from ckptcompat.state import TrainingState
 
 __all__ = ["NAME", "sniff", "read", "read_tensors", "write"]

@@ -22,7 +22,7 @@ import numpy as np
 from ckptcompat._lazy import require
 from ckptcompat.errors import CorruptCheckpointError, IncompatibleStateError, UnsupportedFormatError
 from ckptcompat.formats import keras_h5 as _h5
-from ckptcompat.formats._h5_optimizer import WeightInfo, new_optimizer_layout
+from ckptcompat.formats.keras_h5._optimizer import WeightInfo, new_optimizer_layout
 from ckptcompat.names.config_downgrade import (downgrade_model_config, downgrade_optimizer_config,
                                                downgrade_training_config, dropped_optimizer_keys)
 from ckptcompat.names.variables import canonical_optimizer_class
@@ -222,7 +222,7 @@ def write_h5(path: Path, state: TrainingState, *, target: str = "tf.keras-2.15",
     result = None
     try:
         if checksum:
-            from ckptcompat.formats._h5_direct import DirectDatasets
+            from ckptcompat.formats.keras_h5._direct import DirectDatasets
 
             direct = DirectDatasets(require("h5py", "write legacy Keras .h5 files"))
             _write_file(tmp, state, config, version, include_optimizer, path, direct)

@@ -8,7 +8,7 @@ computes ``1 - beta_1`` on the Python float, TF1 in float32 on the float32 ``bet
 
 :func:`TF1Adam` makes an optimizer of the running Keras (Keras 3, tf.keras 2.12+ or tf-keras)
 that keeps TF1's power variables and float32 constants, so a model converted with
-:func:`ckptcompat.convert_tf1.tf1_to_keras` continues bit for bit as the TF1 graph would::
+:func:`ckptcompat.tf1.convert.tf1_to_keras` continues bit for bit as the TF1 graph would::
 
     model.compile(optimizer=TF1Adam(learning_rate=1e-3), loss=...)
     tf1_to_keras("old_run/", model)      # weights, m, v, iterations and the exact powers
@@ -108,7 +108,7 @@ def _keras3_class(keras: Any) -> type:
     ops = keras.ops
 
     class Adam(_PowersMixin, keras.optimizers.Adam):  # type: ignore[misc,name-defined]
-        """Keras 3 Adam with TF1's bias-correction powers (see :mod:`ckptcompat.tf1_adam`)."""
+        """Keras 3 Adam with TF1's bias-correction powers (see :mod:`ckptcompat.tf1.adam`)."""
 
         def build(self, var_list: Any) -> None:
             if self.built:
@@ -149,7 +149,7 @@ def _keras2_class(keras: Any) -> type:
     import tensorflow as tf
 
     class Adam(_PowersMixin, keras.optimizers.Adam):  # type: ignore[misc,name-defined]
-        """Keras 2 Adam with TF1's bias-correction powers (see :mod:`ckptcompat.tf1_adam`)."""
+        """Keras 2 Adam with TF1's bias-correction powers (see :mod:`ckptcompat.tf1.adam`)."""
 
         def build(self, var_list: Any) -> None:
             super().build(var_list)

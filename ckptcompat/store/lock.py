@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from ckptcompat._store_io import write_error
+from ckptcompat.store.io import write_error
 from ckptcompat.errors import StoreLockedError, StoreWriteError
 
 try:  # pragma: no cover - fcntl is absent on Windows only

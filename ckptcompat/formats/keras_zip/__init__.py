@@ -97,7 +97,7 @@ def _hyperparameters(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _open(path: Path) -> tuple[Any, dict[str, Any], dict[str, Any] | None, zipfile.ZipFile | None]:
-    from ckptcompat.formats import _keras_zip_io as kio
+    from ckptcompat.formats.keras_zip import _io as kio
 
     with open(path, "rb") as fh:
         head = fh.read(4)
@@ -157,7 +157,7 @@ def read(path: str | Path, **options: Any) -> TrainingState:
 
 
 def _read_state(p: Path, h5: Any, meta: Mapping[str, Any], config: Mapping[str, Any] | None) -> TrainingState:
-    from ckptcompat.formats._keras_zip_weights import read_optimizer, read_weights
+    from ckptcompat.formats.keras_zip._weights import read_optimizer, read_weights
 
     version = meta.get("keras_version") if isinstance(meta.get("keras_version"), str) else None
     generation = _generation(version, h5)
@@ -194,7 +194,7 @@ def write(path: str | Path, state: TrainingState, *, verify: bool = True, **opti
     ``verify=False`` / ``durable=False`` skip the read-back / the fsyncs (the checkpoint
     store checksums and fsyncs its files itself).
     """
-    from ckptcompat.formats._keras_zip_write import write_state
+    from ckptcompat.formats.keras_zip._write import write_state
 
     write_state(Path(path), state, verify=read if verify else None, **options)
 

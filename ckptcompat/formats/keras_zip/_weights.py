@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 
 from ckptcompat.errors import CorruptCheckpointError, IncompatibleStateError
-from ckptcompat.formats._keras_zip_io import group_vars
-from ckptcompat.formats._keras_zip_layout import VarSpec, infer_specs_from_shapes, var_specs, walk_model_config
-from ckptcompat.formats._keras_zip_optimizer import optimizer_layout
+from ckptcompat.formats.keras_zip._io import group_vars
+from ckptcompat.formats.keras_zip._layout import VarSpec, infer_specs_from_shapes, var_specs, walk_model_config
+from ckptcompat.formats.keras_zip._optimizer import optimizer_layout
 from ckptcompat.names.variables import canonical_optimizer_class
 
 __all__ = ["read_weights", "read_optimizer", "all_var_groups"]

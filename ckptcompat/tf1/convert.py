@@ -169,7 +169,7 @@ def tf1_to_keras(path: str | os.PathLike[str], model: Any, *,
     (``layer path/short name``). TF1 files do not store the learning rate: pass
     ``learning_rate`` to set it, else the compiled one stays. The optimizer's ``beta_1``,
     ``beta_2`` and ``epsilon`` become their float32 values (see
-    :func:`tf1_float32_hyperparameters`). Compiled with :func:`ckptcompat.tf1_adam.TF1Adam`,
+    :func:`tf1_float32_hyperparameters`). Compiled with :func:`ckptcompat.tf1.adam.TF1Adam`,
     it also takes the file's ``beta1_power``/``beta2_power`` and then continues bit for bit
     as the TF1 graph would (plain Keras Adam: ``m``/``v`` bit for bit, the weights to the
     last bit of the bias correction). Returns the runtime's

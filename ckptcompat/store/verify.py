@@ -7,9 +7,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ckptcompat._store_io import hash_file, is_temp_name, list_files
-from ckptcompat._store_lock import LOCK_NAME, is_stale, read_holder
-from ckptcompat._store_manifest import (
+from ckptcompat.store.io import hash_file, is_temp_name, list_files
+from ckptcompat.store.lock import LOCK_NAME, is_stale, read_holder
+from ckptcompat.store.manifest import (
     BACKUP_NAME,
     MANIFEST_NAME,
     CheckpointEntry,

@@ -106,9 +106,9 @@ def resume(path: str | os.PathLike[str], model: Any = None, *, which: str = "lat
     to ckptcompat callbacks through :func:`ckptcompat.callbacks._state.offer_states`.
     """
     from ckptcompat import runtime
-    from ckptcompat._resume_build import build_model, compile_model
-    from ckptcompat._resume_read import keras3_file_paths, pick_and_read, remap_by_structure
-    from ckptcompat._rng import restore_rng
+    from ckptcompat.resuming.build import build_model, compile_model
+    from ckptcompat.resuming.read import keras3_file_paths, pick_and_read, remap_by_structure
+    from ckptcompat.data.rng import restore_rng
     from ckptcompat.callbacks._state import offer_states
 
     if session is not None:
@@ -169,7 +169,7 @@ def resume(path: str | os.PathLike[str], model: Any = None, *, which: str = "lat
             log.warning("%s: the checkpoint holds no data state; the data object starts at epoch %d",
                         where, epoch)
     if data is None:
-        from ckptcompat._rng import note_unreplayable_order
+        from ckptcompat.data.rng import note_unreplayable_order
 
         note_unreplayable_order()
     if data is None and step:
@@ -194,15 +194,3 @@ def resume(path: str | os.PathLike[str], model: Any = None, *, which: str = "lat
                         history=MappingProxyType(_history(state.history)),
                         callback_states=MappingProxyType(callbacks), source=source, report=report,
                         state=state, data_restored=data_restored)
-
-
-class _CallableModule(type(os)):  # type: ignore[misc]
-    """``import ckptcompat.resume`` binds the module to ``ckptcompat.resume``; keep it callable."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return resume(*args, **kwargs)
-
-
-import sys as _sys  # noqa: E402
-
-_sys.modules[__name__].__class__ = _CallableModule

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ckptcompat._discovery_names import NameInfo, natural_key, parse_generic, parse_with_pattern, strip_suffix
-from ckptcompat._discovery_probe import Probe, probe_bundle, probe_file, read_state_json
+from ckptcompat.discovery.names import NameInfo, natural_key, parse_generic, parse_with_pattern, strip_suffix
+from ckptcompat.discovery.probe import Probe, probe_bundle, probe_file, read_state_json
 from ckptcompat.errors import CheckpointNotFoundError, CkptCompatError, InvalidArgumentError
 from ckptcompat.names.metrics import canonical_metric, metric_direction
 

@@ -1,6 +1,6 @@
 """The training child of ``ckptcompat demo``: synthetic images, a small CNN, one of three runs.
 
-Imported only inside the child process (``python -m ckptcompat.demo child ...``), so the
+Imported only inside the child process (``python -m ckptcompat.cli.demo child ...``), so the
 framework imports below never reach ``import ckptcompat``.
 """
 

@@ -1,7 +1,7 @@
 """``ckptcompat demo``: a power cut in the middle of an epoch, a resume, and a bitwise comparison.
 
 The parent process (this module, framework-free) starts training children
-(``python -m ckptcompat.demo child ...``, see :mod:`ckptcompat._demo_child`):
+(``python -m ckptcompat.cli.demo child ...``, see :mod:`ckptcompat.cli.demo_child`):
 
 1. an *interrupted* run: a small CNN on generated 12x12 images, ``ArrayData`` +
    ``Checkpoint(save_freq=4 batches)``, op determinism. When the child reports that it
@@ -67,7 +67,7 @@ def cut_point(epochs: int) -> int:
 
 
 def _child_cmd(mode: str, workdir: Path, epochs: int, seed: int, cut_at: int) -> list[str]:
-    return [sys.executable, "-m", "ckptcompat.demo", "child", mode, str(workdir), str(epochs),
+    return [sys.executable, "-m", "ckptcompat.cli.demo", "child", mode, str(workdir), str(epochs),
             str(seed), str(cut_at)]
 
 
@@ -128,7 +128,7 @@ def _compare(a: Path, b: Path) -> tuple[bool, tuple[str, ...]]:
 
 
 def _plot(workdir: Path, echo: Callable[[str], None]) -> Path | None:
-    from ckptcompat.plotting import plot_history
+    from ckptcompat.cli.plot import plot_history
 
     try:
         return plot_history(workdir / "interrupted" / "checkpoints", workdir / "history.png")
@@ -210,14 +210,14 @@ def render(result: DemoResult) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m ckptcompat.demo child MODE WORKDIR EPOCHS SEED CUT_AT`` (internal) or the demo."""
+    """``python -m ckptcompat.cli.demo child MODE WORKDIR EPOCHS SEED CUT_AT`` (internal) or the demo."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["child"] and len(args) == 6:
-        from ckptcompat._demo_child import run_child
+        from ckptcompat.cli.demo_child import run_child
 
         run_child(args[1], Path(args[2]), int(args[3]), int(args[4]), int(args[5]))
         return 0
-    from ckptcompat.cli import main as cli_main
+    from ckptcompat.cli.commands import main as cli_main
 
     return cli_main(["demo", *args])
 

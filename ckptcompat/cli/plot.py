@@ -7,7 +7,7 @@ a resumed run continues the same curve; when an epoch was recorded twice (traini
 resumed from an older checkpoint and redid it) the later commit wins and the resume is
 marked. Needs matplotlib (``pip install 'ckptcompat[plot]'``); uses the Agg canvas only::
 
-    from ckptcompat.plotting import load_history, plot_history
+    from ckptcompat.cli.plot import load_history, plot_history
     history = load_history("runs/a")      # History(metrics={"loss": {1: 0.9, 2: 0.7}, ...})
     plot_history("runs/a", "history.png")
 """

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from ckptcompat.errors import IncompatibleStateError, UnsupportedFormatError
-from ckptcompat.formats._keras_zip_layout import var_specs, walk_model_config
-from ckptcompat.formats._keras_zip_optimizer import optimizer_layout
+from ckptcompat.formats.keras_zip._layout import var_specs, walk_model_config
+from ckptcompat.formats.keras_zip._optimizer import optimizer_layout
 from ckptcompat.names.config_upgrade import for_keras3_release, upgrade_model_config, upgrade_optimizer_config
 from ckptcompat.state import TrainingState
 

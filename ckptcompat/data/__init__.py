@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ckptcompat._data_state import (
+from ckptcompat.data.position import (
     EpochCursor,
     array_fingerprint,
     batch_indices,

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from ckptcompat.errors import CheckpointNotFoundError, CorruptCheckpointError, UnsupportedFormatError
-from ckptcompat.formats import _crc32c, _protowire as pw
-from ckptcompat.formats._sstable import SnappyBlockError, TableError, build_table, read_table
+from ckptcompat.formats import _protowire as pw
+from ckptcompat.formats.tf_bundle import _crc32c
+from ckptcompat.formats.tf_bundle._sstable import SnappyBlockError, TableError, build_table, read_table
 
 __all__ = ["DTYPES", "Bundle", "resolve_prefix", "open_bundle", "encode_tensor", "write_bundle",
            "shard_name", "STATE_FILE"]

@@ -81,8 +81,8 @@ def probe_file(path: Path) -> Probe:
 
 def probe_bundle(prefix: Path) -> Probe:
     """Open a bundle's ``.index`` and check that every data shard is there and long enough."""
-    from ckptcompat.formats._bundle_io import open_bundle, shard_name
-    from ckptcompat.formats._tf2_objects import GRAPH_KEY
+    from ckptcompat.formats.tf_bundle._io import open_bundle, shard_name
+    from ckptcompat.formats.tf_bundle._tf2_objects import GRAPH_KEY
 
     if not Path(f"{prefix}.index").is_file():
         return Probe("tf_bundle", f"{prefix.name}.index is missing (interrupted save?)")

@@ -31,7 +31,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ckptcompat._store_io import (
+from ckptcompat.store.io import (
     TEMP_PREFIX,
     fsync_dir,
     fsync_tree,
@@ -39,9 +39,9 @@ from ckptcompat._store_io import (
     remove_tree,
     write_error,
 )
-from ckptcompat._store_lock import StoreLock
-from ckptcompat._store_pending import PendingCheckpoint, check_int, producer_fields, utc_now
-from ckptcompat._store_manifest import (
+from ckptcompat.store.lock import StoreLock
+from ckptcompat.store.pending import PendingCheckpoint, check_int, producer_fields, utc_now
+from ckptcompat.store.manifest import (
     CheckpointEntry,
     FileRecord,
     Manifest,
@@ -49,8 +49,8 @@ from ckptcompat._store_manifest import (
     load_manifest,
     save_manifest,
 )
-from ckptcompat._store_retention import Retention, best_entry, check_mode, select_kept
-from ckptcompat._store_verify import DAMAGE_KINDS, Problem, VerifyReport, check_entry, verify_store
+from ckptcompat.store.retention import Retention, best_entry, check_mode, select_kept
+from ckptcompat.store.verify import DAMAGE_KINDS, Problem, VerifyReport, check_entry, verify_store
 from ckptcompat.errors import (
     CheckpointNotFoundError,
     CkptCompatError,

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ckptcompat._store_io import atomic_write_bytes
+from ckptcompat.store.io import atomic_write_bytes
 from ckptcompat.errors import CorruptCheckpointError, UnsupportedFormatError
 
 __all__ = [

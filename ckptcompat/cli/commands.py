@@ -48,7 +48,7 @@ def _quiet_discovery(args: argparse.Namespace) -> Iterator[None]:
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:
-    from ckptcompat._cli_tables import list_rows, render_ls
+    from ckptcompat.cli.tables import list_rows, render_ls
 
     with _quiet_discovery(args):
         rows = list_rows(args.dir, monitor=args.monitor, mode=args.mode, pattern=args.pattern)
@@ -60,7 +60,7 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from ckptcompat._cli_tables import verify_path
+    from ckptcompat.cli.tables import verify_path
 
     with _quiet_discovery(args):
         checked, problems = verify_path(args.path, deep=not args.fast, read=not args.no_read)
@@ -108,7 +108,7 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from ckptcompat.plotting import plot_history
+    from ckptcompat.cli.plot import plot_history
 
     out = plot_history(args.dir, args.output, metrics=args.metric or None)
     print(f"wrote {out}")
@@ -116,7 +116,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from ckptcompat.demo import render, run_demo
+    from ckptcompat.cli.demo import render, run_demo
 
     result = run_demo(args.workdir, epochs=args.epochs, seed=args.seed,
                       echo=lambda line: print(line, flush=True))
