@@ -16,7 +16,6 @@ import errno
 import logging
 import os
 import shutil
-import tempfile
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ckptcompat._atomic import atomic_replace, fsync_dir, remove_temp, temp_name
 from ckptcompat.errors import (CheckpointNotFoundError, IncompatibleStateError, InvalidArgumentError,
                                StoreWriteError)
 from ckptcompat.state import TrainingState
@@ -168,7 +168,8 @@ def _compare(state: TrainingState, back: TrainingState, progress: ProgressCallba
 
 def _move_bundle(tmp_prefix: Path, target: Path) -> None:
     for f in _bundle_files(tmp_prefix):
-        os.replace(f, target.parent / (target.name + f.name[len(tmp_prefix.name):]))
+        atomic_replace(f, target.parent / (target.name + f.name[len(tmp_prefix.name):]),
+                       durable=False)  # the caller fsyncs the folder
 
 
 def _install(tmp: Path, target: Path, to: str, *, replace: bool) -> Path | None:
@@ -180,17 +181,17 @@ def _install(tmp: Path, target: Path, to: str, *, replace: bool) -> Path | None:
             for old in _bundle_files(backup):
                 old.unlink()
             for f in _bundle_files(target):
-                os.replace(f, f.with_name(backup.name + f.name[len(target.name):]))
+                atomic_replace(f, f.with_name(backup.name + f.name[len(target.name):]), durable=False)
         else:
             if backup.is_dir() and not backup.is_symlink():
                 shutil.rmtree(backup)
-            os.replace(target, backup)
+            atomic_replace(target, backup, durable=False)
         log.info("%s: previous content kept as %s", target, backup)
     if to == "tf1":
         _move_bundle(tmp, target)
         _write_bundle_state(tmp.parent, target)
     else:
-        os.replace(tmp, target)
+        atomic_replace(tmp, target, durable=False)
     return backup
 
 
@@ -200,18 +201,7 @@ def _write_bundle_state(tmp_folder: Path, target: Path) -> None:
     if state.exists():
         log.info("%s exists; left unchanged (load the bundle by its prefix %s)", state, target)
         return
-    os.replace(tmp_folder / _BUNDLE_STATE, state)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:  # some file systems refuse fsync on directories
-        pass
+    atomic_replace(tmp_folder / _BUNDLE_STATE, state, durable=False)
 
 
 def migrate(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, to: str, force: bool = False,
@@ -269,7 +259,8 @@ def migrate(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, to: str
     tmp_dir: Path | None = None
     try:
         if to == "tf1":
-            tmp_dir = Path(tempfile.mkdtemp(prefix=f".{target.name}.migrate-", dir=folder))
+            tmp_dir = temp_name(target)
+            tmp_dir.mkdir()
             tmp = tmp_dir / target.name
         else:
             ending = next(e for e in TARGETS[to][1] if target.name.lower().endswith(e))
@@ -282,7 +273,7 @@ def migrate(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, to: str
         back = registry.read(tmp, format=fmt)
         _compare(state, back, progress, target)
         backup = _install(tmp, target, to, replace=exists)
-        _fsync_dir(folder)
+        fsync_dir(folder)  # every rename above, durable at once
     except OSError as exc:
         from ckptcompat.errors import CkptCompatError
 
@@ -293,7 +284,7 @@ def migrate(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, to: str
                                                     "the destination was not changed") from exc
     finally:
         if tmp_dir is not None:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
+            remove_temp(tmp_dir)
         elif to != "tf1":
             for leftover in folder.glob(f".{target.name}.migrate-{tag}*"):
                 leftover.unlink(missing_ok=True)

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from ckptcompat._atomic import atomic_path
 from ckptcompat.callbacks._cb_base import LazyCallback, keras_major
 from ckptcompat.callbacks._cb_monitor import Monitor
 from ckptcompat.errors import InvalidArgumentError
@@ -164,20 +164,12 @@ class ModelCheckpoint(LazyCallback):
         return fixed
 
     def _write(self, path: str) -> None:
-        folder, name = os.path.split(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         save = self.model.save_weights if self.save_weights_only else self.model.save
         if self.save_weights_only and not path.endswith((".h5", ".hdf5")):
             save(path)  # Keras 2 TF-format weights: several files + 'checkpoint', written by TF
             return
-        tmp = os.path.join(folder, f".tmp-{uuid.uuid4().hex[:8]}-{name}")
-        try:
-            save(tmp)
+        with atomic_path(path, create=False) as tmp:  # Keras may write a file or a folder
+            save(str(tmp))
             if os.path.isdir(tmp) and os.path.isdir(path):
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        finally:
-            if os.path.isdir(tmp):
-                shutil.rmtree(tmp, ignore_errors=True)
-            elif os.path.exists(tmp):
-                os.unlink(tmp)
+                shutil.rmtree(path)  # a folder cannot be replaced in one step

@@ -17,10 +17,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
+from ckptcompat._atomic import atomic_path, atomic_write
 from ckptcompat.callbacks._cb_base import LazyCallback, as_float
 from ckptcompat.errors import CorruptCheckpointError
 from ckptcompat.names.metrics import normalize_logs
@@ -106,15 +106,7 @@ class TrainingMonitor(LazyCallback):
     def _write_json(self) -> None:
         folder = os.path.dirname(os.path.abspath(self.json_path))
         os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".history-", suffix=".json.tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(self.history, handle, indent=1)
-            os.replace(tmp, self.json_path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write(self.json_path, json.dumps(self.history, indent=1))
 
     def _series(self) -> list[str]:
         keys = [k for k in ("loss", "val_loss") if k in self.history]
@@ -146,10 +138,7 @@ class TrainingMonitor(LazyCallback):
             plt.xlabel("epoch")
             plt.title(f"training history ({len(epochs)} epochs)")
             plt.legend()
-            folder = os.path.dirname(os.path.abspath(self.fig_path or "."))
-            fd, tmp = tempfile.mkstemp(prefix=".plot-", suffix=".png", dir=folder)
-            os.close(fd)
-            figure.savefig(tmp)
-            os.replace(tmp, self.fig_path or tmp)
+            with atomic_path(self.fig_path) as tmp:
+                figure.savefig(tmp, format="png")
         finally:
             plt.close(figure)

@@ -69,6 +69,7 @@ def run_child(mode: str, workdir: Path, epochs: int, seed: int, cut_at: int) -> 
     import tensorflow as tf
 
     import ckptcompat
+    from ckptcompat._atomic import atomic_path, atomic_write
     from ckptcompat.callbacks import Checkpoint
     from ckptcompat.callbacks._base import keras_module
     from ckptcompat.data import ArrayData
@@ -104,9 +105,7 @@ def run_child(mode: str, workdir: Path, epochs: int, seed: int, cut_at: int) -> 
             if mode == "cut" and done == cut_at:
                 marker = {"epoch": self.epoch, "batch": int(data.state_dict()["position"]),
                           "global_step": done}
-                tmp = run_dir / "progress.json.tmp"
-                tmp.write_text(json.dumps(marker))
-                os.replace(tmp, run_dir / "progress.json")
+                atomic_write(run_dir / "progress.json", json.dumps(marker))
                 time.sleep(600)  # the parent SIGKILLs us here
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -116,10 +115,11 @@ def run_child(mode: str, workdir: Path, epochs: int, seed: int, cut_at: int) -> 
                      callbacks=callbacks, **fit_kwargs)
     outcome["train_seconds"] = round(time.perf_counter() - started, 2)
     weights = [np.asarray(w) for w in model.get_weights()]
-    np.savez(run_dir / "final.npz", *weights)
+    with atomic_path(run_dir / "final.npz") as tmp:
+        np.savez(tmp, *weights)
     loss, acc = model.evaluate(x, y, batch_size=N_TRAIN, verbose=0)
     outcome.update({"epochs_run": len(hist.history.get("loss", [])), "final_loss": float(loss),
                     "final_accuracy": float(acc),
                     "iterations": int(np.asarray(model.optimizer.iterations)),
                     "history": {k: [float(v) for v in vals] for k, vals in hist.history.items()}})
-    (run_dir / "outcome.json").write_text(json.dumps(outcome, indent=1))
+    atomic_write(run_dir / "outcome.json", json.dumps(outcome, indent=1))

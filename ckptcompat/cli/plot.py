@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ckptcompat._atomic import atomic_path
 from ckptcompat.errors import CheckpointNotFoundError, InvalidArgumentError
 from ckptcompat.names.metrics import canonical_metric
 
@@ -202,13 +202,7 @@ def plot_history(path: str | os.PathLike[str], output: str | os.PathLike[str] = 
                                            if history.resumes else ""), fontsize="small")
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".png", dir=out.parent)
-    os.close(fd)
-    try:
+    with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     log.info("wrote %s", out)
     return out

@@ -22,13 +22,13 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ckptcompat._atomic import atomic_write
 from ckptcompat.errors import (
     CheckpointNotFoundError,
     CorruptCheckpointError,
@@ -174,35 +174,14 @@ def write(path: str | os.PathLike[str], state: TrainingState, **options: Any) ->
     doc = _document(state)
     text = json.dumps(doc, indent=1, allow_nan=False, ensure_ascii=False) + "\n"
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+
+    def check(tmp: Path) -> None:
         if json.loads(tmp.read_text(encoding="utf-8")) != doc:
             raise CorruptCheckpointError("read-back differs from what was written", path=tmp,
                                          hint="the disk or file system is failing")
-        os.replace(tmp, p)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(p.parent)
+
+    atomic_write(p, text, check=check)
     log.debug("wrote %s (%d bytes)", p, len(text))
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover -- platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
 
 
 def _load_json(p: Path) -> Any:

@@ -31,6 +31,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from ckptcompat._atomic import atomic_replace
 from ckptcompat.store.io import (
     TEMP_PREFIX,
     fsync_dir,
@@ -288,7 +289,7 @@ class CheckpointStore:
             entry = dataclasses.replace(
                 draft, time=utc_now(), path=final,
                 files={rel: FileRecord(size, digest) for rel, (size, digest) in records.items()})
-            os.rename(tmp, final)
+            atomic_replace(tmp, final, durable=False, overwrite=False)  # fsync'ed below
         except OSError as exc:
             remove_tree(tmp)
             if isinstance(exc, CkptCompatError):
@@ -318,7 +319,7 @@ class CheckpointStore:
         """Move a directory out of the listed namespace, then delete it."""
         grave = self.directory / f"{TEMP_PREFIX}discard-{path.name}-{uuid.uuid4().hex[:8]}"
         try:
-            os.rename(path, grave)
+            atomic_replace(path, grave, durable=False, overwrite=False)
         except OSError as exc:
             logger.warning("could not move %s aside (%s)", path, exc)
             grave = path

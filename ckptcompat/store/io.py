@@ -1,22 +1,21 @@
-"""Low-level file operations of the checkpoint store: fsync, atomic writes, hashing, listing.
+"""Low-level file operations of the checkpoint store: hashing, flushing trees, listing.
 
-Everything here is deterministic (listings are sorted, never in ``os.listdir`` order) and
-turns :class:`OSError` into :class:`~ckptcompat.errors.StoreWriteError` where a write fails.
+Everything here is deterministic (listings are sorted, never in ``os.listdir`` order). The
+crash-safe writes themselves (temp file, fsync, rename, fsync dir) and their errors are
+:mod:`ckptcompat._atomic`'s, re-exported here for the store's modules.
 """
 
 from __future__ import annotations
 
-import errno as _errno
 import hashlib
 import logging
 import os
 import shutil
 import threading
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
-from ckptcompat.errors import StoreWriteError
+from ckptcompat._atomic import TEMP_PREFIX, atomic_write, fsync_dir, fsync_file, write_error
 
 __all__ = [
     "TEMP_PREFIX",
@@ -32,41 +31,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: every temporary name the store creates starts with this; readers never look inside them
-TEMP_PREFIX = ".tmp-"
 _CHUNK = 4 << 20
 
 
 def is_temp_name(name: str) -> bool:
     """Whether ``name`` (a directory entry of a store) is one of the store's temporaries."""
     return name.startswith(TEMP_PREFIX)
-
-
-def write_error(exc: OSError, what: str, path: str | os.PathLike[str]) -> StoreWriteError:
-    """A :class:`StoreWriteError` describing ``exc`` (raise it ``from exc``)."""
-    code = exc.errno
-    if code in (_errno.ENOSPC, getattr(_errno, "EDQUOT", -1)):
-        hint = ("the disk (or quota) is full: free some space or keep fewer checkpoints "
-                "(Retention(keep_last=...)); nothing was committed, the checkpoints already "
-                "in the store are intact")
-    elif code in (_errno.EROFS, _errno.EACCES, _errno.EPERM):
-        hint = "the store directory is not writable: check its permissions and mount"
-    else:
-        hint = "nothing was committed; the checkpoints already in the store are intact"
-    reason = exc.strerror or str(exc) or type(exc).__name__
-    return StoreWriteError(f"{what} failed: {reason} (errno {code})", path=path, hint=hint,
-                           errno=code)
-
-
-def fsync_dir(path: str | os.PathLike[str]) -> None:
-    """fsync a directory so that renames and new entries in it are durable (POSIX only)."""
-    if os.name != "posix":  # pragma: no cover - directories cannot be opened on Windows
-        return
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def hash_file(path: str | os.PathLike[str], *, fsync: bool = False) -> tuple[int, str]:
@@ -87,11 +57,7 @@ def hash_file(path: str | os.PathLike[str], *, fsync: bool = False) -> tuple[int
 def _fsync_files(paths: list[Path], errors: list[BaseException]) -> None:
     try:
         for path in paths:
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_file(path)
     except BaseException as exc:  # noqa: BLE001 -- handed to the caller's thread
         errors.append(exc)
 
@@ -157,28 +123,12 @@ def fsync_tree(root: str | os.PathLike[str],
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Replace ``path`` by ``data`` atomically: temp file, fsync, ``os.replace``, fsync dir.
+    """Replace ``path`` by ``data`` crash-safely (see :func:`ckptcompat._atomic.atomic_write`).
 
-    On failure ``path`` is unchanged, the temp file is removed and the :class:`OSError`
-    propagates.
+    On failure ``path`` is unchanged, the temp file is removed and a
+    :class:`~ckptcompat.errors.StoreWriteError` is raised.
     """
-    path = Path(path)
-    tmp = path.with_name(f"{TEMP_PREFIX}{path.name}-{uuid.uuid4().hex[:12]}")
-    try:
-        with open(tmp, "xb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
-        except OSError as exc:  # pragma: no cover - best effort, a writer cleans it later
-            logger.warning("could not remove temporary file %s: %s", tmp, exc)
-        raise
-    fsync_dir(path.parent)
+    atomic_write(path, data)
 
 
 def remove_tree(path: str | os.PathLike[str]) -> bool:

@@ -3,8 +3,9 @@
 Full model when the state carries a model config (Keras 3 configs are downgraded), else
 weights only. Optimizer weights are written in the order the target's (TF 2.11+ "new")
 optimizer creates its variables, because those versions restore them by position.
-Written to a temp file in the target folder, fsync'ed, read back and compared, then renamed
-(the checkpoint store, which checksums and fsyncs its files itself, skips the last steps).
+Written through :mod:`ckptcompat._atomic` (temp file beside the target, fsync, rename, fsync
+the folder), read back and compared before the rename (the checkpoint store, which checksums
+and fsyncs its files itself, skips the read-back and the fsyncs).
 """
 
 from __future__ import annotations
@@ -13,14 +14,15 @@ import json
 import logging
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ckptcompat._atomic import atomic_path
 from ckptcompat._lazy import require
-from ckptcompat.errors import CorruptCheckpointError, IncompatibleStateError, UnsupportedFormatError
+from ckptcompat.errors import (CkptCompatError, CorruptCheckpointError, IncompatibleStateError,
+                               UnsupportedFormatError)
 from ckptcompat.formats import keras_h5 as _h5
 from ckptcompat.formats.keras_h5._optimizer import WeightInfo, new_optimizer_layout
 from ckptcompat.names.config_downgrade import (downgrade_model_config, downgrade_optimizer_config,
@@ -38,6 +40,7 @@ TARGETS: dict[str, str] = {
     "tf.keras-2.15": "2.15.0", "tf-keras-2.16": "2.16.0", "tf-keras-2.21": "2.21.0",
 }
 _ATTR_LIMIT = 64000  # HDF5 object header limit for attributes (64 KB)
+_H5_ERRNO = re.compile(r"\berrno = (\d+)")
 
 
 def _save_names(group: Any, name: str, values: list[str]) -> None:
@@ -166,12 +169,21 @@ def _write_file(tmp: Path, state: TrainingState, config: dict[str, Any] | None, 
                 put(ogroup, n, value)
 
 
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+def _write_h5py(*args: Any) -> None:
+    """:func:`_write_file`, with HDF5's disk errors raised as :class:`OSError`.
+
+    On a full disk h5py raises ``RuntimeError`` (or an ``OSError`` without ``errno``) whose
+    message holds ``errno = 28``: turned into ``OSError(28)``, which the atomic write path
+    reports as :class:`~ckptcompat.errors.StoreWriteError`.
+    """
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        _write_file(*args)
+    except (RuntimeError, OSError) as exc:
+        found = _H5_ERRNO.search(str(exc))
+        if isinstance(exc, CkptCompatError) or found is None or getattr(exc, "errno", None):
+            raise
+        code = int(found.group(1))
+        raise OSError(code, f"{os.strerror(code)} (HDF5: {str(exc).splitlines()[0]})") from exc
 
 
 def _verify(tmp: Path, state: TrainingState, include_optimizer: bool, path: Path) -> None:
@@ -216,35 +228,17 @@ def write_h5(path: Path, state: TrainingState, *, target: str = "tf.keras-2.15",
                                      hint="only tf.keras 2.11+ / tf-keras layouts are written")
     config = downgrade_model_config(state.model_config) if state.model_config else None
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
     result = None
-    try:
+    # the hashing writer fsyncs the file itself, overlapped with its sha256
+    with atomic_path(path, durable=durable, synced=checksum) as tmp:
         if checksum:
             from ckptcompat.formats.keras_h5._direct import DirectDatasets
 
             direct = DirectDatasets(require("h5py", "write legacy Keras .h5 files"))
-            _write_file(tmp, state, config, version, include_optimizer, path, direct)
+            _write_h5py(tmp, state, config, version, include_optimizer, path, direct)
             result = direct.finish(tmp, durable=durable)
         else:
-            _write_file(tmp, state, config, version, include_optimizer, path)
-            if durable:
-                _fsync_file(tmp)
+            _write_h5py(tmp, state, config, version, include_optimizer, path)
         if verify:
             _verify(tmp, state, include_optimizer and config is not None, path)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if not durable:
-        return result
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:  # some filesystems refuse fsync on directories
-        pass
     return result

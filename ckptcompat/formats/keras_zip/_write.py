@@ -6,8 +6,6 @@ import datetime
 import importlib.metadata
 import io
 import json
-import os
-import tempfile
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -15,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ckptcompat._atomic import atomic_write
 from ckptcompat.errors import IncompatibleStateError, UnsupportedFormatError
 from ckptcompat.formats.keras_zip._layout import var_specs, walk_model_config
 from ckptcompat.formats.keras_zip._optimizer import optimizer_layout
@@ -199,18 +198,11 @@ def write_state(path: Path, state: TrainingState, *, verify: Callable[[Path], Tr
 
 def _atomic_write(path: Path, fill: Callable[[Any], Any], state: TrainingState,
                   verify: Callable[[Path], TrainingState] | None, durable: bool) -> None:
+    """Write through :func:`ckptcompat._atomic.atomic_write`, comparing the read-back first."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fill(fh)
-            fh.flush()
-            if durable:
-                os.fsync(fh.fileno())
-        if verify is None:
-            os.replace(tmp, path)
-            return
+
+    def check(tmp: Path) -> None:
+        assert verify is not None
         back = verify(tmp)
         if str(path).endswith(".weights.h5"):  # no config inside: names are class-derived, compare values
             def digest(a: np.ndarray) -> bytes:
@@ -223,17 +215,5 @@ def _atomic_write(path: Path, fill: Callable[[Any], Any], state: TrainingState,
         if bad:
             raise IncompatibleStateError("read-back differs from the state", bad, path=path,
                                          hint="a ckptcompat bug; please report it")
-        os.replace(tmp, path)
-        if not durable:
-            return
-        try:
-            dir_fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        except OSError:
-            pass
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+
+    atomic_write(path, fill, durable=durable, check=None if verify is None else check)

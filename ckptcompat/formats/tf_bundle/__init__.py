@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ckptcompat._atomic import atomic_replace, fsync_dir, fsync_file, scratch_dir
 from ckptcompat.errors import CkptCompatError, CorruptCheckpointError, UnsupportedFormatError
 from ckptcompat.formats import _protowire as pw
 from ckptcompat.formats.tf_bundle._io import STATE_FILE, Bundle, open_bundle, resolve_prefix, write_bundle
@@ -123,14 +122,6 @@ def read(path: str | os.PathLike[str], **options: Any) -> TrainingState:
         raise CorruptCheckpointError(f"cannot read the bundle: {type(exc).__name__}: {exc}", path=p) from exc
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write(path: str | os.PathLike[str], state: TrainingState, **options: Any) -> None:
     """Write ``state`` as a TF1 Saver bundle at prefix ``path`` (a folder gets ``model.ckpt``).
 
@@ -143,8 +134,7 @@ def write(path: str | os.PathLike[str], state: TrainingState, **options: Any) ->
     folder = prefix.parent
     folder.mkdir(parents=True, exist_ok=True)
     tensors = name_based_tensors(state)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{prefix.name}.tmp-", dir=folder))
-    try:
+    with scratch_dir(prefix) as tmp:
         written = write_bundle(tmp / prefix.name, tensors)
         old = []
         if (folder / STATE_FILE).is_file():
@@ -154,15 +144,10 @@ def write(path: str | os.PathLike[str], state: TrainingState, **options: Any) ->
         state_text = pw.format_checkpoint_state(prefix.name, [Path(x).name for x in old] + [prefix.name])
         (tmp / STATE_FILE).write_text(state_text, encoding="utf-8")
         for f in [*written, tmp / STATE_FILE]:
-            _fsync(f)
-        for f in [written[1], written[0], tmp / STATE_FILE]:
-            os.replace(f, folder / f.name)
-        try:
-            _fsync(folder)
-        except OSError:
-            pass
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            fsync_file(f)
+        for f in [written[1], written[0], tmp / STATE_FILE]:  # data, then index, then state
+            atomic_replace(f, folder / f.name, durable=False)
+        fsync_dir(folder)
     _verify(prefix, tensors)
 
 
