@@ -49,16 +49,16 @@ _LAZY: dict[str, tuple[str, str]] = {
     "OptimizerState": ("ckptcompat.state", "OptimizerState"),
     "Progress": ("ckptcompat.state", "Progress"),
     "Producer": ("ckptcompat.state", "Producer"),
-    "read": ("ckptcompat.formats.registry", "read"),
-    "write": ("ckptcompat.formats.registry", "write"),
-    "detect_format": ("ckptcompat.formats.registry", "detect"),
+    "read": ("ckptcompat.formats", "read"),
+    "write": ("ckptcompat.formats", "write"),
+    "detect_format": ("ckptcompat.formats", "detect"),
     "inspect": ("ckptcompat.inspection", "inspect"),
     "resume": ("ckptcompat.resuming.orchestrate", "resume"),
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ckptcompat.formats.registry import detect as detect_format
-    from ckptcompat.formats.registry import read, write
+    from ckptcompat.formats import detect as detect_format
+    from ckptcompat.formats import read, write
     from ckptcompat.inspection import inspect
     from ckptcompat.resuming.orchestrate import resume
     from ckptcompat.state import OptimizerState, Producer, Progress, TrainingState

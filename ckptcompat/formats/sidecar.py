@@ -35,16 +35,18 @@ from ckptcompat.errors import (
     IncompatibleStateError,
     UnsupportedFormatError,
 )
+from ckptcompat.formats import Peek, WrittenFiles
 from ckptcompat.names.variables import canonical_optimizer_class
 from ckptcompat.formats.safe_pickle import looks_like_pickle, safe_load
 from ckptcompat.state import OptimizerState, Producer, Progress, TrainingState
 
-__all__ = ["NAME", "SCHEMA_KEY", "SCHEMA_VERSION", "MAX_BYTES", "sniff", "read", "write",
+__all__ = ["NAME", "name", "SCHEMA_KEY", "SCHEMA_VERSION", "MAX_BYTES", "sniff", "peek", "read", "write", "files",
            "read_legacy_sidecar", "to_jsonable", "from_jsonable"]
 
 log = logging.getLogger(__name__)
 
 NAME = "state_json"
+name = NAME  # the Format protocol's attribute
 SCHEMA_KEY = "ckptcompat_state"
 SCHEMA_VERSION = 1
 MAX_BYTES = 64 * 1024 * 1024
@@ -163,8 +165,8 @@ def _document(state: TrainingState) -> dict[str, Any]:
     return doc
 
 
-def write(path: str | os.PathLike[str], state: TrainingState, **options: Any) -> None:
-    """Write the non-tensor part of ``state`` to ``path`` atomically and verify it.
+def write(path: str | os.PathLike[str], state: TrainingState, **options: Any) -> WrittenFiles:
+    """Write the non-tensor part of ``state`` to ``path`` atomically and verify it; ``[path]``.
 
     Weights and optimizer slots are *not* written here: they belong in the weights file.
     """
@@ -190,6 +192,7 @@ def write(path: str | os.PathLike[str], state: TrainingState, **options: Any) ->
         raise
     _fsync_dir(p.parent)
     log.debug("wrote %s (%d bytes)", p, len(text))
+    return WrittenFiles([p])
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -249,6 +252,22 @@ def read(path: str | os.PathLike[str], **options: Any) -> TrainingState:
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
         raise CorruptCheckpointError(f"malformed state.json: {type(exc).__name__}: {exc}", path=p,
                                      hint="the file is damaged or was edited by hand") from exc
+
+
+def peek(path: str | os.PathLike[str]) -> Peek:
+    """Progress, producer and optimizer class/iterations (the document is small: read whole)."""
+    state = read(path)
+    opt = state.optimizer
+    return Peek(format=NAME, path=Path(path), kind="state", producer=state.producer,
+                epoch=state.progress.epoch, step=state.progress.step,
+                global_step=state.progress.global_step, optimizer=None if opt is None else opt.class_name,
+                iterations=None if opt is None else opt.iterations, variables=())
+
+
+def files(path: str | os.PathLike[str]) -> list[Path]:
+    """``[path]`` when it exists, else ``[]``."""
+    p = Path(path)
+    return [p] if p.exists() or p.is_symlink() else []
 
 
 def _opt_int(value: Any, what: str, p: Path) -> int | None:
