@@ -14,7 +14,7 @@ from ckptcompat.errors import (CheckpointNotFoundError, CorruptCheckpointError, 
                                InvalidArgumentError, StoreWriteError, UnsupportedFormatError)
 from ckptcompat import formats
 from ckptcompat.formats import registry
-from ckptcompat.migrate import MigrationReport, migrate
+from ckptcompat.migration import MigrationReport, migrate
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
