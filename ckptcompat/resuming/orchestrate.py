@@ -122,7 +122,7 @@ def resume(path: str | os.PathLike[str], model: Any = None, *, which: str = "lat
     listing all misfits) unless ``partial=True``. ``learning_rate`` overrides the restored
     rate (logged old -> new). ``data`` (:class:`~ckptcompat.data.ArrayData` /
     ``GeneratorData``) gets the saved data position. Restored callback states are offered
-    to ckptcompat callbacks through :func:`ckptcompat.callbacks._state.offer_states`.
+    to the model's ckptcompat callbacks, each taking its own in ``on_train_begin``.
     """
     from ckptcompat import runtime
     from ckptcompat.resuming.build import build_model, compile_model
