@@ -13,7 +13,7 @@ from ckptcompat.errors import CheckpointNotFoundError, IncompatibleStateError
 
 
 def test_import_is_light() -> None:
-    code = ("import sys, ckptcompat, ckptcompat.callbacks, ckptcompat.resume; "
+    code = ("import sys, ckptcompat, ckptcompat.callbacks, ckptcompat.resuming; "
             "assert callable(ckptcompat.resume); "
             "assert not {'tensorflow', 'keras', 'tf_keras', 'h5py'} & set(sys.modules), sys.modules.keys()")
     subprocess.run([sys.executable, "-c", code], check=True)
