@@ -1,10 +1,11 @@
 """``migrate(src, dst, to=...)``: convert a checkpoint to another generation's format, safely.
 
-Read ``src`` with the registry reader, write it in the target format next to ``dst`` (a
-temporary name), read the result back and compare every tensor bitwise, then move it into
-place. ``src`` is only ever read. An existing ``dst`` is replaced only with ``force=True``,
-and its previous content is kept as ``<dst>.bak`` (for a TF1 bundle prefix ``p``: the bundle
-``p.bak``). No framework is imported::
+Read ``src`` with the registry reader, write it with the target
+:class:`~ckptcompat.formats.Format` into a temporary folder next to ``dst``, read the result
+back and compare every tensor bitwise, then move exactly the files ``write()`` returned into
+place. ``src`` is only ever read. An existing ``dst`` (the files the format's ``files()``
+lists) is replaced only with ``force=True``, and its previous content is kept as
+``<dst>.bak`` (for a TF1 bundle prefix ``p``: the bundle ``p.bak``). No framework is imported::
 
     report = migrate("old/model.h5", "new/model.keras", to="keras3")
     print(report.summary())
