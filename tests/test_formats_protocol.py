@@ -213,3 +213,31 @@ def test_peek_state_json(tmp_path: Path) -> None:
     meta = formats.peek(_state_json(tmp_path))
     assert (meta.format, meta.epoch, meta.step, meta.global_step, meta.optimizer, meta.iterations) == \
         ("state_json", 3, 2, 7, "Adam", 7)
+
+
+# ---------------------------------------------------------------- the store uses write()'s list
+@pytest.mark.parametrize("source, name, fmt, files", [
+    (H5, "model.h5", "keras_h5", ["model.h5", "state.json"]),
+    (TF1 / "model.ckpt", "model.ckpt", "tf_bundle",
+     ["checkpoint", "model.ckpt.data-00000-of-00001", "model.ckpt.index", "state.json"]),
+], ids=["keras_h5", "tf_bundle"])
+def test_store_write_state_commits_exactly_the_written_files(tmp_path: Path, source: Path, name: str,
+                                                              fmt: str, files: list[str]) -> None:
+    import hashlib
+
+    from ckptcompat.store import CheckpointStore
+
+    state = formats.read(source).replace(progress=Progress(epoch=2, step=0, global_step=4))
+    with CheckpointStore(tmp_path / "store", write=True) as store:
+        with store.begin(epoch=2, format=fmt) as pending:
+            written = pending.write_state(name, state, format=fmt)
+            assert sorted(p.name for p in written) == files
+            assert set(written) == _tree(pending.path)
+        entry = pending.entry
+    assert entry is not None and sorted(entry.files) == files
+    for rel, record in entry.files.items():
+        data = (entry.path / rel).read_bytes()
+        assert (record.size, record.sha256) == (len(data), hashlib.sha256(data).hexdigest()), rel
+    back = formats.read(entry.path / name, format=fmt)
+    for key, value in state.weights.items():
+        assert np.asarray(back.weights[key]).tobytes() == np.asarray(value).tobytes(), key
