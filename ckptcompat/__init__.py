@@ -1,7 +1,8 @@
 """ckptcompat: resume TensorFlow/Keras training exactly, whichever generation wrote the checkpoint.
 
 Importing this package is light: it never imports TensorFlow, Keras, tf_keras or h5py;
-the modules that need them import them when called.
+the modules that need them import them when called. Everything in ``__all__`` is public
+API; the modules' names starting with ``_`` are not.
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from ckptcompat.errors import (
     CkptCompatError,
     CorruptCheckpointError,
     IncompatibleStateError,
+    InvalidArgumentError,
     MissingDependencyError,
+    StoreLockedError,
+    StoreWriteError,
+    TemplateKeyError,
     UnsafeCheckpointError,
     UnsupportedFormatError,
 )
@@ -25,6 +30,7 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__",
     "errors",
+    # every error ckptcompat raises on purpose
     "CkptCompatError",
     "CheckpointNotFoundError",
     "CorruptCheckpointError",
@@ -32,15 +38,30 @@ __all__ = [
     "IncompatibleStateError",
     "UnsafeCheckpointError",
     "MissingDependencyError",
+    "InvalidArgumentError",
+    "TemplateKeyError",
+    "StoreLockedError",
+    "StoreWriteError",
+    # the neutral state
     "TrainingState",
     "OptimizerState",
     "Progress",
     "Producer",
+    # files
     "read",
     "write",
     "detect_format",
     "inspect",
+    "CheckpointInfo",
+    "migrate",
+    "MigrationReport",
+    # directories of checkpoints
+    "CheckpointStore",
+    "CheckpointEntry",
+    "find_checkpoints",
+    # live models
     "resume",
+    "ResumeResult",
 ]
 
 # name -> (module, attribute): resolved on first access so that `import ckptcompat` stays light.
@@ -49,19 +70,29 @@ _LAZY: dict[str, tuple[str, str]] = {
     "OptimizerState": ("ckptcompat.state", "OptimizerState"),
     "Progress": ("ckptcompat.state", "Progress"),
     "Producer": ("ckptcompat.state", "Producer"),
-    "read": ("ckptcompat.formats.registry", "read"),
-    "write": ("ckptcompat.formats.registry", "write"),
-    "detect_format": ("ckptcompat.formats.registry", "detect"),
+    "read": ("ckptcompat.formats", "read"),
+    "write": ("ckptcompat.formats", "write"),
+    "detect_format": ("ckptcompat.formats", "detect"),
     "inspect": ("ckptcompat.inspection", "inspect"),
+    "CheckpointInfo": ("ckptcompat.inspection", "CheckpointInfo"),
+    "migrate": ("ckptcompat.migration", "migrate"),
+    "MigrationReport": ("ckptcompat.migration", "MigrationReport"),
+    "CheckpointStore": ("ckptcompat.store", "CheckpointStore"),
+    "CheckpointEntry": ("ckptcompat.store", "CheckpointEntry"),
+    "find_checkpoints": ("ckptcompat.discovery", "find_checkpoints"),
     "resume": ("ckptcompat.resuming.orchestrate", "resume"),
+    "ResumeResult": ("ckptcompat.resuming.orchestrate", "ResumeResult"),
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ckptcompat.formats.registry import detect as detect_format
-    from ckptcompat.formats.registry import read, write
-    from ckptcompat.inspection import inspect
-    from ckptcompat.resuming.orchestrate import resume
+    from ckptcompat.discovery import find_checkpoints
+    from ckptcompat.formats import detect as detect_format
+    from ckptcompat.formats import read, write
+    from ckptcompat.inspection import CheckpointInfo, inspect
+    from ckptcompat.migration import MigrationReport, migrate
+    from ckptcompat.resuming.orchestrate import ResumeResult, resume
     from ckptcompat.state import OptimizerState, Producer, Progress, TrainingState
+    from ckptcompat.store import CheckpointEntry, CheckpointStore
 
 
 def __getattr__(name: str) -> Any:

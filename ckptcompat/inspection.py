@@ -1,6 +1,6 @@
 """``ckptcompat.inspect(path)``: what a checkpoint holds, without any framework.
 
-Reads the checkpoint through :func:`ckptcompat.formats.registry.read` (or, for pickle/JSON
+Reads the checkpoint through :func:`ckptcompat.formats.formats.read` (or, for pickle/JSON
 files that are no registry format, :func:`~ckptcompat.formats.sidecar.read_legacy_sidecar`)
 and summarises it as a frozen :class:`CheckpointInfo` with ``to_dict()`` (JSON-safe) and
 ``to_text()`` (aligned, for people).
@@ -226,14 +226,14 @@ def inspect(path: str | os.PathLike[str]) -> CheckpointInfo:
     :class:`UnsupportedFormatError` for files/directories of no known format, and whatever
     typed error the format reader raises for damaged files.
     """
-    from ckptcompat.formats import registry
+    from ckptcompat import formats
 
     p = Path(path)
     if p.is_dir() and not any(p.iterdir()):
         raise CheckpointNotFoundError("empty directory: no checkpoint in it", path=p,
                                       hint="point at a checkpoint file or a folder that holds one")
     try:
-        name = registry.detect(p)
+        name = formats.detect(p)
     except UnsupportedFormatError as exc:
         if p.is_dir():
             raise UnsupportedFormatError("directory is not a TensorFlow checkpoint bundle", path=p,
@@ -244,5 +244,5 @@ def inspect(path: str | os.PathLike[str]) -> CheckpointInfo:
 
         log.debug("%s: no registry format; reading as a legacy sidecar", p)
         return summarize(read_legacy_sidecar(p), path=p, format=LEGACY_SIDECAR)
-    state = registry.read(p, format=name)
+    state = formats.read(p, format=name)
     return summarize(state, path=p, format=name)

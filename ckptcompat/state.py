@@ -75,7 +75,7 @@ class Producer:
 
     framework: str | None = None          # "keras", "tf.keras", "tf-keras", "tensorflow", "ckptcompat"
     versions: Mapping[str, str] = field(default_factory=dict)  # {"keras": "2.12.0", "tensorflow": "2.12.1"}
-    format: str | None = None             # a name from ckptcompat.formats.registry.FORMATS
+    format: str | None = None             # a name from ckptcompat.formats.FORMATS
     path: str | None = None
 
 

@@ -136,7 +136,7 @@ def test_store_checkpoint_files_and_manifest_are_0644(tmp_path: Path, umask022: 
                                      ("h5", "model.h5"), ("tf1", "model.ckpt")])
 def test_migrate_output_is_0644(tmp_path: Path, umask022: None, to: str, out: str) -> None:
     from ckptcompat.cli.commands import EXIT_OK, main
-    from ckptcompat.migrate import migrate
+    from ckptcompat import migrate
 
     src = KERAS2_MODEL if to != "h5" else KERAS3_MODEL
     migrate(src, tmp_path / "fn" / out, to=to)
@@ -222,7 +222,7 @@ def test_directory_fsync_einval_means_unsupported(tmp_path: Path, monkeypatch: p
 @pytest.mark.parametrize("writer", ["sidecar", "migrate", "store"])
 def test_writers_report_a_failing_directory_fsync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                   writer: str) -> None:
-    from ckptcompat.migrate import migrate
+    from ckptcompat import migrate
 
     state = registry.read(KERAS2_MODEL)
     store = CheckpointStore(tmp_path / "run", write=True) if writer == "store" else None

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.conftest import keras_flavour
+from _frameworks import keras_flavour
 
 pytestmark = pytest.mark.framework
 

@@ -12,14 +12,8 @@ from pathlib import Path
 import pytest
 
 from ckptcompat.cli.commands import EXIT_ERROR, EXIT_OK, main
-from ckptcompat.formats import registry, sidecar
+from ckptcompat.formats import sidecar
 from ckptcompat.state import OptimizerState, Producer, Progress, TrainingState
-
-
-@pytest.fixture(autouse=True)
-def only_state_json(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Limit the registry to state_json so these tests do not depend on other format modules."""
-    monkeypatch.setattr(registry, "FORMATS", tuple(i for i in registry.FORMATS if i.name == "state_json"))
 
 
 @pytest.fixture

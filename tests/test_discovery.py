@@ -18,7 +18,7 @@ from ckptcompat.formats import sidecar
 from ckptcompat.state import Progress, TrainingState
 from ckptcompat.store import CheckpointStore
 
-from conftest import FIXTURES
+from _paths import FIXTURES
 
 K2 = FIXTURES / "tf212" / "mlp_adam"          # real tf.keras 2.12 outputs
 K3 = FIXTURES / "tf221-keras3" / "mlp_adam"   # real Keras 3.15 outputs

@@ -57,14 +57,17 @@ def test_checksum_write_hashes_exactly_the_file_written(tmp_path: Path, durable:
                "more/kernel": rng.standard_normal((64, 512)).astype("float64")}   # direct
     state = TrainingState(weights=weights)
     target = tmp_path / "w.h5"
-    size, digest = keras_h5.write(target, state, checksum=True, durable=durable)
+    written = keras_h5.write(target, state, checksum=True, durable=durable)
+    assert written == [target] and list(written.digests) == [target]
+    size, digest = written.digests[target]
     data = target.read_bytes()
     assert (size, digest) == (len(data), hashlib.sha256(data).hexdigest())
     back = keras_h5.read(target)
     assert list(back.weights) == list(weights)
     for name, value in weights.items():
         assert back.weights[name].dtype == value.dtype and np.array_equal(back.weights[name], value)
-    assert keras_h5.write(tmp_path / "plain.h5", state) is None
+    plain = keras_h5.write(tmp_path / "plain.h5", state)
+    assert plain == [tmp_path / "plain.h5"] and plain.digests == {}
 
 
 @pytest.mark.parametrize("path,entry", [e for e in ENTRIES if "model.h5" in str(e[0])][:3],
@@ -78,7 +81,7 @@ def test_checksum_write_of_full_models_reads_back(path: Path, entry: dict, tmp_p
     monkeypatch.setattr(_h5_direct, "_MIN_DIRECT", 1)  # every tensor of these small models direct
     state = keras_h5.read(path)
     target = tmp_path / "m.h5"
-    size, digest = keras_h5.write(target, state, checksum=True)  # verify=True: read back too
+    size, digest = keras_h5.write(target, state, checksum=True).digests[target]  # verify=True: read back too
     assert digest == hashlib.sha256(target.read_bytes()).hexdigest()
     back = keras_h5.read(target)
     for name, value in state.tensors().items():

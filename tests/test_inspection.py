@@ -13,11 +13,12 @@ import pytest
 
 import ckptcompat
 from ckptcompat.errors import CheckpointNotFoundError, CorruptCheckpointError, UnsupportedFormatError
-from ckptcompat.formats import registry, sidecar
+from ckptcompat import formats
+from ckptcompat.formats import sidecar
 from ckptcompat.inspection import LEGACY_SIDECAR, CheckpointInfo, VariableInfo, inspect
 from ckptcompat.state import OptimizerState, Producer, Progress, TrainingState
 
-STATE_JSON_ONLY = tuple(i for i in registry.FORMATS if i.name == "state_json")
+STATE_JSON_ONLY = tuple(i for i in formats.FORMATS if i.name == "state_json")
 
 
 def _fake_state(path: Path) -> TrainingState:
@@ -34,12 +35,6 @@ def _fake_state(path: Path) -> TrainingState:
         producer=Producer("tf.keras", {"keras": "2.12.0", "tensorflow": "2.12.1"}, "fake_fmt", str(path)),
         model_config={"class_name": "Sequential", "config": {}},
         metric_names=("loss", "acc", "val_auc_1"))
-
-
-@pytest.fixture
-def only_state_json(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Limit the registry to state_json (other format modules are written elsewhere)."""
-    monkeypatch.setattr(registry, "FORMATS", STATE_JSON_ONLY)
 
 
 @pytest.fixture
@@ -60,12 +55,12 @@ def fake_format(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
         return _fake_state(Path(path))
     module.sniff, module.read = sniff, read  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, module.__name__, module)
-    row = registry.FormatInfo("fake_fmt", module.__name__, "fake format for tests", (".fake",))
-    monkeypatch.setattr(registry, "FORMATS", STATE_JSON_ONLY + (row,))
+    row = formats.FormatInfo("fake_fmt", module.__name__, "fake format for tests", (".fake",))
+    monkeypatch.setattr(formats, "FORMATS", STATE_JSON_ONLY + (row,))
     return module
 
 
-def test_state_json(tmp_path: Path, only_state_json: None) -> None:
+def test_state_json(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     state = _fake_state(path).replace(callbacks={"early_stopping": {"wait": 2}})
     sidecar.write(path, state)
@@ -144,7 +139,7 @@ def test_other_directory_is_unsupported_with_hint(tmp_path: Path, fake_format: t
     assert info.value.path == str(tmp_path)
 
 
-def test_empty_directory_and_missing_path(tmp_path: Path, only_state_json: None) -> None:
+def test_empty_directory_and_missing_path(tmp_path: Path) -> None:
     with pytest.raises(CheckpointNotFoundError, match="empty directory"):
         inspect(tmp_path)
     with pytest.raises(CheckpointNotFoundError) as info:
@@ -152,14 +147,14 @@ def test_empty_directory_and_missing_path(tmp_path: Path, only_state_json: None)
     assert info.value.path == str(tmp_path / "nope.h5")
 
 
-def test_unknown_file_is_unsupported(tmp_path: Path, only_state_json: None) -> None:
+def test_unknown_file_is_unsupported(tmp_path: Path) -> None:
     path = tmp_path / "weights.bin"
     path.write_bytes(b"\x00\x01\x02 unknown")
     with pytest.raises(UnsupportedFormatError):
         inspect(path)
 
 
-def test_legacy_pickle_sidecar_falls_back(tmp_path: Path, only_state_json: None) -> None:
+def test_legacy_pickle_sidecar_falls_back(tmp_path: Path) -> None:
     path = tmp_path / "model-07.h5.pkl"
     path.write_bytes(pickle.dumps({"optimizer": {"name": "SGD", "learning_rate": 0.1, "momentum": 0.9},
                                    "epoch": 7}))
@@ -168,7 +163,7 @@ def test_legacy_pickle_sidecar_falls_back(tmp_path: Path, only_state_json: None)
     assert info.optimizer is not None and (info.optimizer.class_name, info.optimizer.learning_rate) == ("SGD", 0.1)
 
 
-def test_legacy_history_json_falls_back(tmp_path: Path, only_state_json: None) -> None:
+def test_legacy_history_json_falls_back(tmp_path: Path) -> None:
     path = tmp_path / "history.json"
     path.write_text(json.dumps({"acc": [0.5], "val_acc": [0.4]}))
     info = inspect(path)

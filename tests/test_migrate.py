@@ -12,8 +12,9 @@ import pytest
 
 from ckptcompat.errors import (CheckpointNotFoundError, CorruptCheckpointError, IncompatibleStateError,
                                InvalidArgumentError, StoreWriteError, UnsupportedFormatError)
+from ckptcompat import formats
 from ckptcompat.formats import registry
-from ckptcompat.migrate import MigrationReport, migrate
+from ckptcompat.migration import MigrationReport, migrate
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -119,16 +120,16 @@ def test_failed_verification_changes_nothing(tmp_path: Path, monkeypatch: pytest
     src = _copy(tmp_path, "tf212/mlp_adam/model.h5")
     dst = tmp_path / "model.keras"
     dst.write_bytes(b"old")
-    real_read = registry.read
+    real_read = formats.read
 
     def tampered(path: Path, **kw: object) -> registry.TrainingState:
         state = real_read(path, **kw)
-        if ".migrate-" in Path(path).name:
+        if ".tmp-" in str(path):  # the migrated copy, in migrate's temporary folder
             weights = dict(state.weights)
             weights["dense/bias"] = weights["dense/bias"] + 1
             state = state.replace(weights=weights)
         return state
-    monkeypatch.setattr(registry, "read", tampered)
+    monkeypatch.setattr(formats, "read", tampered)
     with pytest.raises(IncompatibleStateError) as info:
         migrate(src, dst, to="keras3", force=True)
     assert info.value.mismatches == ["dense/bias: values differ"]

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import ckptcompat
-from tests.conftest import FIXTURES
+from _paths import FIXTURES
 
 pytestmark = pytest.mark.framework
 CASE = "mlp_adam"

@@ -21,7 +21,8 @@ import pytest
 
 from ckptcompat import runtime
 
-from conftest import FIXTURES, keras_flavour
+from _frameworks import keras_flavour
+from _paths import FIXTURES
 
 MANIFEST = FIXTURES / "manifest.json"
 _KINDS = ("full_model", "keras_zip")  # files load_model reads with their optimizer

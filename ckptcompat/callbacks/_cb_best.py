@@ -1,7 +1,7 @@
 """Private helper: best weights kept on disk in a :class:`~ckptcompat.store.CheckpointStore`.
 
 Each improvement writes the model's weights (``runtime.capture(include_optimizer=False)``)
-as a weights-only legacy ``.h5`` (``formats.registry`` name ``keras_h5``) in a new committed
+as a weights-only legacy ``.h5`` (format ``keras_h5``) in a new committed
 checkpoint of the store, tagged with the monitored value. The callback state records the
 checkpoint id, so after a restart the weights of *that* improvement are restored even when
 the killed run had written newer ones. Retention keeps the 3 newest and the best one.
@@ -57,7 +57,7 @@ class BestWeights:
              value: float | None) -> int:
         """Write ``model``'s weights as a new checkpoint; returns its id."""
         from ckptcompat import runtime
-        from ckptcompat.formats import registry
+        from ckptcompat import formats
 
         state = runtime.capture(model, include_optimizer=False)
         metrics = {self.monitor: value} if value is not None else {}
@@ -65,13 +65,13 @@ class BestWeights:
                              retention=Retention(keep_last=3, keep_best=1)) as store:
             with store.begin(epoch=epoch, step=step, global_step=global_step, metrics=metrics,
                              format="keras_h5", producer=state.producer) as pending:
-                registry.write(pending.path / WEIGHTS_FILE, state, format="keras_h5")
+                formats.write(pending.path / WEIGHTS_FILE, state, format="keras_h5")
             return max(entry.id for entry in store.checkpoints())
 
     def load(self, model: Any, checkpoint_id: int) -> bool:
         """Assign the weights of checkpoint ``checkpoint_id`` to ``model`` (weights only)."""
         from ckptcompat import runtime
-        from ckptcompat.formats import registry
+        from ckptcompat import formats
 
         try:
             entry = CheckpointStore(self.directory).get(checkpoint_id)
@@ -79,7 +79,7 @@ class BestWeights:
             log.warning("best weights checkpoint %s not found in %s (%s); weights not restored",
                         checkpoint_id, self.directory, exc)
             return False
-        state = registry.read(entry.path / WEIGHTS_FILE, format="keras_h5")
+        state = formats.read(entry.path / WEIGHTS_FILE, format="keras_h5")
         state = state.replace(optimizer=None)
         runtime.apply(state, model)
         return True

@@ -94,7 +94,7 @@ class _ProgressBar:
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
-    from ckptcompat.migrate import migrate
+    from ckptcompat.migration import migrate
 
     bar = _ProgressBar() if (args.progress or sys.stderr.isatty()) else None
     try:

@@ -64,11 +64,11 @@ def _add_state_history(out: dict[str, dict[int, float]], state: Any) -> None:
 
 def _read_state(path: Path) -> Any | None:
     from ckptcompat.errors import CkptCompatError
-    from ckptcompat.formats import registry
+    from ckptcompat import formats
 
     try:
-        if registry.detect(path) == "state_json":
-            return registry.read(path, format="state_json")
+        if formats.detect(path) == "state_json":
+            return formats.read(path, format="state_json")
         from ckptcompat.formats.sidecar import read_legacy_sidecar
 
         return read_legacy_sidecar(path)

@@ -23,11 +23,11 @@ def _is_store(p: Path) -> bool:
 
 def _check_single_file(p: Path) -> None:
     """A single file without a checkpoint ending must be of a known format (else an error)."""
-    from ckptcompat.formats import registry
+    from ckptcompat import formats
 
-    endings = tuple(e for info in registry.FORMATS for e in info.suffixes) + (".hdf",)
+    endings = tuple(e for info in formats.FORMATS for e in info.suffixes) + (".hdf",)
     if p.is_file() and p.name != "checkpoint" and not p.name.lower().endswith(endings):
-        registry.detect(p)
+        formats.detect(p)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -134,11 +134,11 @@ def render_ls(path: str | os.PathLike[str], rows: list[Row]) -> str:
 
 
 def _read_ok(target: Path, label: str, checked: list[tuple[str, str]], problems: list[str]) -> None:
-    from ckptcompat.formats import registry
+    from ckptcompat import formats
 
     try:
-        fmt = registry.detect(target)
-        registry.read(target, format=fmt)
+        fmt = formats.detect(target)
+        formats.read(target, format=fmt)
     except CkptCompatError as exc:
         problems.append(f"{label}: {_one_line(exc)}")
     else:

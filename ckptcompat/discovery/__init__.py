@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ class Candidate:
     """One checkpoint found on disk.
 
     ``path``: the file, the bundle prefix, or the store checkpoint directory; ``file``: what
-    to give :func:`ckptcompat.formats.registry.read` (``path`` itself except for a store
+    to give :func:`ckptcompat.formats.read` (``path`` itself except for a store
     entry, where it is the main file inside). ``epoch`` = completed epochs (the value for
     ``fit(initial_epoch=...)``), ``step`` = batches into the next epoch (0 at a boundary);
     both ``None`` when unknown. ``metrics`` keep the names as found (``canonical_metrics``
@@ -137,26 +137,6 @@ def _from_store(directory: Path, deep: bool | None, only: str | None = None) -> 
 
 
 # ---------------------------------------------------------------- foreign folders and files
-def _state_file_order(directory: Path, names: Iterable[str]) -> dict[str, int]:
-    """Bundle prefix name -> position in TF's ``checkpoint`` file (newest highest)."""
-    from ckptcompat.formats import _protowire as pw
-
-    if _STATE_FILE not in names:
-        return {}
-    try:
-        fields = pw.parse_checkpoint_state((directory / _STATE_FILE).read_text("utf-8", "replace"))
-    except (OSError, ValueError) as exc:
-        log.warning("%s: cannot read the TF checkpoint state file: %s", directory / _STATE_FILE, exc)
-        return {}
-    listed = [*fields.get("all_model_checkpoint_paths", []), *fields.get("model_checkpoint_path", [])]
-    order: dict[str, int] = {}
-    for raw in listed:
-        base = raw.replace("\\", "/").rsplit("/", 1)[-1]
-        order.pop(base, None)
-        order[base] = len(order)
-    return order
-
-
 def _sidecar_for(name: str, pickles: Sequence[str]) -> str | None:
     stems = {name, strip_suffix(name)}
     exact = [p for p in pickles if os.path.splitext(p)[0] in stems]
@@ -225,7 +205,6 @@ def _scan_folder(directory: Path, pattern: str | None, offset: int) -> list[Cand
     names = sorted(os.listdir(directory))
     present = set(names)
     pickles = [n for n in names if n.lower().endswith(_PICKLE_SUFFIXES)]
-    order = _state_file_order(directory, present)
     lone_state = directory / "state.json" if "state.json" in present else None
     found: list[tuple[Path, str, Probe, Path]] = []  # (path, name, probe, file)
     prefixes = sorted({n[: -len(".index")] for n in names if n.endswith(".index")}
@@ -258,7 +237,7 @@ def _scan_folder(directory: Path, pattern: str | None, offset: int) -> list[Cand
         side = _sidecar_for(name, pickles)
         out.append(_build(path, probe, pattern=pattern, state_json=state_json,
                           sidecar=directory / side if side else None, sidecar_offset=offset,
-                          state_order=order.get(name), name=name, file=file))
+                          state_order=probe.state_order, name=name, file=file))
     return out
 
 
@@ -300,7 +279,7 @@ def find_checkpoints(path: str | os.PathLike[str], *, pattern: str | None = None
         side = _sidecar_for(p.name, [n for n in names if n.lower().endswith(_PICKLE_SUFFIXES)])
         found = [_build(p, probe, pattern=pattern, state_json=state_json,
                         sidecar=folder / side if side else None, sidecar_offset=sidecar_epoch_offset,
-                        state_order=_state_file_order(folder, names).get(p.name) if is_bundle else None)]
+                        state_order=probe.state_order)]
     else:
         raise CheckpointNotFoundError("no such file, folder or bundle prefix", path=p,
                                       hint="check the path (for a TF bundle give the prefix or its folder)")

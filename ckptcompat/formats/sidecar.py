@@ -9,10 +9,9 @@ Values JSON cannot hold are written as tagged objects: non-finite floats as
 ``{"__float__": "nan"|"inf"|"-inf"}``, small numpy arrays (RNG states) as
 ``{"__ndarray__": {"dtype", "shape", "data"}}``, bytes as ``{"__bytes__": <base64>}``.
 
-:func:`read_legacy_sidecar` reads what people write next to their ``.h5`` files -- pickled
-``{"optimizer": optimizer.get_config(), "epoch": epoch}`` dicts, pickled or JSON
-``History.history`` dicts, ``model.to_json()`` files -- through
-:mod:`ckptcompat.formats.safe_pickle`, never executing anything, into a partial ``TrainingState``.
+:func:`read_legacy_sidecar` reads what people write next to their ``.h5`` files (pickled
+optimizer configs and epochs, ``History.history`` dicts, ``model.to_json()`` files) without
+executing anything; the readers live in :mod:`ckptcompat.formats.legacy_sidecar`.
 """
 
 from __future__ import annotations
@@ -35,21 +34,19 @@ from ckptcompat.errors import (
     IncompatibleStateError,
     UnsupportedFormatError,
 )
-from ckptcompat.names.variables import canonical_optimizer_class
-from ckptcompat.formats.safe_pickle import looks_like_pickle, safe_load
+from ckptcompat.formats import Peek, WrittenFiles
 from ckptcompat.state import OptimizerState, Producer, Progress, TrainingState
 
-__all__ = ["NAME", "SCHEMA_KEY", "SCHEMA_VERSION", "MAX_BYTES", "sniff", "read", "write",
+__all__ = ["NAME", "name", "SCHEMA_KEY", "SCHEMA_VERSION", "MAX_BYTES", "sniff", "peek", "read", "write", "files",
            "read_legacy_sidecar", "to_jsonable", "from_jsonable"]
 
 log = logging.getLogger(__name__)
 
 NAME = "state_json"
+name = NAME  # the Format protocol's attribute
 SCHEMA_KEY = "ckptcompat_state"
 SCHEMA_VERSION = 1
 MAX_BYTES = 64 * 1024 * 1024
-_HYPER_ALIASES = {"lr": "learning_rate"}
-_NOT_HYPER = {"name", "class_name", "iterations", "iter"}
 
 
 # ---------------------------------------------------------------- JSON-safe conversion
@@ -163,8 +160,8 @@ def _document(state: TrainingState) -> dict[str, Any]:
     return doc
 
 
-def write(path: str | os.PathLike[str], state: TrainingState, **options: Any) -> None:
-    """Write the non-tensor part of ``state`` to ``path`` atomically and verify it.
+def write(path: str | os.PathLike[str], state: TrainingState, **options: Any) -> WrittenFiles:
+    """Write the non-tensor part of ``state`` to ``path`` atomically and verify it; ``[path]``.
 
     Weights and optimizer slots are *not* written here: they belong in the weights file.
     """
@@ -182,6 +179,7 @@ def write(path: str | os.PathLike[str], state: TrainingState, **options: Any) ->
 
     atomic_write(p, text, check=check)
     log.debug("wrote %s (%d bytes)", p, len(text))
+    return WrittenFiles([p])
 
 
 def _load_json(p: Path) -> Any:
@@ -230,6 +228,22 @@ def read(path: str | os.PathLike[str], **options: Any) -> TrainingState:
                                      hint="the file is damaged or was edited by hand") from exc
 
 
+def peek(path: str | os.PathLike[str]) -> Peek:
+    """Progress, producer and optimizer class/iterations (the document is small: read whole)."""
+    state = read(path)
+    opt = state.optimizer
+    return Peek(format=NAME, path=Path(path), kind="state", producer=state.producer,
+                epoch=state.progress.epoch, step=state.progress.step,
+                global_step=state.progress.global_step, optimizer=None if opt is None else opt.class_name,
+                iterations=None if opt is None else opt.iterations, variables=())
+
+
+def files(path: str | os.PathLike[str]) -> list[Path]:
+    """``[path]`` when it exists, else ``[]``."""
+    p = Path(path)
+    return [p] if p.exists() or p.is_symlink() else []
+
+
 def _opt_int(value: Any, what: str, p: Path) -> int | None:
     if value is None:
         return None
@@ -267,117 +281,8 @@ def _state_from_document(doc: dict[str, Any], p: Path) -> TrainingState:
 
 # ---------------------------------------------------------------- legacy sidecars
 def read_legacy_sidecar(path: str | os.PathLike[str], *, max_bytes: int = MAX_BYTES) -> TrainingState:
-    """Read a foreign sidecar (pickle or JSON) into a partial :class:`TrainingState`.
+    """Read a foreign sidecar (pickle or JSON) into a partial :class:`TrainingState`; see
+    :func:`ckptcompat.formats.legacy_sidecar.read_legacy_sidecar`."""
+    from ckptcompat.formats import legacy_sidecar
 
-    Understood contents: ``{"optimizer": <get_config() or {"class_name", "config"}>,
-    "epoch": int, "history": {...}}`` dicts; ``History.history`` dicts (metric -> list of
-    numbers); Keras ``model.to_json()`` documents; our own ``state.json``. ``progress.epoch``
-    is the stored value as is (what the original code passed to ``initial_epoch``).
-    Pickles go through :mod:`ckptcompat.formats.safe_pickle` (plain data only).
-    """
-    p = Path(path)
-    try:
-        with p.open("rb") as fh:
-            head = fh.read(16)
-    except FileNotFoundError as exc:
-        raise CheckpointNotFoundError("no such file", path=p, hint="check the path") from exc
-    except IsADirectoryError as exc:
-        raise UnsupportedFormatError("is a directory, not a sidecar file", path=p,
-                                     hint="give the path of the .pkl/.json file") from exc
-    except OSError as exc:
-        raise CorruptCheckpointError(f"cannot read: {exc}", path=p, hint="check permissions") from exc
-    if head.startswith(b"\x89HDF") or head.startswith(b"PK\x03\x04"):
-        raise UnsupportedFormatError("this is a checkpoint, not a sidecar", path=p,
-                                     hint="read it with ckptcompat.read() / ckptcompat inspect")
-    stripped = head.lstrip()
-    if not head:
-        raise CorruptCheckpointError("empty file", path=p, hint="the sidecar was not written completely")
-    if stripped[:1] in (b"{", b"[", b'"') or p.suffix.lower() == ".json":
-        if sniff(p):
-            return read(p)
-        data = _load_json(p)
-        source = "json"
-    elif looks_like_pickle(head) or p.suffix.lower() in (".pkl", ".pickle", ".p"):
-        data = safe_load(p, max_bytes=max_bytes)
-        source = "pickle"
-    else:
-        raise UnsupportedFormatError("neither a pickle nor a JSON document", path=p,
-                                     hint="legacy sidecars are pickles or JSON files")
-    return _state_from_legacy(data, p, source)
-
-
-def _state_from_legacy(data: Any, p: Path, source: str) -> TrainingState:
-    if isinstance(data, str) and source == "json":   # double-encoded model.to_json()
-        try:
-            data = json.loads(data)
-        except ValueError as exc:
-            raise UnsupportedFormatError("a JSON string, not a training sidecar", path=p) from exc
-    if not isinstance(data, dict):
-        raise UnsupportedFormatError(f"{source} holds a {type(data).__name__}, not a training-state dict",
-                                     path=p, hint="expected {'optimizer': ..., 'epoch': ...} or a history dict")
-    producer = Producer(path=str(p))
-    if "class_name" in data and "config" in data and ("keras_version" in data or "backend" in data):
-        versions = {"keras": str(data["keras_version"])} if "keras_version" in data else {}
-        return TrainingState(producer=Producer(framework="keras", versions=versions, path=str(p)),
-                             model_config={"class_name": data["class_name"], "config": data["config"]})
-    optimizer = _legacy_optimizer(data.get("optimizer"), p) if "optimizer" in data else None
-    epoch = _legacy_int(data.get("epoch", data.get("initial_epoch")), "epoch", p)
-    history_src = data.get("history") if isinstance(data.get("history"), dict) else None
-    if history_src is None and optimizer is None and epoch is None and _is_history(data):
-        history_src = data
-    history = _legacy_history(history_src, p) if history_src else {}
-    if optimizer is None and epoch is None and not history:
-        raise UnsupportedFormatError(
-            f"{source} sidecar holds no training state (keys: {', '.join(sorted(map(str, data))[:8])})",
-            path=p, hint="expected {'optimizer': ..., 'epoch': ...} or a History.history dict")
-    return TrainingState(optimizer=optimizer, progress=Progress(epoch=epoch), history=history,
-                         producer=producer, metric_names=tuple(history))
-
-
-def _legacy_int(value: Any, what: str, p: Path) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise CorruptCheckpointError(f"{what} should be a non-negative integer, found {value!r}", path=p,
-                                     hint="the sidecar is damaged or not a training sidecar")
-    return int(value)
-
-
-def _is_history(data: dict[Any, Any]) -> bool:
-    return bool(data) and all(isinstance(k, str) and isinstance(v, (list, tuple, np.ndarray))
-                              and all(_is_number(x) for x in v) for k, v in data.items())
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
-
-
-def _legacy_history(data: dict[Any, Any], p: Path) -> dict[str, list[float]]:
-    if not _is_history(data):
-        raise UnsupportedFormatError("history is not a dict of metric name -> list of numbers", path=p)
-    return {str(k): [float(x) for x in v] for k, v in data.items()}
-
-
-def _legacy_optimizer(raw: Any, p: Path) -> OptimizerState:
-    if not isinstance(raw, dict):
-        raise UnsupportedFormatError(f"'optimizer' is a {type(raw).__name__}, expected get_config() dict",
-                                     path=p, hint="the sidecar should store optimizer.get_config()")
-    config = raw
-    class_name = raw.get("name")
-    if isinstance(raw.get("class_name"), str) and isinstance(raw.get("config"), dict):
-        class_name, config = raw["class_name"], raw["config"]
-    if isinstance(class_name, str) and class_name.startswith("Custom>"):
-        class_name = class_name[len("Custom>"):]
-    if not isinstance(class_name, str) or not class_name:
-        log.warning("%s: optimizer config has no class name; recorded as 'unknown'", p)
-        class_name = "unknown"
-    hyper: dict[str, Any] = {}
-    for key, value in config.items():
-        if key in _NOT_HYPER:
-            continue
-        value = value.item() if isinstance(value, np.generic) else value
-        hyper[_HYPER_ALIASES.get(key, key)] = value
-    iterations = config.get("iterations", config.get("iter"))
-    return OptimizerState(class_name=canonical_optimizer_class(class_name), hyperparameters=hyper,
-                          iterations=_legacy_int(iterations, "optimizer iterations", p),
-                          config=to_jsonable(config, "$.optimizer", []))
+    return legacy_sidecar.read_legacy_sidecar(path, max_bytes=max_bytes)

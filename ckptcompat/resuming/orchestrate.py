@@ -16,10 +16,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 from ckptcompat.errors import InvalidArgumentError
 from ckptcompat.state import TrainingState
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ckptcompat.runtime.tf1 import TF1Restore
 
 __all__ = ["ResumeResult", "ResumeSource", "resume", "CHECKPOINT_STATE_KEY"]
 
@@ -83,11 +86,27 @@ def _live_shapes(model: Any) -> dict[str, tuple[int, ...]]:
     return {name: tuple(ops.shape(var)) for name, var in ops.variables(model).items()}
 
 
+@overload
 def resume(path: str | os.PathLike[str], model: Any = None, *, which: str = "latest",
            monitor: str | None = None, mode: str | None = None, learning_rate: float | None = None,
            compile: bool = True, custom_objects: Mapping[str, Any] | None = None,  # noqa: A002
            partial: bool = False, data: Any = None, pattern: str | None = None,
-           session: Any = None) -> Any:
+           session: None = None) -> ResumeResult: ...
+
+
+@overload
+def resume(path: str | os.PathLike[str], model: None = None, *, which: str = "latest",
+           monitor: str | None = None, mode: str | None = None, learning_rate: float | None = None,
+           compile: bool = True, custom_objects: Mapping[str, Any] | None = None,  # noqa: A002
+           partial: bool = False, data: Any = None, pattern: str | None = None,
+           session: Any) -> TF1Restore: ...
+
+
+def resume(path: str | os.PathLike[str], model: Any = None, *, which: str = "latest",
+           monitor: str | None = None, mode: str | None = None, learning_rate: float | None = None,
+           compile: bool = True, custom_objects: Mapping[str, Any] | None = None,  # noqa: A002
+           partial: bool = False, data: Any = None, pattern: str | None = None,
+           session: Any = None) -> ResumeResult | TF1Restore:
     """Resume training from the checkpoint at ``path`` (store, folder, file or bundle prefix).
 
     With ``session=`` (a ``tf.compat.v1.Session``) every variable of the session's graph is
@@ -103,7 +122,7 @@ def resume(path: str | os.PathLike[str], model: Any = None, *, which: str = "lat
     listing all misfits) unless ``partial=True``. ``learning_rate`` overrides the restored
     rate (logged old -> new). ``data`` (:class:`~ckptcompat.data.ArrayData` /
     ``GeneratorData``) gets the saved data position. Restored callback states are offered
-    to ckptcompat callbacks through :func:`ckptcompat.callbacks._state.offer_states`.
+    to the model's ckptcompat callbacks, each taking its own in ``on_train_begin``.
     """
     from ckptcompat import runtime
     from ckptcompat.resuming.build import build_model, compile_model

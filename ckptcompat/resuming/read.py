@@ -36,12 +36,13 @@ def _verify_store_entry(cand: Any) -> None:
 
 
 def _read_one(cand: Any) -> TrainingState:
-    from ckptcompat.formats import registry, sidecar
+    from ckptcompat import formats
+    from ckptcompat.formats import sidecar
 
     if cand.store_id is not None:
         _verify_store_entry(cand)
     target = cand.file or cand.path
-    state = registry.read(target, format=cand.format)
+    state = formats.read(target, format=cand.format)
     if cand.state_json is not None and Path(cand.state_json) != Path(target):
         state = merge(state, sidecar.read(cand.state_json), prefer_extra=True)
     if cand.sidecar is not None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from ckptcompat.errors import MissingDependencyError
 
-__all__ = ["FLAVOURS", "detect", "flavour", "capture", "apply", "set_learning_rate"]
+__all__ = ["FLAVOURS", "detect", "flavour", "keras_module", "capture", "apply", "set_learning_rate"]
 
 #: Flavour names, each a module of this package.
 FLAVOURS = ("keras2", "keras3")
@@ -70,6 +70,12 @@ def flavour(name: str | None = None) -> ModuleType:
     if name not in FLAVOURS:
         raise ValueError(f"unknown runtime flavour {name!r}; expected one of {FLAVOURS}")
     return importlib.import_module(f"{__name__}.{name}")
+
+
+def keras_module() -> ModuleType:
+    """The Keras module user code gets (``tf.keras``, ``tf_keras`` or ``keras`` 3); imports it."""
+    module: ModuleType = flavour().keras_module()
+    return module
 
 
 def capture(model: Any, *, include_optimizer: bool = True, into: Any = None) -> Any:

@@ -81,23 +81,30 @@ class PendingCheckpoint:
         if isinstance(exc, OSError) and not isinstance(exc, CkptCompatError):
             raise write_error(exc, f"writing checkpoint {self._draft.name}", self.path) from exc
 
-    def write_state(self, name: str, state: Any, *, format: str) -> None:
-        """Write a ``TrainingState`` as ``name`` (in ``format``) plus its ``state.json``.
+    def write_state(self, name: str, state: Any, *, format: str) -> list[Path]:
+        """Write a ``TrainingState`` as ``name`` (in ``format``) plus its ``state.json``;
+        return every file written (the format's files, then ``state.json``).
 
         The commit fsyncs and checksums every file, so the format writer skips its own fsync
         and read-back comparison here (``verify=False, durable=False``). The ``keras_h5``
         writer hashes the file while writing and flushing it (``checksum=True,
         durable=True``); the commit records that sha256 instead of reading the file again.
         """
-        from ckptcompat.formats import registry, sidecar
+        from ckptcompat import formats
+        from ckptcompat.formats import sidecar
 
         options: dict[str, Any] = {"verify": False, "durable": False}
         if format in _HASHING_WRITERS:  # its fsync overlaps its hashing: cheaper done there
             options.update(checksum=True, durable=True)
-        digest = registry.write(self.path / name, state, format=format, **options)
-        if digest is not None:
-            self._digests[name] = digest
-        sidecar.write(self.path / "state.json", state)
+        written = formats.write(self.path / name, state, format=format, **options)
+        root = self.path.resolve()
+        for path in written:
+            if not path.resolve().is_relative_to(root):
+                raise CkptCompatError(f"the {format} writer wrote {path}, outside the checkpoint",
+                                      path=self.path, hint="report this as a ckptcompat bug")
+        for path, digest in written.digests.items():
+            self._digests[path.resolve().relative_to(root).as_posix()] = digest
+        return [*written, *sidecar.write(self.path / "state.json", state)]
 
     def abort(self) -> None:
         """Discard the checkpoint: nothing is committed, the temp directory is removed."""

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.conftest import FIXTURES, keras_flavour
+from tests._frameworks import keras_flavour
+from tests._paths import FIXTURES
 
 pytestmark = pytest.mark.framework
 

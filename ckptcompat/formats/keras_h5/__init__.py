@@ -20,16 +20,18 @@ import numpy as np
 from ckptcompat._lazy import require
 from ckptcompat.errors import (CheckpointNotFoundError, CkptCompatError, CorruptCheckpointError,
                                UnsupportedFormatError)
+from ckptcompat.formats import Peek, WrittenFiles
 from ckptcompat.formats.keras_h5._optimizer import WeightInfo, canonical_hyperparameters, match_slots
 from ckptcompat.names.variables import canonical_optimizer_class, strip_tensor_suffix
 from ckptcompat.state import OptimizerState, Producer, Progress, TrainingState
 
-__all__ = ["NAME", "sniff", "read", "write", "HDF5_SIGNATURE", "ATTR_EPOCH", "ATTR_STEP",
+__all__ = ["NAME", "name", "sniff", "peek", "read", "write", "files", "HDF5_SIGNATURE", "ATTR_EPOCH", "ATTR_STEP",
            "ATTR_GLOBAL_STEP", "layer_table", "canonical_from_raw"]
 
 log = logging.getLogger(__name__)
 
 NAME = "keras_h5"
+name = NAME  # the Format protocol's attribute
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 ATTR_EPOCH, ATTR_STEP, ATTR_GLOBAL_STEP = "ckptcompat_epoch", "ckptcompat_step", "ckptcompat_global_step"
 _HINT = "the file may be truncated or damaged; use an earlier checkpoint or re-save it"
@@ -311,8 +313,26 @@ def _read_open(f: Any, p: Path, limit: int, include_optimizer: bool) -> Training
                          training_config=training_config)
 
 
-def write(path: str | os.PathLike[str], state: TrainingState, **options: Any) -> tuple[int, str] | None:
-    """Write ``state`` as a legacy ``.h5`` that tf.keras 2.12-2.15 / tf-keras load (see ``_h5_write``)."""
+def write(path: str | os.PathLike[str], state: TrainingState, **options: Any) -> WrittenFiles:
+    """Write ``state`` as a legacy ``.h5`` that tf.keras 2.12-2.15 / tf-keras load (see ``_write``).
+
+    Returns ``[path]``; with ``checksum=True`` its ``digests[path]`` is the file's
+    ``(size, sha256)``, hashed while writing."""
     from ckptcompat.formats.keras_h5._write import write_h5
 
-    return write_h5(Path(path), state, **options)
+    p = Path(path)
+    digest = write_h5(p, state, **options)
+    return WrittenFiles([p], {p: digest} if digest is not None else None)
+
+
+def peek(path: str | os.PathLike[str]) -> Peek:
+    """Epoch/step attributes, producer, optimizer class/iterations and the dataset table."""
+    from ckptcompat.formats.keras_h5._peek import peek_h5
+
+    return peek_h5(Path(path), NAME)
+
+
+def files(path: str | os.PathLike[str]) -> list[Path]:
+    """``[path]`` when it exists (a legacy ``.h5`` is one file), else ``[]``."""
+    p = Path(path)
+    return [p] if p.exists() or p.is_symlink() else []

@@ -18,11 +18,13 @@ import numpy as np
 
 from ckptcompat.errors import (CheckpointNotFoundError, CkptCompatError, CorruptCheckpointError,
                                IncompatibleStateError, UnsupportedFormatError)
+from ckptcompat.formats import Peek, WrittenFiles
 from ckptcompat.state import OptimizerState, Producer, Progress, TrainingState
 
-__all__ = ["NAME", "sniff", "read", "write"]
+__all__ = ["NAME", "name", "sniff", "peek", "read", "write", "files"]
 
 NAME = "keras_zip"
+name = NAME  # the Format protocol's attribute
 log = logging.getLogger(__name__)
 _MEMBERS = ("metadata.json", "config.json", "model.weights.h5")
 _DROP_HYPER = {"name", "is_legacy_optimizer", "jit_compile"}
@@ -186,16 +188,30 @@ def _read_state(p: Path, h5: Any, meta: Mapping[str, Any], config: Mapping[str, 
         metric_names=_metric_names(compile_cfg))
 
 
-def write(path: str | Path, state: TrainingState, *, verify: bool = True, **options: Any) -> None:
+def write(path: str | Path, state: TrainingState, *, verify: bool = True, **options: Any) -> WrittenFiles:
     """Write ``state`` as a ``.keras`` archive or (path ends ``.weights.h5``) a weights file.
 
     Options: ``keras_version`` (target Keras 3 release, default the running one or the
     newest known), ``include_optimizer``. Written atomically and verified by reading back;
     ``verify=False`` / ``durable=False`` skip the read-back / the fsyncs (the checkpoint
-    store checksums and fsyncs its files itself).
+    store checksums and fsyncs its files itself). Returns ``[path]``.
     """
     from ckptcompat.formats.keras_zip._write import write_state
 
-    write_state(Path(path), state, verify=read if verify else None, **options)
+    p = Path(path)
+    write_state(p, state, verify=read if verify else None, **options)
+    return WrittenFiles([p])
 
 
+def peek(path: str | Path) -> Peek:
+    """Producer and optimizer class of a ``.keras`` (weights not opened), or the dataset table
+    of a ``.weights.h5``."""
+    from ckptcompat.formats.keras_zip._peek import peek_keras
+
+    return peek_keras(Path(path), NAME)
+
+
+def files(path: str | Path) -> list[Path]:
+    """``[path]`` when it exists (a ``.keras`` / ``.weights.h5`` is one file), else ``[]``."""
+    p = Path(path)
+    return [p] if p.exists() or p.is_symlink() else []

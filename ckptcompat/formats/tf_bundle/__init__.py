@@ -18,6 +18,7 @@ import numpy as np
 
 from ckptcompat._atomic import atomic_replace, fsync_dir, fsync_file, scratch_dir
 from ckptcompat.errors import CkptCompatError, CorruptCheckpointError, UnsupportedFormatError
+from ckptcompat.formats import Peek, WrittenFiles
 from ckptcompat.formats import _protowire as pw
 from ckptcompat.formats.tf_bundle._io import STATE_FILE, Bundle, open_bundle, resolve_prefix, write_bundle
 from ckptcompat.formats.tf_bundle._sstable import FOOTER_SIZE, MAGIC
@@ -25,11 +26,12 @@ from ckptcompat.formats.tf_bundle._tf1_names import name_based_tensors, state_fr
 from ckptcompat.formats.tf_bundle._tf2_objects import GRAPH_KEY, state_from_object_graph
 from ckptcompat.state import TrainingState
 
-__all__ = ["NAME", "sniff", "read", "read_tensors", "write"]
+__all__ = ["NAME", "name", "sniff", "peek", "read", "read_tensors", "write", "files"]
 
 log = logging.getLogger(__name__)
 
 NAME = "tf_bundle"
+name = NAME  # the Format protocol's attribute
 
 
 def _has_table_magic(path: Path) -> bool:
@@ -122,12 +124,12 @@ def read(path: str | os.PathLike[str], **options: Any) -> TrainingState:
         raise CorruptCheckpointError(f"cannot read the bundle: {type(exc).__name__}: {exc}", path=p) from exc
 
 
-def write(path: str | os.PathLike[str], state: TrainingState, **options: Any) -> None:
+def write(path: str | os.PathLike[str], state: TrainingState, **options: Any) -> WrittenFiles:
     """Write ``state`` as a TF1 Saver bundle at prefix ``path`` (a folder gets ``model.ckpt``).
 
     Files are written into a temporary folder next to the target, fsync'ed and renamed into
     place (data, then index, then the ``checkpoint`` state file); the result is read back
-    and compared bitwise.
+    and compared bitwise. Returns ``[index, data shard, checkpoint state file]``.
     """
     p = Path(path)
     prefix = p / "model.ckpt" if p.is_dir() else p
@@ -145,10 +147,28 @@ def write(path: str | os.PathLike[str], state: TrainingState, **options: Any) ->
         (tmp / STATE_FILE).write_text(state_text, encoding="utf-8")
         for f in [*written, tmp / STATE_FILE]:
             fsync_file(f)
+        placed = WrittenFiles(folder / f.name for f in [*written, tmp / STATE_FILE])
         for f in [written[1], written[0], tmp / STATE_FILE]:  # data, then index, then state
             atomic_replace(f, folder / f.name, durable=False)
         fsync_dir(folder)
     _verify(prefix, tensors)
+    return placed
+
+
+def peek(path: str | os.PathLike[str]) -> Peek:
+    """Kind, variables and step counter from the ``.index`` (no tensor data); shard damage as
+    ``problem``."""
+    from ckptcompat.formats.tf_bundle._peek import peek_bundle
+
+    return peek_bundle(Path(path), NAME)
+
+
+def files(path: str | os.PathLike[str]) -> list[Path]:
+    """``.index``, data shards, ``.meta`` and (when it lists this bundle) the ``checkpoint`` state
+    file of the bundle at ``path`` (a prefix, one of its files, or a folder); ``[]`` when none."""
+    from ckptcompat.formats.tf_bundle._peek import bundle_files
+
+    return bundle_files(Path(path))
 
 
 def _verify(prefix: Path, tensors: dict[str, np.ndarray]) -> None:

@@ -1,10 +1,11 @@
 """``migrate(src, dst, to=...)``: convert a checkpoint to another generation's format, safely.
 
-Read ``src`` with the registry reader, write it in the target format next to ``dst`` (a
-temporary name), read the result back and compare every tensor bitwise, then move it into
-place. ``src`` is only ever read. An existing ``dst`` is replaced only with ``force=True``,
-and its previous content is kept as ``<dst>.bak`` (for a TF1 bundle prefix ``p``: the bundle
-``p.bak``). No framework is imported::
+Read ``src`` with the registry reader, write it with the target
+:class:`~ckptcompat.formats.Format` into a temporary folder next to ``dst``, read the result
+back and compare every tensor bitwise, then move exactly the files ``write()`` returned into
+place. ``src`` is only ever read. An existing ``dst`` (the files the format's ``files()``
+lists) is replaced only with ``force=True``, and its previous content is kept as
+``<dst>.bak`` (for a TF1 bundle prefix ``p``: the bundle ``p.bak``). No framework is imported::
 
     report = migrate("old/model.h5", "new/model.keras", to="keras3")
     print(report.summary())
@@ -16,11 +17,10 @@ import errno
 import logging
 import os
 import shutil
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from ckptcompat._atomic import atomic_replace, fsync_dir, remove_temp, temp_name
 from ckptcompat.errors import (CheckpointNotFoundError, IncompatibleStateError, InvalidArgumentError,
                                StoreWriteError)
 from ckptcompat.state import TrainingState
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ckptcompat.formats import Format
 
 __all__ = ["TARGETS", "MigrationReport", "ProgressCallback", "migrate"]
 
@@ -43,7 +46,10 @@ TARGETS: dict[str, tuple[str, tuple[str, ...], str]] = {
 #: ``progress(stage, done, total)``; stages ``"read"``, ``"write"``, ``"verify"`` (per tensor).
 ProgressCallback = Callable[[str, int, int], None]
 
-_BUNDLE_STATE = "checkpoint"
+#: a prefix-named target (no ``endings``): the name a folder ``dst`` gets, and the endings of
+#: its files that name the prefix too (``dst`` = ``model.ckpt.index`` means ``model.ckpt``)
+_PREFIX_DEFAULT = "model.ckpt"
+_PREFIX_FILE_ENDINGS = (".index",)
 
 
 @dataclass(frozen=True)
@@ -84,21 +90,14 @@ class MigrationReport:
         return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
 
 
-def _bundle_files(prefix: Path) -> list[Path]:
-    folder = prefix.parent
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir()
-                  if p.name == f"{prefix.name}.index" or p.name.startswith(f"{prefix.name}.data-"))
-
-
 def _target_path(dst: Path, to: str) -> Path:
     fmt, endings, _ = TARGETS[to]
-    if to == "tf1":
+    if not endings:  # a prefix-named checkpoint (several files): a folder gets the default name
         if dst.is_dir():
-            return dst / "model.ckpt"
-        if dst.name.endswith(".index"):
-            return dst.with_name(dst.name[: -len(".index")])
+            return dst / _PREFIX_DEFAULT
+        for end in _PREFIX_FILE_ENDINGS:
+            if dst.name.endswith(end):
+                return dst.with_name(dst.name[: -len(end)])
         return dst
     if not dst.name.lower().endswith(endings):
         raise InvalidArgumentError(f"--to {to} writes {fmt} files, whose name ends with "
@@ -107,17 +106,14 @@ def _target_path(dst: Path, to: str) -> Path:
     return dst
 
 
-def _exists(target: Path, to: str) -> bool:
-    if to == "tf1":
-        return bool(_bundle_files(target))
-    return target.exists() or target.is_symlink()
+def _own(files: list[Path], target: Path) -> list[Path]:
+    """The files that belong to ``target`` alone (not a folder file shared with others)."""
+    return [f for f in files if f.name.startswith(target.name)]
 
 
-def _same_files(src: Path, target: Path, to: str) -> bool:
-    src_r = src.resolve()
-    if to == "tf1":
-        return src_r == target.resolve() or any(src_r == f.resolve() for f in _bundle_files(target))
-    return src_r == target.resolve()
+def _renamed(f: Path, old: str, new: Path) -> Path:
+    """``f`` (named ``old`` + ending) renamed to ``new``'s name + the same ending, in ``new``'s folder."""
+    return new.parent / (new.name + f.name[len(old):])
 
 
 def _compare(state: TrainingState, back: TrainingState, progress: ProgressCallback | None,
@@ -166,42 +162,34 @@ def _compare(state: TrainingState, back: TrainingState, progress: ProgressCallba
                                              else "report this with the source file"))
 
 
-def _move_bundle(tmp_prefix: Path, target: Path) -> None:
-    for f in _bundle_files(tmp_prefix):
-        atomic_replace(f, target.parent / (target.name + f.name[len(tmp_prefix.name):]),
-                       durable=False)  # the caller fsyncs the folder
-
-
-def _install(tmp: Path, target: Path, to: str, *, replace: bool) -> Path | None:
-    """Move the verified temporary into place; keep the old ``target`` as ``.bak`` when replacing."""
+def _install(written: list[Path], tmp: Path, target: Path, fmt: Format, *, replace: bool) -> Path | None:
+    """Move the verified files into place; keep the old ``target``'s files as ``.bak`` when
+    replacing. A written file shared by the folder (TF's ``checkpoint`` state file) is only
+    installed where the folder has none."""
     backup: Path | None = None
     if replace:
         backup = target.with_name(target.name + ".bak")
-        if to == "tf1":
-            for old in _bundle_files(backup):
+        for old in _own(fmt.files(backup), backup):
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old)
+            else:
                 old.unlink()
-            for f in _bundle_files(target):
-                atomic_replace(f, f.with_name(backup.name + f.name[len(target.name):]), durable=False)
-        else:
-            if backup.is_dir() and not backup.is_symlink():
-                shutil.rmtree(backup)
-            atomic_replace(target, backup, durable=False)
+        for f in _own(fmt.files(target), target):
+            atomic_replace(f, _renamed(f, target.name, backup), durable=False)
         log.info("%s: previous content kept as %s", target, backup)
-    if to == "tf1":
-        _move_bundle(tmp, target)
-        _write_bundle_state(tmp.parent, target)
-    else:
-        atomic_replace(tmp, target, durable=False)
+    own = _own(written, tmp)
+    for f in own:
+        atomic_replace(f, _renamed(f, tmp.name, target), durable=False)
+    for f in written:
+        if f in own:
+            continue
+        shared = target.parent / f.name
+        if shared.exists():
+            log.info("%s exists; left unchanged (load the checkpoint by its path %s)", shared, target)
+        else:
+            atomic_replace(f, shared, durable=False)
     return backup
 
-
-def _write_bundle_state(tmp_folder: Path, target: Path) -> None:
-    """Give the folder a TF ``checkpoint`` state file naming ``target``, unless it has one already."""
-    state = target.parent / _BUNDLE_STATE
-    if state.exists():
-        log.info("%s exists; left unchanged (load the bundle by its prefix %s)", state, target)
-        return
-    atomic_replace(tmp_folder / _BUNDLE_STATE, state, durable=False)
 
 
 def migrate(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, to: str, force: bool = False,
@@ -223,7 +211,7 @@ def migrate(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, to: str
     :class:`IncompatibleStateError` (the result does not read back identically) and the
     reader's/writer's typed errors.
     """
-    from ckptcompat.formats import registry
+    from ckptcompat import formats
 
     if to not in TARGETS:
         raise InvalidArgumentError(f"unknown target --to {to!r}", hint=f"use one of: {', '.join(TARGETS)}")
@@ -232,19 +220,22 @@ def migrate(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, to: str
         raise CheckpointNotFoundError("no such file, folder or bundle prefix", path=src_p,
                                       hint="check the source path")
     fmt = TARGETS[to][0]
+    writer = formats.get(fmt)
     target = _target_path(dst_p, to)
-    if _same_files(src_p, target, to):
+    existing = _own(writer.files(target), target)
+    src_r = src_p.resolve()
+    if src_r == target.resolve() or any(src_r == f.resolve() for f in existing):
         raise InvalidArgumentError("the destination is the source", path=dst_p,
                                    hint="write to another path; migrate never modifies its source")
-    exists = _exists(target, to)
+    exists = bool(existing)
     if exists and not force:
         raise StoreWriteError("the destination exists already", path=target, errno=errno.EEXIST,
                               hint="choose another path, or pass --force (force=True) to replace it; "
                                    "the old one is kept as .bak")
     if progress is not None:
         progress("read", 0, 1)
-    source_format = registry.detect(src_p)
-    state = registry.read(src_p, format=source_format)
+    source_format = formats.detect(src_p)
+    state = formats.read(src_p, format=source_format)
     if not include_optimizer:
         state = state.replace(optimizer=None)
     if progress is not None:
@@ -255,24 +246,19 @@ def migrate(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, to: str
     except OSError as exc:
         raise StoreWriteError(f"cannot create the destination folder ({exc})", path=folder,
                               errno=exc.errno, hint="check the path and permissions") from exc
-    tag = uuid.uuid4().hex[:8]
     tmp_dir: Path | None = None
     try:
-        if to == "tf1":
-            tmp_dir = temp_name(target)
-            tmp_dir.mkdir()
-            tmp = tmp_dir / target.name
-        else:
-            ending = next(e for e in TARGETS[to][1] if target.name.lower().endswith(e))
-            tmp = folder / f".{target.name}.migrate-{tag}{ending}"
+        tmp_dir = temp_name(target)
+        tmp_dir.mkdir()
+        tmp = tmp_dir / target.name
         if progress is not None:
             progress("write", 0, 1)
-        registry.write(tmp, state, format=fmt, **write_options)
+        written = formats.write(tmp, state, format=fmt, **write_options)
         if progress is not None:
             progress("write", 1, 1)
-        back = registry.read(tmp, format=fmt)
+        back = formats.read(tmp, format=fmt)
         _compare(state, back, progress, target)
-        backup = _install(tmp, target, to, replace=exists)
+        backup = _install(written, tmp, target, writer, replace=exists)
         fsync_dir(folder)  # every rename above, durable at once
     except OSError as exc:
         from ckptcompat.errors import CkptCompatError
@@ -285,9 +271,6 @@ def migrate(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, to: str
     finally:
         if tmp_dir is not None:
             remove_temp(tmp_dir)
-        elif to != "tf1":
-            for leftover in folder.glob(f".{target.name}.migrate-{tag}*"):
-                leftover.unlink(missing_ok=True)
     opt = state.optimizer
     report = MigrationReport(
         src=src_p, dst=target, to=to, source_format=source_format, target_format=fmt,
