@@ -1,0 +1,50 @@
+"""The package's shape stays what docs/architecture.md promises: few top-level modules,
+small modules, short functions (a long one says why in its docstring)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "ckptcompat"
+MAX_TOP_LEVEL_MODULES = 12
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60
+#: a docstring line starting with this explains why a function is longer than the limit
+LONG_REASON = "Long because"
+
+
+def _modules() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def test_at_most_twelve_top_level_modules() -> None:
+    top = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(top) <= MAX_TOP_LEVEL_MODULES, top
+
+
+def test_no_module_over_400_lines() -> None:
+    long = {str(p.relative_to(PACKAGE)): n for p in _modules()
+            if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert not long, long
+
+
+def _long_functions(source: str) -> list[str]:
+    out = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            length = node.end_lineno - node.lineno + 1  # type: ignore[operator]
+            if length > MAX_FUNCTION_LINES and LONG_REASON not in (ast.get_docstring(node) or ""):
+                out.append(f"{node.name} ({length} lines)")
+    return out
+
+
+def test_no_function_over_60_lines_without_a_reason() -> None:
+    found = {str(p.relative_to(PACKAGE)): f for p in _modules() if (f := _long_functions(p.read_text()))}
+    assert not found, found
+
+
+def test_the_function_check_sees_a_long_function() -> None:
+    body = "\n".join(f"    x{i} = {i}" for i in range(70))
+    assert _long_functions(f"def f():\n{body}\n") == ["f (71 lines)"]
+    assert _long_functions(f'def f():\n    """Long because: a table."""\n{body}\n') == []
