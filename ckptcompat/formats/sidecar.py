@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from ckptcompat import _bounded
+from ckptcompat._plausible import MAX_COUNT, MAX_EPOCH, count_problem
 from ckptcompat.errors import (
     CheckpointNotFoundError,
     CorruptCheckpointError,
@@ -214,13 +216,10 @@ def _load_json(p: Path) -> Any:
         raise UnsupportedFormatError("is a directory, not a JSON file", path=p,
                                      hint="give the path of the .json file")
     if size > MAX_BYTES:
-        raise CorruptCheckpointError(f"{size} bytes is too large for a sidecar", path=p,
-                                     hint="this is not a training-state sidecar")
+        raise CorruptCheckpointError(f"{size} bytes is too large for a sidecar (limit {MAX_BYTES})",
+                                     path=p, hint="this is not a training-state sidecar")
     try:
-        return json.loads(p.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise CorruptCheckpointError(f"not valid JSON: {exc}", path=p,
-                                     hint="the file is truncated or damaged; use an older copy") from exc
+        return _bounded.load_file(p, what="the JSON sidecar", max_bytes=MAX_BYTES)
     except OSError as exc:
         raise CorruptCheckpointError(f"cannot read: {exc}", path=p, hint="check permissions") from exc
 
@@ -246,17 +245,20 @@ def read(path: str | os.PathLike[str], **options: Any) -> TrainingState:
         return _state_from_document(from_jsonable(doc), p)
     except CorruptCheckpointError:
         raise
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
         raise CorruptCheckpointError(f"malformed state.json: {type(exc).__name__}: {exc}", path=p,
                                      hint="the file is damaged or was edited by hand") from exc
 
 
-def _opt_int(value: Any, what: str, p: Path) -> int | None:
+def _opt_int(value: Any, what: str, p: Path, top: int = MAX_COUNT) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise CorruptCheckpointError(f"{what} must be a non-negative integer, found {value!r}", path=p,
                                      hint="the file is damaged or was edited by hand")
+    problem = count_problem(value, what, top)
+    if problem:
+        raise CorruptCheckpointError(problem, path=p, hint="the file is damaged or was edited by hand")
     return value
 
 
@@ -274,7 +276,7 @@ def _state_from_document(doc: dict[str, Any], p: Path) -> TrainingState:
     history = {str(k): [float(x) for x in v] for k, v in (doc.get("history") or {}).items()}
     return TrainingState(
         optimizer=optimizer,
-        progress=Progress(epoch=_opt_int(progress.get("epoch"), "progress.epoch", p),
+        progress=Progress(epoch=_opt_int(progress.get("epoch"), "progress.epoch", p, MAX_EPOCH),
                           step=_opt_int(progress.get("step"), "progress.step", p),
                           global_step=_opt_int(progress.get("global_step"), "progress.global_step", p)),
         history=history,
@@ -330,9 +332,10 @@ def read_legacy_sidecar(path: str | os.PathLike[str], *, max_bytes: int = MAX_BY
 def _state_from_legacy(data: Any, p: Path, source: str) -> TrainingState:
     if isinstance(data, str) and source == "json":   # double-encoded model.to_json()
         try:
-            data = json.loads(data)
-        except ValueError as exc:
-            raise UnsupportedFormatError("a JSON string, not a training sidecar", path=p) from exc
+            data = _bounded.loads(data, path=p, what="the JSON string in the sidecar", max_bytes=MAX_BYTES)
+        except CorruptCheckpointError as exc:
+            raise UnsupportedFormatError(f"a JSON string, not a training sidecar ({exc.message})",
+                                         path=p) from exc
     if not isinstance(data, dict):
         raise UnsupportedFormatError(f"{source} holds a {type(data).__name__}, not a training-state dict",
                                      path=p, hint="expected {'optimizer': ..., 'epoch': ...} or a history dict")
@@ -342,7 +345,7 @@ def _state_from_legacy(data: Any, p: Path, source: str) -> TrainingState:
         return TrainingState(producer=Producer(framework="keras", versions=versions, path=str(p)),
                              model_config={"class_name": data["class_name"], "config": data["config"]})
     optimizer = _legacy_optimizer(data.get("optimizer"), p) if "optimizer" in data else None
-    epoch = _legacy_int(data.get("epoch", data.get("initial_epoch")), "epoch", p)
+    epoch = _legacy_int(data.get("epoch", data.get("initial_epoch")), "epoch", p, MAX_EPOCH)
     history_src = data.get("history") if isinstance(data.get("history"), dict) else None
     if history_src is None and optimizer is None and epoch is None and _is_history(data):
         history_src = data
@@ -355,12 +358,16 @@ def _state_from_legacy(data: Any, p: Path, source: str) -> TrainingState:
                          producer=producer, metric_names=tuple(history))
 
 
-def _legacy_int(value: Any, what: str, p: Path) -> int | None:
+def _legacy_int(value: Any, what: str, p: Path, top: int = MAX_COUNT) -> int | None:
     if value is None:
         return None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise CorruptCheckpointError(f"{what} should be a non-negative integer, found {value!r}", path=p,
+        shown = value if not isinstance(value, (float, int)) or abs(value) < 1e30 else "an absurd number"
+        raise CorruptCheckpointError(f"{what} should be a non-negative integer, found {shown!r}", path=p,
                                      hint="the sidecar is damaged or not a training sidecar")
+    problem = count_problem(int(value), what, top)
+    if problem:
+        raise CorruptCheckpointError(problem, path=p, hint="the sidecar is damaged or edited")
     return int(value)
 
 
@@ -376,7 +383,11 @@ def _is_number(x: Any) -> bool:
 def _legacy_history(data: dict[Any, Any], p: Path) -> dict[str, list[float]]:
     if not _is_history(data):
         raise UnsupportedFormatError("history is not a dict of metric name -> list of numbers", path=p)
-    return {str(k): [float(x) for x in v] for k, v in data.items()}
+    try:
+        return {str(k): [float(x) for x in v] for k, v in data.items()}
+    except OverflowError as exc:  # an integer beyond float range
+        raise CorruptCheckpointError("history holds a number too large for a float", path=p,
+                                     hint="the sidecar is damaged or hostile") from exc
 
 
 def _legacy_optimizer(raw: Any, p: Path) -> OptimizerState:
