@@ -30,10 +30,11 @@ _SLACK = 1 << 20
 
 
 def hard_child(group: Any, key: str, path: str | os.PathLike[str], where: str, hint: str) -> Any:
-    """``group[key]`` reached through hard links only (``key`` may hold ``/``-separated parts)."""
+    """``group[key]`` reached through hard links only (``key`` may hold ``/``-separated parts;
+    a leading ``/`` starts at the file's root, as h5py does -- old Keras wrote ``/iterations``)."""
     import h5py
 
-    node = group
+    node = group.file if key.startswith("/") else group
     for part in [p for p in key.split("/") if p]:
         try:
             link = node.get(part, getlink=True)
