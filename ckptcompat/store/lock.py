@@ -80,8 +80,9 @@ def is_stale(holder: dict[str, Any] | None) -> bool:
     if holder is None:
         return False
     pid = holder.get("pid")
-    if holder.get("host") != socket.gethostname() or not isinstance(pid, int):
-        return False
+    if (holder.get("host") != socket.gethostname() or not isinstance(pid, int)
+            or isinstance(pid, bool) or not 0 < pid <= MAX_PID):
+        return False  # another host, or no plausible pid: nobody can tell it is dead
     return not pid_alive(pid)
 
 
@@ -159,7 +160,7 @@ class StoreLock:
 
     def _try_take_over(self) -> bool:
         try:
-            handle = open(self.path, "r+", encoding="utf-8")
+            handle = open(self.path, "r+", encoding="utf-8", errors="replace")
         except FileNotFoundError:
             return False  # released meanwhile: try creating again
         try:
