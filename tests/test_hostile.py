@@ -306,7 +306,7 @@ def _size_vs_shape(e: pw.BundleEntry) -> None:
     e.shape = (1 << 40, 1 << 20)
 
 
-@pytest.mark.parametrize("change,needle", [(_absurd_size, "which has"), (_absurd_offset, "which has"),
+@pytest.mark.parametrize("change,needle", [(_absurd_size, "the shard has"), (_absurd_offset, "the shard has"),
                                            (_size_vs_shape, "bytes for shape")])
 def test_hostile_bundle_sizes(tmp_path: Path, change: Callable[[pw.BundleEntry], None], needle: str,
                               capsys: pytest.CaptureFixture[str]) -> None:

@@ -263,8 +263,9 @@ def check_entries(prefix: Path, header: pw.BundleHeader, entries: dict[str, pw.B
         shard_size = sizes[e.shard_id]
         if shard_size is not None and e.offset + e.size > shard_size:
             raise CorruptCheckpointError(
-                f"entry {shown!r} claims bytes {e.offset}..{e.offset + e.size} of data shard "
-                f"{e.shard_id}, which has {shard_size} bytes", path=index, hint=hint)
+                f"data shard {e.shard_id} is truncated or the index damaged: entry {shown!r} claims "
+                f"bytes {e.offset}..{e.offset + e.size}, the shard has {shard_size} bytes", path=index,
+                hint="copy the complete .data-* files along with the .index, or use an older checkpoint")
         if e.num_slices or e.shape is None:
             continue
         count = math.prod(e.shape)
