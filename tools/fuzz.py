@@ -79,20 +79,46 @@ def _run_registry(name: str) -> Callable[[bytes, Path], None]:
     return run
 
 
+def _frame_items(items: list[tuple[bytes, bytes]]) -> bytes:
+    return b"".join(len(k).to_bytes(2, "little") + k + len(v).to_bytes(4, "little") + v for k, v in items)
+
+
+def _unframe_items(blob: bytes) -> list[tuple[bytes, bytes]]:
+    """Inverse of :func:`_frame_items`, lenient: stops at the first truncated item."""
+    items, pos = [], 0
+    while pos + 2 <= len(blob):
+        n = int.from_bytes(blob[pos:pos + 2], "little")
+        key = blob[pos + 2:pos + 2 + n]
+        pos += 2 + n
+        m = int.from_bytes(blob[pos:pos + 4].ljust(4, b"\0"), "little")
+        value = blob[pos + 4:pos + 4 + m]
+        pos += 4 + m
+        items.append((key, value))
+    return items
+
+
 def _bundle_seeds() -> list[bytes]:
+    """Structure-aware: the index's (key, BundleEntryProto) items, framed, then the data shard,
+    so mutations hit the protobuf fields (offsets, sizes, shapes) and not only the table's
+    checksummed blocks."""
+    from ckptcompat.formats.tf_bundle._sstable import read_table
+
     out = []
     for index in sorted(FIXTURES.glob("*/*/tf1/model.ckpt.index"))[:3]:
         data = Path(str(index)[: -len(".index")] + ".data-00000-of-00001").read_bytes()
-        out.append(len(index.read_bytes()).to_bytes(4, "little") + index.read_bytes() + data)
+        blob = _frame_items(list(read_table(index.read_bytes())))
+        out.append(len(blob).to_bytes(4, "little") + blob + data)
     return out
 
 
 def _run_bundle(data: bytes, work: Path) -> None:
-    """Input: 4-byte little-endian index length, the index, then the data shard."""
+    """Input: 4-byte length of the framed index items, the items, then the data shard."""
     import ckptcompat
+    from ckptcompat.formats.tf_bundle._sstable import build_table
 
     n = int.from_bytes(data[:4].ljust(4, b"\0"), "little")
-    (work / "model.ckpt.index").write_bytes(data[4:4 + n])
+    items = dict(_unframe_items(data[4:4 + n]))  # the table needs unique, sorted keys
+    (work / "model.ckpt.index").write_bytes(build_table(sorted(items.items())))
     (work / "model.ckpt.data-00000-of-00001").write_bytes(data[4 + n:])
     ckptcompat.read(work / "model.ckpt")
 
