@@ -364,6 +364,16 @@ def test_sized_constructors_are_budgeted(payload: tuple[object, tuple[object, ..
     _raises(CorruptCheckpointError, lambda: safe_loads(pickle.dumps(Bomb(), protocol=2)), needle)
 
 
+@pytest.mark.parametrize("opcode", [b"\x96", b"\x8e", b"\x8d"])  # BYTEARRAY8, BINBYTES8, BINUNICODE8
+def test_length_claims_are_checked_before_allocation(opcode: bytes) -> None:
+    """Found by tools/fuzz.py: CPython allocates a BYTEARRAY8's claimed length before reading
+    (and, on the short read, leaks a buffer export); the opcodes are now walked first."""
+    import struct
+
+    data = b"\x80\x05" + opcode + struct.pack("<Q", 1_500_000_000) + b"abc."
+    _raises(CorruptCheckpointError, lambda: safe_loads(data, path="s.pkl"), "1500000000 bytes", "only 4 remain")
+
+
 def test_shared_references_cannot_explode() -> None:
     tree: list[object] = []
     for _ in range(64):

@@ -8,7 +8,9 @@ class from sklearn or Keras -- is refused with :class:`UnsafeCheckpointError` *b
 looked up, so nothing from the file is ever executed. Damaged pickles raise
 :class:`CorruptCheckpointError`; files over ``max_bytes`` are refused unread.
 
-Size is bounded too: the constructors that allocate what their *arguments* ask for
+Size is bounded too: the opcodes are walked first (``pickletools.genops``, nothing executed)
+so no opcode's claimed length (``BYTEARRAY8`` of 1.5 GB in a 20-byte file) exceeds the data;
+the constructors that allocate what their *arguments* ask for
 (``bytes(n)``, ``bytearray(n)``, ``numpy.ndarray(shape)``, huge ``numpy.dtype`` items) draw
 from an allocation budget per load (``max_alloc``), so a 63-byte pickle cannot make us
 allocate gigabytes; and the loaded object may hold at most :data:`MAX_NODES` containers and
@@ -25,8 +27,10 @@ import logging
 import math
 import os
 import pickle
+import pickletools
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from struct import error as struct_error
 from typing import Any
 
 from ckptcompat.errors import (
@@ -183,6 +187,17 @@ _SIZED: dict[str, Callable[[tuple[Any, ...], Mapping[str, Any]], int]] = {
 }
 
 
+def _check_opcodes(data: bytes, path: str | None) -> None:
+    """Walk the opcodes without executing them: every length an opcode claims (``BYTEARRAY8``,
+    ``BINBYTES8``, ...) must fit in the data, checked before the unpickler allocates it."""
+    try:
+        for _ in pickletools.genops(data):
+            pass
+    except (ValueError, EOFError, IndexError, struct_error) as exc:
+        raise CorruptCheckpointError(f"malformed pickle: {exc}", path=path,
+                                     hint="the file is truncated, damaged or hostile") from exc
+
+
 def _check_tree(obj: Any, path: str | None) -> None:
     """Refuse a loaded object with more than MAX_NODES items or deeper than MAX_DEPTH (iterative)."""
     stack: list[tuple[Any, int]] = [(obj, 0)]
@@ -248,6 +263,7 @@ def safe_loads(data: bytes, *, path: str | os.PathLike[str] | None = None,
     if not data:
         raise CorruptCheckpointError("empty file where a pickle was expected", path=where,
                                      hint="the sidecar was not written completely; use an older one")
+    _check_opcodes(data, where)
     try:
         result = _RestrictedUnpickler(io.BytesIO(data), where, max_alloc).load()
         _check_tree(result, where)
