@@ -192,23 +192,37 @@ def _install(written: list[Path], tmp: Path, target: Path, fmt: Format, *, repla
 
 
 
+def _check_lambda(state: TrainingState, src: Path, safe_mode: bool) -> None:
+    """Refuse (safe mode) or loudly allow Lambda byte-code in the model config."""
+    from ckptcompat._plausible import check_no_lambda, lambda_bytecode
+
+    if safe_mode:
+        check_no_lambda(state, src)
+    elif state.model_config and lambda_bytecode(state.model_config):
+        log.warning("%s: safe_mode=False: Lambda byte-code (%s) is copied into the new file",
+                    src, ", ".join(lambda_bytecode(state.model_config)))
+
+
 def migrate(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, to: str, force: bool = False,
             progress: ProgressCallback | None = None, include_optimizer: bool = True,
-            **write_options: Any) -> MigrationReport:
+            safe_mode: bool = True, **write_options: Any) -> MigrationReport:
     """Convert the checkpoint at ``src`` into ``dst`` in format ``to``; return a report.
 
     ``to``: ``"keras3"`` (``.keras`` / ``.weights.h5``, Keras 3), ``"h5"`` (legacy ``.h5`` for
     tf.keras 2.12-2.15 / tf-keras) or ``"tf1"`` (TF1 Saver bundle; ``dst`` is the prefix, or a
     folder that gets ``model.ckpt``). ``write_options`` go to the format writer (e.g.
     ``keras_version=``, ``target=``). ``include_optimizer=False`` drops the optimizer state on
-    purpose (the only way to write weights-only files from a checkpoint that has one). Every
+    purpose (the only way to write weights-only files from a checkpoint that has one).
+    ``safe_mode=False`` (CLI ``--allow-unsafe``) lets a model config with Lambda byte-code
+    through; by default it is refused with :class:`UnsafeCheckpointError`. Every
     tensor of the result is read back and compared bitwise before it is moved into place; on
     any failure nothing at ``dst`` changes. ``progress(stage, done, total)`` is called for
     stages ``"read"``, ``"write"`` and ``"verify"`` (once per tensor).
 
     Raises :class:`InvalidArgumentError` (unknown ``to``, wrong ``dst`` ending, ``dst`` is
     ``src``), :class:`StoreWriteError` (``dst`` exists and not ``force``; disk errors),
-    :class:`IncompatibleStateError` (the result does not read back identically) and the
+    :class:`IncompatibleStateError` (the result does not read back identically),
+    :class:`UnsafeCheckpointError` (Lambda byte-code while ``safe_mode``) and the
     reader's/writer's typed errors.
     """
     from ckptcompat import formats
@@ -236,6 +250,7 @@ def migrate(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, to: str
         progress("read", 0, 1)
     source_format = formats.detect(src_p)
     state = formats.read(src_p, format=source_format)
+    _check_lambda(state, src_p, safe_mode)
     if not include_optimizer:
         state = state.replace(optimizer=None)
     if progress is not None:

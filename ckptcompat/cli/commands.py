@@ -99,7 +99,7 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     bar = _ProgressBar() if (args.progress or sys.stderr.isatty()) else None
     try:
         report = migrate(args.src, args.dst, to=args.to, force=args.force, progress=bar,
-                         include_optimizer=not args.no_optimizer)
+                         include_optimizer=not args.no_optimizer, safe_mode=not args.allow_unsafe)
     finally:
         if bar is not None:
             bar.close()
@@ -166,6 +166,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace DST (the old one is kept as DST.bak)")
     p.add_argument("--progress", action="store_true", help="show a progress bar even when not a terminal")
     p.add_argument("--no-optimizer", action="store_true", help="drop the optimizer state on purpose")
+    p.add_argument("--allow-unsafe", action="store_true",
+                   help="copy Lambda layers' Python byte-code into DST (only for files you trust)")
     _verbose(p)
     p.set_defaults(func=_cmd_migrate)
 

@@ -145,6 +145,30 @@ def _read_ok(target: Path, label: str, checked: list[tuple[str, str]], problems:
         checked.append((label, fmt))
 
 
+_PICKLES = (".pkl", ".pickle", ".p")
+
+
+def _sidecars(cand: Any) -> list[Path]:
+    """The legacy sidecars ``read``/``resume`` would read for ``cand``, plus pickles stored in a
+    store entry's directory (which ``inspect`` reads as sidecars)."""
+    found = [Path(cand.sidecar)] if cand.sidecar is not None else []
+    if cand.store_id is not None and Path(cand.path).is_dir():
+        found += sorted(p for p in Path(cand.path).rglob("*")
+                        if p.suffix.lower() in _PICKLES and p.is_file() and p not in found)
+    return found
+
+
+def _sidecar_ok(side: Path, label: str, problems: list[str]) -> None:
+    """Read ``side`` as ``read``/``inspect`` would (restricted unpickler, bounded JSON): a
+    sidecar they refuse (unsafe, damaged) is a problem, not an "ok"."""
+    from ckptcompat.formats.sidecar import read_legacy_sidecar
+
+    try:
+        read_legacy_sidecar(side)
+    except CkptCompatError as exc:
+        problems.append(f"{label}: sidecar {side.name}: {type(exc).__name__}: {_one_line(exc)}")
+
+
 def verify_path(path: str | os.PathLike[str], *, deep: bool = True,
                 read: bool = True) -> tuple[list[tuple[str, str]], list[str]]:
     """Check ``path`` (store, folder, file); return (readable ``(label, format)``, problem lines).
@@ -190,4 +214,6 @@ def verify_path(path: str | os.PathLike[str], *, deep: bool = True,
         _read_ok(c.file or c.path, label, checked, problems)
         if c.state_json is not None and c.state_json != (c.file or c.path):
             _read_ok(c.state_json, f"{c.name}/{c.state_json.name}", checked, problems)
+        for side in _sidecars(c):
+            _sidecar_ok(side, label, problems)
     return checked, problems

@@ -194,11 +194,20 @@ def _build(path: Path, probe: Probe, *, pattern: str | None, state_json: Path | 
         ambiguous = info.ambiguous
         if state_order is not None:
             source = "state_file"
+    problem = probe.problem or _implausible(epoch, step, global_step, source)
     return Candidate(path=path, format=probe.format, epoch=epoch,
                      step=(step or 0) if epoch is not None else None, metrics=metrics,
-                     source=source, sidecar=sidecar, global_step=global_step, problem=probe.problem,
+                     source=source, sidecar=sidecar, global_step=global_step, problem=problem,
                      ambiguous=ambiguous, file=file or path, state_json=state_json,
                      state_order=state_order)
+
+
+def _implausible(epoch: Any, step: Any, global_step: Any, source: str) -> str | None:
+    """A problem line when the progress found (from ``source``) is out of range."""
+    from ckptcompat._plausible import progress_problems
+
+    found = progress_problems(epoch, step, global_step)
+    return f"implausible progress (from the {source}): {'; '.join(found)}" if found else None
 
 
 def _scan_folder(directory: Path, pattern: str | None, offset: int) -> list[Candidate]:

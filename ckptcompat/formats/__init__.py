@@ -168,8 +168,10 @@ def detect(path: str | os.PathLike[str]) -> str:
 
 def read(path: str | os.PathLike[str], *, format: str | None = None, **options: Any) -> TrainingState:
     """Read the checkpoint at ``path`` into a :class:`TrainingState` (format detected if not given)."""
+    from ckptcompat._plausible import check_state
+
     name = format or detect(path)
-    return get(name).read(Path(path), **options)
+    return check_state(get(name).read(Path(path), **options), path)
 
 
 def write(path: str | os.PathLike[str], state: TrainingState, *, format: str,

@@ -137,11 +137,17 @@ def encode_header(h: BundleHeader) -> bytes:
     return out + _len_field(3, version)
 
 
+#: Most dimensions a TensorShapeProto may list (TensorFlow's limit is 254).
+MAX_DIMS = 254
+
+
 def _decode_shape(buf: bytes) -> tuple[int, ...] | None:
     dims: list[int] = []
     unknown = False
     for num, _, val in iter_fields(buf):
         if num == 2 and isinstance(val, bytes):
+            if len(dims) >= MAX_DIMS:
+                raise ValueError(f"shape has more than {MAX_DIMS} dimensions")
             size = 0
             for dnum, _, dval in iter_fields(val):
                 if dnum == 1:

@@ -8,7 +8,6 @@ Not a registry format: nothing here is detected by markers or written.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -16,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ckptcompat import _bounded
+from ckptcompat._plausible import MAX_COUNT, MAX_EPOCH, count_problem
 from ckptcompat.errors import CheckpointNotFoundError, CorruptCheckpointError, UnsupportedFormatError
 from ckptcompat.formats.safe_pickle import looks_like_pickle, safe_load
 from ckptcompat.formats.sidecar import MAX_BYTES, _load_json, read, sniff, to_jsonable
@@ -73,9 +74,10 @@ def read_legacy_sidecar(path: str | os.PathLike[str], *, max_bytes: int = MAX_BY
 def _state_from_legacy(data: Any, p: Path, source: str) -> TrainingState:
     if isinstance(data, str) and source == "json":   # double-encoded model.to_json()
         try:
-            data = json.loads(data)
-        except ValueError as exc:
-            raise UnsupportedFormatError("a JSON string, not a training sidecar", path=p) from exc
+            data = _bounded.loads(data, path=p, what="the JSON string in the sidecar", max_bytes=MAX_BYTES)
+        except CorruptCheckpointError as exc:
+            raise UnsupportedFormatError(f"a JSON string, not a training sidecar ({exc.message})",
+                                         path=p) from exc
     if not isinstance(data, dict):
         raise UnsupportedFormatError(f"{source} holds a {type(data).__name__}, not a training-state dict",
                                      path=p, hint="expected {'optimizer': ..., 'epoch': ...} or a history dict")
@@ -85,7 +87,7 @@ def _state_from_legacy(data: Any, p: Path, source: str) -> TrainingState:
         return TrainingState(producer=Producer(framework="keras", versions=versions, path=str(p)),
                              model_config={"class_name": data["class_name"], "config": data["config"]})
     optimizer = _legacy_optimizer(data.get("optimizer"), p) if "optimizer" in data else None
-    epoch = _legacy_int(data.get("epoch", data.get("initial_epoch")), "epoch", p)
+    epoch = _legacy_int(data.get("epoch", data.get("initial_epoch")), "epoch", p, MAX_EPOCH)
     history_src = data.get("history") if isinstance(data.get("history"), dict) else None
     if history_src is None and optimizer is None and epoch is None and _is_history(data):
         history_src = data
@@ -98,12 +100,16 @@ def _state_from_legacy(data: Any, p: Path, source: str) -> TrainingState:
                          producer=producer, metric_names=tuple(history))
 
 
-def _legacy_int(value: Any, what: str, p: Path) -> int | None:
+def _legacy_int(value: Any, what: str, p: Path, top: int = MAX_COUNT) -> int | None:
     if value is None:
         return None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise CorruptCheckpointError(f"{what} should be a non-negative integer, found {value!r}", path=p,
+        shown = value if not isinstance(value, (float, int)) or abs(value) < 1e30 else "an absurd number"
+        raise CorruptCheckpointError(f"{what} should be a non-negative integer, found {shown!r}", path=p,
                                      hint="the sidecar is damaged or not a training sidecar")
+    problem = count_problem(int(value), what, top)
+    if problem:
+        raise CorruptCheckpointError(problem, path=p, hint="the sidecar is damaged or edited")
     return int(value)
 
 
@@ -119,7 +125,11 @@ def _is_number(x: Any) -> bool:
 def _legacy_history(data: dict[Any, Any], p: Path) -> dict[str, list[float]]:
     if not _is_history(data):
         raise UnsupportedFormatError("history is not a dict of metric name -> list of numbers", path=p)
-    return {str(k): [float(x) for x in v] for k, v in data.items()}
+    try:
+        return {str(k): [float(x) for x in v] for k, v in data.items()}
+    except OverflowError as exc:  # an integer beyond float range
+        raise CorruptCheckpointError("history holds a number too large for a float", path=p,
+                                     hint="the sidecar is damaged or hostile") from exc
 
 
 def _legacy_optimizer(raw: Any, p: Path) -> OptimizerState:

@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 
 from ckptcompat._atomic import atomic_write
+from ckptcompat import _bounded
+from ckptcompat._plausible import MAX_COUNT, MAX_EPOCH, count_problem
 from ckptcompat.errors import (
     CheckpointNotFoundError,
     CorruptCheckpointError,
@@ -191,13 +193,10 @@ def _load_json(p: Path) -> Any:
         raise UnsupportedFormatError("is a directory, not a JSON file", path=p,
                                      hint="give the path of the .json file")
     if size > MAX_BYTES:
-        raise CorruptCheckpointError(f"{size} bytes is too large for a sidecar", path=p,
-                                     hint="this is not a training-state sidecar")
+        raise CorruptCheckpointError(f"{size} bytes is too large for a sidecar (limit {MAX_BYTES})",
+                                     path=p, hint="this is not a training-state sidecar")
     try:
-        return json.loads(p.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise CorruptCheckpointError(f"not valid JSON: {exc}", path=p,
-                                     hint="the file is truncated or damaged; use an older copy") from exc
+        return _bounded.load_file(p, what="the JSON sidecar", max_bytes=MAX_BYTES)
     except OSError as exc:
         raise CorruptCheckpointError(f"cannot read: {exc}", path=p, hint="check permissions") from exc
 
@@ -223,7 +222,7 @@ def read(path: str | os.PathLike[str], **options: Any) -> TrainingState:
         return _state_from_document(from_jsonable(doc), p)
     except CorruptCheckpointError:
         raise
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
         raise CorruptCheckpointError(f"malformed state.json: {type(exc).__name__}: {exc}", path=p,
                                      hint="the file is damaged or was edited by hand") from exc
 
@@ -244,12 +243,15 @@ def files(path: str | os.PathLike[str]) -> list[Path]:
     return [p] if p.exists() or p.is_symlink() else []
 
 
-def _opt_int(value: Any, what: str, p: Path) -> int | None:
+def _opt_int(value: Any, what: str, p: Path, top: int = MAX_COUNT) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise CorruptCheckpointError(f"{what} must be a non-negative integer, found {value!r}", path=p,
                                      hint="the file is damaged or was edited by hand")
+    problem = count_problem(value, what, top)
+    if problem:
+        raise CorruptCheckpointError(problem, path=p, hint="the file is damaged or was edited by hand")
     return value
 
 
@@ -267,7 +269,7 @@ def _state_from_document(doc: dict[str, Any], p: Path) -> TrainingState:
     history = {str(k): [float(x) for x in v] for k, v in (doc.get("history") or {}).items()}
     return TrainingState(
         optimizer=optimizer,
-        progress=Progress(epoch=_opt_int(progress.get("epoch"), "progress.epoch", p),
+        progress=Progress(epoch=_opt_int(progress.get("epoch"), "progress.epoch", p, MAX_EPOCH),
                           step=_opt_int(progress.get("step"), "progress.step", p),
                           global_step=_opt_int(progress.get("global_step"), "progress.global_step", p)),
         history=history,

@@ -125,7 +125,7 @@ def make_optimizer(keras: Any, opt: OptimizerState, flavour: str) -> Any:
     space = getattr(keras.optimizers, "legacy", None) if legacy else None
     cls = getattr(space, cls_name, None) if space is not None else None
     cls = cls or getattr(keras.optimizers, cls_name, None)
-    if cls is None:
+    if not isinstance(cls, type):
         raise IncompatibleStateError(f"optimizer class {opt.class_name!r} does not exist in this Keras",
                                      hint="compile the model yourself and pass it as model=")
     params = inspect.signature(cls.__init__).parameters
@@ -207,6 +207,9 @@ def compile_model(model: Any, state: TrainingState, keras: Any, flavour: str, pa
     if state.optimizer is None or state.optimizer.class_name == "Unknown":
         log.info("%s: no optimizer in the checkpoint; the rebuilt model is not compiled", path)
         return
+    from ckptcompat._plausible import check_optimizer_config
+
+    check_optimizer_config(state.optimizer, path)  # no deserialize()/builtin/foreign schedule
     tc = dict(state.training_config or {})
     if "loss" not in tc:
         raise InvalidArgumentError("the checkpoint records no loss to compile with", path=path,

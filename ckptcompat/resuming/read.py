@@ -52,7 +52,9 @@ def _read_one(cand: Any) -> TrainingState:
             log.warning("%s: sidecar not used: %s", cand.sidecar, exc)
         else:
             state = merge(state, legacy, prefer_extra=False)
-    return state
+    from ckptcompat._plausible import check_state
+
+    return check_state(state, target)
 
 
 def pick_and_read(path: str | os.PathLike[str], which: str, *, monitor: str | None, mode: str | None,

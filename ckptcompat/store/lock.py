@@ -18,8 +18,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+from ckptcompat import _bounded
 from ckptcompat.store.io import write_error
-from ckptcompat.errors import StoreLockedError, StoreWriteError
+from ckptcompat.errors import CorruptCheckpointError, StoreLockedError, StoreWriteError
 
 try:  # pragma: no cover - fcntl is absent on Windows only
     import fcntl
@@ -32,11 +33,16 @@ logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".ckptcompat.lock"
 _ATTEMPTS = 5
+#: A lock file is ~80 bytes of flat JSON; anything bigger or nested is not ours.
+MAX_LOCK_BYTES = 4096
+_MAX_LOCK_DEPTH = 2
+#: Largest process id accepted (Linux caps pid_max at 2**22; a C ``pid_t`` is 32-bit).
+MAX_PID = 2**31 - 1
 
 
 def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` exists on this host (a zombie counts as alive)."""
-    if pid <= 0:
+    if pid <= 0 or pid > MAX_PID:
         return False
     try:
         os.kill(pid, 0)
@@ -50,12 +56,23 @@ def pid_alive(pid: int) -> bool:
 
 
 def read_holder(path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The lock file's content, or ``None`` when it is absent, empty or not valid JSON."""
+    """The lock file's content, or ``None`` when it is absent, empty, not valid JSON, over
+    :data:`MAX_LOCK_BYTES`, nested, or holds a ``pid`` that is no plausible process id."""
     try:
-        data = json.loads(Path(path).read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        data = _bounded.load_file(path, what="the store lock", max_bytes=MAX_LOCK_BYTES,
+                                  max_depth=_MAX_LOCK_DEPTH)
+    except (OSError, CorruptCheckpointError) as exc:
+        if not isinstance(exc, FileNotFoundError):
+            logger.debug("%s: unreadable lock file: %s", path, exc)
         return None
-    return data if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None
+    pid = data.get("pid")
+    if pid is not None and (isinstance(pid, bool) or not isinstance(pid, int)
+                            or not 0 < pid <= MAX_PID):
+        logger.debug("%s: implausible pid in the lock file", path)
+        return None
+    return data
 
 
 def is_stale(holder: dict[str, Any] | None) -> bool:
@@ -63,8 +80,9 @@ def is_stale(holder: dict[str, Any] | None) -> bool:
     if holder is None:
         return False
     pid = holder.get("pid")
-    if holder.get("host") != socket.gethostname() or not isinstance(pid, int):
-        return False
+    if (holder.get("host") != socket.gethostname() or not isinstance(pid, int)
+            or isinstance(pid, bool) or not 0 < pid <= MAX_PID):
+        return False  # another host, or no plausible pid: nobody can tell it is dead
     return not pid_alive(pid)
 
 
@@ -142,7 +160,7 @@ class StoreLock:
 
     def _try_take_over(self) -> bool:
         try:
-            handle = open(self.path, "r+", encoding="utf-8")
+            handle = open(self.path, "r+", encoding="utf-8", errors="replace")
         except FileNotFoundError:
             return False  # released meanwhile: try creating again
         try:
@@ -160,7 +178,7 @@ class StoreLock:
             if not same_file:  # released and unlinked while we opened it: start over
                 handle.close()
                 return False
-            text = handle.read()
+            text = handle.read(MAX_LOCK_BYTES + 1)
             holder = read_holder(self.path) if text.strip() else None
             if text.strip() and not is_stale(holder):
                 raise StoreLockedError(

@@ -27,8 +27,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ckptcompat import _bounded
 from ckptcompat.store.io import atomic_write_bytes
-from ckptcompat.errors import CorruptCheckpointError, UnsupportedFormatError
+from ckptcompat.errors import CorruptCheckpointError, StoreWriteError, UnsupportedFormatError
 
 __all__ = [
     "BACKUP_NAME",
@@ -46,6 +47,16 @@ __all__ = [
 MANIFEST_NAME = "ckptcompat.json"
 BACKUP_NAME = "ckptcompat.json.bak"
 SCHEMA_VERSION = 1
+#: Limits of a manifest read from disk (10 000 checkpoints are ~6 MiB and list in ~2 s).
+MAX_MANIFEST_BYTES = 16 << 20
+MAX_ENTRIES = 10_000
+MAX_FILES_PER_ENTRY = 10_000
+MAX_METRICS = 1_000
+MAX_TAGS = 100
+MAX_NAME = 255
+#: Largest epoch, step and id accepted (a 32-bit epoch; steps and ids exact in int64/float64).
+MAX_EPOCH = 2**31 - 1
+MAX_COUNT = 2**53
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
@@ -140,7 +151,10 @@ def _decode_float(value: Any, where: str) -> float:
         if value not in _NONFINITE:
             raise ValueError(f"{where}: metric value {value!r} is not a number")
         return _NONFINITE[value]
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError as exc:  # an integer beyond float range (10**400)
+        raise ValueError(f"{where}: metric value is too large for a float") from exc
 
 
 def _need(obj: Mapping[str, Any], key: str, types: type | tuple[type, ...], where: str,
@@ -210,15 +224,39 @@ def _entry_from_json(obj: Any, directory: Path, index: int) -> CheckpointEntry:
     )
     if entry.id < 1 or entry.epoch < 0 or entry.step < 0:
         raise ValueError(f"{where}: id must be >= 1, epoch and step >= 0")
+    _check_entry_ranges(entry, where)
     return entry
+
+
+def _check_entry_ranges(entry: CheckpointEntry, where: str) -> None:
+    """Plausible ranges and counts of one entry (absurd values are damage, never used)."""
+    for key, value, top in (("id", entry.id, MAX_COUNT), ("epoch", entry.epoch, MAX_EPOCH),
+                            ("step", entry.step, MAX_COUNT),
+                            ("global_step", entry.global_step or 0, MAX_COUNT)):
+        if not 0 <= value <= top:
+            raise ValueError(f"{where}: {key} {_short(value)} is outside 0..{top}")
+    for key, count, top in (("files", len(entry.files), MAX_FILES_PER_ENTRY),
+                            ("metrics", len(entry.metrics), MAX_METRICS),
+                            ("tags", len(entry.tags), MAX_TAGS)):
+        if count > top:
+            raise ValueError(f"{where}: {count} {key}, over the limit of {top}")
+    if len(entry.name) > MAX_NAME or any(len(rel) > 4096 for rel in entry.files):
+        raise ValueError(f"{where}: a directory or file name is over the length limit")
+    if any(rec.size > MAX_COUNT for rec in entry.files.values()):
+        raise ValueError(f"{where}: a file size is over {MAX_COUNT} bytes")
+
+
+def _short(value: int) -> str:
+    """``value`` for a message; huge integers abbreviated (10**400 has 401 digits)."""
+    return str(value) if abs(value) < 10**30 else f"of {value.bit_length()} bits"
 
 
 def parse_manifest(data: bytes, directory: Path) -> Manifest:
     """Parse manifest bytes; :class:`ValueError` (or UnsupportedFormatError) when invalid."""
     try:
-        doc = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"not valid JSON ({exc})") from exc
+        doc = _bounded.loads(data, path=None, what="the manifest", max_bytes=MAX_MANIFEST_BYTES)
+    except CorruptCheckpointError as exc:
+        raise ValueError(exc.message) from exc
     if not isinstance(doc, dict):
         raise ValueError("the top level is not an object")
     schema = _need(doc, "schema", int, "manifest")
@@ -230,12 +268,16 @@ def parse_manifest(data: bytes, directory: Path) -> Manifest:
     if schema < 1:
         raise ValueError(f"unknown schema {schema}")
     raw_entries = _need(doc, "checkpoints", list, "manifest")
+    if len(raw_entries) > MAX_ENTRIES:
+        raise ValueError(f"{len(raw_entries)} checkpoints listed, over the limit of {MAX_ENTRIES}")
     entries = tuple(_entry_from_json(obj, directory, i) for i, obj in enumerate(raw_entries))
     ids = [e.id for e in entries]
     names = [e.name for e in entries]
     if len(set(ids)) != len(ids) or len(set(names)) != len(names):
         raise ValueError("duplicate checkpoint id or directory name")
     next_id = _need(doc, "next_id", int, "manifest", optional=True) or 1
+    if not 1 <= next_id <= MAX_COUNT:
+        raise ValueError(f"next_id {_short(next_id)} is outside 1..{MAX_COUNT}")
     mode = _need(doc, "mode", str, "manifest", optional=True)
     if mode not in (None, "min", "max"):
         raise ValueError(f"mode {mode!r} is not 'min' or 'max'")
@@ -248,6 +290,8 @@ def parse_manifest(data: bytes, directory: Path) -> Manifest:
 def _recovery_hint(directory: Path) -> str:
     backup = directory / BACKUP_NAME
     try:
+        if backup.stat().st_size > MAX_MANIFEST_BYTES:
+            raise ValueError("oversized")
         previous = parse_manifest(backup.read_bytes(), directory)
     except FileNotFoundError:
         return (f"there is no {BACKUP_NAME}; run `ckptcompat verify {directory}` to see which "
@@ -269,6 +313,11 @@ def load_manifest(directory: str | Path) -> Manifest:
     directory = Path(directory)
     path = directory / MANIFEST_NAME
     try:
+        size = path.stat().st_size
+        if size > MAX_MANIFEST_BYTES:
+            raise CorruptCheckpointError(
+                f"the store manifest is {size} bytes, over the {MAX_MANIFEST_BYTES}-byte limit",
+                path=path, hint=_recovery_hint(directory))
         data = path.read_bytes()
     except FileNotFoundError:
         return Manifest()
@@ -308,6 +357,11 @@ def save_manifest(directory: str | Path, manifest: Manifest, previous: bytes | N
     manifest file is unchanged.
     """
     directory = Path(directory)
+    if len(manifest.entries) > MAX_ENTRIES:
+        raise StoreWriteError(
+            f"a store holds at most {MAX_ENTRIES} checkpoints; this commit would make "
+            f"{len(manifest.entries)}", path=directory / MANIFEST_NAME,
+            hint="prune old checkpoints (Retention(keep_last=...)) or start a new store directory")
     data = manifest.to_bytes(version)
     backup = directory / BACKUP_NAME
     old_backup: bytes | None = None

@@ -8,7 +8,6 @@ Keras 3 ``.weights.h5`` files (groups ``layers``/``vars``) belong to ``keras_zip
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -17,10 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from ckptcompat import _bounded
 from ckptcompat._lazy import require
 from ckptcompat.errors import (CheckpointNotFoundError, CkptCompatError, CorruptCheckpointError,
                                UnsupportedFormatError)
 from ckptcompat.formats import Peek, WrittenFiles
+from ckptcompat.formats._h5safe import hard_child, read_numeric
 from ckptcompat.formats.keras_h5._optimizer import WeightInfo, canonical_hyperparameters, match_slots
 from ckptcompat.names.variables import canonical_optimizer_class, strip_tensor_suffix
 from ckptcompat.state import OptimizerState, Producer, Progress, TrainingState
@@ -94,25 +95,17 @@ def _json_attr(f: Any, name: str, path: Path) -> dict[str, Any] | None:
     if name not in f.attrs:
         return None
     try:
-        value = json.loads(_text(f.attrs[name]))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CorruptCheckpointError(f"root attribute {name!r} is not valid JSON", path=path,
+        text = _text(f.attrs[name])
+    except (ValueError, UnicodeDecodeError, TypeError) as exc:
+        raise CorruptCheckpointError(f"root attribute {name!r} is not text", path=path,
                                      hint=_HINT) from exc
+    value = _bounded.loads(text, path=path, what=f"root attribute {name!r}")
     return value if isinstance(value, dict) else None
 
 
 def _dataset(group: Any, name: str, limit: int, path: Path) -> np.ndarray:
-    if name not in group:
-        raise CorruptCheckpointError(f"dataset {group.name}/{name} is listed but missing", path=path,
-                                     hint=_HINT)
-    ds = group[name]
-    if not hasattr(ds, "shape") or not hasattr(ds, "dtype"):
-        raise CorruptCheckpointError(f"{group.name}/{name} is not a dataset", path=path, hint=_HINT)
-    nbytes = int(np.prod(ds.shape, dtype=np.float64) * ds.dtype.itemsize) if ds.shape is not None else 0
-    if nbytes > limit and not ds.compression:
-        raise CorruptCheckpointError(f"dataset {ds.name} claims {nbytes} bytes, more than the file holds",
-                                     path=path, hint=_HINT)
-    return np.asarray(ds[()])
+    """A weight or slot: hard links only, numeric dtype, size within the file (see _h5safe)."""
+    return read_numeric(group, name, path, f"dataset {group.name}/{name}", max_bytes=limit, hint=_HINT)
 
 
 def _layer_configs(model_config: Any) -> dict[str, Any]:
@@ -183,7 +176,7 @@ def _trainable(layer: str, raw: str, table: dict[str, Any]) -> bool:
 def layer_table(f: Any, model_config: Any, path: Path, limit: int
                 ) -> tuple[list[tuple[str, list[WeightInfo]]], dict[str, np.ndarray]]:
     """Layers in file order with their weights; plus the arrays by canonical name."""
-    group = f["model_weights"] if "model_weights" in f else f
+    group = hard_child(f, "model_weights", path, "group /model_weights", _HINT) if "model_weights" in f else f
     names = _attr_list(group, "layer_names")
     if names is None:
         raise CorruptCheckpointError("no 'layer_names' attribute in the weights group", path=path,
@@ -195,7 +188,7 @@ def layer_table(f: Any, model_config: Any, path: Path, limit: int
     for lname in names:
         if lname not in group:
             raise CorruptCheckpointError(f"layer group {lname!r} is listed but missing", path=path, hint=_HINT)
-        lgroup = group[lname]
+        lgroup = hard_child(group, lname, path, f"layer group {lname!r}", _HINT)
         infos: list[WeightInfo] = []
         raws = _attr_list(lgroup, "weight_names") or []
         inner = nested_names.get(lname)
@@ -212,7 +205,7 @@ def layer_table(f: Any, model_config: Any, path: Path, limit: int
                                     _trainable(lname, raw, table)))
         layers.append((lname, infos))
     if "top_level_model_weights" in group:
-        top = group["top_level_model_weights"]
+        top = hard_child(group, "top_level_model_weights", path, "group top_level_model_weights", _HINT)
         infos = []
         for raw in _attr_list(top, "weight_names") or []:
             value = _dataset(top, raw, limit, path)
@@ -242,7 +235,8 @@ def _producer(f: Any, path: Path) -> Producer:
 def _optimizer(f: Any, training_config: dict[str, Any] | None, layers: list[tuple[str, list[WeightInfo]]],
                path: Path, limit: int) -> OptimizerState | None:
     opt_cfg = (training_config or {}).get("optimizer_config")
-    group = f["optimizer_weights"] if "optimizer_weights" in f else None
+    group = (hard_child(f, "optimizer_weights", path, "group /optimizer_weights", _HINT)
+             if "optimizer_weights" in f else None)
     if not isinstance(opt_cfg, dict) and group is None:
         return None
     raw_class = str(opt_cfg.get("class_name", "")) if isinstance(opt_cfg, dict) else ""

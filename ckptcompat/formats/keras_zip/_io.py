@@ -9,15 +9,16 @@ Only zipfile, h5py, numpy and json are used; nothing is ever unpickled or execut
 from __future__ import annotations
 
 import io
-import json
-import math
+import stat
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ckptcompat import _bounded
 from ckptcompat.errors import CorruptCheckpointError, UnsafeCheckpointError, UnsupportedFormatError
+from ckptcompat.formats._h5safe import hard_child, read_numeric
 
 __all__ = ["MAX_MEMBER_BYTES", "MAX_RATIO", "open_zip", "read_member", "read_json_member",
            "open_h5_bytes", "open_h5_path", "group_vars", "safe_dataset", "HDF5_SIGNATURE"]
@@ -43,13 +44,24 @@ def open_zip(path: Path) -> zipfile.ZipFile:
         zf.close()
         raise UnsafeCheckpointError(f"zip archive has {len(infos)} members", path=path,
                                     hint="a Keras archive has 3; refusing to process it")
+    seen: set[str] = set()
     for info in infos:
         name = info.filename
         parts = name.replace("\\", "/").split("/")
-        if name.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
+        if name.startswith(("/", "\\")) or ".." in parts or ":" in parts[0] or "\0" in name:
             zf.close()
             raise UnsafeCheckpointError(f"zip member name {name!r} escapes the archive", path=path,
                                         hint="a crafted archive; do not extract it")
+        if stat.S_ISLNK(info.external_attr >> 16):
+            zf.close()
+            raise UnsafeCheckpointError(f"zip member {name!r} is a symbolic link", path=path,
+                                        hint="a Keras archive holds plain files only; a crafted archive")
+        if name in seen:
+            zf.close()
+            raise UnsafeCheckpointError(f"zip member name {name!r} occurs twice", path=path,
+                                        hint="which copy a reader takes differs between tools; a "
+                                             "crafted archive")
+        seen.add(name)
         if info.file_size > MAX_MEMBER_BYTES:
             zf.close()
             raise UnsafeCheckpointError(
@@ -88,10 +100,7 @@ def read_member(zf: zipfile.ZipFile, name: str, path: Path, limit: int = MAX_MEM
 def read_json_member(zf: zipfile.ZipFile, name: str, path: Path) -> Any:
     """Parse a JSON member (``config.json``, ``metadata.json``) as plain data."""
     raw = read_member(zf, name, path, MAX_JSON_BYTES)
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise CorruptCheckpointError(f"{name} is not valid JSON: {exc}", path=path, hint=_HINT) from exc
+    return _bounded.loads(raw, path=path, what=name, max_bytes=MAX_JSON_BYTES)
 
 
 def open_h5_bytes(data: bytes, path: Path, what: str = "model.weights.h5") -> Any:
@@ -125,33 +134,9 @@ def open_h5_path(path: Path) -> Any:
 
 
 def safe_dataset(group: Any, key: str, path: Path, where: str) -> np.ndarray:
-    """Read ``group[key]`` after refusing links, external/virtual storage and shape bombs."""
-    import h5py
-
-    try:
-        link = group.get(key, getlink=True)
-        if isinstance(link, (h5py.SoftLink, h5py.ExternalLink)):
-            raise UnsafeCheckpointError(f"{where} is a {type(link).__name__}", path=path,
-                                        hint="links can point outside the file; refusing it")
-        ds = group[key]
-        if not isinstance(ds, h5py.Dataset):
-            raise CorruptCheckpointError(f"{where} is not a dataset", path=path, hint=_HINT)
-        if ds.external or ds.is_virtual:
-            raise UnsafeCheckpointError(f"{where} stores its data outside the file", path=path,
-                                        hint="external/virtual datasets are refused")
-        if ds.dtype.kind not in "biuf":
-            raise CorruptCheckpointError(f"{where} has non-numeric dtype {ds.dtype}", path=path, hint=_HINT)
-        declared = math.prod(ds.shape or ()) * ds.dtype.itemsize
-        stored = ds.id.get_storage_size()
-        if declared > MAX_MEMBER_BYTES or (declared > RATIO_FLOOR and declared > 1000 * max(stored, 1)):
-            raise CorruptCheckpointError(
-                f"{where} declares shape {ds.shape} ({declared} bytes) but stores {stored}", path=path,
-                hint="an absurd dataset shape (damaged file or decompression bomb)")
-        return np.asarray(ds[()])
-    except (UnsafeCheckpointError, CorruptCheckpointError):
-        raise
-    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
-        raise CorruptCheckpointError(f"cannot read {where}: {exc}", path=path, hint=_HINT) from exc
+    """Read ``group[key]`` after refusing links, external/virtual storage, non-numeric dtypes
+    and shape bombs (see :mod:`ckptcompat.formats._h5safe`)."""
+    return read_numeric(group, key, path, where, hint=_HINT)
 
 
 def group_vars(h5: Any, group_path: str, path: Path) -> list[np.ndarray] | None:
@@ -161,7 +146,7 @@ def group_vars(h5: Any, group_path: str, path: Path) -> list[np.ndarray] | None:
     try:
         if group_path not in h5:
             return None
-        group = h5[group_path]
+        group = hard_child(h5, group_path, path, group_path, _HINT)
         if not isinstance(group, h5py.Group):
             raise CorruptCheckpointError(f"{group_path} is not a group", path=path, hint=_HINT)
         keys = list(group.keys())

@@ -8,6 +8,7 @@ Pure Python + numpy. A V2 bundle is ``<prefix>.index`` (a sorted table: key ``""
 from __future__ import annotations
 
 import logging
+import math
 import os
 import struct
 from dataclasses import dataclass
@@ -26,6 +27,10 @@ __all__ = ["DTYPES", "Bundle", "resolve_prefix", "open_bundle", "encode_tensor",
 log = logging.getLogger(__name__)
 
 STATE_FILE = "checkpoint"
+#: Limits of what an index may claim before anything is allocated.
+MAX_SHARDS = 100_000
+MAX_RANK = 254           # TensorFlow's own limit
+MAX_STATE_FILE_BYTES = 1 << 20
 
 #: TensorFlow DataType enum -> numpy dtype (DT_STRING handled separately).
 DTYPES: dict[int, np.dtype] = {
@@ -45,6 +50,10 @@ def shard_name(prefix: str | Path, shard: int, num_shards: int) -> Path:
 
 def _state_candidates(state_file: Path) -> list[Path]:
     try:
+        if state_file.stat().st_size > MAX_STATE_FILE_BYTES:
+            raise CorruptCheckpointError(
+                f"the checkpoint state file is over {MAX_STATE_FILE_BYTES} bytes", path=state_file,
+                hint="it is a small text file listing bundle prefixes; this one is damaged")
         text = state_file.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
         raise CheckpointNotFoundError(f"cannot read checkpoint state file: {exc}", path=state_file) from exc
@@ -220,12 +229,53 @@ def open_bundle(prefix: Path) -> Bundle:
         raise CorruptCheckpointError(f"undecodable bundle entry: {exc}", path=index) from exc
     if header is None:
         raise CorruptCheckpointError("the bundle index has no header entry", path=index)
-    if header.num_shards < 1 or header.endianness not in (0, 1):
-        raise CorruptCheckpointError(f"absurd bundle header {header}", path=index)
+    if not 1 <= header.num_shards <= MAX_SHARDS or header.endianness not in (0, 1):
+        raise CorruptCheckpointError(f"absurd bundle header {header}", path=index,
+                                     hint=f"a bundle has 1..{MAX_SHARDS} shards; the index is damaged")
     for key, e in entries.items():
         if e.shard_id >= header.num_shards or e.offset < 0 or e.size < 0:
             raise CorruptCheckpointError(f"entry {key!r} points outside its shards", path=index)
+    check_entries(Path(prefix), header, entries, index)
     return Bundle(Path(prefix), header, entries)
+
+
+def check_entries(prefix: Path, header: pw.BundleHeader, entries: dict[str, pw.BundleEntry],
+                  index: Path) -> None:
+    """Refuse entries whose shape or byte range cannot be right, before anything is allocated.
+
+    Every entry must lie inside its shard (``offset + size <= shard size``; a missing shard is
+    reported when a tensor in it is read), have a rank of at most :data:`MAX_RANK` and no
+    negative dimension, and a numeric one exactly ``prod(shape) * itemsize`` bytes.
+    """
+    sizes: dict[int, int | None] = {}
+    hint = "the .index file is damaged or crafted; use an older checkpoint"
+    for key, e in entries.items():
+        shown = key if len(key) <= 200 else key[:200] + "..."
+        if e.shape is not None and (len(e.shape) > MAX_RANK or any(d < 0 for d in e.shape)):
+            raise CorruptCheckpointError(f"entry {shown!r} has an impossible shape (rank "
+                                         f"{len(e.shape)}, limit {MAX_RANK}; dimensions >= 0)",
+                                         path=index, hint=hint)
+        if e.shard_id not in sizes:
+            try:
+                sizes[e.shard_id] = shard_name(prefix, e.shard_id, header.num_shards).stat().st_size
+            except OSError:
+                sizes[e.shard_id] = None
+        shard_size = sizes[e.shard_id]
+        if shard_size is not None and e.offset + e.size > shard_size:
+            raise CorruptCheckpointError(
+                f"data shard {e.shard_id} is truncated or the index damaged: entry {shown!r} claims "
+                f"bytes {e.offset}..{e.offset + e.size}, the shard has {shard_size} bytes", path=index,
+                hint="copy the complete .data-* files along with the .index, or use an older checkpoint")
+        if e.num_slices or e.shape is None:
+            continue
+        count = math.prod(e.shape)
+        if e.dtype in DTYPES and count * DTYPES[e.dtype].itemsize != e.size:
+            raise CorruptCheckpointError(
+                f"entry {shown!r}: {e.size} bytes for shape {e.shape} of {DTYPES[e.dtype]}",
+                path=index, hint=hint)
+        if e.dtype == DT_STRING and count > e.size:
+            raise CorruptCheckpointError(f"string entry {shown!r}: {count} strings in {e.size} bytes",
+                                         path=index, hint=hint)
 
 
 def encode_tensor(value: np.ndarray) -> tuple[int, bytes, int]:

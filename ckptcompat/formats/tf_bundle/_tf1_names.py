@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 from collections import Counter
 from pathlib import Path
@@ -48,6 +49,8 @@ def meta_info(prefix: Path) -> tuple[str | None, set[str]]:
             if num_key != (1 << 3 | 2):
                 return None, set()
             size, pos = pw.read_varint(head, pos)
+            if pos + size > os.fstat(fh.fileno()).st_size:
+                return None, set()  # claims more than the file holds: damaged, ignore it
             body = head[pos:pos + size] if pos + size <= len(head) else head[pos:] + fh.read(pos + size - len(head))
         version, classes = None, set()
         for num, _, val in pw.iter_fields(body):

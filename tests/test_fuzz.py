@@ -1,0 +1,67 @@
+"""A short, bounded fuzzing run of every reader (``tools/fuzz.py``), in every CI run.
+
+Fixed seed and a fixed number of inputs per target, so a failure reproduces; each input
+must end in success or a typed :class:`~ckptcompat.errors.CkptCompatError` within 10 s.
+Longer runs: ``python tools/fuzz.py --seconds 600`` (see ``docs/hostile-inputs.md``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+_SPEC = importlib.util.spec_from_file_location("ckptcompat_fuzz", ROOT / "tools" / "fuzz.py")
+assert _SPEC is not None and _SPEC.loader is not None
+fuzz = importlib.util.module_from_spec(_SPEC)
+sys.modules[_SPEC.name] = fuzz
+_SPEC.loader.exec_module(fuzz)
+
+pytestmark = pytest.mark.fuzz
+
+
+@pytest.mark.parametrize("name", sorted(fuzz.TARGETS))
+def test_short_fuzz_run(name: str) -> None:
+    logging.disable(logging.CRITICAL)
+    try:
+        result = fuzz.fuzz(fuzz.TARGETS[name], seconds=60.0, seed=19, hang=10.0, max_runs=30)
+    finally:
+        logging.disable(logging.NOTSET)
+    assert result.runs == 30, result  # a fixed number of inputs: the run reproduces
+    assert not result.crashes, "\n\n".join(f"{c.kind}: {c.detail}" for c in result.crashes)
+
+
+def test_fuzzer_reports_untyped_exceptions_and_hangs() -> None:
+    """The harness itself: an untyped error and a hang are findings, a typed error is not."""
+    import time
+
+    from ckptcompat.errors import CorruptCheckpointError
+
+    def typed(data: bytes, work: Path) -> None:
+        raise CorruptCheckpointError("typed", path=work)
+
+    def untyped(data: bytes, work: Path) -> None:
+        raise KeyError(data)
+
+    def slow(data: bytes, work: Path) -> None:
+        time.sleep(5)
+
+    assert fuzz.run_one(fuzz.Target("t", list, typed), b"x", 5.0) is None
+    crash = fuzz.run_one(fuzz.Target("u", list, untyped), b"x", 5.0)
+    assert crash is not None and crash.kind == "KeyError"
+    crash = fuzz.run_one(fuzz.Target("s", list, slow), b"x", 0.2)
+    assert crash is not None and crash.kind == "hang"
+
+
+def test_mutations_are_deterministic() -> None:
+    import random
+
+    seeds = [b"hello world" * 10]
+    first, second = random.Random(3), random.Random(3)
+    one = [fuzz.mutate(seeds[0], first, seeds) for _ in range(20)]
+    two = [fuzz.mutate(seeds[0], second, seeds) for _ in range(20)]
+    assert one == two and sum(m != seeds[0] for m in one) >= 15
