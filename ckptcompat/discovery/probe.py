@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ckptcompat.errors import CkptCompatError
 
-__all__ = ["Probe", "probe_file", "probe_bundle", "read_state_json"]
+__all__ = ["Probe", "probe_file", "probe_bundle", "probe_saved_model", "read_state_json"]
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,18 @@ def probe_bundle(prefix: Path) -> Probe:
             return Probe("tf_bundle", f"data shard {data.name} is truncated ({size} bytes, the index "
                                       f"needs {needed[shard]})", bundle=kind)
     return Probe("tf_bundle", bundle=kind)
+
+
+def probe_saved_model(folder: Path) -> Probe:
+    """A SavedModel folder: ``saved_model.pb`` present and non-empty, ``variables/`` bundle intact."""
+    pb = folder / "saved_model.pb"
+    try:
+        if pb.stat().st_size == 0:
+            return Probe("saved_model", "saved_model.pb is empty (0 bytes): the save was interrupted")
+    except OSError:
+        return Probe("saved_model", "saved_model.pb is missing")
+    bundle = probe_bundle(folder / "variables" / "variables")
+    return Probe("saved_model", bundle.problem and f"variables/: {bundle.problem}", bundle=bundle.bundle)
 
 
 def read_state_json(path: Path) -> object | None:
