@@ -1,0 +1,189 @@
+"""SavedModel folders written by real TF 2.15 / tf-keras 2.21 (fixtures/saved_model/<env>/).
+
+The reader runs without any framework; the truth is each fixture's manifest (sha256 of every
+weight and slot read from the live objects at save time, optimizer class, learning rate,
+iterations). Tests marked ``framework`` resume every fixture in the running Keras (Keras 3,
+tf-keras or TF 2.15) and compare the live model with the same truth.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ckptcompat.errors import (CorruptCheckpointError, InvalidArgumentError, UnsupportedFormatError)
+from ckptcompat.formats import registry, saved_model
+
+from conftest import FIXTURES, ROOT
+
+SM_FIXTURES = FIXTURES / "saved_model"
+
+
+def _entries() -> list[dict[str, Any]]:
+    out = []
+    for manifest in sorted(SM_FIXTURES.glob("*/manifest.json")):
+        env = manifest.parent.name
+        for e in json.loads(manifest.read_text())["fixtures"]:
+            out.append({**e, "path": f"{env}/{e['path']}", "root": str(manifest.parent)})
+    return out
+
+
+ENTRIES = _entries()
+SERIES = sorted({str(Path(e["path"]).parent) for e in ENTRIES if e["case"].startswith("series")})
+#: what resume is given: each model folder, and each series folder (it resumes from model-03)
+RESUMED = [e for e in ENTRIES if not e["case"].startswith("series") or e["path"].endswith("/model-03")]
+
+
+def _sha(a: Any) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+
+def _mismatches(weights: dict[str, Any], slots: dict[str, dict[str, Any]], entry: dict[str, Any]) -> list[str]:
+    bad = []
+    for t in entry["tensors"]:
+        value = weights.get(t["owner"]) if t["kind"] == "weight" else slots.get(t["owner"], {}).get(t["slot"])
+        if value is None or _sha(value) != t["sha256"] or list(np.shape(value)) != t["shape"] \
+                or str(np.asarray(value).dtype) != t["dtype"]:
+            bad.append(f"{t['owner']}/{t['slot'] or ''}")
+    return bad
+
+
+def test_fixtures_present() -> None:
+    envs = {e["producer"] for e in ENTRIES}
+    assert {"tf215", "tf221-tfkeras"} <= envs, envs
+    cases = {(e["producer"], e["case"]) for e in ENTRIES}
+    for env in ("tf215", "tf221-tfkeras"):
+        for case in ("mlp_adam", "cnn_bn_rmsprop", "rnn_lstm_sgdm", "series_mlp_adam", "mlp_legacyadam"):
+            assert (env, case) in cases
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e["path"])
+def test_read_matches_live_truth(entry: dict[str, Any]) -> None:
+    folder = SM_FIXTURES / entry["path"]
+    for rel, sha in entry["files"].items():  # the committed bytes are the bytes the release wrote
+        assert hashlib.sha256((Path(entry["root"]) / rel).read_bytes()).hexdigest() == sha, rel
+    assert registry.detect(folder) == "saved_model"
+    state = saved_model.read(folder)
+    opt = state.optimizer
+    assert opt is not None
+    assert _mismatches(dict(state.weights), {k: dict(v) for k, v in opt.slots.items()}, entry) == []
+    n_weights = sum(t["kind"] == "weight" for t in entry["tensors"])
+    n_slots = sum(t["kind"] == "slot" for t in entry["tensors"])
+    assert (len(state.weights), opt.slot_count) == (n_weights, n_slots)  # nothing extra (no metric totals)
+    want = entry["optimizer"]
+    assert (opt.class_name, opt.iterations, opt.learning_rate) == (want["class"], want["iterations"],
+                                                                   want["learning_rate"])
+    assert state.model_config["class_name"] == "Sequential"
+    assert state.training_config["loss"] == "sparse_categorical_crossentropy"
+    assert state.producer.format == "saved_model" and state.producer.framework in ("tf.keras", "tf-keras")
+    assert state.producer.versions["tensorflow"].startswith(("2.15", "2.21"))
+
+
+def test_files_lists_every_file() -> None:
+    entry = ENTRIES[0]
+    folder = SM_FIXTURES / entry["path"]
+    listed = {p.relative_to(Path(entry["root"])).as_posix() for p in saved_model.files(folder)}
+    assert listed == set(entry["files"])
+    assert {"saved_model.pb", "keras_metadata.pb", "variables.index"} <= {Path(p).name for p in listed}
+
+
+@pytest.mark.parametrize("series", SERIES)
+def test_series_orders_by_epoch_and_picks_newest(series: str) -> None:
+    from ckptcompat.discovery import find_checkpoints, select
+
+    cands = find_checkpoints(SM_FIXTURES / series)
+    assert [(c.name, c.epoch, c.format) for c in cands] == [
+        ("model-01", 1, "saved_model"), ("model-02", 2, "saved_model"), ("model-03", 3, "saved_model")]
+    assert select(cands).name == "model-03"
+
+
+def test_damaged_newest_falls_back(tmp_path: Path) -> None:
+    from ckptcompat.resuming.read import pick_and_read
+
+    series = tmp_path / "ckpt"
+    shutil.copytree(SM_FIXTURES / SERIES[0], series)
+    data = series / "model-03" / "variables" / "variables.data-00000-of-00001"
+    data.write_bytes(data.read_bytes()[:100])
+    cand, state = pick_and_read(series, "latest", monitor=None, mode=None, pattern=None)
+    assert (cand.name, cand.epoch) == ("model-02", 2)
+    entry = next(e for e in ENTRIES if e["path"] == f"{SERIES[0]}/model-02")
+    assert state.optimizer is not None and state.optimizer.iterations == entry["optimizer"]["iterations"]
+
+
+def test_damage_is_typed(tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    shutil.copytree(SM_FIXTURES / ENTRIES[0]["path"], folder)
+    (folder / "saved_model.pb").write_bytes(b"\x0a\xff\xff")
+    with pytest.raises(CorruptCheckpointError, match="saved_model|SavedModel"):
+        saved_model.read(folder)
+    shutil.rmtree(folder / "variables")
+    with pytest.raises(CorruptCheckpointError, match="variables"):
+        saved_model.read(folder)
+    with pytest.raises(UnsupportedFormatError, match="writing a SavedModel"):
+        saved_model.write(tmp_path / "out", saved_model.read(SM_FIXTURES / ENTRIES[0]["path"]))
+
+
+def test_without_keras_metadata_reads_weights_and_resume_needs_model(tmp_path: Path) -> None:
+    entry = next(e for e in ENTRIES if e["case"] == "mlp_adam")
+    folder = tmp_path / "module"
+    shutil.copytree(SM_FIXTURES / entry["path"], folder)
+    (folder / "keras_metadata.pb").unlink()  # TF 2.5+ keeps the Keras metadata only there
+    state = saved_model.read(folder)
+    assert state.model_config is None and state.training_config is None
+    assert _mismatches(dict(state.weights), {k: dict(v) for k, v in state.optimizer.slots.items()}, entry) == []
+    from ckptcompat.resuming.build import build_model
+
+    with pytest.raises(InvalidArgumentError, match="model=model"):
+        build_model(state, "keras3", None, None, str(folder))
+
+
+def test_inspect_does_not_import_tensorflow() -> None:
+    folder = SM_FIXTURES / ENTRIES[0]["path"]
+    code = ("import sys, ckptcompat, json\n"
+            f"info = ckptcompat.inspect({str(folder)!r})\n"
+            "assert info.format == 'saved_model', info.format\n"
+            "assert info.optimizer is not None and info.optimizer.iterations > 0\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras'))\n"
+            "assert not bad, bad\n"
+            "print('OK', info.weight_count)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("OK ")
+
+
+# --------------------------------------------------------------------------- live resume
+def _live(model: Any) -> tuple[dict[str, Any], dict[str, dict[str, Any]], int, float]:
+    from ckptcompat import runtime
+
+    state = runtime.capture(model)
+    opt = state.optimizer
+    lr = float(np.asarray(model.optimizer.learning_rate))
+    return (dict(state.weights), {k: dict(v) for k, v in opt.slots.items()}, int(opt.iterations), lr)
+
+
+@pytest.mark.framework
+@pytest.mark.parametrize("entry", RESUMED, ids=lambda e: e["path"])
+def test_resume_is_exact(entry: dict[str, Any], keras: Any) -> None:
+    import ckptcompat
+
+    keras.backend.clear_session()
+    target = SM_FIXTURES / (str(Path(entry["path"]).parent) if entry["case"].startswith("series")
+                            else entry["path"])
+    run = ckptcompat.resume(target)
+    weights, slots, iterations, lr = _live(run.model)
+    assert _mismatches(weights, slots, entry) == []
+    want = entry["optimizer"]
+    assert iterations == want["iterations"] == run.global_step
+    assert np.float32(lr) == np.float32(want["learning_rate"])
+    assert run.source.format == "saved_model"
+    if entry["case"].startswith("series"):
+        assert (run.initial_epoch, run.source.epoch_source) == (3, "filename")
