@@ -78,6 +78,7 @@ def test_read_matches_live_truth(entry: dict[str, Any]) -> None:
     n_weights = sum(t["kind"] == "weight" for t in entry["tensors"])
     n_slots = sum(t["kind"] == "slot" for t in entry["tensors"])
     assert (len(state.weights), opt.slot_count) == (n_weights, n_slots)  # nothing extra (no metric totals)
+    assert list(state.weights) == [t["owner"] for t in entry["tensors"] if t["kind"] == "weight"]  # model order
     want = entry["optimizer"]
     assert (opt.class_name, opt.iterations, opt.learning_rate) == (want["class"], want["iterations"],
                                                                    want["learning_rate"])
@@ -187,3 +188,43 @@ def test_resume_is_exact(entry: dict[str, Any], keras: Any) -> None:
     assert run.source.format == "saved_model"
     if entry["case"].startswith("series"):
         assert (run.initial_epoch, run.source.epoch_source) == (3, "filename")
+
+
+# --------------------------------------------------------------------------- CLI
+@pytest.mark.parametrize("to,suffix", [("keras3", ".keras"), ("h5", ".h5")])
+def test_cli_inspect_verify_migrate(to: str, suffix: str, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from ckptcompat.cli.commands import main
+
+    entry = next(e for e in ENTRIES if e["case"] == "cnn_bn_rmsprop")
+    folder = SM_FIXTURES / entry["path"]
+    assert main(["inspect", str(folder)]) == 0
+    assert "saved_model" in capsys.readouterr().out
+    assert main(["verify", str(folder.parent)]) == 0
+    out = tmp_path / f"model{suffix}"
+    assert main(["migrate", str(folder), str(out), "--to", to]) == 0
+    assert "bitwise equal" in capsys.readouterr().out
+    back = registry.read(out)
+    assert _mismatches(dict(back.weights), {k: dict(v) for k, v in back.optimizer.slots.items()}, entry) == []
+    assert (back.optimizer.class_name, back.optimizer.iterations) == ("RMSprop", entry["optimizer"]["iterations"])
+
+
+@pytest.mark.framework
+@pytest.mark.parametrize("to,suffix", [("keras3", ".keras"), ("h5", ".h5")])
+def test_migrated_savedmodel_resumes_exactly(to: str, suffix: str, tmp_path: Path, keras: Any) -> None:
+    import ckptcompat
+    from conftest import keras_flavour
+
+    if to == "keras3" and keras_flavour() != "keras3":
+        pytest.skip("a Keras 3 .keras file is resumed by Keras 3")
+    entry = next(e for e in ENTRIES if e["case"] == "rnn_lstm_sgdm" and e["producer"] == "tf215")
+    out = tmp_path / f"model{suffix}"
+    from ckptcompat.migrate import migrate
+
+    migrate(SM_FIXTURES / entry["path"], out, to=to)
+    keras.backend.clear_session()
+    run = ckptcompat.resume(out)
+    weights, slots, iterations, lr = _live(run.model)
+    assert _mismatches(weights, slots, entry) == []
+    assert (iterations, np.float32(lr)) == (entry["optimizer"]["iterations"],
+                                           np.float32(entry["optimizer"]["learning_rate"]))

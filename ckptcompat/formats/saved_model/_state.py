@@ -63,6 +63,29 @@ def _rename(name: str, path: tuple[str, ...], info: KerasInfo | None) -> str:
     return name
 
 
+def _config_layers(model_config: Any) -> list[str]:
+    cfg = model_config.get("config") if isinstance(model_config, dict) else None
+    layers = cfg.get("layers") if isinstance(cfg, dict) else None
+    names = []
+    for entry in layers if isinstance(layers, list) else []:
+        inner = entry.get("config") if isinstance(entry, dict) else None
+        name = (inner or {}).get("name") if isinstance(inner, dict) else None
+        names.append(name if isinstance(name, str) else (entry.get("name") if isinstance(entry, dict) else None))
+    return [n for n in names if isinstance(n, str)]
+
+
+def _model_order(weights: dict[str, np.ndarray], info: KerasInfo | None) -> dict[str, np.ndarray]:
+    """Layer by layer in the model config's order, file order inside a layer.
+
+    The bundle's node ids put an RNN's cell variables after later layers; model order is
+    what a writer of positional formats (legacy ``.h5``) needs.
+    """
+    position = {name: i for i, name in enumerate(_config_layers(info.model_config if info else None))}
+    ordered = sorted(enumerate(weights), key=lambda item: (position.get(item[1].split("/", 1)[0], 1 << 30),
+                                                           item[0]))
+    return {name: weights[name] for _, name in ordered}
+
+
 def _optimizer(opt: OptimizerState | None, info: KerasInfo | None) -> OptimizerState | None:
     """Class and hyper-parameters from the training config; values of variables from the bundle."""
     tc = info.training_config if info is not None else None
@@ -129,11 +152,15 @@ def build_state(folder: Path, tf_version: str, info: KerasInfo | None, fmt: str)
         if new in weights:
             raise CorruptCheckpointError(f"two variables map to the weight name {new!r}", path=folder)
         weights[new] = value
+    weights = _model_order(weights, info)
     if dropped:
         log.info("%s: compiled-metric accumulators are not training state; left out: %s", folder, dropped)
     opt = state.optimizer
     if opt is not None and renamed:
         opt = dataclasses.replace(opt, slots={renamed.get(k, k): v for k, v in opt.slots.items()})
+    if opt is not None:
+        opt = dataclasses.replace(opt, slots={k: opt.slots[k] for k in weights if k in opt.slots}
+                                  | {k: v for k, v in opt.slots.items() if k not in weights})
     opt = _optimizer(opt, info)
     if info is not None and info.keras_version:
         versions["keras"] = info.keras_version
