@@ -61,7 +61,8 @@ def test_fixtures_present() -> None:
     assert {"tf215", "tf221-tfkeras"} <= envs, envs
     cases = {(e["producer"], e["case"]) for e in ENTRIES}
     for env in ("tf215", "tf221-tfkeras"):
-        for case in ("mlp_adam", "cnn_bn_rmsprop", "rnn_lstm_sgdm", "series_mlp_adam", "mlp_legacyadam"):
+        for case in ("mlp_adam", "cnn_bn_rmsprop", "rnn_lstm_sgdm", "series_mlp_adam", "mlp_legacyadam",
+                     "mlp_lso_adam"):
             assert (env, case) in cases
 
 
@@ -82,6 +83,9 @@ def test_read_matches_live_truth(entry: dict[str, Any]) -> None:
     want = entry["optimizer"]
     assert (opt.class_name, opt.iterations, opt.learning_rate) == (want["class"], want["iterations"],
                                                                    want["learning_rate"])
+    if "loss_scale" in want:  # LossScaleOptimizer: its state rides in optimizer.extra
+        assert float(opt.extra["loss_scale/current_loss_scale"]) == want["loss_scale"]["current_loss_scale"]
+        assert int(opt.extra["loss_scale/good_steps"]) == want["loss_scale"]["good_steps"]
     assert state.model_config["class_name"] == "Sequential"
     assert state.training_config["loss"] == "sparse_categorical_crossentropy"
     assert state.producer.format == "saved_model" and state.producer.framework in ("tf.keras", "tf-keras")

@@ -141,10 +141,14 @@ def build_state(folder: Path, tf_version: str, info: KerasInfo | None, fmt: str)
     weights: dict[str, np.ndarray] = {}
     dropped = []
     renamed = {}
+    optimizer_extra: dict[str, np.ndarray] = {}
     for name, value in state.weights.items():
         path = paths.get(name, ())
         if path[:1] == ("keras_api",):
             dropped.append(name)
+            continue
+        if path[:1] == ("optimizer",) and len(path) > 1:  # LossScaleOptimizer: loss_scale/current_loss_scale
+            optimizer_extra["/".join(path[1:])] = value
             continue
         new = _rename(name, path, info)
         if new != name:
@@ -161,6 +165,8 @@ def build_state(folder: Path, tf_version: str, info: KerasInfo | None, fmt: str)
     if opt is not None:
         opt = dataclasses.replace(opt, slots={k: opt.slots[k] for k in weights if k in opt.slots}
                                   | {k: v for k, v in opt.slots.items() if k not in weights})
+    if opt is not None and optimizer_extra:
+        opt = dataclasses.replace(opt, extra={**opt.extra, **optimizer_extra})
     opt = _optimizer(opt, info)
     if info is not None and info.keras_version:
         versions["keras"] = info.keras_version
