@@ -260,3 +260,26 @@ def test_fresh_matrix_savedmodels_read_exactly(entry: dict[str, Any] | None) -> 
     if committed.is_file():
         same = [e for e in json.loads(committed.read_text())["fixtures"] if e["path"] == entry["path"]]
         assert same and same[0]["tensors"] == entry["tensors"], "training is no longer reproducible"
+
+
+@pytest.mark.framework
+def test_without_keras_metadata_resumes_into_given_model(tmp_path: Path, keras: Any) -> None:
+    import ckptcompat
+
+    entry = next(e for e in ENTRIES if e["case"] == "cnn_bn_rmsprop" and e["producer"] == "tf215")
+    folder = tmp_path / "model"
+    shutil.copytree(SM_FIXTURES / entry["path"], folder)
+    (folder / "keras_metadata.pb").unlink()
+    with pytest.raises(InvalidArgumentError, match="model="):
+        ckptcompat.resume(folder)
+    keras.backend.clear_session()
+    L = keras.layers
+    model = keras.Sequential([keras.Input(shape=(6, 6, 1)), L.Conv2D(2, 3, name="conv"),
+                              L.BatchNormalization(name="bn"), L.Flatten(name="flat"),
+                              L.Dense(3, activation="softmax", name="out")])
+    model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=0.001), loss="sparse_categorical_crossentropy")
+    run = ckptcompat.resume(folder, model=model)
+    weights, slots, iterations, lr = _live(run.model)
+    assert _mismatches(weights, slots, entry) == []
+    assert (iterations, np.float32(lr)) == (entry["optimizer"]["iterations"],
+                                           np.float32(entry["optimizer"]["learning_rate"]))
