@@ -283,3 +283,10 @@ def test_without_keras_metadata_resumes_into_given_model(tmp_path: Path, keras: 
     assert _mismatches(weights, slots, entry) == []
     assert (iterations, np.float32(lr)) == (entry["optimizer"]["iterations"],
                                            np.float32(entry["optimizer"]["learning_rate"]))
+
+
+def test_inspect_of_a_series_folder_names_the_savedmodels() -> None:
+    import ckptcompat
+
+    with pytest.raises(UnsupportedFormatError, match=r"found: model-01/, model-02/, model-03/"):
+        ckptcompat.inspect(SM_FIXTURES / SERIES[0])
