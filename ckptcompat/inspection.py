@@ -213,7 +213,8 @@ def _looks_like_sidecar(p: Path) -> bool:
 
 
 def _directory_hint(p: Path) -> str:
-    found = sorted({c.name for g in _CHECKPOINT_GLOBS for c in p.glob(g)})[:8]
+    found = sorted({c.name for g in _CHECKPOINT_GLOBS for c in p.glob(g)}
+                   | {f"{c.parent.name}/" for c in p.glob("*/saved_model.pb")})[:8]  # SavedModel folders
     listing = f" (found: {', '.join(found)})" if found else ""
     return ("inspect one checkpoint file inside it" + listing +
             "; whole checkpoint directories are handled by ckptcompat.resume")

@@ -121,6 +121,11 @@ def run_environment(spec: Environment, uv: str, pytest_args: list[str]) -> dict[
         if run([python, "fixtures/generate.py", "--out", str(fixtures)], log, env, timeout=900) != 0:
             result["note"] = "fixture generator failed; "
             result["failed"] = 1
+        saved_models = venv / "fixtures_saved_model"  # Keras 2 envs only; the others write nothing
+        if run([python, "fixtures/generate_saved_model.py", "--out", str(saved_models)], log, env, timeout=900) != 0:
+            result["note"] = str(result["note"]) + "SavedModel fixture generator failed; "
+            result["failed"] = 1
+        env["CKPTCOMPAT_GENERATED_SAVED_MODELS"] = str(saved_models)
     env["CKPTCOMPAT_GENERATED_FIXTURES"] = str(fixtures)
     env["CKPTCOMPAT_REPORT_DIR"] = str(venv / "report")
     junit = venv / "junit.xml"

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ckptcompat.discovery.names import NameInfo, natural_key, parse_generic, parse_with_pattern, strip_suffix
-from ckptcompat.discovery.probe import Probe, probe_bundle, probe_file, read_state_json
+from ckptcompat.discovery.probe import Probe, probe_bundle, probe_file, probe_saved_model, read_state_json
 from ckptcompat.errors import CheckpointNotFoundError, CkptCompatError, InvalidArgumentError
 from ckptcompat.names.metrics import canonical_metric, metric_direction
 
@@ -224,9 +224,8 @@ def _scan_folder(directory: Path, pattern: str | None, offset: int) -> list[Cand
         p = directory / n
         lower = n.lower()
         if p.is_dir():
-            if (p / "saved_model.pb").is_file() and Path(f"{p}/variables/variables.index").is_file():
-                var = p / "variables" / "variables"
-                found.append((p, n, probe_bundle(var), var))
+            if (p / "saved_model.pb").is_file():  # a SavedModel folder (ModelCheckpoint "model-{epoch:02d}")
+                found.append((p, n, probe_saved_model(p), p))
             elif n.endswith("_temp") or n.startswith(".tmp"):
                 log.info("%s: ignoring %s (left by an interrupted save)", directory, n)
             continue
@@ -263,7 +262,10 @@ def find_checkpoints(path: str | os.PathLike[str], *, pattern: str | None = None
     ``problem`` set and logged; a missing ``path`` raises :class:`CheckpointNotFoundError`.
     """
     p = Path(path)
-    if p.is_dir():
+    if p.is_dir() and (p / "saved_model.pb").is_file():  # one SavedModel folder
+        found = [_build(p, probe_saved_model(p), pattern=pattern, state_json=None, sidecar=None,
+                        sidecar_offset=sidecar_epoch_offset, state_order=None)]
+    elif p.is_dir():
         if (p / _STORE_MANIFEST).exists() or (p / f"{_STORE_MANIFEST}.bak").exists():
             found = _from_store(p, deep)
         elif (p.parent / _STORE_MANIFEST).is_file() and p.name.startswith("ckpt-"):

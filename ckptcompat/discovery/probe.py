@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ckptcompat.errors import CkptCompatError
 
-__all__ = ["Probe", "probe_file", "probe_bundle", "read_state_json"]
+__all__ = ["Probe", "probe_file", "probe_bundle", "probe_saved_model", "read_state_json"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,18 @@ def probe_file(path: Path) -> Probe:
 def probe_bundle(prefix: Path) -> Probe:
     """Open a bundle's ``.index`` and check that every data shard is there and long enough."""
     return _from_peek("tf_bundle", prefix)
+
+
+def probe_saved_model(folder: Path) -> Probe:
+    """A SavedModel folder: ``saved_model.pb`` present and non-empty, ``variables/`` bundle intact."""
+    pb = folder / "saved_model.pb"
+    try:
+        if pb.stat().st_size == 0:
+            return Probe("saved_model", "saved_model.pb is empty (0 bytes): the save was interrupted")
+    except OSError:
+        return Probe("saved_model", "saved_model.pb is missing")
+    bundle = probe_bundle(folder / "variables" / "variables")
+    return Probe("saved_model", bundle.problem and f"variables/: {bundle.problem}", bundle=bundle.bundle)
 
 
 def read_state_json(path: Path) -> object | None:

@@ -127,6 +127,8 @@ FORMATS: tuple[FormatInfo, ...] = (
                "Keras 3 .keras zip archive or .weights.h5 file", (".keras", ".weights.h5")),
     FormatInfo("keras_h5", "ckptcompat.formats.keras_h5",
                "legacy Keras HDF5, full model or weights only, any Keras generation", (".h5", ".hdf5")),
+    FormatInfo("saved_model", "ckptcompat.formats.saved_model",
+               "TF2 SavedModel directory (model.save(dir), ModelCheckpoint without .h5)", ()),
     FormatInfo("tf_bundle", "ckptcompat.formats.tf_bundle",
                "TensorFlow tensor bundle: TF1 Saver (name-based) or TF2 object-based checkpoint",
                (".index", ".ckpt")),

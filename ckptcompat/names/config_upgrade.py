@@ -160,7 +160,13 @@ def _shift_nested_model_nodes(layers: list[Any]) -> None:
 
 
 def _sequential_input(layers: list[Any]) -> list[Any]:
-    if not layers or not isinstance(layers[0], Mapping) or layers[0].get("class_name") == "InputLayer":
+    if layers and isinstance(layers[0], Mapping) and layers[0].get("class_name") == "InputLayer":
+        # tf.keras keeps ``batch_input_shape`` on the layers after the InputLayer (TF 2.x
+        # ``Dense(input_shape=...)``); the InputLayer has it already, Keras 3 constructors refuse it
+        return [layers[0], *({**e, "config": {k: v for k, v in e["config"].items() if k != "batch_input_shape"}}
+                             if isinstance(e, Mapping) and isinstance(e.get("config"), Mapping) else e
+                             for e in layers[1:])]
+    if not layers or not isinstance(layers[0], Mapping):
         return layers
     first = dict(layers[0])
     cfg = dict(first.get("config") or {})

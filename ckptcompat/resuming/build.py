@@ -193,7 +193,13 @@ def _loss(keras: Any, value: Any) -> Any:
         cls = getattr(keras.losses, value["class_name"], None)
         if cls is not None:
             cfg.pop("fn", None)
-            return cls.from_config(cfg)
+            try:
+                return cls.from_config(cfg)
+            except ValueError:
+                if cfg.get("reduction") != "auto":
+                    raise
+                # Keras 2's "auto" reduction is sum over the batch outside distribution strategies
+                return cls.from_config({**cfg, "reduction": "sum_over_batch_size"})
         return cfg.get("fn") or cfg.get("name")
     if isinstance(value, Mapping):
         return {k: _loss(keras, v) for k, v in value.items()}

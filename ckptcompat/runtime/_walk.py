@@ -38,6 +38,13 @@ def layer_weights(layer: Any, short_name: Callable[[Any], str]) -> list[tuple[st
     (``forward_lstm/kernel``): RNN cell scopes therefore never appear.
     """
     weights = list({id(w): w for w in layer.weights}.values())  # a wrapper may list one twice
+    tables = [type(w).__name__ for w in weights if not hasattr(w, "name") or not hasattr(w, "shape")]
+    if tables:  # tf.keras lookup layers list their vocabulary table handler among the weights
+        raise IncompatibleStateError(
+            f"layer {getattr(layer, 'name', '?')!r} holds state that is not a variable ({', '.join(tables)}: "
+            "a lookup-table vocabulary); ckptcompat restores variables only",
+            hint="rebuild the preprocessing layer with its vocabulary yourself and pass model=, "
+                 "or move the lookup out of the trained model")
     names = [short_name(w) for w in weights]
     if len(set(names)) == len(names):
         return list(zip(names, weights))

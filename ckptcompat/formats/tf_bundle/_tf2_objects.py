@@ -192,6 +192,9 @@ def _optimizer_state(nodes, opt_id, var_of, tensors, opt_direct, slot_nodes, nam
         if split and split[0] in by_under:  # Keras 3: adam/dense_kernel_momentum
             raw_slots.append((by_under[split[0]], split[1], nid))
             continue
+        if rest in by_full and head in _RAW_CLASS_SLOTS:  # TF 2.11+ LossScaleOptimizer: m/dense/kernel
+            raw_slots.append((by_full[rest], head, nid))
+            continue
         problems.append(f"optimizer variable {full!r} ({var_of[nid].checkpoint_key}) matches no model variable")
     if cls is None:
         found = {s for _, s, _ in raw_slots}
