@@ -18,7 +18,7 @@ import numpy as np
 
 import ckptcompat
 from ckptcompat.callbacks import Checkpoint, EarlyStopping, ModelCheckpoint
-from ckptcompat.callbacks._base import keras_module
+from ckptcompat.runtime import keras_module
 
 TEMPLATE = "model-{epoch:02d}-{val_acc:.2f}-{val_loss:.2f}.h5"
 

@@ -20,7 +20,7 @@ import numpy as np
 
 import ckptcompat
 from ckptcompat.callbacks import Checkpoint, TrainingMonitor
-from ckptcompat.callbacks._base import keras_module
+from ckptcompat.runtime import keras_module
 
 
 def build(keras, size):

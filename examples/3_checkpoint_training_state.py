@@ -22,7 +22,7 @@ import _tiny
 
 import ckptcompat
 from ckptcompat.callbacks import Checkpoint
-from ckptcompat.callbacks._base import keras_module
+from ckptcompat.runtime import keras_module
 
 
 class Tee:

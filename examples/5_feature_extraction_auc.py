@@ -18,7 +18,7 @@ import _tiny
 
 import ckptcompat
 from ckptcompat.callbacks import Checkpoint, EarlyStopping, ModelCheckpoint, TrainingMonitor
-from ckptcompat.callbacks._base import keras_module
+from ckptcompat.runtime import keras_module
 
 
 def build(keras, size):
