@@ -315,3 +315,13 @@ def test_find_optimizer_class() -> None:
     legacy = getattr(keras.optimizers, "legacy", None)
     expected = getattr(legacy, "SGD", None) if rt.NAME == "keras2" and legacy else None
     assert rt.find_optimizer_class("SGD", legacy=True) is (expected or keras.optimizers.SGD)
+
+
+@pytest.mark.framework
+def test_variables_and_shapes_of_a_live_model() -> None:
+    keras = runtime.keras_module()
+    inputs = keras.Input(shape=(3,), name="x")
+    model = keras.Model(inputs, keras.layers.Dense(2, name="d")(inputs))
+    rt = runtime.flavour()
+    assert list(rt.variables(model)) == ["d/kernel", "d/bias"]
+    assert rt.variable_shapes(model) == {"d/kernel": (3, 2), "d/bias": (2,)}

@@ -28,9 +28,8 @@ from ckptcompat.state import Producer, TrainingState
 
 __all__ = ["NAME", "KERAS_MAJOR", "NATIVE_FORMAT", "NATIVE_FILE", "DATASET_LEN_READ_ONCE",
            "ApplyReport", "keras_module", "callback_base", "dataset_base", "config_for_running",
-           "model_from_config",
-           "find_optimizer_class", "tf1_adam_class", "capture", "apply", "learning_rate",
-           "set_learning_rate"]
+           "model_from_config", "find_optimizer_class", "tf1_adam_class", "variables",
+           "variable_shapes", "capture", "apply", "learning_rate", "set_learning_rate"]
 
 logger = logging.getLogger(__name__)
 
@@ -242,6 +241,16 @@ class _Keras2Ops(_engine.FlavourOps):
 
 
 _OPS = _Keras2Ops()
+
+
+def variables(model: Any) -> dict[str, Any]:
+    """Every live variable of a Keras 2 model by canonical name, in model order."""
+    return _OPS.variables(model)
+
+
+def variable_shapes(model: Any) -> dict[str, tuple[int, ...]]:
+    """Canonical name -> shape of every variable of a live Keras 2 model."""
+    return {name: _OPS.shape(var) for name, var in _OPS.variables(model).items()}
 
 
 def capture(model: Any, *, include_optimizer: bool = True,
