@@ -149,19 +149,34 @@ def test_without_tensorflow_every_entry_point_says_so(monkeypatch: pytest.Monkey
 
 
 # --------------------------------------------------------------------- against real TF
+_CHILD = """
+import importlib.metadata, json, tensorflow as tf
+from ckptcompat import runtime
+try:
+    model = tf.keras.Model
+except ImportError:  # TF: switch on but tf_keras missing -> tf.keras cannot be imported
+    model = None
+gen = None
+if model is not None:
+    top = model.__module__.split(".")[0]
+    keras3 = top != "tf_keras" and importlib.metadata.version(top).startswith("3.")
+    gen = "keras3" if keras3 else "keras2"
+try:
+    module_model = runtime.keras_module().Model
+except Exception as exc:
+    module_model = type(exc).__name__
+if model is not None or not isinstance(module_model, str):
+    module_model = module_model is model
+print(json.dumps({"tf": gen, "detect": runtime.detect(), "same_model": module_model}))
+"""
+
+
 def _child(value: str | None) -> dict[str, Any]:
-    code = ("import importlib.metadata, json, tensorflow as tf\n"
-            "from ckptcompat import runtime\n"
-            "top = tf.keras.Model.__module__.split('.')[0]\n"
-            "gen = 'keras2' if top == 'tf_keras' or not "
-            "importlib.metadata.version(top).startswith('3.') else 'keras3'\n"
-            "print(json.dumps({'tf': gen, 'detect': runtime.detect(),\n"
-            "                  'same_model': runtime.keras_module().Model is tf.keras.Model}))")
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
     env.update({"PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"})
     if value is not None:
         env["TF_USE_LEGACY_KERAS"] = value
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+    out = subprocess.run([sys.executable, "-c", _CHILD], capture_output=True, text=True, env=env,
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -173,9 +188,19 @@ def _child(value: str | None) -> dict[str, Any]:
 @pytest.mark.parametrize("value", [None, "True", "TRUE"])
 def test_detect_agrees_with_tensorflow(value: str | None) -> None:
     """In a fresh process per value: detect() names the generation tf.keras really is, and
-    keras_module() is the module tf.keras routes to."""
+    keras_module() is the module tf.keras routes to. Where TF cannot give tf.keras (switch on,
+    tf_keras missing), Keras 3 of ``import keras`` on TF >= 2.16, a typed error on TF 2.15."""
     result = _child(value)
-    assert result == {"tf": result["tf"], "detect": result["tf"], "same_model": True}
+    if result["tf"] is not None:
+        assert result == {"tf": result["tf"], "detect": result["tf"], "same_model": True}
+        return
+    assert value in TF_ACCEPTS and importlib.util.find_spec("tf_keras") is None
+    version = runtime._tf_version()
+    assert version is not None
+    if version >= (2, 16):
+        assert (result["detect"], result["same_model"]) == ("keras3", False)  # keras, not tf.keras
+    else:
+        assert (result["detect"], result["same_model"]) == ("keras2", "MissingDependencyError")
 
 
 @pytest.mark.framework

@@ -137,7 +137,16 @@ def keras_module() -> ModuleType:
     if source == "tf_keras":
         return require("tf_keras", "use Keras 2 on TensorFlow >= 2.16")
     if source == "tf.keras":
-        return require("tensorflow", "use tf.keras").keras
+        tf = require("tensorflow", "use tf.keras")
+        try:
+            keras: ModuleType = tf.keras
+            _ = keras.Model  # a lazy loader: resolve it here, not in the caller
+        except (ImportError, RecursionError) as exc:
+            # TF 2.15 with the switch on but no tf_keras: ImportError on first access, then
+            # RecursionError (its KerasLazyLoader stays half-initialised)
+            raise MissingDependencyError(f"tf.keras cannot be imported: {exc}",
+                                         hint=LEGACY_KERAS_HINT) from exc
+        return keras
     return require("keras", "use Keras 3")
 
 
