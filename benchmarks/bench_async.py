@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     from ckptcompat.callbacks import Checkpoint
 
     flavour = runtime.detect()
-    keras = runtime.flavour(flavour).keras_module()
+    keras = runtime.keras_module()
     width = 1024
     depth = max(1, int(args.mb * 1e6 / 4 / (width * width)))
     # build() trains one step first: one batch fewer puts the last save on the epoch end

@@ -40,30 +40,15 @@ print(json.dumps({"seconds": seconds, "peak_mb": peak_mb, "extra_mb": peak_mb - 
 """
 
 _KERAS_IMPORT = """
-import os
-if os.environ.get("TF_USE_LEGACY_KERAS") == "1":
-    import tf_keras as keras
-else:
-    try:
-        import keras
-        if int(keras.__version__.split(".")[0]) < 3:
-            raise ImportError
-    except ImportError:
-        from tensorflow import keras
+from ckptcompat.runtime import keras_module
+keras = keras_module()
 """
 
 _WRITE = r"""
 import os, sys
 import numpy as np
-if os.environ.get("TF_USE_LEGACY_KERAS") == "1":
-    import tf_keras as keras
-else:
-    try:
-        import keras
-        if int(keras.__version__.split(".")[0]) < 3:
-            raise ImportError
-    except ImportError:
-        from tensorflow import keras
+from ckptcompat.runtime import keras_module
+keras = keras_module()
 width, out = int(sys.argv[1]), sys.argv[2]
 inputs = keras.Input((width,))
 x = keras.layers.Dense(width, name="d1")(inputs)

@@ -116,7 +116,7 @@ def _framework_model(mb: float) -> tuple[Any, Any] | None:
         return None
     if flavour not in ("keras2", "keras3"):
         return None
-    keras = runtime.flavour(flavour).keras_module()
+    keras = runtime.keras_module()
     keras.utils.set_random_seed(0)
     width = 1024
     depth = max(1, int(mb * 1e6 / 4 / 3 / (width * width)))   # weights + Adam m, v

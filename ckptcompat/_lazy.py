@@ -6,6 +6,7 @@ import importlib
 from types import ModuleType
 
 from ckptcompat.errors import MissingDependencyError
+from ckptcompat.runtime import LEGACY_KERAS_HINT
 
 __all__ = ["require"]
 
@@ -13,7 +14,7 @@ _HINTS = {
     "h5py": "pip install h5py",
     "tensorflow": "pip install 'ckptcompat[tf]'",
     "keras": "pip install 'ckptcompat[tf]'",
-    "tf_keras": "pip install 'ckptcompat[tf-keras]' and set TF_USE_LEGACY_KERAS=1",
+    "tf_keras": LEGACY_KERAS_HINT,
     "matplotlib": "pip install 'ckptcompat[plot]'",
 }
 

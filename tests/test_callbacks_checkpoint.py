@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from _frameworks import keras_flavour
+from ckptcompat import runtime
 
 pytestmark = pytest.mark.framework
 
@@ -96,7 +97,7 @@ def test_state_json_contents(keras: Any, tmp_path: Path) -> None:
     assert _entries(tmp_path) == [(1, 0, 5), (2, 0, 10), (3, 0, 15)]
     entry = CheckpointStore(tmp_path).latest_good()
     assert sorted(p.name for p in entry.path.iterdir()) == sorted(
-        ["state.json", "model.keras" if keras_flavour() == "keras3" else "model.h5"])
+        ["state.json", "model.keras" if runtime.detect() == "keras3" else "model.h5"])
     state = sidecar.read(entry.path / "state.json")
     assert (state.progress.epoch, state.progress.step, state.progress.global_step) == (3, 0, 15)
     assert sorted(state.history) == ["loss", "mae"] and all(len(v) == 3 for v in state.history.values())

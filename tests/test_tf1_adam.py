@@ -24,9 +24,8 @@ def test_beta_power_is_the_float32_product() -> None:
 
 def _live(model: Any) -> dict[str, Any]:
     from ckptcompat import runtime
-    from ckptcompat.runtime import keras2, keras3
 
-    return (keras3 if runtime.detect() == "keras3" else keras2)._OPS.variables(model)
+    return runtime.flavour().variables(model)
 
 
 @pytest.mark.framework

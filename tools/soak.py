@@ -47,7 +47,7 @@ from ckptcompat import runtime
 from ckptcompat.callbacks import Checkpoint
 from ckptcompat.data import ArrayData
 
-keras = runtime.flavour().keras_module()
+keras = runtime.keras_module()
 
 
 def train(folder, events, epochs, save_freq, async_save, kill_fsync=0):

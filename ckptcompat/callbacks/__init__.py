@@ -2,7 +2,7 @@
 
 Importing this package never imports TensorFlow or Keras: callback classes are resolved
 on first access (``from ckptcompat.callbacks import Checkpoint``) and bound to the
-running Keras ``Callback`` base when instantiated (see :func:`ckptcompat.runtime.keras_module`).
+running Keras ``Callback`` base when instantiated (see :func:`ckptcompat.runtime.bind`).
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Private helpers of the resumable callbacks: the running Keras ``Callback`` base, bound lazily.
 
-A public callback class derives from :class:`LazyCallback`. Each instantiation binds it
-(and any user subclass) to ``keras.callbacks.Callback`` of the running Keras -- tf.keras,
-tf_keras or Keras 3 -- through :func:`ckptcompat.callbacks._base.bind` (a cached
-subclass). So ``import ckptcompat.callbacks`` never imports TensorFlow,
+A public callback class derives from :class:`LazyCallback` (or calls :func:`bind_callback`
+in its ``__new__``). Each instantiation binds it (and any user subclass) to
+``keras.callbacks.Callback`` of the running Keras -- tf.keras, tf_keras or Keras 3 --
+through :func:`ckptcompat.runtime.bind` (a cached subclass, ``cls`` first in the MRO). So
+``import ckptcompat.callbacks`` never imports TensorFlow,
 ``isinstance(cb, ckptcompat.callbacks.EarlyStopping)`` holds and Keras accepts the object as
 a real callback on every version.
 """
@@ -13,21 +14,19 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ckptcompat.callbacks import _base, _state
+from ckptcompat import runtime
+from ckptcompat.callbacks import _state
 
-__all__ = ["LazyCallback", "keras_module", "keras_major", "as_float"]
-
-
-def keras_module() -> Any:
-    """The Keras module user code gets (``tf.keras``, ``tf_keras`` or ``keras``)."""
-    return _base.keras_module()
+__all__ = ["LazyCallback", "bind_callback", "as_float"]
 
 
-def keras_major() -> int:
-    """2 for tf.keras / tf_keras, 3 for Keras 3."""
-    from ckptcompat import runtime
+def bind_callback(cls: type) -> type:
+    """``cls`` bound to the running Keras ``Callback`` (cached; instances refuse pickling)."""
+    return runtime.bind(cls, runtime.callback_base(), __reduce__=_no_pickle)
 
-    return 3 if runtime.detect() == "keras3" else 2
+
+def _no_pickle(self: Any) -> Any:  # pragma: no cover - callbacks are not pickled by Keras
+    raise TypeError(f"{type(self).__name__} callbacks cannot be pickled")
 
 
 def as_float(value: Any) -> float | None:
@@ -55,10 +54,10 @@ class LazyCallback:
     state_key: str = ""
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-        return object.__new__(_base.bind(cls))
+        return object.__new__(bind_callback(cls))
 
     def _init_keras(self) -> None:
-        _base.keras_callback_base().__init__(self)
+        runtime.callback_base().__init__(self)
         self._warned: set[str] = set()
         self._log = logging.getLogger(type(self).__module__)
 

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ckptcompat.callbacks._base import bind
+from ckptcompat.callbacks._cb_base import bind_callback
 from ckptcompat.callbacks._state import collect_states, register, take_state
 from ckptcompat.errors import InvalidArgumentError
 
@@ -106,7 +106,7 @@ class Checkpoint:
     state_key = STATE_KEY
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-        return object.__new__(bind(cls))
+        return object.__new__(bind_callback(cls))
 
     def __init__(self, directory: str | os.PathLike[str], save_freq: str | int = "epoch", *,
                  keep_last: int | None = None, keep_best: int | None = None,
@@ -258,10 +258,9 @@ class Checkpoint:
         if state.model_config is None:
             name, fmt = "weights.h5", "keras_h5"
             log.info("subclassed model without a config: saving weights only (resume needs model=)")
-        elif runtime.detect() == "keras3":
-            name, fmt = "model.keras", "keras_zip"
         else:
-            name, fmt = "model.h5", "keras_h5"
+            rt = runtime.flavour()
+            name, fmt = rt.NATIVE_FILE, rt.NATIVE_FORMAT
         state = state.replace(producer=state.producer.__class__(
             framework=state.producer.framework, versions=dict(state.producer.versions), format=fmt))
         assert self._store is not None, "Checkpoint used outside fit()"

@@ -22,8 +22,9 @@ import shutil
 from collections.abc import Mapping
 from typing import Any
 
+from ckptcompat import runtime
 from ckptcompat._atomic import atomic_path
-from ckptcompat.callbacks._cb_base import LazyCallback, keras_major
+from ckptcompat.callbacks._cb_base import LazyCallback
 from ckptcompat.callbacks._cb_monitor import Monitor
 from ckptcompat.errors import InvalidArgumentError
 from ckptcompat.names.arguments import checkpoint_kwargs, log_notes
@@ -61,7 +62,7 @@ class ModelCheckpoint(LazyCallback):
             given["period"] = period
         if save_freq != "epoch":
             given["save_freq"] = save_freq
-        self._major = keras_major()
+        self._major = runtime.flavour().KERAS_MAJOR
         translation = checkpoint_kwargs(keras_major=self._major, **given)
         log_notes(translation, self._log)
         kw = translation.kwargs

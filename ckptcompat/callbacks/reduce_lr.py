@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ckptcompat.callbacks._cb_base import LazyCallback, as_float
+from ckptcompat.callbacks._cb_base import LazyCallback
 from ckptcompat.callbacks._cb_monitor import Monitor
 from ckptcompat.errors import InvalidArgumentError
 
@@ -21,18 +21,13 @@ __all__ = ["ReduceLROnPlateau", "current_learning_rate"]
 
 
 def current_learning_rate(model: Any) -> float:
-    """The optimizer's current (fixed) learning rate as a float."""
-    optimizer = model.optimizer
-    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
-    value = getattr(optimizer, "learning_rate", None)
-    if value is None:
-        value = getattr(optimizer, "lr", None)
-    result = as_float(value)
-    if result is None and hasattr(value, "numpy"):
-        result = as_float(value.numpy())
+    """The optimizer's current (fixed) learning rate as a float (:func:`ckptcompat.runtime.learning_rate`)."""
+    from ckptcompat import runtime
+
+    result = runtime.learning_rate(model)
     if result is None:
-        raise InvalidArgumentError("ReduceLROnPlateau needs a fixed learning rate; the optimizer has "
-                                   f"{type(value).__name__}", hint="do not combine it with a schedule")
+        raise InvalidArgumentError("ReduceLROnPlateau needs a fixed learning rate; the optimizer's "
+                                   "is a schedule", hint="do not combine it with a schedule")
     return result
 
 

@@ -71,7 +71,7 @@ def run_child(mode: str, workdir: Path, epochs: int, seed: int, cut_at: int) -> 
     import ckptcompat
     from ckptcompat._atomic import atomic_path, atomic_write
     from ckptcompat.callbacks import Checkpoint
-    from ckptcompat.callbacks._base import keras_module
+    from ckptcompat.runtime import keras_module
     from ckptcompat.data import ArrayData
 
     tf.config.experimental.enable_op_determinism()

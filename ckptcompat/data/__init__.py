@@ -11,10 +11,7 @@ docs/data.md).
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
-import os
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -35,33 +32,14 @@ __all__ = ["ArrayData", "GeneratorData", "epoch_permutation", "batch_indices"]
 
 log = logging.getLogger(__name__)
 
-_BOUND: dict[tuple[type, str], type] = {}
-
-
-def _keras() -> tuple[Any, str]:
-    """The Keras user code gets here (tf.keras, tf_keras or keras 3) and its flavour."""
-    from ckptcompat._lazy import require
-
-    tf = require("tensorflow", "build a Keras data object")
-    major_minor = tuple(int(p) for p in tf.__version__.split(".")[:2])
-    if major_minor < (2, 16):
-        return tf.keras, "keras2"
-    if os.environ.get("TF_USE_LEGACY_KERAS") == "1" and importlib.util.find_spec("tf_keras"):
-        return require("tf_keras"), "keras2"
-    return require("keras"), "keras3"
-
-
 def _bind(cls: type) -> type:
-    """``cls`` mixed with the running Keras' Sequence / PyDataset (cached)."""
-    keras, flavour = _keras()
-    key = (cls, keras.__name__)
-    if key not in _BOUND:
-        base = keras.utils.PyDataset if flavour == "keras3" else keras.utils.Sequence
-        _BOUND[key] = type(cls.__name__, (cls, base), {
-            "__module__": cls.__module__, "__qualname__": cls.__qualname__,
-            "_keras_base": base, "_arm_on_load": flavour == "keras2",
-            "__reduce__": _reduce})
-    return _BOUND[key]
+    """``cls`` mixed with the running flavour's data base class (Sequence / PyDataset; cached)."""
+    from ckptcompat import runtime
+
+    rt = runtime.flavour()
+    base = rt.dataset_base()
+    return runtime.bind(cls, base, _keras_base=base, _arm_on_load=not rt.DATASET_LEN_READ_ONCE,
+                        __reduce__=_reduce)
 
 
 def _reduce(self: Any) -> tuple[Any, ...]:
@@ -115,11 +93,13 @@ class _KerasData(EpochCursor):
         :meth:`state_dict` (or call :meth:`begin_epoch`/:meth:`end_batch`/:meth:`end_epoch`
         from that callback yourself; they are idempotent).
         """
-        keras, flavour = _keras()
+        from ckptcompat import runtime
+
+        ends_by_exhaustion = runtime.flavour().DATASET_LEN_READ_ONCE
         data = self
         data._driven = True
 
-        class DataTracker(keras.callbacks.Callback):
+        class DataTracker(runtime.callback_base()):  # type: ignore[misc]
             """Drives the epoch and counts the batches actually trained."""
 
             _quiet: Any = None
@@ -127,7 +107,7 @@ class _KerasData(EpochCursor):
 
             def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
                 data.begin_epoch(epoch)
-                if flavour == "keras3" and len(data) < data.batches_per_epoch:
+                if ends_by_exhaustion and len(data) < data.batches_per_epoch:
                     # Keras 3 ends the shortened resumed epoch by running out of data.
                     self._quiet = warnings.catch_warnings()
                     self._quiet.__enter__()

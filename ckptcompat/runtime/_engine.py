@@ -19,7 +19,8 @@ from ckptcompat.names.variables import canonical_optimizer_class
 from ckptcompat.runtime._walk import json_safe_or_none
 from ckptcompat.state import OptimizerState, Producer, TrainingState
 
-__all__ = ["ApplyReport", "FlavourOps", "SLOT_ATTRS", "capture", "apply", "set_learning_rate"]
+__all__ = ["ApplyReport", "FlavourOps", "SLOT_ATTRS", "capture", "apply", "learning_rate",
+           "set_learning_rate"]
 
 logger = logging.getLogger(__name__)
 
@@ -92,12 +93,26 @@ class FlavourOps:
     def write_iterations(self, opt: Any, value: int) -> None:
         raise NotImplementedError
 
-    def raw_learning_rate(self, opt: Any) -> Any:
-        """The stored learning rate: a variable, a Python number, a schedule or a callable."""
+    def stored_learning_rate(self, opt: Any) -> Any:
+        """What the optimizer stores as its learning rate: a variable, a Python number, a
+        schedule or a callable."""
         raise NotImplementedError
 
-    def write_learning_rate(self, opt: Any, value: float) -> None:
+    def is_variable(self, obj: Any) -> bool:
+        """True for a framework variable (readable with :meth:`to_numpy`, set with :meth:`assign`)."""
         raise NotImplementedError
+
+    def set_plain_learning_rate(self, opt: Any, value: float) -> None:
+        """Store a number where the optimizer has no learning-rate variable (yet)."""
+        opt.learning_rate = value
+
+    def write_learning_rate(self, opt: Any, value: float) -> None:
+        """Set the learning rate in place: assign its variable, else store the number."""
+        stored = self.stored_learning_rate(opt)
+        if self.is_variable(stored):
+            self.assign(stored, np.asarray(value))
+        else:
+            self.set_plain_learning_rate(opt, float(value))
 
     def is_schedule(self, obj: Any) -> bool:
         raise NotImplementedError
@@ -125,7 +140,9 @@ def list_slots(opt: Any, cls: str, named: dict[str, Any], index_of: Any) -> dict
 
 def _learning_rate(ops: FlavourOps, opt: Any) -> tuple[float | None, dict[str, Any] | None]:
     """(float learning rate, None) or (None, schedule config) of a live optimizer."""
-    raw = ops.raw_learning_rate(opt)
+    raw = ops.stored_learning_rate(opt)
+    if ops.is_variable(raw):
+        return float(np.asarray(ops.to_numpy(raw))), None
     if ops.is_schedule(raw) or (callable(raw) and not hasattr(raw, "numpy")):
         return None, ops.serialize_schedule(raw)
     if hasattr(raw, "numpy"):
@@ -307,16 +324,27 @@ def _check_learning_rate(ops: FlavourOps, opt: Any, st: OptimizerState, problem:
     return None
 
 
-def set_learning_rate(ops: FlavourOps, model_or_optimizer: Any, value: float) -> float:
-    """Set the optimizer's learning rate in place; returns the old value."""
+def _optimizer(ops: FlavourOps, model_or_optimizer: Any) -> Any:
+    """The (unwrapped) optimizer of a model, or the optimizer given."""
     opt = model_or_optimizer
     if hasattr(model_or_optimizer, "layers") or hasattr(model_or_optimizer, "compile"):
         opt = ops.optimizer_of(model_or_optimizer)
         if opt is None:
             raise IncompatibleStateError("the model has no optimizer; compile it first")
-    else:
-        inner = getattr(opt, "inner_optimizer", None)
-        opt = inner if inner is not None else opt
+        return opt
+    inner = getattr(opt, "inner_optimizer", None)
+    return inner if inner is not None else opt
+
+
+def learning_rate(ops: FlavourOps, model_or_optimizer: Any) -> float | None:
+    """The optimizer's current fixed learning rate; None when it is a schedule."""
+    value, _ = _learning_rate(ops, _optimizer(ops, model_or_optimizer))
+    return value
+
+
+def set_learning_rate(ops: FlavourOps, model_or_optimizer: Any, value: float) -> float:
+    """Set the optimizer's learning rate in place; returns the old value."""
+    opt = _optimizer(ops, model_or_optimizer)
     old, schedule = _learning_rate(ops, opt)
     if schedule is not None or old is None:
         raise IncompatibleStateError(

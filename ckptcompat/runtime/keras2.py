@@ -15,35 +15,113 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from ckptcompat.runtime import _engine
+from ckptcompat.runtime import _engine, callback_base, keras_module, keras_source
 from ckptcompat.runtime._engine import ApplyReport
 from ckptcompat.runtime._walk import walk_variables
 from ckptcompat.state import Producer, TrainingState
 
-__all__ = ["ApplyReport", "keras_module", "capture", "apply", "set_learning_rate"]
+__all__ = ["NAME", "KERAS_MAJOR", "NATIVE_FORMAT", "NATIVE_FILE", "DATASET_LEN_READ_ONCE",
+           "ApplyReport", "keras_module", "callback_base", "dataset_base", "config_for_running",
+           "model_from_config", "find_optimizer_class", "tf1_adam_class", "variables",
+           "variable_shapes", "capture", "apply", "learning_rate", "set_learning_rate"]
 
 logger = logging.getLogger(__name__)
 
+#: Flavour name (see :func:`ckptcompat.runtime.detect`).
+NAME = "keras2"
+#: Keras generation, for the argument translation tables of :mod:`ckptcompat.names.arguments`.
+KERAS_MAJOR = 2
+#: Format (:mod:`ckptcompat.formats`) and file name of a full model that this Keras loads natively.
+NATIVE_FORMAT = "keras_h5"
+NATIVE_FILE = "model.h5"
+#: False: Keras 2 asks a ``Sequence`` for ``len()`` at every epoch start, before
+#: ``on_epoch_begin`` (a resumed data object shortens its epoch from ``load_state_dict`` on).
+DATASET_LEN_READ_ONCE = False
+
 
 def _uses_tf_keras() -> bool:
-    from ckptcompat.runtime import _tf_version  # local: avoid an import cycle at load time
-
-    version = _tf_version()
-    return version is not None and version >= (2, 16)
+    return keras_source() == "tf_keras"
 
 
-def keras_module() -> ModuleType:
-    """``tf.keras`` (TF <= 2.15) or ``tf_keras`` (TF >= 2.16 with TF_USE_LEGACY_KERAS=1)."""
-    from ckptcompat._lazy import require
+def dataset_base() -> type:
+    """``keras.utils.Sequence``: the base class of ckptcompat's data objects on Keras 2."""
+    base: type = keras_module().utils.Sequence
+    return base
 
-    if _uses_tf_keras():
-        return require("tf_keras", "use Keras 2 on TensorFlow >= 2.16")
-    return require("tensorflow", "use tf.keras").keras
+
+def model_from_config(config: Mapping[str, Any], custom_objects: Mapping[str, Any]) -> Any:
+    """A new model from a Keras 2 spelled config (``{"class_name", "config", ...}``)."""
+    return keras_module().models.model_from_config(
+        {"class_name": config["class_name"], "config": config["config"]},
+        custom_objects=dict(custom_objects))
+
+
+def config_for_running(model_config: Mapping[str, Any],
+                       written_by_keras3: bool | None = None) -> dict[str, Any]:
+    """``model_config`` of any generation in Keras 2 spelling. The downgrade rules are no-ops
+    on Keras 2 spellings and also strip what newer tf-keras releases write that older ones
+    refuse (InputLayer ``optional``, ...); ``written_by_keras3`` is not needed."""
+    from ckptcompat.names.config_downgrade import downgrade_model_config
+
+    return downgrade_model_config(model_config)
+
+
+def find_optimizer_class(name: str, legacy: bool = False) -> type | None:
+    """The optimizer class ``name``; ``legacy``: the ``OptimizerV2`` one of
+    ``optimizers.legacy`` where it exists (the checkpoint's was a legacy optimizer)."""
+    optimizers = keras_module().optimizers
+    space = getattr(optimizers, "legacy", None) if legacy else None
+    cls = getattr(space, name, None) if space is not None else None
+    return cls or getattr(optimizers, name, None)
+
+
+def tf1_adam_class(mixin: type) -> type:
+    """Keras 2 ``Adam`` stepping like TF1's ``AdamOptimizer`` (see :mod:`ckptcompat.tf1.adam`):
+    ``mixin`` keeps the ``beta1_power``/``beta2_power`` variables."""
+    import tensorflow as tf
+
+    keras = keras_module()
+
+    class Adam(mixin, keras.optimizers.Adam):  # type: ignore[misc,valid-type]
+        """Keras 2 Adam with TF1's bias-correction powers (see :mod:`ckptcompat.tf1.adam`)."""
+
+        def build(self, var_list: Any) -> None:
+            super().build(var_list)
+            if getattr(self, "beta1_power", None) is not None:
+                return
+            b1, b2 = self._power_values()
+            self.beta1_power = self.add_variable(
+                shape=(), dtype=tf.float32, name="beta1_power",
+                initializer=keras.initializers.Constant(float(b1)))
+            self.beta2_power = self.add_variable(
+                shape=(), dtype=tf.float32, name="beta2_power",
+                initializer=keras.initializers.Constant(float(b2)))
+
+        def update_step(self, gradient: Any, variable: Any) -> None:
+            if isinstance(gradient, tf.IndexedSlices):
+                gradient = tf.convert_to_tensor(gradient)  # TF1's dense ApplyAdam semantics
+            lr = tf.cast(self.learning_rate, variable.dtype)
+            b1p = tf.cast(self.beta1_power, variable.dtype)
+            b2p = tf.cast(self.beta2_power, variable.dtype)
+            index = self._index_dict[self._var_key(variable)]
+            m, v = self._momentums[index], self._velocities[index]
+            alpha = lr * tf.sqrt(1 - b2p) / (1 - b1p)
+            m.assign_add((gradient - m) * (1 - self.beta_1))
+            v.assign_add((tf.square(gradient) - v) * (1 - self.beta_2))
+            variable.assign_sub((m * alpha) / (tf.sqrt(v) + self.epsilon))
+
+        def apply_gradients(self, grads_and_vars: Any, *args: Any, **kwargs: Any) -> Any:
+            result = super().apply_gradients(grads_and_vars, *args, **kwargs)
+            self._advance_powers()  # after every variable's update, as TF1's _finish
+            return result
+
+    return Adam
 
 
 def _is_v2(opt: Any) -> bool:
@@ -119,19 +197,19 @@ class _Keras2Ops(_engine.FlavourOps):
     def write_iterations(self, opt: Any, value: int) -> None:
         opt.iterations.assign(value)
 
-    def raw_learning_rate(self, opt: Any) -> Any:
+    def stored_learning_rate(self, opt: Any) -> Any:
         if _is_v2(opt):
             return opt._hyper["learning_rate"]
         return opt._learning_rate
 
-    def write_learning_rate(self, opt: Any, value: float) -> None:
-        raw = self.raw_learning_rate(opt)
-        if hasattr(raw, "assign"):
-            raw.assign(np.asarray(value, dtype=raw.dtype.as_numpy_dtype))
-        elif _is_v2(opt):  # hypers not created yet: the plain number is stored
-            opt._set_hyper("learning_rate", float(value))
+    def is_variable(self, obj: Any) -> bool:
+        return hasattr(obj, "assign") and hasattr(obj, "numpy")
+
+    def set_plain_learning_rate(self, opt: Any, value: float) -> None:
+        if _is_v2(opt):  # hypers not created yet: the plain number is stored
+            opt._set_hyper("learning_rate", value)
         else:
-            opt.learning_rate = float(value)
+            opt.learning_rate = value
 
     def is_schedule(self, obj: Any) -> bool:
         return isinstance(obj, self.keras.optimizers.schedules.LearningRateSchedule)
@@ -165,6 +243,16 @@ class _Keras2Ops(_engine.FlavourOps):
 _OPS = _Keras2Ops()
 
 
+def variables(model: Any) -> dict[str, Any]:
+    """Every live variable of a Keras 2 model by canonical name, in model order."""
+    return _OPS.variables(model)
+
+
+def variable_shapes(model: Any) -> dict[str, tuple[int, ...]]:
+    """Canonical name -> shape of every variable of a live Keras 2 model."""
+    return {name: _OPS.shape(var) for name, var in _OPS.variables(model).items()}
+
+
 def capture(model: Any, *, include_optimizer: bool = True,
             into: TrainingState | None = None) -> TrainingState:
     """Weights (canonical names, model order) and optimizer state of a live Keras 2 model.
@@ -183,6 +271,11 @@ def apply(state: TrainingState, model: Any, *, partial: bool = False) -> ApplyRe
     assigned, unless ``partial=True`` (then what fits is restored and the rest reported).
     """
     return _engine.apply(_OPS, state, model, partial=partial)
+
+
+def learning_rate(model_or_optimizer: Any) -> float | None:
+    """The optimizer's current fixed learning rate (``optimizer.lr`` too); None for a schedule."""
+    return _engine.learning_rate(_OPS, model_or_optimizer)
 
 
 def set_learning_rate(model_or_optimizer: Any, value: float) -> float:

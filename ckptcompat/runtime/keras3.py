@@ -9,27 +9,118 @@ Keras 3 optimizers keep slot lists (``_momentums``, ``_velocities``, ...) aligne
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from ckptcompat.runtime import _engine
+from ckptcompat.runtime import _engine, callback_base, keras_module
 from ckptcompat.runtime._engine import ApplyReport
 from ckptcompat.runtime._walk import json_safe_or_none, walk_variables
 from ckptcompat.state import Producer, TrainingState
 
-__all__ = ["ApplyReport", "keras_module", "capture", "apply", "set_learning_rate"]
+__all__ = ["NAME", "KERAS_MAJOR", "NATIVE_FORMAT", "NATIVE_FILE", "DATASET_LEN_READ_ONCE",
+           "ApplyReport", "keras_module", "callback_base", "dataset_base", "config_for_running",
+           "model_from_config", "find_optimizer_class", "tf1_adam_class", "variables",
+           "variable_shapes", "capture", "apply", "learning_rate", "set_learning_rate"]
 
 logger = logging.getLogger(__name__)
 
+#: Flavour name (see :func:`ckptcompat.runtime.detect`).
+NAME = "keras3"
+#: Keras generation, for the argument translation tables of :mod:`ckptcompat.names.arguments`.
+KERAS_MAJOR = 3
+#: Format (:mod:`ckptcompat.formats`) and file name of a full model that this Keras loads natively.
+NATIVE_FORMAT = "keras_zip"
+NATIVE_FILE = "model.keras"
+#: True: Keras 3 reads ``len()`` of a ``PyDataset`` once at fit start and ends a shortened
+#: (resumed) epoch by running out of data.
+DATASET_LEN_READ_ONCE = True
 
-def keras_module() -> ModuleType:
-    """The ``keras`` (>= 3) module."""
-    from ckptcompat._lazy import require
 
-    return require("keras", "use Keras 3")
+def dataset_base() -> type:
+    """``keras.utils.PyDataset``: the base class of ckptcompat's data objects on Keras 3."""
+    base: type = keras_module().utils.PyDataset
+    return base
+
+
+def model_from_config(config: Mapping[str, Any], custom_objects: Mapping[str, Any]) -> Any:
+    """A new model from a Keras 3 spelled config: ``.keras`` layout (with ``module``) through
+    ``model_from_json``, the legacy ``.h5`` layout through Keras' legacy deserializer."""
+    keras = keras_module()
+    if "module" not in config:
+        from keras.src.legacy.saving import saving_utils  # noqa: PLC0415
+
+        return saving_utils.model_from_config(
+            {"class_name": config["class_name"], "config": config["config"]},
+            custom_objects=dict(custom_objects))
+    return keras.models.model_from_json(json.dumps(config), custom_objects=dict(custom_objects))
+
+
+def config_for_running(model_config: Mapping[str, Any],
+                       written_by_keras3: bool | None = None) -> dict[str, Any]:
+    """``model_config`` of any generation in this Keras 3 release's spelling (upgraded when
+    it was written by Keras 2; ``written_by_keras3`` None: told from the config itself)."""
+    from ckptcompat.names.config_downgrade import is_keras3_config
+    from ckptcompat.names.config_upgrade import for_keras3_release, upgrade_model_config
+
+    if written_by_keras3 is None:
+        written_by_keras3 = is_keras3_config(model_config)
+    out = dict(model_config) if written_by_keras3 else upgrade_model_config(model_config)
+    return for_keras3_release(out, str(getattr(keras_module(), "__version__", "")))
+
+
+def find_optimizer_class(name: str, legacy: bool = False) -> type | None:
+    """The optimizer class ``name`` (``legacy`` is ignored: Keras 3 has one family)."""
+    cls: type | None = getattr(keras_module().optimizers, name, None)
+    return cls
+
+
+def tf1_adam_class(mixin: type) -> type:
+    """Keras 3 ``Adam`` stepping like TF1's ``AdamOptimizer`` (see :mod:`ckptcompat.tf1.adam`):
+    ``mixin`` keeps the ``beta1_power``/``beta2_power`` variables."""
+    keras = keras_module()
+    ops = keras.ops
+
+    class Adam(mixin, keras.optimizers.Adam):  # type: ignore[misc,valid-type]
+        """Keras 3 Adam with TF1's bias-correction powers (see :mod:`ckptcompat.tf1.adam`)."""
+
+        def build(self, var_list: Any) -> None:
+            if self.built:
+                return
+            super().build(var_list)
+            b1, b2 = self._power_values()
+            self.beta1_power = self.add_variable(
+                shape=(), dtype="float32", name="beta1_power",
+                initializer=keras.initializers.Constant(float(b1)))
+            self.beta2_power = self.add_variable(
+                shape=(), dtype="float32", name="beta2_power",
+                initializer=keras.initializers.Constant(float(b2)))
+
+        def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
+            # TF1's ApplyAdam kernel, op for op: alpha = lr * sqrt(1 - b2p) / (1 - b1p);
+            # m += (g - m) * (1 - b1); v += (g^2 - v) * (1 - b2); w -= m * alpha / (sqrt(v) + eps)
+            lr = ops.cast(learning_rate, variable.dtype)
+            gradient = ops.cast(gradient, variable.dtype)
+            b1p = ops.cast(self.beta1_power, variable.dtype)
+            b2p = ops.cast(self.beta2_power, variable.dtype)
+            m = self._momentums[self._get_variable_index(variable)]
+            v = self._velocities[self._get_variable_index(variable)]
+            alpha = lr * ops.sqrt(1 - b2p) / (1 - b1p)
+            self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
+            self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v), 1 - self.beta_2))
+            self.assign_sub(variable, ops.divide(ops.multiply(m, alpha),
+                                                 ops.add(ops.sqrt(v), self.epsilon)))
+
+        def apply(self, grads: Any, trainable_variables: Any = None) -> Any:
+            result = super().apply(grads, trainable_variables)
+            self._advance_powers()  # after every variable's update, as TF1's _finish
+            return result
+
+    return Adam
 
 
 class _Keras3Ops(_engine.FlavourOps):
@@ -94,18 +185,11 @@ class _Keras3Ops(_engine.FlavourOps):
     def write_iterations(self, opt: Any, value: int) -> None:
         self._iterations_var(opt).assign(value)
 
-    def raw_learning_rate(self, opt: Any) -> Any:
-        raw = opt._learning_rate
-        if isinstance(raw, self.keras.Variable):
-            return _VarView(raw, self.keras)
-        return raw
+    def stored_learning_rate(self, opt: Any) -> Any:
+        return opt._learning_rate
 
-    def write_learning_rate(self, opt: Any, value: float) -> None:
-        raw = opt._learning_rate
-        if isinstance(raw, self.keras.Variable):
-            raw.assign(np.asarray(value, dtype=np.dtype(str(raw.dtype))))
-        else:
-            opt.learning_rate = float(value)
+    def is_variable(self, obj: Any) -> bool:
+        return isinstance(obj, self.keras.Variable)
 
     def is_schedule(self, obj: Any) -> bool:
         return isinstance(obj, self.keras.optimizers.schedules.LearningRateSchedule)
@@ -126,17 +210,17 @@ class _Keras3Ops(_engine.FlavourOps):
         return Producer(framework="keras", versions=versions)
 
 
-class _VarView:
-    """A Keras 3 variable seen through ``.numpy()`` on every backend."""
-
-    def __init__(self, var: Any, keras: ModuleType) -> None:
-        self._var, self._keras = var, keras
-
-    def numpy(self) -> np.ndarray:
-        return np.asarray(self._keras.ops.convert_to_numpy(self._var))
-
-
 _OPS = _Keras3Ops()
+
+
+def variables(model: Any) -> dict[str, Any]:
+    """Every live variable of a Keras 3 model by canonical name, in model order."""
+    return _OPS.variables(model)
+
+
+def variable_shapes(model: Any) -> dict[str, tuple[int, ...]]:
+    """Canonical name -> shape of every variable of a live Keras 3 model."""
+    return {name: _OPS.shape(var) for name, var in _OPS.variables(model).items()}
 
 
 def capture(model: Any, *, include_optimizer: bool = True,
@@ -157,6 +241,11 @@ def apply(state: TrainingState, model: Any, *, partial: bool = False) -> ApplyRe
     unless ``partial=True`` (then what fits is restored and the rest reported).
     """
     return _engine.apply(_OPS, state, model, partial=partial)
+
+
+def learning_rate(model_or_optimizer: Any) -> float | None:
+    """The optimizer's current fixed learning rate; None for a schedule."""
+    return _engine.learning_rate(_OPS, model_or_optimizer)
 
 
 def set_learning_rate(model_or_optimizer: Any, value: float) -> float:

@@ -78,6 +78,8 @@ def require_tf1_layers() -> Any:
     TensorFlow 2.16+ implements ``tf.compat.v1.layers`` with Keras 2 only; with Keras 3 every
     function raises ``AttributeError: `dense` is not available with Keras 3``.
     """
+    from ckptcompat.runtime import LEGACY_KERAS_ENV
+
     v1 = tf_compat_v1()
     try:
         layers = v1.layers
@@ -88,7 +90,7 @@ def require_tf1_layers() -> Any:
         raise MissingDependencyError(
             f"tf.compat.v1.layers is not available on this TensorFlow with Keras 3 ({exc})",
             hint="pip install tf-keras (the version matching TensorFlow) and set "
-                 "TF_USE_LEGACY_KERAS=1 before importing TensorFlow; or build the graph with "
+                 f"{LEGACY_KERAS_ENV}=1 before importing TensorFlow; or build the graph with "
                  "tf.compat.v1.get_variable under tf.compat.v1.variable_scope('layer_x')") from exc
     return layers
 

@@ -58,10 +58,7 @@ def TF1Adam(learning_rate: Any = 0.001, beta_1: float = 0.9, beta_2: float = 0.9
 
     if kwargs.get("amsgrad"):
         raise InvalidArgumentError("TF1's AdamOptimizer has no amsgrad", hint="use keras Adam")
-    flavour = runtime.detect()
-    if flavour not in ("keras2", "keras3"):
-        raise InvalidArgumentError(f"TF1Adam needs Keras 2 or 3, this environment runs {flavour}")
-    cls = _class_for(flavour)
+    cls = _class_for(runtime.detect())
     return cls(learning_rate=learning_rate, beta_1=float(np.float32(beta_1)),
                beta_2=float(np.float32(beta_2)), epsilon=float(np.float32(epsilon)), **kwargs)
 
@@ -98,87 +95,8 @@ class _PowersMixin:
 
 @functools.lru_cache(maxsize=None)
 def _class_for(flavour: str) -> type:
+    """The flavour's Adam with :class:`_PowersMixin` (each flavour knows its optimizer API)."""
     from ckptcompat import runtime
 
-    keras = runtime.flavour(flavour).keras_module()
-    return _keras3_class(keras) if flavour == "keras3" else _keras2_class(keras)
-
-
-def _keras3_class(keras: Any) -> type:
-    ops = keras.ops
-
-    class Adam(_PowersMixin, keras.optimizers.Adam):  # type: ignore[misc,name-defined]
-        """Keras 3 Adam with TF1's bias-correction powers (see :mod:`ckptcompat.tf1.adam`)."""
-
-        def build(self, var_list: Any) -> None:
-            if self.built:
-                return
-            super().build(var_list)
-            b1, b2 = self._power_values()
-            self.beta1_power = self.add_variable(
-                shape=(), dtype="float32", name="beta1_power",
-                initializer=keras.initializers.Constant(float(b1)))
-            self.beta2_power = self.add_variable(
-                shape=(), dtype="float32", name="beta2_power",
-                initializer=keras.initializers.Constant(float(b2)))
-
-        def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
-            # TF1's ApplyAdam kernel, op for op: alpha = lr * sqrt(1 - b2p) / (1 - b1p);
-            # m += (g - m) * (1 - b1); v += (g^2 - v) * (1 - b2); w -= m * alpha / (sqrt(v) + eps)
-            lr = ops.cast(learning_rate, variable.dtype)
-            gradient = ops.cast(gradient, variable.dtype)
-            b1p = ops.cast(self.beta1_power, variable.dtype)
-            b2p = ops.cast(self.beta2_power, variable.dtype)
-            m = self._momentums[self._get_variable_index(variable)]
-            v = self._velocities[self._get_variable_index(variable)]
-            alpha = lr * ops.sqrt(1 - b2p) / (1 - b1p)
-            self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
-            self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v), 1 - self.beta_2))
-            self.assign_sub(variable, ops.divide(ops.multiply(m, alpha),
-                                                 ops.add(ops.sqrt(v), self.epsilon)))
-
-        def apply(self, grads: Any, trainable_variables: Any = None) -> Any:
-            result = super().apply(grads, trainable_variables)
-            self._advance_powers()  # after every variable's update, as TF1's _finish
-            return result
-
-    return Adam
-
-
-def _keras2_class(keras: Any) -> type:
-    import tensorflow as tf
-
-    class Adam(_PowersMixin, keras.optimizers.Adam):  # type: ignore[misc,name-defined]
-        """Keras 2 Adam with TF1's bias-correction powers (see :mod:`ckptcompat.tf1.adam`)."""
-
-        def build(self, var_list: Any) -> None:
-            super().build(var_list)
-            if getattr(self, "beta1_power", None) is not None:
-                return
-            b1, b2 = self._power_values()
-            self.beta1_power = self.add_variable(
-                shape=(), dtype=tf.float32, name="beta1_power",
-                initializer=keras.initializers.Constant(float(b1)))
-            self.beta2_power = self.add_variable(
-                shape=(), dtype=tf.float32, name="beta2_power",
-                initializer=keras.initializers.Constant(float(b2)))
-
-        def update_step(self, gradient: Any, variable: Any) -> None:
-            if isinstance(gradient, tf.IndexedSlices):
-                gradient = tf.convert_to_tensor(gradient)  # TF1's dense ApplyAdam semantics
-            lr = tf.cast(self.learning_rate, variable.dtype)
-            b1p = tf.cast(self.beta1_power, variable.dtype)
-            b2p = tf.cast(self.beta2_power, variable.dtype)
-            index = self._index_dict[self._var_key(variable)]
-            m, v = self._momentums[index], self._velocities[index]
-            alpha = lr * tf.sqrt(1 - b2p) / (1 - b1p)
-            m.assign_add((gradient - m) * (1 - self.beta_1))
-            v.assign_add((tf.square(gradient) - v) * (1 - self.beta_2))
-            variable.assign_sub((m * alpha) / (tf.sqrt(v) + self.epsilon))
-
-        def apply_gradients(self, grads_and_vars: Any, *args: Any, **kwargs: Any) -> Any:
-            result = super().apply_gradients(grads_and_vars, *args, **kwargs)
-            self._advance_powers()  # after every variable's update, as TF1's _finish
-            return result
-
-    return Adam
+    cls: type = runtime.flavour(flavour).tf1_adam_class(_PowersMixin)
+    return cls

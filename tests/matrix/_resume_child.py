@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np  # noqa: E402
 
-from tests._frameworks import keras_module  # noqa: E402
+from ckptcompat.runtime import keras_module  # noqa: E402
 
 N, BATCH, SEED = 40, 8, 7           # 5 batches per epoch
 EPOCHS = {"epoch": 4, "batch": 4, "lrsched": 5, "finetune": 4}

@@ -35,7 +35,7 @@ import numpy as np
 from _cb_helpers import tiny_data, tiny_model
 import ckptcompat
 from ckptcompat import callbacks as cb
-from ckptcompat.callbacks._base import keras_module
+from ckptcompat.runtime import keras_module
 
 folder, kill_epoch, kill_before_save = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
 by_steps = sys.argv[4] == "steps"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import os
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
 
+from ckptcompat import runtime
 from ckptcompat.names.arguments import checkpoint_kwargs, fit_kwargs, lr_ignored_by, optimizer_kwargs
 from ckptcompat.names.metrics import canonical_metric, format_filepath, metric_direction, native_auto_mode, \
     normalize_logs
@@ -46,7 +46,7 @@ def _keras_version(keras: ModuleType) -> str:
 
 
 def _legacy() -> bool:
-    return os.environ.get("TF_USE_LEGACY_KERAS") == "1"
+    return runtime.keras_source() == "tf_keras"
 
 
 @pytest.mark.parametrize("spelling", ["acc", "accuracy"])

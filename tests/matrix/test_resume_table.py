@@ -98,7 +98,7 @@ def _cell(entry: dict[str, Any], cache: dict[str, Any]) -> str:
                 and "momentum" not in opt.hyperparameters:
             from ckptcompat import runtime
 
-            keras = runtime.flavour().keras_module()
+            keras = runtime.keras_module()
             base = ckptcompat.resume(path, compile=False)
             cfg = entry["optimizer"]["config"]
             base.model.compile(optimizer=keras.optimizers.SGD(
