@@ -43,15 +43,19 @@ def written_by_keras3(state: TrainingState) -> bool | None:
 
 
 def config_for_running(model_config: Mapping[str, Any], flavour: str,
-                       keras3: bool | None = None) -> dict[str, Any]:
-    """Translate a model config of any generation to the running flavour's spelling."""
+                       keras3: bool | None = None, path: str | None = None) -> dict[str, Any]:
+    """Translate a model config of any generation to the running flavour's spelling.
+
+    Raises :class:`UnsupportedFormatError` naming the layer and the missing rule when a
+    layer has no equivalent in the running generation.
+    """
     from ckptcompat.names.config_downgrade import downgrade_model_config, is_keras3_config
     from ckptcompat.names.config_upgrade import for_keras3_release, upgrade_model_config
 
     if keras3 is None:
         keras3 = is_keras3_config(model_config)
     if flavour == "keras3":
-        out = upgrade_model_config(model_config) if not keras3 else dict(model_config)
+        out = upgrade_model_config(model_config, path) if not keras3 else dict(model_config)
         return for_keras3_release(out, _running_keras_version())
     # Keras 2: the downgrade rules are no-ops on Keras 2 spellings and also strip what newer
     # tf-keras releases write that older ones refuse (InputLayer ``optional``, ...)
@@ -71,6 +75,8 @@ def _unknown_classes(keras: Any, config: Mapping[str, Any], custom: Mapping[str,
     out = []
     for name in sorted(class_names(config)):
         short = name.split(">")[-1]
+        if name.startswith("__"):  # serialization markers: __keras_tensor__, __lambda__, __tuple__
+            continue
         if name in custom or short in custom or name in ("Functional", "Sequential", "Model"):
             continue
         if not any(space is not None and hasattr(space, short) for space in known_spaces):
@@ -86,7 +92,7 @@ def build_model(state: TrainingState, flavour: str, keras: Any,
             "the checkpoint holds no model config (weights-only file, TF bundle or subclassed model)",
             path=path, hint="build the model yourself and pass it: resume(path, model=model)")
     custom = dict(custom_objects or {})
-    config = config_for_running(state.model_config, flavour, written_by_keras3(state))
+    config = config_for_running(state.model_config, flavour, written_by_keras3(state), path)
     unknown = _unknown_classes(keras, config, custom)
     try:
         if flavour == "keras3" and "module" not in config:  # legacy .h5 layout (Keras 3 or upgraded)
@@ -193,6 +199,8 @@ def _loss(keras: Any, value: Any) -> Any:
         cls = getattr(keras.losses, value["class_name"], None)
         if cls is not None:
             cfg.pop("fn", None)
+            if cfg.get("reduction") == "auto" and flavour_is_keras3(keras):
+                cfg["reduction"] = "sum_over_batch_size"  # Keras 2 "auto" = Keras 3's default
             return cls.from_config(cfg)
         return cfg.get("fn") or cfg.get("name")
     if isinstance(value, Mapping):
@@ -200,6 +208,11 @@ def _loss(keras: Any, value: Any) -> Any:
     if isinstance(value, list):
         return [_loss(keras, v) for v in value]
     return value
+
+
+def flavour_is_keras3(keras: Any) -> bool:
+    """True when ``keras`` is Keras 3 (its version string starts with 3)."""
+    return str(getattr(keras, "__version__", "")).startswith("3")
 
 
 def compile_model(model: Any, state: TrainingState, keras: Any, flavour: str, path: str | None) -> None:

@@ -1,0 +1,94 @@
+"""The paired up/down rule table: what one generation spells differently from the other.
+
+Each :class:`Rule` names the release that needs it and its two directions, so the upgrade
+(:mod:`ckptcompat.names.config_upgrade`) and the downgrade
+(:mod:`ckptcompat.names.config_downgrade`) read one table instead of two copies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Rule", "RULES", "INPUT_SHAPE_KEYS", "KERAS2_ONLY_LAYER_ARGS", "KERAS3_ONLY_LAYER_ARGS",
+           "KERAS3_RENAMED_OBJECTS", "KERAS2_RENAMED_OBJECTS", "decode_json_values", "keras3_policy",
+           "keras2_policy"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One difference between Keras 2 and Keras 3 configs and the release that introduced it."""
+
+    name: str
+    since: str
+    keras2: str
+    keras3: str
+
+
+#: the table (documentation and tests read it; the constants below are its machine form)
+RULES: tuple[Rule, ...] = (
+    Rule("input shape keys", "keras 3.0", "batch_input_shape/input_shape/input_dim on any layer",
+         "only InputLayer(batch_shape=...); Sequential gets an explicit InputLayer"),
+    Rule("call records", "keras 3.0", "[[name, node, tensor, kwargs], ...]", "{'args': [...], 'kwargs': {...}}"),
+    Rule("nested model nodes", "keras 3.0", "a nested model's construction is its node 0", "calls count from 0"),
+    Rule("RNN initial_state", "keras 3.0", "extra input tensors of an RNN call", "initial_state= kwarg"),
+    Rule("dtype policy", "keras 3.0", "{'class_name': 'Policy'} or a dtype string", "DTypePolicy dict / name"),
+    Rule("Orthogonal initializer", "keras 3.0-3.3", "Orthogonal", "OrthogonalInitializer"),
+    Rule("Keras 2-only layer args", "keras 3.0", "time_major, implementation, fused, input_length, ...",
+         "absent"),
+    Rule("Keras 3-only layer args", "keras 3.0+", "absent", "quantization_config, lora_rank, seed, ..."),
+    Rule("BatchNormalization axis", "keras 3.0", "[axis]", "axis"),
+)
+
+#: constructor keys that describe the model input, not the layer (Keras 3 refuses them)
+INPUT_SHAPE_KEYS: tuple[str, ...] = ("batch_input_shape", "input_shape", "input_dim", "batch_size",
+                                     "input_dtype")
+#: layer arguments only Keras 2 knows (dropped on upgrade)
+KERAS2_ONLY_LAYER_ARGS: dict[str, tuple[str, ...]] = {
+    "LSTM": ("time_major", "implementation"), "GRU": ("time_major", "implementation"),
+    "SimpleRNN": ("time_major",), "RNN": ("time_major",),
+    "LSTMCell": ("implementation",), "GRUCell": ("implementation",),
+    "Embedding": ("input_length",),
+    "BatchNormalization": ("fused", "virtual_batch_size", "adjustment", "renorm", "renorm_clipping",
+                           "renorm_momentum"),
+}
+#: layer arguments only Keras 3 knows (dropped on downgrade); "*" applies to every class
+KERAS3_ONLY_LAYER_ARGS: dict[str, tuple[str, ...]] = {
+    "*": ("quantization_config", "lora_rank", "lora_alpha", "optional"),
+    "InputLayer": ("optional",),
+    "LSTM": ("seed",),
+    "GRU": ("seed",),
+    "SimpleRNN": ("seed",),
+}
+#: serialized object class names: Keras 2 -> Keras 3 (and the inverse for the downgrade)
+KERAS3_RENAMED_OBJECTS: dict[str, str] = {"Orthogonal": "OrthogonalInitializer"}
+KERAS2_RENAMED_OBJECTS: dict[str, str] = {v: k for k, v in KERAS3_RENAMED_OBJECTS.items()}
+_FLOAT_POLICIES = frozenset({"float16", "float32", "float64", "bfloat16"})
+
+
+def decode_json_values(obj: Any) -> Any:
+    """Keras 2 ``json_utils`` encodings (``{"type": "ndarray", "value": v}``) -> plain values."""
+    if isinstance(obj, dict):
+        if set(obj) == {"type", "value"} and obj.get("type") == "ndarray":
+            return obj["value"]
+        return {k: decode_json_values(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [decode_json_values(v) for v in obj]
+    return obj
+
+
+def keras3_policy(value: Any) -> Any:
+    """Keras 2 ``Policy`` dict -> the policy name Keras 3 layers accept."""
+    if isinstance(value, Mapping) and value.get("class_name") in ("Policy", "PolicyV1"):
+        name = (value.get("config") or {}).get("name", "float32")
+        return "float32" if name in ("_infer", "infer") else name
+    return value
+
+
+def keras2_policy(value: Any) -> Any:
+    """Keras 3 ``DTypePolicy`` dict -> Keras 2 dtype string / ``Policy`` dict."""
+    if isinstance(value, dict) and value.get("class_name") in ("DTypePolicy", "FloatDTypePolicy", "Policy"):
+        name = (value.get("config") or {}).get("name", "float32")
+        return name if name in _FLOAT_POLICIES else {"class_name": "Policy", "config": {"name": name}}
+    return value
