@@ -18,7 +18,7 @@ from typing import Any
 from ckptcompat.names.configs.keras1 import is_keras1_layer, keras1_to_keras2_layer
 from ckptcompat.names.configs.nodes import has_keras2_nodes, nodes_to_keras3, shift_nested_model_refs
 from ckptcompat.names.configs.table import (INPUT_SHAPE_KEYS, KERAS2_ONLY_LAYER_ARGS, KERAS3_RENAMED_OBJECTS,
-                                            decode_json_values, keras3_policy)
+                                            OLD_DEFAULTS, decode_json_values, keras3_policy)
 from ckptcompat.names.variables import canonical_optimizer_class
 
 __all__ = ["LAYER_STEPS", "NEWER_KERAS3_ARGS", "for_keras3_release", "upgrade_layer", "upgrade_model_config",
@@ -110,7 +110,18 @@ def _initializers(entry: Entry) -> Entry | None:
     cfg = entry.get("config") or {}
     changed = {k: _rename_objects(copy.deepcopy(v)) for k, v in cfg.items()
                if isinstance(v, Mapping) and k not in ("layer", "backward_layer", "cell", "layers")}
+    for key, value in changed.items():
+        if key.endswith("initializer") and isinstance(value.get("config"), dict):
+            value["config"].pop("dtype", None)  # tf.keras 1.x initializers carried a dtype
     return {**entry, "config": {**cfg, **changed}} if changed else None
+
+
+def _old_defaults(entry: Entry) -> Entry | None:
+    """Arguments whose default changed: a Keras 2 config that omits them meant the old default."""
+    defaults = OLD_DEFAULTS.get(str(entry.get("class_name")), {})
+    cfg = entry.get("config") or {}
+    missing = {k: v for k, v in defaults.items() if k not in cfg}
+    return {**entry, "config": {**cfg, **missing}} if missing and "module" not in entry else None
 
 
 def convert_inbound_nodes(nodes: Any, class_name: str = "") -> Any:
@@ -126,7 +137,7 @@ def _nodes(entry: Entry) -> Entry | None:
 
 #: ordered steps applied to every layer entry (after the Keras 1 -> 2 conversion)
 LAYER_STEPS: tuple[Callable[[Entry], Entry | None], ...] = (
-    _module, _input_layer, _input_shape_keys, _dtype_policy, _drop_keras2_keys, _batchnorm_axis,
+    _old_defaults, _module, _input_layer, _input_shape_keys, _dtype_policy, _drop_keras2_keys, _batchnorm_axis,
     _initializers, _nodes,
 )
 

@@ -92,6 +92,11 @@ def build_model(state: TrainingState, flavour: str, keras: Any,
             "the checkpoint holds no model config (weights-only file, TF bundle or subclassed model)",
             path=path, hint="build the model yourself and pass it: resume(path, model=model)")
     custom = dict(custom_objects or {})
+    if "Lambda" in class_names(state.model_config) and "Lambda" not in custom:
+        raise UnsupportedFormatError(
+            "the model has a Lambda layer whose function is stored as Python byte-code; ckptcompat "
+            "never executes code from a checkpoint (missing rule: none possible)", path=path,
+            hint="build the model yourself (with its Lambda function) and pass resume(path, model=model)")
     config = config_for_running(state.model_config, flavour, written_by_keras3(state), path)
     unknown = _unknown_classes(keras, config, custom)
     try:
@@ -195,6 +200,8 @@ def _loss(keras: Any, value: Any) -> Any:
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, Mapping) and "class_name" in value:
+        if not isinstance(value.get("config"), Mapping):  # Keras 3: {"class_name": "function", "config": "mse"}
+            return value.get("config") if isinstance(value.get("config"), str) else value.get("class_name")
         cfg = dict(value.get("config", {}))
         cls = getattr(keras.losses, value["class_name"], None)
         if cls is not None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Rule", "RULES", "INPUT_SHAPE_KEYS", "KERAS2_ONLY_LAYER_ARGS", "KERAS3_ONLY_LAYER_ARGS",
-           "KERAS3_RENAMED_OBJECTS", "KERAS2_RENAMED_OBJECTS", "decode_json_values", "keras3_policy",
+           "KERAS3_RENAMED_OBJECTS", "KERAS2_RENAMED_OBJECTS", "OLD_DEFAULTS", "decode_json_values", "keras3_policy",
            "keras2_policy"]
 
 
@@ -39,6 +39,9 @@ RULES: tuple[Rule, ...] = (
          "absent"),
     Rule("Keras 3-only layer args", "keras 3.0+", "absent", "quantization_config, lora_rank, seed, ..."),
     Rule("BatchNormalization axis", "keras 3.0", "[axis]", "axis"),
+    Rule("GRU reset_after", "keras 2.3 / tf.keras 2.0", "absent (= False)", "reset_after=True default"),
+    Rule("initializer dtype", "keras 3.0", "initializer config with dtype (tf.keras 1.x)", "absent"),
+    Rule("Lambda byte-code", "never", "marshalled Python code", "refused: ckptcompat executes no code"),
 )
 
 #: constructor keys that describe the model input, not the layer (Keras 3 refuses them)
@@ -51,7 +54,12 @@ KERAS2_ONLY_LAYER_ARGS: dict[str, tuple[str, ...]] = {
     "LSTMCell": ("implementation",), "GRUCell": ("implementation",),
     "Embedding": ("input_length",),
     "BatchNormalization": ("fused", "virtual_batch_size", "adjustment", "renorm", "renorm_clipping",
-                           "renorm_momentum"),
+                           "renorm_momentum", "mode"),
+}
+#: constructor defaults that changed: a Keras 2 config WITHOUT the key meant the old default
+OLD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "GRU": {"reset_after": False},  # Keras <= 2.2 / tf.keras 1.x wrote no reset_after (default False)
+    "GRUCell": {"reset_after": False},
 }
 #: layer arguments only Keras 3 knows (dropped on downgrade); "*" applies to every class
 KERAS3_ONLY_LAYER_ARGS: dict[str, tuple[str, ...]] = {
