@@ -159,7 +159,8 @@ def rule_inbound_nodes(layer: Layer) -> Layer:
     which Keras 2 resolves back to tensors when it rebuilds the call.
     """
     if isinstance(layer.get("inbound_nodes"), list):
-        layer["inbound_nodes"] = nodes_to_keras2(layer["inbound_nodes"])
+        layer["inbound_nodes"] = nodes_to_keras2(layer["inbound_nodes"], str(layer.get("class_name")),
+                                                 str(layer.get("name") or (layer.get("config") or {}).get("name")))
     return layer
 
 

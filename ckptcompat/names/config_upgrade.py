@@ -18,7 +18,7 @@ from typing import Any
 from ckptcompat.names.configs.keras1 import is_keras1_layer, keras1_to_keras2_layer
 from ckptcompat.names.configs.nodes import has_keras2_nodes, nodes_to_keras3, shift_nested_model_refs
 from ckptcompat.names.configs.table import (INPUT_SHAPE_KEYS, KERAS2_ONLY_LAYER_ARGS, KERAS3_RENAMED_OBJECTS,
-                                            OLD_DEFAULTS, decode_json_values, keras3_policy)
+                                            OLD_DEFAULTS, REMOVED_IN_KERAS3, decode_json_values, keras3_policy)
 from ckptcompat.names.variables import canonical_optimizer_class
 
 __all__ = ["LAYER_STEPS", "NEWER_KERAS3_ARGS", "for_keras3_release", "upgrade_layer", "upgrade_model_config",
@@ -65,7 +65,7 @@ def _dtype_policy(entry: Entry) -> Entry | None:
 
 
 def _drop_keras2_keys(entry: Entry) -> Entry | None:
-    keys = KERAS2_ONLY_LAYER_ARGS.get(str(entry.get("class_name")), ())
+    keys = KERAS2_ONLY_LAYER_ARGS["*"] + KERAS2_ONLY_LAYER_ARGS.get(str(entry.get("class_name")), ())
     cfg = entry.get("config") or {}
     if not any(k in cfg for k in keys):
         return None
@@ -149,6 +149,14 @@ def upgrade_layer(entry: Mapping[str, Any], path: str | None = None) -> Entry:
         out["config"] = {"name": out.get("name") or "sequential", "layers": out["config"]}
     if out.get("class_name") not in _MODEL_CLASSES and is_keras1_layer(out):
         out = keras1_to_keras2_layer(out, path)
+    if out.get("class_name") in REMOVED_IN_KERAS3:
+        from ckptcompat.errors import UnsupportedFormatError
+
+        name = (out.get("config") or {}).get("name") if isinstance(out.get("config"), Mapping) else None
+        raise UnsupportedFormatError(
+            f"layer {name!r} ({out['class_name']}): {REMOVED_IN_KERAS3[out['class_name']]} "
+            f"(missing rule: {out['class_name']} -> Keras 3)", path=path,
+            hint="rebuild that part of the model with Keras 3 layers and pass resume(path, model=model)")
     cfg = out.get("config")
     sequential_layers = None
     if isinstance(cfg, Mapping) and isinstance(cfg.get("layers"), list) and out.get("class_name") == "Sequential":

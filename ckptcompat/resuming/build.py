@@ -11,7 +11,7 @@ from ckptcompat.errors import IncompatibleStateError, InvalidArgumentError, Unsu
 from ckptcompat.names.variables import canonical_optimizer_class
 from ckptcompat.state import OptimizerState, TrainingState
 
-__all__ = ["build_model", "compile_model", "config_for_running", "class_names"]
+__all__ = ["build_model", "compile_model", "config_for_running", "class_names", "model_from_config"]
 
 log = logging.getLogger(__name__)
 _SKIP_HYPER = {"name", "is_legacy_optimizer", "jit_compile", "learning_rate_schedule"}
@@ -91,13 +91,25 @@ def build_model(state: TrainingState, flavour: str, keras: Any,
         raise InvalidArgumentError(
             "the checkpoint holds no model config (weights-only file, TF bundle or subclassed model)",
             path=path, hint="build the model yourself and pass it: resume(path, model=model)")
+    return model_from_config(state.model_config, flavour, keras, custom_objects, path, written_by_keras3(state))
+
+
+def model_from_config(model_config: Mapping[str, Any], flavour: str, keras: Any,
+                      custom_objects: Mapping[str, Any] | None, path: str | None = None,
+                      keras3: bool | None = None) -> Any:
+    """A new model from a model config of any generation, translated for the running Keras.
+
+    Raises :class:`UnsupportedFormatError` (Lambda byte-code, or no translation rule fits:
+    Keras's own message names the layer and argument) or :class:`InvalidArgumentError`
+    (classes this Keras does not know: pass ``custom_objects``).
+    """
     custom = dict(custom_objects or {})
-    if "Lambda" in class_names(state.model_config) and "Lambda" not in custom:
+    if "Lambda" in class_names(model_config) and "Lambda" not in custom:
         raise UnsupportedFormatError(
             "the model has a Lambda layer whose function is stored as Python byte-code; ckptcompat "
             "never executes code from a checkpoint (missing rule: none possible)", path=path,
             hint="build the model yourself (with its Lambda function) and pass resume(path, model=model)")
-    config = config_for_running(state.model_config, flavour, written_by_keras3(state), path)
+    config = config_for_running(model_config, flavour, keras3, path)
     unknown = _unknown_classes(keras, config, custom)
     try:
         if flavour == "keras3" and "module" not in config:  # legacy .h5 layout (Keras 3 or upgraded)
@@ -116,9 +128,9 @@ def build_model(state: TrainingState, flavour: str, keras: Any,
                 f"the model uses class(es) this Keras does not know: {', '.join(unknown)}",
                 path=path, hint="pass custom_objects={" + ", ".join(f"'{u}': {u}" for u in unknown)
                 + "} with your own classes") from exc
-        raise UnsupportedFormatError(f"cannot rebuild the model from its config: {exc}", path=path,
-                                     hint="build the model yourself and pass resume(path, model=model)"
-                                     ) from exc
+        raise UnsupportedFormatError(
+            f"cannot rebuild the model from its config (no translation rule covers it): {exc}", path=path,
+            hint="build the model yourself and pass resume(path, model=model)") from exc
     return model
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ckptcompat.errors import UnsupportedFormatError
+
 __all__ = ["RNN_CLASSES", "is_ref", "nodes_to_keras2", "nodes_to_keras3", "shift_nested_model_refs",
            "has_keras2_nodes", "has_keras3_nodes"]
 
@@ -19,6 +21,13 @@ __all__ = ["RNN_CLASSES", "is_ref", "nodes_to_keras2", "nodes_to_keras3", "shift
 RNN_CLASSES = frozenset({"RNN", "SimpleRNN", "GRU", "LSTM", "CuDNNGRU", "CuDNNLSTM", "ConvLSTM1D",
                          "ConvLSTM2D", "ConvLSTM3D", "Bidirectional"})
 _MODEL_CLASSES = frozenset({"Functional", "Model", "Sequential"})
+#: names of the call arguments after the first, for layers called with several positional
+#: tensors (Keras 3 records them positionally; Keras 2 records them as kwargs by name)
+CALL_ARG_NAMES: dict[str, tuple[str, ...]] = {
+    "MultiHeadAttention": ("value", "key", "query_mask", "value_mask", "key_mask", "attention_mask"),
+    "GroupedQueryAttention": ("value", "key", "query_mask", "value_mask", "key_mask", "attention_mask"),
+    "GroupQueryAttention": ("value", "key", "query_mask", "value_mask", "key_mask", "attention_mask"),
+}
 
 
 def is_ref(obj: Any) -> bool:
@@ -106,21 +115,28 @@ def _flatten_histories(obj: Any) -> list[list[Any]]:
     return []
 
 
-def _node_to_keras2(node: Mapping[str, Any]) -> list[Any]:
+def _node_to_keras2(node: Mapping[str, Any], class_name: str, layer_name: str) -> list[Any]:
     args = list(node.get("args") or [])
-    kwargs = _tensors_to_refs(dict(node.get("kwargs") or {}))
-    extra = args[1:]  # further positional arguments: Keras 2 knows them only as kwargs-less calls
-    first = _flatten_histories(args[:1])
+    kwargs = dict(node.get("kwargs") or {})
+    extra = args[1:]  # further positional arguments: Keras 2 records them as kwargs by name
     if extra:
-        first += _flatten_histories(extra)
-    return [[*hist, kwargs] for hist in first]
+        names = CALL_ARG_NAMES.get(class_name)
+        if names is None or len(extra) > len(names):
+            raise UnsupportedFormatError(
+                f"layer {layer_name!r} ({class_name}) is called with {len(args)} positional arguments; "
+                f"Keras 2 records them by name (missing rule: CALL_ARG_NAMES[{class_name!r}])",
+                hint="build the model yourself and pass resume(path, model=model)")
+        kwargs.update(dict(zip(names, extra)))
+    kwargs = _tensors_to_refs(kwargs)
+    return [[*hist, kwargs] for hist in _flatten_histories(args[:1])]
 
 
-def nodes_to_keras2(nodes: Any) -> Any:
+def nodes_to_keras2(nodes: Any, class_name: str = "", layer_name: str = "") -> Any:
     """Keras 3 ``{"args", "kwargs"}`` nodes -> Keras 2 reference lists (Keras 2 nodes: the same object)."""
     if not isinstance(nodes, list) or not any(isinstance(n, Mapping) for n in nodes):
         return nodes
-    return [_node_to_keras2(n) if isinstance(n, Mapping) and "args" in n else n for n in nodes]
+    return [_node_to_keras2(n, class_name, layer_name) if isinstance(n, Mapping) and "args" in n else n
+            for n in nodes]
 
 
 def _walk_refs(obj: Any, fn: Any) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Rule", "RULES", "INPUT_SHAPE_KEYS", "KERAS2_ONLY_LAYER_ARGS", "KERAS3_ONLY_LAYER_ARGS",
-           "KERAS3_RENAMED_OBJECTS", "KERAS2_RENAMED_OBJECTS", "OLD_DEFAULTS", "decode_json_values", "keras3_policy",
+           "KERAS3_RENAMED_OBJECTS", "KERAS2_RENAMED_OBJECTS", "OLD_DEFAULTS", "REMOVED_IN_KERAS3", "decode_json_values", "keras3_policy",
            "keras2_policy"]
 
 
@@ -45,16 +45,40 @@ RULES: tuple[Rule, ...] = (
 )
 
 #: constructor keys that describe the model input, not the layer (Keras 3 refuses them)
-INPUT_SHAPE_KEYS: tuple[str, ...] = ("batch_input_shape", "input_shape", "input_dim", "batch_size",
-                                     "input_dtype")
-#: layer arguments only Keras 2 knows (dropped on upgrade)
+INPUT_SHAPE_KEYS: tuple[str, ...] = ("batch_input_shape", "input_shape", "batch_size", "input_dtype")
+_CONV_BASE_ONLY = ("groups", "kernel_initializer", "kernel_regularizer", "kernel_constraint")
+_RNG = ("rng_type",)
+#: layer arguments only Keras 2 knows (dropped on upgrade); "*" applies to every class.
+#: Found by tests/test_names_config_layers.py on configs written by tf-keras 2.21 / tf.keras 2.15.
 KERAS2_ONLY_LAYER_ARGS: dict[str, tuple[str, ...]] = {
-    "LSTM": ("time_major", "implementation"), "GRU": ("time_major", "implementation"),
-    "SimpleRNN": ("time_major",), "RNN": ("time_major",),
+    "*": ("time_major",),
+    "LSTM": ("implementation",), "GRU": ("implementation",),
     "LSTMCell": ("implementation",), "GRUCell": ("implementation",),
     "Embedding": ("input_length",),
+    # tf.keras 2.x: the Conv base writes groups=1 and a kernel_* set these layers do not have
+    "DepthwiseConv1D": ("groups",), "DepthwiseConv2D": ("groups",),
+    "Conv1DTranspose": ("groups",), "Conv2DTranspose": ("groups",), "Conv3DTranspose": ("groups",),
+    "SeparableConv1D": _CONV_BASE_ONLY, "SeparableConv2D": _CONV_BASE_ONLY,
     "BatchNormalization": ("fused", "virtual_batch_size", "adjustment", "renorm", "renorm_clipping",
                            "renorm_momentum", "mode"),
+    "MultiHeadAttention": ("query_shape", "key_shape", "value_shape"),
+    # tf-keras 2.13+ preprocessing layers: the RNG implementation switch
+    "RandomBrightness": _RNG, "RandomContrast": _RNG, "RandomCrop": _RNG, "RandomFlip": _RNG,
+    "RandomRotation": _RNG, "RandomTranslation": _RNG, "RandomZoom": _RNG, "RandomHeight": _RNG,
+    "RandomWidth": _RNG,
+    # Keras 3 constructors of these take no **kwargs (no "trainable")
+    "SpatialDropout1D": ("trainable",), "SpatialDropout2D": ("trainable",),
+    "SpatialDropout3D": ("trainable",), "Discretization": ("trainable",),
+}
+#: Keras 2 layer classes Keras 3 does not have (no rule can rebuild them): class -> what to do
+REMOVED_IN_KERAS3: dict[str, str] = {
+    "LocallyConnected1D": "removed in Keras 3 (no equivalent layer)",
+    "LocallyConnected2D": "removed in Keras 3 (no equivalent layer)",
+    "ThresholdedReLU": "removed in Keras 3; ReLU(threshold=) differs at x == theta",
+    "RandomHeight": "removed in Keras 3 (use Resizing / RandomZoom)",
+    "RandomWidth": "removed in Keras 3 (use Resizing / RandomZoom)",
+    "CuDNNLSTM": "removed in Keras 3 (LSTM uses cuDNN itself; weights differ in layout)",
+    "CuDNNGRU": "removed in Keras 3 (GRU uses cuDNN itself; weights differ in layout)",
 }
 #: constructor defaults that changed: a Keras 2 config WITHOUT the key meant the old default
 OLD_DEFAULTS: dict[str, dict[str, Any]] = {
