@@ -24,13 +24,24 @@ from typing import Any
 import numpy as np
 import pytest
 
+from ckptcompat.errors import UnsupportedFormatError
+from ckptcompat.names.configs.table import REMOVED_IN_KERAS3
+
 ROOT = Path(__file__).resolve().parent.parent
 LAYER_FIXTURES = ROOT / "fixtures" / "layer_configs"
 #: fixture environments written by each generation
 ENVS_BY_GENERATION = {"keras2": ("tf221-tfkeras", "tf215"), "keras3": ("tf221-keras3",)}
 
 #: classes whose translation is known not to work, reviewed: (direction, class) -> reason
-KNOWN_UNTRANSLATABLE: dict[tuple[str, str], str] = {}
+KNOWN_UNTRANSLATABLE: dict[tuple[str, str], str] = {
+    ("keras3", "DepthwiseConv1D"): "weights: Keras 2 depthwise_kernel vs Keras 3 kernel -- variable "
+                                   "naming (names/variables.py, issue #13 deliver 1), not the config",
+    ("keras3", "DepthwiseConv2D"): "weights: Keras 2 depthwise_kernel vs Keras 3 kernel (as above)",
+    ("keras3", "Discretization"): "tf-keras writes num_bins=None for a layer built with num_bins=4 "
+                                  "(not adapted): the Keras 2 config itself lost the value",
+    ("keras3", "UpSampling3D"): "Keras 2 accepted a rank-4 input for UpSampling3D; Keras 3 checks "
+                                "the rank: the Keras 2 model is not a valid Keras 3 model",
+}
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None,
                                 reason="needs TensorFlow")
@@ -131,7 +142,10 @@ def test_other_generation_layer_files_restore_bitwise(env: str) -> None:
             n += 1
             text = (LAYER_FIXTURES / env / f"{name}.json").read_text(encoding="utf-8")
             try:
-                keras.models.model_from_json(text)
+                if entry.get("h5"):
+                    keras.models.load_model(str(LAYER_FIXTURES / env / entry["h5"]), compile=False)
+                else:
+                    keras.models.model_from_json(text)
                 native = "ok"
                 native_ok += 1
             except Exception as exc:  # noqa: BLE001 -- native result is reported, not asserted
@@ -153,7 +167,11 @@ def test_other_generation_layer_files_restore_bitwise(env: str) -> None:
                 ours_ok += 1
             except Exception as exc:  # noqa: BLE001 -- collected and reported per class
                 ours = f"FAILED {type(exc).__name__}: {str(exc)[-160:]}"
-                if (f"{flavour}<-{env}", name) not in KNOWN_UNTRANSLATABLE:
+                if flavour == "keras3" and name in REMOVED_IN_KERAS3:
+                    # reviewed: no Keras 3 layer exists; the refusal must be typed and name the rule
+                    assert isinstance(exc, UnsupportedFormatError) and "missing rule" in str(exc), ours
+                    ours = f"refused (reviewed): {REMOVED_IN_KERAS3[name]}"
+                elif (flavour, name) not in KNOWN_UNTRANSLATABLE:
                     failures.append(f"{name}: {ours}")
             rows.append(f"{name:28} | native {native:24} | ckptcompat {ours}")
     finally:

@@ -69,9 +69,10 @@ Layer = dict[str, Any]
 
 def is_keras3_config(config: Mapping[str, Any]) -> bool:
     """True when ``config`` (a model or layer dict) carries Keras 3 markers."""
+    # tf.keras/tf-keras 2.13+ also write module/registered_name/build_config: not markers
     text = repr(config)
-    return ("'registered_name'" in text or "'batch_shape'" in text or "__keras_tensor__" in text
-            or "'DTypePolicy'" in text or "'build_config'" in text)
+    return ("'batch_shape'" in text or "__keras_tensor__" in text or "'DTypePolicy'" in text
+            or "'FloatDTypePolicy'" in text)
 
 
 def _strip_registration(obj: Any) -> Any:

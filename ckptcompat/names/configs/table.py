@@ -61,14 +61,14 @@ KERAS2_ONLY_LAYER_ARGS: dict[str, tuple[str, ...]] = {
     "SeparableConv1D": _CONV_BASE_ONLY, "SeparableConv2D": _CONV_BASE_ONLY,
     "BatchNormalization": ("fused", "virtual_batch_size", "adjustment", "renorm", "renorm_clipping",
                            "renorm_momentum", "mode"),
-    "MultiHeadAttention": ("query_shape", "key_shape", "value_shape"),
+    "MultiHeadAttention": ("query_shape", "key_shape", "value_shape", "softmax_robust_masking"),
     # tf-keras 2.13+ preprocessing layers: the RNG implementation switch
     "RandomBrightness": _RNG, "RandomContrast": _RNG, "RandomCrop": _RNG, "RandomFlip": _RNG,
     "RandomRotation": _RNG, "RandomTranslation": _RNG, "RandomZoom": _RNG, "RandomHeight": _RNG,
     "RandomWidth": _RNG,
     # Keras 3 constructors of these take no **kwargs (no "trainable")
-    "SpatialDropout1D": ("trainable",), "SpatialDropout2D": ("trainable",),
-    "SpatialDropout3D": ("trainable",), "Discretization": ("trainable",),
+    "SpatialDropout1D": ("trainable", "noise_shape"), "SpatialDropout2D": ("trainable", "noise_shape"),
+    "SpatialDropout3D": ("trainable", "noise_shape"), "Discretization": ("trainable",),
 }
 #: Keras 2 layer classes Keras 3 does not have (no rule can rebuild them): class -> what to do
 REMOVED_IN_KERAS3: dict[str, str] = {
