@@ -13,7 +13,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ckptcompat.names.configs.nodes import has_keras3_nodes, nodes_to_keras2, shift_nested_model_refs
-from ckptcompat.names.configs.table import KERAS2_RENAMED_OBJECTS, KERAS3_ONLY_LAYER_ARGS, keras2_policy
+from ckptcompat.errors import UnsupportedFormatError
+from ckptcompat.names.configs.table import (ANY, KERAS3_ONLY_ARGS_AT, KERAS2_ARG_NAMES, KERAS2_RENAMED_OBJECTS, KERAS2_REQUIRED_ARGS,
+                                            KERAS3_ONLY_LAYER_ARGS, keras2_policy)
 
 __all__ = [
     "LAYER_RULES",
@@ -145,11 +147,27 @@ def rule_input_layer(layer: Layer) -> Layer:
 
 
 def rule_unknown_args(layer: Layer) -> Layer:
-    """Drop constructor arguments Keras 2 does not know (see :data:`UNKNOWN_LAYER_ARGS`)."""
+    """Drop constructor arguments Keras 2 does not know (see :data:`UNKNOWN_LAYER_ARGS`), rename
+    the ones Keras 2 spells differently and add the ones its ``from_config`` requires."""
     cfg = layer.get("config")
+    cls = str(layer.get("class_name"))
     if isinstance(cfg, dict):
-        for key in UNKNOWN_LAYER_ARGS["*"] + UNKNOWN_LAYER_ARGS.get(str(layer.get("class_name")), ()):
+        for key in UNKNOWN_LAYER_ARGS["*"] + UNKNOWN_LAYER_ARGS.get(cls, ()):
             cfg.pop(key, None)
+        for new, old in KERAS2_ARG_NAMES.get(cls, {}).items():
+            if new in cfg:
+                cfg[old] = cfg.pop(new)
+        for key, value in KERAS2_REQUIRED_ARGS.get(cls, {}).items():
+            cfg.setdefault(key, value)
+        for key, keras2_value in KERAS3_ONLY_ARGS_AT.get(cls, {}).items():
+            if key not in cfg:
+                continue
+            value = cfg.pop(key)
+            if keras2_value is not ANY and value is not None and value != keras2_value:
+                raise UnsupportedFormatError(
+                    f"layer {cfg.get('name')!r} ({cls}): {key}={value!r} has no Keras 2 equivalent "
+                    f"(Keras 2 behaves as {key}={keras2_value!r}; missing rule: {cls}.{key})",
+                    hint="build the model yourself and pass resume(path, model=model)")
     return layer
 
 

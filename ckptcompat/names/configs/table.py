@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Rule", "RULES", "INPUT_SHAPE_KEYS", "KERAS2_ONLY_LAYER_ARGS", "KERAS3_ONLY_LAYER_ARGS",
-           "KERAS3_RENAMED_OBJECTS", "KERAS2_RENAMED_OBJECTS", "OLD_DEFAULTS", "REMOVED_IN_KERAS3", "decode_json_values", "keras3_policy",
+           "KERAS3_RENAMED_OBJECTS", "KERAS2_RENAMED_OBJECTS", "OLD_DEFAULTS", "REMOVED_IN_KERAS3", "KERAS3_ONLY_ARGS_AT", "ANY", "KERAS2_ARG_NAMES", "KERAS2_REQUIRED_ARGS", "decode_json_values", "keras3_policy",
            "keras2_policy"]
 
 
@@ -92,6 +92,28 @@ KERAS3_ONLY_LAYER_ARGS: dict[str, tuple[str, ...]] = {
     "LSTM": ("seed",),
     "GRU": ("seed",),
     "SimpleRNN": ("seed",),
+    "ConvLSTM1D": ("seed",), "ConvLSTM2D": ("seed",), "ConvLSTM3D": ("seed",),
+}
+ANY = "<any value>"
+_CL = {"data_format": "channels_last"}
+_LOOKUP = {"oov_method": ANY, "salt": None, "vocabulary_size": ANY}
+#: Keras 3-only arguments Keras 2 can drop ONLY at the value that means Keras 2's behaviour
+#: (``ANY``: metadata that changes nothing); another value refuses with the argument named.
+KERAS3_ONLY_ARGS_AT: dict[str, dict[str, Any]] = {
+    "CenterCrop": _CL, "RandomBrightness": _CL, "RandomCrop": _CL, "RandomFlip": _CL,
+    "RandomRotation": _CL, "RandomTranslation": _CL, "RandomZoom": _CL, "ZeroPadding1D": _CL,
+    "RandomContrast": {**_CL, "value_range": [0, 255]},
+    "Resizing": {**_CL, "antialias": False, "fill_mode": "constant", "fill_value": 0.0,
+                 "pad_to_aspect_ratio": False},
+    "IntegerLookup": _LOOKUP, "StringLookup": _LOOKUP,
+    "LayerNormalization": {"rms_scaling": False},
+    "MultiHeadAttention": {"seed": ANY, "sliding_window": None, "use_gate": False},
+}
+#: Keras 3 argument names -> Keras 2 names (downgrade), per class
+KERAS2_ARG_NAMES: dict[str, dict[str, str]] = {"LeakyReLU": {"negative_slope": "alpha"}}
+#: arguments a Keras 2 ``from_config`` requires although Keras 3 no longer writes them
+KERAS2_REQUIRED_ARGS: dict[str, dict[str, Any]] = {
+    "MultiHeadAttention": {"query_shape": None, "key_shape": None, "value_shape": None},
 }
 #: serialized object class names: Keras 2 -> Keras 3 (and the inverse for the downgrade)
 KERAS3_RENAMED_OBJECTS: dict[str, str] = {"Orthogonal": "OrthogonalInitializer"}
@@ -122,5 +144,5 @@ def keras2_policy(value: Any) -> Any:
     """Keras 3 ``DTypePolicy`` dict -> Keras 2 dtype string / ``Policy`` dict."""
     if isinstance(value, dict) and value.get("class_name") in ("DTypePolicy", "FloatDTypePolicy", "Policy"):
         name = (value.get("config") or {}).get("name", "float32")
-        return name if name in _FLOAT_POLICIES else {"class_name": "Policy", "config": {"name": name}}
+        return {"class_name": "Policy", "config": {"name": name}} if str(name).startswith("mixed") else name
     return value
