@@ -12,10 +12,12 @@ import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ckptcompat.names.configs.keras1 import keras1_to_keras2_model
 from ckptcompat.names.configs.nodes import has_keras3_nodes, nodes_to_keras2, shift_nested_model_refs
 from ckptcompat.errors import UnsupportedFormatError
 from ckptcompat.names.configs.table import (ANY, KERAS3_ONLY_ARGS_AT, KERAS2_ARG_NAMES, KERAS2_RENAMED_OBJECTS, KERAS2_REQUIRED_ARGS,
-                                            KERAS3_ONLY_LAYER_ARGS, keras2_policy)
+                                            KERAS3_ONLY_LAYER_ARGS, OLD_DEFAULTS, decode_json_values,
+                                            keras2_policy)
 
 __all__ = [
     "LAYER_RULES",
@@ -91,6 +93,15 @@ def _strip_registration(obj: Any) -> Any:
 def _policy(value: Any) -> Any:
     """Keras 3 ``DTypePolicy`` dict -> Keras 2 dtype string / ``Policy`` dict."""
     return keras2_policy(value)
+
+
+def rule_old_defaults(layer: Layer) -> Layer:
+    """A config written before an argument existed meant its old default (``GRU.reset_after``)."""
+    cfg = layer.get("config")
+    if isinstance(cfg, dict) and "module" not in layer and not is_keras3_config(layer):
+        for key, value in OLD_DEFAULTS.get(str(layer.get("class_name")), {}).items():
+            cfg.setdefault(key, value)
+    return layer
 
 
 def rule_registration(layer: Layer) -> Layer:
@@ -210,6 +221,7 @@ def rule_nested(layer: Layer) -> Layer:
 
 #: The rules, applied in this order to every layer dict.
 LAYER_RULES: tuple[Callable[[Layer], Layer], ...] = (
+    rule_old_defaults,
     rule_registration,
     rule_dtype_policy,
     rule_input_layer,
@@ -228,8 +240,13 @@ def downgrade_layer(layer: Mapping[str, Any]) -> Layer:
     return out
 
 
-def downgrade_model_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Keras 3 (or Keras 2) model config ``{"class_name", "config"}`` -> Keras 2 model config."""
+def downgrade_model_config(config: Mapping[str, Any], path: str | None = None) -> dict[str, Any]:
+    """Keras 3, 2 or 1 model config ``{"class_name", "config"}`` -> Keras 2 model config.
+
+    Keras 1 spellings go through :func:`~ckptcompat.names.configs.keras1.keras1_to_keras2_model`
+    first; arguments whose default changed since (``GRU.reset_after``) get their old value.
+    """
+    config = keras1_to_keras2_model(decode_json_values(copy.deepcopy(dict(config))), path)
     return downgrade_layer(config)
 
 

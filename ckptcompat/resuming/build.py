@@ -59,7 +59,7 @@ def config_for_running(model_config: Mapping[str, Any], flavour: str,
         return for_keras3_release(out, _running_keras_version())
     # Keras 2: the downgrade rules are no-ops on Keras 2 spellings and also strip what newer
     # tf-keras releases write that older ones refuse (InputLayer ``optional``, ...)
-    return downgrade_model_config(model_config)
+    return downgrade_model_config(model_config, path)
 
 
 def _running_keras_version() -> str:

@@ -14,7 +14,8 @@ from typing import Any
 
 from ckptcompat.errors import UnsupportedFormatError
 
-__all__ = ["CLASS_RENAMES", "ARG_RENAMES", "is_keras1_layer", "keras1_to_keras2_layer", "MERGE_MODES"]
+__all__ = ["CLASS_RENAMES", "ARG_RENAMES", "is_keras1_layer", "keras1_to_keras2_layer", "keras1_to_keras2_model",
+           "MERGE_MODES"]
 
 #: Keras 1 class name -> Keras 2 class name (and extra config); keras 2.3.1 legacy/layers.py
 CLASS_RENAMES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -66,7 +67,8 @@ def is_keras1_layer(entry: Mapping[str, Any]) -> bool:
     cls = str(entry.get("class_name"))
     renames = ARG_RENAMES.get(CLASS_RENAMES.get(cls, (cls, {}))[0], {})
     return (cls in CLASS_RENAMES or cls == "Merge" or any(k in cfg for k in ARG_RENAMES["*"])
-            or any(k in cfg and k not in ("init",) for k in renames) or "init" in cfg)
+            or any(k in cfg and k not in ("init",) for k in renames) or "init" in cfg
+            or (cls == "BatchNormalization" and "mode" in cfg))
 
 
 def _legacy_object(value: Any) -> Any:
@@ -138,3 +140,28 @@ def keras1_to_keras2_layer(entry: Mapping[str, Any], path: str | None = None) ->
         for key in ("input_dim",):
             out[key] = cfg[key]
     return {**entry, "class_name": cls, "config": out}
+
+
+_MODEL_CLASSES = ("Functional", "Model", "Sequential")
+
+
+def keras1_to_keras2_model(entry: Mapping[str, Any], path: str | None = None) -> dict[str, Any]:
+    """A whole model config with Keras 1 spellings -> Keras 2 (bare-list Sequential included).
+
+    Applies to every layer, nested models and wrapped layers; a Keras 2 config comes back equal.
+    """
+    out = dict(entry)
+    if isinstance(out.get("config"), list):  # Keras 1 / 2.0-2.1 Sequential: a bare list of layers
+        out["config"] = {"name": out.get("name") or "sequential", "layers": out["config"]}
+    if out.get("class_name") not in _MODEL_CLASSES and is_keras1_layer(out):
+        out = keras1_to_keras2_layer(out, path)
+    cfg = out.get("config")
+    if isinstance(cfg, Mapping):
+        cfg = dict(cfg)
+        if isinstance(cfg.get("layers"), list):
+            cfg["layers"] = [keras1_to_keras2_model(e, path) if isinstance(e, Mapping) else e for e in cfg["layers"]]
+        for key in ("layer", "backward_layer", "cell"):
+            if isinstance(cfg.get(key), Mapping) and "class_name" in cfg[key]:
+                cfg[key] = keras1_to_keras2_model(cfg[key], path)
+        out["config"] = cfg
+    return out
