@@ -55,3 +55,83 @@ def test_optimizer_config() -> None:
     assert out == {"module": "keras.optimizers", "class_name": "Adam", "registered_name": None,
                    "config": {"name": "adam", "learning_rate": 0.01, "beta_1": 0.8}}
     assert upgrade_optimizer_config("rmsprop")["class_name"] == "RMSprop"
+
+
+# --- rules of names/configs (pure; each asserts the exact translated spelling) ---------------
+
+def test_batch_input_shape_on_any_layer_of_a_sequential() -> None:
+    """Keras 2.4+ Sequential: an InputLayer AND batch_input_shape on the first and a later layer."""
+    cfg = {"class_name": "Sequential", "config": {"name": "s", "layers": [
+        {"class_name": "InputLayer", "config": {"batch_input_shape": [None, 8, 8, 3], "name": "in"}},
+        {"class_name": "Conv2D", "config": {"name": "c", "batch_input_shape": [None, 8, 8, 3], "filters": 2}},
+        {"class_name": "Dense", "config": {"name": "d", "batch_input_shape": [None, 999], "units": 2}}]}}
+    layers = upgrade_model_config(cfg)["config"]["layers"]
+    assert [e["class_name"] for e in layers] == ["InputLayer", "Conv2D", "Dense"]
+    assert layers[0]["config"]["batch_shape"] == [None, 8, 8, 3]
+    assert "batch_input_shape" not in layers[1]["config"] and "batch_input_shape" not in layers[2]["config"]
+
+
+def test_bare_list_sequential_and_keras1_names() -> None:
+    """Keras 1.x: the Sequential config is a list; Convolution2D/nb_filter/border_mode/init/W_regularizer."""
+    cfg = {"class_name": "Sequential", "config": [
+        {"class_name": "Convolution2D", "config": {
+            "name": "c", "batch_input_shape": [None, 5, 5, 5], "input_dtype": "float32", "nb_filter": 6,
+            "nb_row": 3, "nb_col": 2, "init": "glorot_uniform", "border_mode": "valid", "subsample": [1, 1],
+            "dim_ordering": "tf", "W_regularizer": {"name": "WeightRegularizer", "l1": 0.0, "l2": 0.01},
+            "b_regularizer": None, "bias": True}},
+        {"class_name": "Dropout", "config": {"name": "dr", "p": 0.5}},
+        {"class_name": "LSTM", "config": {"name": "l", "output_dim": 6, "inner_init": "orthogonal",
+                                          "inner_activation": "hard_sigmoid", "consume_less": "gpu",
+                                          "forget_bias_init": "one", "dropout_W": 0.1, "dropout_U": 0.2}}]}
+    layers = upgrade_model_config(cfg)["config"]["layers"]
+    assert [e["class_name"] for e in layers] == ["InputLayer", "Conv2D", "Dropout", "LSTM"]
+    assert layers[0]["config"]["batch_shape"] == [None, 5, 5, 5]
+    conv = layers[1]["config"]
+    assert (conv["filters"], conv["kernel_size"], conv["padding"], conv["strides"], conv["use_bias"],
+            conv["data_format"], conv["kernel_initializer"]) == (6, [3, 2], "valid", [1, 1], True,
+                                                                   "channels_last", "glorot_uniform")
+    assert conv["kernel_regularizer"] == {"class_name": "L1L2", "config": {"l1": 0.0, "l2": 0.01}}
+    assert layers[2]["config"]["rate"] == 0.5
+    lstm = layers[3]["config"]
+    assert (lstm["units"], lstm["recurrent_initializer"], lstm["recurrent_activation"], lstm["dropout"],
+            lstm["recurrent_dropout"], lstm["unit_forget_bias"]) == (6, "orthogonal", "hard_sigmoid", 0.1, 0.2, True)
+    assert "implementation" not in lstm and "consume_less" not in lstm
+
+
+def test_keras1_merge_with_function_is_a_named_refusal() -> None:
+    import pytest
+
+    from ckptcompat.errors import UnsupportedFormatError
+
+    cfg = {"class_name": "Model", "config": {"name": "m", "layers": [
+        {"class_name": "Merge", "name": "mg", "config": {"name": "mg", "mode": ["lambda code", None, None]},
+         "inbound_nodes": []}], "input_layers": [], "output_layers": []}}
+    with pytest.raises(UnsupportedFormatError, match=r"'mg'.*missing rule: keras1 Merge"):
+        upgrade_model_config(cfg, "/x.h5")
+
+
+def test_rnn_extra_inputs_become_initial_state_and_kwarg_tensors_both_ways() -> None:
+    """Keras 2 LSTM node with three tensors = (inputs, h, c); kwargs tensors are [name, node, idx]."""
+    from ckptcompat.names.configs.nodes import nodes_to_keras2, nodes_to_keras3
+
+    k2 = [[["dec_in", 0, 0, {}], ["enc", 0, 1, {}], ["enc", 0, 2, {}]]]
+    k3 = nodes_to_keras3(k2, "LSTM")
+    assert k3[0]["args"][0]["config"]["keras_history"] == ["dec_in", 0, 0]
+    assert [t["config"]["keras_history"] for t in k3[0]["kwargs"]["initial_state"]] == [["enc", 0, 1], ["enc", 0, 2]]
+    assert nodes_to_keras2(k3, "LSTM") == [[["dec_in", 0, 0, {"initial_state": [["enc", 0, 1], ["enc", 0, 2]]}]]]
+    tf_keras_style = [[["emb", 0, 0, {"mask": ["emb", 0, 1], "training": False}]]]
+    assert nodes_to_keras3(tf_keras_style, "GRU")[0]["kwargs"]["mask"]["config"]["keras_history"] == ["emb", 0, 1]
+
+
+def test_old_defaults_and_dtype_policies() -> None:
+    from ckptcompat.names.config_downgrade import downgrade_model_config
+
+    gru = upgrade_model_config({"class_name": "GRU", "config": {"name": "g", "units": 2}})
+    assert gru["config"]["reset_after"] is False  # Keras <= 2.2 wrote no reset_after
+    policy = {"class_name": "Dense", "config": {"name": "d", "units": 1,
+                                                "dtype": {"class_name": "Policy", "config": {"name": "mixed_float16"}}}}
+    assert upgrade_model_config(policy)["config"]["dtype"] == "mixed_float16"
+    k3 = {"class_name": "Dense", "module": "keras.layers", "registered_name": None,
+          "config": {"name": "d", "units": 1, "dtype": {"module": "keras", "class_name": "DTypePolicy",
+                                                        "config": {"name": "int64"}, "registered_name": None}}}
+    assert downgrade_model_config(k3)["config"]["dtype"] == "int64"

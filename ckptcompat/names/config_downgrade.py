@@ -12,6 +12,13 @@ import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ckptcompat.names.configs.keras1 import keras1_to_keras2_model
+from ckptcompat.names.configs.nodes import has_keras3_nodes, nodes_to_keras2, shift_nested_model_refs
+from ckptcompat.errors import UnsupportedFormatError
+from ckptcompat.names.configs.table import (ANY, KERAS3_ONLY_ARGS_AT, KERAS2_ARG_NAMES, KERAS2_RENAMED_OBJECTS, KERAS2_REQUIRED_ARGS,
+                                            KERAS3_ONLY_LAYER_ARGS, OLD_DEFAULTS, decode_json_values,
+                                            keras2_policy)
+
 __all__ = [
     "LAYER_RULES",
     "UNKNOWN_LAYER_ARGS",
@@ -27,13 +34,7 @@ __all__ = [
 ]
 
 #: Layer constructor arguments Keras 3 writes that Keras 2 constructors refuse.
-UNKNOWN_LAYER_ARGS: dict[str, tuple[str, ...]] = {
-    "*": ("quantization_config", "lora_rank", "lora_alpha", "optional"),
-    "InputLayer": ("optional",),
-    "LSTM": ("seed",),
-    "GRU": ("seed",),
-    "SimpleRNN": ("seed",),
-}
+UNKNOWN_LAYER_ARGS: dict[str, tuple[str, ...]] = KERAS3_ONLY_LAYER_ARGS
 
 _VS_AXES = ("input_axes", "output_axes")
 #: Arguments of nested serialized objects (initializers, ...) that Keras 2 refuses.
@@ -72,9 +73,10 @@ Layer = dict[str, Any]
 
 def is_keras3_config(config: Mapping[str, Any]) -> bool:
     """True when ``config`` (a model or layer dict) carries Keras 3 markers."""
+    # tf.keras/tf-keras 2.13+ also write module/registered_name/build_config: not markers
     text = repr(config)
-    return ("'registered_name'" in text or "'batch_shape'" in text or "__keras_tensor__" in text
-            or "'DTypePolicy'" in text or "'build_config'" in text)
+    return ("'batch_shape'" in text or "__keras_tensor__" in text or "'DTypePolicy'" in text
+            or "'FloatDTypePolicy'" in text)
 
 
 def _strip_registration(obj: Any) -> Any:
@@ -90,11 +92,16 @@ def _strip_registration(obj: Any) -> Any:
 
 def _policy(value: Any) -> Any:
     """Keras 3 ``DTypePolicy`` dict -> Keras 2 dtype string / ``Policy`` dict."""
-    if isinstance(value, dict) and value.get("class_name") in ("DTypePolicy", "FloatDTypePolicy",
-                                                                "Policy"):
-        name = (value.get("config") or {}).get("name", "float32")
-        return name if name in _FLOAT_POLICIES else {"class_name": "Policy", "config": {"name": name}}
-    return value
+    return keras2_policy(value)
+
+
+def rule_old_defaults(layer: Layer) -> Layer:
+    """A config written before an argument existed meant its old default (``GRU.reset_after``)."""
+    cfg = layer.get("config")
+    if isinstance(cfg, dict) and "module" not in layer and not is_keras3_config(layer):
+        for key, value in OLD_DEFAULTS.get(str(layer.get("class_name")), {}).items():
+            cfg.setdefault(key, value)
+    return layer
 
 
 def rule_registration(layer: Layer) -> Layer:
@@ -106,7 +113,7 @@ def rule_registration(layer: Layer) -> Layer:
 
 
 #: Serialized class names Keras 3 spells differently from Keras 2.
-RENAMED_OBJECTS: dict[str, str] = {"OrthogonalInitializer": "Orthogonal"}
+RENAMED_OBJECTS: dict[str, str] = KERAS2_RENAMED_OBJECTS
 
 
 def _drop_object_args(obj: Any) -> Any:
@@ -151,71 +158,43 @@ def rule_input_layer(layer: Layer) -> Layer:
 
 
 def rule_unknown_args(layer: Layer) -> Layer:
-    """Drop constructor arguments Keras 2 does not know (see :data:`UNKNOWN_LAYER_ARGS`)."""
+    """Drop constructor arguments Keras 2 does not know (see :data:`UNKNOWN_LAYER_ARGS`), rename
+    the ones Keras 2 spells differently and add the ones its ``from_config`` requires."""
     cfg = layer.get("config")
+    cls = str(layer.get("class_name"))
     if isinstance(cfg, dict):
-        for key in UNKNOWN_LAYER_ARGS["*"] + UNKNOWN_LAYER_ARGS.get(str(layer.get("class_name")), ()):
+        for key in UNKNOWN_LAYER_ARGS["*"] + UNKNOWN_LAYER_ARGS.get(cls, ()):
             cfg.pop(key, None)
+        for new, old in KERAS2_ARG_NAMES.get(cls, {}).items():
+            if new in cfg:
+                cfg[old] = cfg.pop(new)
+        for key, value in KERAS2_REQUIRED_ARGS.get(cls, {}).items():
+            cfg.setdefault(key, value)
+        for key, keras2_value in KERAS3_ONLY_ARGS_AT.get(cls, {}).items():
+            if key not in cfg:
+                continue
+            value = cfg.pop(key)
+            if keras2_value is not ANY and value is not None and value != keras2_value:
+                raise UnsupportedFormatError(
+                    f"layer {cfg.get('name')!r} ({cls}): {key}={value!r} has no Keras 2 equivalent "
+                    f"(Keras 2 behaves as {key}={keras2_value!r}; missing rule: {cls}.{key})",
+                    hint="build the model yourself and pass resume(path, model=model)")
     return layer
 
 
-def _history(tensor: Any) -> list[Any] | None:
-    if isinstance(tensor, dict) and tensor.get("class_name") == "__keras_tensor__":
-        hist = (tensor.get("config") or {}).get("keras_history")
-        return list(hist) if isinstance(hist, list) and len(hist) == 3 else None
-    return None
-
-
-def _flatten_tensors(obj: Any) -> list[list[Any]]:
-    if _history(obj) is not None:
-        return [_history(obj)]  # type: ignore[list-item]
-    if isinstance(obj, (list, tuple)):
-        return [h for item in obj for h in _flatten_tensors(item)]
-    return []
-
-
-def _has_tensor(obj: Any) -> bool:
-    return bool(_flatten_tensors(obj)) or (isinstance(obj, dict) and any(_has_tensor(v) for v in obj.values()))
-
-
 def rule_inbound_nodes(layer: Layer) -> Layer:
-    """Keras 3 nodes ``{"args": [keras tensors], "kwargs": {}}`` -> Keras 2 ``[[name, node, idx, kwargs]]``."""
-    nodes = layer.get("inbound_nodes")
-    if not isinstance(nodes, list):
-        return layer
-    converted: list[Any] = []
-    for node in nodes:
-        if not isinstance(node, dict) or "args" not in node:
-            converted.append(node)
-            continue
-        kwargs = {k: v for k, v in (node.get("kwargs") or {}).items() if not _has_tensor(v)}
-        converted.append([[*hist, kwargs] for hist in _flatten_tensors(node.get("args", []))])
-    layer["inbound_nodes"] = converted
+    """Keras 3 nodes ``{"args": [...], "kwargs": {...}}`` -> Keras 2 ``[[name, node, idx, kwargs]]``.
+
+    Tensors inside kwargs (``initial_state``, ``mask``, ...) become ``[name, node, idx]`` lists,
+    which Keras 2 resolves back to tensors when it rebuilds the call.
+    """
+    if isinstance(layer.get("inbound_nodes"), list):
+        layer["inbound_nodes"] = nodes_to_keras2(layer["inbound_nodes"], str(layer.get("class_name")),
+                                                 str(layer.get("name") or (layer.get("config") or {}).get("name")))
     return layer
 
 
 _MODEL_CLASSES = {"Functional", "Model", "Sequential"}
-
-
-def _shift_nested_model_nodes(cfg: dict[str, Any]) -> None:
-    """Keras 2 nested models own node 0 (their construction); Keras 3 numbers calls from 0.
-
-    Every reference ``[name, node_index, tensor_index, ...]`` to a nested model gets
-    ``node_index + 1``, else Keras 2 waits forever for a node that is never created.
-    """
-    models = {sub.get("name") or (sub.get("config") or {}).get("name") for sub in cfg["layers"]
-              if isinstance(sub, dict) and sub.get("class_name") in _MODEL_CLASSES}
-
-    def shift(ref: Any) -> None:
-        if isinstance(ref, list) and len(ref) >= 3 and ref[0] in models and isinstance(ref[1], int):
-            ref[1] += 1
-
-    for sub in cfg["layers"]:
-        for node in (sub.get("inbound_nodes") or []) if isinstance(sub, dict) else []:
-            for ref in node if isinstance(node, list) else []:
-                shift(ref)
-    for ref in cfg.get("output_layers") or []:
-        shift(ref)
 
 
 def rule_nested(layer: Layer) -> Layer:
@@ -224,23 +203,25 @@ def rule_nested(layer: Layer) -> Layer:
     if not isinstance(cfg, dict):
         return layer
     if isinstance(cfg.get("layers"), list):
-        k3_nodes = any(isinstance(node, dict) for sub in cfg["layers"] if isinstance(sub, dict)
-                       for node in (sub.get("inbound_nodes") or []))
+        k3_nodes = any(has_keras3_nodes(sub) for sub in cfg["layers"])
         cfg["layers"] = [downgrade_layer(sub) if isinstance(sub, dict) else sub for sub in cfg["layers"]]
         for key in ("input_layers", "output_layers"):
             refs = cfg.get(key)
             if isinstance(refs, list) and len(refs) == 3 and isinstance(refs[0], str):
                 cfg[key] = [refs]  # Keras 3 flattens a single input/output reference
         if k3_nodes:
-            _shift_nested_model_nodes(cfg)
+            shift_nested_model_refs(cfg, +1)
     for key in ("layer", "backward_layer", "cell"):
         if isinstance(cfg.get(key), dict) and "class_name" in cfg[key]:
             cfg[key] = downgrade_layer(cfg[key])
+    if isinstance(cfg.get("cells"), list):
+        cfg["cells"] = [downgrade_layer(c) if isinstance(c, dict) else c for c in cfg["cells"]]
     return layer
 
 
 #: The rules, applied in this order to every layer dict.
 LAYER_RULES: tuple[Callable[[Layer], Layer], ...] = (
+    rule_old_defaults,
     rule_registration,
     rule_dtype_policy,
     rule_input_layer,
@@ -259,8 +240,13 @@ def downgrade_layer(layer: Mapping[str, Any]) -> Layer:
     return out
 
 
-def downgrade_model_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Keras 3 (or Keras 2) model config ``{"class_name", "config"}`` -> Keras 2 model config."""
+def downgrade_model_config(config: Mapping[str, Any], path: str | None = None) -> dict[str, Any]:
+    """Keras 3, 2 or 1 model config ``{"class_name", "config"}`` -> Keras 2 model config.
+
+    Keras 1 spellings go through :func:`~ckptcompat.names.configs.keras1.keras1_to_keras2_model`
+    first; arguments whose default changed since (``GRU.reset_after``) get their old value.
+    """
+    config = keras1_to_keras2_model(decode_json_values(copy.deepcopy(dict(config))), path)
     return downgrade_layer(config)
 
 

@@ -1,9 +1,12 @@
-"""Keras 2 (tf.keras / tf-keras) model and optimizer configs -> Keras 3 configs.
+"""Keras 1/2 (keras, tf.keras, tf-keras) model and optimizer configs -> Keras 3 configs.
 
 An ordered table of small pure functions; each takes one layer entry (``{"class_name",
 "config", ...}``) and returns a new one, or ``None`` when it does not apply. Configs
-already in Keras 3 form pass through unchanged (every step is idempotent). Nothing here
-executes anything: Lambda byte-code stays an opaque string.
+already in Keras 3 form pass through unchanged (every step is idempotent). Keras 1.x
+spellings are first brought to Keras 2 (:mod:`ckptcompat.names.configs.keras1`); call
+records go through :mod:`ckptcompat.names.configs.nodes`; the rules shared with the
+downgrade direction live in :mod:`ckptcompat.names.configs.table`. Nothing here executes
+anything: Lambda byte-code stays an opaque string.
 """
 
 from __future__ import annotations
@@ -12,22 +15,18 @@ import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ckptcompat.names.configs.keras1 import is_keras1_layer, keras1_to_keras2_layer
+from ckptcompat.names.configs.nodes import has_keras2_nodes, nodes_to_keras3, shift_nested_model_refs
+from ckptcompat.names.configs.table import (INPUT_SHAPE_KEYS, KERAS2_ONLY_LAYER_ARGS, KERAS3_RENAMED_OBJECTS,
+                                            OLD_DEFAULTS, REMOVED_IN_KERAS3, decode_json_values, keras3_policy)
 from ckptcompat.names.variables import canonical_optimizer_class
 
-__all__ = ["LAYER_STEPS", "NEWER_KERAS3_ARGS", "for_keras3_release", "upgrade_layer", "upgrade_model_config", "upgrade_optimizer_config",
-           "convert_inbound_nodes"]
+__all__ = ["LAYER_STEPS", "NEWER_KERAS3_ARGS", "for_keras3_release", "upgrade_layer", "upgrade_model_config",
+           "upgrade_optimizer_config", "convert_inbound_nodes"]
 
 Entry = dict[str, Any]
-
-_KERAS2_ONLY_KEYS: dict[str, tuple[str, ...]] = {
-    "LSTM": ("time_major", "implementation"), "GRU": ("time_major", "implementation"),
-    "SimpleRNN": ("time_major",), "RNN": ("time_major",),
-    "LSTMCell": ("implementation",), "GRUCell": ("implementation",),
-    "Embedding": ("input_length",),
-    "BatchNormalization": ("fused", "virtual_batch_size", "adjustment", "renorm", "renorm_clipping",
-                           "renorm_momentum"),
-}
 _OPTIMIZER_DROP = ("is_legacy_optimizer", "jit_compile", "decay")
+_MODEL_CLASSES = ("Functional", "Model", "Sequential")
 
 
 def _input_layer(entry: Entry) -> Entry | None:
@@ -38,19 +37,35 @@ def _input_layer(entry: Entry) -> Entry | None:
         cfg["batch_shape"] = cfg.pop("batch_input_shape")
     if not cfg.get("ragged"):
         cfg.pop("ragged", None)
+    if isinstance(cfg.get("dtype"), Mapping):
+        cfg["dtype"] = keras3_policy(cfg["dtype"])
     return {**entry, "config": cfg}
+
+
+def _input_shape_keys(entry: Entry) -> Entry | None:
+    """``batch_input_shape`` / ``input_shape`` / ``input_dim`` on any layer but an InputLayer.
+
+    Keras 2 reads them only on a Sequential's first layer (see :func:`_sequential_input`,
+    which runs first and keeps the shape); Keras 3 constructors refuse them.
+    """
+    cfg = entry.get("config") or {}
+    if entry.get("class_name") in ("InputLayer", "Embedding") or not any(k in cfg for k in INPUT_SHAPE_KEYS):
+        keys = ("batch_input_shape", "input_shape", "batch_size") if entry.get("class_name") == "Embedding" else ()
+        if keys and any(k in cfg for k in keys):
+            return {**entry, "config": {k: v for k, v in cfg.items() if k not in keys}}
+        return None
+    return {**entry, "config": {k: v for k, v in cfg.items() if k not in INPUT_SHAPE_KEYS}}
 
 
 def _dtype_policy(entry: Entry) -> Entry | None:
     dtype = (entry.get("config") or {}).get("dtype")
     if isinstance(dtype, Mapping) and dtype.get("class_name") == "Policy":
-        name = (dtype.get("config") or {}).get("name", "float32")
-        return {**entry, "config": {**entry["config"], "dtype": name}}
+        return {**entry, "config": {**entry["config"], "dtype": keras3_policy(dtype)}}
     return None
 
 
 def _drop_keras2_keys(entry: Entry) -> Entry | None:
-    keys = _KERAS2_ONLY_KEYS.get(str(entry.get("class_name")), ())
+    keys = KERAS2_ONLY_LAYER_ARGS["*"] + KERAS2_ONLY_LAYER_ARGS.get(str(entry.get("class_name")), ())
     cfg = entry.get("config") or {}
     if not any(k in cfg for k in keys):
         return None
@@ -76,52 +91,78 @@ def _batchnorm_axis(entry: Entry) -> Entry | None:
     return None
 
 
-_INITIALIZER_RENAMES = {"Orthogonal": "OrthogonalInitializer"}
+def _rename_objects(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        if obj.get("class_name") in KERAS3_RENAMED_OBJECTS:
+            obj["class_name"] = KERAS3_RENAMED_OBJECTS[obj["class_name"]]
+        cfg = obj.get("config")
+        if obj.get("class_name") == "VarianceScaling" and isinstance(cfg, dict) and cfg.get("distribution") == "normal":
+            cfg["distribution"] = "truncated_normal"  # Keras 2.0 spelling (2.x warned and mapped)
+        for value in obj.values():
+            _rename_objects(value)
+    elif isinstance(obj, list):
+        for value in obj:
+            _rename_objects(value)
+    return obj
 
 
 def _initializers(entry: Entry) -> Entry | None:
     cfg = entry.get("config") or {}
-    changed = {}
-    for key, value in cfg.items():
-        if (isinstance(value, Mapping) and value.get("class_name") in _INITIALIZER_RENAMES
-                and key.endswith("initializer")):
-            changed[key] = {**value, "class_name": _INITIALIZER_RENAMES[value["class_name"]]}
+    changed = {k: _rename_objects(copy.deepcopy(v)) for k, v in cfg.items()
+               if isinstance(v, Mapping) and k not in ("layer", "backward_layer", "cell", "layers")}
+    for key, value in changed.items():
+        if key.endswith("initializer") and isinstance(value.get("config"), dict):
+            value["config"].pop("dtype", None)  # tf.keras 1.x initializers carried a dtype
     return {**entry, "config": {**cfg, **changed}} if changed else None
 
 
-def convert_inbound_nodes(nodes: Any) -> Any:
+def _old_defaults(entry: Entry) -> Entry | None:
+    """Arguments whose default changed: a Keras 2 config that omits them meant the old default."""
+    defaults = OLD_DEFAULTS.get(str(entry.get("class_name")), {})
+    cfg = entry.get("config") or {}
+    missing = {k: v for k, v in defaults.items() if k not in cfg}
+    return {**entry, "config": {**cfg, **missing}} if missing and "module" not in entry else None
+
+
+def convert_inbound_nodes(nodes: Any, class_name: str = "") -> Any:
     """Keras 2 ``[[["dense", 0, 0, {}], ...]]`` -> Keras 3 ``[{"args": [...], "kwargs": {...}}]``."""
-    if not isinstance(nodes, list) or not nodes or isinstance(nodes[0], Mapping):
-        return nodes
-    out = []
-    for node in nodes:
-        tensors, kwargs = [], {}
-        for item in node:
-            if isinstance(item, list) and len(item) >= 3 and isinstance(item[0], str):
-                tensors.append({"class_name": "__keras_tensor__",
-                                "config": {"shape": [None], "dtype": "float32",
-                                           "keras_history": list(item[:3])}})
-                if len(item) > 3 and isinstance(item[3], Mapping):
-                    kwargs.update(item[3])
-        out.append({"args": [tensors[0]] if len(tensors) == 1 else [tensors], "kwargs": kwargs})
-    return out
+    return nodes_to_keras3(nodes, class_name)
 
 
 def _nodes(entry: Entry) -> Entry | None:
-    nodes = entry.get("inbound_nodes")
-    new = convert_inbound_nodes(nodes)
-    return None if new is nodes else {**entry, "inbound_nodes": new}
+    if not has_keras2_nodes(entry):
+        return None
+    return {**entry, "inbound_nodes": nodes_to_keras3(entry["inbound_nodes"], str(entry.get("class_name")))}
 
 
-#: ordered steps applied to every layer entry
+#: ordered steps applied to every layer entry (after the Keras 1 -> 2 conversion)
 LAYER_STEPS: tuple[Callable[[Entry], Entry | None], ...] = (
-    _module, _input_layer, _dtype_policy, _drop_keras2_keys, _batchnorm_axis, _initializers, _nodes,
+    _old_defaults, _module, _input_layer, _input_shape_keys, _dtype_policy, _drop_keras2_keys, _batchnorm_axis,
+    _initializers, _nodes,
 )
 
 
-def upgrade_layer(entry: Mapping[str, Any]) -> Entry:
+def upgrade_layer(entry: Mapping[str, Any], path: str | None = None) -> Entry:
     """Apply every step of :data:`LAYER_STEPS` to one layer entry (and its sub-layers)."""
     out: Entry = dict(entry)
+    if isinstance(out.get("config"), list):  # Keras 1 / 2.0-2.1 Sequential: a bare list of layers
+        out["config"] = {"name": out.get("name") or "sequential", "layers": out["config"]}
+    if out.get("class_name") not in _MODEL_CLASSES and is_keras1_layer(out):
+        out = keras1_to_keras2_layer(out, path)
+    if out.get("class_name") in REMOVED_IN_KERAS3:
+        from ckptcompat.errors import UnsupportedFormatError
+
+        name = (out.get("config") or {}).get("name") if isinstance(out.get("config"), Mapping) else None
+        raise UnsupportedFormatError(
+            f"layer {name!r} ({out['class_name']}): {REMOVED_IN_KERAS3[out['class_name']]} "
+            f"(missing rule: {out['class_name']} -> Keras 3)", path=path,
+            hint="rebuild that part of the model with Keras 3 layers and pass resume(path, model=model)")
+    cfg = out.get("config")
+    sequential_layers = None
+    if isinstance(cfg, Mapping) and isinstance(cfg.get("layers"), list) and out.get("class_name") == "Sequential":
+        sequential_layers = [keras1_to_keras2_layer(e, path) if isinstance(e, Mapping) and is_keras1_layer(e)
+                             else e for e in cfg["layers"]]
+        sequential_layers = _sequential_input(sequential_layers)
     for step in LAYER_STEPS:
         new = step(out)
         if new is not None:
@@ -130,59 +171,48 @@ def upgrade_layer(entry: Mapping[str, Any]) -> Entry:
     if isinstance(cfg, Mapping):
         cfg = dict(cfg)
         if isinstance(cfg.get("layers"), list):
-            keras2_nodes = any(isinstance(e, Mapping) and isinstance(e.get("inbound_nodes"), list)
-                               and e["inbound_nodes"] and not isinstance(e["inbound_nodes"][0], Mapping)
-                               for e in cfg["layers"])
-            cfg["layers"] = [upgrade_layer(e) if isinstance(e, Mapping) else e for e in cfg["layers"]]
+            layers = sequential_layers if sequential_layers is not None else cfg["layers"]
+            keras2_nodes = any(has_keras2_nodes(e) for e in layers)
+            cfg["layers"] = [upgrade_layer(e, path) if isinstance(e, Mapping) else e for e in layers]
             if keras2_nodes:
-                _shift_nested_model_nodes(cfg["layers"])
-            if out.get("class_name") == "Sequential":
-                cfg["layers"] = _sequential_input(cfg["layers"])
+                shift_nested_model_refs(cfg, -1)
         for key in ("layer", "backward_layer", "cell"):
             if isinstance(cfg.get(key), Mapping) and "class_name" in cfg[key]:
-                cfg[key] = upgrade_layer(cfg[key])
+                cfg[key] = upgrade_layer(cfg[key], path)
+        if isinstance(cfg.get("cells"), list):
+            cfg["cells"] = [upgrade_layer(c, path) if isinstance(c, Mapping) else c for c in cfg["cells"]]
         out["config"] = cfg
     return out
 
 
-def _shift_nested_model_nodes(layers: list[Any]) -> None:
-    """Keras 2 counts a nested model's own construction as its node 0; Keras 3 does not."""
-    models = {str((e.get("config") or {}).get("name") or e.get("name")) for e in layers
-              if isinstance(e, Mapping) and e.get("class_name") in ("Functional", "Sequential")}
-    for entry in layers:
-        for node in entry.get("inbound_nodes") or [] if isinstance(entry, Mapping) else []:
-            args = node.get("args") if isinstance(node, Mapping) else None
-            flat = args[0] if args and isinstance(args[0], list) else (args or [])
-            for tensor in flat:
-                history = (tensor.get("config") or {}).get("keras_history") if isinstance(tensor, Mapping) else None
-                if history and history[0] in models and history[1] >= 1:
-                    history[1] -= 1
-
-
 def _sequential_input(layers: list[Any]) -> list[Any]:
-    if layers and isinstance(layers[0], Mapping) and layers[0].get("class_name") == "InputLayer":
-        # tf.keras keeps ``batch_input_shape`` on the layers after the InputLayer (TF 2.x
-        # ``Dense(input_shape=...)``); the InputLayer has it already, Keras 3 constructors refuse it
-        return [layers[0], *({**e, "config": {k: v for k, v in e["config"].items() if k != "batch_input_shape"}}
-                             if isinstance(e, Mapping) and isinstance(e.get("config"), Mapping) else e
-                             for e in layers[1:])]
-    if not layers or not isinstance(layers[0], Mapping):
+    """Keras 2 Sequential: the first layer's ``batch_input_shape`` becomes an explicit InputLayer."""
+    if not layers or not isinstance(layers[0], Mapping) or layers[0].get("class_name") == "InputLayer":
         return layers
-    first = dict(layers[0])
-    cfg = dict(first.get("config") or {})
-    shape = cfg.pop("batch_input_shape", None)
+    cfg = dict(layers[0].get("config") or {})
+    shape = cfg.get("batch_input_shape")
+    if shape is None and cfg.get("input_shape") is not None:
+        shape = [cfg.get("batch_size"), *cfg["input_shape"]]
+    if shape is None and cfg.get("input_dim") is not None and layers[0].get("class_name") != "Embedding":
+        shape = [None, cfg["input_dim"]]
     if shape is None:
         return layers
-    first["config"] = cfg
+    dtype = cfg.get("dtype") if isinstance(cfg.get("dtype"), str) else "float32"
+    if layers[0].get("class_name") == "Embedding" and dtype in ("float32", None):
+        dtype = "float32"
     inp = {"module": "keras.layers", "class_name": "InputLayer", "registered_name": None,
-           "config": {"batch_shape": shape, "dtype": cfg.get("dtype", "float32") if isinstance(
-               cfg.get("dtype"), str) else "float32", "sparse": False, "name": f"{cfg.get('name', 'input')}_input"}}
-    return [inp, first, *layers[1:]]
+           "config": {"batch_shape": list(shape), "dtype": dtype, "sparse": False,
+                      "name": f"{cfg.get('name', 'input')}_input"}}
+    return [inp, *layers]
 
 
-def upgrade_model_config(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """A Keras 3 model config (``{"class_name", "config", ...}``) from a Keras 2 or 3 one."""
-    return upgrade_layer(copy.deepcopy(dict(model_cfg)))
+def upgrade_model_config(model_cfg: Mapping[str, Any], path: str | None = None) -> dict[str, Any]:
+    """A Keras 3 model config (``{"class_name", "config", ...}``) from a Keras 1, 2 or 3 one.
+
+    Raises :class:`~ckptcompat.errors.UnsupportedFormatError` naming the layer and the missing
+    rule when a layer has no Keras 3 equivalent (e.g. a Keras 1 ``Merge`` with a function).
+    """
+    return upgrade_layer(decode_json_values(copy.deepcopy(dict(model_cfg))), path)
 
 
 def upgrade_optimizer_config(opt: Mapping[str, Any] | str) -> dict[str, Any]:

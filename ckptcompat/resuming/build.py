@@ -11,7 +11,7 @@ from ckptcompat.errors import IncompatibleStateError, InvalidArgumentError, Unsu
 from ckptcompat.names.variables import canonical_optimizer_class
 from ckptcompat.state import OptimizerState, TrainingState
 
-__all__ = ["build_model", "compile_model", "config_for_running", "class_names"]
+__all__ = ["build_model", "compile_model", "config_for_running", "class_names", "model_from_config"]
 
 log = logging.getLogger(__name__)
 _SKIP_HYPER = {"name", "is_legacy_optimizer", "jit_compile", "learning_rate_schedule"}
@@ -43,19 +43,23 @@ def written_by_keras3(state: TrainingState) -> bool | None:
 
 
 def config_for_running(model_config: Mapping[str, Any], flavour: str,
-                       keras3: bool | None = None) -> dict[str, Any]:
-    """Translate a model config of any generation to the running flavour's spelling."""
+                       keras3: bool | None = None, path: str | None = None) -> dict[str, Any]:
+    """Translate a model config of any generation to the running flavour's spelling.
+
+    Raises :class:`UnsupportedFormatError` naming the layer and the missing rule when a
+    layer has no equivalent in the running generation.
+    """
     from ckptcompat.names.config_downgrade import downgrade_model_config, is_keras3_config
     from ckptcompat.names.config_upgrade import for_keras3_release, upgrade_model_config
 
     if keras3 is None:
         keras3 = is_keras3_config(model_config)
     if flavour == "keras3":
-        out = upgrade_model_config(model_config) if not keras3 else dict(model_config)
+        out = upgrade_model_config(model_config, path) if not keras3 else dict(model_config)
         return for_keras3_release(out, _running_keras_version())
     # Keras 2: the downgrade rules are no-ops on Keras 2 spellings and also strip what newer
     # tf-keras releases write that older ones refuse (InputLayer ``optional``, ...)
-    return downgrade_model_config(model_config)
+    return downgrade_model_config(model_config, path)
 
 
 def _running_keras_version() -> str:
@@ -71,6 +75,8 @@ def _unknown_classes(keras: Any, config: Mapping[str, Any], custom: Mapping[str,
     out = []
     for name in sorted(class_names(config)):
         short = name.split(">")[-1]
+        if name.startswith("__"):  # serialization markers: __keras_tensor__, __lambda__, __tuple__
+            continue
         if name in custom or short in custom or name in ("Functional", "Sequential", "Model"):
             continue
         if not any(space is not None and hasattr(space, short) for space in known_spaces):
@@ -85,8 +91,25 @@ def build_model(state: TrainingState, flavour: str, keras: Any,
         raise InvalidArgumentError(
             "the checkpoint holds no model config (weights-only file, TF bundle or subclassed model)",
             path=path, hint="build the model yourself and pass it: resume(path, model=model)")
+    return model_from_config(state.model_config, flavour, keras, custom_objects, path, written_by_keras3(state))
+
+
+def model_from_config(model_config: Mapping[str, Any], flavour: str, keras: Any,
+                      custom_objects: Mapping[str, Any] | None, path: str | None = None,
+                      keras3: bool | None = None) -> Any:
+    """A new model from a model config of any generation, translated for the running Keras.
+
+    Raises :class:`UnsupportedFormatError` (Lambda byte-code, or no translation rule fits:
+    Keras's own message names the layer and argument) or :class:`InvalidArgumentError`
+    (classes this Keras does not know: pass ``custom_objects``).
+    """
     custom = dict(custom_objects or {})
-    config = config_for_running(state.model_config, flavour, written_by_keras3(state))
+    if "Lambda" in class_names(model_config) and "Lambda" not in custom:
+        raise UnsupportedFormatError(
+            "the model has a Lambda layer whose function is stored as Python byte-code; ckptcompat "
+            "never executes code from a checkpoint (missing rule: none possible)", path=path,
+            hint="build the model yourself (with its Lambda function) and pass resume(path, model=model)")
+    config = config_for_running(model_config, flavour, keras3, path)
     unknown = _unknown_classes(keras, config, custom)
     try:
         if flavour == "keras3" and "module" not in config:  # legacy .h5 layout (Keras 3 or upgraded)
@@ -105,9 +128,9 @@ def build_model(state: TrainingState, flavour: str, keras: Any,
                 f"the model uses class(es) this Keras does not know: {', '.join(unknown)}",
                 path=path, hint="pass custom_objects={" + ", ".join(f"'{u}': {u}" for u in unknown)
                 + "} with your own classes") from exc
-        raise UnsupportedFormatError(f"cannot rebuild the model from its config: {exc}", path=path,
-                                     hint="build the model yourself and pass resume(path, model=model)"
-                                     ) from exc
+        raise UnsupportedFormatError(
+            f"cannot rebuild the model from its config (no translation rule covers it): {exc}", path=path,
+            hint="build the model yourself and pass resume(path, model=model)") from exc
     return model
 
 
@@ -189,23 +212,26 @@ def _loss(keras: Any, value: Any) -> Any:
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, Mapping) and "class_name" in value:
+        if not isinstance(value.get("config"), Mapping):  # Keras 3: {"class_name": "function", "config": "mse"}
+            return value.get("config") if isinstance(value.get("config"), str) else value.get("class_name")
         cfg = dict(value.get("config", {}))
         cls = getattr(keras.losses, value["class_name"], None)
         if cls is not None:
             cfg.pop("fn", None)
-            try:
-                return cls.from_config(cfg)
-            except ValueError:
-                if cfg.get("reduction") != "auto":
-                    raise
-                # Keras 2's "auto" reduction is sum over the batch outside distribution strategies
-                return cls.from_config({**cfg, "reduction": "sum_over_batch_size"})
+            if cfg.get("reduction") == "auto" and flavour_is_keras3(keras):
+                cfg["reduction"] = "sum_over_batch_size"  # Keras 2 "auto" = Keras 3's default
+            return cls.from_config(cfg)
         return cfg.get("fn") or cfg.get("name")
     if isinstance(value, Mapping):
         return {k: _loss(keras, v) for k, v in value.items()}
     if isinstance(value, list):
         return [_loss(keras, v) for v in value]
     return value
+
+
+def flavour_is_keras3(keras: Any) -> bool:
+    """True when ``keras`` is Keras 3 (its version string starts with 3)."""
+    return str(getattr(keras, "__version__", "")).startswith("3")
 
 
 def compile_model(model: Any, state: TrainingState, keras: Any, flavour: str, path: str | None) -> None:

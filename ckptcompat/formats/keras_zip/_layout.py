@@ -159,7 +159,7 @@ def _has_weights(entry: Mapping[str, Any]) -> bool:
 
 
 def _walk(entry: Mapping[str, Any], h5_path: str, prefix: list[str], trainable: bool,
-          out: list[LayerSlot], depth: int, legacy: bool = False) -> None:
+          out: list[LayerSlot], depth: int, legacy: bool | str = False) -> None:
     if depth > 32:
         raise ValueError("model config nested deeper than 32 levels")
     cls = str(entry.get("class_name", ""))
@@ -199,7 +199,7 @@ def _walk(entry: Mapping[str, Any], h5_path: str, prefix: list[str], trainable: 
 
 
 def _walk_container(entries: list[Mapping[str, Any]], base: str, prefix: list[str], trainable: bool,
-                    out: list[LayerSlot], depth: int, legacy: bool = False) -> None:
+                    out: list[LayerSlot], depth: int, legacy: bool | str = False) -> None:
     used: dict[str, int] = {}
     for entry in entries:
         cls = snake_case(str(entry.get("class_name", "")))
@@ -209,17 +209,19 @@ def _walk_container(entries: list[Mapping[str, Any]], base: str, prefix: list[st
             group = f"{cls}_{used[cls]}"
         else:
             used[cls] = 0
-        if legacy and _has_weights(entry):
+        if legacy and legacy != "single" and _has_weights(entry):
             # tf.keras 2.12/2.13 list a weighted layer twice ("layer_with_weights-k" and
             # "layer-n"); the second visit is skipped but still consumes a name.
             used[cls] += 1
         _walk(entry, f"{base}/{group}", prefix, trainable, out, depth, legacy)
 
 
-def walk_model_config(model_cfg: Mapping[str, Any], legacy: bool = False) -> list[LayerSlot]:
+def walk_model_config(model_cfg: Mapping[str, Any], legacy: bool | str = False) -> list[LayerSlot]:
     """All variable groups of a model config (``{"class_name", "config"}``), in save order.
 
-    ``legacy``: the tf.keras 2.12/2.13 layout rooted at ``_layer_checkpoint_dependencies``.
+    ``legacy``: the tf.keras 2.12-2.15 layout rooted at ``_layer_checkpoint_dependencies``;
+    ``True`` when a weighted layer consumes two group names (seen from 2.12/2.13),
+    ``"single"`` when every layer consumes one (seen in real 2.13.1-2.15 files).
     """
     out: list[LayerSlot] = []
     root = "_layer_checkpoint_dependencies" if legacy else "layers"

@@ -28,7 +28,7 @@ def all_var_groups(h5: Any) -> list[str]:
 
     def visit(name: str, obj: Any) -> None:
         if (isinstance(obj, h5py.Group) and name.rsplit("/", 1)[-1] == "vars" and len(obj)
-                and name.split("/")[0] not in ("optimizer", "metrics")):
+                and name.replace("\\", "/").split("/")[0] not in ("optimizer", "metrics")):
             found.append(name)
     h5.visititems(visit)
     return found
@@ -41,7 +41,13 @@ def _shapes_ok(specs: list[VarSpec], arrays: list[np.ndarray]) -> bool:
 
 
 def _resolve(h5: Any, h5_path: str) -> str:
-    return h5_path + "/vars"
+    """The ``vars`` group of a layer path; files written on Windows spell the path with ``\\``."""
+    group = h5_path + "/vars"
+    if group not in h5:
+        windows = h5_path.replace("/", "\\") + "/vars"
+        if windows in h5:
+            return windows
+    return group
 
 
 def read_weights(h5: Any, model_cfg: Mapping[str, Any] | None,
@@ -61,7 +67,12 @@ def read_weights(h5: Any, model_cfg: Mapping[str, Any] | None,
 
     if model_cfg is not None:
         try:
-            slots = walk_model_config(model_cfg, legacy="_layer_checkpoint_dependencies" in h5)
+            legacy = "_layer_checkpoint_dependencies" in h5
+            slots = walk_model_config(model_cfg, legacy=legacy)
+            if legacy and any(_resolve(h5, s.h5_path) not in h5 for s in slots):
+                single = walk_model_config(model_cfg, legacy="single")  # one group name per layer
+                if all(_resolve(h5, s.h5_path) in h5 for s in single):
+                    slots = single
         except ValueError as exc:
             raise CorruptCheckpointError(f"unusable model config: {exc}", path=path) from exc
         for slot in slots:

@@ -1,0 +1,148 @@
+"""The paired up/down rule table: what one generation spells differently from the other.
+
+Each :class:`Rule` names the release that needs it and its two directions, so the upgrade
+(:mod:`ckptcompat.names.config_upgrade`) and the downgrade
+(:mod:`ckptcompat.names.config_downgrade`) read one table instead of two copies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Rule", "RULES", "INPUT_SHAPE_KEYS", "KERAS2_ONLY_LAYER_ARGS", "KERAS3_ONLY_LAYER_ARGS",
+           "KERAS3_RENAMED_OBJECTS", "KERAS2_RENAMED_OBJECTS", "OLD_DEFAULTS", "REMOVED_IN_KERAS3", "KERAS3_ONLY_ARGS_AT", "ANY", "KERAS2_ARG_NAMES", "KERAS2_REQUIRED_ARGS", "decode_json_values", "keras3_policy",
+           "keras2_policy"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One difference between Keras 2 and Keras 3 configs and the release that introduced it."""
+
+    name: str
+    since: str
+    keras2: str
+    keras3: str
+
+
+#: the table (documentation and tests read it; the constants below are its machine form)
+RULES: tuple[Rule, ...] = (
+    Rule("input shape keys", "keras 3.0", "batch_input_shape/input_shape/input_dim on any layer",
+         "only InputLayer(batch_shape=...); Sequential gets an explicit InputLayer"),
+    Rule("call records", "keras 3.0", "[[name, node, tensor, kwargs], ...]", "{'args': [...], 'kwargs': {...}}"),
+    Rule("nested model nodes", "keras 3.0", "a nested model's construction is its node 0", "calls count from 0"),
+    Rule("RNN initial_state", "keras 3.0", "extra input tensors of an RNN call", "initial_state= kwarg"),
+    Rule("dtype policy", "keras 3.0", "{'class_name': 'Policy'} or a dtype string", "DTypePolicy dict / name"),
+    Rule("Orthogonal initializer", "keras 3.0-3.3", "Orthogonal", "OrthogonalInitializer"),
+    Rule("Keras 2-only layer args", "keras 3.0", "time_major, implementation, fused, input_length, ...",
+         "absent"),
+    Rule("Keras 3-only layer args", "keras 3.0+", "absent", "quantization_config, lora_rank, seed, ..."),
+    Rule("BatchNormalization axis", "keras 3.0", "[axis]", "axis"),
+    Rule("GRU reset_after", "keras 2.3 / tf.keras 2.0", "absent (= False)", "reset_after=True default"),
+    Rule("initializer dtype", "keras 3.0", "initializer config with dtype (tf.keras 1.x)", "absent"),
+    Rule("Lambda byte-code", "never", "marshalled Python code", "refused: ckptcompat executes no code"),
+)
+
+#: constructor keys that describe the model input, not the layer (Keras 3 refuses them)
+INPUT_SHAPE_KEYS: tuple[str, ...] = ("batch_input_shape", "input_shape", "batch_size", "input_dtype")
+_CONV_BASE_ONLY = ("groups", "kernel_initializer", "kernel_regularizer", "kernel_constraint")
+_RNG = ("rng_type",)
+#: layer arguments only Keras 2 knows (dropped on upgrade); "*" applies to every class.
+#: Found by tests/test_names_config_layers.py on configs written by tf-keras 2.21 / tf.keras 2.15.
+KERAS2_ONLY_LAYER_ARGS: dict[str, tuple[str, ...]] = {
+    "*": ("time_major",),
+    "LSTM": ("implementation",), "GRU": ("implementation",),
+    "LSTMCell": ("implementation",), "GRUCell": ("implementation",),
+    "Embedding": ("input_length",),
+    # tf.keras 2.x: the Conv base writes groups=1 and a kernel_* set these layers do not have
+    "DepthwiseConv1D": ("groups",), "DepthwiseConv2D": ("groups",),
+    "Conv1DTranspose": ("groups",), "Conv2DTranspose": ("groups",), "Conv3DTranspose": ("groups",),
+    "SeparableConv1D": _CONV_BASE_ONLY, "SeparableConv2D": _CONV_BASE_ONLY,
+    "BatchNormalization": ("fused", "virtual_batch_size", "adjustment", "renorm", "renorm_clipping",
+                           "renorm_momentum", "mode"),
+    "MultiHeadAttention": ("query_shape", "key_shape", "value_shape", "softmax_robust_masking"),
+    # tf-keras 2.13+ preprocessing layers: the RNG implementation switch
+    "RandomBrightness": _RNG, "RandomContrast": _RNG, "RandomCrop": _RNG, "RandomFlip": _RNG,
+    "RandomRotation": _RNG, "RandomTranslation": _RNG, "RandomZoom": _RNG, "RandomHeight": _RNG,
+    "RandomWidth": _RNG,
+    # Keras 3 constructors of these take no **kwargs (no "trainable")
+    "SpatialDropout1D": ("trainable", "noise_shape"), "SpatialDropout2D": ("trainable", "noise_shape"),
+    "SpatialDropout3D": ("trainable", "noise_shape"), "Discretization": ("trainable",),
+}
+#: Keras 2 layer classes Keras 3 does not have (no rule can rebuild them): class -> what to do
+REMOVED_IN_KERAS3: dict[str, str] = {
+    "LocallyConnected1D": "removed in Keras 3 (no equivalent layer)",
+    "LocallyConnected2D": "removed in Keras 3 (no equivalent layer)",
+    "ThresholdedReLU": "removed in Keras 3; ReLU(threshold=) differs at x == theta",
+    "RandomHeight": "removed in Keras 3 (use Resizing / RandomZoom)",
+    "RandomWidth": "removed in Keras 3 (use Resizing / RandomZoom)",
+    "CuDNNLSTM": "removed in Keras 3 (LSTM uses cuDNN itself; weights differ in layout)",
+    "CuDNNGRU": "removed in Keras 3 (GRU uses cuDNN itself; weights differ in layout)",
+}
+#: constructor defaults that changed: a Keras 2 config WITHOUT the key meant the old default
+OLD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "GRU": {"reset_after": False},  # Keras <= 2.2 / tf.keras 1.x wrote no reset_after (default False)
+    "GRUCell": {"reset_after": False},
+}
+#: layer arguments only Keras 3 knows (dropped on downgrade); "*" applies to every class
+KERAS3_ONLY_LAYER_ARGS: dict[str, tuple[str, ...]] = {
+    "*": ("quantization_config", "lora_rank", "lora_alpha", "optional"),
+    "InputLayer": ("optional",),
+    "LSTM": ("seed",),
+    "GRU": ("seed",),
+    "SimpleRNN": ("seed",),
+    "ConvLSTM1D": ("seed",), "ConvLSTM2D": ("seed",), "ConvLSTM3D": ("seed",),
+}
+ANY = "<any value>"
+_CL = {"data_format": "channels_last"}
+_LOOKUP = {"oov_method": ANY, "salt": None, "vocabulary_size": ANY}
+#: Keras 3-only arguments Keras 2 can drop ONLY at the value that means Keras 2's behaviour
+#: (``ANY``: metadata that changes nothing); another value refuses with the argument named.
+KERAS3_ONLY_ARGS_AT: dict[str, dict[str, Any]] = {
+    "CenterCrop": _CL, "RandomBrightness": _CL, "RandomCrop": _CL, "RandomFlip": _CL,
+    "RandomRotation": _CL, "RandomTranslation": _CL, "RandomZoom": _CL, "ZeroPadding1D": _CL,
+    "RandomContrast": {**_CL, "value_range": [0, 255]},
+    "Resizing": {**_CL, "antialias": False, "fill_mode": "constant", "fill_value": 0.0,
+                 "pad_to_aspect_ratio": False},
+    "IntegerLookup": _LOOKUP, "StringLookup": _LOOKUP,
+    "LayerNormalization": {"rms_scaling": False},
+    "MultiHeadAttention": {"seed": ANY, "sliding_window": None, "use_gate": False},
+}
+#: Keras 3 argument names -> Keras 2 names (downgrade), per class
+KERAS2_ARG_NAMES: dict[str, dict[str, str]] = {"LeakyReLU": {"negative_slope": "alpha"}}
+#: arguments a Keras 2 ``from_config`` requires although Keras 3 no longer writes them
+KERAS2_REQUIRED_ARGS: dict[str, dict[str, Any]] = {
+    "MultiHeadAttention": {"query_shape": None, "key_shape": None, "value_shape": None},
+}
+#: serialized object class names: Keras 2 -> Keras 3 (and the inverse for the downgrade)
+KERAS3_RENAMED_OBJECTS: dict[str, str] = {"Orthogonal": "OrthogonalInitializer"}
+KERAS2_RENAMED_OBJECTS: dict[str, str] = {v: k for k, v in KERAS3_RENAMED_OBJECTS.items()}
+_FLOAT_POLICIES = frozenset({"float16", "float32", "float64", "bfloat16"})
+
+
+def decode_json_values(obj: Any) -> Any:
+    """Keras 2 ``json_utils`` encodings (``{"type": "ndarray", "value": v}``) -> plain values."""
+    if isinstance(obj, dict):
+        if set(obj) == {"type", "value"} and obj.get("type") == "ndarray":
+            return obj["value"]
+        return {k: decode_json_values(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [decode_json_values(v) for v in obj]
+    return obj
+
+
+def keras3_policy(value: Any) -> Any:
+    """Keras 2 ``Policy`` dict -> the policy name Keras 3 layers accept."""
+    if isinstance(value, Mapping) and value.get("class_name") in ("Policy", "PolicyV1"):
+        name = (value.get("config") or {}).get("name", "float32")
+        return "float32" if name in ("_infer", "infer") else name
+    return value
+
+
+def keras2_policy(value: Any) -> Any:
+    """Keras 3 ``DTypePolicy`` dict -> Keras 2 dtype string / ``Policy`` dict."""
+    if isinstance(value, dict) and value.get("class_name") in ("DTypePolicy", "FloatDTypePolicy", "Policy"):
+        name = (value.get("config") or {}).get("name", "float32")
+        return {"class_name": "Policy", "config": {"name": name}} if str(name).startswith("mixed") else name
+    return value
