@@ -123,8 +123,10 @@ def match_slots(cls: str, names: Sequence[str], values: Sequence[np.ndarray],
         if parts[-1] in _ITER_NAMES and iterations is None:
             iterations = int(np.asarray(value).reshape(-1)[0]) if value.size else None
             continue
-        if parts[-1] in _NON_SLOT and value.size == 1 and len(parts) <= 2:
-            extra[_NON_SLOT[parts[-1]]] = np.asarray(value).reshape(())
+        if value.size == 1 and len(parts) <= 2 and (
+                parts[-1] in _NON_SLOT or (cls == "Nadam" and parts[-1] == "variable")):
+            # Keras 3 creates Nadam's product as an unnamed Variable: "nadam/variable"
+            extra["u_product"] = np.asarray(value).reshape(())
             continue
         if parts[-1] == "learning_rate" or (len(parts) == 2 and parts[-1] in ("decay", "beta_1", "beta_2",
                                                                                 "momentum", "rho")):

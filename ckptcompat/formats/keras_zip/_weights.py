@@ -135,6 +135,11 @@ def read_optimizer(h5: Any, opt_cfg: Mapping[str, Any] | None, generation: str,
         layouts = [optimizer_layout(canon, c, generation, trainable, first)
                    for c in _GUESS_CONFIGS for first in (False, True)]
         layouts = [x for x in layouts if x is not None and not _check(tuple(x), arrays, dict(trainable), canon)]
+        meanings = {tuple((k, v, sl) for k, v, sl in x) for x in layouts}
+        if len(meanings) > 1:  # e.g. RMSprop momentum vs centered: same count, same shapes
+            log.warning("%s: %d %s configurations fit the %d optimizer variables equally; the "
+                        "file does not say which", path, len(meanings), canon, len(arrays))
+            layouts = []
         if layouts:
             opt_cfg = {"class_name": class_name, "config": {}}
     else:
