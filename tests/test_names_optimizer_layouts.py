@@ -129,3 +129,27 @@ def test_nadam_u_product_follows_its_definition() -> None:
         u_t = np.float32(0.9) * (np.float32(1) - np.float32(0.5) * np.float32(0.96) ** np.float32(t))
         want = np.float32(want * u_t)
     assert nadam_u_product(2, 0.9) == want
+
+
+def test_tf1_era_tf_keras_slot_names_are_matched_by_name_and_shape() -> None:
+    from ckptcompat.formats.keras_h5._optimizer import WeightInfo, match_slots
+
+    weights = [WeightInfo("dense/kernel", "dense/kernel", (3, 2), True),
+               WeightInfo("dense/bias", "dense/bias", (2,), True)]
+    k, b = np.arange(6, dtype=np.float32).reshape(3, 2), np.arange(2, dtype=np.float32)
+    names = ["training/Adam/iter:0", "training/Adam/dense/kernel/m:0", "training/Adam/dense/bias/m:0",
+             "training/Adam/dense/kernel/v:0", "training/Adam/dense/bias/v:0"]
+    values = [np.asarray(7, np.int64), k, b, k + 1, b + 1]
+    iterations, slots, _ = match_slots("Adam", names, values, weights, "x.h5")
+    assert iterations == 7
+    assert np.array_equal(slots["dense/kernel"]["v"], k + 1) and np.array_equal(slots["dense/bias"]["m"], b)
+
+
+def test_optimizer_v2_nadam_momentum_cache_is_the_u_product() -> None:
+    from ckptcompat.formats.keras_h5._optimizer import WeightInfo, match_slots
+
+    weights = [WeightInfo("d/bias", "d/bias", (2,), True)]
+    names = ["Nadam/iter:0", "Nadam/momentum_cache:0", "Nadam/d/bias/m:0", "Nadam/d/bias/v:0"]
+    values = [np.asarray(2, np.int64), np.asarray(0.25, np.float32), np.ones(2, np.float32), np.zeros(2, np.float32)]
+    _, slots, extra = match_slots("Nadam", names, values, weights, "x.h5")
+    assert extra["u_product"] == np.float32(0.25) and set(slots["d/bias"]) == {"m", "v"}

@@ -3,6 +3,7 @@
 Every naming era is handled here (see VERSION-FACTS.md, "H5 optimizer weight names"):
 
 * named, OptimizerV2 (tf.keras 2.0-2.10, legacy.*): ``Adam/iter:0``, ``Adam/dense/kernel/m:0``;
+  TF 1.x-era tf.keras: ``training/Adam/dense/kernel/m:0``;
 * named, TF 2.11-2.15 / tf-keras: ``iteration:0``, ``Adam/m/dense/kernel:0``;
 * named, Keras 3: ``adam/iteration``, ``adam/learning_rate``, ``adam/dense_kernel_momentum``;
 * indexed, Keras 2.3: ``training/Adam/m_0:0`` (index into the trainable weights);
@@ -132,6 +133,12 @@ def match_slots(cls: str, names: Sequence[str], values: Sequence[np.ndarray],
                                                                                 "momentum", "rho")):
             extra[name] = value
             continue
+        # TF 1.x-era tf.keras (OptimizerV2 inside a "training" scope): training/<Opt>/<var path>/<slot>
+        if len(parts) >= 4 and parts[0] == "training":
+            w = take(by_raw, "/".join(parts[2:-1]))
+            if w is not None:
+                put(w, canonical_slot(cls, parts[-1]), name, value)
+                continue
         # TF 2.11-2.15: <Opt>/<slot>/<var path>
         if len(parts) >= 3 and parts[1] in _NEW_RAW:
             w = take(by_raw, "/".join(parts[2:]))
