@@ -153,3 +153,36 @@ def test_optimizer_v2_nadam_momentum_cache_is_the_u_product() -> None:
     values = [np.asarray(2, np.int64), np.asarray(0.25, np.float32), np.ones(2, np.float32), np.zeros(2, np.float32)]
     _, slots, extra = match_slots("Nadam", names, values, weights, "x.h5")
     assert extra["u_product"] == np.float32(0.25) and set(slots["d/bias"]) == {"m", "v"}
+
+
+SAMPLE = __import__("pathlib").Path(__file__).resolve().parent.parent / "fixtures" / "optimizers"
+
+
+def test_migrate_plain_sgd_keras2_to_keras3_drops_the_inert_momentum(tmp_path) -> None:
+    """tf-keras 2.21 SGD(momentum=0) .h5 (real file) -> Keras 3 .keras, no framework needed."""
+    pytest.importorskip("h5py")
+    from ckptcompat.formats import keras_h5, keras_zip
+
+    src = SAMPLE / "tf-keras-2.21" / "new-SGD-default" / "model.h5"
+    state = keras_h5.read(src)
+    assert state.optimizer is not None and state.optimizer.slots  # tf-keras stored -lr*g at momentum 0
+    assert any(np.any(v) for per in state.optimizer.slots.values() for v in per.values())
+    keras_zip.write(tmp_path / "m.keras", state, keras_version="3.15.1")
+    back = keras_zip.read(tmp_path / "m.keras")
+    assert back.optimizer is not None and back.optimizer.iterations == state.optimizer.iterations == 3
+    assert back.optimizer.slots == {}
+    assert all(np.array_equal(back.weights[k], v) for k, v in state.weights.items())
+
+
+def test_migrate_plain_sgd_keras3_to_keras2_creates_zero_momentum(tmp_path) -> None:
+    """Keras 3.15 SGD(momentum=0) .keras (real file) -> Keras 2 .h5 with zero momentum slots."""
+    pytest.importorskip("h5py")
+    from ckptcompat.formats import keras_h5, keras_zip
+
+    state = keras_zip.read(SAMPLE / "keras-3.15" / "keras3-SGD-default" / "model.keras")
+    assert state.optimizer is not None and not state.optimizer.slots
+    keras_h5.write(tmp_path / "m.h5", state)
+    back = keras_h5.read(tmp_path / "m.h5")
+    assert back.optimizer is not None and back.optimizer.iterations == 3
+    assert set(back.optimizer.slots) == set(state.weights)
+    assert all(not np.any(v["momentum"]) for v in back.optimizer.slots.values())
