@@ -177,3 +177,27 @@ def test_every_optimizer_crosses_generations(label: str) -> None:
     print(_table(label, results), file=sys.stderr)
     failed = {k: v for k, v in results.items() if v != "ok" and not v.startswith("not written")}
     assert not failed, "\n" + _table(label, failed)
+
+
+@pytest.mark.slow
+def test_workflow_2_example_keras2_run_resumes_on_keras3(tmp_path: Path) -> None:
+    """examples/2_ctrl_c_lr_drops.py: phase 1 killed under tf-keras, phase 2 here (Keras 3) at a lower rate."""
+    pytest.importorskip("tensorflow")
+    if _consumer_generation() != "keras3":
+        pytest.skip("the consumer side of this test is Keras 3")
+    candidates, env, _ = PRODUCERS["tf-keras-2.21"]
+    found = [ROOT / c for c in candidates if (ROOT / c).exists()]
+    if not found:
+        pytest.skip(f"tf-keras environment not installed (looked for {', '.join(candidates)})")
+    script = str(ROOT / "examples" / "2_ctrl_c_lr_drops.py")
+    base = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+    first = subprocess.run([str(found[0]), script, "--tiny", "--workdir", str(tmp_path), "--epochs", "4",
+                            "--stop-after", "2"], env={**base, **env}, capture_output=True, text=True, timeout=600)
+    assert first.returncode == -9, first.stderr[-3000:]
+    base.pop("TF_USE_LEGACY_KERAS", None)
+    second = subprocess.run([sys.executable, script, "--tiny", "--workdir", str(tmp_path), "--epochs", "4",
+                             "--lr", "0.01"], env=base, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["started_at"], summary["finished_epoch"]) == (2, 4)
+    assert summary["learning_rate"] == pytest.approx(0.01)
