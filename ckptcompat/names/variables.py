@@ -29,6 +29,9 @@ CANONICAL_SLOTS: dict[str, tuple[str, ...]] = {
     "Adagrad": ("accumulator",),
     "Adadelta": ("accum_grad", "accum_var"),
     "Ftrl": ("accumulator", "linear"),
+    "Lion": ("momentum",),
+    "Adafactor": ("r", "c", "v"),
+    "Lamb": ("m", "v"),
 }
 
 _CLASS_ALIASES: dict[str, str] = {
@@ -52,6 +55,9 @@ _CLASS_ALIASES: dict[str, str] = {
     "adagrad": "Adagrad",
     "adadelta": "Adadelta",
     "ftrl": "Ftrl",
+    "lion": "Lion",
+    "adafactor": "Adafactor",
+    "lamb": "Lamb",
     "Momentum": "SGD",
     "GradientDescent": "SGD",
 }
@@ -63,7 +69,7 @@ _SLOT_ALIASES: dict[tuple[str, str], str] = {
     ("Adam", "momentum"): "m", ("Adam", "velocity"): "v", ("Adam", "velocity_hat"): "vhat",
     ("Adam", "Adam"): "m", ("Adam", "Adam_1"): "v",
     ("AdamW", "momentum"): "m", ("AdamW", "velocity"): "v", ("AdamW", "velocity_hat"): "vhat",
-    ("Adamax", "u"): "v", ("Adamax", "norm"): "v",
+    ("Adamax", "u"): "v", ("Adamax", "norm"): "v", ("Adamax", "momentum"): "m",
     ("Nadam", "momentum"): "m", ("Nadam", "velocity"): "v",
     ("SGD", "m"): "momentum", ("SGD", "Momentum"): "momentum",
     ("RMSprop", "velocity"): "rms", ("RMSprop", "average_gradient"): "mg",
@@ -72,6 +78,9 @@ _SLOT_ALIASES: dict[tuple[str, str], str] = {
     ("Adadelta", "accumulated_grad"): "accum_grad",
     ("Adadelta", "accumulated_delta_var"): "accum_var",
     ("Ftrl", "Ftrl"): "accumulator", ("Ftrl", "Ftrl_1"): "linear",
+    ("Lion", "m"): "momentum",
+    ("Adafactor", "velocity"): "v",
+    ("Lamb", "momentum"): "m", ("Lamb", "velocity"): "v",
 }
 
 _SUFFIX = re.compile(r":\d+$")

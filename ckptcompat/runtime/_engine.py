@@ -9,34 +9,24 @@ This module never imports TensorFlow or Keras.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ckptcompat.errors import IncompatibleStateError
+from ckptcompat.names.slot_meaning import NON_SLOT_ATTRS, nadam_u_product, translate_slots
 from ckptcompat.names.variables import canonical_optimizer_class
+from ckptcompat.runtime._slots import is_variable as _is_variable
+from ckptcompat.runtime._slots import list_slots, raw_slot_name
 from ckptcompat.runtime._walk import json_safe_or_none
 from ckptcompat.state import OptimizerState, Producer, TrainingState
 
-__all__ = ["ApplyReport", "FlavourOps", "SLOT_ATTRS", "capture", "apply", "learning_rate",
-           "set_learning_rate"]
+__all__ = ["ApplyReport", "FlavourOps", "capture", "apply", "learning_rate", "set_learning_rate",
+           "list_slots", "raw_slot_name"]
 
 logger = logging.getLogger(__name__)
-
-#: Slot lists of list-style optimizers (TF 2.11-2.15 new optimizers, tf-keras, Keras 3):
-#: canonical class -> ((attribute, canonical slot), ...); list i belongs to variable i.
-SLOT_ATTRS: dict[str, tuple[tuple[str, str], ...]] = {
-    "Adam": (("_momentums", "m"), ("_velocities", "v"), ("_velocity_hats", "vhat")),
-    "AdamW": (("_momentums", "m"), ("_velocities", "v"), ("_velocity_hats", "vhat")),
-    "Adamax": (("_m", "m"), ("_u", "v")),
-    "Nadam": (("_momentums", "m"), ("_velocities", "v")),
-    "SGD": (("momentums", "momentum"),),
-    "RMSprop": (("_velocities", "rms"), ("_momentums", "momentum"), ("_average_gradients", "mg")),
-    "Adagrad": (("_accumulators", "accumulator"),),
-    "Adadelta": (("_accumulated_grads", "accum_grad"), ("_accumulated_delta_vars", "accum_var")),
-    "Ftrl": (("_accumulators", "accumulator"), ("_linears", "linear")),
-}
 
 #: Config keys that are not hyper-parameters.
 _NOT_HYPER = {"name", "is_legacy_optimizer", "jit_compile"}
@@ -51,6 +41,7 @@ class ApplyReport:
     skipped: tuple[tuple[str, str], ...] = ()
     iterations: int | None = None              # value set on the optimizer, if any
     learning_rate: float | None = None         # value set on the optimizer, if any
+    translated: tuple[str, ...] = ()           # slots dropped/created by meaning (zeros = absent)
 
 
 class FlavourOps:
@@ -124,20 +115,6 @@ class FlavourOps:
         raise NotImplementedError
 
 
-def list_slots(opt: Any, cls: str, named: dict[str, Any], index_of: Any) -> dict[str, dict[str, Any]]:
-    """Slots of a list-style optimizer: ``index_of(var)`` gives the list index or None."""
-    out: dict[str, dict[str, Any]] = {}
-    for attr, slot in SLOT_ATTRS.get(cls, ()):
-        values = getattr(opt, attr, None)
-        if not values:
-            continue
-        for name, var in named.items():
-            i = index_of(var)
-            if i is not None and i < len(values):
-                out.setdefault(name, {})[slot] = values[i]
-    return out
-
-
 def _learning_rate(ops: FlavourOps, opt: Any) -> tuple[float | None, dict[str, Any] | None]:
     """(float learning rate, None) or (None, schedule config) of a live optimizer."""
     raw = ops.stored_learning_rate(opt)
@@ -198,8 +175,12 @@ def capture(ops: FlavourOps, model: Any, *, include_optimizer: bool = True,
             hyper["learning_rate_schedule"] = schedule
         slots = {var: {slot: _copy_of(ops, v, old_slots.get(var, {}).get(slot)) for slot, v in per.items()}
                  for var, per in ops.live_slots(opt, named).items()}
+        extra = {canonical: _owned(ops.to_numpy(getattr(opt, attr)))
+                 for attr, canonical in NON_SLOT_ATTRS.items()
+                 if _is_variable(getattr(opt, attr, None))}
         opt_state = OptimizerState(class_name=cls, hyperparameters=hyper,
-                                   iterations=ops.read_iterations(opt), slots=slots, config=config)
+                                   iterations=ops.read_iterations(opt), slots=slots, config=config,
+                                   extra=extra)
     return TrainingState(weights=weights, optimizer=opt_state, producer=ops.producer(),
                          model_config=_model_config(model))
 
@@ -237,6 +218,7 @@ def apply(ops: FlavourOps, state: TrainingState, model: Any, *, partial: bool = 
     weight_plan = _plan_pairs(ops, "weight", dict(state.weights), named, problem)
 
     slot_plan: list[tuple[str, Any, np.ndarray]] = []
+    translated: list[str] = []
     opt = ops.optimizer_of(model)
     st = state.optimizer
     opt_ok = False
@@ -255,7 +237,9 @@ def apply(ops: FlavourOps, state: TrainingState, model: Any, *, partial: bool = 
             live = ops.live_slots(opt, named)
             flat_live = {f"{v}/{s}": var for v, per in live.items() for s, var in per.items()}
             flat_state = {f"{v}/{s}": val for v, per in st.slots.items() for s, val in per.items()}
+            flat_state, translated = _translate(ops, opt, st, live_cls, flat_state, flat_live)
             slot_plan = _plan_pairs(ops, "optimizer slot", flat_state, flat_live, problem)
+            slot_plan += _non_slot_plan(ops, opt, st, live_cls)
             lr_value = _check_learning_rate(ops, opt, st, problem)
 
     if problems and not partial:
@@ -280,9 +264,42 @@ def apply(ops: FlavourOps, state: TrainingState, model: Any, *, partial: bool = 
     if skipped:
         logger.warning("partial restore: %d item(s) skipped:\n%s", len(skipped),
                        "\n".join(f"  - {n}: {r}" for n, r in skipped))
+    for note in translated:
+        logger.info("optimizer state translated by meaning: %s", note)
     return ApplyReport(restored_weights=tuple(n for n, _, _ in weight_plan),
                        restored_slots=tuple(n for n, _, _ in slot_plan),
-                       skipped=tuple(skipped), iterations=iterations, learning_rate=lr_value)
+                       skipped=tuple(skipped), iterations=iterations, learning_rate=lr_value,
+                       translated=tuple(translated))
+
+
+def _translate(ops: FlavourOps, opt: Any, st: OptimizerState, cls: str, flat_state: dict[str, np.ndarray],
+               flat_live: dict[str, Any]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Slots one generation has and the other has not, translated by meaning (zeros = absent)."""
+    live_hyper = _optimizer_config(opt) or {}
+    cfg = st.config or {}
+    inner = cfg.get("config") if isinstance(cfg.get("config"), Mapping) else cfg
+    src_hyper = {**inner, **st.hyperparameters}
+    result = translate_slots(cls, src_hyper, live_hyper, flat_state,
+                             {k: ops.shape(v) for k, v in flat_live.items()}, st.iterations)
+    return result.slots, [f"dropped {d}" for d in result.dropped] + [f"created {c}" for c in result.created]
+
+
+def _non_slot_plan(ops: FlavourOps, opt: Any, st: OptimizerState, cls: str) -> list[tuple[str, Any, np.ndarray]]:
+    """Non-slot optimizer variables (Nadam's momentum-cache product): restored from the
+    checkpoint when it holds them, else recomputed from their definition."""
+    plan = []
+    for attr, canonical in NON_SLOT_ATTRS.items():
+        var = getattr(opt, attr, None)
+        if var is None or not hasattr(var, "assign") or not hasattr(var, "shape"):
+            continue
+        value = st.extra.get(canonical)
+        if value is None and cls == "Nadam" and st.iterations is not None:
+            beta_1 = st.hyperparameters.get("beta_1", 0.9)
+            value = nadam_u_product(st.iterations, float(beta_1 if beta_1 is not None else 0.9))
+            logger.info("Nadam u_product recomputed from iterations=%d", st.iterations)
+        if value is not None and tuple(np.shape(value)) == ops.shape(var):
+            plan.append((f"optimizer/{canonical}", var, np.asarray(value)))
+    return plan
 
 
 def _plan_pairs(ops: FlavourOps, kind: str, values: dict[str, np.ndarray], live: dict[str, Any],

@@ -3,6 +3,7 @@
 Every naming era is handled here (see VERSION-FACTS.md, "H5 optimizer weight names"):
 
 * named, OptimizerV2 (tf.keras 2.0-2.10, legacy.*): ``Adam/iter:0``, ``Adam/dense/kernel/m:0``;
+  TF 1.x-era tf.keras: ``training/Adam/dense/kernel/m:0``;
 * named, TF 2.11-2.15 / tf-keras: ``iteration:0``, ``Adam/m/dense/kernel:0``;
 * named, Keras 3: ``adam/iteration``, ``adam/learning_rate``, ``adam/dense_kernel_momentum``;
 * indexed, Keras 2.3: ``training/Adam/m_0:0`` (index into the trainable weights);
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ckptcompat.errors import IncompatibleStateError, UnsupportedFormatError
+from ckptcompat.names.optimizer_layouts import slot_shape
 from ckptcompat.names.variables import CANONICAL_SLOTS, canonical_optimizer_class, canonical_slot, split_keras3_slot
 
 __all__ = ["WeightInfo", "match_slots", "canonical_hyperparameters", "new_optimizer_layout"]
@@ -43,7 +45,10 @@ _INDEXED_RE = re.compile(r"(?:^|/)(m|v|vhat|moment|accumulator|delta_accumulator
 _POSITIONAL_RE = re.compile(r"(?:^|/)(?:Variable(?:_\d+)?|param_\d+)$")
 _K3_CELL = re.compile(r"_(?:lstm|gru|simple_rnn|conv_lstm\dd|peephole_lstm)_cell(?:_\d+)?_")
 _NEW_RAW = {"m", "v", "vhat", "momentum", "velocity", "average_gradient", "accumulator",
-            "accumulated_grad", "accumulated_delta_var", "linear", "u"}
+            "accumulated_grad", "accumulated_delta_var", "linear", "u", "r", "c"}
+#: non-slot optimizer variables by their stored last name -> canonical ``extra`` key
+#: (OptimizerV2 Nadam's ``momentum_cache`` is the product Keras 3 calls ``u_product``)
+_NON_SLOT = {"momentum_cache": "u_product", "u_product": "u_product"}
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,7 @@ def match_slots(cls: str, names: Sequence[str], values: Sequence[np.ndarray],
         return cands[min(n, len(cands) - 1)]
 
     def put(w: WeightInfo, slot: str, raw_name: str, value: np.ndarray) -> None:
-        if tuple(value.shape) != w.shape:
+        if tuple(value.shape) != slot_shape(cls, slot, w.shape):
             if slot == "vhat" and value.size == 1:  # Keras <= 2.3 placeholder when amsgrad=False
                 extra[raw_name] = value
                 return
@@ -119,10 +124,21 @@ def match_slots(cls: str, names: Sequence[str], values: Sequence[np.ndarray],
         if parts[-1] in _ITER_NAMES and iterations is None:
             iterations = int(np.asarray(value).reshape(-1)[0]) if value.size else None
             continue
+        if value.size == 1 and len(parts) <= 2 and (
+                parts[-1] in _NON_SLOT or (cls == "Nadam" and parts[-1] == "variable")):
+            # Keras 3 creates Nadam's product as an unnamed Variable: "nadam/variable"
+            extra["u_product"] = np.asarray(value).reshape(())
+            continue
         if parts[-1] == "learning_rate" or (len(parts) == 2 and parts[-1] in ("decay", "beta_1", "beta_2",
                                                                                 "momentum", "rho")):
             extra[name] = value
             continue
+        # TF 1.x-era tf.keras (OptimizerV2 inside a "training" scope): training/<Opt>/<var path>/<slot>
+        if len(parts) >= 4 and parts[0] == "training":
+            w = take(by_raw, "/".join(parts[2:-1]))
+            if w is not None:
+                put(w, canonical_slot(cls, parts[-1]), name, value)
+                continue
         # TF 2.11-2.15: <Opt>/<slot>/<var path>
         if len(parts) >= 3 and parts[1] in _NEW_RAW:
             w = take(by_raw, "/".join(parts[2:]))

@@ -95,8 +95,9 @@ def _optimizer_payload(state: TrainingState, infos: list[WeightInfo], path: Path
         return cfg, []  # fresh optimizer: nothing to restore
     values: list[tuple[str, np.ndarray]] = [("iteration:0", np.array(iterations, dtype=np.int64))]
     problems: list[str] = []
+    slots = _translated_slots(cls, opt, cfg["config"], layout, iterations)
     for w, slot, raw in layout:
-        value = opt.slots.get(w.canonical, {}).get(slot)
+        value = slots.get(w.canonical, {}).get(slot)
         if value is None:
             problems.append(f"{w.canonical}: no {slot!r} slot in the state")
         elif tuple(np.shape(value)) != w.shape:
@@ -105,13 +106,31 @@ def _optimizer_payload(state: TrainingState, infos: list[WeightInfo], path: Path
             values.append((f"{cfg['config'].get('name', cls)}/{raw}/{w.canonical}:0", np.asarray(value)))
     placed = {(w.canonical, s) for w, s, _ in layout}
     extra = [f"{v}/{s}: slot the target optimizer does not have"
-             for v, per in opt.slots.items() for s in per if (v, s) not in placed]
+             for v, per in slots.items() for s in per if (v, s) not in placed]
     if problems or extra:
         raise IncompatibleStateError("optimizer slots do not fit the target optimizer",
                                      problems + extra, path=path,
                                      hint="check the optimizer class/config, or write without the "
                                           "optimizer (include_optimizer=False)")
     return cfg, values
+
+
+def _translated_slots(cls: str, opt: Any, target_cfg: Any, layout: Any, iterations: int
+                      ) -> dict[str, dict[str, np.ndarray]]:
+    """The state's slots made to fit the target layout by meaning (inert / all-zero = absent)."""
+    from ckptcompat.names.slot_meaning import translate_slots
+
+    src_cfg = opt.config.get("config", opt.config) if isinstance(opt.config, dict) else {}
+    result = translate_slots(cls, {**src_cfg, **opt.hyperparameters}, target_cfg,
+                             {f"{v}/{s}": val for v, per in opt.slots.items() for s, val in per.items()},
+                             {f"{w.canonical}/{slot}": w.shape for w, slot, _ in layout}, iterations)
+    for note in result.dropped + result.created:
+        log.info("optimizer slot translated by meaning: %s", note)
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for key, value in result.slots.items():
+        var, slot = key.rsplit("/", 1)
+        out.setdefault(var, {})[slot] = value
+    return out
 
 
 def _write_file(tmp: Path, state: TrainingState, config: dict[str, Any] | None, version: str,

@@ -26,8 +26,19 @@ def slot_groups(class_name: str, cfg: Mapping[str, Any], generation: str) -> lis
     """Canonical slot names per build loop, e.g. Adam amsgrad -> ``[("m", "v"), ("vhat",)]``.
 
     ``generation`` is ``"keras2"`` (tf.keras new optimizers) or ``"keras3"``; ``None`` when
-    the class is unknown.
+    the class is unknown. The tables generated from the real releases
+    (:mod:`ckptcompat.names.optimizer_layouts`) decide; the rules below only cover classes
+    no generated table knows.
     """
+    from ckptcompat.names.optimizer_layouts import slot_groups as generated
+
+    found = generated(class_name, cfg, generation)
+    if found is not None:
+        return found
+    return _fallback_groups(class_name, cfg, generation)
+
+
+def _fallback_groups(class_name: str, cfg: Mapping[str, Any], generation: str) -> list[tuple[str, ...]] | None:
     cls = canonical_optimizer_class(class_name)
     if cls in ("Adam", "AdamW"):
         return [("m", "v")] + ([("vhat",)] if _flag(cfg, "amsgrad") else [])
@@ -78,8 +89,11 @@ def optimizer_layout(class_name: str, cfg: Mapping[str, Any], generation: str,
     if nadam and nadam_u_first:  # Keras 3.0 creates u_product before the slots, later releases after
         out.append(("u_product", None, ""))
     for group in groups:
-        for name, _ in trainable:
-            out += [("slot", name, slot) for slot in group]
+        for name, shape in trainable:
+            for slot in group:
+                if slot in ("r", "c") and len(shape) < 2 and generation != "keras3":
+                    continue  # tf-keras Adafactor factors nothing for 1-D variables (Keras 3: scalars)
+                out.append(("slot", name, slot))
     if nadam and not nadam_u_first:
         out.append(("u_product", None, ""))
     return out

@@ -145,7 +145,12 @@ def read_optimizer(h5: Any, opt_cfg: Mapping[str, Any] | None, generation: str,
         # variable count and shapes single one out
         layouts = [optimizer_layout(canon, c, generation, trainable, first)
                    for c in _GUESS_CONFIGS for first in (False, True)]
-        layouts = [x for x in layouts if x is not None and not _check(tuple(x), arrays, dict(trainable))]
+        layouts = [x for x in layouts if x is not None and not _check(tuple(x), arrays, dict(trainable), canon)]
+        meanings = {tuple((k, v, sl) for k, v, sl in x) for x in layouts}
+        if len(meanings) > 1:  # e.g. RMSprop momentum vs centered: same count, same shapes
+            log.warning("%s: %d %s configurations fit the %d optimizer variables equally; the "
+                        "file does not say which", path, len(meanings), canon, len(arrays))
+            layouts = []
         if layouts:
             opt_cfg = {"class_name": class_name, "config": {}}
     else:
@@ -163,9 +168,13 @@ def read_optimizer(h5: Any, opt_cfg: Mapping[str, Any] | None, generation: str,
     shapes = dict(trainable)
     problems: list[str] = []
     for layout in dict.fromkeys(tuple(x) for x in layouts if x is not None):
-        problems = _check(layout, arrays, shapes)
+        problems = _check(layout, arrays, shapes, canon)
         if not problems:
             break
+    if problems and _never_built(layouts[0], arrays):
+        log.info("%s: the %s optimizer was never built (no slots yet)", path, canon)
+        layout = tuple(x for x in layouts[0] if x[0] in ("iterations", "learning_rate"))
+        problems = []
     if problems:
         raise IncompatibleStateError(
             f"optimizer/vars does not match the {generation} {canon} layout for "
@@ -191,8 +200,21 @@ _GUESS_CONFIGS: tuple[dict[str, Any], ...] = (
     {}, {"momentum": 0.9}, {"amsgrad": True}, {"centered": True}, {"momentum": 0.9, "centered": True})
 
 
+def _never_built(layout: Any, arrays: list[np.ndarray]) -> bool:
+    """Only ``iterations`` (and ``learning_rate``) stored: an optimizer that never built its slots."""
+    head = [x for x in layout if x[0] in ("iterations", "learning_rate")]
+    return (len(arrays) == len(head) and len(head) < len(layout)
+            and all(a.shape == () for a in arrays))
+
+
+def _want_shape(kind: str, slot: str, var_shape: tuple[int, ...], cls: str) -> tuple[int, ...]:
+    from ckptcompat.names.optimizer_layouts import slot_shape
+
+    return slot_shape(cls, slot, tuple(var_shape)) if kind == "slot" else tuple(var_shape)
+
+
 def _check(layout: tuple[tuple[str, str | None, str], ...], arrays: list[np.ndarray],
-           shapes: Mapping[str, tuple[int, ...]]) -> list[str]:
+           shapes: Mapping[str, tuple[int, ...]], cls: str = "") -> list[str]:
     problems = []
     if len(layout) != len(arrays):
         problems.append(f"expected {len(layout)} optimizer variables, the file has {len(arrays)}")
@@ -201,7 +223,8 @@ def _check(layout: tuple[tuple[str, str | None, str], ...], arrays: list[np.ndar
             problems.append(f"vars/{i}: expected the integer iteration count, got {array.dtype}{array.shape}")
         elif kind in ("learning_rate", "u_product") and array.shape != ():
             problems.append(f"vars/{i}: expected scalar {kind}, got shape {array.shape}")
-        elif var is not None and tuple(array.shape) != tuple(shapes[var]):
-            problems.append(f"vars/{i}: {kind} {slot} of {var} should have shape {tuple(shapes[var])}, "
+        elif var is not None and tuple(array.shape) != _want_shape(kind, slot, shapes[var], cls):
+            problems.append(f"vars/{i}: {kind} {slot} of {var} should have shape "
+                            f"{_want_shape(kind, slot, shapes[var], cls)}, "
                             f"got {tuple(array.shape)}")
     return problems

@@ -6,6 +6,7 @@ import datetime
 import importlib.metadata
 import io
 import json
+import logging
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -18,9 +19,12 @@ from ckptcompat.errors import IncompatibleStateError, UnsupportedFormatError
 from ckptcompat.formats.keras_zip._layout import var_specs, walk_model_config
 from ckptcompat.formats.keras_zip._optimizer import optimizer_layout
 from ckptcompat.names.config_upgrade import for_keras3_release, upgrade_model_config, upgrade_optimizer_config
+from ckptcompat.names.variables import canonical_optimizer_class
 from ckptcompat.state import TrainingState
 
 __all__ = ["write_state", "DEFAULT_KERAS_VERSION"]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_KERAS_VERSION = "3.15.1"
 
@@ -78,17 +82,35 @@ def _optimizer_arrays(state: TrainingState, opt_cfg: Mapping[str, Any],
     if layout is None:
         raise UnsupportedFormatError(f"no Keras 3 variable layout known for optimizer {opt.class_name}",
                                      path=path, hint="write weights only (drop the optimizer state)")
+    from ckptcompat.names.optimizer_layouts import slot_shape
+    from ckptcompat.names.slot_meaning import nadam_u_product, translate_slots
+
+    shapes = dict(trainable)
+    src_cfg = opt.config.get("config", opt.config) if isinstance(opt.config, dict) else {}
+    translated = translate_slots(
+        canonical_optimizer_class(opt.class_name), {**src_cfg, **opt.hyperparameters}, cfg,
+        {f"{v}/{s}": val for v, per in opt.slots.items() for s, val in per.items()},
+        {f"{v}/{s}": slot_shape(opt.class_name, s, tuple(shapes[str(v)]))
+         for kind, v, s in layout if kind == "slot"}, opt.iterations)
+    for note in translated.dropped + translated.created:
+        log.info("optimizer slot translated by meaning: %s", note)
+    slots: dict[str, dict[str, np.ndarray]] = {}
+    for key, value in translated.slots.items():
+        v, s = key.rsplit("/", 1)
+        slots.setdefault(v, {})[s] = value
+    placed = {(str(v), s) for kind, v, s in layout if kind == "slot"}
     fresh = not opt.slots and not opt.iterations
     out: list[np.ndarray] = []
-    problems: list[str] = []
+    problems: list[str] = [f"{v}/{s}: slot the target optimizer does not have"
+                           for v, per in slots.items() for s in per if (v, s) not in placed]
     for kind, var, slot in layout:
         if kind == "iterations":
             out.append(np.asarray(int(opt.iterations or 0), dtype=np.int64))
         elif kind == "learning_rate":
             out.append(np.asarray(cfg.get("learning_rate", 0.001), dtype=np.float32))
         elif kind == "slot":
-            value = (opt.slots.get(str(var)) or {}).get(slot)
-            shape = dict(trainable)[str(var)]
+            value = (slots.get(str(var)) or {}).get(slot)
+            shape = slot_shape(opt.class_name, slot, tuple(shapes[str(var)]))
             if value is None and fresh:
                 value = np.zeros(shape, dtype=state.weights[str(var)].dtype)
             if value is None:
@@ -99,6 +121,10 @@ def _optimizer_arrays(state: TrainingState, opt_cfg: Mapping[str, Any],
             out.append(np.asarray(value))
         else:
             key = f"{kind}/{var}" if var else kind
+            if key == "u_product" and key not in opt.extra and opt.iterations is not None:
+                beta_1 = (opt.hyperparameters.get("beta_1") or cfg.get("beta_1") or 0.9)
+                out.append(nadam_u_product(int(opt.iterations), float(beta_1)))
+                continue
             if key not in opt.extra:
                 problems.append(f"missing optimizer variable {key}")
                 continue
@@ -148,7 +174,7 @@ def _optimizer_config(state: TrainingState) -> dict[str, Any]:
             cfg[key] = value
     out["class_name"] = opt.class_name
     if opt.class_name == "SGD" and any("momentum" in per for per in opt.slots.values()) \
-            and not cfg.get("momentum"):
+            and cfg.get("momentum") is None:  # momentum 0 is known: its slots are inert
         raise IncompatibleStateError(
             "SGD momentum slots without a momentum value", ["hyperparameter momentum is unknown"],
             hint="the source file does not record the optimizer config; set "

@@ -1,0 +1,145 @@
+"""Optimizer state whose presence differs between generations, translated by its meaning.
+
+Which slots an optimizer creates is the framework's business (derived from the live
+optimizer, or from the generated tables in :mod:`ckptcompat.names.optimizer_layouts`).
+What they *mean* decides what crosses a generation gap:
+
+* a slot is **inert** when the optimizer's hyper-parameters make its value irrelevant:
+  tf.keras 2.11+ / tf-keras ``SGD`` keeps ``m = -lr * g`` even at ``momentum=0`` (the next
+  step multiplies it by 0), while Keras 3 and OptimizerV2 create no slot at all;
+  ``vhat`` without ``amsgrad``, ``mg`` without ``centered``, RMSprop ``momentum`` at 0;
+* an all-zero slot equals an absent one (every optimizer starts its slots at zero);
+* Nadam's momentum-cache product (``u_product``; ``momentum_cache`` in OptimizerV2) is a
+  function of the step count and ``beta_1`` only, so it is recomputed when a generation
+  did not store it.
+
+Pure numpy; no framework import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["SlotTranslation", "is_inert", "is_inert_for_shape", "translate_slots", "nadam_u_product", "NON_SLOT_ATTRS"]
+
+_Hyper = Mapping[str, Any]
+
+
+def _off(key: str) -> Callable[[_Hyper], bool | None]:
+    def check(h: _Hyper) -> bool | None:
+        value = h.get(key)
+        return None if value is None else not bool(value)
+    return check
+
+
+def _zero(key: str) -> Callable[[_Hyper], bool | None]:
+    def check(h: _Hyper) -> bool | None:
+        value = h.get(key)
+        if value is None:
+            return None
+        try:
+            return float(value) == 0.0
+        except (TypeError, ValueError):
+            return None
+    return check
+
+
+#: canonical class -> canonical slot -> "is this slot inert under these hyper-parameters"
+#: (``None`` = cannot tell from what the config holds).
+_INERT: dict[str, dict[str, Callable[[_Hyper], bool | None]]] = {
+    "SGD": {"momentum": _zero("momentum")},
+    "RMSprop": {"momentum": _zero("momentum"), "mg": _off("centered")},
+    "Adam": {"vhat": _off("amsgrad")},
+    "AdamW": {"vhat": _off("amsgrad")},
+}
+
+#: optimizer attribute holding a non-slot variable -> canonical name (live optimizers)
+NON_SLOT_ATTRS: dict[str, str] = {"_u_product": "u_product", "_m_cache": "u_product"}
+
+
+#: (class, slot) that the optimizer never updates for variables of fewer than 2 dimensions
+#: (Keras 3 Adafactor keeps scalar r/c placeholders there; tf-keras creates none)
+_UNFACTORED = {("Adafactor", "r"), ("Adafactor", "c")}
+
+
+def is_inert_for_shape(cls: str, slot: str, var_shape: tuple[int, ...]) -> bool:
+    """True when ``slot`` is a placeholder for a variable of this (slot) shape."""
+    return (cls, slot) in _UNFACTORED and len(var_shape) == 0
+
+
+def is_inert(cls: str, slot: str, hyper: _Hyper) -> bool:
+    """True when ``slot`` of optimizer ``cls`` carries no state under ``hyper``."""
+    check = _INERT.get(cls, {}).get(slot)
+    return bool(check(hyper)) if check is not None else False
+
+
+@dataclass
+class SlotTranslation:
+    """Slots after translation, plus what was dropped / created and why."""
+
+    slots: dict[str, np.ndarray]                       # flat "<var>/<slot>" -> value
+    dropped: list[str] = field(default_factory=list)   # "<var>/<slot>: reason"
+    created: list[str] = field(default_factory=list)
+
+
+def translate_slots(cls: str, src_hyper: _Hyper, live_hyper: _Hyper, src: Mapping[str, np.ndarray],
+                    live: Mapping[str, tuple[int, ...]], iterations: int | None) -> SlotTranslation:
+    """Make the checkpoint's flat slots (``<var>/<slot>``) fit the live optimizer's slots.
+
+    A checkpoint slot the live optimizer lacks is dropped when it is inert under the
+    checkpoint's hyper-parameters (or the live optimizer's) or all zero; a live slot the
+    checkpoint lacks is created as zeros when it was inert for the producer, when the
+    producer never had that slot kind and it is inert for the consumer, or when the
+    optimizer had not taken a step (``iterations`` 0: "no slots yet"). Everything else is
+    left for the caller to report as a misfit.
+    """
+    out = SlotTranslation(slots={})
+    src_kinds = {key.rsplit("/", 1)[1] for key in src}
+    for key, value in src.items():
+        slot = key.rsplit("/", 1)[1]
+        if key in live:
+            out.slots[key] = value
+            continue
+        array = np.asarray(value)
+        live_kinds = {k.rsplit("/", 1)[1] for k in live}
+        if slot not in live_kinds and is_inert(cls, slot, src_hyper):
+            out.dropped.append(f"{key}: inert in the checkpoint's {cls} (hyper-parameters make it unused)")
+        elif slot not in live_kinds and is_inert(cls, slot, live_hyper):
+            out.dropped.append(f"{key}: unused by the model's {cls} configuration")
+        elif not np.any(array):
+            out.dropped.append(f"{key}: all zero, the same as absent")
+        else:
+            out.slots[key] = value  # a real misfit: the caller reports it
+    for key, shape in live.items():
+        if key in src:
+            continue
+        slot = key.rsplit("/", 1)[1]
+        reason = None
+        if slot not in src_kinds and is_inert(cls, slot, src_hyper):
+            reason = "inert in the checkpoint's configuration, starts at zero"
+        elif slot not in src_kinds and is_inert(cls, slot, live_hyper):
+            reason = "unused by the model's configuration, starts at zero"
+        elif is_inert_for_shape(cls, slot, shape):
+            reason = f"{cls} keeps no {slot!r} for a variable of shape {shape}, starts at zero"
+        elif not src and not iterations:
+            reason = "the checkpoint's optimizer had no slots yet (never stepped)"
+        if reason is not None:
+            out.slots[key] = np.zeros(shape, dtype=np.float32)
+            out.created.append(f"{key}: {reason}")
+    return out
+
+
+def nadam_u_product(iterations: int, beta_1: float, dtype: Any = np.float32) -> np.ndarray:
+    """Nadam's momentum-cache product after ``iterations`` steps, as the optimizer computes it:
+    ``prod_{t=1..n} beta_1 * (1 - 0.5 * 0.96 ** t)`` accumulated step by step in ``dtype``."""
+    dt = np.dtype(dtype)
+    product = dt.type(1.0)
+    beta = dt.type(beta_1)
+    for t in range(1, int(iterations) + 1):
+        u_t = beta * (dt.type(1.0) - dt.type(0.5) * np.power(dt.type(0.96), dt.type(t)))
+        product = dt.type(product * u_t)
+    return np.asarray(product, dtype=dt)

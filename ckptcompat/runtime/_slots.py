@@ -1,0 +1,80 @@
+"""Slots of a live list-style optimizer (tf.keras 2.11+, tf-keras, Keras 3), found from the
+optimizer object itself: its list attributes of variables and the slot variables' names.
+No per-class table; never imports a framework.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ckptcompat.names.variables import canonical_slot
+
+__all__ = ["is_variable", "list_slots", "raw_slot_name"]
+
+#: Optimizer attributes that collect variables of every kind (not one slot kind), or state
+#: that is not a slot (EMA copies, gradient accumulators).
+_NOT_SLOT_LISTS = frozenset({
+    "_variables", "_trainable_variables", "_non_trainable_variables", "_weights", "_layers",
+    "_tracked", "_self_tracked_trackables", "_trainable_weights", "_non_trainable_weights",
+    "_var_list", "_model_variables_moving_average", "_accumulated_gradients",
+    "_trainable_variables_indices"})
+
+
+def is_variable(obj: Any) -> bool:
+    """True for anything variable-like (has a shape and can be assigned)."""
+    return hasattr(obj, "shape") and hasattr(obj, "assign")
+
+
+def _slot_lists(opt: Any) -> list[tuple[str, Any]]:
+    """Every list attribute of ``opt`` that holds one kind of per-variable state."""
+    out, seen = [], set()
+    for attr, value in vars(opt).items():
+        if attr in _NOT_SLOT_LISTS or id(value) in seen or isinstance(value, (str, bytes, dict)):
+            continue
+        if not (isinstance(value, (list, tuple)) or type(value).__name__ in ("ListWrapper", "TrackedList")):
+            continue
+        items = list(value)
+        if items and all(item is None or is_variable(item) for item in items) \
+                and any(item is not None for item in items):
+            seen.add(id(value))
+            out.append((attr, items))
+    return out
+
+
+def _var_path(var: Any) -> str:
+    return str(getattr(var, "path", None) or var.name).split(":")[0]
+
+
+def raw_slot_name(slot_var: Any, model_var: Any, attr: str) -> str:
+    """The slot's own name as its optimizer created it, read from the variable's name.
+
+    Keras 3: ``dense_kernel_momentum`` for ``dense/kernel``; tf.keras 2.11+ / tf-keras:
+    ``Adam/m/dense/kernel``; a name that does not carry the model variable (Keras 3
+    Adafactor's factored ``r``/``c``) falls back to the attribute name without ``_``.
+    """
+    name = str(slot_var.name).split(":")[0]
+    ref = _var_path(model_var)
+    flat = ref.replace("/", "_") + "_"
+    short = name.rsplit("/", 1)[-1]
+    if short.startswith(flat):
+        return short[len(flat):]
+    before, found, after = f"/{name}/".partition(f"/{ref}/")
+    if found and after.strip("/"):
+        return after.strip("/")
+    if found and before.strip("/"):
+        return before.rsplit("/", 1)[-1]
+    return attr.lstrip("_")
+
+
+def list_slots(opt: Any, cls: str, named: dict[str, Any], index_of: Any) -> dict[str, dict[str, Any]]:
+    """Slots of a list-style optimizer (tf.keras 2.11+, tf-keras, Keras 3), found from the
+    optimizer's own attributes and variable names; ``index_of(var)`` gives the list index."""
+    out: dict[str, dict[str, Any]] = {}
+    for attr, values in _slot_lists(opt):
+        for name, var in named.items():
+            i = index_of(var)
+            if i is None or i >= len(values) or values[i] is None:
+                continue
+            slot = canonical_slot(cls, raw_slot_name(values[i], var, attr))
+            out.setdefault(name, {})[slot] = values[i]
+    return out

@@ -1,0 +1,188 @@
+"""The generated optimizer-layout tables and the meaning rules that translate between them.
+
+No framework needed: the tables were written by ``tools/optimizer_layouts.py`` in each
+release's environment; these tests hold the library's naming, shape and translation rules
+against what the real releases recorded.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ckptcompat.formats.keras_zip._optimizer import _fallback_groups
+from ckptcompat.names.optimizer_layouts import slot_groups, slot_shape, tables
+from ckptcompat.names.slot_meaning import nadam_u_product, translate_slots
+from ckptcompat.names.variables import CANONICAL_SLOTS, canonical_optimizer_class, canonical_slot
+
+RELEASES = {"keras-3.15.1", "tf-keras-2.21.0", "tf-2.15.1"}
+
+
+def _entries():
+    for label, table in sorted(tables().items()):
+        for family, fam in table["families"].items():
+            for name, entries in fam["classes"].items():
+                for entry in entries:
+                    if "variables" in entry:
+                        yield label, family, name, entry
+
+
+def test_tables_of_every_matrix_release_are_generated() -> None:
+    assert RELEASES <= set(tables())
+    for label in RELEASES:
+        table = tables()[label]
+        assert table["GENERATED"].startswith("by tools/optimizer_layouts.py")
+        assert table["release"] == label
+    fams = {label: set(t["families"]) for label, t in tables().items()}
+    assert fams["tf-keras-2.21.0"] == {"new", "legacy"} and fams["keras-3.15.1"] == {"keras3"}
+
+
+def test_every_recorded_slot_has_a_canonical_meaning() -> None:
+    unknown = []
+    for label, family, name, entry in _entries():
+        cls = canonical_optimizer_class(name)
+        if cls not in CANONICAL_SLOTS:
+            continue
+        for var in entry["variables"]:
+            if var.get("slot") and canonical_slot(cls, var["slot"]) not in CANONICAL_SLOTS[cls]:
+                unknown.append(f"{label} {family} {name} {entry['config']}: {var['slot']}")
+    assert not unknown, "\n".join(unknown)
+
+
+def test_slot_shapes_follow_the_recorded_shapes() -> None:
+    bad = []
+    for label, family, name, entry in _entries():
+        shapes = [tuple(v["shape"]) for v in entry["model_variables"]]
+        cls = canonical_optimizer_class(name)
+        for var in entry["variables"]:
+            if var.get("var") is None or not var.get("slot"):
+                continue
+            want = slot_shape(cls, canonical_slot(cls, var["slot"]), shapes[var["var"]])
+            if tuple(var["shape"]) != want:
+                bad.append(f"{label} {name} {var['name']}: {var['shape']} != {want}")
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("generation,family_release", [("keras3", "keras-3.15.1"), ("keras2", "tf-keras-2.21.0"),
+                                                       ("keras2", "tf-2.15.1")])
+def test_generated_groups_agree_with_the_earlier_rules(generation: str, family_release: str) -> None:
+    family = "keras3" if generation == "keras3" else "new"
+    checked = 0
+    for name, entries in tables()[family_release]["families"][family]["classes"].items():
+        for entry in entries:
+            if "variables" not in entry or entry["loss_scale"]:
+                continue
+            cfg = entry["config"]
+            old = _fallback_groups(name, cfg, generation)
+            if old is None:
+                continue
+            assert slot_groups(name, cfg, generation, release=family_release) == old, (name, cfg)
+            checked += 1
+    assert checked >= 15
+
+
+def test_plain_sgd_layouts_differ_between_generations_as_the_issue_says() -> None:
+    assert slot_groups("SGD", {"momentum": 0.0}, "keras2") == [("momentum",)]
+    assert slot_groups("SGD", {"momentum": 0.0}, "keras3") == []
+    assert slot_groups("SGD", {"momentum": 0.9}, "keras3") == [("momentum",)]
+    assert slot_groups("Adam", {"amsgrad": True}, "keras3") == [("m", "v"), ("vhat",)]
+    assert slot_groups("RMSprop", {"centered": True, "momentum": 0.5}, "keras3") == [("rms",), ("momentum",), ("mg",)]
+
+
+def test_sgd_momentum_zero_keras2_to_keras3_drops_the_inert_slots() -> None:
+    m = np.full((2, 3), -0.05, np.float32)  # tf-keras keeps -lr*g at momentum 0
+    out = translate_slots("SGD", {"momentum": 0.0}, {"momentum": 0.0}, {"d/kernel/momentum": m}, {}, 3)
+    assert out.slots == {} and len(out.dropped) == 1 and "inert" in out.dropped[0]
+
+
+def test_sgd_momentum_zero_keras3_to_keras2_creates_zero_slots() -> None:
+    out = translate_slots("SGD", {"momentum": 0.0}, {"momentum": 0.0}, {}, {"d/kernel/momentum": (2, 3)}, 3)
+    assert list(out.slots) == ["d/kernel/momentum"]
+    assert out.slots["d/kernel/momentum"].shape == (2, 3) and not out.slots["d/kernel/momentum"].any()
+
+
+def test_a_real_misfit_is_left_for_the_caller_to_refuse() -> None:
+    m = np.ones((2, 3), np.float32)
+    out = translate_slots("SGD", {"momentum": 0.9}, {"momentum": 0.9}, {"d/kernel/momentum": m},
+                          {"e/kernel/momentum": (2, 3)}, 3)
+    assert "d/kernel/momentum" in out.slots and "e/kernel/momentum" not in out.slots
+
+
+def test_never_built_optimizer_means_no_slots_yet() -> None:
+    out = translate_slots("Adam", {}, {}, {}, {"d/kernel/m": (2,), "d/kernel/v": (2,)}, 0)
+    assert set(out.slots) == {"d/kernel/m", "d/kernel/v"}
+    assert translate_slots("Adam", {}, {}, {}, {"d/kernel/m": (2,)}, 5).slots == {}
+
+
+def test_adafactor_scalar_placeholders_cross_both_ways() -> None:
+    zero = np.zeros((), np.float32)
+    to_k2 = translate_slots("Adafactor", {}, {}, {"b/bias/r": zero, "b/bias/c": zero}, {}, 3)
+    assert to_k2.slots == {} and len(to_k2.dropped) == 2
+    to_k3 = translate_slots("Adafactor", {}, {}, {}, {"b/bias/r": (), "b/bias/c": ()}, 3)
+    assert set(to_k3.slots) == {"b/bias/r", "b/bias/c"}
+
+
+def test_nadam_u_product_follows_its_definition() -> None:
+    assert nadam_u_product(0, 0.9) == np.float32(1.0)
+    want = np.float32(1.0)
+    for t in (1, 2):
+        u_t = np.float32(0.9) * (np.float32(1) - np.float32(0.5) * np.float32(0.96) ** np.float32(t))
+        want = np.float32(want * u_t)
+    assert nadam_u_product(2, 0.9) == want
+
+
+def test_tf1_era_tf_keras_slot_names_are_matched_by_name_and_shape() -> None:
+    from ckptcompat.formats.keras_h5._optimizer import WeightInfo, match_slots
+
+    weights = [WeightInfo("dense/kernel", "dense/kernel", (3, 2), True),
+               WeightInfo("dense/bias", "dense/bias", (2,), True)]
+    k, b = np.arange(6, dtype=np.float32).reshape(3, 2), np.arange(2, dtype=np.float32)
+    names = ["training/Adam/iter:0", "training/Adam/dense/kernel/m:0", "training/Adam/dense/bias/m:0",
+             "training/Adam/dense/kernel/v:0", "training/Adam/dense/bias/v:0"]
+    values = [np.asarray(7, np.int64), k, b, k + 1, b + 1]
+    iterations, slots, _ = match_slots("Adam", names, values, weights, "x.h5")
+    assert iterations == 7
+    assert np.array_equal(slots["dense/kernel"]["v"], k + 1) and np.array_equal(slots["dense/bias"]["m"], b)
+
+
+def test_optimizer_v2_nadam_momentum_cache_is_the_u_product() -> None:
+    from ckptcompat.formats.keras_h5._optimizer import WeightInfo, match_slots
+
+    weights = [WeightInfo("d/bias", "d/bias", (2,), True)]
+    names = ["Nadam/iter:0", "Nadam/momentum_cache:0", "Nadam/d/bias/m:0", "Nadam/d/bias/v:0"]
+    values = [np.asarray(2, np.int64), np.asarray(0.25, np.float32), np.ones(2, np.float32), np.zeros(2, np.float32)]
+    _, slots, extra = match_slots("Nadam", names, values, weights, "x.h5")
+    assert extra["u_product"] == np.float32(0.25) and set(slots["d/bias"]) == {"m", "v"}
+
+
+SAMPLE = __import__("pathlib").Path(__file__).resolve().parent.parent / "fixtures" / "optimizers"
+
+
+def test_migrate_plain_sgd_keras2_to_keras3_drops_the_inert_momentum(tmp_path) -> None:
+    """tf-keras 2.21 SGD(momentum=0) .h5 (real file) -> Keras 3 .keras, no framework needed."""
+    pytest.importorskip("h5py")
+    from ckptcompat.formats import keras_h5, keras_zip
+
+    src = SAMPLE / "tf-keras-2.21" / "new-SGD-default" / "model.h5"
+    state = keras_h5.read(src)
+    assert state.optimizer is not None and state.optimizer.slots  # tf-keras stored -lr*g at momentum 0
+    assert any(np.any(v) for per in state.optimizer.slots.values() for v in per.values())
+    keras_zip.write(tmp_path / "m.keras", state, keras_version="3.15.1")
+    back = keras_zip.read(tmp_path / "m.keras")
+    assert back.optimizer is not None and back.optimizer.iterations == state.optimizer.iterations == 3
+    assert back.optimizer.slots == {}
+    assert all(np.array_equal(back.weights[k], v) for k, v in state.weights.items())
+
+
+def test_migrate_plain_sgd_keras3_to_keras2_creates_zero_momentum(tmp_path) -> None:
+    """Keras 3.15 SGD(momentum=0) .keras (real file) -> Keras 2 .h5 with zero momentum slots."""
+    pytest.importorskip("h5py")
+    from ckptcompat.formats import keras_h5, keras_zip
+
+    state = keras_zip.read(SAMPLE / "keras-3.15" / "keras3-SGD-default" / "model.keras")
+    assert state.optimizer is not None and not state.optimizer.slots
+    keras_h5.write(tmp_path / "m.h5", state)
+    back = keras_h5.read(tmp_path / "m.h5")
+    assert back.optimizer is not None and back.optimizer.iterations == 3
+    assert set(back.optimizer.slots) == set(state.weights)
+    assert all(not np.any(v["momentum"]) for v in back.optimizer.slots.values())
