@@ -186,3 +186,37 @@ def test_unknown_epoch_warns_and_accepts_initial_epoch(keras, tmp_path, caplog) 
     assert any("inferred epoch 2" in r.getMessage() for r in caplog.records)
     with pytest.raises(InvalidArgumentError):
         ckptcompat.resume(path, model=_build(keras), steps_per_epoch=0)
+
+
+def _nested(keras: Any) -> Any:
+    """Functional model: Embedding -> Bidirectional(LSTM) -> nested Sequential -> Dense."""
+    inputs = keras.Input((5,), dtype="int32")
+    h = keras.layers.Embedding(10, 4)(inputs)
+    h = keras.layers.Bidirectional(keras.layers.LSTM(3))(h)
+    head = keras.Sequential([keras.layers.Dense(4, activation="relu"), keras.layers.Dense(4)])
+    outputs = keras.layers.Dense(1)(head(h))
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer=keras.optimizers.RMSprop(0.01, momentum=0.5), loss="mse")
+    return model
+
+
+@pytest.mark.parametrize("kind", ["store", "keras"])
+def test_nested_and_recurrent_layers_match_by_structure(keras, tmp_path, kind) -> None:
+    from ckptcompat.callbacks import Checkpoint
+
+    keras.utils.set_random_seed(0)
+    original = _nested(keras)
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 10, (16, 5)).astype("int32"), rng.random((16, 1), dtype=np.float32)
+    original.fit(x, y, epochs=1, batch_size=4, verbose=0,
+                 callbacks=[Checkpoint(tmp_path / "store")] if kind == "store" else [])
+    path = tmp_path / "store"
+    if kind == "keras":
+        path = tmp_path / "m.keras"
+        original.save(str(path))
+    _nested(keras), _nested(keras)
+    fresh = _nested(keras)
+    run = ckptcompat.resume(path, model=fresh)
+    assert run.report.matching == "structure" and not run.report.skipped
+    assert len(run.report.by_structure) == len(fresh.weights)
+    assert _truth(fresh) == _truth(original)
