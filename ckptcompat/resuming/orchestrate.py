@@ -11,15 +11,17 @@ store / folder -> :mod:`ckptcompat.discovery` -> :mod:`ckptcompat.formats` -> Tr
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from ckptcompat.errors import IncompatibleStateError, InvalidArgumentError
+from ckptcompat.errors import (CkptCompatError, IncompatibleStateError, InvalidArgumentError,
+                               UnsupportedFormatError)
 from ckptcompat.state import TrainingState
 
 __all__ = ["ResumeResult", "ResumeSource", "resume", "CHECKPOINT_STATE_KEY"]
@@ -143,9 +145,13 @@ def resume(path: str | os.PathLike[str], model: Any = None, *, which: str = "lat
     if isinstance(own_saved.get("training_config"), Mapping):
         state = state.replace(training_config=own_saved["training_config"])
     if model is None:
-        model = build_model(state, flavour, rt.keras_module(), custom_objects, where)
+        with _typed("rebuild the model from the checkpoint's config", where,
+                    "build the model yourself and pass it as model="):
+            model = build_model(state, flavour, rt.keras_module(), custom_objects, where)
         if compile:
-            compile_model(model, state, rt.keras_module(), flavour, where)
+            with _typed("compile the rebuilt model with the saved optimizer, loss and metrics", where,
+                        "pass compile=False and compile it yourself, or pass model="):
+                compile_model(model, state, rt.keras_module(), flavour, where)
     to_apply = state
     if getattr(model, "optimizer", None) is None and state.optimizer is not None:
         log.warning("%s: the model is not compiled; the checkpoint's optimizer state is not restored",
@@ -287,3 +293,17 @@ def _decide_epoch(recorded: int | None, step: int, source: str, *, initial_epoch
     log.warning("%s: the epoch is not recorded (no store, attributes, file name or sidecar tells it; "
                 "%s); resuming from epoch 0 -- pass initial_epoch= to set it", where, how)
     return 0, step, "unknown"
+
+
+@contextlib.contextmanager
+def _typed(what: str, where: str, hint: str) -> Iterator[None]:
+    """Framework errors from rebuilding a model out of a foreign config (Keras raises
+    ValueError / TypeError / AttributeError on configs it does not know) as one typed
+    :class:`UnsupportedFormatError` naming the path and the way on."""
+    try:
+        yield
+    except CkptCompatError:
+        raise
+    except (AttributeError, KeyError, TypeError, ValueError, IndexError, NotImplementedError) as exc:
+        raise UnsupportedFormatError(f"cannot {what}: {type(exc).__name__}: {exc}", path=where,
+                                     hint=hint) from exc
