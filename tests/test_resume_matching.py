@@ -184,6 +184,11 @@ def test_unknown_epoch_warns_and_accepts_initial_epoch(keras, tmp_path, caplog) 
         run = ckptcompat.resume(path, model=_build(keras), steps_per_epoch=4)
     assert (run.initial_epoch, run.initial_step, run.source.epoch_source) == (2, 0, "iterations")
     assert any("inferred epoch 2" in r.getMessage() for r in caplog.records)
+    from ckptcompat.data import ArrayData
+
+    x, y = _data()
+    run = ckptcompat.resume(path, model=_build(keras), data=ArrayData(x, y, batch_size=8, seed=1))
+    assert (run.initial_epoch, run.source.epoch_source) == (2, "iterations")  # len(data) == 4
     with pytest.raises(InvalidArgumentError):
         ckptcompat.resume(path, model=_build(keras), steps_per_epoch=0)
 
