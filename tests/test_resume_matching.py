@@ -225,3 +225,17 @@ def test_nested_and_recurrent_layers_match_by_structure(keras, tmp_path, kind) -
     assert run.report.matching == "structure" and not run.report.skipped
     assert len(run.report.by_structure) == len(fresh.weights)
     assert _truth(fresh) == _truth(original)
+
+
+@pytest.mark.keras2
+def test_legacy_weights_h5_matches_by_structure(keras, tmp_path) -> None:
+    """Keras 2 ``save_weights("w.h5")``: weights only (no optimizer in the file)."""
+    keras.utils.set_random_seed(0)
+    original = _build(keras)
+    x, y = _data()
+    original.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    original.save_weights(str(tmp_path / "w.h5"))
+    fresh = _fresh(keras, original)
+    run = ckptcompat.resume(tmp_path / "w.h5", model=fresh)
+    assert run.report.matching == "structure" and len(run.report.by_structure) == 8
+    assert [w.numpy().tobytes() for w in fresh.weights] == [w.numpy().tobytes() for w in original.weights]
