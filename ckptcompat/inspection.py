@@ -8,6 +8,7 @@ and summarises it as a frozen :class:`CheckpointInfo` with ``to_dict()`` (JSON-s
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ckptcompat.errors import CheckpointNotFoundError, UnsupportedFormatError
+from ckptcompat.errors import CheckpointNotFoundError, IncompatibleStateError, UnsupportedFormatError
 from ckptcompat.names.metrics import canonical_metric
 from ckptcompat.state import TrainingState
 
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 #: ``CheckpointInfo.format`` of files read by ``read_legacy_sidecar`` (not a registry format).
 LEGACY_SIDECAR = "legacy_sidecar"
 _SIDECAR_SUFFIXES = (".pkl", ".pickle", ".p", ".json")
+#: formats whose reader can leave the optimizer out (``include_optimizer=False``)
+_OPTIMIZER_OPTIONAL = ("keras_h5", "keras_zip")
 _CHECKPOINT_GLOBS = ("*.index", "checkpoint", "*.h5", "*.hdf5", "*.keras", "state.json")
 
 
@@ -71,6 +74,8 @@ class CheckpointInfo:
     model_class: str | None = None
     history_epochs: int = 0
     callbacks: tuple[str, ...] = ()
+    unreadable: tuple[str, ...] = ()   # parts that could not be read ("optimizer")
+    problems: tuple[str, ...] = ()     # why, one line each
 
     @property
     def weight_count(self) -> int:
@@ -104,6 +109,8 @@ class CheckpointInfo:
             "model_class": self.model_class,
             "history_epochs": self.history_epochs,
             "callbacks": list(self.callbacks),
+            "unreadable": list(self.unreadable),
+            "problems": list(self.problems),
         })
 
     def to_text(self) -> str:
@@ -133,6 +140,9 @@ class CheckpointInfo:
         slots = sum(1 for v in self.variables if v.kind != "weight")
         rows.append(("variables", f"{self.weight_count} weight(s), {self.parameter_count} parameter(s), "
                                   f"{slots} optimizer tensor(s)"))
+        if self.unreadable:
+            rows.append(("unreadable", ", ".join(self.unreadable)))
+        rows += [("problem", p) for p in self.problems]
         width = max(len(k) for k, _ in rows)
         lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
         if self.variables:
@@ -223,6 +233,9 @@ def _directory_hint(p: Path) -> str:
 def inspect(path: str | os.PathLike[str]) -> CheckpointInfo:
     """Read the checkpoint at ``path`` (file, TF bundle prefix or TF bundle directory) and summarise it.
 
+    When only the optimizer part does not fit (a layout no rule describes), the rest is still
+    reported: ``unreadable`` names the part, ``problems`` says why.
+
     Raises :class:`CheckpointNotFoundError` for a missing path or an empty directory,
     :class:`UnsupportedFormatError` for files/directories of no known format, and whatever
     typed error the format reader raises for damaged files.
@@ -245,5 +258,16 @@ def inspect(path: str | os.PathLike[str]) -> CheckpointInfo:
 
         log.debug("%s: no registry format; reading as a legacy sidecar", p)
         return summarize(read_legacy_sidecar(p), path=p, format=LEGACY_SIDECAR)
-    state = formats.read(p, format=name)
+    try:
+        state = formats.read(p, format=name)
+    except IncompatibleStateError as exc:
+        if name not in _OPTIMIZER_OPTIONAL:
+            raise
+        # the weights may still be readable: report them and say what is not
+        state = formats.read(p, format=name, include_optimizer=False)
+        log.warning("%s: the optimizer part cannot be read (%s); reporting the rest", p,
+                    exc.message.splitlines()[0])
+        info = summarize(state, path=p, format=name)
+        return dataclasses.replace(info, unreadable=("optimizer",),
+                                   problems=tuple(f"optimizer: {m}" for m in (exc.mismatches or [exc.message])))
     return summarize(state, path=p, format=name)

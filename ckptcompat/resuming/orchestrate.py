@@ -11,14 +11,17 @@ store / folder -> :mod:`ckptcompat.discovery` -> :mod:`ckptcompat.formats` -> Tr
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, overload
 
-from ckptcompat.errors import InvalidArgumentError
+from ckptcompat.errors import (CkptCompatError, IncompatibleStateError, InvalidArgumentError,
+                               UnsupportedFormatError)
 from ckptcompat.state import TrainingState
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -91,7 +94,8 @@ def resume(path: str | os.PathLike[str], model: Any = None, *, which: str = "lat
            monitor: str | None = None, mode: str | None = None, learning_rate: float | None = None,
            compile: bool = True, custom_objects: Mapping[str, Any] | None = None,  # noqa: A002
            partial: bool = False, data: Any = None, pattern: str | None = None,
-           session: None = None) -> ResumeResult: ...
+           session: None = None, optimizer: str = "restore", initial_epoch: int | None = None,
+           steps_per_epoch: int | None = None) -> ResumeResult: ...
 
 
 @overload
@@ -99,14 +103,16 @@ def resume(path: str | os.PathLike[str], model: None = None, *, which: str = "la
            monitor: str | None = None, mode: str | None = None, learning_rate: float | None = None,
            compile: bool = True, custom_objects: Mapping[str, Any] | None = None,  # noqa: A002
            partial: bool = False, data: Any = None, pattern: str | None = None,
-           session: Any) -> TF1Restore: ...
+           session: Any, optimizer: str = "restore", initial_epoch: int | None = None,
+           steps_per_epoch: int | None = None) -> TF1Restore: ...
 
 
 def resume(path: str | os.PathLike[str], model: Any = None, *, which: str = "latest",
            monitor: str | None = None, mode: str | None = None, learning_rate: float | None = None,
            compile: bool = True, custom_objects: Mapping[str, Any] | None = None,  # noqa: A002
            partial: bool = False, data: Any = None, pattern: str | None = None,
-           session: Any = None) -> ResumeResult | TF1Restore:
+           session: Any = None, optimizer: str = "restore", initial_epoch: int | None = None,
+           steps_per_epoch: int | None = None) -> ResumeResult | TF1Restore:
     """Resume training from the checkpoint at ``path`` (store, folder, file or bundle prefix).
 
     With ``session=`` (a ``tf.compat.v1.Session``) every variable of the session's graph is
@@ -123,10 +129,18 @@ def resume(path: str | os.PathLike[str], model: Any = None, *, which: str = "lat
     rate (logged old -> new). ``data`` (:class:`~ckptcompat.data.ArrayData` /
     ``GeneratorData``) gets the saved data position. Restored callback states are offered
     to the model's ckptcompat callbacks, each taking its own in ``on_train_begin``.
+
+    Matching (``model=``): canonical names first; when they do not fit one to one (layers
+    auto-named ``dense_3`` in another process), by structure (layer class and order, weight
+    names, every shape verified); ``report.matching`` says which, ``report.by_structure``
+    lists every renaming. ``optimizer="reset"`` restores weights and progress exactly and
+    leaves the model's optimizer fresh (reported, logged). ``initial_epoch`` sets the epoch
+    to resume at; when the checkpoint does not record it, it is inferred from the optimizer's
+    iterations and ``steps_per_epoch`` (or ``len(data)``) when both are known, else 0 (warned).
     """
     from ckptcompat import runtime
     from ckptcompat.resuming.build import build_model, compile_model
-    from ckptcompat.resuming.read import keras3_file_paths, pick_and_read, remap_by_structure
+    from ckptcompat.resuming.read import pick_and_read
     from ckptcompat.data.rng import restore_rng
     from ckptcompat.callbacks._state import offer_states
 
@@ -138,6 +152,12 @@ def resume(path: str | os.PathLike[str], model: Any = None, *, which: str = "lat
         return restore_session(path, session, partial=partial)
     if which not in ("latest", "best"):
         raise InvalidArgumentError(f"which={which!r} is not 'latest' or 'best'")
+    if optimizer not in ("restore", "reset"):
+        raise InvalidArgumentError(f"optimizer={optimizer!r} is not 'restore' or 'reset'")
+    for arg, value in (("initial_epoch", initial_epoch), ("steps_per_epoch", steps_per_epoch)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0
+                                  or (arg == "steps_per_epoch" and value == 0)):
+            raise InvalidArgumentError(f"{arg}={value!r} is not a {'positive' if arg == 'steps_per_epoch' else 'non-negative'} int")
     cand, state = pick_and_read(path, which, monitor=monitor, mode=mode, pattern=pattern)
     where = str(cand.path)
     flavour = runtime.detect()
@@ -146,36 +166,54 @@ def resume(path: str | os.PathLike[str], model: Any = None, *, which: str = "lat
     if isinstance(own_saved.get("training_config"), Mapping):
         state = state.replace(training_config=own_saved["training_config"])
     if model is None:
-        model = build_model(state, flavour, rt.keras_module(), custom_objects, where)
+        with _typed("rebuild the model from the checkpoint's config", where,
+                    "build the model yourself and pass it as model="):
+            model = build_model(state, flavour, rt.keras_module(), custom_objects, where)
         if compile:
-            compile_model(model, state, rt.keras_module(), flavour, where)
+            with _typed("compile the rebuilt model with the saved optimizer, loss and metrics", where,
+                        "pass compile=False and compile it yourself, or pass model="):
+                compile_model(model, state, rt.keras_module(), flavour, where)
     to_apply = state
     if getattr(model, "optimizer", None) is None and state.optimizer is not None:
         log.warning("%s: the model is not compiled; the checkpoint's optimizer state is not restored",
                     where)
         to_apply = state.replace(optimizer=None)
+    if (to_apply.optimizer is not None and to_apply.optimizer.class_name == "Unknown"
+            and optimizer != "reset"):
+        from ckptcompat.runtime._engine import place_positional
+
+        placed = place_positional(rt._OPS, to_apply, model)  # noqa: SLF001 -- same package
+        if placed is not None:
+            log.info("%s: optimizer variables stored without class or config placed by position "
+                     "onto the model's %s (count and every shape verified)", where, placed.class_name)
+            to_apply = to_apply.replace(optimizer=placed)
     if to_apply.optimizer is not None and to_apply.optimizer.class_name == "Unknown":
         log.warning("%s: optimizer variables without an optimizer config cannot be ordered; "
                     "optimizer state not restored", where)
         to_apply = to_apply.replace(optimizer=None)
     if to_apply.optimizer is not None and not to_apply.optimizer.slots and to_apply.optimizer.iterations is None:
         to_apply = to_apply.replace(optimizer=None)  # class/hypers only (legacy sidecar): used to compile
-    to_apply = remap_by_structure(to_apply, _live_shapes(model), keras3_file_paths(model))
-    report = rt.apply(to_apply, model, partial=partial)
+    if optimizer == "reset" and to_apply.optimizer is not None:
+        log.warning("%s: optimizer=\"reset\": weights and progress restored, the %s optimizer "
+                    "state (slots, iterations, learning rate) is not; the model's optimizer starts "
+                    "fresh", where, to_apply.optimizer.class_name)
+        to_apply = to_apply.replace(optimizer=None)
+    report = _apply_matched(rt, to_apply, model, partial=partial, where=where)
+    if optimizer == "reset":
+        report = dataclasses.replace(report, optimizer_reset=True)
     if learning_rate is not None:
         old = rt.set_learning_rate(model, float(learning_rate))
         log.info("learning rate overridden: %s -> %s", old, learning_rate)
     restore_rng(state.rng)
 
-    epoch = cand.epoch if cand.epoch is not None else state.progress.epoch
-    if epoch is None:
-        log.warning("%s: the epoch is not recorded (no store, attributes, file name or sidecar "
-                    "tells it); resuming from epoch 0", where)
-        epoch = 0
     step = cand.step if cand.step is not None else (state.progress.step or 0)
     global_step = cand.global_step if cand.global_step is not None else state.progress.global_step
     if global_step is None and state.optimizer is not None:
         global_step = state.optimizer.iterations
+    epoch, step, epoch_source = _decide_epoch(
+        cand.epoch if cand.epoch is not None else state.progress.epoch, step, cand.source,
+        initial_epoch=initial_epoch, global_step=global_step,
+        steps_per_epoch=steps_per_epoch if steps_per_epoch is not None else _length(data), where=where)
 
     data_state = state.rng.get("data")
     data_restored = False
@@ -204,7 +242,7 @@ def resume(path: str | os.PathLike[str], model: Any = None, *, which: str = "lat
 
     producer = {"framework": state.producer.framework, "versions": dict(state.producer.versions)}
     source = ResumeSource(path=str(cand.file or cand.path), format=cand.format,
-                          producer=MappingProxyType(producer), epoch_source=cand.source,
+                          producer=MappingProxyType(producer), epoch_source=epoch_source,
                           ambiguous=cand.ambiguous)
     log.info("resumed %s (%s, %s) at epoch %d step %d", source.path, cand.format,
              state.producer.framework, epoch, step)
@@ -213,3 +251,80 @@ def resume(path: str | os.PathLike[str], model: Any = None, *, which: str = "lat
                         history=MappingProxyType(_history(state.history)),
                         callback_states=MappingProxyType(callbacks), source=source, report=report,
                         state=state, data_restored=data_restored)
+
+
+def _apply_matched(rt: Any, state: TrainingState, model: Any, *, partial: bool, where: str) -> Any:
+    """Match ``state`` to ``model`` (name, else structure) and apply it; the report says how."""
+    from ckptcompat import runtime
+    from ckptcompat.resuming.match import live_layers, match_state
+    from ckptcompat.resuming.read import keras3_file_paths, remap_by_structure
+
+    live = _live_shapes(model)
+    keras = runtime.flavour()._OPS.keras  # noqa: SLF001 -- same package
+    layers = live_layers(model, lambda layer: isinstance(layer, keras.Model))
+    paths = keras3_file_paths(model)
+    found = match_state(state, live, layers, remap=lambda st: remap_by_structure(st, live, paths))
+    mapping = dict(found.mapping)
+    if found.method == "name":  # name-level renames (nested-bundle suffixes, Keras 3 file paths)
+        mapping = {a: b for a, b in zip(state.weights, found.state.weights) if a != b}
+    method = "structure" if mapping else "name"
+    try:
+        report = rt.apply(found.state, model, partial=partial)
+    except IncompatibleStateError as exc:
+        if not found.misfits:
+            raise
+        raise IncompatibleStateError(
+            "the checkpoint fits the model neither by name nor by structure; nothing was assigned",
+            [*exc.mismatches, *found.misfits],
+            path=where, hint=exc.hint) from exc
+    if method == "structure":
+        log.info("%s: matched by structure (%d variable(s) renamed)", where, len(mapping))
+    return dataclasses.replace(report, matching=method, by_structure=tuple(mapping.items()))
+
+
+def _length(data: Any) -> int | None:
+    """Batches per epoch of a data object, when it knows (``len(data)``)."""
+    try:
+        n = len(data) if data is not None else None
+    except TypeError:
+        return None
+    return int(n) if n else None
+
+
+def _decide_epoch(recorded: int | None, step: int, source: str, *, initial_epoch: int | None,
+                  global_step: int | None, steps_per_epoch: int | None,
+                  where: str) -> tuple[int, int, str]:
+    """(epoch, step, how it was decided): recorded, ``initial_epoch=``, inferred from
+    iterations // steps per epoch, or 0 with a warning."""
+    if initial_epoch is not None:
+        if recorded is not None and recorded != initial_epoch:
+            log.warning("%s: the checkpoint records epoch %d (%s); initial_epoch=%d given, using it",
+                        where, recorded, source, initial_epoch)
+        return int(initial_epoch), 0, "initial_epoch"
+    if recorded is not None:
+        return int(recorded), step, source
+    if global_step is not None and steps_per_epoch:
+        epoch, rest = divmod(int(global_step), int(steps_per_epoch))
+        log.warning("%s: the epoch is not recorded; inferred epoch %d (step %d) from the optimizer's "
+                    "%d iterations at %d steps per epoch; pass initial_epoch= to set it", where, epoch,
+                    rest, global_step, steps_per_epoch)
+        return epoch, rest, "iterations"
+    how = ("the optimizer's iterations are known but not the steps per epoch (pass steps_per_epoch=)"
+           if global_step is not None else "no optimizer iterations either")
+    log.warning("%s: the epoch is not recorded (no store, attributes, file name or sidecar tells it; "
+                "%s); resuming from epoch 0 -- pass initial_epoch= to set it", where, how)
+    return 0, step, "unknown"
+
+
+@contextlib.contextmanager
+def _typed(what: str, where: str, hint: str) -> Iterator[None]:
+    """Framework errors from rebuilding a model out of a foreign config (Keras raises
+    ValueError / TypeError / AttributeError on configs it does not know) as one typed
+    :class:`UnsupportedFormatError` naming the path and the way on."""
+    try:
+        yield
+    except CkptCompatError:
+        raise
+    except (AttributeError, KeyError, TypeError, ValueError, IndexError, NotImplementedError) as exc:
+        raise UnsupportedFormatError(f"cannot {what}: {type(exc).__name__}: {exc}", path=where,
+                                     hint=hint) from exc

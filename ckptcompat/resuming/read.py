@@ -154,6 +154,42 @@ def keras3_file_paths(model: Any) -> dict[str, str]:
     return out
 
 
+def _through_labels(file_paths: Mapping[str, str], path: str | None) -> dict[str, str]:
+    """``file_paths`` keyed the way the reader names a config-less ``.weights.h5``'s layers.
+
+    Without a config the reader names each layer by the ``name`` attribute Keras stored
+    (the producer's generated name, ``dense_24``), not by its position path (``dense_1``),
+    which is what Keras matches on; translate through the file's own groups.
+    """
+    if not path or not str(path).endswith(".h5"):
+        return dict(file_paths)
+    from ckptcompat.formats.keras_zip._io import open_h5_path
+    from ckptcompat.formats.keras_zip._weights import all_var_groups
+
+    out = dict(file_paths)
+    try:
+        h5 = open_h5_path(Path(path))
+    except (CkptCompatError, OSError) as exc:
+        log.debug("%s: layer labels not read (%s)", path, exc)
+        return out
+    try:
+        for group in all_var_groups(h5):
+            norm = group.replace("\\", "/")
+            parts = [x for x in norm.split("/")[:-1] if x not in ("layers", "cell", "_layer_checkpoint_dependencies")]
+            label = h5[group].attrs.get("name")
+            if isinstance(label, bytes):
+                label = label.decode("utf-8", "replace")
+            if not parts or not isinstance(label, str):
+                continue
+            file_prefix = "/".join(parts)
+            labelled = "/".join([*parts[:-1], label])
+            if file_prefix in file_paths:
+                out[labelled] = file_paths[file_prefix]
+    finally:
+        h5.close()
+    return out
+
+
 def _by_file_paths(leftover: list[str], free: list[str], state: TrainingState,
                    live: Mapping[str, tuple[int, ...]], paths: Mapping[str, str]) -> dict[str, str]:
     """Pair Keras 3 ``.weights.h5`` layer paths with live layers the way Keras 3 loads them."""
@@ -192,7 +228,8 @@ def remap_by_structure(state: TrainingState, live: Mapping[str, tuple[int, ...]]
         # a Keras 3 .weights.h5: Keras itself matches by class counters in layer order
         full = [n for n in state.weights if n not in live]
         free_all = [n for n in live if n not in state.weights]
-        by_paths = _by_file_paths(full, free_all, state, live, file_paths or {})
+        by_paths = _by_file_paths(full, free_all, state, live,
+                                  _through_labels(file_paths or {}, state.producer.path))
         if by_paths:
             renames = by_paths
         else:

@@ -23,8 +23,8 @@ from ckptcompat.runtime._slots import list_slots, raw_slot_name
 from ckptcompat.runtime._walk import json_safe_or_none
 from ckptcompat.state import OptimizerState, Producer, TrainingState
 
-__all__ = ["ApplyReport", "FlavourOps", "capture", "apply", "learning_rate", "set_learning_rate",
-           "list_slots", "raw_slot_name"]
+__all__ = ["ApplyReport", "FlavourOps", "capture", "apply", "learning_rate", "place_positional",
+           "set_learning_rate", "list_slots", "raw_slot_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,9 @@ class ApplyReport:
     iterations: int | None = None              # value set on the optimizer, if any
     learning_rate: float | None = None         # value set on the optimizer, if any
     translated: tuple[str, ...] = ()           # slots dropped/created by meaning (zeros = absent)
+    matching: str = "name"                     # "name" or "structure" (see resuming.match)
+    by_structure: tuple[tuple[str, str], ...] = ()  # (checkpoint name, model name) renamed by structure
+    optimizer_reset: bool = False              # resume(optimizer="reset"): optimizer state not restored
 
 
 class FlavourOps:
@@ -77,6 +80,11 @@ class FlavourOps:
 
     def build_optimizer(self, opt: Any, model: Any) -> None:
         raise NotImplementedError
+
+    def ordered_optimizer_variables(self, opt: Any) -> list[Any] | None:
+        """The optimizer's variables in the order its own weights files store them
+        (``optimizer/vars/<i>``), or None when this flavour cannot say."""
+        return None
 
     def read_iterations(self, opt: Any) -> int:
         raise NotImplementedError
@@ -216,6 +224,7 @@ def apply(ops: FlavourOps, state: TrainingState, model: Any, *, partial: bool = 
         skipped.append((name, reason))
 
     weight_plan = _plan_pairs(ops, "weight", dict(state.weights), named, problem)
+    weight_problems = len(problems)
 
     slot_plan: list[tuple[str, Any, np.ndarray]] = []
     translated: list[str] = []
@@ -235,6 +244,7 @@ def apply(ops: FlavourOps, state: TrainingState, model: Any, *, partial: bool = 
             opt_ok = True
             ops.build_optimizer(opt, model)
             live = ops.live_slots(opt, named)
+            st = _slots_from_positions(ops, opt, live, st)
             flat_live = {f"{v}/{s}": var for v, per in live.items() for s, var in per.items()}
             flat_state = {f"{v}/{s}": val for v, per in st.slots.items() for s, val in per.items()}
             flat_state, translated = _translate(ops, opt, st, live_cls, flat_state, flat_live)
@@ -243,10 +253,17 @@ def apply(ops: FlavourOps, state: TrainingState, model: Any, *, partial: bool = 
             lr_value = _check_learning_rate(ops, opt, st, problem)
 
     if problems and not partial:
+        if not weight_problems:
+            raise IncompatibleStateError(
+                "the weights fit the model but the optimizer state does not; nothing was assigned",
+                problems, hint='pass optimizer="reset" to restore the weights and the progress with '
+                               "a fresh optimizer, or partial=True to restore what fits (every slot "
+                               "left out is reported)")
         raise IncompatibleStateError(
             "the checkpoint does not fit the model; nothing was assigned", problems,
-            hint="build the model with the architecture that wrote the checkpoint, or pass "
-                 "partial=True to restore what fits")
+            hint="build the model with the architecture that wrote the checkpoint (or resume "
+                 "without model= to rebuild it from the file), or pass partial=True to restore "
+                 "what fits")
     for _, var, value in weight_plan:
         ops.assign(var, value)
     for _, var, value in slot_plan:
@@ -300,6 +317,56 @@ def _non_slot_plan(ops: FlavourOps, opt: Any, st: OptimizerState, cls: str) -> l
         if value is not None and tuple(np.shape(value)) == ops.shape(var):
             plan.append((f"optimizer/{canonical}", var, np.asarray(value)))
     return plan
+
+
+def place_positional(ops: FlavourOps, state: TrainingState, model: Any) -> OptimizerState | None:
+    """The optimizer state of a file that stored its optimizer variables by position only and
+    without a class (``vars/<i>``), read as the model's own optimizer would load them: its class,
+    slots placed in order; None when the model has no optimizer or count and shapes disagree."""
+    import dataclasses
+
+    opt = ops.optimizer_of(model)
+    st = state.optimizer
+    if opt is None or st is None:
+        return None
+    ops.build_optimizer(opt, model)
+    live = ops.live_slots(opt, ops.variables(model))
+    placed = _slots_from_positions(ops, opt, live, st)
+    if placed is st:
+        return None
+    return dataclasses.replace(placed, class_name=ops.optimizer_class(opt))
+
+
+def _slots_from_positions(ops: FlavourOps, opt: Any, live: dict[str, dict[str, Any]],
+                          st: OptimizerState) -> OptimizerState:
+    """Slots of a file that kept its optimizer variables by position only (``vars/<i>``: a
+    weights file without optimizer config), placed the way the framework loads them: onto
+    the live optimizer's variables in order, when count and every shape agree."""
+    import dataclasses
+
+    arrays = [st.extra.get(f"vars/{i}") for i in range(len(st.extra))]
+    if st.slots or not arrays or any(a is None for a in arrays):
+        return st
+    ordered = ops.ordered_optimizer_variables(opt)
+    if ordered is None or len(ordered) != len(arrays):
+        return st
+    where = {id(var): (name, slot) for name, per in live.items() for slot, var in per.items()}
+    slots: dict[str, dict[str, np.ndarray]] = {}
+    iterations = st.iterations
+    for var, array in zip(ordered, arrays):
+        array = np.asarray(array)
+        if ops.shape(var) != array.shape:
+            return st
+        if id(var) in where:
+            name, slot = where[id(var)]
+            slots.setdefault(name, {})[slot] = array
+        elif array.shape == () and array.dtype.kind in "iu" and iterations is None:
+            iterations = int(array)
+    if sum(len(v) for v in slots.values()) != sum(len(v) for v in live.values()):
+        return st
+    logger.info("optimizer variables stored by position only: %d slot(s) placed in the order "
+                "the optimizer stores them (every shape verified)", sum(len(v) for v in slots.values()))
+    return dataclasses.replace(st, slots=slots, iterations=iterations)
 
 
 def _plan_pairs(ops: FlavourOps, kind: str, values: dict[str, np.ndarray], live: dict[str, Any],

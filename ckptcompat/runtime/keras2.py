@@ -190,6 +190,12 @@ class _Keras2Ops(_engine.FlavourOps):
         with tf.name_scope(opt.name), tf.init_scope():
             opt.build(var_list)
 
+    def ordered_optimizer_variables(self, opt: Any) -> list[Any] | None:
+        if _is_v2(opt):
+            return None  # OptimizerV2 has no weights-file layout of its own
+        variables = opt.variables
+        return list(variables() if callable(variables) else variables)
+
     def read_iterations(self, opt: Any) -> int:
         var = opt._iterations  # OptimizerV2 creates it on first `.iterations` access
         return 0 if var is None else int(var.numpy())

@@ -175,6 +175,9 @@ class _Keras3Ops(_engine.FlavourOps):
         if not getattr(opt, "built", False):
             opt.build(list(model.trainable_variables))
 
+    def ordered_optimizer_variables(self, opt: Any) -> list[Any] | None:
+        return list(opt.variables)  # what Optimizer.save_own_variables writes, in order
+
     def _iterations_var(self, opt: Any) -> Any:
         var = getattr(opt, "_iterations", None)  # 3.x with gradient accumulation: raw counter
         return opt.iterations if var is None else var

@@ -50,7 +50,9 @@ class TF1Restore:
     else the checkpoint's ``global_step`` tensor); ``loop_state`` the dict given to :func:`save_session`
     (empty for foreign checkpoints); ``callbacks`` every callback state from ``state.json``;
     ``restored`` the variable names assigned; ``skipped`` ``(name, reason)`` pairs (only
-    with ``partial=True``); ``unused`` checkpoint keys no variable asked for.
+    with ``partial=True``); ``unused`` checkpoint keys no variable asked for;
+    ``global_step_source`` how the step was found: without a ``global_step`` tensor, from the
+    Adam power accumulators (``beta1_power = beta1**(step+1)``, warned).
     """
 
     prefix: Path
@@ -60,6 +62,53 @@ class TF1Restore:
     restored: tuple[str, ...] = ()
     skipped: tuple[tuple[str, str], ...] = ()
     unused: tuple[str, ...] = ()
+    global_step_source: str | None = None  # "loop", "global_step", "beta1_power", "beta2_power"
+
+
+def _adam_betas(session: Any) -> tuple[float, float]:
+    """``(beta1, beta2)`` of the graph's Adam update ops when they are constants, else the
+    TF1 defaults (0.9, 0.999)."""
+    import tensorflow as tf
+
+    def constant(tensor: Any) -> float | None:
+        op = tensor.op
+        while op.type in ("Identity", "Cast") and op.inputs:
+            op = op.inputs[0].op
+        if op.type != "Const":
+            return None
+        return float(np.asarray(tf.make_ndarray(op.get_attr("value"))).reshape(-1)[0])
+
+    try:
+        for op in session.graph.get_operations():
+            if op.type in ("ApplyAdam", "ResourceApplyAdam") and len(op.inputs) > 7:
+                b1, b2 = constant(op.inputs[6]), constant(op.inputs[7])
+                if b1 is not None and b2 is not None:
+                    return b1, b2
+    except (AttributeError, ValueError, TypeError) as exc:
+        log.debug("Adam betas not read from the graph: %s", exc)
+    return 0.9, 0.999
+
+
+def _step_from_powers(tensors: Mapping[str, np.ndarray], session: Any,
+                      prefix: Path) -> tuple[int | None, str | None]:
+    """The step count encoded by TF1 Adam's ``beta1_power`` (= beta1**(t+1) after t steps),
+    else ``beta2_power``, with the betas of the graph's Adam ops; None when neither tells."""
+    from ckptcompat.formats.tf_bundle._tf1_names import _steps_from_power  # noqa: PLC0415
+
+    beta1, beta2 = _adam_betas(session)
+    for suffix, beta, limit in (("beta1_power", beta1, None), ("beta2_power", beta2, 5000)):
+        keys = [k for k in tensors if k.rsplit("/", 1)[-1] == suffix and np.asarray(tensors[k]).size == 1]
+        if len(keys) != 1:
+            continue
+        power = float(np.asarray(tensors[keys[0]]).reshape(-1)[0])
+        step = _steps_from_power(power, beta, prefix, limit)
+        if step is not None:
+            log.warning("%s: no global_step tensor; global step %d inferred from %s=%r "
+                        "(beta=%s: %s = beta**(step+1))", prefix, step, keys[0], power, beta, suffix)
+            return step, suffix
+    log.warning("%s: no global_step tensor and no Adam power accumulator that tells the step; "
+                "global_step is None", prefix)
+    return None, None
 
 
 def tf_compat_v1() -> Any:
@@ -192,16 +241,19 @@ def restore_session(path: str | os.PathLike[str], session: Any, *,
         log.info("%s: %d checkpoint tensor(s) not used by the graph: %s", prefix, len(unused),
                  ", ".join(unused[:20]))
     side = _read_sidecar(prefix)
-    step = None
+    step, source = None, None
     if "global_step" in tensors and np.asarray(tensors["global_step"]).size == 1:
-        step = int(np.asarray(tensors["global_step"]).reshape(-1)[0])
+        step, source = int(np.asarray(tensors["global_step"]).reshape(-1)[0]), "global_step"
+    elif side is None or side.progress.global_step is None:
+        step, source = _step_from_powers(tensors, session, prefix)
     if side is not None and side.progress.global_step is not None:
         if step is not None and step != side.progress.global_step:
             log.warning("%s: the graph's global_step tensor is %d, the loop saved step %d; "
                         "returning the loop's", prefix, step, side.progress.global_step)
-        step = side.progress.global_step
+        step, source = side.progress.global_step, "loop"
     callbacks = dict(side.callbacks) if side is not None else {}
-    return TF1Restore(prefix=prefix, global_step=step, loop_state=dict(callbacks.get(LOOP_KEY) or {}),
+    return TF1Restore(prefix=prefix, global_step=step, global_step_source=source,
+                      loop_state=dict(callbacks.get(LOOP_KEY) or {}),
                       callbacks=callbacks, restored=tuple(n for n, _, _ in plan),
                       skipped=tuple(problems), unused=unused)
 

@@ -148,7 +148,7 @@ def read(path: str | Path, **options: Any) -> TrainingState:
     except (OSError, ValueError, RuntimeError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise CorruptCheckpointError(f"cannot read the file: {exc}", path=p) from exc
     try:
-        return _read_state(p, h5, meta, config)
+        return _read_state(p, h5, meta, config, include_optimizer=bool(options.get("include_optimizer", True)))
     except CkptCompatError:
         raise
     except (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError, RecursionError) as exc:
@@ -158,7 +158,8 @@ def read(path: str | Path, **options: Any) -> TrainingState:
         h5.close()
 
 
-def _read_state(p: Path, h5: Any, meta: Mapping[str, Any], config: Mapping[str, Any] | None) -> TrainingState:
+def _read_state(p: Path, h5: Any, meta: Mapping[str, Any], config: Mapping[str, Any] | None,
+                include_optimizer: bool = True) -> TrainingState:
     from ckptcompat.formats.keras_zip._weights import read_optimizer, read_weights
 
     version = meta.get("keras_version") if isinstance(meta.get("keras_version"), str) else None
@@ -173,9 +174,11 @@ def _read_state(p: Path, h5: Any, meta: Mapping[str, Any], config: Mapping[str, 
     opt_cfg = compile_cfg.get("optimizer")
     if isinstance(opt_cfg, str):  # compile(optimizer="adam")
         opt_cfg = {"class_name": opt_cfg, "config": {}}
-    optimizer = read_optimizer(h5, opt_cfg if isinstance(opt_cfg, Mapping) else None, generation,
-                               [(n, weights[n].shape) for n in trainable], p, _hyperparameters,
-                               ordered=model_cfg is not None)
+    optimizer = None
+    if include_optimizer:
+        optimizer = read_optimizer(h5, opt_cfg if isinstance(opt_cfg, Mapping) else None, generation,
+                                   [(n, weights[n].shape) for n in trainable], p, _hyperparameters,
+                                   ordered=model_cfg is not None)
     versions = {"keras": version} if version else {}
     if isinstance(meta.get("date_saved"), str):
         versions["date_saved"] = meta["date_saved"]

@@ -183,7 +183,9 @@ def _walk(entry: Mapping[str, Any], h5_path: str, prefix: list[str], trainable: 
         inner_name = str((inner.get("config") or {}).get("name", "rnn"))
         back = cfg.get("backward_layer") if isinstance(cfg.get("backward_layer"), Mapping) else inner
         back_name = str((back.get("config") or {}).get("name", inner_name))
-        for attr, sub, sub_name in (("forward_layer", inner, "forward_" + inner_name),
+        # Keras 3 serialises the forward layer itself (already named "forward_<rnn>")
+        fwd_name = inner_name if inner_name.startswith("forward_") else "forward_" + inner_name
+        for attr, sub, sub_name in (("forward_layer", inner, fwd_name),
                                     ("backward_layer", back, "backward_" + back_name)):
             if back is not inner and attr == "backward_layer":
                 sub_name = back_name

@@ -1,0 +1,206 @@
+"""Match a checkpoint's variables to a live model: by canonical name first, else by structure.
+
+Layer names that Keras generates (``dense_3``) are not identity: the same architecture built
+in another process gets other names. When the names of the checkpoint and of the live model
+do not fit one to one, the layers are paired the way Keras 3 itself saves and loads them: in
+model order (nested models walked depth first), layer class against layer class, and inside
+each layer weight by weight (order and weight name), verifying the shape of every variable.
+The structure is taken only when every layer and every variable fits; optimizer slots follow
+the weights they belong to. Framework-free: the live side comes in as plain descriptions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ckptcompat.state import TrainingState
+
+__all__ = ["LiveLayer", "Match", "live_layers", "config_layers", "match_state"]
+
+log = logging.getLogger(__name__)
+
+_MODEL_CLASSES = frozenset({"Sequential", "Functional", "Model"})
+
+
+@dataclass(frozen=True)
+class LiveLayer:
+    """A layer of a model: its path (``inner/dense_3``) and class name (``Dense``)."""
+
+    path: str
+    class_name: str | None
+
+
+@dataclass(frozen=True)
+class Match:
+    """How the checkpoint was matched: ``"name"`` or ``"structure"``.
+
+    ``mapping``: checkpoint weight name -> live weight name for every variable renamed by
+    structure; ``misfits``: why structure matching did not fit (empty when it did or was
+    not needed); ``state``: the checkpoint state under live names.
+    """
+
+    method: str
+    state: TrainingState
+    mapping: Mapping[str, str] = field(default_factory=dict)
+    misfits: tuple[str, ...] = ()
+
+
+def live_layers(model: Any, is_model: Any) -> list[LiveLayer]:
+    """Every layer of ``model`` with its canonical path, depth first in ``model.layers`` order
+    (the walk of :func:`ckptcompat.runtime._walk.walk_variables`)."""
+    out: list[LiveLayer] = []
+
+    def visit(container: Any, prefix: str, depth: int) -> None:
+        if depth > 64:
+            return
+        for layer in list(getattr(container, "layers", None) or []):
+            path = prefix + str(layer.name)
+            out.append(LiveLayer(path, type(layer).__name__))
+            if is_model(layer):
+                visit(layer, path + "/", depth + 1)
+
+    visit(model, "", 0)
+    return out
+
+
+def _entries(cfg: Any) -> list[Mapping[str, Any]]:
+    if isinstance(cfg, list):  # Keras <= 2.2 Sequential: the config is the layer list
+        return [e for e in cfg if isinstance(e, Mapping)]
+    if isinstance(cfg, Mapping) and isinstance(cfg.get("layers"), list):
+        return [e for e in cfg["layers"] if isinstance(e, Mapping)]
+    return []
+
+
+def config_layers(model_config: Mapping[str, Any] | None) -> list[LiveLayer]:
+    """The layers a model config describes, with paths and classes, in model order."""
+    out: list[LiveLayer] = []
+
+    def visit(cfg: Any, prefix: str, depth: int) -> None:
+        if depth > 64:
+            return
+        for entry in _entries(cfg):
+            cls = str(entry.get("class_name") or "") or None
+            inner = entry.get("config")
+            name = (inner.get("name") if isinstance(inner, Mapping) else None) or entry.get("name")
+            if not name:
+                continue
+            out.append(LiveLayer(prefix + str(name), cls))
+            if cls in _MODEL_CLASSES or _entries(inner):
+                visit(inner, f"{prefix}{name}/", depth + 1)
+
+    if isinstance(model_config, Mapping):
+        visit(model_config.get("config"), "", 0)
+    return out
+
+
+@dataclass
+class _Group:
+    layer: str
+    class_name: str | None
+    names: list[str]
+
+
+def _group(names: Iterable[str], layers: Sequence[LiveLayer]) -> list[_Group]:
+    """Variables grouped by the deepest layer whose path prefixes them, in layer order
+    (variables of no known layer are grouped by their parent path, after the known ones)."""
+    known = {layer.path: layer for layer in layers}
+    order = {layer.path: i for i, layer in enumerate(layers)}
+    groups: dict[str, _Group] = {}
+    for name in names:
+        parts = name.split("/")
+        owner = None
+        for cut in range(len(parts) - 1, 0, -1):
+            head = "/".join(parts[:cut])
+            if head in known:  # the deepest layer whose path prefixes the name
+                owner = known[head]
+                break
+        if owner is None:
+            head = name.rpartition("/")[0]
+            owner = LiveLayer(head, None)
+        groups.setdefault(owner.path, _Group(owner.path, owner.class_name, [])).names.append(name)
+    big = len(layers) + 1
+    return sorted(groups.values(), key=lambda g: order.get(g.layer, big))
+
+
+def _short(name: str, layer: str) -> str:
+    return name[len(layer) + 1:] if layer and name.startswith(layer + "/") else name
+
+
+def _leaf(name: str) -> str:
+    return name.rsplit("/", 1)[-1]
+
+
+def _pair_by_structure(state: TrainingState, ckpt_layers: Sequence[LiveLayer],
+                       live: Mapping[str, tuple[int, ...]],
+                       live_layer_list: Sequence[LiveLayer]) -> tuple[dict[str, str], list[str]]:
+    """(checkpoint name -> live name, misfits) pairing layers in order."""
+    a = _group(state.weights, ckpt_layers)
+    b = _group(live, live_layer_list)
+    misfits: list[str] = []
+    if len(a) != len(b):
+        misfits.append(f"structure: the checkpoint has {len(a)} layers with weights, the model {len(b)} "
+                       f"(checkpoint: {', '.join(g.layer for g in a)}; model: {', '.join(g.layer for g in b)})")
+    mapping: dict[str, str] = {}
+    for i, (ga, gb) in enumerate(zip(a, b)):
+        where = f"structure: layer #{i} checkpoint {ga.layer!r} vs model {gb.layer!r}"
+        if ga.class_name and gb.class_name and ga.class_name != gb.class_name:
+            misfits.append(f"{where}: class {ga.class_name} vs {gb.class_name}")
+            continue
+        if len(ga.names) != len(gb.names):
+            misfits.append(f"{where}: {len(ga.names)} vs {len(gb.names)} variables")
+            continue
+        for src, dst in zip(ga.names, gb.names):
+            s_short, d_short = _short(src, ga.layer), _short(dst, gb.layer)
+            shape = tuple(np.shape(state.weights[src]))
+            if _leaf(s_short) != _leaf(d_short):
+                misfits.append(f"{where}: variable {s_short!r} vs {d_short!r}")
+            elif shape != tuple(live[dst]):
+                misfits.append(f"{where}: {s_short} shape {shape} vs {tuple(live[dst])}")
+            else:
+                mapping[src] = dst
+    return mapping, misfits
+
+
+def _rename(state: TrainingState, mapping: Mapping[str, str]) -> TrainingState:
+    weights = {mapping.get(k, k): v for k, v in state.weights.items()}
+    optimizer = state.optimizer
+    if optimizer is not None:
+        slots = {mapping.get(k, k): v for k, v in optimizer.slots.items()}
+        optimizer = dataclasses.replace(optimizer, slots=slots)
+    return state.replace(weights=weights, optimizer=optimizer)
+
+
+def match_state(state: TrainingState, live: Mapping[str, tuple[int, ...]],
+                live_layer_list: Sequence[LiveLayer], *, remap: Any = None) -> Match:
+    """``state`` under the live model's names.
+
+    ``live``: live weight name -> shape (model order); ``live_layer_list``: from
+    :func:`live_layers`; ``remap``: an optional name-level renamer tried first (suffix
+    matching of nested TF bundles, Keras 3 file paths), ``(state) -> state``.
+    """
+    def fits(st: TrainingState) -> bool:
+        return set(st.weights) == set(live) and all(
+            tuple(np.shape(v)) == tuple(live[k]) for k, v in st.weights.items())
+
+    if fits(state):
+        return Match("name", state)
+    if remap is not None:
+        renamed = remap(state)
+        if fits(renamed):
+            return Match("name", renamed)
+    ckpt_layers = config_layers(state.model_config)
+    mapping, misfits = _pair_by_structure(state, ckpt_layers, live, live_layer_list)
+    if misfits or len(mapping) != len(state.weights) or set(mapping.values()) != set(live):
+        fallback = remap(state) if remap is not None else state
+        return Match("name", fallback, misfits=tuple(misfits) or ("structure: no one-to-one pairing",))
+    renamed = {k: v for k, v in mapping.items() if k != v}
+    if renamed:
+        log.info("matched %d variable(s) by structure (layer class, order, weight name and shape): %s",
+                 len(renamed), ", ".join(f"{k} -> {v}" for k, v in renamed.items()))
+    return Match("structure", _rename(state, mapping), mapping=renamed)
