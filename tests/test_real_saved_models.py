@@ -43,7 +43,7 @@ EXPECTED_FAILURES: dict[str, tuple[str, str, str]] = {
     "RCasatta/estimate_ml_fee:old_models/20210111-164919-model": (
         ("IncompatibleStateError", "lookup-table", "IntegerLookup vocabulary table (not a variable)")
         if keras_flavour() == "keras2" else
-        ("InvalidArgumentError", "this Keras does not know",
+        ("UnsupportedFormatError", "cannot rebuild the model from its config",
          "TF 2.4 IntegerLookup config (max_values=...) that Keras 3 refuses; vocabulary table")),
 }
 

@@ -67,7 +67,8 @@ def read_weights(h5: Any, model_cfg: Mapping[str, Any] | None,
 
     if model_cfg is not None:
         try:
-            legacy = "_layer_checkpoint_dependencies" in h5
+            # Keras 2.13-2.15 layout; written on Windows its top-level names hold a backslash
+            legacy = any(k.split("\\")[0] == "_layer_checkpoint_dependencies" for k in h5.keys())
             slots = walk_model_config(model_cfg, legacy=legacy)
             if legacy and any(_resolve(h5, s.h5_path) not in h5 for s in slots):
                 single = walk_model_config(model_cfg, legacy="single")  # one group name per layer
