@@ -149,11 +149,6 @@ _KERAS1_WEIGHTS = (IncompatibleStateError, "nothing was assigned",
 _PENDING_OPT_NAMES = (CheckpointNotFoundError, "optimizer weights do not match",
                       "pending: optimizer weights named the TF 1.x-era tf.keras way (training/Adam/...,"
                       " iterations_27, u_0) -- optimizer slot layouts, issue #13 deliver 2")
-_PENDING_VHAT = (IncompatibleStateError, "vhat",
-                 "pending: Keras 2.0-2.3 Adam stores (1,)-shaped vhat placeholders even with "
-                 "amsgrad=False -- translate by meaning (optimizer slot layouts, issue #13 deliver 2)")
-_PENDING_SGD0 = (IncompatibleStateError, "momentum",
-                 "pending: SGD momentum slots at momentum 0 (issue #13, plain SGD across generations)")
 _M = "malfaro2/dl4j-test-resources:src/main/resources/modelimport/keras/"
 for _sid, _why in {
     "MichaelHopf/CarND-Behavioral-Cloning-P3:model.hdf5": _LAMBDA,
@@ -181,8 +176,6 @@ for _sid, _why in {
     "courtneyum/Trading:Data/best_model0.h5": _PENDING_OPT_NAMES,
     "ikukang/DeepLearningWithPythonKeras:mnist_cnn.h5": _PENDING_OPT_NAMES,
     "trojerz/Ear-Detection:adamax.h5": _PENDING_OPT_NAMES,
-    "AndrewReusche/dsc-tuning-neural-networks-with-regularization-lab-v2-1:best_model.h5": {"keras2": _PENDING_SGD0},
-    "Zicoritonda/KK_DigitRecognition:sgd.h5": {"keras2": _PENDING_SGD0},
     "AliElgamel9/FastNeuralStyleTransfer:model.keras": {"keras3": (
         IncompatibleStateError, "depthwise_kernel",
         "pending: Keras 2 depthwise_kernel vs Keras 3 kernel; the config now rebuilds, the weights "
