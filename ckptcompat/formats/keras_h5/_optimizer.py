@@ -39,10 +39,13 @@ _INDEXED = {
     ("*", "m"): "m", ("*", "v"): "v", ("*", "vhat"): "vhat",
     ("SGD", "moment"): "momentum", ("RMSprop", "accumulator"): "rms",
     ("Adagrad", "accumulator"): "accumulator", ("Adadelta", "accumulator"): "accum_grad",
-    ("Adadelta", "delta_accumulator"): "accum_var",
+    ("Adadelta", "delta_accumulator"): "accum_var", ("Adamax", "u"): "v",
 }
-_INDEXED_RE = re.compile(r"(?:^|/)(m|v|vhat|moment|accumulator|delta_accumulator)_(\d+)$")
-_POSITIONAL_RE = re.compile(r"(?:^|/)(?:Variable(?:_\d+)?|param_\d+)$")
+# Keras 2.3 names may carry a graph uniquifier: ``accumulator_0_1`` is slot 0
+_INDEXED_RE = re.compile(r"(?:^|/)(m|v|u|vhat|moment|accumulator|delta_accumulator)_(\d+)(?:_\d+)?$")
+# Keras 2.2.x inside TF sessions: ``Variable_426``; standalone Keras 2.2.4 on TF: ``variable_3``
+_POSITIONAL_RE = re.compile(r"(?:^|/)(?:[Vv]ariable(?:_\d+)?|param_\d+)$")
+_UNIQUIFIER = re.compile(r"_\d+$")
 _K3_CELL = re.compile(r"_(?:lstm|gru|simple_rnn|conv_lstm\dd|peephole_lstm)_cell(?:_\d+)?_")
 _NEW_RAW = {"m", "v", "vhat", "momentum", "velocity", "average_gradient", "accumulator",
             "accumulated_grad", "accumulated_delta_var", "linear", "u", "r", "c"}
@@ -121,7 +124,7 @@ def match_slots(cls: str, names: Sequence[str], values: Sequence[np.ndarray],
     for raw_name, value in zip(names, values):
         name = _strip(raw_name)
         parts = name.split("/")
-        if parts[-1] in _ITER_NAMES and iterations is None:
+        if iterations is None and _UNIQUIFIER.sub("", parts[-1]) in _ITER_NAMES:  # iterations_27
             iterations = int(np.asarray(value).reshape(-1)[0]) if value.size else None
             continue
         if value.size == 1 and len(parts) <= 2 and (
@@ -165,6 +168,8 @@ def match_slots(cls: str, names: Sequence[str], values: Sequence[np.ndarray],
             idx = int(indexed.group(2))
             if slot and idx < len(trainable):
                 put(trainable[idx], slot, name, value)
+            elif not slot:
+                problems.append(f"{name}: {cls} has no slot {indexed.group(1)!r}")
             else:
                 problems.append(f"{name}: index {idx} but {len(trainable)} trainable weights")
             continue
