@@ -241,8 +241,9 @@ def inspect(path: str | os.PathLike[str]) -> CheckpointInfo:
     typed error the format reader raises for damaged files.
     """
     from ckptcompat import formats
+    from ckptcompat.store.local_view import localize
 
-    p = Path(path)
+    p = localize(path)  # an fsspec URL: a local copy
     if p.is_dir() and not any(p.iterdir()):
         raise CheckpointNotFoundError("empty directory: no checkpoint in it", path=p,
                                       hint="point at a checkpoint file or a folder that holds one")

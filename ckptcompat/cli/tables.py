@@ -83,8 +83,9 @@ def list_rows(path: str | os.PathLike[str], *, monitor: str | None = None, mode:
               pattern: str | None = None) -> list[Row]:
     """The checkpoints at ``path``, oldest first, with latest/best marks."""
     from ckptcompat.discovery import find_checkpoints, select
+    from ckptcompat.store.local_view import localize
 
-    p = Path(path)
+    p = localize(path)
     _check_single_file(p)
     cands = find_checkpoints(p, pattern=pattern)
     latest = best = None
@@ -177,8 +178,9 @@ def verify_path(path: str | os.PathLike[str], *, deep: bool = True,
     :class:`UnsupportedFormatError` for a single file of no known format.
     """
     from ckptcompat.discovery import find_checkpoints
+    from ckptcompat.store.local_view import localize
 
-    p = Path(path)
+    p = localize(path)
     if not p.exists() and not Path(f"{p}.index").exists():
         raise CheckpointNotFoundError("no such file, folder or bundle prefix", path=p,
                                       hint="check the path")
