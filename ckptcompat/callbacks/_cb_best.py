@@ -29,20 +29,21 @@ WEIGHTS_FILE = "best_weights.h5"
 def default_directory(model: Any, state_key: str) -> str | Path:
     """Where best weights go when no ``store=`` was given.
 
-    Next to the store of a ckptcompat ``Checkpoint`` callback registered on the model
-    (``<its directory>-<state_key>``), so they live and move with the run; else a new
+    Inside the store of a ckptcompat ``Checkpoint`` callback registered on the model, in its
+    hidden folder ``.aux-<state_key>`` (:data:`~ckptcompat.store.io.AUX_PREFIX`), so they live
+    and move with the run and nothing is added beside it in the user's folder; else a new
     temporary directory (recorded in the callback state, so a restart on the same machine
     still finds it).
     """
     from ckptcompat.callbacks import _state
+    from ckptcompat.store.io import AUX_PREFIX
 
     for callback in _state.registered(model).values():
         directory = getattr(callback, "directory", None)
         if isinstance(directory, (str, os.PathLike)):
-            if is_remote(directory):
+            if is_remote(directory):  # beside the URL store: its writer removes unlisted files
                 return f"{str(directory).rstrip('/')}-{state_key}"
-            base = Path(directory)
-            return base.parent / f"{base.name}-{state_key}"
+            return Path(directory) / f"{AUX_PREFIX}{state_key}"
     path = Path(tempfile.mkdtemp(prefix=f"ckptcompat-{state_key}-"))
     log.info("best weights of %s are kept in %s (pass store= to choose the folder)", state_key, path)
     return path
