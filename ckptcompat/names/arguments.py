@@ -264,7 +264,8 @@ def running_keras_major() -> int:
     from ckptcompat.errors import MissingDependencyError
 
     try:
-        return 3 if runtime.detect() == "keras3" else 2
+        major: int = runtime.flavour().KERAS_MAJOR  # the flavour module, not Keras itself
+        return major
     except MissingDependencyError:
         logger.debug("no TensorFlow installed: translating arguments for Keras 3")
         return 3
