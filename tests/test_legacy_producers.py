@@ -37,3 +37,14 @@ def test_keras224_rmsprop_without_step_counter_warns(caplog: pytest.LogCaptureFi
     state = runtime.capture(run.model)
     assert state.optimizer is not None and state.optimizer.class_name == "RMSprop"
     assert set(state.optimizer.slots) == {"dense_1/kernel", "dense_1/bias", "dense_2/kernel", "dense_2/bias"}
+
+
+def test_tf14_keras208_layer_names_not_scope_names() -> None:
+    """tf.keras 2.0.8-tf: layer ``dense_1`` holds ``dense/kernel:0``; canonical is the layer's name."""
+    from ckptcompat.formats import keras_h5
+
+    for name in ("model.h5", "weights.h5"):
+        state = keras_h5.read(FIXTURES / "tf14-keras208-py36" / "mlp_adam" / name)
+        assert set(state.weights) == {"dense_1/kernel", "dense_1/bias", "dense_2/kernel", "dense_2/bias"}
+    nested = keras_h5.read(FIXTURES / "tf212" / "nested_sgd" / "model.h5")  # later versions: unchanged
+    assert "inner/dense/kernel" in nested.weights
