@@ -173,6 +173,14 @@ def _trainable(layer: str, raw: str, table: dict[str, Any]) -> bool:
     return trainable
 
 
+def _tf_layers_scopes(f: Any) -> bool:
+    """tf.keras 2.0.x/2.1.x-tf (TF 1.4-1.8) built Keras layers on ``tf.layers``: a layer named
+    ``dense_1`` stores its variables as ``dense/kernel:0`` (scope counters of their own)."""
+    version = f.attrs.get("keras_version", "")
+    version = version.decode("utf-8", "replace") if isinstance(version, bytes) else str(version)
+    return version.endswith("-tf") and version.startswith(("2.0.", "2.1."))
+
+
 def layer_table(f: Any, model_config: Any, path: Path, limit: int
                 ) -> tuple[list[tuple[str, list[WeightInfo]]], dict[str, np.ndarray]]:
     """Layers in file order with their weights; plus the arrays by canonical name."""
@@ -184,6 +192,7 @@ def layer_table(f: Any, model_config: Any, path: Path, limit: int
     table = _layer_configs(model_config) if model_config else {}
     layers: list[tuple[str, list[WeightInfo]]] = []
     nested_names = {name: _inner_names(entry[2]) for name, entry in table.items() if entry[2]}
+    own_scopes = _tf_layers_scopes(f)
     arrays: dict[str, np.ndarray] = {}
     for lname in names:
         if lname not in group:
@@ -197,6 +206,8 @@ def layer_table(f: Any, model_config: Any, path: Path, limit: int
             if inner and len(inner) == len(raws) and "/" not in strip_tensor_suffix(raw):
                 raw = f"{inner[i]}/{raw}"  # Keras 3.0.x wrote nested weights without the layer name
             canonical = canonical_from_raw(lname, raw)
+            if own_scopes and not table.get(lname, ("", True, {}))[2] and strip_tensor_suffix(raw).count("/") == 1:
+                canonical = canonical_from_raw(lname, raw.rsplit("/", 1)[-1])  # dense_1 + dense/kernel:0
             if canonical in arrays:
                 raise CorruptCheckpointError(f"two weights map to the name {canonical!r}", path=path,
                                              hint="the layer names in the file are not unique")

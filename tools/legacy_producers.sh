@@ -1,0 +1,48 @@
+#!/bin/bash
+# Build the OLD producer environments and (re)write their committed fixtures with
+# fixtures/generate_legacy.py, then merge every fixtures/*/manifest.json.
+# Slow (downloads ~10 TensorFlow releases); NOT part of .ci/run. Run from anywhere:
+#   bash tools/legacy_producers.sh              # every producer
+#   bash tools/legacy_producers.sh tf24-py38    # some of them
+# Environments go to $LEGACY_ENVS (default /work/envs); needs pyenv (Python 3.6-3.13) and uv.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ENVS=${LEGACY_ENVS:-/work/envs}
+PY=$(pyenv root)/versions
+declare -A SPEC=(
+  [tf115-keras224-py37]="3.7 tensorflow==1.15.5 protobuf<3.21 h5py<3"
+  [keras231-tf115-py37]="3.7 tensorflow==1.15.5 keras==2.3.1 protobuf<3.21 h5py<3"
+  [keras224-tf115-py37]="3.7 tensorflow==1.15.5 keras==2.2.4 protobuf<3.21 h5py<3"
+  [keras224-tf112-py36]="3.6 tensorflow==1.12.3 keras==2.2.4 protobuf<3.21 h5py<3"
+  [tf14-keras208-py36]="3.6 tensorflow==1.4.1 protobuf<3.21 h5py<3"
+  [tf20-py37]="3.7 tensorflow==2.0.4 protobuf<3.21 h5py<3"
+  [tf24-py38]="3.8 tensorflow-cpu==2.4.4 protobuf<3.21"
+  [tf28-py39]="3.9 tensorflow-cpu==2.8.4 protobuf<3.20 numpy<2"
+  [tf211-py310]="3.10 tensorflow-cpu==2.11.1 protobuf<3.20 numpy<2"
+  [tf221-keras3-py313]="3.13 tensorflow-cpu==2.21.0 keras==3.15.1"
+)
+names=("$@")
+# keras224-tf115-py37 is defined but not committed (Keras 2.2.4 is covered on TF 1.12; size budget)
+[ ${#names[@]} -gt 0 ] || names=(tf115-keras224-py37 keras231-tf115-py37 keras224-tf112-py36
+                               tf14-keras208-py36 tf20-py37 tf24-py38 tf28-py39 tf211-py310 tf221-keras3-py313)
+for env in "${names[@]}"; do
+  read -r pyver pkgs <<<"${SPEC[$env]}"
+  python=$(ls -d "$PY/$pyver".*/bin/python | tail -1)
+  venv=$ENVS/old-$env
+  if [ ! -f "$venv/.ok" ]; then
+    rm -rf "$venv"
+    uv venv -q -p "$python" "$venv"
+    # shellcheck disable=SC2086
+    uv pip install -q --python "$venv/bin/python" $pkgs
+    touch "$venv/.ok"
+  fi
+  echo "== $env"
+  log=$(mktemp)
+  if ! TF_CPP_MIN_LOG_LEVEL=2 PYTHONHASHSEED=0 "$venv/bin/python" "$ROOT/fixtures/generate_legacy.py" --env "$env" \
+      >"$log" 2>&1; then
+    tail -20 "$log"; echo "$env: generator failed" >&2; exit 1
+  fi
+  grep '^\[generate_legacy\]' "$log" || true
+  rm -f "$log"
+done
+python3 "$ROOT/fixtures/generate.py" --merge
