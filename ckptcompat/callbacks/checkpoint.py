@@ -231,6 +231,8 @@ class Checkpoint:
     def on_train_end(self, logs: Any = None) -> None:
         from ckptcompat import runtime
 
+        if self.interrupted is None:  # a signal while no batch was left to train
+            self.interrupted = self._signals.received
         self._signals.uninstall()
         runtime.flavour().clear_fit_start(self.model)  # type: ignore[attr-defined]
         self._buffers = [None, None]
