@@ -17,7 +17,8 @@ import weakref
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["StatefulCallback", "register", "registered", "collect_states", "offer_states", "take_state"]
+__all__ = ["StatefulCallback", "register", "registered", "collect_states", "offer_states", "take_state",
+           "is_offered"]
 
 
 @runtime_checkable
@@ -85,3 +86,8 @@ def take_state(model: Any, state_key: str) -> dict[str, Any] | None:
     remaining = {k: v for k, v in offered.items() if k != state_key}
     _OFFERED.set(model, remaining)
     return offered[state_key]
+
+
+def is_offered(model: Any, state_key: str) -> bool:
+    """True when a restored state for ``state_key`` waits for ``model`` (not taken yet)."""
+    return state_key in _OFFERED.get(model, {})

@@ -1,14 +1,16 @@
-"""``Checkpoint``: save everything needed for an exact resume into a ckptcompat store.
+"""``Checkpoint``: save everything needed for an exact resume into a ckptcompat store, and
+continue from it when the same script runs again.
 
 ::
 
     from ckptcompat.callbacks import Checkpoint
     data = ArrayData(x, y, batch_size=32, seed=0)
-    ckpt = Checkpoint("runs/a", save_freq="epoch", keep_last=3, data=data)
-    model.fit(data, epochs=10, shuffle=False, callbacks=[data.tracker(), ckpt])
-    # later: run = ckptcompat.resume("runs/a", data=data)
-    #        run.model.fit(data, epochs=10, callbacks=[data.tracker(), Checkpoint("runs/a", data=data)],
-    #                      **run.fit_kwargs())
+    model.fit(data, epochs=10, shuffle=False, callbacks=[Checkpoint("runs/a", save_freq=8, data=data)])
+    # run the unchanged script again: it continues from the newest good checkpoint
+
+The restore happens when Keras attaches the callback to the model (``set_model``, before any
+``on_train_begin``; see :mod:`ckptcompat.callbacks._cb_restore`); SIGTERM / SIGINT during
+``fit`` finish the batch, commit and stop (:mod:`ckptcompat.callbacks._signals`).
 
 Each save writes, through :class:`ckptcompat.store.CheckpointStore` (atomic commit), the
 model file of the running flavour with OUR writers -- ``model.keras`` (``keras_zip``) on
@@ -27,13 +29,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from ckptcompat.callbacks._cb_base import bind_callback
-from ckptcompat.callbacks._state import collect_states, register, take_state
+from ckptcompat.callbacks._signals import SignalCatcher, exit_code
+from ckptcompat.callbacks._state import collect_states, is_offered, register, take_state
 from ckptcompat.errors import InvalidArgumentError
 
 __all__ = ["Checkpoint"]
 
 log = logging.getLogger(__name__)
 STATE_KEY = "ckptcompat.checkpoint"
+#: ``on_signal`` values: commit then exit the process, commit then return from ``fit``, or off
+ON_SIGNAL = ("save", "stop", None, False)
 
 
 def _number(value: Any) -> float | None:
@@ -100,6 +105,12 @@ class Checkpoint:
     ``async_save``: capture on the training thread (host copies, into two host buffers used
     in turn), commit on a background :class:`~ckptcompat.callbacks.async_writer.AsyncWriter` thread;
     flushed at ``on_train_end``.
+    ``restore`` (default True): at the first ``fit`` of the process, continue from the newest
+    good checkpoint of ``directory`` (none yet: start from the beginning); ``False`` starts
+    over. ``learning_rate``: the rate to continue with (applied on restore, logged).
+    ``on_signal``: ``"save"`` (SIGTERM / SIGINT finish the batch, commit, stop, then exit the
+    process with status 128 + signal), ``"stop"`` (the same, but ``fit`` returns; see
+    :attr:`interrupted`) or None / False (signals left alone).
     """
 
     state_key = STATE_KEY
@@ -110,10 +121,15 @@ class Checkpoint:
     def __init__(self, directory: str | os.PathLike[str], save_freq: str | int = "epoch", *,
                  keep_last: int | None = None, keep_best: int | None = None,
                  monitor: str | None = None, mode: str | None = None, data: Any = None,
-                 save_every_epochs: int = 1, async_save: bool = False) -> None:
+                 save_every_epochs: int = 1, async_save: bool = False, restore: bool = True,
+                 learning_rate: float | None = None, on_signal: str | bool | None = "save") -> None:
         super().__init__()
         if save_freq != "epoch" and not (isinstance(save_freq, int) and save_freq > 0):
             raise InvalidArgumentError(f"save_freq={save_freq!r}: use 'epoch' or a positive int (batches)")
+        if on_signal is True or on_signal not in ON_SIGNAL:
+            raise InvalidArgumentError(f"on_signal={on_signal!r}: use 'save', 'stop' or None")
+        if learning_rate is not None and not (_number(learning_rate) or 0) > 0:
+            raise InvalidArgumentError(f"learning_rate={learning_rate!r} is not a positive number")
         if keep_best is not None and monitor is None:
             raise InvalidArgumentError("keep_best needs monitor=<metric name>")
         from ckptcompat.store.urls import check_available, is_remote, location
@@ -136,13 +152,27 @@ class Checkpoint:
         self._offset = 0
         self._resume: tuple[int, int] | None = None
         self._training_config: Any = None
+        self.restore = bool(restore)
+        self.learning_rate = None if learning_rate is None else float(learning_rate)
+        self.on_signal = on_signal or None
+        #: the signal (``signal.SIGTERM`` / ``SIGINT``) that stopped the last ``fit``, else None
+        self.interrupted: int | None = None
+        self._signals = SignalCatcher()
+        self._restore_done = False
+        self._stopped = False       # the saved run was stopped (early stopping), not interrupted
+        self._we_stopped = False    # this callback set model.stop_training (signal)
+        self._signal_saved = False  # the signal's checkpoint is committed
+        self._last_step = 0
+        self._tracker = data.tracker() if data is not None else None
 
     # ------------------------------------------------------------ state protocol
     def state_dict(self) -> dict[str, Any]:
-        return {"saves": self.saves, "training_config": self._training_config}
+        return {"saves": self.saves, "training_config": self._training_config,
+                "stopped": self._stopped}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.saves = int(state.get("saves", 0))
+        self._stopped = bool(state.get("stopped", False))
         self.history = {k: [float(v) for v in vals] for k, vals in dict(state.get("history", {})).items()}
         if state.get("resume_epoch") is not None:
             self._resume = (int(state["resume_epoch"]), int(state.get("resume_step", 0)))
@@ -150,14 +180,27 @@ class Checkpoint:
     def set_model(self, model: Any) -> None:
         super().set_model(model)  # type: ignore[misc]
         register(model, self)  # type: ignore[arg-type]
+        if self._tracker is not None:
+            self._tracker.set_model(model)
+        if self.restore and not self._restore_done:
+            self._restore_done = True  # once per instance: the first fit of the process
+            if is_offered(model, self.state_key):
+                log.debug("%s: state already restored by resume(); not restored again", self.directory)
+            else:
+                from ckptcompat.callbacks._cb_restore import restore_live
+
+                restore_live(self.directory, model, data=self.data, learning_rate=self.learning_rate)
 
     # ------------------------------------------------------------ Keras hooks
     def on_train_begin(self, logs: Any = None) -> None:
         from ckptcompat.store import CheckpointStore, Retention
 
+        self._stopped = self._we_stopped = self._signal_saved = False
+        self.interrupted = None
         offered = take_state(self.model, self.state_key)  # type: ignore[attr-defined]
         if offered is not None:
             self.load_state_dict(offered)
+            self._start_at_restored_epoch()
         retention = Retention(keep_last=self.keep_last, keep_best=self.keep_best,
                               monitor=self.monitor, mode=self.mode)
         self._store = CheckpointStore(self.directory, write=True, retention=retention,
@@ -167,8 +210,31 @@ class Checkpoint:
             from ckptcompat.data.rng import note_unreplayable_order
 
             note_unreplayable_order()
+        if self.on_signal is not None:
+            self._signals.install()
+
+    def _start_at_restored_epoch(self) -> None:
+        """Tell ``fit`` where the restored run stands: its epoch, or the end when it had stopped."""
+        from ckptcompat import runtime
+
+        if self._resume is None:
+            return
+        epoch = self._resume[0]
+        epochs = (getattr(self, "params", None) or {}).get("epochs")
+        if self._stopped and epochs is not None:
+            log.info("%s: the run had stopped (early stopping); nothing more is trained", self.directory)
+            epoch = max(epoch, int(epochs))
+        if not runtime.flavour().start_fit_at(self.model, epoch):  # type: ignore[attr-defined]
+            log.warning("this Keras has no hook for the first epoch of fit; pass "
+                        "fit(initial_epoch=%d) yourself", epoch)
 
     def on_train_end(self, logs: Any = None) -> None:
+        from ckptcompat import runtime
+
+        if self.interrupted is None:  # a signal while no batch was left to train
+            self.interrupted = self._signals.received
+        self._signals.uninstall()
+        runtime.flavour().clear_fit_start(self.model)  # type: ignore[attr-defined]
         self._buffers = [None, None]
         if self._writer is not None:
             writer, self._writer = self._writer, None
@@ -176,8 +242,19 @@ class Checkpoint:
         if self._store is not None:
             self._store.close()
             self._store = None
+        if self.interrupted is not None:
+            import signal
+
+            name = signal.Signals(self.interrupted).name
+            log.warning("%s: training stopped at epoch %d batch %d, checkpoint saved in %s; run "
+                        "the same script again to continue", name, self._epoch + 1,
+                        self._last_step, self.directory)
+            if self.on_signal == "save":
+                raise SystemExit(exit_code(self.interrupted))
 
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        if self._tracker is not None:
+            self._tracker.on_epoch_begin(epoch, logs)
         self._epoch = int(epoch)
         self._offset = 0
         if self._resume is not None:
@@ -187,7 +264,7 @@ class Checkpoint:
 
     def _steps_per_epoch(self) -> int | None:
         if self.data is not None:
-            return int(self.data.state_dict()["batches_per_epoch"])
+            return int(self.data.batches_per_epoch)
         steps = (getattr(self, "params", None) or {}).get("steps")
         return None if steps is None else int(steps)
 
@@ -199,32 +276,51 @@ class Checkpoint:
         return 0 if it is None else int(np.asarray(it))
 
     def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-        if self.data is not None:
-            self.data.end_batch(batch)
-            step = int(self.data.state_dict()["position"])
+        if self._tracker is not None:
+            self._tracker.on_train_batch_end(batch, logs)
+            step = int(self.data.position)
         else:
             step = self._offset + int(batch) + 1
-        if not isinstance(self.save_freq, int):
+        self._last_step = step
+        if self._signal_saved:
             return
         per_epoch = self._steps_per_epoch()
         if per_epoch is not None and step >= per_epoch:
+            if self._signals.received is not None:
+                self._stop_for_signal()  # the epoch-end save commits it (with validation logs)
             return  # the epoch-end save covers it (with validation logs)
-        if self._iterations() % self.save_freq == 0:
+        if self._signals.received is not None:
+            self._save(self._epoch, step, {})
+            self._stop_for_signal()
+            self._signal_saved = True
+        elif isinstance(self.save_freq, int) and self._iterations() % self.save_freq == 0:
             self._save(self._epoch, step, {})
 
+    def _stop_for_signal(self) -> None:
+        self.interrupted = self._signals.received
+        if not self.model.stop_training:  # type: ignore[attr-defined]
+            self._we_stopped = True
+            self.model.stop_training = True  # type: ignore[attr-defined]
+
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        if self._tracker is not None:
+            self._tracker.on_epoch_end(epoch, logs)
+        if self._signal_saved:
+            return  # interrupted mid-epoch: committed at that batch; this epoch is not over
         for key, value in dict(logs or {}).items():
             number = _number(value)
             if number is not None:
                 self.history.setdefault(str(key), []).append(number)
-        if self.data is not None:
-            self.data.end_epoch(epoch)
+        if self._signals.received is not None:
+            self._stop_for_signal()
         if self.save_freq == "epoch":
-            due = (epoch + 1) % self.save_every_epochs == 0
+            due = (epoch + 1) % self.save_every_epochs == 0 or self.interrupted is not None
         else:
             due = self._iterations() % int(self.save_freq) == 0 or self._last_epoch(epoch)
+        self._stopped = bool(self.model.stop_training) and not self._we_stopped  # type: ignore[attr-defined]
         if due:
             self._save(int(epoch) + 1, 0, dict(logs or {}))
+            self._signal_saved = self.interrupted is not None
 
     def _last_epoch(self, epoch: int) -> bool:
         """True at the end of the final epoch of ``fit`` or when training was told to stop."""

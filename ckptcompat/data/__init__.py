@@ -107,8 +107,10 @@ class _KerasData(EpochCursor):
 
             def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
                 data.begin_epoch(epoch)
-                if ends_by_exhaustion and len(data) < data.batches_per_epoch:
+                if (ends_by_exhaustion and len(data) < data.batches_per_epoch
+                        and not getattr(data, "_quieted", False)):  # one tracker of several
                     # Keras 3 ends the shortened resumed epoch by running out of data.
+                    data._quieted = True
                     self._quiet = warnings.catch_warnings()
                     self._quiet.__enter__()
                     warnings.filterwarnings("ignore", message="Your input ran out of data")
@@ -123,6 +125,7 @@ class _KerasData(EpochCursor):
                 if self._quiet is not None:
                     self._quiet.__exit__(None, None, None)
                     self._quiet = None
+                    data._quieted = False
                     # The step that found no data advanced the data-independent counters.
                     for var, value in self._snapshot:
                         var.assign(value)

@@ -152,6 +152,8 @@ class EpochCursor:
                 self._pending = None
                 self._offset, self._armed = pend_offset, pend_offset > 0
                 self.epoch, self.position = epoch, pend_offset
+            elif epoch == self.epoch and self._armed and self.position == self._offset:
+                return  # a second tracker: the resumed epoch has just begun (idempotent)
             else:
                 self.epoch, self.position, self._offset, self._armed = epoch, 0, 0, False
             self._requested = set()

@@ -29,7 +29,8 @@ from ckptcompat.state import Producer, TrainingState
 __all__ = ["NAME", "KERAS_MAJOR", "NATIVE_FORMAT", "NATIVE_FILE", "DATASET_LEN_READ_ONCE",
            "ApplyReport", "keras_module", "callback_base", "dataset_base", "config_for_running",
            "model_from_config", "find_optimizer_class", "tf1_adam_class", "variables",
-           "variable_shapes", "capture", "apply", "learning_rate", "set_learning_rate"]
+           "variable_shapes", "capture", "apply", "learning_rate", "set_learning_rate",
+           "start_fit_at", "clear_fit_start"]
 
 logger = logging.getLogger(__name__)
 
@@ -288,3 +289,34 @@ def learning_rate(model_or_optimizer: Any) -> float | None:
 def set_learning_rate(model_or_optimizer: Any, value: float) -> float:
     """Set the learning rate in place (works where ``lr=`` is ignored); returns the old value."""
     return _engine.set_learning_rate(_OPS, model_or_optimizer, value)
+
+
+class _StartAt:
+    """What Keras 2's ``fit`` asks after ``on_train_begin`` (``model._training_state``, the hook
+    of its own ``BackupAndRestore``): the epoch to start at, step 0 (a resumed data object
+    serves only the rest of an interrupted epoch)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def maybe_load_initial_counters_from_ckpt(self, steps_per_epoch: Any, initial_epoch: int,
+                                              mode: Any = None) -> tuple[int, int]:
+        return self.epoch, 0
+
+    def maybe_load_initial_epoch_from_ckpt(self, initial_epoch: int, mode: Any = None) -> int:
+        return self.epoch  # tf.keras <= 2.9 and the v1 training loop
+
+
+def start_fit_at(model: Any, epoch: int) -> bool:
+    """Make the running ``fit`` start at ``epoch`` (call in ``on_train_begin``); False when this
+    Keras has no such hook."""
+    if not hasattr(model, "_training_state"):
+        return False
+    model._training_state = _StartAt(epoch)  # noqa: SLF001 -- Keras 2's own fit hook
+    return True
+
+
+def clear_fit_start(model: Any) -> None:
+    """Undo :func:`start_fit_at` (at ``on_train_end``), so the next ``fit`` starts as asked."""
+    if isinstance(getattr(model, "_training_state", None), _StartAt):
+        model._training_state = None  # noqa: SLF001

@@ -25,7 +25,8 @@ from ckptcompat.state import Producer, TrainingState
 __all__ = ["NAME", "KERAS_MAJOR", "NATIVE_FORMAT", "NATIVE_FILE", "DATASET_LEN_READ_ONCE",
            "ApplyReport", "keras_module", "callback_base", "dataset_base", "config_for_running",
            "model_from_config", "find_optimizer_class", "tf1_adam_class", "variables",
-           "variable_shapes", "capture", "apply", "learning_rate", "set_learning_rate"]
+           "variable_shapes", "capture", "apply", "learning_rate", "set_learning_rate",
+           "start_fit_at", "clear_fit_start"]
 
 logger = logging.getLogger(__name__)
 
@@ -255,3 +256,19 @@ def learning_rate(model_or_optimizer: Any) -> float | None:
 def set_learning_rate(model_or_optimizer: Any, value: float) -> float:
     """Set the learning rate in place (Keras 3 has no ``optimizer.lr``); returns the old value."""
     return _engine.set_learning_rate(_OPS, model_or_optimizer, value)
+
+
+def start_fit_at(model: Any, epoch: int) -> bool:
+    """Make the running ``fit`` start at ``epoch`` (call in ``on_train_begin``: Keras 3's ``fit``
+    reads ``model._initial_epoch`` right after it, the hook of its own ``BackupAndRestore``);
+    False when this Keras has no such hook."""
+    if not hasattr(model, "_initial_epoch"):
+        return False
+    model._initial_epoch = int(epoch)  # noqa: SLF001 -- Keras 3's own fit hook
+    return True
+
+
+def clear_fit_start(model: Any) -> None:
+    """Undo :func:`start_fit_at` (at ``on_train_end``): Keras 3 never resets it itself."""
+    if getattr(model, "_initial_epoch", None) is not None:
+        model._initial_epoch = None  # noqa: SLF001
