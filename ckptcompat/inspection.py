@@ -67,6 +67,9 @@ class CheckpointInfo:
     epoch: int | None = None
     step: int | None = None
     global_step: int | None = None
+    #: where ``global_step`` comes from: "recorded" (the checkpoint says it), "optimizer
+    #: iterations" (none recorded: the optimizer's step count), or None (unknown)
+    global_step_source: str | None = None
     optimizer: OptimizerInfo | None = None
     variables: tuple[VariableInfo, ...] = ()
     metric_names: tuple[str, ...] = ()
@@ -96,7 +99,8 @@ class CheckpointInfo:
             "path": self.path,
             "format": self.format,
             "producer": {"framework": self.framework, "versions": dict(self.versions)},
-            "progress": {"epoch": self.epoch, "step": self.step, "global_step": self.global_step},
+            "progress": {"epoch": self.epoch, "step": self.step, "global_step": self.global_step,
+                         "global_step_source": self.global_step_source},
             "optimizer": None if opt is None else {
                 "class_name": opt.class_name, "learning_rate": opt.learning_rate,
                 "iterations": opt.iterations, "slot_count": opt.slot_count,
@@ -125,7 +129,10 @@ class CheckpointInfo:
         rows: list[tuple[str, str]] = [("path", self.path), ("format", self.format), ("producer", producer)]
         if self.model_class:
             rows.append(("model", self.model_class))
-        rows += [("epoch", show(self.epoch)), ("step", show(self.step)), ("global step", show(self.global_step))]
+        global_step = show(self.global_step)
+        if self.global_step is not None and self.global_step_source == "optimizer iterations":
+            global_step += "  (the optimizer's iterations; none recorded)"
+        rows += [("epoch", show(self.epoch)), ("step", show(self.step)), ("global step", global_step)]
         opt = self.optimizer
         rows.append(("optimizer", "-" if opt is None else
                      f"{opt.class_name}  learning_rate={show(opt.learning_rate)}  "
@@ -184,6 +191,10 @@ def summarize(state: TrainingState, *, path: str | os.PathLike[str], format: str
     """Build a :class:`CheckpointInfo` from an already-read state."""
     opt = state.optimizer
     names = tuple(state.metric_names) or tuple(state.history)
+    global_step, source = state.progress.global_step, "recorded"
+    if global_step is None:  # Keras' global step is the optimizer's step count
+        global_step = None if opt is None or opt.iterations is None else int(opt.iterations)
+        source = None if global_step is None else "optimizer iterations"
     model_class = None
     if isinstance(state.model_config, Mapping):
         model_class = state.model_config.get("class_name")
@@ -194,7 +205,8 @@ def summarize(state: TrainingState, *, path: str | os.PathLike[str], format: str
         versions=dict(state.producer.versions),
         epoch=state.progress.epoch,
         step=state.progress.step,
-        global_step=state.progress.global_step,
+        global_step=global_step,
+        global_step_source=source,
         optimizer=None if opt is None else OptimizerInfo(
             class_name=opt.class_name, learning_rate=opt.learning_rate, iterations=opt.iterations,
             slot_count=opt.slot_count, hyperparameters=dict(opt.hyperparameters)),
@@ -241,8 +253,9 @@ def inspect(path: str | os.PathLike[str]) -> CheckpointInfo:
     typed error the format reader raises for damaged files.
     """
     from ckptcompat import formats
+    from ckptcompat.store.local_view import localize
 
-    p = Path(path)
+    p = localize(path)  # an fsspec URL: a local copy
     if p.is_dir() and not any(p.iterdir()):
         raise CheckpointNotFoundError("empty directory: no checkpoint in it", path=p,
                                       hint="point at a checkpoint file or a folder that holds one")

@@ -230,11 +230,32 @@ def migrate(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, to: str
     if to not in TARGETS:
         raise InvalidArgumentError(f"unknown target --to {to!r}", hint=f"use one of: {', '.join(TARGETS)}")
     src_p, dst_p = Path(src), Path(dst)
+    fmt = TARGETS[to][0]
+    writer = formats.get(fmt)
+    target, exists = _check_destination(src_p, dst_p, to, writer, force=force)
+    source_format, state = _read_source(src_p, progress, include_optimizer=include_optimizer,
+                                        safe_mode=safe_mode)
+    backup = _write_verified(state, target, fmt, writer, progress, replace=exists,
+                             write_options=write_options)
+    opt = state.optimizer
+    report = MigrationReport(
+        src=src_p, dst=target, to=to, source_format=source_format, target_format=fmt,
+        weights=len(state.weights), slots=0 if opt is None else opt.slot_count,
+        optimizer=None if opt is None else opt.class_name,
+        iterations=None if opt is None else opt.iterations, epoch=state.progress.epoch,
+        verified=True, backup=backup)
+    log.info("migrated %s (%s) -> %s (%s): %d tensor(s) verified", src_p, source_format, target,
+             fmt, report.tensors)
+    return report
+
+
+def _check_destination(src_p: Path, dst_p: Path, to: str, writer: Format, *,
+                       force: bool) -> tuple[Path, bool]:
+    """(the checkpoint path to write, whether one exists there already); refuses a missing
+    source, a destination that is the source, and an existing one without ``force``."""
     if not src_p.exists() and not Path(f"{src_p}.index").exists():
         raise CheckpointNotFoundError("no such file, folder or bundle prefix", path=src_p,
                                       hint="check the source path")
-    fmt = TARGETS[to][0]
-    writer = formats.get(fmt)
     target = _target_path(dst_p, to)
     existing = _own(writer.files(target), target)
     src_r = src_p.resolve()
@@ -246,6 +267,15 @@ def migrate(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, to: str
         raise StoreWriteError("the destination exists already", path=target, errno=errno.EEXIST,
                               hint="choose another path, or pass --force (force=True) to replace it; "
                                    "the old one is kept as .bak")
+    return target, exists
+
+
+def _read_source(src_p: Path, progress: ProgressCallback | None, *, include_optimizer: bool,
+                 safe_mode: bool) -> tuple[str, TrainingState]:
+    """(source format, state) of ``src_p``, Lambda byte-code checked, the optimizer dropped
+    unless ``include_optimizer``."""
+    from ckptcompat import formats
+
     if progress is not None:
         progress("read", 0, 1)
     source_format = formats.detect(src_p)
@@ -255,6 +285,17 @@ def migrate(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, to: str
         state = state.replace(optimizer=None)
     if progress is not None:
         progress("read", 1, 1)
+    return source_format, state
+
+
+def _write_verified(state: TrainingState, target: Path, fmt: str, writer: Format,
+                    progress: ProgressCallback | None, *, replace: bool,
+                    write_options: dict[str, Any]) -> Path | None:
+    """Write ``state`` into a temporary folder beside ``target``, read it back and compare
+    bitwise, then install it (the old files kept as ``.bak`` when ``replace``); returns the
+    backup's path. On any failure nothing at ``target`` changes."""
+    from ckptcompat import formats
+
     folder = target.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -273,7 +314,7 @@ def migrate(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, to: str
             progress("write", 1, 1)
         back = formats.read(tmp, format=fmt)
         _compare(state, back, progress, target)
-        backup = _install(written, tmp, target, writer, replace=exists)
+        backup = _install(written, tmp, target, writer, replace=replace)
         fsync_dir(folder)  # every rename above, durable at once
     except OSError as exc:
         from ckptcompat.errors import CkptCompatError
@@ -286,14 +327,4 @@ def migrate(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, to: str
     finally:
         if tmp_dir is not None:
             remove_temp(tmp_dir)
-    opt = state.optimizer
-    report = MigrationReport(
-        src=src_p, dst=target, to=to, source_format=source_format, target_format=fmt,
-        weights=len(state.weights), slots=0 if opt is None else opt.slot_count,
-        optimizer=None if opt is None else opt.class_name,
-        iterations=None if opt is None else opt.iterations, epoch=state.progress.epoch,
-        verified=True, backup=backup)
-    log.info("migrated %s (%s) -> %s (%s): %d tensor(s) verified", src_p, source_format, target,
-             fmt, report.tensors)
-    return report
-
+    return backup

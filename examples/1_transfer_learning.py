@@ -45,10 +45,10 @@ def build(keras, size):
 def run_stage(keras, model, folder: Path, final: Path, epochs: int, data, args) -> None:
     """Train ``model`` in ``folder`` (resuming its newest state) and save ``final``."""
     x, y, xv, yv = data
-    start = 0
-    if (folder / "state" / "ckptcompat.json").exists():
-        run = ckptcompat.resume(folder / "state", model=model)
-        start = run.initial_epoch
+    try:                                             # the stage's newest checkpoint, if any
+        start = ckptcompat.resume(folder / "state", model=model).initial_epoch
+    except ckptcompat.CheckpointNotFoundError:       # first start of this stage
+        start = 0
     print(f"{folder.name}: epochs {start + 1}..{epochs}")
     _tiny.write_summary(args.workdir, **{f"{folder.name}_started_at": start})
     counts = np.bincount(y, minlength=3)

@@ -44,16 +44,15 @@ def main() -> None:
     x, y = _tiny.images(n, 1, size)
     xv, yv = _tiny.images(n // 4, 2, size)
     out = args.workdir / "output"
-    start = 0
-    if (out / "checkpoints" / "ckptcompat.json").exists():  # Ctrl+C'd before: carry on
+    try:                                             # Ctrl+C'd before: carry on
         run = ckptcompat.resume(out / "checkpoints", learning_rate=args.lr)
         model, start = run.model, run.initial_epoch
-    else:
-        model = build(keras, size)
+    except ckptcompat.CheckpointNotFoundError:       # first start
+        model, start = build(keras, size), 0
     lr = float(np.asarray(model.optimizer.learning_rate))
     print(f"epochs {start + 1}..{args.epochs} at learning rate {lr:g}")
     _tiny.write_summary(args.workdir, started_at=start, learning_rate=lr)
-    callbacks = [TrainingMonitor(out / "history.json", fig_path=out / "history.png", monitor="val_accuracy"),
+    callbacks = [TrainingMonitor(out / "history.png", out / "history.json", monitor="val_accuracy"),
                  Checkpoint(out / "checkpoints", keep_last=3)] + _tiny.stop_after(keras, args.stop_after)
     model.fit(x, y, validation_data=(xv, yv), batch_size=16, epochs=args.epochs, initial_epoch=start,
               verbose=2, callbacks=callbacks)

@@ -65,10 +65,10 @@ def main() -> None:
     sys.stdout = Tee(run_dir / "log.txt")
     x, y = _tiny.images(n, 1, size)
     xv, yv = _tiny.images(n // 4, 2, size)
-    if (run_dir / "checkpoints" / "ckptcompat.json").exists():
+    try:
         run = ckptcompat.resume(run_dir / "checkpoints")  # weights, Adam slots, epoch: no pickle
         model, start = run.model, run.initial_epoch
-    else:
+    except ckptcompat.CheckpointNotFoundError:            # a new run
         keras.utils.set_random_seed(0)
         model = keras.Sequential([keras.Input((size, size, 3)),
                                   keras.layers.Conv2D(8, 3, activation="relu", name="conv"),

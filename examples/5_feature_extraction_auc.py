@@ -55,15 +55,16 @@ def main() -> None:
         layer.trainable = layer.name in ("top_conv", "head")
     model.compile(optimizer=keras.optimizers.Adam(lr2), loss="binary_crossentropy",
                   metrics=[keras.metrics.AUC()])           # logs auc_1 / val_auc_1
-    start = 0
-    if (work / "finetune" / "ckptcompat.json").exists():
+    try:                                                 # fine-tuning was interrupted: carry on
         start = ckptcompat.resume(work / "finetune", model=model).initial_epoch
+    except ckptcompat.CheckpointNotFoundError:
+        start = 0
     stopper = EarlyStopping(monitor="val_auc", patience=20, restore_best_weights=True)
     hist = model.fit(x, y, validation_data=(xv, yv), batch_size=16, epochs=e1 + e2,
                      initial_epoch=max(start, e1), verbose=2,
                      callbacks=[ModelCheckpoint(str(work / "fine_tuned_house.h5"), monitor="val_auc",
                                                 save_best_only=True),
-                                stopper, TrainingMonitor(work / "history.json", monitor="val_auc"),
+                                stopper, TrainingMonitor(json_path=work / "history.json", monitor="val_auc"),
                                 Checkpoint(work / "finetune")] + _tiny.stop_after(keras, args.stop_after))
     _tiny.write_summary(work, logged=sorted(hist.history), best_val_auc=stopper.best,
                         best_epoch=stopper.best_epoch)

@@ -36,7 +36,7 @@ def _callbacks(folder: Path, iteration: bool, store: bool = True) -> dict[str, A
                                          monitor="val_loss", save_best_only=True),
         "stopper": stopper,
         "reduce": cb.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_delta=0.0),
-        "monitor": cb.TrainingMonitor(folder / "history.json", monitor="val_accuracy"),
+        "monitor": cb.TrainingMonitor(json_path=folder / "history.json", monitor="val_accuracy"),
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -82,18 +83,17 @@ def test_workflow2_monitor_history_trimmed_on_resume(keras: Any, tmp_path: Path,
     json_path, fig_path = tmp_path / "output" / "history.json", tmp_path / "output" / "plot.png"
     with caplog.at_level(logging.INFO, logger="ckptcompat.callbacks.monitor"):
         model.fit(x, y, validation_data=(xv, yv), epochs=4, batch_size=16, shuffle=False, verbose=0,
-                  callbacks=[cb.TrainingMonitor(json_path, fig_path=fig_path, monitor="val_acc")])
+                  callbacks=[cb.TrainingMonitor(fig_path, json_path, monitor="val_acc")])
     first = json.loads(json_path.read_text())
     assert first["epoch"] == [1, 2, 3, 4]
-    try:
-        import matplotlib  # noqa: F401
+    if importlib.util.find_spec("matplotlib") is not None:
         assert fig_path.exists()
-    except ImportError:
+    else:
         assert not fig_path.exists()
         assert sum("matplotlib is not installed" in r.getMessage() for r in caplog.records) == 1
     # "Ctrl+C" after epoch 4, restart at epoch 2 with a lower learning rate
     assert runtime.set_learning_rate(model, 0.01) == pytest.approx(0.1)
-    monitor = cb.TrainingMonitor(json_path, fig_path=fig_path, monitor="val_acc", start_at=2)
+    monitor = cb.TrainingMonitor(fig_path, json_path, 2, monitor="val_acc")
     model.fit(x, y, validation_data=(xv, yv), initial_epoch=2, epochs=5, batch_size=16, shuffle=False,
               verbose=0, callbacks=[monitor])
     second = json.loads(json_path.read_text())

@@ -92,3 +92,47 @@ def test_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["ls", str(store)]) == EXIT_ERROR
     assert "ckptcompat.json.bak" in one_error_line(capsys.readouterr().err, "ls")
     assert main(["ls", str(tmp_path / "run"), "--monitor", "weird_score"]) == EXIT_ERROR
+
+
+def test_nested_stores_with_their_latest_epoch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Workflow 1's layout: a store per stage in a subfolder; hidden folders are not searched."""
+    top = tmp_path / "checkpoints"
+    make_store(top / "training" / "state")
+    make_store(top / "finetune" / "state", [(1, 0.5, 0.4)])
+    make_store(top / ".hidden" / "state")
+    shutil.copy(MODEL_H5, top / "training" / "model-02-0.61-0.55.h5")
+    assert main(["ls", str(top)]) == EXIT_OK
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == [f"no checkpoints in {top} itself",
+                         "2 ckptcompat store(s) in subfolders (ckptcompat ls <store> lists one):"]
+    assert lines[2].split() == ["STORE", "CHECKPOINTS", "LATEST", "EPOCH", "STEP", "STATUS", "METRICS"]
+    assert [line.split() for line in lines[3:]] == [
+        ["finetune/state/", "1", "1", "0", "ok", "loss=0.5", "val_loss=0.4"],
+        ["training/state/", "3", "3", "0", "ok", "loss=0.6", "val_loss=0.55"]]
+    assert main(["ls", str(top / "training"), "--json"]) == EXIT_OK
+    doc = json.loads(capsys.readouterr().out)
+    assert [(r["kind"], r["name"], r["epoch"], r["checkpoints"]) for r in doc] == [
+        ("checkpoint", "model-02-0.61-0.55.h5", 2, None), ("store", "state/", 3, 3)]
+    assert main(["ls", str(top / "training" / "state")]) == EXIT_OK     # a store: no nested section
+    assert "subfolders" not in capsys.readouterr().out
+
+
+def test_metrics_from_file_names_without_a_sidecar(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    for name in ("weights-improvement-05-0.42.hdf5", "model.03-0.51.h5", "model-ep04-val_acc0.91.h5"):
+        shutil.copy(MODEL_H5, folder / name)
+    assert main(["ls", str(folder)]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert {r[1]: (r[2], r[7:]) for r in _rows(out)} == {
+        "model.03-0.51.h5": ("3", ["?=0.51"]),
+        "model-ep04-val_acc0.91.h5": ("4", ["val_acc=0.91"]),
+        "weights-improvement-05-0.42.hdf5": ("5", ["?=0.42"])}
+    assert "?=: a number in the file name without a metric name (--pattern names it)" in out
+    assert main(["ls", str(folder), "--pattern", "model.{epoch:02d}-{val_loss:.2f}.h5"]) == EXIT_OK
+    rows = {r[1]: r[7:] for r in _rows(capsys.readouterr().out)}
+    assert rows["model.03-0.51.h5"] == ["val_loss=0.51"]
+    assert main(["ls", str(folder), "--json"]) == EXIT_OK
+    doc = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert doc["weights-improvement-05-0.42.hdf5"]["unnamed_values"] == [0.42]
+    assert doc["model-ep04-val_acc0.91.h5"]["metrics"] == {"val_acc": 0.91}

@@ -500,9 +500,13 @@ def test_lock_with_huge_pid_never_reaches_os_kill(tmp_path: Path) -> None:
     lock.write_text(json.dumps({"pid": 10**30, "host": socket.gethostname(), "time": "x"}))
     assert read_holder(lock) is None
     assert not pid_alive(10**30) and not is_stale({"pid": 10**30, "host": socket.gethostname()})
-    with nothing_written(tmp_path):
-        _raises(StoreLockedError, lambda: StoreLock(tmp_path).acquire(), "unknown process")
-        _raises(StoreLockedError, lambda: CheckpointStore(tmp_path, write=True))
+    taken = StoreLock(tmp_path)
+    taken.acquire()                 # nobody holds its OS lock: stale, taken over
+    try:
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+        _raises(StoreLockedError, lambda: CheckpointStore(tmp_path, write=True), f"pid {os.getpid()}")
+    finally:
+        taken.release()
 
 
 @pytest.mark.parametrize("content", [b"[" * DEEP + b"]" * DEEP, b'{"pid": ' + b"9" * 5000 + b"}",
@@ -511,8 +515,9 @@ def test_hostile_lock_content(tmp_path: Path, content: bytes) -> None:
     (tmp_path / LOCK_NAME).write_bytes(content)
     assert read_holder(tmp_path / LOCK_NAME) is None
     report = CheckpointStore(tmp_path).verify()  # read-only use never trips on the lock
-    assert "stale-lock" not in report.kinds()
-    _raises(StoreLockedError, lambda: StoreLock(tmp_path).acquire())
+    assert "stale-lock" in report.kinds()        # nobody holds its OS lock
+    with CheckpointStore(tmp_path, write=True):  # taken over: the content names nobody alive
+        assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
 
 
 # ------------------------------------------------------------------ plausible ranges

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,30 +11,47 @@ import pytest
 from ckptcompat.cli.commands import EXIT_OK, main
 from ckptcompat.inspection import inspect
 
-#: real files whose optimizer variables fit no known layout, with their weight count
-CASES = [("ikukang__DeepLearningWithPythonKeras/mnist_cnn.h5", 10)]
+#: a real Keras 2.3.1 file (10 weights, RMSprop) whose every optimizer weight now reads
+REAL = "ikukang__DeepLearningWithPythonKeras/mnist_cnn.h5"
 
 
-@pytest.mark.parametrize("rel,weights", CASES)
-def test_optimizer_misfit_still_reports_the_weights(real_checkpoints: Path, rel: str, weights: int,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    path = real_checkpoints / rel
-    info = inspect(path)
+@pytest.fixture()
+def misfit(real_checkpoints: Path, tmp_path: Path) -> Path:
+    """A copy of the real file with one optimizer weight renamed to a naming nobody writes."""
+    import h5py
+    import numpy as np
+
+    path = tmp_path / "mnist_cnn.h5"
+    shutil.copyfile(real_checkpoints / REAL, path)
+    with h5py.File(path, "r+") as h5:
+        group = h5["optimizer_weights"]
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs["weight_names"]]
+        old = names[1]
+        names[1] = "training/RMSprop/mystery_slot:0"
+        group.move(old, names[1])
+        group.attrs["weight_names"] = np.array([n.encode() for n in names])
+    return path
+
+
+def test_optimizer_misfit_still_reports_the_weights(misfit: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    weights = 10
+    info = inspect(misfit)
     assert info.weight_count == weights and info.optimizer is None
     assert info.unreadable == ("optimizer",)
     assert info.problems and all(p.startswith("optimizer: ") for p in info.problems)
-    assert main(["inspect", str(path), "--json"]) == EXIT_OK
+    assert any("mystery_slot" in p for p in info.problems)
+    assert main(["inspect", str(misfit), "--json"]) == EXIT_OK
     out = json.loads(capsys.readouterr().out)
     assert out["unreadable"] == ["optimizer"] and out["problems"] == list(info.problems)
     assert out["weight_count"] == weights
-    assert main(["inspect", str(path)]) == EXIT_OK
+    assert main(["inspect", str(misfit)]) == EXIT_OK
     lines = capsys.readouterr().out.splitlines()
     assert any(line.split() == ["unreadable", "optimizer"] for line in lines)
 
 
 @pytest.mark.parametrize("rel", ["BilleChu__dnn-test-tensorflow",
-                                 # its Keras 2.15 Adam layout once fit nothing; now it reads in full
-                                 "Abhaypandy__ANN-classification-churn-prediction/model.keras"])
+                                 # their optimizer layouts once fit nothing; now they read in full
+                                 "Abhaypandy__ANN-classification-churn-prediction/model.keras", REAL])
 def test_readable_file_has_no_problems(real_checkpoints: Path, rel: str) -> None:
     info = inspect(real_checkpoints / rel)
     assert info.to_dict()["unreadable"] == [] and info.to_dict()["problems"] == []

@@ -17,6 +17,7 @@ from ckptcompat import formats
 from ckptcompat.formats import sidecar
 from ckptcompat.inspection import LEGACY_SIDECAR, CheckpointInfo, VariableInfo, inspect
 from ckptcompat.state import OptimizerState, Producer, Progress, TrainingState
+from _paths import FIXTURES
 
 STATE_JSON_ONLY = tuple(i for i in formats.FORMATS if i.name == "state_json")
 
@@ -112,7 +113,7 @@ def test_to_dict_is_strict_json(tmp_path: Path, fake_format: types.ModuleType) -
     path.write_bytes(b"FAKE")
     doc = json.loads(json.dumps(inspect(path).to_dict(), allow_nan=False))
     assert doc["format"] == "fake_fmt"
-    assert doc["progress"] == {"epoch": 3, "step": 0, "global_step": 30}
+    assert doc["progress"] == {"epoch": 3, "step": 0, "global_step": 30, "global_step_source": "recorded"}
     assert doc["optimizer"]["slot_count"] == 4 and doc["optimizer"]["learning_rate"] == 0.01
     assert doc["variables"][0] == {"name": "dense/kernel", "shape": [3, 4], "dtype": "float32", "kind": "weight"}
     assert doc["metrics"] == {"raw": ["loss", "acc", "val_auc_1"], "canonical": ["loss", "accuracy", "val_auc"]}
@@ -168,3 +169,12 @@ def test_legacy_history_json_falls_back(tmp_path: Path) -> None:
     path.write_text(json.dumps({"acc": [0.5], "val_acc": [0.4]}))
     info = inspect(path)
     assert info.canonical_metric_names == ("accuracy", "val_accuracy") and info.history_epochs == 1
+
+
+def test_global_step_from_optimizer_iterations_when_none_recorded() -> None:
+    """A tf.keras .h5 records no global step; Keras' global step is the optimizer's iterations."""
+    info = inspect(FIXTURES / "tf212" / "mlp_adam" / "model.h5")
+    assert info.optimizer is not None and info.optimizer.iterations == 4
+    assert (info.global_step, info.global_step_source) == (4, "optimizer iterations")
+    assert "global step  4  (the optimizer's iterations; none recorded)" in info.to_text().splitlines()
+    assert info.to_dict()["progress"]["global_step"] == 4

@@ -8,7 +8,8 @@ import pytest
 
 from ckptcompat.errors import InvalidArgumentError
 from ckptcompat.names.arguments import (RULES, Note, Translation, checkpoint_kwargs, filepath_epoch_base,
-                                        fit_kwargs, log_notes, lr_ignored_by, method_name, optimizer_kwargs)
+                                        fit_kwargs, log_notes, lr_ignored_by, method_name, optimizer_kwargs,
+                                        running_keras_major)
 
 
 def test_period_becomes_save_every_epochs() -> None:
@@ -144,3 +145,31 @@ def test_log_notes(caplog: pytest.LogCaptureFixture) -> None:
 def test_rules_table_rows() -> None:
     assert {r.target for r in RULES} == {"ModelCheckpoint", "optimizer", "fit"}
     assert all(r.versions and r.argument for r in RULES)
+
+
+@pytest.mark.parametrize("flavour,major", [("keras2", 2), ("keras3", 3)])
+def test_translations_target_the_running_keras_by_default(monkeypatch: pytest.MonkeyPatch, flavour: str,
+                                                          major: int) -> None:
+    """Without keras_major the running Keras (ckptcompat.runtime.detect) decides, not "3"."""
+    from ckptcompat import runtime
+
+    monkeypatch.setattr(runtime, "detect", lambda: flavour)
+    t = fit_kwargs(epochs=3, workers=4)
+    assert t.kwargs == ({"epochs": 3, "workers": 4} if major == 2 else {"epochs": 3})
+    assert t.moved == ({} if major == 2 else {"workers": 4})
+    assert ("options" in checkpoint_kwargs(options="opts").kwargs) is (major == 2)
+    assert method_name("fit_generator")[1][0].text.endswith(
+        "(deprecated since tf.keras 2.1)" if major == 2 else "(removed in Keras 3)")
+    assert running_keras_major() == major
+
+
+def test_without_tensorflow_translations_target_keras3(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ckptcompat import runtime
+    from ckptcompat.errors import MissingDependencyError
+
+    def missing() -> str:
+        raise MissingDependencyError("TensorFlow is not installed")
+
+    monkeypatch.setattr(runtime, "detect", missing)
+    assert running_keras_major() == 3
+    assert fit_kwargs(workers=4).moved == {"workers": 4}

@@ -76,6 +76,14 @@ def test_user_docs_and_examples_name_public_things_only(path: Path) -> None:
     assert not found, f"{path.relative_to(ROOT)} names private ckptcompat things: {found}"
 
 
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_examples_find_checkpoints_through_the_api(path: Path) -> None:
+    """No example tests for the store's own files on disk (``ckptcompat.json``): whether there is
+    something to resume is ``ckptcompat.resume`` raising ``CheckpointNotFoundError``."""
+    text = path.read_text(encoding="utf-8")
+    assert not re.findall(r"ckptcompat\.json|\.ckptcompat\.lock", text), path.name
+
+
 def test_every_name_in_all_resolves() -> None:
     assert len(ckptcompat.__all__) == len(set(ckptcompat.__all__))
     for name in ckptcompat.__all__:

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 import ckptcompat
-from ckptcompat.errors import (CheckpointNotFoundError, CkptCompatError, IncompatibleStateError,
+from ckptcompat.errors import (CkptCompatError, IncompatibleStateError,
                                InvalidArgumentError, UnsupportedFormatError)
 from ckptcompat.formats import registry
 from ckptcompat.formats.sidecar import read_legacy_sidecar
@@ -146,14 +146,6 @@ _CUSTOM = (InvalidArgumentError, "does not know", "custom layer class; needs cus
 _KERAS1_WEIGHTS = (IncompatibleStateError, "nothing was assigned",
                    "Keras 1 weight layout (dense_1_W, 12 LSTM tensors, running_std) is not translated "
                    "by the HDF5 reader yet (formats/keras_h5)")
-_PENDING_OPT_NAMES = (CheckpointNotFoundError, "optimizer weights do not match",
-                      "pending: optimizer weights named the TF 1.x-era tf.keras way (training/Adam/...,"
-                      " iterations_27, u_0) -- optimizer slot layouts, issue #13 deliver 2")
-_PENDING_VHAT = (IncompatibleStateError, "vhat",
-                 "pending: Keras 2.0-2.3 Adam stores (1,)-shaped vhat placeholders even with "
-                 "amsgrad=False -- translate by meaning (optimizer slot layouts, issue #13 deliver 2)")
-_PENDING_SGD0 = (IncompatibleStateError, "momentum",
-                 "pending: SGD momentum slots at momentum 0 (issue #13, plain SGD across generations)")
 _M = "malfaro2/dl4j-test-resources:src/main/resources/modelimport/keras/"
 for _sid, _why in {
     "MichaelHopf/CarND-Behavioral-Cloning-P3:model.hdf5": _LAMBDA,
@@ -165,6 +157,7 @@ for _sid, _why in {
     "paalpri/autoencoder:midi_processing-master/encoder_model.h5": _LAMBDA,
     "paalpri/autoencoder:midi_processing-master/vae_model.h5": _LAMBDA,
     "trojerz/Ear-Detection:adadelta.h5": _LAMBDA,  # also a custom AnchorBoxes layer
+    "trojerz/Ear-Detection:adamax.h5": _LAMBDA,  # its Keras 2.3.1 m_i/u_i Adamax slots read now
     "AlgoDM-Fall2023-Team2/Visual-Search-Using-Variational-Autoencoders:model.keras": _CUSTOM,
     "JiaMauJian/data-analysis:weights.best.hdf5": _KERAS1_WEIGHTS,
     _M + "examples/simple_lstm/simple_lstm_th_keras_1_model.h5": _KERAS1_WEIGHTS,
@@ -176,13 +169,6 @@ for _sid, _why in {
     _M + "weights/conv2d_tensorflow_1.h5": _KERAS1_WEIGHTS,
     _M + "weights/lstm_tensorflow_1.h5": _KERAS1_WEIGHTS,
     _M + "weights/lstm_theano_1.h5": _KERAS1_WEIGHTS,
-    "Markusgami/Udacity-capstone:weight.hdf5": _PENDING_OPT_NAMES,
-    "Markusgami/Udacity-capstone:weights.best.hdf5": _PENDING_OPT_NAMES,
-    "courtneyum/Trading:Data/best_model0.h5": _PENDING_OPT_NAMES,
-    "ikukang/DeepLearningWithPythonKeras:mnist_cnn.h5": _PENDING_OPT_NAMES,
-    "trojerz/Ear-Detection:adamax.h5": _PENDING_OPT_NAMES,
-    "AndrewReusche/dsc-tuning-neural-networks-with-regularization-lab-v2-1:best_model.h5": {"keras2": _PENDING_SGD0},
-    "Zicoritonda/KK_DigitRecognition:sgd.h5": {"keras2": _PENDING_SGD0},
     "AliElgamel9/FastNeuralStyleTransfer:model.keras": {"keras3": (
         IncompatibleStateError, "depthwise_kernel",
         "pending: Keras 2 depthwise_kernel vs Keras 3 kernel; the config now rebuilds, the weights "

@@ -237,9 +237,7 @@ def test_exactly_one_module_binds_classes_to_keras_bases() -> None:
 
 def test_no_version_checks_of_the_flavour_outside_runtime() -> None:
     """The shared flow asks the flavour module instead of comparing flavour names."""
-    allowed = {"ckptcompat/runtime/__init__.py",
-               # config translation, being rewritten: to call the flavour methods (see report)
-               "ckptcompat/resuming/build.py"}
+    allowed = {"ckptcompat/runtime/__init__.py"}
     pattern = re.compile(r"(detect\(\)|flavour)\s*[!=]=\s*\"keras[23]\"")
     offenders = [p for p, text in _sources().items() if pattern.search(text) and p not in allowed]
     assert offenders == []

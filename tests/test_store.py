@@ -242,6 +242,17 @@ def test_unlisted_directory_is_ignored_and_reported(tmp_path: Path) -> None:
     assert foreign.exists()
 
 
+def test_callback_aux_folder_is_not_a_problem(tmp_path: Path) -> None:
+    """``.aux-<name>``: a callback's own store inside the run's store (EarlyStopping's best weights)."""
+    with CheckpointStore(tmp_path, write=True) as store:
+        entry = commit(store, 1)
+    with CheckpointStore(tmp_path / ".aux-early_stopping-val_loss", write=True) as aux:
+        commit(aux, 1)
+    (tmp_path / "elsewhere").mkdir()
+    assert CheckpointStore(tmp_path).checkpoints() == [entry]
+    assert [(p.kind, p.path) for p in verify(tmp_path).problems] == [("unlisted-dir", "elsewhere")]
+
+
 class _Listing(list):  # type: ignore[type-arg]
     """A list usable like os.scandir's iterator (``with os.scandir(...) as it``)."""
 

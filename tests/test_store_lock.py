@@ -96,21 +96,53 @@ def test_stale_lock_of_dead_pid_is_taken_over(tmp_path: Path,
     assert not (tmp_path / LOCK).exists()
 
 
-@pytest.mark.parametrize("holder", [
-    {"pid": "other-host"},            # replaced below: a live-looking pid on another host
-    {"pid": "parent"},                # a live pid on this host (our parent process)
-])
-def test_live_or_foreign_lock_is_not_taken_over(tmp_path: Path, holder: dict) -> None:  # type: ignore[type-arg]
-    if holder["pid"] == "other-host":
-        content = {"pid": _dead_pid(), "host": "some-other-host", "time": "2020-01-01T00:00:00Z"}
-    else:
-        content = {"pid": os.getppid(), "host": socket.gethostname(), "time": "now"}
+@pytest.mark.parametrize("content", [
+    # a job rescheduled on another host of a shared file system
+    {"pid": 4242, "host": "some-other-host", "time": "2020-01-01T00:00:00Z"},
+    # a restarted container: the trainer is pid 1 again, or the pid is reused by ourselves
+    {"pid": 1, "host": socket.gethostname(), "time": "2020-01-01T00:00:00Z"},
+    {"pid": os.getpid(), "host": socket.gethostname(), "time": "2020-01-01T00:00:00Z"},
+    # a live process of this host (our parent) that does not hold the OS lock
+    {"pid": os.getppid(), "host": socket.gethostname(), "time": "2020-01-01T00:00:00Z"},
+], ids=["other-host", "pid-1", "own-pid", "live-pid-without-lock"])
+def test_lock_whose_os_lock_is_free_is_taken_over_whatever_it_names(
+        tmp_path: Path, content: dict, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[type-arg]
     (tmp_path / LOCK).write_text(json.dumps(content))
-    with pytest.raises(StoreLockedError) as info:
-        CheckpointStore(tmp_path, write=True)
-    assert str(content["pid"]) in str(info.value)
-    assert json.loads((tmp_path / LOCK).read_text()) == content      # left alone
-    assert CheckpointStore(tmp_path).verify().ok                      # not reported as stale
+    assert [p.kind for p in CheckpointStore(tmp_path).verify().problems] == ["stale-lock"]
+    with caplog.at_level(logging.WARNING, logger="ckptcompat"):
+        with CheckpointStore(tmp_path, write=True) as store:
+            mine = json.loads((tmp_path / LOCK).read_text())
+            assert mine["pid"] == os.getpid() and mine["host"] == socket.gethostname()
+            assert mine["time"] != content["time"]
+            commit(store, 1)
+    assert any("stale" in r.getMessage() and f"pid {content['pid']} on host "
+               f"{content['host']!r}" in r.getMessage() for r in caplog.records)
+    assert not (tmp_path / LOCK).exists()
+
+
+def test_live_holder_in_another_process_is_refused_whatever_its_file_says(tmp_path: Path) -> None:
+    """Ownership is the OS lock: a holder whose file names another host is still live."""
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+        import fcntl, json, os, sys
+        fd = os.open(sys.argv[1], os.O_CREAT | os.O_RDWR, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, json.dumps({"pid": 1, "host": "elsewhere", "time": "t"}).encode())
+        print("held", flush=True)
+        sys.stdin.read()
+    """), str(tmp_path / LOCK)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(StoreLockedError) as info:
+            CheckpointStore(tmp_path, write=True)
+        assert "pid 1 on host 'elsewhere'" in str(info.value)
+        assert info.value.holder == {"pid": 1, "host": "elsewhere", "time": "t"}
+        assert CheckpointStore(tmp_path).verify().ok                  # held: not stale
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    with CheckpointStore(tmp_path, write=True) as store:              # free once it exits
+        commit(store, 1)
 
 
 def test_empty_lock_file_without_holder_is_taken_over(tmp_path: Path) -> None:

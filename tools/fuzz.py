@@ -2,8 +2,9 @@
 """Coverage-guided byte-level fuzzing of every ckptcompat reader (no extra dependency).
 
 Targets: ``keras_h5``, ``keras_zip`` (``.keras`` and ``.weights.h5``), ``tf_bundle`` (index
-and data shard), ``sidecar`` (``state.json`` and legacy JSON), ``safe_pickle``, ``manifest``
-(the store manifest, through ``ckptcompat ls``'s code path) and ``lock``. Each is seeded with
+and data shard), ``saved_model_pb`` and ``keras_metadata`` (the SavedModel protobufs),
+``sidecar`` (``state.json`` and legacy JSON), ``safe_pickle``, ``manifest`` (the store
+manifest, through ``ckptcompat ls``'s code path) and ``lock``. Each is seeded with
 files real releases wrote (``fixtures/``) and a few hostile ones, then mutated byte by byte
 (bit flips, interesting integers, deletions, duplications, splices, truncations). An input
 that reaches new lines of ckptcompat (``sys.settrace`` line coverage) joins the corpus.
@@ -202,6 +203,28 @@ def _run_lock(data: bytes, work: Path) -> None:
         lock.release()
 
 
+#: the SavedModel whose members the saved_model targets mutate (the other files stay intact)
+_SAVED_MODEL = FIXTURES / "saved_model" / "tf215" / "mlp_adam" / "model"
+
+
+def _saved_model_seeds(member: str) -> Callable[[], list[bytes]]:
+    def seeds() -> list[bytes]:
+        return [p.read_bytes() for p in sorted(FIXTURES.glob(f"saved_model/*/*/model/{member}"))][:6]
+    return seeds
+
+
+def _run_saved_model(member: str) -> Callable[[bytes, Path], None]:
+    def run(data: bytes, work: Path) -> None:
+        import ckptcompat
+
+        folder = work / "model"
+        if not folder.exists():
+            shutil.copytree(_SAVED_MODEL, folder)
+        (folder / member).write_bytes(data)
+        ckptcompat.read(folder)
+    return run
+
+
 TARGETS: dict[str, Target] = {t.name: t for t in [
     Target("keras_h5", lambda: _fixture_files("*/*/model.h5"), _run_registry("model.h5")),
     Target("keras_zip", lambda: _fixture_files("*/*/model.keras"), _run_registry("model.keras")),
@@ -212,6 +235,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
     Target("safe_pickle", _pickle_seeds, _run_pickle),
     Target("manifest", _manifest_seeds, _run_manifest),
     Target("lock", _lock_seeds, _run_lock),
+    Target("saved_model_pb", _saved_model_seeds("saved_model.pb"), _run_saved_model("saved_model.pb")),
+    Target("keras_metadata", _saved_model_seeds("keras_metadata.pb"), _run_saved_model("keras_metadata.pb")),
 ]}
 
 

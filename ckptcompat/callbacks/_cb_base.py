@@ -71,6 +71,17 @@ class LazyCallback:
             self._warned.add(tag)
             self._log.info(message, *args)
 
+    def _say(self, epoch: int | None, message: str, *args: Any) -> None:
+        """A message of a ``verbose`` option: with ``verbose >= 1`` printed to stdout as Keras
+        prints its callbacks' messages (``"\\nEpoch 00005: ..."``, ``epoch`` 0-based; ``None``:
+        no epoch prefix) and logged at INFO; with ``verbose=0`` logged at DEBUG only."""
+        text = message % args if args else message
+        if getattr(self, "verbose", 0):
+            print(text if epoch is None else f"\nEpoch {epoch + 1:05d}: {text}", flush=True)
+            self._log.info(text if epoch is None else f"epoch {epoch + 1}: {text}")
+        else:
+            self._log.debug(text if epoch is None else f"epoch {epoch + 1}: {text}")
+
     def set_model(self, model: Any) -> None:
         super().set_model(model)  # type: ignore[misc]
         if self.state_key:

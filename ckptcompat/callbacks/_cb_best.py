@@ -17,6 +17,7 @@ from typing import Any
 
 from ckptcompat.errors import CkptCompatError
 from ckptcompat.store import CheckpointStore, Retention
+from ckptcompat.store.urls import is_remote, location
 
 __all__ = ["BestWeights", "WEIGHTS_FILE", "default_directory"]
 
@@ -25,21 +26,24 @@ log = logging.getLogger(__name__)
 WEIGHTS_FILE = "best_weights.h5"
 
 
-def default_directory(model: Any, state_key: str) -> Path:
+def default_directory(model: Any, state_key: str) -> str | Path:
     """Where best weights go when no ``store=`` was given.
 
-    Next to the store of a ckptcompat ``Checkpoint`` callback registered on the model
-    (``<its directory>-<state_key>``), so they live and move with the run; else a new
+    Inside the store of a ckptcompat ``Checkpoint`` callback registered on the model, in its
+    hidden folder ``.aux-<state_key>`` (:data:`~ckptcompat.store.io.AUX_PREFIX`), so they live
+    and move with the run and nothing is added beside it in the user's folder; else a new
     temporary directory (recorded in the callback state, so a restart on the same machine
     still finds it).
     """
     from ckptcompat.callbacks import _state
+    from ckptcompat.store.io import AUX_PREFIX
 
     for callback in _state.registered(model).values():
         directory = getattr(callback, "directory", None)
         if isinstance(directory, (str, os.PathLike)):
-            base = Path(directory)
-            return base.parent / f"{base.name}-{state_key}"
+            if is_remote(directory):  # beside the URL store: its writer removes unlisted files
+                return f"{str(directory).rstrip('/')}-{state_key}"
+            return Path(directory) / f"{AUX_PREFIX}{state_key}"
     path = Path(tempfile.mkdtemp(prefix=f"ckptcompat-{state_key}-"))
     log.info("best weights of %s are kept in %s (pass store= to choose the folder)", state_key, path)
     return path
@@ -49,7 +53,7 @@ class BestWeights:
     """Save / load the best weights of one callback in the store at ``directory``."""
 
     def __init__(self, directory: str | os.PathLike[str], monitor: str, mode: str) -> None:
-        self.directory = Path(directory)
+        self.directory = location(directory)
         self.monitor = monitor
         self.mode = mode
 
@@ -74,12 +78,13 @@ class BestWeights:
         from ckptcompat import formats
 
         try:
-            entry = CheckpointStore(self.directory).get(checkpoint_id)
+            store = CheckpointStore(self.directory)
+            entry = store.get(checkpoint_id)
         except CkptCompatError as exc:  # pruned or removed: say so, keep the trained weights
             log.warning("best weights checkpoint %s not found in %s (%s); weights not restored",
                         checkpoint_id, self.directory, exc)
             return False
-        state = formats.read(entry.path / WEIGHTS_FILE, format="keras_h5")
+        state = formats.read(store.fetch(entry) / WEIGHTS_FILE, format="keras_h5")
         state = state.replace(optimizer=None)
         runtime.apply(state, model)
         return True

@@ -24,7 +24,6 @@ import logging
 import math
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from ckptcompat.callbacks._cb_base import bind_callback
@@ -117,7 +116,11 @@ class Checkpoint:
             raise InvalidArgumentError(f"save_freq={save_freq!r}: use 'epoch' or a positive int (batches)")
         if keep_best is not None and monitor is None:
             raise InvalidArgumentError("keep_best needs monitor=<metric name>")
-        self.directory = Path(directory)
+        from ckptcompat.store.urls import check_available, is_remote, location
+
+        self.directory = location(directory)  # an fsspec URL stays a URL string
+        if is_remote(self.directory):  # a missing package fails here, before any training step
+            check_available(str(self.directory))
         self.save_freq = save_freq
         self.keep_last, self.keep_best = keep_last, keep_best
         self.monitor, self.mode = monitor, mode

@@ -147,14 +147,14 @@ class EarlyStopping(LazyCallback):
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
         if self.model.stop_training and (self.stopped_epoch or self.stopped_step):
-            self._log.log(20 if self.verbose else 10, "EarlyStopping: stopped at epoch %d (step %d); "
-                          "best %s = %s at epoch %d", self.stopped_epoch + 1, self.stopped_step,
-                          self.monitor, self.best, self.best_epoch + 1)
+            step = f" (step {self.stopped_step})" if self.stopped_step else ""
+            self._say(self.stopped_epoch, "early stopping%s; best %s = %s at epoch %d", step, self.monitor,
+                      self.best, self.best_epoch + 1)
         if self.restore_best_weights and self.best_id is not None:
             assert self.store is not None
             if BestWeights(self.store, self.monitor, self._mode()).load(self.model, self.best_id):
-                self._log.log(20 if self.verbose else 10, "EarlyStopping: restored the best weights "
-                              "(epoch %d) from %s", self.best_epoch + 1, self.store)
+                self._say(None, "Restoring model weights from the end of the best epoch: %d.",
+                          self.best_epoch + 1)
 
     # -- helpers ----------------------------------------------------------------------------------
     def _mode(self) -> str:

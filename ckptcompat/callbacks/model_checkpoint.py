@@ -48,6 +48,13 @@ def keras_path(path: str, *, weights_only: bool, major: int) -> str:
     return path + ".keras"
 
 
+def _five(value: float | None, watch: Monitor) -> str:
+    """A value as Keras prints it (``%0.5f``; no value yet: ``inf`` / ``-inf`` by direction)."""
+    if value is None:
+        return "-inf" if watch.direction == "max" else "inf"
+    return f"{value:0.5f}"
+
+
 class ModelCheckpoint(LazyCallback):
     """Save the model (or its weights) during ``fit``; see the module docstring and docs/callbacks.md."""
 
@@ -143,18 +150,17 @@ class ModelCheckpoint(LazyCallback):
                                 "not saving", self.watch.describe_missing(logs))
                 return
             if not self.watch.better(current, self.best):
-                if self.verbose:
-                    self._log.info("epoch %d: %s did not improve from %s", epoch + 1, self.monitor, self.best)
+                self._say(epoch, "%s did not improve from %s", self.monitor, _five(self.best, self.watch))
                 return
-            if self.verbose:
-                self._log.info("epoch %d: %s improved from %s to %s", epoch + 1, self.monitor,
-                               self.best, current)
+            improved = (self.monitor, _five(self.best, self.watch), _five(current, self.watch))
             self.best = current
         path = self._target(epoch, logs, batch)
+        if self.save_best_only:
+            self._say(epoch, "%s improved from %s to %s, saving model to %s", *improved, path)
+        else:
+            self._say(epoch, "saving model to %s", path)
         self._write(path)
         self.last_saved = path
-        if self.verbose:
-            self._log.info("epoch %d: saved %s", epoch + 1, path)
 
     def _target(self, epoch: int, logs: Mapping[str, Any], batch: int | None) -> str:
         rendered = format_filepath(self.filepath, epoch, logs, batch=batch)

@@ -1,11 +1,13 @@
-"""``TrainingMonitor``: a JSON history (and a PNG plot) that stays continuous across resumes.
+"""``TrainingMonitor``: a PNG plot and a JSON history that stay continuous across resumes.
 
+The PyImageSearch signature: ``TrainingMonitor(fig_path, json_path=None, start_at=None)``.
 The history is a JSON object of lists, one entry per epoch: ``{"epoch": [1, 2, ...],
 "loss": [...], "val_loss": [...], ...}`` (``epoch`` 1-based; a key missing in some epoch is
 ``null`` there). At each epoch end every entry of that epoch or later is dropped first, so a
 run resumed at epoch ``e`` -- by ``ckptcompat.resume``, by ``start_at=e`` or just by
-``fit(initial_epoch=e)`` -- never duplicates epochs. The history is also the callback state,
-so a resume restores it exactly as it was at the checkpoint even if the JSON file ran ahead.
+``fit(initial_epoch=e)`` -- never duplicates epochs, and an existing JSON is continued, not
+overwritten (``start_at=0`` starts a new one). The history is also the callback state, so a
+resume restores it exactly as it was at the checkpoint even if the JSON file ran ahead.
 
 The plot (``fig_path``) shows ``loss`` / ``val_loss`` and the monitored metric under any
 spelling. It needs matplotlib (Agg backend); without it a single INFO line is logged and
@@ -22,7 +24,7 @@ from typing import Any
 
 from ckptcompat._atomic import atomic_path, atomic_write
 from ckptcompat.callbacks._cb_base import LazyCallback, as_float
-from ckptcompat.errors import CorruptCheckpointError
+from ckptcompat.errors import CorruptCheckpointError, InvalidArgumentError
 from ckptcompat.names.metrics import normalize_logs
 
 __all__ = ["TrainingMonitor", "trim_history"]
@@ -41,17 +43,56 @@ def _json_value(value: Any) -> Any:
     return number if math.isfinite(number) else str(number)
 
 
-class TrainingMonitor(LazyCallback):
-    """Write the per-epoch history to ``json_path`` (and plot it to ``fig_path``) every epoch."""
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
 
-    def __init__(self, json_path: str | os.PathLike[str], fig_path: str | os.PathLike[str] | None = None,
-                 monitor: str | None = None, start_at: int = 0, state_key: str | None = None) -> None:
+
+def _paths(fig_path: Any, json_path: Any, log: Any) -> tuple[str | None, str | None]:
+    """``(fig_path, json_path)`` checked: JSON never goes to an image path, nor a plot to a
+    ``.json``. The unambiguous calls of the earlier order, a ``.json`` path first and no second
+    path or an image one (``TrainingMonitor("history.json", "plot.png")``), are still
+    understood (a warning is logged)."""
+    fig = None if fig_path is None else os.fspath(fig_path)
+    js = None if json_path is None else os.fspath(json_path)
+    if fig is not None and fig.lower().endswith(".json"):
+        if js is not None and not js.lower().endswith(_IMAGE_SUFFIXES):
+            raise InvalidArgumentError(f"TrainingMonitor(fig_path={fig!r}): the plot path ends in .json",
+                                       hint="TrainingMonitor(fig_path, json_path=None, start_at=None): "
+                                            "the PNG plot first, the JSON history second")
+        log.warning("TrainingMonitor: %r is a .json path given as the first argument (the plot path, "
+                    "PyImageSearch order); writing the history JSON there%s", fig,
+                    "" if js is None else f" and the plot to {js!r}")
+        fig, js = js, fig
+    if js is not None and js.lower().endswith(_IMAGE_SUFFIXES):
+        raise InvalidArgumentError(f"TrainingMonitor(json_path={js!r}) is an image path",
+                                   hint="pass the plot as fig_path and a .json file as json_path")
+    if fig is None and js is None:
+        raise InvalidArgumentError("TrainingMonitor needs fig_path and/or json_path",
+                                   hint="e.g. TrainingMonitor('output/history.png', "
+                                        "json_path='output/history.json')")
+    return fig, js
+
+
+class TrainingMonitor(LazyCallback):
+    """Plot the per-epoch history to ``fig_path`` (and write it to ``json_path``) every epoch.
+
+    The PyImageSearch signature: ``TrainingMonitor(fig_path, json_path=None, start_at=None)``.
+    ``start_at=None`` (default) continues the existing history: the restored callback state,
+    else the JSON at ``json_path`` cut at the epoch ``fit`` resumes at; ``start_at=e`` keeps
+    epochs ``1..e`` of the JSON; ``start_at=0`` starts a new history.
+    """
+
+    def __init__(self, fig_path: str | os.PathLike[str] | None = None,
+                 json_path: str | os.PathLike[str] | None = None, start_at: int | None = None, *,
+                 monitor: str | None = None, state_key: str | None = None) -> None:
         self._init_keras()
-        self.json_path = os.fspath(json_path)
-        self.fig_path = None if fig_path is None else os.fspath(fig_path)
+        self.fig_path, self.json_path = _paths(fig_path, json_path, self._log)
+        if start_at is not None and (isinstance(start_at, bool) or not isinstance(start_at, int)
+                                     or start_at < 0):
+            raise InvalidArgumentError(f"TrainingMonitor(start_at={start_at!r}) must be an int >= 0 or None",
+                                       hint="pass monitor= by keyword; start_at is the epoch to continue at")
         self.monitor = monitor
-        self.start_at = int(start_at)
-        self.state_key = state_key or f"training_monitor:{self.json_path}"
+        self.start_at = start_at
+        self.state_key = state_key or f"training_monitor:{self.json_path or self.fig_path}"
         self.history: dict[str, list[Any]] = {}
         self._loaded = False
 
@@ -65,6 +106,8 @@ class TrainingMonitor(LazyCallback):
         self._loaded = True
 
     def _read_json(self) -> dict[str, list[Any]]:
+        if self.json_path is None:
+            return {}
         try:
             with open(self.json_path, encoding="utf-8") as handle:
                 data = json.load(handle)
@@ -85,7 +128,16 @@ class TrainingMonitor(LazyCallback):
         if offered is not None:
             self.load_state_dict(offered)
         elif not self._loaded:
-            self.history = trim_history(self._read_json(), self.start_at) if self.start_at > 0 else {}
+            if self.start_at == 0:
+                self.history = {}
+            elif self.start_at is not None:
+                self.history = trim_history(self._read_json(), self.start_at)
+            else:  # continue the JSON; on_epoch_end cuts it at the epoch fit resumes at
+                self.history = self._read_json()
+                if self.history.get("epoch"):
+                    self._log.info("TrainingMonitor: continuing the history of %s (%d epoch(s); later "
+                                   "epochs than fit's initial_epoch are replaced)", self.json_path,
+                                   len(self.history["epoch"]))
         self._loaded = False
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
@@ -99,11 +151,13 @@ class TrainingMonitor(LazyCallback):
         for column in history.values():
             column.extend([None] * (rows + 1 - len(column)))
         self.history = history
-        self._write_json()
+        if self.json_path is not None:
+            self._write_json()
         if self.fig_path is not None:
             self._plot()
 
     def _write_json(self) -> None:
+        assert self.json_path is not None
         folder = os.path.dirname(os.path.abspath(self.json_path))
         os.makedirs(folder, exist_ok=True)
         atomic_write(self.json_path, json.dumps(self.history, indent=1))
@@ -123,8 +177,8 @@ class TrainingMonitor(LazyCallback):
         try:
             import matplotlib
         except ImportError:
-            self._info_once("matplotlib", "TrainingMonitor: matplotlib is not installed; writing %s "
-                            "but no plot (pip install matplotlib)", self.json_path)
+            self._info_once("matplotlib", "TrainingMonitor: matplotlib is not installed; no plot "
+                            "%s (pip install matplotlib)", self.fig_path)
             return
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
@@ -138,7 +192,9 @@ class TrainingMonitor(LazyCallback):
             plt.xlabel("epoch")
             plt.title(f"training history ({len(epochs)} epochs)")
             plt.legend()
+            assert self.fig_path is not None
+            suffix = os.path.splitext(self.fig_path)[1].lower().lstrip(".")
             with atomic_path(self.fig_path) as tmp:
-                figure.savefig(tmp, format="png")
+                figure.savefig(tmp, format=suffix if f".{suffix}" in _IMAGE_SUFFIXES else "png")
         finally:
             plt.close(figure)

@@ -105,7 +105,6 @@ class ReduceLROnPlateau(LazyCallback):
             runtime.set_learning_rate(self.model, new_lr)
             new_lr = current_learning_rate(self.model)
             self.drops.append([epoch, lr, new_lr])
-            self._log.log(20 if self.verbose else 10, "epoch %d: ReduceLROnPlateau %s -> %s",
-                          epoch + 1, lr, new_lr)
+            self._say(epoch, "ReduceLROnPlateau reducing learning rate to %s (was %s).", new_lr, lr)
             self.cooldown_counter = self.cooldown
             self.wait = 0

@@ -48,10 +48,11 @@ def _quiet_discovery(args: argparse.Namespace) -> Iterator[None]:
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:
-    from ckptcompat.cli.tables import list_rows, render_ls
+    from ckptcompat.cli.tables import list_rows, nested_stores, render_ls
 
     with _quiet_discovery(args):
         rows = list_rows(args.dir, monitor=args.monitor, mode=args.mode, pattern=args.pattern)
+        rows += nested_stores(args.dir)
     if args.json:
         print(json.dumps([r.to_dict() for r in rows], indent=2, sort_keys=True))
     else:
@@ -143,7 +144,7 @@ def _parser() -> argparse.ArgumentParser:
     _verbose(p)
     p.set_defaults(func=_cmd_inspect)
 
-    p = sub.add_parser("ls", help="list the checkpoints of a store or any folder")
+    p = sub.add_parser("ls", help="list the checkpoints of a store or any folder, and the stores in its subfolders")
     p.add_argument("dir", help="ckptcompat store, folder of checkpoints, or one checkpoint")
     p.add_argument("--monitor", help="metric that decides 'best' (default: the store's, else val_loss)")
     p.add_argument("--mode", choices=("min", "max"), help="direction of --monitor (default: known direction)")

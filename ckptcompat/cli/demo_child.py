@@ -69,7 +69,6 @@ def run_child(mode: str, workdir: Path, epochs: int, seed: int, cut_at: int) -> 
     import tensorflow as tf
 
     import ckptcompat
-    from ckptcompat._atomic import atomic_path, atomic_write
     from ckptcompat.callbacks import Checkpoint
     from ckptcompat.runtime import keras_module
     from ckptcompat.data import ArrayData
@@ -90,6 +89,21 @@ def run_child(mode: str, workdir: Path, epochs: int, seed: int, cut_at: int) -> 
     else:
         model, fit_kwargs = _build(keras, seed), {"shuffle": False}
 
+    run_dir.mkdir(parents=True, exist_ok=True)
+    progress = _progress_callback(keras, mode, cut_at, data, run_dir)
+    callbacks = [data.tracker(), Checkpoint(store, save_freq=SAVE_FREQ, data=data), progress]
+    started = time.perf_counter()
+    hist = model.fit(data, validation_data=(xv, yv), epochs=epochs, verbose=0,
+                     callbacks=callbacks, **fit_kwargs)
+    outcome["train_seconds"] = round(time.perf_counter() - started, 2)
+    _write_results(model, hist, run_dir, x, y, outcome)
+
+
+def _progress_callback(keras: Any, mode: str, cut_at: int, data: Any, run_dir: Path) -> Any:
+    """A callback that, in ``cut`` mode, writes the position at global batch ``cut_at`` to
+    ``<run>/progress.json`` and then waits for the parent's SIGKILL."""
+    from ckptcompat._atomic import atomic_write
+
     class Progress(keras.callbacks.Callback):  # type: ignore[misc,name-defined]
         """Writes the position after each batch; in ``cut`` mode waits at ``cut_at`` for SIGKILL."""
 
@@ -108,12 +122,15 @@ def run_child(mode: str, workdir: Path, epochs: int, seed: int, cut_at: int) -> 
                 atomic_write(run_dir / "progress.json", json.dumps(marker))
                 time.sleep(600)  # the parent SIGKILLs us here
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    callbacks = [data.tracker(), Checkpoint(store, save_freq=SAVE_FREQ, data=data), Progress()]
-    started = time.perf_counter()
-    hist = model.fit(data, validation_data=(xv, yv), epochs=epochs, verbose=0,
-                     callbacks=callbacks, **fit_kwargs)
-    outcome["train_seconds"] = round(time.perf_counter() - started, 2)
+    return Progress()
+
+
+def _write_results(model: Any, hist: Any, run_dir: Path, x: np.ndarray, y: np.ndarray,
+                   outcome: dict[str, Any]) -> None:
+    """Write ``<run>/final.npz`` (the trained weights) and ``<run>/outcome.json`` (loss,
+    accuracy, iterations and history on the training set, plus ``outcome`` so far)."""
+    from ckptcompat._atomic import atomic_path, atomic_write
+
     weights = [np.asarray(w) for w in model.get_weights()]
     with atomic_path(run_dir / "final.npz") as tmp:
         np.savez(tmp, *weights)

@@ -10,7 +10,7 @@ from typing import Any
 
 from ckptcompat.errors import CheckpointNotFoundError, CkptCompatError
 
-__all__ = ["Row", "list_rows", "render_ls", "verify_path"]
+__all__ = ["Row", "list_rows", "nested_stores", "render_ls", "verify_path"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,9 @@ class Row:
     latest: bool = False
     best: bool = False
     source: str = "unknown"
+    unnamed: tuple[float, ...] = ()   # decimal numbers of the file name no metric name labels
+    kind: str = "checkpoint"          # or "store": a ckptcompat store in a subfolder (its latest)
+    checkpoints: int | None = None    # kind "store": how many checkpoints it lists
 
     @property
     def status(self) -> str:
@@ -63,7 +66,8 @@ class Row:
                             "step": self.step, "global_step": self.global_step, "format": self.format,
                             "metrics": dict(self.metrics), "status": self.status,
                             "problem": self.problem, "latest": self.latest, "best": self.best,
-                            "source": self.source})
+                            "source": self.source, "unnamed_values": list(self.unnamed),
+                            "kind": self.kind, "checkpoints": self.checkpoints})
 
 
 def _default_monitor(path: Path, cands: list[Any]) -> tuple[str | None, str | None]:
@@ -83,8 +87,10 @@ def list_rows(path: str | os.PathLike[str], *, monitor: str | None = None, mode:
               pattern: str | None = None) -> list[Row]:
     """The checkpoints at ``path``, oldest first, with latest/best marks."""
     from ckptcompat.discovery import find_checkpoints, select
+    from ckptcompat.discovery.names import unnamed_values
+    from ckptcompat.store.local_view import localize
 
-    p = Path(path)
+    p = localize(path)
     _check_single_file(p)
     cands = find_checkpoints(p, pattern=pattern)
     latest = best = None
@@ -106,7 +112,63 @@ def list_rows(path: str | os.PathLike[str], *, monitor: str | None = None, mode:
         rows.append(Row(id=str(c.store_id if c.store_id is not None else i), name=c.name, path=str(c.path),
                         epoch=c.epoch, step=c.step, global_step=c.global_step, format=c.format,
                         metrics=dict(c.metrics), problem=c.problem, latest=c is latest, best=c is best,
-                        source=c.source))
+                        source=c.source,
+                        unnamed=() if c.metrics or c.store_id is not None else tuple(unnamed_values(c.name))))
+    return rows
+
+
+_NESTED_DEPTH = 3      # folders below the listed one searched for stores
+_NESTED_FOLDERS = 500  # at most this many folders looked at (a home directory stays fast)
+
+
+def _store_folders(top: Path) -> list[Path]:
+    """ckptcompat stores in subfolders of ``top`` (not ``top``), breadth first, sorted; hidden
+    folders, SavedModel folders and stores' insides are not searched."""
+    found: list[Path] = []
+    level, seen = [top], 0
+    for _ in range(_NESTED_DEPTH):
+        below: list[Path] = []
+        for folder in level:
+            try:
+                children = sorted(c for c in folder.iterdir() if c.is_dir() and not c.name.startswith("."))
+            except OSError:
+                continue
+            for child in children:
+                seen += 1
+                if seen > _NESTED_FOLDERS:
+                    return found
+                if _is_store(child):
+                    found.append(child)
+                elif not (child / "saved_model.pb").exists():
+                    below.append(child)
+        level = below
+    return found
+
+
+def nested_stores(path: str | os.PathLike[str]) -> list[Row]:
+    """One row per ckptcompat store in a subfolder of ``path``: its latest checkpoint's epoch,
+    step and metrics, and how many checkpoints it lists (none for a store ``path`` itself)."""
+    from ckptcompat.discovery import find_checkpoints, select
+
+    top = Path(path)
+    if not top.is_dir() or _is_store(top):
+        return []
+    rows = []
+    for folder in _store_folders(top):
+        rel = folder.relative_to(top).as_posix()
+        try:
+            cands = find_checkpoints(folder, deep=False)
+            latest = select(cands, "latest") if cands else None
+        except CkptCompatError as exc:
+            rows.append(Row(id="-", name=f"{rel}/", path=str(folder), epoch=None, step=None, global_step=None,
+                            format="store", problem=_one_line(exc), kind="store", checkpoints=0))
+            continue
+        damaged = sum(1 for c in cands if c.problem)
+        rows.append(Row(id="-", name=f"{rel}/", path=str(folder), epoch=getattr(latest, "epoch", None),
+                        step=getattr(latest, "step", None), global_step=getattr(latest, "global_step", None),
+                        format="store", metrics=dict(getattr(latest, "metrics", {}) or {}),
+                        problem=f"{damaged} damaged checkpoint(s)" if damaged else None, latest=latest is not None,
+                        source="store", kind="store", checkpoints=len(cands)))
     return rows
 
 
@@ -114,22 +176,43 @@ def _show(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
-def render_ls(path: str | os.PathLike[str], rows: list[Row]) -> str:
-    """An aligned table, then one line per damaged checkpoint."""
-    if not rows:
-        return f"no checkpoints in {path}"
-    table = [("ID", "NAME", "EPOCH", "STEP", "FORMAT", "STATUS", "MARK", "METRICS")]
-    for r in rows:
-        marks = ",".join(m for m, on in (("latest", r.latest), ("best", r.best)) if on) or "-"
-        metrics = " ".join(f"{k}={v:.4g}" for k, v in sorted(r.metrics.items())) or "-"
-        table.append((r.id, r.name, _show(r.epoch), _show(r.step), _show(r.format), r.status, marks,
-                      metrics))
+def _metrics_cell(r: Row) -> str:
+    named = [f"{k}={v:.4g}" for k, v in sorted(r.metrics.items())]
+    unnamed = [f"?={v:.4g}" for v in r.unnamed]
+    return " ".join(named + unnamed) or "-"
+
+
+def _aligned(table: list[tuple[str, ...]], indent: str = "") -> list[str]:
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
-    lines = ["  ".join([*(cell.ljust(w) for cell, w in zip(row, widths)), row[-1]]).rstrip()
-             for row in table]
-    damaged = [r for r in rows if r.problem]
-    lines.append(f"{len(rows)} checkpoint(s), {len(damaged)} damaged")
-    lines += [f"  damaged {r.name}: {r.problem}" for r in damaged]
+    return [indent + "  ".join([*(cell.ljust(w) for cell, w in zip(row, widths)), row[-1]]).rstrip()
+            for row in table]
+
+
+def render_ls(path: str | os.PathLike[str], rows: list[Row]) -> str:
+    """An aligned table, then one line per damaged checkpoint, then the nested stores."""
+    stores = [r for r in rows if r.kind == "store"]
+    rows = [r for r in rows if r.kind != "store"]
+    if not rows and not stores:
+        return f"no checkpoints in {path}"
+    lines = [f"no checkpoints in {path} itself"] if not rows else []
+    if rows:
+        table = [("ID", "NAME", "EPOCH", "STEP", "FORMAT", "STATUS", "MARK", "METRICS")]
+        for r in rows:
+            marks = ",".join(m for m, on in (("latest", r.latest), ("best", r.best)) if on) or "-"
+            table.append((r.id, r.name, _show(r.epoch), _show(r.step), _show(r.format), r.status, marks,
+                          _metrics_cell(r)))
+        lines += _aligned(table)
+        damaged = [r for r in rows if r.problem]
+        lines.append(f"{len(rows)} checkpoint(s), {len(damaged)} damaged")
+        lines += [f"  damaged {r.name}: {r.problem}" for r in damaged]
+        if any(r.unnamed for r in rows):
+            lines.append("  ?=: a number in the file name without a metric name (--pattern names it)")
+    if stores:
+        lines.append(f"{len(stores)} ckptcompat store(s) in subfolders (ckptcompat ls <store> lists one):")
+        table = [("STORE", "CHECKPOINTS", "LATEST EPOCH", "STEP", "STATUS", "METRICS")]
+        table += [(r.name, _show(r.checkpoints), _show(r.epoch), _show(r.step),
+                   "ok" if r.problem is None else r.problem, _metrics_cell(r)) for r in stores]
+        lines += _aligned(table, "  ")
     return "\n".join(lines)
 
 
@@ -177,8 +260,9 @@ def verify_path(path: str | os.PathLike[str], *, deep: bool = True,
     :class:`UnsupportedFormatError` for a single file of no known format.
     """
     from ckptcompat.discovery import find_checkpoints
+    from ckptcompat.store.local_view import localize
 
-    p = Path(path)
+    p = localize(path)
     if not p.exists() and not Path(f"{p}.index").exists():
         raise CheckpointNotFoundError("no such file, folder or bundle prefix", path=p,
                                       hint="check the path")

@@ -260,8 +260,11 @@ def find_checkpoints(path: str | os.PathLike[str], *, pattern: str | None = None
     checksums (``False`` compares sizes only, ``None`` checks nothing: for a caller that
     verifies the one checkpoint it picks). Damaged checkpoints are returned with
     ``problem`` set and logged; a missing ``path`` raises :class:`CheckpointNotFoundError`.
+    An fsspec URL is read from a local copy (:func:`ckptcompat.store.local_view.localize`).
     """
-    p = Path(path)
+    from ckptcompat.store.local_view import localize
+
+    p = localize(path)
     if p.is_dir() and (p / "saved_model.pb").is_file():  # one SavedModel folder
         found = [_build(p, probe_saved_model(p), pattern=pattern, state_json=None, sidecar=None,
                         sidecar_offset=sidecar_epoch_offset, state_order=None)]

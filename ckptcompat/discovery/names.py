@@ -15,7 +15,7 @@ from ckptcompat.errors import InvalidArgumentError
 from ckptcompat.names.metrics import metric_direction
 
 __all__ = ["NameInfo", "CHECKPOINT_SUFFIXES", "strip_suffix", "parse_with_pattern", "parse_generic",
-           "natural_key"]
+           "natural_key", "unnamed_values"]
 
 #: file-name endings of checkpoint files, longest first (stripped before parsing the name)
 CHECKPOINT_SUFFIXES: tuple[str, ...] = (".weights.h5", ".hdf5", ".keras", ".ckpt", ".h5", ".hdf")
@@ -180,3 +180,21 @@ def parse_generic(name: str, *, bundle: str | None = None) -> NameInfo:
                   f"several integers ({', '.join([text, *others])}); took the first as the epoch")
     return NameInfo(epoch=int(text), step=0, metrics=metrics, ambiguous=reason)
 
+
+
+def unnamed_values(name: str) -> list[float]:
+    """The decimal numbers in ``name`` that no metric name labels, in order: ``0.42`` of
+    ``weights-improvement-05-0.42.hdf5`` (the template ``{epoch:02d}-{val_acc:.2f}`` is not in
+    the name, so which metric it is stays unknown; ``--pattern`` names it)."""
+    stem = strip_suffix(name)
+    named = list(_named_metrics(stem).values())
+    out = []
+    for match in _TOKEN.finditer(stem):
+        text = match.group("num")
+        if text and not text.isdigit():
+            value = float(text)
+            if value in named:
+                named.remove(value)
+            else:
+                out.append(value)
+    return out

@@ -169,11 +169,16 @@ def detect(path: str | os.PathLike[str]) -> str:
 
 
 def read(path: str | os.PathLike[str], *, format: str | None = None, **options: Any) -> TrainingState:
-    """Read the checkpoint at ``path`` into a :class:`TrainingState` (format detected if not given)."""
-    from ckptcompat._plausible import check_state
+    """Read the checkpoint at ``path`` into a :class:`TrainingState` (format detected if not given).
 
-    name = format or detect(path)
-    return check_state(get(name).read(Path(path), **options), path)
+    ``path`` may be an fsspec URL (``pip install 'ckptcompat[remote]'``): it is read from a
+    local copy (:func:`ckptcompat.store.local_view.localize`)."""
+    from ckptcompat._plausible import check_state
+    from ckptcompat.store.local_view import localize
+
+    local = localize(path)
+    name = format or detect(local)
+    return check_state(get(name).read(local, **options), path)
 
 
 def write(path: str | os.PathLike[str], state: TrainingState, *, format: str,
@@ -182,7 +187,9 @@ def write(path: str | os.PathLike[str], state: TrainingState, *, format: str,
 
     Returns the files written (with ``digests`` filled when asked with ``checksum=True`` and
     the writer hashes while writing, as ``keras_h5`` does)."""
-    return get(format).write(Path(path), state, **options)
+    from ckptcompat.store.urls import local_path
+
+    return get(format).write(local_path(path), state, **options)  # a URL: typed error
 
 
 def peek(path: str | os.PathLike[str], *, format: str | None = None) -> Peek:

@@ -19,7 +19,8 @@ Choices (``docs/names.md``):
   the learning rate is already a schedule. Keras 3 would warn and *ignore* ``decay``, TF
   2.11-2.15 new optimizers raise ``ValueError``.
 
-Pure Python: no framework import.
+Without ``keras_major`` the translations target the running Keras
+(:func:`running_keras_major`, through :mod:`ckptcompat.runtime`). Pure Python: no framework import.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ __all__ = [
     "optimizer_kwargs",
     "fit_kwargs",
     "method_name",
+    "running_keras_major",
     "lr_ignored_by",
     "filepath_epoch_base",
     "log_notes",
@@ -254,19 +256,41 @@ def _translate(target: str, kwargs: Mapping[str, Any], keras_major: int) -> Tran
     return Translation(kw, moved, tuple(notes))
 
 
-def checkpoint_kwargs(*, keras_major: int = 3, **kwargs: Any) -> Translation:
-    """ModelCheckpoint keywords for Keras ``keras_major`` (``period`` -> ``save_every_epochs``)."""
-    return _translate("ModelCheckpoint", kwargs, keras_major)
+def running_keras_major() -> int:
+    """The major version of the Keras that user code gets here (2 or 3), by
+    :func:`ckptcompat.runtime.detect` (no framework import); 3 when TensorFlow is not installed
+    (what ``pip install tensorflow`` gives today), logged at DEBUG."""
+    from ckptcompat import runtime
+    from ckptcompat.errors import MissingDependencyError
+
+    try:
+        major: int = runtime.flavour().KERAS_MAJOR  # the flavour module, not Keras itself
+        return major
+    except MissingDependencyError:
+        logger.debug("no TensorFlow installed: translating arguments for Keras 3")
+        return 3
 
 
-def optimizer_kwargs(*, keras_major: int = 3, **kwargs: Any) -> Translation:
-    """Optimizer keywords: ``lr`` -> ``learning_rate``, ``decay`` -> InverseTimeDecay description."""
-    return _translate("optimizer", kwargs, keras_major)
+def _major(keras_major: int | None) -> int:
+    return running_keras_major() if keras_major is None else int(keras_major)
 
 
-def fit_kwargs(*, keras_major: int = 3, **kwargs: Any) -> Translation:
-    """``fit`` keywords; on Keras 3 ``workers``/... go to ``moved`` (for ``keras.utils.PyDataset``)."""
-    return _translate("fit", kwargs, keras_major)
+def checkpoint_kwargs(*, keras_major: int | None = None, **kwargs: Any) -> Translation:
+    """ModelCheckpoint keywords for Keras ``keras_major`` (``period`` -> ``save_every_epochs``);
+    ``keras_major=None``: the running Keras (:func:`running_keras_major`)."""
+    return _translate("ModelCheckpoint", kwargs, _major(keras_major))
+
+
+def optimizer_kwargs(*, keras_major: int | None = None, **kwargs: Any) -> Translation:
+    """Optimizer keywords: ``lr`` -> ``learning_rate``, ``decay`` -> InverseTimeDecay description;
+    ``keras_major=None``: the running Keras."""
+    return _translate("optimizer", kwargs, _major(keras_major))
+
+
+def fit_kwargs(*, keras_major: int | None = None, **kwargs: Any) -> Translation:
+    """``fit`` keywords; on Keras 3 ``workers``/... go to ``moved`` (for ``keras.utils.PyDataset``),
+    on Keras 2 they stay. ``keras_major=None``: the running Keras (:func:`running_keras_major`)."""
+    return _translate("fit", kwargs, _major(keras_major))
 
 
 #: old Model method -> Keras 2.1+/3 one (deprecated in tf.keras 2.1-2.15 and tf-keras; gone in Keras 3)
@@ -275,12 +299,13 @@ METHOD_RENAMES: dict[str, str] = {
 }
 
 
-def method_name(name: str, keras_major: int = 3) -> tuple[str, list[Note]]:
-    """``fit_generator`` -> ``fit`` (and the other ``*_generator`` methods), with a note."""
+def method_name(name: str, keras_major: int | None = None) -> tuple[str, list[Note]]:
+    """``fit_generator`` -> ``fit`` (and the other ``*_generator`` methods), with a note
+    (``keras_major=None``: the running Keras)."""
     new = METHOD_RENAMES.get(name)
     if new is None:
         return name, []
-    gone = "removed in Keras 3" if keras_major >= 3 else "deprecated since tf.keras 2.1"
+    gone = "removed in Keras 3" if _major(keras_major) >= 3 else "deprecated since tf.keras 2.1"
     return new, [Note("info", f"model.{name}(...) -> model.{new}(...), which takes generators ({gone})")]
 
 

@@ -44,28 +44,15 @@ def written_by_keras3(state: TrainingState) -> bool | None:
 
 def config_for_running(model_config: Mapping[str, Any], flavour: str,
                        keras3: bool | None = None, path: str | None = None) -> dict[str, Any]:
-    """Translate a model config of any generation to the running flavour's spelling.
+    """Translate a model config of any generation to the spelling of ``flavour`` (the running one).
 
     Raises :class:`UnsupportedFormatError` naming the layer and the missing rule when a
     layer has no equivalent in the running generation.
     """
-    from ckptcompat.names.config_downgrade import downgrade_model_config, is_keras3_config
-    from ckptcompat.names.config_upgrade import for_keras3_release, upgrade_model_config
-
-    if keras3 is None:
-        keras3 = is_keras3_config(model_config)
-    if flavour == "keras3":
-        out = upgrade_model_config(model_config, path) if not keras3 else dict(model_config)
-        return for_keras3_release(out, _running_keras_version())
-    # Keras 2: the downgrade rules are no-ops on Keras 2 spellings and also strip what newer
-    # tf-keras releases write that older ones refuse (InputLayer ``optional``, ...)
-    return downgrade_model_config(model_config, path)
-
-
-def _running_keras_version() -> str:
     from ckptcompat import runtime
 
-    return str(getattr(runtime.flavour().keras_module(), "__version__", ""))
+    out: dict[str, Any] = runtime.flavour(flavour).config_for_running(model_config, keras3, path)
+    return out
 
 
 def _unknown_classes(keras: Any, config: Mapping[str, Any], custom: Mapping[str, Any]) -> list[str]:
@@ -111,17 +98,10 @@ def model_from_config(model_config: Mapping[str, Any], flavour: str, keras: Any,
             hint="build the model yourself (with its Lambda function) and pass resume(path, model=model)")
     config = config_for_running(model_config, flavour, keras3, path)
     unknown = _unknown_classes(keras, config, custom)
-    try:
-        if flavour == "keras3" and "module" not in config:  # legacy .h5 layout (Keras 3 or upgraded)
-            from keras.src.legacy.saving import saving_utils  # noqa: PLC0415
+    from ckptcompat import runtime
 
-            model = saving_utils.model_from_config(
-                {"class_name": config["class_name"], "config": config["config"]}, custom_objects=custom)
-        elif flavour == "keras3":
-            model = keras.models.model_from_json(_json(config), custom_objects=custom)
-        else:
-            model = keras.models.model_from_config(
-                {"class_name": config["class_name"], "config": config["config"]}, custom_objects=custom)
+    try:
+        model = runtime.flavour(flavour).model_from_config(config, custom)
     except Exception as exc:  # noqa: BLE001 -- Keras raises ValueError/TypeError/KeyError freely
         if unknown:
             raise InvalidArgumentError(
@@ -134,20 +114,14 @@ def model_from_config(model_config: Mapping[str, Any], flavour: str, keras: Any,
     return model
 
 
-def _json(config: Mapping[str, Any]) -> str:
-    import json
-
-    return json.dumps(config)
-
-
 def make_optimizer(keras: Any, opt: OptimizerState, flavour: str) -> Any:
     """An optimizer of the saved class with the saved hyper-parameters."""
     cls_name = canonical_optimizer_class(opt.class_name)
     raw = dict(opt.config.get("config", opt.config)) if isinstance(opt.config, Mapping) else {}
-    legacy = bool(raw.get("is_legacy_optimizer")) and flavour == "keras2"
-    space = getattr(keras.optimizers, "legacy", None) if legacy else None
-    cls = getattr(space, cls_name, None) if space is not None else None
-    cls = cls or getattr(keras.optimizers, cls_name, None)
+    from ckptcompat import runtime
+
+    # a legacy (OptimizerV2) optimizer comes back as one where the flavour still has them
+    cls = runtime.flavour(flavour).find_optimizer_class(cls_name, legacy=bool(raw.get("is_legacy_optimizer")))
     if not isinstance(cls, type):
         raise IncompatibleStateError(f"optimizer class {opt.class_name!r} does not exist in this Keras",
                                      hint="compile the model yourself and pass it as model=")

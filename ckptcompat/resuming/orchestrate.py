@@ -139,10 +139,7 @@ def resume(path: str | os.PathLike[str], model: Any = None, *, which: str = "lat
     iterations and ``steps_per_epoch`` (or ``len(data)``) when both are known, else 0 (warned).
     """
     from ckptcompat import runtime
-    from ckptcompat.resuming.build import build_model, compile_model
-    from ckptcompat.resuming.read import pick_and_read
     from ckptcompat.data.rng import restore_rng
-    from ckptcompat.callbacks._state import offer_states
 
     if session is not None:
         if model is not None:
@@ -150,6 +147,28 @@ def resume(path: str | os.PathLike[str], model: Any = None, *, which: str = "lat
         from ckptcompat.runtime.tf1 import restore_session
 
         return restore_session(path, session, partial=partial)
+    _check_arguments(which, optimizer, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch)
+    cand, state = _read(path, which, monitor=monitor, mode=mode, pattern=pattern)
+    where = str(cand.path)
+    flavour = runtime.detect()
+    rt = runtime.flavour(flavour)
+    if model is None:
+        model = _rebuild(state, flavour, rt, custom_objects, where, compile=compile)
+    report = _restore_model_state(rt, state, model, where, partial=partial, optimizer=optimizer,
+                                  learning_rate=learning_rate)
+    restore_rng(state.rng)
+    epoch, step, epoch_source, global_step = _position(cand, state, initial_epoch=initial_epoch,
+                                                       steps_per_epoch=steps_per_epoch, data=data,
+                                                       where=where)
+    epoch, step, data_restored = _restore_data(data, state, epoch, step, where)
+    callbacks = _offer_callbacks(model, state, epoch, step)
+    return _result(cand, state, model, report, epoch=epoch, step=step, epoch_source=epoch_source,
+                   global_step=global_step, callbacks=callbacks, data_restored=data_restored)
+
+
+def _check_arguments(which: str, optimizer: str, *, initial_epoch: int | None,
+                     steps_per_epoch: int | None) -> None:
+    """:class:`InvalidArgumentError` for a ``which``, ``optimizer`` or epoch argument out of range."""
     if which not in ("latest", "best"):
         raise InvalidArgumentError(f"which={which!r} is not 'latest' or 'best'")
     if optimizer not in ("restore", "reset"):
@@ -158,21 +177,55 @@ def resume(path: str | os.PathLike[str], model: Any = None, *, which: str = "lat
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0
                                   or (arg == "steps_per_epoch" and value == 0)):
             raise InvalidArgumentError(f"{arg}={value!r} is not a {'positive' if arg == 'steps_per_epoch' else 'non-negative'} int")
+
+
+def _read(path: str | os.PathLike[str], which: str, *, monitor: str | None, mode: str | None,
+          pattern: str | None) -> tuple[Any, TrainingState]:
+    """(the chosen candidate, its state), the training config the Checkpoint callback saved
+    taking the place of the file's."""
+    from ckptcompat.resuming.read import pick_and_read
+
     cand, state = pick_and_read(path, which, monitor=monitor, mode=mode, pattern=pattern)
-    where = str(cand.path)
-    flavour = runtime.detect()
-    rt = runtime.flavour(flavour)
     own_saved = dict(state.callbacks.get(CHECKPOINT_STATE_KEY, {}))
     if isinstance(own_saved.get("training_config"), Mapping):
         state = state.replace(training_config=own_saved["training_config"])
-    if model is None:
-        with _typed("rebuild the model from the checkpoint's config", where,
-                    "build the model yourself and pass it as model="):
-            model = build_model(state, flavour, rt.keras_module(), custom_objects, where)
-        if compile:
-            with _typed("compile the rebuilt model with the saved optimizer, loss and metrics", where,
-                        "pass compile=False and compile it yourself, or pass model="):
-                compile_model(model, state, rt.keras_module(), flavour, where)
+    return cand, state
+
+
+def _rebuild(state: TrainingState, flavour: str, rt: Any, custom_objects: Mapping[str, Any] | None,
+             where: str, *, compile: bool) -> Any:  # noqa: A002
+    """The model rebuilt from the checkpoint's config and, when ``compile``, compiled with the
+    saved optimizer, loss and metrics; framework errors as :class:`UnsupportedFormatError`."""
+    from ckptcompat.resuming.build import build_model, compile_model
+
+    with _typed("rebuild the model from the checkpoint's config", where,
+                "build the model yourself and pass it as model="):
+        model = build_model(state, flavour, rt.keras_module(), custom_objects, where)
+    if compile:
+        with _typed("compile the rebuilt model with the saved optimizer, loss and metrics", where,
+                    "pass compile=False and compile it yourself, or pass model="):
+            compile_model(model, state, rt.keras_module(), flavour, where)
+    return model
+
+
+def _restore_model_state(rt: Any, state: TrainingState, model: Any, where: str, *, partial: bool,
+                         optimizer: str, learning_rate: float | None) -> Any:
+    """Apply weights and optimizer state to ``model`` (matched by name, else structure), then
+    the ``learning_rate`` override; returns the apply report."""
+    to_apply = _state_to_apply(rt, state, model, where, optimizer=optimizer)
+    report = _apply_matched(rt, to_apply, model, partial=partial, where=where)
+    if optimizer == "reset":
+        report = dataclasses.replace(report, optimizer_reset=True)
+    if learning_rate is not None:
+        old = rt.set_learning_rate(model, float(learning_rate))
+        log.info("learning rate overridden: %s -> %s", old, learning_rate)
+    return report
+
+
+def _state_to_apply(rt: Any, state: TrainingState, model: Any, where: str, *,
+                    optimizer: str) -> TrainingState:
+    """``state`` with the optimizer state the model can take (none when uncompiled, reset,
+    class/hypers only or unordered); positional variables placed where count and shapes allow."""
     to_apply = state
     if getattr(model, "optimizer", None) is None and state.optimizer is not None:
         log.warning("%s: the model is not compiled; the checkpoint's optimizer state is not restored",
@@ -198,14 +251,12 @@ def resume(path: str | os.PathLike[str], model: Any = None, *, which: str = "lat
                     "state (slots, iterations, learning rate) is not; the model's optimizer starts "
                     "fresh", where, to_apply.optimizer.class_name)
         to_apply = to_apply.replace(optimizer=None)
-    report = _apply_matched(rt, to_apply, model, partial=partial, where=where)
-    if optimizer == "reset":
-        report = dataclasses.replace(report, optimizer_reset=True)
-    if learning_rate is not None:
-        old = rt.set_learning_rate(model, float(learning_rate))
-        log.info("learning rate overridden: %s -> %s", old, learning_rate)
-    restore_rng(state.rng)
+    return to_apply
 
+
+def _position(cand: Any, state: TrainingState, *, initial_epoch: int | None,
+              steps_per_epoch: int | None, data: Any, where: str) -> tuple[int, int, str, int | None]:
+    """(epoch, step, how the epoch was decided, global step) to resume at."""
     step = cand.step if cand.step is not None else (state.progress.step or 0)
     global_step = cand.global_step if cand.global_step is not None else state.progress.global_step
     if global_step is None and state.optimizer is not None:
@@ -214,9 +265,14 @@ def resume(path: str | os.PathLike[str], model: Any = None, *, which: str = "lat
         cand.epoch if cand.epoch is not None else state.progress.epoch, step, cand.source,
         initial_epoch=initial_epoch, global_step=global_step,
         steps_per_epoch=steps_per_epoch if steps_per_epoch is not None else _length(data), where=where)
+    return epoch, step, epoch_source, global_step
 
-    data_state = state.rng.get("data")
-    data_restored = False
+
+def _restore_data(data: Any, state: TrainingState, epoch: int, step: int,
+                  where: str) -> tuple[int, int, bool]:
+    """Give ``data`` its saved position; returns (epoch, step, whether it was restored), the
+    data object's own position winning. Warns where the data order cannot be replayed."""
+    data_state, data_restored = state.rng.get("data"), False
     if data is not None:
         if isinstance(data_state, Mapping):
             data.load_state_dict(dict(data_state))
@@ -232,14 +288,26 @@ def resume(path: str | os.PathLike[str], model: Any = None, *, which: str = "lat
     if data is None and step:
         log.warning("%s: mid-epoch checkpoint (epoch %d, step %d) without a data object: the "
                     "interrupted epoch restarts from its first batch", where, epoch, step)
+    return epoch, step, data_restored
+
+
+def _offer_callbacks(model: Any, state: TrainingState, epoch: int, step: int) -> dict[str, dict[str, Any]]:
+    """Offer the saved callback states (the Checkpoint callback's with history and resume
+    position) to the model's ckptcompat callbacks; returns the saved states."""
+    from ckptcompat.callbacks._state import offer_states
 
     callbacks = {k: dict(v) for k, v in state.callbacks.items()}
     own = dict(callbacks.get(CHECKPOINT_STATE_KEY, {}))
     own.update({"history": {k: list(v) for k, v in state.history.items()},
                 "resume_epoch": int(epoch), "resume_step": int(step)})
-    offered = {**callbacks, CHECKPOINT_STATE_KEY: own}
-    offer_states(model, offered)
+    offer_states(model, {**callbacks, CHECKPOINT_STATE_KEY: own})
+    return callbacks
 
+
+def _result(cand: Any, state: TrainingState, model: Any, report: Any, *, epoch: int, step: int,
+            epoch_source: str, global_step: int | None, callbacks: dict[str, dict[str, Any]],
+            data_restored: bool) -> ResumeResult:
+    """The :class:`ResumeResult` of a finished resume (logged)."""
     producer = {"framework": state.producer.framework, "versions": dict(state.producer.versions)}
     source = ResumeSource(path=str(cand.file or cand.path), format=cand.format,
                           producer=MappingProxyType(producer), epoch_source=epoch_source,

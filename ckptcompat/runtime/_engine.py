@@ -1,16 +1,16 @@
 """Capture/apply logic shared by the live flavours (keras2, keras3).
 
-A flavour supplies a :class:`FlavourOps` subclass with the handful of operations that
-differ between framework generations (variable names, slot lookup, optimizer build,
-learning-rate storage); everything else -- naming, checking, reporting -- lives here.
-This module never imports TensorFlow or Keras.
+A flavour supplies a :class:`FlavourOps` subclass (defined in ``_flavour_ops``, re-exported
+here) with the handful of operations that differ between framework generations (variable
+names, slot lookup, optimizer build, learning-rate storage); everything else -- naming,
+checking, reporting -- lives here. This module never imports TensorFlow or Keras.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,10 +18,11 @@ import numpy as np
 from ckptcompat.errors import IncompatibleStateError
 from ckptcompat.names.slot_meaning import NON_SLOT_ATTRS, nadam_u_product, translate_slots
 from ckptcompat.names.variables import canonical_optimizer_class
+from ckptcompat.runtime._flavour_ops import ApplyReport, FlavourOps
 from ckptcompat.runtime._slots import is_variable as _is_variable
 from ckptcompat.runtime._slots import list_slots, raw_slot_name
 from ckptcompat.runtime._walk import json_safe_or_none
-from ckptcompat.state import OptimizerState, Producer, TrainingState
+from ckptcompat.state import OptimizerState, TrainingState
 
 __all__ = ["ApplyReport", "FlavourOps", "capture", "apply", "learning_rate", "place_positional",
            "set_learning_rate", "list_slots", "raw_slot_name"]
@@ -31,96 +32,10 @@ logger = logging.getLogger(__name__)
 #: Config keys that are not hyper-parameters.
 _NOT_HYPER = {"name", "is_legacy_optimizer", "jit_compile"}
 
-
-@dataclass(frozen=True)
-class ApplyReport:
-    """What :func:`apply` restored and what it skipped (``(name, reason)`` pairs)."""
-
-    restored_weights: tuple[str, ...] = ()
-    restored_slots: tuple[str, ...] = ()       # "<canonical var>/<canonical slot>"
-    skipped: tuple[tuple[str, str], ...] = ()
-    iterations: int | None = None              # value set on the optimizer, if any
-    learning_rate: float | None = None         # value set on the optimizer, if any
-    translated: tuple[str, ...] = ()           # slots dropped/created by meaning (zeros = absent)
-    matching: str = "name"                     # "name" or "structure" (see resuming.match)
-    by_structure: tuple[tuple[str, str], ...] = ()  # (checkpoint name, model name) renamed by structure
-    optimizer_reset: bool = False              # resume(optimizer="reset"): optimizer state not restored
-
-
-class FlavourOps:
-    """Operations one framework flavour provides; see keras2.py / keras3.py."""
-
-    def variables(self, model: Any) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def to_numpy(self, var: Any) -> np.ndarray:
-        raise NotImplementedError
-
-    def read_view(self, var: Any) -> np.ndarray:
-        """The variable's current value, possibly a read-only view of the framework's buffer:
-        copy it before training goes on. Default: :meth:`to_numpy` (a copy)."""
-        return self.to_numpy(var)
-
-    def assign(self, var: Any, value: np.ndarray) -> None:
-        raise NotImplementedError
-
-    def shape(self, var: Any) -> tuple[int, ...]:
-        return tuple(int(d) for d in var.shape)
-
-    def optimizer_of(self, model: Any) -> Any | None:
-        opt = getattr(model, "optimizer", None)
-        inner = getattr(opt, "inner_optimizer", None)  # loss-scale wrappers
-        return inner if inner is not None else opt
-
-    def optimizer_class(self, opt: Any) -> str:
-        return canonical_optimizer_class(type(opt).__name__)
-
-    def live_slots(self, opt: Any, named: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        raise NotImplementedError
-
-    def build_optimizer(self, opt: Any, model: Any) -> None:
-        raise NotImplementedError
-
-    def ordered_optimizer_variables(self, opt: Any) -> list[Any] | None:
-        """The optimizer's variables in the order its own weights files store them
-        (``optimizer/vars/<i>``), or None when this flavour cannot say."""
-        return None
-
-    def read_iterations(self, opt: Any) -> int:
-        raise NotImplementedError
-
-    def write_iterations(self, opt: Any, value: int) -> None:
-        raise NotImplementedError
-
-    def stored_learning_rate(self, opt: Any) -> Any:
-        """What the optimizer stores as its learning rate: a variable, a Python number, a
-        schedule or a callable."""
-        raise NotImplementedError
-
-    def is_variable(self, obj: Any) -> bool:
-        """True for a framework variable (readable with :meth:`to_numpy`, set with :meth:`assign`)."""
-        raise NotImplementedError
-
-    def set_plain_learning_rate(self, opt: Any, value: float) -> None:
-        """Store a number where the optimizer has no learning-rate variable (yet)."""
-        opt.learning_rate = value
-
-    def write_learning_rate(self, opt: Any, value: float) -> None:
-        """Set the learning rate in place: assign its variable, else store the number."""
-        stored = self.stored_learning_rate(opt)
-        if self.is_variable(stored):
-            self.assign(stored, np.asarray(value))
-        else:
-            self.set_plain_learning_rate(opt, float(value))
-
-    def is_schedule(self, obj: Any) -> bool:
-        raise NotImplementedError
-
-    def serialize_schedule(self, obj: Any) -> dict[str, Any] | None:
-        raise NotImplementedError
-
-    def producer(self) -> Producer:
-        raise NotImplementedError
+#: (name, live variable, value to assign) triples of an apply plan
+_Plan = list[tuple[str, Any, np.ndarray]]
+#: records one misfit: ``problem(name, reason)``
+_Problem = Callable[[str, str], None]
 
 
 def _learning_rate(ops: FlavourOps, opt: Any) -> tuple[float | None, dict[str, Any] | None]:
@@ -225,68 +140,100 @@ def apply(ops: FlavourOps, state: TrainingState, model: Any, *, partial: bool = 
 
     weight_plan = _plan_pairs(ops, "weight", dict(state.weights), named, problem)
     weight_problems = len(problems)
-
-    slot_plan: list[tuple[str, Any, np.ndarray]] = []
-    translated: list[str] = []
     opt = ops.optimizer_of(model)
-    st = state.optimizer
-    opt_ok = False
-    lr_value: float | None = None
-    if st is not None and opt is None:
+    plan = _plan_optimizer(ops, state.optimizer, opt, model, named, problem)
+    if problems and not partial:
+        _raise_misfits(problems, weights_fit=not weight_problems)
+    for _, var, value in weight_plan + plan.slots:
+        ops.assign(var, value)
+    iterations = _restore_optimizer_scalars(ops, opt, plan) if plan.ok else None
+    _log_outcome(skipped, plan.translated)
+    return ApplyReport(restored_weights=tuple(n for n, _, _ in weight_plan),
+                       restored_slots=tuple(n for n, _, _ in plan.slots),
+                       skipped=tuple(skipped), iterations=iterations, learning_rate=plan.learning_rate,
+                       translated=tuple(plan.translated))
+
+
+@dataclass
+class _OptimizerPlan:
+    """What :func:`apply` will restore of the optimizer, decided before anything is assigned."""
+
+    ok: bool = False                   # the live optimizer is of the checkpoint's class
+    state: OptimizerState | None = None  # the checkpoint's optimizer state (slots placed)
+    slots: _Plan = field(default_factory=list)
+    translated: list[str] = field(default_factory=list)
+    learning_rate: float | None = None
+
+
+def _plan_optimizer(ops: FlavourOps, st: OptimizerState | None, opt: Any, model: Any,
+                    named: dict[str, Any], problem: _Problem) -> _OptimizerPlan:
+    """Check the checkpoint's optimizer state against the live optimizer and plan its slots,
+    non-slot variables and learning rate; every misfit goes to ``problem``."""
+    if st is None:
+        return _OptimizerPlan()
+    if opt is None:
         problem("optimizer", f"the checkpoint holds {st.class_name} state but the model has no "
                 "optimizer (compile it first)")
-    elif st is not None:
-        live_cls = ops.optimizer_class(opt)
-        want = canonical_optimizer_class(st.class_name)
-        if want != live_cls:
-            problem("optimizer", f"class differs: checkpoint {want}, model {live_cls}")
-        else:
-            opt_ok = True
-            ops.build_optimizer(opt, model)
-            live = ops.live_slots(opt, named)
-            st = _slots_from_positions(ops, opt, live, st)
-            flat_live = {f"{v}/{s}": var for v, per in live.items() for s, var in per.items()}
-            flat_state = {f"{v}/{s}": val for v, per in st.slots.items() for s, val in per.items()}
-            flat_state, translated = _translate(ops, opt, st, live_cls, flat_state, flat_live)
-            slot_plan = _plan_pairs(ops, "optimizer slot", flat_state, flat_live, problem)
-            slot_plan += _non_slot_plan(ops, opt, st, live_cls)
-            lr_value = _check_learning_rate(ops, opt, st, problem)
+        return _OptimizerPlan(state=st)
+    live_cls = ops.optimizer_class(opt)
+    want = canonical_optimizer_class(st.class_name)
+    if want != live_cls:
+        problem("optimizer", f"class differs: checkpoint {want}, model {live_cls}")
+        return _OptimizerPlan(state=st)
+    ops.build_optimizer(opt, model)
+    live = ops.live_slots(opt, named)
+    st = _slots_from_positions(ops, opt, live, st)
+    flat_live = {f"{v}/{s}": var for v, per in live.items() for s, var in per.items()}
+    flat_state = {f"{v}/{s}": val for v, per in st.slots.items() for s, val in per.items()}
+    flat_state, translated = _translate(ops, opt, st, live_cls, flat_state, flat_live)
+    slot_plan = _plan_pairs(ops, "optimizer slot", flat_state, flat_live, problem)
+    slot_plan += _non_slot_plan(ops, opt, st, live_cls)
+    lr_value = _check_learning_rate(ops, opt, st, problem)
+    return _OptimizerPlan(ok=True, state=st, slots=slot_plan, translated=translated,
+                          learning_rate=lr_value)
 
-    if problems and not partial:
-        if not weight_problems:
-            raise IncompatibleStateError(
-                "the weights fit the model but the optimizer state does not; nothing was assigned",
-                problems, hint='pass optimizer="reset" to restore the weights and the progress with '
-                               "a fresh optimizer, or partial=True to restore what fits (every slot "
-                               "left out is reported)")
+
+def _raise_misfits(problems: list[str], *, weights_fit: bool) -> None:
+    """Raise the :class:`IncompatibleStateError` of a refused apply, its hint chosen by
+    whether only the optimizer state misfits."""
+    if weights_fit:
         raise IncompatibleStateError(
-            "the checkpoint does not fit the model; nothing was assigned", problems,
-            hint="build the model with the architecture that wrote the checkpoint (or resume "
-                 "without model= to rebuild it from the file), or pass partial=True to restore "
-                 "what fits")
-    for _, var, value in weight_plan:
-        ops.assign(var, value)
-    for _, var, value in slot_plan:
-        ops.assign(var, value)
+            "the weights fit the model but the optimizer state does not; nothing was assigned",
+            problems, hint='pass optimizer="reset" to restore the weights and the progress with '
+                           "a fresh optimizer, or partial=True to restore what fits (every slot "
+                           "left out is reported)")
+    raise IncompatibleStateError(
+        "the checkpoint does not fit the model; nothing was assigned", problems,
+        hint="build the model with the architecture that wrote the checkpoint (or resume "
+             "without model= to rebuild it from the file), or pass partial=True to restore "
+             "what fits")
+
+
+def _restore_optimizer_scalars(ops: FlavourOps, opt: Any, plan: _OptimizerPlan) -> int | None:
+    """Set iterations and learning rate, then let the optimizer derive its step-count state;
+    returns the iterations set, if any."""
+    st = plan.state
+    if st is None:
+        return None
     iterations = None
-    if opt_ok and st is not None:
-        if st.iterations is not None:
-            iterations = int(st.iterations)
-            ops.write_iterations(opt, iterations)
-        if lr_value is not None:
-            ops.write_learning_rate(opt, lr_value)
-        after_restore = getattr(opt, "ckptcompat_after_restore", None)
-        if callable(after_restore):  # state derived from the step count (tf1_adam's powers)
-            after_restore()
+    if st.iterations is not None:
+        iterations = int(st.iterations)
+        ops.write_iterations(opt, iterations)
+    if plan.learning_rate is not None:
+        ops.write_learning_rate(opt, plan.learning_rate)
+    after_restore = getattr(opt, "ckptcompat_after_restore", None)
+    if callable(after_restore):  # state derived from the step count (tf1_adam's powers)
+        after_restore()
+    return iterations
+
+
+def _log_outcome(skipped: list[tuple[str, str]], translated: list[str]) -> None:
+    """Log what a partial apply skipped and what was translated by meaning."""
     if skipped:
         logger.warning("partial restore: %d item(s) skipped:\n%s", len(skipped),
                        "\n".join(f"  - {n}: {r}" for n, r in skipped))
     for note in translated:
         logger.info("optimizer state translated by meaning: %s", note)
-    return ApplyReport(restored_weights=tuple(n for n, _, _ in weight_plan),
-                       restored_slots=tuple(n for n, _, _ in slot_plan),
-                       skipped=tuple(skipped), iterations=iterations, learning_rate=lr_value,
-                       translated=tuple(translated))
 
 
 def _translate(ops: FlavourOps, opt: Any, st: OptimizerState, cls: str, flat_state: dict[str, np.ndarray],
@@ -370,7 +317,7 @@ def _slots_from_positions(ops: FlavourOps, opt: Any, live: dict[str, dict[str, A
 
 
 def _plan_pairs(ops: FlavourOps, kind: str, values: dict[str, np.ndarray], live: dict[str, Any],
-                problem: Any) -> list[tuple[str, Any, np.ndarray]]:
+                problem: _Problem) -> _Plan:
     """Match checkpoint values to live variables by name and shape; report every misfit."""
     plan = []
     for name, value in values.items():
@@ -388,7 +335,7 @@ def _plan_pairs(ops: FlavourOps, kind: str, values: dict[str, np.ndarray], live:
     return plan
 
 
-def _check_learning_rate(ops: FlavourOps, opt: Any, st: OptimizerState, problem: Any) -> float | None:
+def _check_learning_rate(ops: FlavourOps, opt: Any, st: OptimizerState, problem: _Problem) -> float | None:
     """The float learning rate to set, or None; schedule/float conflicts are problems."""
     want = st.learning_rate
     want_schedule = st.hyperparameters.get("learning_rate_schedule")

@@ -62,14 +62,15 @@ def model_from_config(config: Mapping[str, Any], custom_objects: Mapping[str, An
         custom_objects=dict(custom_objects))
 
 
-def config_for_running(model_config: Mapping[str, Any],
-                       written_by_keras3: bool | None = None) -> dict[str, Any]:
+def config_for_running(model_config: Mapping[str, Any], written_by_keras3: bool | None = None,
+                       path: str | None = None) -> dict[str, Any]:
     """``model_config`` of any generation in Keras 2 spelling. The downgrade rules are no-ops
     on Keras 2 spellings and also strip what newer tf-keras releases write that older ones
-    refuse (InputLayer ``optional``, ...); ``written_by_keras3`` is not needed."""
+    refuse (InputLayer ``optional``, ...); ``written_by_keras3`` is not needed; ``path``
+    names the checkpoint in errors."""
     from ckptcompat.names.config_downgrade import downgrade_model_config
 
-    return downgrade_model_config(model_config)
+    return downgrade_model_config(model_config, path)
 
 
 def find_optimizer_class(name: str, legacy: bool = False) -> type | None:

@@ -60,16 +60,17 @@ def model_from_config(config: Mapping[str, Any], custom_objects: Mapping[str, An
     return keras.models.model_from_json(json.dumps(config), custom_objects=dict(custom_objects))
 
 
-def config_for_running(model_config: Mapping[str, Any],
-                       written_by_keras3: bool | None = None) -> dict[str, Any]:
+def config_for_running(model_config: Mapping[str, Any], written_by_keras3: bool | None = None,
+                       path: str | None = None) -> dict[str, Any]:
     """``model_config`` of any generation in this Keras 3 release's spelling (upgraded when
-    it was written by Keras 2; ``written_by_keras3`` None: told from the config itself)."""
+    it was written by Keras 2; ``written_by_keras3`` None: told from the config itself);
+    ``path`` names the checkpoint in errors."""
     from ckptcompat.names.config_downgrade import is_keras3_config
     from ckptcompat.names.config_upgrade import for_keras3_release, upgrade_model_config
 
     if written_by_keras3 is None:
         written_by_keras3 = is_keras3_config(model_config)
-    out = dict(model_config) if written_by_keras3 else upgrade_model_config(model_config)
+    out = dict(model_config) if written_by_keras3 else upgrade_model_config(model_config, path)
     return for_keras3_release(out, str(getattr(keras_module(), "__version__", "")))
 
 

@@ -210,6 +210,35 @@ def restore_session(path: str | os.PathLike[str], session: Any, *,
     _, tensors = read_tensors(prefix)
     variables = session_variables(session, var_list)
     name_map = dict(name_map or {})
+    plan, problems = _plan_session(variables, tensors, name_map)
+    if problems and not partial:
+        raise IncompatibleStateError(
+            "the checkpoint does not fit the session's graph; nothing was assigned",
+            [f"{n}: {r}" for n, r in problems], path=prefix,
+            hint="pass name_map={graph name: checkpoint name}, var_list=[...], or partial=True")
+    _assign(session, [(var, value) for _, var, value in plan])
+    if problems:
+        log.warning("%s: partial restore, %d variable(s) skipped:\n%s", prefix, len(problems),
+                    "\n".join(f"  - {n}: {r}" for n, r in problems))
+    used = {name_map.get(n, n) for n in variables}
+    unused = tuple(sorted(k for k in tensors if k not in used))
+    if unused:
+        log.info("%s: %d checkpoint tensor(s) not used by the graph: %s", prefix, len(unused),
+                 ", ".join(unused[:20]))
+    side = _read_sidecar(prefix)
+    step, source = _global_step(tensors, session, prefix, side)
+    callbacks = dict(side.callbacks) if side is not None else {}
+    return TF1Restore(prefix=prefix, global_step=step, global_step_source=source,
+                      loop_state=dict(callbacks.get(LOOP_KEY) or {}),
+                      callbacks=callbacks, restored=tuple(n for n, _, _ in plan),
+                      skipped=tuple(problems), unused=unused)
+
+
+def _plan_session(variables: Mapping[str, Any], tensors: Mapping[str, np.ndarray],
+                  name_map: Mapping[str, str]
+                  ) -> tuple[list[tuple[str, Any, np.ndarray]], list[tuple[str, str]]]:
+    """Pair each graph variable with its checkpoint tensor by name, shape and dtype:
+    (name, variable, value) triples to assign and (name, reason) misfits."""
     plan: list[tuple[str, Any, np.ndarray]] = []
     problems: list[tuple[str, str]] = []
     for name, var in variables.items():
@@ -226,21 +255,13 @@ def restore_session(path: str | os.PathLike[str], session: Any, *,
             problems.append((name, f"dtype differs: checkpoint {value.dtype}, graph {dtype}"))
         else:
             plan.append((name, var, value))
-    if problems and not partial:
-        raise IncompatibleStateError(
-            "the checkpoint does not fit the session's graph; nothing was assigned",
-            [f"{n}: {r}" for n, r in problems], path=prefix,
-            hint="pass name_map={graph name: checkpoint name}, var_list=[...], or partial=True")
-    _assign(session, [(var, value) for _, var, value in plan])
-    if problems:
-        log.warning("%s: partial restore, %d variable(s) skipped:\n%s", prefix, len(problems),
-                    "\n".join(f"  - {n}: {r}" for n, r in problems))
-    used = {name_map.get(n, n) for n in variables}
-    unused = tuple(sorted(k for k in tensors if k not in used))
-    if unused:
-        log.info("%s: %d checkpoint tensor(s) not used by the graph: %s", prefix, len(unused),
-                 ", ".join(unused[:20]))
-    side = _read_sidecar(prefix)
+    return plan, problems
+
+
+def _global_step(tensors: Mapping[str, np.ndarray], session: Any, prefix: Path,
+                 side: TrainingState | None) -> tuple[int | None, str | None]:
+    """(global step, where it came from): the loop's saved step wins over a ``global_step``
+    tensor, which wins over the step recovered from Adam's beta powers."""
     step, source = None, None
     if "global_step" in tensors and np.asarray(tensors["global_step"]).size == 1:
         step, source = int(np.asarray(tensors["global_step"]).reshape(-1)[0]), "global_step"
@@ -251,11 +272,7 @@ def restore_session(path: str | os.PathLike[str], session: Any, *,
             log.warning("%s: the graph's global_step tensor is %d, the loop saved step %d; "
                         "returning the loop's", prefix, step, side.progress.global_step)
         step, source = side.progress.global_step, "loop"
-    callbacks = dict(side.callbacks) if side is not None else {}
-    return TF1Restore(prefix=prefix, global_step=step, global_step_source=source,
-                      loop_state=dict(callbacks.get(LOOP_KEY) or {}),
-                      callbacks=callbacks, restored=tuple(n for n, _, _ in plan),
-                      skipped=tuple(problems), unused=unused)
+    return step, source
 
 
 def _assign(session: Any, pairs: list[tuple[Any, np.ndarray]]) -> None:

@@ -41,6 +41,7 @@ from ckptcompat.store.io import (
     write_error,
 )
 from ckptcompat.store.lock import StoreLock
+from ckptcompat.store.urls import is_remote, local_path
 from ckptcompat.store.pending import PendingCheckpoint, check_int, producer_fields, utc_now
 from ckptcompat.store.manifest import (
     CheckpointEntry,
@@ -79,12 +80,25 @@ class CheckpointStore:
     taken over) and removes temporaries left by crashed writers. ``retention`` prunes after
     each commit; ``monitor``/``mode`` name the metric that decides "best" (defaults: the
     values recorded in the manifest, and ``"min"``).
+
+    ``directory`` may be a ``file://`` URL (a local path), or an fsspec URL (``gs://``,
+    ``s3://``, ``memory://``, ...): the store is then a
+    :class:`~ckptcompat.store.remote_store.RemoteCheckpointStore` (``pip install
+    'ckptcompat[remote]'`` and the protocol's package; missing ones raise
+    :class:`~ckptcompat.errors.MissingDependencyError` and nothing is created).
     """
+
+    def __new__(cls, directory: str | os.PathLike[str], *args: Any, **kwargs: Any) -> Any:
+        if cls is CheckpointStore and is_remote(directory):
+            from ckptcompat.store.remote_store import RemoteCheckpointStore
+
+            return super().__new__(RemoteCheckpointStore)
+        return super().__new__(cls)
 
     def __init__(self, directory: str | os.PathLike[str], *, write: bool = False,
                  retention: Retention | None = None, monitor: str | None = None,
                  mode: str | None = None) -> None:
-        self.directory = Path(directory)
+        self.directory = local_path(directory)  # file:// URLs too; never a mangled URL
         self.write = write
         self.retention = retention or Retention()
         self._monitor = monitor
@@ -170,6 +184,10 @@ class CheckpointStore:
         raise CheckpointNotFoundError(f"no checkpoint {key!r} in the manifest",
                                       path=self.directory,
                                       hint="list them with CheckpointStore(...).checkpoints()")
+
+    def fetch(self, entry: CheckpointEntry) -> Path:
+        """The local folder of ``entry``'s files (a store at a URL downloads them first)."""
+        return entry.path
 
     def is_intact(self, entry: CheckpointEntry, *, deep: bool = True) -> bool:
         """Whether ``entry``'s files match the manifest (sha256 when ``deep``, sizes otherwise);
@@ -357,6 +375,9 @@ class CheckpointStore:
 
 
 def verify(directory: str | os.PathLike[str], *, deep: bool = True) -> VerifyReport:
-    """Check a store directory without opening it for writing (see :class:`VerifyReport`)."""
-    return verify_store(directory, deep=deep)
+    """Check a store directory (or URL) without opening it for writing (see
+    :class:`VerifyReport`)."""
+    if is_remote(directory):
+        return CheckpointStore(directory).verify(deep=deep)
+    return verify_store(local_path(directory), deep=deep)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from ckptcompat._atomic import TEMP_PREFIX, atomic_write, fsync_dir, fsync_file, write_error
 
 __all__ = [
+    "AUX_PREFIX",
     "TEMP_PREFIX",
     "atomic_write_bytes",
     "fsync_dir",
@@ -30,6 +31,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Folders of a store named ``.aux-<name>`` belong to the run's callbacks (the best weights of
+#: ``EarlyStopping``, each a store of its own): not checkpoints of this store, not foreign.
+AUX_PREFIX = ".aux-"
 
 _CHUNK = 4 << 20
 

@@ -2,8 +2,11 @@
 
 The lock file is created with ``O_CREAT | O_EXCL`` and holds ``{"pid", "host", "time"}``.
 While held, the writer also keeps an exclusive ``flock`` on it (where the platform has
-``fcntl``), which makes taking over a stale lock race-free: a lock whose holder is a dead
-process on this host is rewritten in place by the one process that gets the ``flock``.
+``fcntl``). Ownership is the OS lock, not the file's content: a lock file whose ``flock`` can
+be taken is stale whatever pid or host it names (a job rescheduled on another host of a
+shared file system, a restarted container whose trainer is pid 1 again), and is rewritten in
+place by the one process that gets the ``flock``. The content only names the holder in
+messages. Without ``fcntl`` a lock is stale only when its pid is dead on this host.
 The lock is released on :meth:`StoreLock.release`, and at interpreter exit.
 """
 
@@ -27,7 +30,7 @@ try:  # pragma: no cover - fcntl is absent on Windows only
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["LOCK_NAME", "StoreLock", "pid_alive", "read_holder", "is_stale"]
+__all__ = ["LOCK_NAME", "StoreLock", "lock_is_free", "pid_alive", "read_holder", "is_stale"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +79,8 @@ def read_holder(path: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 
 def is_stale(holder: dict[str, Any] | None) -> bool:
-    """Whether a lock held by ``holder`` is stale: its process is dead on this host."""
+    """Whether a lock held by ``holder`` is stale by its content alone: its process is dead
+    on this host (the test used where the platform has no ``flock``)."""
     if holder is None:
         return False
     pid = holder.get("pid")
@@ -90,6 +94,30 @@ def _describe(holder: dict[str, Any] | None) -> str:
     if not holder:
         return "an unknown process (the lock file is empty or unreadable)"
     return f"pid {holder.get('pid')} on host {holder.get('host')!r} since {holder.get('time')}"
+
+
+def lock_is_free(path: str | os.PathLike[str]) -> bool | None:
+    """Whether the lock file at ``path`` exists and nobody holds its OS lock (a stale lock).
+
+    Probes with a shared, non-blocking ``flock`` released at once; ``None`` when the file is
+    absent or unreadable. Without ``fcntl``, falls back to :func:`is_stale` on its content.
+    """
+    if fcntl is None:  # pragma: no cover
+        holder = read_holder(path)
+        return None if holder is None else is_stale(holder)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return True
+    finally:
+        os.close(fd)
 
 
 def _try_flock(handle: IO[str]) -> bool:
@@ -180,14 +208,16 @@ class StoreLock:
                 return False
             text = handle.read(MAX_LOCK_BYTES + 1)
             holder = read_holder(self.path) if text.strip() else None
-            if text.strip() and not is_stale(holder):
+            if fcntl is None and text.strip() and not is_stale(holder):  # pragma: no cover
                 raise StoreLockedError(
                     f"the store is open for writing by {_describe(holder)}", path=self.path,
                     holder=holder,
                     hint="only one writer may use a checkpoint directory at a time; if that "
-                         f"process is gone (another host?), delete {self.path} by hand")
-            logger.warning("%s: taking over a stale store lock left by %s", self.path,
-                           _describe(holder))
+                         f"process is gone, delete {self.path} by hand")
+            # we hold the OS lock: whoever the file names (another host, a reused pid, even
+            # our own pid in a restarted container) no longer holds it
+            logger.warning("%s: taking over a stale store lock left by %s (nobody holds its "
+                           "OS lock any more)", self.path, _describe(holder))
             self._write_mine(handle)
         except BaseException:
             if self._handle is not handle:

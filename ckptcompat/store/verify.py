@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ckptcompat.store.io import hash_file, is_temp_name, list_files
-from ckptcompat.store.lock import LOCK_NAME, is_stale, read_holder
+from ckptcompat.store.io import AUX_PREFIX, hash_file, is_temp_name, list_files
+from ckptcompat.store.lock import LOCK_NAME, lock_is_free, read_holder
 from ckptcompat.store.manifest import (
     BACKUP_NAME,
     MANIFEST_NAME,
@@ -127,15 +127,16 @@ def _directory_problems(directory: Path, listed: Iterable[str]) -> list[Problem]
             problems.append(Problem("temp-leftover", name,
                                     "temporary left by an interrupted write; never read, the "
                                     "next writer removes it"))
-        elif name not in listed and name not in known and full.is_dir():
+        elif name not in listed and name not in known and full.is_dir() and not name.startswith(AUX_PREFIX):
             problems.append(Problem("unlisted-dir", name,
                                     "not in the manifest (an interrupted commit or a foreign "
                                     "directory); ignored by readers"))
-    holder = read_holder(directory / LOCK_NAME)
-    if is_stale(holder):
+    if lock_is_free(directory / LOCK_NAME):
+        holder = read_holder(directory / LOCK_NAME)
         problems.append(Problem("stale-lock", LOCK_NAME,
-                                f"left by dead process {holder.get('pid') if holder else '?'}; "
-                                "the next writer takes it over"))
+                                f"left by process {holder.get('pid') if holder else '?'} on host "
+                                f"{holder.get('host') if holder else '?'}, which no longer holds "
+                                "its OS lock; the next writer takes it over"))
     return problems
 
 

@@ -60,7 +60,7 @@ else:
 reduce = cb.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_delta=0.0)
 callbacks = [cb.ModelCheckpoint(str(folder / "mc-{epoch:02d}-{val_loss:.4f}.h5"), monitor="val_loss",
                                 save_best_only=True),
-             stopper, reduce, cb.TrainingMonitor(folder / "history.json", monitor="val_accuracy")]
+             stopper, reduce, cb.TrainingMonitor(json_path=folder / "history.json", monitor="val_accuracy")]
 killer, checkpoint = Killer(), cb.Checkpoint(folder / "ckpt")
 callbacks += [killer, checkpoint] if kill_before_save else [checkpoint, killer]
 x, y, _, _ = tiny_data(noise=0.45)

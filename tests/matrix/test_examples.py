@@ -24,7 +24,9 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def _run(script: str, work: Path, *args: str, expect: int = 0) -> str:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+    # this checkout's ckptcompat, not an installed copy (the scripts' folder is their sys.path[0])
+    path = os.pathsep.join(p for p in (str(EXAMPLES.parent), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
     done = subprocess.run([sys.executable, str(EXAMPLES / script), "--tiny", "--workdir", str(work), *args],
                           capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == expect, f"{script} {args}: exit {done.returncode}\n{done.stdout[-2000:]}\n" \
@@ -58,6 +60,8 @@ def test_1_transfer_learning_resumes_and_skips_stages(tmp_path: Path) -> None:
     assert (s["training_started_at"], s["finetune_started_at"], s["done"]) == (2, 0, True)
     assert (tmp_path / "birds_initial.h5").is_file() and (tmp_path / "birds_final.h5").is_file()
     for stage in ("training", "finetune"):
+        # EarlyStopping's best weights live inside the store, not in a folder beside it
+        assert sorted(p.name for p in (tmp_path / "checkpoints" / stage).iterdir() if p.is_dir()) == ["state"]
         names = [p.name for p in (tmp_path / "checkpoints" / stage).glob("model-*.h5")]
         assert names and all(re.fullmatch(r"model-\d\d-\d\.\d\d-\d\.\d\d\.h5", n) for n in names), names
     out = _run("1_transfer_learning.py", tmp_path)

@@ -39,10 +39,13 @@ _INDEXED = {
     ("*", "m"): "m", ("*", "v"): "v", ("*", "vhat"): "vhat",
     ("SGD", "moment"): "momentum", ("RMSprop", "accumulator"): "rms",
     ("Adagrad", "accumulator"): "accumulator", ("Adadelta", "accumulator"): "accum_grad",
-    ("Adadelta", "delta_accumulator"): "accum_var",
+    ("Adadelta", "delta_accumulator"): "accum_var", ("Adamax", "u"): "v",
 }
-_INDEXED_RE = re.compile(r"(?:^|/)(m|v|vhat|moment|accumulator|delta_accumulator)_(\d+)$")
-_POSITIONAL_RE = re.compile(r"(?:^|/)(?:Variable(?:_\d+)?|param_\d+)$")
+# Keras 2.3 names may carry a graph uniquifier: ``accumulator_0_1`` is slot 0
+_INDEXED_RE = re.compile(r"(?:^|/)(m|v|u|vhat|moment|accumulator|delta_accumulator)_(\d+)(?:_\d+)?$")
+# Keras 2.2.x inside TF sessions: ``Variable_426``; standalone Keras 2.2.4 on TF: ``variable_3``
+_POSITIONAL_RE = re.compile(r"(?:^|/)(?:[Vv]ariable(?:_\d+)?|param_\d+)$")
+_UNIQUIFIER = re.compile(r"_\d+$")
 _K3_CELL = re.compile(r"_(?:lstm|gru|simple_rnn|conv_lstm\dd|peephole_lstm)_cell(?:_\d+)?_")
 _NEW_RAW = {"m", "v", "vhat", "momentum", "velocity", "average_gradient", "accumulator",
             "accumulated_grad", "accumulated_delta_var", "linear", "u", "r", "c"}
@@ -83,133 +86,179 @@ def match_slots(cls: str, names: Sequence[str], values: Sequence[np.ndarray],
     ``sorted_params``: the producer (Keras 1.x, 2.0.0-2.0.5) sorted the trainable weights by
     variable name before creating positional slots; that order is tried first then.
     """
-    cls = canonical_optimizer_class(cls)
-    trainable = [w for w in weights if w.trainable]
-    by_raw: dict[str, list[WeightInfo]] = {}
-    by_k3: dict[str, list[WeightInfo]] = {}
-    for w in weights:
-        by_raw.setdefault(w.raw, []).append(w)
-        for key in {w.raw.replace("/", "_"), w.canonical.replace("/", "_")}:
-            by_k3.setdefault(key, []).append(w)
-    used: dict[str, int] = {}
-    iterations: int | None = None
-    slots: dict[str, dict[str, np.ndarray]] = {}
-    extra: dict[str, np.ndarray] = {}
-    positional: list[tuple[str, np.ndarray]] = []
-    problems: list[str] = []
-
-    def take(table: dict[str, list[WeightInfo]], key: str) -> WeightInfo | None:
-        cands = table.get(key)
-        if not cands:
-            return None
-        n = used.get(key, 0)  # same raw name twice (nested models): k-th occurrence
-        used[key] = n + 1
-        return cands[min(n, len(cands) - 1)]
-
-    def put(w: WeightInfo, slot: str, raw_name: str, value: np.ndarray) -> None:
-        if tuple(value.shape) != slot_shape(cls, slot, w.shape):
-            if slot == "vhat" and value.size == 1:  # Keras <= 2.3 placeholder when amsgrad=False
-                extra[raw_name] = value
-                return
-            problems.append(f"{raw_name}: shape {tuple(value.shape)} != {w.canonical} {w.shape}")
-            return
-        if slot in slots.get(w.canonical, {}):
-            problems.append(f"{raw_name}: second {slot!r} slot for {w.canonical}")
-            return
-        slots.setdefault(w.canonical, {})[slot] = value
-
+    match = _SlotMatch(canonical_optimizer_class(cls), weights)
     for raw_name, value in zip(names, values):
-        name = _strip(raw_name)
-        parts = name.split("/")
-        if parts[-1] in _ITER_NAMES and iterations is None:
-            iterations = int(np.asarray(value).reshape(-1)[0]) if value.size else None
-            continue
-        if value.size == 1 and len(parts) <= 2 and (
-                parts[-1] in _NON_SLOT or (cls == "Nadam" and parts[-1] == "variable")):
-            # Keras 3 creates Nadam's product as an unnamed Variable: "nadam/variable"
-            extra["u_product"] = np.asarray(value).reshape(())
-            continue
-        if parts[-1] == "learning_rate" or (len(parts) == 2 and parts[-1] in ("decay", "beta_1", "beta_2",
-                                                                                "momentum", "rho")):
-            extra[name] = value
-            continue
-        # TF 1.x-era tf.keras (OptimizerV2 inside a "training" scope): training/<Opt>/<var path>/<slot>
-        if len(parts) >= 4 and parts[0] == "training":
-            w = take(by_raw, "/".join(parts[2:-1]))
-            if w is not None:
-                put(w, canonical_slot(cls, parts[-1]), name, value)
-                continue
-        # TF 2.11-2.15: <Opt>/<slot>/<var path>
-        if len(parts) >= 3 and parts[1] in _NEW_RAW:
-            w = take(by_raw, "/".join(parts[2:]))
-            if w is not None:
-                put(w, canonical_slot(cls, parts[1]), name, value)
-                continue
-        # OptimizerV2: <Opt>/<var path>/<slot>
-        if len(parts) >= 3:
-            w = take(by_raw, "/".join(parts[1:-1]))
-            if w is not None:
-                put(w, canonical_slot(cls, parts[-1]), name, value)
-                continue
-        # Keras 3: <opt>/<var path with _>_<slot> (3.0.x: no <opt>/ prefix)
-        if len(parts) <= 2:
-            split = split_keras3_slot(cls, parts[-1])
-            w = take(by_k3, _k3_key(by_k3, split[0])) if split else None
-            if split and w is not None:
-                put(w, split[1], name, value)
-                continue
-        # Keras 2.3: training/Adam/m_0
-        indexed = _INDEXED_RE.search(name)
-        if indexed:
-            slot = _INDEXED.get((cls, indexed.group(1))) or _INDEXED.get(("*", indexed.group(1)))
-            idx = int(indexed.group(2))
-            if slot and idx < len(trainable):
-                put(trainable[idx], slot, name, value)
-            else:
-                problems.append(f"{name}: index {idx} but {len(trainable)} trainable weights")
-            continue
-        if _POSITIONAL_RE.search(name):
-            positional.append((name, value))
-            continue
-        problems.append(f"{name}: no model weight and no known optimizer naming matches it")
-
-    if positional:
-        by_name = sorted(trainable, key=lambda w: w.raw)
-        orders = [by_name, trainable] if sorted_params else [trainable, by_name]
-        for order in orders:  # the producer's order first; another only if every shape fits it
-            trial: list[str] = []
-            staged: dict[str, dict[str, np.ndarray]] = {}
-            staged_extra: dict[str, np.ndarray] = {}
-
-            def stage(w: WeightInfo, slot: str, raw_name: str, value: np.ndarray) -> None:
-                if tuple(value.shape) != w.shape:
-                    if slot == "vhat" and value.size == 1:
-                        staged_extra[raw_name] = value
-                        return
-                    trial.append(f"{raw_name}: shape {tuple(value.shape)} != {w.canonical} {w.shape}")
-                    return
-                staged.setdefault(w.canonical, {})[slot] = value
-
-            found = _place_positional(cls, positional, order, iterations, stage, staged_extra, trial)
-            if not trial:
-                if order is not orders[0]:
-                    log.info("%s: positional optimizer slots fit only the %s order", path,
-                             "model" if order is trainable else "name-sorted")
-                iterations = found
-                extra.update(staged_extra)
-                for var, per in staged.items():
-                    slots.setdefault(var, {}).update(per)
-                break
-            if order is orders[0]:
-                first_problems = trial
-        else:
-            problems.extend(first_problems)
-    if problems:
-        raise IncompatibleStateError("optimizer weights do not match the model weights", problems,
+        match.add(raw_name, value)
+    match.place_positional(path, sorted_params=sorted_params)
+    if match.problems:
+        raise IncompatibleStateError("optimizer weights do not match the model weights", match.problems,
                                      path=path, hint="the file may be damaged, or written by a "
                                      "Keras version with an unknown optimizer layout; "
                                      "read it without the optimizer or report it")
-    return iterations, slots, extra
+    return match.iterations, match.slots, match.extra
+
+
+class _SlotMatch:
+    """What :func:`match_slots` has found so far in one file's optimizer weights: iterations,
+    slots by canonical variable, extra values, positional weights left to place, problems."""
+
+    def __init__(self, cls: str, weights: Sequence[WeightInfo]) -> None:
+        self.cls = cls
+        self.trainable = [w for w in weights if w.trainable]
+        self.by_raw: dict[str, list[WeightInfo]] = {}
+        self.by_k3: dict[str, list[WeightInfo]] = {}
+        for w in weights:
+            self.by_raw.setdefault(w.raw, []).append(w)
+            for key in {w.raw.replace("/", "_"), w.canonical.replace("/", "_")}:
+                self.by_k3.setdefault(key, []).append(w)
+        self.used: dict[str, int] = {}
+        self.iterations: int | None = None
+        self.slots: dict[str, dict[str, np.ndarray]] = {}
+        self.extra: dict[str, np.ndarray] = {}
+        self.positional: list[tuple[str, np.ndarray]] = []
+        self.problems: list[str] = []
+
+    def take(self, table: dict[str, list[WeightInfo]], key: str) -> WeightInfo | None:
+        """The model weight ``key`` names; the k-th call for a key gets its k-th occurrence
+        (the same raw name twice: nested models)."""
+        cands = table.get(key)
+        if not cands:
+            return None
+        n = self.used.get(key, 0)
+        self.used[key] = n + 1
+        return cands[min(n, len(cands) - 1)]
+
+    def put(self, w: WeightInfo, slot: str, raw_name: str, value: np.ndarray) -> None:
+        """Record ``value`` as ``w``'s ``slot`` when its shape fits; else a problem."""
+        if tuple(value.shape) != slot_shape(self.cls, slot, w.shape):
+            if slot == "vhat" and value.size == 1:  # Keras <= 2.3 placeholder when amsgrad=False
+                self.extra[raw_name] = value
+                return
+            self.problems.append(f"{raw_name}: shape {tuple(value.shape)} != {w.canonical} {w.shape}")
+            return
+        if slot in self.slots.get(w.canonical, {}):
+            self.problems.append(f"{raw_name}: second {slot!r} slot for {w.canonical}")
+            return
+        self.slots.setdefault(w.canonical, {})[slot] = value
+
+    def add(self, raw_name: str, value: np.ndarray) -> None:
+        """Place one optimizer weight of the file, by the first naming era that fits it."""
+        name = _strip(raw_name)
+        parts = name.split("/")
+        if self._scalar(name, parts, value) or self._named(name, parts, value):
+            return
+        self._indexed_or_positional(name, value)
+
+    def _scalar(self, name: str, parts: list[str], value: np.ndarray) -> bool:
+        """Iterations, non-slot variables and stored hyper-parameters; True when ``name`` is one."""
+        if self.iterations is None and _UNIQUIFIER.sub("", parts[-1]) in _ITER_NAMES:  # iterations_27
+            self.iterations = int(np.asarray(value).reshape(-1)[0]) if value.size else None
+            return True
+        if value.size == 1 and len(parts) <= 2 and (
+                parts[-1] in _NON_SLOT or (self.cls == "Nadam" and parts[-1] == "variable")):
+            # Keras 3 creates Nadam's product as an unnamed Variable: "nadam/variable"
+            self.extra["u_product"] = np.asarray(value).reshape(())
+            return True
+        if parts[-1] == "learning_rate" or (len(parts) == 2 and parts[-1] in ("decay", "beta_1", "beta_2",
+                                                                                "momentum", "rho")):
+            self.extra[name] = value
+            return True
+        return False
+
+    def _named(self, name: str, parts: list[str], value: np.ndarray) -> bool:
+        """Slots named after their variable (every era but Keras 2.3 and <= 2.2.5); True when placed."""
+        cls = self.cls
+        # TF 1.x-era tf.keras (OptimizerV2 inside a "training" scope): training/<Opt>/<var path>/<slot>
+        if len(parts) >= 4 and parts[0] == "training":
+            w = self.take(self.by_raw, "/".join(parts[2:-1]))
+            if w is not None:
+                self.put(w, canonical_slot(cls, parts[-1]), name, value)
+                return True
+        # TF 2.11-2.15: <Opt>/<slot>/<var path>
+        if len(parts) >= 3 and parts[1] in _NEW_RAW:
+            w = self.take(self.by_raw, "/".join(parts[2:]))
+            if w is not None:
+                self.put(w, canonical_slot(cls, parts[1]), name, value)
+                return True
+        # OptimizerV2: <Opt>/<var path>/<slot>
+        if len(parts) >= 3:
+            w = self.take(self.by_raw, "/".join(parts[1:-1]))
+            if w is not None:
+                self.put(w, canonical_slot(cls, parts[-1]), name, value)
+                return True
+        # Keras 3: <opt>/<var path with _>_<slot> (3.0.x: no <opt>/ prefix)
+        if len(parts) <= 2:
+            split = split_keras3_slot(cls, parts[-1])
+            w = self.take(self.by_k3, _k3_key(self.by_k3, split[0])) if split else None
+            if split and w is not None:
+                self.put(w, split[1], name, value)
+                return True
+        return False
+
+    def _indexed_or_positional(self, name: str, value: np.ndarray) -> None:
+        """Keras 2.3 indexed slots (``training/Adam/m_0``) placed now; Keras <= 2.2.5
+        positional ones (``Variable_3``) kept for :meth:`place_positional`; else a problem."""
+        indexed = _INDEXED_RE.search(name)
+        if indexed:
+            slot = _INDEXED.get((self.cls, indexed.group(1))) or _INDEXED.get(("*", indexed.group(1)))
+            idx = int(indexed.group(2))
+            if slot and idx < len(self.trainable):
+                self.put(self.trainable[idx], slot, name, value)
+            elif not slot:
+                self.problems.append(f"{name}: {self.cls} has no slot {indexed.group(1)!r}")
+            else:
+                self.problems.append(f"{name}: index {idx} but {len(self.trainable)} trainable weights")
+            return
+        if _POSITIONAL_RE.search(name):
+            self.positional.append((name, value))
+            return
+        self.problems.append(f"{name}: no model weight and no known optimizer naming matches it")
+
+    def place_positional(self, path: str, *, sorted_params: bool) -> None:
+        """Place the positional weights in the producer's order of the trainable weights
+        first, the other order only if every shape fits it; else the first order's problems."""
+        if not self.positional:
+            return
+        by_name = sorted(self.trainable, key=lambda w: w.raw)
+        orders = [by_name, self.trainable] if sorted_params else [self.trainable, by_name]
+        first_problems: list[str] = []
+        for order in orders:
+            found, staged, staged_extra, trial = _stage_positional(self.cls, self.positional, order,
+                                                                   self.iterations)
+            if not trial:
+                if order is not orders[0]:
+                    log.info("%s: positional optimizer slots fit only the %s order", path,
+                             "model" if order is self.trainable else "name-sorted")
+                self.iterations = found
+                self.extra.update(staged_extra)
+                for var, per in staged.items():
+                    self.slots.setdefault(var, {}).update(per)
+                return
+            if order is orders[0]:
+                first_problems = trial
+        self.problems.extend(first_problems)
+
+
+def _stage_positional(cls: str, items: list[tuple[str, np.ndarray]], order: list[WeightInfo],
+                      iterations: int | None
+                      ) -> tuple[int | None, dict[str, dict[str, np.ndarray]], dict[str, np.ndarray], list[str]]:
+    """One trial placement of positional slots over the trainable weights in ``order``:
+    (iterations, slots, extra, problems); nothing is kept unless problems is empty."""
+    trial: list[str] = []
+    staged: dict[str, dict[str, np.ndarray]] = {}
+    staged_extra: dict[str, np.ndarray] = {}
+
+    def stage(w: WeightInfo, slot: str, raw_name: str, value: np.ndarray) -> None:
+        if tuple(value.shape) != w.shape:
+            if slot == "vhat" and value.size == 1:
+                staged_extra[raw_name] = value
+                return
+            trial.append(f"{raw_name}: shape {tuple(value.shape)} != {w.canonical} {w.shape}")
+            return
+        staged.setdefault(w.canonical, {})[slot] = value
+
+    found = _place_positional(cls, items, order, iterations, stage, staged_extra, trial)
+    return found, staged, staged_extra, trial
 
 
 def _k3_key(table: Mapping[str, Any], base: str) -> str:

@@ -14,12 +14,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ckptcompat.errors import (CheckpointNotFoundError, CkptCompatError, CorruptCheckpointError,
-                               IncompatibleStateError, UnsupportedFormatError)
+                               UnsupportedFormatError)
 from ckptcompat.formats import Peek, WrittenFiles
-from ckptcompat.state import OptimizerState, Producer, Progress, TrainingState
+from ckptcompat.state import Producer, Progress, TrainingState
 
 __all__ = ["NAME", "name", "sniff", "peek", "read", "write", "files"]
 

@@ -11,7 +11,8 @@ import numpy as np
 
 from ckptcompat.errors import CorruptCheckpointError, IncompatibleStateError
 from ckptcompat.formats.keras_zip._io import group_vars
-from ckptcompat.formats.keras_zip._layout import VarSpec, infer_specs_from_shapes, var_specs, walk_model_config
+from ckptcompat.formats.keras_zip._layout import (LayerSlot, VarSpec, infer_specs_from_shapes, var_specs,
+                                                  walk_model_config)
 from ckptcompat.formats.keras_zip._optimizer import optimizer_layout
 from ckptcompat.names.variables import canonical_optimizer_class
 
@@ -50,12 +51,17 @@ def _resolve(h5: Any, h5_path: str) -> str:
     return group
 
 
+#: records one weight: ``add(canonical name, array, trainable)``
+_Add = Callable[[str, np.ndarray, bool], None]
+#: one optimizer variable's meaning: ``(kind, variable, slot)``
+_Layout = tuple[tuple[str, str | None, str], ...]
+
+
 def read_weights(h5: Any, model_cfg: Mapping[str, Any] | None,
                  path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
     """Weights by canonical name (model order) and the names of the trainable ones."""
     weights: dict[str, np.ndarray] = {}
     trainable: list[str] = []
-    used: set[str] = set()
 
     def add(name: str, array: np.ndarray, is_trainable: bool) -> None:
         if name in weights:
@@ -65,58 +71,83 @@ def read_weights(h5: Any, model_cfg: Mapping[str, Any] | None,
         if is_trainable:
             trainable.append(name)
 
-    if model_cfg is not None:
-        try:
-            # Keras 2.13-2.15 layout; written on Windows its top-level names hold a backslash
-            legacy = any(k.split("\\")[0] == "_layer_checkpoint_dependencies" for k in h5.keys())
-            slots = walk_model_config(model_cfg, legacy=legacy)
-            if legacy and any(_resolve(h5, s.h5_path) not in h5 for s in slots):
-                single = walk_model_config(model_cfg, legacy="single")  # one group name per layer
-                if all(_resolve(h5, s.h5_path) in h5 for s in single):
-                    slots = single
-        except ValueError as exc:
-            raise CorruptCheckpointError(f"unusable model config: {exc}", path=path) from exc
-        for slot in slots:
-            group = _resolve(h5, slot.h5_path)
-            arrays = group_vars(h5, group, path)
-            if arrays is None:
-                continue
-            used.add(group)
-            specs = var_specs(slot.class_name, slot.config)
-            if specs is None or not _shapes_ok(specs, arrays):
-                if specs is not None:
-                    log.warning("%s: layer %s (%s) has %d variables of ranks %s, expected %s; "
-                                "naming them var_<i>", path, slot.prefix, slot.class_name, len(arrays),
-                                [a.ndim for a in arrays], [s.name for s in specs])
-                else:
-                    log.warning("%s: unknown layer class %s (%s); naming its variables var_<i>",
-                                path, slot.class_name, slot.prefix)
-                specs = [VarSpec(f"var_{i}") for i in range(len(arrays))]
-            for spec, array in zip(specs, arrays):
-                add(f"{slot.prefix}/{spec.name}", array, slot.trainable and spec.trainable)
+    used = _read_config_layers(h5, model_cfg, path, add) if model_cfg is not None else set()
     for group in all_var_groups(h5):
-        if group in used:
-            continue
-        arrays = group_vars(h5, group, path) or []
-        norm = group.replace("\\", "/")  # Windows-written files use backslashes inside names
-        parts = [x for x in norm.split("/")[:-1] if x not in ("layers", "cell", "_layer_checkpoint_dependencies")]
-        label = h5[group].attrs.get("name")
-        if isinstance(label, bytes):
-            label = label.decode("utf-8", "replace")
-        if isinstance(label, str) and parts and model_cfg is None:
-            parts[-1] = label
-        prefix = "/".join(parts) or "model"
-        comps = norm.split("/")[:-1] or ["model"]
-        cls_name = comps[-2] + "_cell" if comps[-1] == "cell" and len(comps) > 1 else comps[-1]
-        specs = infer_specs_from_shapes(cls_name, [a.shape for a in arrays])
-        if model_cfg is not None or specs is None:
-            if model_cfg is not None:
-                log.warning("%s: variables at %s not described by the config; naming them var_<i>",
-                            path, group)
-            specs = [VarSpec(f"var_{i}") for i in range(len(arrays))]
-        for spec, array in zip(specs, arrays):
-            add(f"{prefix}/{spec.name}", array, spec.trainable)
+        if group not in used:
+            _read_unlisted_group(h5, group, model_cfg, path, add)
     return weights, trainable
+
+
+def _config_slots(h5: Any, model_cfg: Mapping[str, Any], path: Path) -> list[LayerSlot]:
+    """The variable groups the model config describes, in the layout this file uses (for the
+    2.12-2.15 legacy layout: two group names per weighted layer, else one)."""
+    try:
+        # Keras 2.13-2.15 layout; written on Windows its top-level names hold a backslash
+        legacy = any(k.split("\\")[0] == "_layer_checkpoint_dependencies" for k in h5.keys())
+        slots = walk_model_config(model_cfg, legacy=legacy)
+        if legacy and any(_resolve(h5, s.h5_path) not in h5 for s in slots):
+            single = walk_model_config(model_cfg, legacy="single")  # one group name per layer
+            if all(_resolve(h5, s.h5_path) in h5 for s in single):
+                slots = single
+    except ValueError as exc:
+        raise CorruptCheckpointError(f"unusable model config: {exc}", path=path) from exc
+    return slots
+
+
+def _read_config_layers(h5: Any, model_cfg: Mapping[str, Any], path: Path, add: _Add) -> set[str]:
+    """Add the variables of every layer the config describes, named by its layer class;
+    returns the groups read."""
+    used: set[str] = set()
+    for slot in _config_slots(h5, model_cfg, path):
+        group = _resolve(h5, slot.h5_path)
+        arrays = group_vars(h5, group, path)
+        if arrays is None:
+            continue
+        used.add(group)
+        for spec, array in zip(_layer_specs(slot, arrays, path), arrays):
+            add(f"{slot.prefix}/{spec.name}", array, slot.trainable and spec.trainable)
+    return used
+
+
+def _layer_specs(slot: LayerSlot, arrays: list[np.ndarray], path: Path) -> list[VarSpec]:
+    """The names of a layer's variables from its class; ``var_<i>`` (warned) when the class
+    is unknown or the ranks do not fit it."""
+    specs = var_specs(slot.class_name, slot.config)
+    if specs is not None and _shapes_ok(specs, arrays):
+        return specs
+    if specs is not None:
+        log.warning("%s: layer %s (%s) has %d variables of ranks %s, expected %s; "
+                    "naming them var_<i>", path, slot.prefix, slot.class_name, len(arrays),
+                    [a.ndim for a in arrays], [s.name for s in specs])
+    else:
+        log.warning("%s: unknown layer class %s (%s); naming its variables var_<i>",
+                    path, slot.class_name, slot.prefix)
+    return [VarSpec(f"var_{i}") for i in range(len(arrays))]
+
+
+def _read_unlisted_group(h5: Any, group: str, model_cfg: Mapping[str, Any] | None, path: Path,
+                         add: _Add) -> None:
+    """Add the variables of a group no config layer claimed, named after its path (and,
+    without a config, its layer class guessed from the group name and shapes)."""
+    arrays = group_vars(h5, group, path) or []
+    norm = group.replace("\\", "/")  # Windows-written files use backslashes inside names
+    parts = [x for x in norm.split("/")[:-1] if x not in ("layers", "cell", "_layer_checkpoint_dependencies")]
+    label = h5[group].attrs.get("name")
+    if isinstance(label, bytes):
+        label = label.decode("utf-8", "replace")
+    if isinstance(label, str) and parts and model_cfg is None:
+        parts[-1] = label
+    prefix = "/".join(parts) or "model"
+    comps = norm.split("/")[:-1] or ["model"]
+    cls_name = comps[-2] + "_cell" if comps[-1] == "cell" and len(comps) > 1 else comps[-1]
+    specs = infer_specs_from_shapes(cls_name, [a.shape for a in arrays])
+    if model_cfg is not None or specs is None:
+        if model_cfg is not None:
+            log.warning("%s: variables at %s not described by the config; naming them var_<i>",
+                        path, group)
+        specs = [VarSpec(f"var_{i}") for i in range(len(arrays))]
+    for spec, array in zip(specs, arrays):
+        add(f"{prefix}/{spec.name}", array, spec.trainable)
 
 
 def read_optimizer(h5: Any, opt_cfg: Mapping[str, Any] | None, generation: str,
@@ -126,14 +157,7 @@ def read_optimizer(h5: Any, opt_cfg: Mapping[str, Any] | None, generation: str,
     from ckptcompat.state import OptimizerState
 
     arrays = group_vars(h5, "optimizer/vars", path)
-    class_name = None
-    cfg: Mapping[str, Any] = {}
-    if opt_cfg is not None:
-        class_name = str(opt_cfg.get("class_name") or "")
-        cfg = opt_cfg.get("config") if isinstance(opt_cfg.get("config"), Mapping) else {}
-    elif arrays is not None:
-        label = h5["optimizer/vars"].attrs.get("name")
-        class_name = label.decode() if isinstance(label, bytes) else label
+    class_name, cfg = _optimizer_class(h5, opt_cfg, arrays)
     if not class_name and arrays is None:
         return None
     canon = canonical_optimizer_class(class_name) if class_name else "Unknown"
@@ -142,16 +166,7 @@ def read_optimizer(h5: Any, opt_cfg: Mapping[str, Any] | None, generation: str,
         return OptimizerState(canon, hyper, None, {}, dict(opt_cfg) if opt_cfg else None, {})
     stored_cfg = dict(opt_cfg) if opt_cfg else None  # what the file recorded (None when guessed)
     if opt_cfg is None and ordered and class_name:
-        # class known (group attribute) but no config: try the few flag combinations; the
-        # variable count and shapes single one out
-        layouts = [optimizer_layout(canon, c, generation, trainable, first)
-                   for c in _GUESS_CONFIGS for first in (False, True)]
-        layouts = [x for x in layouts if x is not None and not _check(tuple(x), arrays, dict(trainable), canon)]
-        meanings = {tuple((k, v, sl) for k, v, sl in x) for x in layouts}
-        if len(meanings) > 1:  # e.g. RMSprop momentum vs centered: same count, same shapes
-            log.warning("%s: %d %s configurations fit the %d optimizer variables equally; the "
-                        "file does not say which", path, len(meanings), canon, len(arrays))
-            layouts = []
+        layouts = _guess_layouts(canon, generation, trainable, arrays, path)
         if layouts:
             opt_cfg = {"class_name": class_name, "config": {}}
     else:
@@ -166,21 +181,63 @@ def read_optimizer(h5: Any, opt_cfg: Mapping[str, Any] | None, generation: str,
             hyper["learning_rate"] = float(arrays[1])
         return OptimizerState(canon, hyper, iterations, {}, dict(opt_cfg) if opt_cfg else None,
                               {f"vars/{i}": a for i, a in enumerate(arrays)})
+    layout = _fitting_layout(layouts, arrays, trainable, canon, generation, path)
+    iterations, slots, extra = _by_layout(layout, arrays, hyper)
+    return OptimizerState(canon, hyper, iterations, slots, stored_cfg, extra)
+
+
+def _optimizer_class(h5: Any, opt_cfg: Mapping[str, Any] | None, arrays: list[np.ndarray] | None
+                     ) -> tuple[str | None, Mapping[str, Any]]:
+    """(optimizer class name, its config): from the compile config, else the class name the
+    ``optimizer/vars`` group records (no config)."""
+    if opt_cfg is not None:
+        config = opt_cfg.get("config")
+        return str(opt_cfg.get("class_name") or ""), config if isinstance(config, Mapping) else {}
+    if arrays is not None:
+        label = h5["optimizer/vars"].attrs.get("name")
+        return (label.decode() if isinstance(label, bytes) else label), {}
+    return None, {}
+
+
+def _guess_layouts(canon: str, generation: str, trainable: list[tuple[str, tuple[int, ...]]],
+                   arrays: list[np.ndarray], path: Path) -> list[Any]:
+    """Class known (group attribute) but no config: the layouts of the few flag combinations
+    that fit the variable count and shapes; none when several meanings fit equally."""
+    layouts = [optimizer_layout(canon, c, generation, trainable, first)
+               for c in _GUESS_CONFIGS for first in (False, True)]
+    layouts = [x for x in layouts if x is not None and not _check(tuple(x), arrays, dict(trainable), canon)]
+    meanings = {tuple((k, v, sl) for k, v, sl in x) for x in layouts}
+    if len(meanings) > 1:  # e.g. RMSprop momentum vs centered: same count, same shapes
+        log.warning("%s: %d %s configurations fit the %d optimizer variables equally; the "
+                    "file does not say which", path, len(meanings), canon, len(arrays))
+        return []
+    return layouts
+
+
+def _fitting_layout(layouts: list[Any], arrays: list[np.ndarray],
+                    trainable: list[tuple[str, tuple[int, ...]]], canon: str, generation: str,
+                    path: Path) -> _Layout:
+    """The first candidate layout every variable fits (or, for an optimizer that never built
+    its slots, its scalars only); :class:`IncompatibleStateError` listing the misfits if none."""
     shapes = dict(trainable)
     problems: list[str] = []
     for layout in dict.fromkeys(tuple(x) for x in layouts if x is not None):
         problems = _check(layout, arrays, shapes, canon)
         if not problems:
-            break
-    if problems and _never_built(layouts[0], arrays):
+            return layout
+    if _never_built(layouts[0], arrays):
         log.info("%s: the %s optimizer was never built (no slots yet)", path, canon)
-        layout = tuple(x for x in layouts[0] if x[0] in ("iterations", "learning_rate"))
-        problems = []
-    if problems:
-        raise IncompatibleStateError(
-            f"optimizer/vars does not match the {generation} {canon} layout for "
-            f"{len(trainable)} trainable variables", problems, path=path,
-            hint="the config does not describe the model that wrote these optimizer variables")
+        return tuple(x for x in layouts[0] if x[0] in ("iterations", "learning_rate"))
+    raise IncompatibleStateError(
+        f"optimizer/vars does not match the {generation} {canon} layout for "
+        f"{len(trainable)} trainable variables", problems, path=path,
+        hint="the config does not describe the model that wrote these optimizer variables")
+
+
+def _by_layout(layout: _Layout, arrays: list[np.ndarray], hyper: dict[str, Any]
+               ) -> tuple[int | None, dict[str, dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """(iterations, slots, extra) of the optimizer variables read by ``layout``; a stored
+    learning rate also goes into ``hyper``."""
     slots: dict[str, dict[str, np.ndarray]] = {}
     extra: dict[str, np.ndarray] = {}
     iterations = None
@@ -194,7 +251,7 @@ def read_optimizer(h5: Any, opt_cfg: Mapping[str, Any] | None, generation: str,
             slots.setdefault(str(var), {})[slot] = array
         else:
             extra[f"{kind}/{var}" if var else kind] = array
-    return OptimizerState(canon, hyper, iterations, slots, stored_cfg, extra)
+    return iterations, slots, extra
 
 
 _GUESS_CONFIGS: tuple[dict[str, Any], ...] = (

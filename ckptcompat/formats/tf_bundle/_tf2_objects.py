@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -68,16 +69,63 @@ def _find_optimizer(nodes: list[pw.TrackableObject], paths: dict[int, tuple[str,
     return named[0][1] if named else None
 
 
+@dataclass(frozen=True)
+class _Graph:
+    """A decoded object graph with the bundle's tensors: nodes, their paths from the root,
+    and the variable attribute of each node that holds a tensor."""
+
+    nodes: list[pw.TrackableObject]
+    paths: dict[int, tuple[str, ...]]
+    var_of: dict[int, pw.SerializedTensor]
+    tensors: dict[str, np.ndarray]
+    prefix: Path
+
+    def value(self, nid: int) -> np.ndarray:
+        """The tensor of variable node ``nid``."""
+        return self.tensors[self.var_of[nid].checkpoint_key]
+
+
+@dataclass(frozen=True)
+class _OptimizerNodes:
+    """The (unwrapped) optimizer node and the variable nodes it owns."""
+
+    opt_id: int
+    direct: dict[str, int]        # direct variable children by local name (iterations, hypers)
+    slot_nodes: set[int]          # slot variables: referenced, or in ``_variables``-style lists
+    extra_outer: dict[str, np.ndarray]  # variables of a loss-scale wrapper around it
+
+
 def state_from_object_graph(tensors: dict[str, np.ndarray], graph_bytes: bytes, prefix: Path,
                             format_name: str) -> TrainingState:
     """Map an object-based bundle's tensors (by checkpoint key) to a :class:`TrainingState`."""
+    graph = _read_graph(tensors, graph_bytes, prefix)
+    opt = _optimizer_nodes(graph)
+    owned = set(opt.direct.values()) | opt.slot_nodes if opt is not None else set()
+    skip = {nid for nid, p in graph.paths.items() if p == ("save_counter",)}
+    weight_ids = [nid for nid in sorted(graph.var_of) if nid not in owned and nid not in skip]
+    for nid in skip & set(graph.var_of):
+        log.debug("%s: save_counter=%s not part of the training state", prefix, graph.value(nid))
+    names, keras3_graph = _weight_names(graph, weight_ids)
+    weights = {names[nid]: graph.value(nid) for nid in weight_ids}
+    optimizer = None
+    iterations = None
+    if opt is not None:
+        optimizer, iterations = _optimizer_state(graph, opt, names, weight_ids)
+    framework = "keras" if keras3_graph else ("tf.keras" if any("layer_with_weights-" in a.checkpoint_key
+                                                          for a in graph.var_of.values()) else "tensorflow")
+    return TrainingState(weights=weights, optimizer=optimizer, progress=Progress(global_step=iterations),
+                         producer=Producer(framework=framework, versions={}, format=format_name,
+                                           path=str(prefix)))
+
+
+def _read_graph(tensors: dict[str, np.ndarray], graph_bytes: bytes, prefix: Path) -> _Graph:
+    """Decode the object graph and find each node's variable tensor among ``tensors``."""
     try:
         nodes = pw.decode_object_graph(graph_bytes)
     except ValueError as exc:
         raise CorruptCheckpointError(f"undecodable object graph: {exc}", path=prefix) from exc
     if not nodes:
         raise CorruptCheckpointError("empty object graph", path=prefix)
-    paths = _paths(nodes)
     var_of: dict[int, pw.SerializedTensor] = {}
     for nid, node in enumerate(nodes):
         for attr in node.attributes:
@@ -85,76 +133,93 @@ def state_from_object_graph(tensors: dict[str, np.ndarray], graph_bytes: bytes, 
                 var_of[nid] = attr
             elif attr.checkpoint_key in tensors:
                 log.debug("%s: skipping non-variable attribute %s", prefix, attr.checkpoint_key)
-    opt_id = _find_optimizer(nodes, paths)
+    return _Graph(nodes=nodes, paths=_paths(nodes), var_of=var_of, tensors=tensors, prefix=prefix)
+
+
+def _optimizer_nodes(graph: _Graph) -> _OptimizerNodes | None:
+    """The optimizer (inside a loss-scale wrapper, whose variables become extra) and its
+    variables: direct children, slot references and ``_variables``-style lists."""
+    nodes = graph.nodes
+    opt_id = _find_optimizer(nodes, graph.paths)
+    if opt_id is None:
+        return None
     extra_outer: dict[str, np.ndarray] = {}
-    if opt_id is not None:
-        for ref in nodes[opt_id].children:
-            if ref.local_name in _INNER:
-                for r2 in nodes[opt_id].children:
-                    if r2.node_id in var_of:
-                        extra_outer[r2.local_name.lstrip("_")] = tensors[var_of[r2.node_id].checkpoint_key]
-                opt_id = ref.node_id
-                break
-    # optimizer-owned nodes: direct variable children, slot references, `_variables` lists
-    opt_direct: dict[str, int] = {}
+    for ref in nodes[opt_id].children:
+        if ref.local_name in _INNER:
+            for r2 in nodes[opt_id].children:
+                if r2.node_id in graph.var_of:
+                    extra_outer[r2.local_name.lstrip("_")] = graph.value(r2.node_id)
+            opt_id = ref.node_id
+            break
+    direct: dict[str, int] = {}
     slot_nodes: set[int] = set()
-    if opt_id is not None:
-        for ref in nodes[opt_id].children:
-            if ref.node_id in var_of:
-                opt_direct[ref.local_name] = ref.node_id
-            elif ref.local_name in ("_variables", "_momentums", "_velocities", "_velocity_hats",
-                                    "_accumulators", "_average_gradients") or ref.local_name.startswith("_"):
-                if ref.local_name == "_trainable_variables":
-                    continue
-                slot_nodes.update(c.node_id for c in nodes[ref.node_id].children if c.node_id in var_of)
-        for sv in nodes[opt_id].slot_variables:
-            slot_nodes.add(sv.slot_variable_node_id)
-    slot_nodes -= set(opt_direct.values())
-    skip = {nid for nid, p in paths.items() if p == ("save_counter",)}
-    weight_ids = [nid for nid in sorted(var_of)
-                  if nid not in slot_nodes and nid not in opt_direct.values() and nid not in skip]
-    for nid in skip & set(var_of):
-        log.debug("%s: save_counter=%s not part of the training state", prefix,
-                  tensors[var_of[nid].checkpoint_key])
-    # canonical weight names; collisions fall back to the graph path
+    for ref in nodes[opt_id].children:
+        if ref.node_id in graph.var_of:
+            direct[ref.local_name] = ref.node_id
+        elif ref.local_name in ("_variables", "_momentums", "_velocities", "_velocity_hats",
+                                "_accumulators", "_average_gradients") or ref.local_name.startswith("_"):
+            if ref.local_name == "_trainable_variables":
+                continue
+            slot_nodes.update(c.node_id for c in nodes[ref.node_id].children if c.node_id in graph.var_of)
+    for sv in nodes[opt_id].slot_variables:
+        slot_nodes.add(sv.slot_variable_node_id)
+    slot_nodes -= set(direct.values())
+    return _OptimizerNodes(opt_id=opt_id, direct=direct, slot_nodes=slot_nodes, extra_outer=extra_outer)
+
+
+def _weight_names(graph: _Graph, weight_ids: list[int]) -> tuple[dict[int, str], bool]:
+    """(canonical weight name by node, written by Keras 3): names from ``full_name``,
+    collisions falling back to the graph path; Keras 3's outer model name dropped."""
     names: dict[int, str] = {}
     seen: dict[str, list[int]] = {}
     for nid in weight_ids:
-        full = var_of[nid].full_name or "/".join(paths.get(nid, (str(nid),)))
+        full = graph.var_of[nid].full_name or "/".join(graph.paths.get(nid, (str(nid),)))
         seen.setdefault(canonical_from_full_name(full), []).append(nid)
     for name, ids in seen.items():
         for nid in ids:
-            names[nid] = name if len(ids) == 1 else "/".join(paths[nid])
+            names[nid] = name if len(ids) == 1 else "/".join(graph.paths[nid])
     keras3_graph = any(ref.local_name in ("_operations", "_functional", "_tracked")
-                       for node in nodes for ref in node.children)
+                       for node in graph.nodes for ref in node.children)
     if keras3_graph and weight_ids:  # Keras 3 paths start with the outer model's own name
         parts = [names[n].split("/") for n in weight_ids]
         if all(len(p) >= 3 for p in parts) and len({p[0] for p in parts}) == 1:
             names = {n: "/".join(names[n].split("/")[1:]) if n in weight_ids else v for n, v in names.items()}
-    weights = {names[nid]: tensors[var_of[nid].checkpoint_key] for nid in weight_ids}
-    optimizer = None
-    iterations = None
-    if opt_id is not None:
-        optimizer, iterations = _optimizer_state(nodes, opt_id, var_of, tensors, opt_direct, slot_nodes,
-                                                 names, weight_ids, extra_outer, prefix)
-    framework = "keras" if keras3_graph else ("tf.keras" if any("layer_with_weights-" in a.checkpoint_key
-                                                          for a in var_of.values()) else "tensorflow")
-    return TrainingState(weights=weights, optimizer=optimizer, progress=Progress(global_step=iterations),
-                         producer=Producer(framework=framework, versions={}, format=format_name,
-                                           path=str(prefix)))
+    return names, keras3_graph
 
 
-def _optimizer_state(nodes, opt_id, var_of, tensors, opt_direct, slot_nodes, names, weight_ids,  # type: ignore[no-untyped-def]
-                     extra_outer, prefix):
-    def value(nid: int) -> np.ndarray:
-        return tensors[var_of[nid].checkpoint_key]
+def _optimizer_state(graph: _Graph, opt: _OptimizerNodes, names: dict[int, str], weight_ids: list[int]
+                     ) -> tuple[OptimizerState | None, int | None]:
+    """(optimizer state, iterations); (None, None) when the optimizer holds nothing to restore."""
+    hyper, extra, iterations = _optimizer_scalars(graph, opt)
+    problems: list[str] = []
+    raw_slots, cls = _referenced_slots(graph, opt.opt_id, names)
+    referenced = {nid for _, _, nid in raw_slots}
+    more, cls = _slots_by_name(graph, opt.slot_nodes - referenced, names, weight_ids, cls, problems)
+    raw_slots += more
+    if cls is None:
+        found = {s for _, s, _ in raw_slots}
+        cls = next((c for need, c in _OPT_SLOT_SETS if need <= found), None)
+        if cls is None and found:
+            cls = _RAW_CLASS_SLOTS.get(sorted(found)[0])
+    slots = _checked_slots(graph, raw_slots, cls, names, weight_ids, problems)
+    if problems:
+        raise IncompatibleStateError("optimizer slots cannot be matched to variables", problems,
+                                     path=graph.prefix)
+    if cls is None and not hyper and iterations is None:
+        return None, None
+    return OptimizerState(class_name=cls or "SGD", hyperparameters=hyper, iterations=iterations,
+                          slots=slots, extra=extra), iterations
 
+
+def _optimizer_scalars(graph: _Graph, opt: _OptimizerNodes
+                       ) -> tuple[dict[str, object], dict[str, np.ndarray], int | None]:
+    """(hyper-parameters, extra, iterations) from the optimizer's direct variables."""
     hyper: dict[str, object] = {}
-    extra: dict[str, np.ndarray] = dict(extra_outer)
+    extra: dict[str, np.ndarray] = dict(opt.extra_outer)
     iterations = None
-    for local, nid in opt_direct.items():
+    for local, nid in opt.direct.items():
         key = local.lstrip("_")
-        arr = np.asarray(value(nid))
+        arr = np.asarray(graph.value(nid))
         if local in _ITER and arr.size == 1:
             iterations = int(arr.reshape(-1)[0])
         elif local in _LR and arr.size == 1:
@@ -163,23 +228,35 @@ def _optimizer_state(nodes, opt_id, var_of, tensors, opt_direct, slot_nodes, nam
             hyper[key] = float(arr.reshape(-1)[0])
         else:
             extra[key] = arr
-    by_full = {var_of[n].full_name: names[n] for n in weight_ids}
-    by_under = {var_of[n].full_name.replace("/", "_"): names[n] for n in weight_ids}
-    shape_of = {names[n]: np.shape(value(n)) for n in weight_ids}
-    raw_slots: list[tuple[str, str, int]] = []  # (owner canonical, raw slot, slot node)
+    return hyper, extra, iterations
+
+
+def _referenced_slots(graph: _Graph, opt_id: int, names: dict[int, str]
+                      ) -> tuple[list[tuple[str, str, int]], str | None]:
+    """OptimizerV2 slot references: (owner canonical, raw slot, slot node) triples and the
+    optimizer class their scope names, if any."""
+    raw_slots: list[tuple[str, str, int]] = []
     cls: str | None = None
-    problems: list[str] = []
-    referenced = set()
-    for sv in nodes[opt_id].slot_variables:
+    for sv in graph.nodes[opt_id].slot_variables:
         owner = names.get(sv.original_variable_node_id)
-        if owner is None or sv.slot_variable_node_id not in var_of:
+        if owner is None or sv.slot_variable_node_id not in graph.var_of:
             continue
         raw_slots.append((owner, sv.slot_name, sv.slot_variable_node_id))
-        referenced.add(sv.slot_variable_node_id)
-        first = var_of[sv.slot_variable_node_id].full_name.split("/", 1)[0]
+        first = graph.var_of[sv.slot_variable_node_id].full_name.split("/", 1)[0]
         if cls is None and canonical_optimizer_class(first) in CANONICAL_SLOTS:
             cls = canonical_optimizer_class(first)
-    for nid in sorted(slot_nodes - referenced, key=lambda n: var_of[n].checkpoint_key):
+    return raw_slots, cls
+
+
+def _slots_by_name(graph: _Graph, slot_nodes: set[int], names: dict[int, str], weight_ids: list[int],
+                   cls: str | None, problems: list[str]) -> tuple[list[tuple[str, str, int]], str | None]:
+    """Unreferenced slot variables matched to their variable by their own name (TF 2.11-2.15,
+    Keras 3, loss-scale wrappers): triples as :func:`_referenced_slots`, and the class."""
+    var_of = graph.var_of
+    by_full = {var_of[n].full_name: names[n] for n in weight_ids}
+    by_under = {var_of[n].full_name.replace("/", "_"): names[n] for n in weight_ids}
+    raw_slots: list[tuple[str, str, int]] = []
+    for nid in sorted(slot_nodes, key=lambda n: var_of[n].checkpoint_key):
         full = var_of[nid].full_name
         head, _, rest = full.partition("/")
         head_cls = canonical_optimizer_class(head)
@@ -196,14 +273,18 @@ def _optimizer_state(nodes, opt_id, var_of, tensors, opt_direct, slot_nodes, nam
             raw_slots.append((by_full[rest], head, nid))
             continue
         problems.append(f"optimizer variable {full!r} ({var_of[nid].checkpoint_key}) matches no model variable")
-    if cls is None:
-        found = {s for _, s, _ in raw_slots}
-        cls = next((c for need, c in _OPT_SLOT_SETS if need <= found), None)
-        if cls is None and found:
-            cls = _RAW_CLASS_SLOTS.get(sorted(found)[0])
+    return raw_slots, cls
+
+
+def _checked_slots(graph: _Graph, raw_slots: list[tuple[str, str, int]], cls: str | None,
+                   names: dict[int, str], weight_ids: list[int], problems: list[str]
+                   ) -> dict[str, dict[str, np.ndarray]]:
+    """Slots by owner and canonical slot name, in weight order; misshaped and doubled
+    slots go to ``problems``."""
+    shape_of = {names[n]: np.shape(graph.value(n)) for n in weight_ids}
     slots: dict[str, dict[str, np.ndarray]] = {}
     for owner, raw, nid in raw_slots:
-        arr = value(nid)
+        arr = graph.value(nid)
         slot = canonical_slot(cls or "", raw)
         if np.shape(arr) != shape_of.get(owner):
             problems.append(f"slot {slot!r} of {owner!r} has shape {np.shape(arr)}, "
@@ -213,10 +294,4 @@ def _optimizer_state(nodes, opt_id, var_of, tensors, opt_direct, slot_nodes, nam
         else:
             slots.setdefault(owner, {})[slot] = arr
     order = {names[n]: i for i, n in enumerate(weight_ids)}
-    slots = dict(sorted(slots.items(), key=lambda kv: order.get(kv[0], len(order))))
-    if problems:
-        raise IncompatibleStateError("optimizer slots cannot be matched to variables", problems, path=prefix)
-    if cls is None and not hyper and iterations is None:
-        return None, None
-    return OptimizerState(class_name=cls or "SGD", hyperparameters=hyper, iterations=iterations,
-                          slots=slots, extra=extra), iterations
+    return dict(sorted(slots.items(), key=lambda kv: order.get(kv[0], len(order))))

@@ -1,0 +1,110 @@
+"""The interface a live flavour implements (:class:`FlavourOps`) and what
+:func:`ckptcompat.runtime._engine.apply` reports (:class:`ApplyReport`).
+
+keras2.py / keras3.py subclass :class:`FlavourOps` with the operations that differ between
+framework generations; the shared logic in ``_engine`` only calls these. This module never
+imports TensorFlow or Keras.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ckptcompat.names.variables import canonical_optimizer_class
+from ckptcompat.state import Producer
+
+__all__ = ["ApplyReport", "FlavourOps"]
+
+
+@dataclass(frozen=True)
+class ApplyReport:
+    """What :func:`~ckptcompat.runtime._engine.apply` restored and what it skipped (``(name, reason)`` pairs)."""
+
+    restored_weights: tuple[str, ...] = ()
+    restored_slots: tuple[str, ...] = ()       # "<canonical var>/<canonical slot>"
+    skipped: tuple[tuple[str, str], ...] = ()
+    iterations: int | None = None              # value set on the optimizer, if any
+    learning_rate: float | None = None         # value set on the optimizer, if any
+    translated: tuple[str, ...] = ()           # slots dropped/created by meaning (zeros = absent)
+    matching: str = "name"                     # "name" or "structure" (see resuming.match)
+    by_structure: tuple[tuple[str, str], ...] = ()  # (checkpoint name, model name) renamed by structure
+    optimizer_reset: bool = False              # resume(optimizer="reset"): optimizer state not restored
+
+
+class FlavourOps:
+    """Operations one framework flavour provides; see keras2.py / keras3.py."""
+
+    def variables(self, model: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def to_numpy(self, var: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def read_view(self, var: Any) -> np.ndarray:
+        """The variable's current value, possibly a read-only view of the framework's buffer:
+        copy it before training goes on. Default: :meth:`to_numpy` (a copy)."""
+        return self.to_numpy(var)
+
+    def assign(self, var: Any, value: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def shape(self, var: Any) -> tuple[int, ...]:
+        return tuple(int(d) for d in var.shape)
+
+    def optimizer_of(self, model: Any) -> Any | None:
+        opt = getattr(model, "optimizer", None)
+        inner = getattr(opt, "inner_optimizer", None)  # loss-scale wrappers
+        return inner if inner is not None else opt
+
+    def optimizer_class(self, opt: Any) -> str:
+        return canonical_optimizer_class(type(opt).__name__)
+
+    def live_slots(self, opt: Any, named: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        raise NotImplementedError
+
+    def build_optimizer(self, opt: Any, model: Any) -> None:
+        raise NotImplementedError
+
+    def ordered_optimizer_variables(self, opt: Any) -> list[Any] | None:
+        """The optimizer's variables in the order its own weights files store them
+        (``optimizer/vars/<i>``), or None when this flavour cannot say."""
+        return None
+
+    def read_iterations(self, opt: Any) -> int:
+        raise NotImplementedError
+
+    def write_iterations(self, opt: Any, value: int) -> None:
+        raise NotImplementedError
+
+    def stored_learning_rate(self, opt: Any) -> Any:
+        """What the optimizer stores as its learning rate: a variable, a Python number, a
+        schedule or a callable."""
+        raise NotImplementedError
+
+    def is_variable(self, obj: Any) -> bool:
+        """True for a framework variable (readable with :meth:`to_numpy`, set with :meth:`assign`)."""
+        raise NotImplementedError
+
+    def set_plain_learning_rate(self, opt: Any, value: float) -> None:
+        """Store a number where the optimizer has no learning-rate variable (yet)."""
+        opt.learning_rate = value
+
+    def write_learning_rate(self, opt: Any, value: float) -> None:
+        """Set the learning rate in place: assign its variable, else store the number."""
+        stored = self.stored_learning_rate(opt)
+        if self.is_variable(stored):
+            self.assign(stored, np.asarray(value))
+        else:
+            self.set_plain_learning_rate(opt, float(value))
+
+    def is_schedule(self, obj: Any) -> bool:
+        raise NotImplementedError
+
+    def serialize_schedule(self, obj: Any) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def producer(self) -> Producer:
+        raise NotImplementedError
