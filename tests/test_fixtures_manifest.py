@@ -106,11 +106,15 @@ def test_each_producer_has_every_kind_and_case(manifest: dict[str, Any]) -> None
         assert CORE_CASES <= cases, (env, CORE_CASES - cases)
         if info["tensorflow"].startswith(("2.12.", "2.15.")):
             assert LEGACY_CASES <= cases, env
-        not_written = manifest.get("corpus", {}).get(env, {}).get("not_written", {})
+        corpus = manifest.get("corpus", {}).get(env, {})
         for case in cases - {"tf1_adam", "tf1_momentum"}:
             kinds = {f["kind"] for f in mine if f["case"] == case}
-            refused = set(not_written.get(case, {})) if case.startswith(CORPUS_PREFIXES) else set()
-            assert kinds == KINDS[info["flavour"]] - {"tf1_saver"} - refused, (env, case)
+            refused = set(corpus.get("not_written", {}).get(case, {})) if case.startswith(CORPUS_PREFIXES) else set()
+            left_out = set(corpus.get("left_out_files", {}).get(case, {}))  # kept small on purpose, with a reason
+            assert not left_out & kinds, (env, case)
+            assert kinds == KINDS[info["flavour"]] - {"tf1_saver"} - refused - left_out, (env, case)
+            if case.startswith(CORPUS_PREFIXES):
+                assert {"full_model", "keras_zip", "tf_checkpoint"} & kinds, (env, case)
 
 
 def test_fixture_entries_are_consistent(manifest: dict[str, Any]) -> None:
