@@ -169,9 +169,10 @@ def read_optimizer(h5: Any, opt_cfg: Mapping[str, Any] | None, generation: str,
         return OptimizerState(canon, hyper, None, {}, dict(opt_cfg) if opt_cfg else None, {})
     stored_cfg = dict(opt_cfg) if opt_cfg else None  # what the file recorded (None when guessed)
     if opt_cfg is None and ordered and class_name:
-        layouts = _guess_layouts(canon, generation, trainable, arrays, path)
+        layouts, guessed = _guess_layouts(canon, generation, trainable, arrays, path)
         if layouts:
             opt_cfg = {"class_name": class_name, "config": {}}
+            hyper.update(guessed)  # the flags the slots show (amsgrad): rebuild the same optimizer
     else:
         layouts = [optimizer_layout(canon, cfg, generation, trainable, first) for first in (False, True)]
     if not layouts or layouts[0] is None or opt_cfg is None:
@@ -203,18 +204,19 @@ def _optimizer_class(h5: Any, opt_cfg: Mapping[str, Any] | None, arrays: list[np
 
 
 def _guess_layouts(canon: str, generation: str, trainable: list[tuple[str, tuple[int, ...]]],
-                   arrays: list[np.ndarray], path: Path) -> list[Any]:
+                   arrays: list[np.ndarray], path: Path) -> tuple[list[Any], dict[str, Any]]:
     """Class known (group attribute) but no config: the layouts of the few flag combinations
-    that fit the variable count and shapes; none when several meanings fit equally."""
-    layouts = [optimizer_layout(canon, c, generation, trainable, first)
-               for c in _GUESS_CONFIGS for first in (False, True)]
-    layouts = [x for x in layouts if x is not None and not _check(tuple(x), arrays, dict(trainable), canon)]
-    meanings = {tuple((k, v, sl) for k, v, sl in x) for x in layouts}
+    that fit the variable count and shapes, and those flags; none when several meanings fit
+    equally."""
+    fits = [(optimizer_layout(canon, c, generation, trainable, first), c)
+            for c in _GUESS_CONFIGS for first in (False, True)]
+    fits = [(x, c) for x, c in fits if x is not None and not _check(tuple(x), arrays, dict(trainable), canon)]
+    meanings = {tuple((k, v, sl) for k, v, sl in x) for x, _ in fits}
     if len(meanings) > 1:  # e.g. RMSprop momentum vs centered: same count, same shapes
         log.warning("%s: %d %s configurations fit the %d optimizer variables equally; the "
                     "file does not say which", path, len(meanings), canon, len(arrays))
-        return []
-    return layouts
+        return [], {}
+    return [x for x, _ in fits], (dict(fits[0][1]) if fits else {})
 
 
 def _fitting_layout(layouts: list[Any], arrays: list[np.ndarray],
