@@ -189,33 +189,50 @@ def _env_versions() -> str:
     return ", ".join(out)
 
 
-#: open gaps of the generated corpus (fixtures/_optimizers.py, fixtures/_zoo.py), by path substring.
-#: Found by the first corpus run (tf221-keras3 consumer); each is a ckptcompat limitation, not a
-#: file that fails on purpose. (Fixed earlier: Keras 3 ``.weights.h5`` layer paths, config stripping.)
+#: open gaps of the generated corpus (fixtures/_optimizers.py, fixtures/_zoo.py), by path substring:
+#: one entry per file (a case folder only where every file of it fails for the reason given).
+#: Each is a ckptcompat limitation, not a file that fails on purpose. Fixed so far: Keras 3
+#: ``.weights.h5`` layer paths, config stripping, 'adam_w', amsgrad guessed from ``.keras``,
+#: ConvLSTM / attention / depthwise layer paths of ``.keras``, SGD(momentum=0) inert slots.
+_ADAFACTOR_BUNDLE = "Adafactor bundle: no readable checkpoint through the base file (Keras 3.15 cannot " \
+                    "write Adafactor to .h5; the .keras optimizer layout of Adafactor is not matched)"
+_WEIGHTS_ONLY_ZOO = "weights-only .weights.h5 of the zoo: groups without config (ConvLSTM cells, " \
+                    "LocallyConnected, depthwise) are not placed into the live model by structure"
 _KNOWN_GAPS: dict[str, str] = {
-    "tf221-keras3/opt_adafactor/": "Keras 3.15 cannot write Adafactor to legacy .h5 (r/c dataset name clash), "
-                                   "so weights-only files and bundles have no config file to build from",
-    "tf221-keras3/opt_adam_amsgrad/model.keras": "Keras 3 .keras amsgrad: velocity_hat slots not restored",
-    "tf221-keras3/opt_adamw": "Keras 3 AdamW: registered name 'adam_w' not resolved to the class; "
-                              "its tf_checkpoint is not found through the base file",
-    "tf221-keras3/opt_muon/": "Muon: non-slot state (Adam fallback for non-2-D variables) not modelled",
-    "tf221-keras3/opt_schedulefreeadamw/": "ScheduleFreeAdamW: extra per-variable state not modelled",
+    "tf221-keras3/opt_adafactor/tf_checkpoint/": _ADAFACTOR_BUNDLE,
+    "tf221-tfkeras/opt_adafactor/tf_checkpoint/": _ADAFACTOR_BUNDLE,
+    "tf221-keras3/opt_muon/": "Muon: non-slot state (Adam fallback for non-2-D variables) not modelled; "
+                              "class 'muon' not resolved from .keras (every file)",
+    "tf221-keras3/opt_schedulefreeadamw/": "ScheduleFreeAdamW: extra per-variable state not modelled; "
+                                           "'schedule_free_adam_w' not resolved (every file)",
     "tf221-keras3/opt_rmsprop_momentum/model.keras": "Keras 3.15 .keras keeps no optimizer config: RMSprop "
-                                                     "rebuilt without momentum, slot set differs",
-    "tf221-keras3/opt_rmsprop_centered/model.keras": "as opt_rmsprop_momentum: rebuilt without centered",
-    "tf221-keras3/zoo_rank2/": "Attention(use_scale=True) config does not deserialize from .h5; .keras layer "
-                               "paths of the zoo not matched",
-    "tf221-keras3/zoo_rank3/": "StackedRNNCells weights share names in .h5; .keras layer paths not matched",
-    "tf221-keras3/zoo_rank4/": "zoo .keras/.weights.h5 layer paths (ConvLSTM1D, SeparableConv2D...) not matched",
-    "tf221-keras3/zoo_rank5/": "zoo .keras/.weights.h5 layer paths (ConvLSTM2D, Conv3DTranspose) not matched",
-    "tf221-keras3/zoo_rank6/": "zoo .keras/.weights.h5 layer path of ConvLSTM3D not matched",
-    "tf221-tfkeras/opt_adafactor/tf_": "tf-keras Adafactor bundles: no config file chosen as base "
-                                       "(its .keras optimizer layout is not recognised)",
-    "tf221-tfkeras/opt_sgd/": "keras3 consumer: tf-keras SGD(momentum=0) keeps zero momentum slots; Keras 3 "
-                              "drops them as inert, but _compare still expects them (table, not data, gap)",
-    "tf221-tfkeras/zoo_rank": "tf-keras zoo: .keras optimizer/vars order of 5-22+ variables not matched to the "
-                              "keras2 Adam layout; zoo_rank2 .h5 config (Attention) and zoo_rank3 .h5 "
-                              "(StackedRNNCells duplicate names) not rebuilt",
+                                                     "momentum vs centered fit the same variables (ambiguous)",
+    "tf221-keras3/opt_rmsprop_centered/model.keras": "as opt_rmsprop_momentum: momentum vs centered ambiguous",
+    "tf221-keras3/zoo_rank2/model.h5": "Attention(use_scale=True) config does not deserialize from .h5",
+    "tf221-keras3/zoo_rank2/model.weights.h5": "base model.h5 not rebuilt (Attention config)",
+    "tf221-keras3/zoo_rank2/tf_checkpoint/": "base model.h5 not rebuilt (Attention config)",
+    "tf221-keras3/zoo_rank2/model.keras": "SpectralNormalization: the wrapped kernel is stored twice "
+                                          "(layer/vars and own vars) next to vector_u",
+    "tf221-keras3/zoo_rank3/model.h5": "StackedRNNCells: cell weights share one name in .h5",
+    "tf221-keras3/zoo_rank3/model.weights.h5": "base model.h5 not rebuilt (StackedRNNCells names)",
+    "tf221-keras3/zoo_rank3/tf_checkpoint/": "base model.h5 not rebuilt (StackedRNNCells names)",
+    "tf221-keras3/zoo_rank3/model.keras": "StackedRNNCells cells/<cell>/vars groups not in the layout table",
+    "tf221-keras3/zoo_rank4/model.weights.h5": _WEIGHTS_ONLY_ZOO,
+    "tf221-keras3/zoo_rank5/model.weights.h5": _WEIGHTS_ONLY_ZOO,
+    "tf221-keras3/zoo_rank6/model.weights.h5": _WEIGHTS_ONLY_ZOO,
+    "tf221-tfkeras/zoo_rank2/model.keras": "tf-keras .keras optimizer/vars of the zoo: 3 variables off the "
+                                           "keras2 Adam layout (a layer's variable order/trainability)",
+    "tf221-tfkeras/zoo_rank2/model.weights.h5": "base model.keras optimizer layout (see model.keras)",
+    "tf221-tfkeras/zoo_rank2/tf_checkpoint/": "base model.keras optimizer layout (see model.keras)",
+    "tf221-tfkeras/zoo_rank3/model.h5": "StackedRNNCells: cell weights share one name in .h5",
+    "tf221-tfkeras/zoo_rank3/model.keras": "tf-keras .keras of the zoo: StackedRNNCells / attention groups "
+                                           "not in the layout table, so the optimizer order is off",
+    "tf221-tfkeras/zoo_rank3/model.weights.h5": "base model.keras not matched (see model.keras)",
+    "tf221-tfkeras/zoo_rank3/tf_checkpoint/": "base model.keras not matched (see model.keras)",
+    "tf221-tfkeras/zoo_rank4/": "LocallyConnected2D: removed in Keras 3, no equivalent layer (Keras 3 "
+                                "consumer; every file of the case holds it)",
+    "tf221-tfkeras/zoo_rank5/model.weights.h5": _WEIGHTS_ONLY_ZOO,
+    "tf221-tfkeras/zoo_rank6/model.weights.h5": _WEIGHTS_ONLY_ZOO,
 }
 
 
