@@ -47,6 +47,11 @@ OLD_CASES = {"mlp_adam", "mlp_sgd", "mlp_rmsprop", "cnn_bn_adam", "rnn_adam"}
 #: standalone Keras <= 2.2 / tf.keras 2.0.8-tf RMSprop keeps ``iterations`` out of its saved weights
 NO_COUNTER = {("keras224-tf112-py36", "mlp_rmsprop"), ("tf14-keras208-py36", "mlp_rmsprop")}
 SLOTS = {"Adam": {"m", "v"}, "SGD": {"momentum"}, "RMSprop": {"rms"}}
+#: generated corpus (fixtures/_optimizers.py, fixtures/_zoo.py): every optimizer class x slot
+#: variant at lr 0.0125 (``opt_*``), every weight-owning layer class in one model per input rank
+#: trained with Adam(0.01) (``zoo_rank<r>``)
+CORPUS_PREFIXES = ("opt_", "zoo_rank")
+CORPUS_LR = {"opt_": 0.0125, "zoo_rank": 0.01}
 LEARNING_RATES = {"adam": 0.01, "sgd": 0.05, "rmsprop": 0.005, "legacyadam": 0.01, "legacysgd": 0.05,
                   "legacyrmsprop": 0.005}
 
@@ -117,9 +122,15 @@ def test_each_producer_has_every_kind_and_case(manifest: dict[str, Any]) -> None
         assert CORE_CASES <= cases, (env, CORE_CASES - cases)
         if info["tensorflow"].startswith(("2.12.", "2.15.")):
             assert LEGACY_CASES <= cases, env
+        corpus = manifest.get("corpus", {}).get(env, {})
         for case in cases - {"tf1_adam", "tf1_momentum"}:
             kinds = {f["kind"] for f in mine if f["case"] == case}
-            assert kinds == KINDS[info["flavour"]] - {"tf1_saver"}, (env, case)
+            refused = set(corpus.get("not_written", {}).get(case, {})) if case.startswith(CORPUS_PREFIXES) else set()
+            left_out = set(corpus.get("left_out_files", {}).get(case, {}))  # kept small on purpose, with a reason
+            assert not left_out & kinds, (env, case)
+            assert kinds == KINDS[info["flavour"]] - {"tf1_saver"} - refused - left_out, (env, case)
+            if case.startswith(CORPUS_PREFIXES):
+                assert {"full_model", "keras_zip", "tf_checkpoint"} & kinds, (env, case)
 
 
 def _check_old_producer(env: str, info: dict[str, Any], mine: list[dict[str, Any]]) -> None:
@@ -153,6 +164,9 @@ def test_fixture_entries_are_consistent(manifest: dict[str, Any]) -> None:
             assert opt["iterations"] is None, where
         else:
             assert isinstance(opt["iterations"], int) and opt["iterations"] > 0, where
+        if f["case"].startswith(CORPUS_PREFIXES):
+            _check_corpus_entry(f, weights, slots)
+            continue
         assert opt["class"] in SLOTS, where
         assert opt["config"]["learning_rate"] == pytest.approx(opt["learning_rate"], rel=1e-6), where
         if opt["class"] == "SGD":
@@ -172,6 +186,36 @@ def test_fixture_entries_are_consistent(manifest: dict[str, Any]) -> None:
             assert f["epoch"] == 2, where
         assert opt["iterations"] in (2 * f["epoch"], None), where  # 2 batches per epoch
         assert opt["legacy"] == ("legacy" in f["case"]), where
+
+
+def _check_corpus_entry(f: dict[str, Any], weights: dict[str, Any], slots: list[dict[str, Any]]) -> None:
+    from ckptcompat.names.variables import CANONICAL_SLOTS
+
+    opt, where = f["optimizer"], f["path"]
+    lr = next(v for prefix, v in CORPUS_LR.items() if f["case"].startswith(prefix))
+    assert opt["learning_rate"] == float(np.float32(lr)), where
+    assert opt["iterations"] == 4 and f["epoch"] == 2, where
+    assert opt["legacy"] == f["case"].startswith("opt_legacy_"), where
+    for t in slots:
+        assert t["owner"] in weights, (where, t["owner"])
+        if opt["class"] in CANONICAL_SLOTS and t["shape"] == weights[t["owner"]]["shape"]:
+            assert t["slot"] in CANONICAL_SLOTS[opt["class"]], (where, t["slot"])
+
+
+def test_corpus_covers_what_each_release_ships(manifest: dict[str, Any]) -> None:
+    """Every enumerated optimizer case has files or a reason; every layer class is in the zoo or has a reason."""
+    for env, corpus in manifest.get("corpus", {}).items():
+        cases = {f["case"] for f in manifest["fixtures"] if f["producer"] == env}
+        opts = corpus["optimizers"]
+        assert len(opts["cases"]) >= 15, env
+        for case in opts["cases"]:
+            assert case in cases or case in opts["not_built"], (env, case)
+        layers = corpus["layers"]
+        assert {"Dense", "Conv2D", "LSTM", "BatchNormalization", "Embedding"} <= set(layers["covered"]), env
+        assert not set(layers["covered"]) & set(layers["left_out"]), env
+        assert all(reason for reason in layers["left_out"].values()), env
+        for case in set(layers["covered"].values()):
+            assert case in cases or case in layers["not_built"], (env, case)
 
 
 STANDALONE_NAMES = {"keras224-tf112-py36", "keras231-tf115-py37", "tf14-keras208-py36"}

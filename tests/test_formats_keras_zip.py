@@ -12,6 +12,7 @@ import sys
 import zipfile
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -40,6 +41,19 @@ def _manifest() -> list[dict]:
             if f.get("format") == "keras_zip" and (FIXTURES / f["path"]).exists()]
 
 
+def _manifest_params() -> list[Any]:
+    """:func:`_manifest`; the generated-corpus files of the resume table's known gaps
+    (tests/matrix/test_resume_table.py ``_KNOWN_GAPS``, with reasons) are expected to fail."""
+    from tests.matrix.test_resume_table import _KNOWN_GAPS
+
+    out = []
+    for f in _manifest():
+        gap = next((why for key, why in _KNOWN_GAPS.items() if key in f["path"]), None)
+        marks = [pytest.mark.xfail(reason=gap, strict=False)] if gap else []
+        out.append(pytest.param(f, marks=marks, id=f["path"]))
+    return out
+
+
 def _optimizer_class_recorded(path: Path) -> bool:
     """Whether the file names its optimizer class (compile_config or the 3.x group attribute)."""
     with zipfile.ZipFile(path) as zf:
@@ -57,7 +71,7 @@ def _has_optimizer_vars(path: Path) -> bool:
         return "optimizer/vars" in h5 and len(h5["optimizer/vars"]) > 0
 
 
-@pytest.mark.parametrize("fx", _manifest(), ids=lambda f: f["path"])
+@pytest.mark.parametrize("fx", _manifest_params())
 def test_manifest_fixture(fx: dict) -> None:
     path = FIXTURES / fx["path"]
     assert keras_zip.sniff(path)

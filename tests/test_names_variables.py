@@ -10,6 +10,7 @@ from ckptcompat.names import variables as v
     ("keras.optimizers.legacy.SGD", "SGD"), ("MomentumOptimizer", "SGD"), ("RMSprop", "RMSprop"),
     ("rmsprop", "RMSprop"), ("Unknown", "Unknown"), ("adam_7", "Adam"), ("rmsprop_12", "RMSprop"),
     ("dense_1", "dense_1"),
+    ("adam_w", "AdamW"), ("adam_w_3", "AdamW"),  # Keras 3 scopes snake-case the class name
 ])
 def test_canonical_optimizer_class(raw: str, expected: str) -> None:
     assert v.canonical_optimizer_class(raw) == expected

@@ -94,6 +94,8 @@ def canonical_optimizer_class(name: str) -> str:
     if found is None:
         # Keras 3 optimizer *names* are uniquified per process: "adam", "adam_1", "adam_7"
         found = _known_class(_NUMBERED_NAME.sub("", bare))
+    if found is None:  # Keras 3 snake-cases the class for its name scope: "adam_w", "rm_sprop"
+        found = _known_class(_NUMBERED_NAME.sub("", bare).replace("_", ""))
     return found or bare
 
 

@@ -76,6 +76,22 @@ def test_same_cases_formats_and_tensors_as_committed() -> None:
     assert not diffs, {p: (fresh[p], golden[p]) for p in diffs[:5]}
 
 
+def test_corpus_written_where_committed() -> None:
+    """The generated corpus (opt_*, zoo_rank*) is committed for some environments only; the
+    generator writes it exactly there (tools/matrix.py passes --corpus / --no-corpus), and the
+    files it leaves out on purpose are the committed ones' (fixtures/README.md)."""
+    _, generated = _generated()
+    committed = _committed(generated)
+    assert ("corpus" in generated) == ("corpus" in committed)
+    if "corpus" in committed:
+        (env,) = generated["producers"]
+        fresh, golden = generated["corpus"][env], committed["corpus"][env]
+        for key in ("not_written", "left_out_files"):
+            assert fresh.get(key) == golden.get(key), key
+        assert fresh["optimizers"]["cases"] == golden["optimizers"]["cases"]
+        assert fresh["layers"]["covered"] == golden["layers"]["covered"]
+
+
 def test_same_tensor_values_as_committed() -> None:
     _, generated = _generated()
     committed = _committed(generated)

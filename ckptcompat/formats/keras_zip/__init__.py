@@ -165,7 +165,7 @@ def _read_state(p: Path, h5: Any, meta: Mapping[str, Any], config: Mapping[str, 
     model_cfg = None
     if config is not None:
         model_cfg = {k: v for k, v in config.items() if k != "compile_config"}
-    weights, trainable = read_weights(h5, model_cfg, p)
+    weights, trainable = read_weights(h5, model_cfg, p, generation)
     compile_cfg = (config or {}).get("compile_config") or {}
     if not isinstance(compile_cfg, Mapping):
         compile_cfg = {}

@@ -67,6 +67,10 @@ def _depthwise(cfg: Mapping[str, Any]) -> list[VarSpec]:
     return [VarSpec("depthwise_kernel", True, (3, 4, 5)), *_bias(cfg)]
 
 
+def _depthwise_keras3(cfg: Mapping[str, Any]) -> list[VarSpec]:
+    return [VarSpec("kernel", True, (3, 4, 5)), *_bias(cfg)]  # Keras 3 names it "kernel"
+
+
 def _separable(cfg: Mapping[str, Any]) -> list[VarSpec]:
     return [VarSpec("depthwise_kernel", True, (3, 4, 5)),
             VarSpec("pointwise_kernel", True, (3, 4, 5)), *_bias(cfg)]
@@ -95,6 +99,15 @@ def _rnn_cell(cfg: Mapping[str, Any]) -> list[VarSpec]:
     return [VarSpec("kernel", True, (2,)), VarSpec("recurrent_kernel", True, (2,)), *bias]
 
 
+def _conv_lstm_cell(cfg: Mapping[str, Any]) -> list[VarSpec]:
+    bias = [VarSpec("bias", True, (1,))] if cfg.get("use_bias", True) else []
+    return [VarSpec("kernel", True, (3, 4, 5)), VarSpec("recurrent_kernel", True, (3, 4, 5)), *bias]
+
+
+def _normalization(cfg: Mapping[str, Any]) -> list[VarSpec]:
+    return [VarSpec("mean", False, None), VarSpec("variance", False, None), VarSpec("count", False, (0,))]
+
+
 def _einsum(cfg: Mapping[str, Any]) -> list[VarSpec]:
     return [VarSpec("kernel", True, None), *([VarSpec("bias", True, None)] if cfg.get("bias_axes") else [])]
 
@@ -112,7 +125,29 @@ LAYER_VARS: dict[str, Callable[[Mapping[str, Any]], list[VarSpec]]] = {
     "Embedding": lambda cfg: [VarSpec("embeddings", True, (2,))],
     "PReLU": lambda cfg: [VarSpec("alpha", True, None)],
     "LSTMCell": _rnn_cell, "GRUCell": _rnn_cell, "SimpleRNNCell": _rnn_cell,
+    "ConvLSTMCell": _conv_lstm_cell,
+    "Attention": lambda cfg: [VarSpec("scale", True, (0,))] if cfg.get("use_scale") else [],
+    "AdditiveAttention": lambda cfg: [VarSpec("scale", True, (1,))] if cfg.get("use_scale", True) else [],
+    "RMSNormalization": lambda cfg: [VarSpec("scale", True, None)],
+    "ReversibleEmbedding": lambda cfg: [VarSpec("embeddings", True, (2,))] + (
+        [] if cfg.get("tie_weights", True) else [VarSpec("reverse_embeddings", True, (2,))]),
+    "Normalization": _normalization,
 }
+#: Keras 3 spellings where they differ (``var_specs(..., generation="keras3")``)
+LAYER_VARS_KERAS3: dict[str, Callable[[Mapping[str, Any]], list[VarSpec]]] = {
+    "DepthwiseConv1D": _depthwise_keras3, "DepthwiseConv2D": _depthwise_keras3,
+}
+#: attention layers: (attribute holding an EinsumDense in the file, its layer name) per class
+_ATTENTION_DENSE = {
+    "MultiHeadAttention": (("query_dense", "query"), ("key_dense", "key"), ("value_dense", "value"),
+                           ("output_dense", "attention_output")),
+    "GroupedQueryAttention": (("_query_dense", "query"), ("_key_dense", "key"), ("_value_dense", "value"),
+                              ("_output_dense", "attention_output")),
+}
+_ATTENTION_DENSE["GroupQueryAttention"] = _ATTENTION_DENSE["GroupedQueryAttention"]
+#: config class names (registered aliases) whose group name comes from the actual class
+_SAVED_CLASS = {"GroupQueryAttention": "GroupedQueryAttention"}
+_CONV_LSTM = frozenset({"ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"})
 
 #: layers that own no variables
 NO_VARS = frozenset({
@@ -133,11 +168,12 @@ NO_VARS = frozenset({
 _RNN_CELLS = {"LSTM": "LSTMCell", "GRU": "GRUCell", "SimpleRNN": "SimpleRNNCell"}
 
 
-def var_specs(class_name: str, config: Mapping[str, Any]) -> list[VarSpec] | None:
-    """Expected variables of one layer class, or ``None`` when the class is not in the table."""
+def var_specs(class_name: str, config: Mapping[str, Any], generation: str | None = None) -> list[VarSpec] | None:
+    """Expected variables of one layer class, or ``None`` when the class is not in the table;
+    ``generation`` (``"keras3"``) picks the names that generation gives where they differ."""
     if class_name in NO_VARS:
         return []
-    fn = LAYER_VARS.get(class_name)
+    fn = (LAYER_VARS_KERAS3.get(class_name) if generation == "keras3" else None) or LAYER_VARS.get(class_name)
     return None if fn is None else fn(config)
 
 
@@ -172,6 +208,15 @@ def _walk(entry: Mapping[str, Any], h5_path: str, prefix: list[str], trainable: 
         _walk_container(_layer_entries(entry), h5_path + ("/_layer_checkpoint_dependencies" if legacy else "/layers"),
                         [*prefix, name], trainable, out, depth + 1, legacy)
         return
+    if cls in _CONV_LSTM:
+        out.append(LayerSlot(h5_path + "/cell", "/".join([*prefix, name]), "ConvLSTMCell", cfg, trainable))
+        return
+    if cls in _ATTENTION_DENSE:
+        dense_cfg = {"bias_axes": "x" if cfg.get("use_bias", True) else None}
+        for attr, sub_name in _ATTENTION_DENSE[cls]:
+            out.append(LayerSlot(f"{h5_path}/{attr}", "/".join([*prefix, name, sub_name]), "EinsumDense",
+                                 dense_cfg, trainable))
+        return
     if cls in _RNN_CELLS or (cls == "RNN" and isinstance(cfg.get("cell"), Mapping)):
         cell = cfg.get("cell") if cls == "RNN" else None
         cell_cls = str(cell.get("class_name")) if isinstance(cell, Mapping) else _RNN_CELLS[cls]
@@ -204,7 +249,8 @@ def _walk_container(entries: list[Mapping[str, Any]], base: str, prefix: list[st
                     out: list[LayerSlot], depth: int, legacy: bool | str = False) -> None:
     used: dict[str, int] = {}
     for entry in entries:
-        cls = snake_case(str(entry.get("class_name", "")))
+        cls = str(entry.get("class_name", ""))
+        cls = snake_case(_SAVED_CLASS.get(cls, cls))
         group = cls
         if cls in used:
             used[cls] += 1

@@ -57,9 +57,10 @@ _Add = Callable[[str, np.ndarray, bool], None]
 _Layout = tuple[tuple[str, str | None, str], ...]
 
 
-def read_weights(h5: Any, model_cfg: Mapping[str, Any] | None,
-                 path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Weights by canonical name (model order) and the names of the trainable ones."""
+def read_weights(h5: Any, model_cfg: Mapping[str, Any] | None, path: Path,
+                 generation: str | None = None) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Weights by canonical name (model order) and the names of the trainable ones
+    (``generation``: the producer's, for the variable names that differ between them)."""
     weights: dict[str, np.ndarray] = {}
     trainable: list[str] = []
 
@@ -71,7 +72,7 @@ def read_weights(h5: Any, model_cfg: Mapping[str, Any] | None,
         if is_trainable:
             trainable.append(name)
 
-    used = _read_config_layers(h5, model_cfg, path, add) if model_cfg is not None else set()
+    used = _read_config_layers(h5, model_cfg, path, add, generation) if model_cfg is not None else set()
     for group in all_var_groups(h5):
         if group not in used:
             _read_unlisted_group(h5, group, model_cfg, path, add)
@@ -94,7 +95,8 @@ def _config_slots(h5: Any, model_cfg: Mapping[str, Any], path: Path) -> list[Lay
     return slots
 
 
-def _read_config_layers(h5: Any, model_cfg: Mapping[str, Any], path: Path, add: _Add) -> set[str]:
+def _read_config_layers(h5: Any, model_cfg: Mapping[str, Any], path: Path, add: _Add,
+                        generation: str | None = None) -> set[str]:
     """Add the variables of every layer the config describes, named by its layer class;
     returns the groups read."""
     used: set[str] = set()
@@ -104,15 +106,16 @@ def _read_config_layers(h5: Any, model_cfg: Mapping[str, Any], path: Path, add: 
         if arrays is None:
             continue
         used.add(group)
-        for spec, array in zip(_layer_specs(slot, arrays, path), arrays):
+        for spec, array in zip(_layer_specs(slot, arrays, path, generation), arrays):
             add(f"{slot.prefix}/{spec.name}", array, slot.trainable and spec.trainable)
     return used
 
 
-def _layer_specs(slot: LayerSlot, arrays: list[np.ndarray], path: Path) -> list[VarSpec]:
+def _layer_specs(slot: LayerSlot, arrays: list[np.ndarray], path: Path,
+                 generation: str | None = None) -> list[VarSpec]:
     """The names of a layer's variables from its class; ``var_<i>`` (warned) when the class
     is unknown or the ranks do not fit it."""
-    specs = var_specs(slot.class_name, slot.config)
+    specs = var_specs(slot.class_name, slot.config, generation)
     if specs is not None and _shapes_ok(specs, arrays):
         return specs
     if specs is not None:
@@ -166,9 +169,10 @@ def read_optimizer(h5: Any, opt_cfg: Mapping[str, Any] | None, generation: str,
         return OptimizerState(canon, hyper, None, {}, dict(opt_cfg) if opt_cfg else None, {})
     stored_cfg = dict(opt_cfg) if opt_cfg else None  # what the file recorded (None when guessed)
     if opt_cfg is None and ordered and class_name:
-        layouts = _guess_layouts(canon, generation, trainable, arrays, path)
+        layouts, guessed = _guess_layouts(canon, generation, trainable, arrays, path)
         if layouts:
             opt_cfg = {"class_name": class_name, "config": {}}
+            hyper.update(guessed)  # the flags the slots show (amsgrad): rebuild the same optimizer
     else:
         layouts = [optimizer_layout(canon, cfg, generation, trainable, first) for first in (False, True)]
     if not layouts or layouts[0] is None or opt_cfg is None:
@@ -200,18 +204,19 @@ def _optimizer_class(h5: Any, opt_cfg: Mapping[str, Any] | None, arrays: list[np
 
 
 def _guess_layouts(canon: str, generation: str, trainable: list[tuple[str, tuple[int, ...]]],
-                   arrays: list[np.ndarray], path: Path) -> list[Any]:
+                   arrays: list[np.ndarray], path: Path) -> tuple[list[Any], dict[str, Any]]:
     """Class known (group attribute) but no config: the layouts of the few flag combinations
-    that fit the variable count and shapes; none when several meanings fit equally."""
-    layouts = [optimizer_layout(canon, c, generation, trainable, first)
-               for c in _GUESS_CONFIGS for first in (False, True)]
-    layouts = [x for x in layouts if x is not None and not _check(tuple(x), arrays, dict(trainable), canon)]
-    meanings = {tuple((k, v, sl) for k, v, sl in x) for x in layouts}
+    that fit the variable count and shapes, and those flags; none when several meanings fit
+    equally."""
+    fits = [(optimizer_layout(canon, c, generation, trainable, first), c)
+            for c in _GUESS_CONFIGS for first in (False, True)]
+    fits = [(x, c) for x, c in fits if x is not None and not _check(tuple(x), arrays, dict(trainable), canon)]
+    meanings = {tuple((k, v, sl) for k, v, sl in x) for x, _ in fits}
     if len(meanings) > 1:  # e.g. RMSprop momentum vs centered: same count, same shapes
         log.warning("%s: %d %s configurations fit the %d optimizer variables equally; the "
                     "file does not say which", path, len(meanings), canon, len(arrays))
-        return []
-    return layouts
+        return [], {}
+    return [x for x, _ in fits], (dict(fits[0][1]) if fits else {})
 
 
 def _fitting_layout(layouts: list[Any], arrays: list[np.ndarray],
