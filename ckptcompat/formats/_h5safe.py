@@ -101,8 +101,13 @@ def checked_dataset(group: Any, key: str, path: str | os.PathLike[str], where: s
 
 def read_numeric(group: Any, key: str, path: str | os.PathLike[str], where: str, *,
                  hint: str, max_bytes: int | None = None) -> np.ndarray:
-    """Read a checked numeric dataset (see :func:`checked_dataset`) into a numpy array."""
+    """Read a checked numeric dataset (see :func:`checked_dataset`) into a numpy array
+    (a :class:`~ckptcompat.formats._headers.TensorHeader` inside ``headers_only()``)."""
+    from ckptcompat.formats._headers import TensorHeader, skip_data
+
     ds = checked_dataset(group, key, path, where, max_bytes=max_bytes, hint=hint)
+    if skip_data(ds.shape):  # headers-only read (inspect): checked, described, not read
+        return TensorHeader(ds.shape, ds.dtype)  # type: ignore[return-value]
     try:
         return np.asarray(ds[()])
     except (ValueError, RuntimeError, OSError, TypeError, MemoryError) as exc:
