@@ -155,9 +155,12 @@ def read(path: str | Path, **options: Any) -> TrainingState:
         raise CorruptCheckpointError(f"damaged contents: {type(exc).__name__}: {exc}", path=p,
                                      hint="the file is damaged; re-save it or use an older one") from exc
     finally:
-        h5.close()
-        if window is not None:
-            window.close()
+        from ckptcompat.formats._headers import keep_open
+
+        if not keep_open(window, h5):  # a lazy read keeps them open for its LazyTensors
+            h5.close()
+            if window is not None:
+                window.close()
 
 
 def _read_state(p: Path, h5: Any, meta: Mapping[str, Any], config: Mapping[str, Any] | None,
