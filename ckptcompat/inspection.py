@@ -1,9 +1,15 @@
 """``ckptcompat.inspect(path)``: what a checkpoint holds, without any framework.
 
-Reads the checkpoint through :func:`ckptcompat.formats.formats.read` (or, for pickle/JSON
-files that are no registry format, :func:`~ckptcompat.formats.sidecar.read_legacy_sidecar`)
-and summarises it as a frozen :class:`CheckpointInfo` with ``to_dict()`` (JSON-safe) and
+Reads the checkpoint through :func:`ckptcompat.formats.read` (or, for pickle/JSON files that
+are no registry format, :func:`~ckptcompat.formats.sidecar.read_legacy_sidecar`) and
+summarises it as a frozen :class:`CheckpointInfo` with ``to_dict()`` (JSON-safe) and
 ``to_text()`` (aligned, for people).
+
+By default the read is *headers-only* (:func:`ckptcompat.formats._headers.headers_only`):
+every tensor's header is checked and described, but no tensor data is read except tiny
+scalars (iterations, learning rate), so inspecting a multi-GB file costs milliseconds. The
+summary is the same as a full read's. ``tensors=True`` reads every tensor and adds its
+sha256 (``VariableInfo.sha256``).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ class VariableInfo:
     shape: tuple[int, ...]
     dtype: str
     kind: str = "weight"
+    sha256: str | None = None  # of the tensor's bytes (C order), with ``inspect(tensors=True)``
 
 
 @dataclass(frozen=True)
@@ -105,8 +112,7 @@ class CheckpointInfo:
                 "class_name": opt.class_name, "learning_rate": opt.learning_rate,
                 "iterations": opt.iterations, "slot_count": opt.slot_count,
                 "hyperparameters": _plain(opt.hyperparameters)},
-            "variables": [{"name": v.name, "shape": list(v.shape), "dtype": v.dtype, "kind": v.kind}
-                          for v in self.variables],
+            "variables": [_variable_dict(v) for v in self.variables],
             "weight_count": self.weight_count,
             "parameter_count": self.parameter_count,
             "metrics": {"raw": list(self.metric_names), "canonical": list(self.canonical_metric_names)},
@@ -156,8 +162,9 @@ class CheckpointInfo:
             name_w = max(len(v.name) for v in self.variables)
             shape_w = max(len(str(v.shape)) for v in self.variables)
             for v in self.variables:
+                digest = f"  sha256:{v.sha256[:16]}" if v.sha256 else ""
                 lines.append(f"  {v.name.ljust(name_w)}  {str(v.shape).ljust(shape_w)}  "
-                             f"{v.dtype.ljust(8)}  {v.kind}")
+                             f"{v.dtype.ljust(8)}  {v.kind}{digest}")
         return "\n".join(lines)
 
 
@@ -173,22 +180,45 @@ def _plain(mapping: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _variables(state: TrainingState) -> tuple[VariableInfo, ...]:
-    out = [VariableInfo(name, tuple(int(d) for d in np.shape(a)), str(np.asarray(a).dtype), "weight")
-           for name, a in state.weights.items()]
+def _variable_dict(v: VariableInfo) -> dict[str, Any]:
+    out = {"name": v.name, "shape": list(v.shape), "dtype": v.dtype, "kind": v.kind}
+    if v.sha256 is not None:
+        out["sha256"] = v.sha256
+    return out
+
+
+def _sha256(a: Any) -> str:
+    import hashlib
+
+    arr = np.ascontiguousarray(a)
+    if arr.dtype.kind == "O":
+        return hashlib.sha256(repr(arr.tolist()).encode()).hexdigest()
+    return hashlib.sha256(arr.reshape(-1).view(np.uint8)).hexdigest()
+
+
+def _variable(name: str, a: Any, kind: str, digest: bool) -> VariableInfo:
+    """One tensor's summary; ``a`` is an array, a scalar or a headers-only ``TensorHeader``."""
+    from ckptcompat.formats._headers import TensorHeader
+
+    is_header = isinstance(a, TensorHeader)
+    dtype = a.dtype if isinstance(a, (np.ndarray, np.generic)) or is_header else np.asarray(a).dtype
+    return VariableInfo(name, tuple(int(d) for d in np.shape(a)), str(dtype), kind,
+                        _sha256(a) if digest and not is_header else None)
+
+
+def _variables(state: TrainingState, digest: bool = False) -> tuple[VariableInfo, ...]:
+    out = [_variable(name, a, "weight", digest) for name, a in state.weights.items()]
     if state.optimizer is not None:
         for var, per_var in state.optimizer.slots.items():
-            for slot, a in per_var.items():
-                out.append(VariableInfo(f"optimizer/{var}/{slot}", tuple(int(d) for d in np.shape(a)),
-                                        str(np.asarray(a).dtype), "slot"))
-        for name, a in state.optimizer.extra.items():
-            out.append(VariableInfo(f"optimizer/{name}", tuple(int(d) for d in np.shape(a)),
-                                    str(np.asarray(a).dtype), "extra"))
+            out += [_variable(f"optimizer/{var}/{slot}", a, "slot", digest) for slot, a in per_var.items()]
+        out += [_variable(f"optimizer/{name}", a, "extra", digest) for name, a in state.optimizer.extra.items()]
     return tuple(out)
 
 
-def summarize(state: TrainingState, *, path: str | os.PathLike[str], format: str) -> CheckpointInfo:
-    """Build a :class:`CheckpointInfo` from an already-read state."""
+def summarize(state: TrainingState, *, path: str | os.PathLike[str], format: str,
+              checksums: bool = False) -> CheckpointInfo:
+    """Build a :class:`CheckpointInfo` from an already-read state (``checksums``: sha256 of
+    every tensor)."""
     opt = state.optimizer
     names = tuple(state.metric_names) or tuple(state.history)
     global_step, source = state.progress.global_step, "recorded"
@@ -210,7 +240,7 @@ def summarize(state: TrainingState, *, path: str | os.PathLike[str], format: str
         optimizer=None if opt is None else OptimizerInfo(
             class_name=opt.class_name, learning_rate=opt.learning_rate, iterations=opt.iterations,
             slot_count=opt.slot_count, hyperparameters=dict(opt.hyperparameters)),
-        variables=_variables(state),
+        variables=_variables(state, checksums),
         metric_names=names,
         canonical_metric_names=tuple(canonical_metric(n) for n in names),
         model_class=model_class if isinstance(model_class, str) else None,
@@ -242,8 +272,22 @@ def _directory_hint(p: Path) -> str:
             "; whole checkpoint directories are handled by ckptcompat.resume")
 
 
-def inspect(path: str | os.PathLike[str]) -> CheckpointInfo:
-    """Read the checkpoint at ``path`` (file, TF bundle prefix or TF bundle directory) and summarise it.
+def _read(p: Path, name: str, tensors: bool, **options: Any) -> TrainingState:
+    """A full read (``tensors``) or a headers-only one (tensors described, not read)."""
+    from ckptcompat import formats
+    from ckptcompat.formats._headers import headers_only
+
+    if tensors:
+        return formats.read(p, format=name, **options)
+    with headers_only():
+        return formats.read(p, format=name, **options)
+
+
+def inspect(path: str | os.PathLike[str], *, tensors: bool = False) -> CheckpointInfo:
+    """Summarise the checkpoint at ``path`` (file, TF bundle prefix or TF bundle directory).
+
+    Headers only by default: no tensor data is read (every header is still checked against
+    the file). ``tensors=True`` reads every tensor and records its sha256.
 
     When only the optimizer part does not fit (a layout no rule describes), the rest is still
     reported: ``unreadable`` names the part, ``problems`` says why.
@@ -270,17 +314,17 @@ def inspect(path: str | os.PathLike[str]) -> CheckpointInfo:
         from ckptcompat.formats.sidecar import read_legacy_sidecar
 
         log.debug("%s: no registry format; reading as a legacy sidecar", p)
-        return summarize(read_legacy_sidecar(p), path=p, format=LEGACY_SIDECAR)
+        return summarize(read_legacy_sidecar(p), path=p, format=LEGACY_SIDECAR, checksums=tensors)
     try:
-        state = formats.read(p, format=name)
+        state = _read(p, name, tensors)
     except IncompatibleStateError as exc:
         if name not in _OPTIMIZER_OPTIONAL:
             raise
         # the weights may still be readable: report them and say what is not
-        state = formats.read(p, format=name, include_optimizer=False)
+        state = _read(p, name, tensors, include_optimizer=False)
         log.warning("%s: the optimizer part cannot be read (%s); reporting the rest", p,
                     exc.message.splitlines()[0])
-        info = summarize(state, path=p, format=name)
+        info = summarize(state, path=p, format=name, checksums=tensors)
         return dataclasses.replace(info, unreadable=("optimizer",),
                                    problems=tuple(f"optimizer: {m}" for m in (exc.mismatches or [exc.message])))
-    return summarize(state, path=p, format=name)
+    return summarize(state, path=p, format=name, checksums=tensors)

@@ -3,7 +3,9 @@
 Read ``src`` with the registry reader, write it with the target
 :class:`~ckptcompat.formats.Format` into a temporary folder next to ``dst``, read the result
 back and compare every tensor bitwise, then move exactly the files ``write()`` returned into
-place. ``src`` is only ever read. An existing ``dst`` (the files the format's ``files()``
+place. HDF5 sources are read lazily (:func:`ckptcompat.formats._headers.lazy_tensors`): each
+tensor is read from the source when the writer writes it and again when it is compared, so
+a ``.h5`` -> ``.keras`` migration holds about one tensor at a time, not the whole state. ``src`` is only ever read. An existing ``dst`` (the files the format's ``files()``
 lists) is replaced only with ``force=True``, and its previous content is kept as
 ``<dst>.bak`` (for a TF1 bundle prefix ``p``: the bundle ``p.bak``). No framework is imported::
 
@@ -116,6 +118,12 @@ def _renamed(f: Path, old: str, new: Path) -> Path:
     return new.parent / (new.name + f.name[len(old):])
 
 
+def _same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
+    """Bitwise equality of two arrays of one dtype and shape, without copying them."""
+    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+    return bool(np.array_equal(a.reshape(-1).view(np.uint8), b.reshape(-1).view(np.uint8)))
+
+
 def _compare(state: TrainingState, back: TrainingState, progress: ProgressCallback | None,
              where: Path) -> None:
     want, got = state.tensors(), back.tensors()
@@ -133,8 +141,10 @@ def _compare(state: TrainingState, back: TrainingState, progress: ProgressCallba
             elif a.dtype == object:
                 if a.tolist() != b.tolist():
                     problems.append(f"{key}: values differ")
-            elif a.tobytes() != b.tobytes():
+            elif not _same_bytes(a, b):
                 problems.append(f"{key}: values differ")
+            del b
+        del a, other  # a lazy tensor's data is dropped before the next one is read
         if progress is not None:
             progress("verify", i, total)
     for key in got:
@@ -233,10 +243,13 @@ def migrate(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, to: str
     fmt = TARGETS[to][0]
     writer = formats.get(fmt)
     target, exists = _check_destination(src_p, dst_p, to, writer, force=force)
-    source_format, state = _read_source(src_p, progress, include_optimizer=include_optimizer,
-                                        safe_mode=safe_mode)
-    backup = _write_verified(state, target, fmt, writer, progress, replace=exists,
-                             write_options=write_options)
+    from ckptcompat.formats._headers import lazy_tensors
+
+    with lazy_tensors():  # streaming: each tensor read when written, and when compared
+        source_format, state = _read_source(src_p, progress, include_optimizer=include_optimizer,
+                                            safe_mode=safe_mode)
+        backup = _write_verified(state, target, fmt, writer, progress, replace=exists,
+                                 write_options=write_options)
     opt = state.optimizer
     report = MigrationReport(
         src=src_p, dst=target, to=to, source_format=source_format, target_format=fmt,

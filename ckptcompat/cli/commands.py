@@ -24,7 +24,7 @@ EXIT_OK, EXIT_PROBLEM, EXIT_ERROR = 0, 1, 2
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from ckptcompat.inspection import inspect
 
-    info = inspect(args.path)
+    info = inspect(args.path, tensors=args.tensors)
     if args.json:
         print(json.dumps(info.to_dict(), indent=2, sort_keys=True))
     else:
@@ -141,6 +141,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="show format, producer, progress, optimizer and variables")
     p.add_argument("path", help="checkpoint file, bundle prefix or directory")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--tensors", action="store_true",
+                   help="read every tensor and show its sha256 (default: headers only, no tensor data read)")
     _verbose(p)
     p.set_defaults(func=_cmd_inspect)
 

@@ -101,10 +101,21 @@ def checked_dataset(group: Any, key: str, path: str | os.PathLike[str], where: s
 
 def read_numeric(group: Any, key: str, path: str | os.PathLike[str], where: str, *,
                  hint: str, max_bytes: int | None = None) -> np.ndarray:
-    """Read a checked numeric dataset (see :func:`checked_dataset`) into a numpy array."""
+    """Read a checked numeric dataset (see :func:`checked_dataset`) into a numpy array
+    (a :class:`~ckptcompat.formats._headers.TensorHeader` inside ``headers_only()``)."""
+    from ckptcompat.formats._headers import TensorHeader, defer, skip_data
+
+    def fail(exc: BaseException) -> CorruptCheckpointError:
+        return CorruptCheckpointError(f"cannot read {where}: {type(exc).__name__}: {exc}", path=path,
+                                      hint=hint)
+
     ds = checked_dataset(group, key, path, where, max_bytes=max_bytes, hint=hint)
+    if skip_data(ds.shape):  # headers-only read (inspect): checked, described, not read
+        return TensorHeader(ds.shape, ds.dtype)  # type: ignore[return-value]
+    lazy = defer(ds, fail)  # streaming migrate: checked now, read when written
+    if lazy is not None:
+        return lazy  # type: ignore[return-value]
     try:
         return np.asarray(ds[()])
     except (ValueError, RuntimeError, OSError, TypeError, MemoryError) as exc:
-        raise CorruptCheckpointError(f"cannot read {where}: {type(exc).__name__}: {exc}", path=path,
-                                     hint=hint) from exc
+        raise fail(exc) from exc

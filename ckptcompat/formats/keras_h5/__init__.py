@@ -290,9 +290,14 @@ def read(path: str | os.PathLike[str], *, include_optimizer: bool = True) -> Tra
         f = h5py.File(p, "r")
     except (OSError, ValueError, RuntimeError) as exc:
         raise CorruptCheckpointError(f"HDF5 library cannot open the file ({exc})", path=p, hint=_HINT) from exc
+    from ckptcompat.formats._headers import keep_open
+
     try:
-        with f:
+        try:
             return _read_open(f, p, size + (1 << 20), include_optimizer)
+        finally:
+            if not keep_open(f):  # a lazy read keeps the file open for its LazyTensors
+                f.close()
     except CkptCompatError:
         raise
     except (OSError, KeyError, ValueError, RuntimeError, TypeError, IndexError, OverflowError) as exc:

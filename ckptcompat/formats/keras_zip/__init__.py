@@ -96,7 +96,8 @@ def _hyperparameters(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return hyper
 
 
-def _open(path: Path) -> tuple[Any, dict[str, Any], dict[str, Any] | None, zipfile.ZipFile | None]:
+def _open(path: Path) -> tuple[Any, dict[str, Any], dict[str, Any] | None, Any]:
+    """``(weights HDF5, metadata, config, the member window to close after the HDF5 or None)``."""
     from ckptcompat.formats.keras_zip import _io as kio
 
     with open(path, "rb") as fh:
@@ -116,11 +117,12 @@ def _open(path: Path) -> tuple[Any, dict[str, Any], dict[str, Any] | None, zipfi
                                          hint="the file is incomplete; re-save the model")
         meta = kio.read_json_member(zf, "metadata.json", path) if "metadata.json" in names else {}
         config = kio.read_json_member(zf, "config.json", path) if "config.json" in names else None
-        h5 = kio.open_h5_bytes(kio.read_member(zf, "model.weights.h5", path), path)
+        info = zf.getinfo("model.weights.h5")
         zf.close()
         if not isinstance(meta, dict) or (config is not None and not isinstance(config, dict)):
             raise CorruptCheckpointError("metadata.json/config.json is not a JSON object", path=path)
-        return h5, meta, config, None
+        h5, window = kio.open_weights_member(path, info)
+        return h5, meta, config, window
     if not head:
         raise CorruptCheckpointError("the file is empty (0 bytes)", path=path,
                                      hint="the save was interrupted; use an older checkpoint")
@@ -140,7 +142,7 @@ def read(path: str | Path, **options: Any) -> TrainingState:
     if not p.is_file():
         raise UnsupportedFormatError("not a file", path=p, hint="give the .keras or .weights.h5 file")
     try:
-        h5, meta, config, _ = _open(p)
+        h5, meta, config, window = _open(p)
     except CkptCompatError:
         raise
     except (OSError, ValueError, RuntimeError, KeyError, EOFError, zipfile.BadZipFile) as exc:
@@ -153,7 +155,12 @@ def read(path: str | Path, **options: Any) -> TrainingState:
         raise CorruptCheckpointError(f"damaged contents: {type(exc).__name__}: {exc}", path=p,
                                      hint="the file is damaged; re-save it or use an older one") from exc
     finally:
-        h5.close()
+        from ckptcompat.formats._headers import keep_open
+
+        if not keep_open(window, h5):  # a lazy read keeps them open for its LazyTensors
+            h5.close()
+            if window is not None:
+                window.close()
 
 
 def _read_state(p: Path, h5: Any, meta: Mapping[str, Any], config: Mapping[str, Any] | None,

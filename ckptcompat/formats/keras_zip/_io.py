@@ -21,7 +21,7 @@ from ckptcompat.errors import CorruptCheckpointError, UnsafeCheckpointError, Uns
 from ckptcompat.formats._h5safe import hard_child, read_numeric
 
 __all__ = ["MAX_MEMBER_BYTES", "MAX_RATIO", "open_zip", "read_member", "read_json_member",
-           "open_h5_bytes", "open_h5_path", "group_vars", "safe_dataset", "HDF5_SIGNATURE"]
+           "open_h5_bytes", "open_weights_member", "open_h5_path", "group_vars", "safe_dataset", "HDF5_SIGNATURE"]
 
 MAX_MEMBER_BYTES = 16 << 30      # 16 GiB declared size of one zip member
 MAX_RATIO = 200                  # compression ratio above which a member is a bomb ...
@@ -113,6 +113,39 @@ def open_h5_bytes(data: bytes, path: Path, what: str = "model.weights.h5") -> An
         return h5py.File(io.BytesIO(data), "r")
     except (OSError, ValueError, RuntimeError) as exc:
         raise CorruptCheckpointError(f"cannot open {what}: {exc}", path=path, hint=_HINT) from exc
+
+
+def open_weights_member(path: Path, info: zipfile.ZipInfo) -> tuple[Any, Any]:
+    """The weights HDF5 of the archive at ``path`` and the member window to close after it.
+
+    A STORED member is opened in place (:mod:`._member`): in a headers-only read only the
+    blocks h5py asks for are read; otherwise its CRC-32 is checked by one streaming pass first,
+    as a whole-member read would. A compressed member is read into memory (window ``None``)."""
+    import h5py
+
+    from ckptcompat.formats._headers import headers_active
+    from ckptcompat.formats.keras_zip._member import check_crc, open_stored
+
+    if info.file_size > MAX_MEMBER_BYTES:
+        raise UnsafeCheckpointError(f"zip member {info.filename!r} is {info.file_size} bytes",
+                                    path=path, hint="refusing to open it")
+    window = open_stored(path, info)
+    if window is None:
+        with zipfile.ZipFile(path) as zf:
+            return open_h5_bytes(read_member(zf, info.filename, path), path), None
+    try:
+        if not headers_active():
+            check_crc(window, info, path)
+        if window.read(8) != HDF5_SIGNATURE:
+            raise CorruptCheckpointError(f"{info.filename} is not an HDF5 file", path=path, hint=_HINT)
+        window.seek(0)
+        return h5py.File(window, "r"), window
+    except (OSError, ValueError, RuntimeError) as exc:
+        window.close()
+        raise CorruptCheckpointError(f"cannot open {info.filename}: {exc}", path=path, hint=_HINT) from exc
+    except BaseException:
+        window.close()
+        raise
 
 
 def open_h5_path(path: Path) -> Any:

@@ -60,7 +60,7 @@ def _layer_arrays(state: TrainingState, model_cfg: Mapping[str, Any], path: Path
             if name not in state.weights:
                 problems.append(f"missing weight {name} ({slot.class_name})")
                 continue
-            arrays.append(np.asarray(state.weights[name]))
+            arrays.append(_keep(state.weights[name]))
             used.add(name)
             if is_trainable and slot.trainable:
                 trainable.append((name, tuple(arrays[-1].shape)))
@@ -118,7 +118,7 @@ def _optimizer_arrays(state: TrainingState, opt_cfg: Mapping[str, Any],
                 continue
             if tuple(np.shape(value)) != shape:
                 problems.append(f"slot {slot} of {var} has shape {np.shape(value)}, variable {shape}")
-            out.append(np.asarray(value))
+            out.append(_keep(value))
         else:
             key = f"{kind}/{var}" if var else kind
             if key == "u_product" and key not in opt.extra and opt.iterations is not None:
@@ -135,21 +135,56 @@ def _optimizer_arrays(state: TrainingState, opt_cfg: Mapping[str, Any],
     return out
 
 
-def _h5_bytes(groups: list[tuple[str, list[np.ndarray]]], opt_arrays: list[np.ndarray] | None) -> bytes:
+def _keep(value: Any) -> Any:
+    """``value`` as an array; a :class:`~ckptcompat.formats._headers.LazyTensor` stays lazy
+    (read when its dataset is written)."""
+    from ckptcompat.formats._headers import LazyTensor
+
+    return value if isinstance(value, LazyTensor) else np.asarray(value)
+
+
+def _fill_h5(target: Any, groups: list[tuple[str, list[Any]]], opt_arrays: list[Any] | None) -> None:
+    """Write the Keras v3 weights HDF5 into ``target`` (a path or a binary file object), one
+    tensor at a time (a lazy tensor is read just before its dataset is written)."""
     import h5py
 
-    buf = io.BytesIO()
-    with h5py.File(buf, "w") as h5:
+    from ckptcompat.formats._headers import materialize
+
+    with h5py.File(target, "w") as h5:
         h5.create_group("vars")  # Keras 3.0 opens the model's own (empty) group unconditionally
-        for group, arrays in groups:
+        for group, arrays in [*groups, *([("optimizer/vars", opt_arrays)] if opt_arrays is not None else [])]:
             g = h5.require_group(group)
             for i, array in enumerate(arrays):
-                g.create_dataset(str(i), data=array)
-        if opt_arrays is not None:
-            g = h5.require_group("optimizer/vars")
-            for i, array in enumerate(opt_arrays):
-                g.create_dataset(str(i), data=array)
+                g.create_dataset(str(i), data=materialize(array))
+
+
+def _h5_bytes(groups: list[tuple[str, list[Any]]], opt_arrays: list[Any] | None) -> bytes:
+    buf = io.BytesIO()
+    _fill_h5(buf, groups, opt_arrays)
     return buf.getvalue()
+
+
+def _copy(src: Path, dst: Any, chunk: int = 8 << 20) -> None:
+    """Copy the file ``src`` into the open binary ``dst``, ``chunk`` bytes at a time."""
+    with open(src, "rb") as fh:
+        while True:
+            data = fh.read(chunk)
+            if not data:
+                return
+            dst.write(data)
+
+
+def _put(weights: bytes | Path, fh: Any) -> None:
+    if isinstance(weights, bytes):
+        fh.write(weights)
+    else:
+        _copy(weights, fh)
+
+
+def _streaming(state: TrainingState) -> bool:
+    from ckptcompat.formats._headers import LazyTensor
+
+    return any(isinstance(a, LazyTensor) for a in state.tensors().values())
 
 
 def _compile_config(state: TrainingState, opt_cfg: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -185,11 +220,15 @@ def _optimizer_config(state: TrainingState) -> dict[str, Any]:
 def write_state(path: Path, state: TrainingState, *, verify: Callable[[Path], TrainingState] | None,
                 keras_version: str | None = None, include_optimizer: bool = True,
                 durable: bool = True) -> None:
-    """Build the weights in memory, write the file to a temp file beside ``path``, verify, rename.
+    """Lay the weights out, write the file to a temp file beside ``path``, verify, rename.
 
     ``verify=None`` skips the read-back comparison and ``durable=False`` the fsyncs (the
-    checkpoint store checksums and fsyncs its files itself).
+    checkpoint store checksums and fsyncs its files itself). A state holding lazy tensors
+    (a streaming ``migrate``) is written one tensor at a time: the weights HDF5 into a
+    temporary file, then copied into the archive in chunks; otherwise it is built in memory.
     """
+    from ckptcompat._atomic import remove_temp, temp_name
+
     if state.model_config is None:
         raise UnsupportedFormatError("the state carries no model config", path=path,
                                      hint="Keras 3 files are laid out from the model config; read the "
@@ -199,27 +238,49 @@ def write_state(path: Path, state: TrainingState, *, verify: Callable[[Path], Tr
     groups, trainable = _layer_arrays(state, model_cfg, path)
     opt_cfg = _optimizer_config(state) if (include_optimizer and state.optimizer) else None
     opt_arrays = _optimizer_arrays(state, opt_cfg, trainable, path) if opt_cfg else None
-    weights_h5 = _h5_bytes(groups, opt_arrays)
-    if str(path).endswith(".weights.h5"):
-        _atomic_write(path, lambda fh: fh.write(weights_h5), state, verify, durable)
-    else:
-        config = dict(model_cfg)
-        config["compile_config"] = _compile_config(state, opt_cfg) if opt_cfg else None
-        from ckptcompat import __version__
+    staged: Path | None = None
+    try:
+        if _streaming(state):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            staged = temp_name(path.with_name(path.name + ".weights.h5"))
+            _fill_h5(staged, groups, opt_arrays)
+        weights: bytes | Path = staged if staged is not None else _h5_bytes(groups, opt_arrays)
+        if str(path).endswith(".weights.h5"):
+            _atomic_write(path, lambda fh: _put(weights, fh), state, verify, durable)
+        else:
+            _write_archive(path, model_cfg, _compile_config(state, opt_cfg) if opt_cfg else None,
+                           version, state, weights, verify, durable)
+    finally:
+        if staged is not None:
+            remove_temp(staged)
 
-        meta = {"keras_version": version,
-                "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
-                "ckptcompat_version": __version__,
-                "source_producer": {"framework": state.producer.framework,
-                                    "versions": dict(state.producer.versions),
-                                    "format": state.producer.format}}
-        def archive(fh: Any) -> None:  # straight into the file: no second copy in memory
-            with zipfile.ZipFile(fh, "w") as zf:
-                zf.writestr("metadata.json", json.dumps(meta))
-                zf.writestr("config.json", json.dumps(config))
-                zf.writestr("model.weights.h5", weights_h5)
 
-        _atomic_write(path, archive, state, verify, durable)
+def _write_archive(path: Path, model_cfg: Mapping[str, Any], compile_cfg: Any, version: str,
+                   state: TrainingState, weights: bytes | Path,
+                   verify: Callable[[Path], TrainingState] | None, durable: bool) -> None:
+    """The ``.keras`` zip: metadata, config, then the weights member (STORED, as Keras writes it)."""
+    from ckptcompat import __version__
+
+    config = dict(model_cfg)
+    config["compile_config"] = compile_cfg
+    meta = {"keras_version": version,
+            "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
+            "ckptcompat_version": __version__,
+            "source_producer": {"framework": state.producer.framework,
+                                "versions": dict(state.producer.versions),
+                                "format": state.producer.format}}
+
+    def archive(fh: Any) -> None:  # straight into the file: no second copy in memory
+        with zipfile.ZipFile(fh, "w") as zf:
+            zf.writestr("metadata.json", json.dumps(meta))
+            zf.writestr("config.json", json.dumps(config))
+            if isinstance(weights, bytes):
+                zf.writestr("model.weights.h5", weights)
+                return
+            with zf.open("model.weights.h5", "w", force_zip64=True) as member:  # size not known
+                _copy(weights, member)
+
+    _atomic_write(path, archive, state, verify, durable)
 
 
 def _atomic_write(path: Path, fill: Callable[[Any], Any], state: TrainingState,

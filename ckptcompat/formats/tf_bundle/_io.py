@@ -13,11 +13,13 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ckptcompat.errors import CheckpointNotFoundError, CorruptCheckpointError, UnsupportedFormatError
 from ckptcompat.formats import _protowire as pw
+from ckptcompat.formats._headers import TensorHeader, skip_data
 from ckptcompat.formats.tf_bundle import _crc32c
 from ckptcompat.formats.tf_bundle._sstable import SnappyBlockError, TableError, build_table, read_table
 
@@ -147,12 +149,14 @@ class Bundle:
                                          hint="re-save without partitioners, or load with TensorFlow")
         if e.shape is None:
             raise CorruptCheckpointError(f"tensor {key!r} has an unknown rank", path=self.prefix)
+        if e.dtype not in DTYPES and e.dtype != DT_STRING:
+            raise UnsupportedFormatError(f"tensor {key!r} has dtype {self.dtype_name(key)}",
+                                         path=self.prefix, hint="only numeric, bool and string tensors are read")
+        if e.dtype != DT_STRING and skip_data(e.shape):
+            return self._header(key, e)
         raw = self._bytes(key)
         if e.dtype == DT_STRING:
             return self._strings(key, e, raw)
-        if e.dtype not in DTYPES:
-            raise UnsupportedFormatError(f"tensor {key!r} has dtype {self.dtype_name(key)}",
-                                         path=self.prefix, hint="only numeric, bool and string tensors are read")
         if e.crc32c is not None and _crc32c.mask(_crc32c.crc32c(raw)) != e.crc32c:
             raise CorruptCheckpointError(f"checksum mismatch in tensor {key!r}", path=self.prefix,
                                          hint="the data shard is damaged; use an older checkpoint")
@@ -164,6 +168,16 @@ class Bundle:
             raise CorruptCheckpointError(f"tensor {key!r}: {len(raw)} bytes for shape {e.shape} "
                                          f"of {dtype}", path=self.prefix)
         return np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="), copy=True).reshape(e.shape)
+
+    def _header(self, key: str, e: pw.BundleEntry) -> Any:
+        """A headers-only read: the index entry (its size already checked against the shard by
+        ``check_entries``) as a :class:`TensorHeader`; a missing shard is still an error."""
+        shard = shard_name(self.prefix, e.shard_id, max(self.header.num_shards, 1))
+        if not shard.is_file():
+            raise CorruptCheckpointError(f"data shard {shard.name} is missing (needed for {key!r})",
+                                         path=self.prefix,
+                                         hint="copy every .data-* file along with the .index")
+        return TensorHeader(tuple(e.shape or ()), DTYPES[e.dtype])
 
     def _strings(self, key: str, e: pw.BundleEntry, raw: bytes) -> np.ndarray:
         count = int(np.prod(e.shape, dtype=np.int64))
