@@ -298,7 +298,7 @@ def _apply_matched(rt: Any, state: TrainingState, model: Any, *, partial: bool, 
     live = _live_shapes(model)
     keras = runtime.flavour()._OPS.keras  # noqa: SLF001 -- same package
     layers = live_layers(model, lambda layer: isinstance(layer, keras.Model))
-    paths = keras3_file_paths(model)
+    paths = [keras3_file_paths(model), keras3_file_paths(model, twice=True)]
     found = match_state(state, live, layers, remap=lambda st: remap_by_structure(st, live, paths))
     mapping = dict(found.mapping)
     if found.method == "name":  # name-level renames (nested-bundle suffixes, Keras 3 file paths)

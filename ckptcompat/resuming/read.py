@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,28 +121,31 @@ def _snake(name: str) -> str:
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
-def keras3_file_paths(model: Any) -> dict[str, str]:
+def keras3_file_paths(model: Any, twice: bool = False) -> dict[str, str]:
     """Layer path a Keras 3 ``.weights.h5`` may use -> live layer path.
 
     Keras 3 names each layer of a container by its snake-cased class name plus a counter in
     layer order (``conv2d``, ``batch_normalization``, ``dense_1``), nested models likewise;
     RNN layers keep their weights under the cell (``lstm_cell``, counted per cell class).
+    ``twice``: the tf.keras 2.12/2.13 ``_layer_checkpoint_dependencies`` layout, where a layer
+    with weights consumes two counter values (``dense``, ``batch_normalization``, ``dense_2``).
     """
     out: dict[str, str] = {}
 
     def walk(container: Any, live_prefix: str, file_prefix: str) -> None:
         used: dict[str, int] = {}
 
-        def counted(base: str) -> str:
+        def counted(base: str, weighted: bool = False) -> str:
             count = used.get(base, 0)
-            used[base] = count + 1
+            used[base] = count + (2 if twice and weighted else 1)
             return base if count == 0 else f"{base}_{count}"
 
         for layer in getattr(container, "layers", None) or []:
             base = _snake(type(layer).__name__)
             if base == "input_layer":
                 continue
-            live_path, file_path = live_prefix + layer.name, file_prefix + counted(base)
+            weighted = bool(getattr(layer, "weights", None))
+            live_path, file_path = live_prefix + layer.name, file_prefix + counted(base, weighted)
             out.setdefault(file_path, live_path)
             cell = getattr(layer, "cell", None)
             if cell is not None:
@@ -205,7 +208,8 @@ def _by_file_paths(leftover: list[str], free: list[str], state: TrainingState,
 
 
 def remap_by_structure(state: TrainingState, live: Mapping[str, tuple[int, ...]],
-                       file_paths: Mapping[str, str] | None = None) -> TrainingState:
+                       file_paths: Mapping[str, str] | Sequence[Mapping[str, str]] | None = None
+                       ) -> TrainingState:
     """Rename checkpoint variables that match a live variable only by path suffix.
 
     Nested models in TF bundles lack the outer layer name (``dense_2/bias`` for the live
@@ -228,8 +232,12 @@ def remap_by_structure(state: TrainingState, live: Mapping[str, tuple[int, ...]]
         # a Keras 3 .weights.h5: Keras itself matches by class counters in layer order
         full = [n for n in state.weights if n not in live]
         free_all = [n for n in live if n not in state.weights]
-        by_paths = _by_file_paths(full, free_all, state, live,
-                                  _through_labels(file_paths or {}, state.producer.path))
+        schemes = [file_paths] if isinstance(file_paths, Mapping) else list(file_paths or [{}])
+        by_paths: dict[str, str] = {}
+        for scheme in schemes:  # the first naming scheme that places every layer wins
+            by_paths = _by_file_paths(full, free_all, state, live, _through_labels(scheme, state.producer.path))
+            if by_paths:
+                break
         if by_paths:
             renames = by_paths
         else:
