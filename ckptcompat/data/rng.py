@@ -102,6 +102,12 @@ def _capture_keras_seeds(model: Any) -> dict[str, Any]:
     return out
 
 
+def _seed_value(saved: Mapping[str, Any], gen: Any) -> np.ndarray:
+    """A saved seed state in the live generator's dtype (uint32 on JAX, int32 on torch, int64
+    on TensorFlow: the same two counters) and shape."""
+    return np.asarray(saved["state"], dtype=np.int64).astype(str(gen.state.dtype)).reshape(gen.state.shape)
+
+
 def _restore_keras_seeds(rng: Mapping[str, Any], model: Any) -> list[str]:
     done = []
     saved = rng.get("keras_seed_generators")
@@ -112,11 +118,11 @@ def _restore_keras_seeds(rng: Mapping[str, Any], model: Any) -> list[str]:
             if gen is None or not isinstance(value, Mapping):
                 log.warning("seed generator %s of the checkpoint has no counterpart in the model", name)
                 continue
-            gen.state.assign(np.asarray(value["state"], dtype=str(value["dtype"])).reshape(gen.state.shape))
+            gen.state.assign(_seed_value(value, gen))
         done.append("keras_seed_generators")
     glob = rng.get("keras_global_seed_generator")
     if isinstance(glob, Mapping) and (gen := _global_seed_generator(create=True)) is not None:
-        gen.state.assign(np.asarray(glob["state"], dtype=str(glob["dtype"])).reshape(gen.state.shape))
+        gen.state.assign(_seed_value(glob, gen))
         done.append("keras_global_seed_generator")
     return done
 
