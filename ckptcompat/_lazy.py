@@ -6,14 +6,13 @@ import importlib
 from types import ModuleType
 
 from ckptcompat.errors import MissingDependencyError
-from ckptcompat.runtime import LEGACY_KERAS_HINT
+from ckptcompat.runtime import BACKEND_EXTRAS, LEGACY_KERAS_HINT, install_hint, keras_backend
 
 __all__ = ["require"]
 
 _HINTS = {
     "h5py": "pip install h5py",
-    "tensorflow": "pip install 'ckptcompat[tf]'",
-    "keras": "pip install 'ckptcompat[tf]'",
+    "tensorflow": f"pip install '{BACKEND_EXTRAS['tensorflow']}'",
     "tf_keras": LEGACY_KERAS_HINT,
     "matplotlib": "pip install 'ckptcompat[plot]'",
 }
@@ -27,4 +26,15 @@ def require(module: str, purpose: str = "") -> ModuleType:
         top = module.split(".")[0]
         what = f" to {purpose}" if purpose else ""
         raise MissingDependencyError(f"{top} is needed{what} but is not installed",
-                                     hint=_HINTS.get(top, f"pip install {top}")) from exc
+                                     hint=_hint(top)) from exc
+
+
+def _hint(top: str) -> str:
+    """The install hint for the missing module ``top``, naming what the running Keras
+    backend needs (``ckptcompat[jax]`` for a JAX user, not ``ckptcompat[tf]``)."""
+    if top in ("keras", "jax", "torch"):
+        return install_hint()
+    if top == "tensorflow" and keras_backend() != "tensorflow":
+        return (f"pip install '{BACKEND_EXTRAS['tensorflow']}' (this needs TensorFlow even though "
+                f"Keras runs on {keras_backend()})")
+    return _HINTS.get(top, f"pip install {top}")

@@ -10,7 +10,7 @@ from types import ModuleType
 from ckptcompat import runtime
 from ckptcompat.errors import MissingDependencyError
 
-__all__ = ["tf_version", "keras_flavour", "keras_module"]
+__all__ = ["tf_version", "keras_flavour", "keras_backend", "keras_module"]
 
 
 def tf_version() -> tuple[int, ...] | None:
@@ -32,6 +32,19 @@ def keras_flavour() -> str | None:
         return None
     try:
         return runtime.detect()
+    except MissingDependencyError:
+        return None
+
+
+def keras_backend() -> str | None:
+    """The backend of a usable Keras 3 ('tensorflow', 'jax', 'torch'), or None (Keras 2 or no
+    Keras): with TensorFlow only when its flavour is keras3, without it when Keras 3 is
+    configured for JAX or torch (:func:`ckptcompat.runtime.keras_source`)."""
+    flavour = keras_flavour()
+    if flavour is not None:
+        return "tensorflow" if flavour == "keras3" else None
+    try:
+        return runtime.keras_backend() if runtime.detect() == "keras3" else None
     except MissingDependencyError:
         return None
 

@@ -9,13 +9,15 @@ from types import ModuleType
 
 import pytest
 
-from _frameworks import keras_flavour, keras_module
+from _frameworks import keras_backend, keras_flavour, keras_module
 from _paths import REAL_CHECKPOINTS
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     flavour = keras_flavour()
+    backend = keras_backend()
     reasons = {
+        "backend": None if backend else f"needs Keras 3 (any backend); this environment has {flavour or 'no Keras 3'}",
         "framework": None if flavour else "needs TensorFlow; this environment has no framework",
         "keras2": None if flavour == "keras2" else f"needs Keras 2; this environment has {flavour or 'no framework'}",
         "keras3": None if flavour == "keras3" else f"needs Keras 3; this environment has {flavour or 'no framework'}",

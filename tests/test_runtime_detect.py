@@ -143,6 +143,7 @@ def test_missing_tf_keras_is_warned_once(monkeypatch: pytest.MonkeyPatch,
 
 def test_without_tensorflow_every_entry_point_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     _fake_env(monkeypatch, None, "1", has_tf_keras=True)
+    monkeypatch.setattr(runtime, "_keras3_installed", lambda: False)  # no Keras 3 for JAX/torch
     for call in (runtime.detect, runtime.keras_source, runtime.keras_module, runtime.flavour):
         with pytest.raises(MissingDependencyError, match="TensorFlow"):
             call()

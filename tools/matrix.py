@@ -36,6 +36,14 @@ class Environment:
     packages: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
     description: str = ""
+    #: installed with the venv's own pip BEFORE the rest (find-links from pip's config: the
+    #: local CPU wheel, never the CUDA build uv would resolve); ``forbid``: packages that
+    #: must not end up installed (setup fails)
+    pip_first: tuple[str, ...] = ()
+    forbid: tuple[str, ...] = ()
+    #: the fixture generator of this environment; pytest paths/-m of a subset run (empty: all)
+    generator: str = "fixtures/generate.py"
+    pytest_subset: tuple[str, ...] = ()
 
 
 ENVIRONMENTS: tuple[Environment, ...] = (
@@ -50,6 +58,14 @@ ENVIRONMENTS: tuple[Environment, ...] = (
     Environment("tf221-tfkeras", ("tensorflow-cpu==2.21.0", "tf-keras==2.21.0"),
                 {"TF_USE_LEGACY_KERAS": "1"},
                 description="TF 2.21 with tf-keras 2.21 and TF_USE_LEGACY_KERAS=1"),
+    Environment("keras3-jax", ("keras==3.15.1", "jax[cpu]", "h5py"), {"KERAS_BACKEND": "jax"},
+                description="Keras 3.15 on JAX (CPU), no TensorFlow",
+                forbid=("tensorflow", "tensorflow-cpu", "torch"),
+                generator="fixtures/generate_backends.py"),
+    Environment("keras3-torch", ("keras==3.15.1", "h5py"), {"KERAS_BACKEND": "torch"},
+                description="Keras 3.15 on torch 2.13 (CPU wheel, pip), no TensorFlow",
+                pip_first=("torch==2.13.0",), forbid=("tensorflow", "tensorflow-cpu", "jax", "nvidia-*"),
+                generator="fixtures/generate_backends.py"),
     Environment("noframework", (),
                 description="numpy + h5py + packaging only"),
 )
@@ -116,16 +132,14 @@ def run_environment(spec: Environment, uv: str, pytest_args: list[str]) -> dict[
     env = {**os.environ, **spec.env, "CKPTCOMPAT_MATRIX_ENV": spec.name,
            "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0"}
     env.pop("VIRTUAL_ENV", None)
-    steps = [
-        [uv, "venv", "-q", "-p", "3.11", str(venv)],
-        [uv, "pip", "install", "-q", "--python", python, ".[test]", *spec.packages],
-    ]
-    for cmd in steps:
-        if run(cmd, log, env) != 0:
-            result.update(failed=1, note=f"setup failed, see {log.relative_to(ROOT)}")
-            return result
+    if not _setup(spec, uv, python, venv, log, env):
+        result.update(failed=1, note=f"setup failed, see {log.relative_to(ROOT)}")
+        return result
     fixtures = venv / "fixtures"
-    if spec.packages:
+    if spec.generator != "fixtures/generate.py":  # a Keras 3 backend without TensorFlow
+        if run([python, spec.generator, "--out", str(venv / "backend_fixtures")], log, env, timeout=900) != 0:
+            result.update(failed=1, note="backend fixture generator failed; ")
+    elif spec.packages:
         corpus = "--corpus" if committed_corpus(spec.name) else "--no-corpus"  # as committed (fixtures/README.md)
         if run([python, "fixtures/generate.py", "--out", str(fixtures), corpus], log, env, timeout=900) != 0:
             result["note"] = "fixture generator failed; "
@@ -138,8 +152,8 @@ def run_environment(spec: Environment, uv: str, pytest_args: list[str]) -> dict[
     env["CKPTCOMPAT_GENERATED_FIXTURES"] = str(fixtures)
     env["CKPTCOMPAT_REPORT_DIR"] = str(venv / "report")
     junit = venv / "junit.xml"
-    run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *pytest_args],
-        log, env, timeout=1800)
+    run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}",
+         *spec.pytest_subset, *pytest_args], log, env, timeout=1800)
     counts = junit_counts(junit)
     for key, value in counts.items():
         result[key] = int(result[key]) + value  # type: ignore[call-overload]
@@ -148,6 +162,28 @@ def run_environment(spec: Environment, uv: str, pytest_args: list[str]) -> dict[
         result["note"] = str(result["note"]) + "pytest produced no report; "
     result["note"] = str(result["note"]) + f"{time.monotonic() - started:.0f}s"
     return result
+
+
+def _setup(spec: Environment, uv: str, python: str, venv: Path, log: Path, env: dict[str, str]) -> bool:
+    """The venv: ``pip_first`` with the venv's pip (seeded), then ckptcompat and the packages
+    with uv; False when a step fails or a forbidden package got installed."""
+    steps = [[uv, "venv", "-q", "-p", "3.11", *(["--seed"] if spec.pip_first else []), str(venv)]]
+    if spec.pip_first:
+        steps.append([python, "-m", "pip", "install", "-q", "--only-binary", ":all:", *spec.pip_first])
+    steps.append([uv, "pip", "install", "-q", "--python", python, ".[test]", *spec.packages])
+    if any(run(cmd, log, env) != 0 for cmd in steps):
+        return False
+    if not spec.forbid:
+        return True
+    listed = subprocess.run([uv, "pip", "list", "--python", python, "--format", "freeze"], cwd=ROOT,
+                            capture_output=True, text=True, env=env).stdout.lower().splitlines()
+    import fnmatch
+
+    bad = [line for line in listed for pat in spec.forbid if fnmatch.fnmatch(line.split("==")[0], pat)]
+    if bad:
+        with log.open("a") as out:
+            out.write(f"\nforbidden packages installed: {bad}\n")
+    return not bad
 
 
 def main(argv: list[str] | None = None) -> int:

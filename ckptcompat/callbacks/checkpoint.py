@@ -344,7 +344,7 @@ class Checkpoint:
         state = runtime.capture(model, into=self._buffers[slot])
         self._buffers[slot] = state
         iterations = state.optimizer.iterations if state.optimizer is not None else None
-        rng = capture_rng()
+        rng = capture_rng(model)
         if self.data is not None:
             rng["data"] = self.data.state_dict()
         metrics = {k: v for k, v in ((k, _number(v)) for k, v in logs.items())

@@ -3,7 +3,8 @@
 ``ArrayData`` (numpy arrays) and ``GeneratorData`` (a factory of per-epoch iterators) are
 real ``keras.utils.Sequence`` (Keras 2) / ``keras.utils.PyDataset`` (Keras 3) objects; the
 Keras base class is bound on first instantiation, so importing this module never imports
-TensorFlow. The order of epoch ``e`` is a pure function of ``(seed, e)``; ``state_dict()``
+TensorFlow (on Keras 3 ``PyDataset`` runs on every backend: JAX and torch need no
+``tf.data``). The order of epoch ``e`` is a pure function of ``(seed, e)``; ``state_dict()``
 says where training stands (epoch, batches trained) and ``load_state_dict()`` continues
 exactly there. Position tracking needs the hooks of :meth:`ArrayData.tracker` (see
 docs/data.md).
@@ -64,7 +65,10 @@ def _step_counters(model: Any) -> list[tuple[Any, Any]]:
         found.append(optimizer.iterations)
     found += [v for v in getattr(model, "variables", [])
               if "seed_generator" in str(getattr(v, "path", getattr(v, "name", "")))]
-    return [(v, np.array(v.numpy())) for v in found]
+    from ckptcompat.runtime import keras_module
+
+    ops = keras_module().ops  # any backend: never a tensor's own .numpy()
+    return [(v, np.array(ops.convert_to_numpy(v), copy=True)) for v in found]
 
 
 class _KerasData(EpochCursor):

@@ -157,7 +157,7 @@ def resume(path: str | os.PathLike[str], model: Any = None, *, which: str = "lat
         model = _rebuild(state, flavour, rt, custom_objects, where, compile=compile)
     report = _restore_model_state(rt, state, model, where, partial=partial, optimizer=optimizer,
                                   learning_rate=learning_rate)
-    restore_rng(state.rng)
+    restore_rng(state.rng, model)
     epoch, step, epoch_source, global_step = position(cand, state, initial_epoch=initial_epoch,
                                                        steps_per_epoch=steps_per_epoch, data=data,
                                                        where=where)

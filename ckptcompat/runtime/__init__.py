@@ -2,7 +2,8 @@
 
 * ``keras2``: ``tf.keras`` of TensorFlow <= 2.15, or the ``tf_keras`` package that TensorFlow
   routes ``tf.keras`` to when the legacy-Keras switch (:data:`LEGACY_KERAS_ENV`) is on;
-* ``keras3``: ``keras`` >= 3 (TensorFlow >= 2.16 default).
+* ``keras3``: ``keras`` >= 3 (TensorFlow >= 2.16 default), or Keras 3 without TensorFlow on
+  the JAX or torch backend (:func:`keras_backend`).
 
 :func:`detect` tells which one user code gets and :func:`keras_module` returns that Keras,
 by TensorFlow's own rule (:func:`keras_source`); detection never imports TensorFlow. The
@@ -10,7 +11,7 @@ flavour modules (:mod:`.keras2`, :mod:`.keras3`) import the framework themselves
 only on demand (:func:`flavour`) and hold every difference between the generations as
 attributes and functions of one shape (``NATIVE_FORMAT``, ``dataset_base()``, ...), so the
 shared flow never branches on a version. TF1 sessions (:mod:`.tf1`) are chosen by the
-caller (a ``session`` is given), never detected.
+caller (a ``session`` is given), never detected. Nothing here imports Keras or a backend.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import importlib
 import importlib.metadata
 import importlib.util
 import logging
+import json
 import os
+import sys
 from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
@@ -27,7 +30,8 @@ from typing import Any
 from ckptcompat.errors import MissingDependencyError
 
 __all__ = ["FLAVOURS", "LEGACY_KERAS_ENV", "LEGACY_KERAS_ON", "LEGACY_KERAS_HINT",
-           "legacy_keras_requested", "choose_keras", "keras_source", "detect", "flavour",
+           "legacy_keras_requested", "choose_keras", "keras_source", "keras_backend",
+           "install_hint", "BACKEND_EXTRAS", "detect", "flavour",
            "keras_module", "callback_base", "bind", "capture", "apply", "learning_rate",
            "set_learning_rate"]
 
@@ -51,6 +55,11 @@ _LEGACY_SWITCH_SINCE = (2, 15)
 _KERAS3_SINCE = (2, 16)
 
 _WARNED: list[str] = []  # the missing-tf_keras warning is logged once per process
+
+#: Keras 3 backends ckptcompat runs on -> the extra that installs what that backend needs.
+BACKEND_EXTRAS = {"tensorflow": "ckptcompat[tf]", "jax": "ckptcompat[jax]", "torch": "ckptcompat[torch]"}
+#: The import name of each backend's framework.
+_BACKEND_MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 
 _TF_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tensorflow-intel",
                      "tensorflow-macos", "tf-nightly", "tf-nightly-cpu")
@@ -95,14 +104,64 @@ def _tf_version() -> tuple[int, int] | None:
     return int(major), int(minor)
 
 
+def _keras3_installed() -> bool:
+    """True when the ``keras`` package is Keras >= 3; does not import it."""
+    if importlib.util.find_spec("keras") is None:
+        return False
+    try:
+        text = importlib.metadata.version("keras")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return text.split(".")[0].isdigit() and int(text.split(".")[0]) >= 3
+
+
+def keras_backend(environ: Mapping[str, str] | None = None) -> str:
+    """The backend ``import keras`` (Keras 3) runs on, by Keras' own rule and without
+    importing it: the running Keras' when it is imported, else ``$KERAS_BACKEND``, else
+    ``"backend"`` of ``$KERAS_HOME/keras.json`` (default ``~/.keras``), else ``"tensorflow"``."""
+    keras = sys.modules.get("keras")
+    config = getattr(keras, "config", None) if environ is None else None
+    if config is not None and callable(getattr(config, "backend", None)):
+        return str(config.backend())
+    env = os.environ if environ is None else environ
+    if env.get("KERAS_BACKEND"):
+        return str(env["KERAS_BACKEND"])
+    home = env.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    try:
+        with open(os.path.join(home, "keras.json"), encoding="utf-8") as fh:
+            backend = json.load(fh).get("backend")
+    except (OSError, ValueError, AttributeError):
+        backend = None
+    return str(backend) if backend else "tensorflow"
+
+
+def install_hint(backend: str | None = None) -> str:
+    """How to install what a live model needs here: the extra of ``backend`` (default: the
+    configured Keras backend), or of an installed JAX / torch, when that backend cannot run."""
+    backend = backend or keras_backend()
+    if backend != "tensorflow" and backend in BACKEND_EXTRAS:
+        return f"pip install '{BACKEND_EXTRAS[backend]}' (Keras 3 on {backend}, KERAS_BACKEND={backend})"
+    for other in ("jax", "torch"):
+        if importlib.util.find_spec(_BACKEND_MODULES[other]) is not None:
+            return (f"set KERAS_BACKEND={other} ({other} is installed) and pip install "
+                    f"'{BACKEND_EXTRAS[other]}', or pip install '{BACKEND_EXTRAS['tensorflow']}'")
+    return f"pip install '{BACKEND_EXTRAS['tensorflow']}' (or '{BACKEND_EXTRAS['jax']}' / '{BACKEND_EXTRAS['torch']}')"
+
+
 def keras_source() -> str:
-    """:func:`choose_keras` for this environment; :class:`MissingDependencyError` without
-    TensorFlow. Does not import TensorFlow."""
+    """:func:`choose_keras` for this environment; without TensorFlow, ``"keras"`` when Keras 3
+    is installed for a backend other than TensorFlow (JAX, torch), else
+    :class:`MissingDependencyError` with what that backend needs. Imports neither."""
     version = _tf_version()
     if version is None:
+        backend = keras_backend()
+        if _keras3_installed() and backend != "tensorflow":
+            return "keras"
+        what = (f"Keras 3 is configured for the {backend} backend" if _keras3_installed()
+                else "neither TensorFlow nor Keras 3 is installed")
         raise MissingDependencyError(
-            "TensorFlow is needed to capture or restore a live model but is not installed",
-            hint="pip install 'ckptcompat[tf]'")
+            f"a live model cannot be captured or restored: {what} but TensorFlow is not installed",
+            hint=install_hint(backend))
     requested = legacy_keras_requested()
     source = choose_keras(version, requested,
                           requested and importlib.util.find_spec("tf_keras") is not None)
@@ -114,9 +173,10 @@ def keras_source() -> str:
 
 
 def detect() -> str:
-    """``"keras2"`` or ``"keras3"``: the Keras flavour that ``import tensorflow`` user code gets.
+    """``"keras2"`` or ``"keras3"``: the Keras flavour that user code gets (``import tensorflow``,
+    or ``import keras`` on the JAX / torch backend without TensorFlow).
 
-    Raises :class:`MissingDependencyError` when TensorFlow is not installed.
+    Raises :class:`MissingDependencyError` when no usable Keras is installed.
     """
     return "keras3" if keras_source() == "keras" else "keras2"
 
@@ -147,7 +207,7 @@ def keras_module() -> ModuleType:
             raise MissingDependencyError(f"tf.keras cannot be imported: {exc}",
                                          hint=LEGACY_KERAS_HINT) from exc
         return keras
-    return require("keras", "use Keras 3")
+    return require("keras", f"use Keras 3 on the {keras_backend()} backend")
 
 
 def callback_base() -> type:

@@ -1,6 +1,9 @@
 """Live Keras 3 (``keras`` >= 3.0, any backend that Keras runs on).
 
 Import this module only when that flavour is running (see :func:`ckptcompat.runtime.detect`).
+Backend-agnostic: values are read with ``keras.ops.convert_to_numpy`` (one host copy; never a
+tensor's own ``.numpy()``, which torch refuses for a parameter that requires grad) and set with
+the variable's own ``assign``; TensorFlow is imported only when Keras runs on it.
 Keras 3 optimizers keep slot lists (``_momentums``, ``_velocities``, ...) aligned with
 ``_trainable_variables`` (index via ``_get_variable_index``), create them in
 ``build(variables)``, and keep the learning rate in the ``_learning_rate`` variable
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
@@ -142,17 +146,21 @@ class _Keras3Ops(_engine.FlavourOps):
             short_name=lambda v: v.name.rsplit("/", 1)[-1],
             full_name=lambda v: getattr(v, "path", v.name))
 
+    @property
+    def backend(self) -> str:
+        return str(self.keras.backend.backend())
+
     def to_numpy(self, var: Any) -> np.ndarray:
-        value = getattr(var, "value", None)
-        if hasattr(value, "numpy"):  # TensorFlow backend: EagerTensor.numpy() is one fresh copy
-            return np.asarray(value.numpy())
-        return np.asarray(self.keras.ops.convert_to_numpy(var))
+        if self.backend == "tensorflow":  # EagerTensor.numpy() is one fresh copy
+            return np.asarray(var.value.numpy())
+        value = np.asarray(self.keras.ops.convert_to_numpy(var))
+        # JAX and torch may hand out a view of the live buffer (torch: shared memory)
+        return value if value.flags.owndata and value.flags.writeable else np.array(value, copy=True)
 
     def read_view(self, var: Any) -> np.ndarray:
-        value = getattr(var, "value", None)
-        if hasattr(value, "read_value"):  # TensorFlow backend: a view of the read tensor
-            return np.asarray(value.read_value())
-        return self.to_numpy(var)
+        if self.backend == "tensorflow":  # a view of the read tensor
+            return np.asarray(var.value.read_value())
+        return np.asarray(self.keras.ops.convert_to_numpy(var))  # a view on CPU (copied by the caller)
 
     def assign(self, var: Any, value: np.ndarray) -> None:
         var.assign(np.asarray(value, dtype=np.dtype(str(var.dtype))))
@@ -207,11 +215,11 @@ class _Keras3Ops(_engine.FlavourOps):
 
     def producer(self) -> Producer:
         keras = self.keras
-        versions = {"keras": str(keras.__version__)}
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
-
-            versions["tensorflow"] = str(tf.__version__)
+        backend = self.backend
+        versions = {"keras": str(keras.__version__), "backend": backend}
+        framework = sys.modules.get(backend)  # imported by Keras itself for its backend
+        if framework is not None and getattr(framework, "__version__", None):
+            versions[backend] = str(framework.__version__)
         return Producer(framework="keras", versions=versions)
 
 
