@@ -18,6 +18,22 @@ from _cb_helpers import deterministic
 
 pytestmark = pytest.mark.framework
 
+
+def _keras_version() -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("keras")
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
+
+#: Keras 3.0.x binds fit's first epoch before any callback runs (no ``model._initial_epoch``
+#: hook): there the rerun raises the typed data-position error asking for fit(initial_epoch=)
+needs_fit_hook = pytest.mark.skipif(
+    _keras_version().startswith("3.0.") and os.environ.get("TF_USE_LEGACY_KERAS", "") not in ("1", "true", "True"),
+    reason="Keras 3.0 has no hook to start fit at a later epoch from a callback (docs/callbacks.md)")
+
 N, BATCH = 40, 8  # 5 batches per epoch
 
 
@@ -85,6 +101,7 @@ def _entries(directory: Path) -> list[tuple[int, int, int | None]]:
     return [(e.epoch, e.step, e.global_step) for e in CheckpointStore(directory).checkpoints()]
 
 
+@needs_fit_hook
 def test_a_rerun_continues_and_a_finished_run_trains_nothing(keras: Any, tmp_path: Path) -> None:
     first, history, _ = _run(keras, tmp_path, 2, save_freq=3)
     assert _iterations(first) == 10 and len(history.history["loss"]) == 2
@@ -97,6 +114,7 @@ def test_a_rerun_continues_and_a_finished_run_trains_nothing(keras: Any, tmp_pat
     assert _entries(tmp_path)[-1] == (4, 0, 20)
 
 
+@needs_fit_hook
 def test_a_rerun_after_an_early_stop_trains_nothing(keras: Any, tmp_path: Path) -> None:
     from ckptcompat.callbacks import EarlyStopping
 
@@ -120,6 +138,7 @@ def test_restore_false_starts_over(keras: Any, tmp_path: Path) -> None:
     assert _same(fresh, _plain(keras, 3))
 
 
+@needs_fit_hook
 def test_learning_rate_override_on_restore(keras: Any, tmp_path: Path,
                                            caplog: pytest.LogCaptureFixture) -> None:
     from ckptcompat import runtime
@@ -145,6 +164,7 @@ def _sender(keras: Any, at: int, *signums: int, seen: list[Any] | None = None) -
     return Send()
 
 
+@needs_fit_hook
 def test_sigterm_mid_epoch_commits_that_batch_and_stops(keras: Any, tmp_path: Path) -> None:
     before, seen = signal.getsignal(signal.SIGTERM), []
     model, history, ckpt = _run(keras, tmp_path, 4, _sender(keras, 7, signal.SIGTERM, seen=seen),

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -178,7 +179,20 @@ def test_writer_failure_leaves_no_file(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("path,entry", ENTRIES, ids=[str(p.relative_to(p.parents[2])) for p, _ in ENTRIES])
+def _manifest_params() -> list[Any]:
+    """:data:`ENTRIES`; generated-corpus files listed as known gaps of the resume table
+    (tests/matrix/test_resume_table.py ``_KNOWN_GAPS``, with reasons) are expected to fail."""
+    from tests.matrix.test_resume_table import _KNOWN_GAPS
+
+    out = []
+    for path, entry in ENTRIES:
+        gap = next((why for key, why in _KNOWN_GAPS.items() if key in entry["path"]), None)
+        marks = [pytest.mark.xfail(reason=gap, strict=False)] if gap else []
+        out.append(pytest.param(path, entry, marks=marks, id=str(path.relative_to(path.parents[2]))))
+    return out
+
+
+@pytest.mark.parametrize("path,entry", _manifest_params())
 def test_manifest_fixture(path: Path, entry: dict) -> None:
     state = keras_h5.read(path)
     for tensor in entry["tensors"]:

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -136,7 +137,20 @@ def _bundle_owner(fx: dict, owner: str) -> str:
     return "/".join(parts[1:]) if fx["case"].startswith("nested") and len(parts) >= 3 else owner
 
 
-@pytest.mark.parametrize("fx", _fixtures(), ids=lambda f: f["path"])
+def _fixture_params() -> list[Any]:
+    """:func:`_fixtures`; corpus files listed as known gaps of the resume table
+    (tests/matrix/test_resume_table.py ``_KNOWN_GAPS``, with reasons) are expected to fail."""
+    from tests.matrix.test_resume_table import _KNOWN_GAPS
+
+    out = []
+    for f in _fixtures():
+        gap = next((why for key, why in _KNOWN_GAPS.items() if key in f["path"]), None)
+        marks = [pytest.mark.xfail(reason=gap, strict=False)] if gap else []
+        out.append(pytest.param(f, marks=marks, id=f["path"]))
+    return out
+
+
+@pytest.mark.parametrize("fx", _fixture_params())
 def test_manifest_fixture(fx: dict) -> None:
     path = ROOT / "fixtures" / fx["path"]
     if not Path(f"{path}.index").exists():

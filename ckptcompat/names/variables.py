@@ -74,7 +74,8 @@ _SLOT_ALIASES: dict[tuple[str, str], str] = {
     ("SGD", "m"): "momentum", ("SGD", "Momentum"): "momentum",
     ("RMSprop", "velocity"): "rms", ("RMSprop", "average_gradient"): "mg",
     ("RMSprop", "RMSProp"): "rms", ("RMSprop", "RMSProp_1"): "momentum",
-    ("Adagrad", "Adagrad"): "accumulator",
+    ("Adagrad", "Adagrad"): "accumulator", ("Adagrad", "accumulators"): "accumulator",  # Keras 3.0.x
+    ("Ftrl", "accumulators"): "accumulator", ("Ftrl", "linears"): "linear",  # Keras 3.0.x
     ("Adadelta", "accumulated_grad"): "accum_grad",
     ("Adadelta", "accumulated_delta_var"): "accum_var",
     ("Ftrl", "Ftrl"): "accumulator", ("Ftrl", "Ftrl_1"): "linear",

@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ckptcompat._atomic import atomic_replace
 from ckptcompat.errors import CheckpointNotFoundError, CkptCompatError, StoreWriteError
 from ckptcompat.store import CheckpointStore
 from ckptcompat.store.io import TEMP_PREFIX, remove_tree
@@ -110,7 +111,8 @@ class RemoteCheckpointStore(CheckpointStore):
         staging.mkdir()
         for problem in self.remote.download(entry.name, entry.files, staging):
             logger.warning("%s: %s", self.url, problem)
-        staging.rename(local)
+        # a local cache of the URL store: complete or absent, no durability needed
+        atomic_replace(staging, local, durable=False, overwrite=False)
         return local
 
     def _is_good(self, entry: CheckpointEntry, deep: bool) -> bool:

@@ -134,6 +134,22 @@ def _cell(entry: dict[str, Any], cache: dict[str, Any]) -> str:
     return "ok" if tensors_have_slots else "ok (no optimizer in file)"
 
 
+def _absent_class(entry: dict[str, Any]) -> str | None:
+    """An "n/a" cell when the producer's optimizer class does not exist in the running Keras
+    (Lion before TF 2.13, Lamb/Muon in Keras 2): ckptcompat refused with a typed error naming
+    it, the only right answer. None when the class exists here (then the failure counts)."""
+    from ckptcompat import runtime
+    from ckptcompat.names.variables import canonical_optimizer_class
+
+    opt = entry.get("optimizer") or {}
+    if not opt.get("class"):
+        return None
+    name = canonical_optimizer_class(opt["class"])
+    if runtime.flavour().find_optimizer_class(name, legacy=bool(opt.get("legacy"))) is not None:
+        return None
+    return f"n/a ({name} does not exist in this Keras: typed refusal)"
+
+
 @pytest.mark.skipif(not MANIFEST.exists(), reason="fixtures/manifest.json not generated yet")
 def test_every_fixture_resumes_here(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger="ckptcompat")  # restored after the test
@@ -145,7 +161,7 @@ def test_every_fixture_resumes_here(capsys: pytest.CaptureFixture[str], caplog: 
         try:
             cell = _cell(entry, {})
         except Exception as exc:  # noqa: BLE001 -- the table reports every failure
-            cell = f"ERROR {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+            cell = _absent_class(entry) or f"ERROR {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
         rows[entry["producer"]].append((entry["path"], cell))
     consumer = keras_flavour()
     lines = [f"consumer: {consumer} ({_env_versions()})"]
@@ -236,5 +252,17 @@ _KNOWN_GAPS: dict[str, str] = {
 }
 
 
+#: gaps of one consumer generation only (the flavour running the table), by path substring
+_KNOWN_GAPS_BY_CONSUMER: dict[str, dict[str, str]] = {
+    "keras2": {
+        "tf221-keras3/zoo_rank4/": "Keras 3 zoo rank 4 in Keras 2: 7 variables of the Keras 3-only layer "
+                                   "spellings fit neither by name nor by structure",
+        "tf221-tfkeras/zoo_rank2/model.h5": "tf-keras's own deserializer fails on the zoo's rank-2 config "
+                                            "('str' object is not callable)",
+    },
+}
+
+
 def _known_gap(path: str) -> bool:
-    return any(g in path for g in _KNOWN_GAPS)
+    consumer = _KNOWN_GAPS_BY_CONSUMER.get(str(keras_flavour()), {})
+    return any(g in path for g in _KNOWN_GAPS) or any(g in path for g in consumer)
