@@ -109,7 +109,7 @@ def test_input_not_mutated() -> None:
 def test_method_name() -> None:
     assert method_name("fit_generator")[0] == "fit"
     assert method_name("evaluate_generator", 2)[0] == "evaluate"
-    assert method_name("predict_generator")[1][0].text.endswith("(removed in Keras 3)")
+    assert method_name("predict_generator", 3)[1][0].text.endswith("(removed in Keras 3)")
     assert method_name("fit") == ("fit", [])
 
 

@@ -10,10 +10,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _keras_h5_manifest import manifest_entries  # noqa: E402
+from _paths import is_corpus  # noqa: E402
 
 from ckptcompat.formats import keras_h5  # noqa: E402
 
-ENTRIES = [(p, e) for p, e in manifest_entries() if e.get("kind") != "weights" and e.get("optimizer")]
+#: the corpus (writer coverage beyond the core cases is an open gap of issue #13) and files
+#: whose release saved no step counter (Keras <= 2.2 RMSprop) are left out
+ENTRIES = [(p, e) for p, e in manifest_entries() if e.get("kind") != "weights" and e.get("optimizer")
+           and not is_corpus(e) and e["optimizer"].get("iterations") is not None]
 
 
 @pytest.mark.keras2
