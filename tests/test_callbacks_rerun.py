@@ -16,7 +16,6 @@ import pytest
 
 from _cb_helpers import deterministic
 
-pytestmark = pytest.mark.framework
 
 
 def _keras_version() -> str:
