@@ -10,7 +10,7 @@ from types import ModuleType
 from ckptcompat import runtime
 from ckptcompat.errors import MissingDependencyError
 
-__all__ = ["tf_version", "keras_flavour", "keras_backend", "keras_module"]
+__all__ = ["tf_version", "keras_flavour", "keras_backend", "keras_module", "running_keras30"]
 
 
 def tf_version() -> tuple[int, ...] | None:
@@ -52,3 +52,13 @@ def keras_backend() -> str | None:
 def keras_module() -> ModuleType:
     """The Keras that user code gets on this environment (tf.keras, tf_keras or keras 3)."""
     return runtime.keras_module()
+
+
+def running_keras30() -> bool:
+    """Whether the running Keras is a Keras 3.0.x (installed ``keras`` 3.0.x and no
+    ``TF_USE_LEGACY_KERAS`` switch): the release without ``fit``'s ``_initial_epoch`` hook."""
+    try:
+        version = importlib.metadata.version("keras")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return version.startswith("3.0.") and not runtime.legacy_keras_requested()

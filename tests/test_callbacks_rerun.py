@@ -15,22 +15,14 @@ import numpy as np
 import pytest
 
 from _cb_helpers import deterministic
+from _frameworks import running_keras30
 
-
-
-def _keras_version() -> str:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version("keras")
-    except importlib.metadata.PackageNotFoundError:
-        return ""
 
 
 #: Keras 3.0.x binds fit's first epoch before any callback runs (no ``model._initial_epoch``
 #: hook): there the rerun raises the typed data-position error asking for fit(initial_epoch=)
 needs_fit_hook = pytest.mark.skipif(
-    _keras_version().startswith("3.0.") and os.environ.get("TF_USE_LEGACY_KERAS", "") not in ("1", "true", "True"),
+    running_keras30(),
     reason="Keras 3.0 has no hook to start fit at a later epoch from a callback (docs/callbacks.md)")
 #: the whole module: on Keras 3.0 a signal test did not finish (second Ctrl+C inside its fit loop)
 pytestmark = [pytest.mark.framework, needs_fit_hook]

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from ckptcompat.errors import CkptCompatError
-from _frameworks import keras_flavour
+from _frameworks import keras_flavour, running_keras30
 from _paths import REAL_CHECKPOINTS
 
 pytestmark = pytest.mark.framework
@@ -45,16 +45,7 @@ EXPECTED_FAILURES: dict[str, tuple[str, str, str]] = {
 }
 
 
-def _keras_version() -> str:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version("keras")
-    except importlib.metadata.PackageNotFoundError:
-        return ""
-
-
-if not (keras_flavour() == "keras3" and _keras_version().startswith("3.0.")):
+if not running_keras30():
     # Keras 3.0 builds Adam slots for frozen variables too, so there the file resumes exactly
     EXPECTED_FAILURES["6sephiruth/NID:."] = (
         "IncompatibleStateError", "unexpected optimizer slot",

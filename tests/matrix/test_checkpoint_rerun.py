@@ -30,21 +30,13 @@ from typing import Any
 
 import pytest
 
-def _keras_version() -> str:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version("keras")
-    except importlib.metadata.PackageNotFoundError:
-        return ""
-
+from _frameworks import running_keras30
 
 pytestmark = [
     pytest.mark.framework, pytest.mark.slow,
     # Keras 3.0.x binds fit's first epoch before any callback runs (no model._initial_epoch hook):
     # there the rerun raises the typed data-position error asking for fit(initial_epoch=N)
-    pytest.mark.skipif(_keras_version().startswith("3.0.")
-                       and os.environ.get("TF_USE_LEGACY_KERAS", "") not in ("1", "true", "True"),
+    pytest.mark.skipif(running_keras30(),
                        reason="Keras 3.0 has no hook to start fit at a later epoch from a callback "
                               "(docs/callbacks.md)"),
 ]

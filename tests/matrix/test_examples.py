@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from _frameworks import running_keras30
+
 pytestmark = [pytest.mark.framework, pytest.mark.slow]
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -51,17 +53,7 @@ def _summary(work: Path) -> dict[str, Any]:
     return dict(json.loads((work / "summary.json").read_text()))
 
 
-def _keras30() -> bool:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version("keras").startswith("3.0.") and \
-            os.environ.get("TF_USE_LEGACY_KERAS", "") not in ("1", "true", "True")
-    except importlib.metadata.PackageNotFoundError:
-        return False
-
-
-@pytest.mark.skipif(_keras30(), reason="open bug: on Keras 3.0 the .keras writer refuses the fine-tune "
+@pytest.mark.skipif(running_keras30(), reason="open bug: on Keras 3.0 the .keras writer refuses the fine-tune "
                                        "stage's SGD state ('the SGD state does not fit the model')")
 def test_1_transfer_learning_resumes_and_skips_stages(tmp_path: Path) -> None:
     _run("1_transfer_learning.py", tmp_path, "--stop-after", "2", expect=-signal.SIGKILL)
