@@ -182,14 +182,10 @@ def test_writer_failure_leaves_no_file(tmp_path: Path) -> None:
 def _manifest_params() -> list[Any]:
     """:data:`ENTRIES`; generated-corpus files listed as known gaps of the resume table
     (tests/matrix/test_resume_table.py ``_KNOWN_GAPS``, with reasons) are expected to fail."""
-    from tests.matrix.test_resume_table import _KNOWN_GAPS
+    from tests.matrix.test_resume_table import gap_marks
 
-    out = []
-    for path, entry in ENTRIES:
-        gap = next((why for key, why in _KNOWN_GAPS.items() if key in entry["path"]), None)
-        marks = [pytest.mark.xfail(reason=gap, strict=False)] if gap else []
-        out.append(pytest.param(path, entry, marks=marks, id=str(path.relative_to(path.parents[2]))))
-    return out
+    return [pytest.param(path, entry, marks=gap_marks(entry["path"]), id=str(path.relative_to(path.parents[2])))
+            for path, entry in ENTRIES]
 
 
 @pytest.mark.parametrize("path,entry", _manifest_params())

@@ -44,14 +44,9 @@ def _manifest() -> list[dict]:
 def _manifest_params() -> list[Any]:
     """:func:`_manifest`; the generated-corpus files of the resume table's known gaps
     (tests/matrix/test_resume_table.py ``_KNOWN_GAPS``, with reasons) are expected to fail."""
-    from tests.matrix.test_resume_table import _KNOWN_GAPS
+    from tests.matrix.test_resume_table import gap_marks
 
-    out = []
-    for f in _manifest():
-        gap = next((why for key, why in _KNOWN_GAPS.items() if key in f["path"]), None)
-        marks = [pytest.mark.xfail(reason=gap, strict=False)] if gap else []
-        out.append(pytest.param(f, marks=marks, id=f["path"]))
-    return out
+    return [pytest.param(f, marks=gap_marks(f["path"]), id=f["path"]) for f in _manifest()]
 
 
 def _optimizer_class_recorded(path: Path) -> bool:

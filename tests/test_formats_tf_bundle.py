@@ -140,14 +140,9 @@ def _bundle_owner(fx: dict, owner: str) -> str:
 def _fixture_params() -> list[Any]:
     """:func:`_fixtures`; corpus files listed as known gaps of the resume table
     (tests/matrix/test_resume_table.py ``_KNOWN_GAPS``, with reasons) are expected to fail."""
-    from tests.matrix.test_resume_table import _KNOWN_GAPS
+    from tests.matrix.test_resume_table import gap_marks
 
-    out = []
-    for f in _fixtures():
-        gap = next((why for key, why in _KNOWN_GAPS.items() if key in f["path"]), None)
-        marks = [pytest.mark.xfail(reason=gap, strict=False)] if gap else []
-        out.append(pytest.param(f, marks=marks, id=f["path"]))
-    return out
+    return [pytest.param(f, marks=gap_marks(f["path"]), id=f["path"]) for f in _fixtures()]
 
 
 @pytest.mark.parametrize("fx", _fixture_params())

@@ -267,6 +267,13 @@ _KNOWN_GAPS_BY_CONSUMER: dict[str, dict[str, str]] = {
 }
 
 
+def gap_marks(path: str) -> list[Any]:
+    """A non-strict xfail naming the reviewed gap of a corpus file (``_KNOWN_GAPS``), else none:
+    the format manifest tests read the same files the table resumes."""
+    gap = next((why for key, why in _KNOWN_GAPS.items() if key in path), None)
+    return [pytest.mark.xfail(reason=gap, strict=False)] if gap else []
+
+
 def _consumer_keys() -> list[str]:
     import importlib.metadata
 
