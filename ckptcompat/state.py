@@ -33,6 +33,7 @@ class OptimizerState:
     ``hyperparameters`` uses canonical keys (``learning_rate``, ``beta_1``, ``momentum``, ...);
     ``config`` is the optimizer config exactly as the file stored it, when it stored one.
     ``extra`` holds other optimizer variables by name (loss scale, ``beta1_power``, ...).
+    ``fits``: see the attribute.
     """
 
     class_name: str
@@ -41,6 +42,11 @@ class OptimizerState:
     slots: Mapping[str, Mapping[str, np.ndarray]] = field(default_factory=dict)
     config: Mapping[str, Any] | None = None
     extra: Mapping[str, np.ndarray] = field(default_factory=dict)
+    #: a file that keeps its variables by position only and no optimizer config, where several
+    #: configurations of the class fit them equally (RMSprop momentum vs centered): those
+    #: configurations, e.g. ``"RMSprop(centered=True)"``; a model compiled with the right one
+    #: takes the variables in its own order
+    fits: tuple[str, ...] = ()
 
     @property
     def learning_rate(self) -> float | None:

@@ -292,3 +292,18 @@ def test_real_corpus_kind_c() -> None:
             outcomes[str(path)] = type(exc).__name__
     assert len(outcomes) == len(rows)
     assert sum(isinstance(v, int) and v > 0 for v in outcomes.values()) >= len(rows) - 2, outcomes
+
+
+def test_config_less_rmsprop_names_the_configurations_that_fit() -> None:
+    """Keras 3.15 keeps no optimizer config in a .keras: RMSprop with momentum and centered
+    RMSprop store the same variables. The reader keeps them by position and says which
+    configurations fit (the resume table then resumes them into a model compiled by the
+    caller, and refuses them without one)."""
+    for case in ("opt_rmsprop_momentum", "opt_rmsprop_centered"):
+        path = ROOT / "fixtures" / "tf221-keras3" / case / "model.keras"
+        opt = keras_zip.read(path).optimizer
+        assert opt is not None and opt.class_name == "RMSprop" and not opt.slots
+        assert opt.fits == ("RMSprop(momentum>0)", "RMSprop(centered=True)")
+        assert sorted(opt.extra) == [f"vars/{i}" for i in range(6)]
+    plain = keras_zip.read(ROOT / "fixtures" / "tf221-keras3" / "opt_rmsprop" / "model.keras").optimizer
+    assert plain is not None and plain.slots and plain.fits == ()

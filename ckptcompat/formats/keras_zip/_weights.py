@@ -168,8 +168,9 @@ def read_optimizer(h5: Any, opt_cfg: Mapping[str, Any] | None, generation: str,
     if not arrays:
         return OptimizerState(canon, hyper, None, {}, dict(opt_cfg) if opt_cfg else None, {})
     stored_cfg = dict(opt_cfg) if opt_cfg else None  # what the file recorded (None when guessed)
+    fits: tuple[str, ...] = ()
     if opt_cfg is None and ordered and class_name:
-        layouts, guessed = _guess_layouts(canon, generation, trainable, arrays, path)
+        layouts, guessed, fits = _guess_layouts(canon, generation, trainable, arrays, path)
         if layouts:
             opt_cfg = {"class_name": class_name, "config": {}}
             hyper.update(guessed)  # the flags the slots show (amsgrad): rebuild the same optimizer
@@ -184,7 +185,7 @@ def read_optimizer(h5: Any, opt_cfg: Mapping[str, Any] | None, generation: str,
         if generation == "keras3" and len(arrays) > 1 and arrays[1].shape == () and arrays[1].dtype.kind == "f":
             hyper["learning_rate"] = float(arrays[1])
         return OptimizerState(canon, hyper, iterations, {}, dict(opt_cfg) if opt_cfg else None,
-                              {f"vars/{i}": a for i, a in enumerate(arrays)})
+                              {f"vars/{i}": a for i, a in enumerate(arrays)}, fits)
     layout = _fitting_layout(layouts, arrays, trainable, canon, generation, path)
     iterations, slots, extra = _by_layout(layout, arrays, hyper)
     return OptimizerState(canon, hyper, iterations, slots, stored_cfg, extra)
@@ -204,10 +205,11 @@ def _optimizer_class(h5: Any, opt_cfg: Mapping[str, Any] | None, arrays: list[np
 
 
 def _guess_layouts(canon: str, generation: str, trainable: list[tuple[str, tuple[int, ...]]],
-                   arrays: list[np.ndarray], path: Path) -> tuple[list[Any], dict[str, Any]]:
+                   arrays: list[np.ndarray], path: Path
+                   ) -> tuple[list[Any], dict[str, Any], tuple[str, ...]]:
     """Class known (group attribute) but no config: the layouts of the few flag combinations
-    that fit the variable count and shapes, and those flags; none when several meanings fit
-    equally."""
+    that fit the variable count and shapes, and those flags; when several meanings fit
+    equally, no layout but the configurations that fit (``RMSprop(centered=True)``)."""
     fits = [(optimizer_layout(canon, c, generation, trainable, first), c)
             for c in _GUESS_CONFIGS for first in (False, True)]
     fits = [(x, c) for x, c in fits if x is not None and not _check(tuple(x), arrays, dict(trainable), canon)]
@@ -215,8 +217,12 @@ def _guess_layouts(canon: str, generation: str, trainable: list[tuple[str, tuple
     if len(meanings) > 1:  # e.g. RMSprop momentum vs centered: same count, same shapes
         log.warning("%s: %d %s configurations fit the %d optimizer variables equally; the "
                     "file does not say which", path, len(meanings), canon, len(arrays))
-        return [], {}
-    return [x for x, _ in fits], (dict(fits[0][1]) if fits else {})
+        seen: dict[tuple[Any, ...], str] = {}
+        for x, c in fits:
+            flags = ", ".join(f"{k}>0" if isinstance(v, float) else f"{k}={v}" for k, v in c.items())
+            seen.setdefault(tuple((k, v, sl) for k, v, sl in x), f"{canon}({flags})")
+        return [], {}, tuple(seen.values())
+    return [x for x, _ in fits], (dict(fits[0][1]) if fits else {}), ()
 
 
 def _fitting_layout(layouts: list[Any], arrays: list[np.ndarray],
