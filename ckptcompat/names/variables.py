@@ -142,3 +142,22 @@ def canonical_weight_name(layer_path: list[str] | tuple[str, ...], raw_weight_na
     """
     short = strip_tensor_suffix(raw_weight_name).rsplit("/", 1)[-1]
     return "/".join([*layer_path, short])
+
+
+def distinct_paths(paths: list[list[str]]) -> list[str]:
+    """Names for weights given by their path inside one layer, the way the live walk names them:
+    short names when they are distinct, else each named through its first component (the
+    sub-layer that owns it), recursively: ``[[cells, c2, kernel], [cells, c3, kernel]]`` ->
+    ``cells/c2/kernel``, ``cells/c3/kernel``."""
+    shorts = [p[-1] for p in paths]
+    if len(set(shorts)) == len(shorts) or all(len(p) == 1 for p in paths):
+        return shorts
+    groups: dict[str, list[int]] = {}
+    for i, p in enumerate(paths):
+        groups.setdefault(p[0] if len(p) > 1 else "", []).append(i)
+    out = list(shorts)
+    for head, members in groups.items():
+        if head:
+            for i, rel in zip(members, distinct_paths([paths[i][1:] for i in members])):
+                out[i] = f"{head}/{rel}"
+    return out

@@ -293,9 +293,16 @@ def _apply_matched(rt: Any, state: TrainingState, model: Any, *, partial: bool, 
     """Match ``state`` to ``model`` (name, else structure) and apply it; the report says how."""
     from ckptcompat import runtime
     from ckptcompat.resuming.match import live_layers, match_state
-    from ckptcompat.resuming.read import keras3_file_paths, remap_by_structure
+    from ckptcompat.resuming.read import keras3_file_paths, remap_by_structure, through_model_config
 
     live = _live_shapes(model)
+    if not set(live) <= set(state.weights):
+        through = through_model_config(state, model, live)
+        if through is not None:
+            log.info("%s: a weights file without config, named through the model's own config "
+                     "(as Keras's load_weights does; every shape verified)", where)
+            report = _apply_matched(rt, through[0], model, partial=partial, where=where)
+            return dataclasses.replace(report, matching="structure", by_structure=tuple(through[1].items()))
     keras = runtime.flavour()._OPS.keras  # noqa: SLF001 -- same package
     layers = live_layers(model, lambda layer: isinstance(layer, keras.Model))
     paths = [keras3_file_paths(model), keras3_file_paths(model, twice=True)]

@@ -213,8 +213,9 @@ def remap_by_structure(state: TrainingState, live: Mapping[str, tuple[int, ...]]
     """Rename checkpoint variables that match a live variable only by path suffix.
 
     Nested models in TF bundles lack the outer layer name (``dense_2/bias`` for the live
-    ``inner/dense_2/bias``). A name is renamed only when exactly one unclaimed live
-    variable ends with ``/<name>`` and has the same shape; anything else is left for
+    ``inner/dense_2/bias``); a wrapper's inner scope is one the live walk leaves out
+    (``td/dense/kernel`` for the live ``td/kernel``). A name is renamed only when exactly one
+    unclaimed live variable fits that way and has the same shape; anything else is left for
     :func:`ckptcompat.runtime.apply` to report.
     """
     unmatched_live = {n for n in live if n not in state.weights}
@@ -224,6 +225,10 @@ def remap_by_structure(state: TrainingState, live: Mapping[str, tuple[int, ...]]
             continue
         shape = tuple(np.shape(value))
         hits = [n for n in unmatched_live if n.endswith("/" + name) and tuple(live[n]) == shape]
+        if not hits:  # a wrapper's inner scope the live walk leaves out (TimeDistributed: td/dense/kernel)
+            parts = name.split("/")
+            hits = [n for n in {"/".join(parts[:i] + parts[i + 1:]) for i in range(1, len(parts) - 1)}
+                    if n in unmatched_live and tuple(live[n]) == shape]
         if len(hits) == 1 and hits[0] not in renames.values():
             renames[name] = hits[0]
     leftover = [n for n in state.weights if n not in live and n not in renames]
@@ -252,6 +257,53 @@ def remap_by_structure(state: TrainingState, live: Mapping[str, tuple[int, ...]]
         slots = {renames.get(k, k): v for k, v in optimizer.slots.items()}
         optimizer = dataclasses.replace(optimizer, slots=slots)
     return state.replace(weights=weights, optimizer=optimizer)
+
+
+def through_model_config(state: TrainingState, model: Any, live: Mapping[str, tuple[int, ...]]
+                         ) -> tuple[TrainingState, dict[str, str]] | None:
+    """A Keras v3 ``.weights.h5`` that records no config, read again through the config of the
+    model it is loaded into, as Keras's own ``load_weights`` does (the live layers' classes
+    and order name the file's groups): (that state, file name -> live name by content) when
+    it names every live variable with the right shape, else None (the other matchers try)."""
+    path = state.producer.path
+    if state.model_config is not None or state.producer.format != "keras_zip" or not path \
+            or not str(path).endswith(".h5"):
+        return None
+    try:
+        config = {"class_name": type(model).__name__, "config": model.get_config()}
+    except Exception as exc:  # noqa: BLE001 -- a subclassed model without get_config
+        log.debug("no config of the live model (%s); matching by file paths", exc)
+        return None
+    from ckptcompat.formats import keras_zip
+
+    try:
+        again = keras_zip.read(path, model_config=config)
+    except CkptCompatError as exc:
+        log.debug("%s: not readable through the live model's config: %s", path, exc)
+        return None
+    if set(again.weights) != set(live) or any(tuple(np.shape(v)) != tuple(live[n]) for n, v in again.weights.items()):
+        return None
+    optimizer = state.optimizer if again.optimizer is None or not again.optimizer.slots else again.optimizer
+    return state.replace(weights=dict(again.weights), optimizer=optimizer), _pair_by_content(state.weights, again.weights)
+
+
+def _pair_by_content(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, str]:
+    """old name -> new name of the same array (equal values paired in order)."""
+    import hashlib
+
+    def key(value: Any) -> tuple[Any, ...]:
+        arr = np.ascontiguousarray(np.asarray(value))
+        return arr.shape, str(arr.dtype), hashlib.sha256(arr.tobytes()).hexdigest()
+
+    waiting: dict[tuple[Any, ...], list[str]] = {}
+    for name, value in new.items():
+        waiting.setdefault(key(value), []).append(name)
+    out = {}
+    for name, value in old.items():
+        names = waiting.get(key(value))
+        if names:
+            out[name] = names.pop(0)
+    return {a: b for a, b in out.items() if a != b}
 
 
 def _groups(names: list[str]) -> list[tuple[str, list[str]]]:

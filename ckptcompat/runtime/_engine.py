@@ -301,6 +301,9 @@ def _slots_from_positions(ops: FlavourOps, opt: Any, live: dict[str, dict[str, A
     if st.slots or not arrays or any(a is None for a in arrays):
         return st
     ordered = ops.ordered_optimizer_variables(opt)
+    if ordered is not None and len(arrays) == len(ordered) + 1 > 2 and np.shape(arrays[1]) == () \
+            and np.asarray(arrays[1]).dtype.kind == "f":
+        arrays = [arrays[0], *arrays[2:]]  # a Keras 3 file's learning-rate variable (a hyper here)
     if ordered is None or len(ordered) != len(arrays):
         return st
     where = {id(var): (name, slot) for name, per in live.items() for slot, var in per.items()}

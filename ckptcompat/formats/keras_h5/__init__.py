@@ -23,7 +23,7 @@ from ckptcompat.errors import (CheckpointNotFoundError, CkptCompatError, Corrupt
 from ckptcompat.formats import Peek, WrittenFiles
 from ckptcompat.formats._h5safe import hard_child, read_numeric
 from ckptcompat.formats.keras_h5._optimizer import WeightInfo, canonical_hyperparameters, match_slots
-from ckptcompat.names.variables import canonical_optimizer_class, strip_tensor_suffix
+from ckptcompat.names.variables import canonical_optimizer_class, distinct_paths, strip_tensor_suffix
 from ckptcompat.state import OptimizerState, Producer, Progress, TrainingState
 
 __all__ = ["NAME", "name", "sniff", "peek", "read", "write", "files", "HDF5_SIGNATURE", "ATTR_EPOCH", "ATTR_STEP",
@@ -181,6 +181,28 @@ def _tf_layers_scopes(f: Any) -> bool:
     return version.endswith("-tf") and version.startswith(("2.0.", "2.1."))
 
 
+def _layer_names(layer: str, raws: list[str], own_scopes: bool, cls: str = "") -> list[str]:
+    """Canonical names of one layer's weights: cell scopes dropped (``lstm/lstm_cell/kernel`` ->
+    ``lstm/kernel``), unless that makes two names equal (``StackedRNNCells``: every cell holds a
+    ``kernel``) or the layer is a wrapper the live walk names through (``TimeDistributed``:
+    ``td/dense/kernel`` -> ``td/kernel``); then, as the live walk names them, each weight keeps
+    the path through the sub-layers that tells it apart (``rnn/stacked_rnn_cells/cell_2/kernel``)."""
+    names = []
+    for raw in raws:
+        canonical = canonical_from_raw(layer, raw)
+        if own_scopes and strip_tensor_suffix(raw).count("/") == 1:
+            canonical = canonical_from_raw(layer, raw.rsplit("/", 1)[-1])  # dense_1 + dense/kernel:0
+        names.append(canonical)
+    if len(set(names)) == len(names) and cls != "TimeDistributed":
+        return names
+    tails = []
+    for raw in raws:
+        parts = strip_tensor_suffix(raw).split("/")
+        heads = parts[:-1]
+        tails.append(parts[len(heads) - heads[::-1].index(layer):] if layer in heads else parts)
+    return [f"{layer}/{rel}" for rel in distinct_paths(tails)]
+
+
 def layer_table(f: Any, model_config: Any, path: Path, limit: int
                 ) -> tuple[list[tuple[str, list[WeightInfo]]], dict[str, np.ndarray]]:
     """Layers in file order with their weights; plus the arrays by canonical name."""
@@ -200,14 +222,12 @@ def layer_table(f: Any, model_config: Any, path: Path, limit: int
         lgroup = hard_child(group, lname, path, f"layer group {lname!r}", _HINT)
         infos: list[WeightInfo] = []
         raws = _attr_list(lgroup, "weight_names") or []
+        values = [_dataset(lgroup, raw, limit, path) for raw in raws]
         inner = nested_names.get(lname)
-        for i, raw in enumerate(raws):
-            value = _dataset(lgroup, raw, limit, path)
-            if inner and len(inner) == len(raws) and "/" not in strip_tensor_suffix(raw):
-                raw = f"{inner[i]}/{raw}"  # Keras 3.0.x wrote nested weights without the layer name
-            canonical = canonical_from_raw(lname, raw)
-            if own_scopes and not table.get(lname, ("", True, {}))[2] and strip_tensor_suffix(raw).count("/") == 1:
-                canonical = canonical_from_raw(lname, raw.rsplit("/", 1)[-1])  # dense_1 + dense/kernel:0
+        if inner and len(inner) == len(raws):  # Keras 3.0.x wrote nested weights without the layer name
+            raws = [raw if "/" in strip_tensor_suffix(raw) else f"{inner[i]}/{raw}" for i, raw in enumerate(raws)]
+        cls, _, nested = table.get(lname, ("", True, {}))
+        for raw, value, canonical in zip(raws, values, _layer_names(lname, raws, own_scopes and not nested, cls)):
             if canonical in arrays:
                 raise CorruptCheckpointError(f"two weights map to the name {canonical!r}", path=path,
                                              hint="the layer names in the file are not unique")

@@ -135,7 +135,11 @@ def _open(path: Path) -> tuple[Any, dict[str, Any], dict[str, Any] | None, Any]:
 
 
 def read(path: str | Path, **options: Any) -> TrainingState:
-    """Read a ``.keras`` archive or ``.weights.h5`` file into a :class:`TrainingState`."""
+    """Read a ``.keras`` archive or ``.weights.h5`` file into a :class:`TrainingState`.
+
+    ``model_config`` (``{"class_name", "config"}``): for a weights file that records no model
+    config, name its groups through this config instead, as Keras's ``load_weights`` names
+    them through the model it loads into (the state still records no config of its own)."""
     p = Path(path)
     if not p.exists():
         raise CheckpointNotFoundError("no such file", path=p, hint="check the path")
@@ -148,6 +152,9 @@ def read(path: str | Path, **options: Any) -> TrainingState:
     except (OSError, ValueError, RuntimeError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise CorruptCheckpointError(f"cannot read the file: {exc}", path=p) from exc
     try:
+        given = options.get("model_config")
+        if config is None and isinstance(given, Mapping):  # a weights file: the caller's model config
+            config = {"class_name": given.get("class_name"), "config": given.get("config"), "given": True}
         return _read_state(p, h5, meta, config, include_optimizer=bool(options.get("include_optimizer", True)))
     except CkptCompatError:
         raise
@@ -171,8 +178,10 @@ def _read_state(p: Path, h5: Any, meta: Mapping[str, Any], config: Mapping[str, 
     generation = _generation(version, h5)
     model_cfg = None
     if config is not None:
-        model_cfg = {k: v for k, v in config.items() if k != "compile_config"}
+        model_cfg = {k: v for k, v in config.items() if k not in ("compile_config", "given")}
     weights, trainable = read_weights(h5, model_cfg, p, generation)
+    if config is not None and config.get("given"):
+        model_cfg = None  # named through the caller's model; the file itself records no config
     compile_cfg = (config or {}).get("compile_config") or {}
     if not isinstance(compile_cfg, Mapping):
         compile_cfg = {}

@@ -33,6 +33,10 @@ class VarSpec:
     ndim: tuple[int, ...] | None = None
 
 
+#: a VarSpec name starting with this is a second reference to a variable read elsewhere (skipped)
+ALIAS = "="
+
+
 @dataclass(frozen=True)
 class LayerSlot:
     """A group of variables in the file: h5 group path, canonical prefix and layer class."""
@@ -132,6 +136,12 @@ LAYER_VARS: dict[str, Callable[[Mapping[str, Any]], list[VarSpec]]] = {
     "ReversibleEmbedding": lambda cfg: [VarSpec("embeddings", True, (2,))] + (
         [] if cfg.get("tie_weights", True) else [VarSpec("reverse_embeddings", True, (2,))]),
     "Normalization": _normalization,
+    # its own vars: the wrapped kernel a second time (ALIAS: already read under layer/) and u
+    "SpectralNormalization": lambda cfg: [VarSpec(ALIAS + "kernel", False, None), VarSpec("vector_u", False, (2,))],
+    # Keras 2 only; the kernel's rank depends on ``implementation``
+    **{c: (lambda cfg: [VarSpec("kernel", True, None), *([VarSpec("bias", True, None)]
+                                                         if cfg.get("use_bias", True) else [])])
+       for c in ("LocallyConnected1D", "LocallyConnected2D")},
 }
 #: Keras 3 spellings where they differ (``var_specs(..., generation="keras3")``)
 LAYER_VARS_KERAS3: dict[str, Callable[[Mapping[str, Any]], list[VarSpec]]] = {
@@ -221,6 +231,9 @@ def _walk(entry: Mapping[str, Any], h5_path: str, prefix: list[str], trainable: 
         cell = cfg.get("cell") if cls == "RNN" else None
         cell_cls = str(cell.get("class_name")) if isinstance(cell, Mapping) else _RNN_CELLS[cls]
         cell_cfg = (cell.get("config") or {}) if isinstance(cell, Mapping) else cfg
+        if cell_cls == "StackedRNNCells" and isinstance(cell_cfg.get("cells"), list):
+            _stacked_cells(cell_cfg, f"{h5_path}/cell", [*prefix, name], trainable, out)
+            return
         out.append(LayerSlot(h5_path + "/cell", "/".join([*prefix, name]), cell_cls, cell_cfg, trainable))
         return
     if cls == "Bidirectional" and isinstance(cfg.get("layer"), Mapping):
@@ -237,12 +250,36 @@ def _walk(entry: Mapping[str, Any], h5_path: str, prefix: list[str], trainable: 
             _walk({**sub, "config": {**(sub.get("config") or {}), "name": sub_name}},
                   f"{h5_path}/{attr}", [*prefix, name], trainable, out, depth + 1)
         return
+    if cls == "SpectralNormalization" and isinstance(cfg.get("layer"), Mapping):
+        inner = cfg["layer"]  # the wrapped layer's variables under layer/, named as the wrapper's
+        _walk({**inner, "config": {**(inner.get("config") or {}), "name": name}}, h5_path + "/layer",
+              prefix, trainable, out, depth + 1)
+        out.append(LayerSlot(h5_path, "/".join([*prefix, name]), cls, cfg, trainable))
+        return
     if cls == "TimeDistributed" and isinstance(cfg.get("layer"), Mapping):
         inner = cfg["layer"]
         inner_cfg = {**(inner.get("config") or {}), "name": name}
         _walk({**inner, "config": inner_cfg}, h5_path + "/layer", prefix, trainable, out, depth + 1)
         return
     out.append(LayerSlot(h5_path, "/".join([*prefix, name]), cls, cfg, trainable))
+
+
+def _stacked_cells(cfg: Mapping[str, Any], h5_path: str, prefix: list[str], trainable: bool,
+                   out: list[LayerSlot]) -> None:
+    """``StackedRNNCells``: each cell under ``cell/cells/<class>[_n]``; the live walk names
+    its weights through the stack and the cell (every cell has a ``kernel``)."""
+    cells = [c for c in cfg["cells"] if isinstance(c, Mapping)]
+    stack = [str(cfg.get("name") or "stacked_rnn_cells")] if len(cells) > 1 else []
+    used: dict[str, int] = {}
+    for i, cell in enumerate(cells):
+        cls = str(cell.get("class_name", ""))
+        cell_cfg = cell.get("config") if isinstance(cell.get("config"), Mapping) else {}
+        base = snake_case(cls)
+        group = base if base not in used else f"{base}_{used[base]}"
+        used[base] = used.get(base, 0) + 1
+        names = [str(cell_cfg.get("name") or f"{base}_{i}")] if stack else []
+        out.append(LayerSlot(f"{h5_path}/cells/{group}", "/".join([*prefix, *stack, *names]), cls,
+                             cell_cfg, trainable and bool(cell_cfg.get("trainable", True))))
 
 
 def _walk_container(entries: list[Mapping[str, Any]], base: str, prefix: list[str], trainable: bool,

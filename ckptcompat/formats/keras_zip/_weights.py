@@ -11,7 +11,7 @@ import numpy as np
 
 from ckptcompat.errors import CorruptCheckpointError, IncompatibleStateError
 from ckptcompat.formats.keras_zip._io import group_vars
-from ckptcompat.formats.keras_zip._layout import (LayerSlot, VarSpec, infer_specs_from_shapes, var_specs,
+from ckptcompat.formats.keras_zip._layout import (ALIAS, LayerSlot, VarSpec, infer_specs_from_shapes, var_specs,
                                                   walk_model_config)
 from ckptcompat.formats.keras_zip._optimizer import optimizer_layout
 from ckptcompat.names.variables import canonical_optimizer_class
@@ -107,7 +107,8 @@ def _read_config_layers(h5: Any, model_cfg: Mapping[str, Any], path: Path, add: 
             continue
         used.add(group)
         for spec, array in zip(_layer_specs(slot, arrays, path, generation), arrays):
-            add(f"{slot.prefix}/{spec.name}", array, slot.trainable and spec.trainable)
+            if not spec.name.startswith(ALIAS):
+                add(f"{slot.prefix}/{spec.name}", array, slot.trainable and spec.trainable)
     return used
 
 
@@ -128,6 +129,10 @@ def _layer_specs(slot: LayerSlot, arrays: list[np.ndarray], path: Path,
     return [VarSpec(f"var_{i}") for i in range(len(arrays))]
 
 
+#: the sub-layer attributes of a wrapper whose groups carry the same cell name on each side
+_WRAPPER_SIDES = ("forward_layer", "backward_layer")
+
+
 def _read_unlisted_group(h5: Any, group: str, model_cfg: Mapping[str, Any] | None, path: Path,
                          add: _Add) -> None:
     """Add the variables of a group no config layer claimed, named after its path (and,
@@ -138,11 +143,14 @@ def _read_unlisted_group(h5: Any, group: str, model_cfg: Mapping[str, Any] | Non
     label = h5[group].attrs.get("name")
     if isinstance(label, bytes):
         label = label.decode("utf-8", "replace")
-    if isinstance(label, str) and parts and model_cfg is None:
+    side = bool(parts) and parts[-1] in _WRAPPER_SIDES  # Bidirectional: both sides hold "lstm_cell"
+    if isinstance(label, str) and parts and model_cfg is None and not side:
         parts[-1] = label
     prefix = "/".join(parts) or "model"
     comps = norm.split("/")[:-1] or ["model"]
     cls_name = comps[-2] + "_cell" if comps[-1] == "cell" and len(comps) > 1 else comps[-1]
+    if side and isinstance(label, str):
+        cls_name = label
     specs = infer_specs_from_shapes(cls_name, [a.shape for a in arrays])
     if model_cfg is not None or specs is None:
         if model_cfg is not None:

@@ -20,7 +20,7 @@ import numpy as np
 from ckptcompat.errors import CorruptCheckpointError, IncompatibleStateError
 from ckptcompat.formats import _protowire as pw
 from ckptcompat.names.variables import (CANONICAL_SLOTS, canonical_optimizer_class, canonical_slot,
-                                        split_keras3_slot, strip_tensor_suffix)
+                                        distinct_paths, split_keras3_slot, strip_tensor_suffix)
 from ckptcompat.state import OptimizerState, Producer, Progress, TrainingState
 
 __all__ = ["GRAPH_KEY", "state_from_object_graph"]
@@ -176,8 +176,9 @@ def _weight_names(graph: _Graph, weight_ids: list[int]) -> tuple[dict[int, str],
         full = graph.var_of[nid].full_name or "/".join(graph.paths.get(nid, (str(nid),)))
         seen.setdefault(canonical_from_full_name(full), []).append(nid)
     for name, ids in seen.items():
-        for nid in ids:
-            names[nid] = name if len(ids) == 1 else "/".join(graph.paths[nid])
+        apart = _apart([graph.var_of[n].full_name for n in ids], name) if len(ids) > 1 else None
+        for i, nid in enumerate(ids):
+            names[nid] = name if len(ids) == 1 else apart[i] if apart else "/".join(graph.paths[nid])
     keras3_graph = any(ref.local_name in ("_operations", "_functional", "_tracked")
                        for node in graph.nodes for ref in node.children)
     if keras3_graph and weight_ids:  # Keras 3 paths start with the outer model's own name
@@ -185,6 +186,22 @@ def _weight_names(graph: _Graph, weight_ids: list[int]) -> tuple[dict[int, str],
         if all(len(p) >= 3 for p in parts) and len({p[0] for p in parts}) == 1:
             names = {n: "/".join(names[n].split("/")[1:]) if n in weight_ids else v for n, v in names.items()}
     return names, keras3_graph
+
+
+def _apart(full_names: list[str], canonical: str) -> list[str] | None:
+    """Names for variables whose cell scopes were dropped into one canonical name
+    (``StackedRNNCells``: every cell has a ``kernel``): the path inside their layer kept where it
+    tells them apart, as the live walk names them; None when the full names do not allow it."""
+    head, _, _ = canonical.rpartition("/")
+    layer = head.rsplit("/", 1)[-1]
+    tails = []
+    for full in full_names:
+        parts = strip_tensor_suffix(full).split("/")
+        if not head or layer not in parts[:-1]:
+            return None
+        tails.append(parts[len(parts) - 1 - parts[:-1][::-1].index(layer):])
+    names = distinct_paths(tails)
+    return [f"{head}/{n}" for n in names] if len(set(names)) == len(names) else None
 
 
 def _optimizer_state(graph: _Graph, opt: _OptimizerNodes, names: dict[int, str], weight_ids: list[int]

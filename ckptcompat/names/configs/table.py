@@ -107,7 +107,8 @@ KERAS3_ONLY_ARGS_AT: dict[str, dict[str, Any]] = {
                  "pad_to_aspect_ratio": False},
     "IntegerLookup": _LOOKUP, "StringLookup": _LOOKUP,
     "LayerNormalization": {"rms_scaling": False},
-    "MultiHeadAttention": {"seed": ANY, "sliding_window": None, "use_gate": False},
+    "MultiHeadAttention": {"seed": ANY, "sliding_window": None, "use_gate": False,
+                           "softmax_robust_masking": False},  # tf-keras 2.16+ writes it too
 }
 #: Keras 3 argument names -> Keras 2 names (downgrade), per class
 KERAS2_ARG_NAMES: dict[str, dict[str, str]] = {"LeakyReLU": {"negative_slope": "alpha"}}
