@@ -36,3 +36,15 @@ def test_canonical_weight_name() -> None:
     assert v.canonical_weight_name(["lstm"], "lstm/lstm_cell/kernel:0") == "lstm/kernel"
     assert v.canonical_weight_name(["inner", "dense_2"], "dense_2/bias:0") == "inner/dense_2/bias"
     assert v.strip_tensor_suffix("a/b:0") == "a/b"
+
+
+def test_distinct_paths_names_like_the_live_walk() -> None:
+    """Short names when distinct; else through the sub-layer that owns each weight, recursively
+    (StackedRNNCells: every cell has a kernel; Bidirectional: the cell scope still drops)."""
+    from ckptcompat.names.variables import distinct_paths
+
+    assert distinct_paths([["lstm_cell", "kernel"], ["lstm_cell", "bias"]]) == ["kernel", "bias"]
+    stacked = [["cells", "c2", "kernel"], ["cells", "c2", "bias"], ["cells", "c3", "kernel"], ["cells", "c3", "bias"]]
+    assert distinct_paths(stacked) == ["cells/c2/kernel", "cells/c2/bias", "cells/c3/kernel", "cells/c3/bias"]
+    bidir = [["forward_lstm", "lstm_cell", "kernel"], ["backward_lstm", "lstm_cell", "kernel"]]
+    assert distinct_paths(bidir) == ["forward_lstm/kernel", "backward_lstm/kernel"]
