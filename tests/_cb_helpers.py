@@ -1,4 +1,4 @@
-"""Shared pieces of the tests/test_callbacks_*.py files: tiny deterministic data and models."""
+"""Shared pieces of the tests/callbacks/test_callbacks_*.py files: tiny deterministic data and models."""
 
 from __future__ import annotations
 

@@ -48,3 +48,19 @@ def test_the_function_check_sees_a_long_function() -> None:
     body = "\n".join(f"    x{i} = {i}" for i in range(70))
     assert _long_functions(f"def f():\n{body}\n") == ["f (71 lines)"]
     assert _long_functions(f'def f():\n    """Long because: a table."""\n{body}\n') == []
+
+
+#: test folders that are not a sub-package: cross-version runs, corpora we did not write, hostile input
+CROSS_CUTTING_TEST_FOLDERS = {"matrix", "corpora", "hostile"}
+
+
+def test_tests_mirror_the_package() -> None:
+    """Every sub-package has its test folder, and every test folder is a sub-package or one of the
+    cross-cutting ones; tests of the top-level modules sit in ``tests/`` itself."""
+    tests = Path(__file__).resolve().parent
+    packages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))}
+    assert packages - folders == set(), "sub-packages without a tests/<name>/ folder"
+    assert folders - packages - CROSS_CUTTING_TEST_FOLDERS == set(), "test folders that mirror nothing"
+    for folder in folders - CROSS_CUTTING_TEST_FOLDERS:
+        assert list((tests / folder).glob("test_*.py")), f"tests/{folder}/ holds no test module"

@@ -17,7 +17,7 @@ anything else (a builtin exception, ``MemoryError``, ``RecursionError``), or a r
     python tools/fuzz.py --target keras_zip --seconds 60 --max-memory 1024
     python tools/fuzz.py --replay fuzz-crashes/keras_h5-<hash>.bin --target keras_h5
 
-``tests/test_fuzz.py`` runs every target for a fraction of a second with a fixed seed.
+``tests/hostile/test_fuzz.py`` runs every target for a fraction of a second with a fixed seed.
 """
 
 from __future__ import annotations

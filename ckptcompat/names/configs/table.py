@@ -49,7 +49,7 @@ INPUT_SHAPE_KEYS: tuple[str, ...] = ("batch_input_shape", "input_shape", "batch_
 _CONV_BASE_ONLY = ("groups", "kernel_initializer", "kernel_regularizer", "kernel_constraint")
 _RNG = ("rng_type",)
 #: layer arguments only Keras 2 knows (dropped on upgrade); "*" applies to every class.
-#: Found by tests/test_names_config_layers.py on configs written by tf-keras 2.21 / tf.keras 2.15.
+#: Found by tests/names/test_names_config_layers.py on configs written by tf-keras 2.21 / tf.keras 2.15.
 KERAS2_ONLY_LAYER_ARGS: dict[str, tuple[str, ...]] = {
     "*": ("time_major",),
     "LSTM": ("implementation",), "GRU": ("implementation",),

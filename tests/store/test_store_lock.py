@@ -17,7 +17,7 @@ from _store_helpers import commit
 from ckptcompat.errors import CkptCompatError, StoreLockedError
 from ckptcompat.store import CheckpointStore
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LOCK = ".ckptcompat.lock"
 
 

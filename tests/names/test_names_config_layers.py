@@ -27,7 +27,7 @@ import pytest
 from ckptcompat.errors import InvalidArgumentError, UnsupportedFormatError
 from ckptcompat.names.configs.table import REMOVED_IN_KERAS3
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LAYER_FIXTURES = ROOT / "fixtures" / "layer_configs"
 #: fixture environments written by each generation
 ENVS_BY_GENERATION = {"keras2": ("tf221-tfkeras", "tf215"), "keras3": ("tf221-keras3",)}

@@ -1,6 +1,6 @@
 """Run native ``keras.models.load_model(path, compile=True)`` on files (a child process of the tests).
 
-    python tests/_real_native.py IN.json OUT.json
+    python tests/corpora/_real_native.py IN.json OUT.json
 
 IN: a list of paths. OUT: ``{path: [ok, n_optimizer_variables, reason]}``. Runs in a child so
 that native Keras (which may deserialize Lambda byte-code under Keras 2) never runs inside

@@ -19,7 +19,7 @@ from ckptcompat.errors import (CheckpointNotFoundError, CkptCompatError, Corrupt
 from ckptcompat.formats import tf_bundle
 from ckptcompat.state import OptimizerState, Progress, TrainingState
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "fixtures" / "manifest.json"
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 _SPEC = importlib.util.spec_from_file_location("ckptcompat_fuzz", ROOT / "tools" / "fuzz.py")
 assert _SPEC is not None and _SPEC.loader is not None
 fuzz = importlib.util.module_from_spec(_SPEC)

@@ -19,7 +19,7 @@ from ckptcompat.callbacks.async_writer import AsyncWriter, snapshot
 from ckptcompat.errors import CkptCompatError, StoreWriteError
 from ckptcompat.state import OptimizerState, TrainingState
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _slow(log: list[str], tag: str, seconds: float, gate: threading.Event | None = None):

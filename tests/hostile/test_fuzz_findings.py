@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-HANG = Path(__file__).with_name("data") / "fuzz-keras_h5-vlen-attr-hang.h5"
+HANG = Path(__file__).with_name("findings") / "fuzz-keras_h5-vlen-attr-hang.h5"
 _CHILD = """
 import sys, ckptcompat
 from ckptcompat.errors import CkptCompatError

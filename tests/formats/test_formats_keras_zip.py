@@ -24,7 +24,7 @@ from ckptcompat.state import TrainingState
 
 h5py = pytest.importorskip("h5py")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "fixtures"
 CORPUS = ROOT.parent / "shared" / "real-checkpoints"
 

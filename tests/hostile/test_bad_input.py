@@ -36,7 +36,7 @@ from ckptcompat.formats import registry
 
 from _paths import is_corpus  # noqa: E402 -- tests/ is on sys.path (conftest)
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 MANIFEST = FIXTURES / "manifest.json"
 TYPED = CkptCompatError
 DAMAGED = (CorruptCheckpointError, UnsupportedFormatError)

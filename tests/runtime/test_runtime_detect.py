@@ -22,7 +22,7 @@ import pytest
 from ckptcompat import runtime
 from ckptcompat.errors import MissingDependencyError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "ckptcompat"
 
 #: Values a user may plausibly set; TF accepts exactly "1", "true" and "True".

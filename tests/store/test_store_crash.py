@@ -18,7 +18,7 @@ from ckptcompat import store as store_module
 from ckptcompat.errors import CkptCompatError, StoreWriteError
 from ckptcompat.store import CheckpointStore, Retention, verify
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 _KILLED_WRITER = textwrap.dedent("""
     import sys, time

@@ -34,7 +34,7 @@ from ckptcompat.errors import (CkptCompatError, IncompatibleStateError,
 from ckptcompat.formats import registry
 from ckptcompat.formats.sidecar import read_legacy_sidecar
 
-CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "real-checkpoints"
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "real-checkpoints"
 
 #: set_id -> reason (module at fault) for sets that fail because of another helper's module.
 KNOWN_FAILURES: dict[str, str] = {}

@@ -15,7 +15,7 @@ from ckptcompat.errors import CkptCompatError, CorruptCheckpointError, Unsupport
 from ckptcompat.formats import keras_h5
 from ckptcompat.state import OptimizerState, TrainingState
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _keras_h5_manifest import manifest_entries, sha256  # noqa: E402
 
 h5py = pytest.importorskip("h5py")

@@ -155,7 +155,7 @@ def test_optimizer_v2_nadam_momentum_cache_is_the_u_product() -> None:
     assert extra["u_product"] == np.float32(0.25) and set(slots["d/bias"]) == {"m", "v"}
 
 
-SAMPLE = __import__("pathlib").Path(__file__).resolve().parent.parent / "fixtures" / "optimizers"
+SAMPLE = __import__("pathlib").Path(__file__).resolve().parents[2] / "fixtures" / "optimizers"
 
 
 def test_migrate_plain_sgd_keras2_to_keras3_drops_the_inert_momentum(tmp_path) -> None:
