@@ -52,6 +52,12 @@ def dataset_base() -> type:
     return base
 
 
+#: config strings Keras 3's legacy deserializer would turn into the function of that name
+#: (``Attention(score_mode="dot")`` -> ``keras.ops.dot``, which its own ``load_model`` then
+#: refuses); mapping them to themselves keeps them strings
+_KEEP_AS_STRINGS: dict[str, str] = {"dot": "dot", "concat": "concat"}
+
+
 def model_from_config(config: Mapping[str, Any], custom_objects: Mapping[str, Any]) -> Any:
     """A new model from a Keras 3 spelled config: ``.keras`` layout (with ``module``) through
     ``model_from_json``, the legacy ``.h5`` layout through Keras' legacy deserializer."""
@@ -61,7 +67,7 @@ def model_from_config(config: Mapping[str, Any], custom_objects: Mapping[str, An
 
         return saving_utils.model_from_config(
             {"class_name": config["class_name"], "config": config["config"]},
-            custom_objects=dict(custom_objects))
+            custom_objects={**_KEEP_AS_STRINGS, **dict(custom_objects)})
     return keras.models.model_from_json(json.dumps(config), custom_objects=dict(custom_objects))
 
 

@@ -268,10 +268,6 @@ _KNOWN_GAPS: dict[str, str] = {
                               "class 'muon' not resolved from .keras (every file)",
     "tf221-keras3/opt_schedulefreeadamw/": "ScheduleFreeAdamW: extra per-variable state not modelled; "
                                            "'schedule_free_adam_w' not resolved (every file)",
-    "tf221-keras3/zoo_rank2/model.h5": "Attention from .h5: Keras 3.15's deserializer turns score_mode 'dot' "
-                                       "into keras.ops.dot (native load_model fails the same way)",
-    "tf221-keras3/zoo_rank2/model.weights.h5": "base model.h5 not rebuilt (Attention config)",
-    "tf221-keras3/zoo_rank2/tf_checkpoint/": "base model.h5 not rebuilt (Attention config)",
     "tf221-tfkeras/zoo_rank3/model.h5": "resumes on tf215 and tf-keras 2.21 (n/a on Keras 3: LocallyConnected1D) "
                                         "since the StackedRNNCells names and MHA softmax_robust_masking rule; "
                                         "tf212 not re-run yet",
@@ -294,6 +290,10 @@ _AMBIGUOUS_WITHOUT_MODEL: dict[str, str] = {
 _READER_NAME_GAPS: dict[str, str] = {
     "tf221-keras3/zoo_rank3/tf_checkpoint/": "the TF bundle reader keeps TimeDistributed's inner scope "
                                              "(td/dense/kernel); resume matches it to td/kernel by structure",
+    "tf221-keras3/zoo_rank2/tf_checkpoint/": "the TF bundle reader keeps SpectralNormalization's inner scope "
+                                             "(sn/dense/bias); resume matches it to sn/bias by structure",
+    "tf221-keras3/zoo_rank2/model.weights.h5": "as tf221-tfkeras/zoo_rank2/model.weights.h5: the kernel counts "
+                                               "twice when read without a config",
     "tf221-tfkeras/zoo_rank2/model.weights.h5": "read without a config, SpectralNormalization's kernel (stored "
                                                 "under layer/ and again in its own vars) counts twice; resume "
                                                 "reads it through the model's config once",

@@ -193,7 +193,7 @@ def _layer_names(layer: str, raws: list[str], own_scopes: bool, cls: str = "") -
         if own_scopes and strip_tensor_suffix(raw).count("/") == 1:
             canonical = canonical_from_raw(layer, raw.rsplit("/", 1)[-1])  # dense_1 + dense/kernel:0
         names.append(canonical)
-    if len(set(names)) == len(names) and cls != "TimeDistributed":
+    if len(set(names)) == len(names) and cls not in ("TimeDistributed", "SpectralNormalization"):
         return names
     tails = []
     for raw in raws:
