@@ -1,6 +1,6 @@
 """Inputs the long fuzzing campaign (``tools/fuzz.py --seconds 600``) found, kept as tests.
 
-``data/fuzz-keras_h5-vlen-attr-hang.h5`` (36 KB, a mutated golden ``model.h5``): reading its
+``findings/fuzz-keras_h5-vlen-attr-hang.h5`` (36 KB, a mutated golden ``model.h5``): reading its
 root attribute ``model_config`` -- a variable-length string -- sends HDF5's own attribute read
 (``H5Aread`` through h5py) into a loop inside C, where no Python-level timeout reaches it.
 Open: bounding it needs the HDF5 reads of untrusted files in a child process, or a check of
