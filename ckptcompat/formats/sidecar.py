@@ -37,6 +37,7 @@ from ckptcompat.errors import (
     UnsupportedFormatError,
 )
 from ckptcompat.formats import Peek, WrittenFiles
+from ckptcompat.names.variables import LOSS_SCALE_CONFIG, LOSS_SCALE_CURRENT, LOSS_SCALE_GOOD_STEPS
 from ckptcompat.state import OptimizerState, Producer, Progress, TrainingState
 
 __all__ = ["NAME", "name", "SCHEMA_KEY", "SCHEMA_VERSION", "MAX_BYTES", "sniff", "peek", "read", "write", "files",
@@ -152,7 +153,8 @@ def _document(state: TrainingState) -> dict[str, Any]:
                      "format": state.producer.format},
         "optimizer": None if opt is None else {
             "class_name": opt.class_name, "hyperparameters": opt.hyperparameters,
-            "iterations": opt.iterations, "config": opt.config},
+            "iterations": opt.iterations, "config": opt.config,
+            **({"loss_scale": _loss_scale_doc(opt.extra)} if LOSS_SCALE_CURRENT in opt.extra else {})},
         "metric_names": list(state.metric_names),
     }
     doc = to_jsonable(doc, "$", problems)
@@ -160,6 +162,27 @@ def _document(state: TrainingState) -> dict[str, Any]:
         raise IncompatibleStateError("the state has values that cannot be stored in state.json",
                                      problems, hint="keep callback and RNG states to plain data")
     return doc
+
+
+def _loss_scale_doc(extra: Mapping[str, Any]) -> dict[str, Any]:
+    """A loss-scale wrapper's state and settings (``extra`` keys without their prefix): kept in
+    state.json too, because not every model file has a place for it (Keras 2 ``.h5``)."""
+    keys = [LOSS_SCALE_CURRENT, LOSS_SCALE_GOOD_STEPS, *(k for k in extra if k.startswith(LOSS_SCALE_CONFIG))]
+    return {k: np.asarray(extra[k]).item() for k in keys if k in extra}
+
+
+def _loss_scale_extra(doc: Any, p: Path) -> dict[str, np.ndarray]:
+    """``OptimizerState.extra`` entries back from :func:`_loss_scale_doc` (checked: finite numbers)."""
+    if not isinstance(doc, Mapping):
+        return {}
+    out = {}
+    for key, value in doc.items():
+        if not (isinstance(key, str) and key.startswith(("loss_scale/", LOSS_SCALE_CONFIG))):
+            continue
+        if not isinstance(value, bool) and (not isinstance(value, (int, float)) or not math.isfinite(value)):
+            raise CorruptCheckpointError(f"optimizer.loss_scale.{key} is not a finite number", path=p)
+        out[key] = np.asarray(value)
+    return out
 
 
 def write(path: str | os.PathLike[str], state: TrainingState, **options: Any) -> WrittenFiles:
@@ -265,7 +288,7 @@ def _state_from_document(doc: dict[str, Any], p: Path) -> TrainingState:
             class_name=str(opt_doc["class_name"]),
             hyperparameters=dict(opt_doc.get("hyperparameters") or {}),
             iterations=_opt_int(opt_doc.get("iterations"), "optimizer.iterations", p),
-            config=opt_doc.get("config"))
+            config=opt_doc.get("config"), extra=_loss_scale_extra(opt_doc.get("loss_scale"), p))
     history = {str(k): [float(x) for x in v] for k, v in (doc.get("history") or {}).items()}
     return TrainingState(
         optimizer=optimizer,

@@ -161,3 +161,10 @@ def distinct_paths(paths: list[list[str]]) -> list[str]:
             for i, rel in zip(members, distinct_paths([paths[i][1:] for i in members])):
                 out[i] = f"{head}/{rel}"
     return out
+
+
+#: ``OptimizerState.extra`` keys of a loss-scale wrapper's state (mixed precision): the dynamic
+#: scale, the good steps since it last changed, and its settings (``LOSS_SCALE_CONFIG + key``)
+LOSS_SCALE_CURRENT = "loss_scale/current_loss_scale"
+LOSS_SCALE_GOOD_STEPS = "loss_scale/good_steps"
+LOSS_SCALE_CONFIG = "loss_scale_config/"

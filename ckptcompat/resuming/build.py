@@ -221,8 +221,12 @@ def compile_model(model: Any, state: TrainingState, keras: Any, flavour: str, pa
         raise InvalidArgumentError("the checkpoint records no loss to compile with", path=path,
                                    hint="compile the model yourself and pass it as model=, "
                                         "or use compile=False")
-    kwargs: dict[str, Any] = {"optimizer": make_optimizer(keras, state.optimizer, flavour),
-                              "loss": _loss(keras, tc.get("loss"))}
+    from ckptcompat import runtime
+    from ckptcompat.runtime import _loss_scale
+
+    optimizer = _loss_scale.wrap(keras, make_optimizer(keras, state.optimizer, flavour),
+                                 runtime.flavour(flavour).KERAS_MAJOR, state.optimizer.extra)
+    kwargs: dict[str, Any] = {"optimizer": optimizer, "loss": _loss(keras, tc.get("loss"))}
     metrics = _metrics(keras, tc.get("metrics"))
     if metrics:
         kwargs["metrics"] = metrics

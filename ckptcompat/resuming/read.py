@@ -104,6 +104,11 @@ def merge(main: TrainingState, extra: TrainingState, *, prefer_extra: bool) -> T
     optimizer = main.optimizer
     if optimizer is None and extra.optimizer is not None:
         optimizer = extra.optimizer  # class + hyper-parameters only, no slots
+    elif optimizer is not None and extra.optimizer is not None and extra.optimizer.extra:
+        # what the model file has no place for (a Keras 2 .h5 keeps no loss scale)
+        missing = {k: v for k, v in extra.optimizer.extra.items() if k not in optimizer.extra}
+        if missing:
+            optimizer = dataclasses.replace(optimizer, extra={**optimizer.extra, **missing})
     producer = main.producer
     if prefer_extra and extra.producer.framework:
         producer = dataclasses.replace(extra.producer, format=main.producer.format, path=main.producer.path)

@@ -18,7 +18,8 @@ import numpy as np
 from ckptcompat.errors import IncompatibleStateError
 from ckptcompat.names.slot_meaning import NON_SLOT_ATTRS, nadam_u_product, translate_slots
 from ckptcompat.names.variables import canonical_optimizer_class
-from ckptcompat.runtime._flavour_ops import ApplyReport, FlavourOps
+from ckptcompat.runtime import _loss_scale
+from ckptcompat.runtime._flavour_ops import ApplyReport, FlavourOps, raise_misfits
 from ckptcompat.runtime._slots import is_variable as _is_variable
 from ckptcompat.runtime._slots import list_slots, raw_slot_name
 from ckptcompat.runtime._walk import json_safe_or_none
@@ -101,6 +102,7 @@ def capture(ops: FlavourOps, model: Any, *, include_optimizer: bool = True,
         extra = {canonical: _owned(ops.to_numpy(getattr(opt, attr)))
                  for attr, canonical in NON_SLOT_ATTRS.items()
                  if _is_variable(getattr(opt, attr, None))}
+        extra.update(_loss_scale.capture(getattr(model, "optimizer", None), ops.to_numpy))
         opt_state = OptimizerState(class_name=cls, hyperparameters=hyper,
                                    iterations=ops.read_iterations(opt), slots=slots, config=config,
                                    extra=extra)
@@ -140,13 +142,16 @@ def apply(ops: FlavourOps, state: TrainingState, model: Any, *, partial: bool = 
 
     weight_plan = _plan_pairs(ops, "weight", dict(state.weights), named, problem)
     weight_problems = len(problems)
+    _loss_scale.build_outer(model)  # a Keras 3 wrapper's own variables appear when it is built
     opt = ops.optimizer_of(model)
     plan = _plan_optimizer(ops, state.optimizer, opt, model, named, problem)
     if problems and not partial:
-        _raise_misfits(problems, weights_fit=not weight_problems)
+        raise_misfits(problems, weights_fit=not weight_problems)
     for _, var, value in weight_plan + plan.slots:
         ops.assign(var, value)
     iterations = _restore_optimizer_scalars(ops, opt, plan) if plan.ok else None
+    if plan.ok and plan.state is not None:
+        _loss_scale.restore(ops.assign, model, plan.state.extra)
     _log_outcome(skipped, plan.translated)
     return ApplyReport(restored_weights=tuple(n for n, _, _ in weight_plan),
                        restored_slots=tuple(n for n, _, _ in plan.slots),
@@ -197,22 +202,6 @@ def _plan_optimizer(ops: FlavourOps, st: OptimizerState | None, opt: Any, model:
     lr_value = _check_learning_rate(ops, opt, st, problem)
     return _OptimizerPlan(ok=True, state=st, slots=slot_plan, translated=translated,
                           learning_rate=lr_value)
-
-
-def _raise_misfits(problems: list[str], *, weights_fit: bool) -> None:
-    """Raise the :class:`IncompatibleStateError` of a refused apply, its hint chosen by
-    whether only the optimizer state misfits."""
-    if weights_fit:
-        raise IncompatibleStateError(
-            "the weights fit the model but the optimizer state does not; nothing was assigned",
-            problems, hint='pass optimizer="reset" to restore the weights and the progress with '
-                           "a fresh optimizer, or partial=True to restore what fits (every slot "
-                           "left out is reported)")
-    raise IncompatibleStateError(
-        "the checkpoint does not fit the model; nothing was assigned", problems,
-        hint="build the model with the architecture that wrote the checkpoint (or resume "
-             "without model= to rebuild it from the file), or pass partial=True to restore "
-             "what fits")
 
 
 def _restore_optimizer_scalars(ops: FlavourOps, opt: Any, plan: _OptimizerPlan) -> int | None:

@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from ckptcompat.errors import IncompatibleStateError
 from ckptcompat.names.variables import canonical_optimizer_class
 from ckptcompat.state import Producer
 
-__all__ = ["ApplyReport", "FlavourOps"]
+__all__ = ["ApplyReport", "FlavourOps", "raise_misfits"]
 
 
 @dataclass(frozen=True)
@@ -108,3 +109,19 @@ class FlavourOps:
 
     def producer(self) -> Producer:
         raise NotImplementedError
+
+
+def raise_misfits(problems: list[str], *, weights_fit: bool) -> None:
+    """Raise the :class:`IncompatibleStateError` of a refused apply, its hint chosen by
+    whether only the optimizer state misfits."""
+    if weights_fit:
+        raise IncompatibleStateError(
+            "the weights fit the model but the optimizer state does not; nothing was assigned",
+            problems, hint='pass optimizer="reset" to restore the weights and the progress with '
+                           "a fresh optimizer, or partial=True to restore what fits (every slot "
+                           "left out is reported)")
+    raise IncompatibleStateError(
+        "the checkpoint does not fit the model; nothing was assigned", problems,
+        hint="build the model with the architecture that wrote the checkpoint (or resume "
+             "without model= to rebuild it from the file), or pass partial=True to restore "
+             "what fits")

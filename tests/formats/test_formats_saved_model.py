@@ -190,6 +190,12 @@ def test_resume_is_exact(entry: dict[str, Any], keras: Any) -> None:
     assert iterations == want["iterations"] == run.global_step
     assert np.float32(lr) == np.float32(want["learning_rate"])
     assert run.source.format == "saved_model"
+    if "loss_scale" in want:  # the wrapper is rebuilt and its dynamic scale continues exactly
+        from ckptcompat.runtime import _loss_scale
+
+        live = _loss_scale.live_variables(run.model.optimizer)
+        assert float(np.asarray(live[_loss_scale.CURRENT])) == want["loss_scale"]["current_loss_scale"]
+        assert int(np.asarray(live[_loss_scale.GOOD_STEPS])) == want["loss_scale"]["good_steps"]
     if entry["case"].startswith("series"):
         assert (run.initial_epoch, run.source.epoch_source) == (3, "filename")
 

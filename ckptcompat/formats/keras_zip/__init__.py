@@ -190,9 +190,15 @@ def _read_state(p: Path, h5: Any, meta: Mapping[str, Any], config: Mapping[str, 
         opt_cfg = {"class_name": opt_cfg, "config": {}}
     optimizer = None
     if include_optimizer:
-        optimizer = read_optimizer(h5, opt_cfg if isinstance(opt_cfg, Mapping) else None, generation,
-                                   [(n, weights[n].shape) for n in trainable], p, _hyperparameters,
-                                   ordered=model_cfg is not None)
+        from ckptcompat.formats.keras_zip import _loss_scale
+
+        def read(cfg: Mapping[str, Any] | None, group: str = "optimizer/vars") -> Any:
+            return read_optimizer(h5, cfg, generation, [(n, weights[n].shape) for n in trainable], p,
+                                  _hyperparameters, ordered=model_cfg is not None, group=group)
+
+        wrapped = _loss_scale.inner_config(opt_cfg)  # a Keras 3 LossScaleOptimizer
+        optimizer = _loss_scale.read_wrapped(h5, opt_cfg, p, read) if wrapped else \
+            read(opt_cfg if isinstance(opt_cfg, Mapping) else None)
     versions = {"keras": version} if version else {}
     if isinstance(meta.get("date_saved"), str):
         versions["date_saved"] = meta["date_saved"]

@@ -163,12 +163,13 @@ def _read_unlisted_group(h5: Any, group: str, model_cfg: Mapping[str, Any] | Non
 
 def read_optimizer(h5: Any, opt_cfg: Mapping[str, Any] | None, generation: str,
                    trainable: list[tuple[str, tuple[int, ...]]], path: Path,
-                   hyper_fn: Callable[[Mapping[str, Any]], dict[str, Any]], ordered: bool = False) -> Any:
-    """The optimizer state from ``optimizer/vars`` plus the compile config, or ``None``."""
+                   hyper_fn: Callable[[Mapping[str, Any]], dict[str, Any]], ordered: bool = False,
+                   group: str = "optimizer/vars") -> Any:
+    """The optimizer state from ``group`` (``optimizer/vars``) plus the compile config, or ``None``."""
     from ckptcompat.state import OptimizerState
 
-    arrays = group_vars(h5, "optimizer/vars", path)
-    class_name, cfg = _optimizer_class(h5, opt_cfg, arrays)
+    arrays = group_vars(h5, group, path)
+    class_name, cfg = _optimizer_class(h5, opt_cfg, arrays, group)
     if not class_name and arrays is None:
         return None
     canon = canonical_optimizer_class(class_name) if class_name else "Unknown"
@@ -199,15 +200,15 @@ def read_optimizer(h5: Any, opt_cfg: Mapping[str, Any] | None, generation: str,
     return OptimizerState(canon, hyper, iterations, slots, stored_cfg, extra)
 
 
-def _optimizer_class(h5: Any, opt_cfg: Mapping[str, Any] | None, arrays: list[np.ndarray] | None
-                     ) -> tuple[str | None, Mapping[str, Any]]:
+def _optimizer_class(h5: Any, opt_cfg: Mapping[str, Any] | None, arrays: list[np.ndarray] | None,
+                     group: str = "optimizer/vars") -> tuple[str | None, Mapping[str, Any]]:
     """(optimizer class name, its config): from the compile config, else the class name the
     ``optimizer/vars`` group records (no config)."""
     if opt_cfg is not None:
         config = opt_cfg.get("config")
         return str(opt_cfg.get("class_name") or ""), config if isinstance(config, Mapping) else {}
     if arrays is not None:
-        label = h5["optimizer/vars"].attrs.get("name")
+        label = h5[group].attrs.get("name")
         return (label.decode() if isinstance(label, bytes) else label), {}
     return None, {}
 

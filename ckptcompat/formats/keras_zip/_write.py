@@ -238,6 +238,14 @@ def write_state(path: Path, state: TrainingState, *, verify: Callable[[Path], Tr
     groups, trainable = _layer_arrays(state, model_cfg, path)
     opt_cfg = _optimizer_config(state) if (include_optimizer and state.optimizer) else None
     opt_arrays = _optimizer_arrays(state, opt_cfg, trainable, path) if opt_cfg else None
+    if opt_cfg and opt_arrays is not None and state.optimizer is not None:
+        from ckptcompat.formats.keras_zip import _loss_scale
+
+        wrapper = _loss_scale.wrapper_config(opt_cfg, state.optimizer.extra)
+        if wrapper is not None:  # a loss-scale wrapper's state, laid out as Keras 3 saves it
+            groups = [*groups, (_loss_scale.INNER_GROUP, opt_arrays)]
+            opt_arrays = _loss_scale.wrapper_arrays(state.optimizer.extra, opt_arrays)
+            opt_cfg = wrapper
     staged: Path | None = None
     try:
         if _streaming(state):
