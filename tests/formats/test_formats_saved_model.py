@@ -58,9 +58,9 @@ def _mismatches(weights: dict[str, Any], slots: dict[str, dict[str, Any]], entry
 
 def test_fixtures_present() -> None:
     envs = {e["producer"] for e in ENTRIES}
-    assert {"tf215", "tf221-tfkeras"} <= envs, envs
+    assert {"tf212", "tf215", "tf221-tfkeras"} <= envs, envs
     cases = {(e["producer"], e["case"]) for e in ENTRIES}
-    for env in ("tf215", "tf221-tfkeras"):
+    for env in ("tf212", "tf215", "tf221-tfkeras"):
         for case in ("mlp_adam", "cnn_bn_rmsprop", "rnn_lstm_sgdm", "series_mlp_adam", "mlp_legacyadam",
                      "mlp_lso_adam"):
             assert (env, case) in cases
@@ -89,7 +89,7 @@ def test_read_matches_live_truth(entry: dict[str, Any]) -> None:
     assert state.model_config["class_name"] == "Sequential"
     assert state.training_config["loss"] == "sparse_categorical_crossentropy"
     assert state.producer.format == "saved_model" and state.producer.framework in ("tf.keras", "tf-keras")
-    assert state.producer.versions["tensorflow"].startswith(("2.15", "2.21"))
+    assert state.producer.versions["tensorflow"].startswith(("2.12", "2.15", "2.21"))
 
 
 def test_files_lists_every_file() -> None:

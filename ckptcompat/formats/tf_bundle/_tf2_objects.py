@@ -265,6 +265,10 @@ def _referenced_slots(graph: _Graph, opt_id: int, names: dict[int, str]
     return raw_slots, cls
 
 
+#: a ``tf.cond`` scope the slots of TF 2.12's loss-scale wrapper were created in (first apply)
+_COND_SCOPE = re.compile(r"^(?:cond(?:_\d+)?/)+")
+
+
 def _slots_by_name(graph: _Graph, slot_nodes: set[int], names: dict[int, str], weight_ids: list[int],
                    cls: str | None, problems: list[str]) -> tuple[list[tuple[str, str, int]], str | None]:
     """Unreferenced slot variables matched to their variable by their own name (TF 2.11-2.15,
@@ -274,7 +278,7 @@ def _slots_by_name(graph: _Graph, slot_nodes: set[int], names: dict[int, str], w
     by_under = {var_of[n].full_name.replace("/", "_"): names[n] for n in weight_ids}
     raw_slots: list[tuple[str, str, int]] = []
     for nid in sorted(slot_nodes, key=lambda n: var_of[n].checkpoint_key):
-        full = var_of[nid].full_name
+        full = _COND_SCOPE.sub("", var_of[nid].full_name)  # TF 2.12 LossScaleOptimizer: cond_1/Adam/m/...
         head, _, rest = full.partition("/")
         head_cls = canonical_optimizer_class(head)
         cls = cls or (head_cls if head_cls in CANONICAL_SLOTS else None)
