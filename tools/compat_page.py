@@ -28,6 +28,7 @@ _KIND_LABEL = {
     "weights_h5": "`.weights.h5`",
     "tf1_saver": "TF1 `Saver` bundle",
     "tf_checkpoint": "`tf.train.Checkpoint`",
+    "saved_model": "SavedModel (`save_format=\"tf\"`)",
 }
 
 

@@ -22,6 +22,7 @@ import pytest
 from ckptcompat.errors import (CorruptCheckpointError, InvalidArgumentError, UnsupportedFormatError)
 from ckptcompat.formats import registry, saved_model
 
+from _frameworks import keras_backend
 from _paths import FIXTURES, ROOT
 
 SM_FIXTURES = FIXTURES / "saved_model"
@@ -178,6 +179,20 @@ def _live(model: Any) -> tuple[dict[str, Any], dict[str, dict[str, Any]], int, f
 @pytest.mark.framework
 @pytest.mark.parametrize("entry", RESUMED, ids=lambda e: e["path"])
 def test_resume_is_exact(entry: dict[str, Any], keras: Any) -> None:
+    _resume_exactly(entry, keras)
+
+
+@pytest.mark.backend
+@pytest.mark.parametrize("entry", RESUMED, ids=lambda e: e["path"])
+def test_resume_is_exact_on_jax_and_torch(entry: dict[str, Any], keras: Any) -> None:
+    """The same SavedModels (written by TensorFlow) resume bitwise into Keras 3 on JAX and torch:
+    the reader needs no TensorFlow and the state goes in through ``keras.ops``."""
+    if keras_backend() == "tensorflow":
+        pytest.skip("Keras 3 on TensorFlow: test_resume_is_exact")
+    _resume_exactly(entry, keras)
+
+
+def _resume_exactly(entry: dict[str, Any], keras: Any) -> None:
     import ckptcompat
 
     keras.backend.clear_session()

@@ -24,6 +24,16 @@ from tests._paths import FIXTURES
 pytestmark = pytest.mark.framework
 
 MANIFEST = FIXTURES / "manifest.json"
+SAVED_MODELS = FIXTURES / "saved_model"  # one manifest per producer (fixtures/generate_saved_model.py)
+
+
+def _saved_model_entries() -> list[dict[str, Any]]:
+    """The committed SavedModels as table entries (path relative to fixtures/, kind saved_model)."""
+    out = []
+    for manifest in sorted(SAVED_MODELS.glob("*/manifest.json")):
+        for e in json.loads(manifest.read_text())["fixtures"]:
+            out.append({**e, "path": f"saved_model/{e['producer']}/{e['path']}", "kind": "saved_model"})
+    return out
 _FULL = ("model.keras", "model.h5")
 
 
@@ -119,6 +129,18 @@ def _cell(entry: dict[str, Any], cache: dict[str, Any]) -> str:
     path = FIXTURES / entry["path"]
     if entry["kind"] == "tf1_saver":
         return "n/a (TF1 graph variables: runtime.tf1, not a Keras model)"
+    if entry["kind"] == "saved_model":  # a full model: rebuilt from keras_metadata.pb
+        run = ckptcompat.resume(path)
+        diffs = _compare(entry, run.model, True)
+        want = (entry.get("optimizer") or {}).get("loss_scale")
+        if want:  # the wrapper's dynamic scale continues where it was
+            from ckptcompat.runtime import _loss_scale
+
+            live = _loss_scale.live_variables(run.model.optimizer)
+            got = {k: np.asarray(v).item() for k, v in live.items()}
+            if got != {_loss_scale.CURRENT: want["current_loss_scale"], _loss_scale.GOOD_STEPS: want["good_steps"]}:
+                diffs.append(f"loss scale {got} != {want}")
+        return "DIFF: " + "; ".join(diffs[:4]) if diffs else "ok"
     tensors_have_slots = any(t["kind"] == "slot" for t in entry["tensors"])
     if Path(entry["path"]).name in _FULL:
         from ckptcompat.formats import registry
@@ -201,6 +223,7 @@ def _removed_layer(exc: Exception) -> str | None:
 def test_every_fixture_resumes_here(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger="ckptcompat")  # restored after the test
     manifest = json.loads(MANIFEST.read_text())
+    manifest = {**manifest, "fixtures": [*manifest["fixtures"], *_saved_model_entries()]}
     rows: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for entry in manifest["fixtures"]:
         if not entry.get("tensors"):
