@@ -21,6 +21,7 @@ from ckptcompat._lazy import require
 from ckptcompat.errors import (CheckpointNotFoundError, CkptCompatError, CorruptCheckpointError,
                                UnsupportedFormatError)
 from ckptcompat.formats import Peek, WrittenFiles
+from ckptcompat.formats._h5heap import open_checked
 from ckptcompat.formats._h5safe import hard_child, read_numeric
 from ckptcompat.formats.keras_h5._optimizer import WeightInfo, canonical_hyperparameters, match_slots
 from ckptcompat.names.variables import canonical_optimizer_class, distinct_paths, strip_tensor_suffix
@@ -305,9 +306,9 @@ def read(path: str | os.PathLike[str], *, include_optimizer: bool = True) -> Tra
         raise UnsupportedFormatError("not an HDF5 file (no HDF5 signature)", path=p,
                                      hint="legacy Keras .h5 files start with the HDF5 signature; "
                                           "check the file type or whether it was truncated at the start")
-    h5py = require("h5py", "read legacy Keras .h5 files")
+    require("h5py", "read legacy Keras .h5 files")
     try:
-        f = h5py.File(p, "r")
+        f = open_checked(p, p)  # global heaps checked before any text attribute is read
     except (OSError, ValueError, RuntimeError) as exc:
         raise CorruptCheckpointError(f"HDF5 library cannot open the file ({exc})", path=p, hint=_HINT) from exc
     from ckptcompat.formats._headers import keep_open

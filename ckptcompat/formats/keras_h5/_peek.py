@@ -10,6 +10,7 @@ from ckptcompat._lazy import require
 from ckptcompat.errors import CorruptCheckpointError, UnsupportedFormatError
 from ckptcompat.formats import Peek
 from ckptcompat.formats._h5_peek import dataset_table, scalar_int
+from ckptcompat.formats._h5heap import open_checked
 from ckptcompat.names.variables import canonical_optimizer_class
 
 __all__ = ["peek_h5"]
@@ -42,10 +43,10 @@ def peek_h5(path: Path, name: str) -> Peek:
     """Cheap metadata of the legacy Keras ``.h5`` at ``path`` (no weight data is read)."""
     from ckptcompat.formats.keras_h5 import (ATTR_EPOCH, ATTR_GLOBAL_STEP, ATTR_STEP, _producer)
 
-    h5py = require("h5py")
+    require("h5py")
     try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
+        f = open_checked(path, path)  # global heaps checked before any text attribute is read
+    except (OSError, RuntimeError, ValueError) as exc:
         raise CorruptCheckpointError(f"cannot open the HDF5 file: {exc}", path=path,
                                      hint="the file may be truncated or damaged") from exc
     with f:

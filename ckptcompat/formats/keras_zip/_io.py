@@ -18,6 +18,7 @@ import numpy as np
 
 from ckptcompat import _bounded
 from ckptcompat.errors import CorruptCheckpointError, UnsafeCheckpointError, UnsupportedFormatError
+from ckptcompat.formats._h5heap import open_checked
 from ckptcompat.formats._h5safe import hard_child, read_numeric
 
 __all__ = ["MAX_MEMBER_BYTES", "MAX_RATIO", "open_zip", "read_member", "read_json_member",
@@ -105,12 +106,10 @@ def read_json_member(zf: zipfile.ZipFile, name: str, path: Path) -> Any:
 
 def open_h5_bytes(data: bytes, path: Path, what: str = "model.weights.h5") -> Any:
     """Open HDF5 bytes held in memory."""
-    import h5py
-
     if not data.startswith(HDF5_SIGNATURE):
         raise CorruptCheckpointError(f"{what} is not an HDF5 file", path=path, hint=_HINT)
     try:
-        return h5py.File(io.BytesIO(data), "r")
+        return open_checked(io.BytesIO(data), path)
     except (OSError, ValueError, RuntimeError) as exc:
         raise CorruptCheckpointError(f"cannot open {what}: {exc}", path=path, hint=_HINT) from exc
 
@@ -121,8 +120,6 @@ def open_weights_member(path: Path, info: zipfile.ZipInfo) -> tuple[Any, Any]:
     A STORED member is opened in place (:mod:`._member`): in a headers-only read only the
     blocks h5py asks for are read; otherwise its CRC-32 is checked by one streaming pass first,
     as a whole-member read would. A compressed member is read into memory (window ``None``)."""
-    import h5py
-
     from ckptcompat.formats._headers import headers_active
     from ckptcompat.formats.keras_zip._member import check_crc, open_stored
 
@@ -139,7 +136,7 @@ def open_weights_member(path: Path, info: zipfile.ZipInfo) -> tuple[Any, Any]:
         if window.read(8) != HDF5_SIGNATURE:
             raise CorruptCheckpointError(f"{info.filename} is not an HDF5 file", path=path, hint=_HINT)
         window.seek(0)
-        return h5py.File(window, "r"), window
+        return open_checked(window, path), window
     except (OSError, ValueError, RuntimeError) as exc:
         window.close()
         raise CorruptCheckpointError(f"cannot open {info.filename}: {exc}", path=path, hint=_HINT) from exc
@@ -150,7 +147,6 @@ def open_weights_member(path: Path, info: zipfile.ZipInfo) -> tuple[Any, Any]:
 
 def open_h5_path(path: Path) -> Any:
     """Open an HDF5 file on disk read-only."""
-    import h5py
 
     try:
         with open(path, "rb") as fh:
@@ -161,7 +157,7 @@ def open_h5_path(path: Path) -> Any:
         raise UnsupportedFormatError("not a zip archive nor an HDF5 file", path=path,
                                      hint="expected a Keras .keras archive or a .weights.h5 file")
     try:
-        return h5py.File(path, "r")
+        return open_checked(path, path)
     except (OSError, ValueError, RuntimeError) as exc:
         raise CorruptCheckpointError(f"cannot open the HDF5 file: {exc}", path=path, hint=_HINT) from exc
 
