@@ -17,6 +17,9 @@ anything else (a builtin exception, ``MemoryError``, ``RecursionError``), or a r
     python tools/fuzz.py --target keras_zip --seconds 60 --max-memory 1024
     python tools/fuzz.py --replay fuzz-crashes/keras_h5-<hash>.bin --target keras_h5
 
+Each target runs in a worker process (``--no-isolate`` to run in this one): the parent kills a
+worker that stops taking new inputs for longer than ``--hang`` (a stall inside C code, which no
+alarm interrupts), saves the input it was on as a hang, and restarts it with the time left.
 ``tests/hostile/test_fuzz.py`` runs every target for a fraction of a second with a fixed seed.
 """
 
@@ -237,7 +240,14 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
     Target("lock", _lock_seeds, _run_lock),
     Target("saved_model_pb", _saved_model_seeds("saved_model.pb"), _run_saved_model("saved_model.pb")),
     Target("keras_metadata", _saved_model_seeds("keras_metadata.pb"), _run_saved_model("keras_metadata.pb")),
+    # not a reader: stalls as C code does (SIGALRM blocked), for the test of the isolating parent
+    Target("selftest_stall", lambda: [b"stall"], lambda data, work: _stall()),
 ]}
+
+
+def _stall() -> None:
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    time.sleep(3600)
 
 
 # ------------------------------------------------------------------ mutation
@@ -363,8 +373,11 @@ def run_one(target: Target, data: bytes, hang: float) -> Crash | None:
 
 
 def fuzz(target: Target, *, seconds: float, seed: int = 0, hang: float = 10.0,
-         max_runs: int | None = None, coverage: bool = True) -> Result:
-    """Fuzz ``target`` for ``seconds`` (or ``max_runs`` inputs); returns what was found."""
+         max_runs: int | None = None, coverage: bool = True, progress: Path | None = None) -> Result:
+    """Fuzz ``target`` for ``seconds`` (or ``max_runs`` inputs); returns what was found.
+
+    ``progress``: each input is written there just before it runs (the isolating parent of
+    :func:`fuzz_isolated` reads it when this process stops answering)."""
     rng = random.Random(seed)
     cov = Coverage()
     corpus = [s for s in target.seeds() if s]
@@ -373,6 +386,8 @@ def fuzz(target: Target, *, seconds: float, seed: int = 0, hang: float = 10.0,
     queue = list(corpus)  # seeds first, unmutated
     while time.monotonic() < deadline and (max_runs is None or result.runs < max_runs):
         data = queue.pop(0) if queue else mutate(rng.choice(corpus), rng, corpus)
+        if progress is not None:
+            progress.write_bytes(data)  # also the heartbeat: its mtime says the worker is alive
         if coverage:
             with cov.tracing():
                 crash = run_one(target, data, hang)
@@ -384,6 +399,45 @@ def fuzz(target: Target, *, seconds: float, seed: int = 0, hang: float = 10.0,
         elif coverage and cov.grew and len(corpus) < 2000:
             corpus.append(data)
     result.corpus, result.lines = len(corpus), len(cov.seen)
+    return result
+
+
+def fuzz_isolated(name: str, *, seconds: float, seed: int, hang: float, out: Path,
+                  max_memory: int) -> Result:
+    """Fuzz in a worker process the parent can kill: an input that stalls inside C code (where
+    no alarm reaches, as HDF5's heap walk once did) is saved as a hang and the worker restarts
+    with the time left, instead of stalling the whole campaign."""
+    import subprocess
+
+    result = Result(name)
+    deadline = time.monotonic() + seconds
+    restarts = 0
+    with tempfile.TemporaryDirectory(prefix=f"fuzz-{name}-") as tmp:
+        progress, report = Path(tmp) / "current.bin", Path(tmp) / "report.json"
+        while time.monotonic() < deadline - 1:
+            report.unlink(missing_ok=True)
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--target", name,
+                   "--seconds", f"{deadline - time.monotonic():.1f}", "--seed", str(seed + restarts),
+                   "--hang", str(hang), "--max-memory", str(max_memory), "--out", str(out),
+                   "--progress", str(progress), "--report", str(report)]
+            child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+            while child.poll() is None:
+                time.sleep(0.5)
+                quiet = time.time() - (progress.stat().st_mtime if progress.exists() else time.time())
+                if quiet > hang + 5:  # no new input for longer than the hang limit: stuck in C
+                    child.kill()
+                    child.wait()
+                    crash = Crash(name, "hang", f"no answer for {quiet:.0f} s (killed)", progress.read_bytes())
+                    _save([crash], out)
+                    result.crashes.append(crash)
+                    break
+            if report.exists():
+                done = json.loads(report.read_text())
+                result.runs += done["runs"]
+                result.corpus, result.lines = max(result.corpus, done["corpus"]), max(result.lines, done["lines"])
+                result.crashes += [Crash(name, k, "", b"") for k in done["crashes"]]
+                break
+            restarts += 1
     return result
 
 
@@ -403,10 +457,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-memory", type=int, default=1024, help="MiB of address space (0: no limit)")
     parser.add_argument("--out", type=Path, default=Path("fuzz-crashes"))
     parser.add_argument("--replay", type=Path, help="run one saved input against --target")
+    parser.add_argument("--no-isolate", dest="isolate", action="store_false",
+                        help="fuzz in this process (a hang inside C code then stalls the campaign)")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--progress", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--report", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.disable(logging.CRITICAL)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    names = args.target or sorted(TARGETS)
+    names = args.target or sorted(n for n in TARGETS if not n.startswith("selftest"))
+    if args.isolate and not (args.worker or args.replay):
+        return _campaign(names, args)
     for target in [TARGETS[n] for n in names]:  # seeds are built before the memory cap
         target.seeds = (lambda s: lambda: s)(target.seeds())
     if args.max_memory:
@@ -418,10 +479,26 @@ def main(argv: list[str] | None = None) -> int:
         crash = run_one(TARGETS[names[0]], args.replay.read_bytes(), args.hang)
         print("ok (typed or no error)" if crash is None else f"{crash.kind}\n{crash.detail}")
         return 0 if crash is None else 1
+    if args.worker:
+        result = fuzz(TARGETS[names[0]], seconds=args.seconds, seed=args.seed, hang=args.hang,
+                      progress=args.progress)
+        _save(result.crashes, args.out)
+        args.report.write_text(json.dumps({"runs": result.runs, "corpus": result.corpus, "lines": result.lines,
+                                           "crashes": [c.kind for c in result.crashes]}))
+        return 0
+    return _campaign(names, args)
+
+
+def _campaign(names: list[str], args: argparse.Namespace) -> int:
+    """Every target in turn (isolated in a worker unless ``--no-isolate``); 1 if anything crashed."""
     total = 0
     for name in names:
-        result = fuzz(TARGETS[name], seconds=args.seconds, seed=args.seed, hang=args.hang)
-        _save(result.crashes, args.out)
+        if args.isolate:
+            result = fuzz_isolated(name, seconds=args.seconds, seed=args.seed, hang=args.hang,
+                                   out=args.out, max_memory=args.max_memory)
+        else:
+            result = fuzz(TARGETS[name], seconds=args.seconds, seed=args.seed, hang=args.hang)
+            _save(result.crashes, args.out)
         total += len(result.crashes)
         kinds = sorted({c.kind for c in result.crashes})
         print(f"{name:18s} {result.runs:7d} runs  corpus {result.corpus:5d}  lines {result.lines:5d}  "
