@@ -195,6 +195,8 @@ class AsyncWriter:
             raise _wrap(error) from error
 
     def _run(self) -> None:
+        if hasattr(signal, "pthread_sigmask"):  # SIGTERM/SIGINT go to a thread that runs handlers:
+            signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED_HERE)  # a write's syscalls never take them
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._job is not None or self._closed)
@@ -228,6 +230,12 @@ class AsyncWriter:
                 self.flush()
         except Exception as exc:  # noqa: BLE001 -- nobody left to raise to
             logger.error("%s: pending checkpoint write failed at %s: %s", self.name, why, exc)
+
+
+#: signals the writer thread never takes: Python runs handlers in the main thread only, and a
+#: process-directed signal taken by this thread would leave a main thread that sits in a long
+#: system call (``time.sleep``, a blocking read) unaware of it until that call returns
+_BLOCKED_HERE = {getattr(signal, n) for n in ("SIGTERM", "SIGINT") if hasattr(signal, n)}
 
 
 # -- process-wide hooks --------------------------------------------------------------------

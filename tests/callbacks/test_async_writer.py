@@ -196,7 +196,7 @@ def test_pending_write_is_finished_at_interpreter_exit(tmp_path: Path) -> None:
 def test_sigterm_finishes_the_write_then_dies_by_sigterm(tmp_path: Path) -> None:
     out = tmp_path / "done.txt"
     code = _SLOW_WRITE + ("writer.submit(job)\nprint('submitted', flush=True)\n"
-                          "time.sleep(60)\nprint('not killed')\n")
+                          "for _ in range(600):\n    time.sleep(0.1)\nprint('not killed')\n")
     proc = _child(code, str(out))
     assert proc.stdout is not None and proc.stdout.readline().strip() == "submitted"
     proc.send_signal(signal.SIGTERM)
@@ -216,7 +216,7 @@ def test_sigterm_chains_to_the_previous_python_handler(tmp_path: Path) -> None:
             sys.exit(3)
         signal.signal(signal.SIGTERM, previous)
     """) + _SLOW_WRITE + (
-        "writer.submit(job)\nprint('submitted', flush=True)\ntime.sleep(60)\n")
+        "writer.submit(job)\nprint('submitted', flush=True)\nfor _ in range(600):\n    time.sleep(0.1)\n")
     proc = _child(code, str(out))
     assert proc.stdout is not None and proc.stdout.readline().strip() == "submitted"
     proc.send_signal(signal.SIGTERM)
