@@ -291,9 +291,6 @@ _KNOWN_GAPS: dict[str, str] = {
                               "class 'muon' not resolved from .keras (every file)",
     "tf221-keras3/opt_schedulefreeadamw/": "ScheduleFreeAdamW: extra per-variable state not modelled; "
                                            "'schedule_free_adam_w' not resolved (every file)",
-    "tf221-tfkeras/zoo_rank3/model.h5": "resumes on tf215 and tf-keras 2.21 (n/a on Keras 3: LocallyConnected1D) "
-                                        "since the StackedRNNCells names and MHA softmax_robust_masking rule; "
-                                        "tf212 not re-run yet",
     "tf221-tfkeras/zoo_rank3/model.keras": "tf-keras .keras of the zoo: StackedRNNCells / attention groups "
                                            "not in the layout table, so the optimizer order is off",
     "tf221-tfkeras/zoo_rank3/model.weights.h5": "base model.keras not matched (see model.keras)",
