@@ -231,7 +231,9 @@ def upgrade_optimizer_config(opt: Mapping[str, Any] | str) -> dict[str, Any]:
 
 #: constructor arguments later Keras 3 releases write that Keras 3.0-3.3 constructors refuse
 NEWER_KERAS3_ARGS: tuple[str, ...] = ("quantization_config", "lora_rank", "lora_alpha", "optional",
-                                      "input_axes", "output_axes")
+                                      "input_axes", "output_axes",
+                                      # (Group/MultiHead)Attention: at these values, 3.0's behaviour
+                                      "seed", "sliding_window", "use_gate")
 
 
 #: BatchNormalization arguments of later Keras 3 releases; dropped for 3.0-3.3 when renorm is off
