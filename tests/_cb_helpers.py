@@ -66,3 +66,12 @@ class WeightRecorder:
                 self.by_epoch[epoch] = [np.array(w) for w in self.model.get_weights()]
 
         return _Recorder()
+
+
+def array_data(n: int = 40, batch: int = 8) -> Any:
+    """An ``ArrayData`` of ``n`` seeded regression samples (4 features), ``batch`` per step."""
+    from ckptcompat.data import ArrayData
+
+    rng = np.random.default_rng(0)
+    x = rng.random((n, 4), dtype=np.float32)
+    return ArrayData(x, x @ rng.random((4, 1), dtype=np.float32), batch_size=batch, seed=2)

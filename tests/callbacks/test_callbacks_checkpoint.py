@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from _frameworks import keras_flavour
+from _cb_helpers import array_data
 from ckptcompat import runtime
 
 pytestmark = pytest.mark.framework
@@ -19,11 +19,7 @@ N, BATCH = 40, 8  # 5 batches per epoch
 
 
 def _data() -> Any:
-    from ckptcompat.data import ArrayData
-
-    rng = np.random.default_rng(0)
-    x = rng.random((N, 4), dtype=np.float32)
-    return ArrayData(x, x @ rng.random((4, 1), dtype=np.float32), batch_size=BATCH, seed=2)
+    return array_data(N, BATCH)
 
 
 def _model(keras: Any) -> Any:

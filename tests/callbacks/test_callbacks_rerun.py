@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from _cb_helpers import deterministic
+from _cb_helpers import array_data, deterministic
 from _frameworks import running_keras30
 
 
@@ -31,11 +31,7 @@ N, BATCH = 40, 8  # 5 batches per epoch
 
 
 def _data() -> Any:
-    from ckptcompat.data import ArrayData
-
-    rng = np.random.default_rng(0)
-    x = rng.random((N, 4), dtype=np.float32)
-    return ArrayData(x, x @ rng.random((4, 1), dtype=np.float32), batch_size=BATCH, seed=2)
+    return array_data(N, BATCH)
 
 
 def _model(keras: Any) -> Any:
