@@ -163,12 +163,16 @@ class Checkpoint:
         self._we_stopped = False    # this callback set model.stop_training (signal)
         self._signal_saved = False  # the signal's checkpoint is committed
         self._last_step = 0
+        self._metrics_now: Any = None   # the epoch's metric accumulators at a mid-epoch save
+        self._metrics_saved: Any = None  # ... of the restored save: added after the first batch
         self._tracker = data.tracker() if data is not None else None
 
     # ------------------------------------------------------------ state protocol
     def state_dict(self) -> dict[str, Any]:
-        return {"saves": self.saves, "training_config": self._training_config,
-                "stopped": self._stopped}
+        out = {"saves": self.saves, "training_config": self._training_config, "stopped": self._stopped}
+        if self._metrics_now:
+            out["metric_accumulators"] = self._metrics_now
+        return out
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.saves = int(state.get("saves", 0))
@@ -176,6 +180,8 @@ class Checkpoint:
         self.history = {k: [float(v) for v in vals] for k, vals in dict(state.get("history", {})).items()}
         if state.get("resume_epoch") is not None:
             self._resume = (int(state["resume_epoch"]), int(state.get("resume_step", 0)))
+        saved = state.get("metric_accumulators")
+        self._metrics_saved = dict(saved) if isinstance(saved, Mapping) and self._resume and self._resume[1] else None
 
     def set_model(self, model: Any) -> None:
         super().set_model(model)  # type: ignore[misc]
@@ -260,6 +266,8 @@ class Checkpoint:
         if self._resume is not None:
             if self._resume[0] == epoch:
                 self._offset = self._resume[1]
+            else:
+                self._metrics_saved = None
             self._resume = None
 
     def _steps_per_epoch(self) -> int | None:
@@ -276,6 +284,11 @@ class Checkpoint:
         return 0 if it is None else int(np.asarray(it))
 
     def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        if self._metrics_saved is not None:  # the first batch of a resumed epoch ran
+            from ckptcompat.callbacks._metric_state import add_back
+
+            add_back(self.model, self._metrics_saved)  # type: ignore[attr-defined]
+            self._metrics_saved = None
         if self._tracker is not None:
             self._tracker.on_train_batch_end(batch, logs)
             step = int(self.data.position)
@@ -332,6 +345,7 @@ class Checkpoint:
     # ------------------------------------------------------------ saving
     def _save(self, epoch: int, step: int, logs: Mapping[str, Any]) -> None:
         from ckptcompat import runtime
+        from ckptcompat.callbacks._metric_state import capture as capture_metrics
         from ckptcompat.data.rng import capture_rng
         from ckptcompat.state import Progress
 
@@ -345,6 +359,7 @@ class Checkpoint:
         self._buffers[slot] = state
         iterations = state.optimizer.iterations if state.optimizer is not None else None
         rng = capture_rng(model)
+        self._metrics_now = capture_metrics(model) if step else None
         if self.data is not None:
             rng["data"] = self.data.state_dict()
         metrics = {k: v for k, v in ((k, _number(v)) for k, v in logs.items())

@@ -7,7 +7,7 @@ mode: ``full`` (uninterrupted, no Checkpoint), ``kill`` (with Checkpoint every 3
 itself at the end of global batch ``kill_at_batch``), ``resume`` (``ckptcompat.resume`` from the
 store, then finish). ``full`` and ``resume`` write ``<workdir>/result-<mode>.json``: sha256 of
 every model variable (weights and seed-generator states) and optimizer variable, iterations,
-and whether TensorFlow was imported; ``resume`` also writes where it started.
+the epochs and loss / metric values ``fit`` logged, and whether TensorFlow was imported; ``resume`` also writes where it started.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def data():
 def model(keras):
     m = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"),
                           keras.layers.Dropout(0.3, seed=1), keras.layers.Dense(1)])
-    m.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+    m.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse", metrics=["mae"])
     return m
 
 
@@ -96,13 +96,15 @@ def main(argv: list[str]) -> None:
         started = {"epoch": run.initial_epoch, "step": ds.state_dict()["position"],
                    "iterations": int(keras.ops.convert_to_numpy(m.optimizer.iterations))}
         (workdir / "started.json").write_text(json.dumps(started))
-        m.fit(ds, epochs=EPOCHS, verbose=0, callbacks=callbacks, **run.fit_kwargs())
+        hist = m.fit(ds, epochs=EPOCHS, verbose=0, callbacks=callbacks, **run.fit_kwargs())
     else:
         m = model(keras)
-        m.fit(ds, epochs=EPOCHS, shuffle=False, verbose=0, callbacks=callbacks)
+        hist = m.fit(ds, epochs=EPOCHS, shuffle=False, verbose=0, callbacks=callbacks)
     if mode == "kill":
         raise SystemExit(f"training ended before batch {kill_at}")
-    (workdir / f"result-{mode}.json").write_text(json.dumps(digest(keras, m)))
+    logged = {"epochs": list(hist.epoch),
+              "history": {k: [float(v) for v in vals] for k, vals in hist.history.items()}}
+    (workdir / f"result-{mode}.json").write_text(json.dumps({**digest(keras, m), **logged}))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """SIGKILL mid-epoch and resume on every Keras 3 backend (TensorFlow, JAX, torch): the rerun
 starts from a checkpoint (step > 0) and ends bitwise equal to an uninterrupted run --
 weights, optimizer slots, iterations and the seeded Dropout's SeedGenerator state, which no
-weights file holds. On JAX and torch TensorFlow is never imported."""
+weights file holds, and the loss and metric logged for the epoch resumed mid-way. On JAX and torch TensorFlow is never imported."""
 
 from __future__ import annotations
 
@@ -48,6 +48,11 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise(tmp_path: Path) -> None:
         return [[kind, dtype, shape, sha] for kind, _, dtype, shape, sha in result["tensors"]]
 
     assert values(got) == values(want)
+    # the epochs the resumed run logged (epoch 2 resumed at its batch 2): the uninterrupted
+    # run's loss and metric, bitwise (the epoch's metric accumulators were carried over)
+    assert got["epochs"] == [2, 3] and sorted(got["history"]) == sorted(want["history"]) == ["loss", "mae"]
+    for key, values_ in got["history"].items():
+        assert values_ == want["history"][key][2:], key
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
     if backend in ("jax", "torch"):
         assert not got["tensorflow_imported"] and not want["tensorflow_imported"]

@@ -3,7 +3,8 @@
 The user script's only ckptcompat lines are ``data = ArrayData(...)`` and
 ``callbacks=[Checkpoint(dir, save_freq=8, data=data)]``; every run of it continues from the
 newest good checkpoint by itself. Each test ends bitwise equal (every weight and optimizer
-variable, ``iterations``) to the same script run once without interruption, and proves from
+variable, ``iterations``, and the loss and metric the last run logged for each of its epochs,
+the first one resumed mid-epoch) to the same script run once without interruption, and proves from
 the store that every rerun started from a checkpoint: the checkpoints a rerun commits all lie
 after the newest one that existed when it started (a run from scratch would commit step 8
 again).
@@ -62,10 +63,10 @@ x = rng.random((%(n)d, 8), dtype=np.float32)
 y = (x @ rng.random((8, 1), dtype=np.float32)).astype(np.float32)
 model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
                           keras.layers.Dense(1)])
-model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse", metrics=["mae"])
 %(pause)s
 data = ArrayData(x, y, batch_size=%(batch)d, seed=3)
-model.fit(data, epochs=%(epochs)d, shuffle=False, verbose=0,
+hist = model.fit(data, epochs=%(epochs)d, shuffle=False, verbose=0,
           callbacks=[%(extra)sCheckpoint(os.path.join(work, "ckpt"), save_freq=%(freq)d, data=data)])
 
 def variables(obj):
@@ -75,7 +76,9 @@ def variables(obj):
 digest = [hashlib.sha256(np.ascontiguousarray(np.asarray(v.numpy())).tobytes()).hexdigest()
           for v in [*model.weights, *variables(model.optimizer)]]
 with open(os.path.join(work, "result.json"), "w") as out:
-    json.dump({"tensors": digest, "iterations": int(np.asarray(model.optimizer.iterations))}, out)
+    json.dump({"tensors": digest, "iterations": int(np.asarray(model.optimizer.iterations)),
+               "epochs": list(hist.epoch), "history": {k: [float(v) for v in vals]
+                                                        for k, vals in hist.history.items()}}, out)
 '''
 
 #: a plain Keras callback: at global batch PAUSE_AT it says so and waits until the signal was sent
@@ -145,6 +148,12 @@ def _assert_same(work: Path, reference: dict[str, Any], note: str) -> None:
     assert got["iterations"] == reference["iterations"], note
     diffs = [i for i, (a, b) in enumerate(zip(reference["tensors"], got["tensors"])) if a != b]
     assert len(got["tensors"]) == len(reference["tensors"]) and not diffs, f"{note}: tensors {diffs} differ"
+    # the epochs this run logged, the first one resumed mid-epoch: the same loss and metric
+    # as the uninterrupted run (the epoch's metric accumulators were carried over)
+    assert got["epochs"] and sorted(got["history"]) == sorted(reference["history"]) == ["loss", "mae"]
+    for i, epoch in enumerate(got["epochs"]):
+        for key, values in got["history"].items():
+            assert values[i] == reference["history"][key][epoch], (note, key, epoch)
 
 
 def _kill_after_next_checkpoint(proc: subprocess.Popen[bytes], work: Path, rng: random.Random) -> bool:
