@@ -6,7 +6,6 @@ import csv
 import hashlib
 import io
 import json
-import os
 import subprocess
 import sys
 import zipfile

@@ -214,7 +214,7 @@ def test_tf1_saver_adam_global_step(tmp_path: Path) -> None:
         with tf1.variable_scope("layer_conv1"):
             w = tf1.get_variable("kernel", [3, 4])
             b = tf1.get_variable("bias", [4], initializer=tf1.zeros_initializer())
-        names = tf1.Variable([b"ab", b"", b"xyz" * 50], name="names")
+        tf1.Variable([b"ab", b"", b"xyz" * 50], name="names")
         loss = tf.reduce_mean(tf.nn.relu(tf.matmul(x, w) + b) ** 2)
         gs = tf1.train.get_or_create_global_step()
         train = tf1.train.AdamOptimizer(0.01).minimize(loss, global_step=gs)

@@ -35,7 +35,7 @@ from ckptcompat.errors import (
     UnsafeCheckpointError,
 )
 from ckptcompat.formats import _protowire as pw
-from ckptcompat.formats.safe_pickle import safe_load, safe_loads
+from ckptcompat.formats.safe_pickle import safe_loads
 from ckptcompat.formats.sidecar import read_legacy_sidecar
 from ckptcompat.formats.tf_bundle._sstable import build_table, read_table
 from ckptcompat import migrate

@@ -15,7 +15,7 @@ from ckptcompat import runtime
 from ckptcompat.errors import IncompatibleStateError, MissingDependencyError
 from ckptcompat.names.variables import CANONICAL_SLOTS
 
-from _frameworks import keras_backend, keras_flavour
+from _frameworks import keras_backend
 
 
 # --------------------------------------------------------------------------- detection
