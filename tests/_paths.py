@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["ROOT", "FIXTURES", "REAL_CHECKPOINTS", "CORPUS_CASE_PREFIXES", "is_corpus"]
+__all__ = ["ROOT", "FIXTURES", "REAL_CHECKPOINTS", "CORPUS_CASE_PREFIXES", "is_corpus", "cpu_model",
+           "COMMITTED_CPU"]
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
@@ -23,3 +24,16 @@ def is_corpus(entry: dict) -> bool:  # type: ignore[type-arg]
         parts = str(entry.get("path", "") if isinstance(entry, dict) else entry).split("/")
         case = parts[1] if len(parts) > 1 else ""
     return str(case).startswith(CORPUS_CASE_PREFIXES)
+
+
+def cpu_model() -> str:
+    """This machine's CPU model name (float results of the generators may differ between CPUs)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return "unknown"
+    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "unknown")
+
+
+#: the CPU model the committed fixtures' values come from
+COMMITTED_CPU = (FIXTURES / "CPU").read_text().strip()

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from _paths import COMMITTED_CPU, cpu_model
+
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "fixtures"
 
@@ -59,14 +61,6 @@ def test_generated_files_match_their_manifest() -> None:
     assert not bad, bad
 
 
-def _cpu_model() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return "unknown"
-    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "unknown")
-
-
 def test_same_cases_formats_and_tensors_as_committed() -> None:
     _, generated = _generated()
     committed = _committed(generated)
@@ -97,7 +91,7 @@ def test_same_tensor_values_as_committed() -> None:
     committed = _committed(generated)
     if generated["producers"] != committed["producers"]:
         pytest.skip(f"producer versions differ: {generated['producers']} vs {committed['producers']}")
-    here, there = _cpu_model(), (FIXTURES / "CPU").read_text().strip()
+    here, there = cpu_model(), COMMITTED_CPU
     if here != there:
         pytest.skip(f"float results may differ between CPUs: committed values come from {there!r}, "
                     f"this machine is {here!r}")
