@@ -6,11 +6,16 @@ puts the previous ones back afterwards. The first signal only sets :attr:`receiv
 :class:`~ckptcompat.callbacks.Checkpoint` callback sees it at the end of the batch, commits a
 checkpoint and stops training. A second signal stops at once: the previous handlers are put
 back and ``KeyboardInterrupt`` (SIGINT) or ``SystemExit(128 + signum)`` (SIGTERM) is raised.
+
+Keras calls no callback when ``fit`` raises, so the handlers may outlive it: a signal that
+arrives while no Keras ``fit`` is on the main thread's stack puts the previous handlers back
+and is handled by them (Ctrl+C raises ``KeyboardInterrupt`` again, SIGTERM terminates).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from typing import Any
@@ -42,6 +47,7 @@ class SignalCatcher:
     def install(self) -> bool:
         """Install the handlers; False (nothing changed) outside the main thread."""
         self.received = None
+        self.uninstall()  # a fit that raised left them installed: never chain onto ourselves
         if threading.current_thread() is not threading.main_thread():
             log.debug("not the main thread: SIGTERM/SIGINT are left to their handlers")
             return False
@@ -57,6 +63,9 @@ class SignalCatcher:
 
     def _handle(self, signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
+        if not _inside_fit(frame):
+            self._pass_on(signum, frame)
+            return
         if self.received is not None:
             self.uninstall()
             log.warning("%s received again: stopping at once, without a checkpoint", name)
@@ -66,3 +75,24 @@ class SignalCatcher:
         self.received = signum
         log.warning("%s received: finishing the current batch, then saving a checkpoint "
                     "(send it again to stop at once)", name)
+
+    def _pass_on(self, signum: int, frame: Any) -> None:
+        """``fit`` is over (it raised; no ``on_train_end`` came): the previous handlers back,
+        this signal handled by the one it had."""
+        previous = self._previous.get(signum)
+        self.uninstall()
+        log.debug("%s outside fit: handled by its previous handler", signal.Signals(signum).name)
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:
+            os.kill(os.getpid(), signum)  # the default action, now that SIG_DFL is back
+
+
+def _inside_fit(frame: Any) -> bool:
+    """Whether a Keras ``fit`` (Keras 2 or 3, any backend) is on the stack of ``frame``."""
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "fit" and "keras" in code.co_filename.replace("\\", "/"):
+            return True
+        frame = frame.f_back
+    return False

@@ -183,6 +183,38 @@ def test_a_second_ctrl_c_stops_at_once(keras: Any, tmp_path: Path) -> None:
     assert not (tmp_path / "ckptcompat.json").exists()  # stopped before any commit
 
 
+def test_handlers_go_back_when_fit_raises(keras: Any, tmp_path: Path) -> None:
+    """Keras calls no on_train_end when fit raises: the first signal after it finds no fit on
+    the stack, puts the previous handlers back and is handled by them."""
+    got: list[int] = []
+
+    class Boom(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            if batch == 1:
+                raise ValueError("boom")
+
+    def mine(signum: int, frame: Any) -> None:
+        got.append(signum)
+
+    outer = signal.signal(signal.SIGTERM, mine)
+    before_int = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(ValueError, match="boom"):
+            _run(keras, tmp_path, 2, Boom())
+        stale = signal.getsignal(signal.SIGTERM)  # still ckptcompat's: no on_train_end came
+        assert stale is not mine and stale == signal.getsignal(signal.SIGINT) != before_int
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert got == [signal.SIGTERM] and signal.getsignal(signal.SIGTERM) is mine
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) == before_int
+        # a later fit of the same kind installs and removes cleanly again
+        _run(keras, tmp_path / "again", 1)
+        assert signal.getsignal(signal.SIGINT) == before_int
+    finally:
+        signal.signal(signal.SIGTERM, outer)
+
+
 @pytest.mark.parametrize("where", ["off", "thread"])
 def test_signals_left_alone_when_off_or_not_in_the_main_thread(keras: Any, tmp_path: Path,
                                                                 where: str) -> None:
