@@ -4,8 +4,9 @@ What ckptcompat replaces: the hand-written "newest checkpoint = os.listdir(dir)[
 epoch parsed out of ``model-{epoch:02d}-{val_acc:.2f}-{val_loss:.2f}.h5``, ``initial_epoch``
 bookkeeping, EarlyStopping whose patience/best restarted from zero after a resume, and
 ``SGD(lr=...)`` / ``period`` / ``metrics=['acc']`` differences between Keras versions.
-``Checkpoint`` + ``ckptcompat.resume`` bring back weights, optimizer slots, epoch and the
-state of ModelCheckpoint and EarlyStopping; the ``.h5`` best files stay as before.
+One ``Checkpoint`` per stage in ``callbacks=[...]``: a rerun of this unchanged script continues
+the unfinished stage from its newest checkpoint (weights, optimizer slots, epoch, batch
+order, the state of ModelCheckpoint and EarlyStopping); the ``.h5`` best files stay as before.
 The "pretrained" base is a small generated network (no downloads).
 """
 
@@ -18,6 +19,7 @@ import numpy as np
 
 import ckptcompat
 from ckptcompat.callbacks import Checkpoint, EarlyStopping, ModelCheckpoint
+from ckptcompat.data import ArrayData
 from ckptcompat.runtime import keras_module
 
 TEMPLATE = "model-{epoch:02d}-{val_acc:.2f}-{val_loss:.2f}.h5"
@@ -43,21 +45,16 @@ def build(keras, size):
 
 
 def run_stage(keras, model, folder: Path, final: Path, epochs: int, data, args) -> None:
-    """Train ``model`` in ``folder`` (resuming its newest state) and save ``final``."""
+    """Train ``model`` in ``folder`` (its Checkpoint continues an unfinished run) and save ``final``."""
     x, y, xv, yv = data
-    try:                                             # the stage's newest checkpoint, if any
-        start = ckptcompat.resume(folder / "state", model=model).initial_epoch
-    except ckptcompat.CheckpointNotFoundError:       # first start of this stage
-        start = 0
-    print(f"{folder.name}: epochs {start + 1}..{epochs}")
-    _tiny.write_summary(args.workdir, **{f"{folder.name}_started_at": start})
     counts = np.bincount(y, minlength=3)
-    class_weight = {c: float(len(y) / (3 * max(n, 1))) for c, n in enumerate(counts)}
-    callbacks = [ModelCheckpoint(str(folder / TEMPLATE), monitor="val_acc", mode="max", save_best_only=True),
+    class_weight = np.array([len(y) / (3 * max(n, 1)) for n in counts], np.float32)
+    train = ArrayData(x, y, batch_size=16, seed=0, sample_weight=class_weight[y])  # replayable order
+    callbacks = [_tiny.report_start(keras, args.workdir, f"{folder.name}_started_at"),
+                 ModelCheckpoint(str(folder / TEMPLATE), monitor="val_acc", mode="max", save_best_only=True),
                  EarlyStopping(monitor="val_acc", patience=5, restore_best_weights=True),
-                 Checkpoint(folder / "state")] + _tiny.stop_after(keras, args.stop_after)
-    model.fit(x, y, validation_data=(xv, yv), batch_size=16, epochs=epochs, initial_epoch=start,
-              class_weight=class_weight, verbose=2, callbacks=callbacks)
+                 Checkpoint(folder / "state", data=train)] + _tiny.stop_after(keras, args.stop_after)
+    model.fit(train, validation_data=(xv, yv), epochs=epochs, shuffle=False, verbose=2, callbacks=callbacks)
     model.save(final, include_optimizer=False)      # the next stage compiles its own optimizer
 
 

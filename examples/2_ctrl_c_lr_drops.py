@@ -9,17 +9,18 @@ Train at 1e-1; when the validation loss stalls press Ctrl+C and start again with
 What ckptcompat replaces: ``EpochCheckpoint(every=5, startAt=...)``, typing
 ``--model output/checkpoints/epoch_40.hdf5 --start-epoch 40`` by hand,
 ``K.set_value(model.optimizer.lr, 1e-2)`` (gone in Keras 3) and trimming the history JSON
-by hand: ``ckptcompat.resume(..., learning_rate=...)`` finds the newest checkpoint and its
-epoch, and ``TrainingMonitor``'s history comes back trimmed to that epoch.
+by hand: the script is the same for every phase; ``Checkpoint(..., learning_rate=args.lr)``
+continues from the newest checkpoint (epoch, optimizer, batch order) at the new rate, and
+``TrainingMonitor``'s history comes back trimmed to that epoch. Ctrl+C finishes the batch
+and commits a checkpoint before the process exits.
 """
 
 from __future__ import annotations
 
 import _tiny
-import numpy as np
 
-import ckptcompat
 from ckptcompat.callbacks import Checkpoint, TrainingMonitor
+from ckptcompat.data import ArrayData
 from ckptcompat.runtime import keras_module
 
 
@@ -44,18 +45,12 @@ def main() -> None:
     x, y = _tiny.images(n, 1, size)
     xv, yv = _tiny.images(n // 4, 2, size)
     out = args.workdir / "output"
-    try:                                             # Ctrl+C'd before: carry on
-        run = ckptcompat.resume(out / "checkpoints", learning_rate=args.lr)
-        model, start = run.model, run.initial_epoch
-    except ckptcompat.CheckpointNotFoundError:       # first start
-        model, start = build(keras, size), 0
-    lr = float(np.asarray(model.optimizer.learning_rate))
-    print(f"epochs {start + 1}..{args.epochs} at learning rate {lr:g}")
-    _tiny.write_summary(args.workdir, started_at=start, learning_rate=lr)
-    callbacks = [TrainingMonitor(out / "history.png", out / "history.json", monitor="val_accuracy"),
-                 Checkpoint(out / "checkpoints", keep_last=3)] + _tiny.stop_after(keras, args.stop_after)
-    model.fit(x, y, validation_data=(xv, yv), batch_size=16, epochs=args.epochs, initial_epoch=start,
-              verbose=2, callbacks=callbacks)
+    model, train = build(keras, size), ArrayData(x, y, batch_size=16, seed=0)
+    callbacks = [_tiny.report_start(keras, args.workdir),
+                 TrainingMonitor(out / "history.png", out / "history.json", monitor="val_accuracy"),
+                 Checkpoint(out / "checkpoints", keep_last=3, data=train, learning_rate=args.lr)]
+    model.fit(train, validation_data=(xv, yv), epochs=args.epochs, shuffle=False, verbose=2,
+              callbacks=callbacks + _tiny.stop_after(keras, args.stop_after))
     _tiny.write_summary(args.workdir, finished_epoch=args.epochs)
 
 

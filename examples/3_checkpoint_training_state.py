@@ -4,9 +4,10 @@ The notebook subclassed ``ModelCheckpoint`` to pickle ``{"optimizer": get_config
 next to every ``.h5``, then on resume did ``load_model`` + unpickle + rebuild the optimizer
 from its config + recompile + ``fit(initial_epoch=saved_epoch)``: unpickling runs arbitrary
 code, the rebuilt optimizer lost its slots, and the pickle broke across versions.
-Here ``Checkpoint`` writes the model, the optimizer state and the epoch (``state.json``, no
-pickle) and ``ckptcompat.resume`` restores them; the step-decay schedule
-(1e-3 x 0.75^(epoch // 10)) sees the restored epoch through ``initial_epoch``. Runs live in
+Here ``Checkpoint`` writes the model, the optimizer state, the epoch and the batch order
+(``state.json``, no pickle) and, when the run's folder already holds checkpoints, restores
+them by itself (the same script, no resume branch); the step-decay schedule
+(1e-3 x 0.75^(epoch // 10)) sees the restored epoch, the one ``fit`` continues at. Runs live in
 numbered folders (``00001-test-train``) with stdout tee'd to ``log.txt``::
 
     python 3_checkpoint_training_state.py --desc test-train          # new run 00001-test-train
@@ -20,8 +21,8 @@ from pathlib import Path
 
 import _tiny
 
-import ckptcompat
 from ckptcompat.callbacks import Checkpoint
+from ckptcompat.data import ArrayData
 from ckptcompat.runtime import keras_module
 
 
@@ -65,31 +66,26 @@ def main() -> None:
     sys.stdout = Tee(run_dir / "log.txt")
     x, y = _tiny.images(n, 1, size)
     xv, yv = _tiny.images(n // 4, 2, size)
-    try:
-        run = ckptcompat.resume(run_dir / "checkpoints")  # weights, Adam slots, epoch: no pickle
-        model, start = run.model, run.initial_epoch
-    except ckptcompat.CheckpointNotFoundError:            # a new run
-        keras.utils.set_random_seed(0)
-        model = keras.Sequential([keras.Input((size, size, 3)),
-                                  keras.layers.Conv2D(8, 3, activation="relu", name="conv"),
-                                  keras.layers.Flatten(name="flat"),
-                                  keras.layers.Dense(3, activation="softmax", name="out")])
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
-                      metrics=["accuracy"])
-        start = 0
-    print(f"{run_dir.name}: epochs {start + 1}..{epochs}")
-    _tiny.write_summary(args.workdir, run=run_dir.name, started_at=start)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((size, size, 3)),
+                              keras.layers.Conv2D(8, 3, activation="relu", name="conv"),
+                              keras.layers.Flatten(name="flat"),
+                              keras.layers.Dense(3, activation="softmax", name="out")])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    _tiny.write_summary(args.workdir, run=run_dir.name)
     rates: dict[int, float] = {}
 
     def step_decay(epoch: int, lr: float = 0.0) -> float:
         rates[epoch + 1] = 1e-3 * 0.75 ** (epoch // every)
         return rates[epoch + 1]
 
-    callbacks = [keras.callbacks.LearningRateScheduler(step_decay),
-                 Checkpoint(run_dir / "checkpoints", keep_last=2)] + _tiny.stop_after(keras, args.stop_after)
-    model.fit(x, y, validation_data=(xv, yv), batch_size=16, epochs=epochs, initial_epoch=start,
-              verbose=2, callbacks=callbacks)
-    _tiny.write_summary(args.workdir, rates=rates, finished_epoch=epochs)
+    train = ArrayData(x, y, batch_size=16, seed=0)
+    callbacks = [keras.callbacks.LearningRateScheduler(step_decay), _tiny.report_start(keras, args.workdir),
+                 Checkpoint(run_dir / "checkpoints", keep_last=2, data=train)]
+    model.fit(train, validation_data=(xv, yv), epochs=epochs, shuffle=False, verbose=2,
+              callbacks=callbacks + _tiny.stop_after(keras, args.stop_after))
+    _tiny.write_summary(args.workdir, rates=rates, finished_epoch=epochs, weights=_tiny.weights_digest(model))
 
 
 if __name__ == "__main__":

@@ -8,15 +8,14 @@ which Keras logs as ``auc_1`` / ``val_auc_1``, and trains into ``fine_tuned_hous
 
 What ckptcompat replaces: monitors, file templates and plots keyed on ``val_auc`` broke on
 the second ``AUC()`` (and the suffix changes again after a restart); ckptcompat's callbacks
-look ``val_auc`` up under every spelling. ``Checkpoint("finetune")`` +
-``resume("finetune", model=model)`` make stage 2 restartable.
+look ``val_auc`` up under every spelling. ``Checkpoint("finetune")`` in stage 2's callbacks
+makes it restartable: a rerun continues the fine-tuning from its newest checkpoint.
 """
 
 from __future__ import annotations
 
 import _tiny
 
-import ckptcompat
 from ckptcompat.callbacks import Checkpoint, EarlyStopping, ModelCheckpoint, TrainingMonitor
 from ckptcompat.runtime import keras_module
 
@@ -55,13 +54,9 @@ def main() -> None:
         layer.trainable = layer.name in ("top_conv", "head")
     model.compile(optimizer=keras.optimizers.Adam(lr2), loss="binary_crossentropy",
                   metrics=[keras.metrics.AUC()])           # logs auc_1 / val_auc_1
-    try:                                                 # fine-tuning was interrupted: carry on
-        start = ckptcompat.resume(work / "finetune", model=model).initial_epoch
-    except ckptcompat.CheckpointNotFoundError:
-        start = 0
     stopper = EarlyStopping(monitor="val_auc", patience=20, restore_best_weights=True)
     hist = model.fit(x, y, validation_data=(xv, yv), batch_size=16, epochs=e1 + e2,
-                     initial_epoch=max(start, e1), verbose=2,
+                     initial_epoch=e1, verbose=2,
                      callbacks=[ModelCheckpoint(str(work / "fine_tuned_house.h5"), monitor="val_auc",
                                                 save_best_only=True),
                                 stopper, TrainingMonitor(json_path=work / "history.json", monitor="val_auc"),

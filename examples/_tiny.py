@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["images", "parser", "stop_after", "write_summary"]
+__all__ = ["images", "parser", "stop_after", "report_start", "weights_digest", "write_summary"]
 
 
 def images(n: int, seed: int, size: int = 12, classes: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -61,6 +61,36 @@ def stop_after(keras: Any, epochs: int | None) -> list[Any]:
                 os.kill(os.getpid(), signal.SIGKILL)
 
     return [_Crash()]
+
+
+def report_start(keras: Any, workdir: Path, key: str = "started_at", epochs: int | None = None) -> Any:
+    """A callback that, at the first epoch this run trains, prints ``epochs A..B`` and writes
+    ``key`` (that epoch) and the learning rate into ``summary.json``; a finished run trains
+    no epoch and writes nothing."""
+
+    class _Start(keras.callbacks.Callback):
+        done = False
+
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            if self.done:
+                return
+            self.done = True
+            lr = float(np.asarray(self.model.optimizer.learning_rate))
+            last = epochs or (self.params or {}).get("epochs")
+            print(f"epochs {epoch + 1}..{last} at learning rate {lr:g}", flush=True)
+            write_summary(workdir, **{key: int(epoch), "learning_rate": lr})
+
+    return _Start()
+
+
+def weights_digest(model: Any) -> str:
+    """sha256 of every weight of ``model`` (tests compare a resumed run with an uninterrupted one)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for w in model.get_weights():
+        h.update(np.ascontiguousarray(w).tobytes())
+    return h.hexdigest()
 
 
 def write_summary(workdir: Path, **values: Any) -> None:

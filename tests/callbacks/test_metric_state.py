@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.backend]
 
 def _trained(keras: Any) -> Any:
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
-    model.compile(optimizer="sgd", loss="mse", metrics=["mae", keras.metrics.AUC(num_thresholds=5)])
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae", keras.metrics.AUC(num_thresholds=5, name="auc")])
     x = np.arange(12, dtype=np.float32).reshape(4, 3) / 12
     model.fit(x, np.array([[0.0], [1.0], [0.0], [1.0]], np.float32), batch_size=4, epochs=1, verbose=0)
     return model

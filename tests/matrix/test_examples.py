@@ -72,6 +72,13 @@ def test_1_transfer_learning_resumes_and_skips_stages(tmp_path: Path) -> None:
     assert "stage 1 done" in out and "stage 2 done" in out
 
 
+#: Keras 3.0.x binds fit's first epoch before any callback runs: the one-callback rerun there
+#: raises the typed error asking for fit(initial_epoch=N) (docs/callbacks.md)
+needs_fit_hook = pytest.mark.skipif(running_keras30(), reason="Keras 3.0 has no hook to start fit at a "
+                                    "later epoch from a callback (docs/callbacks.md)")
+
+
+@needs_fit_hook
 def test_2_ctrl_c_then_lower_learning_rate(tmp_path: Path) -> None:
     _run("2_ctrl_c_lr_drops.py", tmp_path, "--epochs", "4", "--stop-after", "2", expect=-signal.SIGKILL)
     assert _summary(tmp_path)["learning_rate"] == pytest.approx(0.1)
@@ -83,6 +90,7 @@ def test_2_ctrl_c_then_lower_learning_rate(tmp_path: Path) -> None:
     assert history["epoch"] == [1, 2, 3, 4]           # no epoch twice, none missing
 
 
+@needs_fit_hook
 def test_3_numbered_runs_and_step_decay_after_resume(tmp_path: Path) -> None:
     _run("3_checkpoint_training_state.py", tmp_path, "--stop-after", "3", expect=-signal.SIGKILL)
     _run("3_checkpoint_training_state.py", tmp_path, "--resume", "latest")
@@ -91,6 +99,9 @@ def test_3_numbered_runs_and_step_decay_after_resume(tmp_path: Path) -> None:
     # the schedule (tiny: decay every 2 epochs) saw the restored epoch
     assert s["rates"] == {str(e): pytest.approx(1e-3 * 0.75 ** ((e - 1) // 2)) for e in (4, 5, 6)}
     assert "epochs 4..6" in (tmp_path / "00001-test-train" / "log.txt").read_text()
+    # the killed and continued run ends bitwise equal to one never interrupted
+    _run("3_checkpoint_training_state.py", tmp_path / "uninterrupted")
+    assert _summary(tmp_path / "uninterrupted")["weights"] == s["weights"]
     script = _load("3_checkpoint_training_state.py")      # a new run gets the next number
     assert script.run_folder(tmp_path, "test-train", None) == tmp_path / "00002-test-train"
     assert script.run_folder(tmp_path, "x", "latest") == tmp_path / "00001-test-train"
