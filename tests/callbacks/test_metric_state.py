@@ -28,7 +28,8 @@ def test_capture_names_every_accumulator(keras: Any) -> None:
     assert {"loss/total", "loss/count", "mae/total", "mae/count"} <= set(saved)
     assert {k for k in saved if k.startswith("auc")} == {
         "auc/true_positives", "auc/false_positives", "auc/true_negatives", "auc/false_negatives"}
-    assert saved["loss/count"] == 4 and saved["auc/true_positives"].shape == (5,)
+    assert saved["loss/count"] in (1, 4)  # one batch: by batch (Keras 3.0-3.x) or by sample
+    assert saved["auc/true_positives"].shape == (5,)
 
 
 def test_add_back_sums_and_names_what_does_not_fit(keras: Any, caplog: pytest.LogCaptureFixture) -> None:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from _frameworks import running_keras30
+
 pytestmark = [pytest.mark.backend, pytest.mark.slow]
 
 CHILD = Path(__file__).with_name("_backend_child.py")
@@ -52,6 +54,12 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise(tmp_path: Path) -> None:
     # run's loss and metric, bitwise (the epoch's metric accumulators were carried over)
     assert got["epochs"] == [2, 3] and sorted(got["history"]) == sorted(want["history"]) == ["loss", "mae"]
     for key, values_ in got["history"].items():
+        if key == "loss" and running_keras30():
+            # Keras 3.0.x adds 1 to its loss tracker's count when the data of the shortened
+            # resumed epoch runs out (its graph step starts before the end of data is seen;
+            # docs/resume.md): that one value differs, the next epochs do not
+            assert values_[1:] == want["history"][key][3:], key
+            continue
         assert values_ == want["history"][key][2:], key
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
     if backend in ("jax", "torch"):
