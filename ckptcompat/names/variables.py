@@ -32,6 +32,9 @@ CANONICAL_SLOTS: dict[str, tuple[str, ...]] = {
     "Lion": ("momentum",),
     "Adafactor": ("r", "c", "v"),
     "Lamb": ("m", "v"),
+    # Keras 3 only (no other generation to translate to): their own slot names
+    "Muon": ("momentum", "velocity"),  # velocity: the Adam fallback of variables Muon does not handle
+    "ScheduleFreeAdamW": ("momentum", "velocity"),
 }
 
 _CLASS_ALIASES: dict[str, str] = {
@@ -58,6 +61,8 @@ _CLASS_ALIASES: dict[str, str] = {
     "lion": "Lion",
     "adafactor": "Adafactor",
     "lamb": "Lamb",
+    "muon": "Muon",
+    "schedulefreeadamw": "ScheduleFreeAdamW",
     "Momentum": "SGD",
     "GradientDescent": "SGD",
 }

@@ -287,10 +287,6 @@ _WEIGHTS_ONLY_ZOO = "weights-only .weights.h5 of the zoo: groups without config 
 _KNOWN_GAPS: dict[str, str] = {
     "tf221-keras3/opt_adafactor/tf_checkpoint/": _ADAFACTOR_BUNDLE,
     "tf221-tfkeras/opt_adafactor/tf_checkpoint/": _ADAFACTOR_BUNDLE,
-    "tf221-keras3/opt_muon/": "Muon: non-slot state (Adam fallback for non-2-D variables) not modelled; "
-                              "class 'muon' not resolved from .keras (every file)",
-    "tf221-keras3/opt_schedulefreeadamw/": "ScheduleFreeAdamW: extra per-variable state not modelled; "
-                                           "'schedule_free_adam_w' not resolved (every file)",
     "tf221-tfkeras/zoo_rank3/model.keras": "tf-keras .keras of the zoo: StackedRNNCells / attention groups "
                                            "not in the layout table, so the optimizer order is off",
     "tf221-tfkeras/zoo_rank3/model.weights.h5": "base model.keras not matched (see model.keras)",

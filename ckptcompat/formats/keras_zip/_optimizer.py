@@ -88,6 +88,8 @@ def optimizer_layout(class_name: str, cfg: Mapping[str, Any], generation: str,
     nadam = generation == "keras3" and canonical_optimizer_class(class_name) == "Nadam"
     if nadam and nadam_u_first:  # Keras 3.0 creates u_product before the slots, later releases after
         out.append(("u_product", None, ""))
+    if canonical_optimizer_class(class_name) == "Muon":
+        return out + _muon_slots(cfg, trainable)
     for group in groups:
         for name, shape in trainable:
             for slot in group:
@@ -96,4 +98,21 @@ def optimizer_layout(class_name: str, cfg: Mapping[str, Any], generation: str,
                 out.append(("slot", name, slot))
     if nadam and not nadam_u_first:
         out.append(("u_product", None, ""))
+    return out
+
+
+def _muon_slots(cfg: Mapping[str, Any], trainable: list[tuple[str, tuple[int, ...]]]) -> list[tuple[str, str | None, str]]:
+    """Muon's variables, per model variable: ``momentum``, then ``velocity`` where Muon falls back
+    to AdamW (not 2-D, an embedding unless ``exclude_embeddings=False``, or a path that matches
+    ``exclude_layers``), as Keras 3 ``Muon.build`` creates them."""
+    import re
+
+    exclude = [str(p) for p in (cfg.get("exclude_layers") or ())]
+    out: list[tuple[str, str | None, str]] = []
+    for name, shape in trainable:
+        out.append(("slot", name, "momentum"))
+        adam = (len(shape) != 2 or (_flag(cfg, "exclude_embeddings", True) and "embedding" in name.lower())
+                or any(re.search(p, name) for p in exclude))
+        if adam:
+            out.append(("slot", name, "velocity"))
     return out
