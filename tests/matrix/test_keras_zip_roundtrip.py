@@ -29,7 +29,7 @@ def _cases() -> list[dict]:
     out = []
     for fx in json.loads(path.read_text())["fixtures"]:
         if not fx.get("optimizer") or not (FIXTURES / fx["path"]).exists() or is_corpus(fx):
-            continue  # the corpus: writer coverage beyond the core cases is an open gap (issue #13)
+            continue  # the corpus: tests/matrix/test_writer_corpus.py (its optimizers)
         if fx["optimizer"].get("iterations") is None:
             continue  # Keras <= 2.2 RMSprop saves no step counter: nothing to round-trip
         if fx["format"] == "keras_zip" and fx["path"].endswith(".keras"):

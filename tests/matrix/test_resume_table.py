@@ -279,19 +279,9 @@ def _env_versions() -> str:
 #: one entry per file (a case folder only where every file of it fails for the reason given).
 #: Each is a ckptcompat limitation, not a file that fails on purpose. Fixed so far: Keras 3
 #: ``.weights.h5`` layer paths, config stripping, 'adam_w', amsgrad guessed from ``.keras``,
-#: ConvLSTM / attention / depthwise layer paths of ``.keras``, SGD(momentum=0) inert slots.
-_ADAFACTOR_BUNDLE = "Adafactor bundle: no readable checkpoint through the base file (Keras 3.15 cannot " \
-                    "write Adafactor to .h5; the .keras optimizer layout of Adafactor is not matched)"
-_WEIGHTS_ONLY_ZOO = "weights-only .weights.h5 of the zoo: groups without config (ConvLSTM cells, " \
-                    "LocallyConnected, depthwise) are not placed into the live model by structure"
-_KNOWN_GAPS: dict[str, str] = {
-    "tf221-keras3/opt_adafactor/tf_checkpoint/": _ADAFACTOR_BUNDLE,
-    "tf221-tfkeras/opt_adafactor/tf_checkpoint/": _ADAFACTOR_BUNDLE,
-    "tf221-tfkeras/zoo_rank3/model.keras": "tf-keras .keras of the zoo: StackedRNNCells / attention groups "
-                                           "not in the layout table, so the optimizer order is off",
-    "tf221-tfkeras/zoo_rank3/model.weights.h5": "base model.keras not matched (see model.keras)",
-    "tf221-tfkeras/zoo_rank3/tf_checkpoint/": "base model.keras not matched (see model.keras)",
-}
+#: ConvLSTM / attention / depthwise layer paths of ``.keras``, SGD(momentum=0) inert slots, Muon and
+#: ScheduleFreeAdamW, Adafactor TF bundles, tf-keras MultiHeadAttention ``_query_dense`` groups.
+_KNOWN_GAPS: dict[str, str] = {}
 
 
 #: files that alone cannot say their optimizer's configuration (read without a model, the slots stay
@@ -319,8 +309,8 @@ _KNOWN_GAPS_BY_CONSUMER: dict[str, dict[str, str]] = {
     "keras3.0": {
         "tf221-keras3/zoo_rank3/": "Keras 3.0.5 rebuilds the zoo's Bidirectional from a Keras 3.15 config "
                                    "with both sides named forward_lstm: two live variables share one name",
-        "tf221-keras3/opt_adafactor/model.keras": "Keras 3.0's Adafactor keeps other r/c shapes for "
-                                                  "1-D variables than 3.15: the bias r/c slots differ",
+        "tf221-keras3/opt_adafactor/": "Keras 3.0's Adafactor keeps other r/c shapes for 1-D "
+                                       "variables than 3.15: the bias r/c slots differ (.keras and bundle)",
     },
     "keras2": {
         "tf221-keras3/zoo_rank4/": "Keras 3 zoo rank 4 in Keras 2: 7 variables of the Keras 3-only layer "

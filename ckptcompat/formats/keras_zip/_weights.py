@@ -42,12 +42,17 @@ def _shapes_ok(specs: list[VarSpec], arrays: list[np.ndarray]) -> bool:
 
 
 def _resolve(h5: Any, h5_path: str) -> str:
-    """The ``vars`` group of a layer path; files written on Windows spell the path with ``\\``."""
+    """The ``vars`` group of a layer path; files written on Windows spell the path with ``\\``,
+    tf-keras a sub-layer attribute with a leading ``_`` (``MultiHeadAttention._query_dense``
+    where Keras 3 writes ``query_dense``)."""
     group = h5_path + "/vars"
-    if group not in h5:
-        windows = h5_path.replace("/", "\\") + "/vars"
-        if windows in h5:
-            return windows
+    if group in h5:
+        return group
+    head, _, last = h5_path.rpartition("/")
+    private = f"{head}/_{last}/vars" if head and not last.startswith("_") else None
+    for other in (h5_path.replace("/", "\\") + "/vars", private):
+        if other is not None and other in h5:
+            return other
     return group
 
 

@@ -74,11 +74,12 @@ def _layer_arrays(state: TrainingState, model_cfg: Mapping[str, Any], path: Path
 
 
 def _optimizer_arrays(state: TrainingState, opt_cfg: Mapping[str, Any],
-                      trainable: list[tuple[str, tuple[int, ...]]], path: Path) -> list[np.ndarray]:
+                      trainable: list[tuple[str, tuple[int, ...]]], path: Path, version: str) -> list[np.ndarray]:
     opt = state.optimizer
     assert opt is not None
     cfg = opt_cfg["config"]
-    layout = optimizer_layout(opt.class_name, cfg, "keras3", trainable)
+    # Keras 3.0 creates Nadam's u_product before the slots, later releases after them
+    layout = optimizer_layout(opt.class_name, cfg, "keras3", trainable, nadam_u_first=version.startswith("3.0."))
     if layout is None:
         raise UnsupportedFormatError(f"no Keras 3 variable layout known for optimizer {opt.class_name}",
                                      path=path, hint="write weights only (drop the optimizer state)")
@@ -237,7 +238,7 @@ def write_state(path: Path, state: TrainingState, *, verify: Callable[[Path], Tr
     model_cfg = for_keras3_release(upgrade_model_config(state.model_config), version)
     groups, trainable = _layer_arrays(state, model_cfg, path)
     opt_cfg = _optimizer_config(state) if (include_optimizer and state.optimizer) else None
-    opt_arrays = _optimizer_arrays(state, opt_cfg, trainable, path) if opt_cfg else None
+    opt_arrays = _optimizer_arrays(state, opt_cfg, trainable, path, version) if opt_cfg else None
     if opt_cfg and opt_arrays is not None and state.optimizer is not None:
         from ckptcompat.formats.keras_zip import _loss_scale
 

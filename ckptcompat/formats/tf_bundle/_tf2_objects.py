@@ -19,6 +19,7 @@ import numpy as np
 
 from ckptcompat.errors import CorruptCheckpointError, IncompatibleStateError
 from ckptcompat.formats import _protowire as pw
+from ckptcompat.names.optimizer_layouts import slot_shape
 from ckptcompat.names.variables import (CANONICAL_SLOTS, canonical_optimizer_class, canonical_slot,
                                         distinct_paths, split_keras3_slot, strip_tensor_suffix)
 from ckptcompat.state import OptimizerState, Producer, Progress, TrainingState
@@ -277,12 +278,15 @@ def _slots_by_name(graph: _Graph, slot_nodes: set[int], names: dict[int, str], w
     by_full = {var_of[n].full_name: names[n] for n in weight_ids}
     by_under = {var_of[n].full_name.replace("/", "_"): names[n] for n in weight_ids}
     raw_slots: list[tuple[str, str, int]] = []
+    factored: list[tuple[str, int]] = []  # Keras 3 Adafactor r / c: named after the variable alone
     for nid in sorted(slot_nodes, key=lambda n: var_of[n].checkpoint_key):
         full = _COND_SCOPE.sub("", var_of[nid].full_name)  # TF 2.12 LossScaleOptimizer: cond_1/Adam/m/...
         head, _, rest = full.partition("/")
         head_cls = canonical_optimizer_class(head)
         cls = cls or (head_cls if head_cls in CANONICAL_SLOTS else None)
         raw, _, var = rest.partition("/")
+        if _tf_keras_placeholder(head_cls, raw if var in by_full else head, graph.value(nid)):
+            continue
         if var and var in by_full:  # TF 2.11-2.15: Adam/m/dense/kernel
             raw_slots.append((by_full[var], raw, nid))
             continue
@@ -293,8 +297,43 @@ def _slots_by_name(graph: _Graph, slot_nodes: set[int], names: dict[int, str], w
         if rest in by_full and head in _RAW_CLASS_SLOTS:  # TF 2.11+ LossScaleOptimizer: m/dense/kernel
             raw_slots.append((by_full[rest], head, nid))
             continue
+        if head_cls == "Adafactor" and rest and "/" not in rest:
+            factored.append((rest, nid))
+            continue
         problems.append(f"optimizer variable {full!r} ({var_of[nid].checkpoint_key}) matches no model variable")
+    raw_slots += _adafactor_factors(graph, factored, [names[n] for n in weight_ids], problems)
     return raw_slots, cls
+
+
+def _tf_keras_placeholder(cls: str, raw: str, value: np.ndarray) -> bool:
+    """tf-keras Adafactor's int ``r``/``c`` stand-ins for variables under 2-D: not state."""
+    return raw in ("r", "c") and cls in ("Adafactor", "r", "c") and np.ndim(value) == 0 \
+        and np.asarray(value).dtype.kind in "iu"
+
+
+def _position(key: str) -> int:
+    """The index of ``optimizer/_variables/<i>/...`` (creation order), else -1."""
+    found = re.search(r"_variables/(\d+)/", key)
+    return int(found.group(1)) if found else -1
+
+
+def _adafactor_factors(graph: _Graph, factored: list[tuple[str, int]], weights: list[str],
+                       problems: list[str]) -> list[tuple[str, str, int]]:
+    """Keras 3 Adafactor names its factored second moments ``r`` and ``c`` after the variable's
+    own name only (``adafactor/kernel``, twice): in creation order they come in pairs, ``r``
+    then ``c``, one pair per trainable variable of that name in model order."""
+    out: list[tuple[str, str, int]] = []
+    by_leaf: dict[str, list[int]] = {}
+    for leaf, nid in sorted(factored, key=lambda f: _position(graph.var_of[f[1]].checkpoint_key)):
+        by_leaf.setdefault(leaf, []).append(nid)
+    for leaf, nids in by_leaf.items():
+        owners = [w for w in weights if w.rsplit("/", 1)[-1] == leaf]
+        if len(nids) != 2 * len(owners):
+            problems.append(f"{len(nids)} Adafactor factors named {leaf!r} for {len(owners)} such variables")
+            continue
+        for i, owner in enumerate(owners):
+            out += [(owner, "r", nids[2 * i]), (owner, "c", nids[2 * i + 1])]
+    return out
 
 
 def _checked_slots(graph: _Graph, raw_slots: list[tuple[str, str, int]], cls: str | None,
@@ -307,7 +346,7 @@ def _checked_slots(graph: _Graph, raw_slots: list[tuple[str, str, int]], cls: st
     for owner, raw, nid in raw_slots:
         arr = graph.value(nid)
         slot = canonical_slot(cls or "", raw)
-        if np.shape(arr) != shape_of.get(owner):
+        if owner not in shape_of or np.shape(arr) != slot_shape(cls or "", slot, shape_of[owner]):
             problems.append(f"slot {slot!r} of {owner!r} has shape {np.shape(arr)}, "
                             f"variable has {shape_of.get(owner)}")
         elif slot in slots.get(owner, {}):
@@ -316,3 +355,4 @@ def _checked_slots(graph: _Graph, raw_slots: list[tuple[str, str, int]], cls: st
             slots.setdefault(owner, {})[slot] = arr
     order = {names[n]: i for i, n in enumerate(weight_ids)}
     return dict(sorted(slots.items(), key=lambda kv: order.get(kv[0], len(order))))
+
