@@ -254,7 +254,9 @@ def downgrade_optimizer_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """Keras 3 optimizer ``{"class_name", "config"}`` -> one tf.keras 2.11-2.15 new optimizers accept."""
     out = _strip_registration(copy.deepcopy(dict(config)))
     cls = str(out.get("class_name", "")).split(">")[-1]
-    out["class_name"] = cls
+    # tf-keras's deserializer knows Lion and Adafactor only under their registered names (as
+    # tf-keras writes them)
+    out["class_name"] = f"Custom>{cls}" if cls in ("Lion", "Adafactor") else cls
     inner = dict(out.get("config") or {})
     if "lr" in inner and "learning_rate" not in inner:
         inner["learning_rate"] = inner.pop("lr")

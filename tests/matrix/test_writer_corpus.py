@@ -1,6 +1,7 @@
 """The writer side of the optimizer corpus: every ``opt_*`` full-model file of the corpus
 (every optimizer class and variant a release ships, fixtures/_optimizers.py) -> ckptcompat's
-``.keras`` writer -> native Keras 3 ``load_model``: every weight and optimizer slot bitwise,
+``.keras`` writer -> native Keras 3 ``load_model`` (and ``migrate(..., to="h5")`` -> native
+Keras 2 ``load_model``): every weight and optimizer slot bitwise,
 iterations and learning rate exact, checked on the live optimizer Keras built from our file
 (across generations, only inert slots may be absent on one side: ``names.slot_meaning``).
 
@@ -20,7 +21,6 @@ import pytest
 
 from _paths import FIXTURES
 
-pytestmark = [pytest.mark.backend]
 
 
 def _cases() -> list[dict[str, Any]]:
@@ -32,13 +32,13 @@ def _cases() -> list[dict[str, Any]]:
             and Path(fx["path"]).name in ("model.keras", "model.h5") and (FIXTURES / fx["path"]).exists()]
 
 
+@pytest.mark.backend
 @pytest.mark.parametrize("fx", _cases(), ids=lambda f: f["path"])
 def test_corpus_optimizer_through_our_writer_into_native_keras3(fx: dict[str, Any], tmp_path: Path,
                                                                 keras: Any) -> None:
     from ckptcompat import runtime
     from ckptcompat.errors import IncompatibleStateError
     from ckptcompat.formats import keras_zip, registry
-    from ckptcompat.names.slot_meaning import is_inert, is_inert_for_shape
     from ckptcompat.names.variables import canonical_optimizer_class
 
     state = registry.read(FIXTURES / fx["path"])
@@ -54,7 +54,60 @@ def test_corpus_optimizer_through_our_writer_into_native_keras3(fx: dict[str, An
         assert not out.exists()
         return
     keras_zip.write(out, state)
-    live = runtime.capture(keras.saving.load_model(out))
+    _same_state(fx, state, runtime.capture(keras.saving.load_model(out)))
+
+
+#: reviewed gaps of the Keras 2 .h5 writer (by path substring): each a typed refusal today
+_H5_WRITER_GAPS = {
+    "tf221-keras3/opt_adafactor/": "Adafactor from Keras 3: its scalar r/c placeholders of 1-D variables are "
+                                   "dropped (tf-keras has none) and the .h5 read-back check counts them as lost",
+    "tf221-keras3/opt_sgd/": "SGD(momentum=0) from Keras 3: the .h5 writer writes the Keras 2 momentum slots "
+                             "the source lacks and its read-back check refuses them",
+    "/opt_legacy_sgd/": "legacy SGD(momentum=0) keeps no slots; the .h5 writer expects the new SGD's momentum slots",
+    "/opt_legacy_nadam/": "legacy Nadam's decay=0.004 has no tf.keras 2.11+ equivalent: the writer targets the new "
+                          "optimizers only",
+}
+
+
+def _h5_gap(fx: dict[str, Any]) -> list[Any]:
+    reason = next((r for k, r in _H5_WRITER_GAPS.items() if k in fx["path"]), None)
+    return [pytest.mark.xfail(reason=reason, strict=False)] if reason else []
+
+
+@pytest.mark.keras2
+@pytest.mark.parametrize("fx", [pytest.param(f, marks=_h5_gap(f), id=f["path"]) for f in _cases()])
+def test_corpus_optimizer_migrated_to_h5_into_native_keras2(fx: dict[str, Any], tmp_path: Path,
+                                                            keras: Any) -> None:
+    """The same for Keras 2: ``migrate(..., to="h5")`` (config translated for this Keras),
+    native ``load_model``."""
+    import ckptcompat
+    from ckptcompat import runtime
+    from ckptcompat.formats import registry
+    from ckptcompat.names.variables import canonical_optimizer_class
+
+    state = registry.read(FIXTURES / fx["path"])
+    opt = state.optimizer
+    assert opt is not None
+    if runtime.flavour().find_optimizer_class(canonical_optimizer_class(opt.class_name)) is None:
+        pytest.skip(f"{opt.class_name} does not exist in this Keras")
+    out = tmp_path / "out.h5"
+    if opt.fits or (opt.class_name == "SGD" and opt.config is None
+                    and not opt.hyperparameters.get("momentum") and opt.slots):
+        with pytest.raises(ckptcompat.IncompatibleStateError):  # never invent a configuration
+            ckptcompat.migrate(FIXTURES / fx["path"], out, to="h5")
+        assert not out.exists()
+        return
+    ckptcompat.migrate(FIXTURES / fx["path"], out, to="h5")
+    _same_state(fx, state, runtime.capture(keras.models.load_model(out)))
+
+
+def _same_state(fx: dict[str, Any], state: Any, live: Any) -> None:
+    """Weights bitwise, iterations and learning rate exact, every slot bitwise; across
+    generations only inert slots may come or go: SGD momentum at 0 (never read by the next
+    step), Adafactor's all-zero placeholders for variables under 2-D."""
+    from ckptcompat.names.slot_meaning import is_inert, is_inert_for_shape
+
+    opt = state.optimizer
     assert set(live.weights) == set(state.weights)
     for name, value in state.weights.items():
         assert live.weights[name].dtype == value.dtype and np.array_equal(live.weights[name], value), name
@@ -63,8 +116,6 @@ def test_corpus_optimizer_through_our_writer_into_native_keras3(fx: dict[str, An
     assert live.optimizer.learning_rate == pytest.approx(fx["optimizer"]["learning_rate"], rel=1e-7)
     want = {(v, s): a for v, per in opt.slots.items() for s, a in per.items()}
     got = {(v, s): a for v, per in live.optimizer.slots.items() for s, a in per.items()}
-    # across generations only inert slots may come or go: SGD momentum at 0 (never read by
-    # the next step), Adafactor's all-zero placeholders for variables under 2-D
     live_only = {k: got[k] for k in set(got) - set(want)}
     file_only = {k: want[k] for k in set(want) - set(got)}
     hyper = {**opt.hyperparameters, **live.optimizer.hyperparameters}
@@ -72,7 +123,14 @@ def test_corpus_optimizer_through_our_writer_into_native_keras3(fx: dict[str, An
               if not is_inert(opt.class_name, k[1], hyper) and (np.any(a) or not is_inert_for_shape(
                   opt.class_name, k[1], a.shape))]
     assert not moving, (live_only, file_only)
-    if fx["producer"].endswith("keras3"):  # same generation: the very same slots
-        assert not live_only and not file_only
+    if fx["producer"] == _running_producer():  # same generation: the same slots but placeholders
+        assert not [k for k, a in {**live_only, **file_only}.items()
+                    if np.any(a) or not is_inert_for_shape(opt.class_name, k[1], a.shape)]
     differ = [k for k in set(want) & set(got) if got[k].shape != want[k].shape or not np.array_equal(got[k], want[k])]
     assert not differ, differ
+
+
+def _running_producer() -> str:
+    from ckptcompat import runtime
+
+    return "tf221-keras3" if runtime.detect() == "keras3" else "tf221-tfkeras"

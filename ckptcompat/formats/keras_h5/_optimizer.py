@@ -326,6 +326,12 @@ def new_optimizer_layout(cls: str, config: Mapping[str, Any], trainable: Sequenc
     if cls == "Adadelta":
         return [(w, s, raw) for w in trainable
                 for s, raw in (("accum_grad", "accumulated_grad"), ("accum_var", "accumulated_delta_var"))]
+    if cls == "Ftrl":
+        return [(w, s, s) for w in trainable for s in ("accumulator", "linear")]
+    if cls == "Lion":
+        return [(w, "momentum", "m") for w in trainable]
+    if cls == "Adafactor":  # factored r / c for variables of 2 or more dimensions only
+        return [(w, s, s) for w in trainable for s in (("r", "c", "v") if len(w.shape) >= 2 else ("v",))]
     raise UnsupportedFormatError(f"writing {cls} optimizer state to a legacy .h5 is not supported",
                                  hint="write without the optimizer (include_optimizer=False) or use "
-                                      "Adam, AdamW, Nadam, Adamax, SGD, RMSprop, Adagrad or Adadelta")
+                                      "Adam, AdamW, Nadam, Adamax, SGD, RMSprop, Adagrad, Adadelta, Ftrl, Lion or Adafactor")

@@ -27,6 +27,7 @@ from ckptcompat.formats import keras_h5 as _h5
 from ckptcompat.formats.keras_h5._optimizer import WeightInfo, new_optimizer_layout
 from ckptcompat.names.config_downgrade import (downgrade_model_config, downgrade_optimizer_config,
                                                downgrade_training_config, dropped_optimizer_keys)
+from ckptcompat.names.optimizer_layouts import slot_shape
 from ckptcompat.names.variables import canonical_optimizer_class
 from ckptcompat.state import TrainingState
 
@@ -100,8 +101,9 @@ def _optimizer_payload(state: TrainingState, infos: list[WeightInfo], path: Path
         value = slots.get(w.canonical, {}).get(slot)
         if value is None:
             problems.append(f"{w.canonical}: no {slot!r} slot in the state")
-        elif tuple(np.shape(value)) != w.shape:
-            problems.append(f"{w.canonical}/{slot}: shape {np.shape(value)} != weight {w.shape}")
+        elif tuple(np.shape(value)) != slot_shape(cls, slot, w.shape):
+            problems.append(f"{w.canonical}/{slot}: shape {np.shape(value)} != {slot_shape(cls, slot, w.shape)} "
+                            f"(weight {w.shape})")
         else:
             values.append((f"{cfg['config'].get('name', cls)}/{raw}/{w.canonical}:0", np.asarray(value)))
     placed = {(w.canonical, s) for w, s, _ in layout}
