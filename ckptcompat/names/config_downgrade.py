@@ -254,9 +254,10 @@ def downgrade_optimizer_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """Keras 3 optimizer ``{"class_name", "config"}`` -> one tf.keras 2.11-2.15 new optimizers accept."""
     out = _strip_registration(copy.deepcopy(dict(config)))
     cls = str(out.get("class_name", "")).split(">")[-1]
-    # tf-keras's deserializer knows Lion and Adafactor only under their registered names (as
-    # tf-keras writes them)
-    out["class_name"] = f"Custom>{cls}" if cls in ("Lion", "Adafactor") else cls
+    # classes with no legacy counterpart: a legacy .h5 is loaded with the legacy optimizers'
+    # lookup (tf.keras 2.11-2.15, tf-keras), which finds them only under their registered
+    # names, as tf.keras / tf-keras write them themselves
+    out["class_name"] = f"Custom>{cls}" if cls in ("AdamW", "Lion", "Adafactor") else cls
     inner = dict(out.get("config") or {})
     if "lr" in inner and "learning_rate" not in inner:
         inner["learning_rate"] = inner.pop("lr")
