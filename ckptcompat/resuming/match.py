@@ -136,6 +136,18 @@ def _leaf(name: str) -> str:
     return name.rsplit("/", 1)[-1]
 
 
+#: one variable, two spellings: the generations name it differently (Keras 3 DepthwiseConv's
+#: ``kernel`` is Keras 2's ``depthwise_kernel``)
+_LEAF_ALIASES: dict[str, frozenset[str]] = {
+    "DepthwiseConv1D": frozenset({"kernel", "depthwise_kernel"}),
+    "DepthwiseConv2D": frozenset({"kernel", "depthwise_kernel"}),
+}
+
+
+def _same_leaf(a: str, b: str, class_name: str | None) -> bool:
+    return a == b or {a, b} <= _LEAF_ALIASES.get(class_name or "", frozenset())
+
+
 def _pair_by_structure(state: TrainingState, ckpt_layers: Sequence[LiveLayer],
                        live: Mapping[str, tuple[int, ...]],
                        live_layer_list: Sequence[LiveLayer]) -> tuple[dict[str, str], list[str]]:
@@ -158,7 +170,7 @@ def _pair_by_structure(state: TrainingState, ckpt_layers: Sequence[LiveLayer],
         for src, dst in zip(ga.names, gb.names):
             s_short, d_short = _short(src, ga.layer), _short(dst, gb.layer)
             shape = tuple(np.shape(state.weights[src]))
-            if _leaf(s_short) != _leaf(d_short):
+            if not _same_leaf(_leaf(s_short), _leaf(d_short), gb.class_name or ga.class_name):
                 misfits.append(f"{where}: variable {s_short!r} vs {d_short!r}")
             elif shape != tuple(live[dst]):
                 misfits.append(f"{where}: {s_short} shape {shape} vs {tuple(live[dst])}")

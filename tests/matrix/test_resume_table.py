@@ -48,19 +48,29 @@ def _dropped(run: Any) -> set[str]:
     return {n.split(" ", 1)[1].split(":", 1)[0] for n in notes if n.startswith("dropped ")}
 
 
-def _compare(entry: dict[str, Any], model: Any, has_optimizer: bool, dropped: frozenset[str] = frozenset()
-             ) -> list[str]:
+_LEAF_ALIAS = {"kernel": "depthwise_kernel", "depthwise_kernel": "kernel"}
+
+
+def _compare(entry: dict[str, Any], model: Any, has_optimizer: bool, dropped: frozenset[str] = frozenset(),
+             renamed: dict[str, str] | None = None) -> list[str]:
+    """Differences between the entry's tensors and the live model; ``renamed``: the pairing
+    resume reported (``report.by_structure``: the file's name -> the live name)."""
     from ckptcompat import runtime
 
     state = runtime.capture(model)
     diffs = []
     for t in entry["tensors"]:
+        owner = (renamed or {}).get(t["owner"], t["owner"])
+        if owner not in state.weights:  # Keras 3 DepthwiseConv "kernel" is Keras 2's "depthwise_kernel"
+            head, _, leaf = owner.rpartition("/")
+            alias = f"{head}/{_LEAF_ALIAS.get(leaf, leaf)}"
+            owner = alias if alias in state.weights else owner
         if t["kind"] == "weight":
-            value = state.weights.get(t["owner"])
+            value = state.weights.get(owner)
         elif not has_optimizer:
             continue
         else:
-            value = (state.optimizer.slots.get(t["owner"], {}) if state.optimizer else {}).get(t["slot"])
+            value = (state.optimizer.slots.get(owner, {}) if state.optimizer else {}).get(t["slot"])
             if value is None and f"{t['owner']}/{t['slot']}" in dropped:
                 continue  # dropped as inert by meaning and reported: accounted for
         if value is None:
@@ -175,7 +185,7 @@ def _cell(entry: dict[str, Any], cache: dict[str, Any]) -> str:
         base = ckptcompat.resume(full, compile=tensors_have_slots)
         run = ckptcompat.resume(path, model=base.model)
     dropped = frozenset(_dropped(run))
-    diffs = _compare(entry, run.model, tensors_have_slots, dropped)
+    diffs = _compare(entry, run.model, tensors_have_slots, dropped, dict(run.report.by_structure))
     if diffs:
         return "DIFF: " + "; ".join(diffs[:4]) + (f" (+{len(diffs) - 4})" if len(diffs) > 4 else "")
     if dropped:
@@ -313,8 +323,6 @@ _KNOWN_GAPS_BY_CONSUMER: dict[str, dict[str, str]] = {
                                        "variables than 3.15: the bias r/c slots differ (.keras and bundle)",
     },
     "keras2": {
-        "tf221-keras3/zoo_rank4/": "Keras 3 zoo rank 4 in Keras 2: 7 variables of the Keras 3-only layer "
-                                   "spellings fit neither by name nor by structure",
         "tf221-tfkeras/zoo_rank2/": "tf-keras's own deserializer fails on the zoo's rank-2 config ('str' "
                                     "object is not callable; native load_model fails the same way)",
     },
