@@ -55,11 +55,10 @@ def _variables(model: Any) -> dict[str, Any]:
 
 
 def _to_numpy(var: Any) -> np.ndarray:
-    from ckptcompat.runtime import detect, keras_module
+    from ckptcompat.runtime import keras_module
 
-    if detect() == "keras2":  # TensorFlow variables, eager
-        return np.array(var.numpy(), copy=True)
-    return np.array(keras_module().ops.convert_to_numpy(var), copy=True)
+    ops = getattr(keras_module(), "ops", None)  # Keras 3 (any backend); Keras 2 has none
+    return np.array(var.numpy() if ops is None else ops.convert_to_numpy(var), copy=True)
 
 
 def capture(model: Any) -> dict[str, np.ndarray]:

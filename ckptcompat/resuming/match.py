@@ -148,6 +148,24 @@ def _same_leaf(a: str, b: str, class_name: str | None) -> bool:
     return a == b or {a, b} <= _LEAF_ALIASES.get(class_name or "", frozenset())
 
 
+def _generation_spelling(state: TrainingState, live: Mapping[str, tuple[int, ...]],
+                         live_layer_list: Sequence[LiveLayer]) -> dict[str, str]:
+    """Checkpoint names the live model spells the other generation's way (by the live layer's
+    class, :data:`_LEAF_ALIASES`): checkpoint name -> live name."""
+    classes = {layer.path: layer.class_name for layer in live_layer_list}
+    out: dict[str, str] = {}
+    for name in state.weights:
+        if name in live:
+            continue
+        head, _, leaf = name.rpartition("/")
+        for other in _LEAF_ALIASES.get(classes.get(head) or "", frozenset()) - {leaf}:
+            candidate = f"{head}/{other}"
+            if leaf in _LEAF_ALIASES.get(classes.get(head) or "", frozenset()) and candidate in live \
+                    and candidate not in state.weights:
+                out[name] = candidate
+    return out
+
+
 def _pair_by_structure(state: TrainingState, ckpt_layers: Sequence[LiveLayer],
                        live: Mapping[str, tuple[int, ...]],
                        live_layer_list: Sequence[LiveLayer]) -> tuple[dict[str, str], list[str]]:
@@ -206,6 +224,11 @@ def match_state(state: TrainingState, live: Mapping[str, tuple[int, ...]],
         renamed = remap(state)
         if fits(renamed):
             return Match("name", renamed)
+    spelled = _generation_spelling(state, live, live_layer_list)
+    if spelled and fits(_rename(state, spelled)):
+        log.info("matched %d variable(s) by the other generation's spelling: %s", len(spelled),
+                 ", ".join(f"{k} -> {v}" for k, v in spelled.items()))
+        return Match("structure", _rename(state, spelled), mapping=spelled)
     ckpt_layers = config_layers(state.model_config)
     mapping, misfits = _pair_by_structure(state, ckpt_layers, live, live_layer_list)
     if misfits or len(mapping) != len(state.weights) or set(mapping.values()) != set(live):

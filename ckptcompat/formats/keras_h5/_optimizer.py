@@ -46,7 +46,7 @@ _INDEXED_RE = re.compile(r"(?:^|/)(m|v|u|vhat|moment|accumulator|delta_accumulat
 # Keras 2.2.x inside TF sessions: ``Variable_426``; standalone Keras 2.2.4 on TF: ``variable_3``
 _POSITIONAL_RE = re.compile(r"(?:^|/)(?:[Vv]ariable(?:_\d+)?|param_\d+)$")
 _UNIQUIFIER = re.compile(r"_\d+$")
-_K3_CELL = re.compile(r"_(?:lstm|gru|simple_rnn|conv_lstm\dd|peephole_lstm)_cell(?:_\d+)?_")
+_K3_CELL = re.compile(r"_(?:lstm|gru|simple_rnn|conv_lstm(?:\dd)?|peephole_lstm)_cell(?:_\d+)?_")
 _NEW_RAW = {"m", "v", "vhat", "momentum", "velocity", "average_gradient", "accumulator",
             "accumulated_grad", "accumulated_delta_var", "linear", "u", "r", "c"}
 #: non-slot optimizer variables by their stored last name -> canonical ``extra`` key
@@ -266,6 +266,8 @@ def _k3_key(table: Mapping[str, Any], base: str) -> str:
     if base in table:
         return base
     base = _K3_CELL.sub("_", base)
+    if base in table:  # the cell's scope dropped (Keras 3.0: z_convlstm1d_conv_lstm_cell_kernel)
+        return base
     hits = [key for key in table if base.endswith("_" + key)]
     return max(hits, key=len) if hits else base
 

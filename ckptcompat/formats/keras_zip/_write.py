@@ -19,6 +19,8 @@ from ckptcompat.errors import IncompatibleStateError, UnsupportedFormatError
 from ckptcompat.formats.keras_zip._layout import var_specs, walk_model_config
 from ckptcompat.formats.keras_zip._optimizer import optimizer_layout
 from ckptcompat.names.config_upgrade import for_keras3_release, upgrade_model_config, upgrade_optimizer_config
+from ckptcompat.names.optimizer_layouts import slot_shape
+from ckptcompat.names.slot_meaning import nadam_u_product, translate_slots
 from ckptcompat.names.variables import canonical_optimizer_class
 from ckptcompat.state import TrainingState
 
@@ -78,14 +80,11 @@ def _optimizer_arrays(state: TrainingState, opt_cfg: Mapping[str, Any],
     opt = state.optimizer
     assert opt is not None
     cfg = opt_cfg["config"]
-    # Keras 3.0 creates Nadam's u_product before the slots, later releases after them
-    layout = optimizer_layout(opt.class_name, cfg, "keras3", trainable, nadam_u_first=version.startswith("3.0."))
+    layout = optimizer_layout(opt.class_name, cfg, "keras3", trainable,  # Keras 3.0: Nadam's u_product first
+                              nadam_u_first=version.startswith("3.0."))
     if layout is None:
         raise UnsupportedFormatError(f"no Keras 3 variable layout known for optimizer {opt.class_name}",
                                      path=path, hint="write weights only (drop the optimizer state)")
-    from ckptcompat.names.optimizer_layouts import slot_shape
-    from ckptcompat.names.slot_meaning import nadam_u_product, translate_slots
-
     shapes = dict(trainable)
     src_cfg = opt.config.get("config", opt.config) if isinstance(opt.config, dict) else {}
     translated = translate_slots(
