@@ -169,10 +169,6 @@ for _sid, _why in {
     _M + "weights/conv2d_tensorflow_1.h5": _KERAS1_WEIGHTS,
     _M + "weights/lstm_tensorflow_1.h5": _KERAS1_WEIGHTS,
     _M + "weights/lstm_theano_1.h5": _KERAS1_WEIGHTS,
-    "AliElgamel9/FastNeuralStyleTransfer:model.keras": {"keras3": (
-        IncompatibleStateError, "depthwise_kernel",
-        "pending: Keras 2 depthwise_kernel vs Keras 3 kernel; the config now rebuilds, the weights "
-        "need structure-aware matching (resuming/read.py, issue #13 deliver 1)")},
 }.items():
     EXPECTED_ERRORS[_sid] = _why
 

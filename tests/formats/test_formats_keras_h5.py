@@ -256,3 +256,16 @@ def test_read_file_written_by_running_framework(keras, tmp_path: Path) -> None:
     assert set(state.optimizer.slots) == {"d1/kernel", "d1/bias", "bn/gamma", "bn/beta", "d2/kernel", "d2/bias"}
     assert all(set(per) == {"m", "v"} for per in state.optimizer.slots.values())
     assert state.progress.epoch is None
+
+
+def test_keras30_slot_names_with_a_cell_scope_find_their_own_weight() -> None:
+    """Keras 3.0 ``.h5`` optimizer weights keep the cell's scope
+    (``z_convlstm1d_conv_lstm_cell_kernel_momentum``; 3.15: ``conv_lstm1d_cell``): with the scope
+    dropped the layer's own weight is found, never a shorter key that merely ends the name."""
+    from ckptcompat.formats.keras_h5._optimizer import _k3_key
+
+    table = {"kernel": 1, "z_convlstm1d_kernel": 2, "z_convlstm1d_recurrent_kernel": 3, "z_lstm_kernel": 4}
+    assert _k3_key(table, "z_convlstm1d_conv_lstm_cell_kernel") == "z_convlstm1d_kernel"
+    assert _k3_key(table, "z_convlstm1d_conv_lstm1d_cell_recurrent_kernel") == "z_convlstm1d_recurrent_kernel"
+    assert _k3_key(table, "z_lstm_lstm_cell_kernel") == "z_lstm_kernel"
+    assert _k3_key(table, "outer_kernel") == "kernel"  # nothing better: the longest key it ends with

@@ -306,11 +306,7 @@ def _env_versions() -> str:
 #: ``.weights.h5`` layer paths, config stripping, 'adam_w', amsgrad guessed from ``.keras``,
 #: ConvLSTM / attention / depthwise layer paths of ``.keras``, SGD(momentum=0) inert slots, Muon and
 #: ScheduleFreeAdamW, Adafactor TF bundles, tf-keras MultiHeadAttention ``_query_dense`` groups.
-_KNOWN_GAPS: dict[str, str] = {
-    "tf216-keras30/zoo_rank3/tf_checkpoint/": "Keras 3.0's tf.train.Checkpoint does not track StackedRNNCells' "
-                                              "cells: the bundle holds no value for 6 of the model's variables "
-                                              "(refused with every one listed)",
-}
+_KNOWN_GAPS: dict[str, str] = {}
 
 
 #: files that alone cannot say their optimizer's configuration (read without a model, the slots stay
@@ -336,9 +332,8 @@ _READER_NAME_GAPS: dict[str, str] = {
 #: gaps of one consumer generation only (the flavour running the table), by path substring
 _KNOWN_GAPS_BY_CONSUMER: dict[str, dict[str, str]] = {
     "keras3.0": {
-        **{f"{env}/zoo_rank3/": "Keras 3.0.5 rebuilds the zoo's Bidirectional from a config (its own or "
-                                "3.15's) with both sides named forward_lstm: two live variables share one name"
-           for env in ("tf221-keras3", "tf216-keras30")},
+        "tf221-keras3/zoo_rank3/": "Keras 3.0.5 rebuilds the zoo's Bidirectional from a Keras 3.15 config "
+                                   "with both sides named forward_lstm: two live variables share one name",
     },
     "keras2": {
         "tf221-tfkeras/zoo_rank2/": "tf-keras's own deserializer fails on the zoo's rank-2 config ('str' "
