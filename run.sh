@@ -32,8 +32,8 @@ install() {
 
 case "${1:-}" in
     install) install ;;
-    # the end-to-end tests marked slow (SIGKILL + resume, examples, demo) run in every
-    # environment of the version matrix; `./run.sh test -m slow` runs them here
+    # the end-to-end tests marked slow (SIGKILL + resume, examples, demo) run in the version
+    # matrix (README: which environment runs what); `./run.sh test -m slow` runs them here
     test)    install; shift; [[ $# -gt 0 ]] || set -- -m "not slow"; exec "$VENV/bin/python" -m pytest -q "$@" ;;
     demo)    install; shift; exec "$VENV/bin/ckptcompat" demo "$@" ;;
     matrix)  install; shift; exec "$VENV/bin/python" tools/matrix.py "$@" ;;

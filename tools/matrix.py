@@ -44,30 +44,46 @@ class Environment:
     #: the fixture generator of this environment; pytest paths/-m of a subset run (empty: all)
     generator: str = "fixtures/generate.py"
     pytest_subset: tuple[str, ...] = ()
+    #: what the subset leaves out and where that runs instead (printed by --list, in the README)
+    subset_note: str = ""
+    #: rough minutes on 2 cores: the longest environments start first (-j N)
+    minutes: int = 5
+
+
+#: the end-to-end suites (SIGKILL + resume, the examples) that take ~9 of a Keras 2 environment's
+#: ~22 minutes; the oldest and the newest Keras 2 (tf212, tf221-tfkeras) run them
+_END_TO_END = ("tests/matrix/test_callbacks_sigkill.py", "tests/matrix/test_examples.py",
+               "tests/matrix/test_resume_exact.py", "tests/matrix/test_checkpoint_rerun.py")
 
 
 ENVIRONMENTS: tuple[Environment, ...] = (
     Environment("tf212", ("tensorflow-cpu==2.12.1",),
-                description="TF 2.12 with its bundled Keras 2.12 (first release on Python 3.11)"),
+                description="TF 2.12 with its bundled Keras 2.12 (first release on Python 3.11)", minutes=23),
     Environment("tf215", ("tensorflow-cpu==2.15.1",),
-                description="TF 2.15, last release with Keras 2 as tf.keras"),
+                description="TF 2.15, last release with Keras 2 as tf.keras", minutes=12,
+                pytest_subset=tuple(f"--ignore={path}" for path in _END_TO_END),
+                subset_note="all but the end-to-end SIGKILL/example suites, which run in tf212 and "
+                            "tf221-tfkeras (the Keras 2 releases either side)"),
     Environment("tf216-keras30", ("tensorflow-cpu==2.16.2", "keras==3.0.5"),
-                description="TF 2.16 with the oldest Keras 3 line it accepts (3.0.x, pinned 3.0.5)"),
+                description="TF 2.16 with the oldest Keras 3 line it accepts (3.0.x, pinned 3.0.5)", minutes=14),
     Environment("tf221-keras3", ("tensorflow-cpu==2.21.0", "keras==3.15.1"),
-                description="TF 2.21 with the newest Keras 3"),
+                description="TF 2.21 with the newest Keras 3", minutes=11,
+                pytest_subset=("-m", "slow or fresh_fixtures"),
+                subset_note="the slow tests and those reading this run's generated fixtures; the rest "
+                            "is the README test command's run on the same packages (run.sh)"),
     Environment("tf221-tfkeras", ("tensorflow-cpu==2.21.0", "tf-keras==2.21.0"),
                 {"TF_USE_LEGACY_KERAS": "1"},
-                description="TF 2.21 with tf-keras 2.21 and TF_USE_LEGACY_KERAS=1"),
+                description="TF 2.21 with tf-keras 2.21 and TF_USE_LEGACY_KERAS=1", minutes=23),
     Environment("keras3-jax", ("keras==3.15.1", "jax[cpu]", "h5py"), {"KERAS_BACKEND": "jax"},
                 description="Keras 3.15 on JAX (CPU), no TensorFlow",
                 forbid=("tensorflow", "tensorflow-cpu", "torch"),
-                generator="fixtures/generate_backends.py"),
+                generator="fixtures/generate_backends.py", minutes=4),
     Environment("keras3-torch", ("keras==3.15.1", "h5py"), {"KERAS_BACKEND": "torch"},
                 description="Keras 3.15 on torch 2.13 (CPU wheel, pip), no TensorFlow",
                 pip_first=("torch==2.13.0",), forbid=("tensorflow", "tensorflow-cpu", "jax", "nvidia-*"),
-                generator="fixtures/generate_backends.py"),
+                generator="fixtures/generate_backends.py", minutes=4),
     Environment("noframework", (),
-                description="numpy + h5py + packaging only"),
+                description="numpy + h5py + packaging only", minutes=2),
 )
 
 
@@ -199,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.list:
         for spec in ENVIRONMENTS:
-            print(f"{spec.name:16} {' '.join(spec.packages) or '-':45} {spec.description}")
+            print(f"{spec.name:16} {' '.join(spec.packages) or '-':45} {spec.description}"
+                  + (f"; tests: {spec.subset_note}" if spec.subset_note else ""))
         return 0
     chosen = [s for s in ENVIRONMENTS if not args.env or s.name in args.env]
     unknown = set(args.env or ()) - {s.name for s in ENVIRONMENTS}
@@ -210,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     by_name: dict[str, dict[str, object]] = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = {}
-        for spec in chosen:
+        for spec in sorted(chosen, key=lambda e: -e.minutes):  # longest first: the shortest wall time
             print(f"[matrix] {spec.name}: started ({spec.description})", flush=True)
             futures[pool.submit(run_environment, spec, uv, args.pytest_args)] = spec
         for future in concurrent.futures.as_completed(futures):

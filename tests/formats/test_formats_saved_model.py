@@ -266,6 +266,7 @@ def _generated() -> list[dict[str, Any]]:
     return [{**e, "root": str(manifest.parent)} for e in json.loads(manifest.read_text())["fixtures"]]
 
 
+@pytest.mark.fresh_fixtures
 @pytest.mark.parametrize("entry", _generated() or [pytest.param(None, id="none-generated")],
                          ids=lambda e: e["path"] if e else "none")
 def test_fresh_matrix_savedmodels_read_exactly(entry: dict[str, Any] | None) -> None:

@@ -27,7 +27,7 @@ import pytest
 
 from _paths import COMMITTED_CPU, FIXTURES, cpu_model, is_corpus
 
-pytestmark = [pytest.mark.backend]
+pytestmark = [pytest.mark.backend, pytest.mark.fresh_fixtures]
 
 BACKENDS = FIXTURES / "backends"
 PRODUCERS = sorted(p.name for p in BACKENDS.iterdir() if (p / "expected.json").is_file())

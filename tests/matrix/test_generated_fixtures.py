@@ -19,6 +19,8 @@ import pytest
 
 from _paths import COMMITTED_CPU, cpu_model
 
+pytestmark = pytest.mark.fresh_fixtures
+
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "fixtures"
 

@@ -21,7 +21,7 @@ import pytest
 from tests._frameworks import keras_flavour
 from tests._paths import FIXTURES
 
-pytestmark = pytest.mark.framework
+pytestmark = [pytest.mark.framework, pytest.mark.fresh_fixtures]
 
 MANIFEST = FIXTURES / "manifest.json"
 SAVED_MODELS = FIXTURES / "saved_model"  # one manifest per producer (fixtures/generate_saved_model.py)
