@@ -29,8 +29,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from ckptcompat.callbacks._cb_base import bind_callback
+from ckptcompat.callbacks._compile_config import compile_config
 from ckptcompat.callbacks._signals import SignalCatcher, exit_code
+from ckptcompat.callbacks._stop_agreement import StopAgreement
 from ckptcompat.callbacks._state import collect_states, is_offered, register, take_state
+from ckptcompat.callbacks._workers import SINGLE, remove_scratch, role_of, scratch_directory
 from ckptcompat.errors import InvalidArgumentError
 
 __all__ = ["Checkpoint"]
@@ -47,50 +50,6 @@ def _number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return out
-
-
-def _compile_config(model: Any) -> dict[str, Any] | None:
-    """Loss and metrics the model was compiled with, as plain data (None when unknown)."""
-    from ckptcompat.formats.sidecar import to_jsonable
-
-    cfg: dict[str, Any] | None = None
-    getter = getattr(model, "get_compile_config", None)
-    try:
-        if callable(getter):
-            cfg = dict(getter() or {})
-    except (NotImplementedError, TypeError, ValueError, AttributeError):
-        cfg = None
-    if not cfg and hasattr(model, "_get_compile_args"):
-        try:
-            args = model._get_compile_args(user_metrics=True)  # noqa: SLF001
-        except TypeError:
-            args = model._get_compile_args()  # noqa: SLF001
-        except (AttributeError, ValueError):
-            args = {}
-        cfg = {k: args.get(k) for k in ("loss", "metrics", "weighted_metrics", "loss_weights")}
-    if not cfg:
-        return None
-    cfg.pop("optimizer", None)
-
-    def simple(obj: Any) -> Any:
-        if obj is None or isinstance(obj, (str, int, float, bool)):
-            return obj
-        if isinstance(obj, Mapping):
-            return {str(k): simple(v) for k, v in obj.items()}
-        if isinstance(obj, (list, tuple)):
-            return [simple(v) for v in obj]
-        if callable(obj) and not hasattr(obj, "get_config"):
-            return getattr(obj, "__name__", None)
-        if hasattr(obj, "get_config"):
-            inner = getattr(obj, "_fn", None)
-            if type(obj).__name__ == "MeanMetricWrapper" or inner is not None and type(obj).__name__.endswith("Wrapper"):
-                return getattr(obj, "name", None)
-            return {"class_name": type(obj).__name__, "config": simple(obj.get_config())}
-        return None
-
-    problems: list[str] = []
-    out = to_jsonable(simple(cfg), "$", problems)
-    return None if problems else out
 
 
 class Checkpoint:
@@ -166,6 +125,9 @@ class Checkpoint:
         self._metrics_now: Any = None   # the epoch's metric accumulators at a mid-epoch save
         self._metrics_saved: Any = None  # ... of the restored save: added after the first batch
         self._tracker = data.tracker() if data is not None else None
+        self._role = SINGLE  # which worker of a multi-worker run (only the chief commits)
+        self._scratch: str | None = None  # a non-chief worker's private store, removed after fit
+        self._agreement: StopAgreement | None = None  # which step a signal stops at (multi-worker)
 
     # ------------------------------------------------------------ state protocol
     def state_dict(self) -> dict[str, Any]:
@@ -209,9 +171,14 @@ class Checkpoint:
             self._start_at_restored_epoch()
         retention = Retention(keep_last=self.keep_last, keep_best=self.keep_best,
                               monitor=self.monitor, mode=self.mode)
-        self._store = CheckpointStore(self.directory, write=True, retention=retention,
+        self._role = role_of(self.model)  # type: ignore[attr-defined]
+        target = self.directory
+        if not self._role.chief:  # saves like the chief (same collectives), commits privately
+            target = self._scratch = scratch_directory(self._role, self.directory)
+        self._store = CheckpointStore(target, write=True, retention=retention,
                                       monitor=self.monitor, mode=self.mode)
-        self._training_config = _compile_config(self.model)  # type: ignore[attr-defined]
+        self._agreement = StopAgreement(self._role, self.directory, self._iterations())
+        self._training_config = compile_config(self.model)  # type: ignore[attr-defined]
         if self.data is None:
             from ckptcompat.data.rng import note_unreplayable_order
 
@@ -225,21 +192,28 @@ class Checkpoint:
 
         if self._resume is None:
             return
-        epoch = self._resume[0]
+        epoch, step = self._resume
         epochs = (getattr(self, "params", None) or {}).get("epochs")
         if self._stopped and epochs is not None:
             log.info("%s: the run had stopped (early stopping); nothing more is trained", self.directory)
-            epoch = max(epoch, int(epochs))
-        if not runtime.flavour().start_fit_at(self.model, epoch):  # type: ignore[attr-defined]
+            epoch, step = max(epoch, int(epochs)), 0
+        rt = runtime.flavour()
+        if step and self.data is not None and rt.epoch_length_fixed(self.model):  # type: ignore[attr-defined]
+            self.data.count_batches_from_epoch_start()  # fit itself starts at the saved batch
+        else:
+            step = 0  # the data object serves only the rest of the epoch
+        if not rt.start_fit_at(self.model, epoch, step):  # type: ignore[attr-defined]
             log.warning("this Keras has no hook for the first epoch of fit; pass "
                         "fit(initial_epoch=%d) yourself", epoch)
 
     def on_train_end(self, logs: Any = None) -> None:
         from ckptcompat import runtime
 
-        if self.interrupted is None:  # a signal while no batch was left to train
+        if self.interrupted is None and not self._role.distributed:  # no batch was left to train
             self.interrupted = self._signals.received
         self._signals.uninstall()
+        if self._agreement is not None:
+            self._agreement.close()
         runtime.flavour().clear_fit_start(self.model)  # type: ignore[attr-defined]
         self._buffers = [None, None]
         if self._writer is not None:
@@ -248,6 +222,8 @@ class Checkpoint:
         if self._store is not None:
             self._store.close()
             self._store = None
+        remove_scratch(self._scratch)
+        self._scratch = None
         if self.interrupted is not None:
             import signal
 
@@ -281,7 +257,10 @@ class Checkpoint:
 
         opt = getattr(self.model, "optimizer", None)  # type: ignore[attr-defined]
         it = getattr(opt, "iterations", None)
-        return 0 if it is None else int(np.asarray(it))
+        if it is None:
+            return 0
+        read = getattr(it, "numpy", None)  # a distributed (mirrored) variable has no __array__
+        return int(np.asarray(read() if callable(read) else it))
 
     def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
         if self._metrics_saved is not None:  # the first batch of a resumed epoch ran
@@ -297,20 +276,28 @@ class Checkpoint:
         self._last_step = step
         if self._signal_saved:
             return
+        signum = self._stop_signal()
         per_epoch = self._steps_per_epoch()
         if per_epoch is not None and step >= per_epoch:
-            if self._signals.received is not None:
-                self._stop_for_signal()  # the epoch-end save commits it (with validation logs)
+            if signum is not None:
+                self._stop_for_signal(signum)  # the epoch-end save commits it (with validation logs)
             return  # the epoch-end save covers it (with validation logs)
-        if self._signals.received is not None:
+        if signum is not None:
             self._save(self._epoch, step, {})
-            self._stop_for_signal()
+            self._stop_for_signal(signum)
             self._signal_saved = True
         elif isinstance(self.save_freq, int) and self._iterations() % self.save_freq == 0:
             self._save(self._epoch, step, {})
 
-    def _stop_for_signal(self) -> None:
-        self.interrupted = self._signals.received
+    def _stop_signal(self) -> int | None:
+        """The signal to stop for now: this process's own, or under multi-worker training the
+        one the chief decided on for this step (:mod:`ckptcompat.callbacks._stop_agreement`)."""
+        if self._agreement is None or not self._role.distributed:
+            return self._signals.received
+        return self._agreement.stop_signal(self._signals.received, self._iterations())
+
+    def _stop_for_signal(self, signum: int) -> None:
+        self.interrupted = signum
         if not self.model.stop_training:  # type: ignore[attr-defined]
             self._we_stopped = True
             self.model.stop_training = True  # type: ignore[attr-defined]
@@ -324,8 +311,9 @@ class Checkpoint:
             number = _number(value)
             if number is not None:
                 self.history.setdefault(str(key), []).append(number)
-        if self._signals.received is not None:
-            self._stop_for_signal()
+        signum = self._stop_signal()
+        if signum is not None:
+            self._stop_for_signal(signum)
         if self.save_freq == "epoch":
             due = (epoch + 1) % self.save_every_epochs == 0 or self.interrupted is not None
         else:

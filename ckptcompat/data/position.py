@@ -99,12 +99,15 @@ class EpochCursor:
         self._offset = 0           # batches skipped at the start of the resumed epoch
         self._pending: tuple[int, int] | None = None  # (epoch, offset) waiting for begin_epoch
         self._armed = False
+        self._absolute = False     # Keras counts the resumed epoch's batches from its start
         self._driven = False       # a tracker drives the epoch; ignore Keras' on_epoch_end
         self._requested: set[int] = set()
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ Keras protocol
     def __len__(self) -> int:
+        if self._absolute:
+            return self._batches
         return self._batches - (self._offset if self._armed else 0)
 
     @property
@@ -121,7 +124,8 @@ class EpochCursor:
             raise IndexError(f"batch index {index} out of range for {length} batches")
         self._requested.add(index)
         offset = self._offset if self._armed else 0
-        return self._batch(self.epoch, offset + index)
+        # absolute: fit trains only the rest of the epoch; what a prefetch reads past it is unused
+        return self._batch(self.epoch, min(offset + index, self._batches - 1))
 
     def _batch(self, epoch: int, batch: int) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -132,6 +136,13 @@ class EpochCursor:
             return
         if len(self._requested) >= len(self):  # a whole epoch was served, not a fit-start call
             self.end_epoch(self.epoch)
+
+    def count_batches_from_epoch_start(self) -> None:
+        """For a ``fit`` that reads the length once and starts a resumed epoch at the saved
+        step itself (Keras 2 under a ``tf.distribute`` strategy): the full length is reported,
+        Keras' batch indices count from the epoch's start; the i-th batch asked for is still the
+        i-th one not yet trained."""
+        self._absolute = True
 
     # ------------------------------------------------------------------ explicit hooks
     def set_epoch(self, epoch: int) -> None:
@@ -165,7 +176,7 @@ class EpochCursor:
                 "Keras asked for the batches of this epoch out of order",
                 hint="call model.fit(data, shuffle=False, ...) (the data object shuffles itself) "
                      "and give steps_per_epoch to the data object, not to fit()")
-        base = self._offset if self._armed else 0
+        base = self._offset if self._armed and not self._absolute else 0
         self.position = base + int(batch) + 1
 
     def end_epoch(self, epoch: int) -> None:

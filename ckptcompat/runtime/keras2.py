@@ -30,7 +30,7 @@ __all__ = ["NAME", "KERAS_MAJOR", "NATIVE_FORMAT", "NATIVE_FILE", "DATASET_LEN_R
            "ApplyReport", "keras_module", "callback_base", "dataset_base", "config_for_running",
            "model_from_config", "find_optimizer_class", "tf1_adam_class", "variables",
            "variable_shapes", "capture", "apply", "learning_rate", "set_learning_rate",
-           "start_fit_at", "clear_fit_start"]
+           "start_fit_at", "clear_fit_start", "epoch_length_fixed"]
 
 logger = logging.getLogger(__name__)
 
@@ -293,27 +293,37 @@ def set_learning_rate(model_or_optimizer: Any, value: float) -> float:
 
 class _StartAt:
     """What Keras 2's ``fit`` asks after ``on_train_begin`` (``model._training_state``, the hook
-    of its own ``BackupAndRestore``): the epoch to start at, step 0 (a resumed data object
-    serves only the rest of an interrupted epoch)."""
+    of its own ``BackupAndRestore``): the epoch to start at and the step: 0 where a resumed data
+    object serves only the rest of an interrupted epoch, the saved step where ``fit`` reads the
+    epoch's length once (:func:`epoch_length_fixed`)."""
 
-    def __init__(self, epoch: int) -> None:
+    def __init__(self, epoch: int, step: int = 0) -> None:
         self.epoch = int(epoch)
+        self.step = int(step)
 
     def maybe_load_initial_counters_from_ckpt(self, steps_per_epoch: Any, initial_epoch: int,
                                               mode: Any = None) -> tuple[int, int]:
-        return self.epoch, 0
+        return self.epoch, self.step
 
     def maybe_load_initial_epoch_from_ckpt(self, initial_epoch: int, mode: Any = None) -> int:
         return self.epoch  # tf.keras <= 2.9 and the v1 training loop
 
 
-def start_fit_at(model: Any, epoch: int) -> bool:
-    """Make the running ``fit`` start at ``epoch`` (call in ``on_train_begin``); False when this
-    Keras has no such hook."""
+def start_fit_at(model: Any, epoch: int, step: int = 0) -> bool:
+    """Make the running ``fit`` start at ``epoch`` (and at batch ``step`` of it) (call in
+    ``on_train_begin``); False when this Keras has no such hook."""
     if not hasattr(model, "_training_state"):
         return False
-    model._training_state = _StartAt(epoch)  # noqa: SLF001 -- Keras 2's own fit hook
+    model._training_state = _StartAt(epoch, step)  # noqa: SLF001 -- Keras 2's own fit hook
     return True
+
+
+def epoch_length_fixed(model: Any) -> bool:
+    """True when this ``fit`` reads the data's length once for all epochs: under a
+    ``tf.distribute`` strategy Keras 2 distributes the dataset and never infers an epoch's steps
+    again, so a resumed epoch cannot be served shortened; ``fit`` starts it at the saved step
+    instead (:func:`start_fit_at`)."""
+    return getattr(model, "_distribution_strategy", None) is not None
 
 
 def clear_fit_start(model: Any) -> None:

@@ -30,7 +30,7 @@ __all__ = ["NAME", "KERAS_MAJOR", "NATIVE_FORMAT", "NATIVE_FILE", "DATASET_LEN_R
            "ApplyReport", "keras_module", "callback_base", "dataset_base", "config_for_running",
            "model_from_config", "find_optimizer_class", "tf1_adam_class", "variables",
            "variable_shapes", "capture", "apply", "learning_rate", "set_learning_rate",
-           "start_fit_at", "clear_fit_start"]
+           "start_fit_at", "clear_fit_start", "epoch_length_fixed"]
 
 logger = logging.getLogger(__name__)
 
@@ -272,14 +272,20 @@ def set_learning_rate(model_or_optimizer: Any, value: float) -> float:
     return _engine.set_learning_rate(_OPS, model_or_optimizer, value)
 
 
-def start_fit_at(model: Any, epoch: int) -> bool:
+def start_fit_at(model: Any, epoch: int, step: int = 0) -> bool:
     """Make the running ``fit`` start at ``epoch`` (call in ``on_train_begin``: Keras 3's ``fit``
     reads ``model._initial_epoch`` right after it, the hook of its own ``BackupAndRestore``);
-    False when this Keras has no such hook."""
+    False when this Keras has no such hook. ``step`` is not used: a resumed data object ends
+    the shortened epoch itself."""
     if not hasattr(model, "_initial_epoch"):
         return False
     model._initial_epoch = int(epoch)  # noqa: SLF001 -- Keras 3's own fit hook
     return True
+
+
+def epoch_length_fixed(model: Any) -> bool:
+    """Keras 3 reads the length once anyway; a resumed data object ends its epoch by exhaustion."""
+    return False
 
 
 def clear_fit_start(model: Any) -> None:

@@ -97,6 +97,28 @@ def test_load_mid_epoch_serves_the_rest_then_full_epochs(keras2: bool) -> None:
     assert np.array_equal(d[0][0][:, 0].astype(int), d.indices(2, 0))
 
 
+def test_absolute_batches_for_a_fit_that_reads_the_length_once() -> None:
+    """Keras 2 under a tf.distribute strategy: full length, fit starts the resumed epoch at the
+    saved batch itself (its batch indices count from the epoch start); the i-th batch asked for
+    is the i-th one not yet trained, what a prefetch reads past the epoch is the last batch."""
+    x, y = _xy()
+    d = _pure(ArrayData)(x, y, batch_size=BS, seed=SEED)
+    d.load_state_dict({**d.state_dict(), "epoch": 1, "position": 2})
+    d.count_batches_from_epoch_start()
+    assert len(d) == 4
+    d.begin_epoch(1)
+    assert np.array_equal(d[0][0][:, 0].astype(int), d.indices(1, 2))
+    assert np.array_equal(d[1][0][:, 0].astype(int), d.indices(1, 3))
+    assert np.array_equal(d[3][0][:, 0].astype(int), d.indices(1, 3))  # prefetched, never trained
+    d.end_batch(2)  # Keras' index of the epoch's third batch
+    assert d.state_dict()["position"] == 3
+    d.end_batch(3)
+    d.end_epoch(1)
+    assert (len(d), d.epoch, d.position) == (4, 2, 0)
+    d.begin_epoch(2)
+    assert np.array_equal(d[0][0][:, 0].astype(int), d.indices(2, 0))
+
+
 def test_stopped_epoch_keeps_position_and_epoch_end_normalises() -> None:
     x, y = _xy()
     d = _pure(ArrayData)(x, y, batch_size=BS, seed=SEED)
