@@ -27,9 +27,9 @@ from typing import Any
 
 import pytest
 
-from _frameworks import keras_flavour
+from _frameworks import keras_backend, keras_flavour, running_keras30
 
-pytestmark = [pytest.mark.framework, pytest.mark.slow]
+pytestmark = [pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 N, BATCH, EPOCHS, SAVE_FREQ = 256, 16, 3, 3
@@ -37,14 +37,12 @@ N, BATCH, EPOCHS, SAVE_FREQ = 256, 16, 3, 3
 COMMON = r'''
 import hashlib, json, os, sys
 import numpy as np
-import tensorflow as tf
+%(strategy)s
 from ckptcompat.callbacks import Checkpoint
 from ckptcompat.data import ArrayData
 from ckptcompat.runtime import keras_module
 
 work = sys.argv[1]
-tf.config.experimental.enable_op_determinism()
-%(strategy)s
 keras = keras_module()
 keras.utils.set_random_seed(0)
 rng = np.random.default_rng(0)
@@ -69,15 +67,30 @@ with open(os.path.join(work, "result-%%s.json" %% os.environ.get("WORKER", "0"))
 '''
 
 MULTI_WORKER = r'''
+import tensorflow as tf
+tf.config.experimental.enable_op_determinism()
 os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": os.environ["PEERS"].split(",")},
                                       "task": {"type": "worker", "index": int(os.environ["WORKER"])}})
 strategy = tf.distribute.MultiWorkerMirroredStrategy()
 '''
 
 MIRRORED = r'''
+import tensorflow as tf
+tf.config.experimental.enable_op_determinism()
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+'''
+
+
+#: Keras 3 on JAX: keras.distribution.DataParallel over two CPU devices of one process
+JAX_DATA_PARALLEL = r'''
+import contextlib, types
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+import keras
+keras.distribution.set_distribution(keras.distribution.DataParallel(devices=keras.distribution.list_devices("cpu")))
+assert len(keras.distribution.list_devices("cpu")) == 2
+strategy = types.SimpleNamespace(scope=contextlib.nullcontext)
 '''
 
 
@@ -192,6 +205,7 @@ def _killed_twice_then_rerun(script: Path, tmp: Path, start: Any) -> tuple[dict[
     return expected, work, seed
 
 
+@pytest.mark.framework
 @pytest.mark.skipif(keras_flavour() != "keras2", reason="Keras 3's own fit fails under "
                     "MultiWorkerMirroredStrategy (a PerReplica batch reaches its data adapter; seen "
                     "with Keras 3.15 and no callback at all): multi-worker Keras 3 is keras.distribution")
@@ -213,6 +227,17 @@ def test_two_workers_sigkilled_and_rerun_end_bitwise_like_an_uninterrupted_run(t
     assert not list((tmp_path / "tmp").glob("ckptcompat-*")), "scratch left behind"
 
 
+@pytest.mark.backend
+@pytest.mark.skipif(keras_backend() != "jax", reason="keras.distribution on JAX")
+def test_jax_data_parallel_over_two_devices_resumes_exactly(tmp_path: Path) -> None:
+    script = _script(tmp_path, JAX_DATA_PARALLEL)
+    expected, _, _ = _killed_twice_then_rerun(script, tmp_path, lambda s, w: [_spawn(s, w)])
+    assert expected["iterations"] == EPOCHS * (N // BATCH)
+
+
+@pytest.mark.framework
+@pytest.mark.skipif(running_keras30(), reason="Keras 3.0 has no hook to start fit at a later epoch "
+                    "from a callback (docs/callbacks.md)")
 def test_mirrored_strategy_with_integer_save_freq_resumes_exactly(tmp_path: Path) -> None:
     script = _script(tmp_path, MIRRORED)
     expected, _, _ = _killed_twice_then_rerun(script, tmp_path, lambda s, w: [_spawn(s, w)])
@@ -229,6 +254,7 @@ def _wait_for_checkpoint(procs: list[subprocess.Popen[bytes]], work: Path) -> No
         time.sleep(0.02)
 
 
+@pytest.mark.framework
 @pytest.mark.skipif(keras_flavour() != "keras2", reason="multi-worker Keras 2 only (see above)")
 def test_sigterm_the_chief_decides_every_worker_saves_at_the_same_step(tmp_path: Path) -> None:
     """SIGTERM to both workers: the chief names a step, both save there (the chief commits) and
