@@ -144,6 +144,12 @@ _LEAF_ALIASES: dict[str, frozenset[str]] = {
 }
 
 
+def other_spellings(leaf: str) -> frozenset[str]:
+    """The other generation's names of a variable leaf, whatever the layer's class
+    (:data:`_LEAF_ALIASES`; for checkpoints that name no classes)."""
+    return frozenset().union(*(group - {leaf} for group in _LEAF_ALIASES.values() if leaf in group))
+
+
 def _same_leaf(a: str, b: str, class_name: str | None) -> bool:
     return a == b or {a, b} <= _LEAF_ALIASES.get(class_name or "", frozenset())
 

@@ -295,11 +295,13 @@ def through_model_config(state: TrainingState, model: Any, live: Mapping[str, tu
 
 def _live_spelling(name: str, live: Mapping[str, Any], read: Mapping[str, Any]) -> str:
     """``name`` as the live model spells it where the generations name one variable twice
-    (Keras 3 DepthwiseConv ``kernel`` = Keras 2 ``depthwise_kernel``)."""
+    (Keras 3 DepthwiseConv ``kernel`` = Keras 2 ``depthwise_kernel``: ``match.other_spellings``)."""
+    from ckptcompat.resuming.match import other_spellings
+
     if name in live:
         return name
     head, _, leaf = name.rpartition("/")
-    for other in {"kernel": ("depthwise_kernel",), "depthwise_kernel": ("kernel",)}.get(leaf, ()):
+    for other in sorted(other_spellings(leaf)):
         candidate = f"{head}/{other}" if head else other
         if candidate in live and candidate not in read:
             return candidate
