@@ -264,7 +264,7 @@ def find_checkpoints(path: str | os.PathLike[str], *, pattern: str | None = None
     """
     from ckptcompat.store.local_view import localize
 
-    p = localize(path)
+    p = localize(path, lazy=deep is None)  # deep=None: the caller fetches the one it picks
     if p.is_dir() and (p / "saved_model.pb").is_file():  # one SavedModel folder
         found = [_build(p, probe_saved_model(p), pattern=pattern, state_json=None, sidecar=None,
                         sidecar_offset=sidecar_epoch_offset, state_order=None)]

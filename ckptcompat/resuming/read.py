@@ -28,7 +28,9 @@ def _verify_store_entry(cand: Any) -> None:
     number of checkpoints); damage raises so that the caller falls back to the next one."""
     from ckptcompat.errors import CorruptCheckpointError
     from ckptcompat.store import CheckpointStore
+    from ckptcompat.store.local_view import materialize
 
+    materialize(cand.path)  # a store at a URL: only the checkpoint picked is downloaded
     store = CheckpointStore(Path(cand.path).parent)
     if not store.is_intact(store.get(cand.store_id), deep=True):
         raise CorruptCheckpointError("files do not match the manifest's sha256", path=cand.path,

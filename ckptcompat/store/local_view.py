@@ -6,7 +6,9 @@ A local path (or ``file://`` URL) is returned as it is. For an fsspec URL:
 - a ckptcompat store: its committed checkpoints (those the remote manifest lists) are
   downloaded into the private mirror of a read-only
   :class:`~ckptcompat.store.remote_store.RemoteCheckpointStore`; the local manifest is the
-  remote one, so the local readers check every sha256 and fall back past damaged ones;
+  remote one, so the local readers check every sha256 and fall back past damaged ones.
+  With ``lazy=True`` only the manifest is downloaded, and :func:`materialize` fetches the
+  one checkpoint a reader picked (``resume`` reads one checkpoint, whatever the store holds);
 - a checkpoint folder of such a store (``.../ckpt-000003-e0003-s000000``): the same, inside;
 - anything else (a file, a TF bundle prefix, a foreign folder): downloaded into a temporary
   folder.
@@ -30,7 +32,7 @@ from typing import Any
 from ckptcompat.errors import CheckpointNotFoundError
 from ckptcompat.store.urls import check_available, is_remote, local_path
 
-__all__ = ["MAX_COPIES", "localize", "clear"]
+__all__ = ["MAX_COPIES", "localize", "materialize", "clear"]
 
 MAX_COPIES = 2
 #: url -> (local path, cleanup, the read-only store of a store copy or None)
@@ -56,7 +58,7 @@ def _remember(url: str, path: Path, cleanup: Callable[[], None], view: Any = Non
     return path
 
 
-def _store_copy(url: str) -> Path:
+def _store_copy(url: str, lazy: bool = False) -> Path:
     from ckptcompat.store.remote_store import RemoteCheckpointStore
 
     cached = _COPIES.pop(url, None)
@@ -66,7 +68,7 @@ def _store_copy(url: str) -> Path:
             cached[1]()
         view = RemoteCheckpointStore(url)
     view.drop_unlisted()  # also pulls the current remote manifest
-    for entry in view.checkpoints():
+    for entry in [] if lazy else view.checkpoints():
         view.fetch(entry)
     return _remember(url, view.directory, view.close, view)
 
@@ -99,8 +101,21 @@ def _plain_copy(url: str) -> Path:
     return _remember(url, tmp / name, lambda: shutil.rmtree(tmp, ignore_errors=True))
 
 
-def localize(location: str | os.PathLike[str]) -> Path:
-    """A local path holding what ``location`` names (see the module docstring).
+def materialize(path: str | os.PathLike[str]) -> None:
+    """Download the store checkpoint at ``path`` (a folder of a lazily localized store's
+    mirror) if it is not local yet; any other path is left as it is."""
+    path = Path(path)
+    for _, _, view in list(_COPIES.values()):
+        if view is not None and path.parent == view.directory and not path.exists():
+            listed = {e.name: e for e in view.checkpoints()}
+            if path.name in listed:
+                view.fetch(listed[path.name])
+            return
+
+
+def localize(location: str | os.PathLike[str], *, lazy: bool = False) -> Path:
+    """A local path holding what ``location`` names (see the module docstring); ``lazy``: of
+    a store, only its manifest (the caller :func:`materialize`\ s what it reads).
 
     Raises :class:`~ckptcompat.errors.MissingDependencyError` when fsspec or the URL's
     protocol package is missing (nothing is created), and
@@ -113,9 +128,9 @@ def localize(location: str | os.PathLike[str]) -> Path:
     from ckptcompat.store.remote import RemoteFiles
 
     if RemoteFiles(url).read_manifest() is not None:
-        return _store_copy(url)
+        return _store_copy(url, lazy)
     parent, _, name = url.rpartition("/")
     if name.startswith("ckpt-") and "://" in parent and \
             RemoteFiles(parent).read_manifest() is not None:
-        return _store_copy(parent) / name
+        return _store_copy(parent, lazy) / name
     return _plain_copy(url)

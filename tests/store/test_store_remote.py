@@ -151,6 +151,34 @@ def test_damaged_remote_file_is_skipped_by_readers(url: str) -> None:
     local_view.clear()
 
 
+def test_lazy_copy_downloads_only_what_a_reader_picks(url: str) -> None:
+    """resume reads one checkpoint: a lazy copy downloads the manifest, then only the picked
+    checkpoint; a damaged pick is found by its sha256 and the next one fetched in turn."""
+    import ckptcompat.store.local_view as local_view
+    from ckptcompat.discovery import find_checkpoints
+    from ckptcompat.resuming.read import _verify_store_entry
+    from ckptcompat.errors import CorruptCheckpointError
+
+    with CheckpointStore(url, write=True) as store:
+        entries = [commit(store, epoch) for epoch in (1, 2, 3)]
+    fs, root = fsspec.core.url_to_fs(url)
+    newest = entries[-1]
+    fs.pipe_file(f"{root}/{newest.name}/model.weights.h5", b"x" * newest.files["model.weights.h5"].size)
+    local_view.clear()
+    found = find_checkpoints(url, deep=None)
+    mirror = local_view.localize(url, lazy=True)
+    assert [c.epoch for c in found] == [1, 2, 3]
+    assert not [p for p in mirror.iterdir() if p.name.startswith("ckpt-")]  # nothing downloaded yet
+    with pytest.raises(CorruptCheckpointError):
+        _verify_store_entry(found[-1])
+    _verify_store_entry(found[-2])
+    assert sorted(p.name for p in mirror.iterdir() if p.name.startswith("ckpt-")) == \
+        [entries[1].name, newest.name]
+    find_checkpoints(url)  # a listing that checks every checkpoint downloads the rest
+    assert len([p for p in mirror.iterdir() if p.name.startswith("ckpt-")]) == 3
+    local_view.clear()
+
+
 def test_advisory_lock_object_is_written_and_removed(url: str,
                                                      caplog: pytest.LogCaptureFixture) -> None:
     fs, root = fsspec.core.url_to_fs(url)
@@ -212,6 +240,12 @@ def test_checkpoint_callback_and_resume_through_a_url(keras: Any, tmp_path: Path
                                                                                  (3, 0, 15)]
     run = ckptcompat.resume(target, data=_data())
     assert (run.initial_epoch, run.initial_step, run.global_step) == (3, 0, 15)
+    if scheme == "memory":  # only the checkpoint resumed from was downloaded
+        from ckptcompat.store import local_view
+
+        mirror = local_view.localize(target, lazy=True)
+        assert sorted(p.name for p in mirror.iterdir() if p.name.startswith("ckpt-")) == \
+            [store.checkpoints()[-1].name]
     got = run.model.get_weights()
     assert all(a.dtype == b.dtype and np.array_equal(a, b) for a, b in zip(expected, got))
     got_opt = [np.asarray(v.numpy()) for v in run.model.optimizer.variables]
