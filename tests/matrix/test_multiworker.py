@@ -1,15 +1,18 @@
-"""Multi-worker training: the same script on every worker, ``Checkpoint(store, save_freq=3)``.
+"""Multi-worker training: the same script on every worker with ``Checkpoint``.
 
 Two workers of ``tf.distribute.MultiWorkerMirroredStrategy`` on 127.0.0.1 run the unchanged
 script; only the chief commits into the store (the other worker's saves go to a private
-scratch folder it removes). Both are SIGKILLed at a random instant after a new checkpoint
-(one worker killed first, the other as a scheduler would once its peer is gone), then both
-run the same script again, twice; the end is bitwise equal (every weight and optimizer
-variable, ``iterations``) to an uninterrupted two-worker run, and every rerun provably
-started from a checkpoint (all it commits lies after the newest one at its start).
+scratch folder it removes). With ``save_freq=3`` both are SIGKILLed at a random instant after a
+new checkpoint (one worker killed first, the other as a scheduler would once its peer is
+gone), then both run the same script again, twice; the end is bitwise equal (every weight and
+optimizer variable, ``iterations``) to an uninterrupted two-worker run, every rerun provably
+started from a checkpoint (all it commits lies after the newest one at its start), and one
+process resumes the two workers' store exactly. With ``save_freq="epoch"``: SIGTERM to the
+non-chief alone stops nothing, SIGTERM to the chief stops both at the step it names.
 
-MirroredStrategy on one host (two logical CPU devices) with an integer ``save_freq``: the
-store is written and resumed exactly. ``CKPTCOMPAT_KILL_SEED`` replays the random instants.
+MirroredStrategy on one host (two logical CPU devices, Keras 2 and 3) and Keras 3 on JAX with
+``keras.distribution.DataParallel`` over two CPU devices, integer ``save_freq``: SIGKILLed
+twice and rerun, bitwise. ``CKPTCOMPAT_KILL_SEED`` replays the random instants.
 """
 
 from __future__ import annotations
@@ -53,8 +56,15 @@ with strategy.scope():
                               keras.layers.Dense(1)])
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
 data = ArrayData(x, y, batch_size=%(batch)d, seed=3)
+extra = []
+if os.environ.get("BATCH_SLEEP"):  # time for a test to send its signals mid-training
+    import time
+    class Slow(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            time.sleep(float(os.environ["BATCH_SLEEP"]))
+    extra.append(Slow())
 model.fit(data, epochs=%(epochs)d, shuffle=False, verbose=0,
-          callbacks=[Checkpoint(os.path.join(work, "ckpt"), save_freq=%(freq)d, data=data)])
+          callbacks=[*extra, Checkpoint(os.path.join(work, "ckpt"), save_freq=%(freq)s, data=data)])
 
 def variables(obj):
     value = obj.variables
@@ -94,9 +104,9 @@ strategy = types.SimpleNamespace(scope=contextlib.nullcontext)
 '''
 
 
-def _script(tmp: Path, strategy: str) -> Path:
+def _script(tmp: Path, strategy: str, freq: str = str(SAVE_FREQ)) -> Path:
     path = tmp / "train.py"
-    path.write_text(COMMON % {"n": N, "batch": BATCH, "epochs": EPOCHS, "freq": SAVE_FREQ,
+    path.write_text(COMMON % {"n": N, "batch": BATCH, "epochs": EPOCHS, "freq": freq,
                               "strategy": strategy})
     return path
 
@@ -118,11 +128,11 @@ def _spawn(script: Path, work: Path, **env: str) -> subprocess.Popen[bytes]:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def _workers(script: Path, work: Path) -> list[subprocess.Popen[bytes]]:
+def _workers(script: Path, work: Path, **env: str) -> list[subprocess.Popen[bytes]]:
     peers = ",".join(f"127.0.0.1:{p}" for p in _ports(2))
     scratch = work.parent / "tmp"  # the workers' temporary folder (where a scratch store goes)
     scratch.mkdir(exist_ok=True)
-    return [_spawn(script, work, WORKER=str(i), PEERS=peers, TMPDIR=str(scratch)) for i in range(2)]
+    return [_spawn(script, work, WORKER=str(i), PEERS=peers, TMPDIR=str(scratch), **env) for i in range(2)]
 
 
 def _finish(procs: list[subprocess.Popen[bytes]], what: str) -> None:
@@ -258,8 +268,9 @@ def _wait_for_checkpoint(procs: list[subprocess.Popen[bytes]], work: Path) -> No
 @pytest.mark.skipif(keras_flavour() != "keras2", reason="multi-worker Keras 2 only (see above)")
 def test_sigterm_the_chief_decides_every_worker_saves_at_the_same_step(tmp_path: Path) -> None:
     """SIGTERM to both workers: the chief names a step, both save there (the chief commits) and
-    exit 143; a SIGTERM to the non-chief alone stops nothing. Reruns end like the reference."""
-    script = _script(tmp_path, MULTI_WORKER)
+    exit 143; a SIGTERM to the non-chief alone stops nothing. Reruns end like the reference.
+    Saves once per epoch here (the SIGKILL test saves every 3 batches)."""
+    script = _script(tmp_path, MULTI_WORKER, freq='"epoch"')
     reference = tmp_path / "reference"
     reference.mkdir()
     _finish(_workers(script, reference), "uninterrupted two-worker run")
@@ -267,7 +278,7 @@ def test_sigterm_the_chief_decides_every_worker_saves_at_the_same_step(tmp_path:
 
     work = tmp_path / "run"
     work.mkdir()
-    procs = _workers(script, work)
+    procs = _workers(script, work, BATCH_SLEEP="0.05")
     _wait_for_checkpoint(procs, work)
     procs[1].send_signal(signal.SIGTERM)  # the non-chief alone: noted, training goes on
     time.sleep(0.2)
