@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SlotTranslation", "is_inert", "is_inert_for_shape", "translate_slots", "nadam_u_product", "NON_SLOT_ATTRS"]
+__all__ = ["SlotTranslation", "is_inert", "is_undecided", "is_inert_for_shape", "translate_slots", "nadam_u_product", "NON_SLOT_ATTRS"]
 
 _Hyper = Mapping[str, Any]
 
@@ -69,6 +69,13 @@ _UNFACTORED = {("Adafactor", "r"), ("Adafactor", "c")}
 def is_inert_for_shape(cls: str, slot: str, var_shape: tuple[int, ...]) -> bool:
     """True when ``slot`` is a placeholder for a variable of this (slot) shape."""
     return (cls, slot) in _UNFACTORED and len(var_shape) == 0
+
+
+def is_undecided(cls: str, slot: str, hyper: _Hyper) -> bool:
+    """True when ``slot`` is one Keras creates only when ``hyper`` uses it (:data:`_INERT`) and
+    ``hyper`` does not record the value that decides (a ``.keras`` without optimizer config)."""
+    check = _INERT.get(cls, {}).get(slot)
+    return check is not None and check(hyper) is None
 
 
 def is_inert(cls: str, slot: str, hyper: _Hyper) -> bool:
@@ -127,6 +134,11 @@ def translate_slots(cls: str, src_hyper: _Hyper, live_hyper: _Hyper, src: Mappin
             reason = f"{cls} keeps no {slot!r} for a variable of shape {shape}, starts at zero"
         elif not src and not iterations:
             reason = "the checkpoint's optimizer had no slots yet (never stepped)"
+        elif slot not in src_kinds and iterations and is_undecided(cls, slot, src_hyper):
+            # every Keras that writes a stepped optimizer without this slot kind creates it
+            # only when its hyper-parameter uses it (Keras 3, OptimizerV2)
+            reason = (f"no {slot!r} in a stepped {cls} whose configuration the checkpoint does not "
+                      "record: created only when used, starts at zero")
         if reason is not None:
             out.slots[key] = np.zeros(shape, dtype=np.float32)
             out.created.append(f"{key}: {reason}")

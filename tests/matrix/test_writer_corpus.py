@@ -61,9 +61,6 @@ def test_corpus_optimizer_through_our_writer_into_native_keras3(fx: dict[str, An
 _H5_WRITER_GAPS = {
     "tf221-keras3/opt_adafactor/": "Adafactor from Keras 3: its scalar r/c placeholders of 1-D variables are "
                                    "dropped (tf-keras has none) and the .h5 read-back check counts them as lost",
-    "tf221-keras3/opt_sgd/": "SGD(momentum=0) from Keras 3: the .h5 writer writes the Keras 2 momentum slots "
-                             "the source lacks and its read-back check refuses them",
-    "/opt_legacy_sgd/": "legacy SGD(momentum=0) keeps no slots; the .h5 writer expects the new SGD's momentum slots",
     "/opt_legacy_nadam/": "legacy Nadam's decay=0.004 has no tf.keras 2.11+ equivalent: the writer targets the new "
                           "optimizers only",
 }
@@ -123,7 +120,9 @@ def _same_state(fx: dict[str, Any], state: Any, live: Any) -> None:
               if not is_inert(opt.class_name, k[1], hyper) and (np.any(a) or not is_inert_for_shape(
                   opt.class_name, k[1], a.shape))]
     assert not moving, (live_only, file_only)
-    if fx["producer"] == _running_producer():  # same generation: the same slots but placeholders
+    if fx["producer"] == _running_producer() and "/opt_legacy_" not in fx["path"]:
+        # same generation: the same slots but placeholders (a legacy OptimizerV2 fixture crosses
+        # to the new optimizer, whose SGD keeps momentum slots even at 0)
         assert not [k for k, a in {**live_only, **file_only}.items()
                     if np.any(a) or not is_inert_for_shape(opt.class_name, k[1], a.shape)]
     differ = [k for k in set(want) & set(got) if got[k].shape != want[k].shape or not np.array_equal(got[k], want[k])]

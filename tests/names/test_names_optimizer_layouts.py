@@ -101,6 +101,20 @@ def test_sgd_momentum_zero_keras3_to_keras2_creates_zero_slots() -> None:
     assert out.slots["d/kernel/momentum"].shape == (2, 3) and not out.slots["d/kernel/momentum"].any()
 
 
+def test_a_stepped_sgd_without_momentum_slots_and_without_config_had_momentum_zero() -> None:
+    """A Keras 3 .keras without optimizer config: a stepped SGD that kept no momentum slot had
+    momentum 0 (Keras creates the slot only when it is used); a known momentum decides instead."""
+    out = translate_slots("SGD", {"learning_rate": 0.01}, {"learning_rate": 0.01}, {},
+                          {"d/kernel/momentum": (2, 3)}, 4)
+    assert list(out.slots) == ["d/kernel/momentum"] and not out.slots["d/kernel/momentum"].any()
+    assert "created only when used" in out.created[0]
+    known = translate_slots("SGD", {"momentum": 0.9}, {"momentum": 0.9}, {}, {"d/kernel/momentum": (2, 3)}, 4)
+    assert known.slots == {}  # momentum 0.9 and no slot: a real misfit, left to the caller
+    other_kind = translate_slots("Adam", {}, {}, {"d/kernel/m": np.ones(2, np.float32)},
+                                 {"d/kernel/m": (2,), "d/kernel/v": (2,)}, 4)
+    assert "d/kernel/v" not in other_kind.slots  # v is never conditional: missing stays missing
+
+
 def test_a_real_misfit_is_left_for_the_caller_to_refuse() -> None:
     m = np.ones((2, 3), np.float32)
     out = translate_slots("SGD", {"momentum": 0.9}, {"momentum": 0.9}, {"d/kernel/momentum": m},
