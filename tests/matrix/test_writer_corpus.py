@@ -59,8 +59,6 @@ def test_corpus_optimizer_through_our_writer_into_native_keras3(fx: dict[str, An
 
 #: reviewed gaps of the Keras 2 .h5 writer (by path substring): each a typed refusal today
 _H5_WRITER_GAPS = {
-    "tf221-keras3/opt_adafactor/": "Adafactor from Keras 3: its scalar r/c placeholders of 1-D variables are "
-                                   "dropped (tf-keras has none) and the .h5 read-back check counts them as lost",
     "/opt_legacy_nadam/": "legacy Nadam's decay=0.004 has no tf.keras 2.11+ equivalent: the writer targets the new "
                           "optimizers only",
 }
