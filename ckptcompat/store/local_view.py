@@ -115,7 +115,7 @@ def materialize(path: str | os.PathLike[str]) -> None:
 
 def localize(location: str | os.PathLike[str], *, lazy: bool = False) -> Path:
     """A local path holding what ``location`` names (see the module docstring); ``lazy``: of
-    a store, only its manifest (the caller :func:`materialize`\ s what it reads).
+    a store, only its manifest (the caller fetches what it reads with :func:`materialize`).
 
     Raises :class:`~ckptcompat.errors.MissingDependencyError` when fsspec or the URL's
     protocol package is missing (nothing is created), and
