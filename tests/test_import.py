@@ -41,3 +41,16 @@ def test_public_surface_is_declared() -> None:
     assert ckptcompat.__version__
     for name in ckptcompat.__all__:
         assert getattr(ckptcompat, name) is not None, name
+
+
+def test_every_module_compiles_without_warnings() -> None:
+    """No invalid escape sequence or other compile-time warning in the library's sources
+    (a cached .pyc would hide it from an import)."""
+    import warnings
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "ckptcompat"
+    for path in sorted(root.rglob("*.py")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            compile(path.read_text(), str(path), "exec")
