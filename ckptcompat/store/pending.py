@@ -16,7 +16,7 @@ from ckptcompat.errors import CkptCompatError
 __all__ = ["PendingCheckpoint", "check_int", "producer_fields", "utc_now"]
 
 #: formats whose writer can hash the file while writing it (``checksum=True``)
-_HASHING_WRITERS = frozenset({"keras_h5"})
+_HASHING_WRITERS = frozenset({"keras_h5", "keras_zip"})
 
 
 def utc_now() -> str:

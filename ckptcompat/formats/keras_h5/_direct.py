@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ class DirectDatasets:
     def __init__(self, h5py: Any) -> None:
         self._h5py = h5py
         self._pending: list[tuple[int, np.ndarray]] = []
+        self.digest: Any = None   # the file's sha256 object after finish()
+        self.crc32 = 0            # CRC-32 from finish(crc_from=...) on
 
     def put(self, group: Any, name: str, value: Any) -> None:
         """``group.create_dataset(name, data=value)``, deferred for large numeric arrays."""
@@ -50,9 +53,12 @@ class DirectDatasets:
             return
         self._pending.append((int(offset), np.ascontiguousarray(array)))
 
-    def finish(self, path: str | os.PathLike[str], *, durable: bool) -> tuple[int, str]:
+    def finish(self, path: str | os.PathLike[str], *, durable: bool,
+               crc_from: int | None = None) -> tuple[int, str]:
         """After the file is closed: write the deferred tensors, fsync when ``durable``;
-        returns ``(size, sha256)`` of the complete file."""
+        returns ``(size, sha256)`` of the complete file. The sha256 object stays in
+        :attr:`digest` (to hash bytes appended later); with ``crc_from`` the CRC-32 of the bytes
+        from that offset on (a zip member's) is computed in the same pass, into :attr:`crc32`."""
         regions = sorted(self._pending, key=lambda r: r[0])
         size = os.path.getsize(path)
         end = 0
@@ -63,8 +69,9 @@ class DirectDatasets:
         fd = os.open(Path(path), os.O_RDWR)
         try:
             digest = hashlib.sha256()
+            crc = _Crc(crc_from)
             errors: list[BaseException] = []
-            hasher = threading.Thread(target=_hash_in_order, args=(fd, size, regions, digest, errors),
+            hasher = threading.Thread(target=_hash_in_order, args=(fd, size, regions, [digest, crc], errors),
                                       name="ckptcompat-sha256", daemon=True)
             hasher.start()
             try:
@@ -81,10 +88,24 @@ class DirectDatasets:
                 raise errors[0]
         finally:
             os.close(fd)
+        self.digest, self.crc32 = digest, crc.value
         return size, digest.hexdigest()
 
 
-def _hash_in_order(fd: int, size: int, regions: list[tuple[int, np.ndarray]], digest: Any,
+class _Crc:
+    """CRC-32 of the bytes from ``start`` on, fed like a hashlib object in file order."""
+
+    def __init__(self, start: int | None) -> None:
+        self.start, self.pos, self.value = start, 0, 0
+
+    def update(self, data: Any) -> None:
+        view = memoryview(data).cast("B")
+        if self.start is not None and self.pos + len(view) > self.start:
+            self.value = zlib.crc32(view[max(0, self.start - self.pos):], self.value)
+        self.pos += len(view)
+
+
+def _hash_in_order(fd: int, size: int, regions: list[tuple[int, np.ndarray]], digests: list[Any],
                    errors: list[BaseException]) -> None:
     """sha256 of the file as it will be: the bytes between datasets from the file (written
     by h5py, final), each dataset's bytes from its array (being written meanwhile)."""
@@ -95,10 +116,12 @@ def _hash_in_order(fd: int, size: int, regions: list[tuple[int, np.ndarray]], di
                 chunk = os.pread(fd, min(offset - pos, _WRITE_CHUNK), pos)
                 if not chunk:
                     raise OSError(f"short read at offset {pos} while hashing")
-                digest.update(chunk)
+                for digest in digests:
+                    digest.update(chunk)
                 pos += len(chunk)
             if array is not None:
-                digest.update(memoryview(array).cast("B"))  # releases the GIL
+                for digest in digests:
+                    digest.update(memoryview(array).cast("B"))  # releases the GIL
                 pos = offset + array.nbytes
     except BaseException as exc:  # noqa: BLE001 -- re-raised on the writing thread
         errors.append(exc)

@@ -215,15 +215,16 @@ def write(path: str | Path, state: TrainingState, *, verify: bool = True, **opti
     """Write ``state`` as a ``.keras`` archive or (path ends ``.weights.h5``) a weights file.
 
     Options: ``keras_version`` (target Keras 3 release, default the running one or the
-    newest known), ``include_optimizer``. Written atomically and verified by reading back;
+    newest known), ``include_optimizer``, ``checksum`` (a ``.keras`` written in one pass while
+    hashed: its ``(size, sha256)`` in the result's ``digests``). Written atomically and verified by reading back;
     ``verify=False`` / ``durable=False`` skip the read-back / the fsyncs (the checkpoint
     store checksums and fsyncs its files itself). Returns ``[path]``.
     """
     from ckptcompat.formats.keras_zip._write import write_state
 
     p = Path(path)
-    write_state(p, state, verify=read if verify else None, **options)
-    return WrittenFiles([p])
+    digest = write_state(p, state, verify=read if verify else None, **options)
+    return WrittenFiles([p], {p: digest} if digest else None)
 
 
 def peek(path: str | Path) -> Peek:

@@ -59,6 +59,7 @@ def _layer_arrays(state: TrainingState, model_cfg: Mapping[str, Any], path: Path
             pairs = [(f"{slot.prefix}/{s.name}", s.trainable) for s in specs]
         arrays = []
         for name, is_trainable in pairs:
+            name = _spelled_as_in(state.weights, name)
             if name not in state.weights:
                 problems.append(f"missing weight {name} ({slot.class_name})")
                 continue
@@ -73,6 +74,17 @@ def _layer_arrays(state: TrainingState, model_cfg: Mapping[str, Any], path: Path
         raise IncompatibleStateError("the weights do not fit the model config", problems, path=path,
                                      hint="the state's model_config must describe its weights")
     return groups, trainable
+
+
+def _spelled_as_in(weights: Mapping[str, Any], name: str) -> str:
+    """``name`` as ``weights`` spells it where the generations name one variable twice
+    (Keras 3.15 DepthwiseConv ``kernel`` = earlier ``depthwise_kernel``)."""
+    from ckptcompat.resuming.match import other_spellings
+
+    if name in weights:
+        return name
+    head, _, leaf = name.rpartition("/")
+    return next((f"{head}/{o}" for o in sorted(other_spellings(leaf)) if f"{head}/{o}" in weights), name)
 
 
 def _optimizer_arrays(state: TrainingState, opt_cfg: Mapping[str, Any],
@@ -148,14 +160,20 @@ def _fill_h5(target: Any, groups: list[tuple[str, list[Any]]], opt_arrays: list[
     tensor at a time (a lazy tensor is read just before its dataset is written)."""
     import h5py
 
+    with h5py.File(target, "w") as h5:
+        _fill_open(h5, groups, opt_arrays, lambda g, name, value: g.create_dataset(name, data=value))
+
+
+def _fill_open(h5: Any, groups: list[tuple[str, list[Any]]], opt_arrays: list[Any] | None,
+               put: Callable[[Any, str, Any], Any]) -> None:
+    """The datasets of the Keras v3 weights layout, created in the open file ``h5`` by ``put``."""
     from ckptcompat.formats._headers import materialize
 
-    with h5py.File(target, "w") as h5:
-        h5.create_group("vars")  # Keras 3.0 opens the model's own (empty) group unconditionally
-        for group, arrays in [*groups, *([("optimizer/vars", opt_arrays)] if opt_arrays is not None else [])]:
-            g = h5.require_group(group)
-            for i, array in enumerate(arrays):
-                g.create_dataset(str(i), data=materialize(array))
+    h5.create_group("vars")  # Keras 3.0 opens the model's own (empty) group unconditionally
+    for group, arrays in [*groups, *([("optimizer/vars", opt_arrays)] if opt_arrays is not None else [])]:
+        g = h5.require_group(group)
+        for i, array in enumerate(arrays):
+            put(g, str(i), materialize(array))
 
 
 def _h5_bytes(groups: list[tuple[str, list[Any]]], opt_arrays: list[Any] | None) -> bytes:
@@ -219,13 +237,16 @@ def _optimizer_config(state: TrainingState) -> dict[str, Any]:
 
 def write_state(path: Path, state: TrainingState, *, verify: Callable[[Path], TrainingState] | None,
                 keras_version: str | None = None, include_optimizer: bool = True,
-                durable: bool = True) -> None:
+                durable: bool = True, checksum: bool = False) -> tuple[int, str] | None:
     """Lay the weights out, write the file to a temp file beside ``path``, verify, rename.
 
     ``verify=None`` skips the read-back comparison and ``durable=False`` the fsyncs (the
     checkpoint store checksums and fsyncs its files itself). A state holding lazy tensors
     (a streaming ``migrate``) is written one tensor at a time: the weights HDF5 into a
     temporary file, then copied into the archive in chunks; otherwise it is built in memory.
+    ``checksum=True`` (a ``.keras`` of in-memory tensors below 4 GiB): the archive is written
+    in one pass, the weights straight into their zip member while hashing the file
+    (:mod:`._direct_archive`); returns its ``(size, sha256)``, else None.
     """
     from ckptcompat._atomic import remove_temp, temp_name
 
@@ -246,6 +267,9 @@ def write_state(path: Path, state: TrainingState, *, verify: Callable[[Path], Tr
             groups = [*groups, (_loss_scale.INNER_GROUP, opt_arrays)]
             opt_arrays = _loss_scale.wrapper_arrays(state.optimizer.extra, opt_arrays)
             opt_cfg = wrapper
+    if checksum and not str(path).endswith(".weights.h5") and not _streaming(state):
+        return _write_direct(path, model_cfg, _compile_config(state, opt_cfg) if opt_cfg else None,
+                             version, state, groups, opt_arrays, verify, durable)
     staged: Path | None = None
     try:
         if _streaming(state):
@@ -261,12 +285,12 @@ def write_state(path: Path, state: TrainingState, *, verify: Callable[[Path], Tr
     finally:
         if staged is not None:
             remove_temp(staged)
+    return None
 
 
-def _write_archive(path: Path, model_cfg: Mapping[str, Any], compile_cfg: Any, version: str,
-                   state: TrainingState, weights: bytes | Path,
-                   verify: Callable[[Path], TrainingState] | None, durable: bool) -> None:
-    """The ``.keras`` zip: metadata, config, then the weights member (STORED, as Keras writes it)."""
+def _texts(model_cfg: Mapping[str, Any], compile_cfg: Any, version: str,
+           state: TrainingState) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The archive's ``config.json`` and ``metadata.json`` contents."""
     from ckptcompat import __version__
 
     config = dict(model_cfg)
@@ -277,6 +301,39 @@ def _write_archive(path: Path, model_cfg: Mapping[str, Any], compile_cfg: Any, v
             "source_producer": {"framework": state.producer.framework,
                                 "versions": dict(state.producer.versions),
                                 "format": state.producer.format}}
+    return config, meta
+
+
+def _write_direct(path: Path, model_cfg: Mapping[str, Any], compile_cfg: Any, version: str,
+                  state: TrainingState, groups: list[tuple[str, list[Any]]],
+                  opt_arrays: list[Any] | None, verify: Callable[[Path], TrainingState] | None,
+                  durable: bool) -> tuple[int, str] | None:
+    """The archive in one pass (:mod:`._direct_archive`), atomically; None when too large."""
+    from ckptcompat._atomic import atomic_path
+    from ckptcompat.formats.keras_zip import _direct_archive
+
+    config, meta = _texts(model_cfg, compile_cfg, version, state)
+    config_bytes, meta_bytes = json.dumps(config).encode(), json.dumps(meta).encode()
+    tensor_bytes = sum(int(np.asarray(a).nbytes) for a in state.tensors().values())
+    if not _direct_archive.fits(tensor_bytes, len(config_bytes)):
+        _write_archive(path, model_cfg, compile_cfg, version, state,
+                       _h5_bytes(groups, opt_arrays), verify, durable)
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, durable=durable, synced=True) as tmp:
+        result = _direct_archive.write_archive(
+            tmp, config_bytes, meta_bytes, lambda h5, put: _fill_open(h5, groups, opt_arrays, put),
+            durable=durable)
+        if verify is not None:
+            _check_read_back(path, tmp, state, verify)
+    return result
+
+
+def _write_archive(path: Path, model_cfg: Mapping[str, Any], compile_cfg: Any, version: str,
+                   state: TrainingState, weights: bytes | Path,
+                   verify: Callable[[Path], TrainingState] | None, durable: bool) -> None:
+    """The ``.keras`` zip: metadata, config, then the weights member (STORED, as Keras writes it)."""
+    config, meta = _texts(model_cfg, compile_cfg, version, state)
 
     def archive(fh: Any) -> None:  # straight into the file: no second copy in memory
         with zipfile.ZipFile(fh, "w") as zf:
@@ -298,17 +355,22 @@ def _atomic_write(path: Path, fill: Callable[[Any], Any], state: TrainingState,
 
     def check(tmp: Path) -> None:
         assert verify is not None
-        back = verify(tmp)
-        if str(path).endswith(".weights.h5"):  # no config inside: names are class-derived, compare values
-            def digest(a: np.ndarray) -> bytes:
-                return str(a.dtype).encode() + str(a.shape).encode() + np.ascontiguousarray(a).tobytes()
-            want = sorted(digest(np.asarray(a)) for a in state.weights.values())
-            bad = [] if want == sorted(digest(a) for a in back.weights.values()) else ["weight values"]
-        else:
-            bad = [n for n, a in state.weights.items()
-                   if n not in back.weights or not np.array_equal(back.weights[n], a)]
-        if bad:
-            raise IncompatibleStateError("read-back differs from the state", bad, path=path,
-                                         hint="a ckptcompat bug; please report it")
+        _check_read_back(path, tmp, state, verify)
 
     atomic_write(path, fill, durable=durable, check=None if verify is None else check)
+
+
+def _check_read_back(path: Path, tmp: Path, state: TrainingState,
+                     verify: Callable[[Path], TrainingState]) -> None:
+    back = verify(tmp)
+    if str(path).endswith(".weights.h5"):  # no config inside: names are class-derived, compare values
+        def digest(a: np.ndarray) -> bytes:
+            return str(a.dtype).encode() + str(a.shape).encode() + np.ascontiguousarray(a).tobytes()
+        want = sorted(digest(np.asarray(a)) for a in state.weights.values())
+        bad = [] if want == sorted(digest(a) for a in back.weights.values()) else ["weight values"]
+    else:
+        bad = [n for n, a in state.weights.items()
+               if n not in back.weights or not np.array_equal(back.weights[n], a)]
+    if bad:
+        raise IncompatibleStateError("read-back differs from the state", bad, path=path,
+                                     hint="a ckptcompat bug; please report it")
