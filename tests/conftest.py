@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if reason and item.get_closest_marker(marker):
                 item.add_marker(pytest.mark.skip(reason=reason))
                 break
+
+
+_START_DIR = os.getcwd()
+
+
+@pytest.fixture(autouse=True)
+def _working_directory_kept() -> Iterator[None]:
+    """Every test leaves the working directory where it was (and existing): one that changed
+    or removed it fails here, named, instead of breaking later tests that resolve paths."""
+    yield
+    try:
+        now = os.getcwd()
+    except FileNotFoundError:
+        now = None
+    if now != _START_DIR:
+        os.chdir(_START_DIR)
+        pytest.fail(f"the test left the working directory {now or '(removed)'}; it was {_START_DIR}")
 
 
 @pytest.fixture(autouse=True)

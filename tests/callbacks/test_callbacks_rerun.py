@@ -197,6 +197,9 @@ def test_handlers_go_back_when_fit_raises(keras: Any, tmp_path: Path) -> None:
         got.append(signum)
 
     outer = signal.signal(signal.SIGTERM, mine)
+    # Python's own Ctrl+C handler, whatever this process inherited (a job started in the
+    # background of a shell ignores SIGINT)
+    inherited_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     before_int = signal.getsignal(signal.SIGINT)
     try:
         with pytest.raises(ValueError, match="boom"):
@@ -213,6 +216,7 @@ def test_handlers_go_back_when_fit_raises(keras: Any, tmp_path: Path) -> None:
         assert signal.getsignal(signal.SIGINT) == before_int
     finally:
         signal.signal(signal.SIGTERM, outer)
+        signal.signal(signal.SIGINT, inherited_int)
 
 
 @pytest.mark.parametrize("where", ["off", "thread"])
