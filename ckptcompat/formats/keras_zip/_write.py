@@ -16,7 +16,7 @@ import numpy as np
 
 from ckptcompat._atomic import atomic_write
 from ckptcompat.errors import IncompatibleStateError, UnsupportedFormatError
-from ckptcompat.formats.keras_zip._layout import var_specs, walk_model_config
+from ckptcompat.formats.keras_zip._layout import ALIAS, var_specs, walk_model_config
 from ckptcompat.formats.keras_zip._optimizer import optimizer_layout
 from ckptcompat.names.config_upgrade import for_keras3_release, upgrade_model_config, upgrade_optimizer_config
 from ckptcompat.names.optimizer_layouts import slot_shape
@@ -59,6 +59,9 @@ def _layer_arrays(state: TrainingState, model_cfg: Mapping[str, Any], path: Path
             pairs = [(f"{slot.prefix}/{s.name}", s.trainable) for s in specs]
         arrays = []
         for name, is_trainable in pairs:
+            head, _, leaf = name.rpartition("/")
+            if leaf.startswith(ALIAS):  # a variable stored a second time (SpectralNormalization)
+                name, is_trainable = f"{head}/{leaf[len(ALIAS):]}", False
             name = _spelled_as_in(state.weights, name)
             if name not in state.weights:
                 problems.append(f"missing weight {name} ({slot.class_name})")
