@@ -13,17 +13,41 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["DirectDatasets"]
+__all__ = ["DirectDatasets", "disk_errors_as_oserror"]
 
 _MIN_DIRECT = 64 << 10   # smaller datasets are written by h5py as usual
 _WRITE_CHUNK = 64 << 20
+
+
+_H5_ERRNO = re.compile(r"\berrno = (\d+)")
+
+
+@contextmanager
+def disk_errors_as_oserror() -> Iterator[None]:
+    """HDF5's disk errors raised as :class:`OSError`: on a full disk h5py raises
+    ``RuntimeError`` (or an ``OSError`` without ``errno``) whose message holds ``errno = 28``;
+    it becomes ``OSError(28)``, which the atomic write path reports as
+    :class:`~ckptcompat.errors.StoreWriteError`."""
+    from ckptcompat.errors import CkptCompatError
+
+    try:
+        yield
+    except (RuntimeError, OSError) as exc:
+        found = _H5_ERRNO.search(str(exc))
+        if isinstance(exc, CkptCompatError) or found is None or getattr(exc, "errno", None):
+            raise
+        code = int(found.group(1))
+        raise OSError(code, f"{os.strerror(code)} (HDF5: {str(exc).splitlines()[0]})") from exc
 
 
 class DirectDatasets:

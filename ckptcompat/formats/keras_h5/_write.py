@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import numpy as np
 
 from ckptcompat._atomic import atomic_path
 from ckptcompat._lazy import require
-from ckptcompat.errors import (CkptCompatError, CorruptCheckpointError, IncompatibleStateError,
+from ckptcompat.errors import (CorruptCheckpointError, IncompatibleStateError,
                                UnsupportedFormatError)
 from ckptcompat.formats import keras_h5 as _h5
 from ckptcompat.formats.keras_h5._optimizer import WeightInfo, new_optimizer_layout
@@ -41,7 +40,6 @@ TARGETS: dict[str, str] = {
     "tf.keras-2.15": "2.15.0", "tf-keras-2.16": "2.16.0", "tf-keras-2.21": "2.21.0",
 }
 _ATTR_LIMIT = 64000  # HDF5 object header limit for attributes (64 KB)
-_H5_ERRNO = re.compile(r"\berrno = (\d+)")
 
 
 def _save_names(group: Any, name: str, values: list[str]) -> None:
@@ -191,20 +189,12 @@ def _write_file(tmp: Path, state: TrainingState, config: dict[str, Any] | None, 
 
 
 def _write_h5py(*args: Any) -> None:
-    """:func:`_write_file`, with HDF5's disk errors raised as :class:`OSError`.
+    """:func:`_write_file`, with HDF5's disk errors raised as :class:`OSError`
+    (:func:`~ckptcompat.formats.keras_h5._direct.disk_errors_as_oserror`)."""
+    from ckptcompat.formats.keras_h5._direct import disk_errors_as_oserror
 
-    On a full disk h5py raises ``RuntimeError`` (or an ``OSError`` without ``errno``) whose
-    message holds ``errno = 28``: turned into ``OSError(28)``, which the atomic write path
-    reports as :class:`~ckptcompat.errors.StoreWriteError`.
-    """
-    try:
+    with disk_errors_as_oserror():
         _write_file(*args)
-    except (RuntimeError, OSError) as exc:
-        found = _H5_ERRNO.search(str(exc))
-        if isinstance(exc, CkptCompatError) or found is None or getattr(exc, "errno", None):
-            raise
-        code = int(found.group(1))
-        raise OSError(code, f"{os.strerror(code)} (HDF5: {str(exc).splitlines()[0]})") from exc
 
 
 def _verify(tmp: Path, state: TrainingState, include_optimizer: bool, path: Path) -> None:

@@ -84,14 +84,15 @@ def write_archive(path: Path, config: bytes, metadata: bytes, fill: Any, *, dura
     """Write the archive at ``path`` (a new file); ``fill(h5_file, put)`` creates the weights
     datasets through ``put(group, name, array)``. Returns the file's ``(size, sha256)``."""
     from ckptcompat._lazy import require
-    from ckptcompat.formats.keras_h5._direct import DirectDatasets
+    from ckptcompat.formats.keras_h5._direct import DirectDatasets, disk_errors_as_oserror
 
     h5py = require("h5py", "write Keras 3 .keras files")
     when = _dos_time(datetime.datetime.now())
     block, members = _user_block(config, metadata, when)
     direct = DirectDatasets(h5py)
-    with h5py.File(path, "w", userblock_size=len(block)) as h5:
-        fill(h5, direct.put)
+    with disk_errors_as_oserror():  # a full disk: OSError(28), a StoreWriteError for the caller
+        with h5py.File(path, "w", userblock_size=len(block)) as h5:
+            fill(h5, direct.put)
     fd = os.open(path, os.O_RDWR)
     try:
         os.pwrite(fd, block, 0)  # the user block, left zero by HDF5
