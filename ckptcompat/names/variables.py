@@ -16,6 +16,9 @@ __all__ = [
     "strip_tensor_suffix",
     "canonical_weight_name",
     "split_keras3_slot",
+    "LEAF_ALIASES",
+    "other_spellings",
+    "respell",
 ]
 
 #: Canonical slot names per canonical optimizer class, in the order Keras 2 creates them.
@@ -173,3 +176,31 @@ def distinct_paths(paths: list[list[str]]) -> list[str]:
 LOSS_SCALE_CURRENT = "loss_scale/current_loss_scale"
 LOSS_SCALE_GOOD_STEPS = "loss_scale/good_steps"
 LOSS_SCALE_CONFIG = "loss_scale_config/"
+
+
+#: one variable, two spellings: the generations name it differently (Keras 3 DepthwiseConv's
+#: ``kernel`` is Keras 2's ``depthwise_kernel``), by layer class
+LEAF_ALIASES: dict[str, frozenset[str]] = {
+    "DepthwiseConv1D": frozenset({"kernel", "depthwise_kernel"}),
+    "DepthwiseConv2D": frozenset({"kernel", "depthwise_kernel"}),
+}
+
+
+def other_spellings(leaf: str) -> frozenset[str]:
+    """The other generation's names of a variable leaf, whatever the layer's class
+    (:data:`LEAF_ALIASES`; for files that name no classes)."""
+    return frozenset().union(*(group - {leaf} for group in LEAF_ALIASES.values() if leaf in group))
+
+
+def respell(name: str, known: object, taken: object = ()) -> str:
+    """``name`` as ``known`` (a collection of names) spells it where the generations name one
+    variable twice; ``name`` itself when it is known or no other spelling is (or when that
+    spelling is in ``taken``, a name of its own there)."""
+    if name in known:  # type: ignore[operator]
+        return name
+    head, _, leaf = name.rpartition("/")
+    for other in sorted(other_spellings(leaf)):
+        candidate = f"{head}/{other}" if head else other
+        if candidate in known and candidate not in taken:  # type: ignore[operator]
+            return candidate
+    return name

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ckptcompat.names.variables import LEAF_ALIASES
 from ckptcompat.state import TrainingState
 
 __all__ = ["LiveLayer", "Match", "live_layers", "config_layers", "match_state"]
@@ -136,37 +137,23 @@ def _leaf(name: str) -> str:
     return name.rsplit("/", 1)[-1]
 
 
-#: one variable, two spellings: the generations name it differently (Keras 3 DepthwiseConv's
-#: ``kernel`` is Keras 2's ``depthwise_kernel``)
-_LEAF_ALIASES: dict[str, frozenset[str]] = {
-    "DepthwiseConv1D": frozenset({"kernel", "depthwise_kernel"}),
-    "DepthwiseConv2D": frozenset({"kernel", "depthwise_kernel"}),
-}
-
-
-def other_spellings(leaf: str) -> frozenset[str]:
-    """The other generation's names of a variable leaf, whatever the layer's class
-    (:data:`_LEAF_ALIASES`; for checkpoints that name no classes)."""
-    return frozenset().union(*(group - {leaf} for group in _LEAF_ALIASES.values() if leaf in group))
-
-
 def _same_leaf(a: str, b: str, class_name: str | None) -> bool:
-    return a == b or {a, b} <= _LEAF_ALIASES.get(class_name or "", frozenset())
+    return a == b or {a, b} <= LEAF_ALIASES.get(class_name or "", frozenset())
 
 
 def _generation_spelling(state: TrainingState, live: Mapping[str, tuple[int, ...]],
                          live_layer_list: Sequence[LiveLayer]) -> dict[str, str]:
     """Checkpoint names the live model spells the other generation's way (by the live layer's
-    class, :data:`_LEAF_ALIASES`): checkpoint name -> live name."""
+    class, :data:`LEAF_ALIASES`): checkpoint name -> live name."""
     classes = {layer.path: layer.class_name for layer in live_layer_list}
     out: dict[str, str] = {}
     for name in state.weights:
         if name in live:
             continue
         head, _, leaf = name.rpartition("/")
-        for other in _LEAF_ALIASES.get(classes.get(head) or "", frozenset()) - {leaf}:
+        for other in LEAF_ALIASES.get(classes.get(head) or "", frozenset()) - {leaf}:
             candidate = f"{head}/{other}"
-            if leaf in _LEAF_ALIASES.get(classes.get(head) or "", frozenset()) and candidate in live \
+            if leaf in LEAF_ALIASES.get(classes.get(head) or "", frozenset()) and candidate in live \
                     and candidate not in state.weights:
                 out[name] = candidate
     return out

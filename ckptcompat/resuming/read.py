@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ckptcompat.errors import CheckpointNotFoundError, CkptCompatError
+from ckptcompat.names.variables import respell
 from ckptcompat.state import Progress, TrainingState
 
 __all__ = ["LOOKED_FOR", "pick_and_read", "merge", "remap_by_structure", "keras3_file_paths"]
@@ -288,26 +289,11 @@ def through_model_config(state: TrainingState, model: Any, live: Mapping[str, tu
     except CkptCompatError as exc:
         log.debug("%s: not readable through the live model's config: %s", path, exc)
         return None
-    again = again.replace(weights={_live_spelling(n, live, again.weights): v for n, v in again.weights.items()})
+    again = again.replace(weights={respell(n, live, taken=again.weights): v for n, v in again.weights.items()})
     if set(again.weights) != set(live) or any(tuple(np.shape(v)) != tuple(live[n]) for n, v in again.weights.items()):
         return None
     optimizer = state.optimizer if again.optimizer is None or not again.optimizer.slots else again.optimizer
     return state.replace(weights=dict(again.weights), optimizer=optimizer), _pair_by_content(state.weights, again.weights)
-
-
-def _live_spelling(name: str, live: Mapping[str, Any], read: Mapping[str, Any]) -> str:
-    """``name`` as the live model spells it where the generations name one variable twice
-    (Keras 3 DepthwiseConv ``kernel`` = Keras 2 ``depthwise_kernel``: ``match.other_spellings``)."""
-    from ckptcompat.resuming.match import other_spellings
-
-    if name in live:
-        return name
-    head, _, leaf = name.rpartition("/")
-    for other in sorted(other_spellings(leaf)):
-        candidate = f"{head}/{other}" if head else other
-        if candidate in live and candidate not in read:
-            return candidate
-    return name
 
 
 def _pair_by_content(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, str]:

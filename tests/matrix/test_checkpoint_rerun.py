@@ -24,13 +24,13 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from _children import spawn as _spawn
 from _frameworks import running_keras30
 
 pytestmark = [
@@ -42,7 +42,6 @@ pytestmark = [
                               "(docs/callbacks.md)"),
 ]
 
-ROOT = Path(__file__).resolve().parents[2]
 N, BATCH, EPOCHS, SAVE_FREQ = 512, 16, 4, 8   # 32 batches per epoch, 128 steps
 PER_EPOCH = N // BATCH
 
@@ -98,13 +97,6 @@ def _script(tmp: Path, pause: bool) -> Path:
     path.write_text(SCRIPT % {"n": N, "batch": BATCH, "epochs": EPOCHS, "freq": SAVE_FREQ,
                               "pause": PAUSE if pause else "", "extra": "Pause(), " if pause else ""})
     return path
-
-
-def _spawn(script: Path, work: Path, **env: str) -> subprocess.Popen[bytes]:
-    full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONHASHSEED="0",
-                    PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), **env)
-    return subprocess.Popen([sys.executable, str(script), str(work)], cwd=work, env=full_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 def _finish(proc: subprocess.Popen[bytes], what: str) -> None:

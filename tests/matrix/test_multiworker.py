@@ -23,18 +23,17 @@ import random
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from _children import spawn as _spawn
 from _frameworks import keras_backend, keras_flavour, running_keras30
 
 pytestmark = [pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 N, BATCH, EPOCHS, SAVE_FREQ = 256, 16, 3, 3
 
 COMMON = r'''
@@ -119,13 +118,6 @@ def _ports(count: int) -> list[int]:
     for s in socks:
         s.close()
     return ports
-
-
-def _spawn(script: Path, work: Path, **env: str) -> subprocess.Popen[bytes]:
-    full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONHASHSEED="0",
-                    PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), **env)
-    return subprocess.Popen([sys.executable, str(script), str(work)], cwd=work, env=full_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 def _workers(script: Path, work: Path, **env: str) -> list[subprocess.Popen[bytes]]:

@@ -257,15 +257,15 @@ def test_generation_spellings_of_one_variable_pair_by_structure_only_there() -> 
     """Keras 3 DepthwiseConv ``kernel`` is Keras 2's ``depthwise_kernel``: the structure matcher
     pairs them for that class only, and a config-less read takes the live spelling."""
     from ckptcompat.resuming.match import _same_leaf
-    from ckptcompat.resuming.read import _live_spelling
+    from ckptcompat.names.variables import respell
 
     assert _same_leaf("kernel", "depthwise_kernel", "DepthwiseConv2D")
     assert _same_leaf("depthwise_kernel", "kernel", "DepthwiseConv1D")
     assert not _same_leaf("kernel", "depthwise_kernel", "SeparableConv2D")
     assert not _same_leaf("kernel", "bias", "DepthwiseConv2D")
     live = {"dw/depthwise_kernel": (2, 2, 3, 1), "dw/bias": (3,)}
-    assert _live_spelling("dw/kernel", live, {"dw/kernel": 0, "dw/bias": 0}) == "dw/depthwise_kernel"
-    assert _live_spelling("dw/bias", live, {}) == "dw/bias"
-    assert _live_spelling("dw/kernel", {"dw/kernel": (1,)}, {}) == "dw/kernel"
+    assert respell("dw/kernel", live, taken={"dw/kernel": 0, "dw/bias": 0}) == "dw/depthwise_kernel"
+    assert respell("dw/bias", live, taken={}) == "dw/bias"
+    assert respell("dw/kernel", {"dw/kernel": (1,)}, taken={}) == "dw/kernel"
     # never onto a name the file itself holds
-    assert _live_spelling("dw/kernel", live, {"dw/kernel": 0, "dw/depthwise_kernel": 0}) == "dw/kernel"
+    assert respell("dw/kernel", live, taken={"dw/kernel": 0, "dw/depthwise_kernel": 0}) == "dw/kernel"

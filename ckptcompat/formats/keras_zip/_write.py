@@ -21,7 +21,7 @@ from ckptcompat.formats.keras_zip._optimizer import optimizer_layout
 from ckptcompat.names.config_upgrade import for_keras3_release, upgrade_model_config, upgrade_optimizer_config
 from ckptcompat.names.optimizer_layouts import slot_shape
 from ckptcompat.names.slot_meaning import nadam_u_product, translate_slots
-from ckptcompat.names.variables import canonical_optimizer_class
+from ckptcompat.names.variables import canonical_optimizer_class, respell
 from ckptcompat.state import TrainingState
 
 __all__ = ["write_state", "DEFAULT_KERAS_VERSION"]
@@ -62,7 +62,7 @@ def _layer_arrays(state: TrainingState, model_cfg: Mapping[str, Any], path: Path
             head, _, leaf = name.rpartition("/")
             if leaf.startswith(ALIAS):  # a variable stored a second time (SpectralNormalization)
                 name, is_trainable = f"{head}/{leaf[len(ALIAS):]}", False
-            name = _spelled_as_in(state.weights, name)
+            name = respell(name, state.weights)
             if name not in state.weights:
                 problems.append(f"missing weight {name} ({slot.class_name})")
                 continue
@@ -77,17 +77,6 @@ def _layer_arrays(state: TrainingState, model_cfg: Mapping[str, Any], path: Path
         raise IncompatibleStateError("the weights do not fit the model config", problems, path=path,
                                      hint="the state's model_config must describe its weights")
     return groups, trainable
-
-
-def _spelled_as_in(weights: Mapping[str, Any], name: str) -> str:
-    """``name`` as ``weights`` spells it where the generations name one variable twice
-    (Keras 3.15 DepthwiseConv ``kernel`` = earlier ``depthwise_kernel``)."""
-    from ckptcompat.resuming.match import other_spellings
-
-    if name in weights:
-        return name
-    head, _, leaf = name.rpartition("/")
-    return next((f"{head}/{o}" for o in sorted(other_spellings(leaf)) if f"{head}/{o}" in weights), name)
 
 
 def _optimizer_arrays(state: TrainingState, opt_cfg: Mapping[str, Any],
