@@ -28,10 +28,10 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Union
+from typing import Any, Callable, IO, Union
 
 from ckptcompat.errors import CkptCompatError, StoreWriteError
 

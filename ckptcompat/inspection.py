@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ckptcompat._compat import prod
 from ckptcompat.errors import CheckpointNotFoundError, IncompatibleStateError, UnsupportedFormatError
 from ckptcompat.names.metrics import canonical_metric
 from ckptcompat.state import TrainingState
@@ -95,7 +95,7 @@ class CheckpointInfo:
     @property
     def parameter_count(self) -> int:
         """Number of scalars over all weight tensors."""
-        return sum(math.prod(v.shape) for v in self.variables if v.kind == "weight")
+        return sum(prod(v.shape) for v in self.variables if v.kind == "weight")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (non-finite floats become tagged objects, see ``to_jsonable``)."""

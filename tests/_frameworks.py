@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import importlib.metadata
+from ckptcompat._compat import PackageNotFoundError, distribution_version
 import importlib.util
 from types import ModuleType
 
@@ -19,8 +19,8 @@ def tf_version() -> tuple[int, ...] | None:
         return None
     for dist in ("tensorflow-cpu", "tensorflow", "tensorflow-intel"):
         try:
-            text = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
+            text = distribution_version(dist)
+        except PackageNotFoundError:
             continue
         return tuple(int(p) for p in text.split(".")[:2] if p.isdigit())
     return None
@@ -58,7 +58,7 @@ def running_keras30() -> bool:
     """Whether the running Keras is a Keras 3.0.x (installed ``keras`` 3.0.x and no
     ``TF_USE_LEGACY_KERAS`` switch): the release without ``fit``'s ``_initial_epoch`` hook."""
     try:
-        version = importlib.metadata.version("keras")
-    except importlib.metadata.PackageNotFoundError:
+        version = distribution_version("keras")
+    except PackageNotFoundError:
         return False
     return version.startswith("3.0.") and not runtime.legacy_keras_requested()

@@ -40,6 +40,19 @@ def _status(cell: str) -> str:
     return "FAIL"
 
 
+def _subset_lines(names: list[str]) -> list[str]:
+    """What each consumer environment runs besides this table, from tools/matrix.py."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import matrix
+    finally:
+        sys.path.pop(0)
+    notes = [f"- `{e.name}` (Python {e.python}): {e.subset_note}" for e in matrix.ENVIRONMENTS
+             if e.name in names and e.subset_note]
+    return ["Consumers that run a subset of the test suite (every one runs this table):", "", *notes, ""] \
+        if notes else []
+
+
 def build(matrix_dir: Path) -> str:
     reports = sorted(matrix_dir.glob("*/report/resume_table.json"))
     if not reports:
@@ -67,6 +80,7 @@ def build(matrix_dir: Path) -> str:
         "",
         "Consumers: " + "; ".join(f"`{c}` ({v})" for c, v in consumers),
         "",
+        *_subset_lines(names),
         "| producer | file | " + " | ".join(f"`{n}`" for n in names) + " |",
         "|---|---|" + "---|" * len(names),
     ]

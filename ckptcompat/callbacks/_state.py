@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
+
+from .._compat import Protocol, runtime_checkable
 
 __all__ = ["StatefulCallback", "register", "registered", "collect_states", "offer_states", "take_state",
            "is_offered"]

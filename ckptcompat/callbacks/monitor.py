@@ -22,6 +22,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from ckptcompat._compat import removeprefix
 from ckptcompat._atomic import atomic_path, atomic_write
 from ckptcompat.callbacks._cb_base import LazyCallback, as_float
 from ckptcompat.errors import CorruptCheckpointError, InvalidArgumentError
@@ -166,7 +167,7 @@ class TrainingMonitor(LazyCallback):
         keys = [k for k in ("loss", "val_loss") if k in self.history]
         if self.monitor:
             values = normalize_logs({k: k for k in self.history if k != "epoch"})
-            bare = self.monitor.removeprefix("val_")
+            bare = removeprefix(self.monitor, "val_")
             for name in (self.monitor, bare, "val_" + bare):
                 key = values.get(name)
                 if key is not None and key not in keys:

@@ -14,6 +14,7 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 
 from ckptcompat import __version__
+from ckptcompat._compat import removeprefix
 from ckptcompat.errors import CkptCompatError
 
 __all__ = ["main"]
@@ -208,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _one_line(exc: BaseException) -> str:
     """The message on one line (multi-line mismatch lists are joined with '; ')."""
-    lines = [line.strip().removeprefix("- ") for line in str(exc).splitlines() if line.strip()]
+    lines = [removeprefix(line.strip(), "- ") for line in str(exc).splitlines() if line.strip()]
     return "; ".join(lines)
 
 

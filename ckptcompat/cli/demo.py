@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ckptcompat._compat import unlink_if_present
 from ckptcompat.errors import CkptCompatError, InvalidArgumentError, MissingDependencyError
 
 __all__ = ["DemoResult", "run_demo", "cut_point", "render", "main"]
@@ -155,7 +156,7 @@ def run_demo(workdir: str | os.PathLike[str] = "ckptcompat-demo", *, epochs: int
     for old in ("interrupted", "straight"):
         shutil.rmtree(work / old, ignore_errors=True)
     for old in ("history.png", "child-cut.log", "child-resume.log", "child-straight.log"):
-        (work / old).unlink(missing_ok=True)
+        unlink_if_present(work / old)
     (work / "interrupted").mkdir()
     cut_at = cut_point(epochs)
     echo(f"workdir {work}: {epochs} epochs x {BATCHES_PER_EPOCH} batches, seed {seed}, "

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ckptcompat._compat import removeprefix
 from ckptcompat._atomic import atomic_path
 from ckptcompat.errors import CheckpointNotFoundError, InvalidArgumentError
 from ckptcompat.names.metrics import canonical_metric
@@ -153,8 +154,8 @@ def load_history(path: str | os.PathLike[str]) -> History:
 
 def _groups(names: Sequence[str]) -> dict[str, list[str]]:
     groups: dict[str, list[str]] = {}
-    for name in sorted(names, key=lambda n: (n.removeprefix("val_"), n.startswith("val_"))):
-        groups.setdefault(name.removeprefix("val_"), []).append(name)
+    for name in sorted(names, key=lambda n: (removeprefix(n, "val_"), n.startswith("val_"))):
+        groups.setdefault(removeprefix(name, "val_"), []).append(name)
     return groups
 
 
@@ -182,7 +183,7 @@ def plot_history(path: str | os.PathLike[str], output: str | os.PathLike[str] = 
         if unknown:
             raise InvalidArgumentError(f"metric(s) not recorded: {', '.join(unknown)}", path=path,
                                        hint=f"recorded: {', '.join(sorted(names))}")
-        names = [n for n in names if n in wanted or n.removeprefix("val_") in wanted]
+        names = [n for n in names if n in wanted or removeprefix(n, "val_") in wanted]
     groups = _groups(names)
     fig = Figure(figsize=(8, 2.8 * len(groups)), layout="constrained")
     FigureCanvasAgg(fig)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ckptcompat._compat import removeprefix
 from ckptcompat.errors import CheckpointNotFoundError, CkptCompatError
 
 __all__ = ["Row", "list_rows", "nested_stores", "render_ls", "verify_path"]
@@ -31,7 +32,7 @@ def _check_single_file(p: Path) -> None:
 
 
 def _one_line(exc: BaseException) -> str:
-    lines = [line.strip().removeprefix("- ") for line in str(exc).splitlines() if line.strip()]
+    lines = [removeprefix(line.strip(), "- ") for line in str(exc).splitlines() if line.strip()]
     return "; ".join(lines)
 
 

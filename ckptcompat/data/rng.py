@@ -121,7 +121,8 @@ def _restore_keras_seeds(rng: Mapping[str, Any], model: Any) -> list[str]:
             gen.state.assign(_seed_value(value, gen))
         done.append("keras_seed_generators")
     glob = rng.get("keras_global_seed_generator")
-    if isinstance(glob, Mapping) and (gen := _global_seed_generator(create=True)) is not None:
+    gen = _global_seed_generator(create=True) if isinstance(glob, Mapping) else None
+    if gen is not None:
         gen.state.assign(_seed_value(glob, gen))
         done.append("keras_global_seed_generator")
     return done

@@ -340,7 +340,8 @@ def select(candidates: Sequence[Candidate], which: str = "latest", *, monitor: s
                                        hint="pass mode='min' or mode='max'")
     if mode not in ("min", "max"):
         raise InvalidArgumentError(f"mode={mode!r} is not 'min' or 'max'")
-    scored = [(v, c) for c in usable if (v := c.metric(monitor)) is not None and not math.isnan(v)]
+    metric_of = ((c.metric(monitor), c) for c in usable)
+    scored = [(v, c) for v, c in metric_of if v is not None and not math.isnan(v)]
     if not scored:
         seen = sorted({k for c in usable for k in c.metrics})
         raise CheckpointNotFoundError(

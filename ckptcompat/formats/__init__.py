@@ -24,7 +24,9 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
+from typing import TYPE_CHECKING, Any, List, cast
+
+from .._compat import Protocol, runtime_checkable
 
 from ckptcompat.errors import CheckpointNotFoundError, UnsupportedFormatError
 
@@ -70,7 +72,7 @@ class Peek:
     listed: int | None = None
 
 
-class WrittenFiles(list[Path]):
+class WrittenFiles(List[Path]):
     """The files a :meth:`Format.write` created or replaced (a ``list[Path]``).
 
     ``digests`` maps some of them to ``(size, sha256)`` when the writer hashed them while

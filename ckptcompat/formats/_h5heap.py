@@ -17,8 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Callable
 
 from ckptcompat.errors import CorruptCheckpointError
 

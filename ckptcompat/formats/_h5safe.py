@@ -10,12 +10,12 @@ dtype where weights are expected), and declare no more bytes than the file can h
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
 
 import numpy as np
 
+from ckptcompat._compat import prod
 from ckptcompat.errors import CorruptCheckpointError, UnsafeCheckpointError
 
 __all__ = ["NUMERIC_KINDS", "hard_child", "checked_dataset", "read_numeric"]
@@ -89,7 +89,7 @@ def checked_dataset(group: Any, key: str, path: str | os.PathLike[str], where: s
         raise CorruptCheckpointError(
             f"{where} has dtype {dtype}, not a numeric dtype (compound, variable-length, string "
             "and reference dtypes are no weights)", path=path, hint=hint)
-    declared = math.prod(shape or ()) * dtype.itemsize
+    declared = prod(shape or ()) * dtype.itemsize
     if declared > max_bytes and (not compressed or declared > MAX_EXPANDED_BYTES
                                  or declared > MAX_COMPRESSION_RATIO * max(stored, 1)):
         raise CorruptCheckpointError(

@@ -18,12 +18,13 @@ block ends (:func:`keep_open`). A writer then holds one tensor at a time.
 from __future__ import annotations
 
 import contextvars
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+
+from ckptcompat._compat import prod
 
 __all__ = ["SMALL", "TensorHeader", "LazyTensor", "headers_only", "headers_active", "skip_data",
            "lazy_tensors", "keep_open", "defer", "materialize"]
@@ -50,7 +51,7 @@ class TensorHeader:
 
     @property
     def size(self) -> int:
-        return math.prod(self.shape)
+        return prod(self.shape)
 
     @property
     def nbytes(self) -> int:
@@ -80,7 +81,7 @@ def headers_active() -> bool:
 
 def skip_data(shape: tuple[int, ...] | None) -> bool:
     """True when a tensor of ``shape`` is to be described, not read (headers-only and not small)."""
-    return _ACTIVE.get() and shape is not None and math.prod(shape) > SMALL
+    return _ACTIVE.get() and shape is not None and prod(shape) > SMALL
 
 
 class LazyTensor(TensorHeader):
@@ -135,7 +136,7 @@ def keep_open(*objects: Any) -> bool:
 def defer(dataset: Any, fail: Any) -> LazyTensor | None:
     """A :class:`LazyTensor` for ``dataset`` inside :func:`lazy_tensors` (not small), else None.
     ``fail(exc)`` builds the typed error raised when the later read fails."""
-    if _LAZY.get() is None or math.prod(dataset.shape) <= SMALL:
+    if _LAZY.get() is None or prod(dataset.shape) <= SMALL:
         return None
     return LazyTensor(dataset, fail)
 

@@ -24,7 +24,6 @@ import collections
 import importlib
 import io
 import logging
-import math
 import os
 import pickle
 import pickletools
@@ -33,6 +32,7 @@ from pathlib import Path
 from struct import error as struct_error
 from typing import Any
 
+from ckptcompat._compat import prod
 from ckptcompat.errors import (
     CheckpointNotFoundError,
     CkptCompatError,
@@ -158,7 +158,7 @@ def _shape_size(shape: Any, dtype: Any) -> int:
     dims = (shape,) if isinstance(shape, int) else tuple(shape or ())
     if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in dims):
         raise pickle.UnpicklingError(f"array shape {shape!r} is not a tuple of integers")
-    return math.prod(max(int(d), 0) for d in dims) * np.dtype(dtype if dtype is not None else float).itemsize
+    return prod(max(int(d), 0) for d in dims) * np.dtype(dtype if dtype is not None else float).itemsize
 
 
 def _ndarray_size(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> int:
@@ -190,6 +190,11 @@ _SIZED: dict[str, Callable[[tuple[Any, ...], Mapping[str, Any]], int]] = {
 def _check_opcodes(data: bytes, path: str | None) -> None:
     """Walk the opcodes without executing them: every length an opcode claims (``BYTEARRAY8``,
     ``BINBYTES8``, ...) must fit in the data, checked before the unpickler allocates it."""
+    if data[:1] == b"\x80" and len(data) > 1 and data[1] > pickle.HIGHEST_PROTOCOL:
+        raise UnsupportedFormatError(
+            f"pickle protocol {data[1]} is newer than this Python reads (up to "
+            f"{pickle.HIGHEST_PROTOCOL}; protocol 5 needs Python 3.8+)", path=path,
+            hint="read it with a newer Python, or convert it there: ckptcompat migrate")
     try:
         for _ in pickletools.genops(data):
             pass

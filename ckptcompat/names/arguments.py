@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Callable, Dict, NamedTuple
 
 from ckptcompat.errors import InvalidArgumentError
 
@@ -52,7 +52,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_Kw = dict[str, Any]
+_Kw = Dict[str, Any]
 
 
 class Note(NamedTuple):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Dict
 
 from ckptcompat.names.configs.keras1 import keras1_to_keras2_model
 from ckptcompat.names.configs.nodes import has_keras3_nodes, nodes_to_keras2, shift_nested_model_refs
@@ -68,7 +68,7 @@ _NEW_OPTIMIZER_KEYS: dict[str, tuple[str, ...]] = {
 _REGISTRATION_KEYS = ("module", "registered_name")
 _FLOAT_POLICIES = {"float16", "float32", "float64", "bfloat16"}
 
-Layer = dict[str, Any]
+Layer = Dict[str, Any]
 
 
 def is_keras3_config(config: Mapping[str, Any]) -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Dict
 
 from ckptcompat.names.configs.keras1 import is_keras1_layer, keras1_to_keras2_layer
 from ckptcompat.names.configs.nodes import has_keras2_nodes, nodes_to_keras3, shift_nested_model_refs
@@ -24,7 +24,7 @@ from ckptcompat.names.variables import canonical_optimizer_class
 __all__ = ["LAYER_STEPS", "NEWER_KERAS3_ARGS", "for_keras3_release", "upgrade_layer", "upgrade_model_config",
            "upgrade_optimizer_config", "convert_inbound_nodes"]
 
-Entry = dict[str, Any]
+Entry = Dict[str, Any]
 _OPTIMIZER_DROP = ("is_legacy_optimizer", "jit_compile", "decay")
 _MODEL_CLASSES = ("Functional", "Model", "Sequential")
 

@@ -28,6 +28,7 @@ import string
 from collections.abc import Mapping
 from typing import Any
 
+from ckptcompat._compat import removeprefix
 from ckptcompat.errors import InvalidArgumentError, TemplateKeyError
 
 __all__ = [
@@ -198,7 +199,7 @@ def _ends_acc_accuracy_auc(monitor: str) -> str | None:
 def _metric_object(monitor: str) -> str | None:
     # Keras 3 asks the compiled metric object's `_direction` ("loss" -> min); no such
     # metric -> ValueError (returned as None). Approximated by our table for built-in metrics.
-    return "min" if monitor.removeprefix("val_") == "loss" else metric_direction(monitor)
+    return "min" if removeprefix(monitor, "val_") == "loss" else metric_direction(monitor)
 
 
 #: (callback, first Keras version, first version no longer concerned or None, rule, rule text)

@@ -216,7 +216,9 @@ def compile_model(model: Any, state: TrainingState, keras: Any, flavour: str, pa
     from ckptcompat._plausible import check_optimizer_config
 
     check_optimizer_config(state.optimizer, path)  # no deserialize()/builtin/foreign schedule
-    tc = dict(state.training_config or {})
+    from ckptcompat.names.configs.keras2_releases import for_keras2_release
+
+    tc = for_keras2_release(state.training_config or {}, str(getattr(keras, "__version__", "")), path)
     if "loss" not in tc:
         raise InvalidArgumentError("the checkpoint records no loss to compile with", path=path,
                                    hint="compile the model yourself and pass it as model=, "

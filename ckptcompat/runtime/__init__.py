@@ -17,7 +17,6 @@ caller (a ``session`` is given), never detected. Nothing here imports Keras or a
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import importlib.util
 import logging
 import json
@@ -27,6 +26,7 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
+from ckptcompat._compat import PackageNotFoundError, distribution_version
 from ckptcompat.errors import MissingDependencyError
 
 __all__ = ["FLAVOURS", "LEGACY_KERAS_ENV", "LEGACY_KERAS_ON", "LEGACY_KERAS_HINT",
@@ -93,8 +93,8 @@ def _tf_version() -> tuple[int, int] | None:
         return None
     for dist in _TF_DISTRIBUTIONS:
         try:
-            text = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
+            text = distribution_version(dist)
+        except PackageNotFoundError:
             continue
         parts = [int("".join(c for c in p if c.isdigit()) or 0) for p in text.split(".")[:2]]
         if len(parts) == 2:
@@ -109,8 +109,8 @@ def _keras3_installed() -> bool:
     if importlib.util.find_spec("keras") is None:
         return False
     try:
-        text = importlib.metadata.version("keras")
-    except importlib.metadata.PackageNotFoundError:
+        text = distribution_version("keras")
+    except PackageNotFoundError:
         return False
     return text.split(".")[0].isdigit() and int(text.split(".")[0]) >= 3
 

@@ -9,9 +9,9 @@ checking, reporting -- lives here. This module never imports TensorFlow or Keras
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, List, Tuple
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from ckptcompat.names.slot_meaning import NON_SLOT_ATTRS, nadam_u_product, trans
 from ckptcompat.names.variables import canonical_optimizer_class
 from ckptcompat.runtime import _loss_scale
 from ckptcompat.runtime._flavour_ops import ApplyReport, FlavourOps, raise_misfits
+from ckptcompat.runtime._positional import place_positional, slots_from_positions
 from ckptcompat.runtime._slots import is_variable as _is_variable
 from ckptcompat.runtime._slots import list_slots, raw_slot_name
 from ckptcompat.runtime._walk import json_safe_or_none
@@ -34,7 +35,7 @@ logger = logging.getLogger(__name__)
 _NOT_HYPER = {"name", "is_legacy_optimizer", "jit_compile"}
 
 #: (name, live variable, value to assign) triples of an apply plan
-_Plan = list[tuple[str, Any, np.ndarray]]
+_Plan = List[Tuple[str, Any, np.ndarray]]
 #: records one misfit: ``problem(name, reason)``
 _Problem = Callable[[str, str], None]
 
@@ -187,7 +188,7 @@ def _plan_optimizer(ops: FlavourOps, st: OptimizerState | None, opt: Any, model:
         return _OptimizerPlan(state=st)
     ops.build_optimizer(opt, model)
     live = ops.live_slots(opt, named)
-    st = _slots_from_positions(ops, opt, live, st)
+    st = slots_from_positions(ops, opt, live, st, named)
     if st.fits and not st.slots:
         problem("optimizer", f"the file keeps its {len(st.extra)} {want} variables by position "
                 f"without the optimizer's config, and {' and '.join(st.fits)} fit them equally; "
@@ -259,59 +260,6 @@ def _non_slot_plan(ops: FlavourOps, opt: Any, st: OptimizerState, cls: str) -> l
         if value is not None and tuple(np.shape(value)) == ops.shape(var):
             plan.append((f"optimizer/{canonical}", var, np.asarray(value)))
     return plan
-
-
-def place_positional(ops: FlavourOps, state: TrainingState, model: Any) -> OptimizerState | None:
-    """The optimizer state of a file that stored its optimizer variables by position only and
-    without a class (``vars/<i>``), read as the model's own optimizer would load them: its class,
-    slots placed in order; None when the model has no optimizer or count and shapes disagree."""
-    import dataclasses
-
-    opt = ops.optimizer_of(model)
-    st = state.optimizer
-    if opt is None or st is None:
-        return None
-    ops.build_optimizer(opt, model)
-    live = ops.live_slots(opt, ops.variables(model))
-    placed = _slots_from_positions(ops, opt, live, st)
-    if placed is st:
-        return None
-    return dataclasses.replace(placed, class_name=ops.optimizer_class(opt))
-
-
-def _slots_from_positions(ops: FlavourOps, opt: Any, live: dict[str, dict[str, Any]],
-                          st: OptimizerState) -> OptimizerState:
-    """Slots of a file that kept its optimizer variables by position only (``vars/<i>``: a
-    weights file without optimizer config), placed the way the framework loads them: onto
-    the live optimizer's variables in order, when count and every shape agree."""
-    import dataclasses
-
-    arrays = [st.extra.get(f"vars/{i}") for i in range(len(st.extra))]
-    if st.slots or not arrays or any(a is None for a in arrays):
-        return st
-    ordered = ops.ordered_optimizer_variables(opt)
-    if ordered is not None and len(arrays) == len(ordered) + 1 > 2 and np.shape(arrays[1]) == () \
-            and np.asarray(arrays[1]).dtype.kind == "f":
-        arrays = [arrays[0], *arrays[2:]]  # a Keras 3 file's learning-rate variable (a hyper here)
-    if ordered is None or len(ordered) != len(arrays):
-        return st
-    where = {id(var): (name, slot) for name, per in live.items() for slot, var in per.items()}
-    slots: dict[str, dict[str, np.ndarray]] = {}
-    iterations = st.iterations
-    for var, array in zip(ordered, arrays):
-        array = np.asarray(array)
-        if ops.shape(var) != array.shape:
-            return st
-        if id(var) in where:
-            name, slot = where[id(var)]
-            slots.setdefault(name, {})[slot] = array
-        elif array.shape == () and array.dtype.kind in "iu" and iterations is None:
-            iterations = int(array)
-    if sum(len(v) for v in slots.values()) != sum(len(v) for v in live.values()):
-        return st
-    logger.info("optimizer variables stored by position only: %d slot(s) placed in the order "
-                "the optimizer stores them (every shape verified)", sum(len(v) for v in slots.values()))
-    return dataclasses.replace(st, slots=slots, iterations=iterations)
 
 
 def _plan_pairs(ops: FlavourOps, kind: str, values: dict[str, np.ndarray], live: dict[str, Any],

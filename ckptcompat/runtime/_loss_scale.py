@@ -70,6 +70,15 @@ def wrap(keras: Any, inner: Any, keras_major: int, extra: Mapping[str, Any]) -> 
             return inner
         return keras.optimizers.LossScaleOptimizer(inner, initial_scale=wanted["initial_scale"],
                                                    dynamic_growth_steps=wanted["growth_steps"])
+    if not hasattr(keras.mixed_precision, "LossScaleOptimizer"):  # tf.keras < 2.4: experimental only
+        from ckptcompat.errors import UnsupportedFormatError
+
+        raise UnsupportedFormatError(
+            "the checkpoint's optimizer ran inside a loss-scale wrapper (mixed precision); this "
+            f"tf.keras ({getattr(keras, '__version__', '?')}) has only the experimental wrapper, "
+            "whose state ckptcompat does not restore",
+            hint="resume with TF 2.4 or newer, or compile the model yourself and pass "
+                 "resume(path, model=model, partial=True) (the loss scale then starts again)")
     if not wanted["dynamic"]:
         return keras.mixed_precision.LossScaleOptimizer(inner, dynamic=False,
                                                         initial_scale=wanted["initial_scale"])

@@ -5,7 +5,8 @@ Two optimizer families exist in Keras 2:
 
 * ``OptimizerV2`` (every optimizer before TF 2.11, ``tf.keras.optimizers.legacy.*`` after):
   hyper-parameters in ``_hyper``, slots via ``get_slot_names()`` / ``get_slot(var, name)``,
-  created lazily by ``_create_all_weights(var_list)``, ``iterations`` created on first access;
+  created lazily by ``_create_all_weights(var_list)`` (tf.keras 2.2+; before, its steps),
+  ``iterations`` created on first access;
 * the TF 2.11+ optimizers (``tf.keras.optimizers.Adam`` ...; also tf-keras): slot lists
   such as ``_momentums`` indexed through ``_index_dict[_var_key(var)]``, created by
   ``build(var_list)``, learning rate in the ``_learning_rate`` variable.
@@ -70,8 +71,25 @@ def config_for_running(model_config: Mapping[str, Any], written_by_keras3: bool 
     refuse (InputLayer ``optional``, ...); ``written_by_keras3`` is not needed; ``path``
     names the checkpoint in errors."""
     from ckptcompat.names.config_downgrade import downgrade_model_config
+    from ckptcompat.names.configs.keras2_releases import for_keras2_release
 
-    return downgrade_model_config(model_config, path)
+    version = str(getattr(keras_module(), "__version__", ""))
+    return for_keras2_release(downgrade_model_config(model_config, path), version, path)
+
+
+def _create_v2_weights(opt: Any, var_list: list[Any]) -> None:
+    """An OptimizerV2's iterations, hypers and slots (idempotent: existing slots are kept):
+    ``_create_all_weights`` from tf.keras 2.2 on; before it, the steps it groups."""
+    create = getattr(opt, "_create_all_weights", None)
+    if create is not None:
+        create(var_list)
+        return
+    import tensorflow as tf
+
+    with tf.name_scope(opt._name), tf.init_scope():  # as apply_gradients does in tf.keras 2.0/2.1
+        _ = opt.iterations
+        opt._create_hypers()
+        opt._create_slots(var_list)
 
 
 def find_optimizer_class(name: str, legacy: bool = False) -> type | None:
@@ -181,7 +199,7 @@ class _Keras2Ops(_engine.FlavourOps):
     def build_optimizer(self, opt: Any, model: Any) -> None:
         var_list = list(model.trainable_variables)
         if _is_v2(opt):
-            opt._create_all_weights(var_list)  # idempotent: existing slots are kept
+            _create_v2_weights(opt, var_list)
             return
         if getattr(opt, "_built", False):
             return

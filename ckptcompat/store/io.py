@@ -51,7 +51,7 @@ def hash_file(path: str | os.PathLike[str], *, fsync: bool = False) -> tuple[int
     buffer = bytearray(_CHUNK)
     view = memoryview(buffer)
     with open(path, "rb", buffering=0) as handle:
-        while n := handle.readinto(buffer):
+        for n in iter(lambda: handle.readinto(buffer), 0):
             digest.update(view[:n])  # releases the GIL: overlaps with a concurrent fsync
             size += n
         if fsync:

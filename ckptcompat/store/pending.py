@@ -9,6 +9,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from ckptcompat._compat import is_within
 from ckptcompat.store.io import remove_tree, write_error
 from ckptcompat.store.manifest import CheckpointEntry
 from ckptcompat.errors import CkptCompatError
@@ -99,7 +100,7 @@ class PendingCheckpoint:
         written = formats.write(self.path / name, state, format=format, **options)
         root = self.path.resolve()
         for path in written:
-            if not path.resolve().is_relative_to(root):
+            if not is_within(path.resolve(), root):
                 raise CkptCompatError(f"the {format} writer wrote {path}, outside the checkpoint",
                                       path=self.path, hint="report this as a ckptcompat bug")
         for path, digest in written.digests.items():

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from ckptcompat._compat import unlink_if_present
 from ckptcompat.errors import StoreWriteError
 from ckptcompat.store.io import is_temp_name
 from ckptcompat.store.lock import LOCK_NAME
@@ -44,7 +45,8 @@ class RemoteFiles:
         return f"{self.root}/{rel}" if rel else self.root
 
     def exists(self, rel: str = "") -> bool:
-        return bool(self.fs.exists(self._full(rel)))
+        path = self._full(rel)  # fsspec before 2023.x: a folder implied by its files is no "exists"
+        return bool(self.fs.exists(path) or self.fs.isdir(path))
 
     # -- manifest ---------------------------------------------------------------------------
     def read_manifest(self) -> bytes | None:
@@ -67,7 +69,7 @@ class RemoteFiles:
         for rel in sorted(files):
             with open(local / rel, "rb") as src, self.fs.open(self._full(f"{name}/{rel}"),
                                                               "wb") as dst:
-                while chunk := src.read(_CHUNK):
+                for chunk in iter(lambda: src.read(_CHUNK), b""):
                     dst.write(chunk)
 
     def download(self, name: str, files: Mapping[str, FileRecord], dest: Path) -> list[str]:
@@ -81,21 +83,22 @@ class RemoteFiles:
                 with self.fs.open(self._full(f"{name}/{rel}"), "rb") as src, \
                         open(target, "wb") as dst:
                     size = 0
-                    while chunk := src.read(_CHUNK):
+                    for chunk in iter(lambda: src.read(_CHUNK), b""):
                         size += len(chunk)
                         if size > record.size:
                             raise ValueError(f"more than the {record.size} bytes listed")
                         dst.write(chunk)
             except (OSError, ValueError) as exc:
-                target.unlink(missing_ok=True)
+                unlink_if_present(target)
                 problems.append(f"{name}/{rel}: {exc}")
         return problems
 
     def remove(self, name: str) -> None:
         """Delete ``<name>`` and everything under it (best effort, logged)."""
         try:
-            if self.fs.exists(self._full(name)):
-                self.fs.rm(self._full(name), recursive=True)
+            self.fs.rm(self._full(name), recursive=True)
+        except FileNotFoundError:
+            pass
         except OSError as exc:
             logger.warning("%s: could not remove %s (%s)", self.url, name, exc)
 

@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ckptcompat._compat import unlink_if_present
 from ckptcompat._atomic import atomic_replace
 from ckptcompat.errors import CheckpointNotFoundError, CkptCompatError, StoreWriteError
 from ckptcompat.store import CheckpointStore
@@ -170,7 +171,7 @@ class RemoteCheckpointStore(CheckpointStore):
         """Forget a checkpoint whose upload failed, here and there (best effort there)."""
         path = self.directory / MANIFEST_NAME
         if before is None:
-            path.unlink(missing_ok=True)
+            unlink_if_present(path)
         else:
             path.write_bytes(before)
         remove_tree(self.directory / name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import logging
+import sys
 
 import pytest
 
@@ -16,6 +17,8 @@ GENERATOR = FIXTURES / "generate_legacy.py"
 
 
 def test_generator_is_python36_syntax_and_self_contained() -> None:
+    if sys.version_info < (3, 8):
+        pytest.skip("ast.parse(feature_version=) is new in Python 3.8")
     tree = ast.parse(GENERATOR.read_text(), feature_version=(3, 6))
     imported = {a.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)

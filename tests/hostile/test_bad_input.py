@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 import ckptcompat
+from ckptcompat._compat import is_within
 from ckptcompat.errors import (
     CkptCompatError,
     CorruptCheckpointError,
@@ -64,7 +65,7 @@ def _inspect_expecting(target: Path, folder: Path, expected: tuple[type[BaseExce
     except CkptCompatError as exc:
         assert isinstance(exc, expected), f"{type(exc).__name__} is not {expected}: {exc}"
         assert exc.path is not None, f"error names no path: {exc}"
-        assert Path(exc.path).resolve().is_relative_to(folder.resolve()), f"{exc.path} not under {folder}"
+        assert is_within(Path(exc.path).resolve(), folder.resolve()), f"{exc.path} not under {folder}"
         error = exc
     else:
         pytest.fail(f"inspect({target}) succeeded on damaged input")

@@ -23,6 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 
 from optimizer_layouts import _attr_index, _families, _keras, _variants  # noqa: E402
+from ckptcompat._compat import unlink_if_present
 
 _SKIP = {"LossScaleOptimizer", "MultiOptimizer", "Muon", "ScheduleFreeAdamW", "Lamb"}
 
@@ -86,7 +87,7 @@ def _produce(keras, generation, family, cls, config, out: Path) -> None:
             files.append(filename)
         except Exception as exc:  # noqa: BLE001 - this release cannot write it: recorded
             (out / f"{filename}.skipped.txt").write_text(f"{type(exc).__name__}: {exc}"[:2000])
-            (out / filename).unlink(missing_ok=True)
+            unlink_if_present(out / filename)
     np.savez(out / "truth.npz", **truth)
     full = {k: v for k, v in opt.get_config().items() if isinstance(v, (bool, int, float, str, type(None)))}
     (out / "case.json").write_text(json.dumps({"class": cls.__name__, "family": family, "config": config,

@@ -99,7 +99,7 @@ def test_same_tensor_values_as_committed() -> None:
                     f"this machine is {here!r}")
     golden = {(f["path"], t["owner"], t["slot"]): t["sha256"] for f in committed["fixtures"] for t in f["tensors"]}
     fresh = {(f["path"], t["owner"], t["slot"]): t["sha256"] for f in generated["fixtures"] for t in f["tensors"]}
-    differ = sorted(k for k in golden if fresh.get(k) != golden[k])
+    differ = sorted((k for k in golden if fresh.get(k) != golden[k]), key=str)
     assert not differ, f"{len(differ)} tensors differ, e.g. {differ[:5]}"
     lrs = {f["path"]: f["optimizer"]["learning_rate"] for f in generated["fixtures"] if f["optimizer"]}
     assert lrs == {f["path"]: f["optimizer"]["learning_rate"] for f in committed["fixtures"] if f["optimizer"]}

@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _keras_h5_manifest import manifest_entries  # noqa: E402
 from _paths import is_corpus  # noqa: E402
 
+from ckptcompat._compat import removeprefix
 from ckptcompat.formats import keras_h5  # noqa: E402
 
 #: the corpus (writer coverage beyond the core cases is an open gap of issue #13) and files
@@ -41,7 +42,7 @@ def test_round_trip_native_load(keras, tmp_path: Path, path: Path, entry: dict) 
     assert float(opt.learning_rate.numpy()) == entry["optimizer"]["learning_rate"]
     variables = opt.variables() if callable(opt.variables) else opt.variables
     prefix = opt.name + "/"
-    by_name = {v.name.split(":")[0].removeprefix(prefix): v.numpy() for v in variables}
+    by_name = {removeprefix(v.name.split(":")[0], prefix): v.numpy() for v in variables}
     native = {keras_h5.canonical_from_raw(layer.name, w.name): w.name.split(":")[0]
               for layer in model.layers for w in layer.weights}
     for var, per in state.optimizer.slots.items():

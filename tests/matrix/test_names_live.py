@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
+from ckptcompat._compat import distribution_version
 from pathlib import Path
 from types import ModuleType
 
@@ -42,7 +42,7 @@ def _tf_version() -> str:
 def _keras_version(keras: ModuleType) -> str:
     if getattr(keras, "__version__", None):
         return str(keras.__version__)
-    return importlib.metadata.version("tf_keras" if _legacy() else "keras")
+    return distribution_version("tf_keras" if _legacy() else "keras")
 
 
 def _legacy() -> bool:

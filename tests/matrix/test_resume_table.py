@@ -11,6 +11,7 @@ import inspect
 import json
 import logging
 import os
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -289,13 +290,13 @@ def _write_report(manifest: dict[str, Any], rows: dict[str, list[tuple[str, str]
 
 
 def _env_versions() -> str:
-    import importlib.metadata as md
+    from ckptcompat._compat import PackageNotFoundError, distribution_version
 
-    out = []
+    out = ["Python " + ".".join(map(str, sys.version_info[:3]))]
     for dist in ("tensorflow", "tensorflow-cpu", "keras", "tf-keras"):
         try:
-            out.append(f"{dist} {md.version(dist)}")
-        except md.PackageNotFoundError:
+            out.append(f"{dist} {distribution_version(dist)}")
+        except PackageNotFoundError:
             pass
     return ", ".join(out)
 
@@ -352,13 +353,13 @@ def gap_marks(path: str) -> list[Any]:
 
 
 def _consumer_keys() -> list[str]:
-    import importlib.metadata
+    from ckptcompat._compat import PackageNotFoundError, distribution_version
 
     keys = [str(keras_flavour())]
     try:
-        if keys[0] == "keras3" and importlib.metadata.version("keras").startswith("3.0."):
+        if keys[0] == "keras3" and distribution_version("keras").startswith("3.0."):
             keys.append("keras3.0")
-    except importlib.metadata.PackageNotFoundError:
+    except PackageNotFoundError:
         pass
     return keys
 

@@ -22,7 +22,7 @@ from _frameworks import keras_backend
 
 def _tf_keras_generation() -> str | None:
     """What TensorFlow itself routes ``tf.keras`` to: 'keras2' / 'keras3', None without TF."""
-    import importlib.metadata
+    from ckptcompat._compat import distribution_version
     import importlib.util
 
     if importlib.util.find_spec("tensorflow") is None:
@@ -32,7 +32,7 @@ def _tf_keras_generation() -> str | None:
     top = tf.keras.Model.__module__.split(".")[0]
     if top == "tf_keras":
         return "keras2"
-    return "keras3" if importlib.metadata.version(top).startswith("3.") else "keras2"
+    return "keras3" if distribution_version(top).startswith("3.") else "keras2"
 
 
 def test_detect_matches_environment() -> None:

@@ -74,7 +74,7 @@ def _check(state: Any, entry: dict[str, Any], optimizer: bool = True) -> None:
 
 
 @pytest.mark.framework
-@pytest.mark.parametrize("entry", _entries(), ids=lambda e: e["path"])
+@pytest.mark.parametrize("entry", _entries(), ids=lambda e: e["path"] if isinstance(e, dict) else str(e))
 def test_capture_and_apply_match_manifest(entry: dict[str, Any], keras: ModuleType) -> None:
     gen = _generator()
     rt = runtime.flavour()

@@ -11,6 +11,7 @@ reading everything again to hash it.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -23,13 +24,42 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DirectDatasets", "disk_errors_as_oserror"]
+__all__ = ["DirectDatasets", "disk_errors_as_oserror", "ensure_room", "state_bytes"]
 
 _MIN_DIRECT = 64 << 10   # smaller datasets are written by h5py as usual
 _WRITE_CHUNK = 64 << 20
 
 
 _H5_ERRNO = re.compile(r"\berrno = (\d+)")
+#: HDF5's own bytes besides the tensors (superblock, heaps, object headers, attributes): generous
+_HDF5_BASE, _HDF5_PER_DATASET = 256 << 10, 8 << 10
+
+
+def state_bytes(tensors: Any) -> tuple[int, int]:
+    """``(bytes, count)`` of a state's tensors, from shapes and dtypes (lazy ones stay unread)."""
+    total = 0
+    for value in tensors.values():
+        if isinstance(value, np.ndarray) or not hasattr(value, "dtype"):
+            total += int(np.asarray(value).nbytes)
+        else:
+            total += int(np.prod(value.shape, dtype=np.int64)) * np.dtype(value.dtype).itemsize
+    return total, len(tensors)
+
+
+def ensure_room(h5py: Any, path: Path, data_bytes: int, datasets: int) -> None:
+    """Raise ``OSError(ENOSPC)`` before HDF5 opens ``path`` when its file system cannot hold the
+    file, with HDF5 older than 1.14 only: there (h5py 3.8's wheels, the last for Python 3.7) a
+    write that fills the disk crashes the whole process when the file is closed. Newer HDF5
+    reports it as an error (:func:`disk_errors_as_oserror`), so it is left to try."""
+    if tuple(h5py.version.hdf5_version_tuple[:2]) >= (1, 14) or not hasattr(os, "statvfs"):
+        return
+    stat = os.statvfs(path.parent)
+    free = stat.f_bavail * stat.f_frsize
+    need = data_bytes + _HDF5_BASE + _HDF5_PER_DATASET * datasets
+    if free < need:
+        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)}: about {need} bytes needed, "
+                                    f"{free} free (HDF5 {h5py.version.hdf5_version} is not asked "
+                                    "to write a file that cannot fit)", str(path))
 
 
 @contextmanager

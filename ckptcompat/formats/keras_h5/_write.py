@@ -191,8 +191,9 @@ def _write_file(tmp: Path, state: TrainingState, config: dict[str, Any] | None, 
 def _write_h5py(*args: Any) -> None:
     """:func:`_write_file`, with HDF5's disk errors raised as :class:`OSError`
     (:func:`~ckptcompat.formats.keras_h5._direct.disk_errors_as_oserror`)."""
-    from ckptcompat.formats.keras_h5._direct import disk_errors_as_oserror
+    from ckptcompat.formats.keras_h5._direct import disk_errors_as_oserror, ensure_room, state_bytes
 
+    ensure_room(require("h5py", "write .h5 files"), args[0], *state_bytes(args[1].tensors()))
     with disk_errors_as_oserror():
         _write_file(*args)
 

@@ -155,8 +155,9 @@ _ATTENTION_DENSE = {
                               ("_output_dense", "attention_output")),
 }
 _ATTENTION_DENSE["GroupQueryAttention"] = _ATTENTION_DENSE["GroupedQueryAttention"]
-#: config class names (registered aliases) whose group name comes from the actual class
-_SAVED_CLASS = {"GroupQueryAttention": "GroupedQueryAttention"}
+#: config class names (registered aliases) whose group name comes from the actual class;
+#: tf.keras < 2.4 calls a functional model "Model" (saved as "functional")
+_SAVED_CLASS = {"GroupQueryAttention": "GroupedQueryAttention", "Model": "Functional"}
 _CONV_LSTM = frozenset({"ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"})
 
 #: layers that own no variables

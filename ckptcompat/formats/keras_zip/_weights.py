@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional, Tuple
 
 import numpy as np
 
@@ -59,7 +59,7 @@ def _resolve(h5: Any, h5_path: str) -> str:
 #: records one weight: ``add(canonical name, array, trainable)``
 _Add = Callable[[str, np.ndarray, bool], None]
 #: one optimizer variable's meaning: ``(kind, variable, slot)``
-_Layout = tuple[tuple[str, str | None, str], ...]
+_Layout = Tuple[Tuple[str, Optional[str], str], ...]
 
 
 def read_weights(h5: Any, model_cfg: Mapping[str, Any] | None, path: Path,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import importlib.metadata
 import io
 import json
 import logging
@@ -14,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ckptcompat._compat import PackageNotFoundError, distribution_version
 from ckptcompat._atomic import atomic_write
 from ckptcompat.errors import IncompatibleStateError, UnsupportedFormatError
 from ckptcompat.formats.keras_zip._layout import ALIAS, var_specs, walk_model_config
@@ -35,10 +35,10 @@ def _target_version(option: str | None) -> str:
     if option:
         return option
     try:
-        version = importlib.metadata.version("keras")
+        version = distribution_version("keras")
         if version.startswith("3."):
             return version
-    except importlib.metadata.PackageNotFoundError:
+    except PackageNotFoundError:
         pass
     return DEFAULT_KERAS_VERSION
 
@@ -267,6 +267,7 @@ def write_state(path: Path, state: TrainingState, *, verify: Callable[[Path], Tr
         if _streaming(state):
             path.parent.mkdir(parents=True, exist_ok=True)
             staged = temp_name(path.with_name(path.name + ".weights.h5"))
+            _ensure_room(staged, state)
             _fill_h5(staged, groups, opt_arrays)
         weights: bytes | Path = staged if staged is not None else _h5_bytes(groups, opt_arrays)
         if str(path).endswith(".weights.h5"):
@@ -313,12 +314,22 @@ def _write_direct(path: Path, model_cfg: Mapping[str, Any], compile_cfg: Any, ve
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path, durable=durable, synced=True) as tmp:
+        _ensure_room(tmp, state)
         result = _direct_archive.write_archive(
             tmp, config_bytes, meta_bytes, lambda h5, put: _fill_open(h5, groups, opt_arrays, put),
             durable=durable)
         if verify is not None:
             _check_read_back(path, tmp, state, verify)
     return result
+
+
+def _ensure_room(target: Path, state: TrainingState) -> None:
+    """Refuse a weights file the disk cannot hold before HDF5 starts (old HDF5 crashes)."""
+    import h5py
+
+    from ckptcompat.formats.keras_h5._direct import ensure_room, state_bytes
+
+    ensure_room(h5py, target, *state_bytes(state.tensors()))
 
 
 def _write_archive(path: Path, model_cfg: Mapping[str, Any], compile_cfg: Any, version: str,

@@ -163,8 +163,8 @@ def build_state(folder: Path, tf_version: str, info: KerasInfo | None, fmt: str)
     if opt is not None and renamed:
         opt = dataclasses.replace(opt, slots={renamed.get(k, k): v for k, v in opt.slots.items()})
     if opt is not None:
-        opt = dataclasses.replace(opt, slots={k: opt.slots[k] for k in weights if k in opt.slots}
-                                  | {k: v for k, v in opt.slots.items() if k not in weights})
+        opt = dataclasses.replace(opt, slots={**{k: opt.slots[k] for k in weights if k in opt.slots},
+                                              **{k: v for k, v in opt.slots.items() if k not in weights}})
     if opt is not None and optimizer_extra:
         opt = dataclasses.replace(opt, extra={**opt.extra, **optimizer_extra})
     opt = _optimizer(opt, info)

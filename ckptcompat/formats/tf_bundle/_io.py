@@ -8,7 +8,6 @@ Pure Python + numpy. A V2 bundle is ``<prefix>.index`` (a sorted table: key ``""
 from __future__ import annotations
 
 import logging
-import math
 import os
 import struct
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ckptcompat._compat import prod
 from ckptcompat.errors import CheckpointNotFoundError, CorruptCheckpointError, UnsupportedFormatError
 from ckptcompat.formats import _protowire as pw
 from ckptcompat.formats._headers import TensorHeader, skip_data
@@ -282,7 +282,7 @@ def check_entries(prefix: Path, header: pw.BundleHeader, entries: dict[str, pw.B
                 hint="copy the complete .data-* files along with the .index, or use an older checkpoint")
         if e.num_slices or e.shape is None:
             continue
-        count = math.prod(e.shape)
+        count = prod(e.shape)
         if e.dtype in DTYPES and count * DTYPES[e.dtype].itemsize != e.size:
             raise CorruptCheckpointError(
                 f"entry {shown!r}: {e.size} bytes for shape {e.shape} of {DTYPES[e.dtype]}",

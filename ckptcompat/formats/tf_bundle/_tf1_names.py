@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ckptcompat._compat import removeprefix
 from ckptcompat.formats import _protowire as pw
 from ckptcompat.names.variables import CANONICAL_SLOTS, canonical_optimizer_class
 from ckptcompat.state import OptimizerState, Progress, TrainingState
@@ -61,7 +62,7 @@ def meta_info(prefix: Path) -> tuple[str | None, set[str]]:
                     if onum == 1 and isinstance(op, bytes):
                         name = next((v for n, _, v in pw.iter_fields(op) if n == 1), b"")
                         name = name.decode("utf-8", "replace") if isinstance(name, bytes) else ""
-                        cls = _OPS.get(name.removeprefix("Resource").removeprefix("Sparse"))
+                        cls = _OPS.get(removeprefix(removeprefix(name, "Resource"), "Sparse"))
                         if cls:
                             classes.add(cls)
         return version, classes

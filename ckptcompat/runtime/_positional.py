@@ -1,0 +1,107 @@
+"""Optimizer variables a file stored by position only (``optimizer/vars/<i>``, no config).
+
+A Keras 3 (or tf.keras 2.11+) weights file without the optimizer's config keeps its variables
+as a list. They are placed onto the live optimizer's slots in the order that optimizer stores
+them, when count and every shape agree. An optimizer with no such order of its own (Keras 2's
+``OptimizerV2``, the only kind before tf.keras 2.11) gets the order a Keras 3 optimizer of the
+same class and flags creates, from the generated layout tables
+(:func:`ckptcompat.names.optimizer_layouts.slot_groups`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ckptcompat.names.optimizer_layouts import slot_groups
+from ckptcompat.runtime._flavour_ops import FlavourOps
+from ckptcompat.state import OptimizerState, TrainingState
+
+__all__ = ["place_positional", "slots_from_positions"]
+
+logger = logging.getLogger(__name__)
+
+
+def place_positional(ops: FlavourOps, state: TrainingState, model: Any) -> OptimizerState | None:
+    """The optimizer state of a file that stored its optimizer variables by position only and
+    without a class (``vars/<i>``), read as the model's own optimizer would load them: its class,
+    slots placed in order; None when the model has no optimizer or count and shapes disagree."""
+    import dataclasses
+
+    opt = ops.optimizer_of(model)
+    st = state.optimizer
+    if opt is None or st is None:
+        return None
+    ops.build_optimizer(opt, model)
+    named = ops.variables(model)
+    placed = slots_from_positions(ops, opt, ops.live_slots(opt, named), st, named)
+    if placed is st:
+        return None
+    return dataclasses.replace(placed, class_name=ops.optimizer_class(opt))
+
+
+def slots_from_positions(ops: FlavourOps, opt: Any, live: dict[str, dict[str, Any]],
+                         st: OptimizerState, named: Mapping[str, Any]) -> OptimizerState:
+    """Slots of a file that kept its optimizer variables by position only (``vars/<i>``: a
+    weights file without optimizer config), placed the way the framework loads them: onto
+    the live optimizer's variables in order, when count and every shape agree."""
+    import dataclasses
+
+    arrays = [st.extra.get(f"vars/{i}") for i in range(len(st.extra))]
+    if st.slots or not arrays or any(a is None for a in arrays):
+        return st
+    ordered = ops.ordered_optimizer_variables(opt)
+    if ordered is None:
+        ordered = _in_table_order(st, opt, live, named)
+    if ordered is not None and len(arrays) == len(ordered) + 1 > 2 and np.shape(arrays[1]) == () \
+            and np.asarray(arrays[1]).dtype.kind == "f":
+        arrays = [arrays[0], *arrays[2:]]  # a Keras 3 file's learning-rate variable (a hyper here)
+    if ordered is None or len(ordered) != len(arrays):
+        return st
+    where = {id(var): (name, slot) for name, per in live.items() for slot, var in per.items()}
+    slots: dict[str, dict[str, np.ndarray]] = {}
+    iterations = st.iterations
+    for var, array in zip(ordered, arrays):
+        array = np.asarray(array)
+        if ops.shape(var) != array.shape:
+            return st
+        if id(var) in where:
+            name, slot = where[id(var)]
+            slots.setdefault(name, {})[slot] = array
+        elif array.shape == () and array.dtype.kind in "iu" and iterations is None:
+            iterations = int(array)
+    if sum(len(v) for v in slots.values()) != sum(len(v) for v in live.values()):
+        return st
+    logger.info("optimizer variables stored by position only: %d slot(s) placed in the order "
+                "the optimizer stores them (every shape verified)", sum(len(v) for v in slots.values()))
+    return dataclasses.replace(st, slots=slots, iterations=iterations)
+
+
+def _in_table_order(st: OptimizerState, opt: Any, live: dict[str, dict[str, Any]],
+                    named: Mapping[str, Any]) -> list[Any] | None:
+    """``[iterations, slots...]`` of the live optimizer in a Keras 3 optimizer's creation order
+    for its class and flags (read from the live config); None when a table or a slot is missing."""
+    try:
+        config = opt.get_config()
+    except (NotImplementedError, TypeError, ValueError, AttributeError):
+        return None
+    groups = slot_groups(st.class_name, config if isinstance(config, Mapping) else {}, "keras3")
+    iterations = getattr(opt, "iterations", None)
+    if groups is None or iterations is None:
+        return None
+    trainable = [name for name in named if name in live]  # the model's order
+    ordered = [iterations]
+    for group in groups:
+        for name in trainable:
+            for slot in group:
+                if slot not in live[name]:
+                    return None
+                ordered.append(live[name][slot])
+    if len(ordered) - 1 != sum(len(per) for per in live.values()):
+        return None
+    logger.info("the live %s keeps no positional order of its own: using a Keras 3 %s's (%s)",
+                type(opt).__name__, st.class_name, " then ".join("+".join(g) for g in groups))
+    return ordered
