@@ -16,6 +16,7 @@ import numpy as np
 from ckptcompat._compat import PackageNotFoundError, distribution_version
 from ckptcompat._atomic import atomic_write
 from ckptcompat.errors import IncompatibleStateError, UnsupportedFormatError
+from ckptcompat.formats.keras_h5._direct import state_bytes
 from ckptcompat.formats.keras_zip._layout import ALIAS, var_specs, walk_model_config
 from ckptcompat.formats.keras_zip._optimizer import optimizer_layout
 from ckptcompat.names.config_upgrade import for_keras3_release, upgrade_model_config, upgrade_optimizer_config
@@ -267,7 +268,7 @@ def write_state(path: Path, state: TrainingState, *, verify: Callable[[Path], Tr
         if _streaming(state):
             path.parent.mkdir(parents=True, exist_ok=True)
             staged = temp_name(path.with_name(path.name + ".weights.h5"))
-            _ensure_room(staged, state)
+            _ensure_room(staged, *state_bytes(state.tensors()))
             _fill_h5(staged, groups, opt_arrays)
         weights: bytes | Path = staged if staged is not None else _h5_bytes(groups, opt_arrays)
         if str(path).endswith(".weights.h5"):
@@ -307,14 +308,14 @@ def _write_direct(path: Path, model_cfg: Mapping[str, Any], compile_cfg: Any, ve
 
     config, meta = _texts(model_cfg, compile_cfg, version, state)
     config_bytes, meta_bytes = json.dumps(config).encode(), json.dumps(meta).encode()
-    tensor_bytes = sum(int(np.asarray(a).nbytes) for a in state.tensors().values())
+    tensor_bytes, count = state_bytes(state.tensors())
     if not _direct_archive.fits(tensor_bytes, len(config_bytes)):
         _write_archive(path, model_cfg, compile_cfg, version, state,
                        _h5_bytes(groups, opt_arrays), verify, durable)
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path, durable=durable, synced=True) as tmp:
-        _ensure_room(tmp, state)
+        _ensure_room(tmp, tensor_bytes, count)
         result = _direct_archive.write_archive(
             tmp, config_bytes, meta_bytes, lambda h5, put: _fill_open(h5, groups, opt_arrays, put),
             durable=durable)
@@ -323,13 +324,13 @@ def _write_direct(path: Path, model_cfg: Mapping[str, Any], compile_cfg: Any, ve
     return result
 
 
-def _ensure_room(target: Path, state: TrainingState) -> None:
+def _ensure_room(target: Path, data_bytes: int, datasets: int) -> None:
     """Refuse a weights file the disk cannot hold before HDF5 starts (old HDF5 crashes)."""
     import h5py
 
-    from ckptcompat.formats.keras_h5._direct import ensure_room, state_bytes
+    from ckptcompat.formats.keras_h5._direct import ensure_room
 
-    ensure_room(h5py, target, *state_bytes(state.tensors()))
+    ensure_room(h5py, target, data_bytes, datasets)
 
 
 def _write_archive(path: Path, model_cfg: Mapping[str, Any], compile_cfg: Any, version: str,
