@@ -5,7 +5,8 @@ Trains one model (Dense layers of about ``--mb`` MB of weights, Adam) and checkp
 ``--every`` batches with, in turn:
 
 - ``native``: ``keras.callbacks.ModelCheckpoint(save_freq=every)`` (a full-model file);
-- ``ckptcompat sync``: ``ckptcompat.callbacks.Checkpoint(save_freq=every)``;
+- ``ckptcompat sync``: ``ckptcompat.callbacks.Checkpoint(save_freq=every, async_save=False)``;
+- ``ckptcompat default``: ``Checkpoint(save_freq=every)`` (asynchronous from 32 MiB of weights);
 - ``ckptcompat async``: ``Checkpoint(..., async_save=True)`` when the callback supports it;
   otherwise the same pipeline done by hand: capture + :func:`snapshot` on the training
   thread, commit through :class:`AsyncWriter` (the output says which one ran).
@@ -154,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
         runs = {
             "native ModelCheckpoint": lambda: keras.callbacks.ModelCheckpoint(
                 str(base / native_name), save_freq=args.every),
-            "ckptcompat sync": lambda: Checkpoint(base / "sync", save_freq=args.every),
+            "ckptcompat sync": lambda: Checkpoint(base / "sync", save_freq=args.every, async_save=False),
+            "ckptcompat default (async_save=None)": lambda: Checkpoint(base / "default",
+                                                                       save_freq=args.every),
             ("ckptcompat async (Checkpoint async_save=True)" if async_native else
              "ckptcompat async (manual: capture+snapshot+AsyncWriter.submit; Checkpoint not wired)"):
                 (lambda: Checkpoint(base / "async", save_freq=args.every, async_save=True))

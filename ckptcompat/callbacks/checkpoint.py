@@ -28,6 +28,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from ckptcompat.callbacks._async_choice import async_pays
 from ckptcompat.callbacks._cb_base import bind_callback
 from ckptcompat.callbacks._compile_config import compile_config
 from ckptcompat.callbacks._signals import SignalCatcher, exit_code
@@ -61,9 +62,12 @@ class Checkpoint:
     finished run's store holds its final weights and complete history.
     ``keep_last`` / ``keep_best`` (by ``monitor``/``mode``): retention of the store.
     ``data``: an :class:`~ckptcompat.data.ArrayData` / ``GeneratorData`` whose position is saved.
-    ``async_save``: capture on the training thread (host copies, into two host buffers used
-    in turn), commit on a background :class:`~ckptcompat.callbacks.async_writer.AsyncWriter` thread;
-    flushed at ``on_train_end``.
+    ``async_save``: True captures on the training thread (host copies, into two host buffers
+    used in turn) and commits on a background
+    :class:`~ckptcompat.callbacks.async_writer.AsyncWriter` thread, flushed at ``on_train_end``;
+    False writes before training goes on (no copy). None (default): asynchronous when the
+    model's weights take at least :data:`ASYNC_FROM_BYTES` (there the write's stall dominates;
+    below it a save takes milliseconds either way) and training is not multi-worker.
     ``restore`` (default True): at the first ``fit`` of the process, continue from the newest
     good checkpoint of ``directory`` (none yet: start from the beginning); ``False`` starts
     over. ``learning_rate``: the rate to continue with (applied on restore, logged).
@@ -80,7 +84,7 @@ class Checkpoint:
     def __init__(self, directory: str | os.PathLike[str], save_freq: str | int = "epoch", *,
                  keep_last: int | None = None, keep_best: int | None = None,
                  monitor: str | None = None, mode: str | None = None, data: Any = None,
-                 save_every_epochs: int = 1, async_save: bool = False, restore: bool = True,
+                 save_every_epochs: int = 1, async_save: bool | None = None, restore: bool = True,
                  learning_rate: float | None = None, on_signal: str | bool | None = "save") -> None:
         super().__init__()
         if save_freq != "epoch" and not (isinstance(save_freq, int) and save_freq > 0):
@@ -101,7 +105,10 @@ class Checkpoint:
         self.monitor, self.mode = monitor, mode
         self.data = data
         self.save_every_epochs = int(save_every_epochs)
-        self.async_save = bool(async_save)
+        #: what was asked (None: decided at the first save, see :attr:`saves_async`)
+        self.async_save = None if async_save is None else bool(async_save)
+        #: whether saves are asynchronous (None until the first save decides it)
+        self.saves_async: bool | None = self.async_save
         self._writer: Any = None
         self._buffers: list[Any] = [None, None]
         self.history: dict[str, list[float]] = {}
@@ -339,12 +346,17 @@ class Checkpoint:
 
         model = self.model  # type: ignore[attr-defined]
         self.saves += 1
-        # host buffers are reused: a sync save's is free again once committed; async saves
-        # alternate two, since the write of save k-2 has finished when save k is captured
-        # (submitting save k-1 waited for it)
-        slot = self.saves % 2 if self.async_save else 0
-        state = runtime.capture(model, into=self._buffers[slot])
-        self._buffers[slot] = state
+        # a sync save writes the live variables' buffers before training goes on (no copy);
+        # async saves copy into two host buffers used in turn, since the write of save k-2
+        # has finished when save k is captured (submitting save k-1 waited for it)
+        if self.saves_async is None:
+            self.saves_async = async_pays(model, self._role.distributed)
+        if self.saves_async:
+            slot = self.saves % 2
+            state = runtime.capture(model, into=self._buffers[slot])
+            self._buffers[slot] = state
+        else:
+            state = runtime.capture(model, into=runtime.VIEWS)
         iterations = state.optimizer.iterations if state.optimizer is not None else None
         rng = capture_rng(model)
         self._metrics_now = capture_metrics(model) if step else None
@@ -374,7 +386,7 @@ class Checkpoint:
                 pending.write_state(name, state, format=fmt)
             log.info("checkpoint saved: epoch %d step %d (%s)", epoch, step, self.directory)
 
-        if not self.async_save:
+        if not self.saves_async:
             commit()
             return
         from ckptcompat.callbacks.async_writer import AsyncWriter, snapshot
@@ -382,5 +394,7 @@ class Checkpoint:
         # runtime.capture's arrays are already host copies; the rest is copied here
         state = snapshot(state, copy_tensors=False)
         if self._writer is None:
-            self._writer = AsyncWriter(name="ckptcompat-checkpoint")
+            # with on_signal, SIGTERM is this callback's: it commits and flushes at the end of fit
+            self._writer = AsyncWriter(name="ckptcompat-checkpoint",
+                                       handle_sigterm=self.on_signal is None)
         self._writer.submit(commit)

@@ -149,12 +149,15 @@ def resume(path: str | os.PathLike[str], model: Any = None, *, which: str = "lat
 
         return restore_session(path, session, partial=partial)
     _check_arguments(which, optimizer, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch)
-    cand, state = _read(path, which, monitor=monitor, mode=mode, pattern=pattern)
-    where = str(cand.path)
     flavour = runtime.detect()
     rt = runtime.flavour(flavour)
     if model is None:
-        model = _rebuild(state, flavour, rt, custom_objects, where, compile=compile)
+        cand, state, model = _read_and_rebuild(path, which, monitor=monitor, mode=mode,
+                                               pattern=pattern, flavour=flavour, rt=rt,
+                                               custom_objects=custom_objects, compile=compile)
+    else:
+        cand, state = _read(path, which, monitor=monitor, mode=mode, pattern=pattern)
+    where = str(cand.path)
     report = _restore_model_state(rt, state, model, where, partial=partial, optimizer=optimizer,
                                   learning_rate=learning_rate)
     restore_rng(state.rng, model)
@@ -191,6 +194,33 @@ def _read(path: str | os.PathLike[str], which: str, *, monitor: str | None, mode
     if isinstance(own_saved.get("training_config"), Mapping):
         state = state.replace(training_config=own_saved["training_config"])
     return cand, state
+
+
+def _read_and_rebuild(path: str | os.PathLike[str], which: str, *, monitor: str | None,
+                      mode: str | None, pattern: str | None, flavour: str, rt: Any,
+                      custom_objects: Mapping[str, Any] | None,
+                      compile: bool) -> tuple[Any, TrainingState, Any]:  # noqa: A002
+    """(candidate, state, rebuilt model): the tensors are read on a second thread while the
+    model is rebuilt (:mod:`ckptcompat.resuming.prefetch`); when that read fails, the
+    checkpoint is read again the eager way, whose errors and fallbacks are the reference."""
+    from ckptcompat.formats._headers import lazy_tensors
+    from ckptcompat.resuming.prefetch import TensorPrefetch
+
+    with lazy_tensors():  # the files stay open until every tensor is loaded
+        cand, state = _read(path, which, monitor=monitor, mode=mode, pattern=pattern)
+        loader = TensorPrefetch(state)
+        try:
+            model = _rebuild(state, flavour, rt, custom_objects, str(cand.path), compile=compile)
+        finally:
+            loader.join()
+    loaded = loader.result()
+    if loaded is not None:
+        return cand, loaded, model
+    first = cand.path
+    cand, state = _read(path, which, monitor=monitor, mode=mode, pattern=pattern)
+    if cand.path != first:  # fell back to another checkpoint: its own config
+        model = _rebuild(state, flavour, rt, custom_objects, str(cand.path), compile=compile)
+    return cand, state, model
 
 
 def _rebuild(state: TrainingState, flavour: str, rt: Any, custom_objects: Mapping[str, Any] | None,

@@ -29,7 +29,7 @@ from typing import Any
 from ckptcompat._compat import PackageNotFoundError, distribution_version
 from ckptcompat.errors import MissingDependencyError
 
-__all__ = ["FLAVOURS", "LEGACY_KERAS_ENV", "LEGACY_KERAS_ON", "LEGACY_KERAS_HINT",
+__all__ = ["VIEWS", "FLAVOURS", "LEGACY_KERAS_ENV", "LEGACY_KERAS_ON", "LEGACY_KERAS_HINT",
            "legacy_keras_requested", "choose_keras", "keras_source", "keras_backend",
            "install_hint", "BACKEND_EXTRAS", "detect", "flavour",
            "keras_module", "callback_base", "bind", "capture", "apply", "learning_rate",
@@ -53,6 +53,10 @@ LEGACY_KERAS_HINT = f"pip install 'ckptcompat[tf-keras]' and set {LEGACY_KERAS_E
 _LEGACY_SWITCH_SINCE = (2, 15)
 #: First TensorFlow whose ``tf.keras`` is Keras 3 (it requires ``keras>=3``).
 _KERAS3_SINCE = (2, 16)
+
+#: ``capture(model, into=VIEWS)``: the state's arrays may be views of the live variables
+#: (no copy), valid until the next training step; for a save written before training goes on
+VIEWS = "views"
 
 _WARNED: list[str] = []  # the missing-tf_keras warning is logged once per process
 
@@ -235,7 +239,7 @@ def bind(cls: type, base: type, **namespace: Any) -> type:
 
 def capture(model: Any, *, include_optimizer: bool = True, into: Any = None) -> Any:
     """:func:`capture` of the running flavour (``into``: an earlier capture to reuse the
-    arrays of)."""
+    arrays of, or :data:`VIEWS` for no copy)."""
     return flavour().capture(model, include_optimizer=include_optimizer, into=into)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from ckptcompat.errors import IncompatibleStateError
 from ckptcompat.names.slot_meaning import NON_SLOT_ATTRS, nadam_u_product, translate_slots
 from ckptcompat.names.variables import canonical_optimizer_class
-from ckptcompat.runtime import _loss_scale
+from ckptcompat.runtime import VIEWS, _loss_scale
 from ckptcompat.runtime._flavour_ops import ApplyReport, FlavourOps, raise_misfits
 from ckptcompat.runtime._positional import place_positional, slots_from_positions
 from ckptcompat.runtime._slots import is_variable as _is_variable
@@ -63,7 +63,10 @@ def _owned(value: Any) -> np.ndarray:
 
 def _copy_of(ops: FlavourOps, var: Any, buffer: Any) -> np.ndarray:
     """``var``'s value in ``buffer`` when that is a writeable array of its shape and dtype
-    (no new memory), else in a new array."""
+    (no new memory), a view of the framework's buffer when ``buffer`` is :data:`VIEWS`, else
+    in a new array."""
+    if buffer is VIEWS:
+        return np.asarray(ops.read_view(var))
     if isinstance(buffer, np.ndarray) and buffer.flags.writeable and buffer.flags.c_contiguous:
         view = ops.read_view(var)
         if view.shape == buffer.shape and view.dtype == buffer.dtype:
@@ -79,12 +82,21 @@ def capture(ops: FlavourOps, model: Any, *, include_optimizer: bool = True,
     Every array is the state's own copy (one copy per tensor), so later training steps never
     change it: it can be handed to a background writer as it is. ``into``: an earlier
     capture of the same model whose arrays are overwritten and reused (no new memory; the
-    earlier state must no longer be in use).
+    earlier state must no longer be in use). ``into=VIEWS``: no copy at all, the arrays may be
+    views of the live variables, valid only until the next training step changes them (a
+    synchronous save that writes them before training goes on).
     """
     named = ops.variables(model)
+    views = into is VIEWS
+    if views:
+        into = None
     old_weights = into.weights if into is not None else {}
     old_slots = into.optimizer.slots if into is not None and into.optimizer is not None else {}
-    weights = {name: _copy_of(ops, var, old_weights.get(name)) for name, var in named.items()}
+
+    def buffer(old: Any) -> Any:
+        return VIEWS if views else old
+
+    weights = {name: _copy_of(ops, var, buffer(old_weights.get(name))) for name, var in named.items()}
     opt = ops.optimizer_of(model) if include_optimizer else None
     opt_state = None
     if opt is not None:
@@ -98,7 +110,8 @@ def capture(ops: FlavourOps, model: Any, *, include_optimizer: bool = True,
         hyper["learning_rate"] = lr
         if schedule is not None:
             hyper["learning_rate_schedule"] = schedule
-        slots = {var: {slot: _copy_of(ops, v, old_slots.get(var, {}).get(slot)) for slot, v in per.items()}
+        slots = {var: {slot: _copy_of(ops, v, buffer(old_slots.get(var, {}).get(slot)))
+                       for slot, v in per.items()}
                  for var, per in ops.live_slots(opt, named).items()}
         extra = {canonical: _owned(ops.to_numpy(getattr(opt, attr)))
                  for attr, canonical in NON_SLOT_ATTRS.items()

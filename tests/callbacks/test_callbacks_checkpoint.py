@@ -187,3 +187,52 @@ def test_unreplayable_order_is_logged_once(keras: Any, tmp_path: Path, monkeypat
         ckptcompat.resume(tmp_path)
     hits = [r for r in caplog.records if "data order cannot be replayed" in r.getMessage()]
     assert len(hits) == 1
+
+
+def test_default_saves_synchronously_below_the_threshold(keras: Any, tmp_path: Path,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    from ckptcompat.callbacks import Checkpoint
+
+    data, model = _data(), _model(keras)
+    ckpt = Checkpoint(tmp_path / "s", data=data, save_freq=2)
+    assert ckpt.async_save is None and ckpt.saves_async is None
+    with caplog.at_level(logging.INFO, logger="ckptcompat.callbacks._async_choice"):
+        model.fit(data, epochs=1, shuffle=False, verbose=0, callbacks=[data.tracker(), ckpt])
+    assert ckpt.saves_async is False and "written synchronously" in caplog.text
+    assert _entries(tmp_path / "s") == [(0, 2, 2), (0, 4, 4), (1, 0, 5)]
+
+
+def test_default_saves_asynchronously_from_the_threshold(keras: Any, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from ckptcompat.callbacks import _async_choice
+    from ckptcompat.callbacks.async_writer import AsyncWriter
+
+    submitted: list[int] = []
+    submit = AsyncWriter.submit
+
+    def counting(self: Any, job: Any) -> None:
+        submitted.append(1)
+        submit(self, job)
+
+    monkeypatch.setattr(AsyncWriter, "submit", counting)
+    monkeypatch.setattr(_async_choice, "ASYNC_FROM_BYTES", _async_choice.weight_bytes(_model(keras)))
+    _fit(keras, tmp_path / "sync", epochs=2, save_freq=2, async_save=False)
+    assert not submitted
+    model, before, after = _fit(keras, tmp_path / "default", epochs=2, save_freq=2)
+    assert len(submitted) == 5 and before == after
+    assert _entries(tmp_path / "default") == _entries(tmp_path / "sync")
+    import ckptcompat
+
+    run = ckptcompat.resume(tmp_path / "default")
+    for value, restored in zip(model.weights, run.model.weights):
+        assert np.array_equal(np.asarray(value.numpy()), np.asarray(restored.numpy()))
+
+
+def test_multi_worker_saves_synchronously() -> None:
+    from ckptcompat.callbacks._async_choice import ASYNC_FROM_BYTES, async_pays
+
+    class Big:
+        weights = [type("V", (), {"shape": (ASYNC_FROM_BYTES // 4,), "dtype": "float32"})()]
+
+    assert async_pays(Big(), distributed=False) is True
+    assert async_pays(Big(), distributed=True) is False
