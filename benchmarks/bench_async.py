@@ -127,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="checkpoint every N batches (enough training between saves for one "
                              "background write; fewer and the stall is the wait for the last write)")
     parser.add_argument("--dir", default=None)
+    parser.add_argument("--keep-last", type=int, default=None,
+                        help="Checkpoint(keep_last=N): native keeps one file (default: keep all)")
     args = parser.parse_args(argv)
 
     from ckptcompat import runtime
@@ -155,12 +157,14 @@ def main(argv: list[str] | None = None) -> int:
         runs = {
             "native ModelCheckpoint": lambda: keras.callbacks.ModelCheckpoint(
                 str(base / native_name), save_freq=args.every),
-            "ckptcompat sync": lambda: Checkpoint(base / "sync", save_freq=args.every, async_save=False),
-            "ckptcompat default (async_save=None)": lambda: Checkpoint(base / "default",
-                                                                       save_freq=args.every),
+            "ckptcompat sync": lambda: Checkpoint(base / "sync", save_freq=args.every, async_save=False,
+                                                  keep_last=args.keep_last),
+            "ckptcompat default (async_save=None)": lambda: Checkpoint(base / "default", save_freq=args.every,
+                                                                       keep_last=args.keep_last),
             ("ckptcompat async (Checkpoint async_save=True)" if async_native else
              "ckptcompat async (manual: capture+snapshot+AsyncWriter.submit; Checkpoint not wired)"):
-                (lambda: Checkpoint(base / "async", save_freq=args.every, async_save=True))
+                (lambda: Checkpoint(base / "async", save_freq=args.every, async_save=True,
+                                    keep_last=args.keep_last))
                 if async_native else (lambda: _manual_async(keras, base / "manual", args.every)),
         }
         size_mb = depth * (width * width + width) * 4 / 1e6

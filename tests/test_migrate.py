@@ -202,6 +202,23 @@ def test_keras3_output_loads_with_keras(tmp_path: Path, keras) -> None:
     assert int(model.optimizer.iterations.numpy()) == state.optimizer.iterations
 
 
+@pytest.mark.keras3
+def test_a_loss_object_of_an_h5_survives_into_a_keras_file_native_keras_loads(tmp_path: Path,
+                                                                              keras) -> None:
+    """A legacy .h5 records ``loss=MeanSquaredError()`` without a module; Keras 3 cannot
+    resolve that class in a .keras compile config unless the writer names ``keras.losses``."""
+    model = keras.Sequential([keras.Input((300,)), keras.layers.Dense(300)])  # 90,300 weights: streamed
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.MeanSquaredError())
+    x = np.random.default_rng(0).random((8, 300), dtype=np.float32)
+    model.fit(x, x, epochs=1, verbose=0)
+    model.save(tmp_path / "model.h5")
+    migrate(tmp_path / "model.h5", tmp_path / "model.keras", to="keras3")
+    back = keras.saving.load_model(tmp_path / "model.keras")
+    assert type(back.loss).__name__ == "MeanSquaredError"
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), back.get_weights()))
+    assert int(back.optimizer.iterations.numpy()) == int(model.optimizer.iterations.numpy()) == 1
+
+
 @pytest.mark.keras2
 def test_h5_output_loads_with_tf_keras(tmp_path: Path, keras) -> None:
     src = _copy(tmp_path, "tf221-keras3/mlp_adam/model.keras")

@@ -74,3 +74,25 @@ def test_lazy_read_reads_each_tensor_only_when_asked(source: Path) -> None:
         assert len(lazy) == 12 and all(a.shape in ((WIDTH, WIDTH), (WIDTH,)) for a in lazy)
         first = lazy[0].load()
     assert first.tobytes() == next(iter(formats.read(source).tensors().values())).tobytes()
+
+
+def test_streaming_migrate_writes_the_archive_in_one_pass(source: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The weights go straight into their zip member (no temporary weights file copied into
+    the archive afterwards), each lazy tensor read when it is written."""
+    from ckptcompat.formats.keras_zip import _write
+
+    def staged(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a weights file was staged and copied")
+
+    monkeypatch.setattr(_write, "_fill_h5", staged)
+    monkeypatch.setattr(_write, "_copy", staged)
+    report = migrate(source, tmp_path / "one_pass.keras", to="keras3")
+    assert report.verified and report.tensors == 12
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "one_pass.keras") as archive:
+        assert archive.testzip() is None
+        assert archive.getinfo("model.weights.h5").compress_type == zipfile.ZIP_STORED
+    got, src = _tensors(tmp_path / "one_pass.keras"), _tensors(source)
+    assert all(got[name].tobytes() == a.tobytes() for name, a in src.items())

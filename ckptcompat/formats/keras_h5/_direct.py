@@ -90,10 +90,15 @@ class DirectDatasets:
         self.crc32 = 0            # CRC-32 from finish(crc_from=...) on
 
     def put(self, group: Any, name: str, value: Any) -> None:
-        """``group.create_dataset(name, data=value)``, deferred for large numeric arrays."""
-        array = np.asarray(value)
+        """``group.create_dataset(name, data=value)``, deferred for large numeric arrays. A
+        :class:`~ckptcompat.formats._headers.LazyTensor` (streaming ``migrate``) is read only
+        when :meth:`finish` writes it, so one tensor at a time is in memory."""
+        from ckptcompat.formats._headers import LazyTensor
+
+        lazy = isinstance(value, LazyTensor)
+        array = value if lazy else np.asarray(value)
         if array.nbytes < _MIN_DIRECT or array.dtype.kind not in "fiu" or not array.dtype.isnative:
-            group.create_dataset(name, data=array)
+            group.create_dataset(name, data=np.asarray(array))
             return
         h5 = self._h5py
         dcpl = h5.h5p.create(h5.h5p.DATASET_CREATE)
@@ -103,9 +108,9 @@ class DirectDatasets:
         dset = group.create_dataset(name, shape=array.shape, dtype=array.dtype, dcpl=dcpl)
         offset = dset.id.get_offset()
         if offset is None:  # not allocated after all: let h5py write it
-            dset[...] = array
+            dset[...] = np.asarray(array)
             return
-        self._pending.append((int(offset), np.ascontiguousarray(array)))
+        self._pending.append((int(offset), array if lazy else np.ascontiguousarray(array)))
 
     def finish(self, path: str | os.PathLike[str], *, durable: bool,
                crc_from: int | None = None) -> tuple[int, str]:
@@ -124,6 +129,12 @@ class DirectDatasets:
         try:
             digest = hashlib.sha256()
             crc = _Crc(crc_from)
+            if any(not isinstance(array, np.ndarray) for _, array in regions):
+                _write_streaming(fd, size, regions, [digest, crc])
+                if durable:
+                    os.fsync(fd)
+                self.digest, self.crc32 = digest, crc.value
+                return size, digest.hexdigest()
             errors: list[BaseException] = []
             hasher = threading.Thread(target=_hash_in_order, args=(fd, size, regions, [digest, crc], errors),
                                       name="ckptcompat-sha256", daemon=True)
@@ -179,3 +190,30 @@ def _hash_in_order(fd: int, size: int, regions: list[tuple[int, np.ndarray]], di
                 pos = offset + array.nbytes
     except BaseException as exc:  # noqa: BLE001 -- re-raised on the writing thread
         errors.append(exc)
+
+
+def _write_streaming(fd: int, size: int, regions: list[tuple[int, Any]], digests: list[Any]) -> None:
+    """Lazy tensors (streaming ``migrate``): read each just before it is written, write it,
+    hash it, let it go; the bytes between datasets are hashed from the file. One thread, one
+    tensor in memory at a time."""
+    pos = 0
+    for offset, value in [*regions, (size, None)]:
+        while pos < offset:
+            chunk = os.pread(fd, min(offset - pos, _WRITE_CHUNK), pos)
+            if not chunk:
+                raise OSError(f"short read at offset {pos} while hashing")
+            for digest in digests:
+                digest.update(chunk)
+            pos += len(chunk)
+        if value is None:
+            break
+        array = np.ascontiguousarray(value.load() if hasattr(value, "load") else value)
+        if array.nbytes != value.nbytes:
+            raise ValueError(f"tensor of {array.nbytes} bytes for a dataset of {value.nbytes}")
+        view = memoryview(array).cast("B")
+        done = 0
+        while done < len(view):
+            done += os.pwrite(fd, view[done:done + _WRITE_CHUNK], offset + done)
+        for digest in digests:
+            digest.update(view)
+        pos = offset + array.nbytes

@@ -153,20 +153,22 @@ def _fill_h5(target: Any, groups: list[tuple[str, list[Any]]], opt_arrays: list[
     tensor at a time (a lazy tensor is read just before its dataset is written)."""
     import h5py
 
+    from ckptcompat.formats._headers import materialize
+
     with h5py.File(target, "w") as h5:
-        _fill_open(h5, groups, opt_arrays, lambda g, name, value: g.create_dataset(name, data=value))
+        _fill_open(h5, groups, opt_arrays,
+                   lambda g, name, value: g.create_dataset(name, data=materialize(value)))
 
 
 def _fill_open(h5: Any, groups: list[tuple[str, list[Any]]], opt_arrays: list[Any] | None,
                put: Callable[[Any, str, Any], Any]) -> None:
-    """The datasets of the Keras v3 weights layout, created in the open file ``h5`` by ``put``."""
-    from ckptcompat.formats._headers import materialize
-
+    """The datasets of the Keras v3 weights layout, created in the open file ``h5`` by ``put``
+    (a lazy tensor handed on as it is: ``put`` reads it when it writes it)."""
     h5.create_group("vars")  # Keras 3.0 opens the model's own (empty) group unconditionally
     for group, arrays in [*groups, *([("optimizer/vars", opt_arrays)] if opt_arrays is not None else [])]:
         g = h5.require_group(group)
         for i, array in enumerate(arrays):
-            put(g, str(i), materialize(array))
+            put(g, str(i), array)
 
 
 def _h5_bytes(groups: list[tuple[str, list[Any]]], opt_arrays: list[Any] | None) -> bytes:
@@ -204,7 +206,10 @@ def _compile_config(state: TrainingState, opt_cfg: Mapping[str, Any] | None) -> 
     metrics = tc.get("metrics")
     if not (metrics is None or (isinstance(metrics, list) and all(isinstance(m, str) for m in metrics))):
         metrics = list(state.metric_names) or None
-    return {"optimizer": opt_cfg, "loss": loss if isinstance(loss, (str, Mapping)) else None,
+    from ckptcompat.names.losses import loss_for_keras3
+
+    loss = loss_for_keras3(loss) if isinstance(loss, (str, Mapping)) else None
+    return {"optimizer": opt_cfg, "loss": loss,
             "loss_weights": None, "metrics": metrics, "weighted_metrics": None, "run_eagerly": False,
             "steps_per_execution": 1, "jit_compile": False}
 
@@ -235,11 +240,11 @@ def write_state(path: Path, state: TrainingState, *, verify: Callable[[Path], Tr
 
     ``verify=None`` skips the read-back comparison and ``durable=False`` the fsyncs (the
     checkpoint store checksums and fsyncs its files itself). A state holding lazy tensors
-    (a streaming ``migrate``) is written one tensor at a time: the weights HDF5 into a
-    temporary file, then copied into the archive in chunks; otherwise it is built in memory.
-    ``checksum=True`` (a ``.keras`` of in-memory tensors below 4 GiB): the archive is written
-    in one pass, the weights straight into their zip member while hashing the file
-    (:mod:`._direct_archive`); returns its ``(size, sha256)``, else None.
+    (a streaming ``migrate``) is written one tensor at a time. A ``.keras`` below 4 GiB that
+    is streamed or ``checksum=True`` (store commits) is written in one pass, the weights
+    straight into their zip member while hashing the file (:mod:`._direct_archive`); with
+    ``checksum`` its ``(size, sha256)`` is returned, else None. Otherwise the weights HDF5
+    is built in memory (or, streamed, in a temporary file copied into the archive in chunks).
     """
     from ckptcompat._atomic import remove_temp, temp_name
 
@@ -260,9 +265,11 @@ def write_state(path: Path, state: TrainingState, *, verify: Callable[[Path], Tr
             groups = [*groups, (_loss_scale.INNER_GROUP, opt_arrays)]
             opt_arrays = _loss_scale.wrapper_arrays(state.optimizer.extra, opt_arrays)
             opt_cfg = wrapper
-    if checksum and not str(path).endswith(".weights.h5") and not _streaming(state):
-        return _write_direct(path, model_cfg, _compile_config(state, opt_cfg) if opt_cfg else None,
-                             version, state, groups, opt_arrays, verify, durable)
+    if (checksum or _streaming(state)) and not str(path).endswith(".weights.h5"):
+        done, result = _write_direct(path, model_cfg, _compile_config(state, opt_cfg) if opt_cfg else None,
+                                     version, state, groups, opt_arrays, verify, durable)
+        if done:
+            return result if checksum else None
     staged: Path | None = None
     try:
         if _streaming(state):
@@ -301,8 +308,9 @@ def _texts(model_cfg: Mapping[str, Any], compile_cfg: Any, version: str,
 def _write_direct(path: Path, model_cfg: Mapping[str, Any], compile_cfg: Any, version: str,
                   state: TrainingState, groups: list[tuple[str, list[Any]]],
                   opt_arrays: list[Any] | None, verify: Callable[[Path], TrainingState] | None,
-                  durable: bool) -> tuple[int, str] | None:
-    """The archive in one pass (:mod:`._direct_archive`), atomically; None when too large."""
+                  durable: bool) -> tuple[bool, tuple[int, str] | None]:
+    """The archive in one pass (:mod:`._direct_archive`), atomically: ``(True, (size,
+    sha256))``; ``(False, None)`` when it needs zip64 (the caller writes it another way)."""
     from ckptcompat._atomic import atomic_path
     from ckptcompat.formats.keras_zip import _direct_archive
 
@@ -310,9 +318,7 @@ def _write_direct(path: Path, model_cfg: Mapping[str, Any], compile_cfg: Any, ve
     config_bytes, meta_bytes = json.dumps(config).encode(), json.dumps(meta).encode()
     tensor_bytes, count = state_bytes(state.tensors())
     if not _direct_archive.fits(tensor_bytes, len(config_bytes)):
-        _write_archive(path, model_cfg, compile_cfg, version, state,
-                       _h5_bytes(groups, opt_arrays), verify, durable)
-        return None
+        return False, None
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path, durable=durable, synced=True) as tmp:
         _ensure_room(tmp, tensor_bytes, count)
@@ -321,7 +327,7 @@ def _write_direct(path: Path, model_cfg: Mapping[str, Any], compile_cfg: Any, ve
             durable=durable)
         if verify is not None:
             _check_read_back(path, tmp, state, verify)
-    return result
+    return True, result
 
 
 def _ensure_room(target: Path, data_bytes: int, datasets: int) -> None:
