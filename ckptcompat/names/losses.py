@@ -36,10 +36,12 @@ def loss_for_keras3(loss: Any) -> Any:
         return loss
     if "class_name" not in loss:  # per-output losses
         return {key: loss_for_keras3(value) for key, value in loss.items()}
-    if loss.get("class_name") not in BUILT_IN_LOSSES or loss.get("module"):
+    if loss.get("class_name") not in BUILT_IN_LOSSES:
         return dict(loss)
     config = dict(loss.get("config") or {})
-    if config.get("reduction") == "auto":
+    if config.get("reduction") == "auto":  # tf.keras 2.13-2.15 .keras files have a module too
         config["reduction"] = "sum_over_batch_size"
-    return {"module": "keras.losses", "class_name": loss["class_name"], "config": config,
-            "registered_name": None}
+    out = {"module": "keras.losses", "class_name": loss["class_name"], "registered_name": None}
+    out.update({k: v for k, v in loss.items() if k != "config"})
+    out["config"] = config
+    return out

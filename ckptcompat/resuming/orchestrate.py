@@ -149,14 +149,13 @@ def resume(path: str | os.PathLike[str], model: Any = None, *, which: str = "lat
 
         return restore_session(path, session, partial=partial)
     _check_arguments(which, optimizer, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch)
-    flavour = runtime.detect()
-    rt = runtime.flavour(flavour)
     if model is None:
-        cand, state, model = _read_and_rebuild(path, which, monitor=monitor, mode=mode,
-                                               pattern=pattern, flavour=flavour, rt=rt,
-                                               custom_objects=custom_objects, compile=compile)
+        cand, state, model, rt = _read_and_rebuild(path, which, monitor=monitor, mode=mode,
+                                                   pattern=pattern, custom_objects=custom_objects,
+                                                   compile=compile)
     else:
         cand, state = _read(path, which, monitor=monitor, mode=mode, pattern=pattern)
+        rt = runtime.flavour(runtime.detect())  # after the read: a missing file is told first
     where = str(cand.path)
     report = _restore_model_state(rt, state, model, where, partial=partial, optimizer=optimizer,
                                   learning_rate=learning_rate)
@@ -197,30 +196,34 @@ def _read(path: str | os.PathLike[str], which: str, *, monitor: str | None, mode
 
 
 def _read_and_rebuild(path: str | os.PathLike[str], which: str, *, monitor: str | None,
-                      mode: str | None, pattern: str | None, flavour: str, rt: Any,
+                      mode: str | None, pattern: str | None,
                       custom_objects: Mapping[str, Any] | None,
-                      compile: bool) -> tuple[Any, TrainingState, Any]:  # noqa: A002
-    """(candidate, state, rebuilt model): the tensors are read on a second thread while the
-    model is rebuilt (:mod:`ckptcompat.resuming.prefetch`); when that read fails, the
-    checkpoint is read again the eager way, whose errors and fallbacks are the reference."""
+                      compile: bool) -> tuple[Any, TrainingState, Any, Any]:  # noqa: A002
+    """(candidate, state, rebuilt model, flavour module): the tensors are read on a second
+    thread while the model is rebuilt (:mod:`ckptcompat.resuming.prefetch`); when that read
+    fails, the checkpoint is read again the eager way, whose errors and fallbacks are the
+    reference."""
+    from ckptcompat import runtime
     from ckptcompat.formats._headers import lazy_tensors
     from ckptcompat.resuming.prefetch import TensorPrefetch
 
     with lazy_tensors():  # the files stay open until every tensor is loaded
         cand, state = _read(path, which, monitor=monitor, mode=mode, pattern=pattern)
+        flavour = runtime.detect()  # after the read: a missing file is told first
+        rt = runtime.flavour(flavour)
         loader = TensorPrefetch(state)
         try:
             model = _rebuild(state, flavour, rt, custom_objects, str(cand.path), compile=compile)
         finally:
-            loader.join()
+            loader.stop_and_join()  # also on an interrupt: no read outlives the open files
     loaded = loader.result()
     if loaded is not None:
-        return cand, loaded, model
+        return cand, loaded, model, rt
     first = cand.path
     cand, state = _read(path, which, monitor=monitor, mode=mode, pattern=pattern)
     if cand.path != first:  # fell back to another checkpoint: its own config
         model = _rebuild(state, flavour, rt, custom_objects, str(cand.path), compile=compile)
-    return cand, state, model
+    return cand, state, model, rt
 
 
 def _rebuild(state: TrainingState, flavour: str, rt: Any, custom_objects: Mapping[str, Any] | None,

@@ -38,12 +38,15 @@ class TensorPrefetch:
         self._pending: List[LazyTensor] = [v for v in values if isinstance(v, LazyTensor)]
         self._loaded: Dict[int, np.ndarray] = {}
         self._error: Optional[BaseException] = None
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ckptcompat-prefetch", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         try:
             for lazy in self._pending:
+                if self._stop.is_set():
+                    raise RuntimeError("stopped before every tensor was read")
                 self._loaded[id(lazy)] = lazy.load()
         except BaseException as exc:  # handed to the caller by result(), never lost
             self._error = exc
@@ -51,6 +54,16 @@ class TensorPrefetch:
     def join(self) -> None:
         """Wait until every tensor is loaded or a load failed."""
         self._thread.join()
+
+    def stop_and_join(self) -> None:
+        """Wait for the thread; when the wait itself is interrupted (Ctrl-C), ask it to stop
+        after the tensor it is reading, wait for that, and re-raise."""
+        try:
+            self._thread.join()
+        except BaseException:
+            self._stop.set()
+            self._thread.join()
+            raise
 
     def result(self) -> Optional[TrainingState]:
         """The state with every tensor in memory; None when a load failed (logged): the caller

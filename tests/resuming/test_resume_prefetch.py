@@ -91,3 +91,21 @@ def test_a_failed_rebuild_still_waits_for_the_reads(keras: Any, tmp_path: Path,
     with pytest.raises(CkptCompatError, match="injected rebuild failure"):
         ckptcompat.resume(tmp_path / "model.h5")
     assert not [t for t in threading.enumerate() if t.name == "ckptcompat-prefetch"]
+
+
+def test_an_interrupted_wait_stops_the_reads_before_the_files_close(keras: Any, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    _saved(keras, tmp_path / "model.h5")
+    join = threading.Thread.join
+    interrupted: list[int] = []
+
+    def interrupted_once(self: threading.Thread, timeout: Any = None) -> None:
+        if self.name == "ckptcompat-prefetch" and not interrupted:
+            interrupted.append(1)
+            raise KeyboardInterrupt
+        join(self, timeout)
+
+    monkeypatch.setattr(threading.Thread, "join", interrupted_once)
+    with pytest.raises(KeyboardInterrupt):
+        ckptcompat.resume(tmp_path / "model.h5")
+    assert interrupted and not [t for t in threading.enumerate() if t.name == "ckptcompat-prefetch"]

@@ -316,7 +316,11 @@ def _write_direct(path: Path, model_cfg: Mapping[str, Any], compile_cfg: Any, ve
 
     config, meta = _texts(model_cfg, compile_cfg, version, state)
     config_bytes, meta_bytes = json.dumps(config).encode(), json.dumps(meta).encode()
-    tensor_bytes, count = state_bytes(state.tensors())
+    # what is written (created zero slots and extra variables included), not what was read
+    written = {f"{group}/{i}": array
+               for group, arrays in [*groups, ("optimizer/vars", opt_arrays or [])]
+               for i, array in enumerate(arrays)}
+    tensor_bytes, count = state_bytes(written)
     if not _direct_archive.fits(tensor_bytes, len(config_bytes)):
         return False, None
     path.parent.mkdir(parents=True, exist_ok=True)
