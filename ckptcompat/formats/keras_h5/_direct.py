@@ -141,10 +141,7 @@ class DirectDatasets:
             hasher.start()
             try:
                 for offset, array in regions:
-                    view = memoryview(array).cast("B")
-                    done = 0
-                    while done < len(view):
-                        done += os.pwrite(fd, view[done:done + _WRITE_CHUNK], offset + done)
+                    _pwrite_all(fd, memoryview(array).cast("B"), offset)
                 if durable:
                     os.fsync(fd)
             finally:
@@ -177,13 +174,7 @@ def _hash_in_order(fd: int, size: int, regions: list[tuple[int, np.ndarray]], di
     try:
         pos = 0
         for offset, array in [*regions, (size, None)]:
-            while pos < offset:
-                chunk = os.pread(fd, min(offset - pos, _WRITE_CHUNK), pos)
-                if not chunk:
-                    raise OSError(f"short read at offset {pos} while hashing")
-                for digest in digests:
-                    digest.update(chunk)
-                pos += len(chunk)
+            _hash_file_range(fd, pos, offset, digests)
             if array is not None:
                 for digest in digests:
                     digest.update(memoryview(array).cast("B"))  # releases the GIL
@@ -198,22 +189,33 @@ def _write_streaming(fd: int, size: int, regions: list[tuple[int, Any]], digests
     tensor in memory at a time."""
     pos = 0
     for offset, value in [*regions, (size, None)]:
-        while pos < offset:
-            chunk = os.pread(fd, min(offset - pos, _WRITE_CHUNK), pos)
-            if not chunk:
-                raise OSError(f"short read at offset {pos} while hashing")
-            for digest in digests:
-                digest.update(chunk)
-            pos += len(chunk)
+        _hash_file_range(fd, pos, offset, digests)
         if value is None:
             break
         array = np.ascontiguousarray(value.load() if hasattr(value, "load") else value)
         if array.nbytes != value.nbytes:
             raise ValueError(f"tensor of {array.nbytes} bytes for a dataset of {value.nbytes}")
         view = memoryview(array).cast("B")
-        done = 0
-        while done < len(view):
-            done += os.pwrite(fd, view[done:done + _WRITE_CHUNK], offset + done)
+        _pwrite_all(fd, view, offset)
         for digest in digests:
             digest.update(view)
         pos = offset + array.nbytes
+
+
+def _hash_file_range(fd: int, start: int, end: int, digests: list[Any]) -> None:
+    """Feed the file's bytes ``[start, end)`` (already final) to every digest, in order."""
+    pos = start
+    while pos < end:
+        chunk = os.pread(fd, min(end - pos, _WRITE_CHUNK), pos)
+        if not chunk:
+            raise OSError(f"short read at offset {pos} while hashing")
+        for digest in digests:
+            digest.update(chunk)
+        pos += len(chunk)
+
+
+def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
+    """Write all of ``view`` at ``offset`` (``pwrite`` may write less than asked)."""
+    done = 0
+    while done < len(view):
+        done += os.pwrite(fd, view[done:done + _WRITE_CHUNK], offset + done)
