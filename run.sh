@@ -9,23 +9,27 @@ PYTHON=${PYTHON:-python3}
 VENV=.venv
 # The default development environment: the newest TensorFlow with the newest Keras 3.
 DEV_PACKAGES=(tensorflow-cpu==2.21.0 keras==3.15.1)
+# `./run.sh test` spreads the suite over up to 4 processes (pytest-xdist; one per core)
+TEST_TOOLS=(pytest-xdist==3.8.0)
+WORKERS=${CKPTCOMPAT_TEST_WORKERS:-$(nproc 2>/dev/null || echo 1)}
+if (( WORKERS > 4 )); then WORKERS=4; fi
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
 
 install() {
     local stamp="$VENV/.installed"
-    if [[ -f $stamp && $stamp -nt setup.cfg && $stamp -nt pyproject.toml ]]; then
+    if [[ -f $stamp && $stamp -nt setup.cfg && $stamp -nt pyproject.toml && $stamp -nt run.sh ]]; then
         return 0
     fi
     if command -v uv >/dev/null 2>&1; then
         uv venv -q --allow-existing -p 3.11 "$VENV"
-        uv pip install -q --python "$VENV/bin/python" -e '.[test]' "${DEV_PACKAGES[@]}"
+        uv pip install -q --python "$VENV/bin/python" -e '.[test]' "${DEV_PACKAGES[@]}" "${TEST_TOOLS[@]}"
     else
         if ! "$PYTHON" -m venv "$VENV"; then
             echo "run.sh: '$PYTHON -m venv' failed; on Debian install python3-venv (apt-get install python3-venv) or uv (pip install uv)" >&2
             exit 2
         fi
         "$VENV/bin/python" -m pip install -q --upgrade pip
-        "$VENV/bin/python" -m pip install -q -e '.[test]' "${DEV_PACKAGES[@]}"
+        "$VENV/bin/python" -m pip install -q -e '.[test]' "${DEV_PACKAGES[@]}" "${TEST_TOOLS[@]}"
     fi
     touch "$stamp"
 }
@@ -34,7 +38,7 @@ case "${1:-}" in
     install) install ;;
     # the end-to-end tests marked slow (SIGKILL + resume, examples, demo) run in the version
     # matrix (README: which environment runs what); `./run.sh test -m slow` runs them here
-    test)    install; shift; [[ $# -gt 0 ]] || set -- -m "not slow"; exec "$VENV/bin/python" -m pytest -q "$@" ;;
+    test)    install; shift; [[ $# -gt 0 ]] || set -- -m "not slow" -n "$WORKERS"; exec "$VENV/bin/python" -m pytest -q "$@" ;;
     demo)    install; shift; exec "$VENV/bin/ckptcompat" demo "$@" ;;
     matrix)  install; shift; exec "$VENV/bin/python" tools/matrix.py "$@" ;;
     clean)   rm -rf "$VENV" .matrix build ./*.egg-info ;;

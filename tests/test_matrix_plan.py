@@ -33,16 +33,21 @@ def test_the_readme_stack_is_the_matrix_environment_that_skips_its_tests() -> No
     assert readme_default and readme_default.group(1) == "not slow"
 
 
+def _args(env, prefix: str) -> set[str]:  # type: ignore[no-untyped-def]
+    return {arg.split("=", 1)[1] for arg in env.pytest_subset if arg.startswith(prefix)}
+
+
 def test_suites_left_out_somewhere_run_in_another_environment_of_the_same_generation() -> None:
     matrix = _matrix()
     envs = {e.name: e for e in matrix.ENVIRONMENTS}
 
     def ignored(name: str) -> set[str]:
-        return {arg.split("=", 1)[1] for arg in envs[name].pytest_subset if arg.startswith("--ignore=")}
+        return _args(envs[name], "--ignore=")
 
     assert ignored("tf215") == set(matrix._END_TO_END)
     assert ignored("tf212") == set(matrix._KERAS2_NEWEST)
-    assert not envs["tf221-tfkeras"].pytest_subset        # the newest Keras 2 runs everything
+    for newest in ("tf221-tfkeras", "keras3-jax", "keras3-torch"):  # the newest Keras 2 and the
+        assert envs[newest].pytest_subset == matrix._FRAMEWORK_TESTS, newest  # backends: every framework test
     for path in matrix._END_TO_END:
         assert (ROOT / path).is_file(), path
     for path in matrix._KERAS2_EDGES:                     # the Keras 2 releases either side
@@ -51,3 +56,35 @@ def test_suites_left_out_somewhere_run_in_another_environment_of_the_same_genera
         assert not ignored(name) & set(matrix._END_TO_END), name
     for env in matrix.ENVIRONMENTS:
         assert bool(env.pytest_subset) == bool(env.subset_note), env.name
+
+
+def test_cases_deselected_in_a_row_exist_and_run_in_the_newest_of_its_generation() -> None:
+    """A --deselect names a real test (a wrong id would deselect nothing, silently), and what
+    tf212/tf215/tf216-keras30 leave out runs in tf221-tfkeras and tf221-keras3."""
+    matrix = _matrix()
+    envs = {e.name: e for e in matrix.ENVIRONMENTS}
+    for name in ("tf221-tfkeras", "tf221-keras3"):
+        assert not _args(envs[name], "--deselect=") and not _args(envs[name], "--ignore="), name
+    deselected = set().union(*(_args(env, "--deselect=") for env in matrix.ENVIRONMENTS))
+    assert deselected
+    for node in deselected:
+        path, _, rest = node.partition("::")
+        source = (ROOT / path).read_text()
+        if rest:
+            function, _, case = rest.partition("[")
+            assert f"def {function}(" in source, node
+            assert not case or f'"{case.rstrip("]")}"' in source, node
+
+
+def test_framework_free_tests_run_in_the_readme_command_and_on_the_floor() -> None:
+    """The framework rows select by marker; every marker but fuzz says "needs or compares with a
+    framework", so what they leave out needs none and runs in the README test command (all but
+    slow) and in noframework-py37 (everything, no framework)."""
+    matrix = _matrix()
+    text = (ROOT / "pyproject.toml").read_text()
+    block = text[text.index("markers = ["):]
+    markers = set(re.findall(r'^\s*"(\w+):', block[:block.index("]")], re.M))
+    flag, expression = matrix._FRAMEWORK_TESTS
+    assert flag == "-m" and set(expression.split(" or ")) == markers - {"fuzz"}
+    floor = {e.name: e for e in matrix.ENVIRONMENTS}["noframework-py37"]
+    assert not floor.pytest_subset and not floor.packages and floor.python == "3.7"

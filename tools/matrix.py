@@ -54,11 +54,26 @@ class Environment:
 
 #: the end-to-end suites (SIGKILL + resume, the examples, multi-worker) that take ~12 of a Keras 2
 #: environment's ~25 minutes. The newest Keras 2 (tf221-tfkeras) runs them all; the oldest
-#: (tf212) the SIGKILL/exact-resume ones (_KERAS2_EDGES); tf215 none.
+#: (tf212) the SIGKILL/exact-resume ones (_KERAS2_EDGES), one case of each kind; tf215 none.
 _KERAS2_EDGES = ("tests/matrix/test_callbacks_sigkill.py", "tests/matrix/test_resume_exact.py")
 _KERAS2_NEWEST = ("tests/matrix/test_examples.py", "tests/matrix/test_checkpoint_rerun.py",
                   "tests/matrix/test_multiworker.py")
 _END_TO_END = _KERAS2_EDGES + _KERAS2_NEWEST
+
+#: the tests that need no framework (readers, store, CLI, hostile input: ~7,000 of ~7,800) give
+#: the same answer whatever TensorFlow/Keras is installed; they run in the README test command
+#: (Python 3.11, the newest numpy/h5py) and in noframework-py37 (the floor). The framework
+#: environments run what needs or compares with their framework:
+_FRAMEWORK_TESTS = ("-m", "framework or keras2 or keras3 or backend or slow or fresh_fixtures")
+
+#: the SIGKILL suites' other cases (whole epochs, a plain save_freq), the demo and the TF1
+#: workflow on the releases between the edges: the newest of each generation runs them all
+_EDGE_CASES_ELSEWHERE = tuple(f"--deselect=tests/matrix/{case}" for case in (
+    "test_callbacks_sigkill.py::test_sigkill_resume_matches_uninterrupted[epochs]",
+    "test_resume_exact.py::test_sigkill_resume_is_bitwise_exact[epoch]",
+    "test_resume_exact.py::test_sigkill_resume_is_bitwise_exact[batch]"))
+_DEMO = "--deselect=tests/cli/test_demo.py::test_demo_resumes_bitwise"
+_TF1_WORKFLOW = "--deselect=tests/matrix/test_tf1_workflow4.py"
 
 #: what an old-stack consumer runs: every committed and freshly generated fixture resumed
 #: (weights, slots, iterations, learning rate, epoch compared), the generator's reproducibility,
@@ -67,41 +82,49 @@ _OLD_CONSUMER = ("tests/matrix/test_resume_table.py", "tests/matrix/test_generat
                  "tests/corpora/test_real_checkpoints.py")
 _OLD_CONSUMER_NOTE = ("the resume table (every producer's fixtures, and this release's own, generated "
                       "here by fixtures/generate_legacy.py), the generator check and the real "
-                      "checkpoints; the full suite runs on the Python 3.11 rows")
+                      "checkpoints; the rest runs on the Python 3.11 rows")
+_FRAMEWORK_NOTE = "the tests that need or compare with a framework (the framework-free ones run in the README test command and noframework-py37)"
 
 
 ENVIRONMENTS: tuple[Environment, ...] = (
     Environment("tf212", ("tensorflow-cpu==2.12.1",),
-                description="TF 2.12 with its bundled Keras 2.12 (first release on Python 3.11)", minutes=19,
-                pytest_subset=tuple(f"--ignore={path}" for path in _KERAS2_NEWEST),
-                subset_note="all but the examples, the SIGTERM/SIGINT rerun and the multi-worker "
-                            "suites, which run in tf221-tfkeras (the newest Keras 2) and the Keras 3 "
-                            "environments"),
+                description="TF 2.12 with its bundled Keras 2.12 (first release on Python 3.11)", minutes=13,
+                pytest_subset=(*_FRAMEWORK_TESTS, *(f"--ignore={path}" for path in _KERAS2_NEWEST),
+                               *_EDGE_CASES_ELSEWHERE, _DEMO),
+                subset_note=_FRAMEWORK_NOTE + "; of the end-to-end suites one SIGKILL case of each kind "
+                            "(the rest, the examples, the SIGTERM/SIGINT rerun and the multi-worker suites "
+                            "run in tf221-tfkeras, the newest Keras 2, and the Keras 3 environments)"),
     Environment("tf215", ("tensorflow-cpu==2.15.1",),
-                description="TF 2.15, last release with Keras 2 as tf.keras", minutes=11,
-                pytest_subset=tuple(f"--ignore={path}" for path in _END_TO_END),
-                subset_note="all but the end-to-end SIGKILL/example/multi-worker suites, which run in "
-                            "tf212 and tf221-tfkeras (the Keras 2 releases either side)"),
+                description="TF 2.15, last release with Keras 2 as tf.keras", minutes=10,
+                pytest_subset=(*_FRAMEWORK_TESTS, *(f"--ignore={path}" for path in _END_TO_END), _DEMO,
+                               _TF1_WORKFLOW),
+                subset_note=_FRAMEWORK_NOTE + " but the end-to-end suites (SIGKILL, examples, multi-worker, "
+                            "demo, TF1 workflow), which run in tf212 and tf221-tfkeras (the Keras 2 "
+                            "releases either side)"),
     Environment("tf216-keras30", ("tensorflow-cpu==2.16.2", "keras==3.0.5"),
-                description="TF 2.16 with the oldest Keras 3 line it accepts (3.0.x, pinned 3.0.5)", minutes=14),
+                description="TF 2.16 with the oldest Keras 3 line it accepts (3.0.x, pinned 3.0.5)", minutes=10,
+                pytest_subset=(*_FRAMEWORK_TESTS, *_EDGE_CASES_ELSEWHERE, _DEMO, _TF1_WORKFLOW),
+                subset_note=_FRAMEWORK_NOTE + "; of the SIGKILL suites one case of each kind, no demo or "
+                            "TF1 workflow (all run in tf221-keras3)"),
     Environment("tf221-keras3", ("tensorflow-cpu==2.21.0", "keras==3.15.1"),
-                description="TF 2.21 with the newest Keras 3", minutes=11,
+                description="TF 2.21 with the newest Keras 3", minutes=18,
                 pytest_subset=("-m", "slow or fresh_fixtures"),
                 subset_note="the slow tests and those reading this run's generated fixtures; the rest "
                             "is the README test command's run on the same packages (run.sh)"),
     Environment("tf221-tfkeras", ("tensorflow-cpu==2.21.0", "tf-keras==2.21.0"),
                 {"TF_USE_LEGACY_KERAS": "1"},
-                description="TF 2.21 with tf-keras 2.21 and TF_USE_LEGACY_KERAS=1", minutes=23),
+                description="TF 2.21 with tf-keras 2.21 and TF_USE_LEGACY_KERAS=1", minutes=22,
+                pytest_subset=_FRAMEWORK_TESTS, subset_note=_FRAMEWORK_NOTE),
     Environment("keras3-jax", ("keras==3.15.1", "jax[cpu]", "h5py"), {"KERAS_BACKEND": "jax"},
                 description="Keras 3.15 on JAX (CPU), no TensorFlow",
                 forbid=("tensorflow", "tensorflow-cpu", "torch"),
-                generator="fixtures/generate_backends.py", minutes=4),
+                generator="fixtures/generate_backends.py", minutes=3,
+                pytest_subset=_FRAMEWORK_TESTS, subset_note=_FRAMEWORK_NOTE),
     Environment("keras3-torch", ("keras==3.15.1", "h5py"), {"KERAS_BACKEND": "torch"},
                 description="Keras 3.15 on torch 2.13 (CPU wheel, pip), no TensorFlow",
                 pip_first=("torch==2.13.0",), forbid=("tensorflow", "tensorflow-cpu", "jax", "nvidia-*"),
-                generator="fixtures/generate_backends.py", minutes=4),
-    Environment("noframework", (),
-                description="numpy + h5py + packaging only", minutes=2),
+                generator="fixtures/generate_backends.py", minutes=3,
+                pytest_subset=_FRAMEWORK_TESTS, subset_note=_FRAMEWORK_NOTE),
     Environment("tf24-py38", ("tensorflow-cpu==2.4.4", "protobuf<3.21"), python="3.8",
                 description="TF 2.4 (tf.keras 2.4: OptimizerV2 only; h5py 2.10, numpy 1.19) on Python 3.8",
                 generator="fixtures/generate_legacy.py", pytest_subset=_OLD_CONSUMER,
@@ -146,15 +169,18 @@ def find_uv() -> str:
 
 
 def run(cmd: list[str], log: Path, env: dict[str, str] | None = None, timeout: float | None = None) -> int:
+    started = time.monotonic()
     with log.open("a") as out:
         out.write(f"\n$ {' '.join(cmd)}\n")
         out.flush()
         try:
-            return subprocess.run(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env,
+            code = subprocess.run(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env,
                                   timeout=timeout).returncode
         except subprocess.TimeoutExpired:
             out.write(f"\nTIMEOUT after {timeout}s\n")
             return 124
+        out.write(f"\n[exit {code} after {time.monotonic() - started:.0f}s]\n")
+        return code
 
 
 def junit_counts(path: Path) -> dict[str, int]:
@@ -221,7 +247,7 @@ def run_environment(spec: Environment, uv: str, pytest_args: list[str]) -> dict[
     env["CKPTCOMPAT_REPORT_DIR"] = str(venv / "report")
     junit = venv / "junit.xml"
     run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}",
-         *spec.pytest_subset, *pytest_args], log, env, timeout=1800)
+         *spec.pytest_subset, *pytest_args], log, env, timeout=2400)
     counts = junit_counts(junit)
     for key, value in counts.items():
         result[key] = int(result[key]) + value  # type: ignore[call-overload]

@@ -91,14 +91,27 @@ def choose_keras(tf_version: tuple[int, int], legacy_requested: bool, tf_keras_i
     return "keras"
 
 
+_DIST_VERSIONS: dict[str, str | None] = {}
+
+
+def _dist_version(dist: str) -> str | None:
+    """The installed version of distribution ``dist`` (None: not installed), looked up once per
+    process: the metadata scan of sys.path costs milliseconds, and resume asks on every call."""
+    if dist not in _DIST_VERSIONS:
+        try:
+            _DIST_VERSIONS[dist] = distribution_version(dist)
+        except PackageNotFoundError:
+            _DIST_VERSIONS[dist] = None
+    return _DIST_VERSIONS[dist]
+
+
 def _tf_version() -> tuple[int, int] | None:
     """(major, minor) of the installed TensorFlow, or None; does not import TensorFlow."""
     if importlib.util.find_spec("tensorflow") is None:
         return None
     for dist in _TF_DISTRIBUTIONS:
-        try:
-            text = distribution_version(dist)
-        except PackageNotFoundError:
+        text = _dist_version(dist)
+        if text is None:
             continue
         parts = [int("".join(c for c in p if c.isdigit()) or 0) for p in text.split(".")[:2]]
         if len(parts) == 2:
@@ -112,11 +125,8 @@ def _keras3_installed() -> bool:
     """True when the ``keras`` package is Keras >= 3; does not import it."""
     if importlib.util.find_spec("keras") is None:
         return False
-    try:
-        text = distribution_version("keras")
-    except PackageNotFoundError:
-        return False
-    return text.split(".")[0].isdigit() and int(text.split(".")[0]) >= 3
+    text = _dist_version("keras")
+    return text is not None and text.split(".")[0].isdigit() and int(text.split(".")[0]) >= 3
 
 
 def keras_backend(environ: Mapping[str, str] | None = None) -> str:

@@ -265,6 +265,7 @@ def _param_full(s: _Set) -> object:
     return pytest.param(s, id=s.set_id, marks=marks)
 
 
+@pytest.mark.framework
 @pytest.mark.parametrize("s", [_param_full(s) for s in FULL_MODELS] or [pytest.param(None, id="no-corpus")])
 def test_full_model_resumes_where_native_does(real_checkpoints: Path, native_results: dict[str, list[Any]],
                                               s: _Set | None) -> None:
@@ -298,6 +299,7 @@ def _expected(set_id: str) -> tuple[type[CkptCompatError], str, str] | None:
     return spec
 
 
+@pytest.mark.framework
 def test_print_resume_table(real_checkpoints: Path, native_results: dict[str, list[Any]]) -> None:
     """Print the per-environment table (run after the per-file tests; -s shows it)."""
     flavour = keras_flavour()

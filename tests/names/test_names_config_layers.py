@@ -62,8 +62,8 @@ KNOWN_UNTRANSLATABLE: dict[tuple[str, str], str] = {
                                 "the rank: the Keras 2 model is not a valid Keras 3 model",
 }
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None,
-                                reason="needs TensorFlow")
+pytestmark = [pytest.mark.framework,
+              pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="needs TensorFlow")]
 
 
 def _generator() -> Any:

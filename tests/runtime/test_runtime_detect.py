@@ -40,6 +40,7 @@ def _tf_source_files() -> list[Path]:
     return [root / "__init__.py", root / "python" / "util" / "lazy_loader.py"]
 
 
+@pytest.mark.framework
 def test_switch_values_are_tensorflows() -> None:
     """Every place TF reads the switch compares it with the same tuple as ours."""
     pattern = re.compile(r"environ\.get\(\s*\"TF_USE_LEGACY_KERAS\",\s*None\)\s+in\s+(\([^)]*\))")
