@@ -4,7 +4,8 @@
 Trains one model (Dense layers of about ``--mb`` MB of weights, Adam) and checkpoints every
 ``--every`` batches with, in turn:
 
-- ``native``: ``keras.callbacks.ModelCheckpoint(save_freq=every)`` (a full-model file);
+- ``native``: ``keras.callbacks.ModelCheckpoint(save_freq=every)`` (a full-model file; one file
+  per save, like ``Checkpoint``'s default, or one overwritten file with ``--keep-last 1``);
 - ``ckptcompat sync``: ``ckptcompat.callbacks.Checkpoint(save_freq=every, async_save=False)``;
 - ``ckptcompat default``: ``Checkpoint(save_freq=every)`` (asynchronous from 32 MiB of weights);
 - ``ckptcompat async``: ``Checkpoint(..., async_save=True)`` when the callback supports it;
@@ -15,15 +16,17 @@ The stall is the time the training thread spends inside the checkpoint callback'
 (batch-end and epoch-end); for async the final flush is reported separately, and so is the
 part of a stall spent waiting for the previous background write (at most one is in
 flight: checkpoints closer together than one write's duration wait for it). Ratios are
-measured in the same run. Not a test.
+measured in the same run: ``--rounds N`` runs every variant N times, interleaved round after
+round, and keeps the median of the rounds' medians. Not a test.
 
-    python benchmarks/bench_async.py [--mb 100] [--saves 10] [--every 16]
+    python benchmarks/bench_async.py [--mb 100] [--saves 10] [--every 16] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import shutil
 import statistics
 import sys
 import tempfile
@@ -128,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
                              "background write; fewer and the stall is the wait for the last write)")
     parser.add_argument("--dir", default=None)
     parser.add_argument("--keep-last", type=int, default=None,
-                        help="Checkpoint(keep_last=N): native keeps one file (default: keep all)")
+                        help="Checkpoint(keep_last=N); native then overwrites one file "
+                             "(default: every checkpoint kept, by both)")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved runs of every variant")
     args = parser.parse_args(argv)
 
     from ckptcompat import runtime
@@ -151,48 +156,57 @@ def main(argv: list[str] | None = None) -> int:
         return model
 
     async_native = "async_save" in inspect.signature(Checkpoint.__init__).parameters
+    suffix = ".keras" if flavour == "keras3" else ".h5"
+    native_name = "native" + suffix if args.keep_last else "native-{epoch:02d}-{batch:04d}" + suffix
+    runs = {
+        "native ModelCheckpoint": lambda base: keras.callbacks.ModelCheckpoint(
+            str(base / native_name), save_freq=args.every),
+        "ckptcompat sync": lambda base: Checkpoint(base, save_freq=args.every, async_save=False,
+                                                   keep_last=args.keep_last),
+        "ckptcompat default (async_save=None)": lambda base: Checkpoint(base, save_freq=args.every,
+                                                                        keep_last=args.keep_last),
+        ("ckptcompat async (Checkpoint async_save=True)" if async_native else
+         "ckptcompat async (manual: capture+snapshot+AsyncWriter.submit; Checkpoint not wired)"):
+            (lambda base: Checkpoint(base, save_freq=args.every, async_save=True, keep_last=args.keep_last))
+            if async_native else (lambda base: _manual_async(keras, base, args.every)),
+    }
+    size_mb = depth * (width * width + width) * 4 / 1e6
+    print(f"{flavour}: model {depth} x Dense({width}) = {size_mb:.0f} MB weights (+ Adam slots), "
+          f"{args.saves} checkpoints, one every {args.every} batches, keep_last={args.keep_last}, "
+          f"{args.rounds} round(s)")
+    stall: dict[str, list[float]] = {label: [] for label in runs}
+    fit: dict[str, list[float]] = {label: [] for label in runs}
     with tempfile.TemporaryDirectory(prefix="ckptcompat-bench-async-", dir=args.dir) as tmp:
-        base = Path(tmp)
-        native_name = "native.keras" if flavour == "keras3" else "native.h5"
-        runs = {
-            "native ModelCheckpoint": lambda: keras.callbacks.ModelCheckpoint(
-                str(base / native_name), save_freq=args.every),
-            "ckptcompat sync": lambda: Checkpoint(base / "sync", save_freq=args.every, async_save=False,
-                                                  keep_last=args.keep_last),
-            "ckptcompat default (async_save=None)": lambda: Checkpoint(base / "default", save_freq=args.every,
-                                                                       keep_last=args.keep_last),
-            ("ckptcompat async (Checkpoint async_save=True)" if async_native else
-             "ckptcompat async (manual: capture+snapshot+AsyncWriter.submit; Checkpoint not wired)"):
-                (lambda: Checkpoint(base / "async", save_freq=args.every, async_save=True,
-                                    keep_last=args.keep_last))
-                if async_native else (lambda: _manual_async(keras, base / "manual", args.every)),
-        }
-        size_mb = depth * (width * width + width) * 4 / 1e6
-        print(f"{flavour}: model {depth} x Dense({width}) = {size_mb:.0f} MB "
-              f"weights (+ Adam slots), {args.saves} checkpoints, one every {args.every} batches")
-        results: dict[str, float] = {}
-        for label, make in runs.items():
-            model = build()
-            stalls: list[float] = []
-            waits: list[float] = []
-            timed = _timed_callback(keras, make(), stalls, waits)
-            t0 = time.perf_counter()
-            model.fit(x, x, batch_size=8, epochs=1, shuffle=False, verbose=0, callbacks=[timed])
-            total = time.perf_counter() - t0
-            # the save stalls, in order (the other hook calls take microseconds)
-            top = sorted(range(len(stalls)), key=stalls.__getitem__, reverse=True)[:args.saves]
-            saves = [stalls[i] for i in sorted(top)]
-            per = statistics.median(saves)
-            results[label] = per
-            waited = (f", of which waiting for the previous write median {statistics.median(waits):.3f}s"
-                      if waits else "")
-            print(f"  {label}: stall per checkpoint median {per:.3f}s (first two {saves[0]:.3f}s "
-                  f"{saves[1]:.3f}s, max {max(saves):.3f}s){waited}, "
-                  f"on_train_end {getattr(timed, 'end_s', 0.0):.3f}s, fit total {total:.2f}s")
-        native = results["native ModelCheckpoint"]
-        for label, per in results.items():
-            print(f"  ratio {label} / native: {per / native:.2f}x")
+        for round_no in range(args.rounds):
+            for label, make in runs.items():
+                base = Path(tmp) / "run"
+                base.mkdir()
+                per, total = _one_run(keras, build, make(base), x, args.saves)
+                shutil.rmtree(base)
+                stall[label].append(per)
+                fit[label].append(total)
+                print(f"  round {round_no + 1} {label}: stall per checkpoint median {per:.3f}s, "
+                      f"fit {total:.2f}s", flush=True)
+    native_stall = statistics.median(stall["native ModelCheckpoint"])
+    native_fit = statistics.median(fit["native ModelCheckpoint"])
+    print(f"{'':48} {'stall/ckpt':>10} {'ratio':>6} {'fit s':>7} {'ratio':>6}")
+    for label in runs:
+        per, total = statistics.median(stall[label]), statistics.median(fit[label])
+        print(f"{label[:48]:48} {per:10.3f} {per / native_stall:5.2f}x {total:7.2f} {total / native_fit:5.2f}x")
     return 0
+
+
+def _one_run(keras: Any, build: Any, callback: Any, x: np.ndarray, saves: int) -> tuple[float, float]:
+    """(median stall per checkpoint, whole fit seconds) of one fit with ``callback``."""
+    model = build()
+    stalls: list[float] = []
+    waits: list[float] = []
+    timed = _timed_callback(keras, callback, stalls, waits)
+    t0 = time.perf_counter()
+    model.fit(x, x, batch_size=8, epochs=1, shuffle=False, verbose=0, callbacks=[timed])
+    total = time.perf_counter() - t0
+    top = sorted(range(len(stalls)), key=stalls.__getitem__, reverse=True)[:saves]  # the save stalls
+    return statistics.median(stalls[i] for i in top), total
 
 
 if __name__ == "__main__":

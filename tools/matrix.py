@@ -74,6 +74,8 @@ _EDGE_CASES_ELSEWHERE = tuple(f"--deselect=tests/matrix/{case}" for case in (
     "test_resume_exact.py::test_sigkill_resume_is_bitwise_exact[batch]"))
 _DEMO = "--deselect=tests/cli/test_demo.py::test_demo_resumes_bitwise"
 _TF1_WORKFLOW = "--deselect=tests/matrix/test_tf1_workflow4.py"
+#: TF1-style graph execution: natively in tf115-py37, through tf.compat.v1 in tf221-tfkeras
+_GRAPH_MODE = "--deselect=tests/matrix/test_graph_mode.py"
 
 #: what an old-stack consumer runs: every committed and freshly generated fixture resumed
 #: (weights, slots, iterations, learning rate, epoch compared), the generator's reproducibility,
@@ -83,6 +85,12 @@ _OLD_CONSUMER = ("tests/matrix/test_resume_table.py", "tests/matrix/test_generat
 _OLD_CONSUMER_NOTE = ("the resume table (every producer's fixtures, and this release's own, generated "
                       "here by fixtures/generate_legacy.py), the generator check and the real "
                       "checkpoints; the rest runs on the Python 3.11 rows")
+#: what the TF 1.15 consumer runs: Keras 2 and 3 files of other generations resumed into live
+#: graph-mode tf.keras models, Checkpoint and TF1 Saver runs SIGKILLed and resumed bitwise
+_TF1_CONSUMER = ("tests/matrix/test_graph_mode.py", "tests/matrix/test_tf1_workflow4.py")
+_TF1_CONSUMER_NOTE = ("graph-mode resume of other generations' files, Checkpoint and TF1 Saver runs "
+                      "SIGKILLed and resumed bitwise, the TF1 early-stopping workflow; the resume table "
+                      "does not run here yet")
 _FRAMEWORK_NOTE = "the tests that need or compare with a framework (the framework-free ones run in the README test command and noframework-py37)"
 
 
@@ -90,14 +98,14 @@ ENVIRONMENTS: tuple[Environment, ...] = (
     Environment("tf212", ("tensorflow-cpu==2.12.1",),
                 description="TF 2.12 with its bundled Keras 2.12 (first release on Python 3.11)", minutes=13,
                 pytest_subset=(*_FRAMEWORK_TESTS, *(f"--ignore={path}" for path in _KERAS2_NEWEST),
-                               *_EDGE_CASES_ELSEWHERE, _DEMO),
+                               *_EDGE_CASES_ELSEWHERE, _DEMO, _GRAPH_MODE),
                 subset_note=_FRAMEWORK_NOTE + "; of the end-to-end suites one SIGKILL case of each kind "
                             "(the rest, the examples, the SIGTERM/SIGINT rerun and the multi-worker suites "
                             "run in tf221-tfkeras, the newest Keras 2, and the Keras 3 environments)"),
     Environment("tf215", ("tensorflow-cpu==2.15.1",),
                 description="TF 2.15, last release with Keras 2 as tf.keras", minutes=10,
                 pytest_subset=(*_FRAMEWORK_TESTS, *(f"--ignore={path}" for path in _END_TO_END), _DEMO,
-                               _TF1_WORKFLOW),
+                               _TF1_WORKFLOW, _GRAPH_MODE),
                 subset_note=_FRAMEWORK_NOTE + " but the end-to-end suites (SIGKILL, examples, multi-worker, "
                             "demo, TF1 workflow), which run in tf212 and tf221-tfkeras (the Keras 2 "
                             "releases either side)"),
@@ -137,6 +145,9 @@ ENVIRONMENTS: tuple[Environment, ...] = (
                 description="TF 2.21 + Keras 3.15 on Python 3.13",
                 generator="fixtures/generate_legacy.py", pytest_subset=_OLD_CONSUMER,
                 subset_note=_OLD_CONSUMER_NOTE, minutes=5),
+    Environment("tf115-py37", ("tensorflow==1.15.5", "h5py<3", "protobuf<3.21"), python="3.7",
+                description="TF 1.15 (graph execution, tf.keras 2.2.4-tf; h5py 2.10, numpy 1.18) on Python 3.7",
+                generator="", pytest_subset=_TF1_CONSUMER, subset_note=_TF1_CONSUMER_NOTE, minutes=4),
     Environment("noframework-py37", (), python="3.7",
                 description="Python 3.7 (the floor: numpy 1.21, h5py 3.8, pytest 7.4), no framework",
                 minutes=3),

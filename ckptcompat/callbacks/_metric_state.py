@@ -55,10 +55,10 @@ def _variables(model: Any) -> dict[str, Any]:
 
 
 def _to_numpy(var: Any) -> np.ndarray:
-    from ckptcompat.runtime import keras_module
+    from ckptcompat.runtime import keras_module, read_variable
 
     ops = getattr(keras_module(), "ops", None)  # Keras 3 (any backend); Keras 2 has none
-    return np.array(var.numpy() if ops is None else ops.convert_to_numpy(var), copy=True)
+    return np.array(read_variable(var) if ops is None else ops.convert_to_numpy(var), copy=True)
 
 
 def capture(model: Any) -> dict[str, np.ndarray]:
@@ -70,6 +70,8 @@ def add_back(model: Any, saved: Mapping[str, Any]) -> list[str]:
     """Add the ``saved`` accumulators to ``model``'s live ones (after the resumed epoch's first
     batch); returns the keys added. Saved values with no live counterpart of their shape are
     named in one warning (that metric's epoch value then covers the resumed batches only)."""
+    from ckptcompat.runtime import write_variable
+
     live = _variables(model)
     done: list[str] = []
     left: list[str] = []
@@ -80,7 +82,7 @@ def add_back(model: Any, saved: Mapping[str, Any]) -> list[str]:
             left.append(key)
             continue
         current = _to_numpy(var)
-        var.assign((current + array.astype(current.dtype)).astype(current.dtype))
+        write_variable(var, (current + array.astype(current.dtype)).astype(current.dtype))
         done.append(key)
     not_saved = [k for k in live if k.rsplit("/", 1)[1] not in ACCUMULATORS]
     if left or not_saved:

@@ -260,14 +260,10 @@ class Checkpoint:
         return None if steps is None else int(steps)
 
     def _iterations(self) -> int:
-        import numpy as np
+        from ckptcompat import runtime
 
-        opt = getattr(self.model, "optimizer", None)  # type: ignore[attr-defined]
-        it = getattr(opt, "iterations", None)
-        if it is None:
-            return 0
-        read = getattr(it, "numpy", None)  # a distributed (mirrored) variable has no __array__
-        return int(np.asarray(read() if callable(read) else it))
+        it = getattr(getattr(self.model, "optimizer", None), "iterations", None)  # type: ignore[attr-defined]
+        return 0 if it is None else int(runtime.read_variable(it))  # eager, TF1 graph or distributed
 
     def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
         if self._metrics_saved is not None:  # the first batch of a resumed epoch ran

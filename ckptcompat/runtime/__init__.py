@@ -33,7 +33,7 @@ __all__ = ["VIEWS", "FLAVOURS", "LEGACY_KERAS_ENV", "LEGACY_KERAS_ON", "LEGACY_K
            "legacy_keras_requested", "choose_keras", "keras_source", "keras_backend",
            "install_hint", "BACKEND_EXTRAS", "detect", "flavour",
            "keras_module", "callback_base", "bind", "capture", "apply", "learning_rate",
-           "set_learning_rate"]
+           "set_learning_rate", "read_variable", "write_variable"]
 
 log = logging.getLogger(__name__)
 
@@ -256,6 +256,17 @@ def capture(model: Any, *, include_optimizer: bool = True, into: Any = None) -> 
 def apply(state: Any, model: Any, *, partial: bool = False) -> Any:
     """:func:`apply` of the running flavour."""
     return flavour().apply(state, model, partial=partial)
+
+
+def read_variable(var: Any) -> Any:
+    """A copy of a live variable's value as a numpy array, in the running flavour (eager
+    ``numpy()``, a TF1 graph's session, a JAX/torch buffer)."""
+    return flavour().read_variable(var)
+
+
+def write_variable(var: Any, value: Any) -> None:
+    """Assign ``value`` to a live variable in the running flavour (TF1 graph: in the session)."""
+    flavour().write_variable(var, value)
 
 
 def learning_rate(model_or_optimizer: Any) -> float | None:

@@ -47,8 +47,8 @@ def _learning_rate(ops: FlavourOps, opt: Any) -> tuple[float | None, dict[str, A
         return float(np.asarray(ops.to_numpy(raw))), None
     if ops.is_schedule(raw) or (callable(raw) and not hasattr(raw, "numpy")):
         return None, ops.serialize_schedule(raw)
-    if hasattr(raw, "numpy"):
-        return float(np.asarray(raw.numpy())), None
+    if hasattr(raw, "numpy"):  # a tensor: read the way the flavour reads variables
+        return float(np.asarray(ops.to_numpy(raw))), None
     return float(raw), None
 
 

@@ -144,6 +144,15 @@ def tf1_adam_class(mixin: type) -> type:
     return Adam
 
 
+def _graph_mode() -> bool:
+    """True under TF1-style graph execution (TF 1.x by default, or after
+    ``tf.compat.v1.disable_eager_execution()``): variables are read and written through the
+    Keras session, not ``.numpy()`` / ``.assign()``."""
+    import tensorflow as tf
+
+    return not tf.executing_eagerly()
+
+
 def _is_v2(opt: Any) -> bool:
     """True for OptimizerV2 (pre-2.11 optimizers and ``optimizers.legacy.*``)."""
     return hasattr(opt, "_hyper") and hasattr(opt, "get_slot_names")
@@ -167,15 +176,21 @@ class _Keras2Ops(_engine.FlavourOps):
             full_name=lambda v: v.name)
 
     def to_numpy(self, var: Any) -> np.ndarray:
+        if _graph_mode():  # TF 1.x graph execution: the value comes from a session run
+            return np.asarray(self.keras.backend.get_value(var))
         return np.asarray(var.numpy())
 
     def read_view(self, var: Any) -> np.ndarray:
-        if hasattr(var, "read_value"):  # a view of the read tensor (copy-on-write in TF)
+        if hasattr(var, "read_value") and not _graph_mode():  # a view of the read tensor (copy-on-write in TF)
             return np.asarray(var.read_value())
         return self.to_numpy(var)
 
     def assign(self, var: Any, value: np.ndarray) -> None:
-        var.assign(np.asarray(value, dtype=var.dtype.as_numpy_dtype))
+        value = np.asarray(value, dtype=var.dtype.as_numpy_dtype)
+        if _graph_mode():  # an assign op run in the Keras session (var.assign would only build it)
+            self.keras.backend.set_value(var, value)
+        else:
+            var.assign(value)
 
     def live_slots(self, opt: Any, named: dict[str, Any]) -> dict[str, dict[str, Any]]:
         cls = self.optimizer_class(opt)
@@ -218,10 +233,10 @@ class _Keras2Ops(_engine.FlavourOps):
 
     def read_iterations(self, opt: Any) -> int:
         var = opt._iterations  # OptimizerV2 creates it on first `.iterations` access
-        return 0 if var is None else int(var.numpy())
+        return 0 if var is None else int(self.to_numpy(var))
 
     def write_iterations(self, opt: Any, value: int) -> None:
-        opt.iterations.assign(value)
+        self.assign(opt.iterations, np.asarray(value))
 
     def stored_learning_rate(self, opt: Any) -> Any:
         if _is_v2(opt):
@@ -267,6 +282,16 @@ class _Keras2Ops(_engine.FlavourOps):
 
 
 _OPS = _Keras2Ops()
+
+
+def read_variable(var: Any) -> np.ndarray:
+    """A fresh copy of a live variable's value (under TF1 graph execution, read in the session)."""
+    return _OPS.to_numpy(var)
+
+
+def write_variable(var: Any, value: Any) -> None:
+    """Assign ``value`` to a live variable (under TF1 graph execution, in the session)."""
+    _OPS.assign(var, np.asarray(value))
 
 
 def variables(model: Any) -> dict[str, Any]:

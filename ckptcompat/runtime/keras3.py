@@ -232,6 +232,17 @@ class _Keras3Ops(_engine.FlavourOps):
 _OPS = _Keras3Ops()
 
 
+def read_variable(var: Any) -> np.ndarray:
+    """A copy of a live variable's value (``numpy()``: a distributed variable has no __array__)."""
+    read = getattr(var, "numpy", None)
+    return np.asarray(read() if callable(read) else _OPS.to_numpy(var))
+
+
+def write_variable(var: Any, value: Any) -> None:
+    """Assign ``value`` to a live variable."""
+    var.assign(value)
+
+
 def variables(model: Any) -> dict[str, Any]:
     """Every live variable of a Keras 3 model by canonical name, in model order."""
     return _OPS.variables(model)

@@ -265,9 +265,13 @@ def test_every_fixture_resumes_here(capsys: pytest.CaptureFixture[str], caplog: 
     for producer, cells in sorted(rows.items()):
         ok = sum(c.startswith(("ok", "n/a")) for _, c in cells)
         lines.append(f"{producer:>15} -> here: {ok}/{len(cells)} ok")
-        for path, cell in cells:
+        for i, (path, cell) in enumerate(cells):
+            gap = None if cell.startswith(("ok", "n/a")) else _known_gap(path)
+            if gap:  # reviewed, native fails too: the table and the report say so, not FAIL
+                cell = f"gap ({gap})"
+                cells[i] = (path, cell)
             lines.append(f"    {path:<55} {cell}")
-            if not cell.startswith(("ok", "n/a")) and not _known_gap(path):
+            if not cell.startswith(("ok", "n/a", "gap")):
                 bad.append(f"{path}: {cell}")
     with capsys.disabled():
         print("\n" + "\n".join(lines))
@@ -364,6 +368,7 @@ def _consumer_keys() -> list[str]:
     return keys
 
 
-def _known_gap(path: str) -> bool:
+def _known_gap(path: str) -> str | None:
+    """The reviewed reason ``path`` may not resume in this consumer, or None."""
     consumer = {g: why for key in _consumer_keys() for g, why in _KNOWN_GAPS_BY_CONSUMER.get(key, {}).items()}
-    return any(g in path for g in _KNOWN_GAPS) or any(g in path for g in consumer)
+    return next((why for g, why in {**_KNOWN_GAPS, **consumer}.items() if g in path), None)
