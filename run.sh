@@ -12,7 +12,7 @@ DEV_PACKAGES=(tensorflow-cpu==2.21.0 keras==3.15.1)
 # `./run.sh test` spreads the suite over up to 4 processes (pytest-xdist; one per core)
 TEST_TOOLS=(pytest-xdist==3.8.0)
 WORKERS=${CKPTCOMPAT_TEST_WORKERS:-$(nproc 2>/dev/null || echo 1)}
-if (( WORKERS > 4 )); then WORKERS=4; fi
+if [[ $WORKERS =~ ^[0-9]+$ ]] && (( WORKERS > 4 )); then WORKERS=4; fi
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
 
 install() {

@@ -13,9 +13,9 @@ Trains one model (Dense layers of about ``--mb`` MB of weights, Adam) and checkp
   thread, commit through :class:`AsyncWriter` (the output says which one ran).
 
 The stall is the time the training thread spends inside the checkpoint callback's hooks
-(batch-end and epoch-end); for async the final flush is reported separately, and so is the
-part of a stall spent waiting for the previous background write (at most one is in
-flight: checkpoints closer together than one write's duration wait for it). Ratios are
+(batch-end and epoch-end: the median over the ``--saves`` checkpoints); for async it includes
+any wait for the previous background write (at most one is in flight), and the whole ``fit``
+time (the final flush included) is reported beside it. Ratios are
 measured in the same run: ``--rounds N`` runs every variant N times, interleaved round after
 round, and keeps the median of the rounds' medians. Not a test.
 

@@ -91,7 +91,7 @@ def choose_keras(tf_version: tuple[int, int], legacy_requested: bool, tf_keras_i
     return "keras"
 
 
-_DIST_VERSIONS: dict[str, str | None] = {}
+_DIST_VERSIONS: dict[str, str] = {}
 
 
 def _dist_version(dist: str) -> str | None:
@@ -101,7 +101,7 @@ def _dist_version(dist: str) -> str | None:
         try:
             _DIST_VERSIONS[dist] = distribution_version(dist)
         except PackageNotFoundError:
-            _DIST_VERSIONS[dist] = None
+            return None  # not kept: a notebook may pip install it and ask again
     return _DIST_VERSIONS[dist]
 
 

@@ -30,7 +30,7 @@ __all__ = ["NAME", "KERAS_MAJOR", "NATIVE_FORMAT", "NATIVE_FILE", "DATASET_LEN_R
            "ApplyReport", "keras_module", "callback_base", "dataset_base", "config_for_running",
            "model_from_config", "find_optimizer_class", "tf1_adam_class", "variables",
            "variable_shapes", "capture", "apply", "learning_rate", "set_learning_rate",
-           "start_fit_at", "clear_fit_start", "epoch_length_fixed"]
+           "start_fit_at", "clear_fit_start", "epoch_length_fixed", "read_variable", "write_variable"]
 
 logger = logging.getLogger(__name__)
 

@@ -35,15 +35,23 @@ def _tf_keras_generation() -> str | None:
     return "keras3" if distribution_version(top).startswith("3.") else "keras2"
 
 
-def test_detect_matches_environment() -> None:
-    expected = _tf_keras_generation()
-    if expected is None and keras_backend() is not None:  # Keras 3 on JAX / torch, no TF
-        assert runtime.detect() == "keras3"
-    elif expected is None:
-        with pytest.raises(MissingDependencyError, match="TensorFlow"):
-            runtime.detect()
-    else:
-        assert runtime.detect() == expected
+@pytest.mark.framework
+def test_detect_matches_tensorflow() -> None:
+    assert runtime.detect() == _tf_keras_generation()
+
+
+@pytest.mark.backend
+def test_detect_on_keras3_without_tensorflow() -> None:
+    if _tf_keras_generation() is not None:
+        pytest.skip("TensorFlow is installed: test_detect_matches_tensorflow")
+    assert runtime.detect() == "keras3"  # Keras 3 on JAX / torch
+
+
+def test_detect_without_a_framework() -> None:
+    if _tf_keras_generation() is not None or keras_backend() is not None:
+        pytest.skip("a framework is installed: the tests above")
+    with pytest.raises(MissingDependencyError, match="TensorFlow"):
+        runtime.detect()
 
 
 @pytest.mark.parametrize(("version", "env", "has_tf_keras", "expected"), [
