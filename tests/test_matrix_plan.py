@@ -44,10 +44,13 @@ def test_suites_left_out_somewhere_run_in_another_environment_of_the_same_genera
     def ignored(name: str) -> set[str]:
         return _args(envs[name], "--ignore=")
 
-    assert ignored("tf215") == set(matrix._END_TO_END)
+    assert envs["tf215"].pytest_subset == matrix._OLD_CONSUMER  # between tf212 and tf221-tfkeras
     assert ignored("tf212") == set(matrix._KERAS2_NEWEST)
-    for newest in ("tf221-tfkeras", "keras3-jax", "keras3-torch"):  # the newest Keras 2 and the
-        assert envs[newest].pytest_subset == matrix._FRAMEWORK_TESTS, newest  # backends: every framework test
+    for newest in ("keras3-jax", "keras3-torch"):  # the backends: every framework test
+        assert envs[newest].pytest_subset == matrix._FRAMEWORK_TESTS, newest
+    # the newest Keras 2: every framework test but graph execution, which runs natively on TF 1.15
+    assert envs["tf221-tfkeras"].pytest_subset == (*matrix._FRAMEWORK_TESTS, matrix._GRAPH_MODE)
+    assert "tests/matrix/test_graph_mode.py" in envs["tf115-py37"].pytest_subset
     for path in matrix._END_TO_END:
         assert (ROOT / path).is_file(), path
     for path in matrix._KERAS2_EDGES:                     # the Keras 2 releases either side
@@ -60,11 +63,10 @@ def test_suites_left_out_somewhere_run_in_another_environment_of_the_same_genera
 
 def test_cases_deselected_in_a_row_exist_and_run_in_the_newest_of_its_generation() -> None:
     """A --deselect names a real test (a wrong id would deselect nothing, silently), and what
-    tf212/tf215/tf216-keras30 leave out runs in tf221-tfkeras and tf221-keras3."""
+    tf212/tf216-keras30 leave out runs in tf221-tfkeras and tf221-keras3."""
     matrix = _matrix()
     envs = {e.name: e for e in matrix.ENVIRONMENTS}
-    for name in ("tf221-tfkeras", "tf221-keras3"):
-        assert not _args(envs[name], "--deselect=") and not _args(envs[name], "--ignore="), name
+    assert not _args(envs["tf221-keras3"], "--deselect=") and not _args(envs["tf221-keras3"], "--ignore=")
     deselected = set().union(*(_args(env, "--deselect=") for env in matrix.ENVIRONMENTS))
     assert deselected
     for node in deselected:

@@ -103,12 +103,12 @@ ENVIRONMENTS: tuple[Environment, ...] = (
                             "(the rest, the examples, the SIGTERM/SIGINT rerun and the multi-worker suites "
                             "run in tf221-tfkeras, the newest Keras 2, and the Keras 3 environments)"),
     Environment("tf215", ("tensorflow-cpu==2.15.1",),
-                description="TF 2.15, last release with Keras 2 as tf.keras", minutes=10,
-                pytest_subset=(*_FRAMEWORK_TESTS, *(f"--ignore={path}" for path in _END_TO_END), _DEMO,
-                               _TF1_WORKFLOW, _GRAPH_MODE),
-                subset_note=_FRAMEWORK_NOTE + " but the end-to-end suites (SIGKILL, examples, multi-worker, "
-                            "demo, TF1 workflow), which run in tf212 and tf221-tfkeras (the Keras 2 "
-                            "releases either side)"),
+                description="TF 2.15, last release with Keras 2 as tf.keras", minutes=5,
+                generator="fixtures/generate.py", pytest_subset=_OLD_CONSUMER,
+                subset_note="the resume table (every producer's fixtures, and this release's own, "
+                            "generated here), the generator check and the real checkpoints; the other "
+                            "framework tests run in tf212 and tf221-tfkeras (the Keras 2 releases "
+                            "either side)"),
     Environment("tf216-keras30", ("tensorflow-cpu==2.16.2", "keras==3.0.5"),
                 description="TF 2.16 with the oldest Keras 3 line it accepts (3.0.x, pinned 3.0.5)", minutes=10,
                 pytest_subset=(*_FRAMEWORK_TESTS, *_EDGE_CASES_ELSEWHERE, _DEMO, _TF1_WORKFLOW),
@@ -122,7 +122,9 @@ ENVIRONMENTS: tuple[Environment, ...] = (
     Environment("tf221-tfkeras", ("tensorflow-cpu==2.21.0", "tf-keras==2.21.0"),
                 {"TF_USE_LEGACY_KERAS": "1"},
                 description="TF 2.21 with tf-keras 2.21 and TF_USE_LEGACY_KERAS=1", minutes=22,
-                pytest_subset=_FRAMEWORK_TESTS, subset_note=_FRAMEWORK_NOTE),
+                pytest_subset=(*_FRAMEWORK_TESTS, _GRAPH_MODE),
+                subset_note=_FRAMEWORK_NOTE + "; graph execution (tests/matrix/test_graph_mode.py) "
+                            "runs natively in tf115-py37"),
     Environment("keras3-jax", ("keras==3.15.1", "jax[cpu]", "h5py"), {"KERAS_BACKEND": "jax"},
                 description="Keras 3.15 on JAX (CPU), no TensorFlow",
                 forbid=("tensorflow", "tensorflow-cpu", "torch"),
