@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
 __all__ = ["ROOT", "FIXTURES", "REAL_CHECKPOINTS", "CORPUS_CASE_PREFIXES", "is_corpus", "cpu_model",
-           "COMMITTED_CPU"]
+           "COMMITTED_CPU", "load_script"]
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
@@ -37,3 +40,14 @@ def cpu_model() -> str:
 
 #: the CPU model the committed fixtures' values come from
 COMMITTED_CPU = (FIXTURES / "CPU").read_text().strip()
+
+
+def load_script(path: Path, name: str) -> ModuleType:
+    """Import the script at ``path`` (a tool or generator outside the package) as module ``name``
+    (registered in sys.modules: dataclasses look their module up there)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader, path
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

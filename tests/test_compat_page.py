@@ -3,21 +3,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests._paths import ROOT, load_script
 
 
-def _page_tool():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("ckptcompat_compat_page", ROOT / "tools" / "compat_page.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def _page_tool() -> Any:
+    return load_script(ROOT / "tools" / "compat_page.py", "ckptcompat_compat_page")
 
 
 def _report(folder: Path, consumer: str, results: list[str]) -> None:

@@ -3,21 +3,14 @@ runs somewhere else, so the whole suite still runs on every stack it claims."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
-from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests._paths import ROOT, load_script
 
 
-def _matrix():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("ckptcompat_matrix_tool", ROOT / "tools" / "matrix.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def _matrix() -> Any:
+    return load_script(ROOT / "tools" / "matrix.py", "ckptcompat_matrix_tool")
 
 
 def test_the_readme_stack_is_the_matrix_environment_that_skips_its_tests() -> None:
