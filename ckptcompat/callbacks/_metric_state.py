@@ -54,16 +54,17 @@ def _variables(model: Any) -> dict[str, Any]:
     return out
 
 
-def _to_numpy(var: Any) -> np.ndarray:
-    from ckptcompat.runtime import keras_module, read_variable
+def _to_numpy(var: Any, model: Any) -> np.ndarray:
+    from ckptcompat.runtime import flavour_for
 
-    ops = getattr(keras_module(), "ops", None)  # Keras 3 (any backend); Keras 2 has none
-    return np.array(read_variable(var) if ops is None else ops.convert_to_numpy(var), copy=True)
+    rt = flavour_for(model)
+    ops = getattr(rt.keras_module(), "ops", None)  # Keras 3 (any backend); Keras 2 has none
+    return np.array(rt.read_variable(var) if ops is None else ops.convert_to_numpy(var), copy=True)
 
 
 def capture(model: Any) -> dict[str, np.ndarray]:
     """The accumulators of ``model``'s metrics now (empty when it has none yet)."""
-    return {key: _to_numpy(var) for key, var in _variables(model).items() if key.rsplit("/", 1)[1] in ACCUMULATORS}
+    return {key: _to_numpy(var, model) for key, var in _variables(model).items() if key.rsplit("/", 1)[1] in ACCUMULATORS}
 
 
 def add_back(model: Any, saved: Mapping[str, Any]) -> list[str]:
@@ -81,8 +82,8 @@ def add_back(model: Any, saved: Mapping[str, Any]) -> list[str]:
         if var is None or tuple(var.shape) != array.shape:
             left.append(key)
             continue
-        current = _to_numpy(var)
-        write_variable(var, (current + array.astype(current.dtype)).astype(current.dtype))
+        current = _to_numpy(var, model)
+        write_variable(var, (current + array.astype(current.dtype)).astype(current.dtype), model)
         done.append(key)
     not_saved = [k for k in live if k.rsplit("/", 1)[1] not in ACCUMULATORS]
     if left or not_saved:

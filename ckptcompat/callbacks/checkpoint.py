@@ -204,7 +204,7 @@ class Checkpoint:
         if self._stopped and epochs is not None:
             log.info("%s: the run had stopped (early stopping); nothing more is trained", self.directory)
             epoch, step = max(epoch, int(epochs)), 0
-        rt = runtime.flavour()
+        rt = runtime.flavour_for(self.model)  # type: ignore[attr-defined]
         if step and self.data is not None and rt.epoch_length_fixed(self.model):  # type: ignore[attr-defined]
             self.data.count_batches_from_epoch_start()  # fit itself starts at the saved batch
         else:
@@ -221,7 +221,7 @@ class Checkpoint:
         self._signals.uninstall()
         if self._agreement is not None:
             self._agreement.close()
-        runtime.flavour().clear_fit_start(self.model)  # type: ignore[attr-defined]
+        runtime.flavour_for(self.model).clear_fit_start(self.model)  # type: ignore[attr-defined]
         self._buffers = [None, None]
         if self._writer is not None:
             writer, self._writer = self._writer, None
@@ -263,7 +263,7 @@ class Checkpoint:
         from ckptcompat import runtime
 
         it = getattr(getattr(self.model, "optimizer", None), "iterations", None)  # type: ignore[attr-defined]
-        return 0 if it is None else int(runtime.read_variable(it))  # eager, TF1 graph or distributed
+        return 0 if it is None else int(runtime.read_variable(it, self.model))  # type: ignore[attr-defined]
 
     def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
         if self._metrics_saved is not None:  # the first batch of a resumed epoch ran
@@ -369,7 +369,7 @@ class Checkpoint:
             name, fmt = "weights.h5", "keras_h5"
             log.info("subclassed model without a config: saving weights only (resume needs model=)")
         else:
-            rt = runtime.flavour()
+            rt = runtime.flavour_for(model)
             name, fmt = rt.NATIVE_FILE, rt.NATIVE_FORMAT
         state = state.replace(producer=state.producer.__class__(
             framework=state.producer.framework, versions=dict(state.producer.versions), format=fmt))

@@ -154,7 +154,8 @@ def _document(state: TrainingState) -> dict[str, Any]:
         "optimizer": None if opt is None else {
             "class_name": opt.class_name, "hyperparameters": opt.hyperparameters,
             "iterations": opt.iterations, "config": opt.config,
-            **({"loss_scale": _loss_scale_doc(opt.extra)} if LOSS_SCALE_CURRENT in opt.extra else {})},
+            **({"loss_scale": _loss_scale_doc(opt.extra)} if LOSS_SCALE_CURRENT in opt.extra else {}),
+            **({"non_slot": _non_slot_doc(opt.extra)} if _non_slot_doc(opt.extra) else {})},
         "metric_names": list(state.metric_names),
     }
     doc = to_jsonable(doc, "$", problems)
@@ -169,6 +170,32 @@ def _loss_scale_doc(extra: Mapping[str, Any]) -> dict[str, Any]:
     state.json too, because not every model file has a place for it (Keras 2 ``.h5``)."""
     keys = [LOSS_SCALE_CURRENT, LOSS_SCALE_GOOD_STEPS, *(k for k in extra if k.startswith(LOSS_SCALE_CONFIG))]
     return {k: np.asarray(extra[k]).item() for k in keys if k in extra}
+
+
+#: scalar non-slot optimizer variables (Nadam's momentum-cache product), kept in state.json
+#: because the Keras 2 ``.h5`` layout has no place for them
+_NON_SLOT_KEYS = ("u_product",)
+
+
+def _non_slot_doc(extra: Mapping[str, Any]) -> dict[str, float]:
+    return {k: float(np.asarray(extra[k]).item()) for k in _NON_SLOT_KEYS
+            if k in extra and np.asarray(extra[k]).size == 1}
+
+
+def _non_slot_extra(doc: Any, p: Path) -> dict[str, np.ndarray]:
+    """``OptimizerState.extra`` entries back from :func:`_non_slot_doc` (checked: finite numbers)."""
+    if not isinstance(doc, Mapping):
+        return {}
+    out = {}
+    for key in _NON_SLOT_KEYS:
+        value = doc.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise CorruptCheckpointError(f"optimizer.non_slot.{key} is not a finite number", path=p,
+                                         hint="the file is damaged or was edited by hand")
+        out[key] = np.asarray(value, dtype=np.float32)
+    return out
 
 
 def _loss_scale_extra(doc: Any, p: Path) -> dict[str, np.ndarray]:
@@ -288,7 +315,8 @@ def _state_from_document(doc: dict[str, Any], p: Path) -> TrainingState:
             class_name=str(opt_doc["class_name"]),
             hyperparameters=dict(opt_doc.get("hyperparameters") or {}),
             iterations=_opt_int(opt_doc.get("iterations"), "optimizer.iterations", p),
-            config=opt_doc.get("config"), extra=_loss_scale_extra(opt_doc.get("loss_scale"), p))
+            config=opt_doc.get("config"), extra={**_loss_scale_extra(opt_doc.get("loss_scale"), p),
+                                                 **_non_slot_extra(opt_doc.get("non_slot"), p)})
     history = {str(k): [float(x) for x in v] for k, v in (doc.get("history") or {}).items()}
     return TrainingState(
         optimizer=optimizer,

@@ -57,7 +57,8 @@ _INERT: dict[str, dict[str, Callable[[_Hyper], bool | None]]] = {
 }
 
 #: optimizer attribute holding a non-slot variable -> canonical name (live optimizers)
-NON_SLOT_ATTRS: dict[str, str] = {"_u_product": "u_product", "_m_cache": "u_product"}
+NON_SLOT_ATTRS: dict[str, str] = {"_u_product": "u_product", "_m_cache": "u_product",
+                                   "m_schedule": "u_product"}  # standalone Keras <= 2.3
 
 
 #: (class, slot) that the optimizer never updates for variables of fewer than 2 dimensions
@@ -144,13 +145,21 @@ def translate_slots(cls: str, src_hyper: _Hyper, live_hyper: _Hyper, src: Mappin
     return out
 
 
-def nadam_u_product(iterations: int, beta_1: float, dtype: Any = np.float32) -> np.ndarray:
+def nadam_u_product(iterations: int, beta_1: float, dtype: Any = np.float32,
+                    schedule_decay: float | None = None) -> np.ndarray:
     """Nadam's momentum-cache product after ``iterations`` steps, as the optimizer computes it:
-    ``prod_{t=1..n} beta_1 * (1 - 0.5 * 0.96 ** t)`` accumulated step by step in ``dtype``."""
+    ``prod_{t=1..n} beta_1 * (1 - 0.5 * 0.96 ** t)`` accumulated step by step in ``dtype``.
+
+    ``schedule_decay``: standalone Keras <= 2.3's ``m_schedule``, which raises 0.96 to
+    ``t * schedule_decay`` with ``t`` = step counter + 1 read after the counter's increment
+    (Keras 2.3 orders the two; measured on TF 1.15), so ``t`` runs from 2 to n + 1. Keras 2.2
+    leaves that order to the graph, and its files do not store ``m_schedule``."""
     dt = np.dtype(dtype)
     product = dt.type(1.0)
     beta = dt.type(beta_1)
-    for t in range(1, int(iterations) + 1):
-        u_t = beta * (dt.type(1.0) - dt.type(0.5) * np.power(dt.type(0.96), dt.type(t)))
+    first = 1 if schedule_decay is None else 2
+    for t in range(first, int(iterations) + first):
+        power = dt.type(t) if schedule_decay is None else dt.type(dt.type(t) * dt.type(schedule_decay))
+        u_t = beta * (dt.type(1.0) - dt.type(0.5) * np.power(dt.type(0.96), power))
         product = dt.type(product * u_t)
     return np.asarray(product, dtype=dt)

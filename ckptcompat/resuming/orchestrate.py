@@ -83,10 +83,8 @@ def _history(raw: Mapping[str, Any]) -> dict[str, list[float]]:
     return out
 
 
-def _live_shapes(model: Any) -> dict[str, tuple[int, ...]]:
-    from ckptcompat import runtime
-
-    ops = runtime.flavour()._OPS  # noqa: SLF001 -- same package, name -> variable map
+def _live_shapes(rt: Any, model: Any) -> dict[str, tuple[int, ...]]:
+    ops = rt._OPS  # noqa: SLF001 -- same package, name -> variable map
     return {name: tuple(ops.shape(var)) for name, var in ops.variables(model).items()}
 
 
@@ -155,7 +153,7 @@ def resume(path: str | os.PathLike[str], model: Any = None, *, which: str = "lat
                                                    compile=compile)
     else:
         cand, state = _read(path, which, monitor=monitor, mode=mode, pattern=pattern)
-        rt = runtime.flavour(runtime.detect())  # after the read: a missing file is told first
+        rt = runtime.flavour_for(model)  # after the read: a missing file is told first
     where = str(cand.path)
     report = _restore_model_state(rt, state, model, where, partial=partial, optimizer=optimizer,
                                   learning_rate=learning_rate)
@@ -324,11 +322,10 @@ def _result(cand: Any, state: TrainingState, model: Any, report: Any, *, epoch: 
 
 def _apply_matched(rt: Any, state: TrainingState, model: Any, *, partial: bool, where: str) -> Any:
     """Match ``state`` to ``model`` (name, else structure) and apply it; the report says how."""
-    from ckptcompat import runtime
     from ckptcompat.resuming.match import live_layers, match_state
     from ckptcompat.resuming.read import keras3_file_paths, remap_by_structure, through_model_config
 
-    live = _live_shapes(model)
+    live = _live_shapes(rt, model)
     if not set(live) <= set(state.weights):
         through = through_model_config(state, model, live)
         if through is not None:
@@ -336,7 +333,7 @@ def _apply_matched(rt: Any, state: TrainingState, model: Any, *, partial: bool, 
                      "(as Keras's load_weights does; every shape verified)", where)
             report = _apply_matched(rt, through[0], model, partial=partial, where=where)
             return dataclasses.replace(report, matching="structure", by_structure=tuple(through[1].items()))
-    keras = runtime.flavour()._OPS.keras  # noqa: SLF001 -- same package
+    keras = rt._OPS.keras  # noqa: SLF001 -- same package
     layers = live_layers(model, lambda layer: isinstance(layer, keras.Model))
     paths = [keras3_file_paths(model), keras3_file_paths(model, twice=True)]
     found = match_state(state, live, layers, remap=lambda st: remap_by_structure(st, live, paths))

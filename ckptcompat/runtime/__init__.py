@@ -3,7 +3,10 @@
 * ``keras2``: ``tf.keras`` of TensorFlow <= 2.15, or the ``tf_keras`` package that TensorFlow
   routes ``tf.keras`` to when the legacy-Keras switch (:data:`LEGACY_KERAS_ENV`) is on;
 * ``keras3``: ``keras`` >= 3 (TensorFlow >= 2.16 default), or Keras 3 without TensorFlow on
-  the JAX or torch backend (:func:`keras_backend`).
+  the JAX or torch backend (:func:`keras_backend`);
+* ``keras_standalone``: the multi-backend ``keras`` package <= 2.3 on TensorFlow 1.x, never
+  detected (TensorFlow gives user code ``tf.keras``) but chosen for a model of that package
+  (:func:`flavour_for`).
 
 :func:`detect` tells which one user code gets and :func:`keras_module` returns that Keras,
 by TensorFlow's own rule (:func:`keras_source`); detection never imports TensorFlow. The
@@ -31,14 +34,14 @@ from ckptcompat.errors import MissingDependencyError
 
 __all__ = ["VIEWS", "FLAVOURS", "LEGACY_KERAS_ENV", "LEGACY_KERAS_ON", "LEGACY_KERAS_HINT",
            "legacy_keras_requested", "choose_keras", "keras_source", "keras_backend",
-           "install_hint", "BACKEND_EXTRAS", "detect", "flavour",
+           "install_hint", "BACKEND_EXTRAS", "detect", "flavour", "flavour_for", "standalone_keras_module",
            "keras_module", "callback_base", "bind", "capture", "apply", "learning_rate",
            "set_learning_rate", "read_variable", "write_variable"]
 
 log = logging.getLogger(__name__)
 
 #: Flavour names, each a module of this package.
-FLAVOURS = ("keras2", "keras3")
+FLAVOURS = ("keras2", "keras3", "keras_standalone")
 
 #: The environment variable that routes ``tf.keras`` to the ``tf_keras`` package.
 LEGACY_KERAS_ENV = "TF_USE_LEGACY_KERAS"
@@ -203,6 +206,17 @@ def flavour(name: str | None = None) -> ModuleType:
     return importlib.import_module(f"{__name__}.{name}")
 
 
+def flavour_for(model: Any) -> ModuleType:
+    """The flavour module that handles ``model``: standalone Keras <= 2.3 for a model of that
+    package, else the running one (:func:`detect`)."""
+    if model is not None and type(model).__module__.split(".")[0] == "keras" and "keras" in sys.modules:
+        from ckptcompat.runtime.keras_standalone import is_standalone_model
+
+        if is_standalone_model(model):
+            return flavour("keras_standalone")
+    return flavour()
+
+
 def keras_module() -> ModuleType:
     """The Keras module user code gets: ``tf_keras``, ``tf.keras`` or ``keras`` (imports it)."""
     from ckptcompat._lazy import require
@@ -222,6 +236,14 @@ def keras_module() -> ModuleType:
                                          hint=LEGACY_KERAS_HINT) from exc
         return keras
     return require("keras", f"use Keras 3 on the {keras_backend()} backend")
+
+
+def standalone_keras_module() -> ModuleType:
+    """The standalone (multi-backend) ``keras`` package <= 2.3, for a model of it (see
+    :func:`flavour_for`; imports it)."""
+    from ckptcompat._lazy import require
+
+    return require("keras", "use standalone Keras 2.x models")
 
 
 def callback_base() -> type:
@@ -250,32 +272,33 @@ def bind(cls: type, base: type, **namespace: Any) -> type:
 def capture(model: Any, *, include_optimizer: bool = True, into: Any = None) -> Any:
     """:func:`capture` of the running flavour (``into``: an earlier capture to reuse the
     arrays of, or :data:`VIEWS` for no copy)."""
-    return flavour().capture(model, include_optimizer=include_optimizer, into=into)
+    return flavour_for(model).capture(model, include_optimizer=include_optimizer, into=into)
 
 
 def apply(state: Any, model: Any, *, partial: bool = False) -> Any:
     """:func:`apply` of the running flavour."""
-    return flavour().apply(state, model, partial=partial)
+    return flavour_for(model).apply(state, model, partial=partial)
 
 
-def read_variable(var: Any) -> Any:
-    """A copy of a live variable's value as a numpy array, in the running flavour (eager
-    ``numpy()``, a TF1 graph's session, a JAX/torch buffer)."""
-    return flavour().read_variable(var)
+def read_variable(var: Any, model: Any = None) -> Any:
+    """A copy of a live variable's value as a numpy array, in the flavour of ``model`` (default:
+    the running one): eager ``numpy()``, a TF1 graph's session, a JAX/torch buffer."""
+    return flavour_for(model).read_variable(var)
 
 
-def write_variable(var: Any, value: Any) -> None:
-    """Assign ``value`` to a live variable in the running flavour (TF1 graph: in the session)."""
-    flavour().write_variable(var, value)
+def write_variable(var: Any, value: Any, model: Any = None) -> None:
+    """Assign ``value`` to a live variable in the flavour of ``model`` (default: the running
+    one; TF1 graph: in the session)."""
+    flavour_for(model).write_variable(var, value)
 
 
 def learning_rate(model_or_optimizer: Any) -> float | None:
     """The optimizer's current fixed learning rate; None when it is a schedule."""
-    result: float | None = flavour().learning_rate(model_or_optimizer)
+    result: float | None = flavour_for(model_or_optimizer).learning_rate(model_or_optimizer)
     return result
 
 
 def set_learning_rate(model_or_optimizer: Any, value: float) -> float:
     """:func:`set_learning_rate` of the running flavour."""
-    result: float = flavour().set_learning_rate(model_or_optimizer, value)
+    result: float = flavour_for(model_or_optimizer).set_learning_rate(model_or_optimizer, value)
     return result

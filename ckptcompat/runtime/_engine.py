@@ -268,7 +268,9 @@ def _non_slot_plan(ops: FlavourOps, opt: Any, st: OptimizerState, cls: str) -> l
         value = st.extra.get(canonical)
         if value is None and cls == "Nadam" and st.iterations is not None:
             beta_1 = st.hyperparameters.get("beta_1", 0.9)
-            value = nadam_u_product(st.iterations, float(beta_1 if beta_1 is not None else 0.9))
+            decay = getattr(opt, "schedule_decay", None)  # standalone Keras: 0.96 ** (t * decay)
+            value = nadam_u_product(st.iterations, float(beta_1 if beta_1 is not None else 0.9),
+                                    schedule_decay=float(decay) if isinstance(decay, (int, float)) else None)
             logger.info("Nadam u_product recomputed from iterations=%d", st.iterations)
         if value is not None and tuple(np.shape(value)) == ops.shape(var):
             plan.append((f"optimizer/{canonical}", var, np.asarray(value)))

@@ -145,6 +145,13 @@ def test_nadam_u_product_follows_its_definition() -> None:
     assert nadam_u_product(2, 0.9) == want
 
 
+def test_standalone_keras_m_schedule_follows_what_it_computes() -> None:
+    # m_schedule of standalone Keras 2.3.1 Nadam (beta_1 0.9, schedule_decay 0.004) after 8
+    # steps on TF 1.15, read from the live optimizer: its t runs from 2 to 9
+    assert nadam_u_product(8, 0.9, schedule_decay=0.004) == np.float32(0.0016936241)
+    assert nadam_u_product(0, 0.9, schedule_decay=0.004) == np.float32(1.0)
+
+
 def test_tf1_era_tf_keras_slot_names_are_matched_by_name_and_shape() -> None:
     from ckptcompat.formats.keras_h5._optimizer import WeightInfo, match_slots
 

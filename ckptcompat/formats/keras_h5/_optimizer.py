@@ -51,7 +51,7 @@ _NEW_RAW = {"m", "v", "vhat", "momentum", "velocity", "average_gradient", "accum
             "accumulated_grad", "accumulated_delta_var", "linear", "u", "r", "c"}
 #: non-slot optimizer variables by their stored last name -> canonical ``extra`` key
 #: (OptimizerV2 Nadam's ``momentum_cache`` is the product Keras 3 calls ``u_product``)
-_NON_SLOT = {"momentum_cache": "u_product", "u_product": "u_product"}
+_NON_SLOT = {"momentum_cache": "u_product", "u_product": "u_product", "m_schedule": "u_product"}
 
 
 @dataclass(frozen=True)
