@@ -87,12 +87,12 @@ _OLD_CONSUMER_NOTE = ("the resume table (every producer's fixtures, and this rel
                       "checkpoints; the rest runs on the Python 3.11 rows")
 #: what the TF 1.15 consumer runs: Keras 2 and 3 files of other generations resumed into live
 #: graph-mode tf.keras models, Checkpoint and TF1 Saver runs SIGKILLed and resumed bitwise
-_TF1_CONSUMER = ("tests/matrix/test_graph_mode.py", "tests/matrix/test_tf1_workflow4.py",
-                 "tests/matrix/test_standalone_keras.py")
-_TF1_CONSUMER_NOTE = ("graph-mode resume of other generations' files into tf.keras and standalone Keras "
+_TF1_CONSUMER = ("tests/matrix/test_resume_table.py", "tests/matrix/test_graph_mode.py",
+                 "tests/matrix/test_tf1_workflow4.py", "tests/matrix/test_standalone_keras.py")
+_TF1_CONSUMER_NOTE = ("the resume table (every producer's fixtures into graph-mode tf.keras 2.2.4-tf), "
+                      "graph-mode resume of other generations' files into tf.keras and standalone Keras "
                       "2.3.1 models, Checkpoint and TF1 Saver runs SIGKILLed and resumed bitwise, every "
-                      "standalone Keras optimizer resumed bitwise, the TF1 early-stopping workflow; the "
-                      "resume table does not run here yet")
+                      "standalone Keras optimizer resumed bitwise, the TF1 early-stopping workflow")
 _FRAMEWORK_NOTE = "the tests that need or compare with a framework (the framework-free ones run in the README test command and noframework-py37)"
 
 
@@ -152,7 +152,7 @@ ENVIRONMENTS: tuple[Environment, ...] = (
     Environment("tf115-py37", ("tensorflow==1.15.5", "keras==2.3.1", "h5py<3", "protobuf<3.21"), python="3.7",
                 description="TF 1.15 (graph execution, tf.keras 2.2.4-tf and standalone Keras 2.3.1; h5py "
                             "2.10, numpy 1.18) on Python 3.7",
-                generator="", pytest_subset=_TF1_CONSUMER, subset_note=_TF1_CONSUMER_NOTE, minutes=5),
+                generator="", pytest_subset=_TF1_CONSUMER, subset_note=_TF1_CONSUMER_NOTE, minutes=9),
     Environment("noframework-py37", (), python="3.7",
                 description="Python 3.7 (the floor: numpy 1.21, h5py 3.8, pytest 7.4), no framework",
                 minutes=3),

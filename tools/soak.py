@@ -221,7 +221,7 @@ class _Launcher:
         try:
             with open(f"/proc/{self.pid}/stat") as handle:
                 return handle.read().split(")")[-1].split()[0] != "Z"
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # reaped between the open and the read
             return False
 
     def kill(self) -> None:

@@ -155,7 +155,7 @@ def _document(state: TrainingState) -> dict[str, Any]:
             "class_name": opt.class_name, "hyperparameters": opt.hyperparameters,
             "iterations": opt.iterations, "config": opt.config,
             **({"loss_scale": _loss_scale_doc(opt.extra)} if LOSS_SCALE_CURRENT in opt.extra else {}),
-            **({"non_slot": _non_slot_doc(opt.extra)} if _non_slot_doc(opt.extra) else {})},
+            **({"non_slot": _non_slot_doc(opt.extra)} if set(_NON_SLOT_KEYS) & set(opt.extra) else {})},
         "metric_names": list(state.metric_names),
     }
     doc = to_jsonable(doc, "$", problems)
@@ -177,6 +177,14 @@ def _loss_scale_doc(extra: Mapping[str, Any]) -> dict[str, Any]:
 _NON_SLOT_KEYS = ("u_product",)
 
 
+def _finite(value: float) -> bool:
+    """``math.isfinite`` that also answers for integers too large for a float (False)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _non_slot_doc(extra: Mapping[str, Any]) -> dict[str, float]:
     return {k: float(np.asarray(extra[k]).item()) for k in _NON_SLOT_KEYS
             if k in extra and np.asarray(extra[k]).size == 1}
@@ -191,7 +199,7 @@ def _non_slot_extra(doc: Any, p: Path) -> dict[str, np.ndarray]:
         value = doc.get(key)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
             raise CorruptCheckpointError(f"optimizer.non_slot.{key} is not a finite number", path=p,
                                          hint="the file is damaged or was edited by hand")
         out[key] = np.asarray(value, dtype=np.float32)
@@ -206,7 +214,7 @@ def _loss_scale_extra(doc: Any, p: Path) -> dict[str, np.ndarray]:
     for key, value in doc.items():
         if not (isinstance(key, str) and key.startswith(("loss_scale/", LOSS_SCALE_CONFIG))):
             continue
-        if not isinstance(value, bool) and (not isinstance(value, (int, float)) or not math.isfinite(value)):
+        if not isinstance(value, bool) and (not isinstance(value, (int, float)) or not _finite(value)):
             raise CorruptCheckpointError(f"optimizer.loss_scale.{key} is not a finite number", path=p)
         out[key] = np.asarray(value)
     return out

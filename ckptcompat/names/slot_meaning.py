@@ -159,7 +159,12 @@ def nadam_u_product(iterations: int, beta_1: float, dtype: Any = np.float32,
     beta = dt.type(beta_1)
     first = 1 if schedule_decay is None else 2
     for t in range(first, int(iterations) + first):
-        power = dt.type(t) if schedule_decay is None else dt.type(dt.type(t) * dt.type(schedule_decay))
-        u_t = beta * (dt.type(1.0) - dt.type(0.5) * np.power(dt.type(0.96), power))
+        if schedule_decay is None:
+            decayed = np.power(dt.type(0.96), dt.type(t))
+        else:  # a fractional exponent: numpy's float32 power differs between releases; the
+            # correctly rounded value (pow in double, rounded once) is what TensorFlow's powf gives
+            power = float(dt.type(dt.type(t) * dt.type(schedule_decay)))
+            decayed = dt.type(float(dt.type(0.96)) ** power)
+        u_t = beta * (dt.type(1.0) - dt.type(0.5) * decayed)
         product = dt.type(product * u_t)
     return np.asarray(product, dtype=dt)

@@ -207,9 +207,11 @@ def flavour(name: str | None = None) -> ModuleType:
 
 
 def flavour_for(model: Any) -> ModuleType:
-    """The flavour module that handles ``model``: standalone Keras <= 2.3 for a model of that
-    package, else the running one (:func:`detect`)."""
-    if model is not None and type(model).__module__.split(".")[0] == "keras" and "keras" in sys.modules:
+    """The flavour module that handles ``model`` (or an optimizer): standalone Keras <= 2.3 for
+    an object of that package or of a subclass of one of its classes, else the running one
+    (:func:`detect`)."""
+    if model is not None and "keras" in sys.modules and any(
+            (getattr(c, "__module__", None) or "").split(".")[0] == "keras" for c in type(model).__mro__):
         from ckptcompat.runtime.keras_standalone import is_standalone_model
 
         if is_standalone_model(model):

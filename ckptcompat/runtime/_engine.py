@@ -261,20 +261,30 @@ def _non_slot_plan(ops: FlavourOps, opt: Any, st: OptimizerState, cls: str) -> l
     """Non-slot optimizer variables (Nadam's momentum-cache product): restored from the
     checkpoint when it holds them, else recomputed from their definition."""
     plan = []
+    decay = getattr(opt, "schedule_decay", None)  # standalone Keras: 0.96 ** (t * decay)
+    live_decay = float(decay) if isinstance(decay, (int, float)) else None
     for attr, canonical in NON_SLOT_ATTRS.items():
         var = getattr(opt, attr, None)
         if var is None or not hasattr(var, "assign") or not hasattr(var, "shape"):
             continue
         value = st.extra.get(canonical)
+        if value is not None and cls == "Nadam" and (live_decay is None) == _with_schedule_decay(st):
+            value = None  # written by a Nadam of the other formula: its product means another thing
         if value is None and cls == "Nadam" and st.iterations is not None:
             beta_1 = st.hyperparameters.get("beta_1", 0.9)
-            decay = getattr(opt, "schedule_decay", None)  # standalone Keras: 0.96 ** (t * decay)
             value = nadam_u_product(st.iterations, float(beta_1 if beta_1 is not None else 0.9),
-                                    schedule_decay=float(decay) if isinstance(decay, (int, float)) else None)
+                                    schedule_decay=live_decay)
             logger.info("Nadam u_product recomputed from iterations=%d", st.iterations)
         if value is not None and tuple(np.shape(value)) == ops.shape(var):
             plan.append((f"optimizer/{canonical}", var, np.asarray(value)))
     return plan
+
+
+def _with_schedule_decay(st: OptimizerState) -> bool:
+    """True when the checkpoint's Nadam is standalone Keras's (its config has ``schedule_decay``)."""
+    cfg = st.config or {}
+    inner = cfg.get("config") if isinstance(cfg.get("config"), Mapping) else cfg
+    return "schedule_decay" in st.hyperparameters or "schedule_decay" in inner
 
 
 def _plan_pairs(ops: FlavourOps, kind: str, values: dict[str, np.ndarray], live: dict[str, Any],

@@ -1,4 +1,5 @@
-"""Live standalone Keras 2.0-2.3 (the multi-backend ``keras`` package on TensorFlow 1.x).
+"""Live standalone Keras <= 2.3 (the multi-backend ``keras`` package on TensorFlow 1.x; tested
+with 2.3.1 and 2.2.4).
 
 Its models are not ``tf.keras`` models: ``import keras`` of Keras < 2.4 is its own library,
 run on the TensorFlow backend in graph mode. Chosen by :func:`ckptcompat.runtime.flavour_for`
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ckptcompat.errors import IncompatibleStateError
+from ckptcompat.errors import IncompatibleStateError, MissingDependencyError
 from ckptcompat.runtime import _engine
 from ckptcompat.runtime import standalone_keras_module as keras_module
 from ckptcompat.runtime._engine import ApplyReport
@@ -55,15 +56,22 @@ def _version(text: str) -> tuple[int, int]:
 
 
 def is_standalone_model(model: Any) -> bool:
-    """True when ``model`` is a model of standalone Keras <= 2.3 (imported already: nothing is
-    imported here)."""
+    """True when ``model`` (or an optimizer) is an object of standalone Keras <= 2.3 or of a
+    subclass of one of its classes (imported already: nothing is imported here). Raises
+    :class:`MissingDependencyError` when that Keras runs on a backend other than TensorFlow."""
     import sys
 
-    module = type(model).__module__ or ""
-    if module.split(".")[0] != "keras":
+    if not any((getattr(c, "__module__", None) or "").split(".")[0] == "keras" for c in type(model).__mro__):
         return False
     keras = sys.modules.get("keras")
-    return keras is not None and _version(getattr(keras, "__version__", "9")) <= _LAST
+    if keras is None or _version(getattr(keras, "__version__", "9")) > _LAST:
+        return False
+    backend = getattr(getattr(keras, "backend", None), "backend", None)
+    if callable(backend) and backend() != "tensorflow":
+        raise MissingDependencyError(
+            f"standalone Keras runs on the {backend()} backend; ckptcompat supports it on TensorFlow",
+            hint="set KERAS_BACKEND=tensorflow (or \"backend\" in ~/.keras/keras.json)")
+    return True
 
 
 def callback_base() -> type:
@@ -115,7 +123,14 @@ class _StandaloneOps(_engine.FlavourOps):
         the training function is built)."""
         params = self._params.get(opt, [])
         scalars = {id(v) for v in vars(opt).values() if self.is_variable(v)}
-        rest = [w for w in getattr(opt, "weights", []) if id(w) not in scalars]
+        try:
+            weights = list(opt.weights)
+        except (AttributeError, NotImplementedError) as exc:  # keras.optimizers.TFOptimizer
+            raise IncompatibleStateError(
+                f"the {type(opt).__name__} optimizer does not list its variables ({exc})",
+                hint="compile the model with a keras.optimizers optimizer, or pass "
+                     "optimizer=\"reset\" / save without the optimizer") from exc
+        rest = [w for w in weights if id(w) not in scalars]
         if not rest:
             return []
         if not params or len(rest) % len(params):
@@ -130,20 +145,29 @@ class _StandaloneOps(_engine.FlavourOps):
         from ckptcompat.names.variables import CANONICAL_SLOTS
 
         cls = self.optimizer_class(opt)
-        kinds = CANONICAL_SLOTS.get(cls, ())
         lists = self._slot_lists(opt)
-        if len(lists) > len(kinds):
-            raise IncompatibleStateError(
-                f"standalone Keras {cls} holds {len(lists)} slot lists; ckptcompat knows {len(kinds)} "
-                f"for {cls} ({', '.join(kinds) or 'none'})")
+        kinds = list(CANONICAL_SLOTS.get(cls, ()))
+        if len(lists) > len(kinds):  # a custom optimizer: its lists by position, named so
+            logger.info("%s: %d slot lists, %d known by meaning; the rest named slot<k>",
+                        cls, len(lists), len(kinds))
+            kinds += [f"slot{k}" for k in range(len(kinds), len(lists))]
         name_of = {id(var): name for name, var in named.items()}
         params = self._params.get(opt, [])
         out: dict[str, dict[str, Any]] = {}
+        misfits = []
         for kind, slots in zip(kinds, lists):
+            if kind == "vhat" and not getattr(opt, "amsgrad", False):
+                continue  # Adam's (1,) placeholders without amsgrad: no state
             for param, slot in zip(params, slots):
-                if self.shape(slot) != self.shape(param):  # Adam's vhat placeholder without amsgrad
+                name = name_of.get(id(param), param.name)
+                if self.shape(slot) != self.shape(param):
+                    misfits.append(f"{name}/{kind}: slot {self.shape(slot)}, weight {self.shape(param)}")
                     continue
-                out.setdefault(name_of.get(id(param), param.name), {})[kind] = slot
+                out.setdefault(name, {})[kind] = slot
+        if misfits:
+            raise IncompatibleStateError(
+                f"the {cls} optimizer's slot lists do not follow the model's trainable weights",
+                misfits, hint="compile the model once, with this optimizer, and pass it as model=")
         return out
 
     def build_optimizer(self, opt: Any, model: Any) -> None:
@@ -155,11 +179,19 @@ class _StandaloneOps(_engine.FlavourOps):
         return 0 if var is None else int(self.to_numpy(var))
 
     def write_iterations(self, opt: Any, value: int) -> None:
-        self.assign(opt.iterations, np.asarray(value))
+        var = getattr(opt, "iterations", None)
+        if var is None:
+            raise IncompatibleStateError(f"the {type(opt).__name__} optimizer has no step counter",
+                                         hint="compile the model with a keras.optimizers optimizer")
+        self.assign(var, np.asarray(value))
 
     def stored_learning_rate(self, opt: Any) -> Any:
-        value = getattr(opt, "learning_rate", None)  # Keras 2.3; `lr` in Keras <= 2.2
-        return value if value is not None else opt.lr
+        for attr in ("learning_rate", "lr"):  # Keras 2.3; `lr` in Keras <= 2.2
+            value = getattr(opt, attr, None)
+            if value is not None:
+                return value
+        raise IncompatibleStateError(f"the {type(opt).__name__} optimizer has no learning rate",
+                                     hint="compile the model with a keras.optimizers optimizer")
 
     def is_variable(self, obj: Any) -> bool:
         import tensorflow as tf

@@ -103,7 +103,7 @@ def tf1_iterations(global_step: int | None, beta1_power: float | None, beta_1: f
 
 def _keras_targets(model: Any) -> tuple[Any, dict[str, tuple[int, ...]]]:
     from ckptcompat import runtime  # noqa: PLC0415
-    rt = runtime.flavour()
+    rt = runtime.flavour_for(model)
     captured = rt.capture(model, include_optimizer=False)
     return rt, {k: tuple(np.shape(v)) for k, v in captured.weights.items()}
 
@@ -178,7 +178,7 @@ def tf1_to_keras(path: str | os.PathLike[str], model: Any, *,
     state = tf1_state_for_keras(path, model, name_map=name_map, learning_rate=learning_rate,
                                 iterations=iterations, partial=partial)
     from ckptcompat import runtime  # noqa: PLC0415
-    report = runtime.flavour().apply(state, model, partial=partial)
+    report = runtime.flavour_for(model).apply(state, model, partial=partial)
     if state.optimizer is not None:
         opt = getattr(model, "optimizer", None)
         tf1_float32_hyperparameters(opt)
@@ -225,7 +225,7 @@ def keras_to_tf1(model: Any, path: str | os.PathLike[str], *,
     from ckptcompat import runtime  # noqa: PLC0415
     from ckptcompat.formats import tf_bundle  # noqa: PLC0415
 
-    state = runtime.flavour().capture(model)
+    state = runtime.flavour_for(model).capture(model)
     rename = dict(name_map or {})
     unknown = [k for k in rename if k not in state.weights]
     if unknown:

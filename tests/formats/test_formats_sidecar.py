@@ -121,8 +121,6 @@ def test_nadam_momentum_cache_product_is_kept_bitwise(tmp_path: Path) -> None:
     """The Keras 2 .h5 layout has no place for Nadam's u_product (standalone Keras's
     m_schedule): state.json keeps it, as the float32 it was."""
     value = np.float32(0.0016936241)
-    opt = _state().optimizer
-    assert opt is not None
     sidecar.write(tmp_path / "state.json", _state(optimizer=OptimizerState(
         class_name="Nadam", hyperparameters={}, iterations=8, extra={"u_product": np.asarray(value)})))
     back = sidecar.read(tmp_path / "state.json").optimizer
@@ -139,6 +137,8 @@ def sidecar_text(tmp_path: Path, state: TrainingState) -> str:
 @pytest.mark.parametrize("content, error", [
     (b'{"ckptcompat_state": 1, "optimizer": {"class_name": "Nadam", "non_slot": {"u_product": "x"}}}',
      CorruptCheckpointError),
+    (b'{"ckptcompat_state": 1, "optimizer": {"class_name": "Nadam", "non_slot": {"u_product": 1' + b"0" * 400
+     + b'}}}', CorruptCheckpointError),
     (b"", CorruptCheckpointError),
     (b'{"ckptcompat_state": 1, "progress": {"epo', CorruptCheckpointError),
     (b'\xff\xfe{"ckptcompat_state": 1}', CorruptCheckpointError),

@@ -227,8 +227,9 @@ def _absent_class(entry: dict[str, Any]) -> str | None:
 
 def _removed_layer(exc: Exception) -> str | None:
     """An "n/a" cell when the file holds a layer class the running Keras does not have
-    (LocallyConnected2D in Keras 3, GroupQueryAttention in Keras 2) and ckptcompat refused
-    with the typed error naming it; checked against the running Keras, not taken on trust."""
+    (LocallyConnected2D in Keras 3, GroupQueryAttention in Keras 2), or a loss-scale wrapper that
+    tf.keras < 2.4 has only in its experimental form, and ckptcompat refused with the typed
+    error naming it; checked against the running Keras, not taken on trust."""
     import ckptcompat
     from ckptcompat import runtime
 
@@ -237,6 +238,9 @@ def _removed_layer(exc: Exception) -> str | None:
         layer = text.split("(", 1)[1].split(")", 1)[0] if "(" in text else "a layer"
         if not hasattr(runtime.keras_module().layers, layer):
             return f"n/a ({layer} removed in Keras 3: typed refusal)"
+    if isinstance(exc, ckptcompat.UnsupportedFormatError) and "loss-scale wrapper" in text and \
+            not hasattr(getattr(runtime.keras_module(), "mixed_precision", None), "LossScaleOptimizer"):
+        return "n/a (LossScaleOptimizer: this Keras has only the experimental wrapper, typed refusal)"
     marker = "the model uses class(es) this Keras does not know: "
     if isinstance(exc, ckptcompat.InvalidArgumentError) and marker in text:
         names = [n.strip() for n in text.split(marker, 1)[1].split(" Hint", 1)[0].split(",")]
@@ -254,6 +258,7 @@ def test_every_fixture_resumes_here(capsys: pytest.CaptureFixture[str], caplog: 
     for entry in manifest["fixtures"]:
         if not entry.get("tensors"):
             continue
+        _fresh_graph()
         try:
             cell = _cell(entry, {})
         except Exception as exc:  # noqa: BLE001 -- the table reports every failure
@@ -277,6 +282,18 @@ def test_every_fixture_resumes_here(capsys: pytest.CaptureFixture[str], caplog: 
         print("\n" + "\n".join(lines))
     _write_report(manifest, rows)
     assert not bad, "\n".join(bad)
+
+
+def _fresh_graph() -> None:
+    """Under TF1 graph execution every model adds to one graph, each cell slower than the
+    last: start each cell on a new graph and session."""
+    import sys
+
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and not tf.executing_eagerly():
+        from ckptcompat import runtime
+
+        runtime.keras_module().backend.clear_session()
 
 
 def _write_report(manifest: dict[str, Any], rows: dict[str, list[tuple[str, str]]]) -> None:

@@ -146,9 +146,12 @@ def test_nadam_u_product_follows_its_definition() -> None:
 
 
 def test_standalone_keras_m_schedule_follows_what_it_computes() -> None:
-    # m_schedule of standalone Keras 2.3.1 Nadam (beta_1 0.9, schedule_decay 0.004) after 8
-    # steps on TF 1.15, read from the live optimizer: its t runs from 2 to 9
-    assert nadam_u_product(8, 0.9, schedule_decay=0.004) == np.float32(0.0016936241)
+    # m_schedule of standalone Keras 2.3.1 Nadam (beta_1 0.9, schedule_decay 0.004) on TF 1.15,
+    # read from the live optimizer after 4, 8 and 20 steps; the same on every numpy release
+    live = {4: "0x1.50b104p-5", 8: "0x1.bbf92cp-10", 20: "0x1.027eb8p-23"}
+    for steps, value in live.items():
+        got = nadam_u_product(steps, 0.9, schedule_decay=0.004)
+        assert got.dtype == np.float32 and got.tobytes() == np.float32(float.fromhex(value)).tobytes(), steps
     assert nadam_u_product(0, 0.9, schedule_decay=0.004) == np.float32(1.0)
 
 
