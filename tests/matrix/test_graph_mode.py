@@ -16,19 +16,16 @@ Every check runs in a child process: graph mode must be chosen before TensorFlow
 from __future__ import annotations
 
 import json
-import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests._children import run_json_child
 from tests._paths import FIXTURES
 
 pytestmark = [pytest.mark.framework, pytest.mark.keras2, pytest.mark.slow]
-TESTS = Path(__file__).resolve().parent.parent
 
 #: mlp_adam of other generations: (producer, file); all hold Dense(5, relu) -> Dense(3) + Adam
 OTHER_GENERATIONS = (("tf212", "mlp_adam/model.h5"), ("tf215", "mlp_adam/model.h5"),
@@ -131,22 +128,6 @@ json.dump({"start": start, "step": int(net.sess.run(net.global_step)),
 '''
 
 
-def _child(tmp: Path, source: str, *args: str, killed: bool = False) -> dict[str, Any]:
-    script = tmp / "child.py"
-    script.write_text(source)
-    out = tmp / f"out-{len(list(tmp.glob('out-*')))}.json"
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CKPT_TESTS_ROOT=str(TESTS),
-               PYTHONPATH=os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")]))
-    args = tuple(str(out) if a == "{out}" else a for a in args)
-    proc = subprocess.run([sys.executable, str(script), *args], env=env, capture_output=True, text=True,
-                          timeout=600)
-    if killed:
-        assert proc.returncode == -9, proc.stderr[-3000:]
-        return {}
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(out.read_text())
-
-
 def _expected(producer: str, path: str) -> dict[str, Any]:
     manifest = json.loads((FIXTURES / producer / "manifest.json").read_text())
     entry = next(e for e in manifest["fixtures"] if e["path"] == path)
@@ -160,7 +141,7 @@ def _expected(producer: str, path: str) -> dict[str, Any]:
 
 def test_other_generations_resume_into_a_graph_mode_model(tmp_path: Path) -> None:
     paths = [str(FIXTURES / producer / path) for producer, path in OTHER_GENERATIONS]
-    got = _child(tmp_path, RESUME_CHILD, "{out}", *paths)
+    got = run_json_child(tmp_path, RESUME_CHILD, "{out}", *paths)
     assert got.pop("eager") is False
     for (producer, path), full in zip(OTHER_GENERATIONS, paths):
         want = _expected(producer, path)
@@ -176,10 +157,10 @@ def test_other_generations_resume_into_a_graph_mode_model(tmp_path: Path) -> Non
 
 def test_checkpoint_sigkilled_in_graph_mode_resumes_bitwise(tmp_path: Path) -> None:
     store = tmp_path / "store"
-    full = _child(tmp_path, FIT_CHILD, "full", str(store), "{out}", "0")
+    full = run_json_child(tmp_path, FIT_CHILD, "full", str(store), "{out}", "0")
     kill_at = random.Random().randint(10, 19)  # 4 batches an epoch: after 2-4 epoch-end saves
-    _child(tmp_path, FIT_CHILD, "first", str(store), "{out}", str(kill_at), killed=True)
-    resumed = _child(tmp_path, FIT_CHILD, "resume", str(store), "{out}", "0")
+    run_json_child(tmp_path, FIT_CHILD, "first", str(store), "{out}", str(kill_at), killed=True)
+    resumed = run_json_child(tmp_path, FIT_CHILD, "resume", str(store), "{out}", "0")
     assert full["eager"] is False and resumed["eager"] is False
     last_save = (kill_at - 1) // 4  # the epochs ended before the kill; the newest save may have
     assert last_save - 1 <= resumed["start"] <= last_save, kill_at  # been in flight (async)
@@ -190,10 +171,10 @@ def test_checkpoint_sigkilled_in_graph_mode_resumes_bitwise(tmp_path: Path) -> N
 def test_tf1_saver_sigkilled_resumes_through_the_session_bitwise(tmp_path: Path) -> None:
     folder = tmp_path / "saver"
     folder.mkdir()
-    full = _child(tmp_path, SAVER_CHILD, "full", str(folder), "{out}", "0")
+    full = run_json_child(tmp_path, SAVER_CHILD, "full", str(folder), "{out}", "0")
     kill_at = random.Random().randint(7, 33)
-    _child(tmp_path, SAVER_CHILD, "first", str(folder), "{out}", str(kill_at), killed=True)
-    resumed = _child(tmp_path, SAVER_CHILD, "resume", str(folder), "{out}", "0")
+    run_json_child(tmp_path, SAVER_CHILD, "first", str(folder), "{out}", str(kill_at), killed=True)
+    resumed = run_json_child(tmp_path, SAVER_CHILD, "resume", str(folder), "{out}", "0")
     assert resumed["start"] == kill_at // 5 * 5 > 0, f"killed at step {kill_at}"  # the last Saver step
     assert resumed["step"] == full["step"] == 40
     assert resumed["sha"] == full["sha"], f"killed at step {kill_at}, resumed at {resumed['start']}"

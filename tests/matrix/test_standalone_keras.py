@@ -21,20 +21,17 @@ Every check runs in a child process (a fresh TF1 graph and Keras session).
 from __future__ import annotations
 
 import json
-import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ckptcompat._compat import PackageNotFoundError, distribution_version
+from tests._children import run_json_child
 from tests._paths import FIXTURES
 
 pytestmark = [pytest.mark.framework, pytest.mark.keras2, pytest.mark.slow]
-TESTS = Path(__file__).resolve().parent.parent
 
 
 def _standalone_keras() -> bool:
@@ -175,22 +172,6 @@ json.dump({"start": start, "sha": [sha(v) for v in values]}, open(out, "w"))
 '''
 
 
-def _child(tmp: Path, source: str, *args: str, killed: bool = False) -> dict[str, Any]:
-    script = tmp / "child.py"
-    script.write_text(source)
-    out = tmp / f"out-{len(list(tmp.glob('out-*')))}.json"
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
-               PYTHONPATH=os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")]))
-    args = tuple(str(out) if a == "{out}" else a for a in args)
-    proc = subprocess.run([sys.executable, str(script), *args], env=env, capture_output=True, text=True,
-                          timeout=600)
-    if killed:
-        assert proc.returncode == -9, proc.stderr[-3000:]
-        return {}
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(out.read_text())
-
-
 def _expected(producer: str, path: str, opt: str) -> dict[str, Any]:
     manifest = json.loads((FIXTURES / producer / "manifest.json").read_text())
     entry = next(e for e in manifest["fixtures"] if e["path"] == path)
@@ -204,7 +185,7 @@ def _expected(producer: str, path: str, opt: str) -> dict[str, Any]:
 
 def test_other_generations_resume_into_a_standalone_keras_model(tmp_path: Path) -> None:
     args = [a for producer, path, opt in FILES for a in (str(FIXTURES / producer / path), opt)]
-    got = _child(tmp_path, RESUME_CHILD, "{out}", *args)
+    got = run_json_child(tmp_path, RESUME_CHILD, "{out}", *args)
     for producer, path, opt in FILES:
         want, have = _expected(producer, path, opt), got[str(FIXTURES / producer / path)]
         assert have["weights"] == want["weights"], f"{producer}/{path}: weights"
@@ -217,7 +198,7 @@ def test_other_generations_resume_into_a_standalone_keras_model(tmp_path: Path) 
 
 
 def test_every_standalone_optimizer_resumes_bitwise(tmp_path: Path) -> None:
-    got = _child(tmp_path, SPLIT_CHILD, "{out}", str(tmp_path))
+    got = run_json_child(tmp_path, SPLIT_CHILD, "{out}", str(tmp_path))
     assert {"Adam", "SGD", "RMSprop", "Adagrad", "Adadelta", "Adamax", "Nadam"} <= set(got)
     # Keras 2.2 reads the step counter without an order against its increment: two identical
     # native runs may differ there (a different optimizer each time; measured with 2.2.4, where
@@ -240,10 +221,10 @@ def test_every_standalone_optimizer_resumes_bitwise(tmp_path: Path) -> None:
 
 def test_checkpoint_sigkilled_in_standalone_keras_resumes_bitwise(tmp_path: Path) -> None:
     store = tmp_path / "store"
-    full = _child(tmp_path, FIT_CHILD, "full", str(store), "{out}", "0")
+    full = run_json_child(tmp_path, FIT_CHILD, "full", str(store), "{out}", "0")
     kill_at = random.Random().randint(10, 19)  # 4 batches an epoch: after 2-4 epoch-end saves
-    _child(tmp_path, FIT_CHILD, "first", str(store), "{out}", str(kill_at), killed=True)
-    resumed = _child(tmp_path, FIT_CHILD, "resume", str(store), "{out}", "0")
+    run_json_child(tmp_path, FIT_CHILD, "first", str(store), "{out}", str(kill_at), killed=True)
+    resumed = run_json_child(tmp_path, FIT_CHILD, "resume", str(store), "{out}", "0")
     last_save = (kill_at - 1) // 4  # the epochs ended before the kill; the newest save may have
     assert last_save - 1 <= resumed["start"] <= last_save, kill_at  # been in flight (async)
     assert resumed["start"] > 0, f"killed after batch {kill_at}"  # resumed from a checkpoint
