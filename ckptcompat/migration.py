@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from ckptcompat._arrays import same_values
 from ckptcompat._atomic import atomic_replace, fsync_dir, remove_temp, temp_name
 from ckptcompat.errors import (CheckpointNotFoundError, IncompatibleStateError, InvalidArgumentError,
                                StoreWriteError)
@@ -117,12 +118,6 @@ def _renamed(f: Path, old: str, new: Path) -> Path:
     return new.parent / (new.name + f.name[len(old):])
 
 
-def _same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
-    """Bitwise equality of two arrays of one dtype and shape, without copying them."""
-    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
-    return bool(np.array_equal(a.reshape(-1).view(np.uint8), b.reshape(-1).view(np.uint8)))
-
-
 def _compare(state: TrainingState, back: TrainingState, progress: ProgressCallback | None,
              where: Path) -> None:
     want, got = state.tensors(), back.tensors()
@@ -144,7 +139,7 @@ def _compare(state: TrainingState, back: TrainingState, progress: ProgressCallba
             elif a.dtype == object:
                 if a.tolist() != b.tolist():
                     problems.append(f"{key}: values differ")
-            elif not _same_bytes(a, b):
+            elif not same_values(a, b):
                 problems.append(f"{key}: values differ")
             del b
         del a, other  # a lazy tensor's data is dropped before the next one is read

@@ -8,11 +8,29 @@ from typing import Any
 import numpy as np
 
 
-def deterministic(keras: Any, seed: int = 0) -> None:
-    """Seed Python/numpy/framework RNGs and switch TensorFlow to deterministic ops."""
+def seed_all(keras: Any, seed: int) -> None:
+    """Seed Python, numpy and the framework: ``keras.utils.set_random_seed`` where it exists
+    (tf.keras >= 2.7, Keras 3), the three seeds one by one on older TensorFlow."""
+    set_seed = getattr(keras.utils, "set_random_seed", None)
+    if set_seed is not None:
+        set_seed(seed)
+        return
+    import random
+
     import tensorflow as tf
 
-    keras.utils.set_random_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    set_graph_seed = getattr(tf.random, "set_seed", None) or tf.compat.v1.set_random_seed  # TF 1.x
+    set_graph_seed(seed)
+
+
+def deterministic(keras: Any, seed: int = 0) -> None:
+    """Seed Python/numpy/framework RNGs and switch TensorFlow to deterministic ops (TF >= 2.8;
+    older releases run these tiny CPU models deterministically as they are)."""
+    import tensorflow as tf
+
+    seed_all(keras, seed)
     try:
         tf.config.experimental.enable_op_determinism()
     except (AttributeError, RuntimeError):

@@ -94,3 +94,26 @@ def keras_twin(keras: Any, lr: float = 1e-2, fc1: int = 16) -> Any:
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr, epsilon=1e-8),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return model
+
+
+def keras_eager() -> bool:
+    """Whether the Keras side runs eagerly (TF 2); under TF 1.15 it builds graph ops."""
+    import tensorflow as tf
+
+    return bool(tf.executing_eagerly())
+
+
+def predict(model: Any, x: np.ndarray) -> np.ndarray:
+    """The model's output for ``x`` in one batch, eager or graph."""
+    return np.asarray(model(x, training=False)) if keras_eager() else model.predict(x, batch_size=len(x))
+
+
+def scalar(keras: Any, value: Any) -> float:
+    """A hyperparameter as a float (graph-mode tf.keras keeps them as variables)."""
+    return float(value) if isinstance(value, (int, float)) else float(keras.backend.get_value(value))
+
+
+def run_op(keras: Any, result: Any) -> None:
+    """Run what a Keras call returned under graph execution (eagerly it already ran)."""
+    if not keras_eager():
+        keras.backend.get_session().run(result)

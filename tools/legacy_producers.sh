@@ -14,6 +14,7 @@ declare -A SPEC=(
   [keras231-tf115-py37]="3.7 tensorflow==1.15.5 keras==2.3.1 protobuf<3.21 h5py<3"
   [keras224-tf115-py37]="3.7 tensorflow==1.15.5 keras==2.2.4 protobuf<3.21 h5py<3"
   [keras224-tf112-py36]="3.6 tensorflow==1.12.3 keras==2.2.4 protobuf<3.21 h5py<3"
+  [keras216-tf112-py36]="3.6 tensorflow==1.12.3 keras==2.1.6 protobuf<3.21 h5py<3"
   [tf14-keras208-py36]="3.6 tensorflow==1.4.1 protobuf<3.21 h5py<3"
   [tf20-py37]="3.7 tensorflow==2.0.4 protobuf<3.21 h5py<3"
   [tf24-py38]="3.8 tensorflow-cpu==2.4.4 protobuf<3.21"
@@ -24,7 +25,7 @@ declare -A SPEC=(
 names=("$@")
 # keras224-tf115-py37 is defined but not committed (Keras 2.2.4 is covered on TF 1.12; size budget)
 [ ${#names[@]} -gt 0 ] || names=(tf115-keras224-py37 keras231-tf115-py37 keras224-tf112-py36
-                               tf14-keras208-py36 tf20-py37 tf24-py38 tf28-py39 tf211-py310 tf221-keras3-py313)
+                               keras216-tf112-py36 tf14-keras208-py36 tf20-py37 tf24-py38 tf28-py39 tf211-py310 tf221-keras3-py313)
 for env in "${names[@]}"; do
   read -r pyver pkgs <<<"${SPEC[$env]}"
   python=$(ls -d "$PY/$pyver".*/bin/python | tail -1)

@@ -54,7 +54,8 @@ class Environment:
 
 #: the end-to-end suites (SIGKILL + resume, the examples, multi-worker) that take ~12 of a Keras 2
 #: environment's ~25 minutes. The newest Keras 2 (tf221-tfkeras) runs them all; the oldest
-#: (tf212) the SIGKILL/exact-resume ones (_KERAS2_EDGES), one case of each kind; tf215 none.
+#: (tf24-py38, tf211-py310) the SIGKILL/exact-resume ones (_KERAS2_EDGES), one case of each
+#: kind; tf212 and tf215 none.
 _KERAS2_EDGES = ("tests/matrix/test_callbacks_sigkill.py", "tests/matrix/test_resume_exact.py")
 _KERAS2_NEWEST = ("tests/matrix/test_examples.py", "tests/matrix/test_checkpoint_rerun.py",
                   "tests/matrix/test_multiworker.py")
@@ -85,25 +86,37 @@ _OLD_CONSUMER = ("tests/matrix/test_resume_table.py", "tests/matrix/test_generat
 _OLD_CONSUMER_NOTE = ("the resume table (every producer's fixtures, and this release's own, generated "
                       "here by fixtures/generate_legacy.py), the generator check and the real "
                       "checkpoints; the rest runs on the Python 3.11 rows")
+#: the old TF 2 consumers also run the callbacks' suite, the data objects, the TF1 conversions and
+#: one SIGKILL/exact-resume case of each kind (the Keras 2 end-to-end edges; the other cases run
+#: in tf221-tfkeras)
+_OLD_TF2_CONSUMER = (*_OLD_CONSUMER, "tests/callbacks", "tests/data/test_data.py", "tests/tf1",
+                     *_KERAS2_EDGES, *_EDGE_CASES_ELSEWHERE)
+_OLD_TF2_CONSUMER_NOTE = (_OLD_CONSUMER_NOTE[:-len("; the rest runs on the Python 3.11 rows")]
+                          + ", the callbacks, the data objects, the TF1 conversions and one SIGKILL/"
+                          "exact-resume case of each kind (the other cases run in tf221-tfkeras); the rest "
+                          "runs on the Python 3.11 rows")
 #: what the TF 1.15 consumer runs: Keras 2 and 3 files of other generations resumed into live
 #: graph-mode tf.keras models, Checkpoint and TF1 Saver runs SIGKILLed and resumed bitwise
 _TF1_CONSUMER = ("tests/matrix/test_resume_table.py", "tests/matrix/test_graph_mode.py",
-                 "tests/matrix/test_tf1_workflow4.py", "tests/matrix/test_standalone_keras.py")
+                 "tests/matrix/test_tf1_workflow4.py", "tests/matrix/test_standalone_keras.py",
+                 "tests/data/test_data.py", "tests/tf1")
 _TF1_CONSUMER_NOTE = ("the resume table (every producer's fixtures into graph-mode tf.keras 2.2.4-tf), "
                       "graph-mode resume of other generations' files into tf.keras and standalone Keras "
                       "2.3.1 models, Checkpoint and TF1 Saver runs SIGKILLed and resumed bitwise, every "
-                      "standalone Keras optimizer resumed bitwise, the TF1 early-stopping workflow")
+                      "standalone Keras optimizer resumed bitwise, the TF1 early-stopping workflow, the "
+                      "data objects and the TF1 conversions")
 _FRAMEWORK_NOTE = "the tests that need or compare with a framework (the framework-free ones run in the README test command and noframework-py37)"
 
 
 ENVIRONMENTS: tuple[Environment, ...] = (
     Environment("tf212", ("tensorflow-cpu==2.12.1",),
                 description="TF 2.12 with its bundled Keras 2.12 (first release on Python 3.11)", minutes=13,
-                pytest_subset=(*_FRAMEWORK_TESTS, *(f"--ignore={path}" for path in _KERAS2_NEWEST),
-                               *_EDGE_CASES_ELSEWHERE, _DEMO, _GRAPH_MODE),
-                subset_note=_FRAMEWORK_NOTE + "; of the end-to-end suites one SIGKILL case of each kind "
-                            "(the rest, the examples, the SIGTERM/SIGINT rerun and the multi-worker suites "
-                            "run in tf221-tfkeras, the newest Keras 2, and the Keras 3 environments)"),
+                pytest_subset=(*_FRAMEWORK_TESTS, *(f"--ignore={path}" for path in _END_TO_END),
+                               _DEMO, _GRAPH_MODE),
+                subset_note=_FRAMEWORK_NOTE + "; none of the end-to-end suites (one SIGKILL case of each "
+                            "kind runs in the older tf24-py38 and tf211-py310, all of them, the examples, "
+                            "the SIGTERM/SIGINT rerun and the multi-worker suites in tf221-tfkeras, the "
+                            "newest Keras 2, and the Keras 3 environments)"),
     Environment("tf215", ("tensorflow-cpu==2.15.1",),
                 description="TF 2.15, last release with Keras 2 as tf.keras", minutes=5,
                 generator="fixtures/generate.py", pytest_subset=_OLD_CONSUMER,
@@ -139,12 +152,12 @@ ENVIRONMENTS: tuple[Environment, ...] = (
                 pytest_subset=_FRAMEWORK_TESTS, subset_note=_FRAMEWORK_NOTE),
     Environment("tf24-py38", ("tensorflow-cpu==2.4.4", "protobuf<3.21"), python="3.8",
                 description="TF 2.4 (tf.keras 2.4: OptimizerV2 only; h5py 2.10, numpy 1.19) on Python 3.8",
-                generator="fixtures/generate_legacy.py", pytest_subset=_OLD_CONSUMER,
-                subset_note=_OLD_CONSUMER_NOTE, minutes=5),
+                generator="fixtures/generate_legacy.py", pytest_subset=_OLD_TF2_CONSUMER,
+                subset_note=_OLD_TF2_CONSUMER_NOTE, minutes=6),
     Environment("tf211-py310", ("tensorflow-cpu==2.11.1", "protobuf<3.20", "numpy<2"), python="3.10",
                 description="TF 2.11 (tf.keras 2.11, the first new optimizers) on Python 3.10",
-                generator="fixtures/generate_legacy.py", pytest_subset=_OLD_CONSUMER,
-                subset_note=_OLD_CONSUMER_NOTE, minutes=5),
+                generator="fixtures/generate_legacy.py", pytest_subset=_OLD_TF2_CONSUMER,
+                subset_note=_OLD_TF2_CONSUMER_NOTE, minutes=7),
     Environment("tf221-keras3-py313", ("tensorflow-cpu==2.21.0", "keras==3.15.1"), python="3.13",
                 description="TF 2.21 + Keras 3.15 on Python 3.13",
                 generator="fixtures/generate_legacy.py", pytest_subset=_OLD_CONSUMER,

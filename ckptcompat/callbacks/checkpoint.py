@@ -17,8 +17,7 @@ model file of the running flavour with OUR writers -- ``model.keras`` (``keras_z
 Keras 3, ``model.h5`` (``keras_h5``) on Keras 2; subclassed models without a config get a
 weights-only ``weights.h5`` (``keras_h5``: resume then needs ``model=``) -- plus
 ``state.json`` (progress, history, RNG, data position, every registered callback state).
-Saving reads the model only: no variable, optimizer or compile setting changes.
-"""
+Saving reads the model only: no variable, optimizer or compile setting changes."""
 
 from __future__ import annotations
 
@@ -165,6 +164,11 @@ class Checkpoint:
                 from ckptcompat.callbacks._cb_restore import restore_live
 
                 restore_live(self.directory, model, data=self.data, learning_rate=self.learning_rate)
+
+    def set_params(self, params: Any) -> None:
+        super().set_params(params)  # type: ignore[misc]
+        if self._tracker is not None:
+            self._tracker.set_params(params)
 
     # ------------------------------------------------------------ Keras hooks
     def on_train_begin(self, logs: Any = None) -> None:

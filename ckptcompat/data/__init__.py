@@ -111,6 +111,8 @@ class _KerasData(EpochCursor):
 
             def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
                 data.begin_epoch(epoch)
+                if not ends_by_exhaustion:
+                    _match_fit_epoch_length(data, epoch, self.model, getattr(self, "params", None))
                 if (ends_by_exhaustion and len(data) < data.batches_per_epoch
                         and not getattr(data, "_quieted", False)):  # one tracker of several
                     # Keras 3 ends the shortened resumed epoch by running out of data.
@@ -136,6 +138,36 @@ class _KerasData(EpochCursor):
                     self._snapshot = []
 
         return DataTracker()
+
+
+def _match_fit_epoch_length(data: _KerasData, epoch: int, model: Any, params: Any) -> None:
+    """At each epoch start: make the running Keras 2 ``fit`` run ``len(data)`` batches where it
+    read the length once (:mod:`ckptcompat.runtime._fit_loops`), or refuse before a step when it
+    cannot (a resumed epoch would train other batches, or every later epoch would run short)."""
+    from ckptcompat import runtime
+    from ckptcompat.runtime._fit_loops import widen_data_handler
+
+    flavour = runtime.flavour_for(model) if model is not None else runtime.flavour()
+    policy = getattr(flavour, "data_length_policy", lambda: "every_epoch")()
+    if policy == "widen":
+        if not widen_data_handler(data, len(data)) and len(data) < data.batches_per_epoch:
+            raise InvalidArgumentError(
+                "this Keras's fit() reads len(data) once, and ckptcompat found no way to run the "
+                f"resumed epoch {epoch + 1} with its remaining {len(data)} batches",
+                hint=f"finish that epoch in a fit(data, initial_epoch={epoch}, epochs={epoch + 1}, ...) "
+                     "of its own, started after the data state was loaded, then fit on")
+        return
+    if policy != "fixed" or len(data) == data.batches_per_epoch:
+        return
+    params = params or {}
+    steps, epochs = params.get("steps"), int(params.get("epochs") or 0)
+    if (steps is not None and int(steps) != len(data)) or epochs > epoch + 1:
+        raise InvalidArgumentError(
+            f"this Keras's fit() reads len(data) once for all its epochs: it cannot run the rest of "
+            f"epoch {epoch + 1} ({len(data)} batches) and full epochs in one fit()",
+            hint=f"load the data state before fit and finish that epoch first with model.fit(data, "
+                 f"initial_epoch={epoch}, epochs={epoch + 1}, ...), then model.fit(data, "
+                 f"initial_epoch={epoch + 1}, epochs={max(epochs, epoch + 2)}, ...)")
 
 
 class ArrayData(_KerasData):

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ckptcompat.errors import MissingDependencyError
 from ckptcompat.runtime import _engine, callback_base, keras_module, keras_source
 from ckptcompat.runtime._engine import ApplyReport
 from ckptcompat.runtime._walk import walk_variables
@@ -31,7 +32,7 @@ __all__ = ["NAME", "KERAS_MAJOR", "NATIVE_FORMAT", "NATIVE_FILE", "DATASET_LEN_R
            "ApplyReport", "keras_module", "callback_base", "dataset_base", "config_for_running",
            "model_from_config", "find_optimizer_class", "tf1_adam_class", "variables",
            "variable_shapes", "capture", "apply", "learning_rate", "set_learning_rate",
-           "start_fit_at", "clear_fit_start", "epoch_length_fixed", "read_variable", "write_variable"]
+           "start_fit_at", "clear_fit_start", "epoch_length_fixed", "data_length_policy", "read_variable", "write_variable"]
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,12 @@ def tf1_adam_class(mixin: type) -> type:
     import tensorflow as tf
 
     keras = keras_module()
+    if not hasattr(keras.optimizers.Adam, "update_step"):  # OptimizerV2 only: tf.keras <= 2.10
+        raise MissingDependencyError(
+            f"TF1Adam needs the optimizer API of tf.keras 2.11+; this tf.keras "
+            f"{getattr(keras, '__version__', '?')} has only OptimizerV2",
+            hint="continue a TF1 run in TensorFlow 1 itself (ckptcompat.resume(path, session=sess)), "
+                 "or restore it with tf1_to_keras into a plain Adam (last-bit differences)")
 
     class Adam(mixin, keras.optimizers.Adam):  # type: ignore[misc,valid-type]
         """Keras 2 Adam with TF1's bias-correction powers (see :mod:`ckptcompat.tf1.adam`)."""
@@ -367,6 +374,13 @@ def epoch_length_fixed(model: Any) -> bool:
     again, so a resumed epoch cannot be served shortened; ``fit`` starts it at the saved step
     instead (:func:`start_fit_at`)."""
     return getattr(model, "_distribution_strategy", None) is not None
+
+
+def data_length_policy() -> str:
+    """When this tf.keras's ``fit`` reads a data object's length (:mod:`._fit_loops`)."""
+    from ckptcompat.runtime._fit_loops import tf_keras_policy
+
+    return tf_keras_policy(getattr(keras_module(), "__version__", ""))
 
 
 def clear_fit_start(model: Any) -> None:

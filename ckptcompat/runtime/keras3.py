@@ -30,7 +30,7 @@ __all__ = ["NAME", "KERAS_MAJOR", "NATIVE_FORMAT", "NATIVE_FILE", "DATASET_LEN_R
            "ApplyReport", "keras_module", "callback_base", "dataset_base", "config_for_running",
            "model_from_config", "find_optimizer_class", "tf1_adam_class", "variables",
            "variable_shapes", "capture", "apply", "learning_rate", "set_learning_rate",
-           "start_fit_at", "clear_fit_start", "epoch_length_fixed", "read_variable", "write_variable"]
+           "start_fit_at", "clear_fit_start", "epoch_length_fixed", "data_length_policy", "read_variable", "write_variable"]
 
 logger = logging.getLogger(__name__)
 
@@ -297,6 +297,11 @@ def start_fit_at(model: Any, epoch: int, step: int = 0) -> bool:
 def epoch_length_fixed(model: Any) -> bool:
     """Keras 3 reads the length once anyway; a resumed data object ends its epoch by exhaustion."""
     return False
+
+
+def data_length_policy() -> str:
+    """``"exhaustion"``: Keras 3 reads the length once and ends an epoch when the data runs out."""
+    return "exhaustion"
 
 
 def clear_fit_start(model: Any) -> None:

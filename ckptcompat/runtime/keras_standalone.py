@@ -33,7 +33,7 @@ from ckptcompat.state import Producer, TrainingState
 __all__ = ["NAME", "KERAS_MAJOR", "NATIVE_FORMAT", "NATIVE_FILE", "DATASET_LEN_READ_ONCE", "ApplyReport", "is_standalone_model", "keras_module",
            "callback_base", "dataset_base", "variables", "variable_shapes", "capture", "apply",
            "learning_rate", "set_learning_rate", "read_variable", "write_variable",
-           "start_fit_at", "clear_fit_start", "epoch_length_fixed"]
+           "start_fit_at", "clear_fit_start", "epoch_length_fixed", "data_length_policy"]
 
 logger = logging.getLogger(__name__)
 
@@ -267,5 +267,12 @@ def clear_fit_start(model: Any) -> None:
 
 
 def epoch_length_fixed(model: Any) -> bool:
-    """False: standalone Keras asks the data for its length at every epoch."""
+    """False: standalone Keras has no ``tf.distribute`` path (see :func:`data_length_policy`)."""
     return False
+
+
+def data_length_policy() -> str:
+    """Keras 2.3 asks the data for its length at every epoch, 2.2 once per ``fit``."""
+    from ckptcompat.runtime._fit_loops import standalone_policy
+
+    return standalone_policy(getattr(keras_module(), "__version__", ""))

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from _cb_helpers import array_data
+from _cb_helpers import array_data, seed_all
 from ckptcompat import runtime
 
 pytestmark = pytest.mark.framework
@@ -23,7 +23,7 @@ def _data() -> Any:
 
 
 def _model(keras: Any) -> Any:
-    keras.utils.set_random_seed(1)
+    seed_all(keras, 1)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="relu"),
                               keras.layers.Dense(1)])
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse", metrics=["mae"])

@@ -38,14 +38,15 @@ LEGACY_CASES = {"mlp_legacyadam", "cnn_legacysgd", "rnn_legacyrmsprop"}
 _H5 = {"full_model", "weights"}
 _TFK = _H5 | {"tf_weights", "tf_checkpoint"}
 OLD_PRODUCERS = {
-    "tf14-keras208-py36": _H5 | {"tf1_saver"}, "keras224-tf112-py36": _H5,
+    "tf14-keras208-py36": _H5 | {"tf1_saver"}, "keras216-tf112-py36": _H5, "keras224-tf112-py36": _H5,
     "keras231-tf115-py37": _H5, "tf115-keras224-py37": _TFK | {"tf1_saver"}, "tf20-py37": _TFK,
     "tf24-py38": _TFK, "tf28-py39": _TFK, "tf211-py310": _TFK,
     "tf221-keras3-py313": {"full_model", "keras_zip", "weights_h5", "tf_checkpoint"},
 }
 OLD_CASES = {"mlp_adam", "mlp_sgd", "mlp_rmsprop", "cnn_bn_adam", "rnn_adam"}
 #: standalone Keras <= 2.2 / tf.keras 2.0.8-tf RMSprop keeps ``iterations`` out of its saved weights
-NO_COUNTER = {("keras224-tf112-py36", "mlp_rmsprop"), ("tf14-keras208-py36", "mlp_rmsprop")}
+NO_COUNTER = {("keras216-tf112-py36", "mlp_rmsprop"), ("keras224-tf112-py36", "mlp_rmsprop"),
+              ("tf14-keras208-py36", "mlp_rmsprop")}
 SLOTS = {"Adam": {"m", "v"}, "SGD": {"momentum"}, "RMSprop": {"rms"}}
 #: generated corpus (fixtures/_optimizers.py, fixtures/_zoo.py): every optimizer class x slot
 #: variant at lr 0.0125 (``opt_*``), every weight-owning layer class in one model per input rank
@@ -218,7 +219,7 @@ def test_corpus_covers_what_each_release_ships(manifest: dict[str, Any]) -> None
             assert case in cases or case in layers["not_built"], (env, case)
 
 
-STANDALONE_NAMES = {"keras224-tf112-py36", "keras231-tf115-py37", "tf14-keras208-py36"}
+STANDALONE_NAMES = {"keras216-tf112-py36", "keras224-tf112-py36", "keras231-tf115-py37", "tf14-keras208-py36"}
 
 
 def test_canonical_names(manifest: dict[str, Any]) -> None:

@@ -21,9 +21,11 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from _cb_helpers import deterministic  # noqa: E402
 from ckptcompat.runtime import keras_module  # noqa: E402
 
 N, BATCH, SEED = 40, 8, 7           # 5 batches per epoch
@@ -98,10 +100,7 @@ def main(argv: list[str]) -> None:
     mode, scenario, workdir = argv[0], argv[1], Path(argv[2])
     kill_at = int(argv[3]) if len(argv) > 3 else 0
     keras = keras_module()
-    import tensorflow as tf
-
-    tf.config.experimental.enable_op_determinism()
-    keras.utils.set_random_seed(SEED)
+    deterministic(keras, SEED)
     import ckptcompat
     from ckptcompat.callbacks import Checkpoint
 

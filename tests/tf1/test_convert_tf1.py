@@ -55,7 +55,7 @@ def test_tf1_to_keras_predictions_and_next_step(tmp_path: Path, keras) -> None:
     src = G.values(net)
     probe = x[:32]
     want = net.sess.run(net.logits, {net.x: probe})
-    got = np.asarray(model(probe, training=False))
+    got = G.predict(model, probe)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     # one more step on each side, same batch
     bx, by = G.batch(5, x, y)
@@ -85,7 +85,8 @@ def test_tf1_to_keras_next_step_from_the_same_gradients(tmp_path: Path, keras) -
     model = G.keras_twin(keras)
     tf1_to_keras(tmp_path / "tf1", model, learning_rate=1e-2)
     opt = model.optimizer
-    assert (opt.beta_1, opt.beta_2, opt.epsilon) == tuple(float(np.float32(v)) for v in (0.9, 0.999, 1e-8))
+    assert tuple(G.scalar(keras, v) for v in (opt.beta_1, opt.beta_2, opt.epsilon)) == tuple(
+        float(np.float32(v)) for v in (0.9, 0.999, 1e-8))
     with net.graph.as_default():
         tvars = net.tf1.trainable_variables()
         grads_op = net.tf1.gradients(net.loss, tvars)
@@ -103,7 +104,7 @@ def test_tf1_to_keras_next_step_from_the_same_gradients(tmp_path: Path, keras) -
     from ckptcompat.runtime import keras2, keras3
     rt = runtime.flavour()
     live = (keras3 if runtime.detect() == "keras3" else keras2)._OPS.variables(model)
-    opt.apply_gradients([(g, live[v.op.name]) for g, v in zip(grads, tvars)])
+    G.run_op(keras, opt.apply_gradients([(g, live[v.op.name]) for g, v in zip(grads, tvars)]))
     state = rt.capture(model)
     assert state.optimizer.iterations == 6 == int(after["global_step"])
     for v in tvars:
@@ -149,7 +150,7 @@ def test_keras_to_tf1_restores_with_saver(tmp_path: Path, keras) -> None:
     np.testing.assert_allclose(got["beta1_power"], 0.9 ** 5, rtol=1e-6)
     probe = x[:16]
     np.testing.assert_allclose(net.sess.run(net.logits, {net.x: probe}),
-                               np.asarray(model(probe, training=False)), rtol=1e-5, atol=1e-6)
+                               G.predict(model, probe), rtol=1e-5, atol=1e-6)
 
 
 def _dense_layers(state) -> dict[str, tuple[str, str | None]]:

@@ -22,6 +22,17 @@ def test_beta_power_is_the_float32_product() -> None:
     assert tf1_beta_power(0.999, 5000) != np.float32(0.999) ** np.float32(5001)  # why it matters
 
 
+def _new_optimizer_api(keras: Any) -> bool:
+    """TF1Adam is built on the optimizer API of tf.keras 2.11+ / Keras 3 (``update_step``)."""
+    return hasattr(keras.optimizers.Adam, "update_step")
+
+
+def _needs_new_api(keras: Any) -> None:
+    if not _new_optimizer_api(keras):
+        pytest.skip("TF1Adam needs tf.keras 2.11+ or Keras 3; older tf.keras refuse it "
+                    "(test_tf1adam_refused_on_optimizer_v2)")
+
+
 def _live(model: Any) -> dict[str, Any]:
     from ckptcompat import runtime
 
@@ -35,6 +46,7 @@ def test_converted_run_continues_bit_for_bit(tmp_path: Path, keras: Any) -> None
     from ckptcompat.tf1.convert import tf1_to_keras
     from ckptcompat.tf1.adam import TF1Adam
 
+    _needs_new_api(keras)
     net = G.build(lr=1e-2)
     x, y = G.data()
     for i in range(5):
@@ -85,6 +97,7 @@ def test_restore_rebuilds_the_powers_and_fit_continues_exactly(keras: Any) -> No
     from ckptcompat import runtime
     from ckptcompat.tf1.adam import TF1Adam
 
+    _needs_new_api(keras)
     tf.config.experimental.enable_op_determinism()
     x, y = G.data(64)
 
@@ -121,6 +134,20 @@ def test_amsgrad_is_refused(keras: Any) -> None:
 
     with pytest.raises(InvalidArgumentError, match="amsgrad"):
         TF1Adam(amsgrad=True)
+    _needs_new_api(keras)
     opt = TF1Adam()
     assert (opt.beta_1, opt.beta_2, opt.epsilon) == (float(np.float32(0.9)), float(np.float32(0.999)),
                                                       float(np.float32(1e-8)))
+
+
+@pytest.mark.framework
+def test_tf1adam_refused_on_optimizer_v2(keras: Any) -> None:
+    """tf.keras <= 2.10 (TF 1.15 - 2.10) has only OptimizerV2: a typed error with the way on."""
+    from ckptcompat.errors import MissingDependencyError
+    from ckptcompat.tf1.adam import TF1Adam
+
+    if _new_optimizer_api(keras):
+        pytest.skip("this Keras has the optimizer API TF1Adam is built on")
+    with pytest.raises(MissingDependencyError, match="tf.keras 2.11") as info:
+        TF1Adam()
+    assert "session=sess" in str(info.value)

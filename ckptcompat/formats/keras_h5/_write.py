@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ckptcompat._arrays import same_values
 from ckptcompat._atomic import atomic_path
 from ckptcompat._lazy import require
 from ckptcompat.errors import (CorruptCheckpointError, IncompatibleStateError,
@@ -205,7 +206,7 @@ def _verify(tmp: Path, state: TrainingState, include_optimizer: bool, path: Path
         problems.append(f"weight names differ: {sorted(set(back.weights) ^ set(state.weights))}")
     for name, value in state.weights.items():
         got = back.weights.get(name)
-        if got is None or got.dtype != np.asarray(value).dtype or not np.array_equal(got, value):
+        if got is None or got.dtype != np.asarray(value).dtype or not same_values(got, value):
             problems.append(f"{name}: read back differs")
     if include_optimizer and state.optimizer is not None and back.optimizer is not None and back.optimizer.slots:
         for var, per in state.optimizer.slots.items():
@@ -213,7 +214,7 @@ def _verify(tmp: Path, state: TrainingState, include_optimizer: bool, path: Path
                 got = back.optimizer.slots.get(var, {}).get(slot)
                 if got is None and not np.any(value):
                     continue  # dropped by meaning (inert, a placeholder): zero is the same as absent
-                if got is None or not np.array_equal(got, value):
+                if got is None or not same_values(got, value):
                     problems.append(f"{var}/{slot}: read back differs")
         if int(back.optimizer.iterations or 0) != int(state.optimizer.iterations or 0):
             problems.append("iterations differ after read back")

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ckptcompat._arrays import same_values
 from ckptcompat._compat import PackageNotFoundError, distribution_version
 from ckptcompat._atomic import atomic_write
 from ckptcompat.errors import IncompatibleStateError, UnsupportedFormatError
@@ -384,7 +385,7 @@ def _check_read_back(path: Path, tmp: Path, state: TrainingState,
         bad = [] if want == sorted(digest(a) for a in back.weights.values()) else ["weight values"]
     else:
         bad = [n for n, a in state.weights.items()
-               if n not in back.weights or not np.array_equal(back.weights[n], a)]
+               if n not in back.weights or not same_values(back.weights[n], a)]
     if bad:
         raise IncompatibleStateError("read-back differs from the state", bad, path=path,
                                      hint="a ckptcompat bug; please report it")

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ckptcompat._arrays import same_values
 from ckptcompat._atomic import atomic_replace, fsync_dir, fsync_file, scratch_dir
 from ckptcompat.errors import CkptCompatError, CorruptCheckpointError, UnsupportedFormatError
 from ckptcompat.formats import Peek, WrittenFiles
@@ -175,7 +176,7 @@ def _verify(prefix: Path, tensors: dict[str, np.ndarray]) -> None:
     _, back = read_tensors(prefix)
     bad = [k for k, v in tensors.items()
            if k not in back or back[k].dtype != v.dtype or back[k].shape != v.shape
-           or (v.dtype != object and not np.array_equal(back[k], v, equal_nan=v.dtype.kind in "fc"))]
+           or (v.dtype != object and not same_values(back[k], v))]
     if bad or set(back) != set(tensors):
         raise CorruptCheckpointError(f"written bundle does not read back identically: {sorted(bad)}",
                                      path=prefix)
