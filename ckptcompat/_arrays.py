@@ -16,9 +16,16 @@ def same_values(a: Any, b: Any) -> bool:
     a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape:
         return False
-    if a.dtype == b.dtype and a.dtype.kind in "biufc":
-        bits_a = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
-        return bool(np.array_equal(bits_a, np.ascontiguousarray(b).reshape(-1).view(np.uint8)))
+    if a.dtype == b.dtype and a.dtype != object:  # bfloat16 and the like (kind "V") too
+        return bool(np.array_equal(_bits(a), _bits(b)))
     if a.dtype.kind in "fc" and b.dtype.kind in "fc":
         return bool(np.all((a == b) | (np.isnan(a) & np.isnan(b))))
     return bool(np.array_equal(a, b))
+
+
+def _bits(array: np.ndarray) -> np.ndarray:
+    """A flat view of the bits, one unsigned integer per element where the item size allows
+    (the comparison's temporary is then one bool per element, not per byte)."""
+    flat = np.ascontiguousarray(array).reshape(-1)
+    size = flat.dtype.itemsize
+    return flat.view(f"u{size}") if size in (1, 2, 4, 8) else flat.view(np.uint8)

@@ -62,3 +62,14 @@ def running_keras30() -> bool:
     except PackageNotFoundError:
         return False
     return version.startswith("3.0.") and not runtime.legacy_keras_requested()
+
+
+def no_fit_start_hook() -> bool:
+    """Whether the running Keras has no hook to start ``fit`` at a later epoch from a callback:
+    Keras 3.0.x (no ``_initial_epoch``) or tf.keras before 2.4 (TF <= 2.2: no ``_training_state``)."""
+    if running_keras30():
+        return True
+    if keras_flavour() != "keras2":
+        return False
+    parts = str(getattr(runtime.keras_module(), "__version__", "9.9")).split(".")[:2]
+    return tuple(int(p) for p in parts if p.isdigit()) < (2, 4)

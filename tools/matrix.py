@@ -228,11 +228,15 @@ def junit_counts(path: Path) -> dict[str, int]:
     return counts
 
 
-def committed_corpus(name: str) -> bool:
-    """Whether the committed ``fixtures/<name>/`` holds the generated corpus (``opt_*``, ``zoo_rank*``):
-    the generator writes it in that environment only then, so fresh and committed cases agree."""
+def corpus_flag(name: str) -> str:
+    """The generator's corpus flag as the committed ``fixtures/<name>/`` holds the generated corpus
+    (``opt_*``, ``zoo_rank*``): all of it, the optimizer sample, or none; fresh and committed
+    cases then agree."""
     path = ROOT / "fixtures" / name / "manifest.json"
-    return path.is_file() and "corpus" in json.loads(path.read_text())
+    corpus = json.loads(path.read_text()).get("corpus") if path.is_file() else None
+    if not corpus:
+        return "--no-corpus"
+    return "--corpus-sample" if any("sample" in part for part in corpus.values()) else "--corpus"
 
 
 def run_environment(spec: Environment, uv: str, pytest_args: list[str]) -> dict[str, object]:
@@ -259,7 +263,7 @@ def run_environment(spec: Environment, uv: str, pytest_args: list[str]) -> dict[
             result.update(failed=1, note="backend fixture generator failed; ")
         env["CKPTCOMPAT_GENERATED_BACKEND_FIXTURES"] = str(backend_fixtures)
     if spec.generator == "fixtures/generate.py" and spec.packages:
-        corpus = "--corpus" if committed_corpus(spec.name) else "--no-corpus"  # as committed (fixtures/README.md)
+        corpus = corpus_flag(spec.name)  # as committed (fixtures/README.md)
         if run([python, "fixtures/generate.py", "--out", str(fixtures), corpus], log, env, timeout=900) != 0:
             result["note"] = "fixture generator failed; "
             result["failed"] = 1

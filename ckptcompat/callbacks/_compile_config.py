@@ -27,6 +27,9 @@ def compile_config(model: Any) -> dict[str, Any] | None:
         except (AttributeError, ValueError):
             args = {}
         cfg = {k: args.get(k) for k in ("loss", "metrics", "weighted_metrics", "loss_weights")}
+    if not cfg and getattr(model, "loss", None) is not None:  # tf.keras < 2.2, standalone Keras
+        cfg = {"loss": model.loss, "metrics": getattr(model, "_compile_metrics", None) or None,
+               "loss_weights": getattr(model, "loss_weights", None)}
     if not cfg:
         return None
     cfg.pop("optimizer", None)

@@ -170,10 +170,15 @@ class EarlyStopping(LazyCallback):
 
     def _evaluate(self) -> float | None:
         data = self.validation_data
-        if isinstance(data, tuple) and len(data) in (2, 3):
-            results = self.model.evaluate(*data, verbose=0, return_dict=True)
-        else:
-            results = self.model.evaluate(data, verbose=0, return_dict=True)
+        args = data if isinstance(data, tuple) and len(data) in (2, 3) else (data,)
+        try:
+            results = self.model.evaluate(*args, verbose=0, return_dict=True)
+        except TypeError as exc:  # tf.keras < 2.2 and standalone Keras: a list by metrics_names
+            if "return_dict" not in str(exc):
+                raise
+            values = self.model.evaluate(*args, verbose=0)
+            values = values if isinstance(values, (list, tuple)) else [values]
+            results = dict(zip(self.model.metrics_names, values))
         results = {k: as_float(v) for k, v in results.items()}
         with_val = {**results, **{f"val_{k}": v for k, v in results.items() if not k.startswith("val_")}}
         current = self.watch.value(with_val)

@@ -145,17 +145,21 @@ def _match_fit_epoch_length(data: _KerasData, epoch: int, model: Any, params: An
     read the length once (:mod:`ckptcompat.runtime._fit_loops`), or refuse before a step when it
     cannot (a resumed epoch would train other batches, or every later epoch would run short)."""
     from ckptcompat import runtime
-    from ckptcompat.runtime._fit_loops import widen_data_handler
+    from ckptcompat.runtime._fit_loops import match_data_handler
 
     flavour = runtime.flavour_for(model) if model is not None else runtime.flavour()
     policy = getattr(flavour, "data_length_policy", lambda: "every_epoch")()
     if policy == "widen":
-        if not widen_data_handler(data, len(data)) and len(data) < data.batches_per_epoch:
+        status = match_data_handler(data, len(data))
+        if status != "set" and len(data) < data.batches_per_epoch:
+            why = ("fit(steps_per_epoch=...) fixes every epoch's length" if status == "fit_steps" else
+                   "ckptcompat found no way to change it")
             raise InvalidArgumentError(
-                "this Keras's fit() reads len(data) once, and ckptcompat found no way to run the "
-                f"resumed epoch {epoch + 1} with its remaining {len(data)} batches",
-                hint=f"finish that epoch in a fit(data, initial_epoch={epoch}, epochs={epoch + 1}, ...) "
-                     "of its own, started after the data state was loaded, then fit on")
+                f"this Keras's fit() reads len(data) once and {why}: the resumed epoch {epoch + 1} "
+                f"has only its remaining {len(data)} batches",
+                hint="give steps_per_epoch to the data object, not to fit(); or finish that epoch in a "
+                     f"fit(data, initial_epoch={epoch}, epochs={epoch + 1}, ...) of its own, started "
+                     "after the data state was loaded, then fit on")
         return
     if policy != "fixed" or len(data) == data.batches_per_epoch:
         return

@@ -6,8 +6,9 @@ epoch is run depends on when ``fit`` asks for ``len()``:
 - ``"every_epoch"``: before every epoch (tf.keras >= 2.10, tf-keras, standalone Keras >= 2.3):
   the data object answers the shortened length for the resumed epoch, the full one after.
 - ``"widen"``: once, when ``fit`` starts, into a ``DataHandler`` that re-reads its steps per
-  epoch before every epoch (tf.keras 2.2 - 2.9): the short length at the start, then the
-  handler is set to the full length once the resumed epoch ended (:func:`widen_data_handler`).
+  epoch before every epoch (tf.keras 2.3 - 2.9, i.e. TF 2.2 - 2.9): at each epoch start the
+  handler is set to ``len(data)`` (:func:`match_data_handler`), short for the resumed epoch,
+  full after it.
 - ``"fixed"``: once, into a local of the training loop (tf.keras 2.2.4-tf of TF 1.15 - 2.1,
   standalone Keras < 2.3): one ``fit`` can run the resumed epoch or full epochs, not both.
 - ``"exhaustion"``: once, and the epoch ends when the data runs out (Keras 3).
@@ -20,23 +21,27 @@ import re
 import sys
 from typing import Any
 
-__all__ = ["POLICIES", "tf_keras_policy", "standalone_policy", "widen_data_handler"]
+__all__ = ["POLICIES", "tf_keras_policy", "standalone_policy", "match_data_handler"]
 
 logger = logging.getLogger(__name__)
 
 POLICIES = ("every_epoch", "widen", "fixed", "exhaustion")
 
 
-def _major_minor(version: str) -> tuple[int, int]:
+def _major_minor(version: str) -> tuple[int, int] | None:
     found = re.match(r"(\d+)\.(\d+)", str(version))
-    return (int(found.group(1)), int(found.group(2))) if found else (99, 0)
+    return (int(found.group(1)), int(found.group(2))) if found else None
 
 
 def tf_keras_policy(version: str) -> str:
     """The policy of tf.keras / tf-keras ``version`` (``keras.__version__``: ``2.2.4-tf``,
     ``2.4.0``, ``2.11.0`` ...): re-inferred per epoch from 2.10, a ``DataHandler`` from 2.3
-    (TF 2.2), the v1 loops before."""
+    (TF 2.2), the v1 loops before. An unreadable version is taken as the newest (logged)."""
     found = _major_minor(version)
+    if found is None:
+        logger.warning("tf.keras version %r not understood; assuming fit() reads len(data) before "
+                       "every epoch (tf.keras 2.10+)", version)
+        return "every_epoch"
     if found >= (2, 10):
         return "every_epoch"
     return "widen" if found >= (2, 3) else "fixed"
@@ -44,20 +49,38 @@ def tf_keras_policy(version: str) -> str:
 
 def standalone_policy(version: str) -> str:
     """Standalone Keras recomputes ``steps_per_epoch`` after each epoch from 2.3 on."""
-    return "every_epoch" if _major_minor(version) >= (2, 3) else "fixed"
+    found = _major_minor(version)
+    return "every_epoch" if found is None or found >= (2, 3) else "fixed"
 
 
-def widen_data_handler(data: Any, steps: int) -> bool:
+def _handler_of(value: Any, data: Any) -> bool:
+    """Whether ``value`` is a Keras ``DataHandler`` (by its class, never by asking arbitrary
+    objects for attributes) that feeds ``data``."""
+    cls = type(value)
+    if cls.__name__ != "DataHandler" or "keras" not in cls.__module__:
+        return False
+    adapter = getattr(value, "_adapter", None)
+    return getattr(adapter, "_keras_sequence", None) is data and hasattr(value, "_inferred_steps")
+
+
+def match_data_handler(data: Any, steps: int) -> str:
     """Set the running ``fit``'s ``DataHandler`` for ``data`` to ``steps`` per epoch (tf.keras
     2.3 - 2.9 keep it in a local of ``Model.fit``; its ``steps()`` re-reads it every epoch).
-    Call from a callback inside that ``fit``; False when no such handler is up the stack."""
+    Call from a callback inside that ``fit``. Returns ``"set"``, ``"fit_steps"`` (the user gave
+    ``fit(steps_per_epoch=k)``: left alone, k is returned through the handler) or ``"not_found"``."""
     frame = sys._getframe(1)
     while frame is not None:
-        for value in list(frame.f_locals.values()):
-            adapter = getattr(value, "_adapter", None)
-            if getattr(adapter, "_keras_sequence", None) is data and hasattr(value, "_inferred_steps"):
-                value._inferred_steps = int(steps)  # noqa: SLF001 -- Keras 2's own counter
-                logger.debug("fit's steps per epoch set to %d after the resumed epoch", steps)
-                return True
+        code = frame.f_code
+        if code.co_name == "fit" and "keras" in frame.f_globals.get("__name__", ""):
+            local = frame.f_locals
+            handler = next((v for v in list(local.values()) if _handler_of(v, data)), None)
+            if handler is None:
+                return "not_found"
+            if local.get("steps_per_epoch") is not None:
+                return "fit_steps"
+            if handler._inferred_steps != int(steps):  # noqa: SLF001 -- Keras 2's own counter
+                logger.debug("fit's steps per epoch: %s -> %d", handler._inferred_steps, steps)  # noqa: SLF001
+                handler._inferred_steps = int(steps)  # noqa: SLF001
+            return "set"
         frame = frame.f_back
-    return False
+    return "not_found"

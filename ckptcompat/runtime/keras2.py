@@ -370,10 +370,11 @@ def start_fit_at(model: Any, epoch: int, step: int = 0) -> bool:
 
 def epoch_length_fixed(model: Any) -> bool:
     """True when this ``fit`` reads the data's length once for all epochs: under a
-    ``tf.distribute`` strategy Keras 2 distributes the dataset and never infers an epoch's steps
-    again, so a resumed epoch cannot be served shortened; ``fit`` starts it at the saved step
-    instead (:func:`start_fit_at`)."""
-    return getattr(model, "_distribution_strategy", None) is not None
+    ``tf.distribute`` strategy tf.keras 2.10+ distributes the dataset and never infers an epoch's
+    steps again, so a resumed epoch cannot be served shortened; ``fit`` starts it at the saved
+    step instead (:func:`start_fit_at`). Older tf.keras honour only the epoch there: their
+    ``DataHandler`` is matched to the shortened data (:func:`data_length_policy`)."""
+    return getattr(model, "_distribution_strategy", None) is not None and data_length_policy() == "every_epoch"
 
 
 def data_length_policy() -> str:

@@ -6,7 +6,7 @@ bias-correction powers as ``beta ** t`` every step while TF1 keeps ``beta1_power
 after every step; the two can differ in the last bit, and so can the weights. Keras also
 computes ``1 - beta_1`` on the Python float, TF1 in float32 on the float32 ``beta1``.
 
-:func:`TF1Adam` makes an optimizer of the running Keras (Keras 3, tf.keras 2.12+ or tf-keras)
+:func:`TF1Adam` makes an optimizer of the running Keras (Keras 3, tf.keras 2.11+ or tf-keras)
 that keeps TF1's power variables and float32 constants, so a model converted with
 :func:`ckptcompat.tf1.convert.tf1_to_keras` continues bit for bit as the TF1 graph would::
 

@@ -15,15 +15,17 @@ import numpy as np
 import pytest
 
 from _cb_helpers import array_data, deterministic
-from _frameworks import running_keras30
+from _frameworks import no_fit_start_hook
 
 
 
-#: Keras 3.0.x binds fit's first epoch before any callback runs (no ``model._initial_epoch``
-#: hook): there the rerun raises the typed data-position error asking for fit(initial_epoch=)
+#: Keras 3.0.x and tf.keras < 2.4 bind fit's first epoch before any callback runs (no
+#: ``model._initial_epoch`` / ``_training_state`` hook): there the rerun raises the typed
+#: data-position error asking for fit(initial_epoch=)
 needs_fit_hook = pytest.mark.skipif(
-    running_keras30(),
-    reason="Keras 3.0 has no hook to start fit at a later epoch from a callback (docs/callbacks.md)")
+    no_fit_start_hook(),
+    reason="Keras 3.0 and tf.keras < 2.4 have no hook to start fit at a later epoch from a callback "
+           "(docs/callbacks.md)")
 #: the whole module: on Keras 3.0 a signal test did not finish (second Ctrl+C inside its fit loop)
 pytestmark = [pytest.mark.framework, needs_fit_hook]
 

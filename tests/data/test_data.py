@@ -310,8 +310,10 @@ def test_resumed_training_is_bitwise_equal(keras: Any, dropout: bool) -> None:
     x, y = rng.random((40, 4)).astype("float32"), rng.random((40, 1)).astype("float32")
 
     def model() -> Any:
-        if graph:  # op-level seeds count the graph's ops: each model on a fresh graph
-            keras.backend.clear_session()
+        if graph:  # op-level seeds count the graph's ops: each model on a fresh graph, and one
+            keras.backend.clear_session()  # thread (no op determinism switch before TF 2.8)
+            keras.backend.set_session(tf.compat.v1.Session(config=tf.compat.v1.ConfigProto(
+                intra_op_parallelism_threads=1, inter_op_parallelism_threads=1)))
         seed_all(keras, 7)
         inp = keras.Input((4,))
         hidden = keras.layers.Dense(8, activation="relu")(inp)
@@ -352,3 +354,24 @@ def test_resumed_training_is_bitwise_equal(keras: Any, dropout: bool) -> None:
     not_resumed = model()
     not_resumed.fit(ArrayData(x, y, batch_size=6, seed=SEED + 1), epochs=3, shuffle=False, verbose=0)
     assert not all(np.array_equal(a, b) for a, b in zip(ref_weights, not_resumed.get_weights()))
+
+
+@pytest.mark.keras2
+def test_fit_steps_per_epoch_is_honoured(keras: Any) -> None:
+    """fit(steps_per_epoch=k) with a tracker runs k steps per epoch on every Keras 2 (the tracker
+    matches tf.keras 2.3-2.9's DataHandler to the data only where fit took len(data))."""
+    from ckptcompat import runtime
+
+    x, y = _xy()
+    model = _model_for_steps(keras)
+    d = ArrayData(x, y, batch_size=BS, seed=SEED)
+    assert len(d) > 3
+    model.fit(d, steps_per_epoch=3, epochs=2, shuffle=False, verbose=0, callbacks=[d.tracker()])
+    assert int(runtime.flavour_for(model).read_variable(model.optimizer.iterations)) == 6
+
+
+def _model_for_steps(keras: Any) -> Any:
+    inp = keras.Input((3,))
+    model = keras.Model(inp, keras.layers.Dense(1)(inp))
+    model.compile(optimizer="sgd", loss="mse")
+    return model
