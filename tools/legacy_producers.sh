@@ -22,6 +22,8 @@ declare -A SPEC=(
   [tf211-py310]="3.10 tensorflow-cpu==2.11.1 protobuf<3.20 numpy<2"
   [tf221-keras3-py313]="3.13 tensorflow-cpu==2.21.0 keras==3.15.1"
 )
+#: the tf.keras 2.x producers that also write SavedModels (fixtures/saved_model/<env>/)
+SAVED_MODEL=(tf20-py37 tf24-py38 tf28-py39 tf211-py310)
 names=("$@")
 # keras224-tf115-py37 is defined but not committed (Keras 2.2.4 is covered on TF 1.12; size budget)
 [ ${#names[@]} -gt 0 ] || names=(tf115-keras224-py37 keras231-tf115-py37 keras224-tf112-py36
@@ -44,6 +46,14 @@ for env in "${names[@]}"; do
     tail -20 "$log"; echo "$env: generator failed" >&2; exit 1
   fi
   grep '^\[generate_legacy\]' "$log" || true
+  if [[ " ${SAVED_MODEL[*]} " == *" $env "* ]]; then  # tf.keras 2.x: SavedModels too (uses ckptcompat's runtime)
+    uv pip install -q --python "$venv/bin/python" packaging typing_extensions importlib_metadata
+    if ! CKPTCOMPAT_MATRIX_ENV=$env PYTHONPATH=$ROOT TF_CPP_MIN_LOG_LEVEL=2 PYTHONHASHSEED=0 "$venv/bin/python" \
+        "$ROOT/fixtures/generate_saved_model.py" --out "$ROOT/fixtures/saved_model/$env" >"$log" 2>&1; then
+      tail -20 "$log"; echo "$env: SavedModel generator failed" >&2; exit 1
+    fi
+    grep '^\[generate_saved_model\]' "$log" || true
+  fi
   rm -f "$log"
 done
 python3 "$ROOT/fixtures/generate.py" --merge

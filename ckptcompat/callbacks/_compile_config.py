@@ -28,7 +28,8 @@ def compile_config(model: Any) -> dict[str, Any] | None:
             args = {}
         cfg = {k: args.get(k) for k in ("loss", "metrics", "weighted_metrics", "loss_weights")}
     if not cfg and getattr(model, "loss", None) is not None:  # tf.keras < 2.2, standalone Keras
-        cfg = {"loss": model.loss, "metrics": getattr(model, "_compile_metrics", None) or None,
+        cfg = {"loss": model.loss, "metrics": _user_list(model, "_compile_metrics", "metrics"),
+               "weighted_metrics": _user_list(model, "_compile_weighted_metrics", "weighted_metrics"),
                "loss_weights": getattr(model, "loss_weights", None)}
     if not cfg:
         return None
@@ -53,3 +54,13 @@ def compile_config(model: Any) -> dict[str, Any] | None:
     problems: list[str] = []
     out = to_jsonable(simple(cfg), "$", problems)
     return None if problems else out
+
+
+def _user_list(model: Any, private: str, public: str) -> Any:
+    """The metrics as given to ``compile``: tf.keras 2.0 / standalone Keras 2.3 keep them in
+    ``_compile_metrics``; standalone Keras 2.1/2.2 in ``metrics`` itself (a plain list there)."""
+    found = getattr(model, private, None)
+    if found is None:
+        plain = getattr(model, public, None)
+        found = plain if isinstance(plain, (list, dict)) else None
+    return found or None

@@ -149,20 +149,10 @@ def _match_fit_epoch_length(data: _KerasData, epoch: int, model: Any, params: An
 
     flavour = runtime.flavour_for(model) if model is not None else runtime.flavour()
     policy = getattr(flavour, "data_length_policy", lambda: "every_epoch")()
-    if policy == "widen":
-        status = match_data_handler(data, len(data))
-        if status != "set" and len(data) < data.batches_per_epoch:
-            why = ("fit(steps_per_epoch=...) fixes every epoch's length" if status == "fit_steps" else
-                   "ckptcompat found no way to change it")
-            raise InvalidArgumentError(
-                f"this Keras's fit() reads len(data) once and {why}: the resumed epoch {epoch + 1} "
-                f"has only its remaining {len(data)} batches",
-                hint="give steps_per_epoch to the data object, not to fit(); or finish that epoch in a "
-                     f"fit(data, initial_epoch={epoch}, epochs={epoch + 1}, ...) of its own, started "
-                     "after the data state was loaded, then fit on")
+    if policy == "widen" and match_data_handler(data, len(data)) == "set":
         return
-    if policy != "fixed" or len(data) == data.batches_per_epoch:
-        return
+    if policy not in ("widen", "fixed") or len(data) == data.batches_per_epoch:
+        return  # widen without a matched handler (graph mode, fit(steps_per_epoch=)): as fixed
     params = params or {}
     steps, epochs = params.get("steps"), int(params.get("epochs") or 0)
     if (steps is not None and int(steps) != len(data)) or epochs > epoch + 1:

@@ -53,11 +53,13 @@ def standalone_policy(version: str) -> str:
     return "every_epoch" if found is None or found >= (2, 3) else "fixed"
 
 
+_MAX_FRAMES = 64
+
+
 def _handler_of(value: Any, data: Any) -> bool:
-    """Whether ``value`` is a Keras ``DataHandler`` (by its class, never by asking arbitrary
-    objects for attributes) that feeds ``data``."""
-    cls = type(value)
-    if cls.__name__ != "DataHandler" or "keras" not in cls.__module__:
+    """Whether ``value`` is a Keras ``DataHandler`` (a class of that name, or a subclass, from a
+    Keras module: never by asking arbitrary objects for attributes) that feeds ``data``."""
+    if not any(c.__name__ == "DataHandler" and "keras" in c.__module__ for c in type(value).__mro__):
         return False
     adapter = getattr(value, "_adapter", None)
     return getattr(adapter, "_keras_sequence", None) is data and hasattr(value, "_inferred_steps")
@@ -66,16 +68,16 @@ def _handler_of(value: Any, data: Any) -> bool:
 def match_data_handler(data: Any, steps: int) -> str:
     """Set the running ``fit``'s ``DataHandler`` for ``data`` to ``steps`` per epoch (tf.keras
     2.3 - 2.9 keep it in a local of ``Model.fit``; its ``steps()`` re-reads it every epoch).
-    Call from a callback inside that ``fit``. Returns ``"set"``, ``"fit_steps"`` (the user gave
-    ``fit(steps_per_epoch=k)``: left alone, k is returned through the handler) or ``"not_found"``."""
+    Call from a callback inside that ``fit``: the frames out from the caller are searched for
+    the handler. Returns ``"set"``, ``"fit_steps"`` (that frame was given
+    ``fit(steps_per_epoch=k)``: left alone) or ``"not_found"``."""
     frame = sys._getframe(1)
-    while frame is not None:
-        code = frame.f_code
-        if code.co_name == "fit" and "keras" in frame.f_globals.get("__name__", ""):
-            local = frame.f_locals
-            handler = next((v for v in list(local.values()) if _handler_of(v, data)), None)
-            if handler is None:
-                return "not_found"
+    for _ in range(_MAX_FRAMES):
+        if frame is None:
+            break
+        local = frame.f_locals
+        handler = next((v for v in list(local.values()) if _handler_of(v, data)), None)
+        if handler is not None:
             if local.get("steps_per_epoch") is not None:
                 return "fit_steps"
             if handler._inferred_steps != int(steps):  # noqa: SLF001 -- Keras 2's own counter

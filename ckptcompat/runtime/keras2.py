@@ -378,9 +378,14 @@ def epoch_length_fixed(model: Any) -> bool:
 
 
 def data_length_policy() -> str:
-    """When this tf.keras's ``fit`` reads a data object's length (:mod:`._fit_loops`)."""
+    """When this tf.keras's ``fit`` reads a data object's length (:mod:`._fit_loops`); under
+    graph execution every release runs the v1 loops, which read it once for good."""
+    import tensorflow as tf
+
     from ckptcompat.runtime._fit_loops import tf_keras_policy
 
+    if not tf.executing_eagerly():
+        return "fixed"
     return tf_keras_policy(getattr(keras_module(), "__version__", ""))
 
 

@@ -23,10 +23,16 @@ class DataHandler:
         self._adapter = Adapter(seq)
         self._inferred_steps = steps
 
-def fit(data, steps_per_epoch=None, callback=None):
-    data_handler = DataHandler(data, steps_per_epoch or len(data))
-    result = callback()
+class _ClusterCoordinatorDataHandler(DataHandler):
+    pass
+
+def fit(data, steps_per_epoch=None, callback=None, handler=DataHandler):
+    data_handler = handler(data, steps_per_epoch or len(data))
+    result = run_epoch(callback)
     return result, data_handler._inferred_steps
+
+def run_epoch(callback):
+    return callback()
 '''
 
 
@@ -81,6 +87,43 @@ def test_another_datas_handler_is_not_touched() -> None:
 
 def test_outside_fit_nothing_is_found() -> None:
     assert match_data_handler(_Data(3), 7) == "not_found"
+
+
+def test_a_subclass_of_the_handler_is_found() -> None:
+    keras = _fake_keras()
+    data = _Data(3)
+    got = keras.fit(data, handler=keras._ClusterCoordinatorDataHandler,
+                    callback=lambda: match_data_handler(data, 7))
+    assert got == ("set", 7)
+
+
+def test_other_objects_are_never_asked_for_attributes() -> None:
+    asked: list[str] = []
+
+    class Proxy:
+        def __getattr__(self, name: str) -> Any:
+            asked.append(name)
+            raise RuntimeError("a proxy that must not be touched")
+
+    proxy = Proxy()  # a local of this frame, searched like fit's
+    assert match_data_handler(_Data(3), 7) == "not_found" and proxy is not None
+    assert asked == []
+
+
+def test_compile_config_of_old_keras_models() -> None:
+    """tf.keras < 2.2 and standalone Keras have no get_compile_config/_get_compile_args: the
+    loss and the metrics as given to compile (standalone 2.1/2.2 keep them in ``metrics``)."""
+    from ckptcompat.callbacks._compile_config import compile_config
+
+    class TfKeras20:
+        loss, _compile_metrics, loss_weights = "mse", ["mae"], None
+
+    class Standalone22:
+        loss, metrics, loss_weights = "mse", ["acc"], None
+
+    assert compile_config(TfKeras20()) == {"loss": "mse", "metrics": ["mae"], "weighted_metrics": None,
+                                           "loss_weights": None}
+    assert compile_config(Standalone22())["metrics"] == ["acc"]
 
 
 def test_same_values_bfloat16_nan() -> None:

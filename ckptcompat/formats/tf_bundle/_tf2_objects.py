@@ -146,7 +146,10 @@ def _optimizer_nodes(graph: _Graph) -> _OptimizerNodes | None:
         return None
     extra_outer: dict[str, np.ndarray] = {}
     for ref in nodes[opt_id].children:
-        if ref.local_name in _INNER:
+        inner = nodes[ref.node_id] if 0 <= ref.node_id < len(nodes) else None
+        # tf.keras 2.4-2.10's LossScaleOptimizer keeps its inner optimizer's variables and slot
+        # references itself (an empty ``base_optimizer`` child): descend only into a real one
+        if ref.local_name in _INNER and inner is not None and (inner.children or inner.slot_variables):
             for r2 in nodes[opt_id].children:
                 if r2.node_id in graph.var_of:
                     extra_outer[r2.local_name.lstrip("_")] = graph.value(r2.node_id)
