@@ -17,28 +17,25 @@ epoch is run depends on when ``fit`` asks for ``len()``:
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from typing import Any
+
+from ckptcompat.names.configs.keras2_releases import release_tuple
 
 __all__ = ["POLICIES", "tf_keras_policy", "standalone_policy", "match_data_handler"]
 
 logger = logging.getLogger(__name__)
 
 POLICIES = ("every_epoch", "widen", "fixed", "exhaustion")
-
-
-def _major_minor(version: str) -> tuple[int, int] | None:
-    found = re.match(r"(\d+)\.(\d+)", str(version))
-    return (int(found.group(1)), int(found.group(2))) if found else None
+_UNREADABLE = release_tuple("")  # what release_tuple answers for a version it cannot read
 
 
 def tf_keras_policy(version: str) -> str:
     """The policy of tf.keras / tf-keras ``version`` (``keras.__version__``: ``2.2.4-tf``,
     ``2.4.0``, ``2.11.0`` ...): re-inferred per epoch from 2.10, a ``DataHandler`` from 2.3
     (TF 2.2), the v1 loops before. An unreadable version is taken as the newest (logged)."""
-    found = _major_minor(version)
-    if found is None:
+    found = release_tuple(str(version))
+    if found == _UNREADABLE:
         logger.warning("tf.keras version %r not understood; assuming fit() reads len(data) before "
                        "every epoch (tf.keras 2.10+)", version)
         return "every_epoch"
@@ -49,8 +46,7 @@ def tf_keras_policy(version: str) -> str:
 
 def standalone_policy(version: str) -> str:
     """Standalone Keras recomputes ``steps_per_epoch`` after each epoch from 2.3 on."""
-    found = _major_minor(version)
-    return "every_epoch" if found is None or found >= (2, 3) else "fixed"
+    return "every_epoch" if release_tuple(str(version)) >= (2, 3) else "fixed"
 
 
 _MAX_FRAMES = 64
