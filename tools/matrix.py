@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import json
 import os
 import shutil
 import subprocess
@@ -228,17 +227,6 @@ def junit_counts(path: Path) -> dict[str, int]:
     return counts
 
 
-def corpus_flag(name: str) -> str:
-    """The generator's corpus flag as the committed ``fixtures/<name>/`` holds the generated corpus
-    (``opt_*``, ``zoo_rank*``): all of it, the optimizer sample, or none; fresh and committed
-    cases then agree."""
-    path = ROOT / "fixtures" / name / "manifest.json"
-    corpus = json.loads(path.read_text()).get("corpus") if path.is_file() else None
-    if not corpus:
-        return "--no-corpus"
-    return "--corpus-sample" if any("sample" in part for part in corpus.values()) else "--corpus"
-
-
 def run_environment(spec: Environment, uv: str, pytest_args: list[str]) -> dict[str, object]:
     venv = MATRIX_DIR / spec.name
     log = MATRIX_DIR / f"{spec.name}.log"
@@ -263,8 +251,9 @@ def run_environment(spec: Environment, uv: str, pytest_args: list[str]) -> dict[
             result.update(failed=1, note="backend fixture generator failed; ")
         env["CKPTCOMPAT_GENERATED_BACKEND_FIXTURES"] = str(backend_fixtures)
     if spec.generator == "fixtures/generate.py" and spec.packages:
-        corpus = corpus_flag(spec.name)  # as committed (fixtures/README.md)
-        if run([python, "fixtures/generate.py", "--out", str(fixtures), corpus], log, env, timeout=900) != 0:
+        # no corpus flag: the generator writes the corpus as the committed fixtures/<env>/ holds it
+        # (all, the optimizer sample, or none: fixtures/generate.py corpus_mode, fixtures/README.md)
+        if run([python, "fixtures/generate.py", "--out", str(fixtures)], log, env, timeout=900) != 0:
             result["note"] = "fixture generator failed; "
             result["failed"] = 1
         saved_models = venv / "fixtures_saved_model"  # Keras 2 envs only; the others write nothing

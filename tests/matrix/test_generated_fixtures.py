@@ -74,7 +74,7 @@ def test_same_cases_formats_and_tensors_as_committed() -> None:
 
 def test_corpus_written_where_committed() -> None:
     """The generated corpus (opt_*, zoo_rank*) is committed for some environments only; the
-    generator writes it exactly there (tools/matrix.py passes --corpus / --no-corpus), and the
+    generator writes it exactly there (by default as committed: fixtures/generate.py corpus_mode), and the
     files it leaves out on purpose are the committed ones' (fixtures/README.md)."""
     _, generated = _generated()
     committed = _committed(generated)
