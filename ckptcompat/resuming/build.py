@@ -71,6 +71,18 @@ def _unknown_classes(keras: Any, config: Mapping[str, Any], custom: Mapping[str,
     return out
 
 
+def _builtin_layers(keras: Any, config: Mapping[str, Any]) -> dict[str, type]:
+    """The running Keras's own layer classes that ``config`` names, by class name. tf-keras's
+    config deserializer does not register every layer it ships (SpectralNormalization: the
+    layer came back as its class name); given by name, they rebuild as Keras saved them."""
+    layers = getattr(keras, "layers", None)
+    base = getattr(layers, "Layer", None)
+    if not isinstance(base, type):
+        return {}
+    found = {name: getattr(layers, name, None) for name in class_names(config)}
+    return {name: cls for name, cls in found.items() if isinstance(cls, type) and issubclass(cls, base)}
+
+
 def build_model(state: TrainingState, flavour: str, keras: Any,
                 custom_objects: Mapping[str, Any] | None, path: str | None) -> Any:
     """A new model built from ``state.model_config`` for the running Keras (weights not set)."""
@@ -98,6 +110,8 @@ def model_from_config(model_config: Mapping[str, Any], flavour: str, keras: Any,
             hint="build the model yourself (with its Lambda function) and pass resume(path, model=model)")
     config = config_for_running(model_config, flavour, keras3, path)
     unknown = _unknown_classes(keras, config, custom)
+    if flavour == "keras2":
+        custom = {**_builtin_layers(keras, config), **custom}
     from ckptcompat import runtime
 
     try:

@@ -17,7 +17,7 @@ import numpy as np
 from ckptcompat.errors import IncompatibleStateError
 from ckptcompat.names.variables import strip_tensor_suffix
 
-__all__ = ["walk_variables", "layer_weights", "json_safe", "json_safe_or_none"]
+__all__ = ["walk_variables", "layer_weights", "unused_weight_ids", "json_safe", "json_safe_or_none"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,18 @@ def _sublayers(layer: Any) -> list[Any]:
     return list(flatten(include_self=False, recursive=False))
 
 
+def unused_weight_ids(layer: Any) -> set[int]:
+    """Weights a ``Bidirectional`` holds but never uses: Keras 3.0 keeps the layer it was given
+    beside the forward and backward copies it runs, and builds it too when a newer config
+    carries its ``build_config`` (both it and the forward copy are then named ``forward_lstm``)."""
+    forward, backward = getattr(layer, "forward_layer", None), getattr(layer, "backward_layer", None)
+    given = getattr(layer, "layer", None)
+    if forward is None or backward is None or given is None or given is forward or given is backward:
+        return set()
+    used = {id(w) for side in (forward, backward) for w in side.weights}
+    return {id(w) for w in getattr(given, "weights", ()) if id(w) not in used}
+
+
 def layer_weights(layer: Any, short_name: Callable[[Any], str]) -> list[tuple[str, Any]]:
     """(name relative to ``layer``, variable) for every weight of ``layer``, in its order.
 
@@ -37,7 +49,9 @@ def layer_weights(layer: Any, short_name: Callable[[Any], str]) -> list[tuple[st
     each weight is named through the direct sub-layer that owns it, recursively
     (``forward_lstm/kernel``): RNN cell scopes therefore never appear.
     """
-    weights = list({id(w): w for w in layer.weights}.values())  # a wrapper may list one twice
+    unused = unused_weight_ids(layer)
+    weights = [w for w in {id(w): w for w in layer.weights}.values()  # a wrapper may list one twice
+               if id(w) not in unused]
     tables = [type(w).__name__ for w in weights if not hasattr(w, "name") or not hasattr(w, "shape")]
     if tables:  # tf.keras lookup layers list their vocabulary table handler among the weights
         raise IncompatibleStateError(
@@ -86,6 +100,7 @@ def walk_variables(model: Any, *, is_model: Callable[[Any], bool],
             if is_model(layer):
                 visit(layer, [*prefix, layer.name])
                 continue
+            seen.update(unused_weight_ids(layer))
             for name, var in layer_weights(layer, short_name):
                 add("/".join([*prefix, layer.name, name]), var)
 

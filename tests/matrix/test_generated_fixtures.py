@@ -96,10 +96,12 @@ def test_same_tensor_values_as_committed() -> None:
     if generated["producers"] != committed["producers"]:
         pytest.skip(f"producer versions differ: {generated['producers']} vs {committed['producers']}")
     here, there = cpu_model(), COMMITTED_CPU
-    if here != there:
+    if here != there and not any(f.get("cpu") == here for f in committed["fixtures"]):
         pytest.skip(f"float results may differ between CPUs: committed values come from {there!r}, "
                     f"this machine is {here!r}")
-    golden = {(f["path"], t["owner"], t["slot"]): t["sha256"] for f in committed["fixtures"] for t in f["tensors"]}
+    # an entry added later on another machine says so ("cpu"); its values compare on that CPU only
+    golden = {(f["path"], t["owner"], t["slot"]): t["sha256"] for f in committed["fixtures"]
+              if f.get("cpu", there) == here for t in f["tensors"]}
     fresh = {(f["path"], t["owner"], t["slot"]): t["sha256"] for f in generated["fixtures"] for t in f["tensors"]}
     differ = sorted((k for k in golden if fresh.get(k) != golden[k]), key=str)
     assert not differ, f"{len(differ)} tensors differ, e.g. {differ[:5]}"

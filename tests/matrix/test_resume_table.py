@@ -353,15 +353,6 @@ _READER_NAME_GAPS: dict[str, str] = {
 }
 #: gaps of one consumer generation only (the flavour running the table), by path substring
 _KNOWN_GAPS_BY_CONSUMER: dict[str, dict[str, str]] = {
-    "keras3.0": {
-        "tf221-keras3/zoo_rank3/": "Keras 3.0.5 rebuilds the zoo's Bidirectional from a Keras 3.15 config "
-                                   "with both sides named forward_lstm: two live variables share one name "
-                                   "(native load_model fails earlier: 'Functional could not be deserialized')",
-    },
-    "keras2": {
-        "tf221-tfkeras/zoo_rank2/": "tf-keras's own deserializer fails on the zoo's rank-2 config ('str' "
-                                    "object is not callable; native load_model fails the same way)",
-    },
 }
 
 

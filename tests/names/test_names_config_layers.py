@@ -39,8 +39,6 @@ KNOWN_UNTRANSLATABLE: dict[tuple[str, str], str] = {
     ("keras3", "DepthwiseConv2D"): "weights: Keras 2 depthwise_kernel vs Keras 3 kernel (as above)",
     ("keras3", "Discretization"): "tf-keras writes num_bins=None for a layer built with num_bins=4 "
                                   "(not adapted): the Keras 2 config itself lost the value",
-    ("keras2", "SpectralNormalization"): "round trip: tf-keras from_config gets the power-iteration "
-                                         "vector name as a string ('str' object is not callable)",
     ("keras2", "masked_rnn"): "Keras 3 records the Embedding mask as a NotEqual op node called with "
                               "two positional arguments; no downgrade rule for op nodes yet",
     ("keras2", "Bidirectional"): "weights: forward_/backward_ layer naming differs -- variable "
