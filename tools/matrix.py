@@ -83,7 +83,8 @@ _GRAPH_MODE = "--deselect=tests/matrix/test_graph_mode.py"
 _OLD_CONSUMER = ("tests/matrix/test_resume_table.py", "tests/matrix/test_generated_fixtures.py",
                  "tests/corpora/test_real_checkpoints.py")
 _OLD_CONSUMER_NOTE = ("the resume table (every producer's fixtures, and this release's own, generated "
-                      "here by fixtures/generate_legacy.py), the generator check and the real "
+                      "here by fixtures/generate_legacy.py, with the corpus sample where committed), the "
+                      "generator check and the real "
                       "checkpoints; the rest runs on the Python 3.11 rows")
 #: the old TF 2 consumers also run the callbacks' suite, the data objects, the TF1 conversions and
 #: one SIGKILL/exact-resume case of each kind (the Keras 2 end-to-end edges; the other cases run
@@ -109,19 +110,18 @@ _FRAMEWORK_NOTE = "the tests that need or compare with a framework (the framewor
 
 ENVIRONMENTS: tuple[Environment, ...] = (
     Environment("tf212", ("tensorflow-cpu==2.12.1",),
-                description="TF 2.12 with its bundled Keras 2.12 (first release on Python 3.11)", minutes=13,
-                pytest_subset=(*_FRAMEWORK_TESTS, *(f"--ignore={path}" for path in _END_TO_END),
-                               _DEMO, _GRAPH_MODE),
-                subset_note=_FRAMEWORK_NOTE + "; none of the end-to-end suites (one SIGKILL case of each "
-                            "kind runs in the older tf24-py38 and tf211-py310, all of them, the examples, "
-                            "the SIGTERM/SIGINT rerun and the multi-worker suites in tf221-tfkeras, the "
-                            "newest Keras 2, and the Keras 3 environments)"),
+                description="TF 2.12 with its bundled Keras 2.12 (first release on Python 3.11)", minutes=5,
+                pytest_subset=(*_OLD_CONSUMER, "tests/runtime/test_runtime.py"),
+                subset_note="the resume table (every producer's fixtures, and this release's own, generated "
+                            "here), the generator check, the real checkpoints and the flavour's capture/apply "
+                            "round trips; the other framework tests run in tf211-py310 and tf221-tfkeras (the "
+                            "Keras 2 releases either side: callbacks, data objects, SIGKILL suites)"),
     Environment("tf215", ("tensorflow-cpu==2.15.1",),
                 description="TF 2.15, last release with Keras 2 as tf.keras", minutes=5,
                 generator="fixtures/generate.py", pytest_subset=_OLD_CONSUMER,
                 subset_note="the resume table (every producer's fixtures, and this release's own, "
                             "generated here), the generator check and the real checkpoints; the other "
-                            "framework tests run in tf212 and tf221-tfkeras (the Keras 2 releases "
+                            "framework tests run in tf211-py310 and tf221-tfkeras (the Keras 2 releases "
                             "either side)"),
     Environment("tf216-keras30", ("tensorflow-cpu==2.16.2", "keras==3.0.5"),
                 description="TF 2.16 with the oldest Keras 3 line it accepts (3.0.x, pinned 3.0.5)", minutes=10,
@@ -265,6 +265,10 @@ def run_environment(spec: Environment, uv: str, pytest_args: list[str]) -> dict[
         if run([python, spec.generator, "--out", str(fixtures), "--env", spec.name], log, env,
                timeout=900) != 0:
             result.update(failed=1, note="legacy fixture generator failed; ")
+        # + the corpus sample (every optimizer, the layer zoo) where fixtures/<env>/ commits one
+        elif run([python, "fixtures/generate.py", "--add-corpus-sample", str(fixtures)], log, env,
+                 timeout=900) != 0:
+            result.update(failed=1, note="corpus sample generator failed; ")
     env["CKPTCOMPAT_GENERATED_FIXTURES"] = str(fixtures)
     env["CKPTCOMPAT_REPORT_DIR"] = str(venv / "report")
     junit = venv / "junit.xml"

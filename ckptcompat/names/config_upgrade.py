@@ -72,6 +72,23 @@ def _drop_keras2_keys(entry: Entry) -> Entry | None:
     return {**entry, "config": {k: v for k, v in cfg.items() if k not in keys}}
 
 
+def _attention_causal(entry: Entry) -> Entry | None:
+    """tf.keras <= 2.9 ``Attention(causal=...)``: Keras 3 takes ``use_causal_mask=`` per call
+    (after :func:`_nodes`, so the calls are Keras 3 records)."""
+    cfg = entry.get("config") or {}
+    if entry.get("class_name") not in _CAUSAL_ATTENTION or "causal" not in cfg:
+        return None
+    out = {**entry, "config": {k: v for k, v in cfg.items() if k != "causal"}}
+    nodes = entry.get("inbound_nodes")
+    if cfg.get("causal") and isinstance(nodes, list):
+        out["inbound_nodes"] = [{**n, "kwargs": {**(n.get("kwargs") or {}), "use_causal_mask": True}}
+                                if isinstance(n, Mapping) else n for n in nodes]
+    return out
+
+
+_CAUSAL_ATTENTION = ("Attention", "AdditiveAttention")
+
+
 def _module(entry: Entry) -> Entry | None:
     cls = entry.get("class_name")
     if cls in ("Functional", "Model"):
@@ -138,7 +155,7 @@ def _nodes(entry: Entry) -> Entry | None:
 #: ordered steps applied to every layer entry (after the Keras 1 -> 2 conversion)
 LAYER_STEPS: tuple[Callable[[Entry], Entry | None], ...] = (
     _old_defaults, _module, _input_layer, _input_shape_keys, _dtype_policy, _drop_keras2_keys, _batchnorm_axis,
-    _initializers, _nodes,
+    _initializers, _nodes, _attention_causal,
 )
 
 

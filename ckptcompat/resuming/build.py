@@ -66,9 +66,22 @@ def _unknown_classes(keras: Any, config: Mapping[str, Any], custom: Mapping[str,
             continue
         if name in custom or short in custom or name in ("Functional", "Sequential", "Model"):
             continue
-        if not any(space is not None and hasattr(space, short) for space in known_spaces):
+        if not any(space is not None and hasattr(space, short) for space in known_spaces) \
+                and not _resolvable(known_spaces[2:6], short):
             out.append(name)
     return out
+
+
+def _resolvable(spaces: list[Any], name: str) -> bool:
+    """Whether an initializer/regularizer/constraint/activation module resolves ``name`` although
+    it has no attribute of that name (TF 1.15's tf.keras: ``initializers.get("GlorotUniform")``)."""
+    for space in spaces:
+        try:
+            if space is not None and callable(getattr(space, "get", None)) and space.get(name) is not None:
+                return True
+        except Exception:  # noqa: BLE001 -- Keras raises ValueError/TypeError for unknown names
+            continue
+    return False
 
 
 def _builtin_layers(keras: Any, config: Mapping[str, Any]) -> dict[str, type]:

@@ -58,3 +58,23 @@ def test_tf20_gets_model_for_functional_and_no_conv_groups() -> None:
     old = for_keras2_release(model, "2.2.4-tf")
     assert old["class_name"] == "Model" and old["config"]["layers"][0]["config"] == {"name": "c", "filters": 4}
     assert for_keras2_release(model, "2.4.0") == model
+
+
+def test_multi_head_attention_shapes_are_metadata_before_tf_keras_2_5() -> None:
+    """tf.keras 2.5+ write and require query/key/value_shape (to build at once); 2.4 refuses them
+    and builds the layer at its first call: dropped at any value there, kept from 2.5."""
+    shapes = {"query_shape": [None, 5, 4], "key_shape": [None, 5, 4], "value_shape": None}
+    mha = {"class_name": "MultiHeadAttention", "config": {"name": "mha", "num_heads": 2, **shapes}}
+    assert for_keras2_release(mha, "2.4.0")["config"] == {"name": "mha", "num_heads": 2}
+    assert for_keras2_release(mha, "2.11.0")["config"] == mha["config"]
+
+
+def test_attention_dropout_before_tf_keras_2_4() -> None:
+    """tf.keras 2.2.4-tf (TF 1.15) Attention has no dropout: dropped at 0.0, refused otherwise."""
+    def att(rate: float) -> dict:
+        return {"class_name": "AdditiveAttention", "config": {"name": "att", "dropout": rate, "use_scale": True}}
+
+    assert for_keras2_release(att(0.0), "2.2.4-tf")["config"] == {"name": "att", "use_scale": True}
+    assert for_keras2_release(att(0.0), "2.4.0")["config"]["dropout"] == 0.0
+    with pytest.raises(UnsupportedFormatError, match=r"dropout=0.5 needs tf.keras 2.4\+"):
+        for_keras2_release(att(0.5), "2.2.4-tf")

@@ -115,3 +115,19 @@ def test_nested_model_node_index_shifted() -> None:
     assert out["config"]["layers"][1]["inbound_nodes"] == [[["inner", 1, 0, {}]]]
     assert out["config"]["layers"][0]["inbound_nodes"] == [[["in", 0, 0, {}]]]
     assert out["config"]["output_layers"] == [["inner", 1, 0]]
+
+
+def test_null_call_masks_are_not_passed_to_keras2() -> None:
+    """Keras 3 records ``mask: null`` for inputs without a mask (Keras 3.0 on BatchNormalization,
+    ``[null, null]`` on attention); tf.keras 2.11's BatchNormalization.call() takes no mask. A real
+    mask tensor stays."""
+    def entry(mask: object) -> dict:
+        node = {"args": [{"class_name": "__keras_tensor__", "config": {"keras_history": ["x", 0, 0]}}],
+                "kwargs": {"mask": mask, "training": False}}
+        return {"class_name": "BatchNormalization", "name": "bn", "config": {"name": "bn"}, "inbound_nodes": [node]}
+
+    for empty in (None, [None, None]):
+        assert downgrade_model_config(entry(empty))["inbound_nodes"] == [[["x", 0, 0, {"training": False}]]]
+    tensor = {"class_name": "__keras_tensor__", "config": {"keras_history": ["emb", 0, 1]}}
+    kwargs = downgrade_model_config(entry(tensor))["inbound_nodes"][0][0][3]
+    assert kwargs["mask"] == ["emb", 0, 1]

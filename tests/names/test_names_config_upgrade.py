@@ -135,3 +135,21 @@ def test_old_defaults_and_dtype_policies() -> None:
           "config": {"name": "d", "units": 1, "dtype": {"module": "keras", "class_name": "DTypePolicy",
                                                         "config": {"name": "int64"}, "registered_name": None}}}
     assert downgrade_model_config(k3)["config"]["dtype"] == "int64"
+
+
+def test_attention_causal_becomes_a_call_argument() -> None:
+    """tf.keras <= 2.9 ``Attention(causal=...)`` (the TF 2.4 layer zoo): Keras 3 has no such
+    argument and takes ``use_causal_mask=`` per call instead."""
+    def entry(causal: bool) -> dict:
+        return {"class_name": "AdditiveAttention", "name": "att",
+                "config": {"name": "att", "causal": causal, "use_scale": True},
+                "inbound_nodes": [[["q", 0, 0, {}], ["v", 0, 0, {}]]]}
+
+    plain = upgrade_layer(entry(False))
+    assert plain["config"] == {"name": "att", "use_scale": True}
+    assert plain["inbound_nodes"][0]["kwargs"] == {}
+    causal = upgrade_layer(entry(True))
+    assert "causal" not in causal["config"]
+    assert causal["inbound_nodes"][0]["kwargs"] == {"use_causal_mask": True}
+    sequential_layer = upgrade_layer({"class_name": "Attention", "config": {"name": "a", "causal": False}})
+    assert "inbound_nodes" not in sequential_layer and sequential_layer["config"] == {"name": "a"}

@@ -94,3 +94,21 @@ def test_rebuild_names_the_running_keras_layer_classes() -> None:
     found = _builtin_layers(keras, config)
     assert found == {"SpectralNormalization": SpectralNormalization, "Dense": layers.Dense}
     assert _builtin_layers(types.SimpleNamespace(), config) == {}
+
+
+def test_unknown_classes_leave_out_names_the_running_keras_resolves() -> None:
+    """TF 1.15's tf.keras has no ``initializers.GlorotUniform`` attribute, yet resolves the name:
+    the refusal must name only the classes it cannot rebuild (the layer), never the initializer."""
+    from ckptcompat.resuming.build import _unknown_classes
+
+    def get(name: str) -> object:
+        if name != "GlorotUniform":
+            raise ValueError(name)
+        return object()
+
+    keras = types.SimpleNamespace(layers=types.SimpleNamespace(Dense=object),
+                                  initializers=types.SimpleNamespace(get=get))
+    config = {"class_name": "Functional", "config": {"layers": [
+        {"class_name": "Dense", "config": {"kernel_initializer": {"class_name": "GlorotUniform"}}},
+        {"class_name": "EinsumDense", "config": {}}]}}
+    assert _unknown_classes(keras, config, {}) == ["EinsumDense"]

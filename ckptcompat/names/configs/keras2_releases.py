@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any, Dict, Tuple
 
 from ckptcompat.errors import UnsupportedFormatError
+from ckptcompat.names.configs.table import ANY
 
 __all__ = ["ARGS_SINCE", "CLASSES_SINCE", "for_keras2_release", "release_tuple"]
 
@@ -28,7 +29,7 @@ _CONV = ("Conv1D", "Conv2D", "Conv3D", "Convolution1D", "Convolution2D", "Convol
          "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose", "Convolution2DTranspose",
          "Convolution3DTranspose", "SeparableConv1D", "SeparableConv2D", "DepthwiseConv2D")
 #: (layer, loss or metric class, argument) -> (first tf.keras release measured to accept it, the
-#: value older ones behave as: its default). Between the last refusing and the first accepting
+#: value older ones behave as: its default, or ``ANY``: metadata that changes nothing). Between the last refusing and the first accepting
 #: release measured (2.4 and 2.11 for most) dropping it at that value changes nothing.
 ARGS_SINCE: Dict[Tuple[str, str], Tuple[Tuple[int, int], Any]] = {
     ("BatchNormalization", "synchronized"): ((2, 12), False),  # 2.11 refuses it
@@ -37,6 +38,10 @@ ARGS_SINCE: Dict[Tuple[str, str], Tuple[Tuple[int, int], Any]] = {
     ("BinaryCrossentropy", "axis"): ((2, 11), -1),
     ("CategoricalCrossentropy", "axis"): ((2, 11), -1),
     ("SparseCategoricalCrossentropy", "ignore_class"): ((2, 11), None),
+    **{(cls, "dropout"): ((2, 4), 0.0) for cls in ("Attention", "AdditiveAttention")},  # 2.2.4-tf refuses it
+    # written and required by from_config from tf.keras 2.5 (to build at once; 2.4 builds the
+    # layer at its first call, with the same weights): metadata, dropped at any value
+    **{("MultiHeadAttention", key): ((2, 5), ANY) for key in ("query_shape", "key_shape", "value_shape")},
 }
 
 
@@ -84,7 +89,7 @@ def _strip_layer(layer: dict[str, Any], running: tuple[int, int], version: str, 
         if owner != cls or key not in cfg or running >= since:
             continue
         value = cfg.pop(key)
-        if value is not None and value != neutral:
+        if neutral is not ANY and value is not None and value != neutral:
             raise UnsupportedFormatError(
                 f"layer {cfg.get('name')!r} ({cls}): {key}={value!r} needs tf.keras "
                 f"{since[0]}.{since[1]}+; this is {version} (it behaves as {key}={neutral!r})",

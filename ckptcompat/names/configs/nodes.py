@@ -127,8 +127,16 @@ def _node_to_keras2(node: Mapping[str, Any], class_name: str, layer_name: str) -
                 f"Keras 2 records them by name (missing rule: CALL_ARG_NAMES[{class_name!r}])",
                 hint="build the model yourself and pass resume(path, model=model)")
         kwargs.update(dict(zip(names, extra)))
+    if "mask" in kwargs and _no_mask(kwargs["mask"]):
+        # Keras 3 records the mask it found on the inputs, None when they carry none; Keras 2 looks
+        # it up itself, and some of its layers' call() take no mask (BatchNormalization < 2.12)
+        del kwargs["mask"]
     kwargs = _tensors_to_refs(kwargs)
     return [[*hist, kwargs] for hist in _flatten_histories(args[:1])]
+
+
+def _no_mask(value: Any) -> bool:
+    return value is None or (isinstance(value, (list, tuple)) and all(v is None for v in value))
 
 
 def nodes_to_keras2(nodes: Any, class_name: str = "", layer_name: str = "") -> Any:
