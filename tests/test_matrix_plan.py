@@ -39,7 +39,8 @@ def test_suites_left_out_somewhere_run_in_another_environment_of_the_same_genera
 
     assert envs["tf215"].pytest_subset == matrix._OLD_CONSUMER  # between tf212 and tf221-tfkeras
     # tf212: the old-consumer subset and the flavour's round trips; no end-to-end suite
-    assert envs["tf212"].pytest_subset == (*matrix._OLD_CONSUMER, "tests/runtime/test_runtime.py")
+    assert envs["tf212"].pytest_subset == (*matrix._OLD_CONSUMER, "tests/runtime/test_runtime.py",
+                                           "tests/formats/test_formats_saved_model.py")
     for old in ("tf24-py38", "tf211-py310"):  # the oldest Keras 2 consumers run the SIGKILL edges
         assert set(matrix._KERAS2_EDGES) <= set(envs[old].pytest_subset), old
     for newest in ("keras3-jax", "keras3-torch"):  # the backends: every framework test

@@ -111,10 +111,11 @@ _FRAMEWORK_NOTE = "the tests that need or compare with a framework (the framewor
 ENVIRONMENTS: tuple[Environment, ...] = (
     Environment("tf212", ("tensorflow-cpu==2.12.1",),
                 description="TF 2.12 with its bundled Keras 2.12 (first release on Python 3.11)", minutes=5,
-                pytest_subset=(*_OLD_CONSUMER, "tests/runtime/test_runtime.py"),
+                pytest_subset=(*_OLD_CONSUMER, "tests/runtime/test_runtime.py",
+                               "tests/formats/test_formats_saved_model.py"),
                 subset_note="the resume table (every producer's fixtures, and this release's own, generated "
-                            "here), the generator check, the real checkpoints and the flavour's capture/apply "
-                            "round trips; the other framework tests run in tf211-py310 and tf221-tfkeras (the "
+                            "here), the generator check, the real checkpoints, the flavour's capture/apply "
+                            "round trips and the SavedModels (its own generated here); the other framework tests run in tf211-py310 and tf221-tfkeras (the "
                             "Keras 2 releases either side: callbacks, data objects, SIGKILL suites)"),
     Environment("tf215", ("tensorflow-cpu==2.15.1",),
                 description="TF 2.15, last release with Keras 2 as tf.keras", minutes=5,

@@ -80,9 +80,16 @@ def _attention_causal(entry: Entry) -> Entry | None:
         return None
     out = {**entry, "config": {k: v for k, v in cfg.items() if k != "causal"}}
     nodes = entry.get("inbound_nodes")
-    if cfg.get("causal") and isinstance(nodes, list):
-        out["inbound_nodes"] = [{**n, "kwargs": {**(n.get("kwargs") or {}), "use_causal_mask": True}}
-                                if isinstance(n, Mapping) else n for n in nodes]
+    if not cfg.get("causal"):
+        return out
+    if not isinstance(nodes, list) or not nodes or not all(isinstance(n, Mapping) for n in nodes):
+        from ckptcompat.errors import UnsupportedFormatError
+
+        raise UnsupportedFormatError(
+            f"layer {cfg.get('name')!r} ({entry.get('class_name')}): causal=True is a call argument in "
+            "Keras 3 and this config records no call to carry it (missing rule: causal outside a "
+            "functional call)", hint="build the model yourself and pass resume(path, model=model)")
+    out["inbound_nodes"] = [{**n, "kwargs": {**(n.get("kwargs") or {}), "use_causal_mask": True}} for n in nodes]
     return out
 
 

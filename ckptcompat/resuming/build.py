@@ -67,7 +67,7 @@ def _unknown_classes(keras: Any, config: Mapping[str, Any], custom: Mapping[str,
         if name in custom or short in custom or name in ("Functional", "Sequential", "Model"):
             continue
         if not any(space is not None and hasattr(space, short) for space in known_spaces) \
-                and not _resolvable(known_spaces[2:6], short):
+                and not _resolvable(_object_spaces(keras), short):
             out.append(name)
     return out
 
@@ -82,6 +82,35 @@ def _resolvable(spaces: list[Any], name: str) -> bool:
         except Exception:  # noqa: BLE001 -- Keras raises ValueError/TypeError for unknown names
             continue
     return False
+
+
+def _native_rebuild(flavour: str, keras: Any, config: Mapping[str, Any], custom: Mapping[str, Any]) -> Any:
+    """Keras's own ``model_from_config``; on Keras 2, when it fails, once more with the running
+    Keras's own layer classes the config names and its deserializer misses (:func:`_builtin_layers`;
+    never names an initializer or other object resolves). The first error stands if that fails too."""
+    from ckptcompat import runtime
+
+    running = runtime.flavour(flavour)
+    rebuild = running.model_from_config
+    try:
+        return rebuild(config, custom)
+    except Exception as first:  # noqa: BLE001 -- re-raised below unless the retry fits
+        extra = _builtin_layers(keras, config) if getattr(running, "RETRY_WITH_OWN_LAYERS", False) else {}
+        extra = {name: cls for name, cls in extra.items()
+                 if name not in custom and not _resolvable(_object_spaces(keras), name)}
+        if not extra:
+            raise
+        try:
+            model = rebuild(config, {**extra, **custom})
+        except Exception:  # noqa: BLE001 -- the first error is the one that explains
+            raise first from None
+        log.info("rebuilt with this Keras's own %s (its config deserializer does not register them)",
+                 ", ".join(sorted(extra)))
+        return model
+
+
+def _object_spaces(keras: Any) -> list[Any]:
+    return [getattr(keras, n, None) for n in ("initializers", "regularizers", "constraints", "activations")]
 
 
 def _builtin_layers(keras: Any, config: Mapping[str, Any]) -> dict[str, type]:
@@ -123,12 +152,8 @@ def model_from_config(model_config: Mapping[str, Any], flavour: str, keras: Any,
             hint="build the model yourself (with its Lambda function) and pass resume(path, model=model)")
     config = config_for_running(model_config, flavour, keras3, path)
     unknown = _unknown_classes(keras, config, custom)
-    if flavour == "keras2":
-        custom = {**_builtin_layers(keras, config), **custom}
-    from ckptcompat import runtime
-
     try:
-        model = runtime.flavour(flavour).model_from_config(config, custom)
+        model = _native_rebuild(flavour, keras, config, custom)
     except Exception as exc:  # noqa: BLE001 -- Keras raises ValueError/TypeError/KeyError freely
         if unknown:
             raise InvalidArgumentError(

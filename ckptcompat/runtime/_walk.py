@@ -33,7 +33,11 @@ def _sublayers(layer: Any) -> list[Any]:
 def unused_weight_ids(layer: Any) -> set[int]:
     """Weights a ``Bidirectional`` holds but never uses: Keras 3.0 keeps the layer it was given
     beside the forward and backward copies it runs, and builds it too when a newer config
-    carries its ``build_config`` (both it and the forward copy are then named ``forward_lstm``)."""
+    carries its ``build_config`` (both it and the forward copy are then named ``forward_lstm``).
+    The Bidirectional does not own them; where the model calls that layer itself too, they are
+    walked there."""
+    if type(layer).__name__ != "Bidirectional":
+        return set()
     forward, backward = getattr(layer, "forward_layer", None), getattr(layer, "backward_layer", None)
     given = getattr(layer, "layer", None)
     if forward is None or backward is None or given is None or given is forward or given is backward:
@@ -83,6 +87,7 @@ def walk_variables(model: Any, *, is_model: Callable[[Any], bool],
     """
     out: dict[str, Any] = {}
     seen: set[int] = set()
+    unused: set[int] = set()  # held by a Bidirectional, not run by it (unused_weight_ids)
 
     def add(name: str, var: Any) -> None:
         if id(var) in seen:
@@ -100,13 +105,13 @@ def walk_variables(model: Any, *, is_model: Callable[[Any], bool],
             if is_model(layer):
                 visit(layer, [*prefix, layer.name])
                 continue
-            seen.update(unused_weight_ids(layer))
+            unused.update(unused_weight_ids(layer))
             for name, var in layer_weights(layer, short_name):
                 add("/".join([*prefix, layer.name, name]), var)
 
     visit(model, [])
     for var in _iter(getattr(model, "weights", ())):
-        if id(var) not in seen:
+        if id(var) not in seen and id(var) not in unused:
             logger.debug("variable %s is outside every layer; named by itself", full_name(var))
             add(strip_tensor_suffix(full_name(var)), var)
     return out

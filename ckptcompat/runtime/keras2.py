@@ -28,7 +28,7 @@ from ckptcompat.runtime._engine import ApplyReport
 from ckptcompat.runtime._walk import walk_variables
 from ckptcompat.state import Producer, TrainingState
 
-__all__ = ["NAME", "KERAS_MAJOR", "NATIVE_FORMAT", "NATIVE_FILE", "DATASET_LEN_READ_ONCE",
+__all__ = ["NAME", "KERAS_MAJOR", "NATIVE_FORMAT", "NATIVE_FILE", "DATASET_LEN_READ_ONCE", "RETRY_WITH_OWN_LAYERS",
            "ApplyReport", "keras_module", "callback_base", "dataset_base", "config_for_running",
            "model_from_config", "find_optimizer_class", "tf1_adam_class", "variables",
            "variable_shapes", "capture", "apply", "learning_rate", "set_learning_rate",
@@ -46,6 +46,9 @@ NATIVE_FILE = "model.h5"
 #: False: Keras 2 asks a ``Sequence`` for ``len()`` at every epoch start, before
 #: ``on_epoch_begin`` (a resumed data object shortens its epoch from ``load_state_dict`` on).
 DATASET_LEN_READ_ONCE = False
+#: True: a config this Keras's deserializer cannot rebuild is tried once more with its own layer
+#: classes given by name (tf-keras does not register SpectralNormalization; resuming/build.py).
+RETRY_WITH_OWN_LAYERS = True
 
 
 def _uses_tf_keras() -> bool:

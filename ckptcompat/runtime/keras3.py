@@ -26,7 +26,7 @@ from ckptcompat.runtime._engine import ApplyReport
 from ckptcompat.runtime._walk import json_safe_or_none, walk_variables
 from ckptcompat.state import Producer, TrainingState
 
-__all__ = ["NAME", "KERAS_MAJOR", "NATIVE_FORMAT", "NATIVE_FILE", "DATASET_LEN_READ_ONCE",
+__all__ = ["NAME", "KERAS_MAJOR", "NATIVE_FORMAT", "NATIVE_FILE", "DATASET_LEN_READ_ONCE", "RETRY_WITH_OWN_LAYERS",
            "ApplyReport", "keras_module", "callback_base", "dataset_base", "config_for_running",
            "model_from_config", "find_optimizer_class", "tf1_adam_class", "variables",
            "variable_shapes", "capture", "apply", "learning_rate", "set_learning_rate",
@@ -44,6 +44,8 @@ NATIVE_FILE = "model.keras"
 #: True: Keras 3 reads ``len()`` of a ``PyDataset`` once at fit start and ends a shortened
 #: (resumed) epoch by running out of data.
 DATASET_LEN_READ_ONCE = True
+#: False: Keras 3's deserializer knows every layer it ships (see keras2.RETRY_WITH_OWN_LAYERS).
+RETRY_WITH_OWN_LAYERS = False
 
 
 def dataset_base() -> type:

@@ -30,7 +30,7 @@ from ckptcompat.runtime._engine import ApplyReport
 from ckptcompat.runtime._walk import walk_variables
 from ckptcompat.state import Producer, TrainingState
 
-__all__ = ["NAME", "KERAS_MAJOR", "NATIVE_FORMAT", "NATIVE_FILE", "DATASET_LEN_READ_ONCE", "ApplyReport", "is_standalone_model", "keras_module",
+__all__ = ["NAME", "KERAS_MAJOR", "NATIVE_FORMAT", "NATIVE_FILE", "DATASET_LEN_READ_ONCE", "RETRY_WITH_OWN_LAYERS", "ApplyReport", "is_standalone_model", "keras_module",
            "callback_base", "dataset_base", "variables", "variable_shapes", "capture", "apply",
            "learning_rate", "set_learning_rate", "read_variable", "write_variable",
            "start_fit_at", "clear_fit_start", "epoch_length_fixed", "data_length_policy"]
@@ -46,6 +46,8 @@ NATIVE_FORMAT = "keras_h5"
 NATIVE_FILE = "model.h5"
 #: False: ``fit`` asks a ``Sequence`` for ``len()`` at every epoch start.
 DATASET_LEN_READ_ONCE = False
+#: False: standalone Keras rebuilds with its own deserializer only (see keras2.RETRY_WITH_OWN_LAYERS).
+RETRY_WITH_OWN_LAYERS = False
 #: The last standalone release before ``keras`` became a front of ``tf.keras`` (2.4).
 _LAST = (2, 3)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from ckptcompat.errors import UnsupportedFormatError
 from ckptcompat.names.config_upgrade import (convert_inbound_nodes, upgrade_layer, upgrade_model_config,
                                              upgrade_optimizer_config)
 
@@ -153,3 +156,5 @@ def test_attention_causal_becomes_a_call_argument() -> None:
     assert causal["inbound_nodes"][0]["kwargs"] == {"use_causal_mask": True}
     sequential_layer = upgrade_layer({"class_name": "Attention", "config": {"name": "a", "causal": False}})
     assert "inbound_nodes" not in sequential_layer and sequential_layer["config"] == {"name": "a"}
+    with pytest.raises(UnsupportedFormatError, match="causal=True"):  # no call to carry it: named refusal
+        upgrade_layer({"class_name": "Attention", "config": {"name": "a", "causal": True}})

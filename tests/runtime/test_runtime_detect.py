@@ -284,6 +284,7 @@ def test_flavours_have_one_shape() -> None:
     assert (keras3.NAME, keras3.KERAS_MAJOR, keras3.NATIVE_FORMAT, keras3.NATIVE_FILE) == (
         "keras3", 3, "keras_zip", "model.keras")
     assert (keras2.DATASET_LEN_READ_ONCE, keras3.DATASET_LEN_READ_ONCE) == (False, True)
+    assert (keras2.RETRY_WITH_OWN_LAYERS, keras3.RETRY_WITH_OWN_LAYERS) == (True, False)
     assert keras2.keras_module is keras3.keras_module is runtime.keras_module
 
 

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from ckptcompat.errors import IncompatibleStateError
-from ckptcompat.resuming.build import _builtin_layers
 from ckptcompat.runtime._walk import unused_weight_ids, walk_variables
 
 
@@ -33,6 +32,10 @@ class Layer:
         return list(self._subs)
 
 
+class Bidirectional(Layer):
+    pass
+
+
 class Model(Layer):
     @property
     def layers(self) -> list[Layer]:
@@ -47,7 +50,7 @@ def _bidirectional(given_is_forward: bool) -> Layer:
     """Keras 3.0 from a newer config: the given layer (built, unused) named like the forward copy."""
     forward, backward = _lstm("forward_lstm"), _lstm("backward_lstm")
     given = forward if given_is_forward else _lstm("forward_lstm")
-    bidi = Layer("bidi", subs=[given, forward, backward] if not given_is_forward else [forward, backward])
+    bidi = Bidirectional("bidi", subs=[given, forward, backward] if not given_is_forward else [forward, backward])
     bidi.layer, bidi.forward_layer, bidi.backward_layer = given, forward, backward  # type: ignore[attr-defined]
     return bidi
 
@@ -67,6 +70,17 @@ def test_bidirectional_walks_forward_and_backward_once(given_is_forward: bool) -
     assert len(unused_weight_ids(bidi)) == (0 if given_is_forward else 3)
 
 
+def test_the_given_layer_called_elsewhere_keeps_its_weights() -> None:
+    """``lstm = LSTM(2); Bidirectional(lstm)(x); lstm(y)``: Keras 3.0's Bidirectional holds ``lstm``
+    without running it, the model runs it itself: its weights are walked there, once."""
+    bidi = _bidirectional(given_is_forward=False)
+    shared = bidi.layer  # type: ignore[attr-defined]
+    shared.name = "lstm"
+    names = _walk(Model("m", subs=[bidi, shared]))
+    assert [n for n in names if n.startswith("lstm/")] == ["lstm/kernel", "lstm/recurrent_kernel", "lstm/bias"]
+    assert names["lstm/kernel"] is shared.weights[0] and len(names) == 9
+
+
 def test_an_unused_copy_is_not_a_layer_without_forward_and_backward() -> None:
     """Only a wrapper with both copies has an unused given layer; two same-named sub-layers of any
     other layer still refuse (two variables, one name)."""
@@ -76,24 +90,70 @@ def test_an_unused_copy_is_not_a_layer_without_forward_and_backward() -> None:
         _walk(Model("m", subs=[twin]))
 
 
-def test_rebuild_names_the_running_keras_layer_classes() -> None:
-    """tf-keras's config deserializer lacks SpectralNormalization: the rebuild passes the running
-    Keras's own classes named in the config (layers only, never other names)."""
+def _fake_keras2(monkeypatch: pytest.MonkeyPatch, native_knows: set[str]) -> tuple[Any, list[dict[str, Any]]]:
+    """A Keras whose config deserializer knows ``native_knows`` only (as tf-keras lacks
+    SpectralNormalization); ``Identity`` is both a layer and an initializer, as in tf.keras 2.12+."""
+    from ckptcompat import runtime
+
     class Base:
         pass
 
-    class SpectralNormalization(Base):
-        pass
+    layers = types.SimpleNamespace(Layer=Base, Input=lambda: None,
+                                   **{n: type(n, (Base,), {}) for n in ("SpectralNormalization", "Dense", "Identity")})
 
-    layers = types.SimpleNamespace(Layer=Base, SpectralNormalization=SpectralNormalization,
-                                   Input=lambda: None, Dense=type("Dense", (Base,), {}))
-    keras = types.SimpleNamespace(layers=layers)
-    config = {"class_name": "Functional", "config": {"layers": [
-        {"class_name": "SpectralNormalization", "config": {"layer": {"class_name": "Dense", "config": {}}}},
-        {"class_name": "Input", "config": {}}, {"class_name": "GlorotUniform", "config": {}}]}}
-    found = _builtin_layers(keras, config)
-    assert found == {"SpectralNormalization": SpectralNormalization, "Dense": layers.Dense}
-    assert _builtin_layers(types.SimpleNamespace(), config) == {}
+    def get(name: str) -> object:
+        if name != "Identity":
+            raise ValueError(name)
+        return object()
+
+    calls: list[dict[str, Any]] = []
+
+    def model_from_config(config: Any, custom: dict[str, Any]) -> str:
+        calls.append(dict(custom))
+        missing = _classes(config) - native_knows - set(custom)
+        if missing:
+            raise TypeError(f"'str' object is not callable ({sorted(missing)})")
+        return "model"
+
+    monkeypatch.setattr(runtime, "flavour", lambda name=None: types.SimpleNamespace(model_from_config=model_from_config,
+                                                                                 RETRY_WITH_OWN_LAYERS=True))
+    return types.SimpleNamespace(layers=layers, initializers=types.SimpleNamespace(get=get)), calls
+
+
+def _classes(config: Any) -> set[str]:
+    from ckptcompat.resuming.build import class_names
+
+    return class_names(config)
+
+
+def _config(*layers: str) -> dict[str, Any]:
+    return {"class_name": "Functional", "config": {"layers": [
+        {"class_name": name, "config": {"kernel_initializer": {"class_name": "Identity", "config": {}}}}
+        for name in layers]}}
+
+
+def test_keras2_rebuild_retries_with_its_own_layer_classes_only_when_needed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """tf-keras's deserializer lacks SpectralNormalization: the rebuild retries with the running
+    Keras's own class for it (never for a name an initializer resolves, Identity); a config the
+    deserializer rebuilds is given nothing extra; when the retry fails too, the first error stands."""
+    from ckptcompat.resuming.build import _builtin_layers, _native_rebuild
+
+    keras, calls = _fake_keras2(monkeypatch, native_knows={"Functional", "Dense", "Identity"})
+    assert _native_rebuild("keras2", keras, _config("Dense"), {}) == "model"
+    assert calls == [{}]
+    calls.clear()
+    assert _native_rebuild("keras2", keras, _config("SpectralNormalization", "Dense"), {}) == "model"
+    # the retry names the layer classes of the config, never Identity (an initializer resolves it)
+    assert calls == [{}, {"SpectralNormalization": keras.layers.SpectralNormalization, "Dense": keras.layers.Dense}]
+    mine = object()
+    calls.clear()
+    _native_rebuild("keras2", keras, _config("SpectralNormalization"), {"SpectralNormalization": mine})
+    assert calls == [{"SpectralNormalization": mine}]  # the user's class wins, no retry
+    keras, calls = _fake_keras2(monkeypatch, native_knows={"Functional", "Identity"})
+    with pytest.raises(TypeError, match=r"\['Mystery', 'SpectralNormalization'\]"):  # the retry lacks Mystery
+        _native_rebuild("keras2", keras, _config("SpectralNormalization", "Mystery"), {})
+    assert set(_builtin_layers(keras, _config("SpectralNormalization"))) == {"SpectralNormalization", "Identity"}
+    assert _builtin_layers(types.SimpleNamespace(), _config("Dense")) == {}
 
 
 def test_unknown_classes_leave_out_names_the_running_keras_resolves() -> None:
