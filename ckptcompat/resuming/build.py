@@ -74,13 +74,15 @@ def _unknown_classes(keras: Any, config: Mapping[str, Any], custom: Mapping[str,
 
 def _resolvable(spaces: list[Any], name: str) -> bool:
     """Whether an initializer/regularizer/constraint/activation module resolves ``name`` although
-    it has no attribute of that name (TF 1.15's tf.keras: ``initializers.get("GlorotUniform")``)."""
+    it has no attribute of that name (TF 1.15's tf.keras: ``initializers.get("GlorotUniform")``).
+    An answer that is the name itself is no resolution (tf-keras ``regularizers.get``)."""
     for space in spaces:
         try:
-            if space is not None and callable(getattr(space, "get", None)) and space.get(name) is not None:
-                return True
+            found = space.get(name) if space is not None and callable(getattr(space, "get", None)) else None
         except Exception:  # noqa: BLE001 -- Keras raises ValueError/TypeError for unknown names
             continue
+        if found is not None and not isinstance(found, str):
+            return True
     return False
 
 

@@ -167,7 +167,8 @@ def test_unknown_classes_leave_out_names_the_running_keras_resolves() -> None:
         return object()
 
     keras = types.SimpleNamespace(layers=types.SimpleNamespace(Dense=object),
-                                  initializers=types.SimpleNamespace(get=get))
+                                  initializers=types.SimpleNamespace(get=get),
+                                  regularizers=types.SimpleNamespace(get=lambda name: name))  # tf-keras: the name back
     config = {"class_name": "Functional", "config": {"layers": [
         {"class_name": "Dense", "config": {"kernel_initializer": {"class_name": "GlorotUniform"}}},
         {"class_name": "EinsumDense", "config": {}}]}}
