@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import numpy as np
 
+from _paths import FIXTURES, load_script
+
 
 def seed_all(keras: Any, seed: int) -> None:
-    """Seed Python, numpy and the framework: ``keras.utils.set_random_seed`` where it exists
-    (tf.keras >= 2.7, Keras 3), the three seeds one by one on older TensorFlow."""
-    set_seed = getattr(keras.utils, "set_random_seed", None)
-    if set_seed is not None:
-        set_seed(seed)
-        return
-    import random
-
-    import tensorflow as tf
-
-    random.seed(seed)
-    np.random.seed(seed)
-    set_graph_seed = getattr(tf.random, "set_seed", None) or tf.compat.v1.set_random_seed  # TF 1.x
-    set_graph_seed(seed)
+    """Seed Python, numpy and the framework, on every Keras: the generators' ``seed``
+    (fixtures/_truth.py: ``keras.utils.set_random_seed`` where it exists, else the three seeds)."""
+    truth = sys.modules.get("_truth") or load_script(FIXTURES / "_truth.py", "_truth")
+    truth.seed(keras, seed)
 
 
 def deterministic(keras: Any, seed: int = 0) -> None:

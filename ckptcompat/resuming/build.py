@@ -56,9 +56,8 @@ def config_for_running(model_config: Mapping[str, Any], flavour: str,
 
 
 def _unknown_classes(keras: Any, config: Mapping[str, Any], custom: Mapping[str, Any]) -> list[str]:
-    known_spaces = [getattr(keras, n, None) for n in ("layers", "models", "initializers", "regularizers",
-                                                       "constraints", "activations", "mixed_precision",
-                                                       "dtype_policies")]
+    known_spaces = [getattr(keras, n, None) for n in ("layers", "models", "mixed_precision", "dtype_policies")]
+    known_spaces += _object_spaces(keras)
     out = []
     for name in sorted(class_names(config)):
         short = name.split(">")[-1]
