@@ -63,12 +63,15 @@ def build(matrix_dir: Path) -> str:
     # (producer, kind) -> consumer -> [statuses]
     grid: dict[tuple[str, str], dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     notes: dict[str, set[str]] = defaultdict(set)
+    generated: set[tuple[str, str]] = set()  # (producer, kind) holding files generated in the run
     for path in reports:
         report = json.loads(path.read_text())
         consumer = report["consumer"]
         consumers.append((consumer, report.get("versions", "")))
         for cell in report["cells"]:
             grid[(cell["producer"], cell["kind"])][consumer].append(_status(cell["result"]))
+            if cell.get("generated"):
+                generated.add((cell["producer"], cell["kind"]))
             if cell["result"] != "ok" and not cell["result"].startswith("FAIL"):
                 notes[cell["result"]].add(f"{cell['path']} in {consumer}")
     names = [c for c, _ in consumers]
@@ -80,6 +83,9 @@ def build(matrix_dir: Path) -> str:
         "`ckptcompat.resume` restored in the **consumer** environment with every weight, optimizer",
         "slot, the iteration count and the learning rate equal to what was saved (ok / total;",
         "\"+ N gap\": reviewed files this consumer's own Keras cannot load either, listed below).",
+        "Rows marked † also count generated-corpus files that the producer wrote in the same run and",
+        "that are not committed (every optimizer and layer-zoo case in the release's other formats,",
+        "where `fixtures/<producer>/` commits a sample: fixtures/README.md).",
         "",
         "Consumers: " + "; ".join(f"`{c}` ({v})" for c, v in consumers),
         "",
@@ -101,7 +107,8 @@ def build(matrix_dir: Path) -> str:
                 ok = sum(s == "ok" for s in applicable)
                 cells.append(f"{ok}/{len(applicable)}" + ("" if ok == len(applicable) else " **FAIL**")
                              + (f" + {gaps} gap" if gaps else ""))
-        lines.append(f"| `{producer}` | {_KIND_LABEL.get(kind, kind)} | " + " | ".join(cells) + " |")
+        label = _KIND_LABEL.get(kind, kind) + (" †" if (producer, kind) in generated else "")
+        lines.append(f"| `{producer}` | {label} | " + " | ".join(cells) + " |")
     if notes:
         lines += ["", "## Qualified cells", ""]
         for note, where in sorted(notes.items()):

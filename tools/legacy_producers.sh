@@ -24,6 +24,8 @@ declare -A SPEC=(
 )
 #: the tf.keras 2.x producers that also write SavedModels (fixtures/saved_model/<env>/)
 SAVED_MODEL=(tf20-py37 tf24-py38 tf28-py39 tf211-py310)
+#: the producers that commit a sample of the generated corpus (fixtures/generate.py --add-corpus-sample)
+CORPUS_SAMPLE=(tf115-keras224-py37 tf24-py38 tf211-py310)
 names=("$@")
 # keras224-tf115-py37 is defined but not committed (Keras 2.2.4 is covered on TF 1.12; size budget)
 [ ${#names[@]} -gt 0 ] || names=(tf115-keras224-py37 keras231-tf115-py37 keras224-tf112-py36
@@ -53,6 +55,14 @@ for env in "${names[@]}"; do
       tail -20 "$log"; echo "$env: SavedModel generator failed" >&2; exit 1
     fi
     grep '^\[generate_saved_model\]' "$log" || true
+  fi
+  if [[ " ${CORPUS_SAMPLE[*]} " == *" $env "* ]]; then  # every optimizer and the layer zoo (uses ckptcompat)
+    uv pip install -q --python "$venv/bin/python" packaging typing_extensions importlib_metadata
+    if ! PYTHONPATH=$ROOT TF_CPP_MIN_LOG_LEVEL=2 PYTHONHASHSEED=0 "$venv/bin/python" "$ROOT/fixtures/generate.py" \
+        --env "$env" --add-corpus-sample "$ROOT/fixtures/$env" >"$log" 2>&1; then
+      tail -20 "$log"; echo "$env: corpus sample generator failed" >&2; exit 1
+    fi
+    grep '^\[generate\]' "$log" || true
   fi
   rm -f "$log"
 done

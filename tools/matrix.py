@@ -2,9 +2,12 @@
 """Run the test suite in every environment of the TensorFlow/Keras version matrix.
 
 Each environment is a fresh virtual environment made with uv under ``.matrix/<name>``.
-In each one the fixture generator runs with that version's native APIs (writing into
-``.matrix/<name>/fixtures``, which the tests also read), then the whole test suite.
-The run ends with a table environment x passed/skipped/failed and exits 1 if any failed.
+Two phases: first every environment is set up and runs its fixture generators with that
+version's native APIs (writing into ``.matrix/<name>/fixtures``: the whole generated corpus
+wherever ``fixtures/<name>/`` commits one or a sample of it); then every environment runs its
+tests, the resume table reading every corpus of phase 1 besides the committed fixtures
+($CKPTCOMPAT_FRESH_CORPORA). The run ends with a table environment x passed/skipped/failed and
+exits 1 if any failed.
 
     python tools/matrix.py                 # all environments
     python tools/matrix.py -e tf212 -e tf221-keras3
@@ -45,6 +48,9 @@ class Environment:
     pytest_subset: tuple[str, ...] = ()
     #: what the subset leaves out and where that runs instead (printed by --list, in the README)
     subset_note: str = ""
+    #: the producer whose committed corpus sample this environment regenerates whole (its core
+    #: fixtures come from another env): ``fixtures/generate.py --env NAME --add-corpus``
+    corpus_env: str = ""
     #: rough minutes on 2 cores: the longest environments start first (-j N)
     minutes: int = 5
     #: the interpreter (major.minor): 3.11 from PATH, older/newer ones from pyenv (python_for)
@@ -83,7 +89,7 @@ _GRAPH_MODE = "--deselect=tests/matrix/test_graph_mode.py"
 _OLD_CONSUMER = ("tests/matrix/test_resume_table.py", "tests/matrix/test_generated_fixtures.py",
                  "tests/corpora/test_real_checkpoints.py")
 _OLD_CONSUMER_NOTE = ("the resume table (every producer's fixtures, and this release's own, generated "
-                      "here by fixtures/generate_legacy.py, with the corpus sample where committed), the "
+                      "here by fixtures/generate_legacy.py, with the whole corpus where a sample is committed), the "
                       "generator check and the real "
                       "checkpoints; the rest runs on the Python 3.11 rows")
 #: the old TF 2 consumers also run the callbacks' suite, the data objects, the TF1 conversions and
@@ -97,10 +103,13 @@ _OLD_TF2_CONSUMER_NOTE = (_OLD_CONSUMER_NOTE[:-len("; the rest runs on the Pytho
                           "runs on the Python 3.11 rows")
 #: what the TF 1.15 consumer runs: Keras 2 and 3 files of other generations resumed into live
 #: graph-mode tf.keras models, Checkpoint and TF1 Saver runs SIGKILLed and resumed bitwise
-_TF1_CONSUMER = ("tests/matrix/test_resume_table.py", "tests/matrix/test_graph_mode.py",
+_TF1_CONSUMER = ("tests/matrix/test_resume_table.py", "tests/matrix/test_generated_fixtures.py",
+                 "tests/matrix/test_graph_mode.py",
                  "tests/matrix/test_tf1_workflow4.py", "tests/matrix/test_standalone_keras.py",
                  "tests/data/test_data.py", "tests/tf1")
-_TF1_CONSUMER_NOTE = ("the resume table (every producer's fixtures into graph-mode tf.keras 2.2.4-tf), "
+_TF1_CONSUMER_NOTE = ("the resume table (every producer's fixtures into graph-mode tf.keras 2.2.4-tf; tf.keras "
+                      "2.2.4-tf's whole corpus of every optimizer and the layer zoo generated here, for every "
+                      "consumer, and checked against its committed sample), "
                       "graph-mode resume of other generations' files into tf.keras and standalone Keras "
                       "2.3.1 models, Checkpoint and TF1 Saver runs SIGKILLed and resumed bitwise, every "
                       "standalone Keras optimizer resumed bitwise, the TF1 early-stopping workflow, the "
@@ -165,7 +174,8 @@ ENVIRONMENTS: tuple[Environment, ...] = (
     Environment("tf115-py37", ("tensorflow==1.15.5", "keras==2.3.1", "h5py<3", "protobuf<3.21"), python="3.7",
                 description="TF 1.15 (graph execution, tf.keras 2.2.4-tf and standalone Keras 2.3.1; h5py "
                             "2.10, numpy 1.18) on Python 3.7",
-                generator="", pytest_subset=_TF1_CONSUMER, subset_note=_TF1_CONSUMER_NOTE, minutes=9),
+                generator="", corpus_env="tf115-keras224-py37", pytest_subset=_TF1_CONSUMER,
+                subset_note=_TF1_CONSUMER_NOTE, minutes=9),
     Environment("noframework-py37", (), python="3.7",
                 description="Python 3.7 (the floor: numpy 1.21, h5py 3.8, pytest 7.4), no framework",
                 minutes=3),
@@ -228,12 +238,25 @@ def junit_counts(path: Path) -> dict[str, int]:
     return counts
 
 
-def run_environment(spec: Environment, uv: str, pytest_args: list[str]) -> dict[str, object]:
+@dataclass
+class Prepared:
+    """An environment after phase 1 (setup and generators): its result so far, the variables its
+    tests run with, and the corpus it generated (None when its generator wrote none or failed)."""
+    spec: Environment
+    result: dict[str, object]
+    env: dict[str, str]
+    started: float
+    python: str = ""
+    fresh: Path | None = None
+
+
+def prepare_environment(spec: Environment, uv: str) -> Prepared:
+    """Phase 1: a fresh venv, then the environment's fixture generators (the whole generated
+    corpus wherever fixtures/<env>/ commits one or a sample of it: every consumer reads it in phase 2)."""
     venv = MATRIX_DIR / spec.name
     log = MATRIX_DIR / f"{spec.name}.log"
     log.unlink(missing_ok=True)
     MATRIX_DIR.mkdir(exist_ok=True)
-    started = time.monotonic()
     result: dict[str, object] = {"name": spec.name, "passed": 0, "skipped": 0, "failed": 0, "note": ""}
     if venv.exists():
         shutil.rmtree(venv)
@@ -241,9 +264,11 @@ def run_environment(spec: Environment, uv: str, pytest_args: list[str]) -> dict[
     env = {**os.environ, **spec.env, "CKPTCOMPAT_MATRIX_ENV": spec.name,
            "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0"}
     env.pop("VIRTUAL_ENV", None)
+    prepared = Prepared(spec, result, env, time.monotonic())
     if not _setup(spec, uv, python, venv, log, env):
         result.update(failed=1, note=f"setup failed, see {log.relative_to(ROOT)}")
-        return result
+        return prepared
+    prepared.python = python
     fixtures = venv / "fixtures"
     if (ROOT / "fixtures" / "backends" / spec.name).is_dir():  # cross-backend fixtures committed here
         backend_fixtures = venv / "backend_fixtures"
@@ -251,12 +276,13 @@ def run_environment(spec: Environment, uv: str, pytest_args: list[str]) -> dict[
                timeout=900) != 0:
             result.update(failed=1, note="backend fixture generator failed; ")
         env["CKPTCOMPAT_GENERATED_BACKEND_FIXTURES"] = str(backend_fixtures)
+    generated = True
     if spec.generator == "fixtures/generate.py" and spec.packages:
-        # no corpus flag: the generator writes the corpus as the committed fixtures/<env>/ holds it
-        # (all, the optimizer sample, or none: fixtures/generate.py corpus_mode, fixtures/README.md)
-        if run([python, "fixtures/generate.py", "--out", str(fixtures)], log, env, timeout=900) != 0:
+        # --fresh: as committed (fixtures/generate.py corpus_mode), the corpus whole where a sample is
+        if run([python, "fixtures/generate.py", "--fresh", "--out", str(fixtures)], log, env, timeout=900) != 0:
             result["note"] = "fixture generator failed; "
             result["failed"] = 1
+            generated = False
         saved_models = venv / "fixtures_saved_model"  # Keras 2 envs only; the others write nothing
         if run([python, "fixtures/generate_saved_model.py", "--out", str(saved_models)], log, env, timeout=900) != 0:
             result["note"] = str(result["note"]) + "SavedModel fixture generator failed; "
@@ -266,22 +292,41 @@ def run_environment(spec: Environment, uv: str, pytest_args: list[str]) -> dict[
         if run([python, spec.generator, "--out", str(fixtures), "--env", spec.name], log, env,
                timeout=900) != 0:
             result.update(failed=1, note="legacy fixture generator failed; ")
-        # + the corpus sample (every optimizer, the layer zoo) where fixtures/<env>/ commits one
-        elif run([python, "fixtures/generate.py", "--add-corpus-sample", str(fixtures)], log, env,
+            generated = False
+        # + the whole corpus (every optimizer, the layer zoo) where fixtures/<env>/ commits one
+        elif run([python, "fixtures/generate.py", "--add-corpus", str(fixtures)], log, env,
                  timeout=900) != 0:
-            result.update(failed=1, note="corpus sample generator failed; ")
+            result.update(failed=1, note="corpus generator failed; ")
+            generated = False
+    if spec.corpus_env:  # the corpus alone, as the producer the committed sample names
+        if run([python, "fixtures/generate.py", "--env", spec.corpus_env, "--add-corpus", str(fixtures)],
+               log, env, timeout=900) != 0:
+            result.update(failed=1, note="corpus generator failed; ")
+            generated = False
     env["CKPTCOMPAT_GENERATED_FIXTURES"] = str(fixtures)
-    env["CKPTCOMPAT_REPORT_DIR"] = str(venv / "report")
-    junit = venv / "junit.xml"
-    run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}",
-         *spec.pytest_subset, *pytest_args], log, env, timeout=2400)
-    counts = junit_counts(junit)
-    for key, value in counts.items():
-        result[key] = int(result[key]) + value  # type: ignore[call-overload]
-    if not junit.exists():
-        result["failed"] = int(result["failed"]) + 1  # type: ignore[call-overload]
-        result["note"] = str(result["note"]) + "pytest produced no report; "
-    result["note"] = str(result["note"]) + f"{time.monotonic() - started:.0f}s"
+    if generated and (fixtures / "manifest.json").is_file():
+        prepared.fresh = fixtures
+    return prepared
+
+
+def run_tests(prepared: Prepared, fresh: list[Path], pytest_args: list[str]) -> dict[str, object]:
+    """Phase 2: the environment's tests; ``fresh``: every corpus phase 1 generated (the resume
+    table reads the files of it that are not committed: $CKPTCOMPAT_FRESH_CORPORA)."""
+    spec, result, env = prepared.spec, prepared.result, dict(prepared.env)
+    if prepared.python:
+        venv = MATRIX_DIR / spec.name
+        env["CKPTCOMPAT_FRESH_CORPORA"] = os.pathsep.join(str(f) for f in fresh)
+        env["CKPTCOMPAT_REPORT_DIR"] = str(venv / "report")
+        junit = venv / "junit.xml"
+        run([prepared.python, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}",
+             *spec.pytest_subset, *pytest_args], MATRIX_DIR / f"{spec.name}.log", env, timeout=2400)
+        counts = junit_counts(junit)
+        for key, value in counts.items():
+            result[key] = int(result[key]) + value  # type: ignore[call-overload]
+        if not junit.exists():
+            result["failed"] = int(result["failed"]) + 1  # type: ignore[call-overload]
+            result["note"] = str(result["note"]) + "pytest produced no report; "
+    result["note"] = str(result["note"]) + f"{time.monotonic() - prepared.started:.0f}s"
     return result
 
 
@@ -327,11 +372,16 @@ def main(argv: list[str] | None = None) -> int:
     uv = find_uv()
     MATRIX_DIR.mkdir(exist_ok=True)
     by_name: dict[str, dict[str, object]] = {}
+    order = sorted(chosen, key=lambda e: -e.minutes)  # longest first: the shortest wall time
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = {}
-        for spec in sorted(chosen, key=lambda e: -e.minutes):  # longest first: the shortest wall time
-            print(f"[matrix] {spec.name}: started ({spec.description})", flush=True)
-            futures[pool.submit(run_environment, spec, uv, args.pytest_args)] = spec
+        # phase 1: every environment's venv and generators, so that phase 2 reads every fresh corpus
+        for spec in order:
+            print(f"[matrix] {spec.name}: setup and generators ({spec.description})", flush=True)
+        prepared = list(pool.map(lambda spec: prepare_environment(spec, uv), order))
+        fresh = [p.fresh for p in prepared if p.fresh is not None]
+        print(f"[matrix] generated corpora: {', '.join(p.spec.name for p in prepared if p.fresh) or 'none'}",
+              flush=True)
+        futures = {pool.submit(run_tests, p, fresh, args.pytest_args): p.spec for p in prepared}
         for future in concurrent.futures.as_completed(futures):
             spec = futures[future]
             r = by_name[spec.name] = future.result()

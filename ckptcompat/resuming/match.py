@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -137,8 +138,15 @@ def _leaf(name: str) -> str:
     return name.rsplit("/", 1)[-1]
 
 
+#: the suffix Keras adds to a repeated weight name in one layer scope: TF 1.x ``.h5`` files name the
+#: second cell's kernel of a ``StackedRNNCells`` ``kernel_1`` where the live walk says ``cell_4/kernel``
+_UNIQUIFIER = re.compile(r"_\d+$")
+
+
 def _same_leaf(a: str, b: str, class_name: str | None) -> bool:
-    return a == b or {a, b} <= LEAF_ALIASES.get(class_name or "", frozenset())
+    aliases = LEAF_ALIASES.get(class_name or "", frozenset())
+    a2, b2 = _UNIQUIFIER.sub("", a), _UNIQUIFIER.sub("", b)
+    return a == b or {a, b} <= aliases or a2 == b2 or {a2, b2} <= aliases
 
 
 def _generation_spelling(state: TrainingState, live: Mapping[str, tuple[int, ...]],
@@ -199,6 +207,23 @@ def _rename(state: TrainingState, mapping: Mapping[str, str]) -> TrainingState:
     return state.replace(weights=weights, optimizer=optimizer)
 
 
+def _pair_leftovers(state: TrainingState, ckpt_layers: Sequence[LiveLayer], live: Mapping[str, tuple[int, ...]],
+                    live_layer_list: Sequence[LiveLayer]) -> dict[str, str]:
+    """Variables whose name and shape the model has kept by name, the others paired by structure
+    among themselves (a file without config whose layer order is not the model's: a TF bundle
+    lists layers alphabetically; TF 1.x names a ``StackedRNNCells``' cells ``kernel_1``); empty
+    when that does not pair every variable one to one."""
+    exact = {k: k for k, v in state.weights.items() if k in live and tuple(np.shape(v)) == tuple(live[k])}
+    rest = {k: v for k, v in state.weights.items() if k not in exact}
+    rest_live = {k: v for k, v in live.items() if k not in exact}
+    if not rest or len(rest) != len(rest_live):
+        return {}
+    paired, misfits = _pair_by_structure(state.replace(weights=rest), ckpt_layers, rest_live, live_layer_list)
+    if misfits or len(paired) != len(rest) or set(paired.values()) != set(rest_live):
+        return {}
+    return {**exact, **paired}
+
+
 def match_state(state: TrainingState, live: Mapping[str, tuple[int, ...]],
                 live_layer_list: Sequence[LiveLayer], *, remap: Any = None) -> Match:
     """``state`` under the live model's names.
@@ -224,6 +249,10 @@ def match_state(state: TrainingState, live: Mapping[str, tuple[int, ...]],
         return Match("structure", _rename(state, spelled), mapping=spelled)
     ckpt_layers = config_layers(state.model_config)
     mapping, misfits = _pair_by_structure(state, ckpt_layers, live, live_layer_list)
+    if misfits or len(mapping) != len(state.weights) or set(mapping.values()) != set(live):
+        mapping = _pair_leftovers(state, ckpt_layers, live, live_layer_list) or mapping
+    if misfits and len(mapping) == len(state.weights) and set(mapping.values()) == set(live):
+        misfits = []
     if misfits or len(mapping) != len(state.weights) or set(mapping.values()) != set(live):
         fallback = remap(state) if remap is not None else state
         return Match("name", fallback, misfits=tuple(misfits) or ("structure: no one-to-one pairing",))

@@ -181,8 +181,8 @@ def test_writer_failure_leaves_no_file(tmp_path: Path) -> None:
 
 def _manifest_params() -> list[Any]:
     """:data:`ENTRIES`; generated-corpus files listed as known gaps of the resume table
-    (tests/matrix/test_resume_table.py ``_KNOWN_GAPS``, with reasons) are expected to fail."""
-    from tests.matrix.test_resume_table import gap_marks
+    (tests/matrix/_table_gaps.py ``_KNOWN_GAPS``, with reasons) are expected to fail."""
+    from tests.matrix._table_gaps import gap_marks
 
     return [pytest.param(path, entry, marks=gap_marks(entry["path"]), id=str(path.relative_to(path.parents[2])))
             for path, entry in ENTRIES]

@@ -42,8 +42,8 @@ def _manifest() -> list[dict]:
 
 def _manifest_params() -> list[Any]:
     """:func:`_manifest`; the generated-corpus files of the resume table's known gaps
-    (tests/matrix/test_resume_table.py ``_KNOWN_GAPS``, with reasons) are expected to fail."""
-    from tests.matrix.test_resume_table import gap_marks
+    (tests/matrix/_table_gaps.py ``_KNOWN_GAPS``, with reasons) are expected to fail."""
+    from tests.matrix._table_gaps import gap_marks
 
     return [pytest.param(f, marks=gap_marks(f["path"]), id=f["path"]) for f in _manifest()]
 

@@ -139,8 +139,8 @@ def _bundle_owner(fx: dict, owner: str) -> str:
 
 def _fixture_params() -> list[Any]:
     """:func:`_fixtures`; corpus files listed as known gaps of the resume table
-    (tests/matrix/test_resume_table.py ``_KNOWN_GAPS``, with reasons) are expected to fail."""
-    from tests.matrix.test_resume_table import gap_marks
+    (tests/matrix/_table_gaps.py ``_KNOWN_GAPS``, with reasons) are expected to fail."""
+    from tests.matrix._table_gaps import gap_marks
 
     return [pytest.param(f, marks=gap_marks(f["path"]), id=f["path"]) for f in _fixtures()]
 
@@ -301,3 +301,19 @@ def test_v1_without_tf_is_unsupported(real_checkpoints: Path) -> None:
         except CkptCompatError:
             return
         assert state.weights
+
+
+def test_tf1_graph_mode_slot_scope_names_the_optimizer_class() -> None:
+    """tf.keras 2.2.4-tf (TF 1.15 graph execution) creates the slots in a ``training`` scope
+    (``training/Adamax/dense/kernel/m``): the class is the next name, not ``training`` (an Adamax
+    bundle has Adam's variables; found by TF 1.15's optimizer corpus)."""
+    from types import SimpleNamespace
+
+    from ckptcompat.formats.tf_bundle._tf2_objects import _referenced_slots
+
+    slots = [SimpleNamespace(original_variable_node_id=1, slot_variable_node_id=2, slot_name="m")]
+    for scope, want in (("training/", "Adamax"), ("training_1/", "Adamax"), ("", "Adamax"), ("outer/", None)):
+        graph = SimpleNamespace(nodes=[SimpleNamespace(slot_variables=slots)],
+                                var_of={2: SimpleNamespace(full_name=f"{scope}Adamax/dense/kernel/m")})
+        triples, cls = _referenced_slots(graph, 0, {1: "dense/kernel"})
+        assert triples == [("dense/kernel", "m", 2)] and cls == want, (scope, cls)

@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 from tests._frameworks import keras_flavour
-from tests._paths import FIXTURES
+from tests._paths import FIXTURES, is_corpus
+from tests.matrix._table_gaps import known_gap
 
 pytestmark = [pytest.mark.framework, pytest.mark.fresh_fixtures]
 
@@ -36,6 +37,27 @@ def _saved_model_entries() -> list[dict[str, Any]]:
             out.append({**e, "path": f"saved_model/{e['producer']}/{e['path']}", "kind": "saved_model"})
     return out
 _FULL = ("model.keras", "model.h5")
+
+
+def _fresh_corpus_entries(committed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The generated-corpus files the matrix's phase 1 wrote in every environment
+    ($CKPTCOMPAT_FRESH_CORPORA, tools/matrix.py) that are not committed (where only a sample of the
+    corpus is): table entries with ``path`` as if committed (``<env>/<case>/<file>``) and ``file``,
+    where they are."""
+    known = {e["path"] for e in committed}
+    out = []
+    for folder in filter(None, os.environ.get("CKPTCOMPAT_FRESH_CORPORA", "").split(os.pathsep)):
+        manifest = json.loads((Path(folder) / "manifest.json").read_text())
+        (env,) = manifest["producers"]
+        for e in manifest["fixtures"]:
+            if is_corpus(e) and f"{env}/{e['path']}" not in known:
+                out.append({**e, "path": f"{env}/{e['path']}", "file": str(Path(folder) / e["path"])})
+    return out
+
+
+def _file(entry: dict[str, Any]) -> Path:
+    """Where the entry's file is: committed under fixtures/, or generated in this matrix run."""
+    return Path(entry["file"]) if "file" in entry else FIXTURES / entry["path"]
 
 
 def _sha(a: Any) -> str:
@@ -152,7 +174,7 @@ def _compiled_by_caller(entry: dict[str, Any], path: Path, fits: tuple[str, ...]
 def _cell(entry: dict[str, Any], cache: dict[str, Any]) -> str:
     import ckptcompat
 
-    path = FIXTURES / entry["path"]
+    path = _file(entry)
     if entry["kind"] == "tf1_saver":
         return "n/a (TF1 graph variables: runtime.tf1, not a Keras model)"
     if entry["kind"] == "saved_model":  # a full model: rebuilt from keras_metadata.pb
@@ -167,6 +189,8 @@ def _cell(entry: dict[str, Any], cache: dict[str, Any]) -> str:
             if got != {_loss_scale.CURRENT: want["current_loss_scale"], _loss_scale.GOOD_STEPS: want["good_steps"]}:
                 diffs.append(f"loss scale {got} != {want}")
         return "DIFF: " + "; ".join(diffs[:4]) if diffs else "ok"
+    if entry.get("missing_in_file"):
+        return _incomplete_file(entry, path)
     tensors_have_slots = any(t["kind"] == "slot" for t in entry["tensors"])
     if Path(entry["path"]).name in _FULL:
         from ckptcompat.formats import registry
@@ -207,6 +231,34 @@ def _cell(entry: dict[str, Any], cache: dict[str, Any]) -> str:
     if dropped:
         return f"ok ({len(dropped)} inert slots dropped, reported)"
     return "ok" if tensors_have_slots else "ok (no optimizer in file)"
+
+
+def _incomplete_file(entry: dict[str, Any], path: Path) -> str:
+    """A file its release wrote without some of the model's variables (``missing_in_file``, found
+    by the generator with TensorFlow's reader): resume refuses, naming each; ``partial=True``
+    restores every other tensor exactly."""
+    import ckptcompat
+
+    missing = entry["missing_in_file"]
+    full = _base_file(path.parent.parent)
+    if full is None:
+        return "n/a (no full-model file of this case to build the model)"
+    has_slots = any(t["kind"] == "slot" for t in entry["tensors"])
+    model = ckptcompat.resume(full, compile=has_slots).model
+    try:
+        ckptcompat.resume(path, model=model)
+        return f"DIFF: resumed although the file lacks {missing}"
+    except ckptcompat.IncompatibleStateError as exc:
+        unnamed = [m for m in missing if m not in str(exc)]
+        if unnamed:
+            return f"DIFF: the refusal does not name {unnamed}"
+    run = ckptcompat.resume(path, model=model, partial=True)
+    rest = {**entry, "tensors": [t for t in entry["tensors"] if t["owner"] not in missing]}
+    diffs = _compare(rest, run.model, has_slots, frozenset(_dropped(run)), dict(run.report.by_structure))
+    if diffs:
+        return "DIFF (partial): " + "; ".join(diffs[:4])
+    return (f"ok (partial: the file lacks {len(missing)} variable(s) its writer left out, named in the "
+            f"refusal; partial=True restored the rest exactly)")
 
 
 def _absent_class(entry: dict[str, Any]) -> str | None:
@@ -253,7 +305,9 @@ def _removed_layer(exc: Exception) -> str | None:
 def test_every_fixture_resumes_here(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger="ckptcompat")  # restored after the test
     manifest = json.loads(MANIFEST.read_text())
-    manifest = {**manifest, "fixtures": [*manifest["fixtures"], *_saved_model_entries()]}
+    fresh = _fresh_corpus_entries(manifest["fixtures"])
+    generated = {e["path"] for e in fresh}
+    manifest = {**manifest, "fixtures": [*manifest["fixtures"], *_saved_model_entries(), *fresh]}
     rows: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for entry in manifest["fixtures"]:
         if not entry.get("tensors"):
@@ -265,22 +319,24 @@ def test_every_fixture_resumes_here(capsys: pytest.CaptureFixture[str], caplog: 
             cell = _absent_class(entry) or _removed_layer(exc) or f"ERROR {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
         rows[entry["producer"]].append((entry["path"], cell))
     consumer = keras_flavour()
-    lines = [f"consumer: {consumer} ({_env_versions()})"]
+    lines = [f"consumer: {consumer} ({_env_versions()})",
+             f"+ {len(fresh)} corpus files generated in this matrix run, not committed (marked *)"]
     bad = []
     for producer, cells in sorted(rows.items()):
         ok = sum(c.startswith(("ok", "n/a")) for _, c in cells)
         lines.append(f"{producer:>15} -> here: {ok}/{len(cells)} ok")
         for i, (path, cell) in enumerate(cells):
-            gap = None if cell.startswith(("ok", "n/a")) else _known_gap(path)
+            gap = None if cell.startswith(("ok", "n/a")) else known_gap(path)
             if gap:  # reviewed, native fails too: the table and the report say so, not FAIL
                 cell = f"gap ({gap}): {cell}"
                 cells[i] = (path, cell)
-            lines.append(f"    {path:<55} {cell}")
+            mark = "*" if path in generated else " "
+            lines.append(f"   {mark}{path:<55} {cell}")
             if not cell.startswith(("ok", "n/a", "gap")):
                 bad.append(f"{path}: {cell}")
     with capsys.disabled():
         print("\n" + "\n".join(lines))
-    _write_report(manifest, rows)
+    _write_report(manifest, rows, generated)
     assert not bad, "\n".join(bad)
 
 
@@ -296,15 +352,17 @@ def _fresh_graph() -> None:
         runtime.keras_module().backend.clear_session()
 
 
-def _write_report(manifest: dict[str, Any], rows: dict[str, list[tuple[str, str]]]) -> None:
-    """For tools/compat_page.py: the table as JSON under $CKPTCOMPAT_REPORT_DIR (set by the matrix)."""
+def _write_report(manifest: dict[str, Any], rows: dict[str, list[tuple[str, str]]], generated: set[str]) -> None:
+    """For tools/compat_page.py: the table as JSON under $CKPTCOMPAT_REPORT_DIR (set by the matrix);
+    ``generated``: the paths of files generated in this matrix run (not committed)."""
     folder = os.environ.get("CKPTCOMPAT_REPORT_DIR")
     if not folder:
         return
     kinds = {entry["path"]: entry["kind"] for entry in manifest["fixtures"]}
     report = {"consumer": os.environ.get("CKPTCOMPAT_MATRIX_ENV") or str(keras_flavour()),
               "versions": _env_versions(),
-              "cells": [{"producer": producer, "kind": kinds[path], "path": path, "result": cell}
+              "cells": [{"producer": producer, "kind": kinds[path], "path": path, "result": cell,
+                         **({"generated": True} if path in generated else {})}
                         for producer, cells in sorted(rows.items()) for path, cell in cells]}
     Path(folder).mkdir(parents=True, exist_ok=True)
     (Path(folder) / "resume_table.json").write_text(json.dumps(report, indent=1))
@@ -320,63 +378,3 @@ def _env_versions() -> str:
         except PackageNotFoundError:
             pass
     return ", ".join(out)
-
-
-#: open gaps of the generated corpus (fixtures/_optimizers.py, fixtures/_zoo.py), by path substring:
-#: one entry per file (a case folder only where every file of it fails for the reason given).
-#: Each is a ckptcompat limitation, not a file that fails on purpose. Fixed so far: Keras 3
-#: ``.weights.h5`` layer paths, config stripping, 'adam_w', amsgrad guessed from ``.keras``,
-#: ConvLSTM / attention / depthwise layer paths of ``.keras``, SGD(momentum=0) inert slots, Muon and
-#: ScheduleFreeAdamW, Adafactor TF bundles, tf-keras MultiHeadAttention ``_query_dense`` groups.
-_KNOWN_GAPS: dict[str, str] = {}
-
-
-#: files that alone cannot say their optimizer's configuration (read without a model, the slots stay
-#: positional): the table resumes them into a model compiled by the caller, as a user would
-_AMBIGUOUS_WITHOUT_MODEL: dict[str, str] = {
-    "tf221-keras3/opt_rmsprop_momentum/model.keras": "Keras 3.15 .keras keeps no optimizer config: RMSprop "
-                                                     "momentum vs centered fit the same variables (ambiguous)",
-    "tf221-keras3/opt_rmsprop_centered/model.keras": "as opt_rmsprop_momentum: momentum vs centered ambiguous",
-}
-#: files whose reader names differ from the live walk's although resume matches them (the format
-#: manifest tests compare reader names; the table resumes): reader-level gaps only
-_READER_NAME_GAPS: dict[str, str] = {
-    "tf221-keras3/zoo_rank3/tf_checkpoint/": "the TF bundle reader keeps TimeDistributed's inner scope "
-                                             "(td/dense/kernel); resume matches it to td/kernel by structure",
-    "tf221-keras3/zoo_rank2/tf_checkpoint/": "the TF bundle reader keeps SpectralNormalization's inner scope "
-                                             "(sn/dense/bias); resume matches it to sn/bias by structure",
-    "tf221-keras3/zoo_rank2/model.weights.h5": "as tf221-tfkeras/zoo_rank2/model.weights.h5: the kernel counts "
-                                               "twice when read without a config",
-    "tf221-tfkeras/zoo_rank2/model.weights.h5": "read without a config, SpectralNormalization's kernel (stored "
-                                                "under layer/ and again in its own vars) counts twice; resume "
-                                                "reads it through the model's config once",
-}
-#: gaps of one consumer generation only (the flavour running the table), by path substring
-_KNOWN_GAPS_BY_CONSUMER: dict[str, dict[str, str]] = {
-}
-
-
-def gap_marks(path: str) -> list[Any]:
-    """A non-strict xfail naming the reviewed gap of a corpus file (``_KNOWN_GAPS``), else none:
-    the format manifest tests read the same files the table resumes."""
-    gaps = {**_KNOWN_GAPS, **_AMBIGUOUS_WITHOUT_MODEL, **_READER_NAME_GAPS}
-    gap = next((why for key, why in gaps.items() if key in path), None)
-    return [pytest.mark.xfail(reason=gap, strict=False)] if gap else []
-
-
-def _consumer_keys() -> list[str]:
-    from ckptcompat._compat import PackageNotFoundError, distribution_version
-
-    keys = [str(keras_flavour())]
-    try:
-        if keys[0] == "keras3" and distribution_version("keras").startswith("3.0."):
-            keys.append("keras3.0")
-    except PackageNotFoundError:
-        pass
-    return keys
-
-
-def _known_gap(path: str) -> str | None:
-    """The reviewed reason ``path`` may not resume in this consumer, or None."""
-    consumer = {g: why for key in _consumer_keys() for g, why in _KNOWN_GAPS_BY_CONSUMER.get(key, {}).items()}
-    return next((why for g, why in {**_KNOWN_GAPS, **consumer}.items() if g in path), None)

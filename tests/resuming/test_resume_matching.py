@@ -269,3 +269,42 @@ def test_generation_spellings_of_one_variable_pair_by_structure_only_there() -> 
     assert respell("dw/kernel", {"dw/kernel": (1,)}, taken={}) == "dw/kernel"
     # never onto a name the file itself holds
     assert respell("dw/kernel", live, taken={"dw/kernel": 0, "dw/depthwise_kernel": 0}) == "dw/kernel"
+
+
+def test_repeated_weight_names_of_tf1_cells_pair_by_structure() -> None:
+    """tf.keras 2.2.4-tf (TF 1.15) ``.h5`` names the weights of a ``StackedRNNCells``' cells
+    ``kernel``, ``kernel_1`` (no cell scope); the live walk says ``cell_4/kernel``: paired by
+    class, order and shape, with the Keras uniquifier ignored (found by TF 1.15's layer zoo)."""
+    from ckptcompat.resuming.match import LiveLayer, _same_leaf, match_state
+    from ckptcompat.state import TrainingState
+
+    assert _same_leaf("kernel_1", "kernel", "StackedRNNCells")
+    assert not _same_leaf("kernel_1", "bias", "StackedRNNCells")
+    names = ("kernel", "recurrent_kernel", "bias")
+    shapes = {"kernel": (4, 2), "recurrent_kernel": (2, 2), "bias": (2,)}
+    state = TrainingState(weights={f"s/{n}{suffix}": np.zeros(shapes[n] if not suffix or n != "kernel" else (2, 2))
+                                   for suffix in ("", "_1") for n in names})
+    live = {f"s/cells/c{i}/{n}": (shapes[n] if i == 0 or n != "kernel" else (2, 2))
+            for i in (0, 1) for n in names}
+    found = match_state(state, live, [LiveLayer("s", "StackedRNNCells")])
+    assert found.method == "structure" and not found.misfits
+    assert set(found.state.weights) == set(live)
+    assert found.mapping["s/kernel_1"] == "s/cells/c1/kernel"
+
+
+def test_file_without_config_keeps_exact_names_and_pairs_only_the_rest() -> None:
+    """A TF bundle lists layers in its own (alphabetical) order and carries no config: the
+    variables whose names the model has are kept, only the others are paired by structure
+    (TF 1.15's layer zoo read by TF 2.4: every layer but the stacked cells by name)."""
+    from ckptcompat.resuming.match import LiveLayer, match_state
+    from ckptcompat.state import TrainingState
+
+    state = TrainingState(weights={"a/kernel": np.zeros((2, 2)), "s/kernel": np.zeros((4, 2)),
+                                   "s/kernel_1": np.zeros((2, 2))})
+    live = {"s/cells/c0/kernel": (4, 2), "s/cells/c1/kernel": (2, 2), "a/kernel": (2, 2)}
+    found = match_state(state, live, [LiveLayer("s", "StackedRNNCells"), LiveLayer("a", "Dense")])
+    assert found.method == "structure" and not found.misfits
+    assert dict(found.mapping) == {"s/kernel": "s/cells/c0/kernel", "s/kernel_1": "s/cells/c1/kernel"}
+    # a rest that does not pair one to one is still refused with the misfits
+    wrong = {**live, "s/cells/c1/kernel": (3, 3)}
+    assert match_state(state, wrong, [LiveLayer("s", "StackedRNNCells"), LiveLayer("a", "Dense")]).misfits

@@ -154,7 +154,8 @@ class _SlotMatch:
         if self.iterations is None and _UNIQUIFIER.sub("", parts[-1]) in _ITER_NAMES:  # iterations_27
             self.iterations = int(np.asarray(value).reshape(-1)[0]) if value.size else None
             return True
-        if value.size == 1 and len(parts) <= 2 and (
+        scoped = parts[1:] if parts[0] == "training" else parts  # TF 1.x: training/Nadam/momentum_cache
+        if value.size == 1 and len(scoped) <= 2 and (
                 parts[-1] in _NON_SLOT or (self.cls == "Nadam" and parts[-1] == "variable")):
             # Keras 3 creates Nadam's product as an unnamed Variable: "nadam/variable"
             self.extra["u_product"] = np.asarray(value).reshape(())

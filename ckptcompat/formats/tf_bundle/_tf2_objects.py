@@ -252,6 +252,11 @@ def _optimizer_scalars(graph: _Graph, opt: _OptimizerNodes
     return hyper, extra, iterations
 
 
+#: the name scope tf.keras 2.2.4-tf (TF 1.x graph execution) creates optimizer variables in:
+#: ``training/Adamax/dense/kernel/m`` (``training_1/`` for a second compiled model)
+_TRAINING_SCOPE = re.compile(r"^training(?:_\d+)?/")
+
+
 def _referenced_slots(graph: _Graph, opt_id: int, names: dict[int, str]
                       ) -> tuple[list[tuple[str, str, int]], str | None]:
     """OptimizerV2 slot references: (owner canonical, raw slot, slot node) triples and the
@@ -263,7 +268,8 @@ def _referenced_slots(graph: _Graph, opt_id: int, names: dict[int, str]
         if owner is None or sv.slot_variable_node_id not in graph.var_of:
             continue
         raw_slots.append((owner, sv.slot_name, sv.slot_variable_node_id))
-        first = graph.var_of[sv.slot_variable_node_id].full_name.split("/", 1)[0]
+        full = _TRAINING_SCOPE.sub("", graph.var_of[sv.slot_variable_node_id].full_name)
+        first = full.split("/", 1)[0]
         if cls is None and canonical_optimizer_class(first) in CANONICAL_SLOTS:
             cls = canonical_optimizer_class(first)
     return raw_slots, cls
