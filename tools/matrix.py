@@ -248,6 +248,7 @@ class Prepared:
     started: float
     python: str = ""
     fresh: Path | None = None
+    seconds: float = 0.0  # phase 1's duration
 
 
 def prepare_environment(spec: Environment, uv: str) -> Prepared:
@@ -306,13 +307,26 @@ def prepare_environment(spec: Environment, uv: str) -> Prepared:
     env["CKPTCOMPAT_GENERATED_FIXTURES"] = str(fixtures)
     if generated and (fixtures / "manifest.json").is_file():
         prepared.fresh = fixtures
+    prepared.seconds = time.monotonic() - prepared.started
     return prepared
+
+
+def _prepare_or_fail(spec: Environment, uv: str) -> Prepared:
+    """:func:`prepare_environment`; an unexpected error fails this environment only (the others
+    still run their tests, and the summary table is printed)."""
+    try:
+        return prepare_environment(spec, uv)
+    except Exception as exc:  # noqa: BLE001 -- reported in the environment's row
+        result: dict[str, object] = {"name": spec.name, "passed": 0, "skipped": 0, "failed": 1,
+                                     "note": f"phase 1 raised {type(exc).__name__}: {exc}; "}
+        return Prepared(spec, result, {}, time.monotonic())
 
 
 def run_tests(prepared: Prepared, fresh: list[Path], pytest_args: list[str]) -> dict[str, object]:
     """Phase 2: the environment's tests; ``fresh``: every corpus phase 1 generated (the resume
     table reads the files of it that are not committed: $CKPTCOMPAT_FRESH_CORPORA)."""
     spec, result, env = prepared.spec, prepared.result, dict(prepared.env)
+    started = time.monotonic()
     if prepared.python:
         venv = MATRIX_DIR / spec.name
         env["CKPTCOMPAT_FRESH_CORPORA"] = os.pathsep.join(str(f) for f in fresh)
@@ -326,7 +340,8 @@ def run_tests(prepared: Prepared, fresh: list[Path], pytest_args: list[str]) -> 
         if not junit.exists():
             result["failed"] = int(result["failed"]) + 1  # type: ignore[call-overload]
             result["note"] = str(result["note"]) + "pytest produced no report; "
-    result["note"] = str(result["note"]) + f"{time.monotonic() - prepared.started:.0f}s"
+    result["note"] = str(result["note"]) + (f"setup and generators {prepared.seconds:.0f}s, "
+                                            f"tests {time.monotonic() - started:.0f}s")
     return result
 
 
@@ -377,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         # phase 1: every environment's venv and generators, so that phase 2 reads every fresh corpus
         for spec in order:
             print(f"[matrix] {spec.name}: setup and generators ({spec.description})", flush=True)
-        prepared = list(pool.map(lambda spec: prepare_environment(spec, uv), order))
+        prepared = list(pool.map(lambda spec: _prepare_or_fail(spec, uv), order))
         fresh = [p.fresh for p in prepared if p.fresh is not None]
         print(f"[matrix] generated corpora: {', '.join(p.spec.name for p in prepared if p.fresh) or 'none'}",
               flush=True)

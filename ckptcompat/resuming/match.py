@@ -138,15 +138,8 @@ def _leaf(name: str) -> str:
     return name.rsplit("/", 1)[-1]
 
 
-#: the suffix Keras adds to a repeated weight name in one layer scope: TF 1.x ``.h5`` files name the
-#: second cell's kernel of a ``StackedRNNCells`` ``kernel_1`` where the live walk says ``cell_4/kernel``
-_UNIQUIFIER = re.compile(r"_\d+$")
-
-
 def _same_leaf(a: str, b: str, class_name: str | None) -> bool:
-    aliases = LEAF_ALIASES.get(class_name or "", frozenset())
-    a2, b2 = _UNIQUIFIER.sub("", a), _UNIQUIFIER.sub("", b)
-    return a == b or {a, b} <= aliases or a2 == b2 or {a2, b2} <= aliases
+    return a == b or {a, b} <= LEAF_ALIASES.get(class_name or "", frozenset())
 
 
 def _generation_spelling(state: TrainingState, live: Mapping[str, tuple[int, ...]],
@@ -207,21 +200,62 @@ def _rename(state: TrainingState, mapping: Mapping[str, str]) -> TrainingState:
     return state.replace(weights=weights, optimizer=optimizer)
 
 
-def _pair_leftovers(state: TrainingState, ckpt_layers: Sequence[LiveLayer], live: Mapping[str, tuple[int, ...]],
+#: the suffix Keras adds to a repeated weight name in one scope: TF 1.x names the weights of a
+#: ``StackedRNNCells``' second cell ``kernel_1`` where the live walk says ``<cell>/kernel``
+_UNIQUIFIER = re.compile(r"^(.*?)(?:_(\d+))?$")
+
+
+def _owner(name: str, layers: Sequence[LiveLayer]) -> str | None:
+    """The live layer path ``name`` belongs to (the longest that prefixes it)."""
+    found = [layer.path for layer in layers if layer.path and name.startswith(layer.path + "/")]
+    return max(found, key=len) if found else None
+
+
+def _pair_flat_cells(flat: Sequence[str], scoped: Sequence[str], layer: str,
+                     state: TrainingState, live: Mapping[str, tuple[int, ...]]) -> dict[str, str] | None:
+    """File variables held flat in ``layer`` (``kernel``, ``kernel_1``) -> the live ones held per
+    cell (``<cell>/kernel``): suffix N is the N-th cell in the model's order, leaf and shape equal;
+    None unless every one pairs one to one."""
+    scopes: list[str] = []
+    for name in scoped:
+        scope = name[len(layer) + 1:].rpartition("/")[0]
+        if not scope:
+            return None
+        if scope not in scopes:
+            scopes.append(scope)
+    by_key = {(scopes.index(n[len(layer) + 1:].rpartition("/")[0]), _leaf(n)): n for n in scoped}
+    out: dict[str, str] = {}
+    for name in flat:
+        short = name[len(layer) + 1:]
+        base, index = _UNIQUIFIER.match(short).groups()  # type: ignore[union-attr]
+        dst = by_key.get((int(index or 0), base))
+        if "/" in short or dst is None or tuple(np.shape(state.weights[name])) != tuple(live[dst]):
+            return None
+        out[name] = dst
+    return out if len(out) == len(scoped) == len(set(out.values())) else None
+
+
+def _pair_leftovers(state: TrainingState, live: Mapping[str, tuple[int, ...]],
                     live_layer_list: Sequence[LiveLayer]) -> dict[str, str]:
-    """Variables whose name and shape the model has kept by name, the others paired by structure
-    among themselves (a file without config whose layer order is not the model's: a TF bundle
-    lists layers alphabetically; TF 1.x names a ``StackedRNNCells``' cells ``kernel_1``); empty
-    when that does not pair every variable one to one."""
+    """A file without config in another layer order (a TF bundle lists layers alphabetically)
+    whose names fit the model but for the cells TF 1.x held flat: every other variable kept by
+    name (name and shape), those paired per layer by :func:`_pair_flat_cells`; empty when any
+    variable left over lies outside a layer both sides name alike, or does not pair."""
     exact = {k: k for k, v in state.weights.items() if k in live and tuple(np.shape(v)) == tuple(live[k])}
-    rest = {k: v for k, v in state.weights.items() if k not in exact}
-    rest_live = {k: v for k, v in live.items() if k not in exact}
+    rest = [k for k in state.weights if k not in exact]
+    rest_live = [k for k in live if k not in exact]
     if not rest or len(rest) != len(rest_live):
         return {}
-    paired, misfits = _pair_by_structure(state.replace(weights=rest), ckpt_layers, rest_live, live_layer_list)
-    if misfits or len(paired) != len(rest) or set(paired.values()) != set(rest_live):
-        return {}
-    return {**exact, **paired}
+    pairs: dict[str, str] = {}
+    for layer in {_owner(k, live_layer_list) for k in rest + rest_live}:
+        if layer is None:
+            return {}
+        paired = _pair_flat_cells([k for k in rest if _owner(k, live_layer_list) == layer],
+                                  [k for k in rest_live if _owner(k, live_layer_list) == layer], layer, state, live)
+        if paired is None:
+            return {}
+        pairs.update(paired)
+    return {**exact, **pairs} if len(pairs) == len(rest) else {}
 
 
 def match_state(state: TrainingState, live: Mapping[str, tuple[int, ...]],
@@ -250,7 +284,7 @@ def match_state(state: TrainingState, live: Mapping[str, tuple[int, ...]],
     ckpt_layers = config_layers(state.model_config)
     mapping, misfits = _pair_by_structure(state, ckpt_layers, live, live_layer_list)
     if misfits or len(mapping) != len(state.weights) or set(mapping.values()) != set(live):
-        mapping = _pair_leftovers(state, ckpt_layers, live, live_layer_list) or mapping
+        mapping = _pair_leftovers(state, live, live_layer_list) or mapping
     if misfits and len(mapping) == len(state.weights) and set(mapping.values()) == set(live):
         misfits = []
     if misfits or len(mapping) != len(state.weights) or set(mapping.values()) != set(live):

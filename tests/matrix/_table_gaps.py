@@ -29,9 +29,6 @@ _AMBIGUOUS_WITHOUT_MODEL: dict[str, str] = {
 #: files whose reader names differ from the live walk's although resume matches them (the format
 #: manifest tests compare reader names; the table resumes): reader-level gaps only
 _READER_NAME_GAPS: dict[str, str] = {
-    "tf115-keras224-py37/zoo_rank3/model.h5": "tf.keras 2.2.4-tf's .h5 names the weights of StackedRNNCells' "
-                                              "cells kernel, kernel_1 (no cell scope); resume pairs them with "
-                                              "the live cells by structure",
     "tf221-keras3/zoo_rank3/tf_checkpoint/": "the TF bundle reader keeps TimeDistributed's inner scope "
                                              "(td/dense/kernel); resume matches it to td/kernel by structure",
     "tf221-keras3/zoo_rank2/tf_checkpoint/": "the TF bundle reader keeps SpectralNormalization's inner scope "

@@ -127,6 +127,32 @@ def _writer(producers: dict[str, Any], committed: dict[str, Any]) -> dict[str, A
     return {env: {k: info.get(k) for k in keys}}
 
 
+#: the file kinds the generator tries for every corpus case, by flavour (fixtures/generate.py _save_all)
+_KINDS = {"keras2": {"full_model", "weights", "tf_weights", "keras_zip", "weights_h5", "tf_checkpoint"},
+          "keras3": {"full_model", "keras_zip", "weights_h5", "tf_checkpoint"}}
+
+
+def test_fresh_corpus_accounts_for_every_format() -> None:
+    """Every corpus case of the fresh run (the whole corpus, also where a sample is committed) holds
+    each file kind its flavour writes, or says why not (``not_written``: the release could not;
+    ``left_out_files``: the corpus keeps no such file): a format that silently went missing fails."""
+    _, generated = _generated()
+    (env,) = generated["producers"]
+    if "corpus" not in generated:
+        pytest.skip(f"{env} commits no corpus")
+    info = generated["corpus"][env]
+    flavour = generated["producers"][env]["flavour"]
+    cases: dict[str, set[str]] = {}
+    for f in generated["fixtures"]:
+        if f["case"].startswith(CORPUS_CASE_PREFIXES):
+            cases.setdefault(f["case"], set()).add(f["kind"])
+    assert cases, f"{env}: no corpus case written"
+    silent = {case: sorted(_KINDS[flavour] - kinds - set(info["not_written"].get(case, {}))
+                           - set(info["left_out_files"].get(case, {})))
+              for case, kinds in cases.items()}
+    assert not {c: k for c, k in silent.items() if k}, silent
+
+
 def test_same_tensor_values_as_committed() -> None:
     _, generated = _generated()
     committed = _committed(generated)

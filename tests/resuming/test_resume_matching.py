@@ -271,40 +271,49 @@ def test_generation_spellings_of_one_variable_pair_by_structure_only_there() -> 
     assert respell("dw/kernel", live, taken={"dw/kernel": 0, "dw/depthwise_kernel": 0}) == "dw/kernel"
 
 
-def test_repeated_weight_names_of_tf1_cells_pair_by_structure() -> None:
-    """tf.keras 2.2.4-tf (TF 1.15) ``.h5`` names the weights of a ``StackedRNNCells``' cells
-    ``kernel``, ``kernel_1`` (no cell scope); the live walk says ``cell_4/kernel``: paired by
-    class, order and shape, with the Keras uniquifier ignored (found by TF 1.15's layer zoo)."""
-    from ckptcompat.resuming.match import LiveLayer, _same_leaf, match_state
-    from ckptcompat.state import TrainingState
-
-    assert _same_leaf("kernel_1", "kernel", "StackedRNNCells")
-    assert not _same_leaf("kernel_1", "bias", "StackedRNNCells")
-    names = ("kernel", "recurrent_kernel", "bias")
-    shapes = {"kernel": (4, 2), "recurrent_kernel": (2, 2), "bias": (2,)}
-    state = TrainingState(weights={f"s/{n}{suffix}": np.zeros(shapes[n] if not suffix or n != "kernel" else (2, 2))
-                                   for suffix in ("", "_1") for n in names})
-    live = {f"s/cells/c{i}/{n}": (shapes[n] if i == 0 or n != "kernel" else (2, 2))
-            for i in (0, 1) for n in names}
-    found = match_state(state, live, [LiveLayer("s", "StackedRNNCells")])
-    assert found.method == "structure" and not found.misfits
-    assert set(found.state.weights) == set(live)
-    assert found.mapping["s/kernel_1"] == "s/cells/c1/kernel"
-
-
-def test_file_without_config_keeps_exact_names_and_pairs_only_the_rest() -> None:
-    """A TF bundle lists layers in its own (alphabetical) order and carries no config: the
-    variables whose names the model has are kept, only the others are paired by structure
-    (TF 1.15's layer zoo read by TF 2.4: every layer but the stacked cells by name)."""
+def test_flat_tf1_cell_weights_pair_with_the_live_cells() -> None:
+    """tf.keras 2.2.4-tf (TF 1.15) holds the weights of a ``StackedRNNCells``' cells flat
+    (``kernel``, ``kernel_1``: suffix N = cell N); the live walk names them per cell: paired by
+    cell index, leaf and shape, every other variable by its name (found by TF 1.15's layer zoo,
+    in an ``.h5`` and in a config-less TF bundle listing layers in another order)."""
     from ckptcompat.resuming.match import LiveLayer, match_state
     from ckptcompat.state import TrainingState
 
-    state = TrainingState(weights={"a/kernel": np.zeros((2, 2)), "s/kernel": np.zeros((4, 2)),
-                                   "s/kernel_1": np.zeros((2, 2))})
-    live = {"s/cells/c0/kernel": (4, 2), "s/cells/c1/kernel": (2, 2), "a/kernel": (2, 2)}
-    found = match_state(state, live, [LiveLayer("s", "StackedRNNCells"), LiveLayer("a", "Dense")])
+    shapes = {"kernel": (4, 2), "recurrent_kernel": (2, 2), "bias": (2,)}
+    second = {**shapes, "kernel": (2, 2)}
+    weights = {"a/kernel": np.zeros((2, 2))}
+    weights.update({f"s/{n}": np.zeros(shapes[n]) for n in shapes})
+    weights.update({f"s/{n}_1": np.zeros(second[n]) for n in shapes})
+    live = {f"s/cells/c0/{n}": shapes[n] for n in shapes}
+    live.update({f"s/cells/c1/{n}": second[n] for n in shapes})
+    live["a/kernel"] = (2, 2)  # the model's order differs from the file's
+    layers = [LiveLayer("s", "RNN"), LiveLayer("a", "Dense")]
+    found = match_state(TrainingState(weights=weights), live, layers)
     assert found.method == "structure" and not found.misfits
-    assert dict(found.mapping) == {"s/kernel": "s/cells/c0/kernel", "s/kernel_1": "s/cells/c1/kernel"}
-    # a rest that does not pair one to one is still refused with the misfits
-    wrong = {**live, "s/cells/c1/kernel": (3, 3)}
-    assert match_state(state, wrong, [LiveLayer("s", "StackedRNNCells"), LiveLayer("a", "Dense")]).misfits
+    assert set(found.state.weights) == set(live)
+    assert found.mapping["s/kernel_1"] == "s/cells/c1/kernel" and found.mapping["s/bias"] == "s/cells/c0/bias"
+    assert "a/kernel" not in found.mapping  # kept by name
+
+
+def test_leftover_pairing_never_guesses() -> None:
+    """What the flat-cell rule must not pair (each refused before it, still refused): layers whose
+    generated names shifted (``dense`` -> ``dense_1``: names are not identity), numbered weights
+    of a renamed layer listed alphabetically (``w_10`` is not ``w_2``), a cell index or shape that
+    does not fit."""
+    from ckptcompat.resuming.match import LiveLayer, match_state
+    from ckptcompat.state import TrainingState
+
+    shifted = TrainingState(weights={"batch_normalization/gamma": np.zeros(8), "dense/kernel": np.zeros((8, 8)),
+                                     "dense_1/kernel": np.zeros((8, 8)), "dense_2/kernel": np.zeros((8, 2))})
+    live = {"dense_1/kernel": (8, 8), "batch_normalization_1/gamma": (8,), "dense_2/kernel": (8, 8),
+            "dense_3/kernel": (8, 2)}
+    layers = [LiveLayer(n, c) for n, c in (("dense_1", "Dense"), ("batch_normalization_1", "BatchNormalization"),
+                                           ("dense_2", "Dense"), ("dense_3", "Dense"))]
+    assert match_state(shifted, live, layers).misfits
+    numbered = TrainingState(weights={f"old/w_{i}": np.zeros((4, 4)) for i in sorted(range(12), key=str)})
+    live = {f"new/w_{i}": (4, 4) for i in range(12)}
+    assert match_state(numbered, live, [LiveLayer("new", "Custom")]).misfits
+    cells = TrainingState(weights={"s/kernel": np.zeros((4, 2)), "s/kernel_2": np.zeros((2, 2))})
+    assert match_state(cells, {"s/c/0/kernel": (4, 2), "s/c/1/kernel": (2, 2)}, [LiveLayer("s", "RNN")]).misfits
+    cells = TrainingState(weights={"s/kernel": np.zeros((4, 2)), "s/kernel_1": np.zeros((3, 2))})
+    assert match_state(cells, {"s/c/0/kernel": (4, 2), "s/c/1/kernel": (2, 2)}, [LiveLayer("s", "RNN")]).misfits

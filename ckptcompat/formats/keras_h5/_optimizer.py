@@ -50,6 +50,8 @@ _K3_CELL = re.compile(r"_(?:lstm|gru|simple_rnn|conv_lstm(?:\dd)?|peephole_lstm)
 _NEW_RAW = {"m", "v", "vhat", "momentum", "velocity", "average_gradient", "accumulator",
             "accumulated_grad", "accumulated_delta_var", "linear", "u", "r", "c"}
 #: non-slot optimizer variables by their stored last name -> canonical ``extra`` key
+#: the name scope TF 1.x tf.keras creates optimizer variables in (``training_1`` for a second model)
+_TRAINING_SCOPE = re.compile(r"^training(?:_\d+)?$")
 #: (OptimizerV2 Nadam's ``momentum_cache`` is the product Keras 3 calls ``u_product``)
 _NON_SLOT = {"momentum_cache": "u_product", "u_product": "u_product", "m_schedule": "u_product"}
 
@@ -154,7 +156,7 @@ class _SlotMatch:
         if self.iterations is None and _UNIQUIFIER.sub("", parts[-1]) in _ITER_NAMES:  # iterations_27
             self.iterations = int(np.asarray(value).reshape(-1)[0]) if value.size else None
             return True
-        scoped = parts[1:] if parts[0] == "training" else parts  # TF 1.x: training/Nadam/momentum_cache
+        scoped = parts[1:] if _TRAINING_SCOPE.match(parts[0]) else parts  # TF 1.x: training/Nadam/momentum_cache
         if value.size == 1 and len(scoped) <= 2 and (
                 parts[-1] in _NON_SLOT or (self.cls == "Nadam" and parts[-1] == "variable")):
             # Keras 3 creates Nadam's product as an unnamed Variable: "nadam/variable"
@@ -170,7 +172,7 @@ class _SlotMatch:
         """Slots named after their variable (every era but Keras 2.3 and <= 2.2.5); True when placed."""
         cls = self.cls
         # TF 1.x-era tf.keras (OptimizerV2 inside a "training" scope): training/<Opt>/<var path>/<slot>
-        if len(parts) >= 4 and parts[0] == "training":
+        if len(parts) >= 4 and _TRAINING_SCOPE.match(parts[0]):
             w = self.take(self.by_raw, "/".join(parts[2:-1]))
             if w is not None:
                 self.put(w, canonical_slot(cls, parts[-1]), name, value)
