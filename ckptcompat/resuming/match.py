@@ -202,7 +202,9 @@ def _rename(state: TrainingState, mapping: Mapping[str, str]) -> TrainingState:
 
 #: the suffix Keras adds to a repeated weight name in one scope: TF 1.x names the weights of a
 #: ``StackedRNNCells``' second cell ``kernel_1`` where the live walk says ``<cell>/kernel``
-_UNIQUIFIER = re.compile(r"^(.*?)(?:_(\d+))?$")
+_UNIQUIFIER = re.compile(r"(.*?)(?:_([1-9]\d{0,3}))?", re.S)
+#: the live layer classes that hold cells (``RNN(StackedRNNCells(...))``): the only place the rule applies
+_CELL_HOLDERS = frozenset({"RNN", "StackedRNNCells"})
 
 
 def _owner(name: str, layers: Sequence[LiveLayer]) -> str | None:
@@ -223,11 +225,17 @@ def _pair_flat_cells(flat: Sequence[str], scoped: Sequence[str], layer: str,
             return None
         if scope not in scopes:
             scopes.append(scope)
+    parents = {scope.rpartition("/")[0] for scope in scopes}  # one level of cells under one parent
+    if len(parents) != 1 or any("/" in scope[len(next(iter(parents))):].strip("/") for scope in scopes):
+        return None
     by_key = {(scopes.index(n[len(layer) + 1:].rpartition("/")[0]), _leaf(n)): n for n in scoped}
     out: dict[str, str] = {}
     for name in flat:
         short = name[len(layer) + 1:]
-        base, index = _UNIQUIFIER.match(short).groups()  # type: ignore[union-attr]
+        found = _UNIQUIFIER.fullmatch(short)
+        if found is None:
+            return None
+        base, index = found.groups()
         dst = by_key.get((int(index or 0), base))
         if "/" in short or dst is None or tuple(np.shape(state.weights[name])) != tuple(live[dst]):
             return None
@@ -247,8 +255,9 @@ def _pair_leftovers(state: TrainingState, live: Mapping[str, tuple[int, ...]],
     if not rest or len(rest) != len(rest_live):
         return {}
     pairs: dict[str, str] = {}
+    classes = {layer.path: layer.class_name for layer in live_layer_list}
     for layer in {_owner(k, live_layer_list) for k in rest + rest_live}:
-        if layer is None:
+        if layer is None or classes.get(layer) not in _CELL_HOLDERS:
             return {}
         paired = _pair_flat_cells([k for k in rest if _owner(k, live_layer_list) == layer],
                                   [k for k in rest_live if _owner(k, live_layer_list) == layer], layer, state, live)

@@ -292,7 +292,7 @@ def test_flat_tf1_cell_weights_pair_with_the_live_cells() -> None:
     assert found.method == "structure" and not found.misfits
     assert set(found.state.weights) == set(live)
     assert found.mapping["s/kernel_1"] == "s/cells/c1/kernel" and found.mapping["s/bias"] == "s/cells/c0/bias"
-    assert "a/kernel" not in found.mapping  # kept by name
+    assert found.state.weights["a/kernel"] is weights["a/kernel"]  # kept by name
 
 
 def test_leftover_pairing_never_guesses() -> None:
@@ -317,3 +317,16 @@ def test_leftover_pairing_never_guesses() -> None:
     assert match_state(cells, {"s/c/0/kernel": (4, 2), "s/c/1/kernel": (2, 2)}, [LiveLayer("s", "RNN")]).misfits
     cells = TrainingState(weights={"s/kernel": np.zeros((4, 2)), "s/kernel_1": np.zeros((3, 2))})
     assert match_state(cells, {"s/c/0/kernel": (4, 2), "s/c/1/kernel": (2, 2)}, [LiveLayer("s", "RNN")]).misfits
+    # only inside a layer that holds cells, one level of cells under one parent, Keras suffixes only
+    flat = TrainingState(weights={"m/kernel": np.zeros((2, 2)), "m/kernel_1": np.zeros((2, 2)),
+                                  "m/kernel_2": np.zeros((2, 2))})
+    mha = {"m/query/kernel": (2, 2), "m/key/kernel": (2, 2), "m/value/kernel": (2, 2)}
+    assert match_state(flat, mha, [LiveLayer("m", "MultiHeadAttention")]).misfits
+    assert not match_state(flat, {"m/c/0/kernel": (2, 2), "m/c/1/kernel": (2, 2), "m/c/2/kernel": (2, 2)},
+                           [LiveLayer("m", "RNN")]).misfits  # the same names in an RNN: cells 0, 1, 2
+    deeper = {"m/c/0/kernel": (2, 2), "m/c/0/inner/kernel": (2, 2), "m/c/1/kernel": (2, 2)}
+    assert match_state(flat, deeper, [LiveLayer("m", "RNN")]).misfits
+    zero = TrainingState(weights={"m/kernel_0": np.zeros((2, 2)), "m/kernel_01": np.zeros((2, 2))})
+    assert match_state(zero, {"m/c/0/kernel": (2, 2), "m/c/1/kernel": (2, 2)}, [LiveLayer("m", "RNN")]).misfits
+    odd = TrainingState(weights={"m/kernel\n": np.zeros((2, 2)), "m/kernel_" + "9" * 5000: np.zeros((2, 2))})
+    assert match_state(odd, {"m/c/0/kernel": (2, 2), "m/c/1/kernel": (2, 2)}, [LiveLayer("m", "RNN")]).misfits
