@@ -25,7 +25,7 @@ declare -A SPEC=(
 #: the tf.keras 2.x producers that also write SavedModels (fixtures/saved_model/<env>/)
 SAVED_MODEL=(tf20-py37 tf24-py38 tf28-py39 tf211-py310)
 #: the producers that commit a sample of the generated corpus (fixtures/generate.py --add-corpus-sample)
-CORPUS_SAMPLE=(tf115-keras224-py37 tf24-py38 tf211-py310)
+CORPUS_SAMPLE=(tf115-keras224-py37 tf20-py37 tf24-py38 tf28-py39 tf211-py310)
 names=("$@")
 # keras224-tf115-py37 is defined but not committed (Keras 2.2.4 is covered on TF 1.12; size budget)
 [ ${#names[@]} -gt 0 ] || names=(tf115-keras224-py37 keras231-tf115-py37 keras224-tf112-py36
