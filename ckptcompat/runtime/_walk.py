@@ -24,10 +24,13 @@ logger = logging.getLogger(__name__)
 
 
 def _sublayers(layer: Any) -> list[Any]:
-    flatten = getattr(layer, "_flatten_layers", None)  # tf.keras, tf_keras and Keras 3
-    if flatten is None:
-        return []
-    return list(flatten(include_self=False, recursive=False))
+    flatten = getattr(layer, "_flatten_layers", None)  # tf.keras 2.2+, tf_keras and Keras 3
+    if flatten is not None:
+        return list(flatten(include_self=False, recursive=False))
+    found: list[Any] = []  # tf.keras 2.0 / 2.2.4-tf: the tracked sub-layers, lists of them flattened
+    for item in getattr(layer, "_layers", None) or ():
+        found.extend(item if isinstance(item, (list, tuple)) or type(item).__name__ == "ListWrapper" else [item])
+    return [sub for sub in found if hasattr(sub, "name") and hasattr(sub, "weights")]
 
 
 def unused_weight_ids(layer: Any) -> set[int]:

@@ -90,6 +90,38 @@ def test_an_unused_copy_is_not_a_layer_without_forward_and_backward() -> None:
         _walk(Model("m", subs=[twin]))
 
 
+class ListWrapper(list):  # what TF's tracking makes of a list attribute of layers
+    pass
+
+
+class OldLayer:
+    """tf.keras 2.0 / 2.2.4-tf: no ``_flatten_layers``; sub-layers tracked in ``_layers``, a list
+    attribute of layers as one ``ListWrapper`` entry (beside a non-layer tracked object)."""
+
+    def __init__(self, name: str, weights: list[Var] = (), tracked: list[Any] = ()) -> None:  # type: ignore[assignment]
+        self.name, self._own, self._layers = name, list(weights), list(tracked)
+
+    @property
+    def weights(self) -> list[Var]:
+        subs = [x for item in self._layers for x in (item if isinstance(item, list) else [item])]
+        return [*self._own, *(w for s in subs if hasattr(s, "weights") for w in s.weights)]
+
+
+def test_sub_layers_of_old_tf_keras_name_a_wrappers_weights() -> None:
+    """Before ``_flatten_layers`` (TF 2.0, TF 1.15) the tracked ``_layers`` name a Bidirectional's
+    two LSTMs and the cells of a list: found by TF 1.15 resuming its own layer zoo (two
+    variables, one name)."""
+    def lstm(name: str) -> OldLayer:
+        return OldLayer(name, [Var(f"{name}/{w}") for w in ("kernel", "bias")])
+
+    bidi = OldLayer("bidi", tracked=[lstm("forward_lstm"), lstm("backward_lstm"), object()])
+    cells = OldLayer("stack", tracked=[ListWrapper([lstm("cell_0"), lstm("cell_1")])])
+    model = Model("m", subs=[bidi, cells])  # type: ignore[list-item]
+    assert list(_walk(model)) == ["bidi/forward_lstm/kernel", "bidi/forward_lstm/bias", "bidi/backward_lstm/kernel",
+                                  "bidi/backward_lstm/bias", "stack/cell_0/kernel", "stack/cell_0/bias",
+                                  "stack/cell_1/kernel", "stack/cell_1/bias"]
+
+
 def _fake_keras2(monkeypatch: pytest.MonkeyPatch, native_knows: set[str]) -> tuple[Any, list[dict[str, Any]]]:
     """A Keras whose config deserializer knows ``native_knows`` only (as tf-keras lacks
     SpectralNormalization); ``Identity`` is both a layer and an initializer, as in tf.keras 2.12+."""
