@@ -49,7 +49,8 @@ class Environment:
     #: what the subset leaves out and where that runs instead (printed by --list, in the README)
     subset_note: str = ""
     #: the producer whose committed corpus sample this environment regenerates whole (its core
-    #: fixtures come from another env): ``fixtures/generate.py --env NAME --add-corpus``
+    #: fixtures come from another env, or need TensorFlow: Keras 3 on JAX / torch writes the corpus
+    #: only): ``fixtures/generate.py --env NAME --add-corpus``
     corpus_env: str = ""
     #: rough minutes on 2 cores: the longest environments start first (-j N)
     minutes: int = 5
@@ -152,12 +153,12 @@ ENVIRONMENTS: tuple[Environment, ...] = (
     Environment("keras3-jax", ("keras==3.15.1", "jax[cpu]", "h5py"), {"KERAS_BACKEND": "jax"},
                 description="Keras 3.15 on JAX (CPU), no TensorFlow",
                 forbid=("tensorflow", "tensorflow-cpu", "torch"),
-                generator="fixtures/generate_backends.py", minutes=3,
+                generator="fixtures/generate_backends.py", corpus_env="keras3-jax", minutes=5,
                 pytest_subset=_FRAMEWORK_TESTS, subset_note=_FRAMEWORK_NOTE),
     Environment("keras3-torch", ("keras==3.15.1", "h5py"), {"KERAS_BACKEND": "torch"},
                 description="Keras 3.15 on torch 2.13 (CPU wheel, pip), no TensorFlow",
                 pip_first=("torch==2.13.0",), forbid=("tensorflow", "tensorflow-cpu", "jax", "nvidia-*"),
-                generator="fixtures/generate_backends.py", minutes=3,
+                generator="fixtures/generate_backends.py", corpus_env="keras3-torch", minutes=5,
                 pytest_subset=_FRAMEWORK_TESTS, subset_note=_FRAMEWORK_NOTE),
     Environment("tf24-py38", ("tensorflow-cpu==2.4.4", "protobuf<3.21"), python="3.8",
                 description="TF 2.4 (tf.keras 2.4: OptimizerV2 only; h5py 2.10, numpy 1.19) on Python 3.8",

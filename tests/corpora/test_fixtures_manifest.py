@@ -43,6 +43,8 @@ OLD_PRODUCERS = {
     "tf24-py38": _TFK, "tf28-py39": _TFK, "tf211-py310": _TFK,
     "tf221-keras3-py313": {"full_model", "keras_zip", "weights_h5", "tf_checkpoint"},
 }
+#: Keras 3 on JAX / torch (no TensorFlow): the generated corpus alone (fixtures/generate.py --add-corpus)
+BACKEND_PRODUCERS = {"keras3-jax": ("jax",), "keras3-torch": ("torch",)}
 OLD_CASES = {"mlp_adam", "mlp_sgd", "mlp_rmsprop", "cnn_bn_adam", "rnn_adam"}
 #: standalone Keras <= 2.2 / tf.keras 2.0.8-tf RMSprop keeps ``iterations`` out of its saved weights
 NO_COUNTER = {("keras216-tf112-py36", "mlp_rmsprop"), ("keras224-tf112-py36", "mlp_rmsprop"),
@@ -89,10 +91,10 @@ def _dataset_shas(path: Path) -> set[str]:
 def test_schema_and_producers(manifest: dict[str, Any]) -> None:
     assert manifest["schema_version"] == 1
     assert PRODUCERS <= set(manifest["producers"])
-    assert set(OLD_PRODUCERS) <= set(manifest["producers"])
+    assert set(OLD_PRODUCERS) | set(BACKEND_PRODUCERS) <= set(manifest["producers"])
     for env, info in manifest["producers"].items():
         assert info["flavour"] in KINDS, env
-        assert info["tensorflow"], env
+        assert info["tensorflow"] or info.get("backend") in BACKEND_PRODUCERS.get(env, ()), env
     assert {f["producer"] for f in manifest["fixtures"]} == set(manifest["producers"])
 
 
@@ -118,6 +120,9 @@ def test_each_producer_has_every_kind_and_case(manifest: dict[str, Any]) -> None
         if info.get("era") == "legacy":
             _check_old_producer(env, info, mine)
             continue
+        if env in BACKEND_PRODUCERS:
+            _check_backend_producer(env, manifest["corpus"][env], mine)
+            continue
         assert {f["kind"] for f in mine} == KINDS[info["flavour"]], env
         cases = {f["case"] for f in mine}
         assert CORE_CASES <= cases, (env, CORE_CASES - cases)
@@ -132,6 +137,18 @@ def test_each_producer_has_every_kind_and_case(manifest: dict[str, Any]) -> None
             assert kinds == KINDS[info["flavour"]] - {"tf1_saver"} - refused - left_out, (env, case)
             if case.startswith(CORPUS_PREFIXES):
                 assert {"full_model", "keras_zip", "tf_checkpoint"} & kinds, (env, case)
+
+
+def _check_backend_producer(env: str, corpus: dict[str, Any], mine: list[dict[str, Any]]) -> None:
+    """Keras 3 on JAX / torch: the corpus sample alone, each case in ``.keras`` (the other formats
+    left out as a sample; no ``tf.train.Checkpoint`` without TensorFlow: ``not_written``)."""
+    cases = {f["case"] for f in mine}
+    assert cases and all(c.startswith(CORPUS_PREFIXES) for c in cases), env
+    assert {f["kind"] for f in mine} == {"keras_zip"}, env
+    assert corpus.get("sample"), env
+    for case in cases:
+        assert "tf_checkpoint" in corpus["not_written"][case], (env, case)
+        assert {"full_model", "weights_h5"} <= set(corpus["left_out_files"][case]), (env, case)
 
 
 def _check_old_producer(env: str, info: dict[str, Any], mine: list[dict[str, Any]]) -> None:

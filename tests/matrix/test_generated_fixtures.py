@@ -119,11 +119,11 @@ def test_corpus_written_where_committed() -> None:
 
 
 def _writer(producers: dict[str, Any], committed: dict[str, Any]) -> dict[str, Any]:
-    """The versions that wrote the files: TensorFlow, tf-keras, flavour, and the ``keras``
+    """The versions that wrote the files: TensorFlow, tf-keras, flavour, Keras 3's backend, and the ``keras``
     distribution unless the committed producer wrote with TF 1.x's own tf.keras (``api``; the
     standalone Keras installed beside it in tf115-py37 writes nothing)."""
     (env, info), (_, golden) = next(iter(producers.items())), next(iter(committed.items()))
-    keys = ("tensorflow", "tf_keras", "flavour") + (() if golden.get("api") == "tf.keras" else ("keras",))
+    keys = ("tensorflow", "tf_keras", "flavour", "backend") + (() if golden.get("api") == "tf.keras" else ("keras",))
     return {env: {k: info.get(k) for k in keys}}
 
 
