@@ -25,10 +25,14 @@ declare -A SPEC=(
 #: the tf.keras 2.x producers that also write SavedModels (fixtures/saved_model/<env>/)
 SAVED_MODEL=(tf20-py37 tf24-py38 tf28-py39 tf211-py310)
 #: the producers that commit a sample of the generated corpus (fixtures/generate.py --add-corpus-sample)
-CORPUS_SAMPLE=(tf115-keras224-py37 tf20-py37 tf24-py38 tf28-py39 tf211-py310)
+CORPUS_SAMPLE=(tf115-keras224-py37 keras231-tf115-py37 keras224-tf115-py37 tf20-py37 tf24-py38 tf28-py39 tf211-py310)
+#: of those, the ones written with the standalone keras package (fixtures/generate.py --standalone)
+STANDALONE_CORPUS=(keras231-tf115-py37 keras224-tf115-py37)
+#: of those, the ones that commit the corpus sample alone (no generate_legacy.py core fixtures)
+CORPUS_ONLY=(keras224-tf115-py37)
 names=("$@")
-# keras224-tf115-py37 is defined but not committed (Keras 2.2.4 is covered on TF 1.12; size budget)
-[ ${#names[@]} -gt 0 ] || names=(tf115-keras224-py37 keras231-tf115-py37 keras224-tf112-py36
+# keras224-tf115-py37: its corpus sample only (its core cases are keras224-tf112-py36's; size budget)
+[ ${#names[@]} -gt 0 ] || names=(tf115-keras224-py37 keras231-tf115-py37 keras224-tf115-py37 keras224-tf112-py36
                                keras216-tf112-py36 tf14-keras208-py36 tf20-py37 tf24-py38 tf28-py39 tf211-py310 tf221-keras3-py313)
 for env in "${names[@]}"; do
   read -r pyver pkgs <<<"${SPEC[$env]}"
@@ -43,7 +47,9 @@ for env in "${names[@]}"; do
   fi
   echo "== $env"
   log=$(mktemp)
-  if ! TF_CPP_MIN_LOG_LEVEL=2 PYTHONHASHSEED=0 "$venv/bin/python" "$ROOT/fixtures/generate_legacy.py" --env "$env" \
+  if [[ " ${CORPUS_ONLY[*]} " == *" $env "* ]]; then
+    rm -rf "$ROOT/fixtures/$env"
+  elif ! TF_CPP_MIN_LOG_LEVEL=2 PYTHONHASHSEED=0 "$venv/bin/python" "$ROOT/fixtures/generate_legacy.py" --env "$env" \
       >"$log" 2>&1; then
     tail -20 "$log"; echo "$env: generator failed" >&2; exit 1
   fi
@@ -58,8 +64,9 @@ for env in "${names[@]}"; do
   fi
   if [[ " ${CORPUS_SAMPLE[*]} " == *" $env "* ]]; then  # every optimizer and the layer zoo (uses ckptcompat)
     uv pip install -q --python "$venv/bin/python" packaging typing_extensions importlib_metadata
+    standalone=(); [[ " ${STANDALONE_CORPUS[*]} " == *" $env "* ]] && standalone=(--standalone)
     if ! PYTHONPATH=$ROOT TF_CPP_MIN_LOG_LEVEL=2 PYTHONHASHSEED=0 "$venv/bin/python" "$ROOT/fixtures/generate.py" \
-        --env "$env" --add-corpus-sample "$ROOT/fixtures/$env" >"$log" 2>&1; then
+        "${standalone[@]}" --env "$env" --add-corpus-sample "$ROOT/fixtures/$env" >"$log" 2>&1; then
       tail -20 "$log"; echo "$env: corpus sample generator failed" >&2; exit 1
     fi
     grep '^\[generate\]' "$log" || true

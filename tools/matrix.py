@@ -303,7 +303,7 @@ def prepare_environment(spec: Environment, uv: str) -> Prepared:
     if spec.corpus_env:  # the corpus alone, as the producer the committed sample names
         if run([python, "fixtures/generate.py", "--env", spec.corpus_env, "--add-corpus", str(fixtures)],
                log, env, timeout=900) != 0:
-            result.update(failed=1, note="corpus generator failed; ")
+            result.update(failed=1, note=f"{result['note']}corpus generator failed; ")
             generated = False
     env["CKPTCOMPAT_GENERATED_FIXTURES"] = str(fixtures)
     if generated and (fixtures / "manifest.json").is_file():

@@ -23,7 +23,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-__all__ = ["SlotTranslation", "is_inert", "is_undecided", "is_inert_for_shape", "translate_slots", "nadam_u_product", "NON_SLOT_ATTRS"]
+__all__ = ["SlotTranslation", "is_inert", "is_undecided", "is_inert_for_shape", "translate_slots", "nadam_u_product", "NON_SLOT_ATTRS",
+           "with_schedule_decay"]
 
 _Hyper = Mapping[str, Any]
 
@@ -168,3 +169,11 @@ def nadam_u_product(iterations: int, beta_1: float, dtype: Any = np.float32,
         u_t = beta * (dt.type(1.0) - dt.type(0.5) * decayed)
         product = dt.type(product * u_t)
     return np.asarray(product, dtype=dt)
+
+
+def with_schedule_decay(config: Mapping[str, Any] | None, hyperparameters: Mapping[str, Any]) -> bool:
+    """True for a standalone Keras <= 2.3 Nadam (``schedule_decay`` in its config or hyper-parameters:
+    its momentum-cache product follows ``0.96 ** (t * schedule_decay)``, Keras 3's ``0.96 ** t``)."""
+    cfg = config or {}
+    inner = cfg.get("config") if isinstance(cfg.get("config"), Mapping) else cfg
+    return "schedule_decay" in hyperparameters or "schedule_decay" in inner

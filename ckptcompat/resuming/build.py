@@ -133,7 +133,21 @@ def build_model(state: TrainingState, flavour: str, keras: Any,
         raise InvalidArgumentError(
             "the checkpoint holds no model config (weights-only file, TF bundle or subclassed model)",
             path=path, hint="build the model yourself and pass it: resume(path, model=model)")
-    return model_from_config(state.model_config, flavour, keras, custom_objects, path, written_by_keras3(state))
+    model = model_from_config(state.model_config, flavour, keras, custom_objects, path, written_by_keras3(state))
+    if state.weights and not _weights_of(model):  # a Sequential config without any input shape
+        raise UnsupportedFormatError(
+            "the model config records no input shape, so the model rebuilt from it has no weights "
+            "(standalone Keras 2.x leaves an explicit InputLayer of a Sequential out of its config)",
+            path=path, hint="build the model in code (input_shape= on its first layer, or model.build(...)) "
+            "and pass resume(path, model=model)")
+    return model
+
+
+def _weights_of(model: Any) -> list[Any]:
+    try:
+        return list(model.weights)
+    except ValueError:  # tf.keras / tf-keras: "Weights for model ... have not yet been created"
+        return []
 
 
 def model_from_config(model_config: Mapping[str, Any], flavour: str, keras: Any,

@@ -16,7 +16,7 @@ from typing import Any, Callable, List, Tuple
 import numpy as np
 
 from ckptcompat.errors import IncompatibleStateError
-from ckptcompat.names.slot_meaning import NON_SLOT_ATTRS, nadam_u_product, translate_slots
+from ckptcompat.names.slot_meaning import NON_SLOT_ATTRS, nadam_u_product, translate_slots, with_schedule_decay
 from ckptcompat.names.variables import canonical_optimizer_class
 from ckptcompat.runtime import VIEWS, _loss_scale
 from ckptcompat.runtime._flavour_ops import ApplyReport, FlavourOps, raise_misfits
@@ -268,7 +268,7 @@ def _non_slot_plan(ops: FlavourOps, opt: Any, st: OptimizerState, cls: str) -> l
         if var is None or not hasattr(var, "assign") or not hasattr(var, "shape"):
             continue
         value = st.extra.get(canonical)
-        if value is not None and cls == "Nadam" and (live_decay is None) == _with_schedule_decay(st):
+        if value is not None and cls == "Nadam" and (live_decay is None) == with_schedule_decay(st.config, st.hyperparameters):
             value = None  # written by a Nadam of the other formula: its product means another thing
         if value is None and cls == "Nadam" and st.iterations is not None:
             beta_1 = st.hyperparameters.get("beta_1", 0.9)
@@ -278,13 +278,6 @@ def _non_slot_plan(ops: FlavourOps, opt: Any, st: OptimizerState, cls: str) -> l
         if value is not None and tuple(np.shape(value)) == ops.shape(var):
             plan.append((f"optimizer/{canonical}", var, np.asarray(value)))
     return plan
-
-
-def _with_schedule_decay(st: OptimizerState) -> bool:
-    """True when the checkpoint's Nadam is standalone Keras's (its config has ``schedule_decay``)."""
-    cfg = st.config or {}
-    inner = cfg.get("config") if isinstance(cfg.get("config"), Mapping) else cfg
-    return "schedule_decay" in st.hyperparameters or "schedule_decay" in inner
 
 
 def _plan_pairs(ops: FlavourOps, kind: str, values: dict[str, np.ndarray], live: dict[str, Any],

@@ -119,11 +119,13 @@ def test_corpus_written_where_committed() -> None:
 
 
 def _writer(producers: dict[str, Any], committed: dict[str, Any]) -> dict[str, Any]:
-    """The versions that wrote the files: TensorFlow, tf-keras, flavour, Keras 3's backend, and the ``keras``
+    """The versions that wrote the files: TensorFlow, tf-keras, flavour, Keras 3's backend and its version
+    (jaxlib, torch), and the ``keras``
     distribution unless the committed producer wrote with TF 1.x's own tf.keras (``api``; the
     standalone Keras installed beside it in tf115-py37 writes nothing)."""
     (env, info), (_, golden) = next(iter(producers.items())), next(iter(committed.items()))
-    keys = ("tensorflow", "tf_keras", "flavour", "backend") + (() if golden.get("api") == "tf.keras" else ("keras",))
+    keys = ("tensorflow", "tf_keras", "flavour", "backend", "backend_version") + \
+        (() if golden.get("api") == "tf.keras" else ("keras",))
     return {env: {k: info.get(k) for k in keys}}
 
 

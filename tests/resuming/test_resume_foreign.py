@@ -9,6 +9,7 @@ the outcome must not change.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import random
@@ -173,3 +174,29 @@ def test_tf_format_weights_with_checkpoint_file(tmp_path: Path, monkeypatch) -> 
     live = dict(out[4])
     for name, value in saved.weights.items():
         assert live[name] == np.ascontiguousarray(value).tobytes()
+
+
+def test_sequential_config_without_input_shape_is_refused_with_the_way_on(tmp_path: Path, keras: Any) -> None:
+    """Standalone Keras 2.3 writes ``Sequential([InputLayer(...), Dense(...)])`` without any input
+    shape (its own ``load_model`` fails): the model rebuilt from the config has no weights, so
+    resume says why and how to go on, then resumes the model built in code exactly."""
+    import h5py
+
+    source = FIXTURES / "keras231-tf115-py37" / "opt_adam" / "model.h5"
+    if not source.is_file():
+        pytest.skip("no standalone Keras fixture")
+    path = tmp_path / "model.h5"
+    shutil.copy(source, path)
+    with h5py.File(path, "r+") as f:  # as Keras 2.3 writes it for an explicit InputLayer
+        config = json.loads(f.attrs["model_config"])
+        config["config"]["layers"][0]["config"].pop("batch_input_shape")
+        f.attrs["model_config"] = json.dumps(config)
+    with pytest.raises(ckptcompat.UnsupportedFormatError, match="records no input shape") as info:
+        ckptcompat.resume(path)
+    assert "model=model" in str(info.value)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax", name="dense")])
+    model.compile(optimizer=keras.optimizers.Adam(0.0125), loss="sparse_categorical_crossentropy")
+    run = ckptcompat.resume(path, model=model)
+    state = ckptcompat.read(source)
+    assert np.array_equal(np.asarray(run.model.layers[-1].kernel), state.weights["dense/kernel"])
+    assert int(np.asarray(run.model.optimizer.iterations)) == 4
