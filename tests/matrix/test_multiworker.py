@@ -35,6 +35,9 @@ from _frameworks import keras_backend, keras_flavour, running_keras30
 pytestmark = [pytest.mark.slow]
 
 N, BATCH, EPOCHS, SAVE_FREQ = 256, 16, 3, 3
+#: seconds per batch in the runs a test kills: 48 batches take at least 2.4 s, so two kills (each
+#: at most 0.5 s after a checkpoint) land before the end even on JAX, which trains in well under that
+KILLED_BATCH_SLEEP = "0.05"
 
 COMMON = r'''
 import hashlib, json, os, sys
@@ -181,7 +184,8 @@ def _kill_after_next_checkpoint(procs: list[subprocess.Popen[bytes]], work: Path
 
 def _killed_twice_then_rerun(script: Path, tmp: Path, start: Any) -> tuple[dict[str, Any], Path, int]:
     """The reference (uninterrupted), then a run SIGKILLed twice after new checkpoints and
-    rerun unchanged each time; returns (reference result, run folder, seed) after asserting
+    rerun unchanged each time (the runs to be killed sleep ``KILLED_BATCH_SLEEP`` per batch, so
+    a fast backend cannot finish before its kills land); returns (reference result, run folder, seed) after asserting
     that the last rerun started from a checkpoint (step > 0) and committed only after it."""
     reference = tmp / "reference"
     reference.mkdir()
@@ -190,11 +194,11 @@ def _killed_twice_then_rerun(script: Path, tmp: Path, start: Any) -> tuple[dict[
     seed = int(os.environ.get("CKPTCOMPAT_KILL_SEED", random.randrange(1 << 30)))
     rng, work = random.Random(seed), tmp / "run"
     work.mkdir()
-    kills, procs = 0, start(script, work)
+    kills, procs = 0, start(script, work, BATCH_SLEEP=KILLED_BATCH_SLEEP)
     while _kill_after_next_checkpoint(procs, work, rng):
         kills += 1
         before = _entries(work)
-        procs = start(script, work)
+        procs = start(script, work, BATCH_SLEEP=KILLED_BATCH_SLEEP if kills < 2 else "")
         if kills == 2:
             _finish(procs, f"last rerun (seed {seed})")
             break
@@ -233,7 +237,7 @@ def test_two_workers_sigkilled_and_rerun_end_bitwise_like_an_uninterrupted_run(t
 @pytest.mark.skipif(keras_backend() != "jax", reason="keras.distribution on JAX")
 def test_jax_data_parallel_over_two_devices_resumes_exactly(tmp_path: Path) -> None:
     script = _script(tmp_path, JAX_DATA_PARALLEL)
-    expected, _, _ = _killed_twice_then_rerun(script, tmp_path, lambda s, w: [_spawn(s, w)])
+    expected, _, _ = _killed_twice_then_rerun(script, tmp_path, lambda s, w, **env: [_spawn(s, w, **env)])
     assert expected["iterations"] == EPOCHS * (N // BATCH)
 
 
@@ -242,7 +246,7 @@ def test_jax_data_parallel_over_two_devices_resumes_exactly(tmp_path: Path) -> N
                     "from a callback (docs/callbacks.md)")
 def test_mirrored_strategy_with_integer_save_freq_resumes_exactly(tmp_path: Path) -> None:
     script = _script(tmp_path, MIRRORED)
-    expected, _, _ = _killed_twice_then_rerun(script, tmp_path, lambda s, w: [_spawn(s, w)])
+    expected, _, _ = _killed_twice_then_rerun(script, tmp_path, lambda s, w, **env: [_spawn(s, w, **env)])
     assert expected["iterations"] == EPOCHS * (N // BATCH)
     steps = [e.global_step for e in _entries(tmp_path / "reference")]
     assert steps[:3] == [3, 6, 9] and steps[-1] == expected["iterations"]
