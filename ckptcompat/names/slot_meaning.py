@@ -10,8 +10,9 @@ What they *mean* decides what crosses a generation gap:
   ``vhat`` without ``amsgrad``, ``mg`` without ``centered``, RMSprop ``momentum`` at 0;
 * an all-zero slot equals an absent one (every optimizer starts its slots at zero);
 * Nadam's momentum-cache product (``u_product``; ``momentum_cache`` in OptimizerV2) is a
-  function of the step count and ``beta_1`` only, so it is recomputed when a generation
-  did not store it.
+  function of the step count, ``beta_1`` and the generation's momentum schedule
+  (:func:`nadam_schedule`), so it is recomputed when a generation did not store it or
+  stored another schedule's product.
 
 Pure numpy; no framework import.
 """
@@ -24,7 +25,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 __all__ = ["SlotTranslation", "is_inert", "is_undecided", "is_inert_for_shape", "translate_slots", "nadam_u_product", "NON_SLOT_ATTRS",
-           "with_schedule_decay"]
+           "nadam_schedule", "describe_nadam_schedule", "KERAS3_NADAM_SCHEDULE"]
 
 _Hyper = Mapping[str, Any]
 
@@ -146,34 +147,51 @@ def translate_slots(cls: str, src_hyper: _Hyper, live_hyper: _Hyper, src: Mappin
     return out
 
 
-def nadam_u_product(iterations: int, beta_1: float, dtype: Any = np.float32,
-                    schedule_decay: float | None = None) -> np.ndarray:
-    """Nadam's momentum-cache product after ``iterations`` steps, as the optimizer computes it:
-    ``prod_{t=1..n} beta_1 * (1 - 0.5 * 0.96 ** t)`` accumulated step by step in ``dtype``.
+#: Keras 3's and tf.keras 2.11+'s Nadam momentum schedule: ``0.96 ** t`` for t = 1, 2, ...
+KERAS3_NADAM_SCHEDULE: tuple[float, int] = (1.0, 1)
 
-    ``schedule_decay``: standalone Keras <= 2.3's ``m_schedule``, which raises 0.96 to
-    ``t * schedule_decay`` with ``t`` = step counter + 1 read after the counter's increment
-    (Keras 2.3 orders the two; measured on TF 1.15), so ``t`` runs from 2 to n + 1. Keras 2.2
-    leaves that order to the graph, and its files do not store ``m_schedule``."""
+
+def nadam_u_product(iterations: int, beta_1: float, dtype: Any = np.float32,
+                    schedule: tuple[float, int] = KERAS3_NADAM_SCHEDULE) -> np.ndarray:
+    """Nadam's momentum-cache product after ``iterations`` steps, as the optimizer computes it:
+    ``prod_t beta_1 * (1 - 0.5 * 0.96 ** (scale * t))`` accumulated step by step in ``dtype``,
+    ``schedule = (scale, first)`` (:func:`nadam_schedule`): t runs from ``first`` on.
+
+    Standalone Keras 2.3 reads its counter after the increment (measured on TF 1.15), so its
+    t runs from 2 to n + 1; Keras 2.2 leaves that order to the graph, and its files do not
+    store ``m_schedule``."""
     dt = np.dtype(dtype)
     product = dt.type(1.0)
     beta = dt.type(beta_1)
-    first = 1 if schedule_decay is None else 2
+    scale, first = schedule
     for t in range(first, int(iterations) + first):
-        if schedule_decay is None:
+        if scale == 1.0:
             decayed = np.power(dt.type(0.96), dt.type(t))
         else:  # a fractional exponent: numpy's float32 power differs between releases; the
             # correctly rounded value (pow in double, rounded once) is what TensorFlow's powf gives
-            power = float(dt.type(dt.type(t) * dt.type(schedule_decay)))
+            power = float(dt.type(dt.type(t) * dt.type(scale)))
             decayed = dt.type(float(dt.type(0.96)) ** power)
         u_t = beta * (dt.type(1.0) - dt.type(0.5) * decayed)
         product = dt.type(product * u_t)
     return np.asarray(product, dtype=dt)
 
 
-def with_schedule_decay(config: Mapping[str, Any] | None, hyperparameters: Mapping[str, Any]) -> bool:
-    """True for a standalone Keras <= 2.3 Nadam (``schedule_decay`` in its config or hyper-parameters:
-    its momentum-cache product follows ``0.96 ** (t * schedule_decay)``, Keras 3's ``0.96 ** t``)."""
+def nadam_schedule(config: Mapping[str, Any] | None, hyperparameters: Mapping[str, Any]) -> tuple[float, int]:
+    """``(scale, first)`` of a saved Nadam's momentum schedule ``0.96 ** (scale * t)``: standalone
+    Keras <= 2.3 ``(schedule_decay, 2)``; OptimizerV2 (tf.keras <= 2.10, ``optimizers.legacy``)
+    ``(decay, 1)``, its ``decay`` (0.004 by default) scaling the schedule, not the learning rate;
+    Keras 3 and tf.keras 2.11+ :data:`KERAS3_NADAM_SCHEDULE` (no ``decay`` in their config)."""
     cfg = config or {}
     inner = cfg.get("config") if isinstance(cfg.get("config"), Mapping) else cfg
-    return "schedule_decay" in hyperparameters or "schedule_decay" in inner
+    merged = {**inner, **hyperparameters}
+    if merged.get("schedule_decay") is not None:
+        return float(merged["schedule_decay"]), 2
+    if merged.get("decay") is not None:
+        return float(merged["decay"]), 1
+    return KERAS3_NADAM_SCHEDULE
+
+
+def describe_nadam_schedule(schedule: tuple[float, int]) -> str:
+    """``0.96 ** (0.004 * t), t from 1`` for messages."""
+    scale, first = schedule
+    return f"0.96 ** t, t from {first}" if scale == 1.0 else f"0.96 ** ({scale:g} * t), t from {first}"

@@ -207,6 +207,8 @@ def make_optimizer(keras: Any, opt: OptimizerState, flavour: str) -> Any:
         kwargs["learning_rate"] = keras.optimizers.schedules.deserialize(dict(schedule))
     elif kwargs.get("learning_rate") is None:
         kwargs.pop("learning_rate", None)
+    _decay_arguments(keras, cls, cls_name, opt, kwargs)
+    dropped = [d for d in dropped if d not in kwargs and d not in ("decay", "schedule_decay")]  # told above
     slot_names = {n for per in opt.slots.values() for n in per}
     if cls_name == "SGD" and "momentum" in slot_names and "momentum" not in opt.hyperparameters:
         log.warning("the checkpoint has SGD momentum slots but does not record the momentum value "
@@ -216,6 +218,34 @@ def make_optimizer(keras: Any, opt: OptimizerState, flavour: str) -> Any:
         log.info("optimizer %s: hyper-parameters %s do not exist in this Keras and were left out",
                  cls_name, sorted(dropped))
     return cls(**kwargs)
+
+
+def _decay_arguments(keras: Any, cls: type, cls_name: str, opt: OptimizerState, kwargs: dict[str, Any]) -> None:
+    """The saved ``decay`` for this Keras's optimizer class (:mod:`ckptcompat.names.lr_decay`):
+    passed on where the class takes it, else the rate decayed by an equal ``InverseTimeDecay``;
+    an OptimizerV2 Nadam gets the saved momentum schedule's scale (1.0 for Keras 3's)."""
+    from ckptcompat.names.lr_decay import decay_schedule_config, saved_decay, takes_decay
+    from ckptcompat.names.slot_meaning import nadam_schedule
+
+    if cls_name == "Nadam":
+        if hasattr(cls, "_decayed_lr"):  # OptimizerV2: decay = schedule_decay=, its schedule's scale
+            kwargs["schedule_decay"] = nadam_schedule(opt.config, opt.hyperparameters)[0]
+        return
+    decay = saved_decay(cls_name, opt.config, opt.hyperparameters)
+    if not decay:
+        return
+    if takes_decay(cls):
+        kwargs["decay"] = decay
+        return
+    lr = kwargs.get("learning_rate")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)):
+        log.warning("%s: decay=%s cannot be combined with the learning-rate schedule %r in this Keras "
+                    "(no decay argument); the rate follows the schedule only", cls_name, decay, lr)
+        return
+    kwargs["learning_rate"] = keras.optimizers.schedules.deserialize(decay_schedule_config(lr, decay))
+    log.warning("%s: this Keras's optimizers have no decay; decay=%s is continued as learning_rate="
+                "InverseTimeDecay(%s, decay_steps=1, decay_rate=%s), the same rate lr / (1 + decay * iterations)",
+                cls_name, decay, lr, decay)
 
 
 def _metric(keras: Any, entry: Any) -> Any:

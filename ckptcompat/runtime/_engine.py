@@ -16,7 +16,9 @@ from typing import Any, Callable, List, Tuple
 import numpy as np
 
 from ckptcompat.errors import IncompatibleStateError
-from ckptcompat.names.slot_meaning import NON_SLOT_ATTRS, nadam_u_product, translate_slots, with_schedule_decay
+from ckptcompat.names.lr_decay import is_decay_schedule, live_decay, saved_decay
+from ckptcompat.names.slot_meaning import (KERAS3_NADAM_SCHEDULE, NON_SLOT_ATTRS, describe_nadam_schedule,
+                                           nadam_schedule, nadam_u_product, translate_slots)
 from ckptcompat.names.variables import canonical_optimizer_class
 from ckptcompat.runtime import VIEWS, _loss_scale
 from ckptcompat.runtime._flavour_ops import ApplyReport, FlavourOps, raise_misfits
@@ -257,23 +259,39 @@ def _translate(ops: FlavourOps, opt: Any, st: OptimizerState, cls: str, flat_sta
     return result.slots, [f"dropped {d}" for d in result.dropped] + [f"created {c}" for c in result.created]
 
 
+def live_nadam_schedule(opt: Any) -> tuple[float, int]:
+    """The momentum schedule of a live Nadam (see :func:`ckptcompat.names.slot_meaning.nadam_schedule`):
+    standalone Keras's ``schedule_decay``, OptimizerV2's ``decay`` (``_initial_decay``), else Keras 3's."""
+    decay = getattr(opt, "schedule_decay", None)
+    if isinstance(decay, (int, float)):
+        return float(decay), 2
+    if hasattr(type(opt), "_decayed_lr") and isinstance(getattr(opt, "_initial_decay", None), (int, float)):
+        return float(opt._initial_decay), 1  # noqa: SLF001 -- OptimizerV2 keeps it there only
+    return KERAS3_NADAM_SCHEDULE
+
+
 def _non_slot_plan(ops: FlavourOps, opt: Any, st: OptimizerState, cls: str) -> list[tuple[str, Any, np.ndarray]]:
     """Non-slot optimizer variables (Nadam's momentum-cache product): restored from the
-    checkpoint when it holds them, else recomputed from their definition."""
+    checkpoint when it holds them for the live optimizer's momentum schedule, else recomputed
+    from their definition (another schedule's product: warned)."""
     plan = []
-    decay = getattr(opt, "schedule_decay", None)  # standalone Keras: 0.96 ** (t * decay)
-    live_decay = float(decay) if isinstance(decay, (int, float)) else None
+    live = live_nadam_schedule(opt) if cls == "Nadam" else KERAS3_NADAM_SCHEDULE
     for attr, canonical in NON_SLOT_ATTRS.items():
         var = getattr(opt, attr, None)
         if var is None or not hasattr(var, "assign") or not hasattr(var, "shape"):
             continue
         value = st.extra.get(canonical)
-        if value is not None and cls == "Nadam" and (live_decay is None) == with_schedule_decay(st.config, st.hyperparameters):
-            value = None  # written by a Nadam of the other formula: its product means another thing
+        saved = nadam_schedule(st.config, st.hyperparameters) if cls == "Nadam" else live
+        if value is not None and saved != live:
+            value = None  # another schedule's product means another thing
+            if st.iterations:
+                logger.warning("Nadam: the checkpoint's momentum schedule (%s) is not this optimizer's (%s); "
+                               "its momentum-cache product is recomputed for this schedule, so the next "
+                               "steps follow this Keras's Nadam", describe_nadam_schedule(saved),
+                               describe_nadam_schedule(live))
         if value is None and cls == "Nadam" and st.iterations is not None:
             beta_1 = st.hyperparameters.get("beta_1", 0.9)
-            value = nadam_u_product(st.iterations, float(beta_1 if beta_1 is not None else 0.9),
-                                    schedule_decay=live_decay)
+            value = nadam_u_product(st.iterations, float(beta_1 if beta_1 is not None else 0.9), schedule=live)
             logger.info("Nadam u_product recomputed from iterations=%d", st.iterations)
         if value is not None and tuple(np.shape(value)) == ops.shape(var):
             plan.append((f"optimizer/{canonical}", var, np.asarray(value)))
@@ -304,11 +322,20 @@ def _check_learning_rate(ops: FlavourOps, opt: Any, st: OptimizerState, problem:
     want = st.learning_rate
     want_schedule = st.hyperparameters.get("learning_rate_schedule")
     live_lr, live_schedule = _learning_rate(ops, opt)
+    decay = saved_decay(st.class_name, st.config, st.hyperparameters)
     if want is not None:
+        if live_schedule is not None and decay and is_decay_schedule(live_schedule, want, decay):
+            return None  # the saved decay, continued as an equal InverseTimeDecay
         if live_schedule is not None:
             problem("learning_rate", f"checkpoint has learning rate {want} but the model's "
                     "optimizer uses a schedule")
             return None
+        if decay and live_decay(opt) != decay:
+            logger.warning("the checkpoint's %s decays its learning rate (decay=%s: lr / (1 + decay * "
+                           "iterations)), the model's optimizer %s; compile it with learning_rate="
+                           "InverseTimeDecay(%s, decay_steps=1, decay_rate=%s) to continue that rate",
+                           st.class_name, decay, "does not" if live_decay(opt) is None else
+                           f"with decay={live_decay(opt)}", want, decay)
         return want
     if want_schedule is not None and live_schedule is None:
         problem("learning_rate", f"checkpoint uses a schedule ({want_schedule.get('class_name')}) "

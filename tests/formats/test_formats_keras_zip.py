@@ -171,16 +171,20 @@ def test_write_read_back(fx: dict, tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.keras", "out.weights.h5"]
 
 
-def test_standalone_nadam_written_with_keras3_momentum_cache(tmp_path: Path, caplog: Any) -> None:
-    """Standalone Keras 2.3's Nadam keeps ``m_schedule`` = prod beta_1 * (1 - 0.5 * 0.96 ** (t * 0.004)),
-    a constructor argument Keras 3 refuses (``schedule_decay``): the ``.keras`` holds Keras 3's
-    product for the same steps (as ``resume`` computes it), no ``schedule_decay``, and says so."""
+@pytest.mark.parametrize("producer", ["keras231-tf115-py37", "tf24-py38", "tf215"])
+def test_nadam_of_another_schedule_written_with_keras3_momentum_cache(producer: str, tmp_path: Path,
+                                                                       caplog: Any) -> None:
+    """Standalone Keras 2.3's Nadam keeps ``m_schedule`` = prod beta_1 * (1 - 0.5 * 0.96 ** (t * 0.004))
+    (``schedule_decay``, a constructor argument Keras 3 refuses), OptimizerV2's (TF 2.4, TF 2.15's
+    ``optimizers.legacy``) the same with ``decay``: the ``.keras`` holds Keras 3's product for the
+    same steps (as ``resume`` computes it), neither argument, and says so."""
     from ckptcompat.formats import registry
     from ckptcompat.names.slot_meaning import nadam_u_product
 
-    source = FIXTURES / "keras231-tf115-py37" / "opt_nadam" / "model.h5"
+    case = "opt_legacy_nadam" if producer == "tf215" else "opt_nadam"
+    source = FIXTURES / producer / case / "model.h5"
     if not source.is_file():
-        pytest.skip("no standalone Keras Nadam fixture")
+        pytest.skip(f"no {producer} Nadam fixture")
     state = registry.read(source)
     assert state.optimizer.extra["u_product"] != nadam_u_product(4, 0.9)  # another formula's product
     keras_zip.write(tmp_path / "out.keras", state)
@@ -188,8 +192,8 @@ def test_standalone_nadam_written_with_keras3_momentum_cache(tmp_path: Path, cap
     assert back.optimizer.iterations == 4
     assert np.array_equal(back.optimizer.extra["u_product"], nadam_u_product(4, 0.9))
     config = json.loads(zipfile.ZipFile(tmp_path / "out.keras").read("config.json"))
-    assert "schedule_decay" not in config["compile_config"]["optimizer"]["config"]
-    assert "schedule_decay has no Keras 3 equivalent" in caplog.text
+    assert not {"schedule_decay", "decay"} & set(config["compile_config"]["optimizer"]["config"])
+    assert "has no Keras 3 equivalent" in caplog.text
 
 
 def test_write_mismatch_leaves_nothing(tmp_path: Path) -> None:

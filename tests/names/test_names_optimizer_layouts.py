@@ -150,9 +150,9 @@ def test_standalone_keras_m_schedule_follows_what_it_computes() -> None:
     # read from the live optimizer after 4, 8 and 20 steps; the same on every numpy release
     live = {4: "0x1.50b104p-5", 8: "0x1.bbf92cp-10", 20: "0x1.027eb8p-23"}
     for steps, value in live.items():
-        got = nadam_u_product(steps, 0.9, schedule_decay=0.004)
+        got = nadam_u_product(steps, 0.9, schedule=(0.004, 2))
         assert got.dtype == np.float32 and got.tobytes() == np.float32(float.fromhex(value)).tobytes(), steps
-    assert nadam_u_product(0, 0.9, schedule_decay=0.004) == np.float32(1.0)
+    assert nadam_u_product(0, 0.9, schedule=(0.004, 2)) == np.float32(1.0)
 
 
 def test_tf1_era_tf_keras_slot_names_are_matched_by_name_and_shape() -> None:

@@ -12,9 +12,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ckptcompat.names.slot_meaning import KERAS3_NADAM_SCHEDULE, nadam_schedule
 from ckptcompat.names.variables import canonical_optimizer_class
 
-__all__ = ["slot_groups", "optimizer_layout"]
+__all__ = ["slot_groups", "optimizer_layout", "other_nadam_schedule"]
+
+
+def other_nadam_schedule(opt: Any) -> bool:
+    """A saved Nadam whose momentum schedule is not Keras 3's (:func:`nadam_schedule`): its
+    product cannot be written as Keras 3's ``u_product``."""
+    return bool(opt.class_name == "Nadam" and nadam_schedule(opt.config, opt.hyperparameters) != KERAS3_NADAM_SCHEDULE)
 
 
 def _flag(cfg: Mapping[str, Any], key: str, default: Any = False) -> Any:

@@ -19,10 +19,10 @@ from ckptcompat._atomic import atomic_write
 from ckptcompat.errors import IncompatibleStateError, UnsupportedFormatError
 from ckptcompat.formats.keras_h5._direct import state_bytes
 from ckptcompat.formats.keras_zip._layout import ALIAS, var_specs, walk_model_config
-from ckptcompat.formats.keras_zip._optimizer import optimizer_layout
+from ckptcompat.formats.keras_zip._optimizer import other_nadam_schedule as _other_nadam_schedule, optimizer_layout
 from ckptcompat.names.config_upgrade import for_keras3_release, upgrade_model_config, upgrade_optimizer_config
 from ckptcompat.names.optimizer_layouts import slot_shape
-from ckptcompat.names.slot_meaning import nadam_u_product, translate_slots, with_schedule_decay
+from ckptcompat.names.slot_meaning import nadam_schedule, nadam_u_product, translate_slots
 from ckptcompat.names.variables import canonical_optimizer_class, respell
 from ckptcompat.state import TrainingState
 
@@ -127,8 +127,8 @@ def _optimizer_arrays(state: TrainingState, opt_cfg: Mapping[str, Any],
             out.append(_keep(value))
         else:
             key = f"{kind}/{var}" if var else kind
-            if key == "u_product" and (key not in opt.extra or (opt.class_name == "Nadam" and with_schedule_decay(opt.config, opt.hyperparameters))) \
-                    and opt.iterations is not None:  # standalone's m_schedule is another formula's product
+            if key == "u_product" and (key not in opt.extra or _other_nadam_schedule(opt)) \
+                    and opt.iterations is not None:  # another schedule's product means another thing
                 beta_1 = (opt.hyperparameters.get("beta_1") or cfg.get("beta_1") or 0.9)
                 out.append(nadam_u_product(int(opt.iterations), float(beta_1)))
                 continue
@@ -227,11 +227,12 @@ def _optimizer_config(state: TrainingState) -> dict[str, Any]:
             cfg[key] = value
     if opt.iterations is None and opt.slots:  # Keras <= 2.2 RMSprop/Adagrad/Adadelta save no counter
         log.warning("the source records no step counter: the file's optimizer iterations is 0")
-    if opt.class_name == "Nadam" and with_schedule_decay(opt.config, opt.hyperparameters):
+    if _other_nadam_schedule(opt):
         cfg.pop("schedule_decay", None)
-        log.warning("standalone Keras Nadam: schedule_decay has no Keras 3 equivalent; the file holds "
-                       "Keras 3's momentum-cache product for %s steps (Keras 3's schedule from here on)",
-                       opt.iterations)
+        log.warning("Nadam with the momentum schedule 0.96 ** (%s * t) (standalone Keras's schedule_decay, "
+                    "OptimizerV2's decay) has no Keras 3 equivalent; the file holds Keras 3's momentum-cache "
+                    "product for %s steps (Keras 3's schedule from here on)",
+                    nadam_schedule(opt.config, opt.hyperparameters)[0], opt.iterations)
     out["class_name"] = opt.class_name
     if opt.class_name == "SGD" and any("momentum" in per for per in opt.slots.values()) \
             and cfg.get("momentum") is None:  # momentum 0 is known: its slots are inert

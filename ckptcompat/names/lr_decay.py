@@ -1,0 +1,71 @@
+"""Keras 2's optimizer ``decay`` argument and its meaning in the other generations.
+
+OptimizerV2 (tf.keras <= 2.10 and ``optimizers.legacy``) and standalone Keras decay the
+learning rate as ``lr / (1 + decay * iterations)``. tf.keras 2.11+ and Keras 3 optimizers have
+no ``decay``: the same rate is ``InverseTimeDecay(lr, decay_steps=1, decay_rate=decay)``
+(equal in float32; docs/names.md). Nadam is the exception: its ``decay`` scales the momentum
+schedule (:func:`ckptcompat.names.slot_meaning.nadam_schedule`), never the rate.
+
+Pure Python; no framework import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+__all__ = ["saved_decay", "decay_schedule_config", "is_decay_schedule", "takes_decay", "live_decay"]
+
+
+def saved_decay(class_name: str, config: Mapping[str, Any] | None, hyperparameters: Mapping[str, Any]) -> float:
+    """The learning-rate ``decay`` a saved optimizer applies (0.0: none; always 0.0 for Nadam)."""
+    if class_name == "Nadam":
+        return 0.0
+    cfg = config or {}
+    inner = cfg.get("config") if isinstance(cfg.get("config"), Mapping) else cfg
+    value = hyperparameters.get("decay", inner.get("decay"))
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0.0
+    return float(value)
+
+
+def decay_schedule_config(learning_rate: float, decay: float) -> dict[str, Any]:
+    """The ``InverseTimeDecay`` that decays ``learning_rate`` the way ``decay`` did."""
+    return {"class_name": "InverseTimeDecay",
+            "config": {"initial_learning_rate": float(learning_rate), "decay_steps": 1,
+                       "decay_rate": float(decay), "staircase": False}}
+
+
+def _same32(a: Any, b: Any) -> bool:
+    try:
+        return bool(np.float32(a) == np.float32(b))
+    except (TypeError, ValueError):
+        return False
+
+
+def is_decay_schedule(schedule: Mapping[str, Any] | None, learning_rate: float, decay: float) -> bool:
+    """True when the serialized ``schedule`` is :func:`decay_schedule_config` of these values."""
+    if not isinstance(schedule, Mapping) or schedule.get("class_name") != "InverseTimeDecay":
+        return False
+    cfg = schedule.get("config") or {}
+    return (_same32(cfg.get("initial_learning_rate"), learning_rate) and _same32(cfg.get("decay_rate"), decay)
+            and _same32(cfg.get("decay_steps"), 1) and not cfg.get("staircase"))
+
+
+def takes_decay(optimizer_class: type) -> bool:
+    """An optimizer class that decays its learning rate with ``decay=`` itself (OptimizerV2:
+    ``_decayed_lr``; standalone Keras: ``get_updates``)."""
+    return hasattr(optimizer_class, "_decayed_lr") or hasattr(optimizer_class, "get_updates")
+
+
+def live_decay(optimizer: Any) -> float | None:
+    """The ``decay`` a live optimizer applies to its rate; None when its class has none."""
+    if not takes_decay(type(optimizer)):
+        return None
+    for attr in ("_initial_decay", "initial_decay"):  # OptimizerV2, standalone Keras
+        value = getattr(optimizer, attr, None)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return None

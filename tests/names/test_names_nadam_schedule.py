@@ -1,0 +1,72 @@
+"""Nadam's momentum schedule per generation and Keras 2's learning-rate ``decay``, held against
+the files the real releases wrote (no framework needed).
+
+Every committed Nadam fixture that stores its momentum-cache product (standalone Keras 2.3.1,
+tf.keras 2.0 - 2.10 and ``optimizers.legacy`` up to tf-keras 2.21, Keras 3 on TensorFlow and
+JAX) holds exactly ``nadam_u_product`` of its step count under the schedule
+:func:`nadam_schedule` reads from its config: the product means another thing in each
+generation, which is why ``resume`` and the ``.keras`` writer recompute it across them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ckptcompat
+from ckptcompat.names.lr_decay import decay_schedule_config, is_decay_schedule, saved_decay
+from ckptcompat.names.slot_meaning import KERAS3_NADAM_SCHEDULE, nadam_schedule, nadam_u_product
+from _paths import FIXTURES
+
+#: Keras 3 on torch rounds 0.96 ** t its own way (last bit); its product is kept as written
+_OWN_POWER = ("keras3-torch",)
+
+
+def _nadam_files() -> list[Path]:
+    return sorted(p for p in FIXTURES.glob("*/opt*nadam/model.*") if p.parent.parent.name not in _OWN_POWER)
+
+
+def test_every_generation_of_nadam_is_among_the_fixtures() -> None:
+    schedules = set()
+    for path in _nadam_files():
+        opt = ckptcompat.read(path).optimizer
+        scale, first = nadam_schedule(opt.config, opt.hyperparameters)
+        schedules.add((float(np.float32(scale)), first))
+    # Keras 3 / tf.keras 2.11+, OptimizerV2 (decay 0.004), standalone Keras (schedule_decay 0.004)
+    assert schedules == {(1.0, 1), (float(np.float32(0.004)), 1), (float(np.float32(0.004)), 2)}, schedules
+
+
+@pytest.mark.parametrize("path", _nadam_files(), ids=lambda p: f"{p.parent.parent.name}/{p.parent.name}/{p.name}")
+def test_stored_momentum_cache_is_the_product_of_its_schedule(path: Path) -> None:
+    opt = ckptcompat.read(path).optimizer
+    assert opt is not None and opt.class_name == "Nadam" and opt.iterations == 4
+    stored = opt.extra.get("u_product")
+    if stored is None:
+        pytest.skip("this file does not store the product (tf.keras 2.11+ .h5, Keras 2.2's m_schedule)")
+    schedule = nadam_schedule(opt.config, opt.hyperparameters)
+    beta_1 = float(opt.hyperparameters.get("beta_1") or 0.9)
+    want = nadam_u_product(opt.iterations, beta_1, schedule=schedule)
+    assert np.asarray(stored).tobytes() == want.tobytes(), (schedule, float(stored), float(want))
+    if schedule != KERAS3_NADAM_SCHEDULE:  # another generation's product is another number
+        assert float(stored) != float(nadam_u_product(opt.iterations, beta_1))
+
+
+def test_optimizer_v2_nadam_after_eight_steps_as_tf215_computed_it() -> None:
+    # tf.keras 2.15 optimizers.legacy.Nadam(learning_rate=0.01), 8 steps: momentum_cache read back
+    assert float(nadam_u_product(8, np.float32(0.9), schedule=(0.004, 1))) == float(np.float32(0.0016914166044443846))
+    assert float(nadam_u_product(8, np.float32(0.9))) == float(np.float32(0.005571079906076193))  # Keras 3's
+
+
+def test_learning_rate_decay_is_read_for_every_class_but_nadam() -> None:
+    config = {"class_name": "Adam", "config": {"learning_rate": 0.01, "decay": 0.05}}
+    assert saved_decay("Adam", config, {}) == 0.05
+    assert saved_decay("Adam", None, {"decay": 0.5}) == 0.5
+    assert saved_decay("Nadam", {"config": {"decay": 0.004}}, {}) == 0.0  # its momentum schedule
+    assert saved_decay("SGD", {"config": {"decay": True}}, {}) == 0.0
+    schedule = decay_schedule_config(0.01, 0.05)
+    assert is_decay_schedule(schedule, np.float32(0.01), 0.05)
+    assert not is_decay_schedule(schedule, 0.02, 0.05)
+    assert not is_decay_schedule({**schedule, "config": {**schedule["config"], "staircase": True}}, 0.01, 0.05)
+    assert not is_decay_schedule({"class_name": "ExponentialDecay", "config": {}}, 0.01, 0.05)
