@@ -251,7 +251,11 @@ def downgrade_model_config(config: Mapping[str, Any], path: str | None = None) -
 
 
 def downgrade_optimizer_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Keras 3 optimizer ``{"class_name", "config"}`` -> one tf.keras 2.11-2.15 new optimizers accept."""
+    """Keras 3 optimizer ``{"class_name", "config"}`` -> one tf.keras 2.11-2.15 new optimizers accept
+    (Keras 2's ``decay`` as the equal ``InverseTimeDecay`` rate; ckptcompat's stores keep the
+    captured hyper-parameters in state.json, which ``resume`` reads)."""
+    from ckptcompat.names.lr_decay import decay_schedule_config, saved_decay
+
     out = _strip_registration(copy.deepcopy(dict(config)))
     cls = str(out.get("class_name", "")).split(">")[-1]
     # classes with no legacy counterpart: a legacy .h5 is loaded with the legacy optimizers'
@@ -261,9 +265,13 @@ def downgrade_optimizer_config(config: Mapping[str, Any]) -> dict[str, Any]:
     inner = dict(out.get("config") or {})
     if "lr" in inner and "learning_rate" not in inner:
         inner["learning_rate"] = inner.pop("lr")
-    if inner.get("decay"):
-        raise ValueError(f"{cls} with decay={inner['decay']!r} has no equivalent in the "
-                         "tf.keras 2.11+ optimizers (decay was removed); use a learning-rate schedule")
+    decay = saved_decay(cls, None, inner)  # Nadam's decay is its momentum schedule: dropped below
+    if decay:
+        lr = inner.get("learning_rate")
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)):
+            raise ValueError(f"{cls} with decay={decay!r} and the learning rate {lr!r} has no equivalent in "
+                             "the tf.keras 2.11+ optimizers (decay was removed); use a learning-rate schedule")
+        inner["learning_rate"] = decay_schedule_config(lr, decay)  # the same rate, as a schedule
     allowed = _NEW_OPTIMIZER_BASE_KEYS + _NEW_OPTIMIZER_KEYS.get(cls, ())
     inner = {k: v for k, v in inner.items() if k in allowed}
     inner.setdefault("name", cls)

@@ -1,4 +1,10 @@
-"""Keras 2's optimizer ``decay`` argument and its meaning in the other generations.
+"""Learning-rate forms across generations: Keras 2's ``decay`` argument, and a schedule held in
+place of the rate.
+
+A saved optimizer's rate is a float ``learning_rate`` or a serialized schedule: Keras writes the
+schedule *as* ``learning_rate`` in its configs; ckptcompat's state keeps it apart
+(``learning_rate`` None, ``learning_rate_schedule``): :func:`rate_and_schedule` (readers) and
+:func:`schedule_as_rate` (writers) convert.
 
 OptimizerV2 (tf.keras <= 2.10 and ``optimizers.legacy``) and standalone Keras decay the
 learning rate as ``lr / (1 + decay * iterations)``. tf.keras 2.11+ and Keras 3 optimizers have
@@ -16,7 +22,29 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["saved_decay", "decay_schedule_config", "is_decay_schedule", "takes_decay", "live_decay"]
+__all__ = ["saved_decay", "decay_schedule_config", "is_decay_schedule", "takes_decay", "live_decay",
+           "rate_and_schedule", "schedule_as_rate"]
+
+
+def rate_and_schedule(hyper: Mapping[str, Any]) -> dict[str, Any]:
+    """Hyper-parameters with a serialized schedule in ``learning_rate`` moved to
+    ``learning_rate_schedule`` (``learning_rate`` None), as a capture records it."""
+    out = dict(hyper)
+    if isinstance(out.get("learning_rate"), Mapping):
+        out["learning_rate_schedule"] = dict(out["learning_rate"])
+        out["learning_rate"] = None
+    return out
+
+
+def schedule_as_rate(hyper: Mapping[str, Any], *, keras2: bool = False) -> dict[str, Any]:
+    """The reverse of :func:`rate_and_schedule`, for a Keras config: the schedule becomes
+    ``learning_rate`` (``keras2``: without Keras 3's ``module``/``registered_name``)."""
+    out = dict(hyper)
+    schedule = out.pop("learning_rate_schedule", None)
+    if out.get("learning_rate") is None and isinstance(schedule, Mapping):
+        out["learning_rate"] = ({k: v for k, v in schedule.items() if k not in ("module", "registered_name")}
+                                if keras2 else dict(schedule))
+    return out
 
 
 def saved_decay(class_name: str, config: Mapping[str, Any] | None, hyperparameters: Mapping[str, Any]) -> float:

@@ -152,27 +152,25 @@ KERAS3_NADAM_SCHEDULE: tuple[float, int] = (1.0, 1)
 
 
 def nadam_u_product(iterations: int, beta_1: float, dtype: Any = np.float32,
-                    schedule: tuple[float, int] = KERAS3_NADAM_SCHEDULE) -> np.ndarray:
+                    schedule: tuple[float, int] = KERAS3_NADAM_SCHEDULE, keras3: bool = False) -> np.ndarray:
     """Nadam's momentum-cache product after ``iterations`` steps, as the optimizer computes it:
     ``prod_t beta_1 * (1 - 0.5 * 0.96 ** (scale * t))`` accumulated step by step in ``dtype``,
     ``schedule = (scale, first)`` (:func:`nadam_schedule`): t runs from ``first`` on.
 
-    Standalone Keras 2.3 reads its counter after the increment (measured on TF 1.15), so its
-    t runs from 2 to n + 1; Keras 2.2 leaves that order to the graph, and its files do not
-    store ``m_schedule``."""
+    ``keras3``: Keras 3's order of operations, ``(product * beta_1) * (1 - ...)``; tf.keras,
+    OptimizerV2 and standalone Keras multiply the product by ``beta_1 * (1 - ...)``. The power
+    is the correctly rounded one (pow in double, rounded once), what TensorFlow's ``pow`` gives
+    (numpy's float32 power differs between releases). Standalone Keras 2.3 reads its counter
+    after the increment (measured on TF 1.15), so its t runs from 2 to n + 1; Keras 2.2 leaves
+    that order to the graph, and its files do not store ``m_schedule``."""
     dt = np.dtype(dtype)
     product = dt.type(1.0)
     beta = dt.type(beta_1)
     scale, first = schedule
     for t in range(first, int(iterations) + first):
-        if scale == 1.0:
-            decayed = np.power(dt.type(0.96), dt.type(t))
-        else:  # a fractional exponent: numpy's float32 power differs between releases; the
-            # correctly rounded value (pow in double, rounded once) is what TensorFlow's powf gives
-            power = float(dt.type(dt.type(t) * dt.type(scale)))
-            decayed = dt.type(float(dt.type(0.96)) ** power)
-        u_t = beta * (dt.type(1.0) - dt.type(0.5) * decayed)
-        product = dt.type(product * u_t)
+        power = float(dt.type(dt.type(t) * dt.type(scale)))
+        factor = dt.type(1.0) - dt.type(0.5) * dt.type(float(dt.type(0.96)) ** power)
+        product = dt.type(dt.type(product * beta) * factor) if keras3 else dt.type(product * dt.type(beta * factor))
     return np.asarray(product, dtype=dt)
 
 
@@ -184,10 +182,10 @@ def nadam_schedule(config: Mapping[str, Any] | None, hyperparameters: Mapping[st
     cfg = config or {}
     inner = cfg.get("config") if isinstance(cfg.get("config"), Mapping) else cfg
     merged = {**inner, **hyperparameters}
-    if merged.get("schedule_decay") is not None:
-        return float(merged["schedule_decay"]), 2
+    if merged.get("schedule_decay") is not None:  # float32 in the optimizer: compared as such
+        return float(np.float32(merged["schedule_decay"])), 2
     if merged.get("decay") is not None:
-        return float(merged["decay"]), 1
+        return float(np.float32(merged["decay"])), 1
     return KERAS3_NADAM_SCHEDULE
 
 

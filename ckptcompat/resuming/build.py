@@ -181,6 +181,16 @@ def model_from_config(model_config: Mapping[str, Any], flavour: str, keras: Any,
     return model
 
 
+def _optimizer_v2_config(raw: Mapping[str, Any], opt: OptimizerState) -> bool:
+    """A config an OptimizerV2-era optimizer wrote (tf.keras <= 2.10, ``optimizers.legacy``,
+    standalone Keras): its ``is_legacy_optimizer`` where present, else Keras 2.11+'s own rule
+    (none in a non-empty config: legacy) narrowed to configs holding ``decay``/``schedule_decay``,
+    which no tf.keras 2.11+ or Keras 3 optimizer writes."""
+    if "is_legacy_optimizer" in raw:
+        return bool(raw["is_legacy_optimizer"])
+    return any(key in raw or key in opt.hyperparameters for key in ("decay", "schedule_decay"))
+
+
 def make_optimizer(keras: Any, opt: OptimizerState, flavour: str) -> Any:
     """An optimizer of the saved class with the saved hyper-parameters."""
     cls_name = canonical_optimizer_class(opt.class_name)
@@ -188,7 +198,7 @@ def make_optimizer(keras: Any, opt: OptimizerState, flavour: str) -> Any:
     from ckptcompat import runtime
 
     # a legacy (OptimizerV2) optimizer comes back as one where the flavour still has them
-    cls = runtime.flavour(flavour).find_optimizer_class(cls_name, legacy=bool(raw.get("is_legacy_optimizer")))
+    cls = runtime.flavour(flavour).find_optimizer_class(cls_name, legacy=_optimizer_v2_config(raw, opt))
     if not isinstance(cls, type):
         raise IncompatibleStateError(f"optimizer class {opt.class_name!r} does not exist in this Keras",
                                      hint="compile the model yourself and pass it as model=")
@@ -203,6 +213,8 @@ def make_optimizer(keras: Any, opt: OptimizerState, flavour: str) -> Any:
         else:
             dropped.append(key)
     schedule = opt.hyperparameters.get("learning_rate_schedule")
+    if isinstance(kwargs.get("learning_rate"), Mapping):  # a schedule in place of the rate
+        schedule = kwargs.pop("learning_rate")
     if kwargs.get("learning_rate") is None and isinstance(schedule, Mapping):
         kwargs["learning_rate"] = keras.optimizers.schedules.deserialize(dict(schedule))
     elif kwargs.get("learning_rate") is None:

@@ -105,6 +105,11 @@ def merge(main: TrainingState, extra: TrainingState, *, prefer_extra: bool) -> T
                         step=pick(main.progress.step, extra.progress.step),
                         global_step=pick(main.progress.global_step, extra.progress.global_step))
     optimizer = main.optimizer
+    if prefer_extra and optimizer is not None and extra.optimizer is not None and extra.optimizer.hyperparameters:
+        # the captured config and hyper-parameters: the model file may hold them translated (a
+        # Keras 2 .h5: tf.keras 2.11+'s, no `decay`: the rate as a schedule, Nadam's dropped)
+        optimizer = dataclasses.replace(optimizer, hyperparameters=dict(extra.optimizer.hyperparameters),
+                                        config=extra.optimizer.config or optimizer.config)
     if optimizer is None and extra.optimizer is not None:
         optimizer = extra.optimizer  # class + hyper-parameters only, no slots
     elif optimizer is not None and extra.optimizer is not None and extra.optimizer.extra:

@@ -264,9 +264,9 @@ def live_nadam_schedule(opt: Any) -> tuple[float, int]:
     standalone Keras's ``schedule_decay``, OptimizerV2's ``decay`` (``_initial_decay``), else Keras 3's."""
     decay = getattr(opt, "schedule_decay", None)
     if isinstance(decay, (int, float)):
-        return float(decay), 2
+        return float(np.float32(decay)), 2
     if hasattr(type(opt), "_decayed_lr") and isinstance(getattr(opt, "_initial_decay", None), (int, float)):
-        return float(opt._initial_decay), 1  # noqa: SLF001 -- OptimizerV2 keeps it there only
+        return float(np.float32(opt._initial_decay)), 1  # noqa: SLF001 -- OptimizerV2 keeps it there only
     return KERAS3_NADAM_SCHEDULE
 
 
@@ -291,7 +291,8 @@ def _non_slot_plan(ops: FlavourOps, opt: Any, st: OptimizerState, cls: str) -> l
                                describe_nadam_schedule(live))
         if value is None and cls == "Nadam" and st.iterations is not None:
             beta_1 = st.hyperparameters.get("beta_1", 0.9)
-            value = nadam_u_product(st.iterations, float(beta_1 if beta_1 is not None else 0.9), schedule=live)
+            value = nadam_u_product(st.iterations, float(beta_1 if beta_1 is not None else 0.9), schedule=live,
+                                    keras3=hasattr(type(opt), "_backend_update_step"))  # Keras 3's base class
             logger.info("Nadam u_product recomputed from iterations=%d", st.iterations)
         if value is not None and tuple(np.shape(value)) == ops.shape(var):
             plan.append((f"optimizer/{canonical}", var, np.asarray(value)))
@@ -330,20 +331,28 @@ def _check_learning_rate(ops: FlavourOps, opt: Any, st: OptimizerState, problem:
             problem("learning_rate", f"checkpoint has learning rate {want} but the model's "
                     "optimizer uses a schedule")
             return None
-        if decay and live_decay(opt) != decay:
+        if decay and np.float32(live_decay(opt) or 0.0) != np.float32(decay):
             logger.warning("the checkpoint's %s decays its learning rate (decay=%s: lr / (1 + decay * "
-                           "iterations)), the model's optimizer %s; compile it with learning_rate="
-                           "InverseTimeDecay(%s, decay_steps=1, decay_rate=%s) to continue that rate",
+                           "iterations)), the model's optimizer %s; compile it with decay= (Keras 2 "
+                           "optimizers.legacy, standalone Keras) or learning_rate=InverseTimeDecay(%s, "
+                           "decay_steps=1, decay_rate=%s) to continue that rate",
                            st.class_name, decay, "does not" if live_decay(opt) is None else
                            f"with decay={live_decay(opt)}", want, decay)
         return want
     if want_schedule is not None and live_schedule is None:
         problem("learning_rate", f"checkpoint uses a schedule ({want_schedule.get('class_name')}) "
                 f"but the model's optimizer has the fixed learning rate {live_lr}")
-    elif want_schedule is not None and want_schedule != live_schedule:
+    elif want_schedule is not None and not _same_schedule(want_schedule, live_schedule):
         logger.warning("learning-rate schedule differs: checkpoint %s, model %s",
                        want_schedule, live_schedule)
     return None
+
+
+def _same_schedule(a: Mapping[str, Any], b: Mapping[str, Any] | None) -> bool:
+    """Two serialized schedules of one class and settings (the generated ``name`` aside)."""
+    def settings(s: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in dict(s.get("config") or {}).items() if k != "name"}
+    return b is not None and a.get("class_name") == b.get("class_name") and settings(a) == settings(b)
 
 
 def _optimizer(ops: FlavourOps, model_or_optimizer: Any) -> Any:

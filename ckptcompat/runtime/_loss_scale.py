@@ -43,8 +43,9 @@ def live_variables(outer: Any) -> dict[str, Any]:
 
 def settings(extra: Mapping[str, Any]) -> dict[str, Any] | None:
     """The wrapper a checkpoint's optimizer ran in (``dynamic``, ``initial_scale``,
-    ``growth_steps``), or None when it ran without one."""
-    if CURRENT not in extra:
+    ``growth_steps``), or None when it ran without one. A file that records the wrapper's
+    settings but not its scale (a Keras 2 ``.h5``) gets a wrapper whose scale starts afresh."""
+    if CURRENT not in extra and _CONFIG + "dynamic" not in extra:
         return None
 
     def get(key: str, default: Any) -> Any:
@@ -52,7 +53,7 @@ def settings(extra: Mapping[str, Any]) -> dict[str, Any] | None:
         return default if value is None else np.asarray(value).item()
 
     return {"dynamic": bool(get("dynamic", True)),
-            "initial_scale": float(get("initial_scale", np.asarray(extra[CURRENT]).item())),
+            "initial_scale": float(get("initial_scale", np.asarray(extra.get(CURRENT, 2.0 ** 15)).item())),
             "growth_steps": int(get("dynamic_growth_steps", 2000))}
 
 

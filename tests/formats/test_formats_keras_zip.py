@@ -186,11 +186,11 @@ def test_nadam_of_another_schedule_written_with_keras3_momentum_cache(producer: 
     if not source.is_file():
         pytest.skip(f"no {producer} Nadam fixture")
     state = registry.read(source)
-    assert state.optimizer.extra["u_product"] != nadam_u_product(4, 0.9)  # another formula's product
+    assert state.optimizer.extra["u_product"] != nadam_u_product(4, 0.9, keras3=True)  # another formula's
     keras_zip.write(tmp_path / "out.keras", state)
     back = keras_zip.read(tmp_path / "out.keras")
     assert back.optimizer.iterations == 4
-    assert np.array_equal(back.optimizer.extra["u_product"], nadam_u_product(4, 0.9))
+    assert np.array_equal(back.optimizer.extra["u_product"], nadam_u_product(4, 0.9, keras3=True))
     config = json.loads(zipfile.ZipFile(tmp_path / "out.keras").read("config.json"))
     assert not {"schedule_decay", "decay"} & set(config["compile_config"]["optimizer"]["config"])
     assert "has no Keras 3 equivalent" in caplog.text
@@ -331,3 +331,33 @@ def test_config_less_rmsprop_names_the_configurations_that_fit() -> None:
         assert sorted(opt.extra) == [f"vars/{i}" for i in range(6)]
     plain = keras_zip.read(ROOT / "fixtures" / "tf221-keras3" / "opt_rmsprop" / "model.keras").optimizer
     assert plain is not None and plain.slots and plain.fits == ()
+
+
+@pytest.mark.parametrize("target", ["keras3", "h5"])
+def test_keras2_decay_is_written_as_the_equal_schedule(target: str, tmp_path: Path, caplog: Any) -> None:
+    """Keras 2's ``decay`` (set on the state of TF 2.4's Adam file) has no place in Keras 3's or
+    tf.keras 2.11+'s optimizer config: both writers put the equal ``InverseTimeDecay`` in place
+    of the rate (the ``.keras`` writer dropped it silently, the ``.h5`` one refused); reading
+    the file back gives that schedule and no fixed rate."""
+    import dataclasses
+
+    from ckptcompat.formats import keras_h5, registry
+
+    source = FIXTURES / "tf24-py38" / "opt_adam" / "model.h5"
+    if not source.is_file():
+        pytest.skip("no TF 2.4 Adam fixture")
+    state = registry.read(source)
+    opt = state.optimizer
+    config = {**opt.config, "config": {**opt.config["config"], "decay": 0.05}}
+    state = state.replace(optimizer=dataclasses.replace(
+        opt, config=config, hyperparameters={**opt.hyperparameters, "decay": 0.05}))
+    out = tmp_path / ("out.keras" if target == "keras3" else "out.h5")
+    (keras_zip if target == "keras3" else keras_h5).write(out, state)
+    back = registry.read(out).optimizer
+    assert back.learning_rate is None and back.iterations == 4
+    schedule = back.hyperparameters["learning_rate_schedule"]
+    assert schedule["class_name"] == "InverseTimeDecay"
+    assert schedule["config"]["decay_rate"] == 0.05 and schedule["config"]["decay_steps"] == 1
+    assert np.float32(schedule["config"]["initial_learning_rate"]) == np.float32(opt.learning_rate)
+    if target == "keras3":
+        assert "decay=0.05 is written as learning_rate=InverseTimeDecay" in caplog.text

@@ -57,27 +57,13 @@ def test_corpus_optimizer_through_our_writer_into_native_keras3(fx: dict[str, An
     _same_state(fx, state, runtime.capture(keras.saving.load_model(out)))
 
 
-#: reviewed gaps of the Keras 2 .h5 writer (by path substring): each a typed refusal today
-_H5_WRITER_GAPS = {
-    "/opt_legacy_nadam/": "legacy Nadam's decay=0.004 has no tf.keras 2.11+ equivalent: the writer targets the new "
-                          "optimizers only",
-}
-
-
-def _h5_gap(fx: dict[str, Any]) -> list[Any]:
-    reason = next((r for k, r in _H5_WRITER_GAPS.items() if k in fx["path"]), None)
-    opt = fx.get("optimizer") or {}
-    if opt.get("class") == "Nadam" and (opt.get("config") or {}).get("decay"):  # TF 2.4's only Nadam
-        reason = _H5_WRITER_GAPS["/opt_legacy_nadam/"]
-    return [pytest.mark.xfail(reason=reason, strict=False)] if reason else []
-
-
 @pytest.mark.keras2
-@pytest.mark.parametrize("fx", [pytest.param(f, marks=_h5_gap(f), id=f["path"]) for f in _cases()])
+@pytest.mark.parametrize("fx", [pytest.param(f, id=f["path"]) for f in _cases()])
 def test_corpus_optimizer_migrated_to_h5_into_native_keras2(fx: dict[str, Any], tmp_path: Path,
                                                             keras: Any) -> None:
     """The same for Keras 2: ``migrate(..., to="h5")`` (config translated for this Keras),
-    native ``load_model``."""
+    native ``load_model``. An OptimizerV2 Nadam's ``decay`` (its momentum schedule) has no place
+    in tf.keras 2.11+'s config and is left out; its slots and step count are compared."""
     import ckptcompat
     from ckptcompat import runtime
     from ckptcompat.formats import registry

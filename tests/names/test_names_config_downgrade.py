@@ -86,8 +86,16 @@ def test_optimizer_config() -> None:
     legacy = downgrade_optimizer_config({"class_name": "Custom>SGD", "config": {"lr": 0.1, "decay": 0.0}})
     assert legacy["class_name"] == "SGD" and legacy["config"]["learning_rate"] == 0.1
     assert "decay" not in legacy["config"] and "lr" not in legacy["config"]
-    with pytest.raises(ValueError, match="decay"):
-        downgrade_optimizer_config({"class_name": "Adam", "config": {"lr": 0.1, "decay": 0.01}})
+    # Keras 2's decay: the same rate as tf.keras 2.11+'s InverseTimeDecay; Nadam's is its momentum schedule
+    decayed = downgrade_optimizer_config({"class_name": "Adam", "config": {"lr": 0.1, "decay": 0.01}})["config"]
+    assert decayed["learning_rate"] == {"class_name": "InverseTimeDecay", "config": {
+        "initial_learning_rate": 0.1, "decay_steps": 1, "decay_rate": 0.01, "staircase": False}}
+    assert "decay" not in decayed
+    nadam = downgrade_optimizer_config({"class_name": "Nadam", "config": {"learning_rate": 0.1, "decay": 0.004}})
+    assert nadam["config"]["learning_rate"] == 0.1 and "decay" not in nadam["config"]
+    with pytest.raises(ValueError, match="decay"):  # a rate already a schedule: no equal form
+        downgrade_optimizer_config({"class_name": "Adam", "config": {
+            "learning_rate": {"class_name": "ExponentialDecay", "config": {}}, "decay": 0.01}})
 
 
 def test_training_config_keeps_compile_keys() -> None:

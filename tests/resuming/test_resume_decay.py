@@ -9,6 +9,7 @@ schedule (an OptimizerV2 Nadam gets the saved schedule's scale: 1.0 for a Keras 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 
 import ckptcompat
-from _frameworks import keras_module
+from _frameworks import keras_flavour, keras_module
 from _paths import FIXTURES
 from ckptcompat.names.lr_decay import takes_decay
 from ckptcompat.names.slot_meaning import nadam_schedule, nadam_u_product
@@ -69,13 +70,121 @@ def test_learning_rate_decay_is_continued_not_dropped(tmp_path: Path, caplog: An
     with caplog.at_level(logging.WARNING):
         run = ckptcompat.resume(tmp_path / "decay.h5")
     opt = run.model.optimizer
+    assert type(opt) is type(model.optimizer)  # the OptimizerV2 class, as native load_model gives
     assert int(np.asarray(opt.iterations)) == 8
     assert _effective_lr(opt).tobytes() == want.tobytes()
-    if takes_decay(type(opt)):  # this Keras resumes it as the same OptimizerV2 class
-        run.model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
-        assert _digest(run.model) == _digest(model)  # the decayed rate, step by step
+    run.model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    assert _digest(run.model) == _digest(model)  # the decayed rate, step by step
+
+
+@pytest.mark.parametrize("name,kwargs", [("Adam", {"decay": 0.05}), ("Nadam", {})])
+def test_the_same_optimizer_given_as_model_resumes_without_warnings(name: str, kwargs: dict[str, Any],
+                                                                     tmp_path: Path, caplog: Any) -> None:
+    """The script run again (``resume(path, model=build())``, the same OptimizerV2 class and
+    ``decay``): the file's float32 ``decay`` is the optimizer's, no warning, the product kept."""
+    cls = _optimizer_v2(name)
+    keras = keras_module()
+
+    def build() -> Any:
+        model = keras.Sequential([keras.layers.Dense(3, input_shape=(4,)), keras.layers.Dense(1)])
+        model.compile(cls(learning_rate=0.01, **kwargs), "mse")
+        return model
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((32, 4), dtype=np.float32), rng.random((32, 1), dtype=np.float32)
+    model = build()
+    model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    model.save(str(tmp_path / "same.h5"))
+    with caplog.at_level(logging.WARNING):
+        run = ckptcompat.resume(tmp_path / "same.h5", model=build())
+    assert "decays its learning rate" not in caplog.text and "momentum schedule" not in caplog.text
+    assert _digest(run.model) == _digest(model)
+    saved = [np.asarray(w).tobytes() for w in model.optimizer.get_weights()]
+    assert [np.asarray(w).tobytes() for w in run.model.optimizer.get_weights()] == saved
+
+
+def test_decay_becomes_the_equal_schedule_where_the_optimizer_has_none(caplog: Any) -> None:
+    """TF 2.4's Adam file with ``decay`` (set on the state read from it) rebuilt for this Keras:
+    an OptimizerV2 class takes ``decay``; tf.keras 2.11+ / Keras 3 get ``InverseTimeDecay``,
+    warned; either way the rate at the restored step is TF 2.4's ``lr / (1 + decay * t)``."""
+    from ckptcompat import runtime
+    from ckptcompat.resuming.build import build_model, compile_model
+
+    source = FIXTURES / "tf24-py38" / "opt_adam" / "model.h5"
+    state = ckptcompat.read(source)
+    opt = state.optimizer
+    assert opt is not None and opt.iterations == 4
+    config = {**opt.config, "config": {**opt.config["config"], "decay": 0.05}}
+    state = state.replace(optimizer=dataclasses.replace(
+        opt, config=config, hyperparameters={**opt.hyperparameters, "decay": 0.05}))
+    flavour, keras = runtime.detect(), keras_module()
+    model = build_model(state, flavour, keras, None, str(source))
+    with caplog.at_level(logging.WARNING):
+        compile_model(model, state, keras, flavour, str(source))
+    runtime.apply(state, model)
+    live = model.optimizer
+    lr = np.float32(opt.learning_rate)
+    assert _effective_lr(live) == lr / (np.float32(1) + np.float32(0.05) * np.float32(4))
+    if takes_decay(type(live)):
+        assert live._initial_decay == 0.05  # noqa: SLF001
     else:
         assert "decay=0.05 is continued as learning_rate=InverseTimeDecay" in caplog.text
+
+
+@pytest.mark.parametrize("written_by", ["Checkpoint", "native save"])
+def test_learning_rate_schedule_is_resumed_and_continues_bitwise(written_by: str, tmp_path: Path) -> None:
+    """A schedule-valued learning rate through a Checkpoint store (Keras 3 wrote its rate as
+    NaN, Keras 2 dropped it) and through the framework's own file (its config holds the
+    schedule in place of the rate: passed to the constructor as a dict): resumed with
+    ``model=None``, the run goes on bitwise like the uninterrupted one."""
+    from ckptcompat.callbacks import Checkpoint
+
+    keras = keras_module()
+    rng = np.random.default_rng(0)
+    x, y = rng.random((32, 4), dtype=np.float32), rng.random((32, 1), dtype=np.float32)
+    model = keras.Sequential([keras.layers.Dense(3, input_shape=(4,)), keras.layers.Dense(1)])
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.01, decay_steps=2, decay_rate=0.5)
+    model.compile(keras.optimizers.Adam(learning_rate=schedule), "mse")
+    callbacks = [Checkpoint(str(tmp_path / "store"), save_freq="epoch")] if written_by == "Checkpoint" else []
+    model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, callbacks=callbacks)
+    native = tmp_path / ("model.keras" if keras_flavour() == "keras3" else "model.h5")
+    if written_by == "native save":
+        model.save(str(native))
+    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+
+    run = ckptcompat.resume(tmp_path / "store" if written_by == "Checkpoint" else native)
+    opt = run.model.optimizer
+    rate = opt._hyper["learning_rate"] if hasattr(opt, "_hyper") else opt._learning_rate  # OptimizerV2, new
+    assert type(rate).__name__ == "ExponentialDecay"
+    assert int(np.asarray(opt.iterations)) == 8
+    run.model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    assert _digest(run.model) == _digest(model)
+
+
+@pytest.mark.parametrize("name,kwargs", [("Adam", {"decay": 0.05}), ("Nadam", {})])
+def test_checkpoint_of_an_optimizer_v2_with_decay_resumes_bitwise(name: str, kwargs: dict[str, Any],
+                                                                   tmp_path: Path) -> None:
+    """The Checkpoint callback under an OptimizerV2 ``Adam(decay=...)`` or ``Nadam`` (whose
+    ``decay`` is 0.004 by default) raised out of ``fit`` (no tf.keras 2.11+ equivalent in the
+    store's ``.h5``); now the file holds the rate as ``InverseTimeDecay`` and state.json the
+    captured hyper-parameters: the run resumes bitwise in this Keras."""
+    from ckptcompat.callbacks import Checkpoint
+
+    cls = _optimizer_v2(name)
+    keras = keras_module()
+    rng = np.random.default_rng(0)
+    x, y = rng.random((32, 4), dtype=np.float32), rng.random((32, 1), dtype=np.float32)
+    model = keras.Sequential([keras.layers.Dense(3, input_shape=(4,)), keras.layers.Dense(1)])
+    model.compile(cls(learning_rate=0.01, **kwargs), "mse")
+    model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0,
+              callbacks=[Checkpoint(str(tmp_path / "store"), save_freq="epoch")])
+    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+
+    run = ckptcompat.resume(tmp_path / "store")
+    assert type(run.model.optimizer) is type(model.optimizer)
+    assert int(np.asarray(run.model.optimizer.iterations)) == 8
+    run.model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    assert _digest(run.model) == _digest(model)
 
 
 def _nadam_fixtures() -> list[Path]:
@@ -100,4 +209,5 @@ def test_nadam_momentum_cache_follows_the_resumed_optimizers_schedule(path: Path
         assert got.tobytes() == np.asarray(saved.extra["u_product"], dtype=np.float32).tobytes()
     else:
         beta_1 = float(saved.hyperparameters.get("beta_1") or 0.9)
-        assert got.tobytes() == nadam_u_product(4, beta_1, schedule=live).tobytes(), (live, file_schedule)
+        want = nadam_u_product(4, beta_1, schedule=live, keras3=hasattr(type(opt), "_backend_update_step"))
+        assert got.tobytes() == want.tobytes(), (live, file_schedule)

@@ -24,7 +24,7 @@ from ckptcompat.formats import Peek, WrittenFiles
 from ckptcompat.formats._h5heap import open_checked
 from ckptcompat.formats._h5safe import hard_child, read_numeric
 from ckptcompat.formats.keras_h5._optimizer import WeightInfo, canonical_hyperparameters, match_slots
-from ckptcompat.names.variables import canonical_optimizer_class, distinct_paths, strip_tensor_suffix
+from ckptcompat.names.variables import LOSS_SCALE_CONFIG, canonical_optimizer_class, distinct_paths, strip_tensor_suffix
 from ckptcompat.state import OptimizerState, Producer, Progress, TrainingState
 
 __all__ = ["NAME", "name", "sniff", "peek", "read", "write", "files", "HDF5_SIGNATURE", "ATTR_EPOCH", "ATTR_STEP",
@@ -267,6 +267,17 @@ def _producer(f: Any, path: Path) -> Producer:
 def _optimizer(f: Any, training_config: dict[str, Any] | None, layers: list[tuple[str, list[WeightInfo]]],
                path: Path, limit: int) -> OptimizerState | None:
     opt_cfg = (training_config or {}).get("optimizer_config")
+    inner = (opt_cfg.get("config") or {}).get("inner_optimizer") if isinstance(opt_cfg, dict) else None
+    wrapper: dict[str, Any] = {}
+    if isinstance(inner, dict):  # an OptimizerV2 LossScaleOptimizer (mixed precision, TF 2.4-2.15)
+        log.info("%s: LossScaleOptimizer around %s; a Keras 2 .h5 keeps its settings but not its scale "
+                 "(a resumed wrapper starts afresh, as with load_model)", path, inner.get("class_name"))
+        outer = opt_cfg.get("config") or {}
+        wrapper = {LOSS_SCALE_CONFIG + "dynamic": np.asarray(bool(outer.get("dynamic", True)))}
+        for key in ("initial_scale", "dynamic_growth_steps"):
+            if isinstance(outer.get(key), (int, float)) and not isinstance(outer.get(key), bool):
+                wrapper[LOSS_SCALE_CONFIG + key] = np.asarray(outer[key])
+        opt_cfg = inner
     group = (hard_child(f, "optimizer_weights", path, "group /optimizer_weights", _HINT)
              if "optimizer_weights" in f else None)
     if not isinstance(opt_cfg, dict) and group is None:
@@ -284,7 +295,7 @@ def _optimizer(f: Any, training_config: dict[str, Any] | None, layers: list[tupl
     iterations, slots, extra = match_slots(cls, names, values, weights, str(path),
                                            sorted_params=nums < (2, 0, 6))
     return OptimizerState(class_name=cls, hyperparameters=canonical_hyperparameters(config),
-                          iterations=iterations, slots=slots, config=opt_cfg, extra=extra)
+                          iterations=iterations, slots=slots, config=opt_cfg, extra={**extra, **wrapper})
 
 
 def _progress(f: Any) -> Progress:

@@ -50,8 +50,9 @@ _K3_CELL = re.compile(r"_(?:lstm|gru|simple_rnn|conv_lstm(?:\dd)?|peephole_lstm)
 _NEW_RAW = {"m", "v", "vhat", "momentum", "velocity", "average_gradient", "accumulator",
             "accumulated_grad", "accumulated_delta_var", "linear", "u", "r", "c"}
 #: non-slot optimizer variables by their stored last name -> canonical ``extra`` key
-#: the name scope TF 1.x tf.keras creates optimizer variables in (``training_1`` for a second model)
-_TRAINING_SCOPE = re.compile(r"^training(?:_\d+)?$")
+#: the name scope TF 1.x tf.keras creates optimizer variables in (``training_1`` for a second model);
+#: ``cond_1``: the tf.cond an OptimizerV2 LossScaleOptimizer (mixed precision, TF 2.4-2.15) applies in
+_TRAINING_SCOPE = re.compile(r"^(?:training|cond)(?:_\d+)?$")
 #: (OptimizerV2 Nadam's ``momentum_cache`` is the product Keras 3 calls ``u_product``)
 _NON_SLOT = {"momentum_cache": "u_product", "u_product": "u_product", "m_schedule": "u_product"}
 
@@ -68,12 +69,14 @@ class WeightInfo:
 
 def canonical_hyperparameters(config: Mapping[str, Any]) -> dict[str, Any]:
     """Optimizer config -> hyper-parameters with canonical keys (``lr`` -> ``learning_rate``)."""
+    from ckptcompat.names.lr_decay import rate_and_schedule
+
     out: dict[str, Any] = {}
     for key, value in config.items():
         if key == "name":
             continue
         out[_HYPER_ALIASES.get(key, key)] = value
-    return out
+    return rate_and_schedule(out)
 
 
 def _strip(name: str) -> str:

@@ -25,6 +25,7 @@ from ckptcompat.errors import (CorruptCheckpointError, IncompatibleStateError,
                                UnsupportedFormatError)
 from ckptcompat.formats import keras_h5 as _h5
 from ckptcompat.formats.keras_h5._optimizer import WeightInfo, new_optimizer_layout
+from ckptcompat.names.lr_decay import schedule_as_rate
 from ckptcompat.names.config_downgrade import (downgrade_model_config, downgrade_optimizer_config,
                                                downgrade_training_config, dropped_optimizer_keys)
 from ckptcompat.names.optimizer_layouts import slot_shape
@@ -79,7 +80,7 @@ def _optimizer_payload(state: TrainingState, infos: list[WeightInfo], path: Path
     base = dict(opt.config) if isinstance(opt.config, dict) else {"class_name": cls, "config": {}}
     inner = dict(base.get("config") or {})
     inner.update(opt.hyperparameters)  # the state's hyper-parameters win over the stored config
-    base = {"class_name": cls, "config": inner}
+    base = {"class_name": cls, "config": schedule_as_rate(inner, keras2=True)}
     dropped = dropped_optimizer_keys(base)
     if dropped:
         log.info("%s: optimizer keys unknown to Keras 2 dropped: %s", path, ", ".join(dropped))

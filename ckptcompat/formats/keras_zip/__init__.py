@@ -92,8 +92,9 @@ def _metric_names(compile_cfg: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def _hyperparameters(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    hyper = {("learning_rate" if k == "lr" else k): v for k, v in cfg.items() if k not in _DROP_HYPER}
-    return hyper
+    from ckptcompat.names.lr_decay import rate_and_schedule
+
+    return rate_and_schedule({("learning_rate" if k == "lr" else k): v for k, v in cfg.items() if k not in _DROP_HYPER})
 
 
 def _open(path: Path) -> tuple[Any, dict[str, Any], dict[str, Any] | None, Any]:

@@ -9,13 +9,20 @@ created per ``build`` call: names created in one loop are interleaved per variab
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
+from ckptcompat.errors import IncompatibleStateError
+from ckptcompat.names.config_upgrade import upgrade_optimizer_config
+from ckptcompat.names.lr_decay import decay_schedule_config, saved_decay, schedule_as_rate
 from ckptcompat.names.slot_meaning import KERAS3_NADAM_SCHEDULE, nadam_schedule
 from ckptcompat.names.variables import canonical_optimizer_class
+from ckptcompat.state import TrainingState
 
-__all__ = ["slot_groups", "optimizer_layout", "other_nadam_schedule"]
+log = logging.getLogger(__name__)
+
+__all__ = ["slot_groups", "optimizer_layout", "other_nadam_schedule", "keras3_optimizer_config"]
 
 
 def other_nadam_schedule(opt: Any) -> bool:
@@ -122,4 +129,39 @@ def _muon_slots(cfg: Mapping[str, Any], trainable: list[tuple[str, tuple[int, ..
                 or any(re.search(p, name) for p in exclude))
         if adam:
             out.append(("slot", name, "velocity"))
+    return out
+
+
+def keras3_optimizer_config(state: TrainingState) -> dict[str, Any]:
+    """The Keras 3 ``compile_config`` optimizer entry of ``state``'s optimizer: its config upgraded,
+    the captured hyper-parameters over it (a schedule in place of the rate); Keras 2's ``decay``
+    as the equal ``InverseTimeDecay`` rate, another Nadam schedule dropped (both warned)."""
+    opt = state.optimizer
+    assert opt is not None
+    raw = opt.config if opt.config else {"class_name": opt.class_name, "config": {}}
+    out = upgrade_optimizer_config(raw)
+    cfg = out["config"]
+    for key, value in schedule_as_rate(opt.hyperparameters).items():
+        if key not in ("name", "is_legacy_optimizer", "jit_compile", "decay", "lr", "schedule_decay"):
+            cfg[key] = value
+    if opt.iterations is None and opt.slots:  # Keras <= 2.2 RMSprop/Adagrad/Adadelta save no counter
+        log.warning("the source records no step counter: the file's optimizer iterations is 0")
+    decay = saved_decay(opt.class_name, opt.config, opt.hyperparameters)
+    if decay and isinstance(cfg.get("learning_rate"), (int, float)) and not isinstance(cfg["learning_rate"], bool):
+        cfg["learning_rate"] = {"module": "keras.optimizers.schedules", **decay_schedule_config(cfg["learning_rate"], decay),
+                                 "registered_name": None}
+        log.warning("%s: Keras 3 optimizers have no decay; decay=%s is written as learning_rate=InverseTimeDecay, "
+                    "the same rate lr / (1 + decay * iterations)", opt.class_name, decay)
+    if other_nadam_schedule(opt):
+        cfg.pop("schedule_decay", None)
+        log.warning("Nadam's momentum schedule 0.96 ** (%s * t) (standalone's schedule_decay, OptimizerV2's decay) "
+                    "has no Keras 3 equivalent; the file holds Keras 3's momentum-cache product for %s steps "
+                    "(Keras 3's schedule from here on)", nadam_schedule(opt.config, opt.hyperparameters)[0], opt.iterations)
+    out["class_name"] = opt.class_name
+    if opt.class_name == "SGD" and any("momentum" in per for per in opt.slots.values()) \
+            and cfg.get("momentum") is None:  # momentum 0 is known: its slots are inert
+        raise IncompatibleStateError(
+            "SGD momentum slots without a momentum value", ["hyperparameter momentum is unknown"],
+            hint="the source file does not record the optimizer config; set "
+                 "state.optimizer.hyperparameters['momentum'] before writing")
     return out

@@ -19,10 +19,10 @@ from ckptcompat._atomic import atomic_write
 from ckptcompat.errors import IncompatibleStateError, UnsupportedFormatError
 from ckptcompat.formats.keras_h5._direct import state_bytes
 from ckptcompat.formats.keras_zip._layout import ALIAS, var_specs, walk_model_config
-from ckptcompat.formats.keras_zip._optimizer import other_nadam_schedule as _other_nadam_schedule, optimizer_layout
-from ckptcompat.names.config_upgrade import for_keras3_release, upgrade_model_config, upgrade_optimizer_config
+from ckptcompat.formats.keras_zip._optimizer import keras3_optimizer_config, optimizer_layout, other_nadam_schedule
+from ckptcompat.names.config_upgrade import for_keras3_release, upgrade_model_config
 from ckptcompat.names.optimizer_layouts import slot_shape
-from ckptcompat.names.slot_meaning import nadam_schedule, nadam_u_product, translate_slots
+from ckptcompat.names.slot_meaning import nadam_u_product, translate_slots
 from ckptcompat.names.variables import canonical_optimizer_class, respell
 from ckptcompat.state import TrainingState
 
@@ -127,10 +127,10 @@ def _optimizer_arrays(state: TrainingState, opt_cfg: Mapping[str, Any],
             out.append(_keep(value))
         else:
             key = f"{kind}/{var}" if var else kind
-            if key == "u_product" and (key not in opt.extra or _other_nadam_schedule(opt)) \
+            if key == "u_product" and (key not in opt.extra or other_nadam_schedule(opt)) \
                     and opt.iterations is not None:  # another schedule's product means another thing
                 beta_1 = (opt.hyperparameters.get("beta_1") or cfg.get("beta_1") or 0.9)
-                out.append(nadam_u_product(int(opt.iterations), float(beta_1)))
+                out.append(nadam_u_product(int(opt.iterations), float(beta_1), keras3=True))
                 continue
             if key not in opt.extra:
                 problems.append(f"missing optimizer variable {key}")
@@ -216,33 +216,6 @@ def _compile_config(state: TrainingState, opt_cfg: Mapping[str, Any] | None) -> 
             "steps_per_execution": 1, "jit_compile": False}
 
 
-def _optimizer_config(state: TrainingState) -> dict[str, Any]:
-    opt = state.optimizer
-    assert opt is not None
-    raw = opt.config if opt.config else {"class_name": opt.class_name, "config": {}}
-    out = upgrade_optimizer_config(raw)
-    cfg = out["config"]
-    for key, value in opt.hyperparameters.items():
-        if key not in ("name", "is_legacy_optimizer", "jit_compile", "decay", "lr", "schedule_decay"):
-            cfg[key] = value
-    if opt.iterations is None and opt.slots:  # Keras <= 2.2 RMSprop/Adagrad/Adadelta save no counter
-        log.warning("the source records no step counter: the file's optimizer iterations is 0")
-    if _other_nadam_schedule(opt):
-        cfg.pop("schedule_decay", None)
-        log.warning("Nadam with the momentum schedule 0.96 ** (%s * t) (standalone Keras's schedule_decay, "
-                    "OptimizerV2's decay) has no Keras 3 equivalent; the file holds Keras 3's momentum-cache "
-                    "product for %s steps (Keras 3's schedule from here on)",
-                    nadam_schedule(opt.config, opt.hyperparameters)[0], opt.iterations)
-    out["class_name"] = opt.class_name
-    if opt.class_name == "SGD" and any("momentum" in per for per in opt.slots.values()) \
-            and cfg.get("momentum") is None:  # momentum 0 is known: its slots are inert
-        raise IncompatibleStateError(
-            "SGD momentum slots without a momentum value", ["hyperparameter momentum is unknown"],
-            hint="the source file does not record the optimizer config; set "
-                 "state.optimizer.hyperparameters['momentum'] before writing")
-    return out
-
-
 def write_state(path: Path, state: TrainingState, *, verify: Callable[[Path], TrainingState] | None,
                 keras_version: str | None = None, include_optimizer: bool = True,
                 durable: bool = True, checksum: bool = False) -> tuple[int, str] | None:
@@ -265,7 +238,7 @@ def write_state(path: Path, state: TrainingState, *, verify: Callable[[Path], Tr
     version = _target_version(keras_version)
     model_cfg = for_keras3_release(upgrade_model_config(state.model_config), version)
     groups, trainable = _layer_arrays(state, model_cfg, path)
-    opt_cfg = _optimizer_config(state) if (include_optimizer and state.optimizer) else None
+    opt_cfg = keras3_optimizer_config(state) if (include_optimizer and state.optimizer) else None
     opt_arrays = _optimizer_arrays(state, opt_cfg, trainable, path, version) if opt_cfg else None
     if opt_cfg and opt_arrays is not None and state.optimizer is not None:
         from ckptcompat.formats.keras_zip import _loss_scale

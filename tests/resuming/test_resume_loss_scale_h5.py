@@ -1,0 +1,48 @@
+"""A mixed-precision Keras 2 ``.h5`` (OptimizerV2 inside ``mixed_precision.LossScaleOptimizer``,
+TF 2.4 - 2.15, tf-keras): its config is the wrapper's and its slots live under the ``cond_1/``
+scope of the wrapper's ``tf.cond``; ckptcompat named neither and refused the file. Now it resumes
+like ``load_model`` does (the wrapper around the saved class, its scale afresh: the file keeps
+none), with every slot and the step count of the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ckptcompat
+from _frameworks import keras_flavour, keras_module
+
+pytestmark = pytest.mark.framework
+
+
+def test_mixed_precision_h5_resumes_with_its_slots(tmp_path: Path) -> None:
+    if keras_flavour() != "keras2":
+        pytest.skip("the OptimizerV2 loss-scale wrapper is Keras 2's")
+    keras = keras_module()
+    if not hasattr(keras.mixed_precision, "set_global_policy"):
+        pytest.skip("this tf.keras has only the experimental mixed-precision API")
+    adam = getattr(getattr(keras.optimizers, "legacy", None), "Adam", None) or keras.optimizers.Adam
+    rng = np.random.default_rng(0)
+    x, y = rng.random((32, 4), dtype=np.float32), rng.random((32, 1), dtype=np.float32)
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = keras.Sequential([keras.layers.Dense(3, input_shape=(4,)), keras.layers.Dense(1, dtype="float32")])
+        model.compile(adam(learning_rate=0.01), "mse")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    model.save(str(tmp_path / "mixed.h5"))
+    import h5py
+
+    with h5py.File(tmp_path / "mixed.h5", "r") as f:
+        assert any(n.startswith("cond_1/") for n in f["optimizer_weights"].attrs["weight_names"].astype(str))
+
+    run = ckptcompat.resume(tmp_path / "mixed.h5")
+    outer = run.model.optimizer
+    assert type(outer).__name__ == "LossScaleOptimizer"
+    inner, saved = outer.inner_optimizer, model.optimizer.inner_optimizer
+    assert type(inner) is type(saved) and int(np.asarray(inner.iterations)) == 8
+    assert [np.asarray(w).tobytes() for w in inner.get_weights()] == \
+        [np.asarray(w).tobytes() for w in saved.get_weights()]
