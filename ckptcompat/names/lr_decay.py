@@ -26,6 +26,14 @@ __all__ = ["saved_decay", "decay_schedule_config", "is_decay_schedule", "takes_d
            "rate_and_schedule", "schedule_as_rate"]
 
 
+def _named(schedule: Mapping[str, Any]) -> dict[str, Any]:
+    """A schedule config without tf.keras's ``"name": None`` (Keras 3 fails on it at the first step)."""
+    out = dict(schedule)
+    if isinstance(out.get("config"), Mapping) and "name" in out["config"] and out["config"]["name"] is None:
+        out["config"] = {k: v for k, v in out["config"].items() if k != "name"}
+    return out
+
+
 def rate_and_schedule(hyper: Mapping[str, Any]) -> dict[str, Any]:
     """Hyper-parameters with a serialized schedule in ``learning_rate`` moved to
     ``learning_rate_schedule`` (``learning_rate`` None), as a capture records it."""
@@ -33,6 +41,8 @@ def rate_and_schedule(hyper: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(out.get("learning_rate"), Mapping):
         out["learning_rate_schedule"] = dict(out["learning_rate"])
         out["learning_rate"] = None
+    if isinstance(out.get("learning_rate_schedule"), Mapping):
+        out["learning_rate_schedule"] = _named(out["learning_rate_schedule"])
     return out
 
 
@@ -43,7 +53,7 @@ def schedule_as_rate(hyper: Mapping[str, Any], *, keras2: bool = False) -> dict[
     schedule = out.pop("learning_rate_schedule", None)
     if out.get("learning_rate") is None and isinstance(schedule, Mapping):
         out["learning_rate"] = ({k: v for k, v in schedule.items() if k not in ("module", "registered_name")}
-                                if keras2 else dict(schedule))
+                                if keras2 else _named(schedule))
     return out
 
 

@@ -216,6 +216,9 @@ def make_optimizer(keras: Any, opt: OptimizerState, flavour: str) -> Any:
     if isinstance(kwargs.get("learning_rate"), Mapping):  # a schedule in place of the rate
         schedule = kwargs.pop("learning_rate")
     if kwargs.get("learning_rate") is None and isinstance(schedule, Mapping):
+        from ckptcompat.names.lr_decay import rate_and_schedule
+
+        schedule = rate_and_schedule({"learning_rate_schedule": schedule})["learning_rate_schedule"]
         kwargs["learning_rate"] = keras.optimizers.schedules.deserialize(dict(schedule))
     elif kwargs.get("learning_rate") is None:
         kwargs.pop("learning_rate", None)

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 import ckptcompat
-from ckptcompat.names.lr_decay import decay_schedule_config, is_decay_schedule, saved_decay
+from ckptcompat.names.lr_decay import (decay_schedule_config, is_decay_schedule, rate_and_schedule, saved_decay,
+                                       schedule_as_rate)
 from ckptcompat.names.slot_meaning import KERAS3_NADAM_SCHEDULE, nadam_schedule, nadam_u_product
 from _paths import FIXTURES
 
@@ -72,3 +73,15 @@ def test_learning_rate_decay_is_read_for_every_class_but_nadam() -> None:
     assert not is_decay_schedule(schedule, 0.02, 0.05)
     assert not is_decay_schedule({**schedule, "config": {**schedule["config"], "staircase": True}}, 0.01, 0.05)
     assert not is_decay_schedule({"class_name": "ExponentialDecay", "config": {}}, 0.01, 0.05)
+
+
+def test_a_tf_keras_schedule_loses_its_none_name() -> None:
+    # tf.keras's built-in schedules serialize "name": None; Keras 3's fail on it at the first step
+    tf_keras = {"class_name": "ExponentialDecay", "config": {"initial_learning_rate": 0.01, "decay_steps": 2,
+                                                             "decay_rate": 0.5, "staircase": False, "name": None}}
+    hyper = rate_and_schedule({"learning_rate": tf_keras})
+    assert hyper["learning_rate"] is None and "name" not in hyper["learning_rate_schedule"]["config"]
+    assert "name" not in schedule_as_rate({"learning_rate": None, "learning_rate_schedule": tf_keras})[
+        "learning_rate"]["config"]
+    named = {**tf_keras, "config": {**tf_keras["config"], "name": "ExponentialDecay"}}
+    assert rate_and_schedule({"learning_rate": named})["learning_rate_schedule"] == named
