@@ -46,14 +46,14 @@ def rate_and_schedule(hyper: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def schedule_as_rate(hyper: Mapping[str, Any], *, keras2: bool = False) -> dict[str, Any]:
+def schedule_as_rate(hyper: Mapping[str, Any]) -> dict[str, Any]:
     """The reverse of :func:`rate_and_schedule`, for a Keras config: the schedule becomes
-    ``learning_rate`` (``keras2``: without Keras 3's ``module``/``registered_name``)."""
+    ``learning_rate`` (a Keras 2 config loses Keras 3's registration keys in
+    :func:`ckptcompat.names.config_downgrade.downgrade_optimizer_config`)."""
     out = dict(hyper)
     schedule = out.pop("learning_rate_schedule", None)
     if out.get("learning_rate") is None and isinstance(schedule, Mapping):
-        out["learning_rate"] = ({k: v for k, v in schedule.items() if k not in ("module", "registered_name")}
-                                if keras2 else _named(schedule))
+        out["learning_rate"] = _named(schedule)
     return out
 
 

@@ -80,7 +80,7 @@ def _optimizer_payload(state: TrainingState, infos: list[WeightInfo], path: Path
     base = dict(opt.config) if isinstance(opt.config, dict) else {"class_name": cls, "config": {}}
     inner = dict(base.get("config") or {})
     inner.update(opt.hyperparameters)  # the state's hyper-parameters win over the stored config
-    base = {"class_name": cls, "config": schedule_as_rate(inner, keras2=True)}
+    base = {"class_name": cls, "config": schedule_as_rate(inner)}
     dropped = dropped_optimizer_keys(base)
     if dropped:
         log.info("%s: optimizer keys unknown to Keras 2 dropped: %s", path, ", ".join(dropped))
