@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["saved_decay", "decay_schedule_config", "is_decay_schedule", "takes_decay", "live_decay",
+__all__ = ["saved_decay", "decay_on_schedule", "decay_schedule_config", "is_decay_schedule", "takes_decay", "live_decay",
            "rate_and_schedule", "schedule_as_rate"]
 
 
@@ -67,6 +67,14 @@ def saved_decay(class_name: str, config: Mapping[str, Any] | None, hyperparamete
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return 0.0
     return float(value)
+
+
+def decay_on_schedule(class_name: str, config: Mapping[str, Any]) -> float:
+    """Keras 2's ``decay`` over a schedule-valued ``learning_rate`` in an optimizer's ``config``
+    (OptimizerV2 divides the schedule's rate by ``1 + decay * t``): no tf.keras 2.11+ or Keras 3
+    optimizer can express it (0.0: none, or a fixed rate, which :func:`decay_schedule_config` can)."""
+    decay = saved_decay(class_name, None, config)
+    return decay if decay and isinstance(config.get("learning_rate"), Mapping) else 0.0
 
 
 def decay_schedule_config(learning_rate: float, decay: float) -> dict[str, Any]:

@@ -38,14 +38,24 @@ def _verify_store_entry(cand: Any) -> None:
                                      hint="run `ckptcompat verify` on the folder")
 
 
-def _read_one(cand: Any) -> TrainingState:
+def _read_unchecked(target: Path, format: str | None) -> TrainingState:
+    """The format's reading of ``target`` before :func:`~ckptcompat._plausible.check_state`: a
+    store's model file may hold a value that its state.json corrects (earlier ckptcompat wrote a
+    scheduled Keras 3 optimizer's rate as NaN into the ``.keras``; state.json holds the schedule)."""
     from ckptcompat import formats
+    from ckptcompat.store.local_view import localize
+
+    local = localize(target)
+    return formats.get(format or formats.detect(local)).read(local)
+
+
+def _read_one(cand: Any) -> TrainingState:
     from ckptcompat.formats import sidecar
 
     if cand.store_id is not None:
         _verify_store_entry(cand)
     target = cand.file or cand.path
-    state = formats.read(target, format=cand.format)
+    state = _read_unchecked(target, cand.format)  # checked below, once state.json has filled it in
     if cand.state_json is not None and Path(cand.state_json) != Path(target):
         state = merge(state, sidecar.read(cand.state_json), prefer_extra=True)
     if cand.sidecar is not None:

@@ -361,3 +361,50 @@ def test_keras2_decay_is_written_as_the_equal_schedule(target: str, tmp_path: Pa
     assert np.float32(schedule["config"]["initial_learning_rate"]) == np.float32(opt.learning_rate)
     if target == "keras3":
         assert "decay=0.05 is written as learning_rate=InverseTimeDecay" in caplog.text
+
+
+def _scheduled_keras2_state(decay: float = 0.0) -> Any:
+    """TF 2.4's Adam file with a tf.keras ``ExponentialDecay`` in place of its rate (as a
+    Keras 2 config holds one: no ``module``, ``"name": None``)."""
+    import dataclasses
+
+    from ckptcompat.formats import registry
+
+    source = FIXTURES / "tf24-py38" / "opt_adam" / "model.h5"
+    if not source.is_file():
+        pytest.skip("no TF 2.4 Adam fixture")
+    state = registry.read(source)
+    schedule = {"class_name": "ExponentialDecay", "config": {
+        "initial_learning_rate": 0.01, "decay_steps": 2, "decay_rate": 0.5, "staircase": False, "name": None}}
+    opt = state.optimizer
+    return state.replace(optimizer=dataclasses.replace(opt, hyperparameters={
+        **opt.hyperparameters, "learning_rate": None, "learning_rate_schedule": schedule, "decay": decay}))
+
+
+@pytest.mark.parametrize("decay", [0.0, 0.05])
+def test_keras2_schedule_is_written_with_keras3_registration(decay: float, tmp_path: Path, caplog: Any) -> None:
+    """A Keras 2 schedule carries no ``module`` / ``registered_name``; Keras 3's ``load_model``
+    cannot locate the class without them: the ``.keras`` writer adds them (and drops the ``None``
+    name, which fails Keras 3's first step). OptimizerV2's ``decay`` on top of a schedule has no
+    Keras 3 form: written as the schedule alone, said (it was dropped silently)."""
+    keras_zip.write(tmp_path / "out.keras", _scheduled_keras2_state(decay))
+    assert ("decay=0.05 on top of a learning-rate schedule cannot be written" in caplog.text) == bool(decay)
+    config = json.loads(zipfile.ZipFile(tmp_path / "out.keras").read("config.json"))
+    rate = config["compile_config"]["optimizer"]["config"]["learning_rate"]
+    assert rate["module"] == "keras.optimizers.schedules" and rate["registered_name"] is None
+    assert rate["class_name"] == "ExponentialDecay" and "name" not in rate["config"]
+
+
+@pytest.mark.framework
+def test_keras2_schedule_written_to_keras3_loads_natively(keras: Any, tmp_path: Path) -> None:
+    """The same file through Keras 3's own ``load_model``: the schedule comes back and gives the
+    rate at the file's step."""
+    if not getattr(keras, "__version__", "2").startswith("3"):
+        pytest.skip("native .keras loading with a schedule is Keras 3's")
+    keras_zip.write(tmp_path / "out.keras", _scheduled_keras2_state())
+    model = keras.models.load_model(tmp_path / "out.keras")
+    schedule = model.optimizer._learning_rate
+    assert type(schedule).__name__ == "ExponentialDecay"
+    assert int(model.optimizer.iterations.numpy() if hasattr(model.optimizer.iterations, "numpy")
+               else model.optimizer.iterations) == 4
+    assert float(schedule(4)) == pytest.approx(0.01 * 0.5 ** 2, rel=1e-6)

@@ -161,13 +161,43 @@ def test_learning_rate_schedule_is_resumed_and_continues_bitwise(written_by: str
     assert _digest(run.model) == _digest(model)
 
 
-@pytest.mark.parametrize("name,kwargs", [("Adam", {"decay": 0.05}), ("Nadam", {})])
-def test_checkpoint_of_an_optimizer_v2_with_decay_resumes_bitwise(name: str, kwargs: dict[str, Any],
-                                                                   tmp_path: Path) -> None:
+def test_store_of_an_earlier_ckptcompat_with_a_nan_rate_resumes_its_schedule(tmp_path: Path) -> None:
+    """A Keras 3 store written by ckptcompat ``74f20f9`` (``fixtures/older_ckptcompat``) holds a
+    scheduled rate as NaN in its ``.keras`` and the schedule in state.json: the plausibility check
+    judges the merged state, so the store resumes with the schedule (it refused both checkpoints
+    as "implausible"), and on the release that wrote it the run continues bitwise."""
+    import shutil
+
+    keras = keras_module()
+    if keras_flavour() != "keras3":
+        pytest.skip("a Keras 3 store")
+    store = tmp_path / "store"
+    shutil.copytree(FIXTURES / "older_ckptcompat" / "schedule_store", store)
+    run = ckptcompat.resume(store)
+    opt = run.model.optimizer
+    assert type(opt._learning_rate).__name__ == "ExponentialDecay"
+    assert int(np.asarray(opt.iterations)) == 8 and run.initial_epoch == 2
+    if keras.__version__ != "3.15.1" or keras.backend.backend() != "tensorflow":
+        return  # the reference is Keras 3.15.1 on TensorFlow's arithmetic
+    rng = np.random.default_rng(0)
+    x, y = rng.random((32, 4), dtype=np.float32), rng.random((32, 1), dtype=np.float32)
+    run.model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0, initial_epoch=run.initial_epoch)
+    reference = np.load(FIXTURES / "older_ckptcompat" / "schedule_reference.npy")
+    weights = np.concatenate([np.asarray(w).ravel() for w in run.model.get_weights()])
+    assert weights.tobytes() == reference.tobytes()
+
+
+@pytest.mark.parametrize("name,kwargs,scheduled", [("Adam", {"decay": 0.05}, False), ("Nadam", {}, False),
+                                                    ("Adam", {"decay": 0.05}, True)],
+                         ids=["Adam-decay", "Nadam", "Adam-schedule-and-decay"])
+def test_checkpoint_of_an_optimizer_v2_with_decay_resumes_bitwise(name: str, kwargs: dict[str, Any], scheduled: bool,
+                                                                   tmp_path: Path, caplog: Any) -> None:
     """The Checkpoint callback under an OptimizerV2 ``Adam(decay=...)`` or ``Nadam`` (whose
     ``decay`` is 0.004 by default) raised out of ``fit`` (no tf.keras 2.11+ equivalent in the
     store's ``.h5``); now the file holds the rate as ``InverseTimeDecay`` and state.json the
-    captured hyper-parameters: the run resumes bitwise in this Keras."""
+    captured hyper-parameters: the run resumes bitwise in this Keras. A schedule with ``decay``
+    on top (no tf.keras 2.11+ equivalent at all) is written as the schedule alone, warned; state.json
+    keeps both."""
     from ckptcompat.callbacks import Checkpoint
 
     cls = _optimizer_v2(name)
@@ -175,9 +205,12 @@ def test_checkpoint_of_an_optimizer_v2_with_decay_resumes_bitwise(name: str, kwa
     rng = np.random.default_rng(0)
     x, y = rng.random((32, 4), dtype=np.float32), rng.random((32, 1), dtype=np.float32)
     model = keras.Sequential([keras.layers.Dense(3, input_shape=(4,)), keras.layers.Dense(1)])
-    model.compile(cls(learning_rate=0.01, **kwargs), "mse")
-    model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0,
-              callbacks=[Checkpoint(str(tmp_path / "store"), save_freq="epoch")])
+    rate = keras.optimizers.schedules.ExponentialDecay(0.01, 2, 0.5) if scheduled else 0.01
+    model.compile(cls(learning_rate=rate, **kwargs), "mse")
+    with caplog.at_level(logging.WARNING):
+        model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0,
+                  callbacks=[Checkpoint(str(tmp_path / "store"), save_freq="epoch")])
+    assert ("on top of a learning-rate schedule" in caplog.text) == scheduled
     model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
 
     run = ckptcompat.resume(tmp_path / "store")

@@ -25,7 +25,7 @@ from ckptcompat.errors import (CorruptCheckpointError, IncompatibleStateError,
                                UnsupportedFormatError)
 from ckptcompat.formats import keras_h5 as _h5
 from ckptcompat.formats.keras_h5._optimizer import WeightInfo, new_optimizer_layout
-from ckptcompat.names.lr_decay import schedule_as_rate
+from ckptcompat.names.lr_decay import decay_on_schedule, schedule_as_rate
 from ckptcompat.names.config_downgrade import (downgrade_model_config, downgrade_optimizer_config,
                                                downgrade_training_config, dropped_optimizer_keys)
 from ckptcompat.names.optimizer_layouts import slot_shape
@@ -81,6 +81,12 @@ def _optimizer_payload(state: TrainingState, infos: list[WeightInfo], path: Path
     inner = dict(base.get("config") or {})
     inner.update(opt.hyperparameters)  # the state's hyper-parameters win over the stored config
     base = {"class_name": cls, "config": schedule_as_rate(inner)}
+    lost = decay_on_schedule(cls, base["config"])
+    if lost:
+        base["config"].pop("decay")
+        log.warning("%s: %s's decay=%s on top of a learning-rate schedule has no tf.keras 2.11+ equivalent: the "
+                    "file's optimizer config holds the schedule alone (a ckptcompat store keeps decay in "
+                    "state.json)", path, cls, lost)
     dropped = dropped_optimizer_keys(base)
     if dropped:
         log.info("%s: optimizer keys unknown to Keras 2 dropped: %s", path, ", ".join(dropped))

@@ -15,7 +15,7 @@ from typing import Any
 
 from ckptcompat.errors import IncompatibleStateError
 from ckptcompat.names.config_upgrade import upgrade_optimizer_config
-from ckptcompat.names.lr_decay import decay_schedule_config, saved_decay, schedule_as_rate
+from ckptcompat.names.lr_decay import decay_on_schedule, decay_schedule_config, saved_decay, schedule_as_rate
 from ckptcompat.names.slot_meaning import KERAS3_NADAM_SCHEDULE, nadam_schedule
 from ckptcompat.names.variables import canonical_optimizer_class
 from ckptcompat.state import TrainingState
@@ -132,6 +132,19 @@ def _muon_slots(cfg: Mapping[str, Any], trainable: list[tuple[str, tuple[int, ..
     return out
 
 
+_BUILT_IN_SCHEDULES = frozenset({"ExponentialDecay", "PiecewiseConstantDecay", "PolynomialDecay",
+                                  "InverseTimeDecay", "CosineDecay", "CosineDecayRestarts"})
+
+
+def _registered_schedule(schedule: Mapping[str, Any]) -> dict[str, Any]:
+    """A built-in schedule as Keras 3 serializes it: Keras 2 writes no ``module`` /
+    ``registered_name``, without which Keras 3's ``load_model`` cannot locate the class."""
+    out = dict(schedule)
+    if out.get("class_name") in _BUILT_IN_SCHEDULES and "module" not in out:
+        out = {"module": "keras.optimizers.schedules", **out, "registered_name": out.get("registered_name")}
+    return out
+
+
 def keras3_optimizer_config(state: TrainingState) -> dict[str, Any]:
     """The Keras 3 ``compile_config`` optimizer entry of ``state``'s optimizer: its config upgraded,
     the captured hyper-parameters over it (a schedule in place of the rate); Keras 2's ``decay``
@@ -144,6 +157,13 @@ def keras3_optimizer_config(state: TrainingState) -> dict[str, Any]:
     for key, value in schedule_as_rate(opt.hyperparameters).items():
         if key not in ("name", "is_legacy_optimizer", "jit_compile", "decay", "lr", "schedule_decay"):
             cfg[key] = value
+    if isinstance(cfg.get("learning_rate"), Mapping):
+        cfg["learning_rate"] = _registered_schedule(cfg["learning_rate"])
+    lost = decay_on_schedule(opt.class_name, {**cfg, "decay": saved_decay(opt.class_name, opt.config, opt.hyperparameters)})
+    if lost:
+        log.warning("%s: Keras 3 optimizers have no decay; decay=%s on top of a learning-rate schedule cannot be "
+                    "written (the file holds the schedule alone; a ckptcompat store keeps decay in state.json)",
+                    opt.class_name, lost)
     if opt.iterations is None and opt.slots:  # Keras <= 2.2 RMSprop/Adagrad/Adadelta save no counter
         log.warning("the source records no step counter: the file's optimizer iterations is 0")
     decay = saved_decay(opt.class_name, opt.config, opt.hyperparameters)
