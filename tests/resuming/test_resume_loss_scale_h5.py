@@ -2,7 +2,9 @@
 TF 2.4 - 2.15, tf-keras): its config is the wrapper's and its slots live under the ``cond_1/``
 scope of the wrapper's ``tf.cond``; ckptcompat named neither and refused the file. Now it resumes
 like ``load_model`` does (the wrapper around the saved class, its scale afresh: the file keeps
-none), with every slot and the step count of the file."""
+none), with every slot and the step count of the file. The same for tf.keras 2.11+'s default
+optimizers, whose ``LossScaleOptimizerV3`` saves the slots as ``m/<variable>`` (no optimizer
+name in front)."""
 
 from __future__ import annotations
 
@@ -17,13 +19,25 @@ from _frameworks import keras_flavour, keras_module
 pytestmark = pytest.mark.framework
 
 
-def test_mixed_precision_h5_resumes_with_its_slots(tmp_path: Path) -> None:
+def _variables(optimizer: object) -> list[bytes]:
+    found = optimizer.variables() if callable(optimizer.variables) else optimizer.variables  # type: ignore[attr-defined]
+    return [np.asarray(v).tobytes() for v in found]
+
+
+@pytest.mark.parametrize("generation", ["OptimizerV2", "tf.keras 2.11+"])
+def test_mixed_precision_h5_resumes_with_its_slots(generation: str, tmp_path: Path) -> None:
     if keras_flavour() != "keras2":
-        pytest.skip("the OptimizerV2 loss-scale wrapper is Keras 2's")
+        pytest.skip("the Keras 2 loss-scale wrappers")
     keras = keras_module()
     if not hasattr(keras.mixed_precision, "set_global_policy"):
         pytest.skip("this tf.keras has only the experimental mixed-precision API")
-    adam = getattr(getattr(keras.optimizers, "legacy", None), "Adam", None) or keras.optimizers.Adam
+    legacy = getattr(keras.optimizers, "legacy", None)
+    if generation == "OptimizerV2":
+        adam = getattr(legacy, "Adam", None) or keras.optimizers.Adam
+    elif legacy is None:
+        pytest.skip("this tf.keras has OptimizerV2 optimizers only")
+    else:
+        adam = keras.optimizers.Adam
     rng = np.random.default_rng(0)
     x, y = rng.random((32, 4), dtype=np.float32), rng.random((32, 1), dtype=np.float32)
     keras.mixed_precision.set_global_policy("mixed_float16")
@@ -33,16 +47,19 @@ def test_mixed_precision_h5_resumes_with_its_slots(tmp_path: Path) -> None:
     finally:
         keras.mixed_precision.set_global_policy("float32")
     model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
-    model.save(str(tmp_path / "mixed.h5"))
+    try:
+        model.save(str(tmp_path / "mixed.h5"))
+    except AttributeError as exc:  # TF 2.11: LossScaleOptimizerV3 has no _variables when saved to .h5
+        pytest.skip(f"this tf.keras cannot write the file itself: {exc}")
     import h5py
 
     with h5py.File(tmp_path / "mixed.h5", "r") as f:
-        assert any(n.startswith("cond_1/") for n in f["optimizer_weights"].attrs["weight_names"].astype(str))
+        names = f["optimizer_weights"].attrs["weight_names"].astype(str)
+        assert any(n.startswith("cond_1/" if generation == "OptimizerV2" else "m/") for n in names)
 
     run = ckptcompat.resume(tmp_path / "mixed.h5")
     outer = run.model.optimizer
-    assert type(outer).__name__ == "LossScaleOptimizer"
+    assert type(outer) is type(model.optimizer)
     inner, saved = outer.inner_optimizer, model.optimizer.inner_optimizer
     assert type(inner) is type(saved) and int(np.asarray(inner.iterations)) == 8
-    assert [np.asarray(w).tobytes() for w in inner.get_weights()] == \
-        [np.asarray(w).tobytes() for w in saved.get_weights()]
+    assert _variables(inner) == _variables(saved) and len(_variables(inner)) == 9

@@ -269,7 +269,7 @@ def _optimizer(f: Any, training_config: dict[str, Any] | None, layers: list[tupl
     opt_cfg = (training_config or {}).get("optimizer_config")
     inner = (opt_cfg.get("config") or {}).get("inner_optimizer") if isinstance(opt_cfg, dict) else None
     wrapper: dict[str, Any] = {}
-    if isinstance(inner, dict):  # an OptimizerV2 LossScaleOptimizer (mixed precision, TF 2.4-2.15)
+    if isinstance(inner, dict):  # a LossScaleOptimizer (mixed precision, TF 2.4-2.15, tf-keras: V2 or V3)
         log.info("%s: LossScaleOptimizer around %s; a Keras 2 .h5 keeps its settings but not its scale "
                  "(a resumed wrapper starts afresh, as with load_model)", path, inner.get("class_name"))
         outer = opt_cfg.get("config") or {}

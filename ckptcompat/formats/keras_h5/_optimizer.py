@@ -192,6 +192,12 @@ class _SlotMatch:
             if w is not None:
                 self.put(w, canonical_slot(cls, parts[-1]), name, value)
                 return True
+        # TF 2.11-2.15 inside a LossScaleOptimizerV3 (mixed precision): <slot>/<var path>
+        if len(parts) >= 2 and parts[0] in _NEW_RAW:
+            w = self.take(self.by_raw, "/".join(parts[1:]))
+            if w is not None:
+                self.put(w, canonical_slot(cls, parts[0]), name, value)
+                return True
         # Keras 3: <opt>/<var path with _>_<slot> (3.0.x: no <opt>/ prefix)
         if len(parts) <= 2:
             split = split_keras3_slot(cls, parts[-1])
