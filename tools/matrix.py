@@ -97,7 +97,7 @@ _OLD_CONSUMER_NOTE = ("the resume table (every producer's fixtures, and this rel
 #: one SIGKILL/exact-resume case of each kind (the Keras 2 end-to-end edges; the other cases run
 #: in tf221-tfkeras)
 _OLD_TF2_CONSUMER = (*_OLD_CONSUMER, "tests/callbacks", "tests/data/test_data.py", "tests/tf1",
-                     "tests/resuming/test_resume_decay.py", "tests/resuming/test_resume_loss_scale_h5.py",
+                     "tests/resuming/test_resume_decay.py", "tests/resuming/test_resume_loss_scale.py",
                      *_KERAS2_EDGES, *_EDGE_CASES_ELSEWHERE)
 _OLD_TF2_CONSUMER_NOTE = (_OLD_CONSUMER_NOTE[:-len("; the rest runs on the Python 3.11 rows")]
                           + ", the callbacks, the data objects, the TF1 conversions, Keras 2's decay, Nadam "

@@ -197,9 +197,9 @@ def _read_state(p: Path, h5: Any, meta: Mapping[str, Any], config: Mapping[str, 
             return read_optimizer(h5, cfg, generation, [(n, weights[n].shape) for n in trainable], p,
                                   _hyperparameters, ordered=model_cfg is not None, group=group)
 
-        wrapped = _loss_scale.inner_config(opt_cfg)  # a Keras 3 LossScaleOptimizer
-        optimizer = _loss_scale.read_wrapped(h5, opt_cfg, p, read) if wrapped else \
-            read(opt_cfg if isinstance(opt_cfg, Mapping) else None)
+        opt_cfg = opt_cfg if isinstance(opt_cfg, Mapping) else None
+        wrapped = _loss_scale.is_wrapped(h5, opt_cfg)  # a Keras 3 LossScaleOptimizer
+        optimizer = _loss_scale.read_wrapped(h5, opt_cfg, p, read) if wrapped else read(opt_cfg)
     versions = {"keras": version} if version else {}
     if isinstance(meta.get("date_saved"), str):
         versions["date_saved"] = meta["date_saved"]

@@ -23,7 +23,7 @@ from ckptcompat.formats.keras_zip._io import group_vars
 from ckptcompat.names.variables import LOSS_SCALE_CONFIG, LOSS_SCALE_CURRENT, LOSS_SCALE_GOOD_STEPS
 from ckptcompat.state import OptimizerState
 
-__all__ = ["INNER_GROUP", "inner_config", "read_wrapped", "wrapper_config", "wrapper_arrays"]
+__all__ = ["INNER_GROUP", "inner_config", "is_wrapped", "read_wrapped", "wrapper_config", "wrapper_arrays"]
 
 INNER_GROUP = "optimizer/inner_optimizer/vars"
 CLASS = "LossScaleOptimizer"
@@ -37,11 +37,19 @@ def inner_config(opt_cfg: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     return inner if isinstance(inner, Mapping) else None
 
 
-def read_wrapped(h5: Any, opt_cfg: Mapping[str, Any], path: Path,
-                 read_inner: Callable[[Mapping[str, Any], str], OptimizerState | None]) -> OptimizerState | None:
-    """The inner optimizer's state with the wrapper's scale and settings in ``extra``."""
+def is_wrapped(h5: Any, opt_cfg: Mapping[str, Any] | None) -> bool:
+    """A loss-scale wrapper's file: its config says so, or (``compile`` under a ``mixed_float16``
+    policy wraps the optimizer itself and records the user's) ``optimizer/inner_optimizer`` exists."""
+    return inner_config(opt_cfg) is not None or INNER_GROUP in h5
+
+
+def read_wrapped(h5: Any, opt_cfg: Mapping[str, Any] | None, path: Path,
+                 read_inner: Callable[[Mapping[str, Any] | None, str], OptimizerState | None]) -> OptimizerState | None:
+    """The inner optimizer's state with the wrapper's scale and settings in ``extra``; an
+    implicit wrapper (``opt_cfg`` the inner optimizer's) has Keras's default settings."""
     inner_cfg = inner_config(opt_cfg)
-    assert inner_cfg is not None
+    if inner_cfg is None:  # compile() wrapped it: the config is the inner one
+        inner_cfg, opt_cfg = opt_cfg, {"class_name": CLASS, "config": {}}
     inner = read_inner(inner_cfg, INNER_GROUP if INNER_GROUP in h5 else "optimizer/vars")
     outer = group_vars(h5, "optimizer/vars", path) or []
     if inner is None or len(outer) < 4:
@@ -51,7 +59,7 @@ def read_wrapped(h5: Any, opt_cfg: Mapping[str, Any], path: Path,
         raise CorruptCheckpointError("the LossScaleOptimizer's step_counter / dynamic_scale are not where "
                                      "Keras puts them (optimizer/vars/2 and /3)", path=path,
                                      hint="the file is damaged or written by an unknown Keras")
-    cfg = opt_cfg.get("config") or {}
+    cfg = (opt_cfg or {}).get("config") or {}
     extra = {LOSS_SCALE_CURRENT: scale, LOSS_SCALE_GOOD_STEPS: counter,
              LOSS_SCALE_CONFIG + "dynamic": np.asarray(True)}
     for key in ("initial_scale", "dynamic_growth_steps"):
