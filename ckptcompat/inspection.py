@@ -63,6 +63,22 @@ class OptimizerInfo:
     hyperparameters: Mapping[str, Any] = field(default_factory=dict)
 
 
+def _rate_text(opt: OptimizerInfo, show: Any) -> str:
+    """The rate, or the schedule in its place (``ExponentialDecay(initial_learning_rate=0.01, ...)``),
+    and Keras 2's ``decay`` when the optimizer applies one."""
+    from ckptcompat.names.lr_decay import rate_and_schedule, saved_decay
+
+    text = show(opt.learning_rate)
+    schedule = rate_and_schedule(opt.hyperparameters).get("learning_rate_schedule")
+    if opt.learning_rate is None and isinstance(schedule, Mapping):
+        args = schedule.get("config") if isinstance(schedule.get("config"), Mapping) else {}
+        text = f"{schedule.get('class_name', '?')}(" + ", ".join(
+            f"{k}={show(float(v) if isinstance(v, int) and not isinstance(v, bool) else v)}"
+            for k, v in args.items() if k != "name") + ")"
+    decay = saved_decay(opt.class_name, None, opt.hyperparameters)
+    return f"{text}  decay={show(decay)}" if decay else text
+
+
 @dataclass(frozen=True)
 class CheckpointInfo:
     """A summary of one checkpoint."""
@@ -141,7 +157,7 @@ class CheckpointInfo:
         rows += [("epoch", show(self.epoch)), ("step", show(self.step)), ("global step", global_step)]
         opt = self.optimizer
         rows.append(("optimizer", "-" if opt is None else
-                     f"{opt.class_name}  learning_rate={show(opt.learning_rate)}  "
+                     f"{opt.class_name}  learning_rate={_rate_text(opt, show)}  "
                      f"iterations={show(opt.iterations)}  slots={opt.slot_count}"))
         pairs = [raw if raw == canon else f"{raw} -> {canon}"
                  for raw, canon in zip(self.metric_names, self.canonical_metric_names)]

@@ -54,6 +54,14 @@ class OptimizerState:
         value = self.hyperparameters.get("learning_rate")
         return float(value) if isinstance(value, (int, float, np.floating, np.integer)) else None
 
+    def keras_config(self) -> dict[str, Any]:
+        """``config`` as ``{"class_name", "config"}``: files store that form, a live capture
+        stores ``get_config()``'s flat arguments (``{}`` arguments when nothing was stored)."""
+        cfg = dict(self.config or {})
+        if isinstance(cfg.get("config"), Mapping) and "class_name" in cfg:
+            return cfg
+        return {"class_name": self.class_name, "config": cfg}
+
     @property
     def slot_count(self) -> int:
         """Number of slot tensors."""

@@ -178,3 +178,18 @@ def test_global_step_from_optimizer_iterations_when_none_recorded() -> None:
     assert (info.global_step, info.global_step_source) == (4, "optimizer iterations")
     assert "global step  4  (the optimizer's iterations; none recorded)" in info.to_text().splitlines()
     assert info.to_dict()["progress"]["global_step"] == 4
+
+
+def test_text_shows_a_schedule_in_place_of_the_rate(tmp_path: Path) -> None:
+    """A scheduled rate was printed as ``learning_rate=-``; now the schedule and its arguments
+    (and Keras 2's ``decay`` where one applies)."""
+    path = tmp_path / "state.json"
+    schedule = {"class_name": "ExponentialDecay", "config": {
+        "initial_learning_rate": 0.01, "decay_steps": 2, "decay_rate": 0.5, "staircase": False, "name": None}}
+    state = _fake_state(path)
+    opt = state.optimizer.__class__("Adam", {"learning_rate": None, "learning_rate_schedule": schedule,
+                                             "decay": 0.05}, iterations=30)
+    sidecar.write(path, state.replace(optimizer=opt))
+    line = next(x for x in ckptcompat.inspect(path).to_text().splitlines() if x.startswith("optimizer"))
+    assert ("learning_rate=ExponentialDecay(initial_learning_rate=0.01, decay_steps=2, decay_rate=0.5, "
+            "staircase=False)  decay=0.05  iterations=30") in line

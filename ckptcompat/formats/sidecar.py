@@ -154,7 +154,8 @@ def _document(state: TrainingState) -> dict[str, Any]:
         "optimizer": None if opt is None else {
             "class_name": opt.class_name, "hyperparameters": opt.hyperparameters,
             "iterations": opt.iterations, "config": opt.config,
-            **({"loss_scale": _loss_scale_doc(opt.extra)} if LOSS_SCALE_CURRENT in opt.extra else {}),
+            **({"loss_scale": _loss_scale_doc(opt.extra)}
+               if LOSS_SCALE_CURRENT in opt.extra or LOSS_SCALE_CONFIG + "dynamic" in opt.extra else {}),
             **({"non_slot": _non_slot_doc(opt.extra)} if set(_NON_SLOT_KEYS) & set(opt.extra) else {})},
         "metric_names": list(state.metric_names),
     }

@@ -212,6 +212,9 @@ def make_optimizer(keras: Any, opt: OptimizerState, flavour: str) -> Any:
             kwargs[key] = value
         else:
             dropped.append(key)
+    for key, value in raw.items():  # list arguments (Muon's exclude_layers): no hyper-parameter holds them
+        if isinstance(value, (list, tuple)) and key not in kwargs and key in params:
+            kwargs[key] = list(value)
     schedule = opt.hyperparameters.get("learning_rate_schedule")
     if isinstance(kwargs.get("learning_rate"), Mapping):  # a schedule in place of the rate
         schedule = kwargs.pop("learning_rate")

@@ -119,11 +119,11 @@ def restore(assign: Any, model: Any, extra: Mapping[str, Any], where: str = "") 
 
 
 def capture(outer: Any, to_numpy: Any) -> dict[str, np.ndarray]:
-    """The wrapper's state and settings for ``OptimizerState.extra`` (``{}`` without one)."""
-    live = live_variables(outer)
-    if not live:
+    """The wrapper's state and settings for ``OptimizerState.extra`` (``{}`` without one; a
+    Keras 2 wrapper with a fixed scale has settings only)."""
+    if outer is None or getattr(outer, "inner_optimizer", None) is None:
         return {}
-    out = {key: np.array(to_numpy(var)) for key, var in live.items()}
+    out = {key: np.array(to_numpy(var)) for key, var in live_variables(outer).items()}
     dynamic = hasattr(outer, "dynamic_scale") or bool(getattr(outer, "dynamic", True))
     out[_CONFIG + "dynamic"] = np.asarray(dynamic)
     initial = getattr(outer, "initial_scale", None)

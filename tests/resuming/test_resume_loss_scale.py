@@ -97,3 +97,37 @@ def test_keras3_mixed_precision_keras_file_resumes_with_its_scale(tmp_path: Path
     model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
     assert [np.asarray(w).tobytes() for w in run.model.get_weights()] == \
         [np.asarray(w).tobytes() for w in model.get_weights()]
+
+
+def test_keras2_fixed_loss_scale_store_resumes_wrapped(tmp_path: Path) -> None:
+    """A Keras 2 ``LossScaleOptimizer(dynamic=False)`` has no scale variables; the capture kept
+    nothing of it, so the store resumed the bare inner optimizer, silently. Now its settings are
+    captured and the wrapper comes back with the same fixed scale."""
+    if keras_flavour() != "keras2":
+        pytest.skip("the Keras 2 fixed-scale wrapper")
+    keras = keras_module()
+    if not hasattr(keras.mixed_precision, "set_global_policy"):
+        pytest.skip("this tf.keras has only the experimental mixed-precision API")
+    from ckptcompat.callbacks import Checkpoint
+
+    adam = getattr(getattr(keras.optimizers, "legacy", None), "Adam", None) or keras.optimizers.Adam
+    rng = np.random.default_rng(0)
+    x, y = rng.random((32, 4), dtype=np.float32), rng.random((32, 1), dtype=np.float32)
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = keras.Sequential([keras.layers.Dense(3, input_shape=(4,)), keras.layers.Dense(1, dtype="float32")])
+        model.compile(keras.mixed_precision.LossScaleOptimizer(adam(0.01), dynamic=False, initial_scale=128), "mse")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0,
+              callbacks=[Checkpoint(str(tmp_path / "store"), save_freq="epoch")])
+    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+
+    run = ckptcompat.resume(tmp_path / "store")
+    outer = run.model.optimizer
+    assert type(outer) is type(model.optimizer) and outer.dynamic is False
+    assert float(np.asarray(outer.loss_scale)) == 128.0
+    assert int(np.asarray(outer.inner_optimizer.iterations)) == 8
+    run.model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    assert [np.asarray(w).tobytes() for w in run.model.get_weights()] == \
+        [np.asarray(w).tobytes() for w in model.get_weights()]

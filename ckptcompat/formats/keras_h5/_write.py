@@ -77,7 +77,7 @@ def _optimizer_payload(state: TrainingState, infos: list[WeightInfo], path: Path
     if opt is None:
         return None
     cls = canonical_optimizer_class(opt.class_name)
-    base = dict(opt.config) if isinstance(opt.config, dict) else {"class_name": cls, "config": {}}
+    base = opt.keras_config()
     inner = dict(base.get("config") or {})
     inner.update(opt.hyperparameters)  # the state's hyper-parameters win over the stored config
     base = {"class_name": cls, "config": schedule_as_rate(inner)}

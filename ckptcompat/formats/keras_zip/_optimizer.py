@@ -151,8 +151,7 @@ def keras3_optimizer_config(state: TrainingState) -> dict[str, Any]:
     as the equal ``InverseTimeDecay`` rate, another Nadam schedule dropped (both warned)."""
     opt = state.optimizer
     assert opt is not None
-    raw = opt.config if opt.config else {"class_name": opt.class_name, "config": {}}
-    out = upgrade_optimizer_config(raw)
+    out = upgrade_optimizer_config(opt.keras_config())
     cfg = out["config"]
     for key, value in schedule_as_rate(opt.hyperparameters).items():
         if key not in ("name", "is_legacy_optimizer", "jit_compile", "decay", "lr", "schedule_decay"):
