@@ -222,7 +222,7 @@ def make_optimizer(keras: Any, opt: OptimizerState, flavour: str) -> Any:
         from ckptcompat.names.lr_decay import rate_and_schedule
 
         schedule = rate_and_schedule({"learning_rate_schedule": schedule})["learning_rate_schedule"]
-        kwargs["learning_rate"] = keras.optimizers.schedules.deserialize(dict(schedule))
+        kwargs["learning_rate"] = _schedule(keras, schedule)
     elif kwargs.get("learning_rate") is None:
         kwargs.pop("learning_rate", None)
     _decay_arguments(keras, cls, cls_name, opt, kwargs)
@@ -236,6 +236,30 @@ def make_optimizer(keras: Any, opt: OptimizerState, flavour: str) -> Any:
         log.info("optimizer %s: hyper-parameters %s do not exist in this Keras and were left out",
                  cls_name, sorted(dropped))
     return cls(**kwargs)
+
+
+def _schedule(keras: Any, schedule: Mapping[str, Any]) -> Any:
+    """A serialized learning-rate schedule as this Keras's object. Arguments this Keras's class does
+    not take are left out where they keep their default (Keras 3's ``CosineDecay(warmup_target=None,
+    warmup_steps=0)`` on TF 2.4, logged), else refused: the rate would differ."""
+    cfg = dict(schedule.get("config") or {})
+    name = str(schedule.get("class_name"))  # tf.keras <= 2.4 has CosineDecay in keras.experimental only
+    cls = getattr(keras.optimizers.schedules, name, None) or getattr(getattr(keras, "experimental", None), name, None)
+    params = inspect.signature(cls.__init__).parameters if isinstance(cls, type) else {}
+    if params and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        extra = {k: v for k, v in cfg.items() if k not in params}
+        changing = sorted(k for k, v in extra.items() if not (v is None or (isinstance(v, (int, float)) and not v)))
+        if changing:
+            raise IncompatibleStateError(
+                f"the learning-rate schedule {cls.__name__} of the checkpoint uses {', '.join(changing)}, which "
+                f"this Keras's {cls.__name__} does not have: the rate would differ",
+                hint="resume with a Keras whose schedule takes them, or compile the model with an equivalent "
+                     "schedule yourself and pass it as model=")
+        if extra:
+            log.info("learning-rate schedule %s: %s left out (this Keras has no such argument; the saved "
+                     "values are the defaults)", cls.__name__, ", ".join(sorted(extra)))
+        cfg = {k: v for k, v in cfg.items() if k in params}
+    return keras.optimizers.schedules.deserialize({**schedule, "config": cfg})
 
 
 def _decay_arguments(keras: Any, cls: type, cls_name: str, opt: OptimizerState, kwargs: dict[str, Any]) -> None:
@@ -331,6 +355,12 @@ def compile_model(model: Any, state: TrainingState, keras: Any, flavour: str, pa
     from ckptcompat._plausible import check_optimizer_config
 
     check_optimizer_config(state.optimizer, path)  # no deserialize()/builtin/foreign schedule
+    if state.optimizer.fits:
+        raise IncompatibleStateError(
+            f"the file keeps its {state.optimizer.class_name} variables by position without the optimizer's "
+            f"config; they fit {' or '.join(state.optimizer.fits)}: the optimizer cannot be rebuilt from the file",
+            path=path, hint="compile the model with the optimizer the run used and pass it as model=, "
+                            "or pass compile=False")
     from ckptcompat.names.configs.keras2_releases import for_keras2_release
 
     tc = for_keras2_release(state.training_config or {}, str(getattr(keras, "__version__", "")), path)

@@ -319,7 +319,7 @@ def test_real_corpus_kind_c() -> None:
 
 
 def test_config_less_rmsprop_names_the_configurations_that_fit() -> None:
-    """Keras 3.15 keeps no optimizer config in a .keras: RMSprop with momentum and centered
+    """A Keras 3.15 .keras saved after a .h5 of the same model keeps no optimizer config: RMSprop with momentum and centered
     RMSprop store the same variables. The reader keeps them by position and says which
     configurations fit (the resume table then resumes them into a model compiled by the
     caller, and refuses them without one)."""
