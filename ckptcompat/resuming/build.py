@@ -9,6 +9,7 @@ from typing import Any
 
 from ckptcompat.errors import IncompatibleStateError, InvalidArgumentError, UnsupportedFormatError
 from ckptcompat.names.variables import canonical_optimizer_class
+from ckptcompat.names.optimizer_layouts import is_optimizer_v2_config
 from ckptcompat.state import OptimizerState, TrainingState
 
 __all__ = ["build_model", "compile_model", "config_for_running", "class_names", "model_from_config"]
@@ -181,16 +182,6 @@ def model_from_config(model_config: Mapping[str, Any], flavour: str, keras: Any,
     return model
 
 
-def _optimizer_v2_config(raw: Mapping[str, Any], opt: OptimizerState) -> bool:
-    """A config an OptimizerV2-era optimizer wrote (tf.keras <= 2.10, ``optimizers.legacy``,
-    standalone Keras): its ``is_legacy_optimizer`` where present, else Keras 2.11+'s own rule
-    (none in a non-empty config: legacy) narrowed to configs holding ``decay``/``schedule_decay``,
-    which no tf.keras 2.11+ or Keras 3 optimizer writes."""
-    if "is_legacy_optimizer" in raw:
-        return bool(raw["is_legacy_optimizer"])
-    return any(key in raw or key in opt.hyperparameters for key in ("decay", "schedule_decay"))
-
-
 def make_optimizer(keras: Any, opt: OptimizerState, flavour: str) -> Any:
     """An optimizer of the saved class with the saved hyper-parameters."""
     cls_name = canonical_optimizer_class(opt.class_name)
@@ -198,7 +189,8 @@ def make_optimizer(keras: Any, opt: OptimizerState, flavour: str) -> Any:
     from ckptcompat import runtime
 
     # a legacy (OptimizerV2) optimizer comes back as one where the flavour still has them
-    cls = runtime.flavour(flavour).find_optimizer_class(cls_name, legacy=_optimizer_v2_config(raw, opt))
+    cls = runtime.flavour(flavour).find_optimizer_class(
+        cls_name, legacy=is_optimizer_v2_config(raw, opt.hyperparameters))
     if not isinstance(cls, type):
         raise IncompatibleStateError(f"optimizer class {opt.class_name!r} does not exist in this Keras",
                                      hint="compile the model yourself and pass it as model=")
@@ -355,12 +347,6 @@ def compile_model(model: Any, state: TrainingState, keras: Any, flavour: str, pa
     from ckptcompat._plausible import check_optimizer_config
 
     check_optimizer_config(state.optimizer, path)  # no deserialize()/builtin/foreign schedule
-    if state.optimizer.fits:
-        raise IncompatibleStateError(
-            f"the file keeps its {state.optimizer.class_name} variables by position without the optimizer's "
-            f"config; they fit {' or '.join(state.optimizer.fits)}: the optimizer cannot be rebuilt from the file",
-            path=path, hint="compile the model with the optimizer the run used and pass it as model=, "
-                            "or pass compile=False")
     from ckptcompat.names.configs.keras2_releases import for_keras2_release
 
     tc = for_keras2_release(state.training_config or {}, str(getattr(keras, "__version__", "")), path)

@@ -58,8 +58,8 @@ SLOTS = {"Adam": {"m", "v"}, "SGD": {"momentum"}, "RMSprop": {"rms"}}
 #: generated corpus (fixtures/_optimizers.py, fixtures/_zoo.py): every optimizer class x slot
 #: variant at lr 0.0125 (``opt_*``), every weight-owning layer class in one model per input rank
 #: trained with Adam(0.01) (``zoo_rank<r>``)
-CORPUS_PREFIXES = ("opt_", "rate_", "zoo_rank")
-CORPUS_LR = {"opt_": 0.0125, "rate_": 0.0125, "zoo_rank": 0.01}
+CORPUS_PREFIXES = ("opt_", "zoo_rank")  # the rate_ corpus is not committed: tests/matrix/test_generated_fixtures.py
+CORPUS_LR = {"opt_": 0.0125, "zoo_rank": 0.01}
 LEARNING_RATES = {"adam": 0.01, "sgd": 0.05, "rmsprop": 0.005, "legacyadam": 0.01, "legacysgd": 0.05,
                   "legacyrmsprop": 0.005}
 
@@ -218,15 +218,9 @@ def _check_corpus_entry(f: dict[str, Any], weights: dict[str, Any], slots: list[
 
     opt, where = f["optimizer"], f["path"]
     lr = next(v for prefix, v in CORPUS_LR.items() if f["case"].startswith(prefix))
-    if f["case"].startswith("rate_") and f["case"] != "rate_decay":  # a schedule in place of the rate
-        assert opt["learning_rate"] is None and opt["schedule"].lower() in f["case"], where
-        assert 0 < opt["rate_at_step"] <= lr, where  # every schedule of the corpus starts at lr and decays
-    else:
-        assert opt["learning_rate"] == float(np.float32(lr)), where
-    if f["case"] == "rate_decay":  # lr / (1 + 0.05 * 4)
-        assert np.float32(opt["rate_at_step"]) == np.float32(lr) / (np.float32(1) + np.float32(0.05) * np.float32(4)), where
+    assert opt["learning_rate"] == float(np.float32(lr)), where
     assert opt["iterations"] == (None if (f["producer"], f["case"]) in NO_COUNTER else 4) and f["epoch"] == 2, where
-    assert opt["legacy"] == f["case"].startswith(("opt_legacy_", "rate_legacy_")) or f["case"] == "rate_decay", where
+    assert opt["legacy"] == f["case"].startswith("opt_legacy_"), where
     for t in slots:
         assert t["owner"] in weights, (where, t["owner"])
         if opt["class"] in CANONICAL_SLOTS and t["shape"] == weights[t["owner"]]["shape"]:
@@ -242,8 +236,6 @@ def test_corpus_covers_what_each_release_ships(manifest: dict[str, Any]) -> None
         assert len(opts["cases"]) >= (10 if env in STANDALONE_NAMES else 13), env
         for case in opts["cases"]:
             assert case in cases or case in opts["not_built"], (env, case)
-        for case in (corpus.get("learning_rates") or {}).get("cases", []):  # every built-in schedule, decay
-            assert case in cases or case in corpus["learning_rates"]["not_built"], (env, case)
         if "sample" in corpus:  # the optimizer cases and the zoo in the native full-model file only
             kinds = {f["kind"] for f in manifest["fixtures"] if f["producer"] == env
                      and f["case"].startswith(CORPUS_PREFIXES)}
