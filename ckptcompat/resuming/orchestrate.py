@@ -151,8 +151,7 @@ def resume(path: str | os.PathLike[str], model: Any = None, *, which: str = "lat
         cand, state, model, rt = _read_and_rebuild(path, which, monitor=monitor, mode=mode,
                                                    pattern=pattern, custom_objects=custom_objects,
                                                    compile=compile)
-        if compile and optimizer == "restore" and not partial:
-            _refuse_an_ambiguous_optimizer(state, str(cand.path))
+        _refuse_an_ambiguous_optimizer(state, str(cand.path), compile and optimizer == "restore" and not partial)
     else:
         cand, state = _read(path, which, monitor=monitor, mode=mode, pattern=pattern)
         rt = runtime.flavour_for(model)  # after the read: a missing file is told first
@@ -226,13 +225,14 @@ def _read_and_rebuild(path: str | os.PathLike[str], which: str, *, monitor: str 
     return cand, state, model, rt
 
 
-def _refuse_an_ambiguous_optimizer(state: TrainingState, where: str) -> None:
+def _refuse_an_ambiguous_optimizer(state: TrainingState, where: str, restoring: bool) -> None:
     """A file that keeps its optimizer variables by position only, without the config that tells
-    which configuration (or which schedule) wrote them: the optimizer rebuilt from the class's
+    which configuration (or which schedule) wrote them (``restoring``: the rebuilt model is compiled
+    and its optimizer is to be restored in full): the optimizer rebuilt from the class's
     defaults must not take them, even where its variables happen to fit (tf.keras 2.11+'s Adam has
     no rate variable, like Keras 3's under a schedule)."""
     fits = state.optimizer.fits if state.optimizer is not None else ()
-    if fits:
+    if fits and restoring:
         raise IncompatibleStateError(
             f"the file keeps its {state.optimizer.class_name} variables by position without the optimizer's "
             f"config; they fit {' or '.join(fits)}: the optimizer cannot be rebuilt from the file",
