@@ -73,7 +73,7 @@ def _rate_text(opt: OptimizerInfo, show: Any) -> str:
     if opt.learning_rate is None and isinstance(schedule, Mapping):
         args = schedule.get("config") if isinstance(schedule.get("config"), Mapping) else {}
         text = f"{schedule.get('class_name', '?')}(" + ", ".join(
-            f"{k}={show(float(v) if isinstance(v, int) and not isinstance(v, bool) else v)}"
+            f"{k}={show(v)}"
             for k, v in args.items() if k != "name") + ")"
     decay = saved_decay(opt.class_name, None, opt.hyperparameters)
     return f"{text}  decay={show(decay)}" if decay else text

@@ -57,7 +57,7 @@ class OptimizerState:
     def keras_config(self) -> dict[str, Any]:
         """``config`` as ``{"class_name", "config"}``: files store that form, a live capture
         stores ``get_config()``'s flat arguments (``{}`` arguments when nothing was stored)."""
-        cfg = dict(self.config or {})
+        cfg = dict(self.config) if isinstance(self.config, Mapping) else {}
         if isinstance(cfg.get("config"), Mapping) and "class_name" in cfg:
             return cfg
         return {"class_name": self.class_name, "config": cfg}

@@ -193,3 +193,7 @@ def test_text_shows_a_schedule_in_place_of_the_rate(tmp_path: Path) -> None:
     line = next(x for x in ckptcompat.inspect(path).to_text().splitlines() if x.startswith("optimizer"))
     assert ("learning_rate=ExponentialDecay(initial_learning_rate=0.01, decay_steps=2, decay_rate=0.5, "
             "staircase=False)  decay=0.05  iterations=30") in line
+    huge = {**schedule, "config": {**schedule["config"], "decay_steps": 10 ** 400}}  # damaged: still shown
+    sidecar.write(path, state.replace(optimizer=opt.__class__("Adam", {"learning_rate": None,
+                                                                      "learning_rate_schedule": huge})))
+    assert "decay_steps=1000" in ckptcompat.inspect(path).to_text()
