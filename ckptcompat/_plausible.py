@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ckptcompat.errors import CorruptCheckpointError, UnsafeCheckpointError
+from ckptcompat.names.lr_decay import BUILT_IN_SCHEDULES
 
 __all__ = ["MAX_EPOCH", "MAX_COUNT", "MAX_LEARNING_RATE", "count_problem", "progress_problems",
            "state_problems", "check_state", "lambda_bytecode", "check_no_lambda",
@@ -27,9 +28,8 @@ MAX_COUNT = 2**53
 #: Largest learning rate accepted (anything beyond is a damaged value, not a setting).
 MAX_LEARNING_RATE = 1e6
 
-_SCHEDULES = frozenset({"ExponentialDecay", "PiecewiseConstantDecay", "PolynomialDecay",
-                        "InverseTimeDecay", "CosineDecay", "CosineDecayRestarts",
-                        "LearningRateSchedule"})
+#: a schedule config may name a built-in schedule or the base class
+_SCHEDULES = BUILT_IN_SCHEDULES | {"LearningRateSchedule"}
 #: module-level callables of keras.optimizers that are no optimizer class
 _NOT_OPTIMIZERS = frozenset({"deserialize", "serialize", "get", "schedules", "legacy",
                              "experimental", "Optimizer"})

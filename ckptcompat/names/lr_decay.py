@@ -22,8 +22,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["saved_decay", "decay_on_schedule", "decay_schedule_config", "is_decay_schedule", "takes_decay", "live_decay",
+__all__ = ["BUILT_IN_SCHEDULES", "saved_decay", "decay_on_schedule", "decay_schedule_config", "is_decay_schedule", "takes_decay", "live_decay",
            "rate_and_schedule", "schedule_as_rate"]
+
+
+#: the learning-rate schedule classes Keras ships (tf.keras 2.x and Keras 3 alike)
+BUILT_IN_SCHEDULES = frozenset({"ExponentialDecay", "PiecewiseConstantDecay", "PolynomialDecay",
+                                "InverseTimeDecay", "CosineDecay", "CosineDecayRestarts"})
 
 
 def _named(schedule: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,8 @@ from typing import Any
 
 from ckptcompat.errors import IncompatibleStateError
 from ckptcompat.names.config_upgrade import upgrade_optimizer_config
-from ckptcompat.names.lr_decay import decay_on_schedule, decay_schedule_config, saved_decay, schedule_as_rate
+from ckptcompat.names.lr_decay import (BUILT_IN_SCHEDULES, decay_on_schedule, decay_schedule_config, saved_decay,
+                                      schedule_as_rate)
 from ckptcompat.names.slot_meaning import KERAS3_NADAM_SCHEDULE, nadam_schedule
 from ckptcompat.names.variables import canonical_optimizer_class
 from ckptcompat.state import TrainingState
@@ -132,15 +133,11 @@ def _muon_slots(cfg: Mapping[str, Any], trainable: list[tuple[str, tuple[int, ..
     return out
 
 
-_BUILT_IN_SCHEDULES = frozenset({"ExponentialDecay", "PiecewiseConstantDecay", "PolynomialDecay",
-                                  "InverseTimeDecay", "CosineDecay", "CosineDecayRestarts"})
-
-
 def _registered_schedule(schedule: Mapping[str, Any]) -> dict[str, Any]:
     """A built-in schedule as Keras 3 serializes it: Keras 2 writes no ``module`` /
     ``registered_name``, without which Keras 3's ``load_model`` cannot locate the class."""
     out = dict(schedule)
-    if out.get("class_name") in _BUILT_IN_SCHEDULES and "module" not in out:
+    if out.get("class_name") in BUILT_IN_SCHEDULES and "module" not in out:
         out = {"module": "keras.optimizers.schedules", **out, "registered_name": out.get("registered_name")}
     return out
 
