@@ -17,7 +17,7 @@ REAL_CHECKPOINTS = ROOT.parent / "shared" / "real-checkpoints"
 #: cases of the generated corpus (every optimizer ``opt_*``, every layer class ``zoo_rank*``):
 #: the resume table and the format manifest tests cover them (with their reviewed gaps); tests
 #: written for the core cases (writers, runtime capture, damage) leave them out
-CORPUS_CASE_PREFIXES = ("opt_", "zoo_rank")
+CORPUS_CASE_PREFIXES = ("opt_", "rate_", "zoo_rank")
 
 
 def is_corpus(entry: dict) -> bool:  # type: ignore[type-arg]

@@ -98,10 +98,12 @@ _OLD_CONSUMER_NOTE = ("the resume table (every producer's fixtures, and this rel
 #: in tf221-tfkeras)
 _OLD_TF2_CONSUMER = (*_OLD_CONSUMER, "tests/callbacks", "tests/data/test_data.py", "tests/tf1",
                      "tests/resuming/test_resume_decay.py", "tests/resuming/test_resume_loss_scale.py",
+                     "tests/formats/test_keras_h5_optimizer_v2.py",
                      *_KERAS2_EDGES, *_EDGE_CASES_ELSEWHERE)
 _OLD_TF2_CONSUMER_NOTE = (_OLD_CONSUMER_NOTE[:-len("; the rest runs on the Python 3.11 rows")]
                           + ", the callbacks, the data objects, the TF1 conversions, Keras 2's decay, Nadam "
-                          "schedule and mixed-precision .h5 resumed into OptimizerV2 and one SIGKILL/"
+                          "schedule and mixed-precision .h5 resumed into OptimizerV2, a store's .h5 loaded by its own "
+                          "load_model and one SIGKILL/"
                           "exact-resume case of each kind (the other cases run in tf221-tfkeras); the rest "
                           "runs on the Python 3.11 rows")
 #: what the TF 1.15 consumer runs: Keras 2 and 3 files of other generations resumed into live

@@ -79,14 +79,14 @@ def is_keras3_config(config: Mapping[str, Any]) -> bool:
             or "'FloatDTypePolicy'" in text)
 
 
-def _strip_registration(obj: Any) -> Any:
+def strip_registration(obj: Any) -> Any:
     """Drop ``module`` / ``registered_name`` from every serialized object, recursively."""
     if isinstance(obj, dict):
         keys = set(obj)
         drop = _REGISTRATION_KEYS if "class_name" in keys else ()
-        return {k: _strip_registration(v) for k, v in obj.items() if k not in drop}
+        return {k: strip_registration(v) for k, v in obj.items() if k not in drop}
     if isinstance(obj, list):
-        return [_strip_registration(v) for v in obj]
+        return [strip_registration(v) for v in obj]
     return obj
 
 
@@ -106,7 +106,7 @@ def rule_old_defaults(layer: Layer) -> Layer:
 
 def rule_registration(layer: Layer) -> Layer:
     """Drop registration keys and Keras 3 build/compile metadata from a layer dict."""
-    out = _strip_registration(layer)
+    out = strip_registration(layer)
     for key in ("build_config", "compile_config"):
         out.pop(key, None)
     return out
@@ -256,7 +256,7 @@ def downgrade_optimizer_config(config: Mapping[str, Any]) -> dict[str, Any]:
     captured hyper-parameters in state.json, which ``resume`` reads)."""
     from ckptcompat.names.lr_decay import decay_schedule_config, saved_decay
 
-    out = _strip_registration(copy.deepcopy(dict(config)))
+    out = strip_registration(copy.deepcopy(dict(config)))
     cls = str(out.get("class_name", "")).split(">")[-1]
     # classes with no legacy counterpart: a legacy .h5 is loaded with the legacy optimizers'
     # lookup (tf.keras 2.11-2.15, tf-keras), which finds them only under their registered
@@ -293,7 +293,7 @@ def downgrade_training_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """Keep the compile keys Keras 2 reads; downgrade loss/metric/optimizer dicts."""
     out: dict[str, Any] = {}
     for key in ("loss", "metrics", "weighted_metrics", "loss_weights"):
-        out[key] = _strip_registration(copy.deepcopy(config.get(key)))
+        out[key] = strip_registration(copy.deepcopy(config.get(key)))
     if isinstance(config.get("optimizer_config"), Mapping):
         out["optimizer_config"] = downgrade_optimizer_config(config["optimizer_config"])
     return out

@@ -20,7 +20,8 @@ from typing import Any
 
 from ckptcompat.names.variables import canonical_optimizer_class, canonical_slot
 
-__all__ = ["tables", "slot_shape", "slot_groups", "FAMILY_OF_GENERATION"]
+__all__ = ["tables", "slot_shape", "slot_groups", "non_slot_attributes", "is_optimizer_v2_config",
+           "FAMILY_OF_GENERATION"]
 
 _DIR = Path(__file__).with_name("optimizer_layouts")
 
@@ -63,6 +64,16 @@ def _matches(entry_cfg: Mapping[str, Any], cfg: Mapping[str, Any]) -> int:
     return len(entry_cfg)
 
 
+def is_optimizer_v2_config(config: Mapping[str, Any], hyperparameters: Mapping[str, Any]) -> bool:
+    """A config an OptimizerV2-era optimizer wrote (tf.keras <= 2.10, ``optimizers.legacy``,
+    standalone Keras): its ``is_legacy_optimizer`` where present, else Keras 2.11+'s own rule
+    (none in a non-empty config: legacy) narrowed to configs holding ``decay``/``schedule_decay``,
+    which no tf.keras 2.11+ or Keras 3 optimizer writes. ``config``: the arguments (inner config)."""
+    if "is_legacy_optimizer" in config:
+        return bool(config["is_legacy_optimizer"])
+    return any(key in config or key in hyperparameters for key in ("decay", "schedule_decay"))
+
+
 def slot_groups(class_name: str, cfg: Mapping[str, Any], generation: str,
                 release: str | None = None) -> list[tuple[str, ...]] | None:
     """Canonical slot names per creation loop for one optimizer, from the generated table.
@@ -70,6 +81,23 @@ def slot_groups(class_name: str, cfg: Mapping[str, Any], generation: str,
     ``[("m", "v"), ("vhat",)]`` for Adam with amsgrad: names created in one loop are
     interleaved per variable, loops follow each other. ``None`` when no table knows the class.
     """
+    entry = _best_entry(class_name, cfg, generation, release)
+    return None if entry is None else _groups(canonical_optimizer_class(class_name), entry["variables"])
+
+
+def non_slot_attributes(class_name: str, cfg: Mapping[str, Any], generation: str) -> list[str] | None:
+    """The optimizer's variables that belong to no model variable, in creation order, by the
+    attribute that holds them (OptimizerV2 Nadam: ``["_iterations", "_m_cache"]``); ``None`` when no
+    table knows the class."""
+    entry = _best_entry(class_name, cfg, generation, None)
+    if entry is None:
+        return None
+    return [str(v.get("attr")) for v in entry["variables"] if v.get("var") is None]
+
+
+def _best_entry(class_name: str, cfg: Mapping[str, Any], generation: str,
+                release: str | None) -> Mapping[str, Any] | None:
+    """The table entry (class and flag variant) that fits ``cfg`` best, newest release first."""
     cls = canonical_optimizer_class(class_name)
     family = FAMILY_OF_GENERATION.get(generation, generation)
     best: tuple[int, Mapping[str, Any]] | None = None
@@ -85,9 +113,7 @@ def slot_groups(class_name: str, cfg: Mapping[str, Any], generation: str,
                 score = _matches(entry["config"], cfg)
                 if score >= 0 and (best is None or score > best[0]):
                     best = (score, entry)
-    if best is None:
-        return None
-    return _groups(cls, best[1]["variables"])
+    return None if best is None else best[1]
 
 
 def _groups(cls: str, variables: list[Mapping[str, Any]]) -> list[tuple[str, ...]]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from ckptcompat.errors import IncompatibleStateError, InvalidArgumentError, UnsupportedFormatError
 from ckptcompat.names.variables import canonical_optimizer_class
+from ckptcompat.names.optimizer_layouts import is_optimizer_v2_config
 from ckptcompat.state import OptimizerState, TrainingState
 
 __all__ = ["build_model", "compile_model", "config_for_running", "class_names", "model_from_config"]
@@ -181,16 +182,6 @@ def model_from_config(model_config: Mapping[str, Any], flavour: str, keras: Any,
     return model
 
 
-def _optimizer_v2_config(raw: Mapping[str, Any], opt: OptimizerState) -> bool:
-    """A config an OptimizerV2-era optimizer wrote (tf.keras <= 2.10, ``optimizers.legacy``,
-    standalone Keras): its ``is_legacy_optimizer`` where present, else Keras 2.11+'s own rule
-    (none in a non-empty config: legacy) narrowed to configs holding ``decay``/``schedule_decay``,
-    which no tf.keras 2.11+ or Keras 3 optimizer writes."""
-    if "is_legacy_optimizer" in raw:
-        return bool(raw["is_legacy_optimizer"])
-    return any(key in raw or key in opt.hyperparameters for key in ("decay", "schedule_decay"))
-
-
 def make_optimizer(keras: Any, opt: OptimizerState, flavour: str) -> Any:
     """An optimizer of the saved class with the saved hyper-parameters."""
     cls_name = canonical_optimizer_class(opt.class_name)
@@ -198,7 +189,8 @@ def make_optimizer(keras: Any, opt: OptimizerState, flavour: str) -> Any:
     from ckptcompat import runtime
 
     # a legacy (OptimizerV2) optimizer comes back as one where the flavour still has them
-    cls = runtime.flavour(flavour).find_optimizer_class(cls_name, legacy=_optimizer_v2_config(raw, opt))
+    cls = runtime.flavour(flavour).find_optimizer_class(
+        cls_name, legacy=is_optimizer_v2_config(raw, opt.hyperparameters))
     if not isinstance(cls, type):
         raise IncompatibleStateError(f"optimizer class {opt.class_name!r} does not exist in this Keras",
                                      hint="compile the model yourself and pass it as model=")
@@ -222,7 +214,7 @@ def make_optimizer(keras: Any, opt: OptimizerState, flavour: str) -> Any:
         from ckptcompat.names.lr_decay import rate_and_schedule
 
         schedule = rate_and_schedule({"learning_rate_schedule": schedule})["learning_rate_schedule"]
-        kwargs["learning_rate"] = keras.optimizers.schedules.deserialize(dict(schedule))
+        kwargs["learning_rate"] = _schedule(keras, schedule)
     elif kwargs.get("learning_rate") is None:
         kwargs.pop("learning_rate", None)
     _decay_arguments(keras, cls, cls_name, opt, kwargs)
@@ -236,6 +228,30 @@ def make_optimizer(keras: Any, opt: OptimizerState, flavour: str) -> Any:
         log.info("optimizer %s: hyper-parameters %s do not exist in this Keras and were left out",
                  cls_name, sorted(dropped))
     return cls(**kwargs)
+
+
+def _schedule(keras: Any, schedule: Mapping[str, Any]) -> Any:
+    """A serialized learning-rate schedule as this Keras's object. Arguments this Keras's class does
+    not take are left out where they keep their default (Keras 3's ``CosineDecay(warmup_target=None,
+    warmup_steps=0)`` on TF 2.4, logged), else refused: the rate would differ."""
+    cfg = dict(schedule.get("config") or {})
+    name = str(schedule.get("class_name"))  # tf.keras <= 2.4 has CosineDecay in keras.experimental only
+    cls = getattr(keras.optimizers.schedules, name, None) or getattr(getattr(keras, "experimental", None), name, None)
+    params = inspect.signature(cls.__init__).parameters if isinstance(cls, type) else {}
+    if params and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        extra = {k: v for k, v in cfg.items() if k not in params}
+        changing = sorted(k for k, v in extra.items() if not (v is None or (isinstance(v, (int, float)) and not v)))
+        if changing:
+            raise IncompatibleStateError(
+                f"the learning-rate schedule {cls.__name__} of the checkpoint uses {', '.join(changing)}, which "
+                f"this Keras's {cls.__name__} does not have: the rate would differ",
+                hint="resume with a Keras whose schedule takes them, or compile the model with an equivalent "
+                     "schedule yourself and pass it as model=")
+        if extra:
+            log.info("learning-rate schedule %s: %s left out (this Keras has no such argument; the saved "
+                     "values are the defaults)", cls.__name__, ", ".join(sorted(extra)))
+        cfg = {k: v for k, v in cfg.items() if k in params}
+    return keras.optimizers.schedules.deserialize({**schedule, "config": cfg})
 
 
 def _decay_arguments(keras: Any, cls: type, cls_name: str, opt: OptimizerState, kwargs: dict[str, Any]) -> None:

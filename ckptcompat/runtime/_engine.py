@@ -206,9 +206,8 @@ def _plan_optimizer(ops: FlavourOps, st: OptimizerState | None, opt: Any, model:
     st = slots_from_positions(ops, opt, live, st, named)
     if st.fits and not st.slots:
         problem("optimizer", f"the file keeps its {len(st.extra)} {want} variables by position "
-                f"without the optimizer's config, and {' and '.join(st.fits)} fit them equally; "
-                "the model's optimizer fits neither: compile the model with the optimizer the "
-                "run used and pass it as model=")
+                f"without the optimizer's config; they fit {' or '.join(st.fits)}, the model's "
+                "optimizer does not: compile the model with the optimizer the run used and pass it as model=")
         return _OptimizerPlan(state=st)
     flat_live = {f"{v}/{s}": var for v, per in live.items() for s, var in per.items()}
     flat_state = {f"{v}/{s}": val for v, per in st.slots.items() for s, val in per.items()}

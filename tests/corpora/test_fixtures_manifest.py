@@ -58,7 +58,7 @@ SLOTS = {"Adam": {"m", "v"}, "SGD": {"momentum"}, "RMSprop": {"rms"}}
 #: generated corpus (fixtures/_optimizers.py, fixtures/_zoo.py): every optimizer class x slot
 #: variant at lr 0.0125 (``opt_*``), every weight-owning layer class in one model per input rank
 #: trained with Adam(0.01) (``zoo_rank<r>``)
-CORPUS_PREFIXES = ("opt_", "zoo_rank")
+CORPUS_PREFIXES = ("opt_", "zoo_rank")  # the rate_ corpus is not committed: tests/matrix/test_generated_fixtures.py
 CORPUS_LR = {"opt_": 0.0125, "zoo_rank": 0.01}
 LEARNING_RATES = {"adam": 0.01, "sgd": 0.05, "rmsprop": 0.005, "legacyadam": 0.01, "legacysgd": 0.05,
                   "legacyrmsprop": 0.005}
@@ -238,7 +238,7 @@ def test_corpus_covers_what_each_release_ships(manifest: dict[str, Any]) -> None
             assert case in cases or case in opts["not_built"], (env, case)
         if "sample" in corpus:  # the optimizer cases and the zoo in the native full-model file only
             kinds = {f["kind"] for f in manifest["fixtures"] if f["producer"] == env
-                     and f["case"].startswith(("opt_", "zoo_rank"))}
+                     and f["case"].startswith(CORPUS_PREFIXES)}
             assert len(kinds) == 1 and kinds <= {"full_model", "keras_zip"}, (env, kinds)
         layers = corpus["layers"]
         assert {"Dense", "Conv2D", "LSTM", "BatchNormalization", "Embedding"} <= set(layers["covered"]), env
@@ -314,3 +314,12 @@ def test_generator_refuses_without_framework(tmp_path: Path) -> None:
                               capture_output=True, text=True, timeout=120, env={**env, "KERAS_BACKEND": "jax"})
         assert proc.returncode == 2 and "only the corpus is written" in proc.stderr, proc.stderr
         assert not (tmp_path / "x").exists()
+
+
+def test_standalone_generator_refuses_without_a_corpus_folder(tmp_path: Path) -> None:
+    """``--standalone`` writes the corpus only: without ``--add-corpus[-sample] DIR`` it refuses
+    before importing any framework (it went on to write core fixtures with tf.keras)."""
+    proc = subprocess.run([sys.executable, str(FIXTURES / "generate.py"), "--standalone", "--out", str(tmp_path / "x")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--standalone writes the corpus only" in proc.stderr, proc.stderr
+    assert not (tmp_path / "x").exists()

@@ -319,7 +319,7 @@ def test_real_corpus_kind_c() -> None:
 
 
 def test_config_less_rmsprop_names_the_configurations_that_fit() -> None:
-    """Keras 3.15 keeps no optimizer config in a .keras: RMSprop with momentum and centered
+    """A Keras 3.15 .keras saved after a .h5 of the same model keeps no optimizer config: RMSprop with momentum and centered
     RMSprop store the same variables. The reader keeps them by position and says which
     configurations fit (the resume table then resumes them into a model compiled by the
     caller, and refuses them without one)."""
@@ -333,19 +333,22 @@ def test_config_less_rmsprop_names_the_configurations_that_fit() -> None:
     assert plain is not None and plain.slots and plain.fits == ()
 
 
-@pytest.mark.parametrize("target", ["keras3", "h5"])
-def test_keras2_decay_is_written_as_the_equal_schedule(target: str, tmp_path: Path, caplog: Any) -> None:
-    """Keras 2's ``decay`` (set on the state of TF 2.4's Adam file) has no place in Keras 3's or
-    tf.keras 2.11+'s optimizer config: both writers put the equal ``InverseTimeDecay`` in place
-    of the rate (the ``.keras`` writer dropped it silently, the ``.h5`` one refused); reading
-    the file back gives that schedule and no fixed rate."""
+@pytest.mark.parametrize("target,producer", [("keras3", "tf24-py38"), ("h5", "keras231-tf115-py37"),
+                                             ("h5", "tf24-py38")])
+def test_keras2_decay_is_written_as_the_equal_schedule(target: str, producer: str, tmp_path: Path,
+                                                       caplog: Any) -> None:
+    """Keras 2's ``decay`` (set on the state of an Adam file) has no place in Keras 3's or tf.keras
+    2.11+'s optimizer config: the ``.keras`` writer and the ``.h5`` writer for standalone Keras's
+    optimizer put the equal ``InverseTimeDecay`` in place of the rate (the ``.keras`` writer dropped
+    it silently, the ``.h5`` one refused); reading the file back gives that schedule and no fixed
+    rate. An OptimizerV2 optimizer (TF 2.4) keeps it in its ``.h5``, as its release writes it."""
     import dataclasses
 
     from ckptcompat.formats import keras_h5, registry
 
-    source = FIXTURES / "tf24-py38" / "opt_adam" / "model.h5"
+    source = FIXTURES / producer / "opt_adam" / "model.h5"
     if not source.is_file():
-        pytest.skip("no TF 2.4 Adam fixture")
+        pytest.skip(f"no {producer} Adam fixture")
     state = registry.read(source)
     opt = state.optimizer
     config = {**opt.config, "config": {**opt.config["config"], "decay": 0.05}}
@@ -354,7 +357,11 @@ def test_keras2_decay_is_written_as_the_equal_schedule(target: str, tmp_path: Pa
     out = tmp_path / ("out.keras" if target == "keras3" else "out.h5")
     (keras_zip if target == "keras3" else keras_h5).write(out, state)
     back = registry.read(out).optimizer
-    assert back.learning_rate is None and back.iterations == 4
+    assert back.iterations == opt.iterations
+    if target == "h5" and producer == "tf24-py38":
+        assert back.learning_rate == opt.learning_rate and back.hyperparameters["decay"] == pytest.approx(0.05)
+        return
+    assert back.learning_rate is None
     schedule = back.hyperparameters["learning_rate_schedule"]
     assert schedule["class_name"] == "InverseTimeDecay"
     assert schedule["config"]["decay_rate"] == 0.05 and schedule["config"]["decay_steps"] == 1

@@ -60,7 +60,7 @@ def test_layers_with_one_named_variable() -> None:
 
 
 def test_guessed_optimizer_flags_become_hyperparameters() -> None:
-    """Keras 3.15 ``.keras`` keeps no optimizer config: the amsgrad the slots show must reach
+    """A Keras 3.15 ``.keras`` saved after the model was saved to ``.h5`` keeps no optimizer config: the amsgrad the slots show must reach
     the rebuilt optimizer, or its ``vhat`` slots have nowhere to go."""
     from ckptcompat.formats import keras_zip
     from tests._paths import FIXTURES

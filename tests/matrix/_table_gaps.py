@@ -22,7 +22,7 @@ _KNOWN_GAPS: dict[str, str] = {}
 #: files that alone cannot say their optimizer's configuration (read without a model, the slots stay
 #: positional): the table resumes them into a model compiled by the caller, as a user would
 _AMBIGUOUS_WITHOUT_MODEL: dict[str, str] = {
-    "tf221-keras3/opt_rmsprop_momentum/model.keras": "Keras 3.15 .keras keeps no optimizer config: RMSprop "
+    "tf221-keras3/opt_rmsprop_momentum/model.keras": "Keras 3.15 .keras saved after the .h5 keeps no optimizer config: RMSprop "
                                                      "momentum vs centered fit the same variables (ambiguous)",
     "tf221-keras3/opt_rmsprop_centered/model.keras": "as opt_rmsprop_momentum: momentum vs centered ambiguous",
 }

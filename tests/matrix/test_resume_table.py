@@ -133,10 +133,26 @@ def _compare(entry: dict[str, Any], model: Any, has_optimizer: bool, dropped: fr
             diffs.append(f"optimizer {live.class_name} != {opt['class']}")
         if opt.get("iterations") is not None and live.iterations != opt["iterations"]:
             diffs.append(f"iterations {live.iterations} != {opt['iterations']}")
-        if opt.get("learning_rate") is not None and \
+        if opt.get("learning_rate") is not None and opt.get("rate_at_step") is None and \
                 np.float32(live.learning_rate) != np.float32(opt["learning_rate"]):
             diffs.append(f"learning_rate {live.learning_rate} != {opt['learning_rate']}")
+        if opt.get("rate_at_step") is not None:  # the rate, schedule or decay continues where it was
+            # (Keras 2's decay resumed where no optimizer takes it: the equal InverseTimeDecay)
+            rate = _rate_at_step(model.optimizer)
+            if np.float32(rate) != np.float32(opt["rate_at_step"]):
+                diffs.append(f"rate at step {opt.get('iterations')} {rate!r} != {opt['rate_at_step']!r}"
+                             + (f" ({opt['schedule']})" if opt.get("schedule") else ""))
     return diffs
+
+
+def _rate_at_step(optimizer: Any) -> float:
+    """The rate the live optimizer's next step applies (fixtures/_truth.py: as the generator
+    recorded the truth); a loss-scale wrapper's inner optimizer."""
+    from ckptcompat import runtime
+    from tests._paths import load_script
+
+    truth = sys.modules.get("_truth") or load_script(FIXTURES / "_truth.py", "_truth")
+    return truth.rate_at_step(runtime.keras_module(), getattr(optimizer, "inner_optimizer", None) or optimizer)
 
 
 def _base_file(case_dir: Path) -> Path | None:
@@ -144,7 +160,7 @@ def _base_file(case_dir: Path) -> Path | None:
 
     Weights-only files and TF bundles record no optimizer hyper-parameters (a bundle of a
     momentum SGD holds the slots, not the momentum value), and Keras 3.15 ``.keras`` files
-    leave the optimizer out of ``compile_config``: prefer the file that records them.
+    saved after the ``.h5`` (as the generator does) leave the optimizer out of ``compile_config``: prefer the file that records them.
     """
     from ckptcompat.formats import registry
 
@@ -173,8 +189,13 @@ def _compiled_by_caller(entry: dict[str, Any], path: Path, fits: tuple[str, ...]
     opt = entry["optimizer"]
     cls = getattr(keras.optimizers, opt["class"])
     accepted = inspect.signature(cls).parameters  # the flags this Keras takes (no ema_* in Keras 2)
-    base.model.compile(optimizer=cls(**{k: v for k, v in opt["config"].items() if k in accepted and k != "name"}),
-                       loss="mse")
+    kwargs = {k: v for k, v in opt["config"].items() if k in accepted and k != "name"}
+    if opt.get("schedule"):  # the run's schedule, which the caller knows and the file does not keep
+        schedule = getattr(keras.optimizers.schedules, opt["schedule"], None) or \
+            getattr(keras.experimental, opt["schedule"])  # tf.keras <= 2.4: CosineDecay is experimental
+        known = inspect.signature(schedule).parameters
+        kwargs["learning_rate"] = schedule(**{k: v for k, v in opt["schedule_config"].items() if k in known})
+    base.model.compile(optimizer=cls(**kwargs), loss="mse")
     run = ckptcompat.resume(path, model=base.model)
     diffs = _compare(entry, run.model, True)
     return "DIFF: " + "; ".join(diffs) if diffs else f"ok ({' / '.join(fits)} fit: model compiled by caller)"

@@ -2,7 +2,9 @@
 
 Full model when the state carries a model config (Keras 3 configs are downgraded), else
 weights only. Optimizer weights are written in the order the target's (TF 2.11+ "new")
-optimizer creates its variables, because those versions restore them by position.
+optimizer creates its variables, because those versions restore them by position; an
+OptimizerV2 optimizer's (tf.keras <= 2.10, ``optimizers.legacy``) as its own releases write it
+(:mod:`._optimizer_v2`), which they load themselves.
 Written through :mod:`ckptcompat._atomic` (temp file beside the target, fsync, rename, fsync
 the folder), read back and compared before the rename (the checkpoint store, which checksums
 and fsyncs its files itself, skips the read-back and the fsyncs).
@@ -25,10 +27,11 @@ from ckptcompat.errors import (CorruptCheckpointError, IncompatibleStateError,
                                UnsupportedFormatError)
 from ckptcompat.formats import keras_h5 as _h5
 from ckptcompat.formats.keras_h5._optimizer import WeightInfo, new_optimizer_layout
+from ckptcompat.formats.keras_h5._optimizer_v2 import optimizer_v2_payload
 from ckptcompat.names.lr_decay import decay_on_schedule, schedule_as_rate
 from ckptcompat.names.config_downgrade import (downgrade_model_config, downgrade_optimizer_config,
                                                downgrade_training_config, dropped_optimizer_keys)
-from ckptcompat.names.optimizer_layouts import slot_shape
+from ckptcompat.names.optimizer_layouts import is_optimizer_v2_config, slot_shape
 from ckptcompat.names.variables import canonical_optimizer_class
 from ckptcompat.state import TrainingState
 
@@ -77,6 +80,14 @@ def _optimizer_payload(state: TrainingState, infos: list[WeightInfo], path: Path
     if opt is None:
         return None
     cls = canonical_optimizer_class(opt.class_name)
+    if state.producer.framework != "keras" and is_optimizer_v2_config(opt.keras_config().get("config") or {},
+                                                                      opt.hyperparameters):
+        cfg, values, problems = optimizer_v2_payload(opt, infos, path)  # as its own release writes it
+        if problems:
+            raise IncompatibleStateError("optimizer slots do not fit the OptimizerV2 layout", problems, path=path,
+                                         hint="check the optimizer class/config, or write without the "
+                                              "optimizer (include_optimizer=False)")
+        return cfg, values
     base = opt.keras_config()
     inner = dict(base.get("config") or {})
     inner.update(opt.hyperparameters)  # the state's hyper-parameters win over the stored config

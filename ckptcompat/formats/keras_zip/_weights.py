@@ -224,9 +224,14 @@ def _guess_layouts(canon: str, generation: str, trainable: list[tuple[str, tuple
     """Class known (group attribute) but no config: the layouts of the few flag combinations
     that fit the variable count and shapes, and those flags; when several meanings fit
     equally, no layout but the configurations that fit (``RMSprop(centered=True)``)."""
-    fits = [(optimizer_layout(canon, c, generation, trainable, first), c)
-            for c in _GUESS_CONFIGS for first in (False, True)]
-    fits = [(x, c) for x, c in fits if x is not None and not _check(tuple(x), arrays, dict(trainable), canon)]
+    fits = _fitting_guesses(canon, generation, trainable, arrays, _GUESS_CONFIGS)
+    if not fits and generation == "keras3":  # no learning_rate variable: the rate was a schedule
+        scheduled = _fitting_guesses(canon, generation, trainable, arrays,
+                                     tuple({**c, "learning_rate": _SCHEDULE} for c in _GUESS_CONFIGS))
+        if scheduled:
+            log.warning("%s: the %s variables hold no learning rate: the run used a learning-rate schedule, "
+                        "which this file does not record", path, canon)
+            return [], {}, (f"{canon}(learning_rate=<the run's schedule; the file does not record it>)",)
     meanings = {tuple((k, v, sl) for k, v, sl in x) for x, _ in fits}
     if len(meanings) > 1:  # e.g. RMSprop momentum vs centered: same count, same shapes
         log.warning("%s: %d %s configurations fit the %d optimizer variables equally; the "
@@ -279,6 +284,15 @@ def _by_layout(layout: _Layout, arrays: list[np.ndarray], hyper: dict[str, Any]
     return iterations, slots, extra
 
 
+def _fitting_guesses(canon: str, generation: str, trainable: list[tuple[str, tuple[int, ...]]],
+                     arrays: list[np.ndarray], configs: tuple[dict[str, Any], ...]) -> list[tuple[Any, dict[str, Any]]]:
+    """(layout, config) of each of ``configs`` whose layout every variable fits."""
+    found = [(optimizer_layout(canon, c, generation, trainable, first), c) for c in configs for first in (False, True)]
+    return [(x, c) for x, c in found if x is not None and not _check(tuple(x), arrays, dict(trainable), canon)]
+
+
+#: a schedule in place of the rate (Keras 3 then stores no ``learning_rate`` variable)
+_SCHEDULE: Mapping[str, Any] = {"class_name": "LearningRateSchedule", "config": {}}
 _GUESS_CONFIGS: tuple[dict[str, Any], ...] = (
     {}, {"momentum": 0.9}, {"amsgrad": True}, {"centered": True}, {"momentum": 0.9, "centered": True})
 

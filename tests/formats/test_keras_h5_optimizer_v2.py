@@ -1,0 +1,84 @@
+"""An OptimizerV2 optimizer (tf.keras <= 2.10, ``optimizers.legacy``) is written to a legacy
+``.h5`` as its own release writes it: ckptcompat wrote tf.keras 2.11+'s layout and config for it
+(``jit_compile``, ``is_legacy_optimizer``, ``Adam/m/<variable>``), so a Checkpoint store written
+under TF 2.4 could not be opened by TF 2.4's own ``load_model`` ("Unexpected keyword argument
+passed to optimizer: jit_compile"), and tf.keras 2.11+ loaded a legacy optimizer's store as a new
+one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from _paths import FIXTURES
+
+h5py = pytest.importorskip("h5py")
+
+
+def _optimizer_v2_fixtures() -> list[Path]:
+    """Every committed full-model ``.h5`` of an OptimizerV2 optimizer (TF 2.0 - 2.10's own, the
+    ``optimizers.legacy`` ones of TF 2.11 - tf-keras 2.21, TF 1.15's tf.keras 2.2.4-tf)."""
+    out = []
+    for path in sorted(FIXTURES.glob("*/opt_*/model.h5")):
+        with h5py.File(path, "r") as f:
+            if "optimizer_weights" not in f or "training_config" not in f.attrs:
+                continue
+            cfg = json.loads(f.attrs["training_config"])["optimizer_config"]["config"]
+        if "decay" in cfg and not str(path.parent.parent.name).startswith(("keras2", "tf14-keras")):
+            out.append(path)
+    return out
+
+
+def _optimizer_weights(path: Path) -> tuple[list[str], list[np.ndarray], dict]:
+    with h5py.File(path, "r") as f:
+        group = f["optimizer_weights"]
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs["weight_names"]]
+        return names, [np.asarray(group[n]) for n in names], json.loads(f.attrs["training_config"])["optimizer_config"]
+
+
+@pytest.mark.parametrize("path", _optimizer_v2_fixtures(), ids=lambda p: f"{p.parent.parent.name}/{p.parent.name}")
+def test_written_as_its_release_wrote_it(path: Path, tmp_path: Path) -> None:
+    """Read and written again: the same optimizer config and the same weights, named and ordered
+    as the release did (TF 1.15's graph-mode ``training/`` scope aside: it loads by position)."""
+    from ckptcompat.formats import keras_h5, registry
+
+    keras_h5.write(tmp_path / "out.h5", registry.read(path))
+    names, values, config = _optimizer_weights(path)
+    names2, values2, config2 = _optimizer_weights(tmp_path / "out.h5")
+    assert [n[len("training/"):] if n.startswith("training/") else n for n in names] == names2
+    assert [(v.dtype, v.tobytes()) for v in values] == [(v.dtype, v.tobytes()) for v in values2]
+    assert config2 == config
+
+
+def test_the_corpus_holds_every_optimizer_v2_release() -> None:
+    producers = {p.parent.parent.name for p in _optimizer_v2_fixtures()}
+    assert {"tf20-py37", "tf24-py38", "tf28-py39", "tf211-py310", "tf215", "tf221-tfkeras"} <= producers, producers
+
+
+@pytest.mark.framework
+def test_a_store_of_an_optimizer_v2_run_loads_in_its_own_keras(tmp_path: Path) -> None:
+    """The store's ``model.h5`` through the writing release's own ``load_model``: the same
+    optimizer class, its weights bit for bit."""
+    from _frameworks import keras_flavour, keras_module
+    from ckptcompat.callbacks import Checkpoint
+
+    keras = keras_module()
+    if keras_flavour() != "keras2":
+        pytest.skip("OptimizerV2 is Keras 2's")
+    legacy = getattr(keras.optimizers, "legacy", None)
+    adam = getattr(legacy, "Adam", None) or keras.optimizers.Adam
+    rng = np.random.default_rng(0)
+    x, y = rng.random((16, 4), dtype=np.float32), rng.random((16, 1), dtype=np.float32)
+    model = keras.Sequential([keras.layers.Dense(3, input_shape=(4,)), keras.layers.Dense(1)])
+    model.compile(adam(learning_rate=0.01, decay=0.05), "mse")
+    model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0,
+              callbacks=[Checkpoint(str(tmp_path / "store"), save_freq="epoch")])
+    (latest,) = sorted((tmp_path / "store").glob("ckpt-*-e0002-*/model.h5"))
+    native = keras.models.load_model(str(latest))
+    assert type(native.optimizer) is type(model.optimizer)
+    assert float(native.optimizer.get_config()["decay"]) == pytest.approx(0.05)
+    assert [np.asarray(w).tobytes() for w in native.optimizer.get_weights()] == \
+        [np.asarray(w).tobytes() for w in model.optimizer.get_weights()]
