@@ -20,7 +20,7 @@ from typing import Any
 
 from ckptcompat.names.variables import canonical_optimizer_class, canonical_slot
 
-__all__ = ["tables", "slot_shape", "slot_groups", "non_slot_attributes", "is_optimizer_v2_config",
+__all__ = ["tables", "slot_shape", "slot_groups", "non_slot_attributes", "is_optimizer_v2_config", "has_momentum",
            "FAMILY_OF_GENERATION"]
 
 _DIR = Path(__file__).with_name("optimizer_layouts")
@@ -52,12 +52,22 @@ def slot_shape(cls: str, slot: str, var_shape: tuple[int, ...]) -> tuple[int, ..
     return tuple(var_shape)
 
 
+def has_momentum(value: Any) -> bool:
+    """Whether a saved ``momentum`` argument turns momentum on: a number above 0, or a
+    schedule-valued momentum (OptimizerV2 takes a callable; its config keeps it as a dict)."""
+    if isinstance(value, bool) or value is None:
+        return bool(value)
+    if isinstance(value, (int, float)):
+        return float(value) > 0.0
+    return isinstance(value, Mapping) or callable(value)
+
+
 def _matches(entry_cfg: Mapping[str, Any], cfg: Mapping[str, Any]) -> int:
     """How well a table variant fits ``cfg``: -1 when a flag contradicts it, else its size."""
     for key, value in entry_cfg.items():
         have = cfg.get(key)
         if key == "momentum":
-            if not have or float(have) == 0.0:
+            if not has_momentum(have):
                 return -1
         elif bool(have) != bool(value):
             return -1

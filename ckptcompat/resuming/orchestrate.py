@@ -151,7 +151,7 @@ def resume(path: str | os.PathLike[str], model: Any = None, *, which: str = "lat
         cand, state, model, rt = _read_and_rebuild(path, which, monitor=monitor, mode=mode,
                                                    pattern=pattern, custom_objects=custom_objects,
                                                    compile=compile)
-        _refuse_an_ambiguous_optimizer(state, str(cand.path), compile and optimizer == "restore" and not partial)
+        optimizer = _ambiguous_optimizer(state, str(cand.path), optimizer, restoring=compile, partial=partial)
     else:
         cand, state = _read(path, which, monitor=monitor, mode=mode, pattern=pattern)
         rt = runtime.flavour_for(model)  # after the read: a missing file is told first
@@ -225,19 +225,31 @@ def _read_and_rebuild(path: str | os.PathLike[str], which: str, *, monitor: str 
     return cand, state, model, rt
 
 
-def _refuse_an_ambiguous_optimizer(state: TrainingState, where: str, restoring: bool) -> None:
-    """A file that keeps its optimizer variables by position only, without the config that tells
-    which configuration (or which schedule) wrote them (``restoring``: the rebuilt model is compiled
-    and its optimizer is to be restored in full): the optimizer rebuilt from the class's
-    defaults must not take them, even where its variables happen to fit (tf.keras 2.11+'s Adam has
-    no rate variable, like Keras 3's under a schedule)."""
+def _ambiguous_optimizer(state: TrainingState, where: str, optimizer: str, *, restoring: bool,
+                         partial: bool) -> str:
+    """The ``optimizer`` mode for a rebuilt model whose file keeps its optimizer variables by
+    position only, without the config that tells which configuration (or which schedule) wrote
+    them: the optimizer rebuilt from the class's defaults must not take them, even where they
+    happen to fit (tf.keras 2.11+'s Adam has no rate variable, like Keras 3's under a schedule).
+    ``restoring`` (compiled, optimizer to restore) is refused (:class:`IncompatibleStateError`);
+    ``partial=True`` resets the optimizer (warned). A file that records not even the class
+    (Keras 3.0 - 3.1's ``.keras`` after a ``.h5`` save) leaves the model uncompiled, as before
+    (warned in :func:`_state_to_apply`): native ``load_model`` skips those variables too."""
     fits = state.optimizer.fits if state.optimizer is not None else ()
-    if fits and restoring:
+    if not fits or optimizer == "reset":
+        return optimizer
+    what = (f"its {state.optimizer.class_name} variables by position without the optimizer's config; "
+            f"they fit {' or '.join(fits)}")
+    if partial:
+        log.warning("%s: the file keeps %s; partial=True: the optimizer starts fresh (weights and progress "
+                    "are restored)", where, what)
+        return "reset"
+    if restoring:
         raise IncompatibleStateError(
-            f"the file keeps its {state.optimizer.class_name} variables by position without the optimizer's "
-            f"config; they fit {' or '.join(fits)}: the optimizer cannot be rebuilt from the file",
-            path=where, hint="compile the model with the optimizer the run used and pass it as model=; "
-                             "or optimizer=\"reset\" (weights and progress, a fresh optimizer) or partial=True")
+            f"the file keeps {what}: the optimizer cannot be rebuilt from the file", path=where,
+            hint="compile the model with the optimizer the run used and pass it as model=; "
+                 "or optimizer=\"reset\" (weights and progress, a fresh optimizer) or partial=True")
+    return optimizer
 
 
 def _rebuild(state: TrainingState, flavour: str, rt: Any, custom_objects: Mapping[str, Any] | None,

@@ -82,3 +82,26 @@ def test_a_store_of_an_optimizer_v2_run_loads_in_its_own_keras(tmp_path: Path) -
     assert float(native.optimizer.get_config()["decay"]) == pytest.approx(0.05)
     assert [np.asarray(w).tobytes() for w in native.optimizer.get_weights()] == \
         [np.asarray(w).tobytes() for w in model.optimizer.get_weights()]
+
+
+@pytest.mark.parametrize("momentum", [0.9, 0.0])
+def test_keras_before_optimizer_v2_is_not_written_as_optimizer_v2(tmp_path: Path, momentum: float) -> None:
+    """tf.keras before OptimizerV2 (TF 1.4 - 1.13, ``lr`` in its config) keeps ``decay`` like
+    OptimizerV2 but other variables: its SGD keeps a momentum slot even at momentum 0, which
+    OptimizerV2's SGD has not (the writer refused such a state). It is written as the target's
+    optimizer, every slot kept. The TF 1.4 file's state, its momentum set to 0 for the second case."""
+    import dataclasses
+
+    import ckptcompat
+    from ckptcompat.formats.keras_h5._write import write_h5
+
+    state = ckptcompat.read(FIXTURES / "tf14-keras208-py36" / "mlp_sgd" / "model.h5")
+    opt = state.optimizer
+    assert "lr" in opt.config["config"] and "decay" in opt.config["config"]
+    opt = dataclasses.replace(opt, config={"class_name": "SGD", "config": {**opt.config["config"], "momentum": momentum}},
+                              hyperparameters={**opt.hyperparameters, "momentum": momentum})
+    write_h5(tmp_path / "m.h5", state.replace(optimizer=opt))
+    back = ckptcompat.read(tmp_path / "m.h5").optimizer
+    assert back.config["config"]["is_legacy_optimizer"] is False and back.iterations == opt.iterations
+    assert {k: {s: v.tobytes() for s, v in per.items()} for k, per in back.slots.items()} == \
+        {k: {s: np.asarray(v).tobytes() for s, v in per.items()} for k, per in opt.slots.items()}

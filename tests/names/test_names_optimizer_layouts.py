@@ -211,3 +211,16 @@ def test_migrate_plain_sgd_keras3_to_keras2_creates_zero_momentum(tmp_path) -> N
     assert back.optimizer is not None and back.optimizer.iterations == 3
     assert set(back.optimizer.slots) == set(state.weights)
     assert all(not np.any(v["momentum"]) for v in back.optimizer.slots.values())
+
+
+def test_schedule_valued_momentum_is_momentum() -> None:
+    """OptimizerV2's SGD takes a callable momentum, which its config keeps as a dict: the layout
+    is the momentum one (``float(dict)`` raised TypeError)."""
+    from ckptcompat.names.optimizer_layouts import has_momentum
+
+    schedule = {"class_name": "ExponentialDecay", "config": {"initial_learning_rate": 0.9, "decay_steps": 2,
+                                                             "decay_rate": 0.5}}
+    assert slot_groups("SGD", {"momentum": schedule}, "legacy") == [("momentum",)]
+    assert slot_groups("SGD", {"momentum": 0.0}, "legacy") == []
+    assert [has_momentum(v) for v in (schedule, 0.9, 0.0, 0, None, False, True)] == \
+        [True, True, False, False, False, False, True]

@@ -295,8 +295,11 @@ def test_keras3_file_without_optimizer_config_and_a_schedule_is_not_guessed(tmp_
     without a model refuses (TF 2.15's Adam, which also has no rate variable, took the slots with a
     default rate of 0.001: found by the generated corpus), and with the run's model it resumes
     exactly, the schedule continuing at the saved step."""
-    import zipfile
+    import io
     import json
+    import zipfile
+
+    import h5py
 
     from ckptcompat.errors import IncompatibleStateError
     from ckptcompat.formats import keras_zip
@@ -318,10 +321,16 @@ def test_keras3_file_without_optimizer_config_and_a_schedule_is_not_guessed(tmp_
     saved.save(str(tmp_path / "m.keras"))
     if "optimizer" in json.loads(zipfile.ZipFile(tmp_path / "m.keras").read("config.json"))["compile_config"]:
         pytest.skip("this Keras records the optimizer config")
+    with zipfile.ZipFile(tmp_path / "m.keras") as archive, \
+            h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as weights:
+        named = "name" in weights["optimizer/vars"].attrs  # Keras 3.0 records no class name there
     opt = keras_zip.read(tmp_path / "m.keras").optimizer
-    assert opt.fits == ("Adam(learning_rate=<the run's schedule; the file does not record it>)",)
-    with pytest.raises(IncompatibleStateError, match="the run's schedule"):
-        ckptcompat.resume(tmp_path / "m.keras", initial_epoch=2)
+    assert opt.fits == (("Adam(learning_rate=<the run's schedule; the file does not record it>)",) if named else ())
+    if named:
+        with pytest.raises(IncompatibleStateError, match="the run's schedule"):
+            ckptcompat.resume(tmp_path / "m.keras", initial_epoch=2)
+    else:  # no class either: the model comes back uncompiled, as native load_model skips them (warned)
+        assert getattr(ckptcompat.resume(tmp_path / "m.keras", initial_epoch=2).model, "optimizer", None) is None
     for way in ({"optimizer": "reset"}, {"partial": True}):  # the ways on the refusal names
         other = ckptcompat.resume(tmp_path / "m.keras", initial_epoch=2, **way)
         assert _digest(other.model) == _digest(saved), way

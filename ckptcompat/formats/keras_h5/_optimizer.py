@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ckptcompat.errors import IncompatibleStateError, UnsupportedFormatError
-from ckptcompat.names.optimizer_layouts import slot_shape
+from ckptcompat.names.optimizer_layouts import has_momentum, slot_shape
 from ckptcompat.names.variables import CANONICAL_SLOTS, canonical_optimizer_class, canonical_slot, split_keras3_slot
 
 __all__ = ["WeightInfo", "match_slots", "canonical_hyperparameters", "new_optimizer_layout"]
@@ -330,7 +330,7 @@ def new_optimizer_layout(cls: str, config: Mapping[str, Any], trainable: Sequenc
         return [(w, "momentum", "m") for w in trainable]
     if cls == "RMSprop":
         out = [(w, "rms", "velocity") for w in trainable]
-        if float(config.get("momentum", 0.0) or 0.0) > 0:
+        if has_momentum(config.get("momentum")):
             out += [(w, "momentum", "momentum") for w in trainable]
         if config.get("centered"):
             out += [(w, "mg", "average_gradient") for w in trainable]

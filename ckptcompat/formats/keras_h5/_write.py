@@ -80,8 +80,9 @@ def _optimizer_payload(state: TrainingState, infos: list[WeightInfo], path: Path
     if opt is None:
         return None
     cls = canonical_optimizer_class(opt.class_name)
-    if state.producer.framework != "keras" and is_optimizer_v2_config(opt.keras_config().get("config") or {},
-                                                                      opt.hyperparameters):
+    own = opt.keras_config().get("config") or {}
+    # OptimizerV2 writes learning_rate; standalone Keras and tf.keras before it (TF <= 1.13) lr
+    if state.producer.framework != "keras" and "lr" not in own and is_optimizer_v2_config(own, opt.hyperparameters):
         cfg, values, problems = optimizer_v2_payload(opt, infos, path)  # as its own release writes it
         if problems:
             raise IncompatibleStateError("optimizer slots do not fit the OptimizerV2 layout", problems, path=path,

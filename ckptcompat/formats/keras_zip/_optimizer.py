@@ -17,6 +17,7 @@ from ckptcompat.errors import IncompatibleStateError
 from ckptcompat.names.config_upgrade import upgrade_optimizer_config
 from ckptcompat.names.lr_decay import (BUILT_IN_SCHEDULES, decay_on_schedule, decay_schedule_config, saved_decay,
                                       schedule_as_rate)
+from ckptcompat.names.optimizer_layouts import has_momentum
 from ckptcompat.names.slot_meaning import KERAS3_NADAM_SCHEDULE, nadam_schedule
 from ckptcompat.names.variables import canonical_optimizer_class
 from ckptcompat.state import TrainingState
@@ -62,10 +63,10 @@ def _fallback_groups(class_name: str, cfg: Mapping[str, Any], generation: str) -
     if cls == "SGD":
         if generation == "keras2":
             return [("momentum",)]  # tf.keras 2.11+ SGD always creates it
-        return [("momentum",)] if float(_flag(cfg, "momentum", 0.0)) != 0.0 else []
+        return [("momentum",)] if has_momentum(_flag(cfg, "momentum", 0.0)) else []
     if cls == "RMSprop":
         groups: list[tuple[str, ...]] = [("rms",)]
-        if float(_flag(cfg, "momentum", 0.0)) > 0:
+        if has_momentum(_flag(cfg, "momentum", 0.0)):
             groups.append(("momentum",))
         if _flag(cfg, "centered"):
             groups.append(("mg",))
