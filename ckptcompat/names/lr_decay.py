@@ -6,10 +6,11 @@ schedule *as* ``learning_rate`` in its configs; ckptcompat's state keeps it apar
 (``learning_rate`` None, ``learning_rate_schedule``): :func:`rate_and_schedule` (readers) and
 :func:`schedule_as_rate` (writers) convert.
 
-OptimizerV2 (tf.keras <= 2.10 and ``optimizers.legacy``) and standalone Keras decay the
-learning rate as ``lr / (1 + decay * iterations)``. tf.keras 2.11+ and Keras 3 optimizers have
-no ``decay``: the same rate is ``InverseTimeDecay(lr, decay_steps=1, decay_rate=decay)``
-(equal in float32; docs/names.md). Nadam is the exception: its ``decay`` scales the momentum
+OptimizerV2 (tf.keras <= 2.10 and ``optimizers.legacy``) decays the learning rate as
+``lr / (1 + decay * iterations)``, standalone Keras as ``lr * (1 / (1 + decay * iterations))``.
+tf.keras 2.11+ and Keras 3 optimizers have no ``decay``: the rate is
+``InverseTimeDecay(lr, decay_steps=1, decay_rate=decay)`` (equal in float32 to OptimizerV2's;
+standalone Keras's product can differ in the last bit at some steps; docs/names.md). Nadam is the exception: its ``decay`` scales the momentum
 schedule (:func:`ckptcompat.names.slot_meaning.nadam_schedule`), never the rate.
 
 Pure Python; no framework import.

@@ -20,7 +20,7 @@ from typing import Any
 
 from ckptcompat.names.variables import canonical_optimizer_class, canonical_slot
 
-__all__ = ["tables", "slot_shape", "slot_groups", "non_slot_attributes", "is_optimizer_v2_config", "has_momentum",
+__all__ = ["tables", "slot_shape", "slot_groups", "non_slot_attributes", "is_optimizer_v2_config", "has_momentum", "refuse_unordered",
            "FAMILY_OF_GENERATION"]
 
 _DIR = Path(__file__).with_name("optimizer_layouts")
@@ -57,9 +57,27 @@ def has_momentum(value: Any) -> bool:
     schedule-valued momentum (OptimizerV2 takes a callable; its config keeps it as a dict)."""
     if isinstance(value, bool) or value is None:
         return bool(value)
-    if isinstance(value, (int, float)):
+    if isinstance(value, Mapping) or callable(value):
+        return True
+    try:  # int, float, numpy scalars and 0-d arrays
         return float(value) > 0.0
-    return isinstance(value, Mapping) or callable(value)
+    except (TypeError, ValueError):
+        return False
+
+
+def refuse_unordered(opt: Any, path: Any) -> None:
+    """:class:`IncompatibleStateError` for an optimizer state whose variables a config-less file
+    kept by position because several configurations fit them (``opt.fits``): a writer would have
+    to invent the configuration (or drop the variables)."""
+    fits = tuple(getattr(opt, "fits", ()) or ())
+    if fits:
+        from ckptcompat.errors import IncompatibleStateError
+
+        raise IncompatibleStateError(
+            f"the {opt.class_name} variables are kept by position: they fit {' or '.join(fits)}, which the "
+            "source file does not say", path=path,
+            hint="write without the optimizer (include_optimizer=False), or resume into a model compiled "
+                 "with the run's optimizer (resume(path, model=...)) and save that")
 
 
 def _matches(entry_cfg: Mapping[str, Any], cfg: Mapping[str, Any]) -> int:

@@ -227,16 +227,12 @@ def _read_and_rebuild(path: str | os.PathLike[str], which: str, *, monitor: str 
 
 def _ambiguous_optimizer(state: TrainingState, where: str, optimizer: str, *, restoring: bool,
                          partial: bool) -> str:
-    """The ``optimizer`` mode for a rebuilt model whose file keeps its optimizer variables by
-    position only, without the config that tells which configuration (or which schedule) wrote
-    them: the optimizer rebuilt from the class's defaults must not take them, even where they
-    happen to fit (tf.keras 2.11+'s Adam has no rate variable, like Keras 3's under a schedule).
-    ``restoring`` (compiled, optimizer to restore) is refused (:class:`IncompatibleStateError`);
-    ``partial=True`` resets the optimizer (warned). A file that records not even the class
-    (Keras 3.0 - 3.1's ``.keras`` after a ``.h5`` save) leaves the model uncompiled, as before
-    (warned in :func:`_state_to_apply`): native ``load_model`` skips those variables too."""
+    """The ``optimizer`` mode for a rebuilt model whose optimizer variables fit several
+    configurations (``fits``): a default-built optimizer must not take them even where they fit
+    (tf.keras 2.11+'s Adam has no rate variable, like Keras 3's under a schedule). ``restoring``
+    is refused (:class:`IncompatibleStateError`); ``partial=True`` resets the optimizer (warned)."""
     fits = state.optimizer.fits if state.optimizer is not None else ()
-    if not fits or optimizer == "reset":
+    if not fits or optimizer == "reset" or not restoring:
         return optimizer
     what = (f"its {state.optimizer.class_name} variables by position without the optimizer's config; "
             f"they fit {' or '.join(fits)}")
@@ -244,12 +240,10 @@ def _ambiguous_optimizer(state: TrainingState, where: str, optimizer: str, *, re
         log.warning("%s: the file keeps %s; partial=True: the optimizer starts fresh (weights and progress "
                     "are restored)", where, what)
         return "reset"
-    if restoring:
-        raise IncompatibleStateError(
-            f"the file keeps {what}: the optimizer cannot be rebuilt from the file", path=where,
-            hint="compile the model with the optimizer the run used and pass it as model=; "
-                 "or optimizer=\"reset\" (weights and progress, a fresh optimizer) or partial=True")
-    return optimizer
+    raise IncompatibleStateError(
+        f"the file keeps {what}: the optimizer cannot be rebuilt from the file", path=where,
+        hint="compile the model with the optimizer the run used and pass it as model=; "
+             "or optimizer=\"reset\" (weights and progress, a fresh optimizer) or partial=True")
 
 
 def _rebuild(state: TrainingState, flavour: str, rt: Any, custom_objects: Mapping[str, Any] | None,
@@ -356,9 +350,15 @@ def _apply_matched(rt: Any, state: TrainingState, model: Any, *, partial: bool, 
     live = _live_shapes(rt, model)
     if not set(live) <= set(state.weights):
         through = through_model_config(state, model, live)
+        if through is None:
+            from ckptcompat.resuming.attribute_paths import through_attributes
+
+            through = through_attributes(state, model, rt._OPS.variables(model), live)  # noqa: SLF001
+            kind = "saved under the model's attribute paths (a subclassed model), paired as Keras 3 loads them"
+        else:
+            kind = "a weights file without config, named through the model's own config (as Keras's load_weights does)"
         if through is not None:
-            log.info("%s: a weights file without config, named through the model's own config "
-                     "(as Keras's load_weights does; every shape verified)", where)
+            log.info("%s: %s; every shape verified", where, kind)
             report = _apply_matched(rt, through[0], model, partial=partial, where=where)
             return dataclasses.replace(report, matching="structure", by_structure=tuple(through[1].items()))
     keras = rt._OPS.keras  # noqa: SLF001 -- same package

@@ -224,3 +224,7 @@ def test_schedule_valued_momentum_is_momentum() -> None:
     assert slot_groups("SGD", {"momentum": 0.0}, "legacy") == []
     assert [has_momentum(v) for v in (schedule, 0.9, 0.0, 0, None, False, True)] == \
         [True, True, False, False, False, False, True]
+    import numpy as np  # a hand-built state's numpy hyper-parameters (found by review)
+
+    assert [has_momentum(v) for v in (np.float32(0.9), np.int64(1), np.array(0.9), np.float32(0))] == \
+        [True, True, True, False]

@@ -31,7 +31,7 @@ from ckptcompat.formats.keras_h5._optimizer_v2 import optimizer_v2_payload
 from ckptcompat.names.lr_decay import decay_on_schedule, schedule_as_rate
 from ckptcompat.names.config_downgrade import (downgrade_model_config, downgrade_optimizer_config,
                                                downgrade_training_config, dropped_optimizer_keys)
-from ckptcompat.names.optimizer_layouts import is_optimizer_v2_config, slot_shape
+from ckptcompat.names.optimizer_layouts import is_optimizer_v2_config, refuse_unordered, slot_shape
 from ckptcompat.names.variables import canonical_optimizer_class
 from ckptcompat.state import TrainingState
 
@@ -79,6 +79,7 @@ def _optimizer_payload(state: TrainingState, infos: list[WeightInfo], path: Path
     opt = state.optimizer
     if opt is None:
         return None
+    refuse_unordered(opt, path)
     cls = canonical_optimizer_class(opt.class_name)
     own = opt.keras_config().get("config") or {}
     # OptimizerV2 writes learning_rate; standalone Keras and tf.keras before it (TF <= 1.13) lr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable, Optional, Tuple
@@ -188,12 +189,19 @@ def read_optimizer(h5: Any, opt_cfg: Mapping[str, Any] | None, generation: str,
         if layouts:
             opt_cfg = {"class_name": class_name, "config": {}}
             hyper.update(guessed)  # the flags the slots show (amsgrad): rebuild the same optimizer
+            log.warning("%s: no optimizer config: %s is rebuilt with the running Keras's defaults for every "
+                        "argument its variables do not show (beyond the learning rate%s); if the run set others, "
+                        "compile the model with its optimizer and pass it as model=", path, canon,
+                        "".join(f", {k}={v}" for k, v in guessed.items()))
     else:
         layouts = [optimizer_layout(canon, cfg, generation, trainable, first) for first in (False, True)]
-    if not layouts or layouts[0] is None or opt_cfg is None:
+    # the config describes no layer (a subclassed model): the trainable order is not known
+    unnamed = any(re.fullmatch(r"var_\d+", name.rpartition("/")[2]) for name, _ in trainable)
+    if not layouts or layouts[0] is None or opt_cfg is None or unnamed:
         # without the model config the trainable-variable order (and so the slot order) is unknown
         log.warning("%s: %s; keeping the %d optimizer variables as extra['vars/<i>']", path,
-                    "no optimizer config to order the slots" if opt_cfg is None
+                    "no optimizer config to order the slots" if opt_cfg is None else
+                    "the model config describes no layer, so not the slots' order" if unnamed
                     else f"optimizer class {class_name} has no known variable layout", len(arrays))
         iterations = int(arrays[0]) if arrays[0].shape == () and arrays[0].dtype.kind in "iu" else None
         if generation == "keras3" and len(arrays) > 1 and arrays[1].shape == () and arrays[1].dtype.kind == "f":
@@ -241,6 +249,11 @@ def _guess_layouts(canon: str, generation: str, trainable: list[tuple[str, tuple
             flags = ", ".join(f"{k}>0" if isinstance(v, float) else f"{k}={v}" for k, v in c.items())
             seen.setdefault(tuple((k, v, sl) for k, v, sl in x), f"{canon}({flags})")
         return [], {}, tuple(seen.values())
+    if fits and any(isinstance(v, float) for v in fits[0][1].values()):  # momentum > 0, its value unknown
+        flags = ", ".join(f"{k}=<a value > 0 the file does not record>" if isinstance(v, float) else f"{k}={v}"
+                          for k, v in fits[0][1].items())
+        log.warning("%s: the %s variables show %s, whose value this file does not record", path, canon, flags)
+        return [], {}, (f"{canon}({flags})",)
     return [x for x, _ in fits], (dict(fits[0][1]) if fits else {}), ()
 
 

@@ -21,7 +21,7 @@ from ckptcompat.formats.keras_h5._direct import state_bytes
 from ckptcompat.formats.keras_zip._layout import ALIAS, var_specs, walk_model_config
 from ckptcompat.formats.keras_zip._optimizer import keras3_optimizer_config, optimizer_layout, other_nadam_schedule
 from ckptcompat.names.config_upgrade import for_keras3_release, upgrade_model_config
-from ckptcompat.names.optimizer_layouts import slot_shape
+from ckptcompat.names.optimizer_layouts import refuse_unordered, slot_shape
 from ckptcompat.names.slot_meaning import nadam_u_product, translate_slots
 from ckptcompat.names.variables import canonical_optimizer_class, respell
 from ckptcompat.state import TrainingState
@@ -85,6 +85,7 @@ def _optimizer_arrays(state: TrainingState, opt_cfg: Mapping[str, Any],
                       trainable: list[tuple[str, tuple[int, ...]]], path: Path, version: str) -> list[np.ndarray]:
     opt = state.optimizer
     assert opt is not None
+    refuse_unordered(opt, path)
     cfg = opt_cfg["config"]
     layout = optimizer_layout(opt.class_name, cfg, "keras3", trainable,  # Keras 3.0: Nadam's u_product first
                               nadam_u_first=version.startswith("3.0."))

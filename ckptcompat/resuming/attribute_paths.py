@@ -1,0 +1,156 @@
+"""Keras 3 files of subclassed models: variables saved under attribute paths, not layer names.
+
+Keras 3 saves a model by walking its attributes: a subclassed model's ``self.encoder =
+Dense(3, name="enc")`` is stored under ``encoder/vars/0``, ``1``; a list attribute's layers under
+``blocks/dense``, ``blocks/dense_1`` (snake-cased class and a counter). Such a file's config
+describes no layers, so the reader names the variables ``<group>/var_<i>`` and neither names nor
+layer order identify them (HDF5 lists the groups alphabetically). Keras's own loader pairs them
+by walking the live model the same way; so does :func:`through_attributes`, with Keras's own
+walker and each layer's own ``save_own_variables`` (which fixes the order of ``vars/<i>``),
+verifying every shape and taking the pairing only when it is one to one.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any, Callable
+
+import numpy as np
+
+from ckptcompat.state import TrainingState
+
+__all__ = ["attribute_layout", "through_attributes"]
+
+log = logging.getLogger(__name__)
+
+_VAR = re.compile(r"var_(\d+)")
+_MAX_DEPTH = 64
+#: path components the keras_zip reader leaves out of its names
+_UNNAMED = frozenset({"layers", "cell", "_layer_checkpoint_dependencies"})
+
+
+def attribute_layout(model: Any, live_vars: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Attribute path Keras 3 saves each layer under -> the live names of the variables it
+    saves there, in ``vars/<i>`` order; empty where Keras 3's saving walker is not importable."""
+    walker = _keras_walker()
+    if walker is None:
+        return {}
+    walk, saveable, snake = walker
+    by_id = {id(v): name for name, v in live_vars.items()}
+    out: dict[str, list[str]] = {}
+    visited: set[int] = set()
+    clashes: list[str] = []
+
+    def own(obj: Any) -> list[str | None]:
+        store: dict[str, Any] = {}
+        try:
+            obj.save_own_variables(store)
+        except Exception as exc:  # noqa: BLE001 -- a layer that cannot say is left to the other matchers
+            log.debug("save_own_variables of %s: %s", type(obj).__name__, exc)
+            return []
+        keys = sorted(store, key=lambda k: (0, int(k)) if str(k).isdigit() else (1, str(k)))
+        return [by_id.get(id(store[k])) for k in keys]
+
+    def save(obj: Any, path: str, depth: int) -> None:
+        if id(obj) in visited or depth > _MAX_DEPTH:
+            return
+        visited.add(id(obj))
+        if path and hasattr(obj, "save_own_variables"):
+            names = own(obj)
+            key = "/".join(p for p in path.split("/") if p not in _UNNAMED)  # as the reader names it
+            if names and all(names):
+                clashes.extend([key] if key in out else [])
+                out[key] = [str(n) for n in names]
+        for attr, child in walk(obj):
+            child_path = f"{path}/{attr}" if path else attr
+            if saveable(child):
+                save(child, child_path, depth + 1)
+            elif isinstance(child, (list, tuple, dict, set)):
+                container(child, child_path, depth + 1)
+
+    def container(items: Any, path: str, depth: int) -> None:
+        used: dict[str, int] = {}
+        for item in (items.values() if isinstance(items, dict) else items):
+            if saveable(item):
+                base = snake(type(item).__name__)
+                count = used.get(base)
+                used[base] = 0 if count is None else count + 1
+                save(item, f"{path}/{base}" if count is None else f"{path}/{base}_{count + 1}", depth + 1)
+
+    save(model, "", 0)
+    if clashes:  # two groups the reader names alike: no pairing is sure
+        log.debug("attribute paths named alike without layers/ or cell/: %s", clashes)
+        return {}
+    return out
+
+
+def _keras_walker() -> tuple[Callable[[Any], Any], Callable[[Any], bool], Callable[[str], str]] | None:
+    """Keras 3's own saving walk: (children of an object, is it saved, snake-cased class name);
+    ``_walk_saveable`` / ``KerasSaveable`` since 3.1 (``_walk_trackable`` / ``_is_keras_trackable``
+    in 3.0). None where neither is importable (then no attribute pairing is tried)."""
+    try:
+        from keras.src.saving import saving_lib
+        from keras.src.utils.naming import to_snake_case
+    except ImportError:
+        return None
+    walk = getattr(saving_lib, "_walk_saveable", None)
+    if walk is not None:
+        try:
+            from keras.src.saving.keras_saveable import KerasSaveable
+        except ImportError:
+            return None
+        return walk, lambda obj: isinstance(obj, KerasSaveable), to_snake_case
+    walk, is_saveable = getattr(saving_lib, "_walk_trackable", None), getattr(saving_lib, "_is_keras_trackable", None)
+    return (walk, is_saveable, to_snake_case) if walk is not None and is_saveable is not None else None
+
+
+def through_attributes(state: TrainingState, model: Any, live_vars: Mapping[str, Any],
+                       live: Mapping[str, tuple[int, ...]]) -> tuple[TrainingState, dict[str, str]] | None:
+    """``state`` under the live names when its variables are a Keras 3 file's attribute groups
+    (:func:`attribute_layout`) and every one pairs with a live variable of the same shape, one to
+    one: (renamed state, file name -> live name); else None."""
+    # only a file whose config described no layer (names var_<i>) into a subclassed model: a
+    # Sequential / Functional file's names come from its config and are paired by structure
+    unnamed = any(_VAR.fullmatch(name.rpartition("/")[2]) for name in state.weights)
+    if state.producer.format != "keras_zip" or not unnamed or type(model).__name__ in ("Sequential", "Functional"):
+        return None
+    layout = attribute_layout(model, live_vars)
+    if not layout:
+        return None
+    groups = _file_groups(state, layout)
+    mapping: dict[str, str] = {}
+    for group, names in groups.items():
+        targets = layout.get(group)
+        if targets is None or len(targets) != len(names):
+            return None
+        for name, target in zip(names, targets):
+            if tuple(np.shape(state.weights[name])) != tuple(live[target]):
+                return None
+            mapping[name] = target
+    if len(mapping) != len(state.weights) or set(mapping.values()) != set(live):
+        return None
+    optimizer = state.optimizer
+    if optimizer is not None and optimizer.slots:
+        import dataclasses
+
+        optimizer = dataclasses.replace(optimizer, slots={mapping.get(k, k): v for k, v in optimizer.slots.items()})
+    renamed = {k: v for k, v in mapping.items() if k != v}
+    return state.replace(weights={mapping[k]: v for k, v in state.weights.items()}, optimizer=optimizer), renamed
+
+
+def _file_groups(state: TrainingState, layout: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The file's variables by attribute group, each group in ``vars/<i>`` order. A config-less
+    ``.weights.h5`` names its groups by the ``name`` attribute Keras stored there, not by their
+    path: those are translated through the file's own groups."""
+    from ckptcompat.resuming.read import _through_labels  # noqa: PLC2701 -- same package
+
+    labels = _through_labels({path: path for path in layout}, state.producer.path)
+    out: dict[str, list[tuple[int, str]]] = {}
+    for position, name in enumerate(state.weights):
+        head, _, leaf = name.rpartition("/")
+        group = labels.get(head, head)
+        found = _VAR.fullmatch(leaf)
+        out.setdefault(group, []).append((int(found.group(1)) if found else position, name))
+    return {group: [name for _, name in sorted(items)] for group, items in out.items()}
