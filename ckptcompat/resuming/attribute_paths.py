@@ -43,22 +43,12 @@ def attribute_layout(model: Any, live_vars: Mapping[str, Any]) -> dict[str, list
     visited: set[int] = set()
     clashes: list[str] = []
 
-    def own(obj: Any) -> list[str | None]:
-        store: dict[str, Any] = {}
-        try:
-            obj.save_own_variables(store)
-        except Exception as exc:  # noqa: BLE001 -- a layer that cannot say is left to the other matchers
-            log.debug("save_own_variables of %s: %s", type(obj).__name__, exc)
-            return []
-        keys = sorted(store, key=lambda k: (0, int(k)) if str(k).isdigit() else (1, str(k)))
-        return [by_id.get(id(store[k])) for k in keys]
-
     def save(obj: Any, path: str, depth: int) -> None:
         if id(obj) in visited or depth > _MAX_DEPTH:
             return
         visited.add(id(obj))
         if path and hasattr(obj, "save_own_variables"):
-            names = own(obj)
+            names = _own_variables(obj, by_id)
             key = "/".join(p for p in path.split("/") if p not in _UNNAMED)  # as the reader names it
             if names and all(names):
                 clashes.extend([key] if key in out else [])
@@ -71,19 +61,39 @@ def attribute_layout(model: Any, live_vars: Mapping[str, Any]) -> dict[str, list
                 container(child, child_path, depth + 1)
 
     def container(items: Any, path: str, depth: int) -> None:
+        if id(items) in visited or depth > _MAX_DEPTH:
+            return
+        visited.add(id(items))
         used: dict[str, int] = {}
+
+        def unique(base: str) -> str:
+            count = used.get(base)
+            used[base] = 0 if count is None else count + 1
+            return base if count is None else f"{base}_{count + 1}"
+
         for item in (items.values() if isinstance(items, dict) else items):
             if saveable(item):
-                base = snake(type(item).__name__)
-                count = used.get(base)
-                used[base] = 0 if count is None else count + 1
-                save(item, f"{path}/{base}" if count is None else f"{path}/{base}_{count + 1}", depth + 1)
+                save(item, f"{path}/{unique(snake(type(item).__name__))}", depth + 1)
+            elif isinstance(item, (list, tuple, dict)):  # Keras 3.15+: nested containers
+                container(item, f"{path}/{unique('container')}", depth + 1)
 
     save(model, "", 0)
     if clashes:  # two groups the reader names alike: no pairing is sure
         log.debug("attribute paths named alike without layers/ or cell/: %s", clashes)
         return {}
     return out
+
+
+def _own_variables(obj: Any, by_id: Mapping[int, str]) -> list[str | None]:
+    """The live names of what ``obj.save_own_variables`` stores, in ``vars/<i>`` order."""
+    store: dict[str, Any] = {}
+    try:
+        obj.save_own_variables(store)
+    except Exception as exc:  # noqa: BLE001 -- a layer that cannot say is left to the other matchers
+        log.debug("save_own_variables of %s: %s", type(obj).__name__, exc)
+        return []
+    keys = sorted(store, key=lambda k: (0, int(k)) if str(k).isdigit() else (1, str(k)))
+    return [by_id.get(id(store[k])) for k in keys]
 
 
 def _keras_walker() -> tuple[Callable[[Any], Any], Callable[[Any], bool], Callable[[str], str]] | None:
@@ -111,10 +121,10 @@ def through_attributes(state: TrainingState, model: Any, live_vars: Mapping[str,
     """``state`` under the live names when its variables are a Keras 3 file's attribute groups
     (:func:`attribute_layout`) and every one pairs with a live variable of the same shape, one to
     one: (renamed state, file name -> live name); else None."""
-    # only a file whose config described no layer (names var_<i>) into a subclassed model: a
-    # Sequential / Functional file's names come from its config and are paired by structure
-    unnamed = any(_VAR.fullmatch(name.rpartition("/")[2]) for name in state.weights)
-    if state.producer.format != "keras_zip" or not unnamed or type(model).__name__ in ("Sequential", "Functional"):
+    # a subclassed model's Keras 3 file: Keras pairs it by attribute path, whatever names the
+    # reader gave (var_<i>, or kernel/bias guessed from a group named dense_1); a Sequential /
+    # Functional file's names come from its config and are paired by name, else structure
+    if state.producer.format != "keras_zip" or type(model).__name__ in ("Sequential", "Functional"):
         return None
     layout = attribute_layout(model, live_vars)
     if not layout:

@@ -342,25 +342,25 @@ def _result(cand: Any, state: TrainingState, model: Any, report: Any, *, epoch: 
                         state=state, data_restored=data_restored)
 
 
-def _apply_matched(rt: Any, state: TrainingState, model: Any, *, partial: bool, where: str) -> Any:
+def _apply_matched(rt: Any, state: TrainingState, model: Any, *, partial: bool, where: str,
+                   paired: bool = False) -> Any:
     """Match ``state`` to ``model`` (name, else structure) and apply it; the report says how."""
+    from ckptcompat.resuming.attribute_paths import through_attributes
     from ckptcompat.resuming.match import live_layers, match_state
     from ckptcompat.resuming.read import keras3_file_paths, remap_by_structure, through_model_config
 
     live = _live_shapes(rt, model)
-    if not set(live) <= set(state.weights):
-        through = through_model_config(state, model, live)
-        if through is None:
-            from ckptcompat.resuming.attribute_paths import through_attributes
-
-            through = through_attributes(state, model, rt._OPS.variables(model), live)  # noqa: SLF001
-            kind = "saved under the model's attribute paths (a subclassed model), paired as Keras 3 loads them"
-        else:
+    if not paired:  # a subclassed model's Keras 3 file: by attribute path, as Keras 3 loads it
+        through = through_attributes(state, model, rt._OPS.variables(model), live)  # noqa: SLF001
+        kind = "saved under the model's attribute paths (a subclassed model), paired as Keras 3 loads them"
+        if through is None and not set(live) <= set(state.weights):
+            through = through_model_config(state, model, live)
             kind = "a weights file without config, named through the model's own config (as Keras's load_weights does)"
         if through is not None:
             log.info("%s: %s; every shape verified", where, kind)
-            report = _apply_matched(rt, through[0], model, partial=partial, where=where)
-            return dataclasses.replace(report, matching="structure", by_structure=tuple(through[1].items()))
+            report = _apply_matched(rt, through[0], model, partial=partial, where=where, paired=True)
+            return dataclasses.replace(report, matching="structure" if through[1] else "name",
+                                       by_structure=tuple(through[1].items()))
     keras = rt._OPS.keras  # noqa: SLF001 -- same package
     layers = live_layers(model, lambda layer: isinstance(layer, keras.Model))
     paths = [keras3_file_paths(model), keras3_file_paths(model, twice=True)]

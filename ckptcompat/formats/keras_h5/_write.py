@@ -74,17 +74,24 @@ def _layer_order(state: TrainingState, config: dict[str, Any] | None) -> list[st
     return names
 
 
+def _check_optimizer(opt: Any, cls: str, path: Path) -> None:
+    """Refuse variables kept by position that fit several configurations; say that a
+    mixed-precision loss-scale state is left out (tf.keras's own ``.h5`` save of a
+    LossScaleOptimizer fails; the inner optimizer is written)."""
+    refuse_unordered(opt, path)
+    scale = sorted(k for k in opt.extra if k.startswith("loss_scale/"))
+    if scale:
+        log.warning("%s: the mixed-precision loss-scale state (%s) is not written to the .h5, which holds the "
+                    "inner %s; a .keras file or a ckptcompat store keeps it", path, ", ".join(scale), cls)
+
+
 def _optimizer_payload(state: TrainingState, infos: list[WeightInfo], path: Path
                        ) -> tuple[dict[str, Any], list[tuple[str, np.ndarray]]] | None:
     opt = state.optimizer
     if opt is None:
         return None
-    refuse_unordered(opt, path)
     cls = canonical_optimizer_class(opt.class_name)
-    scale = sorted(k for k in opt.extra if k.startswith("loss_scale/"))
-    if scale:  # tf.keras's own .h5 save of a LossScaleOptimizer fails; the inner optimizer is written
-        log.warning("%s: the mixed-precision loss-scale state (%s) is not written to the .h5, which holds the "
-                    "inner %s; a .keras file or a ckptcompat store keeps it", path, ", ".join(scale), cls)
+    _check_optimizer(opt, cls, path)
     own = opt.keras_config().get("config") or {}
     # OptimizerV2 writes learning_rate; standalone Keras and tf.keras before it (TF <= 1.13) lr
     if state.producer.framework != "keras" and "lr" not in own and is_optimizer_v2_config(own, opt.hyperparameters):
