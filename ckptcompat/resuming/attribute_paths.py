@@ -154,9 +154,9 @@ def _file_groups(state: TrainingState, layout: Mapping[str, Any]) -> dict[str, l
     """The file's variables by attribute group, each group in ``vars/<i>`` order. A config-less
     ``.weights.h5`` names its groups by the ``name`` attribute Keras stored there, not by their
     path: those are translated through the file's own groups."""
-    from ckptcompat.resuming.read import _through_labels  # noqa: PLC2701 -- same package
+    from ckptcompat.resuming.read import through_labels
 
-    labels = _through_labels({path: path for path in layout}, state.producer.path)
+    labels = through_labels({path: path for path in layout}, state.producer.path)
     out: dict[str, list[tuple[int, str]]] = {}
     for position, name in enumerate(state.weights):
         head, _, leaf = name.rpartition("/")

@@ -15,7 +15,7 @@ from ckptcompat.errors import CheckpointNotFoundError, CkptCompatError
 from ckptcompat.names.variables import respell
 from ckptcompat.state import Progress, TrainingState
 
-__all__ = ["LOOKED_FOR", "pick_and_read", "merge", "remap_by_structure", "keras3_file_paths"]
+__all__ = ["LOOKED_FOR", "pick_and_read", "merge", "remap_by_structure", "keras3_file_paths", "through_labels"]
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ def keras3_file_paths(model: Any, twice: bool = False) -> dict[str, str]:
     return out
 
 
-def _through_labels(file_paths: Mapping[str, str], path: str | None) -> dict[str, str]:
+def through_labels(file_paths: Mapping[str, str], path: str | None) -> dict[str, str]:
     """``file_paths`` keyed the way the reader names a config-less ``.weights.h5``'s layers.
 
     Without a config the reader names each layer by the ``name`` attribute Keras stored
@@ -263,7 +263,7 @@ def remap_by_structure(state: TrainingState, live: Mapping[str, tuple[int, ...]]
         schemes = [file_paths] if isinstance(file_paths, Mapping) else list(file_paths or [{}])
         by_paths: dict[str, str] = {}
         for scheme in schemes:  # the first naming scheme that places every layer wins
-            by_paths = _by_file_paths(full, free_all, state, live, _through_labels(scheme, state.producer.path))
+            by_paths = _by_file_paths(full, free_all, state, live, through_labels(scheme, state.producer.path))
             if by_paths:
                 break
         if by_paths:

@@ -50,19 +50,25 @@ def _net_class(keras: Any) -> type:
     return Net
 
 
+def _trained_and_saved(keras: Any, cls: type, tmp_path: Path, kind: str, *, seed: int) -> tuple[Any, Path, Any]:
+    """(a ``cls`` model trained 2 epochs with Adam, its ``.keras`` or ``.weights.h5``, the inputs)."""
+    rng = np.random.default_rng(seed)
+    x, y = rng.random((16, 6), dtype=np.float32), rng.random((16, 1), dtype=np.float32)
+    saved = cls()
+    saved.compile(keras.optimizers.Adam(0.01), "mse")
+    saved.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    path = tmp_path / ("m.keras" if kind == "keras" else "m.weights.h5")
+    saved.save(str(path)) if kind == "keras" else saved.save_weights(str(path))
+    return saved, path, x
+
+
 @pytest.mark.parametrize("kind", ["keras", "weights_h5"])
 def test_subclassed_model_resumes_by_attribute_paths(tmp_path: Path, kind: str) -> None:
     if keras_flavour() != "keras3":
         pytest.skip("Keras 3 saves subclassed models by attribute path")
     keras = keras_module()
     net = _net_class(keras)
-    rng = np.random.default_rng(0)
-    x, y = rng.random((16, 6), dtype=np.float32), rng.random((16, 1), dtype=np.float32)
-    saved = net()
-    saved.compile(keras.optimizers.Adam(0.01), "mse")
-    saved.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
-    path = tmp_path / ("m.keras" if kind == "keras" else "m.weights.h5")
-    saved.save(str(path)) if kind == "keras" else saved.save_weights(str(path))
+    saved, path, x = _trained_and_saved(keras, net, tmp_path, kind, seed=0)
     net(), net()  # other generated layer names in the fresh model
     fresh = net()
     fresh.compile(keras.optimizers.Adam(0.01), "mse")
@@ -131,13 +137,7 @@ def test_subclassed_model_pairs_as_keras_loads_it(tmp_path: Path, case: str, kin
     if case == "nested_lists" and tuple(int(p) for p in keras.version().split(".")[:2]) < (3, 15):
         pytest.skip("nested containers are saved from Keras 3.15")
     saved_cls, live_cls = _review_models(keras)[case]
-    rng = np.random.default_rng(1)
-    x, y = rng.random((16, 6), dtype=np.float32), rng.random((16, 1), dtype=np.float32)
-    saved = saved_cls()
-    saved.compile(keras.optimizers.Adam(0.01), "mse")
-    saved.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
-    path = tmp_path / ("m.keras" if kind == "keras" else "m.weights.h5")
-    saved.save(str(path)) if kind == "keras" else saved.save_weights(str(path))
+    saved, path, x = _trained_and_saved(keras, saved_cls, tmp_path, kind, seed=1)
     native, fresh = live_cls(), live_cls()
     for model in (native, fresh):
         model.compile(keras.optimizers.Adam(0.01), "mse")
