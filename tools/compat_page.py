@@ -109,11 +109,41 @@ def build(matrix_dir: Path) -> str:
                              + (f" + {gaps} gap" if gaps else ""))
         label = _KIND_LABEL.get(kind, kind) + (" †" if (producer, kind) in generated else "")
         lines.append(f"| `{producer}` | {label} | " + " | ".join(cells) + " |")
+    lines += _subclassed_lines(matrix_dir)
     if notes:
         lines += ["", "## Qualified cells", ""]
         for note, where in sorted(notes.items()):
             lines.append(f"- {note}: {len(where)} cell(s)")
     return "\n".join(lines) + "\n"
+
+
+def _subclassed_lines(matrix_dir: Path) -> list[str]:
+    """The subclassed-model table (``tests/matrix/test_subclassed_corpus.py``'s
+    ``subclassed_table.json``): per producer and file, ckptcompat / native ``load_weights``
+    restores exact in each Keras 3 consumer."""
+    reports = [json.loads(p.read_text()) for p in sorted(matrix_dir.glob("*/report/subclassed_table.json"))]
+    if not reports:
+        return []
+    names = [r["consumer"] for r in reports]
+    grid: dict[tuple[str, str], dict[str, list[tuple[bool, bool]]]] = defaultdict(lambda: defaultdict(list))
+    for report in reports:
+        for cell in report["cells"]:
+            grid[(cell["producer"], cell["file"])][report["consumer"]].append((cell["ok"], cell["native_ok"]))
+    lines = ["", "## Keras 3 subclassed models", "",
+             "Subclassed models (`fixtures/_subclassed.py`: saved under attribute paths, config without",
+             "layers) written by every Keras 3 producer, resumed with `model=` into a fresh instance whose",
+             "generated layer names differ: ckptcompat exact / native `load_weights` exact (files).", "",
+             "| producer | file | " + " | ".join(f"`{n}`" for n in names) + " |",
+             "|---|---|" + "---|" * len(names)]
+    for (producer, file), per in sorted(grid.items()):
+        cells = []
+        for name in names:
+            got = per.get(name, [])
+            ours, native = sum(o for o, _ in got), sum(n for _, n in got)
+            cells.append(f"{ours}/{len(got)} / {native}/{len(got)}" + ("" if ours == len(got) else " **FAIL**")
+                         if got else "–")
+        lines.append(f"| `{producer}` | `{file}` | " + " | ".join(cells) + " |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,8 +27,6 @@ log = logging.getLogger(__name__)
 
 _VAR = re.compile(r"var_(\d+)")
 _MAX_DEPTH = 64
-#: path components the keras_zip reader leaves out of its names
-_UNNAMED = frozenset({"layers", "cell", "_layer_checkpoint_dependencies"})
 
 
 def attribute_layout(model: Any, live_vars: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -37,19 +35,25 @@ def attribute_layout(model: Any, live_vars: Mapping[str, Any]) -> dict[str, list
     walker = _keras_walker()
     if walker is None:
         return {}
+    from ckptcompat.formats.keras_zip._weights import group_name_parts
+
     walk, saveable, snake = walker
     by_id = {id(v): name for name, v in live_vars.items()}
     out: dict[str, list[str]] = {}
     visited: set[int] = set()
+    # what ``visited`` holds stays alive: a property's temporary list (``model.layers``) freed
+    # during the walk would lend its id to the next one, which would then be skipped
+    alive: list[Any] = []
     clashes: list[str] = []
 
     def save(obj: Any, path: str, depth: int) -> None:
         if id(obj) in visited or depth > _MAX_DEPTH:
             return
         visited.add(id(obj))
-        if path and hasattr(obj, "save_own_variables"):
-            names = _own_variables(obj, by_id)
-            key = "/".join(p for p in path.split("/") if p not in _UNNAMED)  # as the reader names it
+        alive.append(obj)
+        if hasattr(obj, "save_own_variables"):  # the model's own variables too, at vars/<i>
+            names = _own_variables(obj, by_id, live_vars)
+            key = "/".join(group_name_parts(f"{path}/vars" if path else "vars")) or "model"  # as the reader names it
             if names and all(names):
                 clashes.extend([key] if key in out else [])
                 out[key] = [str(n) for n in names]
@@ -64,6 +68,7 @@ def attribute_layout(model: Any, live_vars: Mapping[str, Any]) -> dict[str, list
         if id(items) in visited or depth > _MAX_DEPTH:
             return
         visited.add(id(items))
+        alive.append(items)
         used: dict[str, int] = {}
 
         def unique(base: str) -> str:
@@ -84,8 +89,10 @@ def attribute_layout(model: Any, live_vars: Mapping[str, Any]) -> dict[str, list
     return out
 
 
-def _own_variables(obj: Any, by_id: Mapping[int, str]) -> list[str | None]:
-    """The live names of what ``obj.save_own_variables`` stores, in ``vars/<i>`` order."""
+def _own_variables(obj: Any, by_id: Mapping[int, str], live_vars: Mapping[str, Any]) -> list[str | None]:
+    """The live names of what ``obj.save_own_variables`` stores, in ``vars/<i>`` order. A layer
+    that stores copies (numpy arrays) instead of its variables is read by value: each copy must
+    equal exactly one of the layer's variables (same shape and bytes), else its name is None."""
     store: dict[str, Any] = {}
     try:
         obj.save_own_variables(store)
@@ -93,7 +100,19 @@ def _own_variables(obj: Any, by_id: Mapping[int, str]) -> list[str | None]:
         log.debug("save_own_variables of %s: %s", type(obj).__name__, exc)
         return []
     keys = sorted(store, key=lambda k: (0, int(k)) if str(k).isdigit() else (1, str(k)))
-    return [by_id.get(id(store[k])) for k in keys]
+    names = [by_id.get(id(store[k])) for k in keys]
+    if all(names):
+        return names
+    owned = {id(v) for v in getattr(obj, "weights", ())}
+    candidates = [(name, np.asarray(v)) for name, v in live_vars.items() if id(v) in owned and name not in names]
+    for i, key in enumerate(keys):
+        if names[i] is None:
+            copy = np.asarray(store[key])
+            equal = [name for name, value in candidates
+                     if value.shape == copy.shape and value.dtype == copy.dtype and value.tobytes() == copy.tobytes()]
+            names[i] = equal[0] if len(equal) == 1 else None
+            log.debug("%s stores a copy at vars/%s: %s", type(obj).__name__, key, equal or "no variable equals it")
+    return names if len(set(names)) == len(names) else [None] * len(names)
 
 
 def _keras_walker() -> tuple[Callable[[Any], Any], Callable[[Any], bool], Callable[[str], str]] | None:

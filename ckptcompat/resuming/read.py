@@ -190,7 +190,7 @@ def through_labels(file_paths: Mapping[str, str], path: str | None) -> dict[str,
     if not path or not str(path).endswith(".h5"):
         return dict(file_paths)
     from ckptcompat.formats.keras_zip._io import open_h5_path
-    from ckptcompat.formats.keras_zip._weights import all_var_groups
+    from ckptcompat.formats.keras_zip._weights import all_var_groups, group_name_parts
 
     out = dict(file_paths)
     try:
@@ -200,8 +200,7 @@ def through_labels(file_paths: Mapping[str, str], path: str | None) -> dict[str,
         return out
     try:
         for group in all_var_groups(h5):
-            norm = group.replace("\\", "/")
-            parts = [x for x in norm.split("/")[:-1] if x not in ("layers", "cell", "_layer_checkpoint_dependencies")]
+            parts = group_name_parts(group)
             label = h5[group].attrs.get("name")
             if isinstance(label, bytes):
                 label = label.decode("utf-8", "replace")

@@ -17,7 +17,7 @@ from ckptcompat.formats.keras_zip._layout import (ALIAS, LayerSlot, VarSpec, inf
 from ckptcompat.formats.keras_zip._optimizer import optimizer_layout
 from ckptcompat.names.variables import canonical_optimizer_class
 
-__all__ = ["read_weights", "read_optimizer", "all_var_groups"]
+__all__ = ["read_weights", "read_optimizer", "all_var_groups", "group_name_parts"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,19 @@ def all_var_groups(h5: Any) -> list[str]:
             found.append(name)
     h5.visititems(visit)
     return found
+
+
+#: path components that only hold sub-objects: ``layers/dense``, an RNN's ``lstm/cell``, Keras
+#: 2.13-2.15's ``_layer_checkpoint_dependencies``
+_CONTAINERS = frozenset({"layers", "cell", "_layer_checkpoint_dependencies"})
+
+
+def group_name_parts(group: str) -> list[str]:
+    """The components the reader names a ``.../vars`` group's variables by (``layers/lstm/cell/vars``
+    -> ``["lstm"]``); a leading ``cell`` is a subclassed model's attribute of that name, not an
+    RNN's cell, and is kept (``cell/vars`` -> ``["cell"]``); ``[]`` for the model's own ``vars``."""
+    comps = group.replace("\\", "/").split("/")[:-1]
+    return [x for i, x in enumerate(comps) if x not in _CONTAINERS or (i == 0 and x == "cell")]
 
 
 def _shapes_ok(specs: list[VarSpec], arrays: list[np.ndarray]) -> bool:
@@ -145,7 +158,7 @@ def _read_unlisted_group(h5: Any, group: str, model_cfg: Mapping[str, Any] | Non
     without a config, its layer class guessed from the group name and shapes)."""
     arrays = group_vars(h5, group, path) or []
     norm = group.replace("\\", "/")  # Windows-written files use backslashes inside names
-    parts = [x for x in norm.split("/")[:-1] if x not in ("layers", "cell", "_layer_checkpoint_dependencies")]
+    parts = group_name_parts(norm)
     label = h5[group].attrs.get("name")
     if isinstance(label, bytes):
         label = label.decode("utf-8", "replace")
