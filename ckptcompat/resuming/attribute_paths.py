@@ -40,11 +40,10 @@ def attribute_layout(model: Any, live_vars: Mapping[str, Any]) -> dict[str, list
     walk, saveable, snake = walker
     by_id = {id(v): name for name, v in live_vars.items()}
     out: dict[str, list[str]] = {}
-    visited: set[int] = set()
-    # what ``visited`` holds stays alive: a property's temporary list (``model.layers``) freed
-    # during the walk would lend its id to the next one, which would then be skipped
-    alive: list[Any] = []
-    clashes: list[str] = []
+    # what ``visited`` holds stays alive (``alive``): a property's temporary list (``model.layers``)
+    # freed during the walk would lend its id to the next one, which would then be skipped
+    visited, alive, clashes = set(), [], []  # type: set[int], list[Any], list[str]
+    holding: set[str] = set()  # raw paths of the objects with variables of their own (``encoder``)
 
     def save(obj: Any, path: str, depth: int) -> None:
         if id(obj) in visited or depth > _MAX_DEPTH:
@@ -53,7 +52,9 @@ def attribute_layout(model: Any, live_vars: Mapping[str, Any]) -> dict[str, list
         alive.append(obj)
         if hasattr(obj, "save_own_variables"):  # the model's own variables too, at vars/<i>
             names = _own_variables(obj, by_id, live_vars)
-            key = "/".join(group_name_parts(f"{path}/vars" if path else "vars")) or "model"  # as the reader names it
+            holding.update([path] if names else [])
+            # as the reader names the group (a parent is saved before its children)
+            key = "/".join(group_name_parts(f"{path}/vars" if path else "vars", holding.__contains__)) or "model"
             if names and all(names):
                 clashes.extend([key] if key in out else [])
                 out[key] = [str(n) for n in names]
@@ -103,13 +104,15 @@ def _own_variables(obj: Any, by_id: Mapping[int, str], live_vars: Mapping[str, A
     names = [by_id.get(id(store[k])) for k in keys]
     if all(names):
         return names
-    owned = {id(v) for v in getattr(obj, "weights", ())}
+    # only the layer's own variables: a sub-layer's are saved in its own group
+    own = [*getattr(obj, "_trainable_variables", ()), *getattr(obj, "_non_trainable_variables", ())]
+    owned = {id(v) for v in own}
     candidates = [(name, np.asarray(v)) for name, v in live_vars.items() if id(v) in owned and name not in names]
     for i, key in enumerate(keys):
         if names[i] is None:
             copy = np.asarray(store[key])
-            equal = [name for name, value in candidates
-                     if value.shape == copy.shape and value.dtype == copy.dtype and value.tobytes() == copy.tobytes()]
+            equal = [name for name, value in candidates if name not in names and value.shape == copy.shape
+                     and value.dtype == copy.dtype and value.tobytes() == copy.tobytes()]
             names[i] = equal[0] if len(equal) == 1 else None
             log.debug("%s stores a copy at vars/%s: %s", type(obj).__name__, key, equal or "no variable equals it")
     return names if len(set(names)) == len(names) else [None] * len(names)
@@ -158,8 +161,9 @@ def through_attributes(state: TrainingState, model: Any, live_vars: Mapping[str,
             if tuple(np.shape(state.weights[name])) != tuple(live[target]):
                 return None
             mapping[name] = target
-    if len(mapping) != len(state.weights) or set(mapping.values()) != set(live):
-        return None
+    targets = set(mapping.values())
+    if len(mapping) != len(state.weights) or len(targets) != len(mapping) or targets != set(live):
+        return None  # one to one, every live variable restored
     optimizer = state.optimizer
     if optimizer is not None and optimizer.slots:
         import dataclasses

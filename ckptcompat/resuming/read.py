@@ -190,7 +190,7 @@ def through_labels(file_paths: Mapping[str, str], path: str | None) -> dict[str,
     if not path or not str(path).endswith(".h5"):
         return dict(file_paths)
     from ckptcompat.formats.keras_zip._io import open_h5_path
-    from ckptcompat.formats.keras_zip._weights import all_var_groups, group_name_parts
+    from ckptcompat.formats.keras_zip._weights import all_var_groups, group_name_parts, var_group_prefixes
 
     out = dict(file_paths)
     try:
@@ -199,8 +199,10 @@ def through_labels(file_paths: Mapping[str, str], path: str | None) -> dict[str,
         log.debug("%s: layer labels not read (%s)", path, exc)
         return out
     try:
-        for group in all_var_groups(h5):
-            parts = group_name_parts(group)
+        groups = all_var_groups(h5)
+        holds_vars = var_group_prefixes(groups)
+        for group in groups:
+            parts = group_name_parts(group, holds_vars)
             label = h5[group].attrs.get("name")
             if isinstance(label, bytes):
                 label = label.decode("utf-8", "replace")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Callable, Optional, Tuple
 
@@ -17,7 +17,7 @@ from ckptcompat.formats.keras_zip._layout import (ALIAS, LayerSlot, VarSpec, inf
 from ckptcompat.formats.keras_zip._optimizer import optimizer_layout
 from ckptcompat.names.variables import canonical_optimizer_class
 
-__all__ = ["read_weights", "read_optimizer", "all_var_groups", "group_name_parts"]
+__all__ = ["read_weights", "read_optimizer", "all_var_groups", "group_name_parts", "var_group_prefixes"]
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +41,21 @@ def all_var_groups(h5: Any) -> list[str]:
 _CONTAINERS = frozenset({"layers", "cell", "_layer_checkpoint_dependencies"})
 
 
-def group_name_parts(group: str) -> list[str]:
+def group_name_parts(group: str, holds_vars: Callable[[str], bool] = lambda prefix: False) -> list[str]:
     """The components the reader names a ``.../vars`` group's variables by (``layers/lstm/cell/vars``
-    -> ``["lstm"]``); a leading ``cell`` is a subclassed model's attribute of that name, not an
-    RNN's cell, and is kept (``cell/vars`` -> ``["cell"]``); ``[]`` for the model's own ``vars``."""
+    -> ``["lstm"]``). A ``cell`` is an RNN's cell, left out, unless it cannot be: at the top
+    (``cell/vars`` -> ``["cell"]``: a subclassed model's attribute) or under an object holding
+    variables of its own (``holds_vars("encoder")``: ``encoder/vars`` and ``encoder/cell/vars``
+    would be named alike). ``[]`` for the model's own ``vars``."""
     comps = group.replace("\\", "/").split("/")[:-1]
-    return [x for i, x in enumerate(comps) if x not in _CONTAINERS or (i == 0 and x == "cell")]
+    return [x for i, x in enumerate(comps) if x not in _CONTAINERS
+            or (x == "cell" and (i == 0 or holds_vars("/".join(comps[:i]))))]
+
+
+def var_group_prefixes(groups: Iterable[str]) -> Callable[[str], bool]:
+    """``holds_vars`` for :func:`group_name_parts`: whether ``<prefix>/vars`` is one of ``groups``."""
+    prefixes = {g.replace("\\", "/")[:-len("/vars")] for g in groups if g.replace("\\", "/").endswith("/vars")}
+    return prefixes.__contains__
 
 
 def _shapes_ok(specs: list[VarSpec], arrays: list[np.ndarray]) -> bool:
@@ -92,9 +101,11 @@ def read_weights(h5: Any, model_cfg: Mapping[str, Any] | None, path: Path,
             trainable.append(name)
 
     used = _read_config_layers(h5, model_cfg, path, add, generation) if model_cfg is not None else set()
-    for group in all_var_groups(h5):
+    groups = all_var_groups(h5)
+    holds_vars = var_group_prefixes(groups)
+    for group in groups:
         if group not in used:
-            _read_unlisted_group(h5, group, model_cfg, path, add)
+            _read_unlisted_group(h5, group, model_cfg, path, add, holds_vars)
     return weights, trainable
 
 
@@ -153,12 +164,12 @@ _WRAPPER_SIDES = ("forward_layer", "backward_layer")
 
 
 def _read_unlisted_group(h5: Any, group: str, model_cfg: Mapping[str, Any] | None, path: Path,
-                         add: _Add) -> None:
+                         add: _Add, holds_vars: Callable[[str], bool] = lambda prefix: False) -> None:
     """Add the variables of a group no config layer claimed, named after its path (and,
     without a config, its layer class guessed from the group name and shapes)."""
     arrays = group_vars(h5, group, path) or []
     norm = group.replace("\\", "/")  # Windows-written files use backslashes inside names
-    parts = group_name_parts(norm)
+    parts = group_name_parts(norm, holds_vars)
     label = h5[group].attrs.get("name")
     if isinstance(label, bytes):
         label = label.decode("utf-8", "replace")
