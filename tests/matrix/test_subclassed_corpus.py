@@ -91,6 +91,7 @@ def test_subclassed_files_of_every_keras3_producer_resume_here(capsys: pytest.Ca
     cells: list[dict[str, Any]] = []
     for env, folder, truth in producers:
         for case, want in sorted(truth["cases"].items()):
+            assert want["slots"] and want["iterations"] > 0, f"{env}/{case}: the truth records no optimizer state"
             for rel in want["files"]:
                 path = folder / rel
                 native = _native(keras, sub, case, path, want)
