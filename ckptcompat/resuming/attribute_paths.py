@@ -145,8 +145,10 @@ def through_attributes(state: TrainingState, model: Any, live_vars: Mapping[str,
     one: (renamed state, file name -> live name); else None."""
     # a subclassed model's Keras 3 file: Keras pairs it by attribute path, whatever names the
     # reader gave (var_<i>, or kernel/bias guessed from a group named dense_1); a Sequential /
-    # Functional file's names come from its config and are paired by name, else structure
-    if state.producer.format != "keras_zip" or type(model).__name__ in ("Sequential", "Functional"):
+    # Functional file, or any whose config lists its layers (a subclass of Sequential), is named
+    # after the layers' own names, not their paths, and is paired by name, else structure
+    if state.producer.format != "keras_zip" or type(model).__name__ in ("Sequential", "Functional") \
+            or _config_lists_layers(state):
         return None
     layout = attribute_layout(model, live_vars)
     if not layout:
@@ -171,6 +173,12 @@ def through_attributes(state: TrainingState, model: Any, live_vars: Mapping[str,
         optimizer = dataclasses.replace(optimizer, slots={mapping.get(k, k): v for k, v in optimizer.slots.items()})
     renamed = {k: v for k, v in mapping.items() if k != v}
     return state.replace(weights={mapping[k]: v for k, v in state.weights.items()}, optimizer=optimizer), renamed
+
+
+def _config_lists_layers(state: TrainingState) -> bool:
+    """Whether the file's model config lists layers (then the reader named them by it)."""
+    config = (state.model_config or {}).get("config") if isinstance(state.model_config, Mapping) else None
+    return isinstance(config, Mapping) and bool(config.get("layers"))
 
 
 def _file_groups(state: TrainingState, layout: Mapping[str, Any]) -> dict[str, list[str]]:

@@ -159,7 +159,19 @@ def _review_models(keras: Any) -> dict[str, tuple[type, type]]:
         def call(self, x: Any) -> Any:
             return self.out(self.encoder(x))
 
+    class MySequential(keras.Sequential):  # its config lists the layers, named like other layers'
+        def __init__(self, **kwargs: Any) -> None:  # paths (layers/dense...): paired by path, swapped (review)
+            first, second = dense(6, activation="relu", name="dense_1"), dense(6, activation="relu", name="dense")
+            super().__init__([keras.Input((6,)), first, second, dense(1, name="dense_2")], **kwargs)
+
+    class MyFunctional(keras.Model):  # a Functional whose config lists no layers
+        def __init__(self, **kwargs: Any) -> None:
+            second, first = dense(6, activation="relu"), dense(6, activation="relu")
+            inputs = keras.Input((6,))
+            super().__init__(inputs, dense(1)(second(first(inputs))), **kwargs)
+
     return {"lists": (Lists, Lists), "nested_lists": (Grid, Grid), "nested_cell": (NestedCell, NestedCell),
+            "sequential_subclass": (MySequential, MySequential), "functional_subclass": (MyFunctional, MyFunctional),
             "names_swapped": (named("dense_b", "dense_a"), named("dense_a", "dense_b")),
             "own_variable_and_cell": (Owner, Owner), "stores_copies": (Copies, Copies)}
 
@@ -186,7 +198,7 @@ def _CopyingLayer(keras: Any, init: str = "glorot_uniform") -> Any:  # noqa: N80
 
 
 @pytest.mark.parametrize("case", ["lists", "nested_lists", "names_swapped", "own_variable_and_cell",
-                                  "nested_cell", "stores_copies"])
+                                  "nested_cell", "stores_copies", "sequential_subclass", "functional_subclass"])
 @pytest.mark.parametrize("kind", ["keras", "weights_h5"])
 def test_subclassed_model_pairs_as_keras_loads_it(tmp_path: Path, case: str, kind: str) -> None:
     """Every variable lands where Keras's own ``load_weights`` puts it (attribute paths), the
