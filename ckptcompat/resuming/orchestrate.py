@@ -267,7 +267,9 @@ def _restore_model_state(rt: Any, state: TrainingState, model: Any, where: str, 
     """Apply weights and optimizer state to ``model`` (matched by name, else structure), then
     the ``learning_rate`` override; returns the apply report."""
     to_apply = _state_to_apply(rt, state, model, where, optimizer=optimizer)
-    report = _apply_matched(rt, to_apply, model, partial=partial, where=where)
+    placed = getattr(state.optimizer, "class_name", None) == "Unknown" and to_apply.optimizer is not None \
+        and to_apply.optimizer.class_name != "Unknown"  # slots placed by position: keyed by live names
+    report = _apply_matched(rt, to_apply, model, partial=partial, where=where, live_slots=placed)
     if optimizer == "reset":
         report = dataclasses.replace(report, optimizer_reset=True)
     if learning_rate is not None:
@@ -343,8 +345,8 @@ def _result(cand: Any, state: TrainingState, model: Any, report: Any, *, epoch: 
 
 
 def _apply_matched(rt: Any, state: TrainingState, model: Any, *, partial: bool, where: str,
-                   paired: bool = False) -> Any:
-    """Match ``state`` to ``model`` (name, else structure) and apply it; the report says how."""
+                   paired: bool = False, live_slots: bool = False) -> Any:
+    """Match ``state`` to ``model`` (name, else structure), apply it; the report says how (``live_slots``: kept)."""
     from ckptcompat.resuming.attribute_paths import through_attributes
     from ckptcompat.resuming.match import live_layers, match_state
     from ckptcompat.resuming.read import keras3_file_paths, remap_by_structure, through_model_config
@@ -358,7 +360,8 @@ def _apply_matched(rt: Any, state: TrainingState, model: Any, *, partial: bool, 
             kind = "a weights file without config, named through the model's own config (as Keras's load_weights does)"
         if through is not None:
             log.info("%s: %s; every shape verified", where, kind)
-            report = _apply_matched(rt, through[0], model, partial=partial, where=where, paired=True)
+            paired_state = through[0].replace(optimizer=state.optimizer) if live_slots else through[0]
+            report = _apply_matched(rt, paired_state, model, partial=partial, where=where, paired=True)
             return dataclasses.replace(report, matching="structure" if through[1] else "name",
                                        by_structure=tuple(through[1].items()))
     keras = rt._OPS.keras  # noqa: SLF001 -- same package
@@ -370,7 +373,7 @@ def _apply_matched(rt: Any, state: TrainingState, model: Any, *, partial: bool, 
         mapping = {a: b for a, b in zip(state.weights, found.state.weights) if a != b}
     method = "structure" if mapping else "name"
     try:
-        report = rt.apply(found.state, model, partial=partial)
+        report = rt.apply(found.state.replace(optimizer=state.optimizer) if live_slots else found.state, model, partial=partial)
     except IncompatibleStateError as exc:
         if not found.misfits:
             raise
