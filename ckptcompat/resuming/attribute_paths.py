@@ -93,7 +93,8 @@ def attribute_layout(model: Any, live_vars: Mapping[str, Any]) -> dict[str, list
 def _own_variables(obj: Any, by_id: Mapping[int, str], live_vars: Mapping[str, Any]) -> list[str | None]:
     """The live names of what ``obj.save_own_variables`` stores, in ``vars/<i>`` order. A layer
     that stores copies (numpy arrays) instead of its variables is read by value: each copy must
-    equal exactly one of the layer's variables (same shape and bytes), else its name is None."""
+    equal exactly one of the layer's own variables not yet paired (same shape, dtype and bytes),
+    else its name is None."""
     store: dict[str, Any] = {}
     try:
         obj.save_own_variables(store)
