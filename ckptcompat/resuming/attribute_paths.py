@@ -1,19 +1,21 @@
-"""Keras 3 files of subclassed models: variables saved under attribute paths, not layer names.
+"""Keras 3 files paired with a live model the way Keras 3 loads them: by dataset path.
 
 Keras 3 saves a model by walking its attributes: a subclassed model's ``self.encoder =
 Dense(3, name="enc")`` is stored under ``encoder/vars/0``, ``1``; a list attribute's layers under
-``blocks/dense``, ``blocks/dense_1`` (snake-cased class and a counter). Such a file's config
-describes no layers, so the reader names the variables ``<group>/var_<i>`` and neither names nor
-layer order identify them (HDF5 lists the groups alphabetically). Keras's own loader pairs them
-by walking the live model the same way; so does :func:`through_attributes`, with Keras's own
-walker and each layer's own ``save_own_variables`` (which fixes the order of ``vars/<i>``),
-verifying every shape and taking the pairing only when it is one to one.
+``blocks/dense``, ``blocks/dense_1`` (snake-cased class and a counter); a Sequential's under
+``layers/<class>``, an RNN's cell under ``cell``. Where the reader cannot name the variables (a
+subclassed model, whose config describes no layers: ``<group>/var_<i>``; a layer class it does not
+know), neither names nor layer order identify them (HDF5 lists the groups alphabetically). Keras's
+own loader pairs them by walking the live model; so does :func:`through_save_walk`, with Keras's
+own walker and each layer's own ``save_own_variables`` (which fixes the order of ``vars/<i>``),
+against the dataset the reader read each variable from, verifying every shape and taking the
+pairing only when it is one to one.
 """
 
 from __future__ import annotations
 
 import logging
-import re
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Callable
 
@@ -21,29 +23,27 @@ import numpy as np
 
 from ckptcompat.state import TrainingState
 
-__all__ = ["attribute_layout", "through_attributes"]
+__all__ = ["save_walk_layout", "through_attributes", "through_save_walk"]
 
 log = logging.getLogger(__name__)
 
-_VAR = re.compile(r"var_(\d+)")
 _MAX_DEPTH = 64
 
 
-def attribute_layout(model: Any, live_vars: Mapping[str, Any]) -> dict[str, list[str]]:
-    """Attribute path Keras 3 saves each layer under -> the live names of the variables it
-    saves there, in ``vars/<i>`` order; empty where Keras 3's saving walker is not importable."""
+def save_walk_layout(model: Any, live_vars: Mapping[str, Any]) -> dict[str, list[str | None]]:
+    """Where Keras 3 saves each variable group of ``model``: the group (``encoder/vars``,
+    ``layers/lstm/cell/vars``, ``vars`` for the model's own) -> the live names of the variables it
+    saves there, in ``vars/<i>`` order (None for a stored value no variable of the layer equals);
+    empty where Keras 3's saving walker is not importable."""
     walker = _keras_walker()
     if walker is None:
         return {}
-    from ckptcompat.formats.keras_zip._weights import group_name_parts
-
     walk, saveable, snake = walker
     by_id = {id(v): name for name, v in live_vars.items()}
-    out: dict[str, list[str]] = {}
+    out: dict[str, list[str | None]] = {}
     # what ``visited`` holds stays alive (``alive``): a property's temporary list (``model.layers``)
     # freed during the walk would lend its id to the next one, which would then be skipped
-    visited, alive, clashes = set(), [], []  # type: set[int], list[Any], list[str]
-    holding: set[str] = set()  # raw paths of the objects with variables of their own (``encoder``)
+    visited, alive = set(), []  # type: set[int], list[Any]
 
     def save(obj: Any, path: str, depth: int) -> None:
         if id(obj) in visited or depth > _MAX_DEPTH:
@@ -52,12 +52,8 @@ def attribute_layout(model: Any, live_vars: Mapping[str, Any]) -> dict[str, list
         alive.append(obj)
         if hasattr(obj, "save_own_variables"):  # the model's own variables too, at vars/<i>
             names = _own_variables(obj, by_id, live_vars)
-            holding.update([path] if names else [])
-            # as the reader names the group (a parent is saved before its children)
-            key = "/".join(group_name_parts(f"{path}/vars" if path else "vars", holding.__contains__)) or "model"
-            if names and all(names):
-                clashes.extend([key] if key in out else [])
-                out[key] = [str(n) for n in names]
+            if names:
+                out[f"{path}/vars" if path else "vars"] = [None if n is None else str(n) for n in names]
         for attr, child in walk(obj):
             child_path = f"{path}/{attr}" if path else attr
             if saveable(child):
@@ -84,9 +80,6 @@ def attribute_layout(model: Any, live_vars: Mapping[str, Any]) -> dict[str, list
                 container(item, f"{path}/{unique('container')}", depth + 1)
 
     save(model, "", 0)
-    if clashes:  # two groups the reader names alike: no pairing is sure
-        log.debug("attribute paths named alike without layers/ or cell/: %s", clashes)
-        return {}
     return out
 
 
@@ -141,32 +134,55 @@ def _keras_walker() -> tuple[Callable[[Any], Any], Callable[[Any], bool], Callab
 
 def through_attributes(state: TrainingState, model: Any, live_vars: Mapping[str, Any],
                        live: Mapping[str, tuple[int, ...]]) -> tuple[TrainingState, dict[str, str]] | None:
-    """``state`` under the live names when its variables are a Keras 3 file's attribute groups
-    (:func:`attribute_layout`) and every one pairs with a live variable of the same shape, one to
-    one: (renamed state, file name -> live name); else None."""
-    # a subclassed model's Keras 3 file: Keras pairs it by attribute path, whatever names the
-    # reader gave (var_<i>, or kernel/bias guessed from a group named dense_1); a Sequential /
-    # Functional file, or any whose config lists its layers (a subclass of Sequential), is named
-    # after the layers' own names, not their paths, and is paired by name, else structure
-    if state.producer.format != "keras_zip" or type(model).__name__ in ("Sequential", "Functional") \
-            or _config_lists_layers(state):
+    """A subclassed model's Keras 3 file (its config lists no layers), paired by attribute path
+    (:func:`through_save_walk`) before any name is tried: the reader's names (``var_<i>``, or
+    kernel/bias guessed from a group named ``dense_1``) say nothing there. A Sequential /
+    Functional file, or any whose config lists its layers (a subclass of Sequential), is named
+    after the layers' own names and paired by name, else structure: None."""
+    if type(model).__name__ in ("Sequential", "Functional") or _config_lists_layers(state):
         return None
-    layout = attribute_layout(model, live_vars)
+    return through_save_walk(state, model, live_vars, live)
+
+
+def through_save_walk(state: TrainingState, model: Any, live_vars: Mapping[str, Any],
+                      live: Mapping[str, tuple[int, ...]]) -> tuple[TrainingState, dict[str, str]] | None:
+    """``state`` under the live names, paired the way Keras 3 loads a ``.keras`` / ``.weights.h5``:
+    the dataset each file variable was read from (``layers/lstm/cell/vars/0``) with the live
+    variable the model's own save walk puts there (:func:`save_walk_layout`). Taken only when every
+    one pairs, shapes equal, one to one, every live variable restored: (renamed state, file name
+    -> live name); else None."""
+    if state.producer.format != "keras_zip" or not state.producer.path:
+        return None
+    layout = save_walk_layout(model, live_vars)
     if not layout:
         return None
-    groups = _file_groups(state, layout)
+    from ckptcompat.errors import CkptCompatError
+    from ckptcompat.formats import keras_zip
+
+    try:
+        sources = keras_zip.variable_sources(state.producer.path)
+    except CkptCompatError as exc:
+        log.debug("%s: file paths not read (%s)", state.producer.path, exc)
+        return None
+    if set(sources) != set(state.weights):  # the state was named another way (through a given config)
+        return None
+    # a variable a layer saves twice (SpectralNormalization's reference to the wrapped kernel):
+    # a file read without config holds it twice, and both copies must be equal
+    saved_twice = {n for n, count in Counter(n for names in layout.values() for n in names).items() if count > 1}
     mapping: dict[str, str] = {}
-    for group, names in groups.items():
-        targets = layout.get(group)
-        if targets is None or len(targets) != len(names):
+    taken: dict[str, str] = {}  # live name -> the file name paired with it first
+    for name, source in sources.items():
+        group, _, index = source.rpartition("/")
+        targets = layout.get(group) or []
+        target = targets[int(index)] if index.isdigit() and int(index) < len(targets) else None
+        if target is None or tuple(np.shape(state.weights[name])) != tuple(live[target]):
             return None
-        for name, target in zip(names, targets):
-            if tuple(np.shape(state.weights[name])) != tuple(live[target]):
-                return None
-            mapping[name] = target
-    targets = set(mapping.values())
-    if len(mapping) != len(state.weights) or len(targets) != len(mapping) or targets != set(live):
-        return None  # one to one, every live variable restored
+        first = taken.setdefault(target, name)
+        if first != name and (target not in saved_twice or not _equal(state.weights[first], state.weights[name])):
+            return None  # one to one, but for a variable saved twice, read twice alike
+        mapping[name] = target
+    if set(mapping.values()) != set(live):
+        return None  # every live variable restored
     optimizer = state.optimizer
     if optimizer is not None and optimizer.slots:
         import dataclasses
@@ -176,23 +192,12 @@ def through_attributes(state: TrainingState, model: Any, live_vars: Mapping[str,
     return state.replace(weights={mapping[k]: v for k, v in state.weights.items()}, optimizer=optimizer), renamed
 
 
+def _equal(a: Any, b: Any) -> bool:
+    a, b = np.asarray(a), np.asarray(b)
+    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
 def _config_lists_layers(state: TrainingState) -> bool:
     """Whether the file's model config lists layers (then the reader named them by it)."""
     config = (state.model_config or {}).get("config") if isinstance(state.model_config, Mapping) else None
     return isinstance(config, Mapping) and bool(config.get("layers"))
-
-
-def _file_groups(state: TrainingState, layout: Mapping[str, Any]) -> dict[str, list[str]]:
-    """The file's variables by attribute group, each group in ``vars/<i>`` order. A config-less
-    ``.weights.h5`` names its groups by the ``name`` attribute Keras stored there, not by their
-    path: those are translated through the file's own groups."""
-    from ckptcompat.resuming.read import through_labels
-
-    labels = through_labels({path: path for path in layout}, state.producer.path)
-    out: dict[str, list[tuple[int, str]]] = {}
-    for position, name in enumerate(state.weights):
-        head, _, leaf = name.rpartition("/")
-        group = labels.get(head, head)
-        found = _VAR.fullmatch(leaf)
-        out.setdefault(group, []).append((int(found.group(1)) if found else position, name))
-    return {group: [name for _, name in sorted(items)] for group, items in out.items()}

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from ckptcompat.errors import IncompatibleStateError, InvalidArgumentError, UnsupportedFormatError
+from ckptcompat.errors import CkptCompatError, IncompatibleStateError, InvalidArgumentError, UnsupportedFormatError
 from ckptcompat.names.variables import canonical_optimizer_class
 from ckptcompat.names.optimizer_layouts import is_optimizer_v2_config
 from ckptcompat.state import OptimizerState, TrainingState
 
-__all__ = ["build_model", "compile_model", "config_for_running", "class_names", "model_from_config"]
+__all__ = ["build_model", "compile_model", "config_for_running", "class_names", "model_from_config",
+           "typed_rebuild_errors"]
 
 log = logging.getLogger(__name__)
 _SKIP_HYPER = {"name", "is_legacy_optimizer", "jit_compile", "learning_rate_schedule"}
@@ -369,3 +371,17 @@ def compile_model(model: Any, state: TrainingState, keras: Any, flavour: str, pa
     if tc.get("loss_weights") is not None:
         kwargs["loss_weights"] = tc["loss_weights"]
     model.compile(**kwargs)
+
+
+@contextlib.contextmanager
+def typed_rebuild_errors(what: str, where: str, hint: str) -> Iterator[None]:
+    """Framework errors from rebuilding a model out of a foreign config (Keras raises
+    ValueError / TypeError / AttributeError on configs it does not know) as one typed
+    :class:`UnsupportedFormatError` naming the path and the way on."""
+    try:
+        yield
+    except CkptCompatError:
+        raise
+    except (AttributeError, KeyError, TypeError, ValueError, IndexError, NotImplementedError) as exc:
+        raise UnsupportedFormatError(f"cannot {what}: {type(exc).__name__}: {exc}", path=where,
+                                     hint=hint) from exc

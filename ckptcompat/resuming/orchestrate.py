@@ -11,17 +11,16 @@ store / folder -> :mod:`ckptcompat.discovery` -> :mod:`ckptcompat.formats` -> Tr
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, overload
 
-from ckptcompat.errors import (CkptCompatError, IncompatibleStateError, InvalidArgumentError,
-                               UnsupportedFormatError)
+from ckptcompat.errors import IncompatibleStateError, InvalidArgumentError
+from ckptcompat.resuming.build import typed_rebuild_errors
 from ckptcompat.resuming.position import position, restore_data
 from ckptcompat.state import TrainingState
 
@@ -252,11 +251,11 @@ def _rebuild(state: TrainingState, flavour: str, rt: Any, custom_objects: Mappin
     saved optimizer, loss and metrics; framework errors as :class:`UnsupportedFormatError`."""
     from ckptcompat.resuming.build import build_model, compile_model
 
-    with _typed("rebuild the model from the checkpoint's config", where,
+    with typed_rebuild_errors("rebuild the model from the checkpoint's config", where,
                 "build the model yourself and pass it as model="):
         model = build_model(state, flavour, rt.keras_module(), custom_objects, where)
     if compile:
-        with _typed("compile the rebuilt model with the saved optimizer, loss and metrics", where,
+        with typed_rebuild_errors("compile the rebuilt model with the saved optimizer, loss and metrics", where,
                     "pass compile=False and compile it yourself, or pass model="):
             compile_model(model, state, rt.keras_module(), flavour, where)
     return model
@@ -347,27 +346,22 @@ def _result(cand: Any, state: TrainingState, model: Any, report: Any, *, epoch: 
 def _apply_matched(rt: Any, state: TrainingState, model: Any, *, partial: bool, where: str,
                    paired: bool = False, live_slots: bool = False) -> Any:
     """Match ``state`` to ``model`` (name, else structure), apply it; the report says how (``live_slots``: kept)."""
-    from ckptcompat.resuming.attribute_paths import through_attributes
+    from ckptcompat.resuming import file_pairing
     from ckptcompat.resuming.match import live_layers, match_state
-    from ckptcompat.resuming.read import keras3_file_paths, remap_by_structure, through_model_config
+    from ckptcompat.resuming.read import keras3_file_paths, remap_by_structure
 
     live = _live_shapes(rt, model)
-    if not paired:  # a subclassed model's Keras 3 file: by attribute path, as Keras 3 loads it
-        through = through_attributes(state, model, rt._OPS.variables(model), live)  # noqa: SLF001
-        kind = "saved under the model's attribute paths (a subclassed model), paired as Keras 3 loads them"
-        if through is None and not set(live) <= set(state.weights):
-            through = through_model_config(state, model, live)
-            kind = "a weights file without config, named through the model's own config (as Keras's load_weights does)"
-        if through is not None:
-            log.info("%s: %s; every shape verified", where, kind)
-            paired_state = through[0].replace(optimizer=state.optimizer) if live_slots else through[0]
-            report = _apply_matched(rt, paired_state, model, partial=partial, where=where, paired=True)
-            return dataclasses.replace(report, matching="structure" if through[1] else "name",
-                                       by_structure=tuple(through[1].items()))
+    through = None if paired else file_pairing.before_names(state, model, rt._OPS.variables(model), live)  # noqa: SLF001
+    if through is not None:
+        return _apply_paired(rt, state, through, model, partial=partial, where=where, live_slots=live_slots)
     keras = rt._OPS.keras  # noqa: SLF001 -- same package
     layers = live_layers(model, lambda layer: isinstance(layer, keras.Model))
     paths = [keras3_file_paths(model), keras3_file_paths(model, twice=True)]
     found = match_state(state, live, layers, remap=lambda st: remap_by_structure(st, live, paths))
+    through = None if paired or not found.misfits else \
+        file_pairing.after_misfits(state, model, rt._OPS.variables(model), live)  # noqa: SLF001
+    if through is not None:
+        return _apply_paired(rt, state, through, model, partial=partial, where=where, live_slots=live_slots)
     mapping = dict(found.mapping)
     if found.method == "name":  # name-level renames (nested-bundle suffixes, Keras 3 file paths)
         mapping = {a: b for a, b in zip(state.weights, found.state.weights) if a != b}
@@ -386,15 +380,12 @@ def _apply_matched(rt: Any, state: TrainingState, model: Any, *, partial: bool, 
     return dataclasses.replace(report, matching=method, by_structure=tuple(mapping.items()))
 
 
-@contextlib.contextmanager
-def _typed(what: str, where: str, hint: str) -> Iterator[None]:
-    """Framework errors from rebuilding a model out of a foreign config (Keras raises
-    ValueError / TypeError / AttributeError on configs it does not know) as one typed
-    :class:`UnsupportedFormatError` naming the path and the way on."""
-    try:
-        yield
-    except CkptCompatError:
-        raise
-    except (AttributeError, KeyError, TypeError, ValueError, IndexError, NotImplementedError) as exc:
-        raise UnsupportedFormatError(f"cannot {what}: {type(exc).__name__}: {exc}", path=where,
-                                     hint=hint) from exc
+def _apply_paired(rt: Any, state: TrainingState, through: Any, model: Any, *, partial: bool, where: str,
+                  live_slots: bool) -> Any:
+    """Apply a whole-file pairing (:mod:`ckptcompat.resuming.file_pairing`); slots placed by
+    position (``live_slots``) are keyed by live names already and keep them."""
+    log.info("%s: %s; every shape verified", where, through.how)
+    paired_state = through.state.replace(optimizer=state.optimizer) if live_slots else through.state
+    report = _apply_matched(rt, paired_state, model, partial=partial, where=where, paired=True)
+    return dataclasses.replace(report, matching="structure" if through.renamed else "name",
+                               by_structure=tuple(through.renamed.items()))

@@ -171,16 +171,51 @@ def read(path: str | Path, **options: Any) -> TrainingState:
                 window.close()
 
 
-def _read_state(p: Path, h5: Any, meta: Mapping[str, Any], config: Mapping[str, Any] | None,
-                include_optimizer: bool = True) -> TrainingState:
-    from ckptcompat.formats.keras_zip._weights import read_optimizer, read_weights
+def variable_sources(path: str | Path) -> dict[str, str]:
+    """Each weight :func:`read` names -> the dataset it was read from (``layers/lstm/cell/vars/0``):
+    where Keras 3 itself looks for it when loading into a live model (tensor data not read)."""
+    from ckptcompat.formats._headers import headers_only
+
+    p = Path(path)
+    try:
+        h5, meta, config, window = _open(p)
+    except (OSError, ValueError, RuntimeError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise CorruptCheckpointError(f"cannot read the file: {exc}", path=p) from exc
+    try:
+        sources: dict[str, str] = {}
+        with headers_only():
+            _read_weights(p, h5, meta, config, sources)
+        return sources
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        raise CorruptCheckpointError(f"damaged contents: {type(exc).__name__}: {exc}", path=p) from exc
+    finally:
+        h5.close()
+        if window is not None:
+            window.close()
+
+
+def _read_weights(p: Path, h5: Any, meta: Mapping[str, Any], config: Mapping[str, Any] | None,
+                  sources: dict[str, str] | None = None) -> tuple[dict[str, Any], list[str], str, str | None]:
+    """(weights, trainable names, producer generation, Keras version) as :func:`read` names them."""
+    from ckptcompat.formats.keras_zip._weights import read_weights
 
     version = meta.get("keras_version") if isinstance(meta.get("keras_version"), str) else None
     generation = _generation(version, h5)
     model_cfg = None
     if config is not None:
         model_cfg = {k: v for k, v in config.items() if k not in ("compile_config", "given")}
-    weights, trainable = read_weights(h5, model_cfg, p, generation)
+    weights, trainable = read_weights(h5, model_cfg, p, generation, sources)
+    return weights, trainable, generation, version
+
+
+def _read_state(p: Path, h5: Any, meta: Mapping[str, Any], config: Mapping[str, Any] | None,
+                include_optimizer: bool = True) -> TrainingState:
+    from ckptcompat.formats.keras_zip._weights import read_optimizer
+
+    weights, trainable, generation, version = _read_weights(p, h5, meta, config)
+    model_cfg = None
+    if config is not None:
+        model_cfg = {k: v for k, v in config.items() if k not in ("compile_config", "given")}
     if config is not None and config.get("given"):
         model_cfg = None  # named through the caller's model; the file itself records no config
     compile_cfg = (config or {}).get("compile_config") or {}

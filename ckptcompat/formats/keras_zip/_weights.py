@@ -80,23 +80,28 @@ def _resolve(h5: Any, h5_path: str) -> str:
 
 
 #: records one weight: ``add(canonical name, array, trainable)``
-_Add = Callable[[str, np.ndarray, bool], None]
+#: ``add(name, array, trainable, source)``: ``source`` the dataset the variable was read from
+_Add = Callable[[str, np.ndarray, bool, str], None]
 #: one optimizer variable's meaning: ``(kind, variable, slot)``
 _Layout = Tuple[Tuple[str, Optional[str], str], ...]
 
 
 def read_weights(h5: Any, model_cfg: Mapping[str, Any] | None, path: Path,
-                 generation: str | None = None) -> tuple[dict[str, np.ndarray], list[str]]:
+                 generation: str | None = None, sources: dict[str, str] | None = None
+                 ) -> tuple[dict[str, np.ndarray], list[str]]:
     """Weights by canonical name (model order) and the names of the trainable ones
-    (``generation``: the producer's, for the variable names that differ between them)."""
+    (``generation``: the producer's, for the variable names that differ between them);
+    ``sources``, when given, receives each name's dataset (``layers/dense/vars/0``)."""
     weights: dict[str, np.ndarray] = {}
     trainable: list[str] = []
 
-    def add(name: str, array: np.ndarray, is_trainable: bool) -> None:
+    def add(name: str, array: np.ndarray, is_trainable: bool, source: str) -> None:
         if name in weights:
             raise CorruptCheckpointError(f"two variables map to {name!r}", path=path,
                                          hint="the config does not match the weights")
         weights[name] = array
+        if sources is not None:
+            sources[name] = source.replace("\\", "/")
         if is_trainable:
             trainable.append(name)
 
@@ -136,9 +141,9 @@ def _read_config_layers(h5: Any, model_cfg: Mapping[str, Any], path: Path, add: 
         if arrays is None:
             continue
         used.add(group)
-        for spec, array in zip(_layer_specs(slot, arrays, path, generation), arrays):
+        for i, (spec, array) in enumerate(zip(_layer_specs(slot, arrays, path, generation), arrays)):
             if not spec.name.startswith(ALIAS):
-                add(f"{slot.prefix}/{spec.name}", array, slot.trainable and spec.trainable)
+                add(f"{slot.prefix}/{spec.name}", array, slot.trainable and spec.trainable, f"{group}/{i}")
     return used
 
 
@@ -187,8 +192,8 @@ def _read_unlisted_group(h5: Any, group: str, model_cfg: Mapping[str, Any] | Non
             log.warning("%s: variables at %s not described by the config; naming them var_<i>",
                         path, group)
         specs = [VarSpec(f"var_{i}") for i in range(len(arrays))]
-    for spec, array in zip(specs, arrays):
-        add(f"{prefix}/{spec.name}", array, spec.trainable)
+    for i, (spec, array) in enumerate(zip(specs, arrays)):
+        add(f"{prefix}/{spec.name}", array, spec.trainable, f"{group}/{i}")
 
 
 def read_optimizer(h5: Any, opt_cfg: Mapping[str, Any] | None, generation: str,

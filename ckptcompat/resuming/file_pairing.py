@@ -1,0 +1,57 @@
+"""Pairings of a whole file with a live model that Keras itself would use, around name matching.
+
+Before names are tried: a subclassed model's Keras 3 file by attribute path, a ``.weights.h5``
+without config through the live model's own config. After names and structure failed: any Keras 3
+file by the datasets the live model's own save walk reads (a layer class the reader does not know,
+whose variables it could only call ``var_<i>``). Each returns the state under the live names, the
+renames and a sentence for the log, or None.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from ckptcompat.state import TrainingState
+
+__all__ = ["Paired", "before_names", "after_misfits"]
+
+
+class Paired(NamedTuple):
+    """A pairing: the state under live names, file name -> live name, how it was found."""
+
+    state: TrainingState
+    renamed: dict[str, str]
+    how: str
+
+
+def before_names(state: TrainingState, model: Any, live_vars: Mapping[str, Any],
+                 live: Mapping[str, tuple[int, ...]]) -> Paired | None:
+    """The pairing Keras 3 itself uses where names cannot work: a subclassed model's file
+    (attribute paths), a ``.weights.h5`` that records no config (named through the model's)."""
+    from ckptcompat.resuming.attribute_paths import through_attributes
+    from ckptcompat.resuming.read import through_model_config
+
+    through = through_attributes(state, model, live_vars, live)
+    if through is not None:
+        return Paired(*through, "saved under the model's attribute paths (a subclassed model), "
+                                "paired as Keras 3 loads them")
+    if not set(live) <= set(state.weights):
+        through = through_model_config(state, model, live)
+        if through is not None:
+            return Paired(*through, "a weights file without config, named through the model's own config "
+                                    "(as Keras's load_weights does)")
+    return None
+
+
+def after_misfits(state: TrainingState, model: Any, live_vars: Mapping[str, Any],
+                  live: Mapping[str, tuple[int, ...]]) -> Paired | None:
+    """A Keras 3 file neither names nor structure fit (a layer class the reader does not know):
+    paired by the datasets the live model's own save walk reads, as Keras 3's loader does."""
+    from ckptcompat.resuming.attribute_paths import through_save_walk
+
+    through = through_save_walk(state, model, live_vars, live)
+    if through is None:
+        return None
+    return Paired(*through, "paired by the file's dataset paths, as Keras 3 loads them (names and "
+                            "structure did not fit)")

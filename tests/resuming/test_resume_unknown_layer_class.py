@@ -1,0 +1,139 @@
+"""resume of a Keras 3 file whose layer class the reader does not know (a user's subclass of a
+built-in layer adding a weight of its own, a custom layer): the reader can only name those
+variables ``var_<i>``, so neither names nor structure fit a fresh model; before, ``resume``
+refused the file where Keras's own ``load_weights`` restores it. Such a file is paired as Keras 3
+loads it: by the dataset each variable was read from (``layers/scaled_lstm/cell/vars/0``) and the
+place the live model's own save walk gives each of its variables, every shape verified, one to
+one. Weights, optimizer slots and iterations come back bitwise, compared with the saved model and
+with native ``load_weights``, in Sequential and Functional models, from ``.keras`` (also without
+``model=``, the class registered) and from ``.weights.h5``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+
+import ckptcompat
+from _frameworks import keras_backend, keras_module
+
+pytestmark = pytest.mark.backend  # Keras 3 on any backend (skips on Keras 2)
+
+
+def _classes(keras: Any) -> dict[str, type]:
+    package = "ckptcompat_test_unknown_class"
+
+    @keras.saving.register_keras_serializable(package)
+    class ScaledLSTM(keras.layers.LSTM):  # a built-in RNN with a weight of its own beside its cell's
+        def build(self, sequences_shape: Any) -> None:
+            super().build(sequences_shape)
+            self.scale = self.add_weight(shape=(self.units,), initializer="ones", name="scale")
+
+        def call(self, sequences: Any, initial_state: Any = None, mask: Any = None, training: bool = False) -> Any:
+            out = super().call(sequences, initial_state=initial_state, mask=mask, training=training)
+            return out * self.scale
+
+    @keras.saving.register_keras_serializable(package)
+    class Affine(keras.layers.Layer):  # two variables of one shape: only their order tells them apart
+        def build(self, shape: Any) -> None:
+            self.gain = self.add_weight(shape=(shape[-1],), initializer="random_normal", name="gain")
+            self.shift = self.add_weight(shape=(shape[-1],), initializer="random_normal", name="shift")
+
+        def call(self, x: Any) -> Any:
+            return x * self.gain + self.shift
+
+    return {"ScaledLSTM": ScaledLSTM, "Affine": Affine}
+
+
+def _builders(keras: Any) -> dict[str, Callable[[], Any]]:
+    classes = _classes(keras)
+
+    def sequential() -> Any:
+        # kernels of more than 64 values: the file's paths are read from headers, not data
+        return keras.Sequential([keras.Input((5, 3)), classes["ScaledLSTM"](16), keras.layers.Dense(2)])
+
+    def functional() -> Any:
+        inputs = keras.Input((6,))
+        x = classes["Affine"]()(keras.layers.Dense(4)(inputs))
+        return keras.Model(inputs, keras.layers.Dense(2)(classes["Affine"]()(x)))
+
+    return {"sequential_scaled_lstm": sequential, "functional_affine": functional}
+
+
+def _data(case: str) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(3)
+    shape = (16, 5, 3) if case == "sequential_scaled_lstm" else (16, 6)
+    return rng.random(shape, dtype=np.float32), rng.random((16, 2), dtype=np.float32)
+
+
+def _bytes(variables: Any) -> list[bytes]:
+    return [np.asarray(v).tobytes() for v in variables]
+
+
+def _saved(keras: Any, build: Callable[[], Any], case: str, tmp_path: Path, kind: str) -> tuple[Any, Path]:
+    """A model trained 2 epochs with Adam (own weights moved off their initial values), saved."""
+    x, y = _data(case)
+    model = build()
+    model.compile(keras.optimizers.Adam(0.01), "mse")
+    model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    path = tmp_path / ("m.keras" if kind == "keras" else "m.weights.h5")
+    model.save(str(path)) if kind == "keras" else model.save_weights(str(path))
+    return model, path
+
+
+def _fresh(keras: Any, build: Callable[[], Any], case: str) -> Any:
+    build(), build()  # other generated layer names in the fresh model
+    model = build()
+    model.compile(keras.optimizers.Adam(0.01), "mse")
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+@pytest.mark.parametrize("kind", ["keras", "weights_h5"])
+@pytest.mark.parametrize("case", ["sequential_scaled_lstm", "functional_affine"])
+def test_unknown_layer_class_resumes_as_keras_loads_it(tmp_path: Path, case: str, kind: str) -> None:
+    if keras_backend() is None:
+        pytest.skip("Keras 3 files into a Keras 3 model")
+    keras = keras_module()
+    build = _builders(keras)[case]
+    saved, path = _saved(keras, build, case, tmp_path, kind)
+    native = _fresh(keras, build, case)
+    native.load_weights(str(path))
+    fresh = _fresh(keras, build, case)
+    assert {w.path for w in fresh.weights}.isdisjoint({w.path for w in saved.weights})
+    run = ckptcompat.resume(path, model=fresh, initial_epoch=2)
+    assert run.report.matching == "structure"
+    assert _bytes(fresh.weights) == _bytes(saved.weights) == _bytes(native.weights)
+    assert int(np.asarray(fresh.optimizer.iterations)) == 4
+    assert _bytes(fresh.optimizer.variables) == _bytes(saved.optimizer.variables)
+
+
+def test_unknown_layer_class_resumes_without_model(tmp_path: Path) -> None:
+    """The class registered, the ``.keras`` alone rebuilds and resumes exactly."""
+    if keras_backend() is None:
+        pytest.skip("Keras 3 files into a Keras 3 model")
+    keras = keras_module()
+    case = "sequential_scaled_lstm"
+    saved, path = _saved(keras, _builders(keras)[case], case, tmp_path, "keras")
+    run = ckptcompat.resume(path)
+    assert _bytes(run.model.weights) == _bytes(saved.weights)
+    assert int(np.asarray(run.model.optimizer.iterations)) == 4
+    assert _bytes(run.model.optimizer.variables) == _bytes(saved.optimizer.variables)
+
+
+def test_unknown_layer_class_of_another_shape_is_refused(tmp_path: Path) -> None:
+    """Paths alone are not taken on trust: a live layer of another width is refused, naming it."""
+    if keras_backend() is None:
+        pytest.skip("Keras 3 files into a Keras 3 model")
+    keras = keras_module()
+    case = "sequential_scaled_lstm"
+    _, path = _saved(keras, _builders(keras)[case], case, tmp_path, "keras")
+    wider = keras.Sequential([keras.Input((5, 3)), _classes(keras)["ScaledLSTM"](24), keras.layers.Dense(2)])
+    wider.compile(keras.optimizers.Adam(0.01), "mse")
+    before = _bytes(wider.weights)
+    with pytest.raises(ckptcompat.IncompatibleStateError, match="scaled_lstm"):
+        ckptcompat.resume(path, model=wider)
+    assert _bytes(wider.weights) == before  # nothing assigned
