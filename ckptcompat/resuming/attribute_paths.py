@@ -58,7 +58,7 @@ def save_walk_layout(model: Any, live_vars: Mapping[str, Any]) -> dict[str, list
             child_path = f"{path}/{attr}" if path else attr
             if saveable(child):
                 save(child, child_path, depth + 1)
-            elif isinstance(child, (list, tuple, dict, set)):
+            elif isinstance(child, _attribute_containers()):
                 container(child, child_path, depth + 1)
 
     def container(items: Any, path: str, depth: int) -> None:
@@ -101,7 +101,7 @@ def _own_variables(obj: Any, by_id: Mapping[int, str], live_vars: Mapping[str, A
     # only the layer's own variables: a sub-layer's are saved in its own group
     own = [*getattr(obj, "_trainable_variables", ()), *getattr(obj, "_non_trainable_variables", ())]
     owned = {id(v) for v in own}
-    candidates = [(name, np.asarray(v)) for name, v in live_vars.items() if id(v) in owned and name not in names]
+    candidates = [(name, np.asarray(v)) for name, v in live_vars.items() if id(v) in owned]
     for i, key in enumerate(keys):
         if names[i] is None:
             copy = np.asarray(store[key])
@@ -110,6 +110,15 @@ def _own_variables(obj: Any, by_id: Mapping[int, str], live_vars: Mapping[str, A
             names[i] = equal[0] if len(equal) == 1 else None
             log.debug("%s stores a copy at vars/%s: %s", type(obj).__name__, key, equal or "no variable equals it")
     return names if len(set(names)) == len(names) else [None] * len(names)
+
+
+def _attribute_containers() -> tuple[type, ...]:
+    """The attribute containers whose items the running Keras loads (a ``set`` in 3.0, not in 3.15:
+    its ``_load_state`` names the types it follows)."""
+    from keras.src.saving import saving_lib
+
+    code = getattr(getattr(saving_lib, "_load_state", None), "__code__", None)
+    return (list, tuple, dict, set) if code is not None and "set" in code.co_names else (list, tuple, dict)
 
 
 def _keras_walker() -> tuple[Callable[[Any], Any], Callable[[Any], bool], Callable[[str], str]] | None:

@@ -9,9 +9,10 @@ renames and a sentence for the log, or None.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
+from ckptcompat.resuming.match import LiveLayer
 from ckptcompat.state import TrainingState
 
 __all__ = ["Paired", "before_names", "after_misfits"]
@@ -45,11 +46,19 @@ def before_names(state: TrainingState, model: Any, live_vars: Mapping[str, Any],
 
 
 def after_misfits(state: TrainingState, model: Any, live_vars: Mapping[str, Any],
-                  live: Mapping[str, tuple[int, ...]]) -> Paired | None:
+                  live: Mapping[str, tuple[int, ...]], layers: Sequence[LiveLayer]) -> Paired | None:
     """A Keras 3 file neither names nor structure fit (a layer class the reader does not know):
-    paired by the datasets the live model's own save walk reads, as Keras 3's loader does."""
+    paired by the datasets the live model's own save walk reads, as Keras 3's loader does. Those
+    paths name a layer by class and counter, not place: where the file's config lists its layers,
+    their classes must come in the live model's order (``layers``: :func:`live_layers`), else two
+    layers swapped in the code would be paired across, and the optimizer variables Keras 3 keeps
+    by position would follow the live order, not the pairing."""
     from ckptcompat.resuming.attribute_paths import through_save_walk
+    from ckptcompat.resuming.match import config_layers
 
+    listed = [layer.class_name for layer in config_layers(state.model_config) if layer.class_name != "InputLayer"]
+    if listed and listed != [layer.class_name for layer in layers if layer.class_name != "InputLayer"]:
+        return None
     through = through_save_walk(state, model, live_vars, live)
     if through is None:
         return None

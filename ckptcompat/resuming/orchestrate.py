@@ -252,11 +252,11 @@ def _rebuild(state: TrainingState, flavour: str, rt: Any, custom_objects: Mappin
     from ckptcompat.resuming.build import build_model, compile_model
 
     with typed_rebuild_errors("rebuild the model from the checkpoint's config", where,
-                "build the model yourself and pass it as model="):
+                              "build the model yourself and pass it as model="):
         model = build_model(state, flavour, rt.keras_module(), custom_objects, where)
     if compile:
-        with typed_rebuild_errors("compile the rebuilt model with the saved optimizer, loss and metrics", where,
-                    "pass compile=False and compile it yourself, or pass model="):
+        with typed_rebuild_errors("compile the rebuilt model with the saved optimizer, loss and metrics",
+                                  where, "pass compile=False and compile it yourself, or pass model="):
             compile_model(model, state, rt.keras_module(), flavour, where)
     return model
 
@@ -359,7 +359,7 @@ def _apply_matched(rt: Any, state: TrainingState, model: Any, *, partial: bool, 
     paths = [keras3_file_paths(model), keras3_file_paths(model, twice=True)]
     found = match_state(state, live, layers, remap=lambda st: remap_by_structure(st, live, paths))
     through = None if paired or not found.misfits else \
-        file_pairing.after_misfits(state, model, rt._OPS.variables(model), live)  # noqa: SLF001
+        file_pairing.after_misfits(state, model, rt._OPS.variables(model), live, layers)  # noqa: SLF001
     if through is not None:
         return _apply_paired(rt, state, through, model, partial=partial, where=where, live_slots=live_slots)
     mapping = dict(found.mapping)

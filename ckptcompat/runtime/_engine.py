@@ -163,6 +163,11 @@ def apply(ops: FlavourOps, state: TrainingState, model: Any, *, partial: bool = 
     plan = _plan_optimizer(ops, state.optimizer, opt, model, named, problem)
     if problems and not partial:
         raise_misfits(problems, weights_fit=not weight_problems)
+    if weight_problems:  # partial: no optimizer moments for a weight left as it was
+        left = set(named) - {n for n, _, _ in weight_plan}
+        skipped += [(n, "its weight was not restored, so neither is this slot") for n, _, _ in plan.slots
+                    if n.rpartition("/")[0] in left]
+        plan.slots = [item for item in plan.slots if item[0].rpartition("/")[0] not in left]
     for _, var, value in weight_plan + plan.slots:
         ops.assign(var, value)
     iterations = _restore_optimizer_scalars(ops, opt, plan) if plan.ok else None
