@@ -13,6 +13,7 @@ declare -A SPEC=(
   [tf115-keras224-py37]="3.7 tensorflow==1.15.5 protobuf<3.21 h5py<3"
   [keras231-tf115-py37]="3.7 tensorflow==1.15.5 keras==2.3.1 protobuf<3.21 h5py<3"
   [keras224-tf115-py37]="3.7 tensorflow==1.15.5 keras==2.2.4 protobuf<3.21 h5py<3"
+  [keras216-tf115-py37]="3.7 tensorflow==1.15.5 keras==2.1.6 protobuf<3.21 h5py<3"
   [keras224-tf112-py36]="3.6 tensorflow==1.12.3 keras==2.2.4 protobuf<3.21 h5py<3"
   [keras216-tf112-py36]="3.6 tensorflow==1.12.3 keras==2.1.6 protobuf<3.21 h5py<3"
   [tf14-keras208-py36]="3.6 tensorflow==1.4.1 protobuf<3.21 h5py<3"
@@ -25,14 +26,17 @@ declare -A SPEC=(
 #: the tf.keras 2.x producers that also write SavedModels (fixtures/saved_model/<env>/)
 SAVED_MODEL=(tf20-py37 tf24-py38 tf28-py39 tf211-py310)
 #: the producers that commit a sample of the generated corpus (fixtures/generate.py --add-corpus-sample)
-CORPUS_SAMPLE=(tf115-keras224-py37 keras231-tf115-py37 keras224-tf115-py37 tf20-py37 tf24-py38 tf28-py39 tf211-py310)
+CORPUS_SAMPLE=(tf115-keras224-py37 keras231-tf115-py37 keras224-tf115-py37 keras216-tf115-py37 tf20-py37 tf24-py38 tf28-py39 tf211-py310)
 #: of those, the ones written with the standalone keras package (fixtures/generate.py --standalone)
-STANDALONE_CORPUS=(keras231-tf115-py37 keras224-tf115-py37)
+STANDALONE_CORPUS=(keras231-tf115-py37 keras224-tf115-py37 keras216-tf115-py37)
 #: of those, the ones that commit the corpus sample alone (no generate_legacy.py core fixtures)
-CORPUS_ONLY=(keras224-tf115-py37)
+CORPUS_ONLY=(keras224-tf115-py37 keras216-tf115-py37)
 names=("$@")
-# keras224-tf115-py37: its corpus sample only (its core cases are keras224-tf112-py36's; size budget)
-[ ${#names[@]} -gt 0 ] || names=(tf115-keras224-py37 keras231-tf115-py37 keras224-tf115-py37 keras224-tf112-py36
+# keras224/216-tf115-py37: their corpus samples only (the core cases are keras224/216-tf112-py36's; size
+# budget). Python 3.6 cannot run fixtures/generate.py (it needs 3.7): standalone Keras 2.2.4 and 2.1.6
+# write their corpus on TF 1.15 / Python 3.7 instead
+[ ${#names[@]} -gt 0 ] || names=(tf115-keras224-py37 keras231-tf115-py37 keras224-tf115-py37 keras216-tf115-py37
+                               keras224-tf112-py36
                                keras216-tf112-py36 tf14-keras208-py36 tf20-py37 tf24-py38 tf28-py39 tf211-py310 tf221-keras3-py313)
 for env in "${names[@]}"; do
   read -r pyver pkgs <<<"${SPEC[$env]}"

@@ -88,11 +88,13 @@ _GRAPH_MODE = "--deselect=tests/matrix/test_graph_mode.py"
 #: (weights, slots, iterations, learning rate, epoch compared), the generator's reproducibility,
 #: and the real public checkpoints, native vs ckptcompat
 _OLD_CONSUMER = ("tests/matrix/test_resume_table.py", "tests/matrix/test_generated_fixtures.py",
-                 "tests/corpora/test_real_checkpoints.py", "tests/matrix/test_subclassed_corpus.py")
+                 "tests/corpora/test_real_checkpoints.py", "tests/matrix/test_subclassed_corpus.py",
+                 "tests/matrix/test_save_walk_corpus.py")
 _OLD_CONSUMER_NOTE = ("the resume table (every producer's fixtures, and this release's own, generated "
                       "here by fixtures/generate_legacy.py, with the whole corpus where a sample is committed), the "
                       "generator check, the real "
-                      "checkpoints and every Keras 3 producer's subclassed models (Keras 3 consumers); the rest "
+                      "checkpoints, every Keras 3 producer's subclassed models and Keras 3's own pairing (the save walk) "
+                      "on every Keras 3 corpus file (Keras 3 consumers); the rest "
                       "runs on the Python 3.11 rows")
 #: the old TF 2 consumers also run the callbacks' suite, the data objects, the TF1 conversions and
 #: one SIGKILL/exact-resume case of each kind (the Keras 2 end-to-end edges; the other cases run

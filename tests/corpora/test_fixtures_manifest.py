@@ -47,13 +47,15 @@ OLD_PRODUCERS = {
 #: Keras 3 on JAX / torch (no TensorFlow): the generated corpus alone (fixtures/generate.py --add-corpus)
 BACKEND_PRODUCERS = {"keras3-jax": ("jax",), "keras3-torch": ("torch",)}
 #: producers that commit the corpus sample alone, and the file kind the sample keeps
-CORPUS_ONLY = {"keras3-jax": "keras_zip", "keras3-torch": "keras_zip", "keras224-tf115-py37": "full_model"}
+CORPUS_ONLY = {"keras3-jax": "keras_zip", "keras3-torch": "keras_zip", "keras224-tf115-py37": "full_model",
+               "keras216-tf115-py37": "full_model"}
 OLD_CASES = {"mlp_adam", "mlp_sgd", "mlp_rmsprop", "cnn_bn_adam", "rnn_adam"}
 #: standalone Keras <= 2.2 / tf.keras 2.0.8-tf RMSprop keeps ``iterations`` out of its saved weights
 NO_COUNTER = {("keras216-tf112-py36", "mlp_rmsprop"), ("keras224-tf112-py36", "mlp_rmsprop"),
               ("tf14-keras208-py36", "mlp_rmsprop"),  # and Keras 2.2's Adagrad and Adadelta
               ("keras224-tf115-py37", "opt_rmsprop"), ("keras224-tf115-py37", "opt_adagrad"),
-              ("keras224-tf115-py37", "opt_adadelta")}
+              ("keras224-tf115-py37", "opt_adadelta"), ("keras216-tf115-py37", "opt_rmsprop"),
+              ("keras216-tf115-py37", "opt_adagrad"), ("keras216-tf115-py37", "opt_adadelta")}
 SLOTS = {"Adam": {"m", "v"}, "SGD": {"momentum"}, "RMSprop": {"rms"}}
 #: generated corpus (fixtures/_optimizers.py, fixtures/_zoo.py): every optimizer class x slot
 #: variant at lr 0.0125 (``opt_*``), every weight-owning layer class in one model per input rank
@@ -249,7 +251,7 @@ def test_corpus_covers_what_each_release_ships(manifest: dict[str, Any]) -> None
 
 
 STANDALONE_NAMES = {"keras216-tf112-py36", "keras224-tf112-py36", "keras231-tf115-py37", "tf14-keras208-py36",
-                    "keras224-tf115-py37"}
+                    "keras224-tf115-py37", "keras216-tf115-py37"}
 
 
 def test_canonical_names(manifest: dict[str, Any]) -> None:
