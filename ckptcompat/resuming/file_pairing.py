@@ -9,6 +9,7 @@ renames and a sentence for the log, or None.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -16,6 +17,8 @@ from ckptcompat.resuming.match import LiveLayer
 from ckptcompat.state import TrainingState
 
 __all__ = ["Paired", "before_names", "after_misfits"]
+
+log = logging.getLogger(__name__)
 
 
 class Paired(NamedTuple):
@@ -56,11 +59,22 @@ def after_misfits(state: TrainingState, model: Any, live_vars: Mapping[str, Any]
     from ckptcompat.resuming.attribute_paths import through_save_walk
     from ckptcompat.resuming.match import config_layers
 
-    listed = [layer.class_name for layer in config_layers(state.model_config) if layer.class_name != "InputLayer"]
+    listed = [_class_name(layer.class_name) for layer in config_layers(state.model_config)
+              if layer.class_name != "InputLayer"]
     if listed and listed != [layer.class_name for layer in layers if layer.class_name != "InputLayer"]:
+        log.debug("%s: the file's layer classes are not in the live order; not paired by path", state.producer.path)
         return None
     through = through_save_walk(state, model, live_vars, live)
     if through is None:
         return None
     return Paired(*through, "paired by the file's dataset paths, as Keras 3 loads them (names and "
                             "structure did not fit)")
+
+
+def _class_name(name: str | None) -> str | None:
+    """A config's class name as the running Keras names that class (``GroupQueryAttention`` is
+    ``GroupedQueryAttention``); a class it does not have keeps its name."""
+    from ckptcompat import runtime
+
+    found = getattr(getattr(runtime.keras_module(), "layers", None), name or "", None)
+    return getattr(found, "__name__", name) if isinstance(found, type) else name

@@ -3,8 +3,8 @@
 Where the reader cannot name a file's variables (a layer class it does not know), ``resume`` pairs
 them as Keras 3's ``load_weights`` does: the dataset each variable was read from against the place
 the live model's own save walk gives each live variable
-(:func:`ckptcompat.resuming.attribute_paths.through_save_walk`). This test takes that pairing
-alone, without names, on every ``.keras`` and ``.weights.h5`` a Keras 3 producer of the matrix
+(:func:`ckptcompat.resuming.file_pairing.after_misfits`: the layer classes in the live order where
+the config lists them, then the save walk). This test takes that pairing alone, without names, on every ``.keras`` and ``.weights.h5`` a Keras 3 producer of the matrix
 wrote for the layer zoo (every built-in layer class with weights) and the core compositions
 (Sequential, nested, BatchNormalization, recurrent), into a model rebuilt from the case's file and
 zeroed: every weight and slot must come back bitwise equal to the truth the producer recorded,
@@ -63,7 +63,8 @@ def _zeroed_model(entry: dict[str, Any], has_slots: bool) -> Any:
 def _walk_cell(entry: dict[str, Any]) -> str:
     from ckptcompat import runtime
     from ckptcompat.formats import registry
-    from ckptcompat.resuming.attribute_paths import through_save_walk
+    from ckptcompat.resuming.file_pairing import after_misfits
+    from ckptcompat.resuming.match import live_layers
 
     has_slots = any(t["kind"] == "slot" for t in entry["tensors"])
     model = _zeroed_model(entry, has_slots)
@@ -72,10 +73,11 @@ def _walk_cell(entry: dict[str, Any]) -> str:
     state = registry.read(table._file(entry))  # noqa: SLF001
     live_vars = runtime.flavour_for(model)._OPS.variables(model)  # noqa: SLF001
     live = {name: tuple(var.shape) for name, var in live_vars.items()}
-    through = through_save_walk(state, model, live_vars, live)
+    keras = runtime.keras_module()
+    through = after_misfits(state, model, live_vars, live, live_layers(model, lambda x: isinstance(x, keras.Model)))
     if through is None:
         return "no pairing"
-    paired, renamed = through[0], through[1]
+    paired, renamed = through.state, through.renamed
     if has_slots and paired.optimizer is not None and paired.optimizer.class_name == "Unknown":
         from ckptcompat.runtime._engine import place_positional  # as resume does: no class stored
 
