@@ -10,10 +10,9 @@ renames and a sentence for the log, or None.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from ckptcompat.resuming.match import LiveLayer
 from ckptcompat.state import TrainingState
 
 __all__ = ["Paired", "before_names", "after_misfits"]
@@ -49,19 +48,18 @@ def before_names(state: TrainingState, model: Any, live_vars: Mapping[str, Any],
 
 
 def after_misfits(state: TrainingState, model: Any, live_vars: Mapping[str, Any],
-                  live: Mapping[str, tuple[int, ...]], layers: Sequence[LiveLayer]) -> Paired | None:
+                  live: Mapping[str, tuple[int, ...]]) -> Paired | None:
     """A Keras 3 file neither names nor structure fit (a layer class the reader does not know):
     paired by the datasets the live model's own save walk reads, as Keras 3's loader does. Those
     paths name a layer by class and counter, not place: where the file's config lists its layers,
-    their classes must come in the live model's order (``layers``: :func:`live_layers`), else two
-    layers swapped in the code would be paired across, and the optimizer variables Keras 3 keeps
+    the classes of the top-level layers holding variables must come in the live model's order, else
+    two layers swapped in the code would be paired across, and the optimizer variables Keras 3 keeps
     by position would follow the live order, not the pairing."""
     from ckptcompat.resuming.attribute_paths import through_save_walk
-    from ckptcompat.resuming.match import config_layers
 
-    listed = [_class_name(layer.class_name) for layer in config_layers(state.model_config)
-              if layer.class_name != "InputLayer"]
-    if listed and listed != [layer.class_name for layer in layers if layer.class_name != "InputLayer"]:
+    listed = _weighted_config_classes(state)
+    if listed is not None and listed != [type(layer).__name__ for layer in getattr(model, "layers", None) or []
+                                         if getattr(layer, "weights", None)]:
         log.debug("%s: the file's layer classes are not in the live order; not paired by path", state.producer.path)
         return None
     through = through_save_walk(state, model, live_vars, live)
@@ -69,6 +67,33 @@ def after_misfits(state: TrainingState, model: Any, live_vars: Mapping[str, Any]
         return None
     return Paired(*through, "paired by the file's dataset paths, as Keras 3 loads them (names and "
                             "structure did not fit)")
+
+
+def _weighted_config_classes(state: TrainingState) -> list[str | None] | None:
+    """The classes of the top-level layers the file's config lists that hold variables (a weight
+    named under the layer's name), in config order, as the running Keras names them; None where
+    the config lists no layers or a layer without a name (nothing to compare)."""
+    config = state.model_config.get("config") if isinstance(state.model_config, Mapping) else None
+    entries = config.get("layers") if isinstance(config, Mapping) else None
+    if not isinstance(entries, list) or not entries:
+        return None
+    from ckptcompat.resuming.read import _snake
+
+    holders = {weight.split("/", 1)[0] for weight in state.weights}
+    counters: dict[str, int] = {}
+    out: list[str | None] = []
+    for entry in entries:
+        inner = entry.get("config") if isinstance(entry, Mapping) else None
+        name = (inner.get("name") if isinstance(inner, Mapping) else None) or \
+            (entry.get("name") if isinstance(entry, Mapping) else None)
+        if not name:
+            return None
+        cls = str(entry.get("class_name") or "")
+        base = _snake(cls)  # the group Keras saves it under: class and counter (a group no config layer claims)
+        count = counters[base] = counters.get(base, -1) + 1
+        if name in holders or (f"{base}_{count}" if count else base) in holders:
+            out.append(_class_name(cls or None))
+    return out
 
 
 def _class_name(name: str | None) -> str | None:

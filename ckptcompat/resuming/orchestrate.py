@@ -359,7 +359,7 @@ def _apply_matched(rt: Any, state: TrainingState, model: Any, *, partial: bool, 
     paths = [keras3_file_paths(model), keras3_file_paths(model, twice=True)]
     found = match_state(state, live, layers, remap=lambda st: remap_by_structure(st, live, paths))
     through = None if paired or not found.misfits else \
-        file_pairing.after_misfits(state, model, rt._OPS.variables(model), live, layers)  # noqa: SLF001
+        file_pairing.after_misfits(state, model, rt._OPS.variables(model), live)  # noqa: SLF001
     if through is not None:
         return _apply_paired(rt, state, through, model, partial=partial, where=where, live_slots=live_slots)
     mapping = dict(found.mapping)

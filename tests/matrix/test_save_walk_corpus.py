@@ -3,10 +3,11 @@
 Where the reader cannot name a file's variables (a layer class it does not know), ``resume`` pairs
 them as Keras 3's ``load_weights`` does: the dataset each variable was read from against the place
 the live model's own save walk gives each live variable
-(:func:`ckptcompat.resuming.file_pairing.after_misfits`: the layer classes in the live order where
-the config lists them, then the save walk). This test takes that pairing alone, without names, on every ``.keras`` and ``.weights.h5`` a Keras 3 producer of the matrix
-wrote for the layer zoo (every built-in layer class with weights) and the core compositions
-(Sequential, nested, BatchNormalization, recurrent), into a model rebuilt from the case's file and
+(:func:`ckptcompat.resuming.file_pairing.after_misfits`: the classes of the layers holding variables
+in the live order where the config lists them, then the save walk). This test takes that pairing
+alone, without names, on every ``.keras`` and ``.weights.h5`` a Keras 3 producer of the matrix wrote
+for the layer zoo (every built-in layer class with weights) and the core compositions (Sequential,
+nested, BatchNormalization, recurrent), into a model rebuilt from the case's file and
 zeroed: every weight and slot must come back bitwise equal to the truth the producer recorded,
 wherever native ``load_weights`` restores the file's weights in this consumer. The table prints
 both per file. Without the matrix (the README command) the committed files are read.
@@ -64,7 +65,6 @@ def _walk_cell(entry: dict[str, Any]) -> str:
     from ckptcompat import runtime
     from ckptcompat.formats import registry
     from ckptcompat.resuming.file_pairing import after_misfits
-    from ckptcompat.resuming.match import live_layers
 
     has_slots = any(t["kind"] == "slot" for t in entry["tensors"])
     model = _zeroed_model(entry, has_slots)
@@ -73,8 +73,7 @@ def _walk_cell(entry: dict[str, Any]) -> str:
     state = registry.read(table._file(entry))  # noqa: SLF001
     live_vars = runtime.flavour_for(model)._OPS.variables(model)  # noqa: SLF001
     live = {name: tuple(var.shape) for name, var in live_vars.items()}
-    keras = runtime.keras_module()
-    through = after_misfits(state, model, live_vars, live, live_layers(model, lambda x: isinstance(x, keras.Model)))
+    through = after_misfits(state, model, live_vars, live)
     if through is None:
         return "no pairing"
     paired, renamed = through.state, through.renamed

@@ -45,7 +45,19 @@ def _classes(keras: Any) -> dict[str, type]:
         def call(self, x: Any) -> Any:
             return x * self.gain + self.shift
 
-    return {"ScaledLSTM": ScaledLSTM, "Affine": Affine}
+    @keras.saving.register_keras_serializable(package)
+    class Block(keras.Model):  # a subclassed model used as a layer: its config lists no layers
+        def __init__(self, units: int = 4, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.units, self.proj = units, keras.layers.Dense(units)
+
+        def call(self, x: Any) -> Any:
+            return self.proj(x)
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "units": self.units}
+
+    return {"ScaledLSTM": ScaledLSTM, "Affine": Affine, "Block": Block}
 
 
 def _builders(keras: Any) -> dict[str, Callable[[], Any]]:
@@ -60,7 +72,16 @@ def _builders(keras: Any) -> dict[str, Callable[[], Any]]:
         x = classes["Affine"]()(keras.layers.Dense(4)(inputs))
         return keras.Model(inputs, keras.layers.Dense(2)(classes["Affine"]()(x)))
 
-    return {"sequential_scaled_lstm": sequential, "functional_affine": functional}
+    def functional_with_op() -> Any:  # an op in the graph: listed in the config, not in model.layers
+        inputs = keras.Input((6,))
+        x = classes["Affine"]()(keras.layers.Dense(4)(inputs))
+        return keras.Model(inputs, keras.layers.Dense(2)(keras.ops.multiply(x, 2.0)))
+
+    def sequential_model_block() -> Any:
+        return keras.Sequential([keras.Input((6,)), classes["Block"](4), keras.layers.Dense(2)])
+
+    return {"sequential_scaled_lstm": sequential, "functional_affine": functional,
+            "functional_with_op": functional_with_op, "sequential_model_block": sequential_model_block}
 
 
 def _data(case: str) -> tuple[np.ndarray, np.ndarray]:
@@ -93,7 +114,8 @@ def _fresh(keras: Any, build: Callable[[], Any], case: str) -> Any:
 
 
 @pytest.mark.parametrize("kind", ["keras", "weights_h5"])
-@pytest.mark.parametrize("case", ["sequential_scaled_lstm", "functional_affine"])
+@pytest.mark.parametrize("case", ["sequential_scaled_lstm", "functional_affine", "functional_with_op",
+                                  "sequential_model_block"])
 def test_unknown_layer_class_resumes_as_keras_loads_it(tmp_path: Path, case: str, kind: str) -> None:
     if keras_backend() is None:
         pytest.skip("Keras 3 files into a Keras 3 model")
