@@ -23,6 +23,14 @@ from _frameworks import keras_backend, keras_module
 pytestmark = pytest.mark.backend  # Keras 3 on any backend (skips on Keras 2)
 
 
+@pytest.fixture()
+def keras() -> Any:
+    """The running Keras 3 (the tests skip on Keras 2: Keras 3 files into a Keras 3 model)."""
+    if keras_backend() is None:
+        pytest.skip("Keras 3 files into a Keras 3 model")
+    return keras_module()
+
+
 def _classes(keras: Any) -> dict[str, type]:
     package = "ckptcompat_test_unknown_class"
 
@@ -105,6 +113,12 @@ def _saved(keras: Any, build: Callable[[], Any], case: str, tmp_path: Path, kind
     return model, path
 
 
+def _saved_lstm(keras: Any, tmp_path: Path) -> tuple[Any, Path]:
+    """The Sequential LSTM-subclass case trained and saved as ``.keras``."""
+    case = "sequential_scaled_lstm"
+    return _saved(keras, _builders(keras)[case], case, tmp_path, "keras")
+
+
 def _fresh(keras: Any, build: Callable[[], Any], case: str) -> Any:
     build(), build()  # other generated layer names in the fresh model
     model = build()
@@ -116,10 +130,7 @@ def _fresh(keras: Any, build: Callable[[], Any], case: str) -> Any:
 @pytest.mark.parametrize("kind", ["keras", "weights_h5"])
 @pytest.mark.parametrize("case", ["sequential_scaled_lstm", "functional_affine", "functional_with_op",
                                   "sequential_model_block"])
-def test_unknown_layer_class_resumes_as_keras_loads_it(tmp_path: Path, case: str, kind: str) -> None:
-    if keras_backend() is None:
-        pytest.skip("Keras 3 files into a Keras 3 model")
-    keras = keras_module()
+def test_unknown_layer_class_resumes_as_keras_loads_it(keras: Any, tmp_path: Path, case: str, kind: str) -> None:
     build = _builders(keras)[case]
     saved, path = _saved(keras, build, case, tmp_path, kind)
     native = _fresh(keras, build, case)
@@ -133,26 +144,18 @@ def test_unknown_layer_class_resumes_as_keras_loads_it(tmp_path: Path, case: str
     assert _bytes(fresh.optimizer.variables) == _bytes(saved.optimizer.variables)
 
 
-def test_unknown_layer_class_resumes_without_model(tmp_path: Path) -> None:
+def test_unknown_layer_class_resumes_without_model(keras: Any, tmp_path: Path) -> None:
     """The class registered, the ``.keras`` alone rebuilds and resumes exactly."""
-    if keras_backend() is None:
-        pytest.skip("Keras 3 files into a Keras 3 model")
-    keras = keras_module()
-    case = "sequential_scaled_lstm"
-    saved, path = _saved(keras, _builders(keras)[case], case, tmp_path, "keras")
+    saved, path = _saved_lstm(keras, tmp_path)
     run = ckptcompat.resume(path)
     assert _bytes(run.model.weights) == _bytes(saved.weights)
     assert int(np.asarray(run.model.optimizer.iterations)) == 4
     assert _bytes(run.model.optimizer.variables) == _bytes(saved.optimizer.variables)
 
 
-def test_unknown_layer_class_of_another_shape_is_refused(tmp_path: Path) -> None:
+def test_unknown_layer_class_of_another_shape_is_refused(keras: Any, tmp_path: Path) -> None:
     """Paths alone are not taken on trust: a live layer of another width is refused, naming it."""
-    if keras_backend() is None:
-        pytest.skip("Keras 3 files into a Keras 3 model")
-    keras = keras_module()
-    case = "sequential_scaled_lstm"
-    _, path = _saved(keras, _builders(keras)[case], case, tmp_path, "keras")
+    _, path = _saved_lstm(keras, tmp_path)
     wider = keras.Sequential([keras.Input((5, 3)), _classes(keras)["ScaledLSTM"](24), keras.layers.Dense(2)])
     wider.compile(keras.optimizers.Adam(0.01), "mse")
     before = _bytes(wider.weights)
@@ -161,14 +164,11 @@ def test_unknown_layer_class_of_another_shape_is_refused(tmp_path: Path) -> None
     assert _bytes(wider.weights) == before  # nothing assigned
 
 
-def test_layers_swapped_in_the_code_are_refused(tmp_path: Path) -> None:
+def test_layers_swapped_in_the_code_are_refused(keras: Any, tmp_path: Path) -> None:
     """Keras 3 names a layer's datasets by class and counter, not place: with two same-shape
     custom layers swapped in the live code, pairing by those paths would cross them (and the
     optimizer variables Keras keeps by position would follow the live order). The file's config
     lists its layers: their classes must come in the live order, else the file is refused."""
-    if keras_backend() is None:
-        pytest.skip("Keras 3 files into a Keras 3 model")
-    keras = keras_module()
     affine = _classes(keras)["Affine"]
 
     @keras.saving.register_keras_serializable("ckptcompat_test_unknown_class")
@@ -186,14 +186,11 @@ def test_layers_swapped_in_the_code_are_refused(tmp_path: Path) -> None:
     assert _bytes(swapped.weights) == before  # nothing assigned
 
 
-def test_partial_restores_no_moments_without_their_weight(tmp_path: Path) -> None:
+def test_partial_restores_no_moments_without_their_weight(keras: Any, tmp_path: Path) -> None:
     """``partial=True`` restores what fits; an optimizer slot whose weight was not restored is
     left out too (reported), never placed beside a fresh weight. Here a custom layer saves only
     two of its three variables, so nothing pairs it; the named Dense layers resume with their
     moments, the custom layer's weights and moments stay as they were."""
-    if keras_backend() is None:
-        pytest.skip("Keras 3 files into a Keras 3 model")
-    keras = keras_module()
 
     class SavesTwo(keras.layers.Layer):
         def build(self, shape: Any) -> None:
