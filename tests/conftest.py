@@ -73,3 +73,28 @@ def real_checkpoints() -> Path:
     if not (REAL_CHECKPOINTS / "MANIFEST.tsv").exists():
         pytest.skip(f"{REAL_CHECKPOINTS} is absent")
     return REAL_CHECKPOINTS
+
+
+#: a real Keras 2.3.1 file (10 weights, RMSprop) of the shared corpus
+MISFIT_SOURCE = "ikukang__DeepLearningWithPythonKeras/mnist_cnn.h5"
+
+
+@pytest.fixture
+def optimizer_misfit_h5(real_checkpoints: Path, tmp_path: Path) -> Path:
+    """A copy of :data:`MISFIT_SOURCE` with one optimizer weight renamed to a naming nobody
+    writes: its weights read, its optimizer variables fit no layout."""
+    import shutil
+
+    import h5py
+    import numpy as np
+
+    path = tmp_path / "mnist_cnn.h5"
+    shutil.copyfile(real_checkpoints / MISFIT_SOURCE, path)
+    with h5py.File(path, "r+") as h5:
+        group = h5["optimizer_weights"]
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs["weight_names"]]
+        old = names[1]
+        names[1] = "training/RMSprop/mystery_slot:0"
+        group.move(old, names[1])
+        group.attrs["weight_names"] = np.array([n.encode() for n in names])
+    return path

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,25 +14,8 @@ from ckptcompat.inspection import inspect
 REAL = "ikukang__DeepLearningWithPythonKeras/mnist_cnn.h5"
 
 
-@pytest.fixture()
-def misfit(real_checkpoints: Path, tmp_path: Path) -> Path:
-    """A copy of the real file with one optimizer weight renamed to a naming nobody writes."""
-    import h5py
-    import numpy as np
-
-    path = tmp_path / "mnist_cnn.h5"
-    shutil.copyfile(real_checkpoints / REAL, path)
-    with h5py.File(path, "r+") as h5:
-        group = h5["optimizer_weights"]
-        names = [n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs["weight_names"]]
-        old = names[1]
-        names[1] = "training/RMSprop/mystery_slot:0"
-        group.move(old, names[1])
-        group.attrs["weight_names"] = np.array([n.encode() for n in names])
-    return path
-
-
-def test_optimizer_misfit_still_reports_the_weights(misfit: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_optimizer_misfit_still_reports_the_weights(optimizer_misfit_h5: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    misfit = optimizer_misfit_h5
     weights = 10
     info = inspect(misfit)
     assert info.weight_count == weights and info.optimizer is None

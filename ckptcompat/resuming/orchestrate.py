@@ -11,7 +11,6 @@ store / folder -> :mod:`ckptcompat.discovery` -> :mod:`ckptcompat.formats` -> Tr
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from collections.abc import Mapping
@@ -20,6 +19,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, overload
 
 from ckptcompat.errors import IncompatibleStateError, InvalidArgumentError
+from ckptcompat.resuming.assign import restore_model_state
 from ckptcompat.resuming.build import typed_rebuild_errors
 from ckptcompat.resuming.position import position, restore_data
 from ckptcompat.state import TrainingState
@@ -80,11 +80,6 @@ def _history(raw: Mapping[str, Any]) -> dict[str, list[float]]:
     for key, vals in list(out.items()):
         out.setdefault(canonical_metric(key), list(vals))
     return out
-
-
-def _live_shapes(rt: Any, model: Any) -> dict[str, tuple[int, ...]]:
-    ops = rt._OPS  # noqa: SLF001 -- same package, name -> variable map
-    return {name: tuple(ops.shape(var)) for name, var in ops.variables(model).items()}
 
 
 @overload
@@ -149,13 +144,13 @@ def resume(path: str | os.PathLike[str], model: Any = None, *, which: str = "lat
     if model is None:
         cand, state, model, rt = _read_and_rebuild(path, which, monitor=monitor, mode=mode,
                                                    pattern=pattern, custom_objects=custom_objects,
-                                                   compile=compile)
+                                                   compile=compile, optimizer=optimizer)
         optimizer = _ambiguous_optimizer(state, str(cand.path), optimizer, restoring=compile, partial=partial)
     else:
-        cand, state = _read(path, which, monitor=monitor, mode=mode, pattern=pattern)
+        cand, state = _read(path, which, monitor=monitor, mode=mode, pattern=pattern, optimizer=optimizer)
         rt = runtime.flavour_for(model)  # after the read: a missing file is told first
     where = str(cand.path)
-    report = _restore_model_state(rt, state, model, where, partial=partial, optimizer=optimizer,
+    report = restore_model_state(rt, state, model, where, partial=partial, optimizer=optimizer,
                                   learning_rate=learning_rate)
     restore_rng(state.rng, model)
     epoch, step, epoch_source, global_step = position(cand, state, initial_epoch=initial_epoch,
@@ -181,12 +176,12 @@ def _check_arguments(which: str, optimizer: str, *, initial_epoch: int | None,
 
 
 def _read(path: str | os.PathLike[str], which: str, *, monitor: str | None, mode: str | None,
-          pattern: str | None) -> tuple[Any, TrainingState]:
+          pattern: str | None, optimizer: str = "restore") -> tuple[Any, TrainingState]:
     """(the chosen candidate, its state), the training config the Checkpoint callback saved
     taking the place of the file's."""
     from ckptcompat.resuming.read import pick_and_read
 
-    cand, state = pick_and_read(path, which, monitor=monitor, mode=mode, pattern=pattern)
+    cand, state = pick_and_read(path, which, monitor=monitor, mode=mode, pattern=pattern, optimizer=optimizer)
     own_saved = dict(state.callbacks.get(CHECKPOINT_STATE_KEY, {}))
     if isinstance(own_saved.get("training_config"), Mapping):
         state = state.replace(training_config=own_saved["training_config"])
@@ -196,7 +191,7 @@ def _read(path: str | os.PathLike[str], which: str, *, monitor: str | None, mode
 def _read_and_rebuild(path: str | os.PathLike[str], which: str, *, monitor: str | None,
                       mode: str | None, pattern: str | None,
                       custom_objects: Mapping[str, Any] | None,
-                      compile: bool) -> tuple[Any, TrainingState, Any, Any]:  # noqa: A002
+                      compile: bool, optimizer: str) -> tuple[Any, TrainingState, Any, Any]:  # noqa: A002
     """(candidate, state, rebuilt model, flavour module): the tensors are read on a second
     thread while the model is rebuilt (:mod:`ckptcompat.resuming.prefetch`); when that read
     fails, the checkpoint is read again the eager way, whose errors and fallbacks are the
@@ -206,7 +201,7 @@ def _read_and_rebuild(path: str | os.PathLike[str], which: str, *, monitor: str 
     from ckptcompat.resuming.prefetch import TensorPrefetch
 
     with lazy_tensors():  # the files stay open until every tensor is loaded
-        cand, state = _read(path, which, monitor=monitor, mode=mode, pattern=pattern)
+        cand, state = _read(path, which, monitor=monitor, mode=mode, pattern=pattern, optimizer=optimizer)
         flavour = runtime.detect()  # after the read: a missing file is told first
         rt = runtime.flavour(flavour)
         loader = TensorPrefetch(state)
@@ -218,7 +213,7 @@ def _read_and_rebuild(path: str | os.PathLike[str], which: str, *, monitor: str 
     if loaded is not None:
         return cand, loaded, model, rt
     first = cand.path
-    cand, state = _read(path, which, monitor=monitor, mode=mode, pattern=pattern)
+    cand, state = _read(path, which, monitor=monitor, mode=mode, pattern=pattern, optimizer=optimizer)
     if cand.path != first:  # fell back to another checkpoint: its own config
         model = _rebuild(state, flavour, rt, custom_objects, str(cand.path), compile=compile)
     return cand, state, model, rt
@@ -261,58 +256,6 @@ def _rebuild(state: TrainingState, flavour: str, rt: Any, custom_objects: Mappin
     return model
 
 
-def _restore_model_state(rt: Any, state: TrainingState, model: Any, where: str, *, partial: bool,
-                         optimizer: str, learning_rate: float | None) -> Any:
-    """Apply weights and optimizer state to ``model`` (matched by name, else structure), then
-    the ``learning_rate`` override; returns the apply report."""
-    to_apply = _state_to_apply(rt, state, model, where, optimizer=optimizer)
-    placed = getattr(state.optimizer, "class_name", None) == "Unknown" and to_apply.optimizer is not None \
-        and to_apply.optimizer.class_name != "Unknown"  # slots placed by position: keyed by live names
-    report = _apply_matched(rt, to_apply, model, partial=partial, where=where, live_slots=placed)
-    if optimizer == "reset":
-        report = dataclasses.replace(report, optimizer_reset=True)
-    if learning_rate is not None:
-        old = rt.set_learning_rate(model, float(learning_rate))
-        log.info("learning rate overridden: %s -> %s", old, learning_rate)
-    return report
-
-
-def _state_to_apply(rt: Any, state: TrainingState, model: Any, where: str, *,
-                    optimizer: str) -> TrainingState:
-    """``state`` with the optimizer state the model can take (none when uncompiled, reset,
-    class/hypers only or unordered); positional variables placed where count and shapes allow."""
-    to_apply = state
-    if getattr(model, "optimizer", None) is None and state.optimizer is not None:
-        log.warning("%s: the model is not compiled; the checkpoint's optimizer state is not restored",
-                    where)
-        to_apply = state.replace(optimizer=None)
-    if (to_apply.optimizer is not None and to_apply.optimizer.class_name == "Unknown"
-            and optimizer != "reset"):
-        from ckptcompat.runtime._engine import place_positional
-
-        placed = place_positional(rt._OPS, to_apply, model)  # noqa: SLF001 -- same package
-        if placed is not None:
-            log.info("%s: optimizer variables stored without class or config placed by position "
-                     "onto the model's %s (count and every shape verified)", where, placed.class_name)
-            to_apply = to_apply.replace(optimizer=placed)
-    if to_apply.optimizer is not None and to_apply.optimizer.class_name == "Unknown":
-        log.warning("%s: optimizer variables without an optimizer config cannot be ordered; "
-                    "optimizer state not restored", where)
-        to_apply = to_apply.replace(optimizer=None)
-    if to_apply.optimizer is not None and not to_apply.optimizer.slots and to_apply.optimizer.iterations is None:
-        to_apply = to_apply.replace(optimizer=None)  # class/hypers only (legacy sidecar): used to compile
-    elif to_apply.optimizer is not None and to_apply.optimizer.iterations is None and optimizer != "reset":
-        log.warning("%s: the file holds the %s slots but no step counter (Keras <= 2.2 RMSprop/Adagrad/"
-                    "Adadelta do not save `iterations`); the optimizer's iterations restart at 0, which "
-                    "changes only a `decay` schedule", where, to_apply.optimizer.class_name)
-    if optimizer == "reset" and to_apply.optimizer is not None:
-        log.warning("%s: optimizer=\"reset\": weights and progress restored, the %s optimizer "
-                    "state (slots, iterations, learning rate) is not; the model's optimizer starts "
-                    "fresh", where, to_apply.optimizer.class_name)
-        to_apply = to_apply.replace(optimizer=None)
-    return to_apply
-
-
 def _offer_callbacks(model: Any, state: TrainingState, epoch: int, step: int) -> dict[str, dict[str, Any]]:
     """Offer the saved callback states (the Checkpoint callback's with history and resume
     position) to the model's ckptcompat callbacks; returns the saved states."""
@@ -341,51 +284,3 @@ def _result(cand: Any, state: TrainingState, model: Any, report: Any, *, epoch: 
                         history=MappingProxyType(_history(state.history)),
                         callback_states=MappingProxyType(callbacks), source=source, report=report,
                         state=state, data_restored=data_restored)
-
-
-def _apply_matched(rt: Any, state: TrainingState, model: Any, *, partial: bool, where: str,
-                   paired: bool = False, live_slots: bool = False) -> Any:
-    """Match ``state`` to ``model`` (name, else structure), apply it; the report says how (``live_slots``: kept)."""
-    from ckptcompat.resuming import file_pairing
-    from ckptcompat.resuming.match import live_layers, match_state
-    from ckptcompat.resuming.read import keras3_file_paths, remap_by_structure
-
-    live = _live_shapes(rt, model)
-    through = None if paired else file_pairing.before_names(state, model, rt._OPS.variables(model), live)  # noqa: SLF001
-    if through is not None:
-        return _apply_paired(rt, state, through, model, partial=partial, where=where, live_slots=live_slots)
-    keras = rt._OPS.keras  # noqa: SLF001 -- same package
-    layers = live_layers(model, lambda layer: isinstance(layer, keras.Model))
-    paths = [keras3_file_paths(model), keras3_file_paths(model, twice=True)]
-    found = match_state(state, live, layers, remap=lambda st: remap_by_structure(st, live, paths))
-    through = None if paired or not found.misfits else \
-        file_pairing.after_misfits(state, model, rt._OPS.variables(model), live)  # noqa: SLF001
-    if through is not None:
-        return _apply_paired(rt, state, through, model, partial=partial, where=where, live_slots=live_slots)
-    mapping = dict(found.mapping)
-    if found.method == "name":  # name-level renames (nested-bundle suffixes, Keras 3 file paths)
-        mapping = {a: b for a, b in zip(state.weights, found.state.weights) if a != b}
-    method = "structure" if mapping else "name"
-    try:
-        report = rt.apply(found.state.replace(optimizer=state.optimizer) if live_slots else found.state, model, partial=partial)
-    except IncompatibleStateError as exc:
-        if not found.misfits:
-            raise
-        raise IncompatibleStateError(
-            "the checkpoint fits the model neither by name nor by structure; nothing was assigned",
-            [*exc.mismatches, *found.misfits],
-            path=where, hint=exc.hint) from exc
-    if method == "structure":
-        log.info("%s: matched by structure (%d variable(s) renamed)", where, len(mapping))
-    return dataclasses.replace(report, matching=method, by_structure=tuple(mapping.items()))
-
-
-def _apply_paired(rt: Any, state: TrainingState, through: Any, model: Any, *, partial: bool, where: str,
-                  live_slots: bool) -> Any:
-    """Apply a whole-file pairing (:mod:`ckptcompat.resuming.file_pairing`); slots placed by
-    position (``live_slots``) are keyed by live names already and keep them."""
-    log.info("%s: %s; every shape verified", where, through.how)
-    paired_state = through.state.replace(optimizer=state.optimizer) if live_slots else through.state
-    report = _apply_matched(rt, paired_state, model, partial=partial, where=where, paired=True)
-    return dataclasses.replace(report, matching="structure" if through.renamed else "name",
-                               by_structure=tuple(through.renamed.items()))

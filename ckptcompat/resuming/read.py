@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ckptcompat.errors import CheckpointNotFoundError, CkptCompatError
+from ckptcompat.errors import CheckpointNotFoundError, CkptCompatError, IncompatibleStateError
 from ckptcompat.names.variables import respell
 from ckptcompat.state import Progress, TrainingState
 
@@ -38,7 +38,7 @@ def _verify_store_entry(cand: Any) -> None:
                                      hint="run `ckptcompat verify` on the folder")
 
 
-def _read_unchecked(target: Path, format: str | None) -> TrainingState:
+def _read_unchecked(target: Path, format: str | None, **options: Any) -> TrainingState:
     """The format's reading of ``target`` before :func:`~ckptcompat._plausible.check_state`: a
     store's model file may hold a value that its state.json corrects (earlier ckptcompat wrote a
     scheduled Keras 3 optimizer's rate as NaN into the ``.keras``; state.json holds the schedule)."""
@@ -46,16 +46,45 @@ def _read_unchecked(target: Path, format: str | None) -> TrainingState:
     from ckptcompat.store.local_view import localize
 
     local = localize(target)
-    return formats.get(format or formats.detect(local)).read(local)
+    return formats.get(format or formats.detect(local)).read(local, **options)
 
 
-def _read_one(cand: Any) -> TrainingState:
+#: formats whose reader can leave the optimizer part out (``include_optimizer=False``)
+_OPTIMIZER_OPTIONAL = ("keras_h5", "keras_zip")
+
+
+def _read_weights_only(target: Path, format: str | None, exc: IncompatibleStateError,
+                       optimizer: str) -> TrainingState:
+    """A Keras file whose optimizer variables fit no layout its configs describe: without them
+    when ``optimizer="reset"``, else the error with that way on (no fallback: every checkpoint
+    of the run has the same layout)."""
+    from ckptcompat import formats
+    from ckptcompat.store.local_view import localize
+
+    name = format or formats.detect(localize(target))
+    if name not in _OPTIMIZER_OPTIONAL:
+        raise exc
+    if optimizer != "reset":
+        raise IncompatibleStateError(
+            "the weights can be read, the optimizer variables fit no layout the file's configs describe; "
+            "nothing was assigned", exc.mismatches or [exc.message], path=target,
+            hint='pass optimizer="reset" to restore the weights and the progress with a fresh optimizer '
+                 "(`ckptcompat inspect` lists what the file holds)") from exc
+    log.warning("%s: optimizer=\"reset\": the optimizer variables, which fit no layout the file's configs "
+                "describe, are not read (%s)", target, exc.message.splitlines()[0])
+    return _read_unchecked(target, name, include_optimizer=False)
+
+
+def _read_one(cand: Any, optimizer: str = "restore") -> TrainingState:
     from ckptcompat.formats import sidecar
 
     if cand.store_id is not None:
         _verify_store_entry(cand)
     target = cand.file or cand.path
-    state = _read_unchecked(target, cand.format)  # checked below, once state.json has filled it in
+    try:
+        state = _read_unchecked(target, cand.format)  # checked below, once state.json has filled it in
+    except IncompatibleStateError as exc:
+        state = _read_weights_only(target, cand.format, exc, optimizer)
     if cand.state_json is not None and Path(cand.state_json) != Path(target):
         state = merge(state, sidecar.read(cand.state_json), prefer_extra=True)
     if cand.sidecar is not None:
@@ -71,8 +100,9 @@ def _read_one(cand: Any) -> TrainingState:
 
 
 def pick_and_read(path: str | os.PathLike[str], which: str, *, monitor: str | None, mode: str | None,
-                  pattern: str | None) -> tuple[Any, TrainingState]:
-    """The selected candidate and its state; falls back past checkpoints that fail to read."""
+                  pattern: str | None, optimizer: str = "restore") -> tuple[Any, TrainingState]:
+    """The selected candidate and its state; falls back past checkpoints that fail to read
+    (not past one whose optimizer part does not fit: :func:`_read_weights_only`)."""
     from ckptcompat.discovery import find_checkpoints, select
 
     # no store check here: the chosen store checkpoint is checksummed in _read_one, and a
@@ -93,7 +123,9 @@ def pick_and_read(path: str | os.PathLike[str], which: str, *, monitor: str | No
                     path=path, hint="see the log for every damaged file") from exc
             raise
         try:
-            return cand, _read_one(cand)
+            return cand, _read_one(cand, optimizer)
+        except IncompatibleStateError:
+            raise
         except CkptCompatError as exc:
             log.warning("%s: cannot be read (%s); falling back to the next checkpoint", cand.path, exc)
             failures.append(f"{cand.path.name}: {exc}")

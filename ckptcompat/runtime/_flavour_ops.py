@@ -33,6 +33,7 @@ class ApplyReport:
     matching: str = "name"                     # "name" or "structure" (see resuming.match)
     by_structure: tuple[tuple[str, str], ...] = ()  # (checkpoint name, model name) renamed by structure
     optimizer_reset: bool = False              # resume(optimizer="reset"): optimizer state not restored
+    lora_restarted: tuple[str, ...] = ()       # LoRA factors the file does not hold (see resuming.lora)
 
 
 class FlavourOps:

@@ -195,8 +195,9 @@ def variable_sources(path: str | Path) -> dict[str, str]:
 
 
 def _read_weights(p: Path, h5: Any, meta: Mapping[str, Any], config: Mapping[str, Any] | None,
-                  sources: dict[str, str] | None = None) -> tuple[dict[str, Any], list[str], str, str | None]:
-    """(weights, trainable names, producer generation, Keras version) as :func:`read` names them."""
+                  sources: dict[str, str] | None = None
+                  ) -> tuple[dict[str, Any], list[tuple[str, tuple[int, ...]]], str, str | None]:
+    """(weights, trainable (name, shape), producer generation, Keras version) as :func:`read` names them."""
     from ckptcompat.formats.keras_zip._weights import read_weights
 
     version = meta.get("keras_version") if isinstance(meta.get("keras_version"), str) else None
@@ -229,7 +230,7 @@ def _read_state(p: Path, h5: Any, meta: Mapping[str, Any], config: Mapping[str, 
         from ckptcompat.formats.keras_zip import _loss_scale
 
         def read(cfg: Mapping[str, Any] | None, group: str = "optimizer/vars") -> Any:
-            return read_optimizer(h5, cfg, generation, [(n, weights[n].shape) for n in trainable], p,
+            return read_optimizer(h5, cfg, generation, trainable, p,
                                   _hyperparameters, ordered=model_cfg is not None, group=group)
 
         opt_cfg = opt_cfg if isinstance(opt_cfg, Mapping) else None

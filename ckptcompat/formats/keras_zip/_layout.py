@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["VarSpec", "LayerSlot", "snake_case", "walk_model_config", "var_specs",
-           "infer_specs_from_shapes", "MODEL_CLASSES"]
+           "infer_specs_from_shapes", "lora_factors", "lora_frozen", "MODEL_CLASSES"]
 
 log = logging.getLogger(__name__)
 
@@ -181,11 +181,49 @@ _RNN_CELLS = {"LSTM": "LSTMCell", "GRU": "GRUCell", "SimpleRNN": "SimpleRNNCell"
 
 def var_specs(class_name: str, config: Mapping[str, Any], generation: str | None = None) -> list[VarSpec] | None:
     """Expected variables of one layer class, or ``None`` when the class is not in the table;
-    ``generation`` (``"keras3"``) picks the names that generation gives where they differ."""
+    ``generation`` (``"keras3"``) picks the names that generation gives where they differ.
+    A LoRA-enabled layer's frozen variable is not trainable (:func:`lora_factors`)."""
     if class_name in NO_VARS:
         return []
     fn = (LAYER_VARS_KERAS3.get(class_name) if generation == "keras3" else None) or LAYER_VARS.get(class_name)
-    return None if fn is None else fn(config)
+    if fn is None:
+        return None
+    specs = fn(config)
+    frozen = _LORA.get(class_name, ("",))[0] if _lora_rank(config) else ""
+    return [VarSpec(s.name, False, s.ndim) if s.name == frozen else s for s in specs]
+
+
+#: Keras 3 layers with ``lora_rank``: the variable LoRA freezes and its factors' name stem
+#: (``enable_lora`` adds ``<stem>_a`` of shape ``frozen[:-1] + (rank,)`` and ``<stem>_b`` of
+#: shape ``(rank, frozen[-1])``, trained in its place; saving stores the frozen variable merged
+#: with the factors' product, never the factors)
+_LORA: dict[str, tuple[str, str]] = {
+    **{c: ("kernel", "lora_kernel") for c in ("Dense", "EinsumDense", "Conv1D", "Conv2D", "Conv3D")},
+    "Embedding": ("embeddings", "lora_embeddings"),
+}
+
+
+def _lora_rank(config: Mapping[str, Any]) -> int:
+    rank = config.get("lora_rank")
+    return rank if isinstance(rank, int) and not isinstance(rank, bool) and rank > 0 else 0
+
+
+def lora_frozen(class_name: str) -> str:
+    """The variable LoRA freezes in a layer of ``class_name`` (``kernel``), ``""`` when it has no LoRA."""
+    return _LORA.get(class_name, ("", ""))[0]
+
+
+def lora_factors(class_name: str, config: Mapping[str, Any],
+                 shapes: Mapping[str, tuple[int, ...]]) -> list[tuple[str, tuple[int, ...]]]:
+    """The LoRA factors a layer of ``class_name`` trains (``[("lora_kernel_a", shape), ...]``),
+    from its config's ``lora_rank`` and its frozen variable's shape in ``shapes`` (short
+    names); ``[]`` when LoRA is off or the class has none."""
+    rank = _lora_rank(config)
+    frozen, stem = _LORA.get(class_name, ("", ""))
+    shape = tuple(shapes.get(frozen, ()))
+    if not rank or not shape:
+        return []
+    return [(f"{stem}_a", (*shape[:-1], rank)), (f"{stem}_b", (rank, shape[-1]))]
 
 
 def _layer_entries(model_cfg: Mapping[str, Any]) -> list[Mapping[str, Any]]:

@@ -12,8 +12,9 @@ import numpy as np
 
 from ckptcompat.errors import CorruptCheckpointError, IncompatibleStateError
 from ckptcompat.formats.keras_zip._io import group_vars
-from ckptcompat.formats.keras_zip._layout import (ALIAS, LayerSlot, VarSpec, infer_specs_from_shapes, var_specs,
-                                                  walk_model_config)
+from ckptcompat.formats.keras_zip._lora import exact_group, exact_values
+from ckptcompat.formats.keras_zip._layout import (ALIAS, LayerSlot, VarSpec, infer_specs_from_shapes, lora_factors,
+                                                  var_specs, walk_model_config)
 from ckptcompat.formats.keras_zip._optimizer import optimizer_layout
 from ckptcompat.names.variables import canonical_optimizer_class
 
@@ -79,31 +80,37 @@ def _resolve(h5: Any, h5_path: str) -> str:
     return group
 
 
-#: records one weight: ``add(canonical name, array, trainable)``
-#: ``add(name, array, trainable, source)``: ``source`` the dataset the variable was read from
-_Add = Callable[[str, np.ndarray, bool, str], None]
+#: ``add(name, array, trainable, source)``: records one weight, ``source`` the dataset the
+#: variable was read from; ``array`` None: a trainable variable the file does not store (a LoRA
+#: factor), ``source`` its shape
+_Add = Callable[[str, Optional[np.ndarray], bool, Any], None]
 #: one optimizer variable's meaning: ``(kind, variable, slot)``
 _Layout = Tuple[Tuple[str, Optional[str], str], ...]
 
 
 def read_weights(h5: Any, model_cfg: Mapping[str, Any] | None, path: Path,
                  generation: str | None = None, sources: dict[str, str] | None = None
-                 ) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Weights by canonical name (model order) and the names of the trainable ones
-    (``generation``: the producer's, for the variable names that differ between them);
-    ``sources``, when given, receives each name's dataset (``layers/dense/vars/0``)."""
+                 ) -> tuple[dict[str, np.ndarray], list[tuple[str, tuple[int, ...]]]]:
+    """Weights by canonical name (model order) and the trainable variables, ``(name, shape)``
+    in ``model.trainable_variables`` order: the optimizer's (a LoRA-enabled layer's factors
+    among them, which the file does not store) (``generation``: the producer's, for the variable
+    names that differ between them); ``sources``, when given, receives each name's dataset
+    (``layers/dense/vars/0``)."""
     weights: dict[str, np.ndarray] = {}
-    trainable: list[str] = []
+    trainable: list[tuple[str, tuple[int, ...]]] = []
 
-    def add(name: str, array: np.ndarray, is_trainable: bool, source: str) -> None:
-        if name in weights:
+    def add(name: str, array: np.ndarray | None, is_trainable: bool, source: Any) -> None:
+        if name in weights or any(name == n for n, _ in trainable):
             raise CorruptCheckpointError(f"two variables map to {name!r}", path=path,
                                          hint="the config does not match the weights")
+        if array is None:  # a LoRA factor: trained, not stored
+            trainable.append((name, tuple(source)))
+            return
         weights[name] = array
         if sources is not None:
             sources[name] = source.replace("\\", "/")
         if is_trainable:
-            trainable.append(name)
+            trainable.append((name, tuple(array.shape)))
 
     used = _read_config_layers(h5, model_cfg, path, add, generation) if model_cfg is not None else set()
     groups = all_var_groups(h5)
@@ -141,9 +148,18 @@ def _read_config_layers(h5: Any, model_cfg: Mapping[str, Any], path: Path, add: 
         if arrays is None:
             continue
         used.add(group)
-        for i, (spec, array) in enumerate(zip(_layer_specs(slot, arrays, path, generation), arrays)):
+        specs = _layer_specs(slot, arrays, path, generation)
+        shapes = {spec.name: tuple(a.shape) for spec, a in zip(specs, arrays)}
+        exact = exact_values(h5, slot, shapes, path)  # a LoRA layer's values, in files ckptcompat writes
+        for i, (spec, array) in enumerate(zip(specs, arrays)):
             if not spec.name.startswith(ALIAS):
-                add(f"{slot.prefix}/{spec.name}", array, slot.trainable and spec.trainable, f"{group}/{i}")
+                add(f"{slot.prefix}/{spec.name}", exact.get(spec.name, array), slot.trainable and spec.trainable,
+                    f"{group}/{i}")
+        for name, shape in lora_factors(slot.class_name, slot.config, shapes):  # trained, stored merged
+            if name in exact:
+                add(f"{slot.prefix}/{name}", exact[name], slot.trainable, f"{exact_group(slot.h5_path)}/{name}")
+            elif slot.trainable:
+                add(f"{slot.prefix}/{name}", None, True, shape)
     return used
 
 

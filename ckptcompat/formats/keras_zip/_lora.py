@@ -1,0 +1,77 @@
+"""LoRA-enabled layers (Keras 3 ``lora_rank``) in a Keras v3 weights file.
+
+Keras stores such a layer's frozen variable merged with its factors' product in the layer's
+place (``frozen + lora_alpha / lora_rank * a @ b``) and never the factors, so its files cannot
+give the factors back (:mod:`ckptcompat.resuming.lora` restarts them). A file ckptcompat writes
+from a state that holds the factors keeps Keras's layout (Keras loads it as its own) and adds
+the exact values, ``[frozen, a, b]``, under ``_ckptcompat_lora/<layer group>/values``, which
+Keras's loaders never visit: ckptcompat's own resume of it is exact.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ckptcompat.formats.keras_zip._io import group_vars
+from ckptcompat.formats.keras_zip._layout import LayerSlot, lora_factors, lora_frozen
+
+__all__ = ["EXACT_ROOT", "exact_group", "exact_values", "merged", "exact_arrays"]
+
+log = logging.getLogger(__name__)
+
+#: the top-level group of the exact LoRA values in files ckptcompat writes
+EXACT_ROOT = "_ckptcompat_lora"
+
+
+def exact_group(h5_path: str) -> str:
+    """Where the exact ``[frozen, a, b]`` of the layer at ``h5_path`` (``layers/dense``) are kept."""
+    return f"{EXACT_ROOT}/{h5_path}/values"
+
+
+def merged(frozen: np.ndarray, a: np.ndarray, b: np.ndarray, config: Mapping[str, Any]) -> np.ndarray:
+    """The value Keras saves for a LoRA layer's frozen variable (Keras 3.0 has no ``lora_alpha``:
+    scale 1)."""
+    rank = int(config["lora_rank"])
+    alpha = config.get("lora_alpha")
+    scale = (alpha if isinstance(alpha, (int, float)) and not isinstance(alpha, bool) else rank) / rank
+    delta = np.matmul(np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)) * np.float32(scale)
+    return (np.asarray(frozen) + delta).astype(np.asarray(frozen).dtype)
+
+
+def exact_values(h5: Any, slot: LayerSlot, shapes: Mapping[str, tuple[int, ...]],
+                 path: Path) -> dict[str, np.ndarray]:
+    """The exact frozen variable and factors (short name -> array) a ckptcompat-written file keeps
+    for the LoRA layer ``slot``; ``{}`` for a Keras-written file (or values that do not fit, warned)."""
+    factors = lora_factors(slot.class_name, slot.config, shapes)
+    group = exact_group(slot.h5_path)
+    if not factors or group not in h5:
+        return {}
+    arrays = group_vars(h5, group, path) or []
+    frozen = lora_frozen(slot.class_name)
+    want = [(frozen, tuple(shapes[frozen])), *factors]
+    if [tuple(a.shape) for a in arrays] != [shape for _, shape in want]:
+        log.warning("%s: %s holds shapes %s, expected %s; the exact LoRA values are not used", path, group,
+                    [tuple(a.shape) for a in arrays], [shape for _, shape in want])
+        return {}
+    return {name: array for (name, _), array in zip(want, arrays)}
+
+
+def exact_arrays(slot: LayerSlot, prefix_names: Mapping[str, str], weights: Mapping[str, Any]
+                 ) -> tuple[list[Any], list[tuple[str, tuple[int, ...]]]] | None:
+    """For writing: ``([frozen, a, b], [(factor name, shape), ...])`` of the LoRA layer ``slot``
+    when ``weights`` holds its factors (``prefix_names``: short name -> state name of its
+    variables); None otherwise."""
+    frozen = lora_frozen(slot.class_name)
+    if frozen not in prefix_names:
+        return None
+    kernel = weights[prefix_names[frozen]]
+    factors = lora_factors(slot.class_name, slot.config, {frozen: tuple(np.shape(kernel))})
+    names = [f"{slot.prefix}/{name}" for name, _ in factors]
+    if not factors or not all(n in weights for n in names):
+        return None
+    return [kernel, *(weights[n] for n in names)], list(zip(names, (s for _, s in factors)))

@@ -1,0 +1,161 @@
+"""Keras 3 models with LoRA enabled (``Dense(lora_rank=2)``, ``Embedding(lora_rank=2)``).
+
+Keras saves such a layer's kernel merged with its factors' product and never the factors; its
+optimizer trains the factors (the kernel is frozen). Before, the reader laid the optimizer
+variables out for the kernel and refused the whole ``.keras``; a ``.weights.h5`` fitted neither
+by name nor by structure; and the Checkpoint callback could not save a LoRA model at all. Now a
+Keras file resumes with the merged kernel, each ``*_a`` factor keeping the model's value, each
+``*_b`` factor zeroed (the model computes what was saved) and the factors' optimizer slots at zero,
+every other weight and slot bitwise as native ``load_weights`` restores them; a ckptcompat store
+keeps the exact kernel and factors beside Keras's layout and resumes bitwise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import ckptcompat
+from _frameworks import keras_backend, keras_module
+
+pytestmark = pytest.mark.backend  # Keras 3 on any backend (skips on Keras 2)
+
+_FACTORS = ("lora_kernel_a", "lora_kernel_b", "lora_embeddings_a", "lora_embeddings_b")
+
+
+@pytest.fixture()
+def keras() -> Any:
+    """The running Keras 3 (LoRA is a Keras 3 feature)."""
+    if keras_backend() is None:
+        pytest.skip("LoRA layers exist in Keras 3 only")
+    return keras_module()
+
+
+def _build(keras: Any, lora: bool = True) -> Any:
+    rank = {"lora_rank": 2} if lora else {}
+    inputs = keras.Input((5,), dtype="int32")
+    x = keras.layers.Flatten()(keras.layers.Embedding(20, 8, **rank)(inputs))
+    x = keras.layers.Dense(6, **rank)(x)
+    return keras.Model(inputs, keras.layers.Dense(2)(x))
+
+
+def _data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(5)
+    return rng.integers(0, 20, (16, 5)).astype("int32"), rng.random((16, 2), dtype=np.float32)
+
+
+def _compiled(keras: Any, lora: bool = True) -> Any:
+    _build(keras, lora), _build(keras, lora)  # other generated layer names in this model
+    model = _build(keras, lora)
+    model.compile(keras.optimizers.Adam(0.01), "mse")
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def _trained(keras: Any, callbacks: Any = ()) -> Any:
+    x, y = _data()
+    model = _build(keras)
+    model.compile(keras.optimizers.Adam(0.01), "mse")
+    model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, callbacks=list(callbacks))
+    return model
+
+
+def _saved(keras: Any, tmp_path: Path, kind: str) -> tuple[Any, Path]:
+    model = _trained(keras)
+    path = tmp_path / ("m.keras" if kind == "keras" else "m.weights.h5")
+    model.save(str(path)) if kind == "keras" else model.save_weights(str(path))
+    return model, path
+
+
+def _value(v: Any) -> np.ndarray:
+    return np.asarray(keras_module().ops.convert_to_numpy(v))
+
+
+def _is_factor(v: Any) -> bool:
+    return str(v.path).rpartition("/")[2] in _FACTORS
+
+
+def _moments(model: Any) -> list[tuple[Any, np.ndarray, np.ndarray]]:
+    """(variable, m, v) of every trainable variable (Adam builds one m and one v per variable)."""
+    opt = model.optimizer
+    return [(var, _value(opt._momentums[i]), _value(opt._velocities[i]))  # noqa: SLF001
+            for i, var in enumerate(model.trainable_variables)]
+
+
+def _outputs(model: Any) -> np.ndarray:
+    return _value(model(_data()[0][:4]))
+
+
+@pytest.mark.parametrize("kind", ["keras", "weights_h5"])
+def test_keras_lora_file_resumes_with_factors_restarted(keras: Any, tmp_path: Path, kind: str) -> None:
+    saved, path = _saved(keras, tmp_path, kind)
+    native = _compiled(keras)
+    native.load_weights(str(path))
+    fresh = _compiled(keras)
+    own_a = {v.path: _value(v) for v in fresh.weights if str(v.path).endswith("_a")}
+    run = ckptcompat.resume(path, model=fresh, initial_epoch=2)
+    assert sorted(n.rpartition("/")[2] for n in run.report.lora_restarted) == sorted(_FACTORS)
+    for mine, theirs in zip(fresh.weights, native.weights):
+        if not _is_factor(mine):  # the merged kernels and the rest: as native load_weights
+            assert _value(mine).tobytes() == _value(theirs).tobytes(), mine.path
+        elif str(mine.path).endswith("_b"):
+            assert not _value(mine).any(), mine.path
+        else:  # *_a: the model's own value (native zeros it, so its gradient stays zero)
+            assert _value(mine).tobytes() == own_a[mine.path].tobytes(), mine.path
+    np.testing.assert_allclose(_outputs(fresh), _outputs(saved), rtol=1e-5, atol=1e-6)
+    assert int(_value(fresh.optimizer.iterations)) == 4
+    for (var, m, v), (_, m_saved, v_saved) in zip(_moments(fresh), _moments(saved)):
+        if _is_factor(var):
+            assert not m.any() and not v.any(), var.path
+        else:
+            assert m.tobytes() == m_saved.tobytes() and v.tobytes() == v_saved.tobytes(), var.path
+    x, y = _data()
+    fresh.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    assert all(_value(v).any() for v in fresh.weights if str(v.path).endswith("_b"))  # LoRA trains again
+
+
+def test_keras_lora_file_resumes_without_model(keras: Any, tmp_path: Path) -> None:
+    saved, path = _saved(keras, tmp_path, "keras")
+    run = ckptcompat.resume(path)
+    assert [bool(getattr(layer, "lora_enabled", False)) for layer in run.model.layers] == \
+        [bool(getattr(layer, "lora_enabled", False)) for layer in saved.layers]
+    assert len(run.report.lora_restarted) == 4
+    np.testing.assert_allclose(_outputs(run.model), _outputs(saved), rtol=1e-5, atol=1e-6)
+    assert int(_value(run.model.optimizer.iterations)) == 4
+
+
+def test_keras_lora_file_into_model_without_lora(keras: Any, tmp_path: Path) -> None:
+    """The merged kernels fit a plain model; its optimizer trains the kernels the file's froze:
+    refused with the way on, and ``optimizer="reset"`` restores the weights as native does."""
+    saved, path = _saved(keras, tmp_path, "keras")
+    plain = _compiled(keras, lora=False)
+    before = [_value(v).tobytes() for v in plain.weights]
+    with pytest.raises(ckptcompat.IncompatibleStateError, match="optimizer") as caught:
+        ckptcompat.resume(path, model=plain)
+    assert 'optimizer="reset"' in str(caught.value)
+    assert [_value(v).tobytes() for v in plain.weights] == before  # nothing assigned
+    run = ckptcompat.resume(path, model=plain, optimizer="reset")
+    native = _compiled(keras, lora=False)
+    native.load_weights(str(path))
+    assert run.report.optimizer_reset
+    assert [_value(v).tobytes() for v in plain.weights] == [_value(v).tobytes() for v in native.weights]
+    np.testing.assert_allclose(_outputs(plain), _outputs(saved), rtol=1e-5, atol=1e-6)
+
+
+def test_checkpoint_store_of_lora_model_resumes_exactly(keras: Any, tmp_path: Path) -> None:
+    """The store keeps the exact kernels and factors (beside Keras's merged layout, which Keras
+    loads as its own): a fresh model resumes bitwise, no factor restarted."""
+    from ckptcompat.callbacks import Checkpoint
+
+    saved = _trained(keras, [Checkpoint(str(tmp_path / "run"))])
+    fresh = _compiled(keras)
+    run = ckptcompat.resume(tmp_path / "run", model=fresh)
+    assert run.report.lora_restarted == () and run.initial_epoch == 2
+    assert [_value(v).tobytes() for v in fresh.weights] == [_value(v).tobytes() for v in saved.weights]
+    assert [_value(v).tobytes() for v in fresh.optimizer.variables] == \
+        [_value(v).tobytes() for v in saved.optimizer.variables]
+    native = keras.saving.load_model(str(run.source.path))
+    np.testing.assert_allclose(_outputs(native), _outputs(saved), rtol=1e-5, atol=1e-6)
