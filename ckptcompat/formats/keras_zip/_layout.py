@@ -199,7 +199,7 @@ def var_specs(class_name: str, config: Mapping[str, Any], generation: str | None
 #: with the factors' product, never the factors)
 _LORA: dict[str, tuple[str, str]] = {
     **{c: ("kernel", "lora_kernel") for c in ("Dense", "EinsumDense", "Conv1D", "Conv2D", "Conv3D")},
-    "Embedding": ("embeddings", "lora_embeddings"),
+    "Embedding": ("embeddings", "lora_embeddings"), "ReversibleEmbedding": ("embeddings", "lora_embeddings"),
 }
 
 
