@@ -58,8 +58,8 @@ def after_misfits(state: TrainingState, model: Any, live_vars: Mapping[str, Any]
     from ckptcompat.resuming.attribute_paths import through_save_walk
 
     listed = _weighted_config_classes(state)
-    if listed is not None and listed != [type(layer).__name__ for layer in getattr(model, "layers", None) or []
-                                         if getattr(layer, "weights", None)]:
+    weighted = [layer for layer in getattr(model, "layers", None) or [] if getattr(layer, "weights", None)]
+    if listed is not None and not _same_classes(listed, [type(layer) for layer in weighted]):
         log.debug("%s: the file's layer classes are not in the live order; not paired by path", state.producer.path)
         return None
     through = through_save_walk(state, model, live_vars, live)
@@ -69,10 +69,32 @@ def after_misfits(state: TrainingState, model: Any, live_vars: Mapping[str, Any]
                             "structure did not fit)")
 
 
-def _weighted_config_classes(state: TrainingState) -> list[str | None] | None:
+def _same_classes(listed: list[tuple[str | None, str | None]], live: list[type]) -> bool:
+    """Whether the file's (class, registered name) pairs are the live classes, in order. Registered
+    names (``package>Affine``) are compared only for a class name two live classes share: a class
+    registered under a renamed package still pairs where its name alone is unambiguous."""
+    if [cls for cls, _ in listed] != [c.__name__ for c in live]:
+        return False
+    shared = {c.__name__ for c in live if len({d for d in live if d.__name__ == c.__name__}) > 1}
+    return all(registered is None or cls not in shared or registered == _registered_name(c)
+               for (cls, registered), c in zip(listed, live))
+
+
+def _registered_name(cls: type) -> str | None:
+    from ckptcompat import runtime
+
+    saving = getattr(runtime.keras_module(), "saving", None)
+    try:
+        return saving.get_registered_name(cls) if saving is not None else None
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def _weighted_config_classes(state: TrainingState) -> list[tuple[str | None, str | None]] | None:
     """The classes of the top-level layers the file's config lists that hold variables (a weight
-    named under the layer's name), in config order, as the running Keras names them; None where
-    the config lists no layers or a layer without a name (nothing to compare)."""
+    named under the layer's name), in config order, as the running Keras names them, each with its
+    registered name where the config records one; None where the config lists no layers or a
+    layer without a name (nothing to compare)."""
     config = state.model_config.get("config") if isinstance(state.model_config, Mapping) else None
     entries = config.get("layers") if isinstance(config, Mapping) else None
     if not isinstance(entries, list) or not entries:
@@ -92,7 +114,8 @@ def _weighted_config_classes(state: TrainingState) -> list[str | None] | None:
         base = _snake(cls)  # the group Keras saves it under: class and counter (a group no config layer claims)
         count = counters[base] = counters.get(base, -1) + 1
         if name in holders or (f"{base}_{count}" if count else base) in holders:
-            out.append(_class_name(cls or None))
+            registered = entry.get("registered_name")
+            out.append((_class_name(cls or None), registered if isinstance(registered, str) else None))
     return out
 
 

@@ -228,3 +228,23 @@ def test_partial_restores_no_moments_without_their_weight(keras: Any, tmp_path: 
     for live, kept in ((fresh.layers[0], saved.layers[0]), (fresh.layers[2], saved.layers[2])):
         assert moments(fresh, live.kernel).tobytes() == moments(saved, kept.kernel).tobytes()
     assert any("its weight was not restored" in why for _, why in run.report.skipped)
+
+
+def test_same_named_classes_swapped_in_the_code_are_refused(keras: Any, tmp_path: Path) -> None:
+    """Two different classes of one ``__name__`` (registered in two packages) swapped in the live
+    code: their class names agree, their registered names do not; pairing by path would cross them."""
+    affine = _classes(keras)["Affine"]
+    first = keras.saving.register_keras_serializable("ckptcompat_test_pkg_a")(type("Affine", (affine,), {}))
+    second = keras.saving.register_keras_serializable("ckptcompat_test_pkg_b")(type("Affine", (affine,), {}))
+
+    def build(a: type, b: type) -> Callable[[], Any]:
+        return lambda: keras.Sequential([keras.Input((6,)), a(), b(), keras.layers.Dense(2)])
+
+    _, path = _saved(keras, build(first, second), "functional_affine", tmp_path, "keras")
+    swapped = _fresh(keras, build(second, first), "functional_affine")
+    before = _bytes(swapped.weights)
+    with pytest.raises(ckptcompat.IncompatibleStateError):
+        ckptcompat.resume(path, model=swapped)
+    assert _bytes(swapped.weights) == before  # nothing assigned
+    same = _fresh(keras, build(first, second), "functional_affine")
+    ckptcompat.resume(path, model=same, initial_epoch=2)  # the same order still resumes
