@@ -159,3 +159,37 @@ def test_checkpoint_store_of_lora_model_resumes_exactly(keras: Any, tmp_path: Pa
         [_value(v).tobytes() for v in saved.optimizer.variables]
     native = keras.saving.load_model(str(run.source.path))
     np.testing.assert_allclose(_outputs(native), _outputs(saved), rtol=1e-5, atol=1e-6)
+
+
+def test_enable_lora_after_build(keras: Any, tmp_path: Path) -> None:
+    """``layer.enable_lora(2)`` on a built model: Keras 3.0 then writes no ``lora_rank`` into the
+    config, so the file's optimizer variables fit no layout (refused with the way on;
+    ``optimizer="reset"`` restores the weights and the progress from the stored step counter);
+    later releases record it and the file resumes as above."""
+    x, y = _data()
+
+    def build() -> Any:
+        model = _build(keras, lora=False)
+        model.layers[-2].enable_lora(2)
+        model.compile(keras.optimizers.Adam(0.01), "mse")
+        return model
+
+    saved = build()
+    saved.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    path = tmp_path / "m.keras"
+    saved.save(str(path))
+    recorded = "lora_rank" in saved.layers[-2].get_config()
+    fresh = build()
+    if recorded:
+        run = ckptcompat.resume(path, model=fresh, steps_per_epoch=2)
+        assert int(_value(fresh.optimizer.iterations)) == 4
+    else:
+        with pytest.raises(ckptcompat.IncompatibleStateError, match='optimizer="reset"'):
+            ckptcompat.resume(path, model=fresh, steps_per_epoch=2)
+        run = ckptcompat.resume(path, model=fresh, optimizer="reset", steps_per_epoch=2)
+    assert run.initial_epoch == 2 and len(run.report.lora_restarted) == 2
+    native = build()
+    native.load_weights(str(path))
+    assert [_value(v).tobytes() for v in fresh.weights if not _is_factor(v)] == \
+        [_value(v).tobytes() for v in native.weights if not _is_factor(v)]
+    np.testing.assert_allclose(_outputs(fresh), _outputs(saved), rtol=1e-5, atol=1e-6)

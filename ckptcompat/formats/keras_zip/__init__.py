@@ -242,10 +242,23 @@ def _read_state(p: Path, h5: Any, meta: Mapping[str, Any], config: Mapping[str, 
     producer = Producer(framework=_framework(version), versions=versions, format=NAME, path=str(p))
     return TrainingState(
         weights=weights, optimizer=optimizer,
-        progress=Progress(global_step=optimizer.iterations if optimizer else None),
+        progress=Progress(global_step=optimizer.iterations if optimizer else
+                          None if include_optimizer else _stored_iterations(h5, p)),
         producer=producer, model_config=model_cfg,
         training_config=dict(compile_cfg) if compile_cfg else None,
         metric_names=_metric_names(compile_cfg))
+
+
+def _stored_iterations(h5: Any, p: Path) -> int | None:
+    """The optimizer's step counter (``optimizer/vars/0``, an integer scalar) of a file read
+    without its optimizer: the run's progress still (only that one dataset is read)."""
+    from ckptcompat.formats.keras_zip._io import safe_dataset
+
+    group = h5.get("optimizer/vars")
+    if group is None or "0" not in group:
+        return None
+    value = safe_dataset(group, "0", p, "optimizer/vars/0")
+    return int(value) if value.shape == () and value.dtype.kind in "iu" else None
 
 
 def write(path: str | Path, state: TrainingState, *, verify: bool = True, **options: Any) -> WrittenFiles:
