@@ -99,7 +99,7 @@ def _weighted_config_classes(state: TrainingState) -> list[tuple[str | None, str
     entries = config.get("layers") if isinstance(config, Mapping) else None
     if not isinstance(entries, list) or not entries:
         return None
-    from ckptcompat.resuming.read import _snake
+    from ckptcompat.formats.keras_zip._layout import snake_case as _snake
 
     holders = {weight.split("/", 1)[0] for weight in state.weights}
     counters: dict[str, int] = {}

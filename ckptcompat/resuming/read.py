@@ -169,13 +169,6 @@ def merge(main: TrainingState, extra: TrainingState, *, prefer_extra: bool) -> T
                         metric_names=main.metric_names or extra.metric_names)
 
 
-def _snake(name: str) -> str:
-    import re
-
-    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
 def keras3_file_paths(model: Any, twice: bool = False) -> dict[str, str]:
     """Layer path a Keras 3 ``.weights.h5`` may use -> live layer path.
 
@@ -185,6 +178,8 @@ def keras3_file_paths(model: Any, twice: bool = False) -> dict[str, str]:
     ``twice``: the tf.keras 2.12/2.13 ``_layer_checkpoint_dependencies`` layout, where a layer
     with weights consumes two counter values (``dense``, ``batch_normalization``, ``dense_2``).
     """
+    from ckptcompat.formats.keras_zip._layout import snake_case as _snake
+
     out: dict[str, str] = {}
 
     def walk(container: Any, live_prefix: str, file_prefix: str) -> None:

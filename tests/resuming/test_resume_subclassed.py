@@ -17,6 +17,9 @@ import pytest
 
 import ckptcompat
 from _frameworks import keras_backend, keras_module
+from tests._paths import FIXTURES, load_script
+
+_subclassed = load_script(FIXTURES / "_subclassed.py", "_subclassed")  # the corpus generator's models
 
 pytestmark = pytest.mark.backend  # Keras 3 on any backend (skips on Keras 2)
 
@@ -186,24 +189,7 @@ def _review_models(keras: Any) -> dict[str, tuple[type, type]]:
 
 
 def _CopyingLayer(keras: Any, init: str = "glorot_uniform") -> Any:  # noqa: N802 -- a layer factory
-    class CopyingLayer(keras.layers.Layer):
-        """Saves numpy copies of its variables, in reverse order (``load_own_variables`` knows)."""
-
-        def build(self, shape: Any) -> None:
-            self.k = self.add_weight(shape=(shape[-1], 4), initializer=init, name="k")
-            self.m = self.add_weight(shape=(shape[-1], 4), initializer=init, name="m")
-
-        def call(self, x: Any) -> Any:
-            return keras.ops.matmul(x, self.k) + keras.ops.matmul(x, self.m) * 0.5
-
-        def save_own_variables(self, store: Any) -> None:
-            store["0"], store["1"] = np.asarray(self.m), np.asarray(self.k)
-
-        def load_own_variables(self, store: Any) -> None:
-            self.m.assign(store["0"])
-            self.k.assign(store["1"])
-
-    return CopyingLayer()
+    return _subclassed.copying_layer_class(keras, init)()
 
 
 @pytest.mark.parametrize("case", ["lists", "nested_lists", "names_swapped", "own_variable_and_cell",
