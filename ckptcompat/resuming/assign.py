@@ -84,7 +84,7 @@ def _apply_matched(rt: Any, state: TrainingState, model: Any, *, partial: bool, 
     live = _live_shapes(rt, model)
     named = rt._OPS.variables(model)  # noqa: SLF001 -- same package
     if not paired:
-        state, restart = lora.plan_restart(state, model, named)
+        state, restart = lora.plan_restart(lora.exact_or_merged(state, model), model, named)
     if restart is not None:  # factors the file cannot hold: not matched, restarted
         live = {name: shape for name, shape in live.items() if name not in restart.names}
     through = None if paired else file_pairing.before_names(state, model, rt._OPS.variables(model), live)  # noqa: SLF001

@@ -9,8 +9,11 @@ both factors' gradients are zero. Here instead, when the checkpoint holds no LoR
 the merged kernel is restored, each ``*_a`` factor keeps the model's own value, each ``*_b``
 factor is zeroed (the layer then computes exactly the saved function) and their optimizer slots
 start at zero: LoRA training starts afresh on the merged kernel. Reported and logged.
-A checkpoint that holds the factors (a ckptcompat store of the live model) restores them as
-any other variable.
+A checkpoint that holds the factors (a ckptcompat store) restores them as any other variable
+when its LoRA layers are the live model's (rank, scale ``lora_alpha / lora_rank``, shapes);
+otherwise its merged kernels are restored and the live factors restart as above
+(:func:`exact_or_merged`). A model rebuilt from the config gets the file's ``lora_alpha`` back
+(Keras's ``build`` enables LoRA without it: :func:`align_rebuilt`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ import numpy as np
 
 from ckptcompat.state import TrainingState
 
-__all__ = ["LoraRestart", "plan_restart", "with_factors", "zero_factor_slots", "FACTOR_LEAVES"]
+__all__ = ["LoraRestart", "plan_restart", "with_factors", "zero_factor_slots", "exact_or_merged",
+           "align_rebuilt", "FACTOR_LEAVES"]
 
 log = logging.getLogger(__name__)
 
@@ -126,3 +130,105 @@ def zero_factor_slots(restart: LoraRestart, ops: Any, model: Any, named: Mapping
     for name in restart.names:
         for var in live.get(name, {}).values():
             ops.assign(var, np.zeros(ops.shape(var), dtype=ops.to_numpy(var).dtype))
+
+
+#: the stems of the factor names and the variable each one's layer freezes
+_STEMS = {"lora_kernel": "kernel", "lora_embeddings": "embeddings"}
+
+
+def _scale(rank: int, alpha: Any) -> float:
+    """``lora_alpha / lora_rank``; 1 without an alpha (Keras 3.0 scales nothing)."""
+    return float(alpha) / rank if isinstance(alpha, (int, float)) and not isinstance(alpha, bool) else 1.0
+
+
+def _live_signatures(model: Any) -> list[tuple[int, float, tuple[int, ...], tuple[int, ...]]]:
+    """(rank, scale, a shape, b shape) of every LoRA-enabled layer of the live model."""
+    out = []
+    for layer in getattr(model, "_flatten_layers", lambda **_: [])(include_self=True, recursive=True):
+        if getattr(layer, "lora_enabled", False) is not True:
+            continue
+        for stem in _STEMS:
+            a, b = getattr(layer, f"{stem}_a", None), getattr(layer, f"{stem}_b", None)
+            if a is not None and b is not None:
+                rank = int(tuple(a.shape)[-1])
+                out.append((rank, _scale(rank, getattr(layer, "lora_alpha", None)), tuple(a.shape), tuple(b.shape)))
+    return out
+
+
+def _file_layers(state: TrainingState) -> list[tuple[str, str, int, float]]:
+    """(layer prefix, factor stem, rank, scale) of every LoRA layer whose factors the state holds."""
+    configs: dict[str, Mapping[str, Any]] = {}
+    if isinstance(state.model_config, Mapping):
+        from ckptcompat.formats.keras_zip._layout import walk_model_config
+
+        try:
+            configs = {slot.prefix: slot.config for slot in walk_model_config(state.model_config)}
+        except (ValueError, TypeError, AttributeError):
+            configs = {}
+    out = []
+    for name, value in state.weights.items():
+        prefix, _, leaf = name.rpartition("/")
+        stem = leaf[:-2] if leaf.endswith("_a") else ""
+        if stem in _STEMS and f"{prefix}/{stem}_b" in state.weights and f"{prefix}/{_STEMS[stem]}" in state.weights:
+            rank = int(np.shape(value)[-1])
+            out.append((prefix, stem, rank, _scale(rank, configs.get(prefix, {}).get("lora_alpha"))))
+    return out
+
+
+def exact_or_merged(state: TrainingState, model: Any) -> TrainingState:
+    """``state`` as read when its LoRA layers (with their factors) are the live model's, same rank,
+    scale and shapes; else with each such layer's kernel merged as Keras saves it, its factors and
+    their slots left out (the live factors then restart: :func:`plan_restart`)."""
+    layers = _file_layers(state)
+    if not layers:
+        return state
+    held = sorted((rank, scale, tuple(np.shape(state.weights[f"{p}/{stem}_a"])),
+                   tuple(np.shape(state.weights[f"{p}/{stem}_b"]))) for p, stem, rank, scale in layers)
+    live = sorted(_live_signatures(model))
+    if held == live:
+        return state
+    from ckptcompat.formats.keras_zip._lora import merged
+
+    weights = dict(state.weights)
+    for prefix, stem, rank, scale in layers:
+        frozen = f"{prefix}/{_STEMS[stem]}"
+        a, b = weights.pop(f"{prefix}/{stem}_a"), weights.pop(f"{prefix}/{stem}_b")
+        weights[frozen] = merged(weights[frozen], a, b, {"lora_rank": rank, "lora_alpha": scale * rank})
+    log.warning("the checkpoint's LoRA layers (rank, scale, shapes %s) are not the model's (%s): their merged "
+                "kernels are restored, as Keras saves them, and the checkpoint's factors are left out", held, live)
+    state = state.replace(weights=weights)
+    opt = state.optimizer
+    if opt is not None and opt.slots:
+        slots = {var: per for var, per in opt.slots.items() if var in weights}
+        state = state.replace(optimizer=dataclasses.replace(opt, slots=slots))
+    return state
+
+
+def align_rebuilt(model: Any, state: TrainingState) -> None:
+    """A model rebuilt from ``state``'s config: give each LoRA layer the config's ``lora_alpha``
+    (Keras's ``build`` calls ``enable_lora(rank)`` without it, so the layer would scale by 1)."""
+    wanted: dict[str, Any] = {}
+
+    def visit(node: Any, depth: int = 0) -> None:
+        if depth > 64:
+            return
+        if isinstance(node, Mapping):
+            cfg = node.get("config")
+            if isinstance(cfg, Mapping) and cfg.get("lora_rank") and "lora_alpha" in cfg and "name" in cfg:
+                name = str(cfg["name"])
+                wanted[name] = cfg["lora_alpha"] if wanted.get(name, cfg["lora_alpha"]) == cfg["lora_alpha"] else None
+            for value in node.values():
+                visit(value, depth + 1)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value, depth + 1)
+
+    visit(state.model_config)
+    for layer in getattr(model, "_flatten_layers", lambda **_: [])(include_self=False, recursive=True):
+        alpha = wanted.get(str(getattr(layer, "name", "")))
+        if getattr(layer, "lora_enabled", False) is True and alpha is not None \
+                and getattr(layer, "lora_alpha", alpha) != alpha:
+            log.info("%s: lora_alpha %s from the config (Keras rebuilt it with %s)", layer.name, alpha,
+                     layer.lora_alpha)
+            layer.lora_alpha = alpha
+

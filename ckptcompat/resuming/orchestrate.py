@@ -249,6 +249,9 @@ def _rebuild(state: TrainingState, flavour: str, rt: Any, custom_objects: Mappin
     with typed_rebuild_errors("rebuild the model from the checkpoint's config", where,
                               "build the model yourself and pass it as model="):
         model = build_model(state, flavour, rt.keras_module(), custom_objects, where)
+    from ckptcompat.resuming.lora import align_rebuilt
+
+    align_rebuilt(model, state)
     if compile:
         with typed_rebuild_errors("compile the rebuilt model with the saved optimizer, loss and metrics",
                                   where, "pass compile=False and compile it yourself, or pass model="):

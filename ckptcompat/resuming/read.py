@@ -53,11 +53,15 @@ def _read_unchecked(target: Path, format: str | None, **options: Any) -> Trainin
 _OPTIMIZER_OPTIONAL = ("keras_h5", "keras_zip")
 
 
+class _OptimizerMisfit(IncompatibleStateError):
+    """A Keras file whose weights read and whose optimizer variables fit no layout: resume falls
+    back past it (it may be damaged) and raises it when no checkpoint reads."""
+
+
 def _read_weights_only(target: Path, format: str | None, exc: IncompatibleStateError,
                        optimizer: str) -> TrainingState:
     """A Keras file whose optimizer variables fit no layout its configs describe: without them
-    when ``optimizer="reset"``, else the error with that way on (no fallback: every checkpoint
-    of the run has the same layout)."""
+    when ``optimizer="reset"``, else :class:`_OptimizerMisfit` with that way on."""
     from ckptcompat import formats
     from ckptcompat.store.local_view import localize
 
@@ -65,7 +69,7 @@ def _read_weights_only(target: Path, format: str | None, exc: IncompatibleStateE
     if name not in _OPTIMIZER_OPTIONAL:
         raise exc
     if optimizer != "reset":
-        raise IncompatibleStateError(
+        raise _OptimizerMisfit(
             "the weights can be read, the optimizer variables fit no layout the file's configs describe; "
             "nothing was assigned", exc.mismatches or [exc.message], path=target,
             hint='pass optimizer="reset" to restore the weights and the progress with a fresh optimizer '
@@ -102,7 +106,8 @@ def _read_one(cand: Any, optimizer: str = "restore") -> TrainingState:
 def pick_and_read(path: str | os.PathLike[str], which: str, *, monitor: str | None, mode: str | None,
                   pattern: str | None, optimizer: str = "restore") -> tuple[Any, TrainingState]:
     """The selected candidate and its state; falls back past checkpoints that fail to read
-    (not past one whose optimizer part does not fit: :func:`_read_weights_only`)."""
+    (when none reads and one was a Keras file whose optimizer part did not fit, that error:
+    :func:`_read_weights_only`)."""
     from ckptcompat.discovery import find_checkpoints, select
 
     # no store check here: the chosen store checkpoint is checksummed in _read_one, and a
@@ -113,10 +118,13 @@ def pick_and_read(path: str | os.PathLike[str], which: str, *, monitor: str | No
                                       hint="check the path; folders are not searched recursively")
     remaining = list(candidates)
     failures: list[str] = []
+    misfit: _OptimizerMisfit | None = None
     while True:
         try:
             cand = select(remaining, which, monitor=monitor, mode=mode, where=path)
         except CheckpointNotFoundError as exc:
+            if misfit is not None:
+                raise misfit from exc
             if failures:
                 raise CheckpointNotFoundError(
                     f"no readable checkpoint: {exc.message}; unreadable: " + "; ".join(failures),
@@ -124,9 +132,8 @@ def pick_and_read(path: str | os.PathLike[str], which: str, *, monitor: str | No
             raise
         try:
             return cand, _read_one(cand, optimizer)
-        except IncompatibleStateError:
-            raise
         except CkptCompatError as exc:
+            misfit = misfit or (exc if isinstance(exc, _OptimizerMisfit) else None)
             log.warning("%s: cannot be read (%s); falling back to the next checkpoint", cand.path, exc)
             failures.append(f"{cand.path.name}: {exc}")
             remaining = [c for c in remaining if c is not cand]

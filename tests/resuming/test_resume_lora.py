@@ -34,11 +34,14 @@ def keras() -> Any:
     return keras_module()
 
 
-def _build(keras: Any, lora: bool = True) -> Any:
-    rank = {"lora_rank": 2} if lora else {}
+def _build(keras: Any, lora: Any = True) -> Any:
+    """Embedding -> Dense -> Dense; ``lora``: True (the first two with ``lora_rank=2``), False, or
+    the set of those that get it (``{"embedding"}``, ``{"dense"}``)."""
+    which = {"embedding", "dense"} if lora is True else set(lora or ())
     inputs = keras.Input((5,), dtype="int32")
+    rank = {"lora_rank": 2} if "embedding" in which else {}
     x = keras.layers.Flatten()(keras.layers.Embedding(20, 8, **rank)(inputs))
-    x = keras.layers.Dense(6, **rank)(x)
+    x = keras.layers.Dense(6, **({"lora_rank": 2} if "dense" in which else {}))(x)
     return keras.Model(inputs, keras.layers.Dense(2)(x))
 
 
@@ -47,7 +50,7 @@ def _data() -> tuple[np.ndarray, np.ndarray]:
     return rng.integers(0, 20, (16, 5)).astype("int32"), rng.random((16, 2), dtype=np.float32)
 
 
-def _compiled(keras: Any, lora: bool = True) -> Any:
+def _compiled(keras: Any, lora: Any = True) -> Any:
     _build(keras, lora), _build(keras, lora)  # other generated layer names in this model
     model = _build(keras, lora)
     model.compile(keras.optimizers.Adam(0.01), "mse")
@@ -55,9 +58,9 @@ def _compiled(keras: Any, lora: bool = True) -> Any:
     return model
 
 
-def _trained(keras: Any, callbacks: Any = ()) -> Any:
+def _trained(keras: Any, callbacks: Any = (), lora: Any = True) -> Any:
     x, y = _data()
-    model = _build(keras)
+    model = _build(keras, lora)
     model.compile(keras.optimizers.Adam(0.01), "mse")
     model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, callbacks=list(callbacks))
     return model
@@ -193,3 +196,68 @@ def test_enable_lora_after_build(keras: Any, tmp_path: Path) -> None:
     assert [_value(v).tobytes() for v in fresh.weights if not _is_factor(v)] == \
         [_value(v).tobytes() for v in native.weights if not _is_factor(v)]
     np.testing.assert_allclose(_outputs(fresh), _outputs(saved), rtol=1e-5, atol=1e-6)
+
+
+def test_keras_lora_file_is_not_written_as_a_tf1_bundle_with_orphan_slots(keras: Any, tmp_path: Path) -> None:
+    """A TF1 bundle names a slot after its variable: the factors' slots without the factors would
+    read back as weights; refused, nothing written."""
+    from ckptcompat import formats
+
+    _, path = _saved(keras, tmp_path, "keras")
+    state = ckptcompat.read(path)
+    with pytest.raises(ckptcompat.IncompatibleStateError, match="lora_kernel_a"):
+        formats.get("tf_bundle").write(tmp_path / "tf1" / "model.ckpt", state)
+    assert not (tmp_path / "tf1").exists()
+    formats.get("tf_bundle").write(tmp_path / "tf1" / "model.ckpt", state.replace(optimizer=None))
+
+
+def test_store_into_other_lora_layers(keras: Any, tmp_path: Path) -> None:
+    """A store whose LoRA layers are not the live model's (LoRA on the Embedding only; the live
+    model has it on the Dense too, or nowhere): the merged kernels are restored, as Keras saves
+    them (bitwise what native load_weights gives from the store's model.keras), the live factors
+    restart; the optimizer trained other variables, so ``optimizer="reset"`` is the way on."""
+    from ckptcompat.callbacks import Checkpoint
+
+    saved = _trained(keras, [Checkpoint(str(tmp_path / "run"))], lora={"embedding"})
+    for lora, restarted in ((True, 4), (False, 0)):
+        live = _compiled(keras, lora)
+        with pytest.raises(ckptcompat.IncompatibleStateError, match='optimizer="reset"'):
+            ckptcompat.resume(tmp_path / "run", model=live)
+        run = ckptcompat.resume(tmp_path / "run", model=live, optimizer="reset")
+        assert len(run.report.lora_restarted) == restarted
+        native = _compiled(keras, lora)
+        native.load_weights(str(run.source.path))
+        assert [_value(v).tobytes() for v in live.weights if not _is_factor(v)] == \
+            [_value(v).tobytes() for v in native.weights if not _is_factor(v)]
+        np.testing.assert_allclose(_outputs(live), _outputs(saved), rtol=1e-5, atol=1e-6)
+
+
+def test_store_keeps_lora_alpha(keras: Any, tmp_path: Path) -> None:
+    """``enable_lora(2, lora_alpha=8)``: the layer scales its factors by 4. Keras rebuilds the
+    layer from its config without the alpha (scale 1); resume gives it back and restores the
+    store's exact values. A live layer of another scale takes the merged kernel instead (its
+    factors restart, the other slots are restored)."""
+    import inspect as python_inspect
+
+    from ckptcompat.callbacks import Checkpoint
+
+    if "lora_alpha" not in python_inspect.signature(keras.layers.Dense.enable_lora).parameters:
+        pytest.skip("this Keras has no lora_alpha")
+    x, y = _data()
+
+    def build(alpha: int) -> Any:
+        model = _build(keras, lora=False)
+        model.layers[-2].enable_lora(2, lora_alpha=alpha)
+        model.compile(keras.optimizers.Adam(0.01), "mse")
+        return model
+
+    saved = build(8)
+    saved.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, callbacks=[Checkpoint(str(tmp_path / "run"))])
+    run = ckptcompat.resume(tmp_path / "run")
+    assert run.report.lora_restarted == () and run.model.layers[-2].lora_alpha == 8
+    assert [_value(v).tobytes() for v in run.model.weights] == [_value(v).tobytes() for v in saved.weights]
+    np.testing.assert_allclose(_outputs(run.model), _outputs(saved), rtol=1e-5, atol=1e-6)
+    other = build(2)
+    run = ckptcompat.resume(tmp_path / "run", model=other)
+    assert len(run.report.lora_restarted) == 2 and int(_value(other.optimizer.iterations)) == 4
+    np.testing.assert_allclose(_outputs(other), _outputs(saved), rtol=1e-5, atol=1e-6)

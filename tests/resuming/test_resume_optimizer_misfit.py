@@ -29,3 +29,17 @@ def test_optimizer_reset_resumes_the_weights(optimizer_misfit_h5: Path, real_che
     assert run.report.optimizer_reset
     assert [np.asarray(w).tobytes() for w in run.model.get_weights()] == \
         [np.asarray(w).tobytes() for w in whole.model.get_weights()]
+
+
+def test_an_older_checkpoint_that_reads_is_taken(optimizer_misfit_h5: Path, real_checkpoints: Path,
+                                                 tmp_path: Path) -> None:
+    """A misfit may be damage: resume falls back past it to an older checkpoint that reads (the
+    misfit is raised only when none does)."""
+    import shutil
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    shutil.copyfile(real_checkpoints / MISFIT_SOURCE, folder / "model-01.h5")
+    shutil.copyfile(optimizer_misfit_h5, folder / "model-02.h5")
+    run = ckptcompat.resume(folder)
+    assert Path(run.source.path).name == "model-01.h5" and run.report.optimizer_reset is False

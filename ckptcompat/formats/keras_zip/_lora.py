@@ -20,7 +20,7 @@ import numpy as np
 from ckptcompat.formats.keras_zip._io import group_vars
 from ckptcompat.formats.keras_zip._layout import LayerSlot, lora_factors, lora_frozen
 
-__all__ = ["EXACT_ROOT", "exact_group", "exact_values", "merged", "exact_arrays"]
+__all__ = ["EXACT_ROOT", "exact_group", "exact_values", "merged", "exact_arrays", "record_rank"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,16 @@ def exact_values(h5: Any, slot: LayerSlot, shapes: Mapping[str, tuple[int, ...]]
                     [tuple(a.shape) for a in arrays], [shape for _, shape in want])
         return {}
     return {name: array for (name, _), array in zip(want, arrays)}
+
+
+def record_rank(slot: LayerSlot, weights: Mapping[str, Any]) -> None:
+    """For writing: Keras 3.0's ``enable_lora(r)`` after build records no ``lora_rank`` in the
+    config; where ``weights`` holds the layer's factors, the config to be written gets it (Keras
+    then rebuilds the layer with LoRA; without ``lora_alpha`` the merge scales by 1, as 3.0 does)."""
+    frozen = lora_frozen(slot.class_name)
+    a_name = f"{slot.prefix}/{'lora_embeddings' if frozen == 'embeddings' else 'lora_kernel'}_a"
+    if frozen and not slot.config.get("lora_rank") and a_name in weights and isinstance(slot.config, dict):
+        slot.config["lora_rank"] = int(np.shape(weights[a_name])[-1])
 
 
 def exact_arrays(slot: LayerSlot, prefix_names: Mapping[str, str], weights: Mapping[str, Any]

@@ -19,7 +19,7 @@ from ckptcompat._atomic import atomic_write
 from ckptcompat.errors import IncompatibleStateError, UnsupportedFormatError
 from ckptcompat.formats.keras_h5._direct import state_bytes
 from ckptcompat.formats.keras_zip._layout import ALIAS, lora_factors, lora_frozen, var_specs, walk_model_config
-from ckptcompat.formats.keras_zip._lora import exact_arrays, exact_group, merged
+from ckptcompat.formats.keras_zip._lora import exact_arrays, exact_group, merged, record_rank
 from ckptcompat.formats.keras_zip._optimizer import keras3_optimizer_config, optimizer_layout, other_nadam_schedule
 from ckptcompat.names.config_upgrade import for_keras3_release, upgrade_model_config
 from ckptcompat.names.optimizer_layouts import refuse_unordered, slot_shape
@@ -53,6 +53,7 @@ def _layer_arrays(state: TrainingState, model_cfg: Mapping[str, Any], path: Path
     problems: list[str] = []
     used: set[str] = set()
     for slot in walk_model_config(model_cfg):
+        record_rank(slot, state.weights)
         specs = var_specs(slot.class_name, slot.config)
         if specs is None:
             names = [n for n in state.weights if n.startswith(slot.prefix + "/")

@@ -135,8 +135,8 @@ def write(path: str | os.PathLike[str], state: TrainingState, **options: Any) ->
     p = Path(path)
     prefix = p / "model.ckpt" if p.is_dir() else p
     folder = prefix.parent
+    tensors = name_based_tensors(state)  # a state that cannot be written: refused before any folder
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = name_based_tensors(state)
     with scratch_dir(prefix) as tmp:
         written = write_bundle(tmp / prefix.name, tensors)
         old = []

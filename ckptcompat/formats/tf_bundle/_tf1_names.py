@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ckptcompat._compat import removeprefix
+from ckptcompat.errors import IncompatibleStateError
 from ckptcompat.formats import _protowire as pw
 from ckptcompat.names.variables import CANONICAL_SLOTS, canonical_optimizer_class
 from ckptcompat.state import OptimizerState, Progress, TrainingState
@@ -158,6 +159,12 @@ def name_based_tensors(state: TrainingState) -> dict[str, np.ndarray]:
     """TF1 Saver tensors for ``state``: weights by name, ``x/Adam``..., beta powers, global_step."""
     out: dict[str, np.ndarray] = {k: np.asarray(v) for k, v in state.weights.items()}
     opt = state.optimizer
+    orphans = sorted(set(opt.slots) - set(state.weights)) if opt is not None else []
+    if orphans:  # a TF1 bundle names a slot after its variable: without the variable it reads back as one
+        raise IncompatibleStateError(
+            "optimizer slots of variables the state holds no weight for", orphans,
+            hint="Keras 3 LoRA factors (trained, never saved by Keras) have no place in a TF1 bundle; "
+                 "write the state without its optimizer (state.replace(optimizer=None)) or to .keras")
     iterations = opt.iterations if opt is not None and opt.iterations is not None else state.progress.global_step
     if opt is not None:
         cls = canonical_optimizer_class(opt.class_name)
