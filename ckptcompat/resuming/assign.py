@@ -83,20 +83,28 @@ def _apply_matched(rt: Any, state: TrainingState, model: Any, *, partial: bool, 
 
     live = _live_shapes(rt, model)
     named = rt._OPS.variables(model)  # noqa: SLF001 -- same package
-    if not paired:
-        state, restart = lora.plan_restart(lora.exact_or_merged(state, model), model, named)
-    if restart is not None:  # factors the file cannot hold: not matched, restarted
-        live = {name: shape for name, shape in live.items() if name not in restart.names}
-    through = None if paired else file_pairing.before_names(state, model, rt._OPS.variables(model), live)  # noqa: SLF001
-    if through is not None:
-        return _apply_paired(rt, state, through, model, partial=partial, where=where, live_slots=live_slots,
-                             restart=restart)
     keras = rt._OPS.keras  # noqa: SLF001 -- same package
     layers = live_layers(model, lambda layer: isinstance(layer, keras.Model))
     paths = [keras3_file_paths(model), keras3_file_paths(model, twice=True)]
-    found = match_state(state, live, layers, remap=lambda st: remap_by_structure(st, live, paths))
+
+    def matched(st: TrainingState, shapes: dict[str, tuple[int, ...]]) -> Any:
+        return match_state(st, shapes, layers, remap=lambda s: remap_by_structure(s, shapes, paths))
+
+    if not paired:
+        if lora.holds_factors(state):  # exact factors only for the live LoRA layers they match
+            found = matched(state, live)
+            names = None if found.misfits else dict(zip(state.weights, found.state.weights))
+            state = lora.exact_or_merged(state, model, named, names)
+        state, restart = lora.plan_restart(state, model, named)
+    if restart is not None:  # factors the file cannot hold: not matched, restarted
+        live = {name: shape for name, shape in live.items() if name not in restart.names}
+    through = None if paired else file_pairing.before_names(state, model, named, live)
+    if through is not None:
+        return _apply_paired(rt, state, through, model, partial=partial, where=where, live_slots=live_slots,
+                             restart=restart)
+    found = matched(state, live)
     through = None if paired or not found.misfits else \
-        file_pairing.after_misfits(state, model, rt._OPS.variables(model), live)  # noqa: SLF001
+        file_pairing.after_misfits(state, model, named, live)
     if through is not None:
         return _apply_paired(rt, state, through, model, partial=partial, where=where, live_slots=live_slots,
                              restart=restart)

@@ -29,7 +29,7 @@ import numpy as np
 from ckptcompat.state import TrainingState
 
 __all__ = ["LoraRestart", "plan_restart", "with_factors", "zero_factor_slots", "exact_or_merged",
-           "align_rebuilt", "FACTOR_LEAVES"]
+           "holds_factors", "align_rebuilt", "FACTOR_LEAVES"]
 
 log = logging.getLogger(__name__)
 
@@ -141,17 +141,20 @@ def _scale(rank: int, alpha: Any) -> float:
     return float(alpha) / rank if isinstance(alpha, (int, float)) and not isinstance(alpha, bool) else 1.0
 
 
-def _live_signatures(model: Any) -> list[tuple[int, float, tuple[int, ...], tuple[int, ...]]]:
-    """(rank, scale, a shape, b shape) of every LoRA-enabled layer of the live model."""
-    out = []
+def _live_signatures(model: Any, named: Mapping[str, Any]
+                     ) -> dict[str, tuple[int, float, tuple[int, ...], tuple[int, ...]]]:
+    """Live name of each LoRA-enabled layer's ``*_a`` factor -> (rank, scale, a shape, b shape)."""
+    names = {id(var): name for name, var in named.items()}
+    out = {}
     for layer in getattr(model, "_flatten_layers", lambda **_: [])(include_self=True, recursive=True):
         if getattr(layer, "lora_enabled", False) is not True:
             continue
         for stem in _STEMS:
             a, b = getattr(layer, f"{stem}_a", None), getattr(layer, f"{stem}_b", None)
-            if a is not None and b is not None:
+            if a is not None and b is not None and id(a) in names:
                 rank = int(tuple(a.shape)[-1])
-                out.append((rank, _scale(rank, getattr(layer, "lora_alpha", None)), tuple(a.shape), tuple(b.shape)))
+                out[names[id(a)]] = (rank, _scale(rank, getattr(layer, "lora_alpha", None)), tuple(a.shape),
+                                     tuple(b.shape))
     return out
 
 
@@ -175,17 +178,26 @@ def _file_layers(state: TrainingState) -> list[tuple[str, str, int, float]]:
     return out
 
 
-def exact_or_merged(state: TrainingState, model: Any) -> TrainingState:
-    """``state`` as read when its LoRA layers (with their factors) are the live model's, same rank,
-    scale and shapes; else with each such layer's kernel merged as Keras saves it, its factors and
-    their slots left out (the live factors then restart: :func:`plan_restart`)."""
+def holds_factors(state: TrainingState) -> bool:
+    """Whether the state holds a LoRA layer's factors (a ckptcompat store of a LoRA model)."""
+    return bool(_file_layers(state))
+
+
+def exact_or_merged(state: TrainingState, model: Any, named: Mapping[str, Any],
+                    matched: Mapping[str, str] | None) -> TrainingState:
+    """``state`` as read when each of its LoRA layers (with their factors) is, through ``matched``
+    (checkpoint name -> live name, None when names and structure did not fit), a live LoRA layer of
+    the same rank, scale and shapes, and every live LoRA layer is one of them; else with each such
+    layer's kernel merged as Keras saves it, its factors and their slots left out (the live factors
+    then restart: :func:`plan_restart`)."""
     layers = _file_layers(state)
     if not layers:
         return state
-    held = sorted((rank, scale, tuple(np.shape(state.weights[f"{p}/{stem}_a"])),
-                   tuple(np.shape(state.weights[f"{p}/{stem}_b"]))) for p, stem, rank, scale in layers)
-    live = sorted(_live_signatures(model))
-    if held == live:
+    live = _live_signatures(model, named)
+    held = {(matched or {}).get(f"{p}/{stem}_a"): (rank, scale, tuple(np.shape(state.weights[f"{p}/{stem}_a"])),
+                                                   tuple(np.shape(state.weights[f"{p}/{stem}_b"])))
+            for p, stem, rank, scale in layers}
+    if matched is not None and held == live:
         return state
     from ckptcompat.formats.keras_zip._lora import merged
 
@@ -194,8 +206,9 @@ def exact_or_merged(state: TrainingState, model: Any) -> TrainingState:
         frozen = f"{prefix}/{_STEMS[stem]}"
         a, b = weights.pop(f"{prefix}/{stem}_a"), weights.pop(f"{prefix}/{stem}_b")
         weights[frozen] = merged(weights[frozen], a, b, {"lora_rank": rank, "lora_alpha": scale * rank})
-    log.warning("the checkpoint's LoRA layers (rank, scale, shapes %s) are not the model's (%s): their merged "
-                "kernels are restored, as Keras saves them, and the checkpoint's factors are left out", held, live)
+    log.warning("the checkpoint's LoRA layers (rank, scale, shapes by live name: %s) are not the model's (%s): "
+                "their merged kernels are restored, as Keras saves them, and the checkpoint's factors are left "
+                "out", held, live)
     state = state.replace(weights=weights)
     opt = state.optimizer
     if opt is not None and opt.slots:

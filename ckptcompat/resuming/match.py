@@ -179,7 +179,7 @@ def _pair_by_structure(state: TrainingState, ckpt_layers: Sequence[LiveLayer],
         if len(ga.names) != len(gb.names):
             misfits.append(f"{where}: {len(ga.names)} vs {len(gb.names)} variables")
             continue
-        for src, dst in zip(ga.names, gb.names):
+        for src, dst in zip(ga.names, _in_file_order(ga, gb)):
             s_short, d_short = _short(src, ga.layer), _short(dst, gb.layer)
             shape = tuple(np.shape(state.weights[src]))
             if not _same_leaf(_leaf(s_short), _leaf(d_short), gb.class_name or ga.class_name):
@@ -189,6 +189,20 @@ def _pair_by_structure(state: TrainingState, ckpt_layers: Sequence[LiveLayer],
             else:
                 mapping[src] = dst
     return mapping, misfits
+
+
+def _in_file_order(ga: _Group, gb: _Group) -> list[str]:
+    """The live layer's names in the checkpoint layer's order where both are of one known class
+    and hold the same short names, each once (a layer that creates its variables in another order
+    than Keras saves them: an int8-quantized kernel is created after the bias); else in the live
+    order."""
+    if not ga.class_name or ga.class_name != gb.class_name:
+        return list(gb.names)
+    short = [_short(n, ga.layer) for n in ga.names]
+    live = {_short(n, gb.layer): n for n in gb.names}
+    if len(set(short)) == len(short) == len(live) and set(short) == set(live):
+        return [live[s] for s in short]
+    return list(gb.names)
 
 
 def _rename(state: TrainingState, mapping: Mapping[str, str]) -> TrainingState:

@@ -54,8 +54,9 @@ _OPTIMIZER_OPTIONAL = ("keras_h5", "keras_zip")
 
 
 class _OptimizerMisfit(IncompatibleStateError):
-    """A Keras file whose weights read and whose optimizer variables fit no layout: resume falls
-    back past it (it may be damaged) and raises it when no checkpoint reads."""
+    """A Keras file whose weights read and whose optimizer variables fit no layout: a layout the
+    reader does not know far more often than damage, so resume raises it (with the way on) rather
+    than fall back to an older checkpoint, which would silently drop the run's latest phase."""
 
 
 def _read_weights_only(target: Path, format: str | None, exc: IncompatibleStateError,
@@ -72,8 +73,9 @@ def _read_weights_only(target: Path, format: str | None, exc: IncompatibleStateE
         raise _OptimizerMisfit(
             "the weights can be read, the optimizer variables fit no layout the file's configs describe; "
             "nothing was assigned", exc.mismatches or [exc.message], path=target,
-            hint='pass optimizer="reset" to restore the weights and the progress with a fresh optimizer '
-                 "(`ckptcompat inspect` lists what the file holds)") from exc
+            hint='pass optimizer="reset" to restore the weights and the progress with a fresh optimizer, '
+                 "or resume an older checkpoint by its path (`ckptcompat inspect` lists what the file "
+                 "holds)") from exc
     log.warning("%s: optimizer=\"reset\": the optimizer variables, which fit no layout the file's configs "
                 "describe, are not read (%s)", target, exc.message.splitlines()[0])
     return _read_unchecked(target, name, include_optimizer=False)
@@ -106,8 +108,7 @@ def _read_one(cand: Any, optimizer: str = "restore") -> TrainingState:
 def pick_and_read(path: str | os.PathLike[str], which: str, *, monitor: str | None, mode: str | None,
                   pattern: str | None, optimizer: str = "restore") -> tuple[Any, TrainingState]:
     """The selected candidate and its state; falls back past checkpoints that fail to read
-    (when none reads and one was a Keras file whose optimizer part did not fit, that error:
-    :func:`_read_weights_only`)."""
+    (not past a Keras file whose optimizer part does not fit: :func:`_read_weights_only`)."""
     from ckptcompat.discovery import find_checkpoints, select
 
     # no store check here: the chosen store checkpoint is checksummed in _read_one, and a
@@ -118,13 +119,10 @@ def pick_and_read(path: str | os.PathLike[str], which: str, *, monitor: str | No
                                       hint="check the path; folders are not searched recursively")
     remaining = list(candidates)
     failures: list[str] = []
-    misfit: _OptimizerMisfit | None = None
     while True:
         try:
             cand = select(remaining, which, monitor=monitor, mode=mode, where=path)
         except CheckpointNotFoundError as exc:
-            if misfit is not None:
-                raise misfit from exc
             if failures:
                 raise CheckpointNotFoundError(
                     f"no readable checkpoint: {exc.message}; unreadable: " + "; ".join(failures),
@@ -132,8 +130,9 @@ def pick_and_read(path: str | os.PathLike[str], which: str, *, monitor: str | No
             raise
         try:
             return cand, _read_one(cand, optimizer)
+        except _OptimizerMisfit:
+            raise
         except CkptCompatError as exc:
-            misfit = misfit or (exc if isinstance(exc, _OptimizerMisfit) else None)
             log.warning("%s: cannot be read (%s); falling back to the next checkpoint", cand.path, exc)
             failures.append(f"{cand.path.name}: {exc}")
             remaining = [c for c in remaining if c is not cand]

@@ -261,3 +261,47 @@ def test_store_keeps_lora_alpha(keras: Any, tmp_path: Path) -> None:
     run = ckptcompat.resume(tmp_path / "run", model=other)
     assert len(run.report.lora_restarted) == 2 and int(_value(other.optimizer.iterations)) == 4
     np.testing.assert_allclose(_outputs(other), _outputs(saved), rtol=1e-5, atol=1e-6)
+
+
+def _two_dense(keras: Any, alphas: tuple[Any, Any]) -> Any:
+    """Input(8) -> Dense(8) -> Dense(8) -> Dense(2); ``alphas``: per hidden Dense, its
+    ``enable_lora(2, lora_alpha=...)`` (None: no LoRA)."""
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(8), keras.layers.Dense(8), keras.layers.Dense(2)])
+    for layer, alpha in zip(model.layers[:2], alphas):
+        if alpha is not None:
+            layer.enable_lora(2, lora_alpha=alpha)
+    model.compile(keras.optimizers.Adam(0.01), "mse")
+    return model
+
+
+@pytest.mark.parametrize("saved_alphas, live_alphas", [((8, 2), (2, 8)), ((8, None), (None, 8))],
+                         ids=["scales_swapped", "lora_moved"])
+def test_store_lora_layers_are_matched_layer_by_layer(keras: Any, tmp_path: Path, saved_alphas: Any,
+                                                      live_alphas: Any) -> None:
+    """The store's exact factors go only to the live LoRA layer they match, of the same rank and
+    scale: with the two layers' scales swapped, or LoRA moved to the other (same-shaped) layer, the
+    merged kernels are restored and the live factors restart (the saved function, not another)."""
+    import inspect as python_inspect
+
+    from ckptcompat.callbacks import Checkpoint
+
+    if "lora_alpha" not in python_inspect.signature(keras.layers.Dense.enable_lora).parameters:
+        pytest.skip("this Keras has no lora_alpha")
+    rng = np.random.default_rng(7)
+    x, y = rng.random((16, 8), dtype=np.float32), rng.random((16, 2), dtype=np.float32)
+    saved = _two_dense(keras, saved_alphas)
+    saved.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, callbacks=[Checkpoint(str(tmp_path / "run"))])
+    live = _two_dense(keras, live_alphas)
+    run = ckptcompat.resume(tmp_path / "run", model=live, optimizer="reset")
+    assert run.report.lora_restarted
+    np.testing.assert_allclose(_value(live(x[:4])), _value(saved(x[:4])), rtol=1e-5, atol=1e-6)
+
+
+def test_lora_state_is_not_written_as_weights_h5(keras: Any, tmp_path: Path) -> None:
+    from ckptcompat import formats
+    from ckptcompat.runtime import capture
+
+    model = _trained(keras)
+    with pytest.raises(ckptcompat.errors.UnsupportedFormatError, match="LoRA"):
+        formats.get("keras_zip").write(tmp_path / "m.weights.h5", capture(model))
+    assert not (tmp_path / "m.weights.h5").exists()

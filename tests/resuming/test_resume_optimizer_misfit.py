@@ -31,15 +31,16 @@ def test_optimizer_reset_resumes_the_weights(optimizer_misfit_h5: Path, real_che
         [np.asarray(w).tobytes() for w in whole.model.get_weights()]
 
 
-def test_an_older_checkpoint_that_reads_is_taken(optimizer_misfit_h5: Path, real_checkpoints: Path,
-                                                 tmp_path: Path) -> None:
-    """A misfit may be damage: resume falls back past it to an older checkpoint that reads (the
-    misfit is raised only when none does)."""
+def test_a_misfit_is_raised_not_skipped(optimizer_misfit_h5: Path, real_checkpoints: Path,
+                                        tmp_path: Path) -> None:
+    """A misfit is a layout the reader does not know far more often than damage: resume does not
+    fall back past it to an older checkpoint (that would drop the run's latest phase silently)."""
     import shutil
 
     folder = tmp_path / "run"
     folder.mkdir()
     shutil.copyfile(real_checkpoints / MISFIT_SOURCE, folder / "model-01.h5")
     shutil.copyfile(optimizer_misfit_h5, folder / "model-02.h5")
-    run = ckptcompat.resume(folder)
-    assert Path(run.source.path).name == "model-01.h5" and run.report.optimizer_reset is False
+    with pytest.raises(ckptcompat.IncompatibleStateError, match="model-02.h5"):
+        ckptcompat.resume(folder)
+    assert Path(ckptcompat.resume(folder / "model-01.h5").source.path).name == "model-01.h5"

@@ -189,6 +189,14 @@ def var_specs(class_name: str, config: Mapping[str, Any], generation: str | None
     if fn is None:
         return None
     specs = fn(config)
+    from ckptcompat.formats.keras_zip._quantized import quantization_mode, quantized_specs
+
+    mode = quantization_mode(config)
+    if mode is not None:  # model.quantize(mode): other variables, in Keras's serialization order
+        found = quantized_specs(class_name, config, mode)
+        if found is None:
+            return None
+        specs = found
     frozen = _LORA.get(class_name, ("",))[0] if _lora_rank(config) else ""
     return [VarSpec(s.name, False, s.ndim) if s.name == frozen else s for s in specs]
 

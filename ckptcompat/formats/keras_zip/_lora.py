@@ -20,7 +20,8 @@ import numpy as np
 from ckptcompat.formats.keras_zip._io import group_vars
 from ckptcompat.formats.keras_zip._layout import LayerSlot, lora_factors, lora_frozen
 
-__all__ = ["EXACT_ROOT", "exact_group", "exact_values", "merged", "exact_arrays", "record_rank"]
+__all__ = ["EXACT_ROOT", "exact_group", "exact_values", "merged", "exact_arrays", "record_rank",
+           "listed_layer_configs"]
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +62,34 @@ def exact_values(h5: Any, slot: LayerSlot, shapes: Mapping[str, tuple[int, ...]]
     return {name: array for (name, _), array in zip(want, arrays)}
 
 
-def record_rank(slot: LayerSlot, weights: Mapping[str, Any]) -> None:
+def listed_layer_configs(model_cfg: Mapping[str, Any]) -> set[int]:
+    """The ids of the layer config dicts a model config lists (``layers`` of the model and of its
+    nested models): the only ones written as they are (a wrapper's inner layer or an attention
+    layer's projections are described by dicts the layout walk builds)."""
+    out: set[int] = set()
+
+    def visit(entry: Any, depth: int) -> None:
+        cfg = entry.get("config") if isinstance(entry, Mapping) else None
+        layers = cfg.get("layers") if isinstance(cfg, Mapping) and depth < 64 else None
+        for item in layers if isinstance(layers, list) else ():
+            if isinstance(item, Mapping) and isinstance(item.get("config"), dict):
+                out.add(id(item["config"]))
+                visit(item, depth + 1)
+
+    visit(model_cfg, 0)
+    return out
+
+
+def record_rank(slot: LayerSlot, weights: Mapping[str, Any], listed: set[int]) -> None:
     """For writing: Keras 3.0's ``enable_lora(r)`` after build records no ``lora_rank`` in the
-    config; where ``weights`` holds the layer's factors, the config to be written gets it (Keras
-    then rebuilds the layer with LoRA; without ``lora_alpha`` the merge scales by 1, as 3.0 does)."""
+    config; where ``weights`` holds the layer's factors and the layer's config is one the model
+    config lists (``listed``), the config to be written gets it (Keras then rebuilds the layer
+    with LoRA; without ``lora_alpha`` the merge scales by 1, as 3.0 does). Elsewhere the factors
+    stay unexpected: the writer refuses the state."""
     frozen = lora_frozen(slot.class_name)
     a_name = f"{slot.prefix}/{'lora_embeddings' if frozen == 'embeddings' else 'lora_kernel'}_a"
-    if frozen and not slot.config.get("lora_rank") and a_name in weights and isinstance(slot.config, dict):
-        slot.config["lora_rank"] = int(np.shape(weights[a_name])[-1])
+    if frozen and not slot.config.get("lora_rank") and a_name in weights and id(slot.config) in listed:
+        slot.config["lora_rank"] = int(np.shape(weights[a_name])[-1])  # type: ignore[index]
 
 
 def exact_arrays(slot: LayerSlot, prefix_names: Mapping[str, str], weights: Mapping[str, Any]

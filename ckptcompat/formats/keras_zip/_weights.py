@@ -98,12 +98,14 @@ def read_weights(h5: Any, model_cfg: Mapping[str, Any] | None, path: Path,
     (``layers/dense/vars/0``)."""
     weights: dict[str, np.ndarray] = {}
     trainable: list[tuple[str, tuple[int, ...]]] = []
+    factors: set[str] = set()
 
     def add(name: str, array: np.ndarray | None, is_trainable: bool, source: Any) -> None:
-        if name in weights or any(name == n for n, _ in trainable):
+        if name in weights or name in factors:
             raise CorruptCheckpointError(f"two variables map to {name!r}", path=path,
                                          hint="the config does not match the weights")
         if array is None:  # a LoRA factor: trained, not stored
+            factors.add(name)
             trainable.append((name, tuple(source)))
             return
         weights[name] = array

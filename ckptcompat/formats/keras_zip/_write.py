@@ -19,7 +19,9 @@ from ckptcompat._atomic import atomic_write
 from ckptcompat.errors import IncompatibleStateError, UnsupportedFormatError
 from ckptcompat.formats.keras_h5._direct import state_bytes
 from ckptcompat.formats.keras_zip._layout import ALIAS, lora_factors, lora_frozen, var_specs, walk_model_config
-from ckptcompat.formats.keras_zip._lora import exact_arrays, exact_group, merged, record_rank
+from ckptcompat.formats.keras_zip._lora import (EXACT_ROOT, exact_arrays, exact_group, listed_layer_configs, merged,
+                                                record_rank)
+from ckptcompat.formats.keras_zip._quantized import refuse_quantized
 from ckptcompat.formats.keras_zip._optimizer import keras3_optimizer_config, optimizer_layout, other_nadam_schedule
 from ckptcompat.names.config_upgrade import for_keras3_release, upgrade_model_config
 from ckptcompat.names.optimizer_layouts import refuse_unordered, slot_shape
@@ -52,8 +54,10 @@ def _layer_arrays(state: TrainingState, model_cfg: Mapping[str, Any], path: Path
     trainable: list[tuple[str, tuple[int, ...]]] = []
     problems: list[str] = []
     used: set[str] = set()
+    listed = listed_layer_configs(model_cfg)
     for slot in walk_model_config(model_cfg):
-        record_rank(slot, state.weights)
+        record_rank(slot, state.weights, listed)
+        refuse_quantized(slot, state.weights, path)
         specs = var_specs(slot.class_name, slot.config)
         if specs is None:
             names = [n for n in state.weights if n.startswith(slot.prefix + "/")
@@ -252,6 +256,9 @@ def write_state(path: Path, state: TrainingState, *, verify: Callable[[Path], Tr
     version = _target_version(keras_version)
     model_cfg = for_keras3_release(upgrade_model_config(state.model_config), version)
     groups, trainable = _layer_arrays(state, model_cfg, path)
+    if str(path).endswith(".weights.h5") and any(g.startswith(EXACT_ROOT) for g, _ in groups):
+        raise UnsupportedFormatError("a .weights.h5 records no config, so no reader can place the LoRA factors "
+                                     "this state holds", path=path, hint="write a .keras archive")
     opt_cfg = keras3_optimizer_config(state) if (include_optimizer and state.optimizer) else None
     opt_arrays = _optimizer_arrays(state, opt_cfg, trainable, path, version) if opt_cfg else None
     if opt_cfg and opt_arrays is not None and state.optimizer is not None:
