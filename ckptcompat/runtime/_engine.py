@@ -21,7 +21,7 @@ from ckptcompat.names.slot_meaning import (KERAS3_NADAM_SCHEDULE, NON_SLOT_ATTRS
                                            nadam_schedule, nadam_u_product, translate_slots)
 from ckptcompat.names.variables import canonical_optimizer_class
 from ckptcompat.runtime import VIEWS, _loss_scale
-from ckptcompat.runtime._flavour_ops import ApplyReport, FlavourOps, raise_misfits
+from ckptcompat.runtime._flavour_ops import ApplyReport, FlavourOps, codes_and_floats, dtype_name, raise_misfits
 from ckptcompat.runtime._positional import place_positional, slots_from_positions
 from ckptcompat.runtime._slots import is_variable as _is_variable
 from ckptcompat.runtime._slots import list_slots, raw_slot_name
@@ -314,6 +314,8 @@ def _plan_pairs(ops: FlavourOps, kind: str, values: dict[str, np.ndarray], live:
             problem(name, f"unexpected {kind} {value.shape}: the model has no such variable")
         elif ops.shape(var) != value.shape:
             problem(name, f"{kind} shape differs: checkpoint {value.shape}, model {ops.shape(var)}")
+        elif codes_and_floats(value, var):
+            problem(name, f"{kind} dtype differs: checkpoint {value.dtype}, model {dtype_name(var)} (quantized)")
         else:
             plan.append((name, var, value))
     for name, var in live.items():

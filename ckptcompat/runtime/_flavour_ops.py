@@ -126,3 +126,22 @@ def raise_misfits(problems: list[str], *, weights_fit: bool) -> None:
         hint="build the model with the architecture that wrote the checkpoint (or resume "
              "without model= to rebuild it from the file), or pass partial=True to restore "
              "what fits")
+
+
+def dtype_name(var: Any) -> str:
+    """A live variable's dtype as numpy names it (``"int8"``), ``""`` when it cannot be told."""
+    dtype = getattr(var, "dtype", None)
+    name = getattr(dtype, "name", dtype)  # tf.DType / numpy dtype -> "int8"; Keras 3: already a str
+    return str(name).replace("torch.", "") if name is not None else ""
+
+
+def codes_and_floats(value: np.ndarray, var: Any) -> bool:
+    """A checkpoint value and a live variable of which one holds 8-bit integer codes (a quantized
+    kernel) and the other floats: equal shapes, other meanings."""
+    live = dtype_name(var)
+    try:
+        kinds = {np.dtype(value.dtype), np.dtype(live)}
+    except TypeError:
+        return False
+    return any(d.kind in "iu" and d.itemsize == 1 for d in kinds) and any(d.kind == "f" for d in kinds)
+

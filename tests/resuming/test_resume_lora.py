@@ -305,3 +305,21 @@ def test_lora_state_is_not_written_as_weights_h5(keras: Any, tmp_path: Path) -> 
     with pytest.raises(ckptcompat.errors.UnsupportedFormatError, match="LoRA"):
         formats.get("keras_zip").write(tmp_path / "m.weights.h5", capture(model))
     assert not (tmp_path / "m.weights.h5").exists()
+
+
+def test_lora_on_an_attention_projection_is_refused_by_the_store(keras: Any, tmp_path: Path) -> None:
+    """LoRA on a MultiHeadAttention projection (the transformer way): the attention layer's config
+    does not describe it, so the store cannot write it as Keras does; a typed error names the
+    factors, nothing committed."""
+    from ckptcompat.callbacks import Checkpoint
+
+    inputs = keras.Input((3, 4))
+    mha = keras.layers.MultiHeadAttention(num_heads=2, key_dim=2)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(mha(inputs, inputs))))
+    mha.query_dense.enable_lora(2)
+    model.compile(keras.optimizers.Adam(0.01), "mse")
+    rng = np.random.default_rng(1)
+    with pytest.raises(ckptcompat.errors.UnsupportedFormatError, match="lora_kernel_a"):
+        model.fit(rng.random((8, 3, 4)), rng.random((8, 2)), epochs=1, verbose=0,
+                  callbacks=[Checkpoint(str(tmp_path / "run"))])
+    assert not list((tmp_path / "run").glob("ckpt-*"))

@@ -139,3 +139,45 @@ def test_lora_on_an_int8_kernel(keras: Any, tmp_path: Path) -> None:
     with pytest.raises(ckptcompat.errors.UnsupportedFormatError, match="LoRA"):
         model.fit(x, x[:, :2], epochs=1, verbose=0, callbacks=[Checkpoint(str(tmp_path / "run"))])
     assert not list((tmp_path / "run").glob("ckpt-*"))
+
+
+def test_partial_never_puts_int8_codes_into_floats(keras: Any, tmp_path: Path) -> None:
+    """``partial=True`` between an int8 file and a float model (either way): the kernels have the
+    same shape but other meanings; they are left out and reported, never assigned."""
+    if not any(name == "Dense" for name, _ in _CLASSES):
+        pytest.skip("no int8 Dense here")
+    saved, _ = _trained(keras, "Dense", 2)
+    path = tmp_path / "int8.keras"
+    saved.save(str(path))
+    plain = _zoo._make(keras, "Dense")  # noqa: SLF001
+    x = keras.Input(_zoo.SHAPES[2])
+    floats = keras.Model(x, keras.layers.Dense(2)(keras.layers.Flatten()(plain(x))))
+    floats.compile(keras.optimizers.Adam(0.01), "mse")
+    before = _bytes(floats.weights)
+    run = ckptcompat.resume(path, model=floats, partial=True)
+    kernels = [v for v in floats.weights if v.path.endswith("kernel")]
+    assert kernels and all(b == a for v, a, b in zip(floats.weights, before, _bytes(floats.weights))
+                           if v.path.endswith("kernel"))
+    assert any("dtype" in reason for _, reason in run.report.skipped)
+    floats.save(str(tmp_path / "float.keras"))
+    quantized = _fresh(keras, "Dense", 2)
+    before = _bytes(quantized.weights)
+    ckptcompat.resume(tmp_path / "float.keras", model=quantized, partial=True)
+    assert all(b == a for v, a, b in zip(quantized.weights, before, _bytes(quantized.weights))
+               if v.path.endswith("kernel"))
+
+
+def test_store_refuses_modes_it_does_not_lay_out(keras: Any, tmp_path: Path) -> None:
+    """``quantize("int4")`` (Int4DTypePolicy, mode ``int4/128`` in newer releases): the Checkpoint
+    callback refuses with a typed error naming the layer and mode, nothing committed."""
+    if not any(name == "Dense" for name, _ in _CLASSES):
+        pytest.skip("no int8 Dense here")
+    from ckptcompat.callbacks import Checkpoint
+
+    x, y, _, _ = _zoo._zoo_data(_zoo.SHAPES[2], 3)  # noqa: SLF001
+    model = keras.Sequential([keras.Input(_zoo.SHAPES[2]), keras.layers.Dense(4), keras.layers.Dense(2)])
+    model.quantize("int4")
+    model.compile(keras.optimizers.Adam(0.01), "mse")
+    with pytest.raises(ckptcompat.errors.UnsupportedFormatError, match="int4"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[Checkpoint(str(tmp_path / "run"))])
+    assert not list((tmp_path / "run").glob("ckpt-*"))

@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from ckptcompat.errors import UnsupportedFormatError
 from ckptcompat.formats.keras_zip._io import group_vars
 from ckptcompat.formats.keras_zip._layout import LayerSlot, lora_factors, lora_frozen
 
 __all__ = ["EXACT_ROOT", "exact_group", "exact_values", "merged", "exact_arrays", "record_rank",
-           "listed_layer_configs"]
+           "listed_layer_configs", "refuse_undescribed"]
 
 log = logging.getLogger(__name__)
 
@@ -106,3 +107,16 @@ def exact_arrays(slot: LayerSlot, prefix_names: Mapping[str, str], weights: Mapp
     if not factors or not all(n in weights for n in names):
         return None
     return [kernel, *(weights[n] for n in names)], list(zip(names, (s for _, s in factors)))
+
+
+def refuse_undescribed(unused: list[str], path: Path) -> None:
+    """For writing: LoRA factors of a layer the model config does not describe as LoRA (an
+    attention layer's projection, whose config Keras builds inside the layer) cannot be written as
+    Keras writes them; :class:`UnsupportedFormatError` naming them."""
+    lora = [name for name in unused if name.rpartition("/")[2].startswith("lora_")]
+    if lora:
+        raise UnsupportedFormatError(
+            f"LoRA factors of layers the model config does not describe as LoRA: {', '.join(lora)}", path=path,
+            hint="save this model with Keras's own model.save; ckptcompat.resume reads such files (the factors "
+                 "restart on the merged kernel)")
+

@@ -26,11 +26,9 @@ SUPPORTED_MODES = frozenset({"int8"})
 def quantization_mode(config: Mapping[str, Any]) -> str | None:
     """The quantization mode of a layer config (``"int8"``), None for a float layer."""
     policy = config.get("dtype")
-    if not isinstance(policy, Mapping) or "Quantized" not in str(policy.get("class_name", "")):
-        return None
-    inner = policy.get("config")
-    mode = inner.get("mode") if isinstance(inner, Mapping) else None
-    return str(mode) if mode else None
+    inner = policy.get("config") if isinstance(policy, Mapping) else None
+    mode = inner.get("mode") if isinstance(inner, Mapping) else None  # QuantizedDTypePolicy, Int4DTypePolicy, ...
+    return str(mode).split("/")[0] if mode else None  # "int4/128": int4 in groups of 128
 
 
 def _frozen(name: str, ndim: tuple[int, ...] | None = None) -> VarSpec:

@@ -20,7 +20,7 @@ from ckptcompat.errors import IncompatibleStateError, UnsupportedFormatError
 from ckptcompat.formats.keras_h5._direct import state_bytes
 from ckptcompat.formats.keras_zip._layout import ALIAS, lora_factors, lora_frozen, var_specs, walk_model_config
 from ckptcompat.formats.keras_zip._lora import (EXACT_ROOT, exact_arrays, exact_group, listed_layer_configs, merged,
-                                                record_rank)
+                                                record_rank, refuse_undescribed)
 from ckptcompat.formats.keras_zip._quantized import refuse_quantized
 from ckptcompat.formats.keras_zip._optimizer import keras3_optimizer_config, optimizer_layout, other_nadam_schedule
 from ckptcompat.names.config_upgrade import for_keras3_release, upgrade_model_config
@@ -92,6 +92,7 @@ def _layer_arrays(state: TrainingState, model_cfg: Mapping[str, Any], path: Path
             shapes = {n.rpartition("/")[2]: tuple(np.shape(state.weights[n])) for n, _ in pairs if n in used}
             trainable += [(f"{slot.prefix}/{n}", shape) for n, shape in lora_factors(slot.class_name, slot.config, shapes)]
     problems += [f"unexpected weight {n} (not in the model config)" for n in state.weights if n not in used]
+    refuse_undescribed([n for n in state.weights if n not in used], path)
     if problems:
         raise IncompatibleStateError("the weights do not fit the model config", problems, path=path,
                                      hint="the state's model_config must describe its weights")
