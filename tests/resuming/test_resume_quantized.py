@@ -66,7 +66,7 @@ _CLASSES = _int8_classes()
 def int8_class(request: pytest.FixtureRequest) -> tuple[Any, str, int]:
     if not _CLASSES:
         pytest.skip("no Keras 3 with model.quantize here")
-    return keras_module(), *request.param
+    return (keras_module(), *request.param)
 
 
 def _trained(keras: Any, name: str, rank: int, callbacks: Any = (), lora: bool = False) -> tuple[Any, Any]:
