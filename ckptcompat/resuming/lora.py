@@ -55,20 +55,17 @@ def _leaf(name: str) -> str:
     return name.rpartition("/")[2]
 
 
-def _live_factors(model: Any, named: Mapping[str, Any]) -> dict[str, str]:
-    """Live name -> leaf of every factor of the model's LoRA-enabled layers."""
-    flatten = getattr(model, "_flatten_layers", None)
-    if flatten is None:
-        return {}
+def _live_lora(model: Any, named: Mapping[str, Any]) -> list[tuple[Any, str, str, str]]:
+    """``(layer, stem, live name of *_a, live name of *_b)`` of every LoRA-enabled layer."""
     names = {id(var): name for name, var in named.items()}
-    out: dict[str, str] = {}
-    for layer in flatten(include_self=True, recursive=True):
+    out = []
+    for layer in getattr(model, "_flatten_layers", lambda **_: [])(include_self=True, recursive=True):
         if getattr(layer, "lora_enabled", False) is not True:
             continue
-        for leaf in sorted(FACTOR_LEAVES):
-            var = getattr(layer, leaf, None)
-            if var is not None and id(var) in names:
-                out[names[id(var)]] = leaf
+        for stem in _STEMS:
+            a, b = getattr(layer, f"{stem}_a", None), getattr(layer, f"{stem}_b", None)
+            if a is not None and b is not None and id(a) in names and id(b) in names:
+                out.append((layer, stem, names[id(a)], names[id(b)]))
     return out
 
 
@@ -76,8 +73,8 @@ def plan_restart(state: TrainingState, model: Any, named: Mapping[str, Any]
                  ) -> tuple[TrainingState, LoraRestart | None]:
     """``(state without the slots of factors it does not hold, restart)`` when the model has
     LoRA factors and the checkpoint holds none (a Keras file); ``(state, None)`` otherwise."""
-    factors = _live_factors(model, named)
-    if not factors or any(_leaf(name) in FACTOR_LEAVES for name in state.weights):
+    live = _live_lora(model, named)
+    if not live or any(_leaf(name) in FACTOR_LEAVES for name in state.weights):
         return state, None
     opt = state.optimizer
     dropped: list[str] = []
@@ -87,8 +84,7 @@ def plan_restart(state: TrainingState, model: Any, named: Mapping[str, Any]
         if dropped:
             slots = {var: per for var, per in opt.slots.items() if _leaf(var) not in FACTOR_LEAVES}
             state = state.replace(optimizer=dataclasses.replace(opt, slots=slots))
-    restart = LoraRestart(keep=tuple(n for n, leaf in factors.items() if leaf.endswith("_a")),
-                          zero=tuple(n for n, leaf in factors.items() if leaf.endswith("_b")),
+    restart = LoraRestart(keep=tuple(a for _, _, a, _ in live), zero=tuple(b for _, _, _, b in live),
                           dropped=tuple(dropped))
     log.warning("the checkpoint holds no LoRA factor (Keras saves a LoRA layer's kernel merged with its "
                 "factors' product, not the factors): the merged kernel is restored, %s keep the model's "
@@ -136,30 +132,23 @@ def zero_factor_slots(restart: LoraRestart, ops: Any, model: Any, named: Mapping
 _STEMS = {"lora_kernel": "kernel", "lora_embeddings": "embeddings"}
 
 
-def _scale(rank: int, alpha: Any) -> float:
-    """``lora_alpha / lora_rank``; 1 without an alpha (Keras 3.0 scales nothing)."""
-    return float(alpha) / rank if isinstance(alpha, (int, float)) and not isinstance(alpha, bool) else 1.0
-
-
 def _live_signatures(model: Any, named: Mapping[str, Any]
                      ) -> dict[str, tuple[int, float, tuple[int, ...], tuple[int, ...]]]:
     """Live name of each LoRA-enabled layer's ``*_a`` factor -> (rank, scale, a shape, b shape)."""
-    names = {id(var): name for name, var in named.items()}
+    from ckptcompat.formats.keras_zip._lora import lora_scale
+
     out = {}
-    for layer in getattr(model, "_flatten_layers", lambda **_: [])(include_self=True, recursive=True):
-        if getattr(layer, "lora_enabled", False) is not True:
-            continue
-        for stem in _STEMS:
-            a, b = getattr(layer, f"{stem}_a", None), getattr(layer, f"{stem}_b", None)
-            if a is not None and b is not None and id(a) in names:
-                rank = int(tuple(a.shape)[-1])
-                out[names[id(a)]] = (rank, _scale(rank, getattr(layer, "lora_alpha", None)), tuple(a.shape),
-                                     tuple(b.shape))
+    for layer, _, a, b in _live_lora(model, named):
+        shape_a, shape_b = tuple(named[a].shape), tuple(named[b].shape)
+        rank = int(shape_a[-1])
+        out[a] = (rank, lora_scale(rank, getattr(layer, "lora_alpha", None)), shape_a, shape_b)
     return out
 
 
 def _file_layers(state: TrainingState) -> list[tuple[str, str, int, float]]:
     """(layer prefix, factor stem, rank, scale) of every LoRA layer whose factors the state holds."""
+    from ckptcompat.formats.keras_zip._lora import lora_scale
+
     configs: dict[str, Mapping[str, Any]] = {}
     if isinstance(state.model_config, Mapping):
         from ckptcompat.formats.keras_zip._layout import walk_model_config
@@ -174,7 +163,7 @@ def _file_layers(state: TrainingState) -> list[tuple[str, str, int, float]]:
         stem = leaf[:-2] if leaf.endswith("_a") else ""
         if stem in _STEMS and f"{prefix}/{stem}_b" in state.weights and f"{prefix}/{_STEMS[stem]}" in state.weights:
             rank = int(np.shape(value)[-1])
-            out.append((prefix, stem, rank, _scale(rank, configs.get(prefix, {}).get("lora_alpha"))))
+            out.append((prefix, stem, rank, lora_scale(rank, configs.get(prefix, {}).get("lora_alpha"))))
     return out
 
 
@@ -205,7 +194,7 @@ def exact_or_merged(state: TrainingState, model: Any, named: Mapping[str, Any],
     for prefix, stem, rank, scale in layers:
         frozen = f"{prefix}/{_STEMS[stem]}"
         a, b = weights.pop(f"{prefix}/{stem}_a"), weights.pop(f"{prefix}/{stem}_b")
-        weights[frozen] = merged(weights[frozen], a, b, {"lora_rank": rank, "lora_alpha": scale * rank})
+        weights[frozen] = merged(weights[frozen], a, b, scale)
     log.warning("the checkpoint's LoRA layers (rank, scale, shapes by live name: %s) are not the model's (%s): "
                 "their merged kernels are restored, as Keras saves them, and the checkpoint's factors are left "
                 "out", held, live)

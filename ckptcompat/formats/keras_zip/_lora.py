@@ -21,7 +21,7 @@ from ckptcompat.errors import UnsupportedFormatError
 from ckptcompat.formats.keras_zip._io import group_vars
 from ckptcompat.formats.keras_zip._layout import LayerSlot, lora_factors, lora_frozen
 
-__all__ = ["EXACT_ROOT", "exact_group", "exact_values", "merged", "exact_arrays", "record_rank",
+__all__ = ["EXACT_ROOT", "exact_group", "exact_values", "merged", "lora_scale", "exact_arrays", "record_rank",
            "listed_layer_configs", "refuse_undescribed"]
 
 log = logging.getLogger(__name__)
@@ -35,12 +35,13 @@ def exact_group(h5_path: str) -> str:
     return f"{EXACT_ROOT}/{h5_path}/values"
 
 
-def merged(frozen: np.ndarray, a: np.ndarray, b: np.ndarray, config: Mapping[str, Any]) -> np.ndarray:
-    """The value Keras saves for a LoRA layer's frozen variable (Keras 3.0 has no ``lora_alpha``:
-    scale 1)."""
-    rank = int(config["lora_rank"])
-    alpha = config.get("lora_alpha")
-    scale = (alpha if isinstance(alpha, (int, float)) and not isinstance(alpha, bool) else rank) / rank
+def lora_scale(rank: int, alpha: Any) -> float:
+    """A LoRA layer's ``lora_alpha / lora_rank``; 1 without an alpha (Keras 3.0 scales nothing)."""
+    return float(alpha) / rank if isinstance(alpha, (int, float)) and not isinstance(alpha, bool) else 1.0
+
+
+def merged(frozen: np.ndarray, a: np.ndarray, b: np.ndarray, scale: float) -> np.ndarray:
+    """The value Keras saves for a LoRA layer's frozen variable: ``frozen + scale * a @ b``."""
     delta = np.matmul(np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)) * np.float32(scale)
     return (np.asarray(frozen) + delta).astype(np.asarray(frozen).dtype)
 

@@ -19,8 +19,8 @@ from ckptcompat._atomic import atomic_write
 from ckptcompat.errors import IncompatibleStateError, UnsupportedFormatError
 from ckptcompat.formats.keras_h5._direct import state_bytes
 from ckptcompat.formats.keras_zip._layout import ALIAS, lora_factors, lora_frozen, var_specs, walk_model_config
-from ckptcompat.formats.keras_zip._lora import (EXACT_ROOT, exact_arrays, exact_group, listed_layer_configs, merged,
-                                                record_rank, refuse_undescribed)
+from ckptcompat.formats.keras_zip._lora import (EXACT_ROOT, exact_arrays, exact_group, listed_layer_configs, lora_scale,
+                                                merged, record_rank, refuse_undescribed)
 from ckptcompat.formats.keras_zip._quantized import refuse_quantized
 from ckptcompat.formats.keras_zip._optimizer import keras3_optimizer_config, optimizer_layout, other_nadam_schedule
 from ckptcompat.names.config_upgrade import for_keras3_release, upgrade_model_config
@@ -83,14 +83,16 @@ def _layer_arrays(state: TrainingState, model_cfg: Mapping[str, Any], path: Path
         lora = exact_arrays(slot, {n.rpartition("/")[2]: n for n, _ in pairs if n in used}, state.weights)
         if lora is not None:  # the merged value in Keras's place, the exact ones beside
             exact, factors = lora
-            arrays[[n for n, _ in pairs].index(f"{slot.prefix}/{lora_frozen(slot.class_name)}")] = \
-                merged(*(_keep(x) for x in exact), slot.config)
+            scale = lora_scale(int(slot.config["lora_rank"]), slot.config.get("lora_alpha"))
+            frozen = [n for n, _ in pairs].index(f"{slot.prefix}/{lora_frozen(slot.class_name)}")
+            arrays[frozen] = merged(*(_keep(x) for x in exact), scale)
             groups.append((exact_group(slot.h5_path), [_keep(x) for x in exact]))
             used.update(n for n, _ in factors)
             trainable += factors if slot.trainable else []
         elif slot.trainable and arrays:  # a Keras-written LoRA layer: its optimizer trained the factors
             shapes = {n.rpartition("/")[2]: tuple(np.shape(state.weights[n])) for n, _ in pairs if n in used}
-            trainable += [(f"{slot.prefix}/{n}", shape) for n, shape in lora_factors(slot.class_name, slot.config, shapes)]
+            factors = lora_factors(slot.class_name, slot.config, shapes)
+            trainable += [(f"{slot.prefix}/{n}", shape) for n, shape in factors]
     problems += [f"unexpected weight {n} (not in the model config)" for n in state.weights if n not in used]
     refuse_undescribed([n for n in state.weights if n not in used], path)
     if problems:
