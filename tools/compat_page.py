@@ -110,6 +110,7 @@ def build(matrix_dir: Path) -> str:
         label = _KIND_LABEL.get(kind, kind) + (" †" if (producer, kind) in generated else "")
         lines.append(f"| `{producer}` | {label} | " + " | ".join(cells) + " |")
     lines += _subclassed_lines(matrix_dir)
+    lines += _finetuned_lines(matrix_dir)
     if notes:
         lines += ["", "## Qualified cells", ""]
         for note, where in sorted(notes.items()):
@@ -143,6 +144,39 @@ def _subclassed_lines(matrix_dir: Path) -> list[str]:
             cells.append(f"{ours}/{len(got)} / {native}/{len(got)}" + ("" if ours == len(got) else " **FAIL**")
                          if got else "–")
         lines.append(f"| `{producer}` | `{file}` | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _finetuned_lines(matrix_dir: Path) -> list[str]:
+    """The fine-tuned-model table (``tests/matrix/test_finetuned_corpus.py``'s ``finetuned_table.json``):
+    per producer and case, the cells ckptcompat resumed exactly (``ok``) or refused with the typed
+    error that is the only right answer there (``n/a``: no int8 layers in that Keras), in each consumer."""
+    reports = [json.loads(p.read_text()) for p in sorted(matrix_dir.glob("*/report/finetuned_table.json"))]
+    if not reports:
+        return []
+    names = [r["consumer"] for r in reports]
+    grid: dict[tuple[str, str], dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for report in reports:
+        for cell in report["cells"]:
+            grid[(cell["producer"], cell["case"])][report["consumer"]].append(cell["result"].split(" ", 1)[0])
+    lines = ["", "## Keras 3 LoRA and int8 fine-tuned models", "",
+             "Models fine-tuned with LoRA (`enable_lora`), quantized int8 and trained, or both (QLoRA)",
+             "(`fixtures/_finetuned.py`), written by every Keras 3 producer as `.keras` and `.weights.h5`,",
+             "resumed with `model=` (another process's generated names) and rebuilt: cells exact / cells.",
+             "Keras 3: every value as loaded, every slot, iterations exact, LoRA factors restarted; Keras 2: the",
+             "optimizer refused with the way on, `optimizer=\"reset\"` weights exact; n/a: no int8 layers there,",
+             "typed refusal.", "",
+             "| producer | case | " + " | ".join(f"`{n}`" for n in names) + " |",
+             "|---|---|" + "---|" * len(names)]
+    for (producer, case), per in sorted(grid.items()):
+        cells = []
+        for name in names:
+            got = per.get(name, [])
+            ok = sum(r == "ok" for r in got)
+            applicable = [r for r in got if r != "n/a"]
+            cells.append("–" if not got else "n/a" if not applicable else
+                         f"{ok}/{len(applicable)}" + ("" if ok == len(applicable) else " **FAIL**"))
+        lines.append(f"| `{producer}` | `{case}` | " + " | ".join(cells) + " |")
     return lines
 
 

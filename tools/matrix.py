@@ -89,11 +89,12 @@ _GRAPH_MODE = "--deselect=tests/matrix/test_graph_mode.py"
 #: and the real public checkpoints, native vs ckptcompat
 _OLD_CONSUMER = ("tests/matrix/test_resume_table.py", "tests/matrix/test_generated_fixtures.py",
                  "tests/corpora/test_real_checkpoints.py", "tests/matrix/test_subclassed_corpus.py",
-                 "tests/matrix/test_save_walk_corpus.py")
+                 "tests/matrix/test_save_walk_corpus.py", "tests/matrix/test_finetuned_corpus.py")
 _OLD_CONSUMER_NOTE = ("the resume table (every producer's fixtures, and this release's own, generated "
                       "here by fixtures/generate_legacy.py, with the whole corpus where a sample is committed), the "
                       "generator check, the real "
-                      "checkpoints, every Keras 3 producer's subclassed models and Keras 3's own pairing (the save walk) "
+                      "checkpoints, every Keras 3 producer's subclassed models and LoRA / int8 fine-tuned models, and "
+                      "Keras 3's own pairing (the save walk) "
                       "on every Keras 3 corpus file (Keras 3 consumers); the rest "
                       "runs on the Python 3.11 rows")
 #: the old TF 2 consumers also run the callbacks' suite, the data objects, the TF1 conversions and
@@ -114,14 +115,15 @@ _OLD_TF2_CONSUMER_NOTE = (_OLD_CONSUMER_NOTE[:-len("; the rest runs on the Pytho
 _TF1_CONSUMER = ("tests/matrix/test_resume_table.py", "tests/matrix/test_generated_fixtures.py",
                  "tests/matrix/test_graph_mode.py",
                  "tests/matrix/test_tf1_workflow4.py", "tests/matrix/test_standalone_keras.py",
-                 "tests/data/test_data.py", "tests/tf1")
+                 "tests/data/test_data.py", "tests/tf1", "tests/matrix/test_finetuned_corpus.py")
 _TF1_CONSUMER_NOTE = ("the resume table (every producer's fixtures into graph-mode tf.keras 2.2.4-tf; tf.keras "
                       "2.2.4-tf's whole corpus of every optimizer and the layer zoo generated here, for every "
                       "consumer, and checked against its committed sample), "
                       "graph-mode resume of other generations' files into tf.keras and standalone Keras "
                       "2.3.1 models, Checkpoint and TF1 Saver runs SIGKILLed and resumed bitwise, every "
                       "standalone Keras optimizer resumed bitwise, the TF1 early-stopping workflow, the "
-                      "data objects and the TF1 conversions")
+                      "data objects, the TF1 conversions and every Keras 3 producer's LoRA / int8 "
+                      "fine-tuned models")
 _FRAMEWORK_NOTE = "the tests that need or compare with a framework (the framework-free ones run in the README test command and noframework-py37)"
 
 

@@ -285,6 +285,8 @@ def for_keras3_release(model_cfg: Mapping[str, Any], version: str) -> dict[str, 
                 for key in NEWER_KERAS3_ARGS:
                     if cfg.get(key) in (None, False):
                         cfg.pop(key, None)
+                if "lora_alpha" in cfg and cfg["lora_alpha"] in (None, cfg.get("lora_rank")):
+                    cfg.pop("lora_alpha")  # scale alpha / rank == 1: what releases without lora_alpha merge with
                 if obj.get("class_name") == "BatchNormalization" and not cfg.get("renorm"):
                     for key in NEWER_KERAS3_RENORM_ARGS:
                         cfg.pop(key, None)

@@ -57,8 +57,14 @@ def _state_to_apply(rt: Any, state: TrainingState, model: Any, where: str, *,
                      "onto the model's %s (count and every shape verified)", where, placed.class_name)
             to_apply = to_apply.replace(optimizer=placed)
     if to_apply.optimizer is not None and to_apply.optimizer.class_name == "Unknown":
-        log.warning("%s: optimizer variables without an optimizer config cannot be ordered; "
-                    "optimizer state not restored", where)
+        if optimizer != "reset":
+            raise IncompatibleStateError(
+                f"the file's {len(to_apply.optimizer.extra)} optimizer variables, stored by position without "
+                "an optimizer config, do not fit the model's optimizer (count or shapes differ: another "
+                "optimizer, another model, or LoRA on one side only); nothing was assigned",
+                [f"{name}: shape {tuple(getattr(a, 'shape', ()))}" for name, a in to_apply.optimizer.extra.items()],
+                path=where, hint='pass optimizer="reset" to restore the weights and the progress with a fresh '
+                                 "optimizer, or compile the model with the optimizer of the run that wrote the file")
         to_apply = to_apply.replace(optimizer=None)
     if to_apply.optimizer is not None and not to_apply.optimizer.slots and to_apply.optimizer.iterations is None:
         to_apply = to_apply.replace(optimizer=None)  # class/hypers only (legacy sidecar): used to compile

@@ -34,11 +34,14 @@ def save_walk_layout(model: Any, live_vars: Mapping[str, Any]) -> dict[str, list
     """Where Keras 3 saves each variable group of ``model``: the group (``encoder/vars``,
     ``layers/lstm/cell/vars``, ``vars`` for the model's own) -> the live names of the variables it
     saves there, in ``vars/<i>`` order (None for a stored value no variable of the layer equals);
-    empty where Keras 3's saving walker is not importable."""
+    empty where Keras 3's saving walker is not importable or the model is not a Keras 3 one (a
+    tf-keras model where the keras package beside it is Keras 3)."""
     walker = _keras_walker()
     if walker is None:
         return {}
     walk, saveable, snake = walker
+    if not saveable(model):
+        return {}
     by_id = {id(v): name for name, v in live_vars.items()}
     out: dict[str, list[str | None]] = {}
     # what ``visited`` holds stays alive (``alive``): a property's temporary list (``model.layers``)

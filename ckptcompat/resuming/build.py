@@ -173,6 +173,7 @@ def model_from_config(model_config: Mapping[str, Any], flavour: str, keras: Any,
     try:
         model = _native_rebuild(flavour, keras, config, custom)
     except Exception as exc:  # noqa: BLE001 -- Keras raises ValueError/TypeError/KeyError freely
+        _refuse_quantized(unknown, path, exc)
         if unknown:
             raise InvalidArgumentError(
                 f"the model uses class(es) this Keras does not know: {', '.join(unknown)}",
@@ -182,6 +183,18 @@ def model_from_config(model_config: Mapping[str, Any], flavour: str, keras: Any,
             f"cannot rebuild the model from its config (no translation rule covers it): {exc}", path=path,
             hint="build the model yourself and pass resume(path, model=model)") from exc
     return model
+
+
+def _refuse_quantized(unknown: list[str], path: str | None, exc: Exception) -> None:
+    """A model quantized by a later Keras 3's ``model.quantize`` that this Keras cannot rebuild: no
+    custom class makes a float layer compute what a quantized one does."""
+    quantized = [name for name in unknown if "Quantiz" in name]
+    if quantized:
+        raise UnsupportedFormatError(
+            f"the model was quantized by a later Keras 3's model.quantize ({', '.join(quantized)} unknown here); "
+            "this Keras cannot rebuild those layers, and a float layer does not compute what a quantized one does "
+            "(missing rule: none possible)", path=path,
+            hint="resume it with the Keras 3 release that wrote it, or a later one") from exc
 
 
 def make_optimizer(keras: Any, opt: OptimizerState, flavour: str) -> Any:

@@ -214,6 +214,12 @@ def _plan_optimizer(ops: FlavourOps, st: OptimizerState | None, opt: Any, model:
                 f"without the optimizer's config; they fit {' or '.join(st.fits)}, the model's "
                 "optimizer does not: compile the model with the optimizer the run used and pass it as model=")
         return _OptimizerPlan(state=st)
+    if not st.slots and "vars/0" in st.extra and any(np.ndim(a) for a in st.extra.values()):
+        # slots by position (more than a never-built optimizer's scalars) that do not fit the live optimizer
+        problem("optimizer", f"the file keeps its {len(st.extra)} {want} variables by position without the "
+                f"optimizer's config; the model's {live_cls} does not fit their count and shapes (another "
+                "model or LoRA on one side only)")
+        return _OptimizerPlan(state=st)
     flat_live = {f"{v}/{s}": var for v, per in live.items() for s, var in per.items()}
     flat_state = {f"{v}/{s}": val for v, per in st.slots.items() for s, val in per.items()}
     flat_state, translated = _translate(ops, opt, st, live_cls, flat_state, flat_live)

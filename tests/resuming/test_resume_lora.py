@@ -166,9 +166,9 @@ def test_checkpoint_store_of_lora_model_resumes_exactly(keras: Any, tmp_path: Pa
 
 def test_enable_lora_after_build(keras: Any, tmp_path: Path) -> None:
     """``layer.enable_lora(2)`` on a built model: Keras 3.0 then writes no ``lora_rank`` into the
-    config, so the file's optimizer variables fit no layout (refused with the way on;
-    ``optimizer="reset"`` restores the weights and the progress from the stored step counter);
-    later releases record it and the file resumes as above."""
+    config, and the reader finds the LoRA layer from the optimizer variables' shapes (warned; it
+    refused before, ``optimizer="reset"`` the way on); later releases record it. Either way the file
+    resumes as above, the optimizer's step counter and the slots of the other variables exact."""
     x, y = _data()
 
     def build() -> Any:
@@ -181,16 +181,12 @@ def test_enable_lora_after_build(keras: Any, tmp_path: Path) -> None:
     saved.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
     path = tmp_path / "m.keras"
     saved.save(str(path))
-    recorded = "lora_rank" in saved.layers[-2].get_config()
     fresh = build()
-    if recorded:
-        run = ckptcompat.resume(path, model=fresh, steps_per_epoch=2)
-        assert int(_value(fresh.optimizer.iterations)) == 4
-    else:
-        with pytest.raises(ckptcompat.IncompatibleStateError, match='optimizer="reset"'):
-            ckptcompat.resume(path, model=fresh, steps_per_epoch=2)
-        run = ckptcompat.resume(path, model=fresh, optimizer="reset", steps_per_epoch=2)
+    run = ckptcompat.resume(path, model=fresh, steps_per_epoch=2)
+    assert int(_value(fresh.optimizer.iterations)) == 4 and not run.report.optimizer_reset
     assert run.initial_epoch == 2 and len(run.report.lora_restarted) == 2
+    rebuilt = ckptcompat.resume(path, steps_per_epoch=2).model  # the config gets lora_rank (3.0: inferred)
+    assert [layer.lora_enabled for layer in rebuilt.layers[-2:]] == [True, False]
     native = build()
     native.load_weights(str(path))
     assert [_value(v).tobytes() for v in fresh.weights if not _is_factor(v)] == \
@@ -295,6 +291,28 @@ def test_store_lora_layers_are_matched_layer_by_layer(keras: Any, tmp_path: Path
     run = ckptcompat.resume(tmp_path / "run", model=live, optimizer="reset")
     assert run.report.lora_restarted
     np.testing.assert_allclose(_value(live(x[:4])), _value(saved(x[:4])), rtol=1e-5, atol=1e-6)
+
+
+def test_weights_h5_of_lora_sgd_into_model_without_lora_is_refused(keras: Any, tmp_path: Path) -> None:
+    """A ``.weights.h5`` keeps the optimizer variables by position; a LoRA run's (SGD with momentum:
+    the factors' momentums, not the kernels') do not fit a plain model's: refused with the way on,
+    nothing assigned (they were dropped and every momentum created at zero before)."""
+    x, y = _data()
+    saved = _build(keras)
+    saved.compile(keras.optimizers.SGD(0.05, momentum=0.9), "mse")
+    saved.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    path = tmp_path / "m.weights.h5"
+    saved.save_weights(str(path))
+    plain = _build(keras, lora=False)
+    plain.compile(keras.optimizers.SGD(0.05, momentum=0.9), "mse")
+    plain.optimizer.build(plain.trainable_variables)
+    before = [_value(v).tobytes() for v in plain.weights]
+    with pytest.raises(ckptcompat.IncompatibleStateError, match='optimizer="reset"'):
+        ckptcompat.resume(path, model=plain, initial_epoch=2)
+    assert [_value(v).tobytes() for v in plain.weights] == before
+    run = ckptcompat.resume(path, model=plain, initial_epoch=2, optimizer="reset")
+    assert run.report.optimizer_reset
+    np.testing.assert_allclose(_outputs(plain), _outputs(saved), rtol=1e-5, atol=1e-6)
 
 
 def test_lora_state_is_not_written_as_weights_h5(keras: Any, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ckptcompat.errors import (CheckpointNotFoundError, CkptCompatError, CorruptCheckpointError,
+from ckptcompat.errors import (CheckpointNotFoundError, CkptCompatError, CorruptCheckpointError, IncompatibleStateError,
                                UnsupportedFormatError)
 from ckptcompat.formats import Peek, WrittenFiles
 from ckptcompat.state import Producer, Progress, TrainingState
@@ -235,7 +235,13 @@ def _read_state(p: Path, h5: Any, meta: Mapping[str, Any], config: Mapping[str, 
 
         opt_cfg = opt_cfg if isinstance(opt_cfg, Mapping) else None
         wrapped = _loss_scale.is_wrapped(h5, opt_cfg)  # a Keras 3 LossScaleOptimizer
-        optimizer = _loss_scale.read_wrapped(h5, opt_cfg, p, read) if wrapped else read(opt_cfg)
+        try:
+            optimizer = _loss_scale.read_wrapped(h5, opt_cfg, p, read) if wrapped else read(opt_cfg)
+        except IncompatibleStateError:
+            patched = None if wrapped or model_cfg is None else _with_inferred_lora(h5, config, trainable, p)
+            if patched is None:
+                raise
+            return _read_state(p, h5, meta, patched, include_optimizer)
     versions = {"keras": version} if version else {}
     if isinstance(meta.get("date_saved"), str):
         versions["date_saved"] = meta["date_saved"]
@@ -247,6 +253,37 @@ def _read_state(p: Path, h5: Any, meta: Mapping[str, Any], config: Mapping[str, 
         producer=producer, model_config=model_cfg,
         training_config=dict(compile_cfg) if compile_cfg else None,
         metric_names=_metric_names(compile_cfg))
+
+
+def _with_inferred_lora(h5: Any, config: Mapping[str, Any], trainable: list[tuple[str, tuple[int, ...]]],
+                        p: Path) -> dict[str, Any] | None:
+    """``config`` with the ``lora_rank`` of the layers whose LoRA the optimizer variables show
+    (Keras 3.0 records no ``enable_lora`` after build; :func:`._lora.infer_ranks`), or None."""
+    import copy
+
+    from ckptcompat.formats.keras_zip._layout import walk_model_config
+    from ckptcompat.formats.keras_zip._lora import infer_ranks, listed_layer_configs
+
+    group = h5.get("optimizer/vars")
+    if group is None:
+        return None
+    shapes = [tuple(group[str(i)].shape) for i in range(len(group)) if str(i) in group]
+    model_cfg = {k: v for k, v in config.items() if k not in ("compile_config", "given")}
+    ranks = infer_ranks(model_cfg, trainable, shapes)
+    if not ranks:
+        return None
+    patched = copy.deepcopy(dict(config))
+    model_cfg = {k: v for k, v in patched.items() if k not in ("compile_config", "given")}
+    listed = listed_layer_configs(model_cfg)
+    slots = [s for s in walk_model_config(model_cfg) if s.prefix in ranks]
+    if len(slots) != len(ranks) or any(id(s.config) not in listed for s in slots):
+        return None
+    for slot in slots:
+        slot.config["lora_rank"] = ranks[slot.prefix]  # type: ignore[index]
+    log.warning("%s: the optimizer variables show LoRA (rank %s) on %s, which the config does not record "
+                "(Keras 3.0's enable_lora after build): read as LoRA layers", p,
+                ", ".join(sorted({str(r) for r in ranks.values()})), ", ".join(ranks))
+    return patched
 
 
 def _stored_iterations(h5: Any, p: Path) -> int | None:

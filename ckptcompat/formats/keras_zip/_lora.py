@@ -19,10 +19,10 @@ import numpy as np
 
 from ckptcompat.errors import UnsupportedFormatError
 from ckptcompat.formats.keras_zip._io import group_vars
-from ckptcompat.formats.keras_zip._layout import LayerSlot, lora_factors, lora_frozen
+from ckptcompat.formats.keras_zip._layout import LayerSlot, lora_factors, lora_frozen, walk_model_config
 
 __all__ = ["EXACT_ROOT", "exact_group", "exact_values", "merged", "lora_scale", "exact_arrays", "record_rank",
-           "listed_layer_configs", "refuse_undescribed"]
+           "listed_layer_configs", "refuse_undescribed", "infer_ranks"]
 
 log = logging.getLogger(__name__)
 
@@ -121,3 +121,55 @@ def refuse_undescribed(unused: list[str], path: Path) -> None:
             hint="save this model with Keras's own model.save; ckptcompat.resume reads such files (the factors "
                  "restart on the merged kernel)")
 
+
+
+def infer_ranks(model_cfg: Mapping[str, Any], trainable: list[tuple[str, tuple[int, ...]]],
+                slot_shapes: list[tuple[int, ...]]) -> dict[str, int]:
+    """Keras 3.0's ``enable_lora(r)`` after build records no ``lora_rank`` in the config: the LoRA
+    layers (``{prefix: rank}``) the optimizer variables' shapes (``slot_shapes``, Keras 3 order:
+    the scalars, then each trainable variable's slots side by side) show, walking the config's
+    trainable variables layer by layer (a LoRA layer trains its other variables, then ``(..., r)``
+    and ``(r, out)`` factors of its frozen variable in its place). Every shape must be accounted
+    for; ``{}`` when none or more than one reading fits."""
+    groups: dict[str, list[tuple[str, tuple[int, ...]]]] = {}
+    for name, shape in trainable:
+        prefix, _, short = name.rpartition("/")
+        groups.setdefault(prefix, []).append((short, tuple(shape)))
+    classes = {slot.prefix: slot.class_name for slot in walk_model_config(model_cfg)}
+    found = []
+    for scalars in (2, 1):  # iterations and learning_rate (1: a schedule's rate is not a variable)
+        rest = slot_shapes[scalars:]
+        if slot_shapes[:scalars] != [()] * scalars:
+            continue
+        for per_var in (1, 2, 3):
+            if len(rest) % per_var or any(len(set(rest[i:i + per_var])) != 1 for i in range(0, len(rest), per_var)):
+                continue
+            ranks = _aligned(groups, classes, rest[::per_var])
+            if ranks:
+                found.append(ranks)
+    return found[0] if len(set(map(lambda r: tuple(sorted(r.items())), found))) == 1 else {}
+
+
+def _aligned(groups: Mapping[str, list[tuple[str, tuple[int, ...]]]], classes: Mapping[str, str],
+             shapes: list[tuple[int, ...]]) -> dict[str, int]:
+    """The LoRA ranks by layer with which ``shapes`` (one per trainable variable) are exactly the
+    layers' trainable variables in order; ``{}`` when they are without LoRA or fit no reading."""
+    ranks: dict[str, int] = {}
+    at = 0
+    for prefix, variables in groups.items():
+        plain = [shape for _, shape in variables]
+        if shapes[at:at + len(plain)] == plain:
+            at += len(plain)
+            continue
+        frozen = lora_frozen(classes.get(prefix, ""))
+        kernel = dict(variables).get(frozen)
+        others = [shape for name, shape in variables if name != frozen]
+        if not kernel or shapes[at:at + len(others)] != others or at + len(others) + 2 > len(shapes):
+            return {}
+        a, b = shapes[at + len(others)], shapes[at + len(others) + 1]
+        rank = a[-1] if a else 0
+        if not rank or a != (*kernel[:-1], rank) or b != (rank, kernel[-1]):
+            return {}
+        ranks[prefix] = rank
+        at += len(others) + 2
+    return ranks if at == len(shapes) else {}
