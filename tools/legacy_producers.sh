@@ -31,10 +31,13 @@ CORPUS_SAMPLE=(tf115-keras224-py37 keras231-tf115-py37 keras224-tf115-py37 keras
 STANDALONE_CORPUS=(keras231-tf115-py37 keras224-tf115-py37 keras216-tf115-py37)
 #: of those, the ones that commit the corpus sample alone (no generate_legacy.py core fixtures)
 CORPUS_ONLY=(keras224-tf115-py37 keras216-tf115-py37)
+#: Python 3.6 producers whose corpus fixtures/generate_py36.py writes (TF 1.4's tf.keras: no other Python
+#: has it); committed whole (the sample, then the whole corpus): no matrix row regenerates it
+PY36_CORPUS=(tf14-keras208-py36)
 names=("$@")
 # keras224/216-tf115-py37: their corpus samples only (the core cases are keras224/216-tf112-py36's; size
-# budget). Python 3.6 cannot run fixtures/generate.py (it needs 3.7): standalone Keras 2.2.4 and 2.1.6
-# write their corpus on TF 1.15 / Python 3.7 instead
+# budget). Standalone Keras 2.2.4 and 2.1.6 write their corpus on TF 1.15 / Python 3.7; TF 1.4 exists for
+# Python 3.6 only: fixtures/generate_py36.py runs fixtures/generate.py there
 [ ${#names[@]} -gt 0 ] || names=(tf115-keras224-py37 keras231-tf115-py37 keras224-tf115-py37 keras216-tf115-py37
                                keras224-tf112-py36
                                keras216-tf112-py36 tf14-keras208-py36 tf20-py37 tf24-py38 tf28-py39 tf211-py310 tf221-keras3-py313)
@@ -74,6 +77,16 @@ for env in "${names[@]}"; do
       tail -20 "$log"; echo "$env: corpus sample generator failed" >&2; exit 1
     fi
     grep '^\[generate\]' "$log" || true
+  fi
+  if [[ " ${PY36_CORPUS[*]} " == *" $env "* ]]; then
+    uv pip install -q --python "$venv/bin/python" dataclasses packaging typing_extensions importlib_metadata
+    for mode in --add-corpus-sample --add-corpus; do
+      if ! TF_CPP_MIN_LOG_LEVEL=2 PYTHONHASHSEED=0 "$venv/bin/python" "$ROOT/fixtures/generate_py36.py" \
+          --standalone --env "$env" "$mode" "$ROOT/fixtures/$env" >"$log" 2>&1; then
+        tail -20 "$log"; echo "$env: Python 3.6 corpus generator failed" >&2; exit 1
+      fi
+      grep '^\[generate\]' "$log" || true
+    done
   fi
   rm -f "$log"
 done

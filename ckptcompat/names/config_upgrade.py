@@ -137,7 +137,18 @@ def _initializers(entry: Entry) -> Entry | None:
     for key, value in changed.items():
         if key.endswith("initializer") and isinstance(value.get("config"), dict):
             value["config"].pop("dtype", None)  # tf.keras 1.x initializers carried a dtype
+            for arg, default in _TF1_INITIALIZER_DEFAULTS.get(str(value.get("class_name")), {}).items():
+                if arg in value["config"] and value["config"][arg] is None:
+                    value["config"][arg] = default
     return {**entry, "config": {**cfg, **changed}} if changed else None
+
+
+#: tf.keras 2.0.8 (TF 1.4) serializes TF1's random initializers, whose None meant TF1's default
+#: (``tf.random_uniform_initializer(0, None)``: maxval 1 for floats); Keras 3 refuses None
+_TF1_INITIALIZER_DEFAULTS: dict[str, dict[str, float]] = {
+    "RandomUniform": {"minval": 0.0, "maxval": 1.0},
+    "RandomNormal": {"mean": 0.0, "stddev": 1.0}, "TruncatedNormal": {"mean": 0.0, "stddev": 1.0},
+}
 
 
 def _old_defaults(entry: Entry) -> Entry | None:

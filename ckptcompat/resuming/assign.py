@@ -9,6 +9,8 @@ import dataclasses
 import logging
 from typing import Any
 
+import numpy as np
+
 from ckptcompat.errors import IncompatibleStateError
 from ckptcompat.state import TrainingState
 
@@ -57,7 +59,8 @@ def _state_to_apply(rt: Any, state: TrainingState, model: Any, where: str, *,
                      "onto the model's %s (count and every shape verified)", where, placed.class_name)
             to_apply = to_apply.replace(optimizer=placed)
     if to_apply.optimizer is not None and to_apply.optimizer.class_name == "Unknown":
-        if optimizer != "reset":
+        # scalars only (iterations, learning rate): an optimizer never built, no slots yet
+        if optimizer != "reset" and any(np.ndim(a) for a in to_apply.optimizer.extra.values()):
             raise IncompatibleStateError(
                 f"the file's {len(to_apply.optimizer.extra)} optimizer variables, stored by position without "
                 "an optimizer config, do not fit the model's optimizer (count or shapes differ: another "

@@ -47,11 +47,8 @@ def written_by_keras3(state: TrainingState) -> bool | None:
 
 def config_for_running(model_config: Mapping[str, Any], flavour: str,
                        keras3: bool | None = None, path: str | None = None) -> dict[str, Any]:
-    """Translate a model config of any generation to the spelling of ``flavour`` (the running one).
-
-    Raises :class:`UnsupportedFormatError` naming the layer and the missing rule when a
-    layer has no equivalent in the running generation.
-    """
+    """A model config of any generation in the spelling of ``flavour`` (the running one);
+    :class:`UnsupportedFormatError` naming the layer and the missing rule where none fits."""
     from ckptcompat import runtime
 
     out: dict[str, Any] = runtime.flavour(flavour).config_for_running(model_config, keras3, path)
@@ -157,11 +154,9 @@ def model_from_config(model_config: Mapping[str, Any], flavour: str, keras: Any,
                       custom_objects: Mapping[str, Any] | None, path: str | None = None,
                       keras3: bool | None = None) -> Any:
     """A new model from a model config of any generation, translated for the running Keras.
-
-    Raises :class:`UnsupportedFormatError` (Lambda byte-code, or no translation rule fits:
-    Keras's own message names the layer and argument) or :class:`InvalidArgumentError`
-    (classes this Keras does not know: pass ``custom_objects``).
-    """
+    :class:`UnsupportedFormatError`: Lambda byte-code, a later Keras 3's quantized layers, or no rule
+    fits (Keras's message names the layer and argument); :class:`InvalidArgumentError`: classes this
+    Keras does not know (pass ``custom_objects``)."""
     custom = dict(custom_objects or {})
     if "Lambda" in class_names(model_config) and "Lambda" not in custom:
         raise UnsupportedFormatError(
@@ -185,10 +180,14 @@ def model_from_config(model_config: Mapping[str, Any], flavour: str, keras: Any,
     return model
 
 
+#: Keras 3's own quantization classes (not tfmot's QuantizeWrapperV2: custom_objects supplies those)
+_KERAS3_QUANTIZATION_NAMES = ("QuantizedDTypePolicy", "QuantizedFloat8DTypePolicy", "Int4DTypePolicy",
+                              "GPTQDTypePolicy", "AWQDTypePolicy", "QuantizationConfig")
+
+
 def _refuse_quantized(unknown: list[str], path: str | None, exc: Exception) -> None:
-    """A model quantized by a later Keras 3's ``model.quantize`` that this Keras cannot rebuild: no
-    custom class makes a float layer compute what a quantized one does."""
-    quantized = [name for name in unknown if "Quantiz" in name]
+    """A model quantized by a later Keras 3 that this Keras cannot rebuild: no custom class helps."""
+    quantized = [name for name in unknown if name.split(">")[-1].endswith(_KERAS3_QUANTIZATION_NAMES)]
     if quantized:
         raise UnsupportedFormatError(
             f"the model was quantized by a later Keras 3's model.quantize ({', '.join(quantized)} unknown here); "

@@ -11,6 +11,7 @@ same class and flags creates, from the generated layout tables
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -50,15 +51,19 @@ def slots_from_positions(ops: FlavourOps, opt: Any, live: dict[str, dict[str, An
     the live optimizer's variables in order, when count and every shape agree."""
     import dataclasses
 
-    arrays = [st.extra.get(f"vars/{i}") for i in range(len(st.extra))]
+    count = sum(1 for key in st.extra if re.fullmatch(r"vars/\d+", key))  # not a wrapper's loss-scale keys
+    arrays = [st.extra.get(f"vars/{i}") for i in range(count)]
     if st.slots or not arrays or any(a is None for a in arrays):
         return st
     ordered = ops.ordered_optimizer_variables(opt)
     if ordered is None:
-        ordered = _in_table_order(st, opt, live, named)
+        ordered = _in_table_order(ops, st, opt, live, named)
     if ordered is not None and len(arrays) == len(ordered) + 1 > 2 and np.shape(arrays[1]) == () \
             and np.asarray(arrays[1]).dtype.kind == "f":
         arrays = [arrays[0], *arrays[2:]]  # a Keras 3 file's learning-rate variable (a hyper here)
+    elif ordered is not None and len(arrays) + 1 == len(ordered) > 2 and \
+            ordered[1] is getattr(opt, "_learning_rate", None):
+        ordered = [ordered[0], *ordered[2:]]  # a Keras 2 (or scheduled) file has no learning-rate variable
     if ordered is None or len(ordered) != len(arrays):
         return st
     where = {id(var): (name, slot) for name, per in live.items() for slot, var in per.items()}
@@ -80,7 +85,7 @@ def slots_from_positions(ops: FlavourOps, opt: Any, live: dict[str, dict[str, An
     return dataclasses.replace(st, slots=slots, iterations=iterations)
 
 
-def _in_table_order(st: OptimizerState, opt: Any, live: dict[str, dict[str, Any]],
+def _in_table_order(ops: FlavourOps, st: OptimizerState, opt: Any, live: dict[str, dict[str, Any]],
                     named: Mapping[str, Any]) -> list[Any] | None:
     """``[iterations, slots...]`` of the live optimizer in a Keras 3 optimizer's creation order
     for its class and flags (read from the live config); None when a table or a slot is missing."""
@@ -88,7 +93,8 @@ def _in_table_order(st: OptimizerState, opt: Any, live: dict[str, dict[str, Any]
         config = opt.get_config()
     except (NotImplementedError, TypeError, ValueError, AttributeError):
         return None
-    groups = slot_groups(st.class_name, config if isinstance(config, Mapping) else {}, "keras3")
+    cls = ops.optimizer_class(opt) if st.class_name == "Unknown" else st.class_name  # no class in the file
+    groups = slot_groups(cls, config if isinstance(config, Mapping) else {}, "keras3")
     iterations = getattr(opt, "iterations", None)
     if groups is None or iterations is None:
         return None
@@ -103,5 +109,5 @@ def _in_table_order(st: OptimizerState, opt: Any, live: dict[str, dict[str, Any]
     if len(ordered) - 1 != sum(len(per) for per in live.values()):
         return None
     logger.info("the live %s keeps no positional order of its own: using a Keras 3 %s's (%s)",
-                type(opt).__name__, st.class_name, " then ".join("+".join(g) for g in groups))
+                type(opt).__name__, cls, " then ".join("+".join(g) for g in groups))
     return ordered

@@ -16,7 +16,12 @@ from tests._frameworks import keras_flavour
 #: ``.weights.h5`` layer paths, config stripping, 'adam_w', amsgrad guessed from ``.keras``,
 #: ConvLSTM / attention / depthwise layer paths of ``.keras``, SGD(momentum=0) inert slots, Muon and
 #: ScheduleFreeAdamW, Adafactor TF bundles, tf-keras MultiHeadAttention ``_query_dense`` groups.
-_KNOWN_GAPS: dict[str, str] = {}
+_KNOWN_GAPS: dict[str, str] = {
+    "tf14-keras208-py36/rate_decay/": "the multi-backend Keras API (tf.keras 2.0.8) applies decay as lr * (1 / (1 + "
+                                      "decay * t)), every later optimizer (OptimizerV2's decay, Keras 3's "
+                                      "InverseTimeDecay) as lr / (1 + decay * t): the resumed rate is 1 float32 ulp "
+                                      "apart (weights, slots, iterations exact)",
+}
 
 
 #: files that alone cannot say their optimizer's configuration (read without a model, the slots stay
@@ -29,6 +34,10 @@ _AMBIGUOUS_WITHOUT_MODEL: dict[str, str] = {
 #: files whose reader names differ from the live walk's although resume matches them (the format
 #: manifest tests compare reader names; the table resumes): reader-level gaps only
 _READER_NAME_GAPS: dict[str, str] = {
+    **{f"tf14-keras208-py36/{case}/model.h5": "TF 1.4's tf.keras stores a Bidirectional's directions under "
+                                               "their variable scopes (lstm, lstm_1), not forward_/backward_; "
+                                               "resume matches them by structure (values exact)"
+       for case in ("zoo_rank3", "zoo_rank3_portable")},
     "tf221-keras3/zoo_rank3/tf_checkpoint/": "the TF bundle reader keeps TimeDistributed's inner scope "
                                              "(td/dense/kernel); resume matches it to td/kernel by structure",
     "tf221-keras3/zoo_rank2/tf_checkpoint/": "the TF bundle reader keeps SpectralNormalization's inner scope "

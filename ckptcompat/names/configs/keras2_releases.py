@@ -42,6 +42,8 @@ ARGS_SINCE: Dict[Tuple[str, str], Tuple[Tuple[int, int], Any]] = {
     # written and required by from_config from tf.keras 2.5 (to build at once; 2.4 builds the
     # layer at its first call, with the same weights): metadata, dropped at any value
     **{("MultiHeadAttention", key): ((2, 5), ANY) for key in ("query_shape", "key_shape", "value_shape")},
+    # tf.keras 2.0.8 (TF 1.4) writes it, 2.2.4-tf refuses it: a speed switch, the same function at any value
+    ("ConvLSTM2D", "implementation"): ((2, 4), ANY),
 }
 
 

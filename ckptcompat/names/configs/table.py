@@ -44,6 +44,8 @@ RULES: tuple[Rule, ...] = (
     Rule("null call masks", "keras 3.0", "no mask argument (looked up on the inputs)", "mask: null recorded"),
     Rule("GRU reset_after", "keras 2.3 / tf.keras 2.0", "absent (= False)", "reset_after=True default"),
     Rule("initializer dtype", "keras 3.0", "initializer config with dtype (tf.keras 1.x)", "absent"),
+    Rule("TF1 initializer defaults", "keras 3.0", "RandomUniform maxval=None (tf.keras 2.0.8: TF1's 1.0)",
+         "maxval=1.0 (RandomNormal/TruncatedNormal stddev 1.0)"),
     Rule("Lambda byte-code", "never", "marshalled Python code", "refused: ckptcompat executes no code"),
 )
 
@@ -57,6 +59,7 @@ KERAS2_ONLY_LAYER_ARGS: dict[str, tuple[str, ...]] = {
     "*": ("time_major",),
     "LSTM": ("implementation",), "GRU": ("implementation",),
     "LSTMCell": ("implementation",), "GRUCell": ("implementation",),
+    "ConvLSTM2D": ("implementation",), "SimpleRNN": ("implementation",),  # Keras <= 2.1 (tf.keras 2.0.8)
     "Embedding": ("input_length",),
     # tf.keras 2.x: the Conv base writes groups=1 and a kernel_* set these layers do not have
     "DepthwiseConv1D": ("groups",), "DepthwiseConv2D": ("groups",),

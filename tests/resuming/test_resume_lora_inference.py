@@ -1,0 +1,72 @@
+"""Keras 3.0 records no ``lora_rank`` after ``enable_lora`` on a built layer: the reader infers the
+LoRA layers from the optimizer variables' shapes, for Keras 3.0 files only and only with a rank below
+the kernel's dimensions. A review found a Keras 3.15 file whose optimizer misfits for another reason
+(a layer frozen after compiling) read as LoRA; and the refusal of a later Keras 3's quantized layers
+must not catch TF Model Optimization's quantization-aware classes (``custom_objects`` supplies those)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import ckptcompat
+from _frameworks import keras_module
+
+
+def _dense_config(*units_and_names: tuple[int, str]) -> dict[str, Any]:
+    layers = [{"class_name": "Dense", "name": name, "config": {"name": name, "units": units, "use_bias": False}}
+              for units, name in units_and_names]
+    return {"class_name": "Functional", "config": {"name": "m", "layers": layers}}
+
+
+def test_ranks_are_inferred_where_factor_shapes_account_for_every_slot() -> None:
+    from ckptcompat.formats.keras_zip._lora import infer_ranks
+
+    config = _dense_config((5, "d"), (3, "head"))
+    trainable = [("d/kernel", (6, 5)), ("head/kernel", (5, 3))]
+    slots = [(), (), (6, 2), (6, 2), (2, 5), (2, 5), (5, 3), (5, 3)]  # Adam: m, v side by side
+    assert infer_ranks(config, trainable, slots) == {"d": 2}
+    assert infer_ranks(config, trainable, [(), (), (6, 5), (6, 5), (5, 3), (5, 3)]) == {}  # no LoRA
+
+
+def test_a_rank_not_below_the_kernel_is_no_lora_reading() -> None:
+    """``(4, 4)`` then ``(4, 3)`` slots where the config says one ``(4, 3)`` kernel: "rank 4" is no
+    low-rank factorization of it (the slots belong to another layer)."""
+    from ckptcompat.formats.keras_zip._lora import infer_ranks
+
+    config = _dense_config((3, "l"))
+    assert infer_ranks(config, [("l/kernel", (4, 3))], [(), (), (4, 4), (4, 4), (4, 3), (4, 3)]) == {}
+
+
+@pytest.mark.backend
+def test_a_later_keras3_file_whose_optimizer_misfits_is_not_read_as_lora(tmp_path: Path) -> None:
+    """Keras 3.1+ record ``lora_rank``: a misfit there (a layer frozen after compiling) is refused
+    with the way on, not rebuilt with LoRA."""
+    keras = keras_module()
+    if keras.version().startswith("3.0."):
+        pytest.skip("Keras 3.0 files are the ones inferred")
+    x = np.random.RandomState(0).rand(16, 4).astype("float32")
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(3, use_bias=False, name="l")(keras.layers.Dense(4, use_bias=False, name="f")(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(1, name="out")(hidden))
+    model.compile(keras.optimizers.Adam(0.01), "mse")
+    model.fit(x, x.sum(1, keepdims=True), batch_size=8, epochs=1, verbose=0)
+    model.get_layer("f").trainable = False  # without compiling again: the optimizer keeps f's slots
+    path = tmp_path / "m.keras"
+    model.save(str(path))
+    with pytest.raises(ckptcompat.IncompatibleStateError, match='optimizer="reset"'):
+        ckptcompat.resume(path, steps_per_epoch=2)
+    run = ckptcompat.resume(path, steps_per_epoch=2, optimizer="reset")
+    assert not any(getattr(layer, "lora_enabled", False) for layer in run.model.layers)
+
+
+def test_tfmot_quantization_classes_are_not_refused_as_keras_quantization() -> None:
+    from ckptcompat.resuming.build import _refuse_quantized
+
+    _refuse_quantized(["QuantizeWrapperV2", "QuantizeLayer", "Default8BitQuantizeConfig"], "m.h5", ValueError("x"))
+    with pytest.raises(ckptcompat.UnsupportedFormatError, match="quantized by a later Keras 3"):
+        _refuse_quantized(["AbsMaxQuantizer", "Int8QuantizationConfig", "QuantizedDTypePolicy"], "m.keras",
+                          ValueError("x"))

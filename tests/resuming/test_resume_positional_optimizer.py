@@ -1,0 +1,80 @@
+"""Optimizer variables a ``.weights.h5`` keeps by position only (``optimizer/vars/<i>``, no config):
+placed onto the live optimizer when count and every shape fit, refused with the way on when they do
+not, never dropped silently. Keras 3.0 and tf-keras record no optimizer class in the file.
+
+Cases a review found refused, or slots dropped, after the refusal came in: a file of an optimizer
+that was never built (scalars only); a Keras 2 file (no learning-rate variable) into a Keras 3
+optimizer (which has one); a class-less file placed through the layout table of the live class.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import ckptcompat
+from _frameworks import keras_module
+from tests._paths import FIXTURES
+
+pytestmark = pytest.mark.framework
+
+
+def _value(v: Any) -> np.ndarray:
+    convert = getattr(getattr(keras_module(), "ops", None), "convert_to_numpy", None)
+    return np.asarray(convert(v) if convert is not None else v)
+
+
+def _model() -> Any:
+    keras = keras_module()
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Dense(3)(inputs)))
+    model.compile(keras.optimizers.Adam(0.01), "mse")
+    return model
+
+
+def test_weights_file_of_a_never_built_optimizer_resumes(tmp_path: Path) -> None:
+    """Compiled, never trained: the file keeps the step counter (and Keras 3 the rate) only."""
+    saved = _model()
+    path = tmp_path / "m.weights.h5"
+    saved.save_weights(str(path))
+    fresh = _model()
+    run = ckptcompat.resume(path, model=fresh, initial_epoch=0)
+    assert not run.report.optimizer_reset
+    assert [_value(v).tobytes() for v in fresh.weights] == [_value(v).tobytes() for v in saved.weights]
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["optimizer", "legacy_optimizer"])
+@pytest.mark.parametrize("producer", ["tf221-tfkeras", "tf212", "tf216-keras30"])
+def test_keras_weights_file_optimizer_is_placed_by_position(producer: str, legacy: bool) -> None:
+    """A ``.weights.h5`` with Adam state from tf-keras 2.21 / tf.keras 2.12 (no learning-rate
+    variable) or Keras 3.0 (no class recorded), into a fresh model (also with Keras 2's OptimizerV2
+    ``optimizers.legacy.Adam``, placed through the live class's layout table): every slot and the
+    step counter as the same run's full-model file restores them."""
+    folder = FIXTURES / producer / "mlp_adam"
+    if not (folder / "model.weights.h5").is_file():
+        pytest.skip(f"{producer} wrote no Keras v3 weights file")
+    reference = ckptcompat.resume(folder / "model.keras")
+    if getattr(reference.model, "optimizer", None) is None:  # Keras 3.0's .keras saved after the .h5
+        reference = ckptcompat.resume(folder / "model.h5")
+    keras = keras_module()
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5, activation="relu"),
+                              keras.layers.Dense(3, activation="softmax")])
+    try:
+        adam = (keras.optimizers.legacy if legacy else keras.optimizers).Adam(0.01)
+    except (ImportError, AttributeError):  # Keras 3: "keras.optimizers.legacy is not supported"
+        pytest.skip("this Keras has no optimizers.legacy")
+    model.compile(adam, "sparse_categorical_crossentropy")
+    run = ckptcompat.resume(folder / "model.weights.h5", model=model, initial_epoch=2)
+    assert run.report.restored_slots, "the optimizer state was not placed"
+    assert int(_value(model.optimizer.iterations)) == int(_value(reference.model.optimizer.iterations)) == 4
+    want = sorted(_value(v).tobytes() for v in _slots(reference.model))  # names and order differ (legacy)
+    assert sorted(_value(v).tobytes() for v in _slots(model)) == want and len(want) == 8  # m, v: 2 kernels, 2 biases
+
+
+def _slots(model: Any) -> list[Any]:
+    variables = model.optimizer.variables
+    variables = variables() if callable(variables) else variables
+    return [v for v in variables if len(getattr(v, "shape", ())) > 0]
