@@ -59,8 +59,8 @@ def _state_to_apply(rt: Any, state: TrainingState, model: Any, where: str, *,
                      "onto the model's %s (count and every shape verified)", where, placed.class_name)
             to_apply = to_apply.replace(optimizer=placed)
     if to_apply.optimizer is not None and to_apply.optimizer.class_name == "Unknown":
-        # scalars only (iterations, learning rate): an optimizer never built, no slots yet
-        if optimizer != "reset" and any(np.ndim(a) for a in to_apply.optimizer.extra.values()):
+        # scalars only and a step counter at 0: an optimizer never built, no slots yet
+        if optimizer != "reset" and not _never_built(to_apply.optimizer.extra):
             raise IncompatibleStateError(
                 f"the file's {len(to_apply.optimizer.extra)} optimizer variables, stored by position without "
                 "an optimizer config, do not fit the model's optimizer (count or shapes differ: another "
@@ -151,3 +151,10 @@ def _apply_paired(rt: Any, state: TrainingState, through: Any, model: Any, *, pa
     report = _apply_matched(rt, paired_state, model, partial=partial, where=where, paired=True, restart=restart)
     return dataclasses.replace(report, matching="structure" if through.renamed else "name",
                                by_structure=tuple(through.renamed.items()))
+
+
+def _never_built(extra: dict[str, Any]) -> bool:
+    """Whether positional optimizer variables are a never-built optimizer's: scalars only, the
+    integer step counter 0 (a trained SGD without momentum keeps scalars only too, its counter > 0)."""
+    arrays = [np.asarray(a) for key, a in extra.items() if key.startswith("vars/")]
+    return all(a.ndim == 0 for a in arrays) and not any(a.dtype.kind in "iu" and int(a) for a in arrays)

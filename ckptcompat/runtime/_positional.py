@@ -58,10 +58,10 @@ def slots_from_positions(ops: FlavourOps, opt: Any, live: dict[str, dict[str, An
     ordered = ops.ordered_optimizer_variables(opt)
     if ordered is None:
         ordered = _in_table_order(ops, st, opt, live, named)
-    if ordered is not None and len(arrays) == len(ordered) + 1 > 2 and np.shape(arrays[1]) == () \
+    if ordered is not None and len(arrays) == len(ordered) + 1 >= 2 and np.shape(arrays[1]) == () \
             and np.asarray(arrays[1]).dtype.kind == "f":
         arrays = [arrays[0], *arrays[2:]]  # a Keras 3 file's learning-rate variable (a hyper here)
-    elif ordered is not None and len(arrays) + 1 == len(ordered) > 2 and \
+    elif ordered is not None and len(arrays) + 1 == len(ordered) >= 2 and \
             ordered[1] is getattr(opt, "_learning_rate", None):
         ordered = [ordered[0], *ordered[2:]]  # a Keras 2 (or scheduled) file has no learning-rate variable
     if ordered is None or len(ordered) != len(arrays):

@@ -16,11 +16,15 @@ from tests._frameworks import keras_flavour
 #: ``.weights.h5`` layer paths, config stripping, 'adam_w', amsgrad guessed from ``.keras``,
 #: ConvLSTM / attention / depthwise layer paths of ``.keras``, SGD(momentum=0) inert slots, Muon and
 #: ScheduleFreeAdamW, Adafactor TF bundles, tf-keras MultiHeadAttention ``_query_dense`` groups.
-_KNOWN_GAPS: dict[str, str] = {
-    "tf14-keras208-py36/rate_decay/": "the multi-backend Keras API (tf.keras 2.0.8) applies decay as lr * (1 / (1 + "
-                                      "decay * t)), every later optimizer (OptimizerV2's decay, Keras 3's "
-                                      "InverseTimeDecay) as lr / (1 + decay * t): the resumed rate is 1 float32 ulp "
-                                      "apart (weights, slots, iterations exact)",
+_KNOWN_GAPS: dict[str, str] = {}
+#: gaps of the resumed learning rate alone: the cell counts as the gap only when its one difference is
+#: exactly this (a weight, slot or iteration difference in the same file still fails); readers unaffected
+_RATE_ONLY_GAPS: dict[str, tuple[str, str]] = {
+    "tf14-keras208-py36/rate_decay/": (
+        "DIFF: rate at step 4 0.01041666604578495 != 0.010416666977107525",
+        "the multi-backend Keras API (tf.keras 2.0.8) applies decay as lr * (1 / (1 + decay * t)), every later "
+        "optimizer (OptimizerV2's decay, Keras 3's InverseTimeDecay) as lr / (1 + decay * t): the resumed rate is "
+        "1 float32 ulp apart (weights, slots, iterations exact)"),
 }
 
 
@@ -73,7 +77,9 @@ def _consumer_keys() -> list[str]:
     return keys
 
 
-def known_gap(path: str) -> str | None:
-    """The reviewed reason ``path`` may not resume in this consumer, or None."""
+def known_gap(path: str, cell: str = "") -> str | None:
+    """The reviewed reason ``path`` may not resume in this consumer (its ``cell``), or None."""
     consumer = {g: why for key in _consumer_keys() for g, why in _KNOWN_GAPS_BY_CONSUMER.get(key, {}).items()}
-    return next((why for g, why in {**_KNOWN_GAPS, **consumer}.items() if g in path), None)
+    found = next((why for g, why in {**_KNOWN_GAPS, **consumer}.items() if g in path), None)
+    rate = next((gap for g, gap in _RATE_ONLY_GAPS.items() if g in path), None)
+    return found or (rate[1] if rate and cell == rate[0] else None)

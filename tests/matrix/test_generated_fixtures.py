@@ -217,3 +217,20 @@ def test_learning_rate_corpus_is_written_with_its_truth() -> None:
             assert opt["learning_rate"] is None and opt["schedule"].lower() in f["case"], where
             assert 0 < opt["rate_at_step"] <= float(f32(lr)), where
             assert opt["legacy"] == f["case"].startswith("rate_legacy_"), where
+
+
+def test_portable_zoo_ranks_are_written_where_a_rank_holds_a_class_keras3_removed() -> None:
+    """The whole corpus writes ``zoo_rank<r>_portable`` (that rank without the classes Keras 3
+    removed: fixtures/_zoo.py ``KERAS3_REMOVED``) for each rank that holds one, so Keras 3 consumers
+    resume every other class of it; not committed in samples, so checked here."""
+    from tests._paths import load_script
+
+    _, generated = _generated()
+    (env,) = generated["producers"]
+    if "corpus" not in generated:
+        pytest.skip(f"{env} commits no corpus")
+    zoo = load_script(FIXTURES / "_zoo.py", "_zoo")
+    covered = generated["corpus"][env]["layers"]["covered"]
+    cases = {f["case"] for f in generated["fixtures"]}
+    want = {covered[name] + zoo.PORTABLE_SUFFIX for name in zoo.KERAS3_REMOVED if name in covered}
+    assert want <= cases, sorted(want - cases)

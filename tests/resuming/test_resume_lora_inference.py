@@ -32,9 +32,40 @@ def test_ranks_are_inferred_where_factor_shapes_account_for_every_slot() -> None
     assert infer_ranks(config, trainable, [(), (), (6, 5), (6, 5), (5, 3), (5, 3)]) == {}  # no LoRA
 
 
+def test_lora_on_a_narrow_head_is_inferred() -> None:
+    """``enable_lora(2)`` on a ``Dense(1)`` head: a rank above one kernel dimension is legal LoRA."""
+    from ckptcompat.formats.keras_zip._lora import infer_ranks
+
+    config = _dense_config((1, "head"))
+    assert infer_ranks(config, [("head/kernel", (5, 1))], [(), (), (5, 2), (5, 2), (2, 1), (2, 1)]) == {"head": 2}
+
+
+@pytest.mark.parametrize("version,inferred", [("3.0.5", True), ("3.1.1", True), ("3.2.0", False)])
+def test_inference_is_for_the_releases_that_do_not_record_lora(tmp_path: Path, version: str, inferred: bool) -> None:
+    """Keras 3.0 (and 3.1's Embedding) write no ``lora_rank`` after ``enable_lora``; from 3.2 every
+    layer records it: a misfit there is no unrecorded LoRA (the committed Keras 3.0 file, its
+    ``keras_version`` rewritten)."""
+    import zipfile
+
+    from ckptcompat.formats import keras_zip
+    from tests._paths import FIXTURES
+
+    source = FIXTURES / "tf216-keras30" / "finetuned" / "lora_adam" / "model.keras"
+    target = tmp_path / "model.keras"
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
+        for name in old.namelist():
+            data = old.read(name)
+            new.writestr(name, data.replace(b'"3.0.5"', f'"{version}"'.encode()) if name == "metadata.json" else data)
+    if inferred:
+        assert "dense/lora_kernel_a" in keras_zip.read(target).optimizer.slots
+    else:
+        with pytest.raises(ckptcompat.IncompatibleStateError):
+            keras_zip.read(target)
+
+
 def test_a_rank_not_below_the_kernel_is_no_lora_reading() -> None:
-    """``(4, 4)`` then ``(4, 3)`` slots where the config says one ``(4, 3)`` kernel: "rank 4" is no
-    low-rank factorization of it (the slots belong to another layer)."""
+    """``(4, 4)`` then ``(4, 3)`` slots where the config says one ``(4, 3)`` kernel: "rank 4", at or
+    above both kernel dimensions, is no low-rank factorization of it (the slots are another layer's)."""
     from ckptcompat.formats.keras_zip._lora import infer_ranks
 
     config = _dense_config((3, "l"))

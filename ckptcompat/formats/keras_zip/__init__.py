@@ -238,8 +238,9 @@ def _read_state(p: Path, h5: Any, meta: Mapping[str, Any], config: Mapping[str, 
         try:
             optimizer = _loss_scale.read_wrapped(h5, opt_cfg, p, read) if wrapped else read(opt_cfg)
         except IncompatibleStateError:
-            keras30 = str(version or "").startswith("3.0.")  # later releases record lora_rank themselves
-            patched = _with_inferred_lora(h5, config, trainable, p) if keras30 and not wrapped and model_cfg else None
+            # later releases record lora_rank themselves (Dense from 3.1, Embedding from 3.2)
+            unrecorded = str(version or "").startswith(("3.0.", "3.1."))
+            patched = _with_inferred_lora(h5, config, trainable, p) if unrecorded and not wrapped and model_cfg else None
             if patched is None:
                 raise
             return _read_state(p, h5, meta, patched, include_optimizer)
@@ -259,8 +260,8 @@ def _read_state(p: Path, h5: Any, meta: Mapping[str, Any], config: Mapping[str, 
 def _with_inferred_lora(h5: Any, config: Mapping[str, Any], trainable: list[tuple[str, tuple[int, ...]]],
                         p: Path) -> dict[str, Any] | None:
     """``config`` with the ``lora_rank`` of the layers whose LoRA the optimizer variables show
-    (Keras 3.0 records no ``enable_lora`` after build; :func:`._lora.infer_ranks`), or None. For
-    Keras 3.0 files only: later releases record ``lora_rank``, so a misfit there is something else."""
+    (Keras 3.0, and 3.1's Embedding, record no ``enable_lora`` after build; :func:`._lora.infer_ranks`),
+    or None. For those files only: later releases record ``lora_rank``, so a misfit there is something else."""
     import copy
 
     from ckptcompat.formats.keras_zip._layout import walk_model_config

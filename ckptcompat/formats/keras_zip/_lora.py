@@ -169,7 +169,7 @@ def _aligned(groups: Mapping[str, list[tuple[str, tuple[int, ...]]]], classes: M
         a, b = shapes[at + len(others)], shapes[at + len(others) + 1]
         rank = a[-1] if a else 0
         if not rank or a != (*kernel[:-1], rank) or b != (rank, kernel[-1]) or \
-                rank >= min(int(np.prod(kernel[:-1])), kernel[-1]):  # a LoRA rank is below the kernel's
+                rank >= max(int(np.prod(kernel[:-1])), kernel[-1]):  # no factorization at or above both dims
             return {}
         ranks[prefix] = rank
         at += len(others) + 2
