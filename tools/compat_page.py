@@ -17,6 +17,7 @@ import json
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -118,24 +119,34 @@ def build(matrix_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _consumer_grid(matrix_dir: Path, report: str, column: str, value: Callable[[dict[str, Any]], Any]
+                   ) -> tuple[list[str], dict[tuple[str, str], dict[str, list[Any]]]]:
+    """(consumers, {(producer, ``column``): {consumer: [value(cell), ...]}}) of a report every
+    matrix environment writes (``<env>/report/<report>``); no consumers where none did."""
+    reports = [json.loads(p.read_text()) for p in sorted(matrix_dir.glob(f"*/report/{report}"))]
+    grid: dict[tuple[str, str], dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
+    for data in reports:
+        for cell in data["cells"]:
+            grid[(cell["producer"], cell[column])][data["consumer"]].append(value(cell))
+    return [r["consumer"] for r in reports], grid
+
+
+def _table_head(title: str, intro: list[str], column: str, names: list[str]) -> list[str]:
+    return ["", f"## {title}", "", *intro, "", f"| producer | {column} | " + " | ".join(f"`{n}`" for n in names) + " |",
+            "|---|---|" + "---|" * len(names)]
+
+
 def _subclassed_lines(matrix_dir: Path) -> list[str]:
     """The subclassed-model table (``tests/matrix/test_subclassed_corpus.py``'s
     ``subclassed_table.json``): per producer and file, ckptcompat / native ``load_weights``
     restores exact in each Keras 3 consumer."""
-    reports = [json.loads(p.read_text()) for p in sorted(matrix_dir.glob("*/report/subclassed_table.json"))]
-    if not reports:
+    names, grid = _consumer_grid(matrix_dir, "subclassed_table.json", "file", lambda c: (c["ok"], c["native_ok"]))
+    if not names:
         return []
-    names = [r["consumer"] for r in reports]
-    grid: dict[tuple[str, str], dict[str, list[tuple[bool, bool]]]] = defaultdict(lambda: defaultdict(list))
-    for report in reports:
-        for cell in report["cells"]:
-            grid[(cell["producer"], cell["file"])][report["consumer"]].append((cell["ok"], cell["native_ok"]))
-    lines = ["", "## Keras 3 subclassed models", "",
-             "Subclassed models (`fixtures/_subclassed.py`: saved under attribute paths, config without",
-             "layers) written by every Keras 3 producer, resumed with `model=` into a fresh instance whose",
-             "generated layer names differ: ckptcompat exact / native `load_weights` exact (files).", "",
-             "| producer | file | " + " | ".join(f"`{n}`" for n in names) + " |",
-             "|---|---|" + "---|" * len(names)]
+    lines = _table_head("Keras 3 subclassed models", [
+        "Subclassed models (`fixtures/_subclassed.py`: saved under attribute paths, config without",
+        "layers) written by every Keras 3 producer, resumed with `model=` into a fresh instance whose",
+        "generated layer names differ: ckptcompat exact / native `load_weights` exact (files)."], "file", names)
     for (producer, file), per in sorted(grid.items()):
         cells = []
         for name in names:
@@ -151,23 +162,16 @@ def _finetuned_lines(matrix_dir: Path) -> list[str]:
     """The fine-tuned-model table (``tests/matrix/test_finetuned_corpus.py``'s ``finetuned_table.json``):
     per producer and case, the cells ckptcompat resumed exactly (``ok``) or refused with the typed
     error that is the only right answer there (``n/a``: no int8 layers in that Keras), in each consumer."""
-    reports = [json.loads(p.read_text()) for p in sorted(matrix_dir.glob("*/report/finetuned_table.json"))]
-    if not reports:
+    names, grid = _consumer_grid(matrix_dir, "finetuned_table.json", "case", lambda c: c["result"].split(" ", 1)[0])
+    if not names:
         return []
-    names = [r["consumer"] for r in reports]
-    grid: dict[tuple[str, str], dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    for report in reports:
-        for cell in report["cells"]:
-            grid[(cell["producer"], cell["case"])][report["consumer"]].append(cell["result"].split(" ", 1)[0])
-    lines = ["", "## Keras 3 LoRA and int8 fine-tuned models", "",
-             "Models fine-tuned with LoRA (`enable_lora`), quantized int8 and trained, or both (QLoRA)",
-             "(`fixtures/_finetuned.py`), written by every Keras 3 producer as `.keras` and `.weights.h5`,",
-             "resumed with `model=` (another process's generated names) and rebuilt: cells exact / cells.",
-             "Keras 3: every value as loaded, every slot, iterations exact, LoRA factors restarted; Keras 2: the",
-             "optimizer refused with the way on, `optimizer=\"reset\"` weights exact; n/a: no int8 layers there,",
-             "typed refusal.", "",
-             "| producer | case | " + " | ".join(f"`{n}`" for n in names) + " |",
-             "|---|---|" + "---|" * len(names)]
+    lines = _table_head("Keras 3 LoRA and int8 fine-tuned models", [
+        "Models fine-tuned with LoRA (`enable_lora`), quantized int8 and trained, or both (QLoRA)",
+        "(`fixtures/_finetuned.py`), written by every Keras 3 producer as `.keras` and `.weights.h5`,",
+        "resumed with `model=` (another process's generated names) and rebuilt: cells exact / cells.",
+        "Keras 3: every value as loaded, every slot, iterations exact, LoRA factors restarted; Keras 2: the",
+        "optimizer refused with the way on, `optimizer=\"reset\"` weights exact; n/a: no int8 layers there,",
+        "typed refusal."], "case", names)
     for (producer, case), per in sorted(grid.items()):
         cells = []
         for name in names:

@@ -19,8 +19,6 @@ Without the matrix (the README command) the committed files of tf221-keras3 are 
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -28,22 +26,11 @@ import numpy as np
 import pytest
 
 from tests._frameworks import keras_backend, keras_flavour
-from tests._paths import FIXTURES
+from tests._paths import FIXTURES, corpus_truths, write_cell_report
 
 pytestmark = pytest.mark.fresh_fixtures  # any Keras (2 or 3, any backend); the committed files without a matrix
 
 _FACTOR_MARK = "lora_"
-
-
-def _producers() -> list[tuple[str, Path, dict[str, Any]]]:
-    """(producer, its finetuned/ folder, truth) of every corpus this matrix run generated, and of
-    the committed ones (``fixtures/<env>/finetuned``) of the producers it did not regenerate."""
-    found: dict[str, Path] = {p.parent.name: p for p in sorted(FIXTURES.glob("*/finetuned"))}
-    for folder in filter(None, os.environ.get("CKPTCOMPAT_FRESH_CORPORA", "").split(os.pathsep)):
-        if (Path(folder) / "finetuned" / "truth.json").is_file():
-            (env,) = json.loads((Path(folder) / "manifest.json").read_text())["producers"]
-            found[env] = Path(folder) / "finetuned"
-    return [(env, folder, json.loads((folder / "truth.json").read_text())) for env, folder in sorted(found.items())]
 
 
 def _fixture_module() -> Any:
@@ -190,7 +177,7 @@ def test_finetuned_files_of_every_keras3_producer_resume_here(capsys: pytest.Cap
 
     if keras_flavour() is None and keras_backend() is None:
         pytest.skip("needs Keras (2, or 3 on any backend); this environment has none")
-    producers = _producers()
+    producers = corpus_truths("finetuned")
     if not producers:
         pytest.skip("no fine-tuned model files committed or generated (fixtures/_finetuned.py)")
     keras, ft = runtime.keras_module(), _fixture_module()
@@ -214,14 +201,5 @@ def test_finetuned_files_of_every_keras3_producer_resume_here(capsys: pytest.Cap
                     bad.append(f"{env}/{rel} ({how}): {cell}")
     with capsys.disabled():
         print("\n" + "\n".join(lines))
-    _write_report(cells)
+    write_cell_report("finetuned_table.json", cells)
     assert not bad, "\n".join(bad)
-
-
-def _write_report(cells: list[dict[str, Any]]) -> None:
-    """For tools/compat_page.py: the table under $CKPTCOMPAT_REPORT_DIR (set by the matrix)."""
-    folder = os.environ.get("CKPTCOMPAT_REPORT_DIR")
-    if folder:
-        consumer = os.environ.get("CKPTCOMPAT_MATRIX_ENV") or "here"
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        (Path(folder) / "finetuned_table.json").write_text(json.dumps({"consumer": consumer, "cells": cells}, indent=1))

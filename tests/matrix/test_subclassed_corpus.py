@@ -13,27 +13,14 @@ are read.
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests._paths import FIXTURES
+from tests._paths import FIXTURES, corpus_truths, write_cell_report
 
 pytestmark = [pytest.mark.backend, pytest.mark.fresh_fixtures]  # the committed ones without a matrix
-
-
-def _producers() -> list[tuple[str, Path, dict[str, Any]]]:
-    """(producer, its subclassed/ folder, truth) of every corpus this matrix run generated, and of
-    the committed ones (``fixtures/<env>/subclassed``) of the producers it did not regenerate."""
-    found: dict[str, Path] = {p.parent.name: p for p in sorted(FIXTURES.glob("*/subclassed"))}
-    for folder in filter(None, os.environ.get("CKPTCOMPAT_FRESH_CORPORA", "").split(os.pathsep)):
-        if (Path(folder) / "subclassed" / "truth.json").is_file():
-            (env,) = json.loads((Path(folder) / "manifest.json").read_text())["producers"]
-            found[env] = Path(folder) / "subclassed"
-    return [(env, folder, json.loads((folder / "truth.json").read_text())) for env, folder in sorted(found.items())]
 
 
 def _fixture_module() -> Any:
@@ -82,7 +69,7 @@ def test_subclassed_files_of_every_keras3_producer_resume_here(capsys: pytest.Ca
     import ckptcompat
     from ckptcompat import runtime
 
-    producers = _producers()
+    producers = corpus_truths("subclassed")
     if not producers:
         pytest.skip("no subclassed-model files committed or generated (fixtures/_subclassed.py)")
     keras, sub = runtime.keras_module(), _fixture_module()
@@ -110,14 +97,5 @@ def test_subclassed_files_of_every_keras3_producer_resume_here(capsys: pytest.Ca
                     bad.append(f"{env}/{rel}: {cell}")
     with capsys.disabled():
         print("\n" + "\n".join(lines))
-    _write_report(cells)
+    write_cell_report("subclassed_table.json", cells)
     assert not bad, "\n".join(bad)
-
-
-def _write_report(cells: list[dict[str, Any]]) -> None:
-    """For tools/compat_page.py: the table under $CKPTCOMPAT_REPORT_DIR (set by the matrix)."""
-    folder = os.environ.get("CKPTCOMPAT_REPORT_DIR")
-    if folder:
-        consumer = os.environ.get("CKPTCOMPAT_MATRIX_ENV") or "here"
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        (Path(folder) / "subclassed_table.json").write_text(json.dumps({"consumer": consumer, "cells": cells}, indent=1))
