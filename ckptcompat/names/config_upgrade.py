@@ -170,10 +170,19 @@ def _nodes(entry: Entry) -> Entry | None:
     return {**entry, "inbound_nodes": nodes_to_keras3(entry["inbound_nodes"], str(entry.get("class_name")))}
 
 
+def _attention_build_config(entry: Entry) -> Entry | None:
+    """tf.keras 2.13+ ``.keras``: a MultiHeadAttention's ``build_config`` holds one ``input_shape``, which
+    Keras 3 passes to ``build(query_shape, value_shape)``; dropped: the model's rebuild calls the layer,
+    which builds it from the query and value it is given."""
+    if entry.get("class_name") != "MultiHeadAttention" or "input_shape" not in (entry.get("build_config") or {}):
+        return None
+    return {k: v for k, v in entry.items() if k != "build_config"}
+
+
 #: ordered steps applied to every layer entry (after the Keras 1 -> 2 conversion)
 LAYER_STEPS: tuple[Callable[[Entry], Entry | None], ...] = (
     _old_defaults, _module, _input_layer, _input_shape_keys, _dtype_policy, _drop_keras2_keys, _batchnorm_axis,
-    _initializers, _nodes, _attention_causal,
+    _initializers, _nodes, _attention_causal, _attention_build_config,
 )
 
 

@@ -158,3 +158,16 @@ def test_attention_causal_becomes_a_call_argument() -> None:
     assert "inbound_nodes" not in sequential_layer and sequential_layer["config"] == {"name": "a"}
     with pytest.raises(UnsupportedFormatError, match="causal=True"):  # no call to carry it: named refusal
         upgrade_layer({"class_name": "Attention", "config": {"name": "a", "causal": True}})
+
+
+def test_multihead_attention_build_config_of_tf_keras_is_dropped() -> None:
+    """tf.keras 2.13+ writes a MultiHeadAttention ``build_config`` with one ``input_shape``; Keras 3
+    would call ``build(input_shape)`` without the value shape (found by the layer zoo's portable
+    rank of tf.keras 2.15 and tf-keras 2.21 ``.keras`` files): dropped, the call builds the layer."""
+    from ckptcompat.names.config_upgrade import upgrade_layer
+
+    entry = {"class_name": "MultiHeadAttention", "build_config": {"input_shape": [None, 5, 4]},
+             "config": {"name": "mha", "num_heads": 2, "key_dim": 2}}
+    assert "build_config" not in upgrade_layer(entry)
+    dense = {"class_name": "Dense", "build_config": {"input_shape": [None, 4]}, "config": {"name": "d", "units": 2}}
+    assert upgrade_layer(dense)["build_config"] == {"input_shape": [None, 4]}

@@ -44,6 +44,8 @@ RULES: tuple[Rule, ...] = (
     Rule("null call masks", "keras 3.0", "no mask argument (looked up on the inputs)", "mask: null recorded"),
     Rule("GRU reset_after", "keras 2.3 / tf.keras 2.0", "absent (= False)", "reset_after=True default"),
     Rule("initializer dtype", "keras 3.0", "initializer config with dtype (tf.keras 1.x)", "absent"),
+    Rule("MultiHeadAttention build_config", "keras 3.0", "{'input_shape': ...} (tf.keras 2.13+ .keras)",
+         "absent (built by its call)"),
     Rule("TF1 initializer defaults", "keras 3.0", "RandomUniform maxval=None (tf.keras 2.0.8: TF1's 1.0)",
          "maxval=1.0 (RandomNormal/TruncatedNormal stddev 1.0)"),
     Rule("Lambda byte-code", "never", "marshalled Python code", "refused: ckptcompat executes no code"),
