@@ -181,7 +181,7 @@ def test_finetuned_files_of_every_keras3_producer_resume_here(capsys: pytest.Cap
     if not producers:
         pytest.skip("no fine-tuned model files committed or generated (fixtures/_finetuned.py)")
     keras, ft = runtime.keras_module(), _fixture_module()
-    lines = [f"consumer: {keras_flavour()} (Keras {keras.__version__})"]
+    lines = [f"consumer: {keras_flavour()} (Keras {getattr(keras, '__version__', '?')})"]
     bad: list[str] = []
     cells: list[dict[str, Any]] = []
     for env, folder, truth in producers:
