@@ -148,6 +148,13 @@ ENVIRONMENTS: tuple[Environment, ...] = (
                 pytest_subset=(*_FRAMEWORK_TESTS, *_EDGE_CASES_ELSEWHERE, _DEMO, _TF1_WORKFLOW),
                 subset_note=_FRAMEWORK_NOTE + "; of the SIGKILL suites one case of each kind, no demo or "
                             "TF1 workflow (all run in tf221-keras3)"),
+    Environment("tf216-keras38", ("tensorflow-cpu==2.16.2", "keras==3.8.0"),
+                description="TF 2.16 with Keras 3.8, a release between the Keras 3 edges (no quantization_config, "
+                            "lora_alpha, renorm; consumer only)", minutes=5, generator="",
+                pytest_subset=(*_OLD_CONSUMER, "tests/names/test_keras3_releases.py"),
+                subset_note="consumer only: the resume table (every producer's fixtures and generated corpora "
+                            "into Keras 3.8), the real checkpoints, the subclassed, save-walk and fine-tuned "
+                            "corpora, the Keras 3 release table; it writes no fixtures"),
     Environment("tf221-keras3", ("tensorflow-cpu==2.21.0", "keras==3.15.1"),
                 description="TF 2.21 with the newest Keras 3", minutes=18,
                 pytest_subset=("-m", "slow or fresh_fixtures"),

@@ -21,7 +21,7 @@ from ckptcompat.names.configs.table import (INPUT_SHAPE_KEYS, KERAS2_ONLY_LAYER_
                                             OLD_DEFAULTS, REMOVED_IN_KERAS3, decode_json_values, keras3_policy)
 from ckptcompat.names.variables import canonical_optimizer_class
 
-__all__ = ["LAYER_STEPS", "NEWER_KERAS3_ARGS", "for_keras3_release", "upgrade_layer", "upgrade_model_config",
+__all__ = ["LAYER_STEPS", "upgrade_layer", "upgrade_model_config",
            "upgrade_optimizer_config", "convert_inbound_nodes"]
 
 Entry = Dict[str, Any]
@@ -271,52 +271,3 @@ def upgrade_optimizer_config(opt: Mapping[str, Any] | str) -> dict[str, Any]:
     if isinstance(cfg.get("name"), str):
         cfg["name"] = cfg["name"].lower()
     return {"module": "keras.optimizers", "class_name": cls, "config": cfg, "registered_name": None}
-
-
-#: constructor arguments later Keras 3 releases write that Keras 3.0-3.3 constructors refuse
-NEWER_KERAS3_ARGS: tuple[str, ...] = ("quantization_config", "lora_rank", "lora_alpha", "optional",
-                                      "input_axes", "output_axes",
-                                      # (Group/MultiHead)Attention: at these values, 3.0's behaviour
-                                      "seed", "sliding_window", "use_gate")
-
-
-#: BatchNormalization arguments of later Keras 3 releases; dropped for 3.0-3.3 when renorm is off
-NEWER_KERAS3_RENORM_ARGS: tuple[str, ...] = ("renorm", "renorm_clipping", "renorm_momentum")
-#: serialized class names later Keras 3 releases write -> the name Keras 3.0-3.3 registered
-OLDER_KERAS3_CLASS_NAMES: dict[str, str] = {"Orthogonal": "OrthogonalInitializer"}
-
-
-def for_keras3_release(model_cfg: Mapping[str, Any], version: str) -> dict[str, Any]:
-    """Drop arguments the target Keras 3 release does not know (only for releases before 3.4)."""
-    parts = [int(p) for p in version.split(".")[:2] if p.isdigit()]
-    out = copy.deepcopy(dict(model_cfg))
-    if len(parts) < 2 or parts[0] != 3 or parts[1] >= 4:
-        return out
-
-    def strip(obj: Any) -> Any:
-        if isinstance(obj, dict):
-            cfg = obj.get("config")
-            if isinstance(cfg, dict) and "layers" in cfg:
-                for key in ("input_layers", "output_layers"):  # 3.0 wants a list of [name, node, tensor]
-                    value = cfg.get(key)
-                    if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
-                        cfg[key] = [value]
-            if isinstance(cfg, dict) and "class_name" in obj:
-                for key in NEWER_KERAS3_ARGS:
-                    if cfg.get(key) in (None, False):
-                        cfg.pop(key, None)
-                if "lora_alpha" in cfg and cfg["lora_alpha"] in (None, cfg.get("lora_rank")):
-                    cfg.pop("lora_alpha")  # scale alpha / rank == 1: what releases without lora_alpha merge with
-                if obj.get("class_name") == "BatchNormalization" and not cfg.get("renorm"):
-                    for key in NEWER_KERAS3_RENORM_ARGS:
-                        cfg.pop(key, None)
-            if obj.get("module") == "keras.initializers" and obj.get("class_name") in OLDER_KERAS3_CLASS_NAMES:
-                obj["class_name"] = OLDER_KERAS3_CLASS_NAMES[obj["class_name"]]
-            for value in obj.values():
-                strip(value)
-        elif isinstance(obj, list):
-            for value in obj:
-                strip(value)
-        return obj
-
-    return strip(out)

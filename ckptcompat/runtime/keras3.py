@@ -79,12 +79,13 @@ def config_for_running(model_config: Mapping[str, Any], written_by_keras3: bool 
     it was written by Keras 2; ``written_by_keras3`` None: told from the config itself);
     ``path`` names the checkpoint in errors."""
     from ckptcompat.names.config_downgrade import is_keras3_config
-    from ckptcompat.names.config_upgrade import for_keras3_release, upgrade_model_config
+    from ckptcompat.names.config_upgrade import upgrade_model_config
+    from ckptcompat.names.configs.keras3_releases import for_keras3_release
 
     if written_by_keras3 is None:
         written_by_keras3 = is_keras3_config(model_config)
     out = dict(model_config) if written_by_keras3 else upgrade_model_config(model_config, path)
-    return for_keras3_release(out, str(getattr(keras_module(), "__version__", "")))
+    return for_keras3_release(out, str(getattr(keras_module(), "__version__", "")), path)
 
 
 def find_optimizer_class(name: str, legacy: bool = False) -> type | None:

@@ -23,7 +23,8 @@ from ckptcompat.formats.keras_zip._lora import (EXACT_ROOT, exact_arrays, exact_
                                                 merged, record_rank, refuse_undescribed)
 from ckptcompat.formats.keras_zip._quantized import refuse_quantized
 from ckptcompat.formats.keras_zip._optimizer import keras3_optimizer_config, optimizer_layout, other_nadam_schedule
-from ckptcompat.names.config_upgrade import for_keras3_release, upgrade_model_config
+from ckptcompat.names.config_upgrade import upgrade_model_config
+from ckptcompat.names.configs.keras3_releases import for_keras3_release
 from ckptcompat.names.optimizer_layouts import refuse_unordered, slot_shape
 from ckptcompat.names.slot_meaning import nadam_u_product, translate_slots
 from ckptcompat.names.variables import canonical_optimizer_class, respell
