@@ -144,7 +144,7 @@ def table(wheels: dict[str, Path]) -> dict[str, Any]:
         for name, info in classes.items():  # the exported aliases take the class's arguments
             for alias in info["exported"]:
                 per_release[version].setdefault(alias, per_release[version][name])
-    first = per_release[releases[0]]
+    first = dict(per_release[releases[0]])  # each class's arguments in the first release that has it
     args_since: dict[str, dict[str, list[Any]]] = {}
     classes_since: dict[str, str] = {}
     for version in releases[1:]:
@@ -152,7 +152,8 @@ def table(wheels: dict[str, Path]) -> dict[str, Any]:
         for name in defined[version] - defined[releases[0]]:  # by class name: what deserializing looks up
             classes_since.setdefault(name, minor)
         for name, args in per_release[version].items():
-            if name not in first:
+            if name not in first:  # new in this release: later additions count from here
+                first[name] = args
                 continue
             for arg, default in args.items():
                 if arg not in first[name] and arg not in args_since.get(name, {}):

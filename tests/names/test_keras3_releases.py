@@ -112,3 +112,47 @@ def test_keras2_and_unknown_versions_are_left_alone() -> None:
     source = _model(_dense_315())
     assert for_keras3_release(source, "2.15.0") == source
     assert for_keras3_release(source, "") == source
+
+
+def test_a_class_added_after_3_0_counts_its_arguments_from_its_own_first_release() -> None:
+    # ReversibleEmbedding arrived in 3.12; Embedding's quantization_config in 3.13
+    layer = _layer("ReversibleEmbedding", input_dim=4, output_dim=2, quantization_config=None)
+    assert "quantization_config" not in _layers(for_keras3_release(_model(layer), "3.12.0"))[0]
+
+
+def test_channels_last_is_what_releases_before_data_format_assumed() -> None:
+    flip = _layer("RandomFlip", mode="horizontal", data_format="channels_last")
+    assert "data_format" not in _layers(for_keras3_release(_model(flip), "3.5.0"))[0]
+    with pytest.raises(UnsupportedFormatError, match="channels_first"):
+        for_keras3_release(_model(_layer("RandomFlip", data_format="channels_first")), "3.5.0")
+
+
+@pytest.mark.parametrize("layer, version", [
+    (_layer("MultiHeadAttention", num_heads=2, key_dim=2, seed=0), "3.3.0"),   # 0 is a seed, not "off"
+    (_layer("Dense", units=3, lora_rank=4, lora_alpha=0), "3.9.0"),           # a LoRA scale of 0
+])
+def test_zero_is_a_value_not_off(layer: dict[str, Any], version: str) -> None:
+    with pytest.raises(UnsupportedFormatError):
+        for_keras3_release(_model(layer), version)
+
+
+def test_renorm_settings_mean_nothing_while_renorm_is_off() -> None:
+    bn = _layer("BatchNormalization", renorm=False, renorm_clipping={"rmax": 2.0}, renorm_momentum=0.9)
+    out = _layers(for_keras3_release(_model(bn), "3.3.0"))
+    assert not {"renorm", "renorm_clipping", "renorm_momentum"} & set(out[0])
+
+
+def test_a_users_subclass_loses_only_newer_arguments_that_are_off() -> None:
+    custom = {"module": None, "class_name": "MyDense", "registered_name": "my_pkg>MyDense",
+              "config": {"name": "d", "units": 3, "quantization_config": None, "lora_alpha": None, "seed": 7}}
+    (out,) = _layers(for_keras3_release(_model(custom), "3.0.5"))
+    assert "quantization_config" not in out and "lora_alpha" not in out and out["seed"] == 7
+    named_like_keras = {"module": "my_pkg", "class_name": "Orthogonal", "registered_name": "my_pkg>Orthogonal",
+                        "config": {}}
+    assert for_keras3_release(_model(named_like_keras), "3.0.5")["config"]["layers"][0]["class_name"] == "Orthogonal"
+
+
+def test_the_float8_config_takes_no_settings() -> None:
+    layer = _layer("Dense", units=3, quantization_config={"module": "keras.quantizers", "config": {},
+                                                         "class_name": "Float8QuantizationConfig"})
+    assert "quantization_config" not in _layers(for_keras3_release(_model(layer), "3.8.0"))[0]

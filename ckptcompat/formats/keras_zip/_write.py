@@ -258,7 +258,7 @@ def write_state(path: Path, state: TrainingState, *, verify: Callable[[Path], Tr
                                      hint="Keras 3 files are laid out from the model config; read the "
                                           "source with its config or use another format")
     version = _target_version(keras_version)
-    model_cfg = for_keras3_release(upgrade_model_config(state.model_config), version)
+    model_cfg = for_keras3_release(upgrade_model_config(state.model_config), version, str(path))
     groups, trainable = _layer_arrays(state, model_cfg, path)
     if str(path).endswith(".weights.h5") and any(g.startswith(EXACT_ROOT) for g, _ in groups):
         raise UnsupportedFormatError("a .weights.h5 records no config, so no reader can place the LoRA factors "

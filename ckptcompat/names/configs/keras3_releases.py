@@ -29,7 +29,13 @@ log = logging.getLogger(__name__)
 _TABLE = Path(__file__).with_name("keras3_releases.json")
 #: serialized class names later Keras 3 releases write -> the name the earlier ones registered
 _OLDER_CLASS_NAMES: dict[str, str] = {"Orthogonal": "OrthogonalInitializer"}
-_OFF = (None, False)
+#: arguments that mean nothing while another one is off: (argument, the one it depends on)
+_DEPENDS_ON = {"renorm_clipping": "renorm", "renorm_momentum": "renorm"}
+#: newer arguments checked on classes the table does not describe (a user's subclass of a Keras
+#: layer or initializer): dropped only where off (None / False), for releases before the latest
+#: that added them to any class
+_ANY_CLASS_ARGS = ("quantization_config", "lora_rank", "lora_alpha", "optional", "input_axes", "output_axes",
+                   "seed", "sliding_window", "use_gate")
 #: ``quantization_config`` (Keras 3.13+) as ``quantize(mode)`` writes it by default: what the releases
 #: before it quantize with for that mode (int8: per-channel abs-max weights, inputs abs-max on the last
 #: axis to [-127, 127]); read in the 3.15 sources. Other modes changed their defaults (int4 went
@@ -38,6 +44,7 @@ _DEFAULT_QUANTIZATION = {
     "Int8QuantizationConfig": {"weight_quantizer": None, "activation_quantizer": {
         "class_name": "AbsMaxQuantizer", "config": {"value_range": [-127, 127], "epsilon": 1e-07,
                                                      "output_dtype": "int8"}}},
+    "Float8QuantizationConfig": {},  # float8 takes no settings (3.4-3.12 have float8)
 }
 
 
@@ -58,15 +65,34 @@ def keras3_table() -> dict[str, Any]:
     return table
 
 
+def _off(value: Any) -> bool:
+    return value is None or value is False  # not 0: a seed or a LoRA scale of 0 is a value
+
+
 def _neutral(value: Any, default: Any, cfg: Mapping[str, Any], arg: str) -> bool:
     """Whether ``value`` of a newer ``arg`` means what releases without the argument do."""
-    if value == default or (value in _OFF and default in _OFF):
+    if (value == default and isinstance(value, bool) == isinstance(default, bool)) or (_off(value) and _off(default)):
         return True
+    if arg in _DEPENDS_ON and _off(cfg.get(_DEPENDS_ON[arg])):
+        return True
+    if arg == "data_format" and default is None and value == "channels_last":
+        return True  # get_config writes the resolved default; earlier releases assumed channels_last
     if arg == "quantization_config" and isinstance(value, dict):
         default = _DEFAULT_QUANTIZATION.get(str(value.get("class_name")))
         return default is not None and _plain(value.get("config")) == default
     # LoRA scale alpha / rank == 1 is what releases without lora_alpha merge with
     return arg == "lora_alpha" and value == cfg.get("lora_rank")
+
+
+@lru_cache(maxsize=1)
+def _any_class_args() -> dict[str, list[Any]]:
+    """:data:`_ANY_CLASS_ARGS` with the latest release that added each to a Keras class."""
+    latest: dict[str, str] = {}
+    for args in keras3_table()["args_since"].values():
+        for arg, (first, _) in args.items():
+            if arg in _ANY_CLASS_ARGS and release_tuple(first) > release_tuple(latest.get(arg, "3.0")):
+                latest[arg] = first
+    return {arg: [first, None] for arg, first in latest.items()}
 
 
 def for_keras3_release(model_cfg: Mapping[str, Any], version: str, path: str | None = None) -> dict[str, Any]:
@@ -79,6 +105,7 @@ def for_keras3_release(model_cfg: Mapping[str, Any], version: str, path: str | N
         return out
     table = keras3_table()
     since, classes_since = table["args_since"], table["classes_since"]
+    any_class = _any_class_args()
     dropped: set[str] = set()
     misfits: list[str] = []
 
@@ -95,15 +122,18 @@ def for_keras3_release(model_cfg: Mapping[str, Any], version: str, path: str | N
                 value = cfg.get(key)
                 if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
                     cfg[key] = [value]
+        keras_owned = (str(obj.get("module") or "keras").startswith("keras")
+                       and obj.get("registered_name") in (None, cls))  # a user's class: "package>Name"
         if isinstance(cfg, dict) and isinstance(cls, str):
-            for arg, (first, default) in since.get(cls, {}).items():
+            known = keras_owned and cls in since  # else a class of the user's: only what is off is dropped
+            for arg, (first, default) in (since[cls] if known else any_class).items():
                 if arg in cfg and release_tuple(first) > target:
-                    if _neutral(cfg[arg], default, cfg, arg):
+                    if _neutral(cfg[arg], default, cfg, arg) if known else _off(cfg[arg]):
                         cfg.pop(arg)
                         dropped.add(f"{cls}.{arg}")
-                    else:
+                    elif known:
                         misfits.append(f"{cfg.get('name', cls)} ({cls}): {arg}={cfg[arg]!r} (Keras {first}+)")
-        if isinstance(cls, str) and cls in _OLDER_CLASS_NAMES and release_tuple(classes_since.get(cls, "3.0")) > target:
+        if keras_owned and cls in _OLDER_CLASS_NAMES and release_tuple(classes_since.get(cls, "3.0")) > target:
             obj["class_name"] = _OLDER_CLASS_NAMES[cls]
         for value in obj.values():
             visit(value)
