@@ -112,7 +112,8 @@ def _exported_names(cls: ast.ClassDef) -> set[str]:
     for decorator in cls.decorator_list:
         if isinstance(decorator, ast.Call) and getattr(decorator.func, "id", "") == "keras_export":
             for arg in decorator.args:
-                for path in _literal(arg) if isinstance(_literal(arg), (list, tuple)) else [_literal(arg)]:
+                value = _literal(arg)
+                for path in value if isinstance(value, (list, tuple)) else [value]:
                     if isinstance(path, str):
                         names.add(path.rsplit(".", 1)[-1])
     return names - {cls.name}
