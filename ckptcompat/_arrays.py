@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["same_values"]
+__all__ = ["same_values", "shape_fits"]
 
 
 def same_values(a: Any, b: Any) -> bool:
@@ -29,3 +29,10 @@ def _bits(array: np.ndarray) -> np.ndarray:
     flat = np.ascontiguousarray(array).reshape(-1)
     size = flat.dtype.itemsize
     return flat.view(f"u{size}") if size in (1, 2, 4, 8) else flat.view(np.uint8)
+
+
+def shape_fits(value: Any, live: Any) -> bool:
+    """Whether an array of shape ``value`` fits a live variable of shape ``live``, where ``-1`` is a
+    dimension the variable leaves open (tf-keras's ``Discretization`` summary is ``(2, None)``)."""
+    value, live = tuple(value), tuple(live)
+    return len(value) == len(live) and all(d == v or d == -1 for v, d in zip(value, live))

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Dict
 
 from ckptcompat.names.configs.keras1 import keras1_to_keras2_model
+from ckptcompat.names.configs.mask_ops import without_embedding_masks
 from ckptcompat.names.configs.nodes import has_keras3_nodes, nodes_to_keras2, shift_nested_model_refs
 from ckptcompat.errors import UnsupportedFormatError
 from ckptcompat.names.configs.table import (ANY, KERAS3_ONLY_ARGS_AT, KERAS2_ARG_NAMES, KERAS2_RENAMED_OBJECTS, KERAS2_REQUIRED_ARGS,
@@ -204,6 +205,8 @@ def rule_nested(layer: Layer) -> Layer:
         return layer
     if isinstance(cfg.get("layers"), list):
         k3_nodes = any(has_keras3_nodes(sub) for sub in cfg["layers"])
+        if k3_nodes:
+            cfg = layer["config"] = without_embedding_masks(cfg)
         cfg["layers"] = [downgrade_layer(sub) if isinstance(sub, dict) else sub for sub in cfg["layers"]]
         for key in ("input_layers", "output_layers"):
             refs = cfg.get(key)

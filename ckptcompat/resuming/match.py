@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ckptcompat._arrays import shape_fits
 from ckptcompat.names.variables import LEAF_ALIASES
 from ckptcompat.state import TrainingState
 
@@ -184,7 +185,7 @@ def _pair_by_structure(state: TrainingState, ckpt_layers: Sequence[LiveLayer],
             shape = tuple(np.shape(state.weights[src]))
             if not _same_leaf(_leaf(s_short), _leaf(d_short), gb.class_name or ga.class_name):
                 misfits.append(f"{where}: variable {s_short!r} vs {d_short!r}")
-            elif shape != tuple(live[dst]):
+            elif not shape_fits(shape, live[dst]):
                 misfits.append(f"{where}: {s_short} shape {shape} vs {tuple(live[dst])}")
             else:
                 mapping[src] = dst
@@ -251,7 +252,7 @@ def _pair_flat_cells(flat: Sequence[str], scoped: Sequence[str], layer: str,
             return None
         base, index = found.groups()
         dst = by_key.get((int(index or 0), base))
-        if "/" in short or dst is None or tuple(np.shape(state.weights[name])) != tuple(live[dst]):
+        if "/" in short or dst is None or not shape_fits(np.shape(state.weights[name]), live[dst]):
             return None
         out[name] = dst
     return out if len(out) == len(scoped) == len(set(out.values())) else None
@@ -263,7 +264,7 @@ def _pair_leftovers(state: TrainingState, live: Mapping[str, tuple[int, ...]],
     whose names fit the model but for the cells TF 1.x held flat: every other variable kept by
     name (name and shape), those paired per layer by :func:`_pair_flat_cells`; empty when any
     variable left over lies outside a layer both sides name alike, or does not pair."""
-    exact = {k: k for k, v in state.weights.items() if k in live and tuple(np.shape(v)) == tuple(live[k])}
+    exact = {k: k for k, v in state.weights.items() if k in live and shape_fits(np.shape(v), live[k])}
     rest = [k for k in state.weights if k not in exact]
     rest_live = [k for k in live if k not in exact]
     if not rest or len(rest) != len(rest_live):
@@ -291,7 +292,7 @@ def match_state(state: TrainingState, live: Mapping[str, tuple[int, ...]],
     """
     def fits(st: TrainingState) -> bool:
         return set(st.weights) == set(live) and all(
-            tuple(np.shape(v)) == tuple(live[k]) for k, v in st.weights.items())
+            shape_fits(np.shape(v), live[k]) for k, v in st.weights.items())
 
     if fits(state):
         return Match("name", state)

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ckptcompat._arrays import shape_fits
 from ckptcompat.errors import CheckpointNotFoundError, CkptCompatError, IncompatibleStateError
 from ckptcompat.names.variables import respell
 from ckptcompat.state import Progress, TrainingState
@@ -281,11 +282,11 @@ def remap_by_structure(state: TrainingState, live: Mapping[str, tuple[int, ...]]
         if name in live:
             continue
         shape = tuple(np.shape(value))
-        hits = [n for n in unmatched_live if n.endswith("/" + name) and tuple(live[n]) == shape]
+        hits = [n for n in unmatched_live if n.endswith("/" + name) and shape_fits(shape, live[n])]
         if not hits:  # a wrapper's inner scope the live walk leaves out (TimeDistributed: td/dense/kernel)
             parts = name.split("/")
             hits = [n for n in {"/".join(parts[:i] + parts[i + 1:]) for i in range(1, len(parts) - 1)}
-                    if n in unmatched_live and tuple(live[n]) == shape]
+                    if n in unmatched_live and shape_fits(shape, live[n])]
         if len(hits) == 1 and hits[0] not in renames.values():
             renames[name] = hits[0]
     leftover = [n for n in state.weights if n not in live and n not in renames]
@@ -339,10 +340,11 @@ def through_model_config(state: TrainingState, model: Any, live: Mapping[str, tu
         log.debug("%s: not readable through the live model's config: %s", path, exc)
         return None
     again = again.replace(weights={respell(n, live, taken=again.weights): v for n, v in again.weights.items()})
-    if set(again.weights) != set(live) or any(tuple(np.shape(v)) != tuple(live[n]) for n, v in again.weights.items()):
+    if set(again.weights) != set(live) or not all(shape_fits(np.shape(v), live[n]) for n, v in again.weights.items()):
         return None
     optimizer = state.optimizer if again.optimizer is None or not again.optimizer.slots else again.optimizer
-    return state.replace(weights=dict(again.weights), optimizer=optimizer), _pair_by_content(state.weights, again.weights)
+    return (state.replace(weights=dict(again.weights), optimizer=optimizer),
+            _pair_by_content(state.weights, again.weights))
 
 
 def _pair_by_content(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, str]:

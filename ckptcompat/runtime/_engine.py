@@ -15,6 +15,7 @@ from typing import Any, Callable, List, Tuple
 
 import numpy as np
 
+from ckptcompat._arrays import shape_fits
 from ckptcompat.errors import IncompatibleStateError
 from ckptcompat.names.lr_decay import is_decay_schedule, live_decay, saved_decay
 from ckptcompat.names.slot_meaning import (KERAS3_NADAM_SCHEDULE, NON_SLOT_ATTRS, describe_nadam_schedule,
@@ -23,8 +24,7 @@ from ckptcompat.names.variables import canonical_optimizer_class
 from ckptcompat.runtime import VIEWS, _loss_scale
 from ckptcompat.runtime._flavour_ops import ApplyReport, FlavourOps, codes_and_floats, dtype_name, raise_misfits
 from ckptcompat.runtime._positional import place_positional, slots_from_positions
-from ckptcompat.runtime._slots import is_variable as _is_variable
-from ckptcompat.runtime._slots import list_slots, raw_slot_name
+from ckptcompat.runtime._slots import is_variable as _is_variable, list_slots, raw_slot_name
 from ckptcompat.runtime._walk import json_safe_or_none
 from ckptcompat.state import OptimizerState, TrainingState
 
@@ -318,7 +318,7 @@ def _plan_pairs(ops: FlavourOps, kind: str, values: dict[str, np.ndarray], live:
         var = live.get(name)
         if var is None:
             problem(name, f"unexpected {kind} {value.shape}: the model has no such variable")
-        elif ops.shape(var) != value.shape:
+        elif not shape_fits(value.shape, ops.shape(var)):
             problem(name, f"{kind} shape differs: checkpoint {value.shape}, model {ops.shape(var)}")
         elif codes_and_floats(value, var):
             problem(name, f"{kind} dtype differs: checkpoint {value.dtype}, model {dtype_name(var)} (quantized)")

@@ -54,7 +54,8 @@ class FlavourOps:
         raise NotImplementedError
 
     def shape(self, var: Any) -> tuple[int, ...]:
-        return tuple(int(d) for d in var.shape)
+        """The variable's shape; ``-1`` for a dimension it leaves open (see ``_arrays.shape_fits``)."""
+        return tuple(-1 if d is None else int(d) for d in var.shape)
 
     def optimizer_of(self, model: Any) -> Any | None:
         opt = getattr(model, "optimizer", None)

@@ -47,7 +47,7 @@ NATIVE_FILE = "model.h5"
 #: ``on_epoch_begin`` (a resumed data object shortens its epoch from ``load_state_dict`` on).
 DATASET_LEN_READ_ONCE = False
 #: True: a config this Keras's deserializer cannot rebuild is tried once more with its own layer
-#: classes given by name (tf-keras does not register SpectralNormalization; resuming/build.py).
+#: classes given by name (tf-keras does not register SpectralNormalization; resuming/from_config.py).
 RETRY_WITH_OWN_LAYERS = True
 
 

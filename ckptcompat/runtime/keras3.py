@@ -69,8 +69,54 @@ def model_from_config(config: Mapping[str, Any], custom_objects: Mapping[str, An
 
         return saving_utils.model_from_config(
             {"class_name": config["class_name"], "config": config["config"]},
-            custom_objects={**_KEEP_AS_STRINGS, **dict(custom_objects)})
+            custom_objects={**_KEEP_AS_STRINGS, **_op_classes(config), **dict(custom_objects)})
     return keras.models.model_from_json(json.dumps(config), custom_objects=dict(custom_objects))
+
+
+#: the ``keras.src.ops`` modules whose operation classes a functional config may call as nodes
+_OP_MODULES = ("numpy", "nn", "math", "core", "image", "linalg")
+
+
+def _op_classes(config: Mapping[str, Any]) -> dict[str, type]:
+    """Keras's own operation classes a functional config calls as graph nodes (``NotEqual`` for an
+    ``Embedding(mask_zero=True)`` mask, as Keras 3.15 records it): Keras's legacy ``.h5``
+    deserializer looks up layers only, so no release (3.15 included) rebuilds such an ``.h5``
+    natively. Only a node whose config holds nothing but its name (an operation's; a layer's
+    has more) is resolved, from the one module of :data:`_OP_MODULES` that defines a class of
+    that name (the module the node names must be that one); only ``Operation`` subclasses that
+    are not layers count, and no other module is imported."""
+    import importlib  # noqa: PLC0415
+
+    from keras.src.layers import Layer  # noqa: PLC0415
+    from keras.src.ops.operation import Operation  # noqa: PLC0415
+
+    inner = config.get("config")
+    layers = inner.get("layers") if isinstance(inner, Mapping) else None
+    known_layers = keras_module().layers
+    found: dict[str, type] = {}
+    for layer in layers if isinstance(layers, list) else ():
+        module, name = (layer.get("module"), layer.get("class_name")) if isinstance(layer, Mapping) else (None, None)
+        inner_cfg = layer.get("config") if isinstance(layer, Mapping) else None
+        if not isinstance(name, str) or hasattr(known_layers, name) or not isinstance(inner_cfg, Mapping) \
+                or not set(inner_cfg) <= {"name"}:
+            continue
+        allowed = tuple(f"keras.src.ops.{m}" for m in _OP_MODULES)
+        if module is not None and module not in allowed:
+            continue
+        candidates = set()
+        for mod in allowed if module is None else (module,):
+            try:
+                cls = getattr(importlib.import_module(mod), name, None)
+            except ImportError:
+                continue
+            if isinstance(cls, type) and cls.__module__ == mod and issubclass(cls, Operation) \
+                    and not issubclass(cls, Layer):
+                candidates.add(cls)
+        if len(candidates) == 1:  # two ops modules with one name: the config does not say which
+            found[name] = candidates.pop()
+            logger.info("graph node %r: Keras's own operation %s.%s", inner_cfg.get("name"),
+                        found[name].__module__, name)
+    return found
 
 
 def config_for_running(model_config: Mapping[str, Any], written_by_keras3: bool | None = None,

@@ -330,7 +330,7 @@ def _removed_layer(exc: Exception) -> str | None:
         return "n/a (LossScaleOptimizer: this Keras has only the experimental wrapper, typed refusal)"
     marker = "the model uses class(es) this Keras does not know: "
     if isinstance(exc, ckptcompat.InvalidArgumentError) and marker in text:
-        names = [n.strip() for n in text.split(marker, 1)[1].split(" Hint", 1)[0].split(",")]
+        names = [n.strip() for n in text.split(marker, 1)[1].split(" Hint", 1)[0].split(". ", 1)[0].split(",")]
         if names and not any(hasattr(runtime.keras_module().layers, n) for n in names):
             return f"n/a ({', '.join(names)}: not in this Keras, typed refusal)"
     return None

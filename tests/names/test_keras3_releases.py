@@ -156,3 +156,56 @@ def test_the_float8_config_takes_no_settings() -> None:
     layer = _layer("Dense", units=3, quantization_config={"module": "keras.quantizers", "config": {},
                                                          "class_name": "Float8QuantizationConfig"})
     assert "quantization_config" not in _layers(for_keras3_release(_model(layer), "3.8.0"))[0]
+
+
+_POLICY = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "int64"}, "registered_name": None}
+
+
+@pytest.mark.parametrize("version, written", [("3.0.5", "int64"), ("3.3.3", "int64"), ("3.4.1", _POLICY)])
+def test_a_dtype_policy_object_is_its_name_before_3_4(version: str, written: Any) -> None:
+    # 3.0's Hashing checks its dtype argument itself and refused the policy object 3.15 writes
+    layer = _layer("Hashing", num_bins=4, output_mode="int", dtype=copy.deepcopy(_POLICY))
+    assert _layers(for_keras3_release(_model(layer), version))[0]["dtype"] == written
+    quantized = _layer("Dense", units=3, dtype={"class_name": "QuantizedDTypePolicy",
+                                                "config": {"mode": "int8", "source_name": "float32"}})
+    assert isinstance(_layers(for_keras3_release(_model(quantized), "3.0.5"))[0]["dtype"], dict)  # no name says it
+
+
+@pytest.mark.parametrize("version, built", [("3.0.5", False), ("3.2.1", False), ("3.3.3", True), ("3.15.1", True)])
+def test_bidirectional_layer_is_not_built_where_the_wrapper_tracks_it(version: str, built: bool) -> None:
+    # 3.0-3.2 track Bidirectional's `layer` too: built from its build_config it added unused weights
+    inner = {**_layer("LSTM", units=2), "build_config": {"input_shape": [None, 5, 4]}}
+    bidi = _layer("Bidirectional", layer=inner, backward_layer=copy.deepcopy(inner), merge_mode="concat")
+    (out,) = _layers(for_keras3_release(_model(bidi), version))
+    assert ("build_config" in out["layer"]) is built and "build_config" in out["backward_layer"]
+
+
+def test_classes_a_later_release_added_are_named_with_that_release() -> None:
+    from ckptcompat.names.configs.keras3_releases import later_keras3_classes
+
+    names = ["AugMix", "RMSNormalization", "ReversibleEmbedding", "Dense", "MyLayer"]
+    assert later_keras3_classes(names, "3.8.0") == {"AugMix": "3.9", "RMSNormalization": "3.9",
+                                                   "ReversibleEmbedding": "3.12"}
+    assert later_keras3_classes(names, "3.12.0") == {}
+    assert later_keras3_classes(names, "2.15.0") == {}
+
+
+def test_the_refusal_names_the_release_that_added_a_class() -> None:
+    from types import SimpleNamespace
+
+    from ckptcompat.errors import InvalidArgumentError
+    from ckptcompat.resuming.from_config import _refuse_unknown
+
+    with pytest.raises(InvalidArgumentError, match=r"Keras added AugMix in 3\.9; this is Keras 3\.8\.0") as info:
+        _refuse_unknown(["AugMix"], SimpleNamespace(__version__="3.8.0"), "m.keras", ValueError("x"))
+    assert "resume with Keras 3.9 or later" in str(info.value) and "custom_objects" in str(info.value)
+    with pytest.raises(InvalidArgumentError) as mine:
+        _refuse_unknown(["MyLayer"], SimpleNamespace(__version__="3.8.0"), "m.keras", ValueError("x"))
+    assert "Keras added" not in str(mine.value) and "custom_objects={'MyLayer': MyLayer}" in str(mine.value)
+
+
+def test_a_users_policy_named_like_keras_keeps_its_object() -> None:
+    mine = {"module": "my_pkg", "class_name": "DTypePolicy", "config": {"name": "int64"},
+            "registered_name": "my_pkg>DTypePolicy"}
+    layer = _layer("Dense", units=3, dtype=copy.deepcopy(mine))
+    assert _layers(for_keras3_release(_model(layer), "3.0.5"))[0]["dtype"] == mine

@@ -95,7 +95,7 @@ def test_a_later_keras3_file_whose_optimizer_misfits_is_not_read_as_lora(tmp_pat
 
 
 def test_tfmot_quantization_classes_are_not_refused_as_keras_quantization() -> None:
-    from ckptcompat.resuming.build import _refuse_quantized
+    from ckptcompat.resuming.from_config import _refuse_quantized
 
     _refuse_quantized(["QuantizeWrapperV2", "QuantizeLayer", "Default8BitQuantizeConfig"], "m.h5", ValueError("x"))
     with pytest.raises(ckptcompat.UnsupportedFormatError, match="quantized by a later Keras 3"):

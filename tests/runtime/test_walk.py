@@ -168,7 +168,7 @@ def test_keras2_rebuild_retries_with_its_own_layer_classes_only_when_needed(monk
     """tf-keras's deserializer lacks SpectralNormalization: the rebuild retries with the running
     Keras's own class for it (never for a name an initializer resolves, Identity); a config the
     deserializer rebuilds is given nothing extra; when the retry fails too, the first error stands."""
-    from ckptcompat.resuming.build import _builtin_layers, _native_rebuild
+    from ckptcompat.resuming.from_config import _builtin_layers, _native_rebuild
 
     keras, calls = _fake_keras2(monkeypatch, native_knows={"Functional", "Dense", "Identity"})
     assert _native_rebuild("keras2", keras, _config("Dense"), {}) == "model"
@@ -191,7 +191,7 @@ def test_keras2_rebuild_retries_with_its_own_layer_classes_only_when_needed(monk
 def test_unknown_classes_leave_out_names_the_running_keras_resolves() -> None:
     """TF 1.15's tf.keras has no ``initializers.GlorotUniform`` attribute, yet resolves the name:
     the refusal must name only the classes it cannot rebuild (the layer), never the initializer."""
-    from ckptcompat.resuming.build import _unknown_classes
+    from ckptcompat.resuming.from_config import _unknown_classes
 
     def get(name: str) -> object:
         if name != "GlorotUniform":

@@ -22,13 +22,15 @@ from typing import Any
 from ckptcompat.errors import UnsupportedFormatError
 from ckptcompat.names.configs.keras2_releases import release_tuple
 
-__all__ = ["for_keras3_release", "keras3_table"]
+__all__ = ["for_keras3_release", "keras3_table", "later_keras3_classes"]
 
 log = logging.getLogger(__name__)
 
 _TABLE = Path(__file__).with_name("keras3_releases.json")
 #: serialized class names later Keras 3 releases write -> the name the earlier ones registered
 _OLDER_CLASS_NAMES: dict[str, str] = {"Orthogonal": "OrthogonalInitializer"}
+#: dtype policies a name says all of (3.4+ write them as objects, 3.0-3.3 as the name)
+_PLAIN_POLICIES = ("DTypePolicy", "FloatDTypePolicy")
 #: arguments that mean nothing while another one is off: (argument, the one it depends on)
 _DEPENDS_ON = {"renorm_clipping": "renorm", "renorm_momentum": "renorm"}
 #: newer arguments checked on classes the table does not describe (a user's subclass of a Keras
@@ -65,6 +67,13 @@ def keras3_table() -> dict[str, Any]:
     return table
 
 
+def later_keras3_classes(names: list[str], version: str) -> dict[str, str]:
+    """Of ``names``, the Keras classes a release after Keras ``version`` added: {name: first release}."""
+    target = release_tuple(version)
+    since = keras3_table()["classes_since"]
+    return {n: since[n] for n in names if target[0] == 3 and n in since and release_tuple(since[n]) > target}
+
+
 def _off(value: Any) -> bool:
     return value is None or value is False  # not 0: a seed or a LoRA scale of 0 is a value
 
@@ -95,6 +104,24 @@ def _any_class_args() -> dict[str, list[Any]]:
     return {arg: [first, None] for arg, first in latest.items()}
 
 
+def _older_layout(cfg: dict[str, Any], keras_class: str | None, target: tuple[int, int]) -> None:
+    """``cfg`` (one object's config) in the layout release ``target`` writes, in place."""
+    if "layers" in cfg and target < (3, 4):
+        for key in ("input_layers", "output_layers"):  # 3.0-3.3 want a list of [name, node, tensor]
+            value = cfg.get(key)
+            if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
+                cfg[key] = [value]
+    dtype = cfg.get("dtype")
+    if target < (3, 4) and isinstance(dtype, dict) and dtype.get("class_name") in _PLAIN_POLICIES \
+            and str(dtype.get("module") or "keras").startswith("keras") and dtype.get("registered_name") is None \
+            and isinstance(dtype.get("config"), dict) and set(dtype["config"]) == {"name"}:
+        cfg["dtype"] = dtype["config"]["name"]  # 3.0-3.3 write the policy's name (Hashing checks it)
+    if keras_class == "Bidirectional" and target < (3, 3) and isinstance(cfg.get("layer"), dict):
+        # 3.0-3.2's Bidirectional also tracks the layer it is given: built from its build_config,
+        # that copy adds unused weights beside forward_layer's (the file has none for them)
+        cfg["layer"].pop("build_config", None)
+
+
 def for_keras3_release(model_cfg: Mapping[str, Any], version: str, path: str | None = None) -> dict[str, Any]:
     """A copy of a Keras 3 ``model_cfg`` that Keras ``version`` rebuilds: arguments it lacks
     dropped where neutral (logged), class names it registered under another name renamed;
@@ -117,13 +144,10 @@ def for_keras3_release(model_cfg: Mapping[str, Any], version: str, path: str | N
         if not isinstance(obj, dict):
             return
         cfg, cls = obj.get("config"), obj.get("class_name")
-        if isinstance(cfg, dict) and "layers" in cfg and target < (3, 4):
-            for key in ("input_layers", "output_layers"):  # 3.0-3.3 want a list of [name, node, tensor]
-                value = cfg.get(key)
-                if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
-                    cfg[key] = [value]
         keras_owned = (str(obj.get("module") or "keras").startswith("keras")
                        and obj.get("registered_name") in (None, cls))  # a user's class: "package>Name"
+        if isinstance(cfg, dict):
+            _older_layout(cfg, cls if keras_owned else None, target)
         if isinstance(cfg, dict) and isinstance(cls, str):
             known = keras_owned and cls in since  # else a class of the user's: only what is off is dropped
             for arg, (first, default) in (since[cls] if known else any_class).items():

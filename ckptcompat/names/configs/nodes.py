@@ -15,7 +15,7 @@ from typing import Any
 from ckptcompat.errors import UnsupportedFormatError
 
 __all__ = ["RNN_CLASSES", "is_ref", "nodes_to_keras2", "nodes_to_keras3", "shift_nested_model_refs",
-           "has_keras2_nodes", "has_keras3_nodes"]
+           "has_keras2_nodes", "has_keras3_nodes", "tensor_history"]
 
 #: layers whose Keras 2 call split extra input tensors into ``initial_state`` (``RNN.__call__``)
 RNN_CLASSES = frozenset({"RNN", "SimpleRNN", "GRU", "LSTM", "CuDNNGRU", "CuDNNLSTM", "ConvLSTM1D",
@@ -46,6 +46,11 @@ def _history(obj: Any) -> list[Any] | None:
         hist = (obj.get("config") or {}).get("keras_history")
         return list(hist) if isinstance(hist, list) and len(hist) == 3 else None
     return None
+
+
+def tensor_history(obj: Any) -> list[Any] | None:
+    """``[layer, node, tensor]`` of a Keras 3 ``__keras_tensor__`` dict, else None."""
+    return _history(obj)
 
 
 def _refs_to_tensors(obj: Any) -> Any:
