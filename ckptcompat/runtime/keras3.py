@@ -75,6 +75,8 @@ def model_from_config(config: Mapping[str, Any], custom_objects: Mapping[str, An
 
 #: the ``keras.src.ops`` modules whose operation classes a functional config may call as nodes
 _OP_MODULES = ("numpy", "nn", "math", "core", "image", "linalg")
+#: Keras object spaces whose names an operation class must not shadow
+_OTHER_SPACES = ("initializers", "regularizers", "constraints", "activations", "losses", "metrics", "optimizers")
 
 
 def _op_classes(config: Mapping[str, Any]) -> dict[str, type]:
@@ -93,13 +95,14 @@ def _op_classes(config: Mapping[str, Any]) -> dict[str, type]:
     inner = config.get("config")
     layers = inner.get("layers") if isinstance(inner, Mapping) else None
     known_layers = keras_module().layers
+    other_spaces = [getattr(keras_module(), n, None) for n in _OTHER_SPACES]
     found: dict[str, type] = {}
     for layer in layers if isinstance(layers, list) else ():
         module, name = (layer.get("module"), layer.get("class_name")) if isinstance(layer, Mapping) else (None, None)
         inner_cfg = layer.get("config") if isinstance(layer, Mapping) else None
         if not isinstance(name, str) or hasattr(known_layers, name) or not isinstance(inner_cfg, Mapping) \
-                or not set(inner_cfg) <= {"name"}:
-            continue
+                or not set(inner_cfg) <= {"name"} or any(hasattr(space, name) for space in other_spaces):
+            continue  # custom_objects apply model-wide: never shadow a loss, metric, initializer... (Mean)
         allowed = tuple(f"keras.src.ops.{m}" for m in _OP_MODULES)
         if module is not None and module not in allowed:
             continue

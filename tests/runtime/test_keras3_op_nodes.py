@@ -55,3 +55,9 @@ def test_no_module_outside_keras_ops_is_imported(op_classes: Any, module: str) -
     node = {"module": module, "class_name": "OpWithMultipleInputs", "config": {"name": "x"}, "name": "x"}
     assert op_classes(_config(node, {**node, "class_name": "Function"})) == {}
     assert not {m for m in set(sys.modules) - before if m.startswith(("keras.src.ops.operation_test", "my_pkg"))}
+
+
+def test_an_operation_named_like_another_keras_object_is_not_given(op_classes: Any) -> None:
+    # custom_objects apply to the whole model: an operation "Mean" would shadow keras.metrics.Mean
+    node = {"class_name": "Mean", "config": {"name": "mean"}, "name": "mean"}
+    assert op_classes(_config(node)) == {}

@@ -3,9 +3,11 @@
 Keras 3.15 computes an ``Embedding`` mask with ``ops.not_equal(ids, 0)`` on the symbolic inputs,
 so a functional config holds a ``NotEqual`` operation node, and every layer the mask reaches is
 recorded with it as its ``mask`` argument. Keras 2 has no operation nodes: it propagates that
-same mask by itself. So where a ``NotEqual(ids, 0)`` node is the mask of an ``Embedding`` with
-``mask_zero=True`` called on ``ids``, and is used only as the ``mask`` of layers downstream of
-that embedding, the node and those arguments are dropped; anything else is left for the
+same mask by itself. The node and those arguments are dropped only where that is exactly what
+Keras 2 computes: ``NotEqual(ids, 0)`` with ``ids`` the input of an unshared ``mask_zero``
+embedding, every use of the node a single-tensor ``mask`` of a layer call whose first input
+comes from that embedding through unshared layers that pass a mask on unchanged in both
+generations (:data:`PASS_MASK`); nothing refers to it otherwise. Anything else is left for the
 downgrade to refuse, naming the node.
 """
 
@@ -16,15 +18,22 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from ckptcompat.names.configs.nodes import tensor_history
+from ckptcompat.names.configs.nodes import is_ref, tensor_history
 
-__all__ = ["without_embedding_masks"]
+__all__ = ["PASS_MASK", "without_embedding_masks"]
 
 log = logging.getLogger(__name__)
 
+#: layers that hand their input's mask on unchanged in Keras 2 and 3 (recurrent ones only with
+#: ``return_sequences``)
+PASS_MASK = frozenset({"Dropout", "Activation", "Dense", "LayerNormalization", "SpatialDropout1D",
+                       "GaussianNoise", "GaussianDropout", "LSTM", "GRU", "SimpleRNN"})
+_RECURRENT = frozenset({"LSTM", "GRU", "SimpleRNN"})
+
 
 def _name(entry: Mapping[str, Any]) -> str:
-    return str(entry.get("name") or (entry.get("config") or {}).get("name"))
+    cfg = entry.get("config")
+    return str(entry.get("name") or (cfg.get("name") if isinstance(cfg, Mapping) else None))
 
 
 def _nodes(entry: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -32,72 +41,92 @@ def _nodes(entry: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [n for n in nodes if isinstance(n, Mapping)] if isinstance(nodes, list) else []
 
 
-def _histories(obj: Any) -> list[list[Any]]:
+def _refs(obj: Any) -> list[list[Any]]:
+    """Every tensor reference in ``obj``: Keras 3 tensor dicts and ``[name, node, tensor]`` lists."""
     hist = tensor_history(obj)
     if hist is not None:
         return [hist]
+    if is_ref(obj):
+        return [list(obj[:3])]
     values = obj.values() if isinstance(obj, Mapping) else obj if isinstance(obj, (list, tuple)) else ()
-    return [h for v in values for h in _histories(v)]
+    return [h for v in values for h in _refs(v)]
 
 
-def _embedding_masks(layers: list[Any]) -> dict[str, str]:
-    """``NotEqual`` node name -> the ``mask_zero`` embedding whose mask it computes."""
+def _first_input(node: Mapping[str, Any]) -> list[Any] | None:
+    args = node.get("args")
+    return tensor_history(args[0]) if isinstance(args, list) and args else None
+
+
+def _embedding_masks(layers: dict[str, Mapping[str, Any]]) -> dict[str, str]:
+    """``NotEqual`` node name -> the unshared ``mask_zero`` embedding whose mask it computes."""
     found = {}
-    embeddings = [e for e in layers if isinstance(e, Mapping) and e.get("class_name") == "Embedding"
-                  and (e.get("config") or {}).get("mask_zero") is True]
-    for entry in layers:
-        module = entry.get("module") if isinstance(entry, Mapping) else None
-        if not isinstance(entry, Mapping) or entry.get("class_name") != "NotEqual" or \
-                not (module is None or str(module).startswith("keras.src.ops")):
-            continue
+    for name, entry in layers.items():
+        module = entry.get("module")
         nodes = _nodes(entry)
-        args = list(nodes[0].get("args") or []) if len(nodes) == 1 else []
-        if len(args) != 2 or args[1] != 0 or isinstance(args[1], bool) or nodes[0].get("kwargs"):
+        if entry.get("class_name") != "NotEqual" or not (module is None or str(module).startswith("keras.src.ops")) \
+                or len(nodes) != 1 or nodes[0].get("kwargs"):
+            continue
+        args = nodes[0].get("args")
+        if not isinstance(args, list) or len(args) != 2 or isinstance(args[1], bool) or args[1] != 0:
             continue
         ids = tensor_history(args[0])
-        owners = [_name(e) for e in embeddings if any(_histories(n.get("args"))[:1] == [ids] for n in _nodes(e))]
-        if ids is not None and len(owners) == 1:
-            found[_name(entry)] = owners[0]
+        owners = [n for n, e in layers.items() if e.get("class_name") == "Embedding" and ids is not None
+                  and (e.get("config") or {}).get("mask_zero") is True
+                  and [_first_input(x) for x in _nodes(e)] == [ids]]
+        if len(owners) == 1:
+            found[name] = owners[0]
     return found
 
 
-def _downstream(layers: list[Any], start: str, ancestor: str) -> bool:
-    """Whether ``ancestor``'s output reaches layer ``start``'s first call argument."""
-    sources = {_name(e): [h[0] for n in _nodes(e) for h in _histories(list(n.get("args") or [])[:1])]
-               for e in layers if isinstance(e, Mapping)}
-    seen, todo = set(), list(sources.get(start, []))
-    while todo:
-        name = todo.pop()
-        if name == ancestor:
-            return True
-        if name not in seen:
-            seen.add(name)
-            todo.extend(sources.get(name, []))
-    return False
+def _fed_by(layers: dict[str, Mapping[str, Any]], node: Mapping[str, Any], embedding: str) -> bool:
+    """Whether ``node``'s first input comes from ``embedding`` through :data:`PASS_MASK` layers."""
+    source = _first_input(node)
+    while source is not None and source[0] != embedding:
+        entry = layers.get(str(source[0]))
+        nodes = _nodes(entry) if entry is not None else []
+        cfg = (entry or {}).get("config") or {}
+        if entry is None or entry.get("class_name") not in PASS_MASK or len(nodes) != 1 or \
+                (entry.get("class_name") in _RECURRENT and cfg.get("return_sequences") is not True):
+            return False
+        source = _first_input(nodes[0])
+    return source is not None and source[1:] == [0, 0]
+
+
+def _droppable(cfg: Mapping[str, Any]) -> dict[str, str]:
+    """The mask nodes of ``cfg`` (a functional model's config) that restate an embedding's mask."""
+    layers = {_name(e): e for e in cfg["layers"] if isinstance(e, Mapping)}
+    masks = _embedding_masks(layers)
+    if not masks or any(r[0] in masks for r in _refs([cfg.get("input_layers"), cfg.get("output_layers")])):
+        return {}
+    for entry in layers.values():
+        for node in _nodes(entry):
+            kwargs = dict(node.get("kwargs") or {})
+            mask = kwargs.pop("mask", None)
+            if any(r[0] in masks for r in _refs([node.get("args"), kwargs])):
+                return {}  # used as something other than a mask: Keras 2 has no node for it
+            used = [r[0] for r in _refs(mask) if r[0] in masks]
+            if used and (tensor_history(mask) is None or not _fed_by(layers, node, masks[used[0]])):
+                return {}  # in a list of masks, or given to a layer the embedding's mask does not reach
+    return masks
 
 
 def without_embedding_masks(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of a Keras 3 functional ``model_cfg`` without the ``NotEqual`` nodes that only
-    restate an embedding's mask (module docstring); unchanged where any use is another one."""
+    restate an embedding's mask (module docstring); unchanged where any use is another one, or
+    where the config is not shaped as Keras writes it."""
     out = copy.deepcopy(dict(model_cfg))
-    layers = out.get("layers")
-    masks = _embedding_masks(layers) if isinstance(layers, list) else {}
-    if not masks or any(h[0] in masks for h in _histories(out.get("output_layers"))):
+    try:
+        masks = _droppable(out) if isinstance(out.get("layers"), list) else {}
+    except (TypeError, AttributeError, KeyError, IndexError, ValueError):  # odd input: left to the downgrade
         return out
-    for entry in layers:
-        for node in _nodes(entry) if isinstance(entry, Mapping) else []:
-            kwargs = dict(node.get("kwargs") or {})
-            mask = tensor_history(kwargs.pop("mask", None))
-            if any(h[0] in masks for h in _histories([node.get("args"), kwargs])):
-                return dict(model_cfg)  # used as something other than a mask: not Keras 2's mask
-            if mask is not None and mask[0] in masks and not _downstream(layers, _name(entry), masks[mask[0]]):
-                return dict(model_cfg)  # a mask given to a layer the embedding does not feed
-    for entry in layers:
+    if not masks:
+        return out
+    for entry in out["layers"]:
         for node in _nodes(entry) if isinstance(entry, Mapping) else []:
             mask = tensor_history((node.get("kwargs") or {}).get("mask"))
             if mask is not None and mask[0] in masks:
                 del node["kwargs"]["mask"]
-    out["layers"] = [e for e in layers if not (isinstance(e, Mapping) and _name(e) in masks)]
+    out["layers"] = [e for e in out["layers"] if not (isinstance(e, Mapping) and _name(e) in masks)]
     log.info("Keras 2 propagates the embedding mask itself: dropped the recorded mask node(s) %s",
              ", ".join(sorted(masks)))
     return out
