@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -36,3 +37,11 @@ def shape_fits(value: Any, live: Any) -> bool:
     dimension the variable leaves open (tf-keras's ``Discretization`` summary is ``(2, None)``)."""
     value, live = tuple(value), tuple(live)
     return len(value) == len(live) and all(d == v or d == -1 for v, d in zip(value, live))
+
+
+def holds_nothing(shape: Any, value: Callable[[], Any]) -> bool:
+    """Whether a variable of static ``shape`` (``-1``: open) holds no element; ``value`` reads it,
+    only where an open dimension leaves the static shape undecided (tf-keras's unadapted
+    ``Discretization`` summary is ``(2, None)`` holding ``(2, 0)``: nothing to restore)."""
+    shape = tuple(shape)
+    return 0 in shape or (-1 in shape and int(np.size(value())) == 0)

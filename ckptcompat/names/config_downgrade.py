@@ -16,7 +16,8 @@ from ckptcompat.names.configs.keras1 import keras1_to_keras2_model
 from ckptcompat.names.configs.mask_ops import without_embedding_masks
 from ckptcompat.names.configs.nodes import has_keras3_nodes, nodes_to_keras2, shift_nested_model_refs
 from ckptcompat.errors import UnsupportedFormatError
-from ckptcompat.names.configs.table import (ANY, KERAS3_ONLY_ARGS_AT, KERAS2_ARG_NAMES, KERAS2_RENAMED_OBJECTS, KERAS2_REQUIRED_ARGS,
+from ckptcompat.names.configs.table import (ANY, KERAS3_ONLY_ARGS_AT, KERAS2_ARG_NAMES, KERAS2_DTYPE_NOT_POLICY,
+                                            KERAS2_RENAMED_OBJECTS, KERAS2_REQUIRED_ARGS,
                                             KERAS3_ONLY_LAYER_ARGS, OLD_DEFAULTS, decode_json_values,
                                             keras2_policy)
 
@@ -147,6 +148,20 @@ def rule_dtype_policy(layer: Layer) -> Layer:
     cfg = layer.get("config")
     if isinstance(cfg, dict) and "dtype" in cfg:
         cfg["dtype"] = _policy(cfg["dtype"])
+        policy = cfg["dtype"].get("config", {}).get("name") if isinstance(cfg["dtype"], dict) else cfg["dtype"]
+        if layer.get("class_name") in KERAS2_DTYPE_NOT_POLICY and (policy in _FLOAT_POLICIES
+                                                                   or str(policy).startswith("mixed")):
+            del cfg["dtype"]  # the Keras 3 compute policy; here Keras 2 means the output / input dtype
+    return layer
+
+
+def rule_adapted_bins(layer: Layer) -> Layer:
+    """An adapted Keras 3 ``Discretization`` records its ``bin_boundaries`` beside ``num_bins``, which
+    Keras 2 refuses together: the boundaries are the bins, ``num_bins`` is dropped."""
+    cfg = layer.get("config")
+    if layer.get("class_name") == "Discretization" and isinstance(cfg, dict) \
+            and cfg.get("bin_boundaries") is not None and cfg.get("num_bins") is not None:
+        del cfg["num_bins"]
     return layer
 
 
@@ -227,6 +242,7 @@ LAYER_RULES: tuple[Callable[[Layer], Layer], ...] = (
     rule_old_defaults,
     rule_registration,
     rule_dtype_policy,
+    rule_adapted_bins,
     rule_input_layer,
     rule_unknown_args,
     rule_object_args,

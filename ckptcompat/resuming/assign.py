@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ckptcompat._arrays import holds_nothing
 from ckptcompat.errors import IncompatibleStateError
 from ckptcompat.state import TrainingState
 
@@ -20,14 +21,29 @@ log = logging.getLogger(__name__)
 
 
 def _live_shapes(rt: Any, model: Any) -> dict[str, tuple[int, ...]]:
+    """The model's variables to match, by name; those holding no element have nothing to take."""
     ops = rt._OPS  # noqa: SLF001 -- same package, name -> variable map
-    return {name: tuple(ops.shape(var)) for name, var in ops.variables(model).items()}
+    return {name: tuple(ops.shape(var)) for name, var in ops.variables(model).items()
+            if not holds_nothing(ops.shape(var), lambda v=var: ops.to_numpy(v))}
+
+
+def _without_empty(state: TrainingState, live: dict[str, tuple[int, ...]], where: str) -> TrainingState:
+    """``state`` without the weights that hold no element and name no variable of the model (an
+    unadapted tf-keras ``Discretization``'s ``(2, 0)`` summary, which Keras 3 keeps no variable for)."""
+    empty = [name for name, value in state.weights.items() if np.size(value) == 0 and name not in live]
+    if not empty:
+        return state
+    log.info("%s: %d weight(s) holding no element, nothing to restore: %s", where, len(empty), ", ".join(empty))
+    return state.replace(weights={n: v for n, v in state.weights.items() if n not in empty})
 
 
 def restore_model_state(rt: Any, state: TrainingState, model: Any, where: str, *, partial: bool,
                          optimizer: str, learning_rate: float | None) -> Any:
     """Apply weights and optimizer state to ``model`` (matched by name, else structure), then
     the ``learning_rate`` override; returns the apply report."""
+    from ckptcompat.resuming.adapted_bins import restore_adapted_bins
+
+    state = _without_empty(restore_adapted_bins(model, state, where), _live_shapes(rt, model), where)
     to_apply = _state_to_apply(rt, state, model, where, optimizer=optimizer)
     placed = getattr(state.optimizer, "class_name", None) == "Unknown" and to_apply.optimizer is not None \
         and to_apply.optimizer.class_name != "Unknown"  # slots placed by position: keyed by live names

@@ -8,6 +8,8 @@ import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import numpy as np
+
 from ckptcompat.errors import CkptCompatError, IncompatibleStateError, InvalidArgumentError, UnsupportedFormatError
 from ckptcompat.names.variables import canonical_optimizer_class
 from ckptcompat.names.optimizer_layouts import is_optimizer_v2_config
@@ -28,8 +30,13 @@ def build_model(state: TrainingState, flavour: str, keras: Any,
         raise InvalidArgumentError(
             "the checkpoint holds no model config (weights-only file, TF bundle or subclassed model)",
             path=path, hint="build the model yourself and pass it: resume(path, model=model)")
-    model = model_from_config(state.model_config, flavour, keras, custom_objects, path, written_by_keras3(state))
-    if state.weights and not _weights_of(model):  # a Sequential config without any input shape
+    from ckptcompat.resuming.adapted_bins import config_with_bins
+
+    config = config_with_bins(state.model_config, state)
+    model = model_from_config(config, flavour, keras, custom_objects, path, written_by_keras3(state))
+    # a Sequential config without any input shape (size-0 tensors hold nothing: an unadapted
+    # tf-keras Discretization's (2, 0) summary, a layer Keras 3 builds without variables)
+    if any(np.size(w) for w in state.weights.values()) and not _weights_of(model):
         raise UnsupportedFormatError(
             "the model config records no input shape, so the model rebuilt from it has no weights "
             "(standalone Keras 2.x leaves an explicit InputLayer of a Sequential out of its config)",

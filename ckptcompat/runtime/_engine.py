@@ -1,9 +1,8 @@
 """Capture/apply logic shared by the live flavours (keras2, keras3).
 
 A flavour supplies a :class:`FlavourOps` subclass (defined in ``_flavour_ops``, re-exported
-here) with the handful of operations that differ between framework generations (variable
-names, slot lookup, optimizer build, learning-rate storage); everything else -- naming,
-checking, reporting -- lives here. This module never imports TensorFlow or Keras.
+here) with the handful of operations that differ between generations (variable names, slot lookup,
+optimizer build, learning-rate storage); naming, checking, reporting live here, never TF or Keras.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from typing import Any, Callable, List, Tuple
 
 import numpy as np
 
-from ckptcompat._arrays import shape_fits
+from ckptcompat._arrays import holds_nothing, shape_fits
 from ckptcompat.errors import IncompatibleStateError
 from ckptcompat.names.lr_decay import is_decay_schedule, live_decay, saved_decay
 from ckptcompat.names.slot_meaning import (KERAS3_NADAM_SCHEDULE, NON_SLOT_ATTRS, describe_nadam_schedule,
@@ -25,7 +24,7 @@ from ckptcompat.runtime import VIEWS, _loss_scale
 from ckptcompat.runtime._flavour_ops import ApplyReport, FlavourOps, codes_and_floats, dtype_name, raise_misfits
 from ckptcompat.runtime._positional import place_positional, slots_from_positions
 from ckptcompat.runtime._slots import is_variable as _is_variable, list_slots, raw_slot_name
-from ckptcompat.runtime._walk import json_safe_or_none
+from ckptcompat.runtime._walk import finalize_assigned, json_safe_or_none
 from ckptcompat.state import OptimizerState, TrainingState
 
 __all__ = ["ApplyReport", "FlavourOps", "capture", "apply", "learning_rate", "place_positional",
@@ -170,6 +169,7 @@ def apply(ops: FlavourOps, state: TrainingState, model: Any, *, partial: bool = 
         plan.slots = [item for item in plan.slots if item[0].rpartition("/")[0] not in left]
     for _, var, value in weight_plan + plan.slots:
         ops.assign(var, value)
+    finalize_assigned(model, [var for _, var, _ in weight_plan])  # as Keras's own loading does
     iterations = _restore_optimizer_scalars(ops, opt, plan) if plan.ok else None
     if plan.ok and plan.state is not None:
         _loss_scale.restore(ops.assign, model, plan.state.extra)
@@ -324,8 +324,8 @@ def _plan_pairs(ops: FlavourOps, kind: str, values: dict[str, np.ndarray], live:
             problem(name, f"{kind} dtype differs: checkpoint {value.dtype}, model {dtype_name(var)} (quantized)")
         else:
             plan.append((name, var, value))
-    for name, var in live.items():
-        if name not in values:
+    for name, var in live.items():  # a variable holding no element has nothing to miss
+        if name not in values and not holds_nothing(ops.shape(var), lambda v=var: ops.to_numpy(v)):
             problem(name, f"missing {kind} {ops.shape(var)}: the checkpoint has no value for it")
     return plan
 

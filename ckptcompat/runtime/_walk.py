@@ -17,7 +17,8 @@ import numpy as np
 from ckptcompat.errors import IncompatibleStateError
 from ckptcompat.names.variables import strip_tensor_suffix
 
-__all__ = ["walk_variables", "layer_weights", "unused_weight_ids", "json_safe", "json_safe_or_none"]
+__all__ = ["walk_variables", "layer_weights", "unused_weight_ids", "json_safe", "json_safe_or_none",
+           "finalize_assigned"]
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +119,29 @@ def walk_variables(model: Any, *, is_model: Callable[[Any], bool],
             logger.debug("variable %s is outside every layer; named by itself", full_name(var))
             add(strip_tensor_suffix(full_name(var)), var)
     return out
+
+
+def finalize_assigned(model: Any, assigned: Iterable[Any]) -> list[str]:
+    """Run ``finalize_state`` of every layer (nested ones included) one of whose variables was
+    assigned, as Keras's own weight loading does in both generations: an adapted
+    ``Normalization`` computes its mean and variance tensors from its variables there, and
+    without it goes on using the values it had before. Returns the layers' names."""
+    ids = {id(var) for var in assigned}
+    done: list[str] = []
+    stack, seen = [model], set()
+    while stack:
+        layer = stack.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        stack.extend(_sublayers(layer))
+        finalize = getattr(layer, "finalize_state", None)
+        if callable(finalize) and layer is not model and any(id(w) in ids for w in _iter(layer.weights)):
+            finalize()
+            done.append(str(layer.name))
+    if done:
+        logger.debug("finalize_state after assignment: %s", ", ".join(done))
+    return done
 
 
 def _layers(container: Any) -> list[Any]:

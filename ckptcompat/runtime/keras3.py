@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -74,51 +74,65 @@ def model_from_config(config: Mapping[str, Any], custom_objects: Mapping[str, An
 
 
 #: the ``keras.src.ops`` modules whose operation classes a functional config may call as nodes
-_OP_MODULES = ("numpy", "nn", "math", "core", "image", "linalg")
+_OP_MODULES = tuple(f"keras.src.ops.{m}" for m in ("numpy", "nn", "math", "core", "image", "linalg"))
 #: Keras object spaces whose names an operation class must not shadow
 _OTHER_SPACES = ("initializers", "regularizers", "constraints", "activations", "losses", "metrics", "optimizers")
+#: how deep nested model configs are searched for operation nodes
+_MAX_NESTING = 32
 
 
-def _op_classes(config: Mapping[str, Any]) -> dict[str, type]:
-    """Keras's own operation classes a functional config calls as graph nodes (``NotEqual`` for an
-    ``Embedding(mask_zero=True)`` mask, as Keras 3.15 records it): Keras's legacy ``.h5``
-    deserializer looks up layers only, so no release (3.15 included) rebuilds such an ``.h5``
-    natively. Only a node whose config holds nothing but its name (an operation's; a layer's
-    has more) is resolved, from the one module of :data:`_OP_MODULES` that defines a class of
-    that name (the module the node names must be that one); only ``Operation`` subclasses that
-    are not layers count, and no other module is imported."""
+def _config_layers(config: Any, depth: int = 0) -> Iterator[Mapping[str, Any]]:
+    """Every layer entry of a model config, those of nested models included (to :data:`_MAX_NESTING`)."""
+    inner = config.get("config") if isinstance(config, Mapping) else None
+    layers = inner.get("layers") if isinstance(inner, Mapping) else None
+    for layer in layers if isinstance(layers, list) and depth < _MAX_NESTING else ():
+        if isinstance(layer, Mapping):
+            yield layer
+            yield from _config_layers(layer, depth + 1)
+
+
+def _op_class(module: Any, name: str) -> type | None:
+    """The one ``Operation`` class (not a layer) named ``name`` in :data:`_OP_MODULES` (or in
+    ``module``, one of them, where the node names it); None where there is none or two."""
     import importlib  # noqa: PLC0415
 
     from keras.src.layers import Layer  # noqa: PLC0415
     from keras.src.ops.operation import Operation  # noqa: PLC0415
 
-    inner = config.get("config")
-    layers = inner.get("layers") if isinstance(inner, Mapping) else None
+    if module is not None and module not in _OP_MODULES:
+        return None
+    candidates = set()
+    for mod in _OP_MODULES if module is None else (module,):
+        try:
+            cls = getattr(importlib.import_module(mod), name, None)
+        except ImportError:
+            continue
+        if isinstance(cls, type) and cls.__module__ == mod and issubclass(cls, Operation) \
+                and not issubclass(cls, Layer):
+            candidates.add(cls)
+    return candidates.pop() if len(candidates) == 1 else None  # two modules, one name: which one?
+
+
+def _op_classes(config: Mapping[str, Any]) -> dict[str, type]:
+    """Keras's own operation classes a functional config calls as graph nodes (``NotEqual`` for an
+    ``Embedding(mask_zero=True)`` mask, as Keras 3.15 records it), nested models' included:
+    Keras's legacy ``.h5`` deserializer looks up layers only, so no release (3.15 included)
+    rebuilds such an ``.h5`` natively. Only a node whose config holds nothing but its name (an
+    operation's; a layer's has more) is resolved, by :func:`_op_class`; no other module is
+    imported."""
     known_layers = keras_module().layers
     other_spaces = [getattr(keras_module(), n, None) for n in _OTHER_SPACES]
     found: dict[str, type] = {}
-    for layer in layers if isinstance(layers, list) else ():
-        module, name = (layer.get("module"), layer.get("class_name")) if isinstance(layer, Mapping) else (None, None)
-        inner_cfg = layer.get("config") if isinstance(layer, Mapping) else None
-        if not isinstance(name, str) or hasattr(known_layers, name) or not isinstance(inner_cfg, Mapping) \
-                or not set(inner_cfg) <= {"name"} or any(hasattr(space, name) for space in other_spaces):
+    for layer in _config_layers(config):
+        module, name, inner_cfg = layer.get("module"), layer.get("class_name"), layer.get("config")
+        if not isinstance(name, str) or name in found or hasattr(known_layers, name) \
+                or not isinstance(inner_cfg, Mapping) or not set(inner_cfg) <= {"name"} \
+                or any(hasattr(space, name) for space in other_spaces):
             continue  # custom_objects apply model-wide: never shadow a loss, metric, initializer... (Mean)
-        allowed = tuple(f"keras.src.ops.{m}" for m in _OP_MODULES)
-        if module is not None and module not in allowed:
-            continue
-        candidates = set()
-        for mod in allowed if module is None else (module,):
-            try:
-                cls = getattr(importlib.import_module(mod), name, None)
-            except ImportError:
-                continue
-            if isinstance(cls, type) and cls.__module__ == mod and issubclass(cls, Operation) \
-                    and not issubclass(cls, Layer):
-                candidates.add(cls)
-        if len(candidates) == 1:  # two ops modules with one name: the config does not say which
-            found[name] = candidates.pop()
-            logger.info("graph node %r: Keras's own operation %s.%s", inner_cfg.get("name"),
-                        found[name].__module__, name)
+        cls = _op_class(module, name)
+        if cls is not None:
+            found[name] = cls
+            logger.info("graph node %r: Keras's own operation %s.%s", inner_cfg.get("name"), cls.__module__, name)
     return found
 
 

@@ -139,3 +139,23 @@ def test_null_call_masks_are_not_passed_to_keras2() -> None:
     tensor = {"class_name": "__keras_tensor__", "config": {"keras_history": ["emb", 0, 1]}}
     kwargs = downgrade_model_config(entry(tensor))["inbound_nodes"][0][0][3]
     assert kwargs["mask"] == ["emb", 0, 1]
+
+
+@pytest.mark.parametrize(("cls", "dtype", "kept"), [
+    ("IntegerLookup", {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}}, False),
+    ("StringLookup", "float32", False),
+    ("TextVectorization", {"class_name": "DTypePolicy", "config": {"name": "mixed_float16"}}, False),
+    ("IntegerLookup", "int32", True),  # a dtype Keras 2 reads as this layer's output dtype: kept
+    ("TextVectorization", "string", True),
+    ("Dense", "float32", True),  # a compute policy: kept
+])
+def test_a_lookups_float_policy_is_left_to_keras2s_default(cls: str, dtype: object, kept: bool) -> None:
+    """Keras 3 writes its float compute policy for lookups and TextVectorization, whose Keras 2
+    ``dtype`` is the output (int64) / input (string) dtype and refuses a float one."""
+    from ckptcompat.names.config_downgrade import downgrade_layer
+
+    layer = {"class_name": cls, "config": {"name": "x", "dtype": copy.deepcopy(dtype), "output_mode": "int"}}
+    out = downgrade_layer(layer)["config"]
+    assert ("dtype" in out) is kept
+    if kept:
+        assert out["dtype"] == dtype

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from ckptcompat.names.configs.nodes import is_ref, tensor_history
+from ckptcompat.names.configs.nodes import tensor_history, walk_refs
 
 __all__ = ["PASS_MASK", "without_embedding_masks"]
 
@@ -43,13 +43,9 @@ def _nodes(entry: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 def _refs(obj: Any) -> list[list[Any]]:
     """Every tensor reference in ``obj``: Keras 3 tensor dicts and ``[name, node, tensor]`` lists."""
-    hist = tensor_history(obj)
-    if hist is not None:
-        return [hist]
-    if is_ref(obj):
-        return [list(obj[:3])]
-    values = obj.values() if isinstance(obj, Mapping) else obj if isinstance(obj, (list, tuple)) else ()
-    return [h for v in values for h in _refs(v)]
+    found: list[list[Any]] = []
+    walk_refs(obj, found.append)
+    return found
 
 
 def _first_input(node: Mapping[str, Any]) -> list[Any] | None:

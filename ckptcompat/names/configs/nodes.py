@@ -14,7 +14,7 @@ from typing import Any
 
 from ckptcompat.errors import UnsupportedFormatError
 
-__all__ = ["RNN_CLASSES", "is_ref", "nodes_to_keras2", "nodes_to_keras3", "shift_nested_model_refs",
+__all__ = ["RNN_CLASSES", "is_ref", "nodes_to_keras2", "nodes_to_keras3", "shift_nested_model_refs", "walk_refs",
            "has_keras2_nodes", "has_keras3_nodes", "tensor_history"]
 
 #: layers whose Keras 2 call split extra input tensors into ``initial_state`` (``RNN.__call__``)
@@ -152,7 +152,7 @@ def nodes_to_keras2(nodes: Any, class_name: str = "", layer_name: str = "") -> A
             for n in nodes]
 
 
-def _walk_refs(obj: Any, fn: Any) -> None:
+def walk_refs(obj: Any, fn: Any) -> None:
     """Apply ``fn`` to every reference list / keras-tensor history inside ``obj``."""
     hist_holder = obj.get("config") if isinstance(obj, Mapping) and obj.get("class_name") == "__keras_tensor__" else None
     if isinstance(hist_holder, Mapping) and isinstance(hist_holder.get("keras_history"), list):
@@ -161,14 +161,14 @@ def _walk_refs(obj: Any, fn: Any) -> None:
     if is_ref(obj):
         fn(obj)
         if len(obj) == 4:
-            _walk_refs(obj[3], fn)
+            walk_refs(obj[3], fn)
         return
     if isinstance(obj, list):
         for v in obj:
-            _walk_refs(v, fn)
+            walk_refs(v, fn)
     elif isinstance(obj, Mapping):
         for v in obj.values():
-            _walk_refs(v, fn)
+            walk_refs(v, fn)
 
 
 def shift_nested_model_refs(model_cfg: Mapping[str, Any], delta: int) -> None:
@@ -191,7 +191,7 @@ def shift_nested_model_refs(model_cfg: Mapping[str, Any], delta: int) -> None:
 
     for entry in layers:
         if isinstance(entry, Mapping):
-            _walk_refs(entry.get("inbound_nodes") or [], shift)
+            walk_refs(entry.get("inbound_nodes") or [], shift)
     outputs = model_cfg.get("output_layers")
     if is_ref(outputs):
         shift(outputs)

@@ -13,7 +13,7 @@ from typing import Any
 
 __all__ = ["Rule", "RULES", "INPUT_SHAPE_KEYS", "KERAS2_ONLY_LAYER_ARGS", "KERAS3_ONLY_LAYER_ARGS",
            "KERAS3_RENAMED_OBJECTS", "KERAS2_RENAMED_OBJECTS", "OLD_DEFAULTS", "REMOVED_IN_KERAS3", "KERAS3_ONLY_ARGS_AT", "ANY", "KERAS2_ARG_NAMES", "KERAS2_REQUIRED_ARGS", "decode_json_values", "keras3_policy",
-           "keras2_policy"]
+           "keras2_policy", "KERAS2_DTYPE_NOT_POLICY"]
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,10 @@ KERAS3_ONLY_ARGS_AT: dict[str, dict[str, Any]] = {
     "MultiHeadAttention": {"seed": ANY, "sliding_window": None, "use_gate": False,
                            "softmax_robust_masking": False},  # tf-keras 2.16+ writes it too
 }
+#: Keras 2 classes whose ``dtype`` is not a compute policy: a lookup's is its output dtype (int64
+#: for ``output_mode="int"``), TextVectorization's its input's (string). Keras 3 writes its float
+#: policy there, which these Keras 2 layers refuse: dropped, so Keras 2 takes its own default.
+KERAS2_DTYPE_NOT_POLICY = frozenset({"IntegerLookup", "StringLookup", "TextVectorization"})
 #: Keras 3 argument names -> Keras 2 names (downgrade), per class
 KERAS2_ARG_NAMES: dict[str, dict[str, str]] = {"LeakyReLU": {"negative_slope": "alpha"}}
 #: arguments a Keras 2 ``from_config`` requires although Keras 3 no longer writes them

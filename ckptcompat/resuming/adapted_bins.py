@@ -1,0 +1,116 @@
+"""An adapted Keras 2 ``Discretization``: its bins from its summary.
+
+tf.keras / tf-keras keep what ``adapt`` saw in a ``(2, n)`` ``summary`` variable (values and
+their weights) and derive the bin boundaries from it when the layer is loaded; the config
+records no boundaries. So a model rebuilt from that config has no bins yet (a ``multi_hot``
+output then has one column, and the next layer's kernel another shape: tf-keras's own
+``load_model`` refuses its file), and a Keras 3 ``Discretization`` keeps no variable for it.
+The boundaries are computed from the checkpoint's summary as Keras 2 computes them (the
+summary's quantiles at ``1 / num_bins`` steps, in float32): written into the config before
+the model is rebuilt (:func:`config_with_bins`), and set on a live layer that has no variable
+for them (:func:`restore_adapted_bins`, as Keras 3's own ``from_config`` sets adapted bins);
+the summary then leaves the state to match. Any other case is left to the matching.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ckptcompat.state import TrainingState
+
+__all__ = ["bins_from_summary", "config_with_bins", "restore_adapted_bins"]
+
+log = logging.getLogger(__name__)
+
+_LEAF = "summary"
+
+
+def bins_from_summary(summary: Any, num_bins: int) -> list[float]:
+    """The bin boundaries Keras 2 derives from an adapted ``summary`` for ``num_bins`` bins."""
+    values = np.asarray(summary, dtype=np.float32)
+    step = 1.0 / num_bins
+    if values.shape[1] * step >= 1:  # more summary points than bins: interpolate their quantiles
+        cumulative = values[1].cumsum()  # float32, as Keras 2 sums them
+        quantiles = step + np.arange(0.0, 1.0, step)
+        edges = np.interp(quantiles, cumulative / cumulative[-1], values[0]).astype(np.float32)
+    else:
+        edges = values[0]
+    return [float(edge) for edge in edges[:-1]]
+
+
+def _layers(container: Any, prefix: str = "", depth: int = 0) -> Iterator[tuple[str, Any]]:
+    """Every layer with its canonical path, nested models walked (to depth 64)."""
+    for layer in list(getattr(container, "layers", None) or []) if depth <= 64 else []:
+        path = prefix + str(layer.name)
+        yield path, layer
+        yield from _layers(layer, path + "/", depth + 1)
+
+
+def _takes_bins(layer: Any) -> bool:
+    """A ``Discretization`` without variables (Keras 3's, or one built with its bins)."""
+    bins = getattr(layer, "num_bins", None) or len(getattr(layer, "bin_boundaries", None) or ()) + 1
+    return type(layer).__name__ == "Discretization" and isinstance(bins, int) and bins > 1 \
+        and not list(getattr(layer, "weights", None) or [])
+
+
+def _config_layers(config: Any, prefix: str = "", depth: int = 0) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every layer entry of a model config with its canonical path (nested models, to depth 64)."""
+    inner = config.get("config") if isinstance(config, dict) else None
+    entries = inner.get("layers") if isinstance(inner, dict) else None
+    for entry in entries if isinstance(entries, list) and depth <= 64 else []:
+        cfg = entry.get("config") if isinstance(entry, dict) else None
+        if isinstance(cfg, dict) and isinstance(cfg.get("name"), str):
+            yield prefix + cfg["name"], entry
+            yield from _config_layers(entry, prefix + cfg["name"] + "/", depth + 1)
+
+
+def config_with_bins(model_config: Any, state: TrainingState) -> Any:
+    """``model_config`` (a copy where changed) with the bins of every adapted Keras 2
+    ``Discretization`` the state holds a summary for, so the model rebuilds with them."""
+    summaries = _summaries(state)
+    if not summaries or not isinstance(model_config, dict):
+        return model_config
+    out = copy.deepcopy(model_config)
+    for path, entry in _config_layers(out):
+        cfg, summary = entry["config"], summaries.get(f"{path}/{_LEAF}")
+        num_bins = cfg.get("num_bins")
+        if entry.get("class_name") != "Discretization" or summary is None or cfg.get("bin_boundaries") is not None \
+                or isinstance(num_bins, bool) or not isinstance(num_bins, int) or num_bins < 1:
+            continue
+        cfg["bin_boundaries"], cfg["num_bins"] = bins_from_summary(summary, num_bins), None
+        log.info("%s: the bins of Keras 2's adapted summary (%d boundaries) written into its config", path,
+                 len(cfg["bin_boundaries"]))
+    return out
+
+
+def _summaries(state: TrainingState) -> dict[str, np.ndarray]:
+    return {name: np.asarray(value) for name, value in state.weights.items()
+            if name.rpartition("/")[2] == _LEAF and np.ndim(value) == 2 and np.shape(value)[0] == 2
+            and np.size(value)}
+
+
+def restore_adapted_bins(model: Any, state: TrainingState, where: str) -> TrainingState:
+    """Set the bins of every live Keras 3 ``Discretization`` the checkpoint holds a Keras 2
+    summary for (by layer path; else the one such layer and the one summary); returns the
+    state without those summaries."""
+    layers = [(path, layer) for path, layer in _layers(model) if _takes_bins(layer)]
+    summaries = _summaries(state)
+    if not layers or not summaries:
+        return state
+    pairs = [(f"{path}/{_LEAF}", layer) for path, layer in layers if f"{path}/{_LEAF}" in summaries]
+    if not pairs and len(layers) == 1 and len(summaries) == 1:
+        pairs = [(next(iter(summaries)), layers[0][1])]  # the names differ, the structure does not
+    for name, layer in pairs:
+        num_bins = layer.num_bins or len(layer.bin_boundaries) + 1
+        layer.bin_boundaries = bins_from_summary(summaries[name], num_bins)
+        if hasattr(layer, "summary"):  # Keras 3's numpy summary, as it loads a legacy one itself
+            layer.summary = summaries[name].astype(np.float32)
+        log.info("%s: %s: Keras 2's adapted summary %s -> %d bin boundaries (computed as Keras 2 does)",
+                 where, layer.name, name, len(layer.bin_boundaries))
+    used = {name for name, _ in pairs}
+    return state.replace(weights={n: v for n, v in state.weights.items() if n not in used})
