@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Dict
 
 from ckptcompat.names.configs.keras1 import is_keras1_layer, keras1_to_keras2_layer
-from ckptcompat.names.configs.nodes import has_keras2_nodes, nodes_to_keras3, shift_nested_model_refs
+from ckptcompat.names.configs.nodes import RNN_CLASSES, has_keras2_nodes, nodes_to_keras3, shift_nested_model_refs
 from ckptcompat.names.configs.table import (INPUT_SHAPE_KEYS, KERAS2_ONLY_LAYER_ARGS, KERAS3_RENAMED_OBJECTS,
                                             OLD_DEFAULTS, REMOVED_IN_KERAS3, decode_json_values, keras3_policy)
 from ckptcompat.names.variables import canonical_optimizer_class
@@ -170,19 +170,29 @@ def _nodes(entry: Entry) -> Entry | None:
     return {**entry, "inbound_nodes": nodes_to_keras3(entry["inbound_nodes"], str(entry.get("class_name")))}
 
 
-def _attention_build_config(entry: Entry) -> Entry | None:
-    """tf.keras 2.13+ ``.keras``: a MultiHeadAttention's ``build_config`` holds one ``input_shape``, which
-    Keras 3 passes to ``build(query_shape, value_shape)``; dropped: the model's rebuild calls the layer,
-    which builds it from the query and value it is given."""
-    if entry.get("class_name") != "MultiHeadAttention" or "input_shape" not in (entry.get("build_config") or {}):
+def _several_shapes(shape: Any) -> bool:
+    return isinstance(shape, list) and bool(shape) and all(isinstance(s, list) or s is None for s in shape)
+
+
+def _build_config_of_calls(entry: Entry) -> Entry | None:
+    """tf.keras 2.13+ ``.keras``: the ``build_config`` records what the layer was built on, which Keras 3's
+    ``build`` takes another way: a MultiHeadAttention's one ``input_shape`` (Keras 3:
+    ``build(query_shape, value_shape)``), a recurrent layer's list of shapes when it was called with
+    ``initial_state`` (Keras 3: the sequences' shape). Dropped: the model's rebuild calls the layer,
+    which builds it from what it is given."""
+    build = entry.get("build_config") or {}
+    if "input_shape" not in build:
         return None
-    return {k: v for k, v in entry.items() if k != "build_config"}
+    cls = entry.get("class_name")
+    if cls == "MultiHeadAttention" or (cls in RNN_CLASSES and _several_shapes(build["input_shape"])):
+        return {k: v for k, v in entry.items() if k != "build_config"}
+    return None
 
 
 #: ordered steps applied to every layer entry (after the Keras 1 -> 2 conversion)
 LAYER_STEPS: tuple[Callable[[Entry], Entry | None], ...] = (
     _old_defaults, _module, _input_layer, _input_shape_keys, _dtype_policy, _drop_keras2_keys, _batchnorm_axis,
-    _initializers, _nodes, _attention_causal, _attention_build_config,
+    _initializers, _nodes, _attention_causal, _build_config_of_calls,
 )
 
 

@@ -171,3 +171,16 @@ def test_multihead_attention_build_config_of_tf_keras_is_dropped() -> None:
     assert "build_config" not in upgrade_layer(entry)
     dense = {"class_name": "Dense", "build_config": {"input_shape": [None, 4]}, "config": {"name": "d", "units": 2}}
     assert upgrade_layer(dense)["build_config"] == {"input_shape": [None, 4]}
+
+
+def test_a_recurrent_build_config_with_initial_state_shapes_is_dropped() -> None:
+    """tf-keras 2.21 / tf.keras 2.15 ``.keras``: an LSTM called with ``initial_state`` records the list
+    of the sequences' and the states' shapes, which Keras 3's ``build`` refuses (found by the
+    seq2seq_state composition of fixtures/layer_configs, now also written as ``.keras``)."""
+    from ckptcompat.names.config_upgrade import upgrade_layer
+
+    several = {"class_name": "LSTM", "build_config": {"input_shape": [[None, 2, 5], [None, 3], [None, 3]]},
+               "config": {"name": "dec", "units": 3}}
+    assert "build_config" not in upgrade_layer(several)
+    one = {"class_name": "LSTM", "build_config": {"input_shape": [None, 2, 5]}, "config": {"name": "enc", "units": 3}}
+    assert upgrade_layer(one)["build_config"] == {"input_shape": [None, 2, 5]}  # one shape: kept

@@ -136,6 +136,8 @@ LAYER_VARS: dict[str, Callable[[Mapping[str, Any]], list[VarSpec]]] = {
     "ReversibleEmbedding": lambda cfg: [VarSpec("embeddings", True, (2,))] + (
         [] if cfg.get("tie_weights", True) else [VarSpec("reverse_embeddings", True, (2,))]),
     "Normalization": _normalization,
+    # Keras 2 keeps what adapt saw in a (2, n) summary unless the bins are given; Keras 3 keeps none
+    "Discretization": lambda cfg: [VarSpec("summary", False, (2,))] if cfg.get("bin_boundaries") is None else [],
     # its own vars: the wrapped kernel a second time (ALIAS: already read under layer/) and u
     "SpectralNormalization": lambda cfg: [VarSpec(ALIAS + "kernel", False, None), VarSpec("vector_u", False, (2,))],
     # Keras 2 only; the kernel's rank depends on ``implementation``
@@ -146,6 +148,7 @@ LAYER_VARS: dict[str, Callable[[Mapping[str, Any]], list[VarSpec]]] = {
 #: Keras 3 spellings where they differ (``var_specs(..., generation="keras3")``)
 LAYER_VARS_KERAS3: dict[str, Callable[[Mapping[str, Any]], list[VarSpec]]] = {
     "DepthwiseConv1D": _depthwise_keras3, "DepthwiseConv2D": _depthwise_keras3,
+    "Discretization": lambda cfg: [],
 }
 #: attention layers: (attribute holding an EinsumDense in the file, its layer name) per class
 _ATTENTION_DENSE = {

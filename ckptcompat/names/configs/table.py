@@ -46,6 +46,8 @@ RULES: tuple[Rule, ...] = (
     Rule("initializer dtype", "keras 3.0", "initializer config with dtype (tf.keras 1.x)", "absent"),
     Rule("MultiHeadAttention build_config", "keras 3.0", "{'input_shape': ...} (tf.keras 2.13+ .keras)",
          "absent (built by its call)"),
+    Rule("recurrent build_config with initial_state", "keras 3.0",
+         "{'input_shape': [sequences, state, ...]} (tf.keras 2.13+ .keras)", "absent (built by its call)"),
     Rule("TF1 initializer defaults", "keras 3.0", "RandomUniform maxval=None (tf.keras 2.0.8: TF1's 1.0)",
          "maxval=1.0 (RandomNormal/TruncatedNormal stddev 1.0)"),
     Rule("Lambda byte-code", "never", "marshalled Python code", "refused: ckptcompat executes no code"),
