@@ -8,7 +8,8 @@ output then has one column, and the next layer's kernel another shape: tf-keras'
 The boundaries are computed from the checkpoint's summary as Keras 2 computes them (the
 summary's quantiles at ``1 / num_bins`` steps, in float32): written into the config before
 the model is rebuilt (:func:`config_with_bins`), and set on a live layer that has no variable
-for them (:func:`restore_adapted_bins`, as Keras 3's own ``from_config`` sets adapted bins);
+for them (:func:`plan_adapted_bins`, then :func:`set_adapted_bins`, as Keras 3's own
+``from_config`` sets adapted bins);
 the summary then leaves the state to match. Any other case is left to the matching.
 """
 
@@ -23,7 +24,7 @@ import numpy as np
 
 from ckptcompat.state import TrainingState
 
-__all__ = ["bins_from_summary", "config_with_bins", "restore_adapted_bins"]
+__all__ = ["bins_from_summary", "config_with_bins", "plan_adapted_bins", "set_adapted_bins"]
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +54,7 @@ def _layers(container: Any, prefix: str = "", depth: int = 0) -> Iterator[tuple[
 
 def _takes_bins(layer: Any) -> bool:
     """A ``Discretization`` without variables (Keras 3's, or one built with its bins)."""
-    bins = getattr(layer, "num_bins", None) or len(getattr(layer, "bin_boundaries", None) or ()) + 1
-    return type(layer).__name__ == "Discretization" and isinstance(bins, int) and bins > 1 \
-        and not list(getattr(layer, "weights", None) or [])
+    return type(layer).__name__ == "Discretization" and not list(getattr(layer, "weights", None) or [])
 
 
 def _config_layers(config: Any, prefix: str = "", depth: int = 0) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -94,23 +93,52 @@ def _summaries(state: TrainingState) -> dict[str, np.ndarray]:
             and np.size(value)}
 
 
-def restore_adapted_bins(model: Any, state: TrainingState, where: str) -> TrainingState:
-    """Set the bins of every live Keras 3 ``Discretization`` the checkpoint holds a Keras 2
-    summary for (by layer path; else the one such layer and the one summary); returns the
-    state without those summaries."""
+def _written_bins(state: TrainingState) -> dict[str, int]:
+    """Summary name -> ``num_bins`` of the checkpoint's own adapted ``Discretization`` entries (the
+    owner must be one: a custom layer's ``summary`` is not taken)."""
+    found = {}
+    for path, entry in _config_layers(state.model_config):
+        num_bins = entry["config"].get("num_bins")
+        if entry.get("class_name") == "Discretization" and isinstance(num_bins, int) \
+                and not isinstance(num_bins, bool) and num_bins >= 1:
+            found[f"{path}/{_LEAF}"] = num_bins
+    return found
+
+
+def plan_adapted_bins(model: Any, state: TrainingState) -> tuple[TrainingState, list[tuple[Any, list[float], Any]]]:
+    """The state without the Keras 2 summaries a live ``Discretization`` keeps no variable for, and
+    ``(layer, bins, summary)`` to set once the rest is assigned (:func:`set_adapted_bins`): by layer
+    path, else the one such layer and the one summary. ``num_bins`` is the checkpoint's own; a
+    layer rebuilt with the bins :func:`config_with_bins` wrote only drops its summary."""
+    summaries, written = _summaries(state), _written_bins(state)
     layers = [(path, layer) for path, layer in _layers(model) if _takes_bins(layer)]
-    summaries = _summaries(state)
-    if not layers or not summaries:
-        return state
+    if not layers or not summaries or not written:
+        return state, []
     pairs = [(f"{path}/{_LEAF}", layer) for path, layer in layers if f"{path}/{_LEAF}" in summaries]
-    if not pairs and len(layers) == 1 and len(summaries) == 1:
-        pairs = [(next(iter(summaries)), layers[0][1])]  # the names differ, the structure does not
+    ours = [name for name in summaries if name in written]
+    if not pairs and len(layers) == 1 and len(ours) == 1:
+        pairs = [(ours[0], layers[0][1])]  # the names differ, the structure does not
+    plan, used = [], set()
     for name, layer in pairs:
-        num_bins = layer.num_bins or len(layer.bin_boundaries) + 1
-        layer.bin_boundaries = bins_from_summary(summaries[name], num_bins)
+        if name not in written:
+            continue
+        used.add(name)
+        bins = bins_from_summary(summaries[name], written[name])
+        current = getattr(layer, "bin_boundaries", None)
+        if current is None or [float(b) for b in current] != bins:
+            plan.append((layer, bins, summaries[name]))
+    return state.replace(weights={n: v for n, v in state.weights.items() if n not in used}), plan
+
+
+def set_adapted_bins(model: Any, plan: list[tuple[Any, list[float], Any]], where: str) -> None:
+    """Set the planned bins (after every other value is assigned: nothing changes on a misfit)."""
+    from ckptcompat.runtime._walk import forget_traced
+
+    for layer, bins, summary in plan:
+        layer.bin_boundaries = bins
         if hasattr(layer, "summary"):  # Keras 3's numpy summary, as it loads a legacy one itself
-            layer.summary = summaries[name].astype(np.float32)
-        log.info("%s: %s: Keras 2's adapted summary %s -> %d bin boundaries (computed as Keras 2 does)",
-                 where, layer.name, name, len(layer.bin_boundaries))
-    used = {name for name, _ in pairs}
-    return state.replace(weights={n: v for n, v in state.weights.items() if n not in used})
+            layer.summary = np.asarray(summary, dtype=np.float32)
+        log.info("%s: %s: %d bin boundaries computed from Keras 2's adapted summary, as Keras does", where,
+                 layer.name, len(bins))
+    if plan:
+        forget_traced(model)

@@ -20,11 +20,13 @@ __all__ = ["restore_model_state"]
 log = logging.getLogger(__name__)
 
 
-def _live_shapes(rt: Any, model: Any) -> dict[str, tuple[int, ...]]:
-    """The model's variables to match, by name; those holding no element have nothing to take."""
+def _live_shapes(rt: Any, model: Any, state: TrainingState | None = None) -> dict[str, tuple[int, ...]]:
+    """The model's variables to match, by name; those holding no element have nothing to take,
+    unless ``state`` holds a value with elements under that name."""
     ops = rt._OPS  # noqa: SLF001 -- same package, name -> variable map
+    values = state.weights if state is not None else {}
     return {name: tuple(ops.shape(var)) for name, var in ops.variables(model).items()
-            if not holds_nothing(ops.shape(var), lambda v=var: ops.to_numpy(v))}
+            if np.size(values.get(name, ())) or not holds_nothing(ops.shape(var), lambda v=var: ops.to_numpy(v))}
 
 
 def _without_empty(state: TrainingState, live: dict[str, tuple[int, ...]], where: str) -> TrainingState:
@@ -41,13 +43,15 @@ def restore_model_state(rt: Any, state: TrainingState, model: Any, where: str, *
                          optimizer: str, learning_rate: float | None) -> Any:
     """Apply weights and optimizer state to ``model`` (matched by name, else structure), then
     the ``learning_rate`` override; returns the apply report."""
-    from ckptcompat.resuming.adapted_bins import restore_adapted_bins
+    from ckptcompat.resuming.adapted_bins import plan_adapted_bins, set_adapted_bins
 
-    state = _without_empty(restore_adapted_bins(model, state, where), _live_shapes(rt, model), where)
+    state, bins = plan_adapted_bins(model, state)
+    state = _without_empty(state, _live_shapes(rt, model, state), where)
     to_apply = _state_to_apply(rt, state, model, where, optimizer=optimizer)
     placed = getattr(state.optimizer, "class_name", None) == "Unknown" and to_apply.optimizer is not None \
         and to_apply.optimizer.class_name != "Unknown"  # slots placed by position: keyed by live names
     report = _apply_matched(rt, to_apply, model, partial=partial, where=where, live_slots=placed)
+    set_adapted_bins(model, bins, where)
     if optimizer == "reset":
         report = dataclasses.replace(report, optimizer_reset=True)
     if learning_rate is not None:
@@ -106,7 +110,7 @@ def _apply_matched(rt: Any, state: TrainingState, model: Any, *, partial: bool, 
     from ckptcompat.resuming.match import live_layers, match_state
     from ckptcompat.resuming.read import keras3_file_paths, remap_by_structure
 
-    live = _live_shapes(rt, model)
+    live = _live_shapes(rt, model, state)
     named = rt._OPS.variables(model)  # noqa: SLF001 -- same package
     keras = rt._OPS.keras  # noqa: SLF001 -- same package
     layers = live_layers(model, lambda layer: isinstance(layer, keras.Model))

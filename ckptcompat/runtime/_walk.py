@@ -18,7 +18,7 @@ from ckptcompat.errors import IncompatibleStateError
 from ckptcompat.names.variables import strip_tensor_suffix
 
 __all__ = ["walk_variables", "layer_weights", "unused_weight_ids", "json_safe", "json_safe_or_none",
-           "finalize_assigned"]
+           "finalize_assigned", "forget_traced"]
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +141,16 @@ def finalize_assigned(model: Any, assigned: Iterable[Any]) -> list[str]:
             done.append(str(layer.name))
     if done:
         logger.debug("finalize_state after assignment: %s", ", ".join(done))
+        forget_traced(model)
     return done
+
+
+def forget_traced(model: Any) -> None:
+    """Drop the model's traced train/test/predict functions (both generations retrace one that is
+    None): one traced before a layer's derived state changed keeps the old tensors."""
+    for attr in ("train_function", "test_function", "predict_function"):
+        if getattr(model, attr, None) is not None:
+            setattr(model, attr, None)
 
 
 def _layers(container: Any) -> list[Any]:

@@ -209,3 +209,15 @@ def test_a_users_policy_named_like_keras_keeps_its_object() -> None:
             "registered_name": "my_pkg>DTypePolicy"}
     layer = _layer("Dense", units=3, dtype=copy.deepcopy(mine))
     assert _layers(for_keras3_release(_model(layer), "3.0.5"))[0]["dtype"] == mine
+
+
+@pytest.mark.parametrize(("version", "num_bins"), [("3.0.5", None), ("3.8.0", None), ("3.9.2", 4), ("3.15.1", 4)])
+def test_an_adapted_discretization_keeps_only_its_bins_before_keras_3_9(version: str, num_bins: Any) -> None:
+    """An adapted Discretization writes its bins beside num_bins; Keras 3.0-3.8's from_config refuses
+    the two together, their own files included (tests/resuming/test_resume_adapted_state.py resumes
+    such files in Keras 3.0 and 3.8)."""
+    layer = {"module": "keras.layers", "class_name": "Discretization",
+             "config": {"name": "bins", "bin_boundaries": [0.25, 0.5, 0.75], "num_bins": 4, "epsilon": 0.01,
+                        "output_mode": "int", "sparse": False, "dtype": "float32"}}
+    out = _layers(for_keras3_release(_model(layer), version))[0]
+    assert out["bin_boundaries"] == [0.25, 0.5, 0.75] and out["num_bins"] == num_bins

@@ -120,6 +120,11 @@ def _older_layout(cfg: dict[str, Any], keras_class: str | None, target: tuple[in
         # 3.0-3.2's Bidirectional also tracks the layer it is given: built from its build_config,
         # that copy adds unused weights beside forward_layer's (the file has none for them)
         cfg["layer"].pop("build_config", None)
+    if keras_class == "Discretization" and target < (3, 9) and cfg.get("bin_boundaries") is not None \
+            and cfg.get("num_bins") is not None:
+        # an adapted layer writes its bins beside num_bins; 3.0-3.8's from_config refuses the two
+        # together (their own files too): the bins are the layer
+        cfg["num_bins"] = None
 
 
 def for_keras3_release(model_cfg: Mapping[str, Any], version: str, path: str | None = None) -> dict[str, Any]:
