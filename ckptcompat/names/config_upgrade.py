@@ -190,9 +190,31 @@ def _build_config_of_calls(entry: Entry) -> Entry | None:
 
 
 #: ordered steps applied to every layer entry (after the Keras 1 -> 2 conversion)
+#: tf.keras 2.4-2.5 preprocessing spellings, renamed in 2.6 (tf-keras still takes them, Keras 3 refuses)
+_OLD_PREPROCESSING_ARGS = {"IntegerLookup": {"max_values": "max_tokens", "mask_value": "mask_token",
+                                             "oov_value": "oov_token"},
+                           "CategoryEncoding": {"max_tokens": "num_tokens"}}
+_OLD_OUTPUT_MODES = {"binary": "multi_hot", "tf-idf": "tf_idf"}
+_OUTPUT_MODE_CLASSES = frozenset({"IntegerLookup", "StringLookup", "TextVectorization", "CategoryEncoding",
+                                  "Hashing", "Discretization"})
+
+
+def _old_preprocessing_args(entry: Entry) -> Entry | None:
+    cfg = entry.get("config") or {}
+    cls = str(entry.get("class_name"))
+    renames = _OLD_PREPROCESSING_ARGS.get(cls, {})
+    mode = cfg.get("output_mode") if cls in _OUTPUT_MODE_CLASSES else None
+    if not any(k in cfg for k in renames) and not (isinstance(mode, str) and mode in _OLD_OUTPUT_MODES):
+        return None
+    out = {renames.get(k, k): v for k, v in cfg.items() if k not in renames or renames[k] not in cfg}
+    if isinstance(mode, str) and mode in _OLD_OUTPUT_MODES:
+        out["output_mode"] = _OLD_OUTPUT_MODES[mode]
+    return {**entry, "config": out}
+
+
 LAYER_STEPS: tuple[Callable[[Entry], Entry | None], ...] = (
     _old_defaults, _module, _input_layer, _input_shape_keys, _dtype_policy, _drop_keras2_keys, _batchnorm_axis,
-    _initializers, _nodes, _attention_causal, _build_config_of_calls,
+    _initializers, _nodes, _attention_causal, _build_config_of_calls, _old_preprocessing_args,
 )
 
 

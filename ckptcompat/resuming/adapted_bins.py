@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
+from ckptcompat.resuming.layer_paths import config_entries, live_layers
 from ckptcompat.state import TrainingState
 
 __all__ = ["bins_from_summary", "config_with_bins", "plan_adapted_bins", "set_adapted_bins"]
@@ -44,28 +44,9 @@ def bins_from_summary(summary: Any, num_bins: int) -> list[float]:
     return [float(edge) for edge in edges[:-1]]
 
 
-def _layers(container: Any, prefix: str = "", depth: int = 0) -> Iterator[tuple[str, Any]]:
-    """Every layer with its canonical path, nested models walked (to depth 64)."""
-    for layer in list(getattr(container, "layers", None) or []) if depth <= 64 else []:
-        path = prefix + str(layer.name)
-        yield path, layer
-        yield from _layers(layer, path + "/", depth + 1)
-
-
 def _takes_bins(layer: Any) -> bool:
     """A ``Discretization`` without variables (Keras 3's, or one built with its bins)."""
     return type(layer).__name__ == "Discretization" and not list(getattr(layer, "weights", None) or [])
-
-
-def _config_layers(config: Any, prefix: str = "", depth: int = 0) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every layer entry of a model config with its canonical path (nested models, to depth 64)."""
-    inner = config.get("config") if isinstance(config, dict) else None
-    entries = inner.get("layers") if isinstance(inner, dict) else None
-    for entry in entries if isinstance(entries, list) and depth <= 64 else []:
-        cfg = entry.get("config") if isinstance(entry, dict) else None
-        if isinstance(cfg, dict) and isinstance(cfg.get("name"), str):
-            yield prefix + cfg["name"], entry
-            yield from _config_layers(entry, prefix + cfg["name"] + "/", depth + 1)
 
 
 def config_with_bins(model_config: Any, state: TrainingState) -> Any:
@@ -75,7 +56,7 @@ def config_with_bins(model_config: Any, state: TrainingState) -> Any:
     if not summaries or not isinstance(model_config, dict):
         return model_config
     out = copy.deepcopy(model_config)
-    for path, entry in _config_layers(out):
+    for path, entry in config_entries(out):
         cfg, summary = entry["config"], summaries.get(f"{path}/{_LEAF}")
         num_bins = cfg.get("num_bins")
         if entry.get("class_name") != "Discretization" or summary is None or cfg.get("bin_boundaries") is not None \
@@ -97,7 +78,7 @@ def _written_bins(state: TrainingState) -> dict[str, int]:
     """Summary name -> ``num_bins`` of the checkpoint's own adapted ``Discretization`` entries (the
     owner must be one: a custom layer's ``summary`` is not taken)."""
     found = {}
-    for path, entry in _config_layers(state.model_config):
+    for path, entry in config_entries(state.model_config):
         num_bins = entry["config"].get("num_bins")
         if entry.get("class_name") == "Discretization" and isinstance(num_bins, int) \
                 and not isinstance(num_bins, bool) and num_bins >= 1:
@@ -111,7 +92,7 @@ def plan_adapted_bins(model: Any, state: TrainingState) -> tuple[TrainingState, 
     path, else the one such layer and the one summary. ``num_bins`` is the checkpoint's own; a
     layer rebuilt with the bins :func:`config_with_bins` wrote only drops its summary."""
     summaries, written = _summaries(state), _written_bins(state)
-    layers = [(path, layer) for path, layer in _layers(model) if _takes_bins(layer)]
+    layers = [(path, layer) for path, layer in live_layers(model) if _takes_bins(layer)]
     if not layers or not summaries or not written:
         return state, []
     pairs = [(f"{path}/{_LEAF}", layer) for path, layer in layers if f"{path}/{_LEAF}" in summaries]

@@ -44,14 +44,17 @@ def restore_model_state(rt: Any, state: TrainingState, model: Any, where: str, *
     """Apply weights and optimizer state to ``model`` (matched by name, else structure), then
     the ``learning_rate`` override; returns the apply report."""
     from ckptcompat.resuming.adapted_bins import plan_adapted_bins, set_adapted_bins
+    from ckptcompat.resuming.adapted_vocab import plan_vocabularies, set_vocabularies, without_lookup_weights
 
-    state, bins = plan_adapted_bins(model, state)
+    state, bins = plan_adapted_bins(model, without_lookup_weights(state, model, where))
+    vocabularies = plan_vocabularies(model, state, where)
     state = _without_empty(state, _live_shapes(rt, model, state), where)
     to_apply = _state_to_apply(rt, state, model, where, optimizer=optimizer)
     placed = getattr(state.optimizer, "class_name", None) == "Unknown" and to_apply.optimizer is not None \
         and to_apply.optimizer.class_name != "Unknown"  # slots placed by position: keyed by live names
     report = _apply_matched(rt, to_apply, model, partial=partial, where=where, live_slots=placed)
     set_adapted_bins(model, bins, where)
+    set_vocabularies(model, vocabularies, where)
     if optimizer == "reset":
         report = dataclasses.replace(report, optimizer_reset=True)
     if learning_rate is not None:

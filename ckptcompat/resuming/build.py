@@ -31,7 +31,15 @@ def build_model(state: TrainingState, flavour: str, keras: Any,
             "the checkpoint holds no model config (weights-only file, TF bundle or subclassed model)",
             path=path, hint="build the model yourself and pass it: resume(path, model=model)")
     from ckptcompat.resuming.adapted_bins import config_with_bins
+    from ckptcompat.resuming.adapted_vocab import lost_vocabularies
 
+    lost = lost_vocabularies(state.model_config)
+    if lost:  # rebuilt, they would fail at the first call ("Table not initialized")
+        raise UnsupportedFormatError(
+            f"the checkpoint records no vocabulary of its adapted lookup layer(s) {', '.join(lost)} "
+            "(a legacy .h5 keeps none; a SavedModel of TF 2.6+ keeps it outside its variables)", path=path,
+            hint="build the model with those layers adapted (or set_vocabulary) and pass resume(path, model=model), "
+                 "or resume from a .keras file or a ckptcompat store, which keep it")
     config = config_with_bins(state.model_config, state)
     model = model_from_config(config, flavour, keras, custom_objects, path, written_by_keras3(state))
     # a Sequential config without any input shape (size-0 tensors hold nothing: an unadapted

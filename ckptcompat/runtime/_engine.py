@@ -24,7 +24,7 @@ from ckptcompat.runtime import VIEWS, _loss_scale
 from ckptcompat.runtime._flavour_ops import ApplyReport, FlavourOps, codes_and_floats, dtype_name, raise_misfits
 from ckptcompat.runtime._positional import place_positional, slots_from_positions
 from ckptcompat.runtime._slots import is_variable as _is_variable, list_slots, raw_slot_name
-from ckptcompat.runtime._walk import finalize_assigned, json_safe_or_none
+from ckptcompat.runtime._walk import finalize_assigned, json_safe_or_none, model_config_of
 from ckptcompat.state import OptimizerState, TrainingState
 
 __all__ = ["ApplyReport", "FlavourOps", "capture", "apply", "learning_rate", "place_positional",
@@ -122,7 +122,7 @@ def capture(ops: FlavourOps, model: Any, *, include_optimizer: bool = True,
                                    iterations=ops.read_iterations(opt), slots=slots, config=config,
                                    extra=extra)
     return TrainingState(weights=weights, optimizer=opt_state, producer=ops.producer(),
-                         model_config=_model_config(model))
+                         model_config=model_config_of(model))
 
 
 def _optimizer_config(opt: Any) -> dict[str, Any] | None:
@@ -132,17 +132,6 @@ def _optimizer_config(opt: Any) -> dict[str, Any] | None:
         logger.warning("optimizer %s has no usable get_config(): %s", type(opt).__name__, exc)
         return None
     return json_safe_or_none(config, "optimizer config")
-
-
-def _model_config(model: Any) -> dict[str, Any] | None:
-    try:
-        config = model.get_config()
-    except (NotImplementedError, TypeError, ValueError, AttributeError):
-        return None  # subclassed models without get_config
-    if not config:
-        return None
-    safe = json_safe_or_none(config, "model config")
-    return None if safe is None else {"class_name": type(model).__name__, "config": safe}
 
 
 def apply(ops: FlavourOps, state: TrainingState, model: Any, *, partial: bool = False) -> ApplyReport:

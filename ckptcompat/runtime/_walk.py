@@ -16,8 +16,9 @@ import numpy as np
 
 from ckptcompat.errors import IncompatibleStateError
 from ckptcompat.names.variables import strip_tensor_suffix
+from ckptcompat.resuming.adapted_vocab import LOOKUP_CLASSES
 
-__all__ = ["walk_variables", "layer_weights", "unused_weight_ids", "json_safe", "json_safe_or_none",
+__all__ = ["walk_variables", "layer_weights", "unused_weight_ids", "json_safe", "json_safe_or_none", "model_config_of",
            "finalize_assigned", "forget_traced"]
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,10 @@ def layer_weights(layer: Any, short_name: Callable[[Any], str]) -> list[tuple[st
     weights = [w for w in {id(w): w for w in layer.weights}.values()  # a wrapper may list one twice
                if id(w) not in unused]
     tables = [type(w).__name__ for w in weights if not hasattr(w, "name") or not hasattr(w, "shape")]
+    if type(layer).__name__ in LOOKUP_CLASSES:
+        # tf-keras's: a vocabulary table handler, tf_idf weights, adapt accumulators; the config
+        # carries vocabulary and idf weights in both generations (resuming.adapted_vocab)
+        return []
     if tables:  # tf.keras lookup layers list their vocabulary table handler among the weights
         raise IncompatibleStateError(
             f"layer {getattr(layer, 'name', '?')!r} holds state that is not a variable ({', '.join(tables)}: "
@@ -110,6 +115,8 @@ def walk_variables(model: Any, *, is_model: Callable[[Any], bool],
                 visit(layer, [*prefix, layer.name])
                 continue
             unused.update(unused_weight_ids(layer))
+            if type(layer).__name__ in LOOKUP_CLASSES:  # what layer_weights leaves out stays out
+                unused.update(id(w) for w in layer.weights)
             for name, var in layer_weights(layer, short_name):
                 add("/".join([*prefix, layer.name, name]), var)
 
@@ -193,3 +200,19 @@ def json_safe_or_none(value: Any, what: str) -> Any:
     except (TypeError, ValueError) as exc:
         logger.warning("%s is not JSON-serialisable (%s); not captured", what, exc)
         return None
+
+
+def model_config_of(model: Any) -> dict[str, Any] | None:
+    """``{"class_name", "config"}`` of a model as JSON-safe data (adapted vocabularies in it);
+    None for a subclassed model without ``get_config``."""
+    try:
+        config = model.get_config()
+    except (NotImplementedError, TypeError, ValueError, AttributeError):
+        return None
+    if not config:
+        return None
+    from ckptcompat.resuming.adapted_vocab import config_with_live_vocabularies
+
+    safe = json_safe_or_none(config, "model config")  # with adapted vocabularies: no variable holds them
+    return None if safe is None else config_with_live_vocabularies({"class_name": type(model).__name__,
+                                                                    "config": safe}, model)

@@ -15,6 +15,7 @@ Both print the table: class -> native Keras ok? / ckptcompat ok?  (``-s`` to see
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -37,14 +38,8 @@ ENVS_BY_GENERATION = {"keras2": ("tf221-tfkeras", "tf215"), "keras3": ("tf221-ke
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 #: classes whose translation is known not to work, reviewed: (direction, class) -> reason
 KNOWN_UNTRANSLATABLE: dict[tuple[str, str], str] = {
-    ("keras3", "DepthwiseConv1D"): "weights: Keras 2 depthwise_kernel vs Keras 3 kernel -- variable "
-                                   "naming (names/variables.py, issue #13 deliver 1), not the config",
-    ("keras3", "DepthwiseConv2D"): "weights: Keras 2 depthwise_kernel vs Keras 3 kernel (as above)",
-    ("keras2", "Bidirectional"): "weights: forward_/backward_ layer naming differs -- variable "
-                                 "naming (names/variables.py, issue #13 deliver 1)",
-    ("keras2", "TimeDistributed"): "weights: inner layer naming differs (as above)",
-    ("keras2", "DepthwiseConv1D"): "weights: Keras 3 kernel vs Keras 2 depthwise_kernel (as above)",
-    ("keras2", "DepthwiseConv2D"): "weights: Keras 3 kernel vs Keras 2 depthwise_kernel (as above)",
+    # empty: the last six (DepthwiseConv1D/2D kernel naming, Bidirectional and TimeDistributed inner
+    # layer naming, both directions) round-trip and resume bitwise since the structure-aware matching
 }
 
 
@@ -52,6 +47,7 @@ pytestmark = [pytest.mark.framework,
               pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="needs TensorFlow")]
 
 
+@functools.lru_cache(maxsize=None)
 def _generator() -> Any:
     spec = importlib.util.spec_from_file_location("generate_layer_configs",
                                                   ROOT / "fixtures" / "generate_layer_configs.py")
@@ -205,9 +201,11 @@ def _resume_files(env: str, entry: dict[str, Any], name: str) -> str:
             continue
         result = ckptcompat.resume(LAYER_FIXTURES / env / entry[kind])
         # a tensor holding no element (tf-keras's unadapted Discretization summary, which Keras 3
-        # keeps no variable for) carries nothing to compare
-        got = sorted(_sha(w) for w in result.model.get_weights() if np.size(w))
+        # keeps no variable for) carries nothing to compare; lookup layers: their vocabularies
+        got = sorted(_sha(w) for w in _generator().model_weights(result.model) if np.size(w))
         _check_restored(result.model, entry, got, f"{name}.{kind}", env)
+        assert _generator().vocabularies(result.model) == entry.get("vocabularies", {}), \
+            f"{name}.{kind}: the adapted vocabularies differ from the writer's"
         slots = result.state.optimizer.slot_count if result.state.optimizer else 0
         if "optimizer" in entry:
             assert slots and len(result.report.restored_slots) == slots, \
@@ -245,8 +243,9 @@ def test_other_generation_layer_files_restore_bitwise(env: str) -> None:
             try:
                 if native_loops:
                     raise RuntimeError("not run")
-                if entry.get("h5"):
-                    keras.models.load_model(str(LAYER_FIXTURES / env / entry["h5"]), compile=False)
+                if entry.get("h5") or entry.get("keras"):
+                    keras.models.load_model(str(LAYER_FIXTURES / env / (entry.get("h5") or entry["keras"])),
+                                            compile=False)
                 else:
                     native_shapes = _shapes(keras.models.model_from_json(text))
                 native = "ok"
@@ -254,7 +253,7 @@ def test_other_generation_layer_files_restore_bitwise(env: str) -> None:
             except Exception as exc:  # noqa: BLE001 -- native result is reported, not asserted
                 native = "not run" if native_loops else f"no ({type(exc).__name__})"
             try:
-                if entry.get("h5"):
+                if entry.get("h5") or entry.get("keras"):
                     ours = _resume_files(env, entry, name)
                 else:
                     model = model_from_config(json.loads(text), flavour, keras, None, None)

@@ -184,3 +184,24 @@ def test_a_recurrent_build_config_with_initial_state_shapes_is_dropped() -> None
     assert "build_config" not in upgrade_layer(several)
     one = {"class_name": "LSTM", "build_config": {"input_shape": [None, 2, 5]}, "config": {"name": "enc", "units": 3}}
     assert upgrade_layer(one)["build_config"] == {"input_shape": [None, 2, 5]}  # one shape: kept
+
+
+def test_tf_keras_2_4_preprocessing_spellings_are_upgraded() -> None:
+    """tf.keras 2.4-2.5 spellings (a real TF 2.4 SavedModel has them): Keras 3 refuses them."""
+    from ckptcompat.names.config_upgrade import upgrade_layer
+
+    lookup = upgrade_layer({"class_name": "IntegerLookup", "config": {
+        "name": "ids", "max_values": 24, "mask_value": 0, "oov_value": -1, "output_mode": "int"}})
+    assert {k: lookup["config"][k] for k in ("max_tokens", "mask_token", "oov_token")} == \
+        {"max_tokens": 24, "mask_token": 0, "oov_token": -1}
+    assert not {"max_values", "mask_value", "oov_value"} & set(lookup["config"])
+    encoding = upgrade_layer({"class_name": "CategoryEncoding", "config": {
+        "name": "enc", "max_tokens": 7, "output_mode": "binary"}})
+    assert encoding["config"]["num_tokens"] == 7 and encoding["config"]["output_mode"] == "multi_hot"
+    assert "max_tokens" not in encoding["config"]
+    current = {"class_name": "IntegerLookup", "config": {"name": "ids", "max_tokens": 5, "output_mode": "count"}}
+    assert upgrade_layer(current)["config"]["output_mode"] == "count"
+    assert upgrade_layer({"class_name": "StringLookup", "config": {"name": "s", "output_mode": "tf-idf"}}
+                         )["config"]["output_mode"] == "tf_idf"
+    user = {"class_name": "MyHead", "config": {"name": "h", "output_mode": "binary"}}
+    assert upgrade_layer(user)["config"]["output_mode"] == "binary", "a user layer's own argument is not renamed"

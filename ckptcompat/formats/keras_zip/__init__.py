@@ -97,9 +97,11 @@ def _hyperparameters(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return rate_and_schedule({("learning_rate" if k == "lr" else k): v for k, v in cfg.items() if k not in _DROP_HYPER})
 
 
-def _open(path: Path) -> tuple[Any, dict[str, Any], dict[str, Any] | None, Any]:
-    """``(weights HDF5, metadata, config, the member window to close after the HDF5 or None)``."""
+def _open(path: Path) -> tuple[Any, dict[str, Any], dict[str, Any] | None, Any, dict[str, str]]:
+    """``(weights HDF5, metadata, config, the member window to close after the HDF5 or None,
+    vocabulary assets by folder)``."""
     from ckptcompat.formats.keras_zip import _io as kio
+    from ckptcompat.formats.keras_zip._assets import read_vocabularies
 
     with open(path, "rb") as fh:
         head = fh.read(4)
@@ -119,11 +121,14 @@ def _open(path: Path) -> tuple[Any, dict[str, Any], dict[str, Any] | None, Any]:
         meta = kio.read_json_member(zf, "metadata.json", path) if "metadata.json" in names else {}
         config = kio.read_json_member(zf, "config.json", path) if "config.json" in names else None
         info = zf.getinfo("model.weights.h5")
-        zf.close()
+        try:
+            vocabularies = read_vocabularies(zf, path)
+        finally:
+            zf.close()
         if not isinstance(meta, dict) or (config is not None and not isinstance(config, dict)):
             raise CorruptCheckpointError("metadata.json/config.json is not a JSON object", path=path)
         h5, window = kio.open_weights_member(path, info)
-        return h5, meta, config, window
+        return h5, meta, config, window, vocabularies
     if not head:
         raise CorruptCheckpointError("the file is empty (0 bytes)", path=path,
                                      hint="the save was interrupted; use an older checkpoint")
@@ -132,7 +137,7 @@ def _open(path: Path) -> tuple[Any, dict[str, Any], dict[str, Any] | None, Any]:
         h5.close()
         raise UnsupportedFormatError("a legacy Keras HDF5 file, not the Keras v3 layout", path=path,
                                      hint="read it with format='keras_h5'")
-    return h5, {}, None, None
+    return h5, {}, None, None, {}
 
 
 def read(path: str | Path, **options: Any) -> TrainingState:
@@ -147,7 +152,7 @@ def read(path: str | Path, **options: Any) -> TrainingState:
     if not p.is_file():
         raise UnsupportedFormatError("not a file", path=p, hint="give the .keras or .weights.h5 file")
     try:
-        h5, meta, config, window = _open(p)
+        h5, meta, config, window, vocabularies = _open(p)
     except CkptCompatError:
         raise
     except (OSError, ValueError, RuntimeError, KeyError, EOFError, zipfile.BadZipFile) as exc:
@@ -156,7 +161,8 @@ def read(path: str | Path, **options: Any) -> TrainingState:
         given = options.get("model_config")
         if config is None and isinstance(given, Mapping):  # a weights file: the caller's model config
             config = {"class_name": given.get("class_name"), "config": given.get("config"), "given": True}
-        return _read_state(p, h5, meta, config, include_optimizer=bool(options.get("include_optimizer", True)))
+        return _read_state(p, h5, meta, config, include_optimizer=bool(options.get("include_optimizer", True)),
+                           vocabularies=vocabularies)
     except CkptCompatError:
         raise
     except (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError, RecursionError) as exc:
@@ -178,7 +184,7 @@ def variable_sources(path: str | Path) -> dict[str, str]:
 
     p = Path(path)
     try:
-        h5, meta, config, window = _open(p)
+        h5, meta, config, window, _ = _open(p)
     except (OSError, ValueError, RuntimeError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise CorruptCheckpointError(f"cannot read the file: {exc}", path=p) from exc
     try:
@@ -210,7 +216,8 @@ def _read_weights(p: Path, h5: Any, meta: Mapping[str, Any], config: Mapping[str
 
 
 def _read_state(p: Path, h5: Any, meta: Mapping[str, Any], config: Mapping[str, Any] | None,
-                include_optimizer: bool = True) -> TrainingState:
+                include_optimizer: bool = True, vocabularies: Mapping[str, str] | None = None) -> TrainingState:
+    from ckptcompat.formats.keras_zip._assets import config_with_vocabularies
     from ckptcompat.formats.keras_zip._weights import read_optimizer
 
     weights, trainable, generation, version = _read_weights(p, h5, meta, config)
@@ -219,6 +226,7 @@ def _read_state(p: Path, h5: Any, meta: Mapping[str, Any], config: Mapping[str, 
         model_cfg = {k: v for k, v in config.items() if k not in ("compile_config", "given")}
     if config is not None and config.get("given"):
         model_cfg = None  # named through the caller's model; the file itself records no config
+    model_cfg = config_with_vocabularies(model_cfg, vocabularies or {}, weights, p)
     compile_cfg = (config or {}).get("compile_config") or {}
     if not isinstance(compile_cfg, Mapping):
         compile_cfg = {}
@@ -243,7 +251,7 @@ def _read_state(p: Path, h5: Any, meta: Mapping[str, Any], config: Mapping[str, 
             patched = _with_inferred_lora(h5, config, trainable, p) if unrecorded and not wrapped and model_cfg else None
             if patched is None:
                 raise
-            return _read_state(p, h5, meta, patched, include_optimizer)
+            return _read_state(p, h5, meta, patched, include_optimizer, vocabularies)
     versions = {"keras": version} if version else {}
     if isinstance(meta.get("date_saved"), str):
         versions["date_saved"] = meta["date_saved"]

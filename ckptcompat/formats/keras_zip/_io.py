@@ -168,8 +168,12 @@ def safe_dataset(group: Any, key: str, path: Path, where: str) -> np.ndarray:
     return read_numeric(group, key, path, where, hint=_HINT)
 
 
-def group_vars(h5: Any, group_path: str, path: Path) -> list[np.ndarray] | None:
-    """The datasets ``<group_path>/0``, ``/1``, ... in index order; ``None`` if the group is absent."""
+def group_vars(h5: Any, group_path: str, path: Path,
+               named: dict[str, np.ndarray] | None = None) -> list[np.ndarray] | None:
+    """The datasets ``<group_path>/0``, ``/1``, ... in index order; ``None`` if the group is absent.
+
+    ``named``: a layer's own ``save_own_variables`` may store by name instead (a ``tf_idf``
+    lookup's ``idf_weights``): such datasets go into ``named`` (the list is then empty)."""
     import h5py
 
     try:
@@ -181,6 +185,9 @@ def group_vars(h5: Any, group_path: str, path: Path) -> list[np.ndarray] | None:
         keys = list(group.keys())
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise CorruptCheckpointError(f"cannot list {group_path}: {exc}", path=path, hint=_HINT) from exc
+    if named is not None and keys and not any(k.isdigit() for k in keys):
+        named.update((k, safe_dataset(group, k, path, f"{group_path}/{k}")) for k in sorted(keys))
+        return []
     if sorted(keys, key=lambda k: int(k) if k.isdigit() else -1) != [str(i) for i in range(len(keys))]:
         raise CorruptCheckpointError(f"{group_path} holds {sorted(keys)}, expected 0..{len(keys) - 1}",
                                      path=path, hint=_HINT)

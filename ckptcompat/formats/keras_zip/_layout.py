@@ -177,8 +177,11 @@ NO_VARS = frozenset({
     "Rescaling", "Resizing", "CenterCrop", "RandomFlip", "RandomRotation", "RandomZoom",
     "RandomContrast", "RandomTranslation", "RandomCrop", "ActivityRegularization",
     "TFOpLambda", "SlicingOpLambda", "Identity",
+    # a vocabulary lives in the archive's assets; a tf_idf layer stores its idf_weights by name
+    "StringLookup", "IntegerLookup", "TextVectorization",
 })
 
+_LOOKUPS = frozenset({"StringLookup", "IntegerLookup", "TextVectorization"})
 _RNN_CELLS = {"LSTM": "LSTMCell", "GRU": "GRUCell", "SimpleRNN": "SimpleRNNCell"}
 
 
@@ -250,6 +253,8 @@ def _has_weights(entry: Mapping[str, Any]) -> bool:
     cfg = entry.get("config") if isinstance(entry.get("config"), Mapping) else {}
     if cls in MODEL_CLASSES or isinstance(cfg.get("layers"), list):
         return any(_has_weights(e) for e in _layer_entries(entry))
+    if cls in _LOOKUPS:  # tf-keras lists an adaptable one's table handler (a tf_idf one's idf) as weights
+        return cfg.get("vocabulary") is None or cfg.get("output_mode") == "tf_idf"
     specs = var_specs(cls, cfg)
     return specs is None or bool(specs)
 

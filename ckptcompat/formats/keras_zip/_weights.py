@@ -145,11 +145,13 @@ def _read_config_layers(h5: Any, model_cfg: Mapping[str, Any], path: Path, add: 
     returns the groups read."""
     used: set[str] = set()
     for slot in _config_slots(h5, model_cfg, path):
-        group = _resolve(h5, slot.h5_path)
-        arrays = group_vars(h5, group, path)
+        group, named = _resolve(h5, slot.h5_path), {}
+        arrays = group_vars(h5, group, path, named)
         if arrays is None:
             continue
         used.add(group)
+        for key, array in named.items():  # stored by name: not a model variable (tf_idf weights)
+            add(f"{slot.prefix}/{key}", array, False, f"{group}/{key}")
         specs = _layer_specs(slot, arrays, path, generation)
         shapes = {spec.name: tuple(a.shape) for spec, a in zip(specs, arrays)}
         exact = exact_values(h5, slot, shapes, path)  # a LoRA layer's values, in files ckptcompat writes
@@ -190,7 +192,8 @@ def _read_unlisted_group(h5: Any, group: str, model_cfg: Mapping[str, Any] | Non
                          add: _Add, holds_vars: Callable[[str], bool] = lambda prefix: False) -> None:
     """Add the variables of a group no config layer claimed, named after its path (and,
     without a config, its layer class guessed from the group name and shapes)."""
-    arrays = group_vars(h5, group, path) or []
+    named: dict[str, np.ndarray] = {}
+    arrays = group_vars(h5, group, path, named) or []
     norm = group.replace("\\", "/")  # Windows-written files use backslashes inside names
     parts = group_name_parts(norm, holds_vars)
     label = h5[group].attrs.get("name")
@@ -212,6 +215,8 @@ def _read_unlisted_group(h5: Any, group: str, model_cfg: Mapping[str, Any] | Non
         specs = [VarSpec(f"var_{i}") for i in range(len(arrays))]
     for i, (spec, array) in enumerate(zip(specs, arrays)):
         add(f"{prefix}/{spec.name}", array, spec.trainable, f"{group}/{i}")
+    for key, array in named.items():
+        add(f"{prefix}/{key}", array, False, f"{group}/{key}")
 
 
 def read_optimizer(h5: Any, opt_cfg: Mapping[str, Any] | None, generation: str,

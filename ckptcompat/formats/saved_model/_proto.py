@@ -78,7 +78,7 @@ def _object_graph(buf: bytes, mg: MetaGraph) -> None:
         node_id = len(children)
         kids: list[tuple[int, str]] = []
         for fnum, _, fval in pw.iter_fields(val):
-            if not isinstance(fval, bytes):
+            if not isinstance(fval, bytes) or fnum not in (1, 4):  # children, user object metadata
                 continue
             sub = {n: v for n, _, v in pw.iter_fields(fval)}
             if fnum == 1:

@@ -123,6 +123,13 @@ def _optimizer(opt: OptimizerState | None, info: KerasInfo | None) -> OptimizerS
     return dataclasses.replace(opt, class_name=cls, hyperparameters=hyper, config=opt_cfg, extra=extra)
 
 
+def _with_tables(info: KerasInfo | None, tensors: dict[str, np.ndarray], folder: Path) -> Any:
+    """The model config, lookup layers given the vocabulary of their table tensors (TF 2.4-2.5)."""
+    from ckptcompat.formats.saved_model._tables import config_with_table_vocabularies
+
+    return config_with_table_vocabularies(info.model_config, tensors, info.layer_names, folder) if info else None
+
+
 def build_state(folder: Path, tf_version: str, info: KerasInfo | None, fmt: str) -> TrainingState:
     """Read ``folder/variables/variables`` and combine it with the decoded metadata."""
     prefix = folder.joinpath(*VARIABLES_PREFIX)
@@ -177,6 +184,6 @@ def build_state(folder: Path, tf_version: str, info: KerasInfo | None, fmt: str)
         framework = state.producer.framework or "tensorflow"
     return state.replace(
         weights=weights, optimizer=opt,
-        model_config=info.model_config if info is not None else None,
+        model_config=_with_tables(info, tensors, folder),
         training_config=info.training_config if info is not None else None,
         producer=Producer(framework=framework, versions=versions, format=fmt, path=str(folder)))

@@ -181,6 +181,8 @@ class Bundle:
 
     def _strings(self, key: str, e: pw.BundleEntry, raw: bytes) -> np.ndarray:
         count = int(np.prod(e.shape, dtype=np.int64))
+        if count == 0:  # an empty string tensor (an unadapted lookup's accumulator): TF may still write a checksum
+            return np.zeros(tuple(e.shape or ()), dtype=object)
         try:
             pos, lens = 0, []
             for _ in range(count):

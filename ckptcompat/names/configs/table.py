@@ -50,6 +50,9 @@ RULES: tuple[Rule, ...] = (
          "{'input_shape': [sequences, state, ...]} (tf.keras 2.13+ .keras)", "absent (built by its call)"),
     Rule("TF1 initializer defaults", "keras 3.0", "RandomUniform maxval=None (tf.keras 2.0.8: TF1's 1.0)",
          "maxval=1.0 (RandomNormal/TruncatedNormal stddev 1.0)"),
+    Rule("preprocessing arguments of tf.keras 2.4-2.5", "tf.keras 2.6",
+         "IntegerLookup max_values/mask_value/oov_value, CategoryEncoding max_tokens, output_mode 'binary'",
+         "max_tokens/mask_token/oov_token, num_tokens, 'multi_hot'"),
     Rule("Lambda byte-code", "never", "marshalled Python code", "refused: ckptcompat executes no code"),
 )
 

@@ -1,0 +1,94 @@
+"""Where adapted lookup vocabularies live in files, read into the layer config (no framework).
+
+``.keras``: ``assets/<object path>/vocabulary.txt`` plus a ``tf_idf`` layer's ``idf_weights``
+stored by name among its variables (``formats/keras_zip/_assets.py``); SavedModel: the
+``_table`` key/value tensors (``formats/saved_model/_tables.py``). The files the releases
+write themselves are resumed in tests/resuming/test_resume_adapted_vocab.py and the
+``adapted_lookup`` fixtures; the real TF 2.4 SavedModel in tests/corpora/test_real_saved_models.py.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ckptcompat.formats.keras_zip._assets import config_with_vocabularies, read_vocabularies
+from ckptcompat.formats.saved_model._tables import _vocabulary, config_with_table_vocabularies
+
+
+def _config(*layers: tuple[str, str, dict]) -> dict:
+    return {"class_name": "Functional", "config": {"name": "m", "layers": [
+        {"class_name": cls, "config": {"name": name, **cfg}} for cls, name, cfg in layers]}}
+
+
+def test_assets_fill_the_vocabulary_and_take_tf_idf_weights_out_of_the_weights(tmp_path: Path) -> None:
+    config = _config(("InputLayer", "in", {}),
+                     ("StringLookup", "words", {"output_mode": "tf_idf", "vocabulary": None, "max_tokens": 6,
+                                                "pad_to_max_tokens": True}),
+                     ("IntegerLookup", "ids", {"vocabulary": None, "vocabulary_dtype": "int64"}),
+                     ("Dense", "dense", {}))
+    weights = {"words/idf_weights": np.array([0.5, 1.0, 1.5, 0.0, 0.0, 0.0], "float32"),
+               "dense/kernel": np.ones((2, 2), "float32")}
+    vocabularies = {"layers/string_lookup": "[UNK]\na\nb\n", "layers/integer_lookup": "-1\n9\n5",
+                    "layers/text_vectorization/_lookup_layer": "ignored"}
+    out = config_with_vocabularies(config, vocabularies, weights, tmp_path / "m.keras")
+    words, ids = out["config"]["layers"][1]["config"], out["config"]["layers"][2]["config"]
+    assert words["vocabulary"] == ["[UNK]", "a", "b"] and words["idf_weights"] == [0.5, 1.0, 1.5]
+    assert ids["vocabulary"] == [-1, 9, 5]
+    assert list(weights) == ["dense/kernel"]
+    assert config["config"]["layers"][1]["config"]["vocabulary"] is None, "the caller's config is not changed"
+
+
+def test_a_vocabulary_given_to_the_constructor_is_kept(tmp_path: Path) -> None:
+    config = _config(("StringLookup", "words", {"vocabulary": ["x", "y"]}))
+    out = config_with_vocabularies(config, {"layers/string_lookup": "[UNK]\na"}, {}, tmp_path / "m.keras")
+    assert out["config"]["layers"][0]["config"]["vocabulary"] == ["x", "y"]
+
+
+def test_vocabulary_assets_are_read_windows_line_ends_too_and_non_utf8_left_out(tmp_path: Path) -> None:
+    path = tmp_path / "m.keras"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("assets/layers/string_lookup/vocabulary.txt", "[UNK]\r\nä\r\nb")
+        zf.writestr("assets/layers/other/notes.txt", "no")
+        zf.writestr("assets/layers/integer_lookup/vocabulary.txt", b"\xff\xfe")
+    with zipfile.ZipFile(path) as zf:
+        assert read_vocabularies(zf, path) == {"layers/string_lookup": "[UNK]\nä\nb"}
+
+
+def test_an_adapted_empty_string_token_on_the_last_line_is_kept(tmp_path: Path) -> None:
+    config = _config(("StringLookup", "words", {"vocabulary": None, "vocabulary_size": 3}))
+    out = config_with_vocabularies(config, {"layers/string_lookup": "[UNK]\na\n"}, {}, tmp_path / "m.keras")
+    assert out["config"]["layers"][0]["config"]["vocabulary"] == ["[UNK]", "a", ""]
+
+
+def test_given_vocabulary_keeps_its_idf_and_text_vectorization_idf_is_taken(tmp_path: Path) -> None:
+    config = _config(("StringLookup", "given", {"output_mode": "tf_idf", "vocabulary": ["a", "b"],
+                                                "idf_weights": [0.5, 0.7]}),
+                     ("TextVectorization", "text", {"output_mode": "tf_idf", "vocabulary": None}))
+    weights = {"given/idf_weights": np.array([0.6, 0.5, 0.7], "float32"),
+               "text/_lookup_layer/idf_weights": np.array([0.1, 0.2], "float32")}
+    out = config_with_vocabularies(config, {"layers/text_vectorization": "[UNK]\nx"}, weights, tmp_path / "m.keras")
+    given, text = out["config"]["layers"][0]["config"], out["config"]["layers"][1]["config"]
+    assert given["idf_weights"] == [0.5, 0.7] and given["vocabulary"] == ["a", "b"]
+    assert text["vocabulary"] == ["[UNK]", "x"] and text["idf_weights"] == pytest.approx([0.1, 0.2])
+    assert weights == {}
+
+
+def test_a_lookup_table_is_its_keys_in_index_order() -> None:
+    keys, values = np.array([2, 5, 3, 0, -1], "int64"), np.array([3, 2, 4, 0, 1], "int64")
+    assert _vocabulary(keys, values) == [0, -1, 5, 2, 3]
+    assert _vocabulary(np.array([b"b", b"a"]), np.array([3, 2])) == ["a", "b"]
+    assert _vocabulary(keys, np.array([0, 1, 2, 3, 9])) is None, "indices with a gap are no vocabulary"
+
+
+def test_saved_model_tables_fill_the_named_lookup_layer(tmp_path: Path) -> None:
+    config = _config(("IntegerLookup", "integer_lookup", {"max_values": 4}), ("Dense", "dense", {}))
+    tensors = {"layer_with_weights-0/_table/.ATTRIBUTES/table-keys": np.array([7, 0, -1], "int64"),
+               "layer_with_weights-0/_table/.ATTRIBUTES/table-values": np.array([2, 0, 1], "int64"),
+               "layer_with_weights-1/kernel/.ATTRIBUTES/VARIABLE_VALUE": np.ones(2)}
+    out = config_with_table_vocabularies(config, tensors, {("layer_with_weights-0",): "integer_lookup"}, tmp_path)
+    assert out["config"]["layers"][0]["config"]["vocabulary"] == [0, -1, 7]
+    assert config_with_table_vocabularies(config, {}, {}, tmp_path) is config

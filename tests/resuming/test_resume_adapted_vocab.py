@@ -1,0 +1,144 @@
+"""Adapted lookup layers resume with their vocabularies (``resuming/adapted_vocab.py``).
+
+``StringLookup``, ``IntegerLookup`` and ``TextVectorization`` keep what ``adapt`` found in a
+lookup table, in no variable; Keras writes it to a ``.keras``'s assets and records it nowhere
+else. Before, a model ckptcompat rebuilt from a ``.keras`` or a store had empty tables: its
+first call failed ("Table not initialized") although native ``load_model`` worked. Measured
+here in the running generation, from a ``.keras`` and from a store, rebuilt and into a
+``model=`` built in the same process (other generated names); the cross-generation files are
+``adapted_lookup`` in fixtures/layer_configs (tests/names/test_names_config_layers.py).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import ckptcompat
+from _frameworks import keras_flavour, keras_module
+from ckptcompat.errors import IncompatibleStateError, UnsupportedFormatError
+
+pytestmark = [pytest.mark.framework,
+              pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None,
+                                 reason="Keras's lookup layers need TensorFlow")]
+
+
+def _inputs() -> list[Any]:
+    import tensorflow as tf
+
+    return [tf.constant([["a"], ["b"], ["z"], ["d"]]), tf.constant(["a b c", "a d", "z z", "c"]),
+            tf.constant([[3], [5], [7], [9]], dtype="int64")]
+
+
+def _build(keras: Any, adapted: bool, max_tokens: int = 8) -> Any:
+    import tensorflow as tf
+
+    L = keras.layers
+    words = L.StringLookup(output_mode="tf_idf", max_tokens=max_tokens, pad_to_max_tokens=True)
+    ids = L.IntegerLookup()
+    text = L.TextVectorization(output_sequence_length=3, max_tokens=max_tokens)
+    if adapted:
+        words.adapt(tf.constant([["a"], ["b"], ["c"], ["a"], ["d"], ["a"]]))
+        ids.adapt(tf.constant([[3], [5], [5], [9], [9], [9]], dtype="int64"))
+        text.adapt(tf.constant(["a b c", "a d", "b b", "c c c"]))
+    w_in, t_in = keras.Input(shape=(1,), dtype="string"), keras.Input(shape=(), dtype="string")
+    i_in = keras.Input(shape=(1,), dtype="int64")
+    parts = [L.Dense(2)(words(w_in)), L.GlobalAveragePooling1D()(L.Embedding(8, 2)(text(t_in))),
+             L.GlobalAveragePooling1D()(L.Embedding(8, 2)(ids(i_in)))]
+    model = keras.Model([w_in, t_in, i_in], L.Dense(1)(L.Concatenate()(parts)))
+    model.compile("adam", "mse")
+    return model
+
+
+def _vocabularies(model: Any) -> list[list[Any]]:
+    from ckptcompat.resuming.adapted_vocab import LOOKUP_CLASSES, live_vocabulary
+
+    return [live_vocabulary(layer) for layer in model.layers if type(layer).__name__ in LOOKUP_CLASSES]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any, np.ndarray]:
+    from ckptcompat.callbacks import Checkpoint
+
+    keras = keras_module()
+    keras.utils.set_random_seed(0)
+    root = tmp_path_factory.mktemp("vocab")
+    model = _build(keras, adapted=True)
+    model.fit(_inputs(), np.arange(4.0), epochs=2, batch_size=2, verbose=0,
+              callbacks=[Checkpoint(str(root / "store"), save_freq="epoch", restore=False)])
+    model.save(str(root / "model.keras"))
+    return root, model, np.asarray(model.predict(_inputs(), verbose=0))
+
+
+@pytest.mark.parametrize("source", ["model.keras", "store"])
+def test_rebuilt_model_has_the_vocabularies(trained: tuple[Path, Any, np.ndarray], source: str) -> None:
+    root, model, want = trained
+    result = ckptcompat.resume(root / source)
+    assert _vocabularies(result.model) == _vocabularies(model)
+    assert np.array_equal(result.model.predict(_inputs(), verbose=0), want)
+    assert result.global_step == 4 and (source != "store" or result.initial_epoch == 2)
+
+
+@pytest.mark.parametrize("source", ["model.keras", "store"])
+def test_model_built_unadapted_in_the_same_process_takes_them(trained: tuple[Path, Any, np.ndarray],
+                                                              source: str) -> None:
+    """Other generated names (string_lookup_3): paired by class and order; its own (empty) replaced."""
+    root, model, want = trained
+    keras = keras_module()
+    _build(keras, adapted=False)
+    fresh = _build(keras, adapted=False)
+    assert [layer.name for layer in fresh.layers] != [layer.name for layer in model.layers]
+    ckptcompat.resume(root / source, model=fresh)
+    assert _vocabularies(fresh) == _vocabularies(model)
+    assert np.array_equal(fresh.predict(_inputs(), verbose=0), want)
+
+
+def test_a_vocabulary_the_model_cannot_take_is_refused_before_anything_is_assigned(
+        trained: tuple[Path, Any, np.ndarray]) -> None:
+    root, _, _ = trained
+    small = _build(keras_module(), adapted=False, max_tokens=3)
+    before = [np.array(w) for w in small.get_weights()]
+    with pytest.raises(IncompatibleStateError, match="cannot take the checkpoint.s vocabulary; nothing was assigned"):
+        ckptcompat.resume(root / "model.keras", model=small, partial=True)
+    assert all(np.array_equal(a, b) for a, b in zip(before, small.get_weights()))
+    assert int(np.asarray(small.optimizer.iterations)) == 0
+
+
+def test_unadapted_layers_carry_no_vocabulary() -> None:
+    from ckptcompat.runtime._walk import model_config_of
+
+    keras = keras_module()
+    model = _build(keras, adapted=False)
+    assert _vocabularies(model) == [None, None, None]
+    config = model_config_of(model)
+    assert all(layer["config"].get("vocabulary") is None for layer in config["config"]["layers"])
+
+
+def test_a_legacy_h5_without_the_vocabularies_is_refused_by_name(trained: tuple[Path, Any, np.ndarray]) -> None:
+    """Keras 3 writes a legacy .h5 without them (tf-keras refuses to write one): a rebuilt model
+    would fail at its first call, so resume names the layers and the way on."""
+    if keras_flavour() != "keras3":
+        pytest.skip("tf-keras refuses to write a legacy .h5 of an adapted lookup layer")
+    root, model, _ = trained
+    model.save(str(root / "model.h5"))
+    with pytest.raises(UnsupportedFormatError, match=r"no vocabulary of its adapted lookup layer.*model="):
+        ckptcompat.resume(root / "model.h5")
+
+
+def test_a_tf_keras_saved_model_names_the_vocabulary_it_does_not_keep(trained: tuple[Path, Any, np.ndarray]) -> None:
+    """TF 2.6+ keeps a lookup table in the graph, not in ``variables/``: the rebuilt model would
+    fail at its first call, so resume names the layers; into an adapted ``model=`` it resumes.
+    (Before, this SavedModel did not even read: an empty string tensor and the object graph's
+    metadata field were refused as damaged.)"""
+    if keras_flavour() != "keras2":
+        pytest.skip("only tf-keras writes a Keras SavedModel with model.save")
+    root, model, want = trained
+    model.save(str(root / "saved_model"), save_format="tf")
+    with pytest.raises(UnsupportedFormatError, match=r"no vocabulary of its adapted lookup layer.*SavedModel"):
+        ckptcompat.resume(root / "saved_model")
+    ckptcompat.resume(root / "saved_model", model=model)
+    assert np.array_equal(model.predict(_inputs(), verbose=0), want)
