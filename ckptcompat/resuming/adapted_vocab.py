@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Mapping
-from typing import Any, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -122,15 +122,27 @@ def config_with_live_vocabularies(model_config: Any, model: Any) -> Any:
     return out
 
 
-#: the checkpoint's vocabulary of one lookup layer: (class, output_mode, vocabulary, idf_weights or None)
-_Written = Tuple[str, Any, List[Any], Any]
+#: one lookup layer of the checkpoint: (class, output mode, vocabulary or None, idf_weights, special-token args)
+_Written = Tuple[str, Any, Optional[List[Any]], Any, Dict[str, Any]]
+
+
+#: output_mode spellings of tf.keras 2.4-2.5 (and its default when the config records none)
+_OLD_MODES = {None: "int", "binary": "multi_hot", "tf-idf": "tf_idf"}
+#: the arguments that fix where the special tokens sit (tf.keras 2.4-2.5 IntegerLookup spellings mapped)
+_SPECIAL_ARGS = {"mask_token": "mask_token", "oov_token": "oov_token", "num_oov_indices": "num_oov_indices",
+                 "invert": "invert", "mask_value": "mask_token", "oov_value": "oov_token"}
+
+
+def _mode(config: Mapping[str, Any]) -> Any:
+    mode = config.get("output_mode")
+    return _OLD_MODES.get(mode, mode) if mode is None or isinstance(mode, str) else mode
 
 
 def _specials_count(cls: str, cfg: Mapping[str, Any]) -> int:
-    if cls == "TextVectorization":
-        return 2  # "" and "[UNK]"
+    """How many special tokens lead the vocabulary (Keras reserves the mask slot in "int" mode only)."""
     oov = cfg.get("num_oov_indices", 1)
-    return (cfg.get("mask_token") is not None) + (oov if isinstance(oov, int) else 1)
+    mask = cls == "TextVectorization" or cfg.get("mask_token", cfg.get("mask_value")) is not None
+    return int(mask and _mode(cfg) == "int") + (oov if isinstance(oov, int) and not isinstance(oov, bool) else 1)
 
 
 def lost_vocabularies(model_config: Any) -> list[str]:
@@ -147,11 +159,15 @@ def lost_vocabularies(model_config: Any) -> list[str]:
 
 
 def _written(state: TrainingState) -> dict[str, _Written]:
+    """Every lookup layer of the checkpoint's config: (class, output mode, vocabulary or None, idf,
+    special-token arguments)."""
     found = {}
     for path, entry in config_entries(state.model_config):
         cfg = entry["config"]
-        if entry.get("class_name") in LOOKUP_CLASSES and isinstance(cfg.get("vocabulary"), list):
-            found[path] = (entry["class_name"], cfg.get("output_mode"), cfg["vocabulary"], cfg.get("idf_weights"))
+        if entry.get("class_name") in LOOKUP_CLASSES:
+            vocabulary = cfg.get("vocabulary") if isinstance(cfg.get("vocabulary"), list) else None
+            specials = {_SPECIAL_ARGS[k]: v for k, v in cfg.items() if k in _SPECIAL_ARGS}
+            found[path] = (entry["class_name"], _mode(cfg), vocabulary, cfg.get("idf_weights"), specials)
     return found
 
 
@@ -162,8 +178,7 @@ def _by_structure(layers: list[tuple[str, Any]], written: dict[str, _Written]) -
     for cls in LOOKUP_CLASSES:
         ours = [layer for _, layer in layers if type(layer).__name__ == cls]
         theirs = [w for w in written.values() if w[0] == cls]
-        if len(ours) != len(theirs) or any(layer.get_config().get("output_mode") != w[1]
-                                           for layer, w in zip(ours, theirs)):
+        if len(ours) != len(theirs) or any(_mode(layer.get_config()) != w[1] for layer, w in zip(ours, theirs)):
             return None
         pairs.extend(zip(ours, theirs))
     return pairs
@@ -193,21 +208,36 @@ def _pairs(model: Any, state: TrainingState, where: str) -> list[tuple[str, Any,
 
 
 def _misfit(layer: Any, written: _Written) -> str | None:
-    """Why ``layer`` cannot take the checkpoint's vocabulary (checked before anything is assigned)."""
-    cls, mode, vocabulary, idf = written
+    """Why ``layer`` cannot take the checkpoint's vocabulary, checked before anything is assigned:
+    class, output mode and special tokens compared, then Keras's own ``set_vocabulary`` tried on a
+    copy of the layer (its size limits, a frozen size, tf_idf weights)."""
+    cls, mode, vocabulary, idf, specials = written
     config = layer.get_config()
-    if type(layer).__name__ != cls or config.get("output_mode") != mode:
+    if type(layer).__name__ != cls or _mode(config) != mode:
         return f"{type(layer).__name__}(output_mode={config.get('output_mode')!r}) vs the checkpoint's " \
                f"{cls}(output_mode={mode!r})"
-    size = len(vocabulary) + (0 if set(vocabulary[:1]) & _special_tokens(config) else _specials_count(cls, config))
-    if isinstance(config.get("max_tokens"), int) and size > config["max_tokens"]:
-        return f"{size} tokens, max_tokens={config['max_tokens']}"
-    frozen = config.get("vocabulary_size")
-    if mode != "int" and isinstance(frozen, int) and live_vocabulary(layer) is not None and frozen != size:
-        return f"{size} tokens, the layer's own {frozen} (output_mode {mode!r} fixes the size)"
-    if mode in ("tf_idf", "tf-idf") and idf is None:
+    differ = [f"{k}={config[k]!r} vs {v!r}" for k, v in specials.items() if k in config and config[k] != v]
+    if differ:  # the same vocabulary would put every token at another index
+        return "special tokens differ: " + ", ".join(differ)
+    if mode == "tf_idf" and idf is None:
         return "the checkpoint holds no idf_weights for its tf_idf vocabulary"
+    try:
+        copy_of = type(layer).from_config(config)
+    except Exception as exc:  # noqa: BLE001 -- a layer Keras cannot copy (a callable argument): not tried
+        log.debug("%s: no copy to try the vocabulary on: %s", layer.name, exc)
+        return None
+    try:
+        _set(copy_of, vocabulary, idf)
+    except Exception as exc:  # noqa: BLE001 -- Keras's own refusal, reported typed by the caller
+        return f"{len(vocabulary)} tokens: {type(exc).__name__}: {str(exc)[:200]}"
     return None
+
+
+def _set(layer: Any, vocabulary: list[Any], idf: Any) -> None:
+    if idf is None:
+        layer.set_vocabulary(vocabulary)
+    else:
+        layer.set_vocabulary(vocabulary, idf_weights=np.asarray(idf, dtype=np.float32))
 
 
 def plan_vocabularies(model: Any, state: TrainingState, where: str) -> Plan:
@@ -221,7 +251,9 @@ def plan_vocabularies(model: Any, state: TrainingState, where: str) -> Plan:
     plan: Plan = []
     misfits = []
     for _, layer, written in _pairs(model, state, where):
-        own, (_, _, vocabulary, idf) = live_vocabulary(layer), written
+        own, (_, _, vocabulary, idf, _) = live_vocabulary(layer), written
+        if vocabulary is None:  # the checkpoint's layer records none (not adapted, a file path)
+            continue
         if own is not None and own[0] == vocabulary and (idf is None or own[1] == idf):
             continue
         why = _misfit(layer, written)
@@ -256,10 +288,7 @@ def set_vocabularies(model: Any, plan: Plan, where: str) -> None:
 
     for layer, vocabulary, idf in plan:
         try:
-            if idf is None:
-                layer.set_vocabulary(vocabulary)
-            else:
-                layer.set_vocabulary(vocabulary, idf_weights=np.asarray(idf, dtype=np.float32))
+            _set(layer, vocabulary, idf)
         except Exception as exc:  # noqa: BLE001 -- Keras's own refusal, reported typed
             raise IncompatibleStateError(
                 f"{where}: {layer.name}: cannot take the checkpoint's vocabulary of {len(vocabulary)} tokens: {exc}",

@@ -82,6 +82,8 @@ def test_a_lookup_table_is_its_keys_in_index_order() -> None:
     assert _vocabulary(keys, values) == [0, -1, 5, 2, 3]
     assert _vocabulary(np.array([b"b", b"a"]), np.array([3, 2])) == ["a", "b"]
     assert _vocabulary(keys, np.array([0, 1, 2, 3, 9])) is None, "indices with a gap are no vocabulary"
+    # an inverted IntegerLookup's table maps index -> token, both integers
+    assert _vocabulary(np.array([2, 3, 4]), np.array([12, 11, 10]), invert=True) == [12, 11, 10]
 
 
 def test_saved_model_tables_fill_the_named_lookup_layer(tmp_path: Path) -> None:

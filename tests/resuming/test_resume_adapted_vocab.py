@@ -142,3 +142,40 @@ def test_a_tf_keras_saved_model_names_the_vocabulary_it_does_not_keep(trained: t
         ckptcompat.resume(root / "saved_model")
     ckptcompat.resume(root / "saved_model", model=model)
     assert np.array_equal(model.predict(_inputs(), verbose=0), want)
+
+
+def test_a_model_adapted_on_other_data_takes_the_checkpoints(trained: tuple[Path, Any, np.ndarray]) -> None:
+    """pad_to_max_tokens: Keras lets a tf_idf layer take a vocabulary of another size."""
+    import tensorflow as tf
+
+    root, model, want = trained
+    other = _build(keras_module(), adapted=False)
+    for layer in other.layers:
+        if type(layer).__name__ == "StringLookup":
+            layer.adapt(tf.constant([["q"], ["r"], ["q"]]))
+    ckptcompat.resume(root / "model.keras", model=other)
+    assert _vocabularies(other) == _vocabularies(model)
+    assert np.array_equal(other.predict(_inputs(), verbose=0), want)
+
+
+def _given(keras: Any, mask_token: Any) -> Any:
+    L = keras.layers
+    inp = keras.Input(shape=(1,), dtype="string")
+    words = L.StringLookup(vocabulary=["a", "b", "c"], mask_token=mask_token)
+    text = L.TextVectorization(vocabulary=["a", "b", "c"], output_mode="multi_hot")
+    t_in = keras.Input(shape=(), dtype="string")
+    x = L.Concatenate()([L.GlobalAveragePooling1D()(L.Embedding(6, 2)(words(inp))), L.Dense(2)(text(t_in))])
+    model = keras.Model([inp, t_in], L.Dense(1)(x))
+    model.compile("adam", "mse")
+    return model
+
+
+def test_vocabularies_given_to_the_constructor_resume_and_special_tokens_must_agree(tmp_path: Path) -> None:
+    keras = keras_module()
+    model = _given(keras, None)
+    model.save(str(tmp_path / "given.keras"))
+    same = _given(keras, None)
+    ckptcompat.resume(tmp_path / "given.keras", model=same)  # the same vocabularies: nothing to set
+    shifted = _given(keras, "")  # a mask token: every token one index further
+    with pytest.raises(IncompatibleStateError, match="special tokens differ"):
+        ckptcompat.resume(tmp_path / "given.keras", model=shifted)

@@ -111,6 +111,7 @@ def config_with_vocabularies(model_cfg: Mapping[str, Any] | None, vocabularies: 
         if key is None or cfg.get("output_mode") != "tf_idf":
             continue
         idf = weights.pop(key)
+        weights.pop(f"{slot.prefix}/_lookup_layer/idf_weights", None)  # a TextVectorization's second copy
         if adapted:  # Keras's own array: one weight per token of the file's vocabulary, then max_tokens padding
             values = np.asarray(idf, dtype=np.float64).ravel()[:len(cfg["vocabulary"])]
             cfg["idf_weights"] = [float(v) for v in values]  # type: ignore[index]

@@ -28,10 +28,11 @@ log = logging.getLogger(__name__)
 _TABLE = re.compile(r"^(.+)/(?:_table|lookup_table)/\.ATTRIBUTES/table-(keys|values)$")
 
 
-def _vocabulary(keys: np.ndarray, values: np.ndarray) -> list[Any] | None:
-    """The keys ordered by their index; None unless the indices are one contiguous run."""
+def _vocabulary(keys: np.ndarray, values: np.ndarray, invert: bool = False) -> list[Any] | None:
+    """The keys ordered by their index; None unless the indices are one contiguous run. An
+    ``invert=True`` layer's table maps index -> token."""
     keys, values = np.asarray(keys).reshape(-1), np.asarray(values).reshape(-1)
-    if keys.dtype.kind in "iu" and values.dtype.kind not in "iu":  # an invert=True layer: index -> token
+    if invert:
         keys, values = values, keys
     if keys.shape != values.shape or not keys.size or values.dtype.kind not in "iu":
         return None
@@ -60,7 +61,8 @@ def config_with_table_vocabularies(model_config: Mapping[str, Any] | None, tenso
     for object_path, parts in tables.items():
         name = layer_names.get(object_path)
         entries = by_name.get(name or "", [])
-        vocabulary = _vocabulary(parts.get("keys", np.zeros(0)), parts.get("values", np.zeros(0)))
+        invert = len(entries) == 1 and bool(entries[0]["config"].get("invert"))
+        vocabulary = _vocabulary(parts.get("keys", np.zeros(0)), parts.get("values", np.zeros(0)), invert)
         if len(entries) != 1 or entries[0].get("class_name") not in LOOKUP_CLASSES or vocabulary is None:
             log.warning("%s: the lookup table at %s is not restored (layer %s, %s)", folder, "/".join(object_path),
                         name, "no contiguous indices" if vocabulary is None else "no lookup layer of that name")
