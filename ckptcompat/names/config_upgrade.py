@@ -18,7 +18,8 @@ from typing import Any, Dict
 from ckptcompat.names.configs.keras1 import is_keras1_layer, keras1_to_keras2_layer
 from ckptcompat.names.configs.nodes import RNN_CLASSES, has_keras2_nodes, nodes_to_keras3, shift_nested_model_refs
 from ckptcompat.names.configs.table import (INPUT_SHAPE_KEYS, KERAS2_ONLY_LAYER_ARGS, KERAS3_RENAMED_OBJECTS,
-                                            OLD_DEFAULTS, REMOVED_IN_KERAS3, decode_json_values, keras3_policy)
+                                            OLD_DEFAULTS, OLD_OUTPUT_MODES, REMOVED_IN_KERAS3, decode_json_values,
+                                            keras3_policy)
 from ckptcompat.names.variables import canonical_optimizer_class
 
 __all__ = ["LAYER_STEPS", "upgrade_layer", "upgrade_model_config",
@@ -194,7 +195,6 @@ def _build_config_of_calls(entry: Entry) -> Entry | None:
 _OLD_PREPROCESSING_ARGS = {"IntegerLookup": {"max_values": "max_tokens", "mask_value": "mask_token",
                                              "oov_value": "oov_token"},
                            "CategoryEncoding": {"max_tokens": "num_tokens"}}
-_OLD_OUTPUT_MODES = {"binary": "multi_hot", "tf-idf": "tf_idf"}
 _OUTPUT_MODE_CLASSES = frozenset({"IntegerLookup", "StringLookup", "TextVectorization", "CategoryEncoding",
                                   "Hashing", "Discretization"})
 
@@ -204,11 +204,11 @@ def _old_preprocessing_args(entry: Entry) -> Entry | None:
     cls = str(entry.get("class_name"))
     renames = _OLD_PREPROCESSING_ARGS.get(cls, {})
     mode = cfg.get("output_mode") if cls in _OUTPUT_MODE_CLASSES else None
-    if not any(k in cfg for k in renames) and not (isinstance(mode, str) and mode in _OLD_OUTPUT_MODES):
+    if not any(k in cfg for k in renames) and not (isinstance(mode, str) and mode in OLD_OUTPUT_MODES):
         return None
     out = {renames.get(k, k): v for k, v in cfg.items() if k not in renames or renames[k] not in cfg}
-    if isinstance(mode, str) and mode in _OLD_OUTPUT_MODES:
-        out["output_mode"] = _OLD_OUTPUT_MODES[mode]
+    if isinstance(mode, str) and mode in OLD_OUTPUT_MODES:
+        out["output_mode"] = OLD_OUTPUT_MODES[mode]
     return {**entry, "config": out}
 
 

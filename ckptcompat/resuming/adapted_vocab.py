@@ -22,6 +22,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from ckptcompat.errors import IncompatibleStateError
+from ckptcompat.names.configs.table import LOOKUP_CLASSES, OLD_OUTPUT_MODES
 from ckptcompat.resuming.layer_paths import config_entries, live_layers
 from ckptcompat.state import TrainingState
 
@@ -30,7 +31,6 @@ __all__ = ["LOOKUP_CLASSES", "live_vocabulary", "config_with_live_vocabularies",
 
 log = logging.getLogger(__name__)
 
-LOOKUP_CLASSES = frozenset({"StringLookup", "IntegerLookup", "TextVectorization"})
 
 #: (layer, vocabulary, idf_weights or None)
 Plan = List[Tuple[Any, List[Any], Any]]
@@ -127,7 +127,7 @@ _Written = Tuple[str, Any, Optional[List[Any]], Any, Dict[str, Any]]
 
 
 #: output_mode spellings of tf.keras 2.4-2.5 (and its default when the config records none)
-_OLD_MODES = {None: "int", "binary": "multi_hot", "tf-idf": "tf_idf"}
+_OLD_MODES = {None: "int", **OLD_OUTPUT_MODES}
 #: the arguments that fix where the special tokens sit (tf.keras 2.4-2.5 IntegerLookup spellings mapped)
 _SPECIAL_ARGS = {"mask_token": "mask_token", "oov_token": "oov_token", "num_oov_indices": "num_oov_indices",
                  "invert": "invert", "mask_value": "mask_token", "oov_value": "oov_token"}

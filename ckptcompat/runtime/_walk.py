@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from ckptcompat.errors import IncompatibleStateError
+from ckptcompat.names.configs.table import LOOKUP_CLASSES
 from ckptcompat.names.variables import strip_tensor_suffix
-from ckptcompat.resuming.adapted_vocab import LOOKUP_CLASSES
 
 __all__ = ["walk_variables", "layer_weights", "unused_weight_ids", "json_safe", "json_safe_or_none", "model_config_of",
            "finalize_assigned", "forget_traced"]

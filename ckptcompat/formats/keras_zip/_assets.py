@@ -24,12 +24,12 @@ import numpy as np
 from ckptcompat.errors import CorruptCheckpointError
 from ckptcompat.formats.keras_zip._io import read_member
 from ckptcompat.formats.keras_zip._layout import LayerSlot, walk_model_config
+from ckptcompat.names.configs.table import LOOKUP_CLASSES
 
 __all__ = ["read_vocabularies", "config_with_vocabularies"]
 
 log = logging.getLogger(__name__)
 
-LOOKUP_CLASSES = frozenset({"StringLookup", "IntegerLookup", "TextVectorization"})
 _ASSET = re.compile(r"^assets/(.+)/vocabulary\.txt$")
 
 

@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ckptcompat.names.configs.table import LOOKUP_CLASSES
+
 __all__ = ["VarSpec", "LayerSlot", "snake_case", "walk_model_config", "var_specs",
            "infer_specs_from_shapes", "lora_factors", "lora_frozen", "MODEL_CLASSES"]
 
@@ -181,7 +183,6 @@ NO_VARS = frozenset({
     "StringLookup", "IntegerLookup", "TextVectorization",
 })
 
-_LOOKUPS = frozenset({"StringLookup", "IntegerLookup", "TextVectorization"})
 _RNN_CELLS = {"LSTM": "LSTMCell", "GRU": "GRUCell", "SimpleRNN": "SimpleRNNCell"}
 
 
@@ -253,7 +254,7 @@ def _has_weights(entry: Mapping[str, Any]) -> bool:
     cfg = entry.get("config") if isinstance(entry.get("config"), Mapping) else {}
     if cls in MODEL_CLASSES or isinstance(cfg.get("layers"), list):
         return any(_has_weights(e) for e in _layer_entries(entry))
-    if cls in _LOOKUPS:  # tf-keras lists an adaptable one's table handler (a tf_idf one's idf) as weights
+    if cls in LOOKUP_CLASSES:  # tf-keras lists an adaptable one's table handler (a tf_idf one's idf) as weights
         return cfg.get("vocabulary") is None or cfg.get("output_mode") == "tf_idf"
     specs = var_specs(cls, cfg)
     return specs is None or bool(specs)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ckptcompat.resuming.adapted_vocab import LOOKUP_CLASSES
+from ckptcompat.names.configs.table import LOOKUP_CLASSES
 from ckptcompat.resuming.layer_paths import config_entries
 
 __all__ = ["config_with_table_vocabularies"]

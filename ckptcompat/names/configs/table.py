@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Rule", "RULES", "INPUT_SHAPE_KEYS", "KERAS2_ONLY_LAYER_ARGS", "KERAS3_ONLY_LAYER_ARGS",
+__all__ = ["LOOKUP_CLASSES", "OLD_OUTPUT_MODES", "Rule", "RULES", "INPUT_SHAPE_KEYS", "KERAS2_ONLY_LAYER_ARGS", "KERAS3_ONLY_LAYER_ARGS",
            "KERAS3_RENAMED_OBJECTS", "KERAS2_RENAMED_OBJECTS", "OLD_DEFAULTS", "REMOVED_IN_KERAS3", "KERAS3_ONLY_ARGS_AT", "ANY", "KERAS2_ARG_NAMES", "KERAS2_REQUIRED_ARGS", "decode_json_values", "keras3_policy",
            "keras2_policy", "KERAS2_DTYPE_NOT_POLICY"]
 
@@ -55,6 +55,11 @@ RULES: tuple[Rule, ...] = (
          "max_tokens/mask_token/oov_token, num_tokens, 'multi_hot'"),
     Rule("Lambda byte-code", "never", "marshalled Python code", "refused: ckptcompat executes no code"),
 )
+
+#: preprocessing layers whose adapted vocabulary lives in a lookup table, not in variables
+LOOKUP_CLASSES = frozenset({"StringLookup", "IntegerLookup", "TextVectorization"})
+#: ``output_mode`` spellings of tf.keras 2.4-2.5, renamed in 2.6
+OLD_OUTPUT_MODES = {"binary": "multi_hot", "tf-idf": "tf_idf"}
 
 #: constructor keys that describe the model input, not the layer (Keras 3 refuses them)
 INPUT_SHAPE_KEYS: tuple[str, ...] = ("batch_input_shape", "input_shape", "batch_size", "input_dtype")
