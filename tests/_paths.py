@@ -8,7 +8,7 @@ from pathlib import Path
 from types import ModuleType
 
 __all__ = ["ROOT", "FIXTURES", "REAL_CHECKPOINTS", "CORPUS_CASE_PREFIXES", "is_corpus", "cpu_model",
-           "COMMITTED_CPU", "load_script", "corpus_truths",
+           "cpu_isa", "COMMITTED_CPU", "load_script", "corpus_truths",
            "write_cell_report"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +48,7 @@ def load_script(path: Path, name: str) -> ModuleType:
 #: this machine's CPU model name (float results of the generators may differ between CPUs): the
 #: generators' own helper, so that a committed entry's ``cpu`` and the tests' check agree
 cpu_model = load_script(FIXTURES / "_truth.py", "_truth").cpu_model
+cpu_isa = load_script(FIXTURES / "_truth.py", "_truth").cpu_isa
 
 
 def corpus_truths(folder: str) -> list[tuple[str, Path, dict]]:  # type: ignore[type-arg]

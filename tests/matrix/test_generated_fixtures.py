@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from _paths import COMMITTED_CPU, CORPUS_CASE_PREFIXES, cpu_model
+from _paths import COMMITTED_CPU, CORPUS_CASE_PREFIXES, cpu_isa, cpu_model
 
 pytestmark = pytest.mark.fresh_fixtures
 
@@ -174,13 +174,17 @@ def test_same_tensor_values_as_committed() -> None:
     committed = _committed(generated)
     if _writer(generated["producers"], committed["producers"]) != _writer(committed["producers"], committed["producers"]):
         pytest.skip(f"producer versions differ: {generated['producers']} vs {committed['producers']}")
-    here, there = cpu_model(), COMMITTED_CPU
-    if here != there and not any(f.get("cpu") == here for f in committed["fixtures"]):
-        pytest.skip(f"float results may differ between CPUs: committed values come from {there!r}, "
-                    f"this machine is {here!r}")
-    # an entry added later on another machine says so ("cpu"); its values compare on that CPU only
+    here, there, isa = cpu_model(), COMMITTED_CPU, cpu_isa()
+
+    def written_here(f: dict[str, Any]) -> bool:  # an entry from another machine says which ("cpu", "isa")
+        return f.get("cpu", there) == here and f.get("isa", isa) == isa
+
+    if not any(written_here(f) for f in committed["fixtures"]):
+        pytest.skip(f"float results may differ between CPUs: committed values come from {there!r} or "
+                    f"{sorted({(f.get('cpu'), f.get('isa')) for f in committed['fixtures'] if 'cpu' in f})}, "
+                    f"this machine is {here!r} ({isa})")
     golden = {(f["path"], t["owner"], t["slot"]): t["sha256"] for f in committed["fixtures"]
-              if f.get("cpu", there) == here for t in f["tensors"]}
+              if written_here(f) for t in f["tensors"]}
     fresh = {(f["path"], t["owner"], t["slot"]): t["sha256"] for f in generated["fixtures"] for t in f["tensors"]}
     differ = sorted((k for k in golden if fresh.get(k) != golden[k]), key=str)
     assert not differ, f"{len(differ)} tensors differ, e.g. {differ[:5]}"
