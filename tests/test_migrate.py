@@ -246,3 +246,20 @@ def test_tf1_output_loads_with_tensorflow(tmp_path: Path) -> None:
         a, b = original.get_tensor(name), written.get_tensor(name)
         assert a.dtype == b.dtype and np.array_equal(a, b), name
     assert tf.train.latest_checkpoint(str(tmp_path / "out")).endswith("model.ckpt")
+
+
+def test_a_fresh_optimizer_keeps_its_step_zero_through_h5(tmp_path: Path) -> None:
+    """A compiled, never trained model: tf-keras's own ``.h5`` stores ``iteration:0`` alone, and so
+    does ckptcompat's writer (before, it stored nothing, so migrating such a file .h5 -> .h5 failed
+    its read-back: "wrote 0, read back None")."""
+    import dataclasses
+
+    state = formats.read(FIXTURES / "tf221-keras3/mlp_adam/model.keras")
+    assert state.optimizer is not None
+    fresh = state.replace(optimizer=dataclasses.replace(state.optimizer, iterations=0, slots={}, extra={}))
+    formats.write(tmp_path / "fresh.h5", fresh, format="keras_h5")
+    back = formats.read(tmp_path / "fresh.h5")
+    assert back.optimizer is not None and back.optimizer.iterations == 0 and not back.optimizer.slots
+    report = migrate(tmp_path / "fresh.h5", tmp_path / "again.h5", to="h5")
+    assert report.verified and report.iterations == 0
+    assert formats.read(tmp_path / "again.h5").optimizer.iterations == 0

@@ -9,7 +9,7 @@ from typing import Any
 
 from ckptcompat.names.variables import canonical_slot
 
-__all__ = ["is_variable", "list_slots", "raw_slot_name"]
+__all__ = ["is_variable", "list_slots", "raw_slot_name", "frozen_slots"]
 
 #: Optimizer attributes that collect variables of every kind (not one slot kind), or state
 #: that is not a slot (EMA copies, gradient accumulators).
@@ -78,3 +78,18 @@ def list_slots(opt: Any, cls: str, named: dict[str, Any], index_of: Any) -> dict
             slot = canonical_slot(cls, raw_slot_name(values[i], var, attr))
             out.setdefault(name, {})[slot] = values[i]
     return out
+
+
+def frozen_slots(model: Any, named: dict[str, Any], slots: dict[str, Any], live_slots: dict[str, Any]) -> list[str]:
+    """The checkpoint's slots (``"<variable>/<slot>"``) of variables the live model holds but does
+    not train, where its optimizer keeps no such slot: a layer frozen after the optimizer was built
+    (``trainable=False``: Keras 2 keeps its slots, Keras 3.1+ builds none for it), or a kernel the
+    live model trains through LoRA factors. They take no part in a step while so. None unless every
+    live slot has a checkpoint value (the LoRA restart's zero slots count) and the model lists its
+    ``trainable_weights``."""
+    weights = getattr(model, "trainable_weights", None)
+    if weights is None or any(key not in slots for key in live_slots):
+        return []
+    trained = {id(v) for v in weights}
+    frozen = {name for name, var in named.items() if id(var) not in trained}
+    return [key for key in slots if key not in live_slots and key.rpartition("/")[0] in frozen]

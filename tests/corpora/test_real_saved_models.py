@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 
 from ckptcompat.errors import CkptCompatError
-from _frameworks import running_keras30
 from _paths import REAL_CHECKPOINTS
 
 pytestmark = pytest.mark.framework
@@ -42,12 +41,8 @@ EXPECTED_FAILURES: dict[str, tuple[str, str, str]] = {
 # vocabularies from its lookup-table tensors, tf.keras 2.4's preprocessing spellings upgraded for
 # Keras 3; tf-keras's own load_model cannot load it, and its outputs equal the serving graph's
 
-
-if not running_keras30():
-    # Keras 3.0 builds Adam slots for frozen variables too, so there the file resumes exactly
-    EXPECTED_FAILURES["6sephiruth/NID:."] = (
-        "IncompatibleStateError", "unexpected optimizer slot",
-        "every layer was frozen (trainable=False) after training: Adam slots of non-trainable variables")
+# 6sephiruth/NID (TF 2.5: every layer frozen after training) resumes too: the Adam slots of its
+# frozen variables are left out with a warning where the optimizer keeps none (Keras 3.0 keeps them)
 
 
 def _sets() -> list[tuple[str, Path]]:

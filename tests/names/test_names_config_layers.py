@@ -293,6 +293,28 @@ def test_other_generation_layer_files_restore_bitwise(env: str) -> None:
     assert not failures, "\n".join(failures)
 
 
+@pytest.mark.parametrize("env", ["tf221-tfkeras", "tf215", "tf221-keras3"])
+def test_other_generation_lookup_file_migrated_loads_natively(env: str, tmp_path: Path) -> None:
+    """``migrate`` into the running generation's own format: the other generation's adapted_lookup
+    ``.keras`` (adapted tf_idf StringLookup, IntegerLookup and TextVectorization; native
+    ``load_model`` of it fails across generations) loads in the running Keras's own ``load_model``
+    with the writer's weights, vocabularies and outputs: vocabularies and idf weights travel in the
+    layer config and the idf weights again where Keras loads them."""
+    import ckptcompat
+
+    if env not in _other_envs():
+        pytest.skip(f"{env} is written by the running generation (or absent)")
+    manifest = json.loads((LAYER_FIXTURES / env / "manifest.json").read_text(encoding="utf-8"))
+    entry = manifest["compositions"]["adapted_lookup"]
+    keras3 = _flavour() == "keras3"
+    out = tmp_path / ("model.keras" if keras3 else "model.h5")
+    ckptcompat.migrate(LAYER_FIXTURES / env / entry["keras"], out, to="keras3" if keras3 else "h5")
+    model = _keras().models.load_model(str(out))
+    got = sorted(_sha(w) for w in _generator().model_weights(model) if np.size(w))
+    _check_restored(model, entry, got, "adapted_lookup (migrated)", env)
+    assert _generator().vocabularies(model) == entry["vocabularies"]
+
+
 #: (release, object) this release's own deserializer cannot read at all (checked at run time too)
 NATIVE_OBJECT_FAILS: dict[tuple[str, str], str] = {
     (release, "initializers.Identity"): f"Keras {release}'s initializers.get knows no Identity (not in its "

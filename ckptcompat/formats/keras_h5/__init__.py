@@ -349,10 +349,25 @@ def _read_open(f: Any, p: Path, limit: int, include_optimizer: bool) -> Training
     model_config = _json_attr(f, "model_config", p)
     training_config = _json_attr(f, "training_config", p)
     layers, arrays = layer_table(f, model_config, p, limit)
+    arrays = _without_derived_idf(arrays, model_config, p)
     optimizer = _optimizer(f, training_config, layers, p, limit) if include_optimizer else None
     return TrainingState(weights=arrays, optimizer=optimizer, progress=_progress(f),
                          producer=_producer(f, p), model_config=model_config,
                          training_config=training_config)
+
+
+def _without_derived_idf(arrays: dict[str, Any], model_config: Any, p: Path) -> dict[str, Any]:
+    """``arrays`` without a tf_idf lookup layer's idf weight where the layer's config carries its
+    vocabulary and idf weights (:mod:`ckptcompat.formats._lookup_idf`)."""
+    if not isinstance(model_config, dict):
+        return arrays
+    from ckptcompat.formats._lookup_idf import derived_lookup_weights
+    from ckptcompat.resuming.layer_paths import config_entries
+
+    derived = derived_lookup_weights(config_entries(model_config), arrays, str(p))
+    if derived:
+        log.info("%s: lookup layers' idf weights left out (built from their config): %s", p, ", ".join(derived))
+    return {n: a for n, a in arrays.items() if n not in derived}
 
 
 def write(path: str | os.PathLike[str], state: TrainingState, **options: Any) -> WrittenFiles:

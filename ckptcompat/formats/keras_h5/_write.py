@@ -26,6 +26,8 @@ from ckptcompat._lazy import require
 from ckptcompat.errors import (CorruptCheckpointError, IncompatibleStateError,
                                UnsupportedFormatError)
 from ckptcompat.formats import keras_h5 as _h5
+from ckptcompat.formats._frozen import frozen_slot_variables
+from ckptcompat.formats._lookup_idf import TF_KERAS_IDF_NAME, idf_array
 from ckptcompat.formats.keras_h5._optimizer import WeightInfo, new_optimizer_layout
 from ckptcompat.formats.keras_h5._optimizer_v2 import optimizer_v2_payload
 from ckptcompat.names.lr_decay import decay_on_schedule, schedule_as_rate
@@ -122,9 +124,9 @@ def _optimizer_payload(state: TrainingState, infos: list[WeightInfo], path: Path
     trainable = [w for w in infos if w.trainable]
     layout = new_optimizer_layout(cls, cfg["config"], trainable)
     iterations = int(opt.iterations or 0)
-    if not opt.slots and iterations == 0:
-        return cfg, []  # fresh optimizer: nothing to restore
     values: list[tuple[str, np.ndarray]] = [("iteration:0", np.array(iterations, dtype=np.int64))]
+    if not opt.slots and iterations == 0:
+        return cfg, values  # fresh optimizer: its step alone, as tf-keras writes one compiled, never trained
     problems: list[str] = []
     slots = _translated_slots(cls, opt, cfg["config"], layout, iterations)
     for w, slot, raw in layout:
@@ -183,11 +185,17 @@ def _write_file(tmp: Path, state: TrainingState, config: dict[str, Any] | None, 
         head = canonical.split("/", 1)[0]
         raw = f"{canonical}:0"
         grouped[head].append((raw, np.asarray(value)))
+    trainable = {raw[:-2] for name in layers for raw, _ in grouped[name] if _h5._trainable(name, raw, table)}
+    # layers frozen after the optimizer was built: their slots are laid out where Keras had them
+    built = set(frozen_slot_variables(state.optimizer.slots, state.weights, trainable)) \
+        if state.optimizer is not None and config and include_optimizer else set()
     for name in layers:
         for raw, value in grouped[name]:
-            infos.append(WeightInfo(raw[:-2], raw[:-2], tuple(value.shape),
-                                    _h5._trainable(name, raw, table)))
+            infos.append(WeightInfo(raw[:-2], raw[:-2], tuple(value.shape), raw[:-2] in (trainable | built)))
     payload = _optimizer_payload(state, infos, path) if include_optimizer and config else None
+    for name, value in _idf_weights(config):  # not the optimizer's: tf-keras's loader sets them by position
+        if not grouped.get(name):  # a state read with the layer's own weight keeps that one
+            grouped.setdefault(name, []).append((f"{TF_KERAS_IDF_NAME}:0", value))
     with h5py.File(tmp, "w") as f:
         f.attrs["keras_version"] = version.encode()
         f.attrs["backend"] = b"tensorflow"
@@ -218,6 +226,20 @@ def _write_file(tmp: Path, state: TrainingState, config: dict[str, Any] | None, 
             _save_names(ogroup, "weight_names", [n for n, _ in payload[1]])
             for n, value in payload[1]:
                 put(ogroup, n, value)
+
+
+def _idf_weights(config: dict[str, Any] | None) -> list[tuple[str, np.ndarray]]:
+    """(layer name, idf array) of each top-level ``tf_idf`` lookup layer whose config carries its
+    vocabulary: tf-keras's ``.h5`` loader sets that array as the layer's one weight."""
+    inner = config.get("config") if isinstance(config, dict) else None
+    layers = inner.get("layers") if isinstance(inner, dict) else None
+    found = []
+    for entry in layers if isinstance(layers, list) else []:
+        cfg = entry.get("config") if isinstance(entry, dict) else None
+        idf = idf_array(str(entry.get("class_name")), cfg) if isinstance(cfg, dict) else None
+        if idf is not None and isinstance(cfg.get("name"), str):
+            found.append((cfg["name"], idf))
+    return found
 
 
 def _write_h5py(*args: Any) -> None:

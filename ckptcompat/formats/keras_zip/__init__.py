@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -237,21 +237,30 @@ def _read_state(p: Path, h5: Any, meta: Mapping[str, Any], config: Mapping[str, 
     if include_optimizer:
         from ckptcompat.formats.keras_zip import _loss_scale
 
-        def read(cfg: Mapping[str, Any] | None, group: str = "optimizer/vars") -> Any:
-            return read_optimizer(h5, cfg, generation, trainable, p,
-                                  _hyperparameters, ordered=model_cfg is not None, group=group)
+        def reader(variables: list[tuple[str, tuple[int, ...]]]) -> Callable[..., Any]:
+            def read(cfg: Mapping[str, Any] | None, group: str = "optimizer/vars") -> Any:
+                return read_optimizer(h5, cfg, generation, variables, p,
+                                      _hyperparameters, ordered=model_cfg is not None, group=group)
+            return read
 
         opt_cfg = opt_cfg if isinstance(opt_cfg, Mapping) else None
         wrapped = _loss_scale.is_wrapped(h5, opt_cfg)  # a Keras 3 LossScaleOptimizer
+
+        def read_all(variables: list[tuple[str, tuple[int, ...]]]) -> Any:
+            read = reader(variables)
+            return _loss_scale.read_wrapped(h5, opt_cfg, p, read) if wrapped else read(opt_cfg)
+
         try:
-            optimizer = _loss_scale.read_wrapped(h5, opt_cfg, p, read) if wrapped else read(opt_cfg)
+            optimizer = read_all(trainable)
         except IncompatibleStateError:
             # later releases record lora_rank themselves (Dense from 3.1, Embedding from 3.2)
             unrecorded = str(version or "").startswith(("3.0.", "3.1."))
             patched = _with_inferred_lora(h5, config, trainable, p) if unrecorded and not wrapped and model_cfg else None
-            if patched is None:
+            if patched is not None:
+                return _read_state(p, h5, meta, patched, include_optimizer, vocabularies)
+            optimizer = _built_before_freezing(p, h5, meta, config, trainable, read_all) if model_cfg else None
+            if optimizer is None:
                 raise
-            return _read_state(p, h5, meta, patched, include_optimizer, vocabularies)
     versions = {"keras": version} if version else {}
     if isinstance(meta.get("date_saved"), str):
         versions["date_saved"] = meta["date_saved"]
@@ -263,6 +272,29 @@ def _read_state(p: Path, h5: Any, meta: Mapping[str, Any], config: Mapping[str, 
         producer=producer, model_config=model_cfg,
         training_config=dict(compile_cfg) if compile_cfg else None,
         metric_names=_metric_names(compile_cfg))
+
+
+def _built_before_freezing(p: Path, h5: Any, meta: Mapping[str, Any], config: Mapping[str, Any] | None,
+                           trainable: list[tuple[str, tuple[int, ...]]], read_all: Callable[[Any], Any]) -> Any:
+    """The optimizer state of a model whose layers were frozen (``trainable=False``) after its
+    optimizer was built, read by ``read_all`` with the variables in build order: every variable
+    trainable when built, the frozen layers' too (Keras 3.1+'s own load drops the whole optimizer
+    state there); None when the config freezes nothing or that layout does not fit either."""
+    from ckptcompat.formats._frozen import thawed as thaw
+
+    thawed = thaw(config)
+    if thawed == config:
+        return None
+    built = _read_weights(p, h5, meta, thawed)[1]
+    if built == trainable:
+        return None
+    try:
+        optimizer = read_all(built)
+    except CkptCompatError:  # the caller raises the first reading's error
+        return None
+    log.info("%s: the optimizer was built before layers were frozen: its slots of the frozen layers' "
+             "variables read too", p)
+    return optimizer
 
 
 def _with_inferred_lora(h5: Any, config: Mapping[str, Any], trainable: list[tuple[str, tuple[int, ...]]],

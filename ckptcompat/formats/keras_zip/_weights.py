@@ -152,6 +152,11 @@ def _read_config_layers(h5: Any, model_cfg: Mapping[str, Any], path: Path, add: 
         used.add(group)
         for key, array in named.items():  # stored by name: not a model variable (tf_idf weights)
             add(f"{slot.prefix}/{key}", array, False, f"{group}/{key}")
+        inner, again = _resolve(h5, slot.h5_path + "/_lookup_layer"), {}  # a TextVectorization's StringLookup
+        if slot.class_name == "TextVectorization" and group_vars(h5, inner, path, again) == [] and again:
+            used.add(inner)
+            for key, array in again.items():  # its tf_idf weights a second time
+                add(f"{slot.prefix}/_lookup_layer/{key}", array, False, f"{inner}/{key}")
         specs = _layer_specs(slot, arrays, path, generation)
         shapes = {spec.name: tuple(a.shape) for spec, a in zip(specs, arrays)}
         exact = exact_values(h5, slot, shapes, path)  # a LoRA layer's values, in files ckptcompat writes

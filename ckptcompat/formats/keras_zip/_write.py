@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import io
 import json
-import logging
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -17,22 +16,22 @@ from ckptcompat._arrays import same_values
 from ckptcompat._compat import PackageNotFoundError, distribution_version
 from ckptcompat._atomic import atomic_write
 from ckptcompat.errors import IncompatibleStateError, UnsupportedFormatError
+from ckptcompat.formats._frozen import built_with, frozen_slot_variables, thawed
+from ckptcompat.formats._lookup_idf import idf_array
 from ckptcompat.formats.keras_h5._direct import state_bytes
 from ckptcompat.formats.keras_zip._layout import ALIAS, lora_factors, lora_frozen, var_specs, walk_model_config
 from ckptcompat.formats.keras_zip._lora import (EXACT_ROOT, exact_arrays, exact_group, listed_layer_configs, lora_scale,
                                                 merged, record_rank, refuse_undescribed)
 from ckptcompat.formats.keras_zip._quantized import refuse_quantized
-from ckptcompat.formats.keras_zip._optimizer import keras3_optimizer_config, optimizer_layout, other_nadam_schedule
+from ckptcompat.formats.keras_zip._optimizer import keras3_optimizer_config
+from ckptcompat.formats.keras_zip._write_optimizer import keep, optimizer_arrays
 from ckptcompat.names.config_upgrade import upgrade_model_config
 from ckptcompat.names.configs.keras3_releases import for_keras3_release
-from ckptcompat.names.optimizer_layouts import refuse_unordered, slot_shape
-from ckptcompat.names.slot_meaning import nadam_u_product, translate_slots
-from ckptcompat.names.variables import canonical_optimizer_class, respell
+from ckptcompat.names.variables import respell
 from ckptcompat.state import TrainingState
 
 __all__ = ["write_state", "DEFAULT_KERAS_VERSION"]
 
-log = logging.getLogger(__name__)
 
 DEFAULT_KERAS_VERSION = "3.15.1"
 
@@ -75,19 +74,20 @@ def _layer_arrays(state: TrainingState, model_cfg: Mapping[str, Any], path: Path
             if name not in state.weights:
                 problems.append(f"missing weight {name} ({slot.class_name})")
                 continue
-            arrays.append(_keep(state.weights[name]))
+            arrays.append(keep(state.weights[name]))
             used.add(name)
             if is_trainable and slot.trainable:
                 trainable.append((name, tuple(arrays[-1].shape)))
         if arrays:
             groups.append((slot.h5_path + "/vars", arrays))
+        groups += _idf_groups(slot)
         lora = exact_arrays(slot, {n.rpartition("/")[2]: n for n, _ in pairs if n in used}, state.weights)
         if lora is not None:  # the merged value in Keras's place, the exact ones beside
             exact, factors = lora
             scale = lora_scale(int(slot.config["lora_rank"]), slot.config.get("lora_alpha"))
             frozen = [n for n, _ in pairs].index(f"{slot.prefix}/{lora_frozen(slot.class_name)}")
-            arrays[frozen] = merged(*(_keep(x) for x in exact), scale)
-            groups.append((exact_group(slot.h5_path), [_keep(x) for x in exact]))
+            arrays[frozen] = merged(*(keep(x) for x in exact), scale)
+            groups.append((exact_group(slot.h5_path), [keep(x) for x in exact]))
             used.update(n for n, _ in factors)
             trainable += factors if slot.trainable else []
         elif slot.trainable and arrays:  # a Keras-written LoRA layer: its optimizer trained the factors
@@ -102,77 +102,29 @@ def _layer_arrays(state: TrainingState, model_cfg: Mapping[str, Any], path: Path
     return groups, trainable
 
 
-def _optimizer_arrays(state: TrainingState, opt_cfg: Mapping[str, Any],
-                      trainable: list[tuple[str, tuple[int, ...]]], path: Path, version: str) -> list[np.ndarray]:
-    opt = state.optimizer
-    assert opt is not None
-    refuse_unordered(opt, path)
-    cfg = opt_cfg["config"]
-    layout = optimizer_layout(opt.class_name, cfg, "keras3", trainable,  # Keras 3.0: Nadam's u_product first
-                              nadam_u_first=version.startswith("3.0."))
-    if layout is None:
-        raise UnsupportedFormatError(f"no Keras 3 variable layout known for optimizer {opt.class_name}",
-                                     path=path, hint="write weights only (drop the optimizer state)")
-    shapes = dict(trainable)
-    src_cfg = opt.config.get("config", opt.config) if isinstance(opt.config, dict) else {}
-    translated = translate_slots(
-        canonical_optimizer_class(opt.class_name), {**src_cfg, **opt.hyperparameters}, cfg,
-        {f"{v}/{s}": val for v, per in opt.slots.items() for s, val in per.items()},
-        {f"{v}/{s}": slot_shape(opt.class_name, s, tuple(shapes[str(v)]))
-         for kind, v, s in layout if kind == "slot"}, opt.iterations)
-    for note in translated.dropped + translated.created:
-        log.info("optimizer slot translated by meaning: %s", note)
-    slots: dict[str, dict[str, np.ndarray]] = {}
-    for key, value in translated.slots.items():
-        v, s = key.rsplit("/", 1)
-        slots.setdefault(v, {})[s] = value
-    placed = {(str(v), s) for kind, v, s in layout if kind == "slot"}
-    fresh = not opt.slots and not opt.iterations
-    out: list[np.ndarray] = []
-    problems: list[str] = [f"{v}/{s}: slot the target optimizer does not have"
-                           for v, per in slots.items() for s in per if (v, s) not in placed]
-    for kind, var, slot in layout:
-        if kind == "iterations":
-            out.append(np.asarray(int(opt.iterations or 0), dtype=np.int64))
-        elif kind == "learning_rate":
-            out.append(np.asarray(cfg.get("learning_rate", 0.001), dtype=np.float32))
-        elif kind == "slot":
-            value = (slots.get(str(var)) or {}).get(slot)
-            shape = slot_shape(opt.class_name, slot, tuple(shapes[str(var)]))
-            if value is None and fresh:
-                value = np.zeros(shape, dtype=state.weights[str(var)].dtype)
-            if value is None:
-                problems.append(f"missing slot {slot} of {var}")
-                continue
-            if tuple(np.shape(value)) != shape:
-                problems.append(f"slot {slot} of {var} has shape {np.shape(value)}, variable {shape}")
-            out.append(_keep(value))
-        else:
-            key = f"{kind}/{var}" if var else kind
-            if key == "u_product" and (key not in opt.extra or other_nadam_schedule(opt)) \
-                    and opt.iterations is not None:  # another schedule's product means another thing
-                beta_1 = (opt.hyperparameters.get("beta_1") or cfg.get("beta_1") or 0.9)
-                out.append(nadam_u_product(int(opt.iterations), float(beta_1), keras3=True))
-                continue
-            if key not in opt.extra:
-                problems.append(f"missing optimizer variable {key}")
-                continue
-            out.append(np.asarray(opt.extra[key]))
-    if problems:
-        raise IncompatibleStateError(f"the {opt.class_name} state does not fit the model", problems,
-                                     path=path, hint="the slots must match the trainable variables")
-    return out
+def _built_with(state: TrainingState, model_cfg: Mapping[str, Any], trainable: list[tuple[str, tuple[int, ...]]],
+                path: Path) -> list[tuple[str, tuple[int, ...]]]:
+    """The variables the optimizer was built with: the trainable ones and, where the state holds
+    slots of frozen layers' variables (frozen after it was built), those too, in model order."""
+    assert state.optimizer is not None
+    names = [n for n, _ in trainable]
+    frozen = frozen_slot_variables(state.optimizer.slots, state.weights, names)
+    if not frozen:
+        return trainable
+    return built_with(_layer_arrays(state, thawed(model_cfg), path)[1], names, frozen)
 
 
-def _keep(value: Any) -> Any:
-    """``value`` as an array; a :class:`~ckptcompat.formats._headers.LazyTensor` stays lazy
-    (read when its dataset is written)."""
-    from ckptcompat.formats._headers import LazyTensor
+def _idf_groups(slot: Any) -> list[tuple[str, dict[str, np.ndarray]]]:
+    """A ``tf_idf`` lookup layer's ``idf_weights``, stored by name as Keras 3 saves them (a
+    TextVectorization's again under its inner ``_lookup_layer``): Keras 3 loads them from there."""
+    idf = idf_array(slot.class_name, slot.config)
+    if idf is None:
+        return []
+    inner = [slot.h5_path + "/_lookup_layer/vars"] if slot.class_name == "TextVectorization" else []
+    return [(group, {"idf_weights": idf}) for group in [slot.h5_path + "/vars", *inner]]
 
-    return value if isinstance(value, LazyTensor) else np.asarray(value)
 
-
-def _fill_h5(target: Any, groups: list[tuple[str, list[Any]]], opt_arrays: list[Any] | None) -> None:
+def _fill_h5(target: Any, groups: list[tuple[str, Any]], opt_arrays: list[Any] | None) -> None:
     """Write the Keras v3 weights HDF5 into ``target`` (a path or a binary file object), one
     tensor at a time (a lazy tensor is read just before its dataset is written)."""
     import h5py
@@ -184,15 +136,20 @@ def _fill_h5(target: Any, groups: list[tuple[str, list[Any]]], opt_arrays: list[
                    lambda g, name, value: g.create_dataset(name, data=materialize(value)))
 
 
-def _fill_open(h5: Any, groups: list[tuple[str, list[Any]]], opt_arrays: list[Any] | None,
+def _fill_open(h5: Any, groups: list[tuple[str, Any]], opt_arrays: list[Any] | None,
                put: Callable[[Any, str, Any], Any]) -> None:
     """The datasets of the Keras v3 weights layout, created in the open file ``h5`` by ``put``
     (a lazy tensor handed on as it is: ``put`` reads it when it writes it)."""
     h5.create_group("vars")  # Keras 3.0 opens the model's own (empty) group unconditionally
     for group, arrays in [*groups, *([("optimizer/vars", opt_arrays)] if opt_arrays is not None else [])]:
         g = h5.require_group(group)
-        for i, array in enumerate(arrays):
-            put(g, str(i), array)
+        for name, array in _named(arrays):
+            put(g, name, array)
+
+
+def _named(arrays: list[Any] | Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """A group's datasets: by position (``"0"``, ``"1"``...) or, a mapping, by name."""
+    return list(arrays.items()) if isinstance(arrays, Mapping) else [(str(i), a) for i, a in enumerate(arrays)]
 
 
 def _h5_bytes(groups: list[tuple[str, list[Any]]], opt_arrays: list[Any] | None) -> bytes:
@@ -264,7 +221,9 @@ def write_state(path: Path, state: TrainingState, *, verify: Callable[[Path], Tr
         raise UnsupportedFormatError("a .weights.h5 records no config, so no reader can place the LoRA factors "
                                      "this state holds", path=path, hint="write a .keras archive")
     opt_cfg = keras3_optimizer_config(state) if (include_optimizer and state.optimizer) else None
-    opt_arrays = _optimizer_arrays(state, opt_cfg, trainable, path, version) if opt_cfg else None
+    if opt_cfg:  # layers frozen after the optimizer was built: its variables as Keras wrote them
+        trainable = _built_with(state, model_cfg, trainable, path)
+    opt_arrays = optimizer_arrays(state, opt_cfg, trainable, path, version) if opt_cfg else None
     if opt_cfg and opt_arrays is not None and state.optimizer is not None:
         from ckptcompat.formats.keras_zip import _loss_scale
 
@@ -325,9 +284,9 @@ def _write_direct(path: Path, model_cfg: Mapping[str, Any], compile_cfg: Any, ve
     config, meta = _texts(model_cfg, compile_cfg, version, state)
     config_bytes, meta_bytes = json.dumps(config).encode(), json.dumps(meta).encode()
     # what is written (created zero slots and extra variables included), not what was read
-    written = {f"{group}/{i}": array
+    written = {f"{group}/{name}": array
                for group, arrays in [*groups, ("optimizer/vars", opt_arrays or [])]
-               for i, array in enumerate(arrays)}
+               for name, array in _named(arrays)}
     tensor_bytes, count = state_bytes(written)
     if not _direct_archive.fits(tensor_bytes, len(config_bytes)):
         return False, None
@@ -389,7 +348,10 @@ def _check_read_back(path: Path, tmp: Path, state: TrainingState,
         def digest(a: np.ndarray) -> bytes:
             return str(a.dtype).encode() + str(a.shape).encode() + np.ascontiguousarray(a).tobytes()
         want = sorted(digest(np.asarray(a)) for a in state.weights.values())
-        bad = [] if want == sorted(digest(a) for a in back.weights.values()) else ["weight values"]
+        # a tf_idf lookup's idf, written from its config (_idf_groups), reads back as a weight here
+        idf = not any(n.endswith("/idf_weights") for n in state.weights)
+        got = sorted(digest(a) for n, a in back.weights.items() if not (idf and n.endswith("/idf_weights")))
+        bad = [] if want == got else ["weight values"]
     else:
         bad = [n for n, a in state.weights.items()
                if n not in back.weights or not same_values(back.weights[n], a)]
