@@ -45,7 +45,9 @@ def restore_model_state(rt: Any, state: TrainingState, model: Any, where: str, *
     the ``learning_rate`` override; returns the apply report."""
     from ckptcompat.resuming.adapted_bins import plan_adapted_bins, set_adapted_bins
     from ckptcompat.resuming.adapted_vocab import plan_vocabularies, set_vocabularies, without_lookup_weights
+    from ckptcompat.resuming.lookup_idf import plan_stored_idf, set_stored_idf
 
+    state, idf = plan_stored_idf(model, state, set(rt._OPS.variables(model)), where, partial=partial)  # noqa: SLF001
     state, bins = plan_adapted_bins(model, without_lookup_weights(state, model, where))
     vocabularies = plan_vocabularies(model, state, where)
     state = _without_empty(state, _live_shapes(rt, model, state), where)
@@ -55,6 +57,7 @@ def restore_model_state(rt: Any, state: TrainingState, model: Any, where: str, *
     report = _apply_matched(rt, to_apply, model, partial=partial, where=where, live_slots=placed)
     set_adapted_bins(model, bins, where)
     set_vocabularies(model, vocabularies, where)
+    set_stored_idf(model, idf, where)
     if optimizer == "reset":
         report = dataclasses.replace(report, optimizer_reset=True)
     if learning_rate is not None:

@@ -62,18 +62,19 @@ def _owned(value: Any) -> np.ndarray:
     return np.array(array, copy=True, order="C")
 
 
-def _copy_of(ops: FlavourOps, var: Any, buffer: Any) -> np.ndarray:
+def _copy_of(ops: FlavourOps, var: Any, buffer: Any, read: dict[int, np.ndarray]) -> np.ndarray:
     """``var``'s value in ``buffer`` when that is a writeable array of its shape and dtype
     (no new memory), a view of the framework's buffer when ``buffer`` is :data:`VIEWS`, else
-    in a new array."""
-    if buffer is VIEWS:
+    in a new array; ``read``: fresh copies already read together (:meth:`FlavourOps.read_all`), by id."""
+    value = read.get(id(var))
+    if value is None and buffer is VIEWS:
         return np.asarray(ops.read_view(var))
     if isinstance(buffer, np.ndarray) and buffer.flags.writeable and buffer.flags.c_contiguous:
-        view = ops.read_view(var)
+        view = ops.read_view(var) if value is None else value
         if view.shape == buffer.shape and view.dtype == buffer.dtype:
             np.copyto(buffer, view)
             return buffer
-    return _owned(ops.to_numpy(var))
+    return _owned(ops.to_numpy(var) if value is None else value)
 
 
 def capture(ops: FlavourOps, model: Any, *, include_optimizer: bool = True,
@@ -97,8 +98,11 @@ def capture(ops: FlavourOps, model: Any, *, include_optimizer: bool = True,
     def buffer(old: Any) -> Any:
         return VIEWS if views else old
 
-    weights = {name: _copy_of(ops, var, buffer(old_weights.get(name))) for name, var in named.items()}
     opt = ops.optimizer_of(model) if include_optimizer else None
+    live_slots = ops.live_slots(opt, named) if opt is not None else {}
+    together = [*named.values(), *(v for per in live_slots.values() for v in per.values())]
+    read = dict(zip(map(id, together), ops.read_all(together) or []))
+    weights = {name: _copy_of(ops, var, buffer(old_weights.get(name)), read) for name, var in named.items()}
     opt_state = None
     if opt is not None:
         cls = ops.optimizer_class(opt)
@@ -111,9 +115,9 @@ def capture(ops: FlavourOps, model: Any, *, include_optimizer: bool = True,
         hyper["learning_rate"] = lr
         if schedule is not None:
             hyper["learning_rate_schedule"] = schedule
-        slots = {var: {slot: _copy_of(ops, v, buffer(old_slots.get(var, {}).get(slot)))
+        slots = {var: {slot: _copy_of(ops, v, buffer(old_slots.get(var, {}).get(slot)), read)
                        for slot, v in per.items()}
-                 for var, per in ops.live_slots(opt, named).items()}
+                 for var, per in live_slots.items()}
         extra = {canonical: _owned(ops.to_numpy(getattr(opt, attr)))
                  for attr, canonical in NON_SLOT_ATTRS.items()
                  if _is_variable(getattr(opt, attr, None))}
@@ -156,8 +160,7 @@ def apply(ops: FlavourOps, state: TrainingState, model: Any, *, partial: bool = 
         skipped += [(n, "its weight was not restored, so neither is this slot") for n, _, _ in plan.slots
                     if n.rpartition("/")[0] in left]
         plan.slots = [item for item in plan.slots if item[0].rpartition("/")[0] not in left]
-    for _, var, value in weight_plan + plan.slots:
-        ops.assign(var, value)
+    ops.assign_all([(var, value) for _, var, value in weight_plan + plan.slots])
     finalize_assigned(model, [var for _, var, _ in weight_plan])  # as Keras's own loading does
     iterations = _restore_optimizer_scalars(ops, opt, plan) if plan.ok else None
     if plan.ok and plan.state is not None:

@@ -9,7 +9,7 @@ imports TensorFlow or Keras.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -52,6 +52,16 @@ class FlavourOps:
 
     def assign(self, var: Any, value: np.ndarray) -> None:
         raise NotImplementedError
+
+    def assign_all(self, pairs: Sequence[tuple[Any, np.ndarray]]) -> None:
+        """Assign each ``(variable, value)`` pair; a flavour running a TF1 session does all in one run."""
+        for var, value in pairs:
+            self.assign(var, value)
+
+    def read_all(self, variables: Sequence[Any]) -> list[np.ndarray] | None:
+        """Fresh copies of the variables' values read together (one TF1 session run), or None
+        where each is read on its own (eager execution: no gain)."""
+        return None
 
     def shape(self, var: Any) -> tuple[int, ...]:
         """The variable's shape; ``-1`` for a dimension it leaves open (see ``_arrays.shape_fits``)."""

@@ -18,13 +18,13 @@ import importlib
 import logging
 from collections.abc import Mapping
 from types import ModuleType
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
-from ckptcompat.errors import MissingDependencyError
 from ckptcompat.runtime import _engine, callback_base, keras_module, keras_source
 from ckptcompat.runtime._engine import ApplyReport
+from ckptcompat.runtime._keras2_tf1_adam import tf1_adam_class
 from ckptcompat.runtime._walk import walk_variables
 from ckptcompat.state import Producer, TrainingState
 
@@ -105,55 +105,6 @@ def find_optimizer_class(name: str, legacy: bool = False) -> type | None:
     return cls or getattr(optimizers, name, None)
 
 
-def tf1_adam_class(mixin: type) -> type:
-    """Keras 2 ``Adam`` stepping like TF1's ``AdamOptimizer`` (see :mod:`ckptcompat.tf1.adam`):
-    ``mixin`` keeps the ``beta1_power``/``beta2_power`` variables."""
-    import tensorflow as tf
-
-    keras = keras_module()
-    if not hasattr(keras.optimizers.Adam, "update_step"):  # OptimizerV2 only: tf.keras <= 2.10
-        raise MissingDependencyError(
-            f"TF1Adam needs the optimizer API of tf.keras 2.11+; this tf.keras "
-            f"{getattr(keras, '__version__', '?')} has only OptimizerV2",
-            hint="continue a TF1 run in TensorFlow 1 itself (ckptcompat.resume(path, session=sess)), "
-                 "or restore it with tf1_to_keras into a plain Adam (last-bit differences)")
-
-    class Adam(mixin, keras.optimizers.Adam):  # type: ignore[misc,valid-type]
-        """Keras 2 Adam with TF1's bias-correction powers (see :mod:`ckptcompat.tf1.adam`)."""
-
-        def build(self, var_list: Any) -> None:
-            super().build(var_list)
-            if getattr(self, "beta1_power", None) is not None:
-                return
-            b1, b2 = self._power_values()
-            self.beta1_power = self.add_variable(
-                shape=(), dtype=tf.float32, name="beta1_power",
-                initializer=keras.initializers.Constant(float(b1)))
-            self.beta2_power = self.add_variable(
-                shape=(), dtype=tf.float32, name="beta2_power",
-                initializer=keras.initializers.Constant(float(b2)))
-
-        def update_step(self, gradient: Any, variable: Any) -> None:
-            if isinstance(gradient, tf.IndexedSlices):
-                gradient = tf.convert_to_tensor(gradient)  # TF1's dense ApplyAdam semantics
-            lr = tf.cast(self.learning_rate, variable.dtype)
-            b1p = tf.cast(self.beta1_power, variable.dtype)
-            b2p = tf.cast(self.beta2_power, variable.dtype)
-            index = self._index_dict[self._var_key(variable)]
-            m, v = self._momentums[index], self._velocities[index]
-            alpha = lr * tf.sqrt(1 - b2p) / (1 - b1p)
-            m.assign_add((gradient - m) * (1 - self.beta_1))
-            v.assign_add((tf.square(gradient) - v) * (1 - self.beta_2))
-            variable.assign_sub((m * alpha) / (tf.sqrt(v) + self.epsilon))
-
-        def apply_gradients(self, grads_and_vars: Any, *args: Any, **kwargs: Any) -> Any:
-            result = super().apply_gradients(grads_and_vars, *args, **kwargs)
-            self._advance_powers()  # after every variable's update, as TF1's _finish
-            return result
-
-    return Adam
-
-
 def _graph_mode() -> bool:
     """True under TF1-style graph execution (TF 1.x by default, or after
     ``tf.compat.v1.disable_eager_execution()``): variables are read and written through the
@@ -201,6 +152,18 @@ class _Keras2Ops(_engine.FlavourOps):
             self.keras.backend.set_value(var, value)
         else:
             var.assign(value)
+
+    def assign_all(self, pairs: Sequence[tuple[Any, np.ndarray]]) -> None:
+        if not _graph_mode():
+            super().assign_all(pairs)
+        elif pairs:  # one session run, not one per variable (each new assign op extends the session)
+            self.keras.backend.batch_set_value(
+                [(var, np.asarray(value, dtype=var.dtype.as_numpy_dtype)) for var, value in pairs])
+
+    def read_all(self, variables: Sequence[Any]) -> list[np.ndarray] | None:
+        if not _graph_mode() or not variables:
+            return None
+        return [np.asarray(value) for value in self.keras.backend.batch_get_value(list(variables))]  # fresh
 
     def live_slots(self, opt: Any, named: dict[str, Any]) -> dict[str, dict[str, Any]]:
         cls = self.optimizer_class(opt)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import weakref
 from types import ModuleType
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -112,6 +112,16 @@ class _StandaloneOps(_engine.FlavourOps):
 
     def assign(self, var: Any, value: np.ndarray) -> None:
         self.keras.backend.set_value(var, np.asarray(value, dtype=var.dtype.as_numpy_dtype))
+
+    def assign_all(self, pairs: Sequence[tuple[Any, np.ndarray]]) -> None:
+        if pairs:  # one session run, not one per variable
+            self.keras.backend.batch_set_value(
+                [(var, np.asarray(value, dtype=var.dtype.as_numpy_dtype)) for var, value in pairs])
+
+    def read_all(self, variables: Sequence[Any]) -> list[np.ndarray] | None:
+        if not variables:
+            return None
+        return [np.asarray(value) for value in self.keras.backend.batch_get_value(list(variables))]  # fresh
 
     def optimizer_of(self, model: Any) -> Any | None:
         opt = getattr(model, "optimizer", None)

@@ -233,3 +233,82 @@ def test_a_tf_idf_text_vectorization_resumes_and_migrates(tmp_path: Path, caplog
     out = tmp_path / ("out.keras" if keras3 else "out.h5")
     ckptcompat.migrate(tmp_path / "tv.keras", out, to="keras3" if keras3 else "h5")
     assert np.array_equal(keras.models.load_model(str(out)).predict(data, verbose=0), want)
+
+
+
+def _tf_idf_model(keras: Any, adapted: bool, max_tokens: int = 8) -> Any:
+    """A tf_idf StringLookup, IntegerLookup and TextVectorization, each into a Dense."""
+    import tensorflow as tf
+
+    L = keras.layers
+    lookups = [L.StringLookup(output_mode="tf_idf", max_tokens=max_tokens, pad_to_max_tokens=True),
+               L.TextVectorization(output_mode="tf_idf", max_tokens=max_tokens, pad_to_max_tokens=True),
+               L.IntegerLookup(output_mode="tf_idf", max_tokens=max_tokens, pad_to_max_tokens=True)]
+    if adapted:
+        lookups[0].adapt(tf.constant([["a"], ["b"], ["c"], ["a"], ["d"], ["a"]]))
+        lookups[1].adapt(tf.constant(["a b c", "a d", "b b", "c c c"]))
+        lookups[2].adapt(tf.constant([[3], [5], [5], [9], [9], [9]], dtype="int64"))
+    inputs = [keras.Input(shape=(1,), dtype="string"), keras.Input(shape=(), dtype="string"),
+              keras.Input(shape=(1,), dtype="int64")]
+    parts = [L.Dense(2)(lookup(x)) for lookup, x in zip(lookups, inputs)]
+    model = keras.Model(inputs, L.Dense(1)(L.Concatenate()(parts)))
+    model.compile("adam", "mse")
+    return model
+
+
+@pytest.fixture(scope="module")
+def tf_idf_weights(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any, np.ndarray]:
+    keras = keras_module()
+    if not hasattr(keras.layers.StringLookup, "save_own_variables"):
+        pytest.skip("this Keras writes no .weights.h5 with idf weights by name (tf.keras before 2.13)")
+    keras.utils.set_random_seed(1)
+    model = _tf_idf_model(keras, adapted=True)
+    model.fit(_inputs(), np.arange(4.0), epochs=1, batch_size=2, verbose=0)
+    path = tmp_path_factory.mktemp("idf") / "w.weights.h5"
+    model.save_weights(str(path))
+    return path, model, np.asarray(model.predict(_inputs(), verbose=0))
+
+
+def test_a_weights_file_gives_tf_idf_layers_its_idf_weights_as_native_load_weights(
+        tf_idf_weights: tuple[Path, Any, np.ndarray]) -> None:
+    """A ``.weights.h5`` has no config, so no vocabulary: Keras stores each tf_idf lookup layer's idf
+    weights by name (a TextVectorization's twice: its own and its inner lookup layer's) and its
+    ``load_weights`` gives them back to the live layers. ckptcompat did not (the live layers kept their
+    own idf: other outputs); now it sets them as native does, into a model with other generated names
+    (StringLookup, IntegerLookup and TextVectorization paired by class and order)."""
+    keras = keras_module()
+    path, model, want = tf_idf_weights
+    native = _same_vocabulary_other_idf(keras, model)
+    native.load_weights(str(path))  # before any predict: Keras's traced predict keeps the idf it saw
+    assert np.array_equal(native.predict(_inputs(), verbose=0), want)
+    ours = _same_vocabulary_other_idf(keras, model)
+    assert [layer.name for layer in ours.layers] != [layer.name for layer in model.layers]
+    assert not np.array_equal(ours.predict(_inputs(), verbose=0), want)  # the idf weights matter
+    ckptcompat.resume(path, model=ours)  # and the traced predict is dropped
+    assert np.array_equal(ours.predict(_inputs(), verbose=0), want)
+
+
+def test_idf_weights_of_another_size_are_refused_before_anything_is_assigned_or_kept_with_partial(
+        tf_idf_weights: tuple[Path, Any, np.ndarray], caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    keras = keras_module()
+    path, model, _ = tf_idf_weights
+    other = _tf_idf_model(keras, adapted=True, max_tokens=6)
+    before = [np.array(w) for w in other.get_weights()]
+    with pytest.raises(IncompatibleStateError, match=r"idf_weights of 8 values, the layer's hold 6"):
+        ckptcompat.resume(path, model=other)
+    assert all(np.array_equal(a, b) for a, b in zip(before, other.get_weights()))
+    with caplog.at_level(logging.WARNING, logger="ckptcompat"):
+        ckptcompat.resume(path, model=other, partial=True, optimizer="reset")  # the Dense kernels differ too
+    assert any("keep their own idf weights" in r.getMessage() for r in caplog.records)
+
+
+def _same_vocabulary_other_idf(keras: Any, model: Any) -> Any:
+    """The model's architecture with its vocabularies but idf weights of ones (other generated names)."""
+    fresh = _tf_idf_model(keras, adapted=False)
+    for mine, theirs in zip(fresh.layers, model.layers):
+        if type(mine).__name__ in ("StringLookup", "TextVectorization", "IntegerLookup"):
+            vocabulary = theirs.get_vocabulary()
+            mine.set_vocabulary(vocabulary, idf_weights=np.ones(len(vocabulary), np.float32))
+    return fresh

@@ -22,7 +22,7 @@ from ckptcompat.formats._h5heap import open_checked
 from ckptcompat.formats._h5safe import hard_child, read_numeric
 
 __all__ = ["MAX_MEMBER_BYTES", "MAX_RATIO", "open_zip", "read_member", "read_json_member",
-           "open_h5_bytes", "open_weights_member", "open_h5_path", "group_vars", "safe_dataset", "HDF5_SIGNATURE"]
+           "open_h5_bytes", "open_weights_member", "open_h5_path", "group_label", "group_vars", "safe_dataset", "HDF5_SIGNATURE"]
 
 MAX_MEMBER_BYTES = 16 << 30      # 16 GiB declared size of one zip member
 MAX_RATIO = 200                  # compression ratio above which a member is a bomb ...
@@ -166,6 +166,14 @@ def safe_dataset(group: Any, key: str, path: Path, where: str) -> np.ndarray:
     """Read ``group[key]`` after refusing links, external/virtual storage, non-numeric dtypes
     and shape bombs (see :mod:`ckptcompat.formats._h5safe`)."""
     return read_numeric(group, key, path, where, hint=_HINT)
+
+
+def group_label(h5: Any, group: str) -> str | None:
+    """The layer name Keras 3.8+ writes on a ``vars`` group (its ``name`` attribute); None before."""
+    label = h5[group].attrs.get("name") if group in h5 else None
+    if isinstance(label, bytes):
+        label = label.decode("utf-8", "replace")
+    return label if isinstance(label, str) else None
 
 
 def group_vars(h5: Any, group_path: str, path: Path,

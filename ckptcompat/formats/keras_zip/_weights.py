@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional, Tuple
 import numpy as np
 
 from ckptcompat.errors import CorruptCheckpointError, IncompatibleStateError
-from ckptcompat.formats.keras_zip._io import group_vars
+from ckptcompat.formats.keras_zip._io import group_label, group_vars
 from ckptcompat.formats.keras_zip._lora import exact_group, exact_values
 from ckptcompat.formats.keras_zip._layout import (ALIAS, LayerSlot, VarSpec, infer_specs_from_shapes, lora_factors,
                                                   var_specs, walk_model_config)
@@ -201,11 +201,12 @@ def _read_unlisted_group(h5: Any, group: str, model_cfg: Mapping[str, Any] | Non
     arrays = group_vars(h5, group, path, named) or []
     norm = group.replace("\\", "/")  # Windows-written files use backslashes inside names
     parts = group_name_parts(norm, holds_vars)
-    label = h5[group].attrs.get("name")
-    if isinstance(label, bytes):
-        label = label.decode("utf-8", "replace")
+    label = group_label(h5, group)
     side = bool(parts) and parts[-1] in _WRAPPER_SIDES  # Bidirectional: both sides hold "lstm_cell"
-    if isinstance(label, str) and parts and model_cfg is None and not side:
+    inner = group.endswith("/_lookup_layer/vars")  # a TextVectorization's lookup: under its owner's name
+    if inner and len(parts) > 1 and model_cfg is None:
+        parts[-2] = group_label(h5, group[:-len("/_lookup_layer/vars")] + "/vars") or parts[-2]
+    elif isinstance(label, str) and parts and model_cfg is None and not side:
         parts[-1] = label
     prefix = "/".join(parts) or "model"
     comps = norm.split("/")[:-1] or ["model"]
