@@ -47,7 +47,8 @@ def restore_model_state(rt: Any, state: TrainingState, model: Any, where: str, *
     from ckptcompat.resuming.adapted_vocab import plan_vocabularies, set_vocabularies, without_lookup_weights
     from ckptcompat.resuming.lookup_idf import plan_stored_idf, set_stored_idf
 
-    state, idf = plan_stored_idf(model, state, set(rt._OPS.variables(model)), where, partial=partial)  # noqa: SLF001
+    state, idf = plan_stored_idf(model, state, lambda: set(rt._OPS.variables(model)), where,  # noqa: SLF001
+                                 partial=partial)
     state, bins = plan_adapted_bins(model, without_lookup_weights(state, model, where))
     vocabularies = plan_vocabularies(model, state, where)
     state = _without_empty(state, _live_shapes(rt, model, state), where)

@@ -13,12 +13,13 @@ checked before anything is assigned.
 from __future__ import annotations
 
 import logging
-import re
-from typing import Any, List, Set, Tuple
+from collections.abc import Mapping
+from typing import Any, Callable, List, Set, Tuple
 
 import numpy as np
 
 from ckptcompat.errors import IncompatibleStateError
+from ckptcompat.formats.keras_zip._layout import snake_case
 from ckptcompat.names.configs.table import LOOKUP_CLASSES
 from ckptcompat.resuming.layer_paths import config_entries, live_layers
 from ckptcompat.state import TrainingState
@@ -33,21 +34,29 @@ _KEY = "idf_weights"
 IdfPlan = List[Tuple[Any, np.ndarray]]
 
 
-def _stored(state: TrainingState, live_names: Set[str]) -> tuple[dict[str, np.ndarray], list[str]]:
+def _lookup_like(path: str, classes: Mapping[str, Any], lookup_paths: Set[str]) -> bool:
+    """Whether the checkpoint's layer at ``path`` is a lookup layer: its config class says so, or
+    it names a live lookup layer, or a TextVectorization's inner one, or Keras named it after one."""
+    if path in classes:
+        return classes[path] in LOOKUP_CLASSES
+    return path in lookup_paths or path.endswith("/_lookup_layer") or _generated(path)[0] in _BASES
+
+
+def _stored(state: TrainingState, live_names: Set[str], lookup_paths: Set[str]
+            ) -> tuple[dict[str, np.ndarray], list[str]]:
     """The checkpoint's idf weights by layer path, and the names they had: ``idf_weights`` stored by
-    name that are no variable of the model, nor of a layer whose config carries a vocabulary
-    (adapted_vocab sets them with it) or of a layer of another class. A layer's second copy (a
-    TextVectorization's inner lookup layer's, under ``_lookup_layer`` or, Keras 3.8+, its own name)
-    is left out with it."""
-    classes = {path: entry.get("class_name") for path, entry in config_entries(state.model_config)}
-    carried = {path for path, entry in config_entries(state.model_config)
-               if isinstance(entry["config"].get("vocabulary"), (list, tuple))}
+    name by a lookup layer, no variable of the model, of no layer whose config carries a vocabulary
+    (adapted_vocab sets them with it). A layer's second copy (a TextVectorization's inner lookup
+    layer's) is left out with it."""
+    entries = list(config_entries(state.model_config))
+    classes = {path: entry.get("class_name") for path, entry in entries}
+    carried = {path for path, entry in entries if isinstance(entry["config"].get("vocabulary"), (list, tuple))}
     found: dict[str, np.ndarray] = {}
     names = []
     for name, value in state.weights.items():
         path, _, key = name.rpartition("/")
         if key != _KEY or not path or name in live_names or path in carried or path.rpartition("/")[0] in carried \
-                or (path in classes and classes[path] not in LOOKUP_CLASSES):
+                or not _lookup_like(path, classes, lookup_paths):
             continue
         names.append(name)
         found[path] = np.asarray(value)
@@ -60,44 +69,57 @@ def _output_mode(layer: Any) -> str:
     return str(mode or "")
 
 
-def _live_tf_idf(model: Any) -> list[tuple[str, Any]]:
-    return [(path, layer) for path, layer in live_layers(model)
-            if type(layer).__name__ in LOOKUP_CLASSES and _output_mode(layer) in ("tf_idf", "tf-idf")]
-
-
 def _generated(path: str) -> tuple[str, int]:
     """A generated layer name's base and number (``string_lookup_10`` -> ``("string_lookup", 10)``)."""
     base, _, number = path.rpartition("/")[2].rpartition("_")
     return (base, int(number)) if base and number.isdigit() else (path.rpartition("/")[2], 0)
 
 
-def _snake(class_name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", class_name).lower()
+#: the names Keras generates for lookup layers start with these
+_BASES = frozenset(snake_case(cls) for cls in LOOKUP_CLASSES)
 
 
-def _pairs(live: list[tuple[str, Any]], stored: dict[str, np.ndarray], where: str) -> list[tuple[Any, np.ndarray]]:
-    """The live layers with the checkpoint's idf weights: by path; the rest one to one, else per
-    class by the order of Keras's generated names (``string_lookup``, ``string_lookup_2`` ...) where
-    both sides have as many."""
-    pairs = [(layer, stored[path]) for path, layer in live if path in stored]
-    rest = [layer for path, layer in live if path not in stored]
-    unpaired = sorted((path for path in stored if path not in dict(live)), key=_generated)
-    if len(rest) == 1 and len(unpaired) == 1:
-        paired = [(rest[0], stored[unpaired[0]])]
-    else:
-        paired = []
-        for cls in sorted({type(layer).__name__ for layer in rest}):
-            mine = [layer for layer in rest if type(layer).__name__ == cls]
-            theirs = [path for path in unpaired if _generated(path)[0] == _snake(cls)]
-            if len(mine) == len(theirs):
-                paired += [(layer, stored[path]) for layer, path in zip(mine, theirs)]
-    if paired:
-        log.info("%s: %d tf_idf lookup layer(s) paired with the checkpoint's idf weights by class and order", where,
-                 len(paired))
-    if len(paired) < len(unpaired):
-        log.warning("%s: the checkpoint's idf weights of %d tf_idf lookup layer(s) fit no layer of the model by "
-                    "name, class or order; left out", where, len(unpaired) - len(paired))
-    return pairs + paired
+def _pairs(model: Any, stored: dict[str, np.ndarray], file_paths: Mapping[str, str], by_order: bool,
+           where: str) -> list[tuple[Any, np.ndarray]]:
+    """The live tf_idf layers with the checkpoint's idf weights: by layer path; the rest through the
+    file's own layer positions (``file_paths``: as Keras's ``load_weights`` pairs them); with
+    ``by_order`` (no config) the rest per class in the order of Keras's generated names where both
+    sides have as many. A stored path naming a live layer that is no tf_idf lookup pairs with none."""
+    layers = dict(live_layers(model))
+    tf_idf = {path: layer for path, layer in layers.items()
+              if type(layer).__name__ in LOOKUP_CLASSES and _output_mode(layer) in ("tf_idf", "tf-idf")}
+    pairs = [(tf_idf[path], value) for path, value in stored.items() if path in tf_idf]
+    taken = {path for path in stored if path in tf_idf}
+    unpaired = [path for path in stored if path not in layers]
+    for path in list(unpaired):
+        live = file_paths.get(path)
+        if live in tf_idf and live not in taken:
+            pairs.append((tf_idf[live], stored[path]))
+            taken.add(live)
+            unpaired.remove(path)
+    rest = [(path, layer) for path, layer in tf_idf.items() if path not in taken]
+    for cls in sorted({type(layer).__name__ for _, layer in rest}) if by_order else []:
+        mine = [layer for _, layer in rest if type(layer).__name__ == cls]
+        theirs = sorted((path for path in unpaired if _generated(path)[0] == snake_case(cls)), key=_generated)
+        if len(mine) == len(theirs):
+            log.info("%s: %d %s layer(s) paired with the checkpoint's idf weights by generated-name order", where,
+                     len(mine), cls)
+            pairs += [(layer, stored[path]) for layer, path in zip(mine, theirs)]
+            unpaired = [path for path in unpaired if path not in theirs]
+    if unpaired:
+        log.warning("%s: the checkpoint's idf weights of %s fit no tf_idf lookup layer of the model; left out",
+                    where, ", ".join(unpaired))
+    return pairs
+
+
+def _without_vocabulary(layer: Any) -> bool:
+    """True for a layer that holds no token yet (never adapted): its idf weights are only the
+    special tokens', any length fits (tf-keras's idf variable is ``(None,)``), as natively."""
+    try:
+        return len(layer.get_vocabulary(include_special_tokens=False)) == 0
+    except Exception as exc:  # noqa: BLE001 -- tf.keras 2.4-2.5: no argument; a table not initialized
+        log.debug("%s: its vocabulary cannot be read: %s", getattr(layer, "name", "?"), exc)
+        return False
 
 
 def _loader(layer: Any) -> Any:
@@ -120,25 +142,30 @@ def _own(layer: Any) -> np.ndarray | None:
     return None
 
 
-def plan_stored_idf(model: Any, state: TrainingState, live_names: Set[str], where: str, *,
+def plan_stored_idf(model: Any, state: TrainingState, live_names: Callable[[], Set[str]], where: str, *,
                     partial: bool = False) -> tuple[TrainingState, IdfPlan]:
     """``state`` without the idf weights stored by name, and those for the model's tf_idf lookup
     layers whose own differ (to set once the rest is assigned: :func:`set_stored_idf`); a layer
     whose idf weights hold another number of values raises before anything is assigned (is left
     as it is with ``partial``). ``live_names``: the model's variables (never taken for idf weights)."""
-    stored, names = _stored(state, live_names)
-    if not stored:
+    if not any(name.endswith("/" + _KEY) for name in state.weights):
         return state, []
+    from ckptcompat.resuming.read import keras3_file_paths, through_labels
+
+    lookups = {path for path, layer in live_layers(model) if type(layer).__name__ in LOOKUP_CLASSES}
+    stored, names = _stored(state, live_names(), lookups)
+    file_paths = through_labels(keras3_file_paths(model), state.producer.path) if stored else {}
     plan: IdfPlan = []
     misfits = []
-    for layer, value in _pairs(_live_tf_idf(model), stored, where):
+    for layer, value in _pairs(model, stored, file_paths, state.model_config is None, where):
         own = _own(layer)
         if not callable(_loader(layer)):  # tf.keras before 2.12 saves no idf weights by name, nor loads them
             log.warning("%s: %s keeps its own idf weights: this Keras cannot set them by name", where, layer.name)
-        elif own is not None and own.size != value.size:
+        elif own is not None and own.size != value.size and not _without_vocabulary(layer):
             misfits.append(f"{layer.name}: idf_weights of {value.size} values, the layer's hold {own.size}")
-        elif own is None or not np.array_equal(own.ravel(), value.ravel().astype(own.dtype)):
-            plan.append((layer, value if own is None else value.reshape(own.shape).astype(own.dtype)))
+        elif own is None or own.size != value.size or not np.array_equal(own.ravel(), value.ravel().astype(own.dtype)):
+            plan.append((layer, value if own is None or own.size != value.size
+                         else value.reshape(own.shape).astype(own.dtype)))
     if misfits and partial:
         log.warning("%s: partial: tf_idf lookup layers keep their own idf weights: %s", where, "; ".join(misfits))
     elif misfits:

@@ -312,3 +312,70 @@ def _same_vocabulary_other_idf(keras: Any, model: Any) -> Any:
             vocabulary = theirs.get_vocabulary()
             mine.set_vocabulary(vocabulary, idf_weights=np.ones(len(vocabulary), np.float32))
     return fresh
+
+
+def _title_and_body(keras: Any) -> Any:
+    """Two tf_idf StringLookups of one size, created title first but called body first: the file's
+    layer positions, its labels (Keras 3.8+: the generated names) and the live names all differ."""
+    import tensorflow as tf
+
+    L = keras.layers
+    title = L.StringLookup(output_mode="tf_idf", max_tokens=6, pad_to_max_tokens=True)
+    body = L.StringLookup(output_mode="tf_idf", max_tokens=6, pad_to_max_tokens=True)
+    title.adapt(tf.constant([["a"], ["b"], ["a"]]))
+    body.adapt(tf.constant([["a"], ["c"], ["c"], ["d"], ["c"]]))
+    t_in, b_in = keras.Input(shape=(1,), dtype="string"), keras.Input(shape=(1,), dtype="string")
+    model = keras.Model([t_in, b_in], L.Dense(1)(L.Concatenate()([body(b_in), title(t_in)])))
+    model.compile("sgd", "mse")
+    return model
+
+
+def test_idf_weights_go_to_the_layer_at_the_files_position_as_native_load_weights(tmp_path: Path) -> None:
+    keras = keras_module()
+    if not hasattr(keras.layers.StringLookup, "save_own_variables"):
+        pytest.skip("this Keras writes no .weights.h5 with idf weights by name (tf.keras before 2.13)")
+    model = _title_and_body(keras)
+    model.save_weights(str(tmp_path / "w.weights.h5"))
+
+    def idf(m: Any) -> list[list[float]]:
+        out = []
+        for layer in m.layers:
+            if type(layer).__name__ == "StringLookup":
+                store: dict[str, Any] = {}
+                layer.save_own_variables(store)
+                out.append(np.asarray(store["idf_weights"]).tolist())
+        return out
+
+    native, ours = _title_and_body(keras), _title_and_body(keras)
+    for m in (native, ours):  # the same vocabularies, idf weights of ones
+        for layer in m.layers:
+            if type(layer).__name__ == "StringLookup":
+                layer.set_vocabulary(layer.get_vocabulary(), idf_weights=np.ones(len(layer.get_vocabulary())))
+    native.load_weights(str(tmp_path / "w.weights.h5"))
+    ckptcompat.resume(tmp_path / "w.weights.h5", model=ours)
+    assert idf(native) == idf(model) and idf(ours) == idf(model)
+    assert idf(model)[0] != idf(model)[1]  # a swap would show
+
+
+def test_a_layer_never_adapted_takes_the_idf_weights_as_native_load_weights(
+        tf_idf_weights: tuple[Path, Any, np.ndarray]) -> None:
+    """It holds no token, so no idf of its own to compare sizes with (tf-keras: one value, its OOV's)."""
+    keras = keras_module()
+    path, model, _ = tf_idf_weights
+    native, ours = _tf_idf_model(keras, adapted=False), _tf_idf_model(keras, adapted=False)
+    try:
+        native.load_weights(str(path))
+    except ValueError as exc:  # Keras 3.0: an unadapted lookup has no idf_weights to assign
+        assert "idf_weights" in str(exc)
+        with pytest.raises(IncompatibleStateError, match="cannot take the checkpoint's idf weights"):
+            ckptcompat.resume(path, model=ours)
+        return
+    ckptcompat.resume(path, model=ours)
+
+    def idf(m: Any) -> list[list[float]]:
+        from ckptcompat.resuming.lookup_idf import _own
+
+        return [np.asarray(_own(layer)).tolist() for layer in m.layers if type(layer).__name__ in
+                ("StringLookup", "IntegerLookup", "TextVectorization")]
+
+    assert idf(ours) == idf(native) == idf(model)

@@ -203,9 +203,9 @@ def _read_unlisted_group(h5: Any, group: str, model_cfg: Mapping[str, Any] | Non
     parts = group_name_parts(norm, holds_vars)
     label = group_label(h5, group)
     side = bool(parts) and parts[-1] in _WRAPPER_SIDES  # Bidirectional: both sides hold "lstm_cell"
-    inner = group.endswith("/_lookup_layer/vars")  # a TextVectorization's lookup: under its owner's name
+    inner = norm.endswith("/_lookup_layer/vars")  # a TextVectorization's lookup: under its owner's name
     if inner and len(parts) > 1 and model_cfg is None:
-        parts[-2] = group_label(h5, group[:-len("/_lookup_layer/vars")] + "/vars") or parts[-2]
+        parts[-2] = group_label(h5, group[:-len("/_lookup_layer/vars")] + group[-5:]) or parts[-2]
     elif isinstance(label, str) and parts and model_cfg is None and not side:
         parts[-1] = label
     prefix = "/".join(parts) or "model"
