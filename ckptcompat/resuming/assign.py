@@ -58,7 +58,7 @@ def restore_model_state(rt: Any, state: TrainingState, model: Any, where: str, *
     report = _apply_matched(rt, to_apply, model, partial=partial, where=where, live_slots=placed)
     set_adapted_bins(model, bins, where)
     set_vocabularies(model, vocabularies, where)
-    set_stored_idf(model, idf, where)
+    set_stored_idf(model, idf, where, partial=partial)
     if optimizer == "reset":
         report = dataclasses.replace(report, optimizer_reset=True)
     if learning_rate is not None:

@@ -79,28 +79,32 @@ def _generated(path: str) -> tuple[str, int]:
 _BASES = frozenset(snake_case(cls) for cls in LOOKUP_CLASSES)
 
 
-def _pairs(model: Any, stored: dict[str, np.ndarray], file_paths: Mapping[str, str], by_order: bool,
+def _pairs(model: Any, stored: dict[str, np.ndarray], file_paths: Mapping[str, str] | None,
            where: str) -> list[tuple[Any, np.ndarray]]:
-    """The live tf_idf layers with the checkpoint's idf weights: by layer path; the rest through the
-    file's own layer positions (``file_paths``: as Keras's ``load_weights`` pairs them); with
-    ``by_order`` (no config) the rest per class in the order of Keras's generated names where both
-    sides have as many. A stored path naming a live layer that is no tf_idf lookup pairs with none."""
+    """The live tf_idf layers with the checkpoint's idf weights. ``file_paths`` (a file without
+    config: its layer path -> live layer path, as Keras's ``load_weights`` pairs them) first, then
+    by layer path, then per class in the order of Keras's generated names where both sides have as
+    many (not those a live layer of another kind holds); with a config (``file_paths`` None) by
+    layer path only."""
     layers = dict(live_layers(model))
     tf_idf = {path: layer for path, layer in layers.items()
               if type(layer).__name__ in LOOKUP_CLASSES and _output_mode(layer) in ("tf_idf", "tf-idf")}
-    pairs = [(tf_idf[path], value) for path, value in stored.items() if path in tf_idf]
-    taken = {path for path in stored if path in tf_idf}
-    unpaired = [path for path in stored if path not in layers]
-    for path in list(unpaired):
-        live = file_paths.get(path)
-        if live in tf_idf and live not in taken:
-            pairs.append((tf_idf[live], stored[path]))
-            taken.add(live)
-            unpaired.remove(path)
-    rest = [(path, layer) for path, layer in tf_idf.items() if path not in taken]
-    for cls in sorted({type(layer).__name__ for _, layer in rest}) if by_order else []:
-        mine = [layer for _, layer in rest if type(layer).__name__ == cls]
-        theirs = sorted((path for path in unpaired if _generated(path)[0] == snake_case(cls)), key=_generated)
+    pairs: list[tuple[Any, np.ndarray]] = []
+    taken: set[str] = set()
+    unpaired = list(stored)
+    for rule in ([file_paths.get] if file_paths is not None else []) + [lambda path: path]:
+        for path in list(unpaired):
+            live = rule(path)
+            if live in tf_idf and live not in taken:
+                pairs.append((tf_idf[live], stored[path]))
+                taken.add(live)
+                unpaired.remove(path)
+    rest = [layer for path, layer in tf_idf.items() if path not in taken]
+    placed = {path for path in unpaired if path in layers or (file_paths or {}).get(path) in layers}  # not tf_idf
+    for cls in sorted({type(layer).__name__ for layer in rest}) if file_paths is not None else []:
+        mine = [layer for layer in rest if type(layer).__name__ == cls]
+        theirs = sorted((path for path in unpaired if _generated(path)[0] == snake_case(cls) and path not in placed),
+                        key=_generated)
         if len(mine) == len(theirs):
             log.info("%s: %d %s layer(s) paired with the checkpoint's idf weights by generated-name order", where,
                      len(mine), cls)
@@ -153,11 +157,13 @@ def plan_stored_idf(model: Any, state: TrainingState, live_names: Callable[[], S
     from ckptcompat.resuming.read import keras3_file_paths, through_labels
 
     lookups = {path for path, layer in live_layers(model) if type(layer).__name__ in LOOKUP_CLASSES}
+    file_paths = None if state.model_config is not None else \
+        through_labels(keras3_file_paths(model), getattr(state.producer, "path", None), labelled_only=True)
+    lookups |= {path for path, live in (file_paths or {}).items() if live in lookups}  # a label the model lacks
     stored, names = _stored(state, live_names(), lookups)
-    file_paths = through_labels(keras3_file_paths(model), state.producer.path) if stored else {}
     plan: IdfPlan = []
     misfits = []
-    for layer, value in _pairs(model, stored, file_paths, state.model_config is None, where):
+    for layer, value in _pairs(model, stored, file_paths, where):
         own = _own(layer)
         if not callable(_loader(layer)):  # tf.keras before 2.12 saves no idf weights by name, nor loads them
             log.warning("%s: %s keeps its own idf weights: this Keras cannot set them by name", where, layer.name)
@@ -178,7 +184,7 @@ def plan_stored_idf(model: Any, state: TrainingState, live_names: Callable[[], S
     return state.replace(weights={n: v for n, v in state.weights.items() if n not in names}), plan
 
 
-def set_stored_idf(model: Any, plan: IdfPlan, where: str) -> None:
+def set_stored_idf(model: Any, plan: IdfPlan, where: str, *, partial: bool = False) -> None:
     """Give each planned layer its idf weights through its own ``load_own_variables``; the model's
     traced functions are dropped (they hold the old idf weights as a constant)."""
     from ckptcompat.runtime._walk import forget_traced
@@ -187,6 +193,9 @@ def set_stored_idf(model: Any, plan: IdfPlan, where: str) -> None:
         try:
             _loader(layer)({_KEY: value})
         except Exception as exc:  # noqa: BLE001 -- Keras's own refusal, reported typed
+            if partial:
+                log.warning("%s: partial: %s keeps its own idf weights: %s", where, layer.name, exc)
+                continue
             raise IncompatibleStateError(
                 f"{where}: {layer.name}: cannot take the checkpoint's idf weights: {exc}",
                 hint="build the layer as the checkpoint's (max_tokens, output_mode), or resume from a .keras file "

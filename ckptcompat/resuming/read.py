@@ -214,19 +214,21 @@ def keras3_file_paths(model: Any, twice: bool = False) -> dict[str, str]:
     return out
 
 
-def through_labels(file_paths: Mapping[str, str], path: str | None) -> dict[str, str]:
+def through_labels(file_paths: Mapping[str, str], path: str | None, labelled_only: bool = False) -> dict[str, str]:
     """``file_paths`` keyed the way the reader names a config-less ``.weights.h5``'s layers.
 
     Without a config the reader names each layer by the ``name`` attribute Keras stored
     (the producer's generated name, ``dense_24``), not by its position path (``dense_1``),
-    which is what Keras matches on; translate through the file's own groups.
+    which is what Keras matches on; translate through the file's own groups. ``labelled_only``:
+    where the file labels its groups, only the labels' keys (a label is never read as another
+    layer's position).
     """
     if not path or not str(path).endswith(".h5"):
         return dict(file_paths)
     from ckptcompat.formats.keras_zip._io import open_h5_path
     from ckptcompat.formats.keras_zip._weights import all_var_groups, group_name_parts, var_group_prefixes
 
-    out = dict(file_paths)
+    out, labels = dict(file_paths), {}
     try:
         h5 = open_h5_path(Path(path))
     except (CkptCompatError, OSError) as exc:
@@ -245,10 +247,10 @@ def through_labels(file_paths: Mapping[str, str], path: str | None) -> dict[str,
             file_prefix = "/".join(parts)
             labelled = "/".join([*parts[:-1], label])
             if file_prefix in file_paths:
-                out[labelled] = file_paths[file_prefix]
+                out[labelled] = labels[labelled] = file_paths[file_prefix]
     finally:
         h5.close()
-    return out
+    return labels if labelled_only and labels else out
 
 
 def _by_file_paths(leftover: list[str], free: list[str], state: TrainingState,

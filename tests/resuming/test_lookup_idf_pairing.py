@@ -58,7 +58,7 @@ def test_a_layer_of_another_class_in_the_config_keeps_its_idf_weights() -> None:
     assert _stored(state, set(), set()) == ({}, [])  # MyLayer's is its own; the given vocabulary's goes with it
 
 
-def test_pairs_by_path_then_by_the_files_positions_then_by_generated_name_order() -> None:
+def test_pairs_by_the_files_positions_then_by_path_then_by_generated_name_order() -> None:
     model = _Model(*(StringLookup(f"string_lookup_{i}") for i in (20, 21, 22)), IntegerLookup("integer_lookup_5"),
                    StringLookup("kept"), StringLookup("body"), StringLookup("title"))
     stored = {"string_lookup_10": np.full(1, 10.0), "string_lookup_2": np.full(1, 2.0),
@@ -66,19 +66,29 @@ def test_pairs_by_path_then_by_the_files_positions_then_by_generated_name_order(
               "label_of_body": np.full(1, 5.0), "label_of_title": np.full(1, 6.0)}
     # Keras 3.8+ labels: the file's positions say which live layer each labelled group was
     positions = {"label_of_body": "body", "label_of_title": "title"}
-    got = _got(_pairs(model, stored, positions, True, "f"))
+    got = _got(_pairs(model, stored, positions, "f"))
     assert got == {"kept": 7.0, "body": 5.0, "title": 6.0, "string_lookup_20": 0.0, "string_lookup_21": 2.0,
                    "string_lookup_22": 10.0, "integer_lookup_5": -1.0}
-    assert _got(_pairs(model, stored, positions, False, "f")) == {"kept": 7.0, "body": 5.0, "title": 6.0}
+    assert _got(_pairs(model, stored, None, "f")) == {"kept": 7.0}  # a config's names: by path only
 
 
 def test_a_stored_path_naming_a_layer_that_is_no_tf_idf_lookup_pairs_with_none() -> None:
     model = _Model(StringLookup("string_lookup", output_mode="int"), StringLookup("string_lookup_1"), Dense("dense"))
-    assert _pairs(model, {"string_lookup": np.ones(1)}, {}, True, "f") == []
+    assert _pairs(model, {"string_lookup": np.ones(1)}, {}, "f") == []
 
 
 def test_unequal_counts_of_a_class_pair_nothing_of_it() -> None:
     model = _Model(StringLookup("a"), StringLookup("b"))
     assert _pairs(model, {"string_lookup": np.ones(1), "string_lookup_1": np.ones(1),
-                          "string_lookup_2": np.ones(1)}, {}, True, "f") == []
-    assert _pairs(_Model(StringLookup("a")), {"integer_lookup": np.ones(1)}, {}, True, "f") == []  # class differs
+                          "string_lookup_2": np.ones(1)}, {}, "f") == []
+    assert _pairs(_Model(StringLookup("a")), {"integer_lookup": np.ones(1)}, {}, "f") == []  # class differs
+
+
+def test_the_files_positions_come_before_names_that_collide() -> None:
+    """Created title first, called body first, rebuilt in a fresh process: the file's position
+    ``string_lookup`` is the body's, the live layer named ``string_lookup`` the title (native pairs
+    by position)."""
+    model = _Model(StringLookup("string_lookup_1"), StringLookup("string_lookup"))  # body, title
+    stored = {"string_lookup": np.full(1, 1.0), "string_lookup_1": np.full(1, 2.0)}  # body's, title's
+    positions = {"string_lookup": "string_lookup_1", "string_lookup_1": "string_lookup"}
+    assert _got(_pairs(model, stored, positions, "f")) == {"string_lookup_1": 1.0, "string_lookup": 2.0}
