@@ -52,12 +52,11 @@ def _read_vocabulary(layer: Any) -> list[Any]:
 def _idf_weights(layer: Any) -> np.ndarray | None:
     """A tf_idf layer's idf weights as Keras saves them (``save_own_variables``; tf.keras 2.12's
     ``_save_own_variables``; else the variable itself, a TextVectorization's on its lookup layer)."""
-    for method in ("save_own_variables", "_save_own_variables"):
-        if callable(getattr(layer, method, None)):
-            store: dict[str, Any] = {}
-            getattr(layer, method)(store)
-            if "idf_weights" in store:
-                return np.asarray(store["idf_weights"], dtype=np.float64).ravel()
+    from ckptcompat.resuming.lookup_idf import saved_idf
+
+    saved = saved_idf(layer)
+    if saved is not None:
+        return np.asarray(saved, dtype=np.float64).ravel()
     for owner in (layer, getattr(layer, "_lookup_layer", None), getattr(layer, "_index_lookup_layer", None)):
         variable = getattr(owner, "idf_weights", None)
         if variable is not None:

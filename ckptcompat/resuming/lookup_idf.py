@@ -5,9 +5,9 @@ Keras (3, and tf-keras 2.13+) saves a ``tf_idf`` ``StringLookup``/``IntegerLooku
 its variables (``vars/idf_weights``); its ``load_weights`` gives them back to the live layer. Where
 the checkpoint's config carries the layer's vocabulary, :mod:`ckptcompat.resuming.adapted_vocab`
 sets vocabulary and idf together; where it carries none (a ``.weights.h5`` has no config), the
-stored idf weights go to the live layer here, as native ``load_weights`` does: paired by layer
-path, else by order among the tf_idf lookup layers when both sides have as many; their shape
-checked before anything is assigned.
+stored idf weights go to the live layer here, as native ``load_weights`` does: paired through the
+file's layer positions, else by layer path, else per class in the order of Keras's generated names;
+their size checked before anything is assigned.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ckptcompat.names.configs.table import LOOKUP_CLASSES
 from ckptcompat.resuming.layer_paths import config_entries, live_layers
 from ckptcompat.state import TrainingState
 
-__all__ = ["IdfPlan", "plan_stored_idf", "set_stored_idf"]
+__all__ = ["IdfPlan", "plan_stored_idf", "saved_idf", "set_stored_idf"]
 
 log = logging.getLogger(__name__)
 
@@ -130,20 +130,26 @@ def _loader(layer: Any) -> Any:
     return getattr(layer, "load_own_variables", None) or getattr(layer, "_load_own_variables", None)
 
 
-def _own(layer: Any) -> np.ndarray | None:
-    """The live layer's idf weights as Keras saves them, None when it cannot say (none yet: a
-    layer never adapted)."""
+def saved_idf(layer: Any) -> np.ndarray | None:
+    """A live tf_idf layer's idf weights as its own ``save_own_variables`` (tf.keras 2.12:
+    ``_save_own_variables``) saves them, in their dtype; None where it saves none. Keras's own
+    errors pass through (Keras 3: no ``idf_weights_const`` before ``adapt``)."""
     for method in ("save_own_variables", "_save_own_variables"):
         if callable(getattr(layer, method, None)):
             store: dict[str, Any] = {}
-            try:
-                getattr(layer, method)(store)
-            except Exception as exc:  # noqa: BLE001 -- Keras 3: no idf_weights_const before adapt
-                log.debug("%s: its own idf weights cannot be read: %s", layer.name, exc)
-                return None
+            getattr(layer, method)(store)
             if _KEY in store:
                 return np.asarray(store[_KEY])
     return None
+
+
+def _own(layer: Any) -> np.ndarray | None:
+    """:func:`saved_idf`, None when the layer cannot say (none yet: a layer never adapted)."""
+    try:
+        return saved_idf(layer)
+    except Exception as exc:  # noqa: BLE001 -- Keras 3: no idf_weights_const before adapt
+        log.debug("%s: its own idf weights cannot be read: %s", getattr(layer, "name", "?"), exc)
+        return None
 
 
 def plan_stored_idf(model: Any, state: TrainingState, live_names: Callable[[], Set[str]], where: str, *,

@@ -17,7 +17,7 @@ from ckptcompat.errors import IncompatibleStateError
 from ckptcompat.names.variables import canonical_optimizer_class
 from ckptcompat.state import Producer
 
-__all__ = ["ApplyReport", "FlavourOps", "raise_misfits"]
+__all__ = ["ApplyReport", "FlavourOps", "raise_misfits", "session_assign_all", "session_read_all"]
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,18 @@ class FlavourOps:
 
     def producer(self) -> Producer:
         raise NotImplementedError
+
+
+def session_assign_all(backend: Any, pairs: Sequence[tuple[Any, np.ndarray]]) -> None:
+    """Assign every pair in one Keras-session run (``backend.batch_set_value``), each value cast to its
+    variable's dtype: one run instead of one per variable, each new assign op extending the session."""
+    if pairs:
+        backend.batch_set_value([(var, np.asarray(value, dtype=var.dtype.as_numpy_dtype)) for var, value in pairs])
+
+
+def session_read_all(backend: Any, variables: Sequence[Any]) -> list[np.ndarray] | None:
+    """The variables' values read in one Keras-session run (fresh arrays); None for no variable."""
+    return [np.asarray(value) for value in backend.batch_get_value(list(variables))] if variables else None
 
 
 def raise_misfits(problems: list[str], *, weights_fit: bool) -> None:

@@ -24,6 +24,7 @@ import numpy as np
 
 from ckptcompat.runtime import _engine, callback_base, keras_module, keras_source
 from ckptcompat.runtime._engine import ApplyReport
+from ckptcompat.runtime._flavour_ops import session_assign_all, session_read_all
 from ckptcompat.runtime._keras2_tf1_adam import tf1_adam_class
 from ckptcompat.runtime._walk import walk_variables
 from ckptcompat.state import Producer, TrainingState
@@ -154,16 +155,13 @@ class _Keras2Ops(_engine.FlavourOps):
             var.assign(value)
 
     def assign_all(self, pairs: Sequence[tuple[Any, np.ndarray]]) -> None:
-        if not _graph_mode():
+        if _graph_mode():
+            session_assign_all(self.keras.backend, pairs)
+        else:
             super().assign_all(pairs)
-        elif pairs:  # one session run, not one per variable (each new assign op extends the session)
-            self.keras.backend.batch_set_value(
-                [(var, np.asarray(value, dtype=var.dtype.as_numpy_dtype)) for var, value in pairs])
 
     def read_all(self, variables: Sequence[Any]) -> list[np.ndarray] | None:
-        if not _graph_mode() or not variables:
-            return None
-        return [np.asarray(value) for value in self.keras.backend.batch_get_value(list(variables))]  # fresh
+        return session_read_all(self.keras.backend, variables) if _graph_mode() else None
 
     def live_slots(self, opt: Any, named: dict[str, Any]) -> dict[str, dict[str, Any]]:
         cls = self.optimizer_class(opt)

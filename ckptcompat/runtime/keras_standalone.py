@@ -27,6 +27,7 @@ from ckptcompat.errors import IncompatibleStateError, MissingDependencyError
 from ckptcompat.runtime import _engine
 from ckptcompat.runtime import standalone_keras_module as keras_module
 from ckptcompat.runtime._engine import ApplyReport
+from ckptcompat.runtime._flavour_ops import session_assign_all, session_read_all
 from ckptcompat.runtime._walk import walk_variables
 from ckptcompat.state import Producer, TrainingState
 
@@ -114,14 +115,10 @@ class _StandaloneOps(_engine.FlavourOps):
         self.keras.backend.set_value(var, np.asarray(value, dtype=var.dtype.as_numpy_dtype))
 
     def assign_all(self, pairs: Sequence[tuple[Any, np.ndarray]]) -> None:
-        if pairs:  # one session run, not one per variable
-            self.keras.backend.batch_set_value(
-                [(var, np.asarray(value, dtype=var.dtype.as_numpy_dtype)) for var, value in pairs])
+        session_assign_all(self.keras.backend, pairs)
 
     def read_all(self, variables: Sequence[Any]) -> list[np.ndarray] | None:
-        if not variables:
-            return None
-        return [np.asarray(value) for value in self.keras.backend.batch_get_value(list(variables))]  # fresh
+        return session_read_all(self.keras.backend, variables)
 
     def optimizer_of(self, model: Any) -> Any | None:
         opt = getattr(model, "optimizer", None)

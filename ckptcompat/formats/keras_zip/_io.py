@@ -22,7 +22,8 @@ from ckptcompat.formats._h5heap import open_checked
 from ckptcompat.formats._h5safe import hard_child, read_numeric
 
 __all__ = ["MAX_MEMBER_BYTES", "MAX_RATIO", "open_zip", "read_member", "read_json_member",
-           "open_h5_bytes", "open_weights_member", "open_h5_path", "group_label", "group_vars", "safe_dataset", "HDF5_SIGNATURE"]
+           "open_h5_bytes", "open_weights_member", "open_h5_path", "group_label", "group_vars", "safe_dataset",
+           "HDF5_SIGNATURE"]
 
 MAX_MEMBER_BYTES = 16 << 30      # 16 GiB declared size of one zip member
 MAX_RATIO = 200                  # compression ratio above which a member is a bomb ...
