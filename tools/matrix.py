@@ -152,11 +152,11 @@ ENVIRONMENTS: tuple[Environment, ...] = (
                 description="TF 2.16 with Keras 3.8, a release between the Keras 3 edges (no quantization_config, "
                             "lora_alpha, renorm; consumer only)", minutes=5, generator="",
                 pytest_subset=(*_OLD_CONSUMER, "tests/names/test_keras3_releases.py",
-                               "tests/names/test_names_config_layers.py"),
+                               "tests/names/test_names_config_layers.py", "tests/names/test_optimizer_layouts_live.py"),
                 subset_note="consumer only: the resume table (every producer's fixtures and generated corpora "
                             "into Keras 3.8), the real checkpoints, the subclassed, save-walk and fine-tuned "
                             "corpora, the Keras 3 release table, every layer class's files of Keras 3.15 and "
-                            "Keras 2; it writes no fixtures"),
+                            "Keras 2, Nadam's optimizer layout; it writes no fixtures"),
     Environment("tf221-keras3", ("tensorflow-cpu==2.21.0", "keras==3.15.1"),
                 description="TF 2.21 with the newest Keras 3", minutes=18,
                 pytest_subset=("-m", "slow or fresh_fixtures"),

@@ -16,7 +16,11 @@ Usage (from the repository root)::
     .matrix/tf215/bin/python tools/optimizer_layouts.py
 
 writes ``ckptcompat/names/optimizer_layouts/<release>.json`` (``--out`` to override).
-The output is GENERATED: never edit it by hand, rerun this tool.
+The output is GENERATED: never edit it by hand, rerun this tool. Every Keras 3 minor release
+(its newest patch on the package index; ``--wheels DIR`` for wheels already downloaded), each
+run from its own wheel on ``PYTHONPATH`` under one TensorFlow 2.16 environment::
+
+    python tools/optimizer_layouts.py --keras3-releases .matrix/tf216-keras38/bin/python
 """
 
 from __future__ import annotations
@@ -25,7 +29,10 @@ import argparse
 import inspect
 import json
 import os
+import subprocess
 import sys
+import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +78,8 @@ def _families(keras: Any, generation: str) -> list[tuple[str, Any, list[type]]]:
         return out
 
     base = keras.optimizers.Optimizer
+    if generation == "keras2" and "optimizer_v2" in base.__module__:  # TF <= 2.10: OptimizerV2 only
+        return [("legacy", base, members(keras.optimizers, base))]
     fams.append(("keras3" if generation == "keras3" else "new", base, members(keras.optimizers, base)))
     legacy = getattr(keras.optimizers, "legacy", None)
     if generation == "keras2" and legacy is not None and hasattr(legacy, "Optimizer"):
@@ -205,10 +214,32 @@ def generate() -> dict[str, Any]:
     return out
 
 
+def _every_keras3_release(python: str, wheel_dir: str | None) -> None:
+    """Run this tool under ``python`` once per Keras 3 release, that release's wheel first on its path."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from keras3_releases import _download, _index_versions, _wheels
+
+    with tempfile.TemporaryDirectory() as tmp:
+        wheels = _wheels(Path(wheel_dir)) if wheel_dir else _download(_index_versions(), Path(tmp))
+        for version, wheel in wheels.items():
+            unpacked = Path(tmp) / f"keras-{version}"
+            with zipfile.ZipFile(wheel) as archive:
+                archive.extractall(unpacked)
+            env = {**os.environ, "PYTHONPATH": str(unpacked), "KERAS_BACKEND": "tensorflow"}
+            env.pop("TF_USE_LEGACY_KERAS", None)
+            subprocess.run([python, __file__], env=env, check=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="output file (default ckptcompat/names/optimizer_layouts/<release>.json)")
+    parser.add_argument("--keras3-releases", metavar="PYTHON",
+                        help="generate every Keras 3 release's table, each run by PYTHON (TensorFlow 2.16)")
+    parser.add_argument("--wheels", help="with --keras3-releases: a folder of keras-3.*.whl (default: download)")
     args = parser.parse_args()
+    if args.keras3_releases:
+        _every_keras3_release(args.keras3_releases, args.wheels)
+        return
     table = generate()
     path = Path(args.out) if args.out else (Path(__file__).resolve().parent.parent / "ckptcompat" / "names"
                                             / "optimizer_layouts" / f"{table['release']}.json")

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ckptcompat.names.variables import canonical_optimizer_class, canonical_slot
 
-__all__ = ["tables", "slot_shape", "slot_groups", "non_slot_attributes", "is_optimizer_v2_config", "has_momentum", "refuse_unordered",
-           "FAMILY_OF_GENERATION"]
+__all__ = ["tables", "slot_shape", "slot_groups", "non_slot_attributes", "is_optimizer_v2_config", "has_momentum",
+           "refuse_unordered", "u_product_first", "release_key", "FAMILY_OF_GENERATION"]
 
 _DIR = Path(__file__).with_name("optimizer_layouts")
 
@@ -37,6 +38,36 @@ def tables() -> dict[str, dict[str, Any]]:
         table = json.loads(path.read_text())
         out[str(table["release"])] = table
     return out
+
+
+def release_key(label: str) -> tuple[int, ...]:
+    """The version of a table label or release string as numbers: ``keras-3.15.1`` -> ``(3, 15, 1)``."""
+    return tuple(int(part) for part in re.findall(r"\d+", str(label).rsplit("-", 1)[-1])[:3])
+
+
+def _labels_nearest(family: str, version: str | None) -> list[str]:
+    """Labels of the tables holding ``family``: the newest release at or below ``version`` first, then
+    the older ones, then the newer ones (oldest first); newest first when ``version`` is unknown."""
+    labels = sorted((label for label, table in tables().items() if family in table["families"]),
+                    key=release_key, reverse=True)
+    if not version or not release_key(version):
+        return labels
+    wanted = release_key(version)
+    return [x for x in labels if release_key(x) <= wanted] + [x for x in reversed(labels) if release_key(x) > wanted]
+
+
+def u_product_first(keras_version: str | None) -> bool:
+    """Whether Keras 3 ``keras_version``'s Nadam creates its ``u_product`` before its slots (so stores
+    it first in ``optimizer/vars``), as the generated table of the nearest release records it
+    (3.0-3.9 do; 3.10+ create it after the slots)."""
+    for label in _labels_nearest("keras3", keras_version):
+        for entry in tables()[label]["families"]["keras3"]["classes"].get("Nadam", ()):
+            if entry.get("loss_scale") or "variables" not in entry:
+                continue
+            attrs = [str(v.get("attr")) if v.get("var") is None else "slot" for v in entry["variables"]]
+            if "_u_product" in attrs and "slot" in attrs:
+                return attrs.index("_u_product") < attrs.index("slot")
+    return False
 
 
 def slot_shape(cls: str, slot: str, var_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -129,10 +160,10 @@ def _best_entry(class_name: str, cfg: Mapping[str, Any], generation: str,
     cls = canonical_optimizer_class(class_name)
     family = FAMILY_OF_GENERATION.get(generation, generation)
     best: tuple[int, Mapping[str, Any]] | None = None
-    for label, table in sorted(tables().items(), reverse=True):
+    for label in _labels_nearest(family, None):
         if release is not None and label != release:
             continue
-        for name, entries in table["families"].get(family, {}).get("classes", {}).items():
+        for name, entries in tables()[label]["families"][family]["classes"].items():
             if canonical_optimizer_class(name) != cls:
                 continue
             for entry in entries:

@@ -239,8 +239,8 @@ def _read_state(p: Path, h5: Any, meta: Mapping[str, Any], config: Mapping[str, 
 
         def reader(variables: list[tuple[str, tuple[int, ...]]]) -> Callable[..., Any]:
             def read(cfg: Mapping[str, Any] | None, group: str = "optimizer/vars") -> Any:
-                return read_optimizer(h5, cfg, generation, variables, p,
-                                      _hyperparameters, ordered=model_cfg is not None, group=group)
+                return read_optimizer(h5, cfg, generation, variables, p, _hyperparameters,
+                                      ordered=model_cfg is not None, group=group, version=version)
             return read
 
         opt_cfg = opt_cfg if isinstance(opt_cfg, Mapping) else None

@@ -102,7 +102,7 @@ def optimizer_layout(class_name: str, cfg: Mapping[str, Any], generation: str,
     if generation == "keras3" and _flag(cfg, "gradient_accumulation_steps", None):
         out += [("gradient_accumulator", name, "") for name, _ in trainable]
     nadam = generation == "keras3" and canonical_optimizer_class(class_name) == "Nadam"
-    if nadam and nadam_u_first:  # Keras 3.0 creates u_product before the slots, later releases after
+    if nadam and nadam_u_first:  # Keras 3.0-3.9 create u_product before the slots, later releases after
         out.append(("u_product", None, ""))
     if canonical_optimizer_class(class_name) == "Muon":
         return out + _muon_slots(cfg, trainable)

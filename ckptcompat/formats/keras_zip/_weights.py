@@ -16,6 +16,7 @@ from ckptcompat.formats.keras_zip._lora import exact_group, exact_values
 from ckptcompat.formats.keras_zip._layout import (ALIAS, LayerSlot, VarSpec, infer_specs_from_shapes, lora_factors,
                                                   var_specs, walk_model_config)
 from ckptcompat.formats.keras_zip._optimizer import optimizer_layout
+from ckptcompat.names.optimizer_layouts import slot_shape, u_product_first
 from ckptcompat.names.variables import canonical_optimizer_class
 
 __all__ = ["read_weights", "read_optimizer", "all_var_groups", "group_name_parts", "var_group_prefixes"]
@@ -228,8 +229,9 @@ def _read_unlisted_group(h5: Any, group: str, model_cfg: Mapping[str, Any] | Non
 def read_optimizer(h5: Any, opt_cfg: Mapping[str, Any] | None, generation: str,
                    trainable: list[tuple[str, tuple[int, ...]]], path: Path,
                    hyper_fn: Callable[[Mapping[str, Any]], dict[str, Any]], ordered: bool = False,
-                   group: str = "optimizer/vars") -> Any:
-    """The optimizer state from ``group`` (``optimizer/vars``) plus the compile config, or ``None``."""
+                   group: str = "optimizer/vars", version: str | None = None) -> Any:
+    """The optimizer state from ``group`` (``optimizer/vars``) plus the compile config, or ``None``;
+    where two layouts fit, the one of the writing Keras ``version`` (Nadam's ``u_product`` place)."""
     from ckptcompat.state import OptimizerState
 
     arrays = group_vars(h5, group, path)
@@ -252,7 +254,8 @@ def read_optimizer(h5: Any, opt_cfg: Mapping[str, Any] | None, generation: str,
                         "compile the model with its optimizer and pass it as model=", path, canon,
                         "".join(f", {k}={v}" for k, v in guessed.items()))
     else:
-        layouts = [optimizer_layout(canon, cfg, generation, trainable, first) for first in (False, True)]
+        first = u_product_first(version)
+        layouts = [optimizer_layout(canon, cfg, generation, trainable, u_first) for u_first in (first, not first)]
     # the config describes no layer (a subclassed model): the trainable order is not known
     unnamed = any(re.fullmatch(r"var_\d+", name.rpartition("/")[2]) for name, _ in trainable)
     if not layouts or layouts[0] is None or opt_cfg is None or unnamed:
@@ -376,8 +379,6 @@ def _never_built(layout: Any, arrays: list[np.ndarray]) -> bool:
 
 
 def _want_shape(kind: str, slot: str, var_shape: tuple[int, ...], cls: str) -> tuple[int, ...]:
-    from ckptcompat.names.optimizer_layouts import slot_shape
-
     return slot_shape(cls, slot, tuple(var_shape)) if kind == "slot" else tuple(var_shape)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from ckptcompat.errors import IncompatibleStateError, UnsupportedFormatError
 from ckptcompat.formats.keras_zip._optimizer import optimizer_layout, other_nadam_schedule
-from ckptcompat.names.optimizer_layouts import refuse_unordered, slot_shape
+from ckptcompat.names.optimizer_layouts import refuse_unordered, slot_shape, u_product_first
 from ckptcompat.names.slot_meaning import nadam_u_product, translate_slots
 from ckptcompat.names.variables import canonical_optimizer_class
 from ckptcompat.state import TrainingState
@@ -29,8 +29,8 @@ def optimizer_arrays(state: TrainingState, opt_cfg: Mapping[str, Any],
     assert opt is not None
     refuse_unordered(opt, path)
     cfg = opt_cfg["config"]
-    layout = optimizer_layout(opt.class_name, cfg, "keras3", trainable,  # Keras 3.0: Nadam's u_product first
-                              nadam_u_first=version.startswith("3.0."))
+    layout = optimizer_layout(opt.class_name, cfg, "keras3", trainable,  # Keras 3.0-3.9: Nadam's u_product first
+                              nadam_u_first=u_product_first(version))
     if layout is None:
         raise UnsupportedFormatError(f"no Keras 3 variable layout known for optimizer {opt.class_name}",
                                      path=path, hint="write weights only (drop the optimizer state)")
