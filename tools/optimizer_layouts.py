@@ -221,6 +221,8 @@ def _every_keras3_release(python: str, wheel_dir: str | None) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         wheels = _wheels(Path(wheel_dir)) if wheel_dir else _download(_index_versions(), Path(tmp))
+        newest = {version.rsplit(".", 1)[0]: version for version in wheels}  # sorted: the newest patch last
+        wheels = {version: wheels[version] for version in newest.values()}
         for version, wheel in wheels.items():
             unpacked = Path(tmp) / f"keras-{version}"
             with zipfile.ZipFile(wheel) as archive:

@@ -41,14 +41,18 @@ def tables() -> dict[str, dict[str, Any]]:
 
 
 def release_key(label: str) -> tuple[int, ...]:
-    """The version of a table label or release string as numbers: ``keras-3.15.1`` -> ``(3, 15, 1)``."""
-    return tuple(int(part) for part in re.findall(r"\d+", str(label).rsplit("-", 1)[-1])[:3])
+    """The version of a table label or release string as three numbers: ``keras-3.15.1`` ->
+    ``(3, 15, 1)``, ``3.10`` -> ``(3, 10, 0)``, ``3.10.0rc1`` -> ``(3, 10, 0)``; ``()`` when it has none."""
+    found = re.search(r"\d+(?:\.\d+)*", str(label))
+    if not found:
+        return ()
+    return (tuple(int(part) for part in found.group(0).split(".")[:3]) + (0, 0, 0))[:3]
 
 
 def _labels_nearest(family: str, version: str | None) -> list[str]:
     """Labels of the tables holding ``family``: the newest release at or below ``version`` first, then
     the older ones, then the newer ones (oldest first); newest first when ``version`` is unknown."""
-    labels = sorted((label for label, table in tables().items() if family in table["families"]),
+    labels = sorted((label for label, table in tables().items() if "classes" in table["families"].get(family, {})),
                     key=release_key, reverse=True)
     if not version or not release_key(version):
         return labels
@@ -61,7 +65,7 @@ def u_product_first(keras_version: str | None) -> bool:
     it first in ``optimizer/vars``), as the generated table of the nearest release records it
     (3.0-3.9 do; 3.10+ create it after the slots)."""
     for label in _labels_nearest("keras3", keras_version):
-        for entry in tables()[label]["families"]["keras3"]["classes"].get("Nadam", ()):
+        for entry in tables()[label]["families"]["keras3"].get("classes", {}).get("Nadam", ()):
             if entry.get("loss_scale") or "variables" not in entry:
                 continue
             attrs = [str(v.get("attr")) if v.get("var") is None else "slot" for v in entry["variables"]]
@@ -163,7 +167,7 @@ def _best_entry(class_name: str, cfg: Mapping[str, Any], generation: str,
     for label in _labels_nearest(family, None):
         if release is not None and label != release:
             continue
-        for name, entries in tables()[label]["families"][family]["classes"].items():
+        for name, entries in tables()[label]["families"][family].get("classes", {}).items():
             if canonical_optimizer_class(name) != cls:
                 continue
             for entry in entries:

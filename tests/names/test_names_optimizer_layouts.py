@@ -140,6 +140,8 @@ def test_nadam_u_product_place_follows_each_keras3_release() -> None:
     labels = sorted((x for x in tables() if x.startswith("keras-")), key=release_key)
     assert [u_product_first(x[len("keras-"):]) for x in labels] == [release_key(x) < (3, 10) for x in labels]
     assert u_product_first("3.9.0") and not u_product_first("3.10.1") and not u_product_first(None)
+    assert u_product_first("3.9") and not u_product_first("3.10") and not u_product_first("3.10.0rc1")
+    assert release_key("tf-keras-2.21.0") == (2, 21, 0) and release_key("3.10") == (3, 10, 0) and release_key("x") == ()
     assert u_product_first("3.0.0") and not u_product_first("3.99.0")
 
 
@@ -311,3 +313,63 @@ def test_schedule_valued_momentum_is_momentum() -> None:
 
     assert [has_momentum(v) for v in (np.float32(0.9), np.int64(1), np.array(0.9), np.float32(0))] == \
         [True, True, True, False]
+
+
+@pytest.mark.parametrize("era", ["optimizer_v2", "tf211", "keras3_bare"])
+def test_a_raw_name_twice_gets_each_slot_of_each_variable(era: str) -> None:
+    """Two nested models each holding ``dense/kernel`` (Keras 3.0's ``.h5``: a bare ``kernel``): the
+    k-th slot of each kind goes to the k-th variable, in OptimizerV2's all-m-then-all-v order and in
+    the per-variable order of the new optimizers (counting calls per name alone put a ``v`` on the
+    wrong variable)."""
+    from ckptcompat.formats.keras_h5._optimizer import WeightInfo, match_slots
+
+    raw = "kernel" if era == "keras3_bare" else "dense/kernel"
+    weights = [WeightInfo("a/dense/kernel", raw, (3, 2), True), WeightInfo("b/dense/kernel", raw, (3, 2), True)]
+    values = {(w, s): np.full((3, 2), i * 10 + j, np.float32)
+              for i, w in enumerate("ab") for j, s in enumerate("mv")}
+    if era == "optimizer_v2":
+        order = [("a", "m"), ("b", "m"), ("a", "v"), ("b", "v")]
+        names = [f"Adam/dense/kernel/{s}:0" for _, s in order]
+    elif era == "tf211":
+        order = [("a", "m"), ("a", "v"), ("b", "m"), ("b", "v")]
+        names = [f"Adam/{s}/dense/kernel:0" for _, s in order]
+    else:
+        order = [("a", "m"), ("a", "v"), ("b", "m"), ("b", "v")]
+        names = [f"kernel_{'momentum' if s == 'm' else 'velocity'}" for _, s in order]
+    _, slots, _ = match_slots("Adam", ["Adam/iter:0", *names],
+                              [np.asarray(4, np.int64), *(values[key] for key in order)], weights, "x.h5")
+    assert {(var, s): float(v[0, 0]) for var, per in slots.items() for s, v in per.items()} == {
+        ("a/dense/kernel", "m"): 0.0, ("a/dense/kernel", "v"): 1.0,
+        ("b/dense/kernel", "m"): 10.0, ("b/dense/kernel", "v"): 11.0}
+
+
+@pytest.mark.parametrize("with_config", [True, False])
+def test_where_both_nadam_layouts_fit_the_writing_release_decides(tmp_path, with_config: bool) -> None:
+    """Only scalar trainable variables: u_product first or last fits every shape; the file's Keras
+    version decides (3.0-3.9 first, 3.10+ last), with and without the optimizer's config."""
+    h5py = pytest.importorskip("h5py")
+    from ckptcompat.formats.keras_zip._weights import read_optimizer
+
+    stored = [np.asarray(5, np.int64)] + [np.asarray(v, np.float32) for v in (0.01, 0.2, 0.3, 0.4)]
+    with h5py.File(tmp_path / "w.h5", "w") as h5:
+        for i, value in enumerate(stored):
+            h5[f"optimizer/vars/{i}"] = value
+        h5["optimizer/vars"].attrs["name"] = "nadam"
+        got = {}
+        for version in ("3.9.2", "3.15.1"):
+            opt = read_optimizer(h5, {"class_name": "Nadam", "config": {}} if with_config else None, "keras3",
+                                 [("s/w", ())], tmp_path / "w.h5", lambda cfg: {}, ordered=True, version=version)
+            got[version] = (float(opt.extra["u_product"]), float(opt.slots["s/w"]["m"]), float(opt.slots["s/w"]["v"]))
+    assert got == {"3.9.2": (np.float32(0.2), np.float32(0.3), np.float32(0.4)),
+                   "3.15.1": (np.float32(0.4), np.float32(0.2), np.float32(0.3))}
+
+
+def test_the_tables_record_which_variants_their_release_could_not_build() -> None:
+    """Generation failures are recorded, never hidden; this pins them (a new one fails here)."""
+    failed = sorted((label, name, bool(entry["loss_scale"])) for label, table in tables().items()
+                    for fam in table["families"].values() for name, entries in fam["classes"].items()
+                    for entry in entries if "error" in entry)
+    muon = [(f"keras-3.{m}", "Muon", wrap) for m in ("10.0", "11.3", "12.4") for wrap in (False, True)]
+    tf211 = [("tf-2.11.1", name, True) for name in ("Adadelta", "Adagrad", "Adam", "Adamax", "Ftrl", "Nadam",
+                                                    "RMSprop", "SGD")]
+    assert failed == sorted(muon + tf211)

@@ -96,12 +96,6 @@ def test_a_masked_recurrent_nested_model_in_h5_resumes_bitwise(tmp_path: Path) -
     model.save(tmp_path / "nested.h5")
     nested_layers = json.loads(model.to_json())["config"]["layers"][1]["config"]["layers"]
     assert "NotEqual" in [entry["class_name"] for entry in nested_layers]  # what this test is about
-    if str(keras.__version__).startswith("3.0."):
-        # open gap, reviewed (issue #13 note): Keras 3.0 names this file's optimizer variables by
-        # layer (lstm_lstm_cell_kernel_velocity), and with the mask node in a nested model their
-        # order is not recovered (typed _OptimizerMisfit); in a process that built other models
-        # first, the nested weights (inner/embeddings) do not match by name either
-        pytest.skip("Keras 3.0: nested masked .h5 written by 3.0 itself -- open gap")
     result = ckptcompat.resume(tmp_path / "nested.h5")
     assert all(np.array_equal(a, b) for a, b in zip(result.model.get_weights(), model.get_weights(), strict=True))
     assert len(result.report.restored_slots) == len(model.optimizer.variables) - 2  # all but iterations, lr

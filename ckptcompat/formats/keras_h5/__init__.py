@@ -109,8 +109,10 @@ def _dataset(group: Any, name: str, limit: int, path: Path) -> np.ndarray:
     return read_numeric(group, name, path, f"dataset {group.name}/{name}", max_bytes=limit, hint=_HINT)
 
 
-def _layer_configs(model_config: Any) -> dict[str, Any]:
-    """``{layer name: (class_name, trainable, nested table)}`` from a model config, any generation."""
+def _layer_configs(model_config: Any, nested: bool = False) -> dict[str, Any]:
+    """``{layer name: (class_name, trainable, nested table)}`` from a model config, any generation;
+    a nested model's table leaves out Keras 3 operation nodes (``NotEqual`` of an embedding mask:
+    a config of its name alone), which own no weights."""
     cfg = model_config.get("config") if isinstance(model_config, dict) else model_config
     layers = cfg.get("layers") if isinstance(cfg, dict) else cfg
     table: dict[str, Any] = {}
@@ -121,9 +123,11 @@ def _layer_configs(model_config: Any) -> dict[str, Any]:
             continue
         lcfg = layer.get("config") if isinstance(layer.get("config"), dict) else {}
         name = lcfg.get("name") or layer.get("name")
+        if nested and set(lcfg) == {"name"}:
+            continue
         if isinstance(name, str):
-            nested = _layer_configs(layer) if isinstance(lcfg.get("layers"), list) else {}
-            table[name] = (str(layer.get("class_name", "")), lcfg.get("trainable", True) is not False, nested)
+            inner = _layer_configs(layer, nested=True) if isinstance(lcfg.get("layers"), list) else {}
+            table[name] = (str(layer.get("class_name", "")), lcfg.get("trainable", True) is not False, inner)
     return table
 
 

@@ -116,21 +116,21 @@ class _SlotMatch:
             self.by_raw.setdefault(w.raw, []).append(w)
             for key in {w.raw.replace("/", "_"), w.canonical.replace("/", "_")}:
                 self.by_k3.setdefault(key, []).append(w)
-        self.used: dict[str, int] = {}
+        self.used: dict[tuple[str, str], int] = {}
         self.iterations: int | None = None
         self.slots: dict[str, dict[str, np.ndarray]] = {}
         self.extra: dict[str, np.ndarray] = {}
         self.positional: list[tuple[str, np.ndarray]] = []
         self.problems: list[str] = []
 
-    def take(self, table: dict[str, list[WeightInfo]], key: str) -> WeightInfo | None:
-        """The model weight ``key`` names; the k-th call for a key gets its k-th occurrence
-        (the same raw name twice: nested models)."""
+    def take(self, table: dict[str, list[WeightInfo]], key: str, slot: str = "") -> WeightInfo | None:
+        """The model weight ``key`` names; the k-th call for a key and ``slot`` gets its k-th
+        occurrence (the same raw name twice: nested models, Keras 3.0's bare ``kernel``)."""
         cands = table.get(key)
         if not cands:
             return None
-        n = self.used.get(key, 0)
-        self.used[key] = n + 1
+        n = self.used.get((key, slot), 0)
+        self.used[(key, slot)] = n + 1
         return cands[min(n, len(cands) - 1)]
 
     def put(self, w: WeightInfo, slot: str, raw_name: str, value: np.ndarray) -> None:
@@ -176,32 +176,32 @@ class _SlotMatch:
         cls = self.cls
         # TF 1.x-era tf.keras (OptimizerV2 inside a "training" scope): training/<Opt>/<var path>/<slot>
         if len(parts) >= 4 and _TRAINING_SCOPE.match(parts[0]):
-            w = self.take(self.by_raw, "/".join(parts[2:-1]))
+            w = self.take(self.by_raw, "/".join(parts[2:-1]), parts[-1])
             if w is not None:
                 self.put(w, canonical_slot(cls, parts[-1]), name, value)
                 return True
         # TF 2.11-2.15: <Opt>/<slot>/<var path>
         if len(parts) >= 3 and parts[1] in _NEW_RAW:
-            w = self.take(self.by_raw, "/".join(parts[2:]))
+            w = self.take(self.by_raw, "/".join(parts[2:]), parts[1])
             if w is not None:
                 self.put(w, canonical_slot(cls, parts[1]), name, value)
                 return True
         # OptimizerV2: <Opt>/<var path>/<slot>
         if len(parts) >= 3:
-            w = self.take(self.by_raw, "/".join(parts[1:-1]))
+            w = self.take(self.by_raw, "/".join(parts[1:-1]), parts[-1])
             if w is not None:
                 self.put(w, canonical_slot(cls, parts[-1]), name, value)
                 return True
         # TF 2.11-2.15 inside a LossScaleOptimizerV3 (mixed precision): <slot>/<var path>
         if len(parts) >= 2 and parts[0] in _NEW_RAW:
-            w = self.take(self.by_raw, "/".join(parts[1:]))
+            w = self.take(self.by_raw, "/".join(parts[1:]), parts[0])
             if w is not None:
                 self.put(w, canonical_slot(cls, parts[0]), name, value)
                 return True
         # Keras 3: <opt>/<var path with _>_<slot> (3.0.x: no <opt>/ prefix)
         if len(parts) <= 2:
             split = split_keras3_slot(cls, parts[-1])
-            w = self.take(self.by_k3, _k3_key(self.by_k3, split[0])) if split else None
+            w = self.take(self.by_k3, _k3_key(self.by_k3, split[0]), split[1]) if split else None
             if split and w is not None:
                 self.put(w, split[1], name, value)
                 return True

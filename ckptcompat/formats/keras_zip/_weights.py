@@ -16,7 +16,8 @@ from ckptcompat.formats.keras_zip._lora import exact_group, exact_values
 from ckptcompat.formats.keras_zip._layout import (ALIAS, LayerSlot, VarSpec, infer_specs_from_shapes, lora_factors,
                                                   var_specs, walk_model_config)
 from ckptcompat.formats.keras_zip._optimizer import optimizer_layout
-from ckptcompat.names.optimizer_layouts import slot_shape, u_product_first
+from ckptcompat.formats.keras_zip._optimizer_fit import check, guess_layouts
+from ckptcompat.names.optimizer_layouts import u_product_first
 from ckptcompat.names.variables import canonical_optimizer_class
 
 __all__ = ["read_weights", "read_optimizer", "all_var_groups", "group_name_parts", "var_group_prefixes"]
@@ -245,7 +246,7 @@ def read_optimizer(h5: Any, opt_cfg: Mapping[str, Any] | None, generation: str,
     stored_cfg = dict(opt_cfg) if opt_cfg else None  # what the file recorded (None when guessed)
     fits: tuple[str, ...] = ()
     if opt_cfg is None and ordered and class_name:
-        layouts, guessed, fits = _guess_layouts(canon, generation, trainable, arrays, path)
+        layouts, guessed, fits = guess_layouts(canon, generation, trainable, arrays, path, version)
         if layouts:
             opt_cfg = {"class_name": class_name, "config": {}}
             hyper.update(guessed)  # the flags the slots show (amsgrad): rebuild the same optimizer
@@ -287,37 +288,6 @@ def _optimizer_class(h5: Any, opt_cfg: Mapping[str, Any] | None, arrays: list[np
     return None, {}
 
 
-def _guess_layouts(canon: str, generation: str, trainable: list[tuple[str, tuple[int, ...]]],
-                   arrays: list[np.ndarray], path: Path
-                   ) -> tuple[list[Any], dict[str, Any], tuple[str, ...]]:
-    """Class known (group attribute) but no config: the layouts of the few flag combinations
-    that fit the variable count and shapes, and those flags; when several meanings fit
-    equally, no layout but the configurations that fit (``RMSprop(centered=True)``)."""
-    fits = _fitting_guesses(canon, generation, trainable, arrays, _GUESS_CONFIGS)
-    if not fits and generation == "keras3":  # no learning_rate variable: the rate was a schedule
-        scheduled = _fitting_guesses(canon, generation, trainable, arrays,
-                                     tuple({**c, "learning_rate": _SCHEDULE} for c in _GUESS_CONFIGS))
-        if scheduled:
-            log.warning("%s: the %s variables hold no learning rate: the run used a learning-rate schedule, "
-                        "which this file does not record", path, canon)
-            return [], {}, (f"{canon}(learning_rate=<the run's schedule; the file does not record it>)",)
-    meanings = {tuple((k, v, sl) for k, v, sl in x) for x, _ in fits}
-    if len(meanings) > 1:  # e.g. RMSprop momentum vs centered: same count, same shapes
-        log.warning("%s: %d %s configurations fit the %d optimizer variables equally; the "
-                    "file does not say which", path, len(meanings), canon, len(arrays))
-        seen: dict[tuple[Any, ...], str] = {}
-        for x, c in fits:
-            flags = ", ".join(f"{k}>0" if isinstance(v, float) else f"{k}={v}" for k, v in c.items())
-            seen.setdefault(tuple((k, v, sl) for k, v, sl in x), f"{canon}({flags})")
-        return [], {}, tuple(seen.values())
-    if fits and any(isinstance(v, float) for v in fits[0][1].values()):  # momentum > 0, its value unknown
-        flags = ", ".join(f"{k}=<a value > 0 the file does not record>" if isinstance(v, float) else f"{k}={v}"
-                          for k, v in fits[0][1].items())
-        log.warning("%s: the %s variables show %s, whose value this file does not record", path, canon, flags)
-        return [], {}, (f"{canon}({flags})",)
-    return [x for x, _ in fits], (dict(fits[0][1]) if fits else {}), ()
-
-
 def _fitting_layout(layouts: list[Any], arrays: list[np.ndarray],
                     trainable: list[tuple[str, tuple[int, ...]]], canon: str, generation: str,
                     path: Path) -> _Layout:
@@ -326,7 +296,7 @@ def _fitting_layout(layouts: list[Any], arrays: list[np.ndarray],
     shapes = dict(trainable)
     problems: list[str] = []
     for layout in dict.fromkeys(tuple(x) for x in layouts if x is not None):
-        problems = _check(layout, arrays, shapes, canon)
+        problems = check(layout, arrays, shapes, canon)
         if not problems:
             return layout
     if _never_built(layouts[0], arrays):
@@ -358,42 +328,8 @@ def _by_layout(layout: _Layout, arrays: list[np.ndarray], hyper: dict[str, Any]
     return iterations, slots, extra
 
 
-def _fitting_guesses(canon: str, generation: str, trainable: list[tuple[str, tuple[int, ...]]],
-                     arrays: list[np.ndarray], configs: tuple[dict[str, Any], ...]) -> list[tuple[Any, dict[str, Any]]]:
-    """(layout, config) of each of ``configs`` whose layout every variable fits."""
-    found = [(optimizer_layout(canon, c, generation, trainable, first), c) for c in configs for first in (False, True)]
-    return [(x, c) for x, c in found if x is not None and not _check(tuple(x), arrays, dict(trainable), canon)]
-
-
-#: a schedule in place of the rate (Keras 3 then stores no ``learning_rate`` variable)
-_SCHEDULE: Mapping[str, Any] = {"class_name": "LearningRateSchedule", "config": {}}
-_GUESS_CONFIGS: tuple[dict[str, Any], ...] = (
-    {}, {"momentum": 0.9}, {"amsgrad": True}, {"centered": True}, {"momentum": 0.9, "centered": True})
-
-
 def _never_built(layout: Any, arrays: list[np.ndarray]) -> bool:
     """Only ``iterations`` (and ``learning_rate``) stored: an optimizer that never built its slots."""
     head = [x for x in layout if x[0] in ("iterations", "learning_rate")]
     return (len(arrays) == len(head) and len(head) < len(layout)
             and all(a.shape == () for a in arrays))
-
-
-def _want_shape(kind: str, slot: str, var_shape: tuple[int, ...], cls: str) -> tuple[int, ...]:
-    return slot_shape(cls, slot, tuple(var_shape)) if kind == "slot" else tuple(var_shape)
-
-
-def _check(layout: tuple[tuple[str, str | None, str], ...], arrays: list[np.ndarray],
-           shapes: Mapping[str, tuple[int, ...]], cls: str = "") -> list[str]:
-    problems = []
-    if len(layout) != len(arrays):
-        problems.append(f"expected {len(layout)} optimizer variables, the file has {len(arrays)}")
-    for i, ((kind, var, slot), array) in enumerate(zip(layout, arrays)):
-        if kind == "iterations" and (array.shape != () or array.dtype.kind not in "iu"):
-            problems.append(f"vars/{i}: expected the integer iteration count, got {array.dtype}{array.shape}")
-        elif kind in ("learning_rate", "u_product") and array.shape != ():
-            problems.append(f"vars/{i}: expected scalar {kind}, got shape {array.shape}")
-        elif var is not None and tuple(array.shape) != _want_shape(kind, slot, shapes[var], cls):
-            problems.append(f"vars/{i}: {kind} {slot} of {var} should have shape "
-                            f"{_want_shape(kind, slot, shapes[var], cls)}, "
-                            f"got {tuple(array.shape)}")
-    return problems
