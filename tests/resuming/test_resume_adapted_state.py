@@ -2,7 +2,8 @@
 
 * An adapted ``Normalization`` keeps its statistics in variables but computes with mean and
   variance tensors it derives from them in ``finalize_state``; Keras's weight loading calls it
-  in both generations. Without it a resumed model had bitwise-equal weights and other outputs.
+  in both generations. Without it a resumed model had bitwise-equal weights and other outputs
+  (on Keras 3's JAX and torch backends too: test_resume_adapted_state_backends.py).
 * An adapted Keras 2 ``Discretization`` keeps what it saw in a ``summary`` variable; its bins
   are derived from it (``resuming/adapted_bins.py``) exactly as Keras computes them.
 
