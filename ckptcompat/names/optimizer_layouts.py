@@ -43,7 +43,7 @@ def tables() -> dict[str, dict[str, Any]]:
 def release_key(label: str) -> tuple[int, ...]:
     """The version of a table label or release string as three numbers: ``keras-3.15.1`` ->
     ``(3, 15, 1)``, ``3.10`` -> ``(3, 10, 0)``, ``3.10.0rc1`` -> ``(3, 10, 0)``; ``()`` when it has none."""
-    found = re.search(r"\d+(?:\.\d+)*", str(label))
+    found = re.search(r"\d+(?:\.\d+)+", str(label)) or re.search(r"\d+", str(label))
     if not found:
         return ()
     return (tuple(int(part) for part in found.group(0).split(".")[:3]) + (0, 0, 0))[:3]

@@ -373,3 +373,14 @@ def test_the_tables_record_which_variants_their_release_could_not_build() -> Non
     tf211 = [("tf-2.11.1", name, True) for name in ("Adadelta", "Adagrad", "Adam", "Adamax", "Ftrl", "Nadam",
                                                     "RMSprop", "SGD")]
     assert failed == sorted(muon + tf211)
+
+
+def test_a_raw_name_of_a_frozen_and_a_trained_variable_gives_the_slots_to_the_trained_one() -> None:
+    from ckptcompat.formats.keras_h5._optimizer import WeightInfo, match_slots
+
+    weights = [WeightInfo("a/dense/kernel", "dense/kernel", (3, 2), False),
+               WeightInfo("b/dense/kernel", "dense/kernel", (3, 2), True)]
+    m, v = np.zeros((3, 2), np.float32), np.ones((3, 2), np.float32)
+    _, slots, _ = match_slots("Adam", ["Adam/iter:0", "Adam/dense/kernel/m:0", "Adam/dense/kernel/v:0"],
+                              [np.asarray(1, np.int64), m, v], weights, "x.h5")
+    assert list(slots) == ["b/dense/kernel"] and slots["b/dense/kernel"]["v"] is v

@@ -23,6 +23,9 @@ from ckptcompat.errors import (CheckpointNotFoundError, CkptCompatError, Corrupt
 from ckptcompat.formats import Peek, WrittenFiles
 from ckptcompat.formats._h5heap import open_checked
 from ckptcompat.formats._h5safe import hard_child, read_numeric
+from ckptcompat.formats.keras_h5._layer_configs import inner_names as _inner_names
+from ckptcompat.formats.keras_h5._layer_configs import layer_configs as _layer_configs
+from ckptcompat.formats.keras_h5._layer_configs import trainable as _trainable
 from ckptcompat.formats.keras_h5._optimizer import WeightInfo, canonical_hyperparameters, match_slots
 from ckptcompat.names.variables import LOSS_SCALE_CONFIG, canonical_optimizer_class, distinct_paths, strip_tensor_suffix
 from ckptcompat.state import OptimizerState, Producer, Progress, TrainingState
@@ -38,9 +41,7 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 ATTR_EPOCH, ATTR_STEP, ATTR_GLOBAL_STEP = "ckptcompat_epoch", "ckptcompat_step", "ckptcompat_global_step"
 _HINT = "the file may be truncated or damaged; use an earlier checkpoint or re-save it"
 _CELL = re.compile(r"(^|_)cell(_\d+)?$")
-_NON_TRAINABLE_SHORT = {"moving_mean", "moving_variance", "running_mean", "running_std",
-                        "seed_generator_state"}
-_NORMALIZATION_STATS = {"mean", "variance", "count"}
+
 
 
 def _has_signature(path: Path) -> bool:
@@ -109,47 +110,6 @@ def _dataset(group: Any, name: str, limit: int, path: Path) -> np.ndarray:
     return read_numeric(group, name, path, f"dataset {group.name}/{name}", max_bytes=limit, hint=_HINT)
 
 
-def _layer_configs(model_config: Any, nested: bool = False) -> dict[str, Any]:
-    """``{layer name: (class_name, trainable, nested table)}`` from a model config, any generation;
-    a nested model's table leaves out Keras 3 operation nodes (``NotEqual`` of an embedding mask:
-    a config of its name alone), which own no weights."""
-    cfg = model_config.get("config") if isinstance(model_config, dict) else model_config
-    layers = cfg.get("layers") if isinstance(cfg, dict) else cfg
-    table: dict[str, Any] = {}
-    if not isinstance(layers, list):
-        return table
-    for layer in layers:
-        if not isinstance(layer, dict):
-            continue
-        lcfg = layer.get("config") if isinstance(layer.get("config"), dict) else {}
-        name = lcfg.get("name") or layer.get("name")
-        if nested and set(lcfg) == {"name"}:
-            continue
-        if isinstance(name, str):
-            inner = _layer_configs(layer, nested=True) if isinstance(lcfg.get("layers"), list) else {}
-            table[name] = (str(layer.get("class_name", "")), lcfg.get("trainable", True) is not False, inner)
-    return table
-
-
-# Weight names per layer class, in creation order (for files that lost nested layer names).
-_CLASS_WEIGHTS = {"Dense": 2, "Conv1D": 2, "Conv2D": 2, "Conv3D": 2, "Embedding": 1, "LSTM": 3,
-                  "GRU": 3, "SimpleRNN": 3, "LayerNormalization": 2, "BatchNormalization": 4}
-_WEIGHTLESS = {"InputLayer", "Dropout", "Activation", "Flatten", "Reshape", "MaxPooling2D",
-               "MaxPooling1D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D"}
-
-
-def _inner_names(nested: dict[str, Any]) -> list[str] | None:
-    """Owner layer name of each weight of a nested model, or None when not derivable."""
-    out: list[str] = []
-    for name, (cls, _trainable, _sub) in nested.items():
-        if cls in _WEIGHTLESS:
-            continue
-        if cls not in _CLASS_WEIGHTS:
-            return None
-        out += [name] * _CLASS_WEIGHTS[cls]
-    return out
-
-
 def canonical_from_raw(layer: str, raw: str) -> str:
     """Canonical weight name for raw weight ``raw`` of top-level layer ``layer``."""
     parts = strip_tensor_suffix(raw).split("/")
@@ -160,22 +120,6 @@ def canonical_from_raw(layer: str, raw: str) -> str:
         parts = [layer, *parts]
     keep = [p for i, p in enumerate(parts) if i == 0 or i == len(parts) - 1 or not _CELL.search(p)]
     return "/".join(keep)
-
-
-def _trainable(layer: str, raw: str, table: dict[str, Any]) -> bool:
-    cls, trainable, nested = table.get(layer, ("", True, {}))
-    parts = strip_tensor_suffix(raw).split("/")
-    short = parts[-1]
-    for part in reversed(parts[:-1]):
-        if part in nested:
-            cls, inner_trainable, _ = nested[part]
-            trainable = trainable and inner_trainable
-            break
-    if short in _NON_TRAINABLE_SHORT or short.endswith(("_running_mean", "_running_std")):
-        return False
-    if "Normalization" in cls and "Batch" not in cls and short in _NORMALIZATION_STATS:
-        return False
-    return trainable
 
 
 def _tf_layers_scopes(f: Any) -> bool:

@@ -116,22 +116,22 @@ class _SlotMatch:
             self.by_raw.setdefault(w.raw, []).append(w)
             for key in {w.raw.replace("/", "_"), w.canonical.replace("/", "_")}:
                 self.by_k3.setdefault(key, []).append(w)
-        self.used: dict[tuple[str, str], int] = {}
         self.iterations: int | None = None
         self.slots: dict[str, dict[str, np.ndarray]] = {}
         self.extra: dict[str, np.ndarray] = {}
         self.positional: list[tuple[str, np.ndarray]] = []
         self.problems: list[str] = []
 
-    def take(self, table: dict[str, list[WeightInfo]], key: str, slot: str = "") -> WeightInfo | None:
-        """The model weight ``key`` names; the k-th call for a key and ``slot`` gets its k-th
-        occurrence (the same raw name twice: nested models, Keras 3.0's bare ``kernel``)."""
+    def take(self, table: dict[str, list[WeightInfo]], key: str, slot: str) -> WeightInfo | None:
+        """The model weight ``key`` names: where several have that name (nested models, Keras
+        3.0's bare ``kernel``), the first (trainable ones first) not holding ``slot`` yet."""
         cands = table.get(key)
         if not cands:
             return None
-        n = self.used.get((key, slot), 0)
-        self.used[(key, slot)] = n + 1
-        return cands[min(n, len(cands) - 1)]
+        slot = canonical_slot(self.cls, slot)
+        ordered = [w for w in cands if w.trainable] + [w for w in cands if not w.trainable]
+        free = [w for w in ordered if slot not in self.slots.get(w.canonical, {})]
+        return (free or ordered)[0]  # none free: put() names the second slot
 
     def put(self, w: WeightInfo, slot: str, raw_name: str, value: np.ndarray) -> None:
         """Record ``value`` as ``w``'s ``slot`` when its shape fits; else a problem."""
