@@ -14,6 +14,7 @@ Usage (from the repository root)::
     .venv/bin/python tools/optimizer_layouts.py                       # Keras 3
     TF_USE_LEGACY_KERAS=1 .matrix/tf221-tfkeras/bin/python tools/optimizer_layouts.py
     .matrix/tf215/bin/python tools/optimizer_layouts.py
+    .matrix/tf115-py37/bin/python tools/optimizer_layouts.py --standalone  # standalone Keras 2.3.1
 
 writes ``ckptcompat/names/optimizer_layouts/<release>.json`` (``--out`` to override).
 The output is GENERATED: never edit it by hand, rerun this tool. Every Keras 3 minor release
@@ -29,6 +30,7 @@ import argparse
 import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -189,6 +191,62 @@ def _describe(keras: Any, family: str, cls: type, config: dict[str, Any], wrap: 
             "variables": records}
 
 
+_INDEXED_NAME = re.compile(r"(?:^|/)([A-Za-z]+(?:_[A-Za-z]+)*)_(\d+)(?:_\d+)?$")  # training/Adam/m_0_1
+
+
+def _describe_standalone(keras: Any, cls: type, config: dict[str, Any]) -> dict[str, Any]:
+    """Standalone Keras (2.x on TF 1): ``optimizer.weights`` after one step, in order; a slot is
+    ``<slot>_<index of the trainable weight>`` (``m_0``), the rest are found by attribute."""
+    from keras import backend as K
+
+    inputs = keras.layers.Input((3,))
+    model = keras.models.Model(inputs, keras.layers.Dense(2, name="dense")(inputs))
+    opt = cls(**config)
+    model.compile(optimizer=opt, loss="mse")
+    model.fit(np.arange(12, dtype="float32").reshape(4, 3) / 10, np.ones((4, 2), "float32"), batch_size=4,
+              verbose=0)
+    model_vars = [(_name(v), tuple(int(d) for d in K.int_shape(v))) for v in model.trainable_weights]
+    by_attr = {id(v): attr for attr, v in vars(opt).items() if hasattr(v, "shape") and attr != "weights"}
+    records = []
+    for var in opt.weights:
+        shape = [int(d) for d in K.int_shape(var)]
+        rec: dict[str, Any] = {"name": _name(var), "shape": shape, "dtype": str(np.dtype(K.dtype(var)))}
+        indexed = _INDEXED_NAME.search(rec["name"])
+        if indexed and int(indexed.group(2)) < len(model_vars):
+            ref = int(indexed.group(2))
+            rec.update(var=ref, slot=indexed.group(1),
+                       shape_rel="same" if tuple(shape) == model_vars[ref][1] else shape)
+        else:
+            rec.update(slot=None, attr=by_attr.get(id(var)))
+        records.append(rec)
+    return {"model_variables": [{"name": n, "shape": list(s)} for n, s in model_vars], "variables": records}
+
+
+def generate_standalone() -> dict[str, Any]:
+    """The table of standalone Keras (``import keras``, 2.x on TF 1): family ``standalone``."""
+    import keras
+    import tensorflow as tf
+
+    out: dict[str, Any] = {
+        "GENERATED": "by tools/optimizer_layouts.py; do not edit, rerun the tool",
+        "release": f"standalone-keras-{keras.__version__}", "generation": "standalone", "tensorflow": tf.__version__,
+        "python": sys.version.split()[0], "families": {}}
+    base = keras.optimizers.Optimizer
+    fam: dict[str, Any] = {"base": f"{base.__module__}.{base.__qualname__}", "classes": {}}
+    for cls in _families(keras, "standalone")[0][2]:
+        entries = []
+        for config in _variants(cls):
+            try:
+                desc = _describe_standalone(keras, cls, config)
+            except Exception as exc:  # noqa: BLE001 - recorded, not hidden
+                desc = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+            entries.append({"config": config, "loss_scale": False, **desc})
+        if entries:
+            fam["classes"][cls.__name__] = entries
+    out["families"]["standalone"] = fam
+    return out
+
+
 def generate() -> dict[str, Any]:
     keras, generation, release = _keras()
     import tensorflow as tf
@@ -238,11 +296,12 @@ def main() -> None:
     parser.add_argument("--keras3-releases", metavar="PYTHON",
                         help="generate every Keras 3 release's table, each run by PYTHON (TensorFlow 2.16)")
     parser.add_argument("--wheels", help="with --keras3-releases: a folder of keras-3.*.whl (default: download)")
+    parser.add_argument("--standalone", action="store_true", help="standalone Keras 2.x (import keras) on TF 1")
     args = parser.parse_args()
     if args.keras3_releases:
         _every_keras3_release(args.keras3_releases, args.wheels)
         return
-    table = generate()
+    table = generate_standalone() if args.standalone else generate()
     path = Path(args.out) if args.out else (Path(__file__).resolve().parent.parent / "ckptcompat" / "names"
                                             / "optimizer_layouts" / f"{table['release']}.json")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -90,6 +90,9 @@ _SLOT_ALIASES: dict[tuple[str, str], str] = {
     ("Lion", "m"): "momentum",
     ("Adafactor", "velocity"): "v",
     ("Lamb", "momentum"): "m", ("Lamb", "velocity"): "v",
+    # standalone Keras 2.3 (``training/SGD/moment_0``; names/optimizer_layouts/standalone-keras-2.3.1.json)
+    ("SGD", "moment"): "momentum", ("RMSprop", "accumulator"): "rms",
+    ("Adadelta", "accumulator"): "accum_grad", ("Adadelta", "delta_accumulator"): "accum_var",
 }
 
 _SUFFIX = re.compile(r":\d+$")

@@ -34,13 +34,6 @@ log = logging.getLogger(__name__)
 
 _ITER_NAMES = {"iter", "iteration", "iterations"}
 _HYPER_ALIASES = {"lr": "learning_rate"}
-# Keras 2.3 indexed slot prefixes -> canonical slot, per class ("*" = any class).
-_INDEXED = {
-    ("*", "m"): "m", ("*", "v"): "v", ("*", "vhat"): "vhat",
-    ("SGD", "moment"): "momentum", ("RMSprop", "accumulator"): "rms",
-    ("Adagrad", "accumulator"): "accumulator", ("Adadelta", "accumulator"): "accum_grad",
-    ("Adadelta", "delta_accumulator"): "accum_var", ("Adamax", "u"): "v",
-}
 # Keras 2.3 names may carry a graph uniquifier: ``accumulator_0_1`` is slot 0
 _INDEXED_RE = re.compile(r"(?:^|/)(m|v|u|vhat|moment|accumulator|delta_accumulator)_(\d+)(?:_\d+)?$")
 # Keras 2.2.x inside TF sessions: ``Variable_426``; standalone Keras 2.2.4 on TF: ``variable_3``
@@ -212,7 +205,8 @@ class _SlotMatch:
         positional ones (``Variable_3``) kept for :meth:`place_positional`; else a problem."""
         indexed = _INDEXED_RE.search(name)
         if indexed:
-            slot = _INDEXED.get((self.cls, indexed.group(1))) or _INDEXED.get(("*", indexed.group(1)))
+            slot: str | None = canonical_slot(self.cls, indexed.group(1))  # Keras 2.3: training/SGD/moment_0
+            slot = slot if slot in CANONICAL_SLOTS.get(self.cls, ()) else None
             idx = int(indexed.group(2))
             if slot and idx < len(self.trainable):
                 self.put(self.trainable[idx], slot, name, value)
