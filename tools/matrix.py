@@ -89,14 +89,15 @@ _GRAPH_MODE = "--deselect=tests/matrix/test_graph_mode.py"
 #: and the real public checkpoints, native vs ckptcompat
 _OLD_CONSUMER = ("tests/matrix/test_resume_table.py", "tests/matrix/test_generated_fixtures.py",
                  "tests/corpora/test_real_checkpoints.py", "tests/matrix/test_subclassed_corpus.py",
-                 "tests/matrix/test_save_walk_corpus.py", "tests/matrix/test_finetuned_corpus.py")
+                 "tests/matrix/test_save_walk_corpus.py", "tests/matrix/test_finetuned_corpus.py",
+                 "tests/matrix/test_optimizer_tables_live.py")
 _OLD_CONSUMER_NOTE = ("the resume table (every producer's fixtures, and this release's own, generated "
                       "here by fixtures/generate_legacy.py, with the whole corpus where a sample is committed), the "
                       "generator check, the real "
                       "checkpoints, every Keras 3 producer's subclassed models and LoRA / int8 fine-tuned models, and "
                       "Keras 3's own pairing (the save walk) "
-                      "on every Keras 3 corpus file (Keras 3 consumers); the rest "
-                      "runs on the Python 3.11 rows")
+                      "on every Keras 3 corpus file (Keras 3 consumers), the release's optimizer-layout table "
+                      "checked against its own optimizers; the rest runs on the Python 3.11 rows")
 #: the old TF 2 consumers also run the callbacks' suite, the data objects, the TF1 conversions and
 #: one SIGKILL/exact-resume case of each kind (the Keras 2 end-to-end edges; the other cases run
 #: in tf221-tfkeras)
@@ -115,15 +116,17 @@ _OLD_TF2_CONSUMER_NOTE = (_OLD_CONSUMER_NOTE[:-len("; the rest runs on the Pytho
 _TF1_CONSUMER = ("tests/matrix/test_resume_table.py", "tests/matrix/test_generated_fixtures.py",
                  "tests/matrix/test_graph_mode.py",
                  "tests/matrix/test_tf1_workflow4.py", "tests/matrix/test_standalone_keras.py",
-                 "tests/data/test_data.py", "tests/tf1", "tests/matrix/test_finetuned_corpus.py")
+                 "tests/data/test_data.py", "tests/tf1", "tests/matrix/test_finetuned_corpus.py",
+                 "tests/matrix/test_optimizer_tables_live.py")
 _TF1_CONSUMER_NOTE = ("the resume table (every producer's fixtures into graph-mode tf.keras 2.2.4-tf; tf.keras "
                       "2.2.4-tf's whole corpus of every optimizer and the layer zoo generated here, for every "
                       "consumer, and checked against its committed sample), "
                       "graph-mode resume of other generations' files into tf.keras and standalone Keras "
                       "2.3.1 models, Checkpoint and TF1 Saver runs SIGKILLed and resumed bitwise, every "
                       "standalone Keras optimizer resumed bitwise, the TF1 early-stopping workflow, the "
-                      "data objects, the TF1 conversions and every Keras 3 producer's LoRA / int8 "
-                      "fine-tuned models")
+                      "data objects, the TF1 conversions, every Keras 3 producer's LoRA / int8 "
+                      "fine-tuned models, and the tf.keras 1.15 and standalone Keras 2.3.1 optimizer-layout "
+                      "tables checked against their own optimizers")
 _FRAMEWORK_NOTE = "the tests that need or compare with a framework (the framework-free ones run in the README test command and noframework-py37)"
 
 
@@ -134,13 +137,14 @@ ENVIRONMENTS: tuple[Environment, ...] = (
                                "tests/formats/test_formats_saved_model.py"),
                 subset_note="the resume table (every producer's fixtures, and this release's own, generated "
                             "here), the generator check, the real checkpoints, the flavour's capture/apply "
-                            "round trips and the SavedModels (its own generated here); the other framework tests run in tf211-py310 and tf221-tfkeras (the "
+                            "round trips, the SavedModels (its own generated here) and its optimizer-layout table; the other framework tests run in tf211-py310 and tf221-tfkeras (the "
                             "Keras 2 releases either side: callbacks, data objects, SIGKILL suites)"),
     Environment("tf215", ("tensorflow-cpu==2.15.1",),
                 description="TF 2.15, last release with Keras 2 as tf.keras", minutes=5,
                 generator="fixtures/generate.py", pytest_subset=_OLD_CONSUMER,
                 subset_note="the resume table (every producer's fixtures, and this release's own, "
-                            "generated here), the generator check and the real checkpoints; the other "
+                            "generated here), the generator check, the real checkpoints and its optimizer-layout "
+                            "table; the other "
                             "framework tests run in tf211-py310 and tf221-tfkeras (the Keras 2 releases "
                             "either side)"),
     Environment("tf216-keras30", ("tensorflow-cpu==2.16.2", "keras==3.0.5"),
@@ -156,7 +160,7 @@ ENVIRONMENTS: tuple[Environment, ...] = (
                 subset_note="consumer only: the resume table (every producer's fixtures and generated corpora "
                             "into Keras 3.8), the real checkpoints, the subclassed, save-walk and fine-tuned "
                             "corpora, the Keras 3 release table, every layer class's files of Keras 3.15 and "
-                            "Keras 2, Nadam's optimizer layout; it writes no fixtures"),
+                            "Keras 2, its optimizer-layout table and Nadam's layout; it writes no fixtures"),
     Environment("tf221-keras3", ("tensorflow-cpu==2.21.0", "keras==3.15.1"),
                 description="TF 2.21 with the newest Keras 3", minutes=18,
                 pytest_subset=("-m", "slow or fresh_fixtures"),
