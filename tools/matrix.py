@@ -117,7 +117,7 @@ _TF1_CONSUMER = ("tests/matrix/test_resume_table.py", "tests/matrix/test_generat
                  "tests/matrix/test_graph_mode.py",
                  "tests/matrix/test_tf1_workflow4.py", "tests/matrix/test_standalone_keras.py",
                  "tests/data/test_data.py", "tests/tf1", "tests/matrix/test_finetuned_corpus.py",
-                 "tests/matrix/test_optimizer_tables_live.py")
+                 "tests/matrix/test_optimizer_tables_live.py", "tests/corpora/test_keras1_real_files.py")
 _TF1_CONSUMER_NOTE = ("the resume table (every producer's fixtures into graph-mode tf.keras 2.2.4-tf; tf.keras "
                       "2.2.4-tf's whole corpus of every optimizer and the layer zoo generated here, for every "
                       "consumer, and checked against its committed sample), "
@@ -125,8 +125,9 @@ _TF1_CONSUMER_NOTE = ("the resume table (every producer's fixtures into graph-mo
                       "2.3.1 models, Checkpoint and TF1 Saver runs SIGKILLed and resumed bitwise, every "
                       "standalone Keras optimizer resumed bitwise, the TF1 early-stopping workflow, the "
                       "data objects, the TF1 conversions, every Keras 3 producer's LoRA / int8 "
-                      "fine-tuned models, and the tf.keras 1.15 and standalone Keras 2.3.1 optimizer-layout "
-                      "tables checked against their own optimizers")
+                      "fine-tuned models, the tf.keras 1.15 and standalone Keras 2.3.1 optimizer-layout "
+                      "tables checked against their own optimizers, and every real Keras 1 model read as "
+                      "Keras 2.3.1's own loading converts it")
 _FRAMEWORK_NOTE = "the tests that need or compare with a framework (the framework-free ones run in the README test command and noframework-py37)"
 
 

@@ -29,8 +29,7 @@ from typing import Any
 import pytest
 
 import ckptcompat
-from ckptcompat.errors import (CkptCompatError, IncompatibleStateError,
-                               InvalidArgumentError, UnsupportedFormatError)
+from ckptcompat.errors import CkptCompatError, InvalidArgumentError, UnsupportedFormatError
 from ckptcompat.formats import registry
 from ckptcompat.formats.sidecar import read_legacy_sidecar
 
@@ -143,9 +142,6 @@ def test_summary(real_checkpoints: Path) -> None:
 EXPECTED_ERRORS: dict[str, Any] = {}
 _LAMBDA = (UnsupportedFormatError, "Lambda", "Lambda layer: marshalled Python byte-code is never executed")
 _CUSTOM = (InvalidArgumentError, "does not know", "custom layer class; needs custom_objects")
-_KERAS1_WEIGHTS = (IncompatibleStateError, "nothing was assigned",
-                   "Keras 1 weight layout (dense_1_W, 12 LSTM tensors, running_std) is not translated "
-                   "by the HDF5 reader yet (formats/keras_h5)")
 _M = "malfaro2/dl4j-test-resources:src/main/resources/modelimport/keras/"
 for _sid, _why in {
     "MichaelHopf/CarND-Behavioral-Cloning-P3:model.hdf5": _LAMBDA,
@@ -159,16 +155,6 @@ for _sid, _why in {
     "trojerz/Ear-Detection:adadelta.h5": _LAMBDA,  # also a custom AnchorBoxes layer
     "trojerz/Ear-Detection:adamax.h5": _LAMBDA,  # its Keras 2.3.1 m_i/u_i Adamax slots read now
     "AlgoDM-Fall2023-Team2/Visual-Search-Using-Variational-Autoencoders:model.keras": _CUSTOM,
-    "JiaMauJian/data-analysis:weights.best.hdf5": _KERAS1_WEIGHTS,
-    _M + "examples/simple_lstm/simple_lstm_th_keras_1_model.h5": _KERAS1_WEIGHTS,
-    _M + "tfscope/model.h5": _KERAS1_WEIGHTS,
-    _M + "weights/batch_to_conv2d_tensorflow_1.h5": _KERAS1_WEIGHTS,
-    _M + "weights/batch_to_conv2d_theano_1.h5": _KERAS1_WEIGHTS,
-    _M + "weights/bidirectional_lstm_tensorflow_1.h5": _KERAS1_WEIGHTS,
-    _M + "weights/bidirectional_lstm_theano_1.h5": _KERAS1_WEIGHTS,
-    _M + "weights/conv2d_tensorflow_1.h5": _KERAS1_WEIGHTS,
-    _M + "weights/lstm_tensorflow_1.h5": _KERAS1_WEIGHTS,
-    _M + "weights/lstm_theano_1.h5": _KERAS1_WEIGHTS,
 }.items():
     EXPECTED_ERRORS[_sid] = _why
 

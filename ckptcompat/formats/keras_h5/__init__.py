@@ -23,6 +23,7 @@ from ckptcompat.errors import (CheckpointNotFoundError, CkptCompatError, Corrupt
 from ckptcompat.formats import Peek, WrittenFiles
 from ckptcompat.formats._h5heap import open_checked
 from ckptcompat.formats._h5safe import hard_child, read_numeric
+from ckptcompat.formats.keras_h5._keras1_weights import is_keras1_file, to_keras2
 from ckptcompat.formats.keras_h5._layer_configs import inner_names as _inner_names
 from ckptcompat.formats.keras_h5._layer_configs import layer_configs as _layer_configs
 from ckptcompat.formats.keras_h5._layer_configs import trainable as _trainable
@@ -299,6 +300,8 @@ def _read_open(f: Any, p: Path, limit: int, include_optimizer: bool) -> Training
     layers, arrays = layer_table(f, model_config, p, limit)
     arrays = _without_derived_idf(arrays, model_config, p)
     optimizer = _optimizer(f, training_config, layers, p, limit) if include_optimizer else None
+    if is_keras1_file(_text(f.attrs["keras_version"]) if "keras_version" in f.attrs else "", layers):
+        arrays, optimizer = to_keras2(layers, arrays, optimizer, model_config, p)
     return TrainingState(weights=arrays, optimizer=optimizer, progress=_progress(f),
                          producer=_producer(f, p), model_config=model_config,
                          training_config=training_config)

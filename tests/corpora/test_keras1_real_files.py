@@ -1,0 +1,112 @@
+"""Keras 1 ``.h5`` files nobody here wrote, read as Keras 2.0-2.3's own loading converted them.
+
+tf.keras and Keras 3 no longer convert Keras 1 weights (``dense_1_W``, twelve LSTM gate tensors,
+``running_std``, channels-first kernels); ckptcompat does (formats/keras_h5/_keras1_weights.py).
+In tf115-py37, standalone Keras 2.3.1 (whose ``load_model`` still converts them) loads every real
+Keras 1 full model of the shared corpus, and ckptcompat's reader, without any framework, must
+give the same tensors under the same layer and weight names, bitwise. The conversion of the
+optimizer slots is checked without a framework below; the resumes themselves run in every
+framework environment (tests/corpora/test_real_checkpoints.py).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ckptcompat.formats import keras_h5
+from ckptcompat.formats.keras_h5._keras1_weights import to_keras2
+from ckptcompat.formats.keras_h5._optimizer import WeightInfo
+from ckptcompat.state import OptimizerState
+
+
+def _keras1_files(root: Path) -> list[Path]:
+    import h5py
+
+    found = []
+    for path in sorted([*root.rglob("*.h5"), *root.rglob("*.hdf5")]):
+        try:
+            with h5py.File(path, "r") as h5:
+                version = h5.attrs.get("keras_version", b"")
+                version = version.decode() if isinstance(version, bytes) else str(version)
+                if "model_config" in h5.attrs and version.startswith("1."):
+                    found.append(path)
+        except OSError:
+            continue
+    return found
+
+
+def _native_weights(keras: Any, path: Path) -> dict[str, np.ndarray]:
+    model = keras.models.load_model(str(path), compile=False)
+    out = {}
+    for layer in model.layers:
+        for weight in layer.weights:
+            parts = weight.name.split(":")[0].split("/")
+            half = [p for p in parts if p.startswith(("forward_", "backward_"))][:1]
+            out["/".join([layer.name, *half, parts[-1]])] = keras.backend.get_value(weight)
+    return out
+
+
+@pytest.mark.framework
+def test_every_real_keras1_model_reads_as_keras_2_3_loads_it(real_checkpoints: Path) -> None:
+    import tensorflow as tf
+
+    if not tf.__version__.startswith("1.") or importlib.util.find_spec("keras") is None:
+        pytest.skip("standalone Keras 2.3 (its Keras 1 conversion) runs on TF 1 here (tf115-py37)")
+    import keras
+
+    files = _keras1_files(real_checkpoints)
+    compared = []
+    for path in files:
+        try:
+            native = _native_weights(keras, path)
+        except Exception as exc:  # noqa: BLE001 - Keras 2.3 cannot rebuild it (a Keras 1 Merge): not compared
+            print(f"{path.relative_to(real_checkpoints)}: Keras {keras.__version__} cannot load it "
+                  f"({type(exc).__name__}: {str(exc)[:80]})")
+            continue
+        mine = {name: np.asarray(value) for name, value in keras_h5.read(path, include_optimizer=False).weights.items()}
+        assert sorted(mine) == sorted(native), path
+        assert all(mine[n].dtype == native[n].dtype and np.array_equal(mine[n], native[n]) for n in native), path
+        print(f"{path.relative_to(real_checkpoints)}: {len(native)} tensors as Keras {keras.__version__} loads them")
+        compared.append(path)
+    assert len(compared) >= 10, compared
+
+
+def _infos(layer: str, names: list[str], shapes: list[tuple[int, ...]]) -> list[WeightInfo]:
+    return [WeightInfo(f"{layer}/{n}", n, s, True) for n, s in zip(names, shapes)]
+
+
+def test_keras1_lstm_slots_are_concatenated_as_its_weights() -> None:
+    gates = [f"{kind}_{g}" for g in "icfo" for kind in "WUb"]  # Keras 1 file order: i, c, f, o
+    shapes = {"W": (3, 2), "U": (2, 2), "b": (2,)}
+    names = [f"lstm_1_{g}" for g in gates]
+    infos = _infos("lstm_1", names, [shapes[g[0]] for g in gates])
+    arrays = {w.canonical: np.full(w.shape, i, np.float32) for i, w in enumerate(infos)}
+    slots = {w.canonical: {"m": arrays[w.canonical] + 100} for w in infos}
+    config = {"class_name": "Sequential", "config": [{"class_name": "LSTM", "config": {"name": "lstm_1"}}]}
+    opt = OptimizerState("RMSprop", {}, 3, slots, None, {})
+    weights, opt = to_keras2([("lstm_1", infos)], arrays, opt, config, Path("x.h5"))
+    assert sorted(weights) == ["lstm_1/bias", "lstm_1/kernel", "lstm_1/recurrent_kernel"]
+    order = [gates.index(f"W_{g}") for g in "ifco"]  # Keras 2: i, f, c, o
+    assert [int(v) for v in weights["lstm_1/kernel"][0, ::2]] == order
+    assert np.array_equal(opt.slots["lstm_1/kernel"]["m"], weights["lstm_1/kernel"] + 100)
+    assert set(opt.slots) == set(weights)
+
+
+def test_keras1_channels_first_kernel_and_batchnorm_are_keras2() -> None:
+    conv = np.arange(5 * 4 * 3 * 2, dtype=np.float32).reshape(5, 4, 3, 2)  # (filters, in, rows, cols)
+    infos = (_infos("c", ["c_W", "c_b"], [conv.shape, (5,)])
+             + _infos("bn", ["bn_gamma", "bn_beta", "bn_running_mean", "bn_running_std"], [(5,)] * 4))
+    arrays = {w.canonical: (conv if w.raw == "c_W" else np.full(w.shape, i, np.float32)) for i, w in enumerate(infos)}
+    config = {"class_name": "Sequential", "config": [
+        {"class_name": "Convolution2D", "config": {"name": "c", "dim_ordering": "th"}},
+        {"class_name": "BatchNormalization", "config": {"name": "bn"}}]}
+    layers = [("c", infos[:2]), ("bn", infos[2:])]
+    weights, _ = to_keras2(layers, arrays, None, config, Path("x.h5"))
+    assert np.array_equal(weights["c/kernel"], np.transpose(conv, (2, 3, 1, 0)))
+    assert np.array_equal(weights["bn/moving_variance"], arrays["bn/bn_running_std"])
+    assert list(weights) == ["c/kernel", "c/bias", "bn/gamma", "bn/beta", "bn/moving_mean", "bn/moving_variance"]
