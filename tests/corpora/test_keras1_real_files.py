@@ -110,3 +110,77 @@ def test_keras1_channels_first_kernel_and_batchnorm_are_keras2() -> None:
     assert np.array_equal(weights["c/kernel"], np.transpose(conv, (2, 3, 1, 0)))
     assert np.array_equal(weights["bn/moving_variance"], arrays["bn/bn_running_std"])
     assert list(weights) == ["c/kernel", "c/bias", "bn/gamma", "bn/beta", "bn/moving_mean", "bn/moving_variance"]
+
+
+def test_every_real_keras1_file_inspects_in_keras2_names(real_checkpoints: Path) -> None:
+    """Headers only (``inspect``): the converted names and shapes, no data read, no error."""
+    import ckptcompat
+
+    files = _keras1_files(real_checkpoints)
+    assert len(files) >= 13
+    for path in files:
+        info = ckptcompat.inspect(path)
+        leaves = {v.name.rsplit("/", 1)[-1] for v in info.variables if v.kind == "weight"}
+        assert leaves and leaves <= {"kernel", "bias", "recurrent_kernel", "gamma", "beta", "moving_mean",
+                                     "moving_variance", "embeddings"}, (path, leaves)
+
+
+def _convert_one(cls: str, cfg: dict[str, Any], leaves: dict[str, np.ndarray], layer: str = "l",
+                 inner: dict[str, Any] | None = None, slots: dict[str, dict[str, np.ndarray]] | None = None
+                 ) -> tuple[dict[str, Any], Any]:
+    infos = [WeightInfo(f"{layer}/{name}", name, value.shape, True) for name, value in leaves.items()]
+    entry = {"class_name": cls, "config": {"name": layer, **cfg, **({"layer": inner} if inner else {})}}
+    opt = None if slots is None else OptimizerState("SGD", {}, 1, {f"{layer}/{n}": s for n, s in slots.items()},
+                                                    None, {})
+    return to_keras2([(layer, infos)], {i.canonical: leaves[i.raw] for i in infos}, opt,
+                     {"class_name": "Sequential", "config": [entry]}, Path("x.h5"))
+
+
+def test_keras1_gru_conv1d_deconv_and_wrappers_convert_as_keras_2_3() -> None:
+    rng = np.random.default_rng(0)
+    gru = {f"l_{k}_{g}": rng.random((2, 3) if k != "b" else (3,)).astype("f4") for g in "zrh" for k in "WUb"}
+    out, _ = _convert_one("GRU", {}, gru)
+    assert np.array_equal(out["l/kernel"], np.concatenate([gru["l_W_z"], gru["l_W_r"], gru["l_W_h"]], -1))
+    fused = {"l_W": np.ones((2, 12), "f4"), "l_U": np.ones((3, 12), "f4"), "l_b": np.ones(12, "f4")}
+    fused_out = _convert_one("LSTM", {"consume_less": "gpu"}, fused)[0]
+    assert sorted(fused_out) == ["l/bias", "l/kernel", "l/recurrent_kernel"]
+    new = rng.random((3, 1, 2, 4)).astype("f4")  # (length, 1, in, filters)
+    out, _ = _convert_one("Convolution1D", {"filter_length": 3, "nb_filter": 4}, {"l_W": new, "l_b": np.zeros(4, "f4")})
+    assert np.array_equal(out["l/kernel"], new[:, 0])
+    old = rng.random((4, 1, 3, 1)).astype("f4")  # Keras 1.0: (filters, in, length, 1), in = 1
+    out, _ = _convert_one("Convolution1D", {"filter_length": 3, "nb_filter": 4}, {"l_W": old, "l_b": np.zeros(4, "f4")})
+    assert out["l/kernel"].shape == (3, 1, 4) and np.array_equal(out["l/kernel"], np.transpose(old, (2, 3, 1, 0))[:, 0])
+    deconv = rng.random((3, 3, 5, 2)).astype("f4")
+    out, _ = _convert_one("Deconvolution2D", {"dim_ordering": "tf"}, {"l_W": deconv, "l_b": np.zeros(2, "f4")})
+    assert np.array_equal(out["l/kernel"], np.transpose(deconv, (0, 1, 3, 2)))
+    dense = {"dense_1_W": np.ones((2, 3), "f4"), "dense_1_b": np.zeros(3, "f4")}
+    out, _ = _convert_one("TimeDistributed", {}, dense, inner={"class_name": "Dense", "config": {"name": "dense_1"}})
+    assert sorted(out) == ["l/bias", "l/kernel"]
+    nested = {"class_name": "Sequential", "config": [{"class_name": "Dense", "config": {"name": "dense_1"}}]}
+    infos = [WeightInfo(f"seq/{n}", n, v.shape, True) for n, v in dense.items()]
+    out, _ = to_keras2([("seq", infos)], {i.canonical: dense[i.raw] for i in infos}, None,
+                       {"class_name": "Sequential", "config": [{"class_name": "Sequential", "config": {
+                           "name": "seq", "layers": nested["config"]}}]}, Path("x.h5"))
+    assert sorted(out) == ["seq/dense_1/bias", "seq/dense_1/kernel"]
+
+
+def test_keras1_slots_convert_only_where_every_tensor_has_them_and_nothing_is_dropped() -> None:
+    leaves = {"l_W": np.ones((2, 3), "f4"), "l_b": np.zeros(3, "f4"), "l_W_carry": np.ones((2, 3), "f4")}
+    out, _ = _convert_one("Highway", {}, leaves)  # not converted (Keras 2 has no Highway): kept, not dropped
+    assert sorted(out) == ["l/l_W", "l/l_W_carry", "l/l_b"]
+    leaves = {"l_W": np.ones((2, 3), "f4"), "l_b": np.zeros(3, "f4")}
+    slots = {"l_W": {"momentum": np.ones((2, 3), "f4")},
+             "l_b": {"momentum": np.ones(3, "f4"), "extra": np.ones(3, "f4")}}
+    out, opt = _convert_one("Dense", {}, leaves, slots=slots)
+    assert sorted(out) == ["l/bias", "l/kernel"]
+    assert sorted(opt.slots) == ["l/bias", "l/kernel", "l/l_b"] and list(opt.slots["l/l_b"]) == ["extra"]
+
+
+def test_only_keras1_files_are_converted() -> None:
+    from ckptcompat.formats.keras_h5._keras1_weights import is_keras1_file
+
+    keras1 = [("dense_1", [WeightInfo("dense_1/dense_1_W", "dense_1_W", (2, 3), True)])]
+    keras2 = [("dense_1", [WeightInfo("dense_1/kernel", "dense_1/kernel", (2, 3), True)])]
+    assert is_keras1_file("1.2.2", keras1) and is_keras1_file("", keras1)
+    assert not is_keras1_file("2.3.1", keras1) and not is_keras1_file("", keras2)
+    assert not is_keras1_file("2.15.0", keras2) and not is_keras1_file("3.15.1", keras2)

@@ -7,15 +7,19 @@ is the same conversion, applied to the weights and, tensor for tensor, to their 
 
 - ``W`` -> ``kernel`` (``embeddings`` for Embedding), ``U`` -> ``recurrent_kernel``, ``b`` -> ``bias``,
   BatchNormalization's ``running_mean`` / ``running_std`` -> ``moving_mean`` / ``moving_variance``
-  (Keras 1 kept the variance under that name), PReLU's ``alphas`` -> ``alpha``;
+  (Keras 1.1+ kept the variance under that name; Keras 2.3 takes it as the variance too), PReLU's
+  ``alphas`` -> ``alpha``;
 - LSTM's twelve gate tensors -> ``kernel``, ``recurrent_kernel``, ``bias`` in Keras 2's gate order
-  (i, f, c, o), GRU's nine -> (z, r, h);
-- Convolution kernels: Convolution1D's ``(length, 1, in, filters)`` (Keras 1.1: ``(filters, in, length, 1)``)
+  (i, f, c, o), GRU's nine -> (z, r, h); ``consume_less="gpu"`` layers' fused ``W``/``U``/``b`` as they are;
+- Convolution kernels: Convolution1D's ``(length, 1, in, filters)`` (Keras 1.0: ``(filters, in, length, 1)``)
   -> ``(length, in, filters)``; ``dim_ordering="th"`` 2D/3D kernels -> channels-last; Deconvolution2D's
   kernel -> ``(rows, cols, filters, in)``;
-- Bidirectional: each half (``forward_lstm_1_*``, ``backward_lstm_1_*``) as its own layer.
+- Bidirectional halves (``forward_lstm_1_*``), a TimeDistributed layer's inner weights and a nested
+  model's layers, each as its own layer.
 
-A layer of another class keeps its names (then reported by the matching as any misfit).
+Only the classes above are converted; a layer of another class, or of a class the file does not
+say (a weights-only file), keeps its names (reported by the matching as any misfit), with a
+warning. Headers-only reads (``inspect``) get the converted shapes without reading data.
 """
 
 from __future__ import annotations
@@ -24,152 +28,191 @@ import dataclasses
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 from typing import Mapping as MappingT
 
 import numpy as np
 
+from ckptcompat.formats._headers import LazyTensor, TensorHeader, materialize
 from ckptcompat.names.variables import strip_tensor_suffix
 
 __all__ = ["is_keras1_file", "to_keras2"]
 
 log = logging.getLogger(__name__)
 
-#: one layer's weights by their Keras 1 short name -> Keras 2 short name -> array
-_Convert = Callable[[Dict[str, np.ndarray], MappingT[str, Any]], Optional[Dict[str, np.ndarray]]]
+#: one layer's weights by their Keras 1 short name -> by their Keras 2 short name; None: not converted
+_Convert = Callable[[Dict[str, Any], MappingT[str, Any]], Optional[Dict[str, Any]]]
+#: one part of a layer's weights: (canonical prefix, class, config, old names, Keras 1 name prefix)
+_Part = Tuple[str, str, MappingT[str, Any], List[str], str]
 _RENAMES = {"W": "kernel", "U": "recurrent_kernel", "b": "bias", "running_mean": "moving_mean",
             "running_std": "moving_variance", "alphas": "alpha", "gamma": "gamma", "beta": "beta",
             "depthwise_kernel": "depthwise_kernel", "pointwise_kernel": "pointwise_kernel"}
 _GATES = {"LSTM": ("i", "f", "c", "o"), "GRU": ("z", "r", "h")}
+_PLAIN = frozenset({"Dense", "Embedding", "SimpleRNN", "Convolution1D", "Convolution2D", "Convolution3D",
+                    "AtrousConvolution1D", "AtrousConvolution2D", "Deconvolution2D", "SeparableConvolution2D",
+                    "BatchNormalization", "PReLU", "LocallyConnected1D", "LocallyConnected2D", "LSTM", "GRU"})
+_WRAPPERS = ("Bidirectional", "TimeDistributed")
 
 
 def is_keras1_file(version: str, layers: list[tuple[str, list[Any]]]) -> bool:
-    """A file Keras 1 wrote: no Keras 2+ version, and every weight named after its layer."""
-    if version and not version.startswith("1."):
-        return False
-    names = [(lname, _leaf(w.raw)) for lname, infos in layers for w in infos]
-    return bool(names) and all(leaf.startswith(f"{lname}_") or leaf.startswith(("forward_", "backward_"))
-                               for lname, leaf in names)
+    """A file Keras 1 wrote: a 1.x version, or none (as Keras 2 took it) with a weight named after
+    a layer (``dense_1_W``) where Keras 2 writes ``dense_1/kernel``."""
+    if version:
+        return version.startswith("1.")
+    return any(_leaf(w.raw).startswith((f"{lname}_", "forward_", "backward_"))
+               for lname, infos in layers for w in infos)
 
 
 def _leaf(raw: str) -> str:
     return strip_tensor_suffix(raw).rsplit("/", 1)[-1]
 
 
-def _gates(cls: str) -> _Convert:
-    def convert(short: Dict[str, np.ndarray], _cfg: Mapping[str, Any]) -> Optional[Dict[str, np.ndarray]]:
-        gates = _GATES[cls]
-        parts = {kind: [short.get(f"{kind}_{g}") for g in gates] for kind in ("W", "U", "b")}
-        if len(short) != 3 * len(gates) or any(x is None for xs in parts.values() for x in xs):
-            return None
-        return {_RENAMES[kind]: np.concatenate(xs, axis=-1) for kind, xs in parts.items()}
-    return convert
+def _cat(parts: list[Any]) -> Any:
+    if any(isinstance(p, TensorHeader) for p in parts):  # headers-only: the shape, no data
+        return TensorHeader((*parts[0].shape[:-1], sum(p.shape[-1] for p in parts)), parts[0].dtype)
+    return np.concatenate(parts, axis=-1)
 
 
-def _conv_kernel(cls: str, kernel: np.ndarray, cfg: Mapping[str, Any]) -> np.ndarray:
+def _transpose(value: Any, axes: tuple[int, ...]) -> Any:
+    if isinstance(value, TensorHeader):
+        return TensorHeader(tuple(value.shape[a] for a in axes), value.dtype)
+    return np.transpose(value, axes)
+
+
+def _gates(cls: str, short: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    gates = _GATES[cls]
+    parts = {kind: [short.get(f"{kind}_{g}") for g in gates] for kind in ("W", "U", "b")}
+    if len(short) != 3 * len(gates) or any(x is None for xs in parts.values() for x in xs):
+        return None
+    return {_RENAMES[kind]: _cat(xs) for kind, xs in parts.items()}
+
+
+def _conv1d(kernel: Any, cfg: MappingT[str, Any]) -> Any:
+    if kernel.ndim != 4:
+        return kernel
+    length, filters = cfg.get("filter_length"), cfg.get("nb_filter")
+    if isinstance(length, int) and isinstance(filters, int):
+        legacy = tuple(kernel.shape[:2]) != (length, 1) or kernel.shape[3] != filters
+    else:
+        legacy = kernel.shape[1] != 1 and kernel.shape[3] == 1
+    if legacy:  # Keras 1.0: (filters, in, length, 1)
+        kernel = _transpose(kernel, (2, 3, 1, 0))
+    if isinstance(kernel, TensorHeader):
+        return TensorHeader((kernel.shape[0], *kernel.shape[2:]), kernel.dtype)
+    return kernel[:, 0, :, :]
+
+
+def _conv_kernel(cls: str, kernel: Any, cfg: MappingT[str, Any]) -> Any:
     th = cfg.get("dim_ordering") == "th"
-    if cls in ("Convolution1D", "AtrousConvolution1D") and kernel.ndim == 4:
-        if kernel.shape[1] != 1 and kernel.shape[3] == 1:  # Keras 1.1: (filters, in, length, 1)
-            kernel = np.transpose(kernel, (2, 3, 1, 0))
-        return kernel[:, 0, :, :]
+    if cls in ("Convolution1D", "AtrousConvolution1D"):
+        return _conv1d(kernel, cfg)
     if cls in ("Convolution2D", "AtrousConvolution2D") and th and kernel.ndim == 4:
-        return np.transpose(kernel, (2, 3, 1, 0))
+        return _transpose(kernel, (2, 3, 1, 0))
     if cls == "Convolution3D" and th and kernel.ndim == 5:
-        return np.transpose(kernel, (2, 3, 4, 1, 0))
+        return _transpose(kernel, (2, 3, 4, 1, 0))
     if cls == "Deconvolution2D" and kernel.ndim == 4:
-        return np.transpose(kernel, (2, 3, 0, 1) if th else (0, 1, 3, 2))
+        return _transpose(kernel, (2, 3, 0, 1) if th else (0, 1, 3, 2))
     return kernel
 
 
-def _plain(cls: str) -> _Convert:
-    def convert(short: Dict[str, np.ndarray], cfg: Mapping[str, Any]) -> Optional[Dict[str, np.ndarray]]:
-        if any(name not in _RENAMES for name in short):
-            return None
-        out = {("embeddings" if cls == "Embedding" and name == "W" else _RENAMES[name]): value
-               for name, value in short.items()}
-        if "kernel" in out and cls not in ("Embedding", "Dense", "SimpleRNN"):
-            out["kernel"] = _conv_kernel(cls, out["kernel"], cfg)
-        return out
-    return convert
+def _convert(cls: str, short: Dict[str, Any], cfg: MappingT[str, Any]) -> Optional[Dict[str, Any]]:
+    """One part's weights by Keras 2 short name, or None when its class is not converted."""
+    if cls not in _PLAIN:
+        return None
+    if cls in _GATES and set(short) != {"W", "U", "b"}:  # consume_less="gpu": fused, Keras 2's order
+        return _gates(cls, short)
+    if any(name not in _RENAMES for name in short):
+        return None
+    out = {("embeddings" if cls == "Embedding" and name == "W" else _RENAMES[name]): value
+           for name, value in short.items()}
+    if "kernel" in out and cls.startswith(("Convolution", "AtrousConvolution", "Deconvolution")):
+        out["kernel"] = _conv_kernel(cls, out["kernel"], cfg)
+    return out
 
 
-def _converter(cls: str) -> _Convert:
-    return _gates(cls) if cls in _GATES else _plain(cls)
-
-
-def _layer_entries(model_config: Any) -> dict[str, tuple[str, Mapping[str, Any]]]:
-    """Layer name -> (Keras 1 class name, config), top-level layers of a Sequential or a Model."""
-    cfg = model_config.get("config") if isinstance(model_config, Mapping) else None
+def _entries(config: Any) -> dict[str, tuple[str, MappingT[str, Any]]]:
+    """Layer name -> (class, config) of every layer a Keras 1 config lists, also inside a ``Merge``'s
+    branches (a Keras 1 Sequential keeps their weights as its own layers')."""
+    cfg = config.get("config") if isinstance(config, Mapping) else None
     layers = cfg.get("layers") if isinstance(cfg, Mapping) else cfg
-    out = {}
+    out: dict[str, tuple[str, MappingT[str, Any]]] = {}
     for entry in layers if isinstance(layers, list) else []:
         lcfg = entry.get("config") if isinstance(entry, Mapping) else None
         if isinstance(lcfg, Mapping) and isinstance(lcfg.get("name"), str):
             out[lcfg["name"]] = (str(entry.get("class_name")), lcfg)
+            if entry.get("class_name") == "Merge":
+                for branch in lcfg.get("layers") or ():
+                    out.update(_entries(branch))
     return out
 
 
-def _halves(lname: str, cls: str, cfg: Mapping[str, Any],
-            leaves: List[str]) -> list[tuple[str, str, Mapping[str, Any], List[int]]]:
-    """(canonical prefix, class, config, positions) of each part of one layer's weights: the layer
-    itself, or a Bidirectional's forward and backward halves."""
-    inner = cfg.get("layer") if cls == "Bidirectional" else None
-    if not isinstance(inner, Mapping) or not isinstance(inner.get("config"), Mapping):
-        return [(lname, cls, cfg, list(range(len(leaves))))]
-    name = str(inner["config"].get("name"))
-    return [(f"{lname}/{side}_{name}", str(inner.get("class_name")), inner["config"],
-             [i for i, leaf in enumerate(leaves) if leaf.startswith(f"{side}_{name}_")])
-            for side in ("forward", "backward")]
+def _parts(lname: str, cls: str, cfg: MappingT[str, Any], infos: list[Any]) -> list[_Part]:
+    """One layer's weights split into the parts converted alone: the layer itself, a Bidirectional's
+    halves, a TimeDistributed's inner layer, a nested model's layers."""
+    leaves = [_leaf(w.raw) for w in infos]
+
+    def part(prefix: str, part_cls: str, part_cfg: MappingT[str, Any], old: str) -> _Part:
+        names = [w.canonical for w, leaf in zip(infos, leaves) if leaf.startswith(f"{old}_")]
+        return prefix, part_cls, part_cfg, names, old
+
+    inner = cfg.get("layer")
+    if cls in _WRAPPERS and isinstance(inner, Mapping) and isinstance(inner.get("config"), Mapping):
+        name, inner_cls = str(inner["config"].get("name")), str(inner.get("class_name"))
+        if cls == "TimeDistributed":
+            return [part(lname, inner_cls, inner["config"], name)]
+        return [part(f"{lname}/{side}_{name}", inner_cls, inner["config"], f"{side}_{name}")
+                for side in ("forward", "backward")]
+    nested = _entries({"config": cfg}) if cls in ("Sequential", "Model") else {}
+    if nested:
+        return [part(f"{lname}/{name}", c, conf, name) for name, (c, conf) in nested.items()]
+    return [part(lname, cls, cfg, lname)]
 
 
-def _plan(layers: list[tuple[str, list[Any]]], model_config: Any
-          ) -> list[tuple[str, List[str], _Convert, Mapping[str, Any], str]]:
-    """Per part: (new canonical prefix, old canonical names, converter, config, Keras 1 prefix)."""
-    entries = _layer_entries(model_config)
-    plan = []
-    for lname, infos in layers:
-        cls, cfg = entries.get(lname, ("", {}))
-        leaves = [_leaf(w.raw) for w in infos]
-        for prefix, part_cls, part_cfg, positions in _halves(lname, cls, cfg, leaves):
-            old_prefix = prefix.rsplit("/", 1)[-1] if prefix != lname else lname
-            plan.append((prefix, [infos[i].canonical for i in positions], _converter(part_cls), part_cfg,
-                         old_prefix))
-    return plan
+def _short(names: list[str], values: Mapping[str, Any], leaves: Mapping[str, str], old: str) -> Dict[str, Any]:
+    return {leaves[n][len(old) + 1:]: values[n] for n in names}
 
 
-def _convert_part(values: Dict[str, np.ndarray], leaves: Dict[str, str], prefix: str, old_prefix: str,
-                  convert: _Convert, cfg: Mapping[str, Any]) -> Optional[Dict[str, np.ndarray]]:
-    short = {leaves[name][len(old_prefix) + 1:]: value for name, value in values.items()}
-    out = convert(short, cfg)
-    return None if out is None else {f"{prefix}/{name}": value for name, value in out.items()}
+def _stand_in(value: Any) -> TensorHeader:
+    return value if isinstance(value, TensorHeader) and not isinstance(value, LazyTensor) \
+        else TensorHeader(np.shape(value), getattr(value, "dtype", np.float32))
+
+
+def _data(value: Any) -> Any:
+    """A value to convert: a header-only tensor stays one, a lazy or stored tensor is read."""
+    return value if isinstance(value, TensorHeader) and not isinstance(value, LazyTensor) else materialize(value)
 
 
 def to_keras2(layers: list[tuple[str, list[Any]]], arrays: dict[str, Any], optimizer: Any, model_config: Any,
               path: Path) -> tuple[dict[str, Any], Any]:
     """``arrays`` and the optimizer's slots of a Keras 1 file under Keras 2's names and shapes."""
+    entries = _entries(model_config)
     leaves = {w.canonical: _leaf(w.raw) for _, infos in layers for w in infos}
-    out: dict[str, Any] = {}
-    slots: dict[str, dict[str, np.ndarray]] = {}
     old_slots = {n: dict(per) for n, per in optimizer.slots.items()} if optimizer is not None else {}
+    out: dict[str, Any] = {}
+    slots: dict[str, dict[str, Any]] = {}
+    consumed: set[str] = set()
     kept = []
-    for prefix, names, convert, cfg, old_prefix in _plan(layers, model_config):
-        new = _convert_part({n: np.asarray(arrays[n]) for n in names}, leaves, prefix, old_prefix, convert, cfg)
-        if new is None:
-            kept.append(prefix)
-            out.update({n: arrays[n] for n in names})
-            slots.update({n: dict(old_slots.pop(n)) for n in names if n in old_slots})
-            continue
-        out.update(new)
-        kinds = {kind for n in names for kind in old_slots.get(n, {})}
-        for kind in sorted(kinds):
-            if not all(kind in old_slots.get(n, {}) for n in names):
-                continue  # left under the old names: the matching reports them
-            moved = _convert_part({n: old_slots[n][kind] for n in names}, leaves, prefix, old_prefix, convert, cfg)
-            for name, value in (moved or {}).items():
-                slots.setdefault(name, {})[kind] = value
-            for n in names:
-                old_slots[n].pop(kind)
-    out.update({n: a for n, a in arrays.items() if n not in leaves})
+    for lname, infos in layers:
+        cls, cfg = entries.get(lname, ("", {}))
+        for prefix, part_cls, part_cfg, names, old in _parts(lname, cls, cfg, infos):
+            if not names:
+                continue
+            if _convert(part_cls, _short(names, {n: _stand_in(arrays[n]) for n in names}, leaves, old),
+                        part_cfg) is None:
+                kept.append(prefix)
+                continue
+            converted = _convert(part_cls, _short(names, {n: _data(arrays[n]) for n in names}, leaves, old), part_cfg)
+            out.update({f"{prefix}/{k}": v for k, v in (converted or {}).items()})
+            consumed.update(names)
+            for kind in sorted({k for n in names for k in old_slots.get(n, {})}):
+                if all(kind in old_slots.get(n, {}) and np.shape(old_slots[n][kind]) == np.shape(arrays[n])
+                       for n in names):
+                    # (a slot kind some tensors lack, or of another shape, is left: the matching reports it)
+                    moved = _convert(part_cls, _short(names, {n: _data(old_slots[n].pop(kind)) for n in names},
+                                                      leaves, old), part_cfg) or {}
+                    for name, value in moved.items():
+                        slots.setdefault(f"{prefix}/{name}", {})[kind] = value
+    out.update({n: a for n, a in arrays.items() if n not in consumed})
     if kept:
         log.warning("%s: Keras 1 weights of %s kept under their own names (no conversion for their class)",
                     path, ", ".join(kept))
