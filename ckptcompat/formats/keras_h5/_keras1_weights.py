@@ -28,7 +28,7 @@ import dataclasses
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 from typing import Mapping as MappingT
 
 import numpy as np
@@ -40,8 +40,6 @@ __all__ = ["is_keras1_file", "to_keras2"]
 
 log = logging.getLogger(__name__)
 
-#: one layer's weights by their Keras 1 short name -> by their Keras 2 short name; None: not converted
-_Convert = Callable[[Dict[str, Any], MappingT[str, Any]], Optional[Dict[str, Any]]]
 #: one part of a layer's weights: (canonical prefix, class, config, old names, Keras 1 name prefix)
 _Part = Tuple[str, str, MappingT[str, Any], List[str], str]
 _RENAMES = {"W": "kernel", "U": "recurrent_kernel", "b": "bias", "running_mean": "moving_mean",
@@ -67,16 +65,21 @@ def _leaf(raw: str) -> str:
     return strip_tensor_suffix(raw).rsplit("/", 1)[-1]
 
 
+def _header_only(value: Any) -> bool:
+    """A headers-only read's placeholder (shape and dtype, no data to read)."""
+    return isinstance(value, TensorHeader) and not isinstance(value, LazyTensor)
+
+
 def _cat(parts: list[Any]) -> Any:
-    if any(isinstance(p, TensorHeader) for p in parts):  # headers-only: the shape, no data
+    if any(_header_only(p) for p in parts):  # headers-only: the shape, no data
         return TensorHeader((*parts[0].shape[:-1], sum(p.shape[-1] for p in parts)), parts[0].dtype)
-    return np.concatenate(parts, axis=-1)
+    return np.concatenate([materialize(p) for p in parts], axis=-1)
 
 
 def _transpose(value: Any, axes: tuple[int, ...]) -> Any:
-    if isinstance(value, TensorHeader):
+    if _header_only(value):
         return TensorHeader(tuple(value.shape[a] for a in axes), value.dtype)
-    return np.transpose(value, axes)
+    return np.transpose(materialize(value), axes)
 
 
 def _gates(cls: str, short: Dict[str, Any]) -> Optional[Dict[str, Any]]:
@@ -97,9 +100,9 @@ def _conv1d(kernel: Any, cfg: MappingT[str, Any]) -> Any:
         legacy = kernel.shape[1] != 1 and kernel.shape[3] == 1
     if legacy:  # Keras 1.0: (filters, in, length, 1)
         kernel = _transpose(kernel, (2, 3, 1, 0))
-    if isinstance(kernel, TensorHeader):
+    if _header_only(kernel):
         return TensorHeader((kernel.shape[0], *kernel.shape[2:]), kernel.dtype)
-    return kernel[:, 0, :, :]
+    return materialize(kernel)[:, 0, :, :]
 
 
 def _conv_kernel(cls: str, kernel: Any, cfg: MappingT[str, Any]) -> Any:
@@ -132,17 +135,23 @@ def _convert(cls: str, short: Dict[str, Any], cfg: MappingT[str, Any]) -> Option
 
 def _entries(config: Any) -> dict[str, tuple[str, MappingT[str, Any]]]:
     """Layer name -> (class, config) of every layer a Keras 1 config lists, also inside a ``Merge``'s
-    branches (a Keras 1 Sequential keeps their weights as its own layers')."""
+    branches (a Keras 1 Sequential keeps their weights as its own layers'). A nested Keras 1
+    Sequential's config is a bare list, its name on the entry: it comes back as ``{"layers": [...]}``."""
     cfg = config.get("config") if isinstance(config, Mapping) else None
     layers = cfg.get("layers") if isinstance(cfg, Mapping) else cfg
     out: dict[str, tuple[str, MappingT[str, Any]]] = {}
     for entry in layers if isinstance(layers, list) else []:
-        lcfg = entry.get("config") if isinstance(entry, Mapping) else None
-        if isinstance(lcfg, Mapping) and isinstance(lcfg.get("name"), str):
-            out[lcfg["name"]] = (str(entry.get("class_name")), lcfg)
+        if not isinstance(entry, Mapping):
+            continue
+        lcfg = entry.get("config")
+        lcfg = {"layers": lcfg} if isinstance(lcfg, list) else lcfg
+        name = entry.get("name") or (lcfg.get("name") if isinstance(lcfg, Mapping) else None)
+        if isinstance(lcfg, Mapping) and isinstance(name, str):
+            out[name] = (str(entry.get("class_name")), lcfg)
             if entry.get("class_name") == "Merge":
                 for branch in lcfg.get("layers") or ():
-                    out.update(_entries(branch))
+                    out.update(_entries(branch) if isinstance(branch, Mapping) and branch.get("class_name")
+                               in ("Sequential", "Model") else _entries({"config": [branch]}))
     return out
 
 
@@ -150,22 +159,29 @@ def _parts(lname: str, cls: str, cfg: MappingT[str, Any], infos: list[Any]) -> l
     """One layer's weights split into the parts converted alone: the layer itself, a Bidirectional's
     halves, a TimeDistributed's inner layer, a nested model's layers."""
     leaves = [_leaf(w.raw) for w in infos]
+    owners: dict[str, str] = {}  # canonical -> the longest part prefix its leaf starts with
 
     def part(prefix: str, part_cls: str, part_cfg: MappingT[str, Any], old: str) -> _Part:
-        names = [w.canonical for w, leaf in zip(infos, leaves) if leaf.startswith(f"{old}_")]
-        return prefix, part_cls, part_cfg, names, old
+        for w, leaf in zip(infos, leaves):
+            if leaf.startswith(f"{old}_") and len(old) > len(owners.get(w.canonical, "")):
+                owners[w.canonical] = old
+        return prefix, part_cls, part_cfg, [], old
+
+    def claimed(parts: list[_Part]) -> list[_Part]:
+        return [(p, c, conf, [n for n in (w.canonical for w in infos) if owners.get(n) == old], old)
+                for p, c, conf, _, old in parts]
 
     inner = cfg.get("layer")
     if cls in _WRAPPERS and isinstance(inner, Mapping) and isinstance(inner.get("config"), Mapping):
         name, inner_cls = str(inner["config"].get("name")), str(inner.get("class_name"))
         if cls == "TimeDistributed":
-            return [part(lname, inner_cls, inner["config"], name)]
-        return [part(f"{lname}/{side}_{name}", inner_cls, inner["config"], f"{side}_{name}")
-                for side in ("forward", "backward")]
+            return claimed([part(lname, inner_cls, inner["config"], name)])
+        return claimed([part(f"{lname}/{side}_{name}", inner_cls, inner["config"], f"{side}_{name}")
+                        for side in ("forward", "backward")])
     nested = _entries({"config": cfg}) if cls in ("Sequential", "Model") else {}
     if nested:
-        return [part(f"{lname}/{name}", c, conf, name) for name, (c, conf) in nested.items()]
-    return [part(lname, cls, cfg, lname)]
+        return claimed([part(f"{lname}/{name}", c, conf, name) for name, (c, conf) in nested.items()])
+    return claimed([part(lname, cls, cfg, lname)])
 
 
 def _short(names: list[str], values: Mapping[str, Any], leaves: Mapping[str, str], old: str) -> Dict[str, Any]:
@@ -178,8 +194,27 @@ def _stand_in(value: Any) -> TensorHeader:
 
 
 def _data(value: Any) -> Any:
-    """A value to convert: a header-only tensor stays one, a lazy or stored tensor is read."""
-    return value if isinstance(value, TensorHeader) and not isinstance(value, LazyTensor) else materialize(value)
+    """A value to convert: placeholders and lazy tensors stay as they are (read only where a
+    conversion computes with the data)."""
+    return value if isinstance(value, TensorHeader) else np.asarray(value)
+
+
+def _move_slots(old_slots: dict[str, dict[str, Any]], slots: dict[str, dict[str, Any]], arrays: Mapping[str, Any],
+                part: _Part, leaves: Mapping[str, str]) -> None:
+    """Convert one part's slots kind by kind, as its weights; a kind some tensors lack, or of
+    another shape, stays under the old names (the matching reports it)."""
+    prefix, cls, cfg, names, old = part
+    for kind in sorted({k for n in names for k in old_slots.get(n, {})}):
+        if not all(kind in old_slots.get(n, {}) and np.shape(old_slots[n][kind]) == np.shape(arrays[n])
+                   for n in names):
+            continue
+        moved = _convert(cls, _short(names, {n: _data(old_slots[n][kind]) for n in names}, leaves, old), cfg)
+        if moved is None:
+            continue
+        for name, value in moved.items():
+            slots.setdefault(f"{prefix}/{name}", {})[kind] = value
+        for n in names:
+            old_slots[n].pop(kind)
 
 
 def to_keras2(layers: list[tuple[str, list[Any]]], arrays: dict[str, Any], optimizer: Any, model_config: Any,
@@ -194,24 +229,17 @@ def to_keras2(layers: list[tuple[str, list[Any]]], arrays: dict[str, Any], optim
     kept = []
     for lname, infos in layers:
         cls, cfg = entries.get(lname, ("", {}))
-        for prefix, part_cls, part_cfg, names, old in _parts(lname, cls, cfg, infos):
-            if not names:
-                continue
-            if _convert(part_cls, _short(names, {n: _stand_in(arrays[n]) for n in names}, leaves, old),
-                        part_cfg) is None:
-                kept.append(prefix)
+        for part in _parts(lname, cls, cfg, infos):
+            prefix, part_cls, part_cfg, names, old = part
+            stand_ins = {n: _stand_in(arrays[n]) for n in names}
+            if not names or _convert(part_cls, _short(names, stand_ins, leaves, old), part_cfg) is None:
                 continue
             converted = _convert(part_cls, _short(names, {n: _data(arrays[n]) for n in names}, leaves, old), part_cfg)
             out.update({f"{prefix}/{k}": v for k, v in (converted or {}).items()})
             consumed.update(names)
-            for kind in sorted({k for n in names for k in old_slots.get(n, {})}):
-                if all(kind in old_slots.get(n, {}) and np.shape(old_slots[n][kind]) == np.shape(arrays[n])
-                       for n in names):
-                    # (a slot kind some tensors lack, or of another shape, is left: the matching reports it)
-                    moved = _convert(part_cls, _short(names, {n: _data(old_slots[n].pop(kind)) for n in names},
-                                                      leaves, old), part_cfg) or {}
-                    for name, value in moved.items():
-                        slots.setdefault(f"{prefix}/{name}", {})[kind] = value
+            _move_slots(old_slots, slots, arrays, part, leaves)
+        if any(w.canonical not in consumed for w in infos):
+            kept.append(lname)
     out.update({n: a for n, a in arrays.items() if n not in consumed})
     if kept:
         log.warning("%s: Keras 1 weights of %s kept under their own names (no conversion for their class)",
