@@ -25,22 +25,32 @@ from ckptcompat.state import OptimizerState
 
 
 def _keras1_files(root: Path) -> list[Path]:
+    """The full models (kind B) the corpus manifest says Keras 1.x wrote."""
+    import csv
     import h5py
 
     found = []
-    for path in sorted([*root.rglob("*.h5"), *root.rglob("*.hdf5")]):
-        try:
+    with open(root / "MANIFEST.tsv", newline="") as manifest:
+        for row in csv.DictReader(manifest, delimiter="\t"):
+            if row["kind"] != "B" or "keras_version=1." not in row["producer"]:
+                continue
+            path = root / row["repo"].replace("/", "__") / row["path"]
             with h5py.File(path, "r") as h5:
-                version = h5.attrs.get("keras_version", b"")
-                version = version.decode() if isinstance(version, bytes) else str(version)
-                if "model_config" in h5.attrs and version.startswith("1."):
+                if "model_config" in h5.attrs:
                     found.append(path)
-        except OSError:
-            continue
-    return found
+    return sorted(found)
+
+
+def _has_lambda(path: Path) -> bool:
+    import h5py
+
+    with h5py.File(path, "r") as h5:
+        config = h5.attrs["model_config"]
+    return b'"Lambda"' in (config if isinstance(config, bytes) else str(config).encode())
 
 
 def _native_weights(keras: Any, path: Path) -> dict[str, np.ndarray]:
+    keras.backend.clear_session()  # one small graph per file (TF 1 graphs only grow)
     model = keras.models.load_model(str(path), compile=False)
     out = {}
     for layer in model.layers:
@@ -62,6 +72,9 @@ def test_every_real_keras1_model_reads_as_keras_2_3_loads_it(real_checkpoints: P
     files = _keras1_files(real_checkpoints)
     compared = []
     for path in files:
+        if _has_lambda(path):  # marshalled byte-code of another Python: Keras 2.3 here cannot load it either
+            print(f"{path.relative_to(real_checkpoints)}: a Lambda layer, not compared")
+            continue
         try:
             native = _native_weights(keras, path)
         except Exception as exc:  # noqa: BLE001 - Keras 2.3 cannot rebuild it (a Keras 1 Merge): not compared
