@@ -222,15 +222,18 @@ def _describe_standalone(keras: Any, cls: type, config: dict[str, Any]) -> dict[
     return {"model_variables": [{"name": n, "shape": list(s)} for n, s in model_vars], "variables": records}
 
 
+def _table(release: str, generation: str, tensorflow: str) -> dict[str, Any]:
+    """An empty table of one release (its families are filled in by the caller)."""
+    return {"GENERATED": "by tools/optimizer_layouts.py; do not edit, rerun the tool", "release": release,
+            "generation": generation, "tensorflow": tensorflow, "python": sys.version.split()[0], "families": {}}
+
+
 def generate_standalone() -> dict[str, Any]:
     """The table of standalone Keras (``import keras``, 2.x on TF 1): family ``standalone``."""
     import keras
     import tensorflow as tf
 
-    out: dict[str, Any] = {
-        "GENERATED": "by tools/optimizer_layouts.py; do not edit, rerun the tool",
-        "release": f"standalone-keras-{keras.__version__}", "generation": "standalone", "tensorflow": tf.__version__,
-        "python": sys.version.split()[0], "families": {}}
+    out = _table(f"standalone-keras-{keras.__version__}", "standalone", tf.__version__)
     base = keras.optimizers.Optimizer
     fam: dict[str, Any] = {"base": f"{base.__module__}.{base.__qualname__}", "classes": {}}
     for cls in _families(keras, "standalone")[0][2]:
@@ -251,10 +254,7 @@ def generate() -> dict[str, Any]:
     keras, generation, release = _keras()
     import tensorflow as tf
 
-    out: dict[str, Any] = {
-        "GENERATED": "by tools/optimizer_layouts.py; do not edit, rerun the tool",
-        "release": release, "generation": generation, "tensorflow": tf.__version__,
-        "python": sys.version.split()[0], "families": {}}
+    out = _table(release, generation, tf.__version__)
     for family, base, classes in _families(keras, generation):
         fam: dict[str, Any] = {"base": f"{base.__module__}.{base.__qualname__}", "classes": {}}
         for cls in classes:

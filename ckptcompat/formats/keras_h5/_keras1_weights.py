@@ -155,42 +155,38 @@ def _entries(config: Any) -> dict[str, tuple[str, MappingT[str, Any]]]:
     return out
 
 
-def _parts(lname: str, cls: str, cfg: MappingT[str, Any], infos: list[Any]) -> list[_Part]:
-    """One layer's weights split into the parts converted alone: the layer itself, a Bidirectional's
-    halves, a TimeDistributed's inner layer, a nested model's layers."""
-    leaves = [_leaf(w.raw) for w in infos]
-    owners: dict[str, str] = {}  # canonical -> the longest part prefix its leaf starts with
-
-    def part(prefix: str, part_cls: str, part_cfg: MappingT[str, Any], old: str) -> _Part:
-        for w, leaf in zip(infos, leaves):
-            if leaf.startswith(f"{old}_") and len(old) > len(owners.get(w.canonical, "")):
-                owners[w.canonical] = old
-        return prefix, part_cls, part_cfg, [], old
-
-    def claimed(parts: list[_Part]) -> list[_Part]:
-        return [(p, c, conf, [n for n in (w.canonical for w in infos) if owners.get(n) == old], old)
-                for p, c, conf, _, old in parts]
-
+def _part_specs(lname: str, cls: str, cfg: MappingT[str, Any]) -> list[tuple[str, str, MappingT[str, Any], str]]:
+    """(canonical prefix, class, config, Keras 1 name prefix) of each part of one layer converted
+    alone: the layer itself, a Bidirectional's halves, a TimeDistributed's inner layer, a nested
+    model's layers."""
     inner = cfg.get("layer")
     if cls in _WRAPPERS and isinstance(inner, Mapping) and isinstance(inner.get("config"), Mapping):
         name, inner_cls = str(inner["config"].get("name")), str(inner.get("class_name"))
         if cls == "TimeDistributed":
-            return claimed([part(lname, inner_cls, inner["config"], name)])
-        return claimed([part(f"{lname}/{side}_{name}", inner_cls, inner["config"], f"{side}_{name}")
-                        for side in ("forward", "backward")])
+            return [(lname, inner_cls, inner["config"], name)]
+        return [(f"{lname}/{side}_{name}", inner_cls, inner["config"], f"{side}_{name}")
+                for side in ("forward", "backward")]
     nested = _entries({"config": cfg}) if cls in ("Sequential", "Model") else {}
     if nested:
-        return claimed([part(f"{lname}/{name}", c, conf, name) for name, (c, conf) in nested.items()])
-    return claimed([part(lname, cls, cfg, lname)])
+        return [(f"{lname}/{name}", c, conf, name) for name, (c, conf) in nested.items()]
+    return [(lname, cls, cfg, lname)]
+
+
+def _parts(lname: str, cls: str, cfg: MappingT[str, Any], infos: list[Any]) -> list[_Part]:
+    """The parts of one layer with their weights: each weight goes to the part whose Keras 1 name
+    prefix is the longest its own name starts with (``fc_out_W`` to ``fc_out``, not ``fc``)."""
+    specs = _part_specs(lname, cls, cfg)
+    owner = {}
+    for w in infos:
+        olds = [old for _, _, _, old in specs if _leaf(w.raw).startswith(f"{old}_")]
+        if olds:
+            owner[w.canonical] = max(olds, key=len)
+    return [(prefix, part_cls, part_cfg, [w.canonical for w in infos if owner.get(w.canonical) == old], old)
+            for prefix, part_cls, part_cfg, old in specs]
 
 
 def _short(names: list[str], values: Mapping[str, Any], leaves: Mapping[str, str], old: str) -> Dict[str, Any]:
     return {leaves[n][len(old) + 1:]: values[n] for n in names}
-
-
-def _stand_in(value: Any) -> TensorHeader:
-    return value if isinstance(value, TensorHeader) and not isinstance(value, LazyTensor) \
-        else TensorHeader(np.shape(value), getattr(value, "dtype", np.float32))
 
 
 def _data(value: Any) -> Any:
@@ -231,11 +227,11 @@ def to_keras2(layers: list[tuple[str, list[Any]]], arrays: dict[str, Any], optim
         cls, cfg = entries.get(lname, ("", {}))
         for part in _parts(lname, cls, cfg, infos):
             prefix, part_cls, part_cfg, names, old = part
-            stand_ins = {n: _stand_in(arrays[n]) for n in names}
-            if not names or _convert(part_cls, _short(names, stand_ins, leaves, old), part_cfg) is None:
-                continue
+            # decided from the class and the names before any data is read: None reads nothing
             converted = _convert(part_cls, _short(names, {n: _data(arrays[n]) for n in names}, leaves, old), part_cfg)
-            out.update({f"{prefix}/{k}": v for k, v in (converted or {}).items()})
+            if not names or converted is None:
+                continue
+            out.update({f"{prefix}/{k}": v for k, v in converted.items()})
             consumed.update(names)
             _move_slots(old_slots, slots, arrays, part, leaves)
         if any(w.canonical not in consumed for w in infos):
