@@ -12,6 +12,7 @@ PY=$(pyenv root)/versions
 declare -A SPEC=(
   [tf115-keras224-py37]="3.7 tensorflow==1.15.5 protobuf<3.21 h5py<3"
   [keras231-tf115-py37]="3.7 tensorflow==1.15.5 keras==2.3.1 protobuf<3.21 h5py<3"
+  [keras122-tf115-py37]="3.7 tensorflow==1.15.5 keras==2.3.1 protobuf<3.21 h5py<3"
   [keras224-tf115-py37]="3.7 tensorflow==1.15.5 keras==2.2.4 protobuf<3.21 h5py<3"
   [keras216-tf115-py37]="3.7 tensorflow==1.15.5 keras==2.1.6 protobuf<3.21 h5py<3"
   [keras224-tf112-py36]="3.6 tensorflow==1.12.3 keras==2.2.4 protobuf<3.21 h5py<3"
@@ -31,6 +32,9 @@ CORPUS_SAMPLE=(tf115-keras224-py37 keras231-tf115-py37 keras224-tf115-py37 keras
 STANDALONE_CORPUS=(keras231-tf115-py37 keras224-tf115-py37 keras216-tf115-py37)
 #: of those, the ones that commit the corpus sample alone (no generate_legacy.py core fixtures)
 CORPUS_ONLY=(keras224-tf115-py37 keras216-tf115-py37)
+#: Keras 1 (fixtures/generate_keras1.py): Keras 1.2.2 (its source on PYTHONPATH) writes, the env's
+#: standalone Keras 2.3.1 writes the truth; committed whole
+KERAS1_CORPUS=(keras122-tf115-py37)
 #: Python 3.6 producers whose corpus fixtures/generate_py36.py writes (TF 1.4's tf.keras: no other Python
 #: has it); committed whole (the sample, then the whole corpus): no matrix row regenerates it
 PY36_CORPUS=(tf14-keras208-py36)
@@ -38,7 +42,7 @@ names=("$@")
 # keras224/216-tf115-py37: their corpus samples only (the core cases are keras224/216-tf112-py36's; size
 # budget). Standalone Keras 2.2.4 and 2.1.6 write their corpus on TF 1.15 / Python 3.7; TF 1.4 exists for
 # Python 3.6 only: fixtures/generate_py36.py runs fixtures/generate.py there
-[ ${#names[@]} -gt 0 ] || names=(tf115-keras224-py37 keras231-tf115-py37 keras224-tf115-py37 keras216-tf115-py37
+[ ${#names[@]} -gt 0 ] || names=(tf115-keras224-py37 keras231-tf115-py37 keras122-tf115-py37 keras224-tf115-py37 keras216-tf115-py37
                                keras224-tf112-py36
                                keras216-tf112-py36 tf14-keras208-py36 tf20-py37 tf24-py38 tf28-py39 tf211-py310 tf221-keras3-py313)
 for env in "${names[@]}"; do
@@ -54,7 +58,7 @@ for env in "${names[@]}"; do
   fi
   echo "== $env"
   log=$(mktemp)
-  if [[ " ${CORPUS_ONLY[*]} " == *" $env "* ]]; then
+  if [[ " ${CORPUS_ONLY[*]} ${KERAS1_CORPUS[*]} " == *" $env "* ]]; then
     rm -rf "$ROOT/fixtures/$env"
   elif ! TF_CPP_MIN_LOG_LEVEL=2 PYTHONHASHSEED=0 "$venv/bin/python" "$ROOT/fixtures/generate_legacy.py" --env "$env" \
       >"$log" 2>&1; then
@@ -87,6 +91,18 @@ for env in "${names[@]}"; do
       fi
       grep '^\[generate\]' "$log" || true
     done
+  fi
+  if [[ " ${KERAS1_CORPUS[*]} " == *" $env "* ]]; then
+    uv pip install -q --python "$venv/bin/python" packaging typing_extensions importlib_metadata
+    [ -d "$ENVS/keras-1.2.2/keras" ] || uv pip install -q --no-deps --target "$ENVS/keras-1.2.2" keras==1.2.2
+    work=$(mktemp -d)
+    if ! KERAS_BACKEND=tensorflow PYTHONPATH=$ENVS/keras-1.2.2 TF_CPP_MIN_LOG_LEVEL=2 PYTHONHASHSEED=0 \
+        "$venv/bin/python" "$ROOT/fixtures/generate_keras1.py" --phase write --work "$work" >"$log" 2>&1 ||
+       ! TF_CPP_MIN_LOG_LEVEL=2 PYTHONHASHSEED=0 "$venv/bin/python" "$ROOT/fixtures/generate_keras1.py" \
+        --phase truth --work "$work" >"$log" 2>&1; then
+      tail -20 "$log"; echo "$env: Keras 1 generator failed" >&2; exit 1
+    fi
+    rm -rf "$work"
   fi
   rm -f "$log"
 done

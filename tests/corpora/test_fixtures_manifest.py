@@ -57,7 +57,13 @@ NO_COUNTER = {("keras216-tf112-py36", "mlp_rmsprop"), ("keras224-tf112-py36", "m
               ("keras224-tf115-py37", "opt_adadelta"), ("keras216-tf115-py37", "opt_rmsprop"),
               ("keras216-tf115-py37", "opt_adagrad"), ("keras216-tf115-py37", "opt_adadelta"),
               ("tf14-keras208-py36", "opt_rmsprop"), ("tf14-keras208-py36", "opt_adagrad"),
-              ("tf14-keras208-py36", "opt_adadelta")}
+              ("tf14-keras208-py36", "opt_adadelta"),
+              # Keras 1.2: RMSprop/Adagrad/Adadelta likewise; SGD advances its counter only with decay
+              *(("keras122-tf115-py37", c) for c in ("opt_rmsprop", "opt_adagrad", "opt_adadelta", "opt_sgd",
+                                                     "opt_sgd_momentum", "opt_sgd_nesterov", "seq_input_shape_th_sgd"))}
+#: Keras 1 producers (fixtures/generate_keras1.py): the corpus in full-model files, whose truth is
+#: Keras 2.3's conversion (concatenated gates, transposed kernels: not arrays the file stores)
+KERAS1_PRODUCERS = {"keras122-tf115-py37"}
 SLOTS = {"Adam": {"m", "v"}, "SGD": {"momentum"}, "RMSprop": {"rms"}}
 #: generated corpus (fixtures/_optimizers.py, fixtures/_zoo.py): every optimizer class x slot
 #: variant at lr 0.0125 (``opt_*``), every weight-owning layer class in one model per input rank
@@ -130,6 +136,12 @@ def test_each_producer_has_every_kind_and_case(manifest: dict[str, Any]) -> None
         mine = [f for f in manifest["fixtures"] if f["producer"] == env]
         if info.get("era") == "legacy":
             _check_old_producer(env, info, mine)
+            continue
+        if info.get("era") == "keras1":
+            corpus = manifest["corpus"][env]
+            assert env in KERAS1_PRODUCERS and {f["kind"] for f in mine} == {"full_model"}, env
+            cases = {f["case"] for f in mine}
+            assert set(corpus["optimizers"]["cases"]) | set(corpus["layers"]["covered"].values()) <= cases, env
             continue
         if env in CORPUS_ONLY:
             _check_corpus_only_producer(env, manifest["corpus"][env], mine, info["flavour"])
@@ -240,7 +252,7 @@ def test_corpus_covers_what_each_release_ships(manifest: dict[str, Any]) -> None
         opts = corpus["optimizers"]
         # TF 2.4: 8 classes, 13 cases with the variants; standalone Keras 2.3: 7 classes, 10 cases;
         # tf.keras 2.0.8 (TF 1.4): 7 classes, 9 cases (no amsgrad yet)
-        least = 9 if env == "tf14-keras208-py36" else 10 if env in STANDALONE_NAMES else 13
+        least = 9 if env in ("tf14-keras208-py36", *KERAS1_PRODUCERS) else 10 if env in STANDALONE_NAMES else 13
         assert len(opts["cases"]) >= least, env
         for case in opts["cases"]:
             assert case in cases or case in opts["not_built"], (env, case)
@@ -249,7 +261,8 @@ def test_corpus_covers_what_each_release_ships(manifest: dict[str, Any]) -> None
                      and f["case"].startswith(CORPUS_PREFIXES)}
             assert len(kinds) == 1 and kinds <= {"full_model", "keras_zip"}, (env, kinds)
         layers = corpus["layers"]
-        assert {"Dense", "Conv2D", "LSTM", "BatchNormalization", "Embedding"} <= set(layers["covered"]), env
+        known = set(layers["covered"]) | {a for c in layers["covered"] for a in layers.get("aliases", {}).get(c, [])}
+        assert {"Dense", "Conv2D", "LSTM", "BatchNormalization", "Embedding"} <= known, env
         assert not set(layers["covered"]) & set(layers["left_out"]), env
         assert all(reason for reason in layers["left_out"].values()), env
         for case in set(layers["covered"].values()):  # a class the release cannot save is left out (TF 2.0)
@@ -302,6 +315,8 @@ def test_h5_files_hold_the_manifest_tensors(manifest: dict[str, Any]) -> None:
     missing = []
     for f in manifest["fixtures"]:
         if f["format"] not in ("keras_h5", "keras_zip"):
+            continue
+        if f["producer"] in KERAS1_PRODUCERS:  # converted (tests/corpora/test_keras1_corpus.py)
             continue
         stored = _dataset_shas(FIXTURES / f["path"])
         missing += [f"{f['path']}: {t['owner']} {t['slot']}" for t in f["tensors"] if t["sha256"] not in stored]

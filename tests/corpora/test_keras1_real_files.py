@@ -178,7 +178,10 @@ def test_keras1_gru_conv1d_deconv_and_wrappers_convert_as_keras_2_3() -> None:
     assert sorted(out) == ["seq/dense_1/bias", "seq/dense_1/kernel"]
 
 
-def test_keras1_slots_convert_only_where_every_tensor_has_them_and_nothing_is_dropped() -> None:
+def test_keras1_slots_convert_tensor_by_tensor_and_gates_only_whole() -> None:
+    """A slot kind only some tensors have (a BatchNormalization's moving statistics are never
+    trained) converts where each tensor converts alone; gate tensors only all together, else they
+    stay under the old names. Nothing is dropped."""
     leaves = {"l_W": np.ones((2, 3), "f4"), "l_b": np.zeros(3, "f4"), "l_W_carry": np.ones((2, 3), "f4")}
     out, _ = _convert_one("Highway", {}, leaves)  # not converted (Keras 2 has no Highway): kept, not dropped
     assert sorted(out) == ["l/l_W", "l/l_W_carry", "l/l_b"]
@@ -187,7 +190,52 @@ def test_keras1_slots_convert_only_where_every_tensor_has_them_and_nothing_is_dr
              "l_b": {"momentum": np.ones(3, "f4"), "extra": np.ones(3, "f4")}}
     out, opt = _convert_one("Dense", {}, leaves, slots=slots)
     assert sorted(out) == ["l/bias", "l/kernel"]
-    assert sorted(opt.slots) == ["l/bias", "l/kernel", "l/l_b"] and list(opt.slots["l/l_b"]) == ["extra"]
+    assert sorted(opt.slots) == ["l/bias", "l/kernel"] and sorted(opt.slots["l/bias"]) == ["extra", "momentum"]
+    bn = {f"l_{n}": np.full(4, i, "f4") for i, n in enumerate(("gamma", "beta", "running_mean", "running_std"))}
+    out, opt = _convert_one("BatchNormalization", {}, bn, slots={"l_gamma": {"m": bn["l_gamma"] + 1},
+                                                                 "l_beta": {"m": bn["l_beta"] + 1}})
+    assert sorted(opt.slots) == ["l/beta", "l/gamma"] and np.array_equal(opt.slots["l/beta"]["m"], out["l/beta"] + 1)
+    gates = {f"l_{k}_{g}": np.ones((2, 3) if k != "b" else (3,), "f4") for g in "icfo" for k in "WUb"}
+    out, opt = _convert_one("LSTM", {}, gates, slots={"l_W_i": {"m": gates["l_W_i"]}})
+    assert sorted(out) == ["l/bias", "l/kernel", "l/recurrent_kernel"] and sorted(opt.slots) == ["l/l_W_i"]
+
+
+def test_keras1_convlstm2d_and_channels_first_separable_conv_convert_as_keras1_computed() -> None:
+    """ConvLSTM2D: gates i, c, f, o -> i, f, c, o; channels-first kernels made channels-last gate by
+    gate (Keras 2.3 concatenated them on their column axis first). SeparableConvolution2D ``th``:
+    both kernels channels-last (Keras 2.3 left them). The generated Keras 1 corpus checks both
+    against what Keras 1 computed (fixtures/generate_keras1.py)."""
+    rng = np.random.default_rng(1)
+    th = {f"l_{k}_{g}": rng.random((3, 2, 2, 2) if k == "W" else (3, 3, 2, 2) if k == "U" else (3,)).astype("f4")
+          for g in "icfo" for k in "WUb"}  # (filters, in, rows, cols)
+    out, _ = _convert_one("ConvLSTM2D", {"dim_ordering": "th"}, th)
+    want = np.concatenate([np.transpose(th[f"l_W_{g}"], (2, 3, 1, 0)) for g in "ifco"], axis=-1)
+    assert out["l/kernel"].shape == (2, 2, 2, 12) and np.array_equal(out["l/kernel"], want)
+    assert np.array_equal(out["l/bias"], np.concatenate([th[f"l_b_{g}"] for g in "ifco"]))
+    tf_gates = {f"l_{k}_{g}": rng.random((2, 2, 2, 3) if k == "W" else (2, 2, 3, 3) if k == "U" else (3,)).astype("f4")
+                for g in "icfo" for k in "WUb"}
+    out, _ = _convert_one("ConvLSTM2D", {"dim_ordering": "tf"}, tf_gates)
+    assert np.array_equal(out["l/recurrent_kernel"], np.concatenate([tf_gates[f"l_U_{g}"] for g in "ifco"], -1))
+    sep = {"l_depthwise_kernel": rng.random((1, 2, 3, 3)).astype("f4"),
+           "l_pointwise_kernel": rng.random((4, 2, 1, 1)).astype("f4"), "l_b": np.zeros(4, "f4")}
+    out, _ = _convert_one("SeparableConvolution2D", {"dim_ordering": "th"}, sep)
+    assert out["l/depthwise_kernel"].shape == (3, 3, 2, 1) and out["l/pointwise_kernel"].shape == (1, 1, 2, 4)
+    assert np.array_equal(out["l/depthwise_kernel"], np.transpose(sep["l_depthwise_kernel"], (2, 3, 1, 0)))
+    out, _ = _convert_one("SeparableConvolution2D", {"dim_ordering": "tf"}, {k: np.transpose(v, (2, 3, 1, 0))
+                                                                            for k, v in sep.items() if v.ndim == 4})
+    assert out["l/depthwise_kernel"].shape == (3, 3, 2, 1)
+
+
+def test_a_keras1_sgd_without_decay_has_no_step_count() -> None:
+    """Keras 1 SGD advances its counter only to decay the rate: a 0 there is not the steps taken."""
+    leaves = {"l_W": np.ones((2, 3), "f4"), "l_b": np.zeros(3, "f4")}
+    for decay, iterations, want in ((0.0, 0, None), (0.01, 4, 4), (0.0, 7, 7)):
+        infos = [WeightInfo(f"l/{n}", n, v.shape, True) for n, v in leaves.items()]
+        opt = OptimizerState("SGD", {"learning_rate": 0.1, "decay": decay}, iterations, {}, None, {})
+        _, opt = to_keras2([("l", infos)], {i.canonical: leaves[i.raw] for i in infos}, opt,
+                           {"class_name": "Sequential", "config": [{"class_name": "Dense", "config": {"name": "l"}}]},
+                           Path("x.h5"))
+        assert opt.iterations == want, decay
 
 
 def test_only_keras1_files_are_converted() -> None:

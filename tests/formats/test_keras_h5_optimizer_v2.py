@@ -28,7 +28,7 @@ def _optimizer_v2_fixtures() -> list[Path]:
             if "optimizer_weights" not in f or "training_config" not in f.attrs:
                 continue
             cfg = json.loads(f.attrs["training_config"])["optimizer_config"]["config"]
-        if "decay" in cfg and not str(path.parent.parent.name).startswith(("keras2", "tf14-keras")):
+        if "decay" in cfg and not str(path.parent.parent.name).startswith(("keras1", "keras2", "tf14-keras")):
             out.append(path)
     return out
 

@@ -205,3 +205,31 @@ def test_tf_keras_2_4_preprocessing_spellings_are_upgraded() -> None:
                          )["config"]["output_mode"] == "tf_idf"
     user = {"class_name": "MyHead", "config": {"name": "h", "output_mode": "binary"}}
     assert upgrade_layer(user)["config"]["output_mode"] == "binary", "a user layer's own argument is not renamed"
+
+
+def test_keras1_embedding_locally_connected_and_convlstm_configs() -> None:
+    """Found by the generated Keras 1 corpus: an Embedding's ``input_dtype`` is its integer input's
+    (as the layer's ``dtype`` its weights would be int32); LocallyConnected and ConvLSTM2D take the
+    convolution (and recurrent) renames."""
+    cfg = {"class_name": "Sequential", "config": [
+        {"class_name": "Embedding", "config": {"name": "e", "batch_input_shape": [None, 5], "input_dtype": "int32",
+                                               "input_dim": 10, "output_dim": 4, "mask_zero": True}},
+        {"class_name": "LocallyConnected1D", "config": {"name": "lc", "nb_filter": 3, "filter_length": 2,
+                                                        "border_mode": "valid", "subsample_length": 1}},
+        {"class_name": "ConvLSTM2D", "config": {"name": "cl", "nb_filter": 2, "nb_row": 2, "nb_col": 3,
+                                                "dim_ordering": "th", "border_mode": "valid",
+                                                "inner_init": "orthogonal",
+                                                "inner_activation": "hard_sigmoid", "forget_bias_init": "one",
+                                                "dropout_W": 0.1, "dropout_U": 0.2, "subsample": [1, 1]}}]}
+    from ckptcompat.names.configs.keras1 import keras1_to_keras2_model
+
+    layers = keras1_to_keras2_model(cfg)["config"]["layers"]
+    assert "dtype" not in layers[0]["config"]
+    upgraded = upgrade_model_config({"class_name": "Sequential", "config": cfg["config"][:1]})["config"]["layers"]
+    assert upgraded[1]["class_name"] == "Embedding" and upgraded[1]["config"].get("dtype") != "int32"
+    lc = next(e["config"] for e in layers if e["class_name"] == "LocallyConnected1D")
+    assert (lc["filters"], lc["kernel_size"], lc["padding"], lc["strides"]) == (3, 2, "valid", 1)
+    cl = next(e["config"] for e in layers if e["class_name"] == "ConvLSTM2D")
+    assert (cl["filters"], cl["kernel_size"], cl["data_format"], cl["recurrent_initializer"],
+            cl["recurrent_activation"], cl["dropout"], cl["recurrent_dropout"], cl["unit_forget_bias"]) == (
+        2, [2, 3], "channels_first", "orthogonal", "hard_sigmoid", 0.1, 0.2, True)

@@ -9,11 +9,13 @@ is the same conversion, applied to the weights and, tensor for tensor, to their 
   BatchNormalization's ``running_mean`` / ``running_std`` -> ``moving_mean`` / ``moving_variance``
   (Keras 1.1+ kept the variance under that name; Keras 2.3 takes it as the variance too), PReLU's
   ``alphas`` -> ``alpha``;
-- LSTM's twelve gate tensors -> ``kernel``, ``recurrent_kernel``, ``bias`` in Keras 2's gate order
-  (i, f, c, o), GRU's nine -> (z, r, h); ``consume_less="gpu"`` layers' fused ``W``/``U``/``b`` as they are;
+- LSTM's and ConvLSTM2D's twelve gate tensors -> ``kernel``, ``recurrent_kernel``, ``bias`` in Keras 2's
+  gate order (i, f, c, o), GRU's nine -> (z, r, h); ``consume_less="gpu"`` layers' fused ``W``/``U``/``b``
+  as they are; a channels-first ConvLSTM2D's kernels channels-last, gate by gate (Keras 2.3 concatenated
+  them first, which mixes the gates);
 - Convolution kernels: Convolution1D's ``(length, 1, in, filters)`` (Keras 1.0: ``(filters, in, length, 1)``)
-  -> ``(length, in, filters)``; ``dim_ordering="th"`` 2D/3D kernels -> channels-last; Deconvolution2D's
-  kernel -> ``(rows, cols, filters, in)``;
+  -> ``(length, in, filters)``; ``dim_ordering="th"`` 2D/3D kernels -> channels-last (SeparableConvolution2D's
+  two too, which Keras 2.3 left as they were); Deconvolution2D's kernel -> ``(rows, cols, filters, in)``;
 - Bidirectional halves (``forward_lstm_1_*``), a TimeDistributed layer's inner weights and a nested
   model's layers, each as its own layer.
 
@@ -45,10 +47,11 @@ _Part = Tuple[str, str, MappingT[str, Any], List[str], str]
 _RENAMES = {"W": "kernel", "U": "recurrent_kernel", "b": "bias", "running_mean": "moving_mean",
             "running_std": "moving_variance", "alphas": "alpha", "gamma": "gamma", "beta": "beta",
             "depthwise_kernel": "depthwise_kernel", "pointwise_kernel": "pointwise_kernel"}
-_GATES = {"LSTM": ("i", "f", "c", "o"), "GRU": ("z", "r", "h")}
+_GATES = {"LSTM": ("i", "f", "c", "o"), "GRU": ("z", "r", "h"), "ConvLSTM2D": ("i", "f", "c", "o")}
 _PLAIN = frozenset({"Dense", "Embedding", "SimpleRNN", "Convolution1D", "Convolution2D", "Convolution3D",
                     "AtrousConvolution1D", "AtrousConvolution2D", "Deconvolution2D", "SeparableConvolution2D",
-                    "BatchNormalization", "PReLU", "LocallyConnected1D", "LocallyConnected2D", "LSTM", "GRU"})
+                    "BatchNormalization", "PReLU", "LocallyConnected1D", "LocallyConnected2D", "LSTM", "GRU",
+                    "ConvLSTM2D"})
 _WRAPPERS = ("Bidirectional", "TimeDistributed")
 
 
@@ -82,11 +85,15 @@ def _transpose(value: Any, axes: tuple[int, ...]) -> Any:
     return np.transpose(materialize(value), axes)
 
 
-def _gates(cls: str, short: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+def _gates(cls: str, short: Dict[str, Any], th: bool) -> Optional[Dict[str, Any]]:
+    """Per-gate tensors concatenated in Keras 2's gate order; a channels-first ConvLSTM2D's
+    kernels each made channels-last first (Keras 1 transposed them at every call)."""
     gates = _GATES[cls]
     parts = {kind: [short.get(f"{kind}_{g}") for g in gates] for kind in ("W", "U", "b")}
     if len(short) != 3 * len(gates) or any(x is None for xs in parts.values() for x in xs):
         return None
+    if cls == "ConvLSTM2D" and th:
+        parts = {kind: [_transpose(x, (2, 3, 1, 0)) if kind != "b" else x for x in xs] for kind, xs in parts.items()}
     return {_RENAMES[kind]: _cat(xs) for kind, xs in parts.items()}
 
 
@@ -123,13 +130,15 @@ def _convert(cls: str, short: Dict[str, Any], cfg: MappingT[str, Any]) -> Option
     if cls not in _PLAIN:
         return None
     if cls in _GATES and set(short) != {"W", "U", "b"}:  # consume_less="gpu": fused, Keras 2's order
-        return _gates(cls, short)
+        return _gates(cls, short, cfg.get("dim_ordering") == "th")
     if any(name not in _RENAMES for name in short):
         return None
     out = {("embeddings" if cls == "Embedding" and name == "W" else _RENAMES[name]): value
            for name, value in short.items()}
     if "kernel" in out and cls.startswith(("Convolution", "AtrousConvolution", "Deconvolution")):
         out["kernel"] = _conv_kernel(cls, out["kernel"], cfg)
+    if cls == "SeparableConvolution2D" and cfg.get("dim_ordering") == "th":  # (mult, in, r, c), (out, in*mult, 1, 1)
+        out.update({k: _transpose(out[k], (2, 3, 1, 0)) for k in ("depthwise_kernel", "pointwise_kernel") if k in out})
     return out
 
 
@@ -197,19 +206,22 @@ def _data(value: Any) -> Any:
 
 def _move_slots(old_slots: dict[str, dict[str, Any]], slots: dict[str, dict[str, Any]], arrays: Mapping[str, Any],
                 part: _Part, leaves: Mapping[str, str]) -> None:
-    """Convert one part's slots kind by kind, as its weights; a kind some tensors lack, or of
-    another shape, stays under the old names (the matching reports it)."""
+    """Convert one part's slots kind by kind, as its weights. Tensors without the kind (a
+    BatchNormalization's moving statistics, never trained) are left out where each tensor converts
+    alone; gate tensors convert together, so there a kind some lack, or a slot of another shape,
+    stays under the old names (the matching reports it)."""
     prefix, cls, cfg, names, old = part
     for kind in sorted({k for n in names for k in old_slots.get(n, {})}):
-        if not all(kind in old_slots.get(n, {}) and np.shape(old_slots[n][kind]) == np.shape(arrays[n])
-                   for n in names):
+        having = [n for n in names if kind in old_slots.get(n, {})]
+        if any(np.shape(old_slots[n][kind]) != np.shape(arrays[n]) for n in having) or \
+                (having != names and cls in _GATES):
             continue
-        moved = _convert(cls, _short(names, {n: _data(old_slots[n][kind]) for n in names}, leaves, old), cfg)
+        moved = _convert(cls, _short(having, {n: _data(old_slots[n][kind]) for n in having}, leaves, old), cfg)
         if moved is None:
             continue
         for name, value in moved.items():
             slots.setdefault(f"{prefix}/{name}", {})[kind] = value
-        for n in names:
+        for n in having:
             old_slots[n].pop(kind)
 
 
@@ -243,5 +255,16 @@ def to_keras2(layers: list[tuple[str, list[Any]]], arrays: dict[str, Any], optim
     log.info("%s: Keras 1 weights converted to Keras 2's names and shapes", path)
     if optimizer is not None:
         slots.update({n: per for n, per in old_slots.items() if per})
-        optimizer = dataclasses.replace(optimizer, slots=slots)
+        optimizer = dataclasses.replace(optimizer, slots=slots, iterations=_step_count(optimizer, path))
     return out, optimizer
+
+
+def _step_count(optimizer: Any, path: Path) -> Optional[int]:
+    """The optimizer's step count; None for a Keras 1 SGD without decay, whose counter stays 0
+    (Keras 1 advances it only to decay the rate): 0 there says nothing about the steps taken."""
+    hyper = optimizer.hyperparameters
+    if optimizer.class_name == "SGD" and optimizer.iterations == 0 and not hyper.get("decay"):
+        log.warning("%s: a Keras 1 SGD without decay never advances its step counter; the file's 0 is not the "
+                    "number of steps taken (iterations unknown)", path)
+        return None
+    return optimizer.iterations

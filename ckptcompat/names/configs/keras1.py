@@ -32,6 +32,7 @@ _RNN = {"output_dim": "units", "init": "kernel_initializer", "inner_init": "recu
         "inner_activation": "recurrent_activation", "U_regularizer": "recurrent_regularizer",
         "U_constraint": "recurrent_constraint", "dropout_W": "dropout", "dropout_U": "recurrent_dropout",
         "consume_less": "implementation"}
+_CONV_RNN = {**_CONV, **{k: v for k, v in _RNN.items() if k not in ("output_dim", "consume_less", "init")}}
 #: argument renames: common ones ("*") and per Keras 2 class name
 ARG_RENAMES: dict[str, dict[str, str]] = {
     "*": {"W_regularizer": "kernel_regularizer", "b_regularizer": "bias_regularizer",
@@ -46,6 +47,7 @@ ARG_RENAMES: dict[str, dict[str, str]] = {
     "BatchNormalization": {"beta_init": "beta_initializer", "gamma_init": "gamma_initializer"},
     "Conv1D": _CONV, "Conv2D": _CONV, "Conv3D": _CONV, "Conv2DTranspose": _CONV,
     "SeparableConv2D": {**_CONV, "init": "depthwise_initializer"},
+    "LocallyConnected1D": _CONV, "LocallyConnected2D": _CONV, "ConvLSTM2D": _CONV_RNN,
     "MaxPooling1D": _POOL, "AveragePooling1D": _POOL, "MaxPooling2D": _POOL, "AveragePooling2D": _POOL,
     "MaxPooling3D": _POOL, "AveragePooling3D": _POOL,
     "SimpleRNN": _RNN, "GRU": _RNN, "LSTM": _RNN,
@@ -115,6 +117,8 @@ def keras1_to_keras2_layer(entry: Mapping[str, Any], path: str | None = None) ->
     for key, value in cfg.items():
         new = renames.get(key, key)
         if (key in _DROPPED or (cls == "Embedding" and key == "dropout")) and key not in renames:
+            continue
+        if cls == "Embedding" and key == "input_dtype":  # its (integer) input's, not its weights' dtype
             continue
         out[new] = _legacy_object(value) if new.endswith(("initializer", "regularizer", "constraint")) else value
     if "nb_row" in out or "nb_col" in out:
