@@ -9,6 +9,7 @@ no-op on them), so :func:`downgrade_model_config` is safe to call on any generat
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Dict
 
@@ -103,6 +104,20 @@ def rule_old_defaults(layer: Layer) -> Layer:
     if isinstance(cfg, dict) and "module" not in layer and not is_keras3_config(layer):
         for key, value in OLD_DEFAULTS.get(str(layer.get("class_name")), {}).items():
             cfg.setdefault(key, value)
+    return layer
+
+
+def rule_hard_sigmoid(layer: Layer) -> Layer:
+    """Warn (never change): Keras 3's ``hard_sigmoid`` is ``clip(x / 6 + 0.5, 0, 1)``, Keras 2's
+    ``clip(0.2 x + 0.5, 0, 1)`` (no Keras 2 activation has Keras 3's slope)."""
+    cfg = layer.get("config") if isinstance(layer.get("config"), Mapping) else {}
+    keys = [k for k in ("activation", "recurrent_activation") if cfg.get(k) == "hard_sigmoid"]
+    if keys and ("module" in layer or is_keras3_config(layer)):
+        logging.getLogger(__name__).warning(
+            "layer %r (%s): %s='hard_sigmoid' is clip(x/6 + 0.5) in Keras 3 but clip(0.2x + 0.5) in Keras 2: the "
+            "weights are restored exactly, the resumed model computes differently; to continue the same "
+            "function, build the model with a custom activation and pass resume(path, model=model)",
+            cfg.get("name"), layer.get("class_name"), "/".join(keys))
     return layer
 
 
@@ -240,6 +255,7 @@ def rule_nested(layer: Layer) -> Layer:
 #: The rules, applied in this order to every layer dict.
 LAYER_RULES: tuple[Callable[[Layer], Layer], ...] = (
     rule_old_defaults,
+    rule_hard_sigmoid,
     rule_registration,
     rule_dtype_policy,
     rule_adapted_bins,

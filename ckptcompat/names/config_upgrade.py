@@ -12,6 +12,7 @@ anything: Lambda byte-code stays an opaque string.
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Dict
 
@@ -24,6 +25,8 @@ from ckptcompat.names.variables import canonical_optimizer_class
 
 __all__ = ["LAYER_STEPS", "upgrade_layer", "upgrade_model_config",
            "upgrade_optimizer_config", "convert_inbound_nodes"]
+
+log = logging.getLogger(__name__)
 
 Entry = Dict[str, Any]
 _OPTIMIZER_DROP = ("is_legacy_optimizer", "jit_compile", "decay")
@@ -95,6 +98,21 @@ def _attention_causal(entry: Entry) -> Entry | None:
 
 
 _CAUSAL_ATTENTION = ("Attention", "AdditiveAttention")
+
+
+def _hard_sigmoid(entry: Entry) -> Entry | None:
+    """Warn (never change): ``hard_sigmoid`` is ``clip(0.2 x + 0.5, 0, 1)`` in Keras 1/2 (standalone Keras
+    LSTM/GRU's default ``recurrent_activation``), ``clip(x / 6 + 0.5, 0, 1)`` in Keras 3, which has no
+    activation of the old slope; Keras 3's own ``load_model`` takes its own too."""
+    cfg = entry.get("config") if isinstance(entry.get("config"), Mapping) else {}
+    keys = [k for k in ("activation", "recurrent_activation") if cfg.get(k) == "hard_sigmoid"]
+    if keys and "module" not in entry:  # a Keras 1/2 entry (every Keras 3 entry names its module)
+        log.warning("layer %r (%s): %s='hard_sigmoid' is clip(0.2x + 0.5) in Keras 1/2 but clip(x/6 + 0.5) in "
+                    "Keras 3: the weights are restored exactly, the resumed model computes differently (as with "
+                    "Keras 3's own load_model); to continue the same function, build the model with a custom "
+                    "activation and pass resume(path, model=model)", cfg.get("name"), entry.get("class_name"),
+                    "/".join(keys))
+    return None
 
 
 def _module(entry: Entry) -> Entry | None:
@@ -213,7 +231,8 @@ def _old_preprocessing_args(entry: Entry) -> Entry | None:
 
 
 LAYER_STEPS: tuple[Callable[[Entry], Entry | None], ...] = (
-    _old_defaults, _module, _input_layer, _input_shape_keys, _dtype_policy, _drop_keras2_keys, _batchnorm_axis,
+    _old_defaults, _hard_sigmoid, _module, _input_layer, _input_shape_keys, _dtype_policy, _drop_keras2_keys,
+    _batchnorm_axis,
     _initializers, _nodes, _attention_causal, _build_config_of_calls, _old_preprocessing_args,
 )
 

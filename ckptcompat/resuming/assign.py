@@ -100,8 +100,9 @@ def _state_to_apply(rt: Any, state: TrainingState, model: Any, where: str, *,
         to_apply = to_apply.replace(optimizer=None)  # class/hypers only (legacy sidecar): used to compile
     elif to_apply.optimizer is not None and to_apply.optimizer.iterations is None and optimizer != "reset":
         log.warning("%s: the file holds the %s slots but no step counter (Keras <= 2.2 RMSprop/Adagrad/"
-                    "Adadelta do not save `iterations`); the optimizer's iterations restart at 0, which "
-                    "changes only a `decay` schedule", where, to_apply.optimizer.class_name)
+                    "Adadelta do not save `iterations`, a Keras 1 SGD without decay never advances it); the "
+                    "optimizer's iterations restart at 0, which changes only a `decay` schedule",
+                    where, to_apply.optimizer.class_name)
     if optimizer == "reset" and to_apply.optimizer is not None:
         log.warning("%s: optimizer=\"reset\": weights and progress restored, the %s optimizer "
                     "state (slots, iterations, learning rate) is not; the model's optimizer starts "

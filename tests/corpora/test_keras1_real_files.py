@@ -140,9 +140,9 @@ def test_every_real_keras1_file_inspects_in_keras2_names(real_checkpoints: Path)
 
 
 def _convert_one(cls: str, cfg: dict[str, Any], leaves: dict[str, np.ndarray], layer: str = "l",
-                 inner: dict[str, Any] | None = None, slots: dict[str, dict[str, np.ndarray]] | None = None
-                 ) -> tuple[dict[str, Any], Any]:
-    infos = [WeightInfo(f"{layer}/{name}", name, value.shape, True) for name, value in leaves.items()]
+                 inner: dict[str, Any] | None = None, slots: dict[str, dict[str, np.ndarray]] | None = None,
+                 frozen: tuple[str, ...] = ()) -> tuple[dict[str, Any], Any]:
+    infos = [WeightInfo(f"{layer}/{name}", name, value.shape, name not in frozen) for name, value in leaves.items()]
     entry = {"class_name": cls, "config": {"name": layer, **cfg, **({"layer": inner} if inner else {})}}
     opt = None if slots is None else OptimizerState("SGD", {}, 1, {f"{layer}/{n}": s for n, s in slots.items()},
                                                     None, {})
@@ -179,9 +179,9 @@ def test_keras1_gru_conv1d_deconv_and_wrappers_convert_as_keras_2_3() -> None:
 
 
 def test_keras1_slots_convert_tensor_by_tensor_and_gates_only_whole() -> None:
-    """A slot kind only some tensors have (a BatchNormalization's moving statistics are never
-    trained) converts where each tensor converts alone; gate tensors only all together, else they
-    stay under the old names. Nothing is dropped."""
+    """A slot kind that only non-trainable tensors lack (a BatchNormalization's moving statistics)
+    converts where each tensor converts alone; a trainable tensor without it, or gate tensors not all
+    having it, keep the kind under the old names (reported by the matching). Nothing is dropped."""
     leaves = {"l_W": np.ones((2, 3), "f4"), "l_b": np.zeros(3, "f4"), "l_W_carry": np.ones((2, 3), "f4")}
     out, _ = _convert_one("Highway", {}, leaves)  # not converted (Keras 2 has no Highway): kept, not dropped
     assert sorted(out) == ["l/l_W", "l/l_W_carry", "l/l_b"]
@@ -190,11 +190,13 @@ def test_keras1_slots_convert_tensor_by_tensor_and_gates_only_whole() -> None:
              "l_b": {"momentum": np.ones(3, "f4"), "extra": np.ones(3, "f4")}}
     out, opt = _convert_one("Dense", {}, leaves, slots=slots)
     assert sorted(out) == ["l/bias", "l/kernel"]
-    assert sorted(opt.slots) == ["l/bias", "l/kernel"] and sorted(opt.slots["l/bias"]) == ["extra", "momentum"]
+    assert sorted(opt.slots) == ["l/bias", "l/kernel", "l/l_b"] and list(opt.slots["l/l_b"]) == ["extra"]
     bn = {f"l_{n}": np.full(4, i, "f4") for i, n in enumerate(("gamma", "beta", "running_mean", "running_std"))}
-    out, opt = _convert_one("BatchNormalization", {}, bn, slots={"l_gamma": {"m": bn["l_gamma"] + 1},
-                                                                 "l_beta": {"m": bn["l_beta"] + 1}})
+    bn_slots = {"l_gamma": {"m": bn["l_gamma"] + 1}, "l_beta": {"m": bn["l_beta"] + 1}}
+    out, opt = _convert_one("BatchNormalization", {}, bn, slots=bn_slots, frozen=("l_running_mean", "l_running_std"))
     assert sorted(opt.slots) == ["l/beta", "l/gamma"] and np.array_equal(opt.slots["l/beta"]["m"], out["l/beta"] + 1)
+    _, opt = _convert_one("BatchNormalization", {}, bn, slots=bn_slots)  # statistics said trainable: kept
+    assert sorted(opt.slots) == ["l/l_beta", "l/l_gamma"]
     gates = {f"l_{k}_{g}": np.ones((2, 3) if k != "b" else (3,), "f4") for g in "icfo" for k in "WUb"}
     out, opt = _convert_one("LSTM", {}, gates, slots={"l_W_i": {"m": gates["l_W_i"]}})
     assert sorted(out) == ["l/bias", "l/kernel", "l/recurrent_kernel"] and sorted(opt.slots) == ["l/l_W_i"]

@@ -233,3 +233,31 @@ def test_keras1_embedding_locally_connected_and_convlstm_configs() -> None:
     assert (cl["filters"], cl["kernel_size"], cl["data_format"], cl["recurrent_initializer"],
             cl["recurrent_activation"], cl["dropout"], cl["recurrent_dropout"], cl["unit_forget_bias"]) == (
         2, [2, 3], "channels_first", "orthogonal", "hard_sigmoid", 0.1, 0.2, True)
+
+
+def test_keras2_hard_sigmoid_is_warned_in_keras3(caplog: pytest.LogCaptureFixture) -> None:
+    """Keras 1/2 ``hard_sigmoid`` (0.2x + 0.5) is not Keras 3's (x/6 + 0.5): kept, and said."""
+    lstm = {"class_name": "LSTM", "config": {"name": "l", "units": 3, "recurrent_activation": "hard_sigmoid"}}
+    with caplog.at_level("WARNING"):
+        out = upgrade_layer(lstm)
+    assert out["config"]["recurrent_activation"] == "hard_sigmoid"
+    assert "recurrent_activation='hard_sigmoid'" in caplog.text and "'l'" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        upgrade_layer(out)  # a Keras 3 entry (it names its module): Keras 3's own meaning, nothing to say
+        upgrade_layer({"class_name": "LSTM", "config": {"name": "s", "recurrent_activation": "sigmoid"}})
+    assert "hard_sigmoid" not in caplog.text
+
+
+def test_keras3_hard_sigmoid_is_warned_in_keras2(caplog: pytest.LogCaptureFixture) -> None:
+    from ckptcompat.names.config_downgrade import downgrade_layer
+
+    keras3 = {"module": "keras.layers", "class_name": "Dense", "registered_name": None,
+              "config": {"name": "d", "units": 2, "activation": "hard_sigmoid"}}
+    with caplog.at_level("WARNING"):
+        out = downgrade_layer(keras3)
+    assert out["config"]["activation"] == "hard_sigmoid" and "activation='hard_sigmoid'" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        downgrade_layer({"class_name": "Dense", "config": {"name": "k2", "units": 2, "activation": "hard_sigmoid"}})
+    assert "hard_sigmoid" not in caplog.text  # a Keras 2 config in a Keras 2 consumer: the same function

@@ -11,8 +11,8 @@ is the same conversion, applied to the weights and, tensor for tensor, to their 
   ``alphas`` -> ``alpha``;
 - LSTM's and ConvLSTM2D's twelve gate tensors -> ``kernel``, ``recurrent_kernel``, ``bias`` in Keras 2's
   gate order (i, f, c, o), GRU's nine -> (z, r, h); ``consume_less="gpu"`` layers' fused ``W``/``U``/``b``
-  as they are; a channels-first ConvLSTM2D's kernels channels-last, gate by gate (Keras 2.3 concatenated
-  them first, which mixes the gates);
+  as they are; a channels-first ConvLSTM2D's kernels channels-last, gate by gate (Keras 2.3 concatenates
+  them on their column axis first: a shape error, or mixed gates where the shapes happen to fit);
 - Convolution kernels: Convolution1D's ``(length, 1, in, filters)`` (Keras 1.0: ``(filters, in, length, 1)``)
   -> ``(length, in, filters)``; ``dim_ordering="th"`` 2D/3D kernels -> channels-last (SeparableConvolution2D's
   two too, which Keras 2.3 left as they were); Deconvolution2D's kernel -> ``(rows, cols, filters, in)``;
@@ -205,16 +205,17 @@ def _data(value: Any) -> Any:
 
 
 def _move_slots(old_slots: dict[str, dict[str, Any]], slots: dict[str, dict[str, Any]], arrays: Mapping[str, Any],
-                part: _Part, leaves: Mapping[str, str]) -> None:
-    """Convert one part's slots kind by kind, as its weights. Tensors without the kind (a
-    BatchNormalization's moving statistics, never trained) are left out where each tensor converts
-    alone; gate tensors convert together, so there a kind some lack, or a slot of another shape,
-    stays under the old names (the matching reports it)."""
+                part: _Part, leaves: Mapping[str, str], frozen: frozenset) -> None:
+    """Convert one part's slots kind by kind, as its weights. Only non-trainable tensors (``frozen``:
+    a BatchNormalization's moving statistics) may lack the kind, and only where each tensor
+    converts alone (not gate tensors); else, or with a slot of another shape, the kind stays under
+    the old names (the matching reports it)."""
     prefix, cls, cfg, names, old = part
     for kind in sorted({k for n in names for k in old_slots.get(n, {})}):
         having = [n for n in names if kind in old_slots.get(n, {})]
+        lacking = [n for n in names if n not in having]
         if any(np.shape(old_slots[n][kind]) != np.shape(arrays[n]) for n in having) or \
-                (having != names and cls in _GATES):
+                (lacking and (cls in _GATES or any(n not in frozen for n in lacking))):
             continue
         moved = _convert(cls, _short(having, {n: _data(old_slots[n][kind]) for n in having}, leaves, old), cfg)
         if moved is None:
@@ -230,6 +231,7 @@ def to_keras2(layers: list[tuple[str, list[Any]]], arrays: dict[str, Any], optim
     """``arrays`` and the optimizer's slots of a Keras 1 file under Keras 2's names and shapes."""
     entries = _entries(model_config)
     leaves = {w.canonical: _leaf(w.raw) for _, infos in layers for w in infos}
+    frozen = frozenset(w.canonical for _, infos in layers for w in infos if not w.trainable)
     old_slots = {n: dict(per) for n, per in optimizer.slots.items()} if optimizer is not None else {}
     out: dict[str, Any] = {}
     slots: dict[str, dict[str, Any]] = {}
@@ -245,7 +247,7 @@ def to_keras2(layers: list[tuple[str, list[Any]]], arrays: dict[str, Any], optim
                 continue
             out.update({f"{prefix}/{k}": v for k, v in converted.items()})
             consumed.update(names)
-            _move_slots(old_slots, slots, arrays, part, leaves)
+            _move_slots(old_slots, slots, arrays, part, leaves, frozen)
         if any(w.canonical not in consumed for w in infos):
             kept.append(lname)
     out.update({n: a for n, a in arrays.items() if n not in consumed})
@@ -262,8 +264,10 @@ def to_keras2(layers: list[tuple[str, list[Any]]], arrays: dict[str, Any], optim
 def _step_count(optimizer: Any, path: Path) -> Optional[int]:
     """The optimizer's step count; None for a Keras 1 SGD without decay, whose counter stays 0
     (Keras 1 advances it only to decay the rate): 0 there says nothing about the steps taken."""
-    hyper = optimizer.hyperparameters
-    if optimizer.class_name == "SGD" and optimizer.iterations == 0 and not hyper.get("decay"):
+    from ckptcompat.names.lr_decay import saved_decay
+
+    decay = saved_decay(optimizer.class_name, optimizer.config, optimizer.hyperparameters)
+    if optimizer.class_name == "SGD" and optimizer.iterations == 0 and not decay:
         log.warning("%s: a Keras 1 SGD without decay never advances its step counter; the file's 0 is not the "
                     "number of steps taken (iterations unknown)", path)
         return None
