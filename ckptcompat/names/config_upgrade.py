@@ -257,7 +257,10 @@ def upgrade_layer(entry: Mapping[str, Any], path: str | None = None) -> Entry:
     if isinstance(cfg, Mapping) and isinstance(cfg.get("layers"), list) and out.get("class_name") == "Sequential":
         sequential_layers = [keras1_to_keras2_layer(e, path) if isinstance(e, Mapping) and is_keras1_layer(e)
                              else e for e in cfg["layers"]]
-        sequential_layers = _sequential_input(sequential_layers)
+        first = cfg["layers"][0] if cfg["layers"] and isinstance(cfg["layers"][0], Mapping) else {}
+        first_cfg = first.get("config") if isinstance(first.get("config"), Mapping) else {}
+        keras1_dtype = first_cfg.get("input_dtype")
+        sequential_layers = _sequential_input(sequential_layers, keras1_dtype)
     for step in LAYER_STEPS:
         new = step(out)
         if new is not None:
@@ -280,8 +283,9 @@ def upgrade_layer(entry: Mapping[str, Any], path: str | None = None) -> Entry:
     return out
 
 
-def _sequential_input(layers: list[Any]) -> list[Any]:
-    """Keras 2 Sequential: the first layer's ``batch_input_shape`` becomes an explicit InputLayer."""
+def _sequential_input(layers: list[Any], keras1_dtype: Any = None) -> list[Any]:
+    """Keras 2 Sequential: the first layer's ``batch_input_shape`` becomes an explicit InputLayer,
+    of the first layer's dtype, or of a Keras 1 ``input_dtype`` (an Embedding's int32 input)."""
     if not layers or not isinstance(layers[0], Mapping) or layers[0].get("class_name") == "InputLayer":
         return layers
     cfg = dict(layers[0].get("config") or {})
@@ -293,8 +297,8 @@ def _sequential_input(layers: list[Any]) -> list[Any]:
     if shape is None:
         return layers
     dtype = cfg.get("dtype") if isinstance(cfg.get("dtype"), str) else "float32"
-    if layers[0].get("class_name") == "Embedding" and dtype in ("float32", None):
-        dtype = "float32"
+    if isinstance(keras1_dtype, str):
+        dtype = keras1_dtype
     inp = {"module": "keras.layers", "class_name": "InputLayer", "registered_name": None,
            "config": {"batch_shape": list(shape), "dtype": dtype, "sparse": False,
                       "name": f"{cfg.get('name', 'input')}_input"}}

@@ -209,8 +209,8 @@ def test_tf_keras_2_4_preprocessing_spellings_are_upgraded() -> None:
 
 def test_keras1_embedding_locally_connected_and_convlstm_configs() -> None:
     """Found by the generated Keras 1 corpus: an Embedding's ``input_dtype`` is its integer input's
-    (as the layer's ``dtype`` its weights would be int32); LocallyConnected and ConvLSTM2D take the
-    convolution (and recurrent) renames."""
+    (the Keras 3 InputLayer's; as the layer's ``dtype`` its weights would be int32); LocallyConnected
+    and ConvLSTM2D take the convolution (and recurrent) renames."""
     cfg = {"class_name": "Sequential", "config": [
         {"class_name": "Embedding", "config": {"name": "e", "batch_input_shape": [None, 5], "input_dtype": "int32",
                                                "input_dim": 10, "output_dim": 4, "mask_zero": True}},
@@ -227,6 +227,7 @@ def test_keras1_embedding_locally_connected_and_convlstm_configs() -> None:
     assert "dtype" not in layers[0]["config"]
     upgraded = upgrade_model_config({"class_name": "Sequential", "config": cfg["config"][:1]})["config"]["layers"]
     assert upgraded[1]["class_name"] == "Embedding" and upgraded[1]["config"].get("dtype") != "int32"
+    assert upgraded[0]["class_name"] == "InputLayer" and upgraded[0]["config"]["dtype"] == "int32"
     lc = next(e["config"] for e in layers if e["class_name"] == "LocallyConnected1D")
     assert (lc["filters"], lc["kernel_size"], lc["padding"], lc["strides"]) == (3, 2, "valid", 1)
     cl = next(e["config"] for e in layers if e["class_name"] == "ConvLSTM2D")
