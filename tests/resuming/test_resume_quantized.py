@@ -89,18 +89,18 @@ def _bytes(variables: Any) -> list[bytes]:
     return [_value(v).tobytes() for v in variables]
 
 
-@pytest.mark.parametrize("kind", ["keras", "weights_h5"])
-def test_int8_layer_resumes_from_a_keras_file(int8_class: tuple[Any, str, int], tmp_path: Path, kind: str) -> None:
+def test_int8_layer_resumes_from_a_keras_file(int8_class: tuple[Any, str, int], tmp_path: Path) -> None:
+    """One trained model, written as ``.keras`` and as ``.weights.h5``: each resumes as native loads it."""
     keras, name, rank = int8_class
     saved, _ = _trained(keras, name, rank)
-    path = tmp_path / ("m.keras" if kind == "keras" else "m.weights.h5")
-    saved.save(str(path)) if kind == "keras" else saved.save_weights(str(path))
-    native = _fresh(keras, name, rank)
-    native.load_weights(str(path))
-    fresh = _fresh(keras, name, rank)
-    ckptcompat.resume(path, model=fresh, initial_epoch=2)
-    assert _bytes(fresh.weights) == _bytes(native.weights) == _bytes(saved.weights)
-    assert _bytes(fresh.optimizer.variables) == _bytes(saved.optimizer.variables)
+    for path in (tmp_path / "m.keras", tmp_path / "m.weights.h5"):
+        saved.save(str(path)) if path.suffix == ".keras" else saved.save_weights(str(path))
+        native = _fresh(keras, name, rank)
+        native.load_weights(str(path))
+        fresh = _fresh(keras, name, rank)
+        ckptcompat.resume(path, model=fresh, initial_epoch=2)
+        assert _bytes(fresh.weights) == _bytes(native.weights) == _bytes(saved.weights), path.name
+        assert _bytes(fresh.optimizer.variables) == _bytes(saved.optimizer.variables), path.name
 
 
 def test_int8_layer_store_resumes_bitwise(int8_class: tuple[Any, str, int], tmp_path: Path) -> None:
