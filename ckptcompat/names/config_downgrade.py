@@ -9,7 +9,6 @@ no-op on them), so :func:`downgrade_model_config` is safe to call on any generat
 from __future__ import annotations
 
 import copy
-import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Dict
 
@@ -20,7 +19,7 @@ from ckptcompat.errors import UnsupportedFormatError
 from ckptcompat.names.configs.table import (ANY, KERAS3_ONLY_ARGS_AT, KERAS2_ARG_NAMES, KERAS2_DTYPE_NOT_POLICY,
                                             KERAS2_RENAMED_OBJECTS, KERAS2_REQUIRED_ARGS,
                                             KERAS3_ONLY_LAYER_ARGS, OLD_DEFAULTS, decode_json_values,
-                                            keras2_policy)
+                                            keras2_policy, warn_changed_activations)
 
 __all__ = [
     "LAYER_RULES",
@@ -107,17 +106,11 @@ def rule_old_defaults(layer: Layer) -> Layer:
     return layer
 
 
-def rule_hard_sigmoid(layer: Layer) -> Layer:
-    """Warn (never change): Keras 3's ``hard_sigmoid`` is ``clip(x / 6 + 0.5, 0, 1)``, Keras 2's
-    ``clip(0.2 x + 0.5, 0, 1)`` (no Keras 2 activation has Keras 3's slope)."""
-    cfg = layer.get("config") if isinstance(layer.get("config"), Mapping) else {}
-    keys = [k for k in ("activation", "recurrent_activation") if cfg.get(k) == "hard_sigmoid"]
-    if keys and ("module" in layer or is_keras3_config(layer)):
-        logging.getLogger(__name__).warning(
-            "layer %r (%s): %s='hard_sigmoid' is clip(x/6 + 0.5) in Keras 3 but clip(0.2x + 0.5) in Keras 2: the "
-            "weights are restored exactly, the resumed model computes differently; to continue the same "
-            "function, build the model with a custom activation and pass resume(path, model=model)",
-            cfg.get("name"), layer.get("class_name"), "/".join(keys))
+def rule_changed_activations(layer: Layer) -> Layer:
+    """Warn (never change) about a Keras 3 activation Keras 2 computes differently
+    (:data:`~ckptcompat.names.configs.table.CHANGED_ACTIVATIONS`: ``hard_sigmoid``)."""
+    if "module" in layer or is_keras3_config(layer):
+        warn_changed_activations(layer, to_keras3=False)
     return layer
 
 
@@ -255,7 +248,7 @@ def rule_nested(layer: Layer) -> Layer:
 #: The rules, applied in this order to every layer dict.
 LAYER_RULES: tuple[Callable[[Layer], Layer], ...] = (
     rule_old_defaults,
-    rule_hard_sigmoid,
+    rule_changed_activations,
     rule_registration,
     rule_dtype_policy,
     rule_adapted_bins,

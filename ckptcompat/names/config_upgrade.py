@@ -12,21 +12,18 @@ anything: Lambda byte-code stays an opaque string.
 from __future__ import annotations
 
 import copy
-import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Dict
 
-from ckptcompat.names.configs.keras1 import is_keras1_layer, keras1_to_keras2_layer
+from ckptcompat.names.configs.keras1 import is_keras1_layer, keras1_input_dtype, keras1_to_keras2_layer
 from ckptcompat.names.configs.nodes import RNN_CLASSES, has_keras2_nodes, nodes_to_keras3, shift_nested_model_refs
 from ckptcompat.names.configs.table import (INPUT_SHAPE_KEYS, KERAS2_ONLY_LAYER_ARGS, KERAS3_RENAMED_OBJECTS,
                                             OLD_DEFAULTS, OLD_OUTPUT_MODES, REMOVED_IN_KERAS3, decode_json_values,
-                                            keras3_policy)
+                                            keras3_policy, warn_changed_activations)
 from ckptcompat.names.variables import canonical_optimizer_class
 
 __all__ = ["LAYER_STEPS", "upgrade_layer", "upgrade_model_config",
            "upgrade_optimizer_config", "convert_inbound_nodes"]
-
-log = logging.getLogger(__name__)
 
 Entry = Dict[str, Any]
 _OPTIMIZER_DROP = ("is_legacy_optimizer", "jit_compile", "decay")
@@ -100,18 +97,11 @@ def _attention_causal(entry: Entry) -> Entry | None:
 _CAUSAL_ATTENTION = ("Attention", "AdditiveAttention")
 
 
-def _hard_sigmoid(entry: Entry) -> Entry | None:
-    """Warn (never change): ``hard_sigmoid`` is ``clip(0.2 x + 0.5, 0, 1)`` in Keras 1/2 (standalone Keras
-    LSTM/GRU's default ``recurrent_activation``), ``clip(x / 6 + 0.5, 0, 1)`` in Keras 3, which has no
-    activation of the old slope; Keras 3's own ``load_model`` takes its own too."""
-    cfg = entry.get("config") if isinstance(entry.get("config"), Mapping) else {}
-    keys = [k for k in ("activation", "recurrent_activation") if cfg.get(k) == "hard_sigmoid"]
-    if keys and "module" not in entry:  # a Keras 1/2 entry (every Keras 3 entry names its module)
-        log.warning("layer %r (%s): %s='hard_sigmoid' is clip(0.2x + 0.5) in Keras 1/2 but clip(x/6 + 0.5) in "
-                    "Keras 3: the weights are restored exactly, the resumed model computes differently (as with "
-                    "Keras 3's own load_model); to continue the same function, build the model with a custom "
-                    "activation and pass resume(path, model=model)", cfg.get("name"), entry.get("class_name"),
-                    "/".join(keys))
+def _changed_activations(entry: Entry) -> Entry | None:
+    """Warn (never change) about a Keras 1/2 activation Keras 3 computes differently
+    (:data:`~ckptcompat.names.configs.table.CHANGED_ACTIVATIONS`: ``hard_sigmoid``)."""
+    if "module" not in entry:  # a Keras 1/2 entry (every Keras 3 entry names its module)
+        warn_changed_activations(entry, to_keras3=True)
     return None
 
 
@@ -231,7 +221,7 @@ def _old_preprocessing_args(entry: Entry) -> Entry | None:
 
 
 LAYER_STEPS: tuple[Callable[[Entry], Entry | None], ...] = (
-    _old_defaults, _hard_sigmoid, _module, _input_layer, _input_shape_keys, _dtype_policy, _drop_keras2_keys,
+    _old_defaults, _changed_activations, _module, _input_layer, _input_shape_keys, _dtype_policy, _drop_keras2_keys,
     _batchnorm_axis,
     _initializers, _nodes, _attention_causal, _build_config_of_calls, _old_preprocessing_args,
 )
@@ -257,10 +247,8 @@ def upgrade_layer(entry: Mapping[str, Any], path: str | None = None) -> Entry:
     if isinstance(cfg, Mapping) and isinstance(cfg.get("layers"), list) and out.get("class_name") == "Sequential":
         sequential_layers = [keras1_to_keras2_layer(e, path) if isinstance(e, Mapping) and is_keras1_layer(e)
                              else e for e in cfg["layers"]]
-        first = cfg["layers"][0] if cfg["layers"] and isinstance(cfg["layers"][0], Mapping) else {}
-        first_cfg = first.get("config") if isinstance(first.get("config"), Mapping) else {}
-        keras1_dtype = first_cfg.get("input_dtype")
-        sequential_layers = _sequential_input(sequential_layers, keras1_dtype)
+        sequential_layers = _sequential_input(sequential_layers,
+                                              keras1_input_dtype(cfg["layers"][0]) if cfg["layers"] else None)
     for step in LAYER_STEPS:
         new = step(out)
         if new is not None:
@@ -283,7 +271,7 @@ def upgrade_layer(entry: Mapping[str, Any], path: str | None = None) -> Entry:
     return out
 
 
-def _sequential_input(layers: list[Any], keras1_dtype: Any = None) -> list[Any]:
+def _sequential_input(layers: list[Any], keras1_dtype: str | None = None) -> list[Any]:
     """Keras 2 Sequential: the first layer's ``batch_input_shape`` becomes an explicit InputLayer,
     of the first layer's dtype, or of a Keras 1 ``input_dtype`` (an Embedding's int32 input)."""
     if not layers or not isinstance(layers[0], Mapping) or layers[0].get("class_name") == "InputLayer":
@@ -297,7 +285,7 @@ def _sequential_input(layers: list[Any], keras1_dtype: Any = None) -> list[Any]:
     if shape is None:
         return layers
     dtype = cfg.get("dtype") if isinstance(cfg.get("dtype"), str) else "float32"
-    if isinstance(keras1_dtype, str):
+    if keras1_dtype is not None:
         dtype = keras1_dtype
     inp = {"module": "keras.layers", "class_name": "InputLayer", "registered_name": None,
            "config": {"batch_shape": list(shape), "dtype": dtype, "sparse": False,

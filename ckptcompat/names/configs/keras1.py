@@ -15,7 +15,7 @@ from typing import Any
 from ckptcompat.errors import UnsupportedFormatError
 
 __all__ = ["CLASS_RENAMES", "ARG_RENAMES", "is_keras1_layer", "keras1_to_keras2_layer", "keras1_to_keras2_model",
-           "MERGE_MODES"]
+           "MERGE_MODES", "keras1_input_dtype"]
 
 #: Keras 1 class name -> Keras 2 class name (and extra config); keras 2.3.1 legacy/layers.py
 CLASS_RENAMES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -71,6 +71,14 @@ def is_keras1_layer(entry: Mapping[str, Any]) -> bool:
     return (cls in CLASS_RENAMES or cls == "Merge" or any(k in cfg for k in ARG_RENAMES["*"])
             or any(k in cfg and k not in ("init",) for k in renames) or "init" in cfg
             or (cls == "BatchNormalization" and "mode" in cfg))
+
+
+def keras1_input_dtype(entry: Any) -> str | None:
+    """The dtype of a Keras 1 first layer's input (``input_dtype``: an Embedding's int32), which the
+    Keras 2 conversion does not keep on the layer; None for any other entry."""
+    cfg = entry.get("config") if isinstance(entry, Mapping) and isinstance(entry.get("config"), Mapping) else {}
+    value = cfg.get("input_dtype")
+    return value if isinstance(value, str) else None
 
 
 def _legacy_object(value: Any) -> Any:

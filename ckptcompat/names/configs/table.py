@@ -13,7 +13,7 @@ from typing import Any
 
 __all__ = ["LOOKUP_CLASSES", "OLD_OUTPUT_MODES", "Rule", "RULES", "INPUT_SHAPE_KEYS", "KERAS2_ONLY_LAYER_ARGS", "KERAS3_ONLY_LAYER_ARGS",
            "KERAS3_RENAMED_OBJECTS", "KERAS2_RENAMED_OBJECTS", "OLD_DEFAULTS", "REMOVED_IN_KERAS3", "KERAS3_ONLY_ARGS_AT", "ANY", "KERAS2_ARG_NAMES", "KERAS2_REQUIRED_ARGS", "decode_json_values", "keras3_policy",
-           "keras2_policy", "KERAS2_DTYPE_NOT_POLICY"]
+           "keras2_policy", "KERAS2_DTYPE_NOT_POLICY", "CHANGED_ACTIVATIONS", "warn_changed_activations"]
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,31 @@ REMOVED_IN_KERAS3: dict[str, str] = {
     "CuDNNLSTM": "removed in Keras 3 (LSTM uses cuDNN itself; weights differ in layout)",
     "CuDNNGRU": "removed in Keras 3 (GRU uses cuDNN itself; weights differ in layout)",
 }
+#: activations of one name and another function: name -> (Keras 1/2's, Keras 3's); neither generation
+#: has the other's, so a config keeps the name and :func:`warn_changed_activations` says so
+CHANGED_ACTIVATIONS: dict[str, tuple[str, str]] = {
+    "hard_sigmoid": ("clip(0.2x + 0.5)", "clip(x/6 + 0.5)"),  # standalone Keras LSTM/GRU recurrent default
+}
+
+
+def warn_changed_activations(entry: Mapping[str, Any], to_keras3: bool) -> None:
+    """Log a warning for each activation of ``entry`` (a layer config written by the other
+    generation) whose function :data:`CHANGED_ACTIVATIONS` says differs in the running one."""
+    import logging
+
+    cfg = entry.get("config") if isinstance(entry.get("config"), Mapping) else {}
+    for key in ("activation", "recurrent_activation"):
+        name = cfg.get(key)
+        if isinstance(name, str) and name in CHANGED_ACTIVATIONS:
+            old, new = CHANGED_ACTIVATIONS[name] if to_keras3 else CHANGED_ACTIVATIONS[name][::-1]
+            logging.getLogger(__name__).warning(
+                "layer %r (%s): %s=%r is %s where the file was written but %s in this Keras: the weights are "
+                "restored exactly, the resumed model computes differently%s; to continue the same function, "
+                "build the model with a custom activation and pass resume(path, model=model)",
+                cfg.get("name"), entry.get("class_name"), key, name, old, new,
+                " (as with Keras 3's own load_model)" if to_keras3 else "")
+
+
 #: constructor defaults that changed: a Keras 2 config WITHOUT the key meant the old default
 OLD_DEFAULTS: dict[str, dict[str, Any]] = {
     "GRU": {"reset_after": False},  # Keras <= 2.2 / tf.keras 1.x wrote no reset_after (default False)
