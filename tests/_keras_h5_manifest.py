@@ -32,3 +32,16 @@ def manifest_entries(fmt: str = "keras_h5") -> list[tuple[Path, dict[str, Any]]]
                     out.setdefault(candidate.resolve(), entry)
                     break
     return sorted(out.items())
+
+
+def read_options(path: Path, entry: dict[str, Any]) -> dict[str, Any]:
+    """``keras_h5.read`` options for a manifest file: a Keras 1 ``save_weights`` file records no
+    layer classes, so the config of the ``model.h5`` written beside it names them (as the live
+    model does for ``resume(path, model=...)``), read without any framework."""
+    if entry.get("kind") != "weights" or not str(entry.get("producer", "")).startswith("keras1"):
+        return {}
+    import h5py
+
+    with h5py.File(path.parent / "model.h5", "r") as h5:
+        config = h5.attrs["model_config"]
+    return {"keras1_config": json.loads(config.decode() if isinstance(config, bytes) else config)}

@@ -1,7 +1,8 @@
 """Pairings of a whole file with a live model that Keras itself would use, around name matching.
 
 Before names are tried: a subclassed model's Keras 3 file by attribute path, a ``.weights.h5``
-without config through the live model's own config. After names and structure failed: any Keras 3
+without config through the live model's own config, a Keras 1 ``save_weights`` file through the
+live layers' classes (:mod:`ckptcompat.resuming.keras1_pairing`). After names and structure failed: any Keras 3
 file by the datasets the live model's own save walk reads (a layer class the reader does not know,
 whose variables it could only call ``var_<i>``). Each returns the state under the live names, the
 renames and a sentence for the log, or None.
@@ -30,8 +31,9 @@ class Paired(NamedTuple):
 
 def before_names(state: TrainingState, model: Any, live_vars: Mapping[str, Any],
                  live: Mapping[str, tuple[int, ...]]) -> Paired | None:
-    """The pairing Keras 3 itself uses where names cannot work: a subclassed model's file
-    (attribute paths), a ``.weights.h5`` that records no config (named through the model's)."""
+    """The pairing Keras itself uses where names cannot work: a subclassed model's file
+    (attribute paths), a ``.weights.h5`` that records no config (named through the model's), a
+    Keras 1 weights file (converted through the live classes, as Keras 2.0-2.3 did)."""
     from ckptcompat.resuming.attribute_paths import through_attributes
     from ckptcompat.resuming.read import through_model_config
 
@@ -44,6 +46,12 @@ def before_names(state: TrainingState, model: Any, live_vars: Mapping[str, Any],
         if through is not None:
             return Paired(*through, "a weights file without config, named through the model's own config "
                                     "(as Keras's load_weights does)")
+        from ckptcompat.resuming.keras1_pairing import through_live_classes
+
+        through = through_live_classes(state, model, live)
+        if through is not None:
+            return Paired(*through, "a Keras 1 weights file without config, converted through the live layers' "
+                                    "classes in order (as Keras 2's load_weights did)")
     return None
 
 

@@ -296,3 +296,132 @@ def test_keras1_nested_layers_of_overlapping_names_and_a_keras1_nested_sequentia
     out, _ = to_keras2([("seq", infos)], {i.canonical: leaves[i.raw] for i in infos}, None, config, Path("x.h5"))
     assert sorted(out) == ["seq/fc/bias", "seq/fc/kernel", "seq/fc_out/bias", "seq/fc_out/kernel"]
     assert out["seq/fc_out/kernel"].shape == (3, 1)
+
+
+def _weights_only_with_json(root: Path) -> list[tuple[Path, Any]]:
+    """(weights file, its sibling ``model.json`` config) of every Keras 1 ``save_weights`` file of the
+    corpus: the Keras 1 idiom ``open("model.json", "w").write(model.to_json())`` + ``save_weights``."""
+    import csv
+    import json
+
+    found = []
+    with open(root / "MANIFEST.tsv", newline="") as manifest:
+        for row in csv.DictReader(manifest, delimiter="\t"):
+            path = root / row["repo"].replace("/", "__") / row["path"]
+            if row["kind"] == "B" and "keras 1.x era" in row["producer"] and (path.parent / "model.json").exists():
+                config = json.loads((path.parent / "model.json").read_text())
+                found.append((path, json.loads(config) if isinstance(config, str) else config))  # double-encoded
+    return sorted(found, key=lambda pair: str(pair[0]))
+
+
+#: the repositories' Lambda functions that change the shape, as their model.py defines them (the
+#: constants of the stored byte-code, read, not run): spadin's ``resize`` is
+#: ``tf.image.resize_images(x, (80, 160))``; the other Lambdas scale pixel values (no shape change)
+_RESIZES = {("spadin__behavioral-cloning", "resize"): (80, 160)}
+
+
+def _resize_class(keras: Any, size: tuple[int, int]) -> type:
+    """The user's resizing Lambda as a layer of the running Keras (no weights)."""
+    class UserResize(keras.layers.Layer):
+        def call(self, x: Any) -> Any:
+            ops = getattr(keras, "ops", None)
+            if ops is not None:
+                return ops.image.resize(x, size)
+            import tensorflow as tf
+
+            return tf.image.resize(x, size) if hasattr(tf.image, "resize") else tf.image.resize_images(x, size)
+
+        def compute_output_shape(self, shape: Any) -> Any:
+            return (shape[0], *size, shape[-1])
+
+    return UserResize
+
+
+def _stand_ins(keras: Any, path: Path, config: Any, *, fresh_names: bool) -> tuple[list[Any], dict[str, Any]]:
+    """The layer entries of the model the repository's code builds: its ``model.json``'s, each Lambda
+    (byte-code of another Python) standing in as the user's function (an identity Activation where
+    it keeps the shape, a resizing layer where it resizes (:data:`_RESIZES`); neither has weights),
+    no names where ``fresh_names`` (this process names the layers); with the custom objects needed."""
+    folder = next(part for part in path.parts if "__" in part)
+    entries, custom = [], {}
+    for entry in config["config"]:
+        entry = dict(entry, config=dict(entry["config"]))
+        if entry["class_name"] == "Lambda":
+            cfg = {k: v for k, v in entry["config"].items() if k in ("name", "batch_input_shape")}
+            size = _RESIZES.get((folder, cfg["name"]))
+            if size is None:
+                entry = {"class_name": "Activation", "config": dict(cfg, activation="linear")}
+            elif hasattr(keras.layers, "Resizing"):
+                entry = {"class_name": "Resizing", "config": dict(cfg, height=size[0], width=size[1])}
+            else:  # standalone Keras 2.3 has no Resizing layer
+                custom["UserResize"] = _resize_class(keras, size)
+                entry = {"class_name": "UserResize", "config": cfg}
+        if fresh_names:
+            entry["config"].pop("name", None)
+        entries.append(entry)
+    return entries, custom
+
+
+def _users_model(keras: Any, path: Path, config: Any) -> Any:
+    """The repository's model for the running Keras, auto-named by this process (ckptcompat's
+    translation of the Keras 1 config: a user of a newer Keras writes the same layers in code)."""
+    from ckptcompat import runtime
+    from ckptcompat.resuming.from_config import model_from_config
+
+    entries, custom = _stand_ins(keras, path, config, fresh_names=True)
+    return model_from_config(dict(config, config=entries), runtime.detect(), keras, custom)
+
+
+def _keras23_model(keras: Any, path: Path, config: Any) -> Any:
+    """The repository's model as standalone Keras 2.3 builds its Keras 1 config itself (less the
+    Keras 1 regularizer and constraint configs it cannot read, which hold no weights)."""
+    entries, custom = _stand_ins(keras, path, config, fresh_names=False)
+    for entry in entries:
+        entry["config"] = {k: v for k, v in entry["config"].items() if not k.endswith(("_regularizer", "_constraint"))}
+    return keras.models.Sequential.from_config(entries, custom_objects=custom)
+
+
+@pytest.mark.framework
+def test_real_keras1_weights_files_resume_into_the_users_model(keras, real_checkpoints: Path) -> None:
+    """Each real Keras 1 ``save_weights`` file resumes into the model its code builds, auto-named
+    here: every tensor as the file converts through the architecture its ``model.json`` records
+    (and, for the file with a full-model twin, as that twin holds them), bitwise."""
+    import ckptcompat
+
+    pairs = _weights_only_with_json(real_checkpoints)
+    assert len(pairs) >= 3, pairs
+    for path, config in pairs:
+        model = _users_model(keras, path, config)
+        run = ckptcompat.resume(path, model=model)
+        assert run.report.matching == "structure", path
+        want = list(keras_h5.read(path, keras1_config=config).weights.values())
+        twin = path.parent / "model.h5"
+        if twin != path and twin.exists():
+            assert [np.asarray(v).tobytes() for v in keras_h5.read(twin, include_optimizer=False).weights.values()] \
+                == [np.asarray(v).tobytes() for v in want], twin
+        got = [keras.backend.get_value(w) if hasattr(keras.backend, "get_value") else np.asarray(w)
+               for w in model.weights]
+        assert len(got) == len(want) and all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(got, want))
+        print(f"{path.relative_to(real_checkpoints)}: {len(want)} tensors into the user's model "
+              f"({run.report.matching})")
+
+
+@pytest.mark.framework
+def test_real_keras1_weights_files_convert_as_keras_2_3_loads_them(real_checkpoints: Path) -> None:
+    """The truth above: standalone Keras 2.3.1's own ``load_weights`` (which converts Keras 1 files
+    through the live classes) gives the same tensors as ckptcompat's conversion through the file's
+    ``model.json``, bitwise."""
+    import tensorflow as tf
+
+    if not tf.__version__.startswith("1.") or importlib.util.find_spec("keras") is None:
+        pytest.skip("standalone Keras 2.3 (its Keras 1 conversion) runs on TF 1 here (tf115-py37)")
+    import keras
+
+    for path, config in _weights_only_with_json(real_checkpoints):
+        keras.backend.clear_session()
+        model = _keras23_model(keras, path, config)
+        model.load_weights(str(path))
+        native = keras.backend.batch_get_value([w for layer in model.layers for w in layer.weights])  # layer order
+        mine = list(keras_h5.read(path, keras1_config=config).weights.values())
+        assert len(mine) == len(native) and all(np.array_equal(a, b) and a.dtype == b.dtype
+                                                for a, b in zip(mine, native)), path

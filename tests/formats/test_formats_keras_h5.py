@@ -16,7 +16,7 @@ from ckptcompat.formats import keras_h5
 from ckptcompat.state import OptimizerState, TrainingState
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _keras_h5_manifest import manifest_entries, sha256  # noqa: E402
+from _keras_h5_manifest import manifest_entries, read_options, sha256  # noqa: E402
 
 h5py = pytest.importorskip("h5py")
 ENTRIES = manifest_entries()
@@ -190,7 +190,7 @@ def _manifest_params() -> list[Any]:
 
 @pytest.mark.parametrize("path,entry", _manifest_params())
 def test_manifest_fixture(path: Path, entry: dict) -> None:
-    state = keras_h5.read(path)
+    state = keras_h5.read(path, **read_options(path, entry))
     for tensor in entry["tensors"]:
         if tensor["kind"] == "weight":
             array = state.weights[tensor["owner"]]

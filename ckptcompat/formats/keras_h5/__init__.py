@@ -23,7 +23,7 @@ from ckptcompat.errors import (CheckpointNotFoundError, CkptCompatError, Corrupt
 from ckptcompat.formats import Peek, WrittenFiles
 from ckptcompat.formats._h5heap import open_checked
 from ckptcompat.formats._h5safe import hard_child, read_numeric
-from ckptcompat.formats.keras_h5._keras1_weights import is_keras1_file, to_keras2
+from ckptcompat.formats.keras_h5._keras1_weights import is_keras1_file, keras1_weight_prefix, to_keras2
 from ckptcompat.formats.keras_h5._layer_configs import inner_names as _inner_names
 from ckptcompat.formats.keras_h5._layer_configs import layer_configs as _layer_configs
 from ckptcompat.formats.keras_h5._layer_configs import trainable as _trainable
@@ -32,7 +32,7 @@ from ckptcompat.names.variables import LOSS_SCALE_CONFIG, canonical_optimizer_cl
 from ckptcompat.state import OptimizerState, Producer, Progress, TrainingState
 
 __all__ = ["NAME", "name", "sniff", "peek", "read", "write", "files", "HDF5_SIGNATURE", "ATTR_EPOCH", "ATTR_STEP",
-           "ATTR_GLOBAL_STEP", "layer_table", "canonical_from_raw"]
+           "ATTR_GLOBAL_STEP", "layer_table", "canonical_from_raw", "keras1_weight_prefix"]
 
 log = logging.getLogger(__name__)
 
@@ -254,8 +254,12 @@ def _progress(f: Any) -> Progress:
     return Progress(epoch=get(ATTR_EPOCH), step=get(ATTR_STEP), global_step=get(ATTR_GLOBAL_STEP))
 
 
-def read(path: str | os.PathLike[str], *, include_optimizer: bool = True) -> TrainingState:
-    """Read a legacy Keras ``.h5`` (full model or weights only) into a :class:`TrainingState`."""
+def read(path: str | os.PathLike[str], *, include_optimizer: bool = True, keras1_config: Any = None) -> TrainingState:
+    """Read a legacy Keras ``.h5`` (full model or weights only) into a :class:`TrainingState`.
+
+    ``keras1_config``: for a Keras 1 file that records no config (``save_weights``), a Keras 1
+    model config naming its layers' classes, by which its weights are converted (the returned
+    state still records no config)."""
     p = Path(path)
     if not p.exists():
         raise CheckpointNotFoundError("no such file", path=p, hint="check the path")
@@ -275,7 +279,7 @@ def read(path: str | os.PathLike[str], *, include_optimizer: bool = True) -> Tra
 
     try:
         try:
-            return _read_open(f, p, size + (1 << 20), include_optimizer)
+            return _read_open(f, p, size + (1 << 20), include_optimizer, keras1_config)
         finally:
             if not keep_open(f):  # a lazy read keeps the file open for its LazyTensors
                 f.close()
@@ -286,7 +290,7 @@ def read(path: str | os.PathLike[str], *, include_optimizer: bool = True) -> Tra
                                      path=p, hint=_HINT) from exc
 
 
-def _read_open(f: Any, p: Path, limit: int, include_optimizer: bool) -> TrainingState:
+def _read_open(f: Any, p: Path, limit: int, include_optimizer: bool, keras1_config: Any = None) -> TrainingState:
     if "layers" in f and "vars" in f and "layer_names" not in f.attrs:
         raise UnsupportedFormatError("this is a Keras 3 .weights.h5 file, not a legacy Keras HDF5 file",
                                      path=p, hint="read it with format 'keras_zip'")
@@ -301,7 +305,8 @@ def _read_open(f: Any, p: Path, limit: int, include_optimizer: bool) -> Training
     arrays = _without_derived_idf(arrays, model_config, p)
     optimizer = _optimizer(f, training_config, layers, p, limit) if include_optimizer else None
     if is_keras1_file(_text(f.attrs["keras_version"]) if "keras_version" in f.attrs else "", layers):
-        arrays, optimizer = to_keras2(layers, arrays, optimizer, model_config, p)
+        arrays, optimizer = to_keras2(layers, arrays, optimizer,
+                                      model_config if model_config is not None else keras1_config, p)
     return TrainingState(weights=arrays, optimizer=optimizer, progress=_progress(f),
                          producer=_producer(f, p), model_config=model_config,
                          training_config=training_config)

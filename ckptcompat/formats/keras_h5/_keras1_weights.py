@@ -20,7 +20,8 @@ is the same conversion, applied to the weights and, tensor for tensor, to their 
   model's layers, each as its own layer.
 
 Only the classes above are converted; a layer of another class, or of a class the file does not
-say (a weights-only file), keeps its names (reported by the matching as any misfit), with a
+say (a weights-only file, unless the caller names the classes: ``keras1_config``, which resume
+builds from the live model), keeps its names (reported by the matching as any misfit), with a
 warning. Headers-only reads (``inspect``) get the converted shapes without reading data.
 """
 
@@ -38,7 +39,7 @@ import numpy as np
 from ckptcompat.formats._headers import LazyTensor, TensorHeader, materialize
 from ckptcompat.names.variables import strip_tensor_suffix
 
-__all__ = ["is_keras1_file", "to_keras2"]
+__all__ = ["is_keras1_file", "keras1_weight_prefix", "to_keras2"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,21 @@ def is_keras1_file(version: str, layers: list[tuple[str, list[Any]]]) -> bool:
         return version.startswith("1.")
     return any(_leaf(w.raw).startswith((f"{lname}_", "forward_", "backward_"))
                for lname, infos in layers for w in infos)
+
+
+def _suffixes() -> tuple[str, ...]:
+    gated = (f"{kind}_{gate}" for gates in _GATES.values() for gate in gates for kind in ("W", "U", "b"))
+    return tuple(sorted({*gated, *_RENAMES}, key=len, reverse=True))
+
+
+def keras1_weight_prefix(leaf: str) -> Optional[str]:
+    """The name a Keras 1 weight was made under (``lstm_1`` of ``lstm_1_W_i``, ``forward_lstm_1`` of
+    ``forward_lstm_1_U``), None for a name Keras 1 does not give a weight."""
+    leaf = strip_tensor_suffix(leaf)
+    for suffix in _suffixes():
+        if leaf.endswith(f"_{suffix}") and len(leaf) > len(suffix) + 1:
+            return leaf[:-len(suffix) - 1]
+    return None
 
 
 def _leaf(raw: str) -> str:
@@ -251,7 +267,11 @@ def to_keras2(layers: list[tuple[str, list[Any]]], arrays: dict[str, Any], optim
         if any(w.canonical not in consumed for w in infos):
             kept.append(lname)
     out.update({n: a for n, a in arrays.items() if n not in consumed})
-    if kept:
+    if kept and model_config is None:
+        log.warning("%s: Keras 1 weights of %s kept under their own names (a weights-only file records no "
+                    "layer classes: resume(path, model=...) converts them through the model's layers)",
+                    path, ", ".join(kept))
+    elif kept:
         log.warning("%s: Keras 1 weights of %s kept under their own names (no conversion for their class)",
                     path, ", ".join(kept))
     log.info("%s: Keras 1 weights converted to Keras 2's names and shapes", path)

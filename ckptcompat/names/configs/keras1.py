@@ -88,7 +88,7 @@ def _legacy_object(value: Any) -> Any:
     if isinstance(value, Mapping) and "name" in value and "class_name" not in value:
         cfg = {k: v for k, v in value.items() if k != "name"}
         name = str(value["name"])
-        if name in ("WeightRegularizer", "ActivityRegularizer"):
+        if name in ("WeightRegularizer", "ActivityRegularizer", "L1L2Regularizer"):  # Keras 1.0-1.1, 1.2
             name = "L1L2"
         if "m" in cfg:
             cfg["max_value"] = cfg.pop("m")
