@@ -125,6 +125,18 @@ def test_keras1_channels_first_kernel_and_batchnorm_are_keras2() -> None:
     assert list(weights) == ["c/kernel", "c/bias", "bn/gamma", "bn/beta", "bn/moving_mean", "bn/moving_variance"]
 
 
+def test_keras1_weight_prefix_is_the_layer_name_the_weight_was_made_under() -> None:
+    from ckptcompat.formats.keras_h5 import keras1_weight_prefix
+
+    assert keras1_weight_prefix("lstm_1_W_i:0") == "lstm_1"
+    assert keras1_weight_prefix("forward_lstm_1_U_c") == "forward_lstm_1"
+    assert keras1_weight_prefix("x_b_W") == "x_b" and keras1_weight_prefix("x_b_b") == "x_b"
+    assert keras1_weight_prefix("batchnormalization_1_running_std") == "batchnormalization_1"
+    assert keras1_weight_prefix("bn_beta") == "bn" and keras1_weight_prefix("prelu_1_alphas") == "prelu_1"
+    assert keras1_weight_prefix("kernel") is None and keras1_weight_prefix("_W") is None
+    assert keras1_weight_prefix("highway_1_W_carry") is None  # a Keras-1-only class: not converted
+
+
 def test_every_real_keras1_file_inspects_in_keras2_names(real_checkpoints: Path) -> None:
     """Headers only (``inspect``): the converted names and shapes, no data read, no error."""
     import ckptcompat

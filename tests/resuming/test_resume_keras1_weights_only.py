@@ -13,6 +13,7 @@ classes in order. The tensors must equal what ckptcompat restores from the case'
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,7 @@ CORPUS = FIXTURES / "keras122-tf115-py37"
 #: every rank's zoo with channels-first kernels, and the compositions (one Dense-only model is
 #: enough of the nine optimizer cases: they share it)
 CASES = ["zoo_rank2_tf", "zoo_rank3_tf", "zoo_rank4_th", "zoo_rank5_th", "seq_input_shape_th_sgd",
-         "masked_rnn_adam", "multi_io_shared_adam", "nested_seq_adam", "opt_adam"]
+         "masked_rnn_adam", "multi_io_shared_adam", "nested_seq_adam", "nested_frozen_adam", "opt_adam"]
 
 
 def _layer_names(config: Any) -> set[str]:
@@ -62,10 +63,12 @@ def _fresh(model: Any) -> Any:
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_keras1_weights_file_resumes_into_a_fresh_model(keras, case: str) -> None:
+def test_keras1_weights_file_resumes_into_a_fresh_model(keras, case: str, caplog) -> None:
     base = ckptcompat.resume(CORPUS / case / "model.h5", compile=False).model
     fresh = _fresh(base)
-    run = ckptcompat.resume(CORPUS / case / "weights.h5", model=fresh)
+    with caplog.at_level(logging.INFO, logger="ckptcompat"):
+        run = ckptcompat.resume(CORPUS / case / "weights.h5", model=fresh)
+    assert "a Keras 1 weights file without config, converted through the live layers' classes" in caplog.text
     assert run.report.matching == "structure" and run.report.by_structure
     want = list(runtime.capture(base).weights.values())  # model order; the names differ
     got = list(runtime.capture(fresh).weights.values())
@@ -82,6 +85,7 @@ def test_keras1_weights_file_into_another_architecture_lists_every_misfit(keras)
     assert len(bias) == 1 and not np.any(bias[0])  # nothing assigned
 
 
-def test_keras1_weights_file_inspects_and_warns_the_way_on(caplog) -> None:
-    info = ckptcompat.inspect(CORPUS / "zoo_rank4_th" / "weights.h5")
+def test_keras1_weights_file_inspects_and_tells_the_way_on(caplog) -> None:
+    with caplog.at_level(logging.INFO, logger="ckptcompat"):
+        info = ckptcompat.inspect(CORPUS / "zoo_rank4_th" / "weights.h5")
     assert info.variables and "resume(path, model=...)" in caplog.text

@@ -153,6 +153,12 @@ def _layer_names(layer: str, raws: list[str], own_scopes: bool, cls: str = "") -
     return [f"{layer}/{rel}" for rel in distinct_paths(tails)]
 
 
+def _named_after_layers(raws: list[str], layers: list[str]) -> bool:
+    """Whether weights are named the Keras 1 way, after their layer (``dense_2_W``)."""
+    heads = tuple(f"{name}_" for name in set(layers))
+    return any(strip_tensor_suffix(raw).startswith(heads) for raw in raws)
+
+
 def layer_table(f: Any, model_config: Any, path: Path, limit: int
                 ) -> tuple[list[tuple[str, list[WeightInfo]]], dict[str, np.ndarray]]:
     """Layers in file order with their weights; plus the arrays by canonical name."""
@@ -174,7 +180,8 @@ def layer_table(f: Any, model_config: Any, path: Path, limit: int
         raws = _attr_list(lgroup, "weight_names") or []
         values = [_dataset(lgroup, raw, limit, path) for raw in raws]
         inner = nested_names.get(lname)
-        if inner and len(inner) == len(raws):  # Keras 3.0.x wrote nested weights without the layer name
+        if inner and len(inner) == len(raws) and not _named_after_layers(raws, inner):
+            # Keras 3.0.x wrote nested weights without the layer name (Keras 1 named each after it)
             raws = [raw if "/" in strip_tensor_suffix(raw) else f"{inner[i]}/{raw}" for i, raw in enumerate(raws)]
         cls, _, nested = table.get(lname, ("", True, {}))
         for raw, value, canonical in zip(raws, values, _layer_names(lname, raws, own_scopes and not nested, cls)):

@@ -65,16 +65,16 @@ def is_keras1_file(version: str, layers: list[tuple[str, list[Any]]]) -> bool:
                for lname, infos in layers for w in infos)
 
 
-def _suffixes() -> tuple[str, ...]:
-    gated = (f"{kind}_{gate}" for gates in _GATES.values() for gate in gates for kind in ("W", "U", "b"))
-    return tuple(sorted({*gated, *_RENAMES}, key=len, reverse=True))
+#: the names Keras 1 gives a weight after its layer's name, longest first (``W_i`` before ``W``)
+_SUFFIXES = tuple(sorted({*(f"{kind}_{gate}" for gates in _GATES.values() for gate in gates for kind in "WUb"),
+                          *_RENAMES}, key=len, reverse=True))
 
 
 def keras1_weight_prefix(leaf: str) -> Optional[str]:
     """The name a Keras 1 weight was made under (``lstm_1`` of ``lstm_1_W_i``, ``forward_lstm_1`` of
     ``forward_lstm_1_U``), None for a name Keras 1 does not give a weight."""
     leaf = strip_tensor_suffix(leaf)
-    for suffix in _suffixes():
+    for suffix in _SUFFIXES:
         if leaf.endswith(f"_{suffix}") and len(leaf) > len(suffix) + 1:
             return leaf[:-len(suffix) - 1]
     return None
@@ -267,8 +267,8 @@ def to_keras2(layers: list[tuple[str, list[Any]]], arrays: dict[str, Any], optim
         if any(w.canonical not in consumed for w in infos):
             kept.append(lname)
     out.update({n: a for n, a in arrays.items() if n not in consumed})
-    if kept and model_config is None:
-        log.warning("%s: Keras 1 weights of %s kept under their own names (a weights-only file records no "
+    if kept and model_config is None:  # resume(path, model=...) converts them (resuming/keras1_pairing.py)
+        log.info("%s: Keras 1 weights of %s kept under their own names (a weights-only file records no "
                     "layer classes: resume(path, model=...) converts them through the model's layers)",
                     path, ", ".join(kept))
     elif kept:

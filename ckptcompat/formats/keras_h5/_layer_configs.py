@@ -32,8 +32,9 @@ def layer_configs(model_config: Any, nested: bool = False) -> dict[str, Any]:
         name = lcfg.get("name") or layer.get("name")
         if nested and _operation_node(layer, lcfg):
             continue
-        if isinstance(name, str):
-            inner = layer_configs(layer, nested=True) if isinstance(lcfg.get("layers"), list) else {}
+        if isinstance(name, str):  # a Keras 1 / 2.0-2.2 nested Sequential's config is its layer list
+            listed = isinstance(lcfg.get("layers"), list) or isinstance(layer.get("config"), list)
+            inner = layer_configs(layer, nested=True) if listed else {}
             table[name] = (str(layer.get("class_name", "")), lcfg.get("trainable", True) is not False, inner)
     return table
 
@@ -69,11 +70,12 @@ def trainable(layer: str, raw: str, table: dict[str, Any]) -> bool:
     cls, trainable, nested = table.get(layer, ("", True, {}))
     parts = strip_tensor_suffix(raw).split("/")
     short = parts[-1]
-    for part in reversed(parts[:-1]):
-        if part in nested:
-            cls, inner_trainable, _ = nested[part]
-            trainable = trainable and inner_trainable
-            break
+    owner = next((part for part in reversed(parts[:-1]) if part in nested), None)
+    if owner is None and len(parts) == 1:  # Keras 1: an inner layer's weight named after it (dense_1_W)
+        owner = max((name for name in nested if short.startswith(f"{name}_")), key=len, default=None)
+    if owner is not None:
+        cls, inner_trainable, _ = nested[owner]
+        trainable = trainable and inner_trainable
     if short in _NON_TRAINABLE_SHORT or short.endswith(("_running_mean", "_running_std")):
         return False
     if "Normalization" in cls and "Batch" not in cls and short in _NORMALIZATION_STATS:
