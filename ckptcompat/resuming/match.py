@@ -81,7 +81,10 @@ def _entries(cfg: Any) -> list[Mapping[str, Any]]:
 
 
 def config_layers(model_config: Mapping[str, Any] | None) -> list[LiveLayer]:
-    """The layers a model config describes, with paths and classes, in model order."""
+    """The layers a model config describes, with paths and classes (a Keras 1 class under its Keras 2
+    name: ``Convolution2D`` is ``Conv2D``), in model order."""
+    from ckptcompat.names.configs.keras1 import CLASS_RENAMES
+
     out: list[LiveLayer] = []
 
     def visit(cfg: Any, prefix: str, depth: int) -> None:
@@ -89,6 +92,7 @@ def config_layers(model_config: Mapping[str, Any] | None) -> list[LiveLayer]:
             return
         for entry in _entries(cfg):
             cls = str(entry.get("class_name") or "") or None
+            cls = CLASS_RENAMES[cls][0] if cls in CLASS_RENAMES else cls
             inner = entry.get("config")
             name = (inner.get("name") if isinstance(inner, Mapping) else None) or entry.get("name")
             if not name:

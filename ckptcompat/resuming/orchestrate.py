@@ -114,9 +114,9 @@ def resume(path: str | os.PathLike[str], model: Any = None, *, which: str = "lat
     Otherwise a :class:`ResumeResult` for Keras is returned.
 
     ``which``: ``"latest"`` or ``"best"`` (by ``monitor``/``mode``); ``pattern``: the
-    ModelCheckpoint file-path template of a foreign folder. With ``model=None`` the model
-    is rebuilt from the checkpoint's config for the running Keras and, when ``compile``,
-    compiled with the saved optimizer, loss and metrics. With a model, state is applied
+    ModelCheckpoint file-path template of a foreign folder. With ``model=None`` the model is rebuilt
+    from its config (a weights-only ``.h5``: ``model.json`` beside it) for the running Keras and,
+    when ``compile``, compiled with the saved optimizer, loss and metrics. With a model, state is applied
     into it: every variable must match by name and shape (``IncompatibleStateError``
     listing all misfits) unless ``partial=True``. ``learning_rate`` overrides the restored
     rate (logged old -> new). ``data`` (:class:`~ckptcompat.data.ArrayData` /

@@ -23,7 +23,7 @@ from ckptcompat.names.variables import canonical_optimizer_class
 from ckptcompat.runtime import VIEWS, _loss_scale
 from ckptcompat.runtime._flavour_ops import ApplyReport, FlavourOps, codes_and_floats, dtype_name, raise_misfits
 from ckptcompat.runtime._positional import place_positional, slots_from_positions
-from ckptcompat.runtime._slots import frozen_slots, is_variable as _is_variable, list_slots, raw_slot_name
+from ckptcompat.runtime._slots import is_variable as _is_variable, list_slots, raw_slot_name, settle_frozen_slots
 from ckptcompat.runtime._walk import finalize_assigned, json_safe_or_none, model_config_of
 from ckptcompat.state import OptimizerState, TrainingState
 
@@ -215,13 +215,7 @@ def _plan_optimizer(ops: FlavourOps, st: OptimizerState | None, opt: Any, model:
     flat_live = {f"{v}/{s}": var for v, per in live.items() for s, var in per.items()}
     flat_state = {f"{v}/{s}": val for v, per in st.slots.items() for s, val in per.items()}
     flat_state, translated = _translate(ops, opt, st, live_cls, flat_state, flat_live)
-    frozen = frozen_slots(model, named, flat_state, flat_live)
-    if frozen:  # inert while frozen: dropped and said (unfrozen later, those moments start from zero)
-        logger.warning("%d optimizer slot(s) of variables the model does not train (frozen layers, or kernels "
-                       "under LoRA) left out: %s", len(frozen), ", ".join(frozen))
-    for key in frozen:
-        translated.append(f"dropped {key}: slot of a variable the model does not train (frozen, or under LoRA)")
-        del flat_state[key]
+    translated += settle_frozen_slots(model, named, flat_state, flat_live)
     slot_plan = _plan_pairs(ops, "optimizer slot", flat_state, flat_live, problem)
     slot_plan += _non_slot_plan(ops, opt, st, live_cls)
     lr_value = _check_learning_rate(ops, opt, st, problem)

@@ -5,11 +5,15 @@ No per-class table; never imports a framework.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ckptcompat.names.variables import canonical_slot
 
-__all__ = ["is_variable", "list_slots", "raw_slot_name", "frozen_slots"]
+__all__ = ["is_variable", "list_slots", "raw_slot_name", "frozen_slots", "untracked_frozen_slots",
+           "settle_frozen_slots"]
+
+log = logging.getLogger(__name__)
 
 #: Optimizer attributes that collect variables of every kind (not one slot kind), or state
 #: that is not a slot (EMA copies, gradient accumulators).
@@ -93,3 +97,50 @@ def frozen_slots(model: Any, named: dict[str, Any], slots: dict[str, Any], live_
     trained = {id(v) for v in weights}
     frozen = {name for name, var in named.items() if id(var) not in trained}
     return [key for key in slots if key not in live_slots and key.rpartition("/")[0] in frozen]
+
+
+def _frozen_layer_variables(model: Any) -> set[int]:
+    """``id`` of every variable of a layer set ``trainable=False`` (nested models walked)."""
+    out: set[int] = set()
+
+    def walk(container: Any, depth: int) -> None:
+        for layer in list(getattr(container, "layers", None) or []) if depth < 64 else []:
+            if getattr(layer, "trainable", True) is False:
+                out.update(id(v) for v in getattr(layer, "weights", None) or [])
+            walk(layer, depth + 1)
+
+    walk(model, 0)
+    return out
+
+
+def untracked_frozen_slots(model: Any, named: dict[str, Any], slots: dict[str, Any],
+                           live_slots: dict[str, Any]) -> list[str]:
+    """The live optimizer's slots (``"<variable>/<slot>"``) of variables in frozen layers that the
+    checkpoint's optimizer never tracked: Keras 3.0 builds slots for a layer frozen in its
+    constructor (its ``trainable_variables`` still list it), where the writer kept none. The live
+    optimizer's own initial value is their value."""
+    frozen = _frozen_layer_variables(model)
+    if not frozen:
+        return []
+    names = {name for name, var in named.items() if id(var) in frozen}
+    return [key for key in live_slots if key not in slots and key.rpartition("/")[0] in names]
+
+
+def settle_frozen_slots(model: Any, named: dict[str, Any], slots: dict[str, Any], live_slots: dict[str, Any]
+                        ) -> list[str]:
+    """Slots of frozen variables that only one side has, taken out of ``slots`` / ``live_slots``
+    (what is then matched): the checkpoint's, which the live optimizer keeps none of (inert while
+    frozen; unfrozen later, those moments start from zero: warned), and the live optimizer's, which the
+    checkpoint's never had (left as built). Returns the notes for the report."""
+    notes = []
+    frozen = frozen_slots(model, named, slots, live_slots)
+    if frozen:
+        log.warning("%d optimizer slot(s) of variables the model does not train (frozen layers, or kernels "
+                    "under LoRA) left out: %s", len(frozen), ", ".join(frozen))
+    for key in frozen:
+        notes.append(f"dropped {key}: slot of a variable the model does not train (frozen, or under LoRA)")
+        del slots[key]
+    for key in untracked_frozen_slots(model, named, slots, live_slots):
+        notes.append(f"kept {key} as built: a frozen layer's slot, which the checkpoint's optimizer never had")
+        del live_slots[key]
+    return notes

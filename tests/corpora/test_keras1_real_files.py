@@ -437,3 +437,17 @@ def test_real_keras1_weights_files_convert_as_keras_2_3_loads_them(real_checkpoi
         mine = list(keras_h5.read(path, keras1_config=config).weights.values())
         assert len(mine) == len(native) and all(np.array_equal(a, b) and a.dtype == b.dtype
                                                 for a, b in zip(mine, native)), path
+
+
+@pytest.mark.framework
+def test_real_keras1_weights_files_rebuild_from_their_model_json_or_name_the_lambda(real_checkpoints: Path) -> None:
+    """Without ``model=``, each real Keras 1 ``save_weights`` file takes its architecture from the
+    ``model.json`` beside it; all three hold a Lambda (byte-code never run), so resume names that
+    and the way on, not a missing config."""
+    import ckptcompat
+    from ckptcompat.errors import UnsupportedFormatError
+
+    for path, _ in _weights_only_with_json(real_checkpoints):
+        with pytest.raises(UnsupportedFormatError, match="Lambda") as info:
+            ckptcompat.resume(path)
+        assert "resume(path, model=model)" in str(info.value), path

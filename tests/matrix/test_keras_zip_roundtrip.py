@@ -22,6 +22,18 @@ from _paths import is_corpus  # noqa: E402 -- tests/ is on sys.path (conftest)
 FIXTURES = ROOT / "fixtures"
 
 
+def _frozen_in_constructor(model: object) -> bool:
+    """Whether a layer (nested models walked) is frozen but its variables count as trainable."""
+    trainable = {id(v) for v in getattr(model, "trainable_variables", [])}
+    stack = list(getattr(model, "layers", []))
+    while stack:
+        layer = stack.pop()
+        stack += list(getattr(layer, "layers", None) or [])
+        if layer.trainable is False and any(id(v) in trainable for v in layer.weights):
+            return True
+    return False
+
+
 def _cases() -> list[dict]:
     path = FIXTURES / "manifest.json"
     if not path.exists():
@@ -61,6 +73,10 @@ def test_roundtrip_into_native_keras3(fx: dict, tmp_path: Path, keras) -> None:
         return
     keras_zip.write(out, state)
     model = keras.saving.load_model(out)
+    if keras.__version__.startswith("3.0.") and _frozen_in_constructor(model):
+        pytest.skip("Keras 3.0 still lists a layer frozen in its constructor as trainable and expects optimizer "
+                    "slots for it that no writer for Keras 3.1+ lays out; its load_model then leaves the whole "
+                    "optimizer unrestored (resume restores it: the resume table)")
     live = _canonical_variables(model)
     assert set(live) == set(state.weights)
     for name, value in state.weights.items():

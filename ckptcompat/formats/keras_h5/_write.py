@@ -216,10 +216,11 @@ def _write_file(tmp: Path, state: TrainingState, config: dict[str, Any] | None, 
         else:
             group = f
         _save_names(group, "layer_names", layers)
-        for name in layers:
-            lgroup = group.create_group(name)
-            _save_names(lgroup, "weight_names", [raw for raw, _ in grouped[name]])
-            for raw, value in grouped[name]:
+        for name in layers:  # tf.keras sets a layer's weights by position, its trainable ones first (a
+            lgroup = group.create_group(name)  # nested model's frozen layers' and statistics: after them all)
+            ordered = sorted(grouped[name], key=lambda item: item[0][:-2] not in trainable)
+            _save_names(lgroup, "weight_names", [raw for raw, _ in ordered])
+            for raw, value in ordered:
                 put(lgroup, raw, value)
         if payload is not None and payload[1]:
             ogroup = f.create_group("optimizer_weights")
@@ -255,7 +256,7 @@ def _write_h5py(*args: Any) -> None:
 def _verify(tmp: Path, state: TrainingState, include_optimizer: bool, path: Path) -> None:
     back = _h5.read(tmp)
     problems = []
-    if list(back.weights) != list(state.weights):
+    if set(back.weights) != set(state.weights):  # the order: trainable first per layer, as Keras loads it
         problems.append(f"weight names differ: {sorted(set(back.weights) ^ set(state.weights))}")
     for name, value in state.weights.items():
         got = back.weights.get(name)

@@ -1,0 +1,114 @@
+"""The architecture a weights-only ``.h5`` left beside it: a ``model.to_json()`` document.
+
+Keras 1 and 2 scripts often kept a model as two files: ``open("model.json", "w").write(model.to_json())``
+and ``model.save_weights("model.h5")``. The ``.h5`` records no config; resume takes it from such a
+document in the same folder, ``<stem>.json`` or ``model.json``, when exactly one of them names every
+layer of the file that holds weights (the same model wrote both); a document that does not is
+logged and left alone, as are two that both fit. A Keras 1 file is read again, its weights
+converted through the document's classes. Nothing is guessed silently: the document used is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ckptcompat.errors import CkptCompatError
+from ckptcompat.state import TrainingState
+
+__all__ = ["with_architecture"]
+
+log = logging.getLogger(__name__)
+
+_MODEL_CLASSES = ("Sequential", "Model", "Functional")
+_MAX_BYTES = 16 << 20
+
+
+def _document(path: Path) -> dict[str, Any] | None:
+    """The model document in ``path`` (also double-encoded, as scripts that ``json.dump`` the
+    ``to_json()`` string wrote it), or None."""
+    from ckptcompat import _bounded
+
+    try:
+        data = _bounded.load_file(path, what=f"{path.name} (a model architecture?)", max_bytes=_MAX_BYTES)
+        if isinstance(data, str):
+            data = _bounded.loads(data, path=path, what=f"the JSON string in {path.name}", max_bytes=_MAX_BYTES)
+    except (OSError, CkptCompatError) as exc:
+        log.debug("%s: not a model architecture (%s)", path, exc)
+        return None
+    if isinstance(data, dict) and data.get("class_name") in _MODEL_CLASSES and _layer_names(data):
+        return data
+    return None
+
+
+def _layer_names(document: Mapping[str, Any]) -> set[str]:
+    """The names of a model document's top-level layers (a Sequential of Keras <= 2.2: a bare list)."""
+    config = document.get("config")
+    layers = config.get("layers") if isinstance(config, Mapping) else config
+    out = set()
+    for entry in layers if isinstance(layers, list) else []:
+        inner = entry.get("config") if isinstance(entry, Mapping) else None
+        name = (inner.get("name") if isinstance(inner, Mapping) else None) or \
+            (entry.get("name") if isinstance(entry, Mapping) else None)
+        if isinstance(name, str):
+            out.add(name)
+    return out
+
+
+def _candidates(target: Path) -> list[Path]:
+    """``<stem>.json`` and ``model.json`` where present (the names scripts gave ``to_json()``)."""
+    named = [target.parent / f"{target.name.split('.')[0]}.json", target.parent / "model.json"]
+    return [p for i, p in enumerate(named) if p.is_file() and p not in named[:i]]
+
+
+def _pick(target: Path, holders: set[str]) -> tuple[Path, dict[str, Any]] | None:
+    """The one document beside ``target`` that names every layer holding weights."""
+    fitting, other = [], []
+    for path in _candidates(target):
+        document = _document(path)
+        if document is None:
+            continue
+        (fitting if holders <= _layer_names(document) else other).append((path, document))
+    for path, document in other:
+        log.warning("%s: %s is a model architecture whose layers are not this file's (%s missing); not used",
+                    target, path.name, ", ".join(sorted(holders - _layer_names(document))[:5]))
+    if len(fitting) > 1:
+        log.warning("%s: %s all describe this file's layers; none used (pass model= to say which)", target,
+                    ", ".join(p.name for p, _ in fitting))
+        return None
+    return fitting[0] if fitting else None
+
+
+def _keras1_names(state: TrainingState) -> bool:
+    """Weights named the Keras 1 way, after their layer (``dense_1/dense_1_W``): not converted yet."""
+    for name in state.weights:
+        group, _, leaf = name.partition("/")
+        if leaf.startswith((f"{group}_", "forward_", "backward_")):
+            return True
+    return False
+
+
+def with_architecture(state: TrainingState, target: Path) -> TrainingState:
+    """``state`` with the model config of the ``model.to_json()`` document beside a weights-only
+    legacy ``.h5`` (read again through it where Keras 1 wrote the file); ``state`` where none fits."""
+    if state.model_config is not None or state.producer.format != "keras_h5" or not state.weights \
+            or not target.is_file():
+        return state
+    found = _pick(target, {name.split("/", 1)[0] for name in state.weights})
+    if found is None:
+        return state
+    path, document = found
+    config = {"class_name": document["class_name"], "config": document["config"]}
+    if _keras1_names(state):
+        from ckptcompat.formats import keras_h5
+
+        try:  # a Keras 1 file converts through the classes (a later one reads the same again)
+            state = keras_h5.read(target, keras1_config=config)
+        except CkptCompatError as exc:
+            log.warning("%s: not readable through %s (%s); not used", target, path.name, exc)
+            return state
+    log.info("%s: the model architecture from %s (model.to_json()): the weights file records none", target,
+             path.name)
+    return state.replace(model_config=config)

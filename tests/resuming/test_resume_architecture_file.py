@@ -1,0 +1,103 @@
+"""resume(weights.h5) without model= where the script kept ``model.to_json()`` beside its
+``save_weights`` file (``model.json``, or ``<stem>.json``): the model is rebuilt from that document.
+
+Keras 1 files: the Keras 1.2.2 corpus's ``weights.h5`` with the ``to_json()`` Keras 1.2.2 wrote for
+the same model (``architecture.json``, copied beside it as ``model.json``, the name scripts used);
+every tensor must equal the manifest's truth (Keras 2.3's own conversion), bitwise. Keras 2 files:
+written here by the running tf.keras / tf-keras itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import ckptcompat
+from ckptcompat import runtime
+from ckptcompat.errors import InvalidArgumentError
+from ckptcompat.formats import keras_h5
+from ckptcompat.resuming.architecture_file import with_architecture
+from _paths import FIXTURES
+
+CORPUS = FIXTURES / "keras122-tf115-py37"
+CASES = ["zoo_rank2_tf", "zoo_rank4_th", "masked_rnn_adam", "multi_io_shared_adam", "nested_frozen_adam"]
+
+
+def _pair(tmp_path: Path, case: str, name: str = "model.json", architecture_of: str | None = None) -> Path:
+    shutil.copyfile(CORPUS / case / "weights.h5", tmp_path / "weights.h5")
+    shutil.copyfile(CORPUS / (architecture_of or case) / "architecture.json", tmp_path / name)
+    return tmp_path / "weights.h5"
+
+
+def _truth(case: str) -> dict[str, str]:
+    manifest = json.loads((CORPUS / "manifest.json").read_text())
+    entry = next(e for e in manifest["fixtures"] if e["path"] == f"{case}/weights.h5")
+    return {t["owner"]: t["sha256"] for t in entry["tensors"]}
+
+
+def _sha(value: Any) -> str:
+    return hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()
+
+
+def test_the_document_beside_converts_keras1_weights_without_a_framework(tmp_path: Path, caplog) -> None:
+    path = _pair(tmp_path, "zoo_rank4_th")
+    with caplog.at_level(logging.INFO, logger="ckptcompat"):
+        state = with_architecture(keras_h5.read(path), path)
+    assert "the model architecture from model.json" in caplog.text
+    assert state.model_config is not None and state.model_config["class_name"] == "Model"
+    assert {name: _sha(value) for name, value in state.weights.items()} == _truth("zoo_rank4_th")
+
+
+def test_a_stem_named_document_is_used_too(tmp_path: Path) -> None:
+    path = _pair(tmp_path, "opt_adam", name="weights.json")
+    assert with_architecture(keras_h5.read(path), path).model_config is not None
+
+
+def test_another_models_document_is_not_used(tmp_path: Path, caplog) -> None:
+    path = _pair(tmp_path, "zoo_rank4_th", architecture_of="opt_adam")
+    state = with_architecture(keras_h5.read(path), path)
+    assert state.model_config is None and "whose layers are not this file's" in caplog.text
+
+
+def test_two_fitting_documents_are_not_chosen_between(tmp_path: Path, caplog) -> None:
+    path = _pair(tmp_path, "opt_adam")
+    shutil.copyfile(tmp_path / "model.json", tmp_path / "weights.json")
+    assert with_architecture(keras_h5.read(path), path).model_config is None
+    assert "none used" in caplog.text
+
+
+@pytest.mark.framework
+@pytest.mark.parametrize("case", CASES)
+def test_keras1_weights_resume_without_a_model_through_model_json(tmp_path: Path, case: str) -> None:
+    run = ckptcompat.resume(_pair(tmp_path, case))
+    weights = runtime.capture(run.model).weights
+    truth = _truth(case)
+    assert {name: _sha(weights[name]) for name in truth if name in weights} == truth
+
+
+@pytest.mark.framework
+def test_without_a_fitting_document_the_way_on_is_a_model(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgumentError, match="holds no model config"):
+        ckptcompat.resume(_pair(tmp_path, "zoo_rank4_th", architecture_of="opt_adam"))
+
+
+@pytest.mark.keras2
+def test_keras2_to_json_and_save_weights_resume_without_a_model(keras, tmp_path: Path) -> None:
+    layers = keras.layers
+    model = keras.Sequential([layers.Conv2D(3, 2, input_shape=(6, 6, 2)), layers.BatchNormalization(),
+                              layers.Flatten(), layers.Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    rng = np.random.default_rng(0)
+    model.fit(rng.random((8, 6, 6, 2)), rng.random((8, 2)), epochs=1, verbose=0)
+    (tmp_path / "model.json").write_text(model.to_json())
+    model.save_weights(str(tmp_path / "model.h5"))
+    run = ckptcompat.resume(tmp_path / "model.h5")
+    want, got = runtime.capture(model).weights, runtime.capture(run.model).weights
+    assert list(got) == list(want) and all(np.array_equal(got[n], want[n]) for n in want)
