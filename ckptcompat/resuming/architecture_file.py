@@ -60,7 +60,14 @@ def _layer_names(document: Mapping[str, Any]) -> set[str]:
 def _candidates(target: Path) -> list[Path]:
     """``<stem>.json`` and ``model.json`` where present (the names scripts gave ``to_json()``)."""
     named = [target.parent / f"{target.name.split('.')[0]}.json", target.parent / "model.json"]
-    return [p for i, p in enumerate(named) if p.is_file() and p not in named[:i]]
+    return [p for i, p in enumerate(named) if p not in named[:i] and _is_file(p)]
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long, a folder not readable: no document
+        return False
 
 
 def _pick(target: Path, holders: set[str]) -> tuple[Path, dict[str, Any]] | None:
@@ -94,21 +101,26 @@ def with_architecture(state: TrainingState, target: Path) -> TrainingState:
     """``state`` with the model config of the ``model.to_json()`` document beside a weights-only
     legacy ``.h5`` (read again through it where Keras 1 wrote the file); ``state`` where none fits."""
     if state.model_config is not None or state.producer.format != "keras_h5" or not state.weights \
-            or not target.is_file():
+            or not _is_file(target):
         return state
     found = _pick(target, {name.split("/", 1)[0] for name in state.weights})
     if found is None:
         return state
     path, document = found
     config = {"class_name": document["class_name"], "config": document["config"]}
-    if _keras1_names(state):
+    version = str(state.producer.versions.get("keras", ""))
+    if (not version or version.startswith("1.")) and _keras1_names(state):
         from ckptcompat.formats import keras_h5
 
-        try:  # a Keras 1 file converts through the classes (a later one reads the same again)
-            state = keras_h5.read(target, keras1_config=config)
+        try:  # a Keras 1 file converts through the classes
+            again = keras_h5.read(target, keras1_config=config)
         except CkptCompatError as exc:
             log.warning("%s: not readable through %s (%s); not used", target, path.name, exc)
             return state
+        if _keras1_names(again):  # classes it cannot convert by (a Keras 2 spelling): the live model may
+            log.warning("%s: %s does not convert its Keras 1 weights; not used", target, path.name)
+            return state
+        state = again
     log.info("%s: the model architecture from %s (model.to_json()): the weights file records none", target,
              path.name)
     return state.replace(model_config=config)

@@ -101,3 +101,11 @@ def test_keras2_to_json_and_save_weights_resume_without_a_model(keras, tmp_path:
     run = ckptcompat.resume(tmp_path / "model.h5")
     want, got = runtime.capture(model).weights, runtime.capture(run.model).weights
     assert list(got) == list(want) and all(np.array_equal(got[n], want[n]) for n in want)
+
+
+def test_a_document_that_does_not_convert_the_keras1_weights_is_not_used(tmp_path: Path, caplog) -> None:
+    path = _pair(tmp_path, "zoo_rank4_th")  # its Convolution2D spelled the Keras 2 way: no conversion rule
+    doc = tmp_path / "model.json"
+    doc.write_text(doc.read_text().replace('"Convolution2D"', '"Conv2D"'))
+    state = with_architecture(keras_h5.read(path), path)
+    assert state.model_config is None and "does not convert its Keras 1 weights" in caplog.text

@@ -170,6 +170,8 @@ def layer_table(f: Any, model_config: Any, path: Path, limit: int
     table = _layer_configs(model_config) if model_config else {}
     layers: list[tuple[str, list[WeightInfo]]] = []
     nested_names = {name: _inner_names(entry[2]) for name, entry in table.items() if entry[2]}
+    version = _text(f.attrs["keras_version"]) if "keras_version" in f.attrs else ""
+    keras1 = not version or version.startswith("1.")
     own_scopes = _tf_layers_scopes(f)
     arrays: dict[str, np.ndarray] = {}
     for lname in names:
@@ -180,7 +182,7 @@ def layer_table(f: Any, model_config: Any, path: Path, limit: int
         raws = _attr_list(lgroup, "weight_names") or []
         values = [_dataset(lgroup, raw, limit, path) for raw in raws]
         inner = nested_names.get(lname)
-        if inner and len(inner) == len(raws) and not _named_after_layers(raws, inner):
+        if inner and len(inner) == len(raws) and not (keras1 and _named_after_layers(raws, inner)):
             # Keras 3.0.x wrote nested weights without the layer name (Keras 1 named each after it)
             raws = [raw if "/" in strip_tensor_suffix(raw) else f"{inner[i]}/{raw}" for i, raw in enumerate(raws)]
         cls, _, nested = table.get(lname, ("", True, {}))

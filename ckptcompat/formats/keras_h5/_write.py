@@ -167,6 +167,13 @@ def _translated_slots(cls: str, opt: Any, target_cfg: Any, layout: Any, iteratio
     return out
 
 
+def _load_order(items: list[tuple[str, np.ndarray]], nested: bool, trainable: set[str]
+                ) -> list[tuple[str, np.ndarray]]:
+    """A layer group's weights in the order tf.keras sets them by position: a nested model's trainable
+    ones first (its frozen layers' and statistics after them all); a single layer's as they are."""
+    return sorted(items, key=lambda item: item[0][:-2] not in trainable) if nested else list(items)
+
+
 def _write_file(tmp: Path, state: TrainingState, config: dict[str, Any] | None, version: str,
                 include_optimizer: bool, path: Path, direct: Any = None) -> None:
     h5py = require("h5py", "write legacy Keras .h5 files")
@@ -216,9 +223,9 @@ def _write_file(tmp: Path, state: TrainingState, config: dict[str, Any] | None, 
         else:
             group = f
         _save_names(group, "layer_names", layers)
-        for name in layers:  # tf.keras sets a layer's weights by position, its trainable ones first (a
-            lgroup = group.create_group(name)  # nested model's frozen layers' and statistics: after them all)
-            ordered = sorted(grouped[name], key=lambda item: item[0][:-2] not in trainable)
+        for name in layers:
+            lgroup = group.create_group(name)
+            ordered = _load_order(grouped[name], bool(table.get(name, ("", True, {}))[2]), trainable)
             _save_names(lgroup, "weight_names", [raw for raw, _ in ordered])
             for raw, value in ordered:
                 put(lgroup, raw, value)
@@ -256,7 +263,7 @@ def _write_h5py(*args: Any) -> None:
 def _verify(tmp: Path, state: TrainingState, include_optimizer: bool, path: Path) -> None:
     back = _h5.read(tmp)
     problems = []
-    if set(back.weights) != set(state.weights):  # the order: trainable first per layer, as Keras loads it
+    if set(back.weights) != set(state.weights):  # a nested model's order: trainable first, as Keras loads it
         problems.append(f"weight names differ: {sorted(set(back.weights) ^ set(state.weights))}")
     for name, value in state.weights.items():
         got = back.weights.get(name)
