@@ -44,17 +44,10 @@ def _document(path: Path) -> dict[str, Any] | None:
 
 
 def _layer_names(document: Mapping[str, Any]) -> set[str]:
-    """The names of a model document's top-level layers (a Sequential of Keras <= 2.2: a bare list)."""
-    config = document.get("config")
-    layers = config.get("layers") if isinstance(config, Mapping) else config
-    out = set()
-    for entry in layers if isinstance(layers, list) else []:
-        inner = entry.get("config") if isinstance(entry, Mapping) else None
-        name = (inner.get("name") if isinstance(inner, Mapping) else None) or \
-            (entry.get("name") if isinstance(entry, Mapping) else None)
-        if isinstance(name, str):
-            out.add(name)
-    return out
+    """The names of a model document's top-level layers."""
+    from ckptcompat.formats.keras_h5._layer_configs import layer_configs
+
+    return set(layer_configs(document))
 
 
 def _candidates(target: Path) -> list[Path]:
@@ -88,15 +81,6 @@ def _pick(target: Path, holders: set[str]) -> tuple[Path, dict[str, Any]] | None
     return fitting[0] if fitting else None
 
 
-def _keras1_names(state: TrainingState) -> bool:
-    """Weights named the Keras 1 way, after their layer (``dense_1/dense_1_W``): not converted yet."""
-    for name in state.weights:
-        group, _, leaf = name.partition("/")
-        if leaf.startswith((f"{group}_", "forward_", "backward_")):
-            return True
-    return False
-
-
 def with_architecture(state: TrainingState, target: Path) -> TrainingState:
     """``state`` with the model config of the ``model.to_json()`` document beside a weights-only
     legacy ``.h5`` (read again through it where Keras 1 wrote the file); ``state`` where none fits."""
@@ -108,16 +92,16 @@ def with_architecture(state: TrainingState, target: Path) -> TrainingState:
         return state
     path, document = found
     config = {"class_name": document["class_name"], "config": document["config"]}
-    version = str(state.producer.versions.get("keras", ""))
-    if (not version or version.startswith("1.")) and _keras1_names(state):
-        from ckptcompat.formats import keras_h5
+    from ckptcompat.formats import keras_h5
+
+    if keras_h5.holds_keras1_names(state):
 
         try:  # a Keras 1 file converts through the classes
             again = keras_h5.read(target, keras1_config=config)
         except CkptCompatError as exc:
             log.warning("%s: not readable through %s (%s); not used", target, path.name, exc)
             return state
-        if _keras1_names(again):  # classes it cannot convert by (a Keras 2 spelling): the live model may
+        if keras_h5.holds_keras1_names(again):  # classes it cannot convert by (a Keras 2 spelling): the live model may
             log.warning("%s: %s does not convert its Keras 1 weights; not used", target, path.name)
             return state
         state = again

@@ -139,15 +139,15 @@ def through_live_classes(state: TrainingState, model: Any, live: Mapping[str, tu
     """The Keras 1 weights-only file of ``state`` read again, converted through the live layers'
     classes: (that state under live names, converted name -> live name) when every live variable
     is named with its shape, else None."""
+    from ckptcompat.formats import keras_h5
+
     path = state.producer.path
-    version = str(state.producer.versions.get("keras", ""))
-    if state.model_config is not None or state.producer.format != "keras_h5" or not path or not state.weights \
-            or (version and not version.startswith("1.")):
+    if state.model_config is not None or state.producer.format != "keras_h5" or not path \
+            or not keras_h5.holds_keras1_names(state):
         return None
     config = _keras1_config(state, model)
     if config is None:
         return None
-    from ckptcompat.formats import keras_h5
 
     try:
         again = keras_h5.read(path, include_optimizer=False, keras1_config=config)

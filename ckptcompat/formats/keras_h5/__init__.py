@@ -23,7 +23,8 @@ from ckptcompat.errors import (CheckpointNotFoundError, CkptCompatError, Corrupt
 from ckptcompat.formats import Peek, WrittenFiles
 from ckptcompat.formats._h5heap import open_checked
 from ckptcompat.formats._h5safe import hard_child, read_numeric
-from ckptcompat.formats.keras_h5._keras1_weights import is_keras1_file, keras1_weight_prefix, to_keras2
+from ckptcompat.formats.keras_h5._keras1_weights import (holds_keras1_names, is_keras1_file, keras1_weight_prefix,
+                                                         to_keras2)
 from ckptcompat.formats.keras_h5._layer_configs import inner_names as _inner_names
 from ckptcompat.formats.keras_h5._layer_configs import layer_configs as _layer_configs
 from ckptcompat.formats.keras_h5._layer_configs import trainable as _trainable
@@ -32,7 +33,8 @@ from ckptcompat.names.variables import LOSS_SCALE_CONFIG, canonical_optimizer_cl
 from ckptcompat.state import OptimizerState, Producer, Progress, TrainingState
 
 __all__ = ["NAME", "name", "sniff", "peek", "read", "write", "files", "HDF5_SIGNATURE", "ATTR_EPOCH", "ATTR_STEP",
-           "ATTR_GLOBAL_STEP", "layer_table", "canonical_from_raw", "keras1_weight_prefix"]
+           "ATTR_GLOBAL_STEP", "layer_table", "canonical_from_raw", "keras1_weight_prefix",
+           "holds_keras1_names"]
 
 log = logging.getLogger(__name__)
 

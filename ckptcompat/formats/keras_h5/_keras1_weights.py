@@ -39,7 +39,7 @@ import numpy as np
 from ckptcompat.formats._headers import LazyTensor, TensorHeader, materialize
 from ckptcompat.names.variables import strip_tensor_suffix
 
-__all__ = ["is_keras1_file", "keras1_weight_prefix", "to_keras2"]
+__all__ = ["is_keras1_file", "keras1_weight_prefix", "holds_keras1_names", "to_keras2"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,19 @@ def is_keras1_file(version: str, layers: list[tuple[str, list[Any]]]) -> bool:
         return version.startswith("1.")
     return any(_leaf(w.raw).startswith((f"{lname}_", "forward_", "backward_"))
                for lname, infos in layers for w in infos)
+
+
+def holds_keras1_names(state: Any) -> bool:
+    """Whether a read state (of a file Keras 1 or no version wrote) still holds weights named the
+    Keras 1 way, after their layer (``dense_1/dense_1_W``): unconverted, its classes unknown."""
+    version = str(state.producer.versions.get("keras", ""))
+    if version and not version.startswith("1."):
+        return False
+    for name in state.weights:
+        group, _, leaf = name.partition("/")
+        if leaf.startswith((f"{group}_", "forward_", "backward_")):
+            return True
+    return False
 
 
 #: the names Keras 1 gives a weight after its layer's name, longest first (``W_i`` before ``W``)
