@@ -14,6 +14,7 @@ sha256 (``VariableInfo.sha256``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -98,6 +99,9 @@ class CheckpointInfo:
     metric_names: tuple[str, ...] = ()
     canonical_metric_names: tuple[str, ...] = ()
     model_class: str | None = None
+    #: the ``model.to_json()`` document beside a weights-only ``.h5`` that gives its model config
+    #: (the file records none), e.g. ``"model.json"``; None where the file records it or nothing does
+    model_config_from: str | None = None
     history_epochs: int = 0
     callbacks: tuple[str, ...] = ()
     unreadable: tuple[str, ...] = ()   # parts that could not be read ("optimizer")
@@ -133,6 +137,7 @@ class CheckpointInfo:
             "parameter_count": self.parameter_count,
             "metrics": {"raw": list(self.metric_names), "canonical": list(self.canonical_metric_names)},
             "model_class": self.model_class,
+            "model_config_from": self.model_config_from,
             "history_epochs": self.history_epochs,
             "callbacks": list(self.callbacks),
             "unreadable": list(self.unreadable),
@@ -150,7 +155,9 @@ class CheckpointInfo:
         producer = show(self.framework) + (f" ({versions})" if versions else "")
         rows: list[tuple[str, str]] = [("path", self.path), ("format", self.format), ("producer", producer)]
         if self.model_class:
-            rows.append(("model", self.model_class))
+            beside = f"  (from {self.model_config_from} beside it; the file records none)" \
+                if self.model_config_from else ""
+            rows.append(("model", self.model_class + beside))
         global_step = show(self.global_step)
         if self.global_step is not None and self.global_step_source == "optimizer iterations":
             global_step += "  (the optimizer's iterations; none recorded)"
@@ -232,9 +239,9 @@ def _variables(state: TrainingState, digest: bool = False) -> tuple[VariableInfo
 
 
 def summarize(state: TrainingState, *, path: str | os.PathLike[str], format: str,
-              checksums: bool = False) -> CheckpointInfo:
+              checksums: bool = False, model_config_from: str | os.PathLike[str] | None = None) -> CheckpointInfo:
     """Build a :class:`CheckpointInfo` from an already-read state (``checksums``: sha256 of
-    every tensor)."""
+    every tensor; ``model_config_from``: the document beside the file that gave its model config)."""
     opt = state.optimizer
     names = tuple(state.metric_names) or tuple(state.history)
     global_step, source = state.progress.global_step, "recorded"
@@ -260,6 +267,7 @@ def summarize(state: TrainingState, *, path: str | os.PathLike[str], format: str
         metric_names=names,
         canonical_metric_names=tuple(canonical_metric(n) for n in names),
         model_class=model_class if isinstance(model_class, str) else None,
+        model_config_from=None if model_config_from is None else Path(model_config_from).name,
         history_epochs=max((len(v) for v in state.history.values()), default=0),
         callbacks=tuple(sorted(state.callbacks)),
     )
@@ -288,15 +296,17 @@ def _directory_hint(p: Path) -> str:
             "; whole checkpoint directories are handled by ckptcompat.resume")
 
 
-def _read(p: Path, name: str, tensors: bool, **options: Any) -> TrainingState:
-    """A full read (``tensors``) or a headers-only one (tensors described, not read)."""
+def _read(p: Path, name: str, tensors: bool, **options: Any) -> tuple[TrainingState, Path | None]:
+    """A full read (``tensors``) or a headers-only one (tensors described, not read), and the
+    ``model.to_json()`` document beside a weights-only ``.h5`` that gave its model config."""
     from ckptcompat import formats
     from ckptcompat.formats._headers import headers_only
+    from ckptcompat.formats.keras_h5 import NAME as KERAS_H5
+    from ckptcompat.formats.keras_h5.architecture_file import with_architecture
 
-    if tensors:
-        return formats.read(p, format=name, **options)
-    with headers_only():
-        return formats.read(p, format=name, **options)
+    with contextlib.nullcontext() if tensors else headers_only():
+        state = formats.read(p, format=name, **options)
+        return with_architecture(state, p) if name == KERAS_H5 else (state, None)
 
 
 def inspect(path: str | os.PathLike[str], *, tensors: bool = False) -> CheckpointInfo:
@@ -332,15 +342,15 @@ def inspect(path: str | os.PathLike[str], *, tensors: bool = False) -> Checkpoin
         log.debug("%s: no registry format; reading as a legacy sidecar", p)
         return summarize(read_legacy_sidecar(p), path=p, format=LEGACY_SIDECAR, checksums=tensors)
     try:
-        state = _read(p, name, tensors)
+        state, document = _read(p, name, tensors)
     except IncompatibleStateError as exc:
         if name not in _OPTIMIZER_OPTIONAL:
             raise
         # the weights may still be readable: report them and say what is not
-        state = _read(p, name, tensors, include_optimizer=False)
+        state, document = _read(p, name, tensors, include_optimizer=False)
         log.warning("%s: the optimizer part cannot be read (%s); reporting the rest", p,
                     exc.message.splitlines()[0])
-        info = summarize(state, path=p, format=name, checksums=tensors)
+        info = summarize(state, path=p, format=name, checksums=tensors, model_config_from=document)
         return dataclasses.replace(info, unreadable=("optimizer",),
                                    problems=tuple(f"optimizer: {m}" for m in (exc.mismatches or [exc.message])))
-    return summarize(state, path=p, format=name, checksums=tensors)
+    return summarize(state, path=p, format=name, checksums=tensors, model_config_from=document)

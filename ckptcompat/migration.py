@@ -28,7 +28,7 @@ import numpy as np
 from ckptcompat._arrays import same_values
 from ckptcompat._atomic import atomic_replace, fsync_dir, remove_temp, temp_name
 from ckptcompat.errors import (CheckpointNotFoundError, IncompatibleStateError, InvalidArgumentError,
-                               StoreWriteError)
+                               StoreWriteError, UnsupportedFormatError)
 from ckptcompat.state import TrainingState
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -70,6 +70,9 @@ class MigrationReport:
     epoch: int | None
     verified: bool
     backup: Path | None = None
+    #: the ``model.to_json()`` document beside a weights-only ``.h5`` source that gave the model
+    #: config written (the source records none); None where the source records it or nothing does
+    model_config_from: Path | None = None
 
     @property
     def tensors(self) -> int:
@@ -85,6 +88,8 @@ class MigrationReport:
                 ("tensors", f"{self.tensors} ({self.weights} weight(s), {self.slots} optimizer slot(s))"),
                 ("optimizer", opt),
                 ("epoch", "-" if self.epoch is None else str(self.epoch)),
+                *([("model config", f"{self.model_config_from} (the source records none)")]
+                  if self.model_config_from is not None else []),
                 ("verified", "yes: every tensor read back bitwise equal" if self.verified else "no")]
         if self.backup is not None:
             rows.append(("backup", str(self.backup)))
@@ -248,8 +253,10 @@ def migrate(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, to: str
     from ckptcompat.formats._headers import lazy_tensors
 
     with lazy_tensors():  # streaming: each tensor read when written, and when compared
-        source_format, state = _read_source(src_p, progress, include_optimizer=include_optimizer,
-                                            safe_mode=safe_mode)
+        source_format, state, document = _read_source(src_p, progress, include_optimizer=include_optimizer,
+                                                      safe_mode=safe_mode)
+        if fmt == "keras_zip" and state.model_config is None:
+            raise _no_architecture(src_p, source_format)
         backup = _write_verified(state, target, fmt, writer, progress, replace=exists,
                                  write_options=write_options)
     opt = state.optimizer
@@ -258,10 +265,20 @@ def migrate(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, to: str
         weights=len(state.weights), slots=0 if opt is None else opt.slot_count,
         optimizer=None if opt is None else opt.class_name,
         iterations=None if opt is None else opt.iterations, epoch=state.progress.epoch,
-        verified=True, backup=backup)
+        verified=True, backup=backup, model_config_from=document)
     log.info("migrated %s (%s) -> %s (%s): %d tensor(s) verified", src_p, source_format, target,
              fmt, report.tensors)
     return report
+
+
+def _no_architecture(src_p: Path, source_format: str) -> UnsupportedFormatError:
+    """The refusal of a ``keras3`` target for a source that records no model config."""
+    ways = "migrate --to h5 or --to tf1; ckptcompat.resume(path, model=...) restores it into a live model as it is"
+    if source_format == "keras_h5":
+        documents = " or ".join(dict.fromkeys(["model.json", f"{src_p.stem}.json"]))
+        ways = f"keep the script's model.to_json() output beside it as {documents}, or {ways}"
+    return UnsupportedFormatError("the source records no model config (no architecture: weights only), and a "
+                                  "Keras 3 file is laid out from one", path=src_p, hint=ways)
 
 
 def _check_destination(src_p: Path, dst_p: Path, to: str, writer: Format, *,
@@ -286,21 +303,25 @@ def _check_destination(src_p: Path, dst_p: Path, to: str, writer: Format, *,
 
 
 def _read_source(src_p: Path, progress: ProgressCallback | None, *, include_optimizer: bool,
-                 safe_mode: bool) -> tuple[str, TrainingState]:
-    """(source format, state) of ``src_p``, Lambda byte-code checked, the optimizer dropped
-    unless ``include_optimizer``."""
+                 safe_mode: bool) -> tuple[str, TrainingState, Path | None]:
+    """(source format, state, the ``model.to_json()`` document beside a weights-only ``.h5`` that
+    gave its model config) of ``src_p``, Lambda byte-code checked, the optimizer dropped unless
+    ``include_optimizer``."""
     from ckptcompat import formats
+    from ckptcompat.formats.keras_h5.architecture_file import with_architecture
 
     if progress is not None:
         progress("read", 0, 1)
     source_format = formats.detect(src_p)
-    state = formats.read(src_p, format=source_format)
+    state, document = formats.read(src_p, format=source_format), None
+    if source_format == "keras_h5":
+        state, document = with_architecture(state, src_p)
     _check_lambda(state, src_p, safe_mode)
     if not include_optimizer:
         state = state.replace(optimizer=None)
     if progress is not None:
         progress("read", 1, 1)
-    return source_format, state
+    return source_format, state, document
 
 
 def _write_verified(state: TrainingState, target: Path, fmt: str, writer: Format,

@@ -93,9 +93,9 @@ def _read_one(cand: Any, optimizer: str = "restore") -> TrainingState:
     except IncompatibleStateError as exc:
         state = _read_weights_only(target, cand.format, exc, optimizer)
     if cand.store_id is None:  # a weights-only .h5: the model.to_json() document beside it
-        from ckptcompat.resuming.architecture_file import with_architecture
+        from ckptcompat.formats.keras_h5.architecture_file import with_architecture
 
-        state = with_architecture(state, Path(target))
+        state, _ = with_architecture(state, Path(target))
     if cand.state_json is not None and Path(cand.state_json) != Path(target):
         state = merge(state, sidecar.read(cand.state_json), prefer_extra=True)
     if cand.sidecar is not None:

@@ -21,9 +21,9 @@ import pytest
 
 import ckptcompat
 from ckptcompat import runtime
-from ckptcompat.errors import InvalidArgumentError
+from ckptcompat.errors import InvalidArgumentError, UnsupportedFormatError
 from ckptcompat.formats import keras_h5
-from ckptcompat.resuming.architecture_file import with_architecture
+from ckptcompat.formats.keras_h5.architecture_file import with_architecture
 from _paths import FIXTURES
 
 CORPUS = FIXTURES / "keras122-tf115-py37"
@@ -49,7 +49,7 @@ def _sha(value: Any) -> str:
 def test_the_document_beside_converts_keras1_weights_without_a_framework(tmp_path: Path, caplog) -> None:
     path = _pair(tmp_path, "zoo_rank4_th")
     with caplog.at_level(logging.INFO, logger="ckptcompat"):
-        state = with_architecture(keras_h5.read(path), path)
+        state = with_architecture(keras_h5.read(path), path)[0]
     assert "the model architecture from model.json" in caplog.text
     assert state.model_config is not None and state.model_config["class_name"] == "Model"
     assert {name: _sha(value) for name, value in state.weights.items()} == _truth("zoo_rank4_th")
@@ -57,19 +57,19 @@ def test_the_document_beside_converts_keras1_weights_without_a_framework(tmp_pat
 
 def test_a_stem_named_document_is_used_too(tmp_path: Path) -> None:
     path = _pair(tmp_path, "opt_adam", name="weights.json")
-    assert with_architecture(keras_h5.read(path), path).model_config is not None
+    assert with_architecture(keras_h5.read(path), path)[0].model_config is not None
 
 
 def test_another_models_document_is_not_used(tmp_path: Path, caplog) -> None:
     path = _pair(tmp_path, "zoo_rank4_th", architecture_of="opt_adam")
-    state = with_architecture(keras_h5.read(path), path)
+    state = with_architecture(keras_h5.read(path), path)[0]
     assert state.model_config is None and "whose layers are not this file's" in caplog.text
 
 
 def test_two_fitting_documents_are_not_chosen_between(tmp_path: Path, caplog) -> None:
     path = _pair(tmp_path, "opt_adam")
     shutil.copyfile(tmp_path / "model.json", tmp_path / "weights.json")
-    assert with_architecture(keras_h5.read(path), path).model_config is None
+    assert with_architecture(keras_h5.read(path), path)[0].model_config is None
     assert "none used" in caplog.text
 
 
@@ -107,5 +107,46 @@ def test_a_document_that_does_not_convert_the_keras1_weights_is_not_used(tmp_pat
     path = _pair(tmp_path, "zoo_rank4_th")  # its Convolution2D spelled the Keras 2 way: no conversion rule
     doc = tmp_path / "model.json"
     doc.write_text(doc.read_text().replace('"Convolution2D"', '"Conv2D"'))
-    state = with_architecture(keras_h5.read(path), path)
+    state = with_architecture(keras_h5.read(path), path)[0]
     assert state.model_config is None and "does not convert its Keras 1 weights" in caplog.text
+
+
+def test_inspect_reports_the_document_and_the_converted_weights(tmp_path: Path) -> None:
+    path = _pair(tmp_path, "zoo_rank4_th")
+    info = ckptcompat.inspect(path)
+    assert (info.model_class, info.model_config_from) == ("Model", "model.json")
+    assert "(from model.json beside it; the file records none)" in info.to_text()
+    assert info.to_dict()["model_config_from"] == "model.json"
+    assert {v.name for v in info.variables} == set(_truth("zoo_rank4_th"))  # converted, as resume reads them
+    (tmp_path / "model.json").unlink()
+    alone = ckptcompat.inspect(path)
+    assert (alone.model_class, alone.model_config_from) == (None, None)
+
+
+def test_migrate_to_keras3_takes_the_model_from_the_document(tmp_path: Path) -> None:
+    path = _pair(tmp_path, "zoo_rank4_th")
+    report = ckptcompat.migrate(path, tmp_path / "out.keras", to="keras3")
+    assert report.model_config_from == tmp_path / "model.json" and report.verified
+    assert "model.json (the source records none)" in report.summary()
+    back = ckptcompat.read(tmp_path / "out.keras")
+    assert back.model_config is not None and back.model_config["class_name"] in ("Model", "Functional")
+    assert {name: _sha(value) for name, value in back.weights.items()} == _truth("zoo_rank4_th")
+
+
+def test_migrate_to_keras3_without_a_document_names_the_source_and_the_ways_on(tmp_path: Path) -> None:
+    path = _pair(tmp_path, "zoo_rank4_th")
+    (tmp_path / "model.json").unlink()
+    with pytest.raises(UnsupportedFormatError, match="records no model config") as caught:
+        ckptcompat.migrate(path, tmp_path / "out.keras", to="keras3")
+    assert caught.value.path == str(path) and "model.json or weights.json" in caught.value.hint
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["weights.h5"]  # nothing written
+
+
+@pytest.mark.keras3
+def test_keras3_loads_the_migrated_file_natively(keras, tmp_path: Path) -> None:
+    path = _pair(tmp_path, "masked_rnn_adam")
+    ckptcompat.migrate(path, tmp_path / "out.keras", to="keras3")
+    model = keras.models.load_model(str(tmp_path / "out.keras"), compile=False)
+    truth = _truth("masked_rnn_adam")
+    weights = runtime.capture(model).weights
+    assert {name: _sha(weights[name]) for name in truth} == truth

@@ -1,11 +1,12 @@
 """The architecture a weights-only ``.h5`` left beside it: a ``model.to_json()`` document.
 
 Keras 1 and 2 scripts often kept a model as two files: ``open("model.json", "w").write(model.to_json())``
-and ``model.save_weights("model.h5")``. The ``.h5`` records no config; resume takes it from such a
+and ``model.save_weights("model.h5")``. The ``.h5`` records no config; it is taken from such a
 document in the same folder, ``<stem>.json`` or ``model.json``, when exactly one of them names every
 layer of the file that holds weights (the same model wrote both); a document that does not is
 logged and left alone, as are two that both fit. A Keras 1 file is read again, its weights
 converted through the document's classes. Nothing is guessed silently: the document used is logged.
+``resume``, ``inspect`` and ``migrate`` all read a weights-only ``.h5`` through this module.
 """
 
 from __future__ import annotations
@@ -81,15 +82,16 @@ def _pick(target: Path, holders: set[str]) -> tuple[Path, dict[str, Any]] | None
     return fitting[0] if fitting else None
 
 
-def with_architecture(state: TrainingState, target: Path) -> TrainingState:
-    """``state`` with the model config of the ``model.to_json()`` document beside a weights-only
-    legacy ``.h5`` (read again through it where Keras 1 wrote the file); ``state`` where none fits."""
+def with_architecture(state: TrainingState, target: Path) -> tuple[TrainingState, Path | None]:
+    """(``state`` with the model config of the ``model.to_json()`` document beside a weights-only
+    legacy ``.h5``, read again through it where Keras 1 wrote the file; that document), or
+    (``state``, None) where none fits."""
     if state.model_config is not None or state.producer.format != "keras_h5" or not state.weights \
             or not _is_file(target):
-        return state
+        return state, None
     found = _pick(target, {name.split("/", 1)[0] for name in state.weights})
     if found is None:
-        return state
+        return state, None
     path, document = found
     config = {"class_name": document["class_name"], "config": document["config"]}
     from ckptcompat.formats import keras_h5
@@ -100,11 +102,11 @@ def with_architecture(state: TrainingState, target: Path) -> TrainingState:
             again = keras_h5.read(target, keras1_config=config)
         except CkptCompatError as exc:
             log.warning("%s: not readable through %s (%s); not used", target, path.name, exc)
-            return state
+            return state, None
         if keras_h5.holds_keras1_names(again):  # classes it cannot convert by (a Keras 2 spelling): the live model may
             log.warning("%s: %s does not convert its Keras 1 weights; not used", target, path.name)
-            return state
+            return state, None
         state = again
     log.info("%s: the model architecture from %s (model.to_json()): the weights file records none", target,
              path.name)
-    return state.replace(model_config=config)
+    return state.replace(model_config=config), path
