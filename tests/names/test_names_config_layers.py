@@ -210,6 +210,8 @@ def _resume_files(env: str, entry: dict[str, Any], name: str) -> str:
         if "optimizer" in entry:
             assert slots and len(result.report.restored_slots) == slots, \
                 f".{kind} optimizer: {len(result.report.restored_slots)} of {slots} slots restored"
+            live = _generator()._truth(result.model).get("optimizer", {}).get("variables_sha256")
+            assert live == entry["optimizer"]["variables_sha256"], f".{kind} optimizer: slot values differ (sha256)"
         done.append(f".{kind}")
     return f"ok (bitwise, {' and '.join(done)}{f', {slots} slots' if slots else ''})"
 

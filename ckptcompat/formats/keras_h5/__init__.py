@@ -28,6 +28,7 @@ from ckptcompat.formats.keras_h5._keras1_weights import (holds_keras1_names, is_
 from ckptcompat.formats.keras_h5._layer_configs import inner_names as _inner_names
 from ckptcompat.formats.keras_h5._layer_configs import layer_configs as _layer_configs
 from ckptcompat.formats.keras_h5._layer_configs import trainable as _trainable
+from ckptcompat.formats.keras_h5._layer_configs import with_inner_path as _with_inner_path
 from ckptcompat.formats.keras_h5._optimizer import WeightInfo, canonical_hyperparameters, match_slots
 from ckptcompat.names.variables import LOSS_SCALE_CONFIG, canonical_optimizer_class, distinct_paths, strip_tensor_suffix
 from ckptcompat.state import OptimizerState, Producer, Progress, TrainingState
@@ -188,13 +189,15 @@ def layer_table(f: Any, model_config: Any, path: Path, limit: int
             # Keras 3.0.x wrote nested weights without the layer name (Keras 1 named each after it)
             raws = [raw if "/" in strip_tensor_suffix(raw) else f"{inner[i]}/{raw}" for i, raw in enumerate(raws)]
         cls, _, nested = table.get(lname, ("", True, {}))
-        for raw, value, canonical in zip(raws, values, _layer_names(lname, raws, own_scopes and not nested, cls)):
+        deep = [_with_inner_path(lname, raw, nested) for raw in raws] if nested else raws  # two models deep
+        for raw, value, canonical, deep_raw in zip(raws, values, _layer_names(lname, deep, own_scopes and not nested, cls),
+                                                   deep):
             if canonical in arrays:
                 raise CorruptCheckpointError(f"two weights map to the name {canonical!r}", path=path,
                                              hint="the layer names in the file are not unique")
             arrays[canonical] = value
             infos.append(WeightInfo(canonical, strip_tensor_suffix(raw), tuple(value.shape),
-                                    _trainable(lname, raw, table)))
+                                    _trainable(lname, deep_raw, table)))
         layers.append((lname, infos))
     if "top_level_model_weights" in group:
         top = hard_child(group, "top_level_model_weights", path, "group top_level_model_weights", _HINT)

@@ -1,7 +1,7 @@
 """What a Keras ``.h5`` file's model config says about its layers' weights: each layer's class,
 whether it trains, its nested layers (:func:`layer_configs`); the owner of each weight of a nested
-model whose names lost their layer (Keras 3.0, :func:`inner_names`); whether a weight trains
-(:func:`trainable`)."""
+model whose names lost their layer (Keras 3.0, :func:`inner_names`); the way down to a layer of a
+nested model at any depth (:func:`layer_chains`); whether a weight trains (:func:`trainable`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 from ckptcompat.names.variables import strip_tensor_suffix
 
-__all__ = ["layer_configs", "inner_names", "trainable"]
+__all__ = ["layer_configs", "inner_names", "layer_chains", "with_inner_path", "trainable"]
 
 _NON_TRAINABLE_SHORT = {"moving_mean", "moving_variance", "running_mean", "running_std",
                         "seed_generator_state"}
@@ -66,16 +66,42 @@ def inner_names(nested: dict[str, Any]) -> list[str] | None:
     return out
 
 
+def layer_chains(nested: dict[str, Any]) -> dict[str, tuple[tuple[str, str, bool], ...]]:
+    """Every layer of a nested model's table, at any depth: the ``(name, class, trainable)`` of each
+    model on the way down to it, itself last (a direct layer's own name first where names repeat)."""
+    chains = {name: ((name, cls, trainable),) for name, (cls, trainable, _sub) in nested.items()}
+    for name, (cls, trainable, sub) in nested.items():
+        for inner, chain in layer_chains(sub).items():
+            chains.setdefault(inner, ((name, cls, trainable), *chain))
+    return chains
+
+
+def with_inner_path(layer: str, raw: str, nested: dict[str, Any]) -> str:
+    """``raw`` with the models between top-level layer ``layer`` and the weight's own layer put in, where
+    tf.keras named a weight of a model nested two deep after its layer alone (``dense/kernel:0`` in
+    group ``inner1`` -> ``inner2/dense/kernel:0``, as the live walk names it)."""
+    parts = raw.split("/")
+    heads = parts[:-1]
+    start = len(heads) - heads[::-1].index(layer) if layer in heads else 0
+    chain = layer_chains(nested).get(heads[start]) if start < len(heads) else None
+    if not chain or len(chain) == 1:
+        return raw
+    return "/".join([*parts[:start], *(name for name, _, _ in chain[:-1]), *parts[start:]])
+
+
 def trainable(layer: str, raw: str, table: dict[str, Any]) -> bool:
+    """Whether weight ``raw`` of top-level layer ``layer`` trains: every model on the way down to
+    its layer trains, and it is no statistic."""
     cls, trainable, nested = table.get(layer, ("", True, {}))
     parts = strip_tensor_suffix(raw).split("/")
     short = parts[-1]
-    owner = next((part for part in reversed(parts[:-1]) if part in nested), None)
+    chains = layer_chains(nested)
+    owner = next((part for part in reversed(parts[:-1]) if part in chains), None)
     if owner is None and len(parts) == 1:  # Keras 1: an inner layer's weight named after it (dense_1_W)
-        owner = max((name for name in nested if short.startswith(f"{name}_")), key=len, default=None)
+        owner = max((name for name in chains if short.startswith(f"{name}_")), key=len, default=None)
     if owner is not None:
-        cls, inner_trainable, _ = nested[owner]
-        trainable = trainable and inner_trainable
+        cls = chains[owner][-1][1]
+        trainable = trainable and all(inner_trainable for _, _, inner_trainable in chains[owner])
     if short in _NON_TRAINABLE_SHORT or short.endswith(("_running_mean", "_running_std")):
         return False
     if "Normalization" in cls and "Batch" not in cls and short in _NORMALIZATION_STATS:

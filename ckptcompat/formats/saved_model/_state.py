@@ -63,6 +63,20 @@ def _rename(name: str, path: tuple[str, ...], info: KerasInfo | None) -> str:
     return name
 
 
+def _nested_name(name: str, info: KerasInfo | None) -> str:
+    """``dense/kernel`` of a layer inside a nested model -> ``sequential/dense/kernel``, as the live
+    walk names it: tf.keras names a variable after its own layer only; the metadata tells where
+    that layer stands (used only where exactly one layer has that name)."""
+    if info is None:
+        return name
+    head = name.split("/", 1)[0]
+    found = [path for path, layer in info.layer_names.items() if layer == head]
+    if len(found) != 1 or len(found[0]) < 2:
+        return name
+    outer = [info.layer_names.get(found[0][:i]) for i in range(1, len(found[0]))]
+    return "/".join([*outer, name]) if all(outer) else name
+
+
 def _config_layers(model_config: Any) -> list[str]:
     cfg = model_config.get("config") if isinstance(model_config, dict) else None
     layers = cfg.get("layers") if isinstance(cfg, dict) else None
@@ -157,7 +171,7 @@ def build_state(folder: Path, tf_version: str, info: KerasInfo | None, fmt: str)
         if path[:1] == ("optimizer",) and len(path) > 1:  # LossScaleOptimizer: loss_scale/current_loss_scale
             optimizer_extra["/".join(path[1:])] = value
             continue
-        new = _rename(name, path, info)
+        new = _nested_name(_rename(name, path, info), info)
         if new != name:
             renamed[name] = new
         if new in weights:

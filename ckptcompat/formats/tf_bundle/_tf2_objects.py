@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 _VALUE = "VARIABLE_VALUE"
 _CELL = re.compile(r"(^|_)cell(_\d+)?$")
+_POSITIONAL = re.compile(r"layer_with_weights-\d+$")
 _ITER = ("iter", "_iterations", "iterations", "iteration")
 _LR = ("learning_rate", "_learning_rate", "lr")
 _INNER = ("inner_optimizer", "_optimizer", "base_optimizer")
@@ -103,7 +104,7 @@ def state_from_object_graph(tensors: dict[str, np.ndarray], graph_bytes: bytes, 
     opt = _optimizer_nodes(graph)
     owned = set(opt.direct.values()) | opt.slot_nodes if opt is not None else set()
     skip = {nid for nid, p in graph.paths.items() if p == ("save_counter",)}
-    weight_ids = [nid for nid in sorted(graph.var_of) if nid not in owned and nid not in skip]
+    weight_ids = _model_order(graph, [nid for nid in sorted(graph.var_of) if nid not in owned and nid not in skip])
     for nid in skip & set(graph.var_of):
         log.debug("%s: save_counter=%s not part of the training state", prefix, graph.value(nid))
     names, keras3_graph = _weight_names(graph, weight_ids)
@@ -117,6 +118,25 @@ def state_from_object_graph(tensors: dict[str, np.ndarray], graph_bytes: bytes, 
     return TrainingState(weights=weights, optimizer=optimizer, progress=Progress(global_step=iterations),
                          producer=Producer(framework=framework, versions={}, format=format_name,
                                            path=str(prefix)))
+
+
+def _model_order(graph: _Graph, weight_ids: list[int]) -> list[int]:
+    """``weight_ids`` in model order where tf.keras tracked every layer by position
+    (``layer_with_weights-0/layer_with_weights-1/kernel``): a nested model's weights where it
+    stands, depth first, not after the outer model's own layers (the graph's breadth-first node
+    order); inside a layer (a cell, a wrapper's halves) the node order. Other graphs keep the node order."""
+    def positions(nid: int) -> list[int]:
+        out = []
+        for part in graph.var_of[nid].checkpoint_key.split("/")[:-3]:
+            if not _POSITIONAL.match(part):
+                break
+            out.append(int(part.rsplit("-", 1)[1]))
+        return out
+
+    keys = {nid: positions(nid) for nid in weight_ids}
+    if not all(keys.values()):
+        return weight_ids
+    return sorted(weight_ids, key=lambda nid: (keys[nid], nid))
 
 
 def _read_graph(tensors: dict[str, np.ndarray], graph_bytes: bytes, prefix: Path) -> _Graph:
