@@ -254,7 +254,7 @@ def migrate(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, to: str
 
     with lazy_tensors():  # streaming: each tensor read when written, and when compared
         source_format, state, document = _read_source(src_p, progress, include_optimizer=include_optimizer,
-                                                      safe_mode=safe_mode)
+                                                      safe_mode=safe_mode, with_document=fmt == "keras_zip")
         if fmt == "keras_zip" and state.model_config is None:
             raise _no_architecture(src_p, source_format)
         backup = _write_verified(state, target, fmt, writer, progress, replace=exists,
@@ -275,8 +275,9 @@ def _no_architecture(src_p: Path, source_format: str) -> UnsupportedFormatError:
     """The refusal of a ``keras3`` target for a source that records no model config."""
     ways = "migrate --to h5 or --to tf1; ckptcompat.resume(path, model=...) restores it into a live model as it is"
     if source_format == "keras_h5":
-        documents = " or ".join(dict.fromkeys(["model.json", f"{src_p.stem}.json"]))
-        ways = f"keep the script's model.to_json() output beside it as {documents}, or {ways}"
+        from ckptcompat.formats.keras_h5.architecture_file import document_names
+
+        ways = f"keep the script's model.to_json() output beside it as {' or '.join(document_names(src_p))}, or {ways}"
     return UnsupportedFormatError("the source records no model config (no architecture: weights only), and a "
                                   "Keras 3 file is laid out from one", path=src_p, hint=ways)
 
@@ -303,10 +304,10 @@ def _check_destination(src_p: Path, dst_p: Path, to: str, writer: Format, *,
 
 
 def _read_source(src_p: Path, progress: ProgressCallback | None, *, include_optimizer: bool,
-                 safe_mode: bool) -> tuple[str, TrainingState, Path | None]:
+                 safe_mode: bool, with_document: bool) -> tuple[str, TrainingState, Path | None]:
     """(source format, state, the ``model.to_json()`` document beside a weights-only ``.h5`` that
-    gave its model config) of ``src_p``, Lambda byte-code checked, the optimizer dropped unless
-    ``include_optimizer``."""
+    gave its model config, read where ``with_document``) of ``src_p``, Lambda byte-code checked,
+    the optimizer dropped unless ``include_optimizer``."""
     from ckptcompat import formats
     from ckptcompat.formats.keras_h5.architecture_file import with_architecture
 
@@ -314,9 +315,9 @@ def _read_source(src_p: Path, progress: ProgressCallback | None, *, include_opti
         progress("read", 0, 1)
     source_format = formats.detect(src_p)
     state, document = formats.read(src_p, format=source_format), None
-    if source_format == "keras_h5":
+    if source_format == "keras_h5" and with_document:  # a Keras 3 file is laid out from a model config
         state, document = with_architecture(state, src_p)
-    _check_lambda(state, src_p, safe_mode)
+    _check_lambda(state, document if document is not None else src_p, safe_mode)  # the Lambda is in the document
     if not include_optimizer:
         state = state.replace(optimizer=None)
     if progress is not None:

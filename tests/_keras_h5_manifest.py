@@ -44,4 +44,4 @@ def read_options(path: Path, entry: dict[str, Any]) -> dict[str, Any]:
 
     with h5py.File(path.parent / "model.h5", "r") as h5:
         config = h5.attrs["model_config"]
-    return {"keras1_config": json.loads(config.decode() if isinstance(config, bytes) else config)}
+    return {"config": json.loads(config.decode() if isinstance(config, bytes) else config)}

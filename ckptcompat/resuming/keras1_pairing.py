@@ -150,7 +150,7 @@ def through_live_classes(state: TrainingState, model: Any, live: Mapping[str, tu
         return None
 
     try:
-        again = keras_h5.read(path, include_optimizer=False, keras1_config=config)
+        again = keras_h5.read(path, include_optimizer=False, config=config)
     except CkptCompatError as exc:
         log.debug("%s: not readable through the live layers' classes: %s", path, exc)
         return None

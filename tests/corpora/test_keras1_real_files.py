@@ -406,7 +406,7 @@ def test_real_keras1_weights_files_resume_into_the_users_model(keras, real_check
         model = _users_model(keras, path, config)
         run = ckptcompat.resume(path, model=model)
         assert run.report.matching == "structure", path
-        want = list(keras_h5.read(path, keras1_config=config).weights.values())
+        want = list(keras_h5.read(path, config=config).weights.values())
         twin = path.parent / "model.h5"
         if twin != path and twin.exists():
             assert [np.asarray(v).tobytes() for v in keras_h5.read(twin, include_optimizer=False).weights.values()] \
@@ -434,7 +434,7 @@ def test_real_keras1_weights_files_convert_as_keras_2_3_loads_them(real_checkpoi
         model = _keras23_model(keras, path, config)
         model.load_weights(str(path))
         native = keras.backend.batch_get_value([w for layer in model.layers for w in layer.weights])  # layer order
-        mine = list(keras_h5.read(path, keras1_config=config).weights.values())
+        mine = list(keras_h5.read(path, config=config).weights.values())
         assert len(mine) == len(native) and all(np.array_equal(a, b) and a.dtype == b.dtype
                                                 for a, b in zip(mine, native)), path
 

@@ -138,7 +138,7 @@ def test_migrate_to_keras3_without_a_document_names_the_source_and_the_ways_on(t
     (tmp_path / "model.json").unlink()
     with pytest.raises(UnsupportedFormatError, match="records no model config") as caught:
         ckptcompat.migrate(path, tmp_path / "out.keras", to="keras3")
-    assert caught.value.path == str(path) and "model.json or weights.json" in caught.value.hint
+    assert caught.value.path == str(path) and "weights.json or model.json" in caught.value.hint
     assert sorted(p.name for p in tmp_path.iterdir()) == ["weights.h5"]  # nothing written
 
 

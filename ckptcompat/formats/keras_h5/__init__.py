@@ -190,8 +190,8 @@ def layer_table(f: Any, model_config: Any, path: Path, limit: int
             raws = [raw if "/" in strip_tensor_suffix(raw) else f"{inner[i]}/{raw}" for i, raw in enumerate(raws)]
         cls, _, nested = table.get(lname, ("", True, {}))
         deep = [_with_inner_path(lname, raw, nested) for raw in raws] if nested else raws  # two models deep
-        for raw, value, canonical, deep_raw in zip(raws, values, _layer_names(lname, deep, own_scopes and not nested, cls),
-                                                   deep):
+        canonicals = _layer_names(lname, deep, own_scopes and not nested, cls)
+        for raw, value, canonical, deep_raw in zip(raws, values, canonicals, deep):
             if canonical in arrays:
                 raise CorruptCheckpointError(f"two weights map to the name {canonical!r}", path=path,
                                              hint="the layer names in the file are not unique")
@@ -268,12 +268,12 @@ def _progress(f: Any) -> Progress:
     return Progress(epoch=get(ATTR_EPOCH), step=get(ATTR_STEP), global_step=get(ATTR_GLOBAL_STEP))
 
 
-def read(path: str | os.PathLike[str], *, include_optimizer: bool = True, keras1_config: Any = None) -> TrainingState:
+def read(path: str | os.PathLike[str], *, include_optimizer: bool = True, config: Any = None) -> TrainingState:
     """Read a legacy Keras ``.h5`` (full model or weights only) into a :class:`TrainingState`.
 
-    ``keras1_config``: for a Keras 1 file that records no config (``save_weights``), a Keras 1
-    model config naming its layers' classes, by which its weights are converted (the returned
-    state still records no config)."""
+    ``config``: for a file that records no model config (``save_weights``), the model config it
+    was written from: it says where a nested model's weights belong, and a Keras 1 file's weights
+    are converted by its classes (the returned state still records no config)."""
     p = Path(path)
     if not p.exists():
         raise CheckpointNotFoundError("no such file", path=p, hint="check the path")
@@ -293,7 +293,7 @@ def read(path: str | os.PathLike[str], *, include_optimizer: bool = True, keras1
 
     try:
         try:
-            return _read_open(f, p, size + (1 << 20), include_optimizer, keras1_config)
+            return _read_open(f, p, size + (1 << 20), include_optimizer, config)
         finally:
             if not keep_open(f):  # a lazy read keeps the file open for its LazyTensors
                 f.close()
@@ -304,7 +304,7 @@ def read(path: str | os.PathLike[str], *, include_optimizer: bool = True, keras1
                                      path=p, hint=_HINT) from exc
 
 
-def _read_open(f: Any, p: Path, limit: int, include_optimizer: bool, keras1_config: Any = None) -> TrainingState:
+def _read_open(f: Any, p: Path, limit: int, include_optimizer: bool, config: Any = None) -> TrainingState:
     if "layers" in f and "vars" in f and "layer_names" not in f.attrs:
         raise UnsupportedFormatError("this is a Keras 3 .weights.h5 file, not a legacy Keras HDF5 file",
                                      path=p, hint="read it with format 'keras_zip'")
@@ -315,12 +315,12 @@ def _read_open(f: Any, p: Path, limit: int, include_optimizer: bool, keras1_conf
                                           "to .h5 are readable as keras_h5")
     model_config = _json_attr(f, "model_config", p)
     training_config = _json_attr(f, "training_config", p)
-    layers, arrays = layer_table(f, model_config, p, limit)
+    layers, arrays = layer_table(f, model_config if model_config is not None else config, p, limit)
     arrays = _without_derived_idf(arrays, model_config, p)
     optimizer = _optimizer(f, training_config, layers, p, limit) if include_optimizer else None
     if is_keras1_file(_text(f.attrs["keras_version"]) if "keras_version" in f.attrs else "", layers):
         arrays, optimizer = to_keras2(layers, arrays, optimizer,
-                                      model_config if model_config is not None else keras1_config, p)
+                                      model_config if model_config is not None else config, p)
     return TrainingState(weights=arrays, optimizer=optimizer, progress=_progress(f),
                          producer=_producer(f, p), model_config=model_config,
                          training_config=training_config)

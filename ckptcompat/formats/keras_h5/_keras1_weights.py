@@ -20,7 +20,7 @@ is the same conversion, applied to the weights and, tensor for tensor, to their 
   model's layers, each as its own layer.
 
 Only the classes above are converted; a layer of another class, or of a class the file does not
-say (a weights-only file, unless the caller names the classes: ``keras1_config``, which resume
+say (a weights-only file, unless the caller names the classes: ``config``, which resume
 builds from the live model), keeps its names (reported by the matching as any misfit), with a
 warning. Headers-only reads (``inspect``) get the converted shapes without reading data.
 """

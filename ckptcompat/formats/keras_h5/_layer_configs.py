@@ -9,7 +9,7 @@ from typing import Any
 
 from ckptcompat.names.variables import strip_tensor_suffix
 
-__all__ = ["layer_configs", "inner_names", "layer_chains", "with_inner_path", "trainable"]
+__all__ = ["layer_configs", "inner_names", "layer_chains", "layer_order", "place", "with_inner_path", "trainable"]
 
 _NON_TRAINABLE_SHORT = {"moving_mean", "moving_variance", "running_mean", "running_std",
                         "seed_generator_state"}
@@ -76,6 +76,26 @@ def layer_chains(nested: dict[str, Any]) -> dict[str, tuple[tuple[str, str, bool
     return chains
 
 
+def _layer_paths(table: dict[str, Any], prefix: str = "") -> list[str]:
+    paths: list[str] = []
+    for name, (_cls, _trainable, sub) in table.items():
+        paths += [prefix + name, *_layer_paths(sub, f"{prefix}{name}/")]
+    return paths
+
+
+def layer_order(table: dict[str, Any]) -> dict[str, int]:
+    """Every layer's path in a table (``middle/inner/dense``) -> its place in model order, nested
+    models depth first (their layers right after them)."""
+    return {path: i for i, path in enumerate(_layer_paths(table))}
+
+
+def place(name: str, order: dict[str, int]) -> int:
+    """The model-order place of weight ``name``: its longest layer path's (after every layer where none)."""
+    parts = name.split("/")
+    return next((order[p] for p in ("/".join(parts[:k]) for k in range(len(parts) - 1, 0, -1)) if p in order),
+                len(order))
+
+
 def with_inner_path(layer: str, raw: str, nested: dict[str, Any]) -> str:
     """``raw`` with the models between top-level layer ``layer`` and the weight's own layer put in, where
     tf.keras named a weight of a model nested two deep after its layer alone (``dense/kernel:0`` in
@@ -89,19 +109,38 @@ def with_inner_path(layer: str, raw: str, nested: dict[str, Any]) -> str:
     return "/".join([*parts[:start], *(name for name, _, _ in chain[:-1]), *parts[start:]])
 
 
+def _path_chain(parts: list[str], nested: dict[str, Any]) -> tuple[tuple[str, str, bool], ...] | None:
+    """The way down the nested tables that a weight's own path takes (``block_b/proj/kernel``: block_b,
+    then its proj), from the first of its parts that is a layer of ``nested``; None where none is."""
+    start = next((i for i, part in enumerate(parts[:-1]) if part in nested), None)
+    if start is None:
+        return None
+    chain, table = [], nested
+    for part in parts[start:-1]:
+        if part not in table:
+            break
+        cls, trainable, table = table[part]
+        chain.append((part, cls, trainable))
+    return tuple(chain)
+
+
 def trainable(layer: str, raw: str, table: dict[str, Any]) -> bool:
     """Whether weight ``raw`` of top-level layer ``layer`` trains: every model on the way down to
-    its layer trains, and it is no statistic."""
+    its layer trains, and it is no statistic. The way is the weight's own path where it names one;
+    a weight named after its layer alone is looked up at any depth."""
     cls, trainable, nested = table.get(layer, ("", True, {}))
     parts = strip_tensor_suffix(raw).split("/")
     short = parts[-1]
-    chains = layer_chains(nested)
-    owner = next((part for part in reversed(parts[:-1]) if part in chains), None)
-    if owner is None and len(parts) == 1:  # Keras 1: an inner layer's weight named after it (dense_1_W)
-        owner = max((name for name in chains if short.startswith(f"{name}_")), key=len, default=None)
-    if owner is not None:
-        cls = chains[owner][-1][1]
-        trainable = trainable and all(inner_trainable for _, _, inner_trainable in chains[owner])
+    chain = _path_chain(parts, nested)
+    if chain is None:
+        chains = layer_chains(nested)
+        owner = next((part for part in reversed(parts[:-1]) if part in chains), None)
+        if owner is None and len(parts) == 1:  # Keras 1: an inner layer's weight named after it (dense_1_W)
+            owner = max((name for name in chains if short.startswith(f"{name}_")), key=len, default=None)
+        chain = chains[owner] if owner is not None else None
+    if chain:
+        cls = chain[-1][1]
+        trainable = trainable and all(inner_trainable for _, _, inner_trainable in chain)
     if short in _NON_TRAINABLE_SHORT or short.endswith(("_running_mean", "_running_std")):
         return False
     if "Normalization" in cls and "Batch" not in cls and short in _NORMALIZATION_STATS:

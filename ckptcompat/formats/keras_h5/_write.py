@@ -28,6 +28,7 @@ from ckptcompat.errors import (CorruptCheckpointError, IncompatibleStateError,
 from ckptcompat.formats import keras_h5 as _h5
 from ckptcompat.formats._frozen import frozen_slot_variables
 from ckptcompat.formats._lookup_idf import TF_KERAS_IDF_NAME, idf_array
+from ckptcompat.formats.keras_h5._layer_configs import layer_order, place
 from ckptcompat.formats.keras_h5._optimizer import WeightInfo, new_optimizer_layout
 from ckptcompat.formats.keras_h5._optimizer_v2 import optimizer_v2_payload
 from ckptcompat.names.lr_decay import decay_on_schedule, schedule_as_rate
@@ -174,6 +175,20 @@ def _load_order(items: list[tuple[str, np.ndarray]], nested: bool, trainable: se
     return sorted(items, key=lambda item: item[0][:-2] not in trainable) if nested else list(items)
 
 
+def _grouped(state: TrainingState, layers: list[str], table: dict[str, Any]
+             ) -> dict[str, list[tuple[str, np.ndarray]]]:
+    """Each layer group's ``(raw name, value)`` pairs; a nested model's in model order, depth first,
+    as tf.keras lists them."""
+    grouped: dict[str, list[tuple[str, np.ndarray]]] = {name: [] for name in layers}
+    for canonical, value in state.weights.items():
+        grouped[canonical.split("/", 1)[0]].append((f"{canonical}:0", np.asarray(value)))
+    order = layer_order(table)
+    for name in layers:
+        if table.get(name, ("", True, {}))[2]:
+            grouped[name].sort(key=lambda item: place(item[0][:-2], order))
+    return grouped
+
+
 def _write_file(tmp: Path, state: TrainingState, config: dict[str, Any] | None, version: str,
                 include_optimizer: bool, path: Path, direct: Any = None) -> None:
     h5py = require("h5py", "write legacy Keras .h5 files")
@@ -186,12 +201,8 @@ def _write_file(tmp: Path, state: TrainingState, config: dict[str, Any] | None, 
 
     layers = _layer_order(state, config)
     table = _h5._layer_configs(config) if config else {}
-    grouped: dict[str, list[tuple[str, np.ndarray]]] = {name: [] for name in layers}
+    grouped = _grouped(state, layers, table)
     infos: list[WeightInfo] = []
-    for canonical, value in state.weights.items():
-        head = canonical.split("/", 1)[0]
-        raw = f"{canonical}:0"
-        grouped[head].append((raw, np.asarray(value)))
     trainable = {raw[:-2] for name in layers for raw, _ in grouped[name] if _h5._trainable(name, raw, table)}
     # layers frozen after the optimizer was built: their slots are laid out where Keras had them
     built = set(frozen_slot_variables(state.optimizer.slots, state.weights, trainable)) \

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from ckptcompat.errors import CkptCompatError
+from ckptcompat.formats.keras_h5._layer_configs import layer_configs
 from ckptcompat.state import TrainingState
 
-__all__ = ["with_architecture"]
+__all__ = ["with_architecture", "document_names"]
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +47,18 @@ def _document(path: Path) -> dict[str, Any] | None:
 
 def _layer_names(document: Mapping[str, Any]) -> set[str]:
     """The names of a model document's top-level layers."""
-    from ckptcompat.formats.keras_h5._layer_configs import layer_configs
-
     return set(layer_configs(document))
 
 
+def document_names(target: Path) -> list[str]:
+    """The names a document beside ``target`` is looked for under: ``<name up to its first dot>.json``
+    and ``model.json`` (the names scripts gave ``to_json()``)."""
+    return list(dict.fromkeys([f"{target.name.split('.')[0]}.json", "model.json"]))
+
+
 def _candidates(target: Path) -> list[Path]:
-    """``<stem>.json`` and ``model.json`` where present (the names scripts gave ``to_json()``)."""
-    named = [target.parent / f"{target.name.split('.')[0]}.json", target.parent / "model.json"]
-    return [p for i, p in enumerate(named) if p not in named[:i] and _is_file(p)]
+    """The documents beside ``target`` that exist, under :func:`document_names`."""
+    return [target.parent / name for name in document_names(target) if _is_file(target.parent / name)]
 
 
 def _is_file(path: Path) -> bool:
@@ -84,7 +88,7 @@ def _pick(target: Path, holders: set[str]) -> tuple[Path, dict[str, Any]] | None
 
 def with_architecture(state: TrainingState, target: Path) -> tuple[TrainingState, Path | None]:
     """(``state`` with the model config of the ``model.to_json()`` document beside a weights-only
-    legacy ``.h5``, read again through it where Keras 1 wrote the file; that document), or
+    legacy ``.h5``, read again through it where Keras 1 wrote the file or it nests models; that document), or
     (``state``, None) where none fits."""
     if state.model_config is not None or state.producer.format != "keras_h5" or not state.weights \
             or not _is_file(target):
@@ -96,14 +100,14 @@ def with_architecture(state: TrainingState, target: Path) -> tuple[TrainingState
     config = {"class_name": document["class_name"], "config": document["config"]}
     from ckptcompat.formats import keras_h5
 
-    if keras_h5.holds_keras1_names(state):
-
-        try:  # a Keras 1 file converts through the classes
-            again = keras_h5.read(target, keras1_config=config)
+    keras1 = keras_h5.holds_keras1_names(state)
+    if keras1 or any(nested for _, _, nested in layer_configs(config).values()):
+        try:  # read again through it: a Keras 1 file converts by its classes, a nested model's weights get their place
+            again = keras_h5.read(target, config=config, include_optimizer=state.optimizer is not None)
         except CkptCompatError as exc:
             log.warning("%s: not readable through %s (%s); not used", target, path.name, exc)
             return state, None
-        if keras_h5.holds_keras1_names(again):  # classes it cannot convert by (a Keras 2 spelling): the live model may
+        if keras1 and keras_h5.holds_keras1_names(again):  # classes it cannot convert by (a Keras 2 spelling)
             log.warning("%s: %s does not convert its Keras 1 weights; not used", target, path.name)
             return state, None
         state = again

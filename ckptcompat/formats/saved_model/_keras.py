@@ -35,6 +35,8 @@ class KerasInfo:
     keras_version: str = ""
     backend: str = ""
     layer_names: Mapping[tuple[str, ...], str] = field(default_factory=dict)
+    #: the object paths of the nested models among them (Sequential, Functional, subclassed)
+    models: frozenset = frozenset()
 
 
 def _json(node: KerasNode, path: Path) -> dict[str, Any]:
@@ -65,6 +67,9 @@ def plain_config(value: Any) -> Any:
     return value
 
 
+_MODEL_IDENTIFIERS = ("_tf_keras_network", "_tf_keras_sequential", "_tf_keras_model")
+
+
 def keras_info(nodes: list[KerasNode], path: Path) -> KerasInfo | None:
     """Collect the Keras metadata of ``nodes`` (``node_path`` like ``root.layer-0``); None if no root."""
     root = next((n for n in nodes if n.node_path in ("root", "")), None)
@@ -77,6 +82,7 @@ def keras_info(nodes: list[KerasNode], path: Path) -> KerasInfo | None:
         model_config = {"class_name": meta["class_name"], "config": meta["config"]}
     training = meta.get("training_config")
     names: dict[tuple[str, ...], str] = {}
+    models: set[tuple[str, ...]] = set()
     for node in nodes:
         if node is root or not node.node_path.startswith("root."):
             continue
@@ -88,11 +94,13 @@ def keras_info(nodes: list[KerasNode], path: Path) -> KerasInfo | None:
             continue
         if isinstance(value, dict) and isinstance(value.get("name"), str):
             names[tuple(node.node_path.split(".")[1:])] = value["name"]
+            if node.identifier in _MODEL_IDENTIFIERS:
+                models.add(tuple(node.node_path.split(".")[1:]))
     return KerasInfo(identifier=root.identifier,
                      model_config=plain_config(model_config) if isinstance(model_config, dict) else None,
                      training_config=plain_config(training) if isinstance(training, dict) else None,
                      keras_version=str(meta.get("keras_version", "")), backend=str(meta.get("backend", "")),
-                     layer_names=names)
+                     layer_names=names, models=frozenset(models))
 
 
 def framework_for(keras_version: str, tf_version: str) -> str:

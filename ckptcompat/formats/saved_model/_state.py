@@ -19,6 +19,7 @@ import numpy as np
 
 from ckptcompat.errors import CorruptCheckpointError
 from ckptcompat.formats import _protowire as pw
+from ckptcompat.formats.keras_h5._layer_configs import layer_configs, layer_order, place
 from ckptcompat.formats.keras_h5._optimizer import canonical_hyperparameters
 from ckptcompat.formats.saved_model._keras import KerasInfo, framework_for
 from ckptcompat.formats.tf_bundle import read_tensors
@@ -71,32 +72,19 @@ def _nested_name(name: str, info: KerasInfo | None) -> str:
         return name
     head = name.split("/", 1)[0]
     found = [path for path, layer in info.layer_names.items() if layer == head]
-    if len(found) != 1 or len(found[0]) < 2:
+    if len(found) != 1 or len(found[0]) < 2 or not all(found[0][:i] in info.models for i in range(1, len(found[0]))):
         return name
-    outer = [info.layer_names.get(found[0][:i]) for i in range(1, len(found[0]))]
-    return "/".join([*outer, name]) if all(outer) else name
-
-
-def _config_layers(model_config: Any) -> list[str]:
-    cfg = model_config.get("config") if isinstance(model_config, dict) else None
-    layers = cfg.get("layers") if isinstance(cfg, dict) else None
-    names = []
-    for entry in layers if isinstance(layers, list) else []:
-        inner = entry.get("config") if isinstance(entry, dict) else None
-        name = (inner or {}).get("name") if isinstance(inner, dict) else None
-        names.append(name if isinstance(name, str) else (entry.get("name") if isinstance(entry, dict) else None))
-    return [n for n in names if isinstance(n, str)]
+    return "/".join([*(info.layer_names[found[0][:i]] for i in range(1, len(found[0]))), name])
 
 
 def _model_order(weights: dict[str, np.ndarray], info: KerasInfo | None) -> dict[str, np.ndarray]:
-    """Layer by layer in the model config's order, file order inside a layer.
+    """Layer by layer in the model config's order (nested models depth first), file order inside a layer.
 
     The bundle's node ids put an RNN's cell variables after later layers; model order is
     what a writer of positional formats (legacy ``.h5``) needs.
     """
-    position = {name: i for i, name in enumerate(_config_layers(info.model_config if info else None))}
-    ordered = sorted(enumerate(weights), key=lambda item: (position.get(item[1].split("/", 1)[0], 1 << 30),
-                                                           item[0]))
+    order = layer_order(layer_configs(info.model_config)) if info is not None and info.model_config else {}
+    ordered = sorted(enumerate(weights), key=lambda item: (place(item[1], order), item[0]))
     return {name: weights[name] for _, name in ordered}
 
 

@@ -121,22 +121,30 @@ def state_from_object_graph(tensors: dict[str, np.ndarray], graph_bytes: bytes, 
 
 
 def _model_order(graph: _Graph, weight_ids: list[int]) -> list[int]:
-    """``weight_ids`` in model order where tf.keras tracked every layer by position
-    (``layer_with_weights-0/layer_with_weights-1/kernel``): a nested model's weights where it
-    stands, depth first, not after the outer model's own layers (the graph's breadth-first node
-    order); inside a layer (a cell, a wrapper's halves) the node order. Other graphs keep the node order."""
+    """``weight_ids`` in model order where tf.keras tracked the layers by position
+    (``layer_with_weights-0/layer_with_weights-1/kernel``, also under a common ``model/``): a
+    nested model's weights where it stands, depth first, not after the outer model's own layers
+    (the graph's breadth-first node order); inside a layer (a cell, a wrapper's halves) the node
+    order; variables outside the layers (a loss scale, metrics) after them. Other graphs keep the
+    node order."""
+    parents = {nid: graph.var_of[nid].checkpoint_key.split("/")[:-3] for nid in weight_ids}
+    common = 0
+    while all(len(p) > common + 1 and not _POSITIONAL.match(p[common]) for p in parents.values()) \
+            and len({p[common] for p in parents.values()}) == 1:
+        common += 1  # tf.train.Checkpoint(model=...): every key starts with model/
+
     def positions(nid: int) -> list[int]:
         out = []
-        for part in graph.var_of[nid].checkpoint_key.split("/")[:-3]:
+        for part in parents[nid][common:]:
             if not _POSITIONAL.match(part):
                 break
             out.append(int(part.rsplit("-", 1)[1]))
         return out
 
     keys = {nid: positions(nid) for nid in weight_ids}
-    if not all(keys.values()):
+    if not any(keys.values()):
         return weight_ids
-    return sorted(weight_ids, key=lambda nid: (keys[nid], nid))
+    return sorted(weight_ids, key=lambda nid: (not keys[nid], keys[nid], nid))
 
 
 def _read_graph(tensors: dict[str, np.ndarray], graph_bytes: bytes, prefix: Path) -> _Graph:
