@@ -2,10 +2,12 @@
 
 Keras 1 and 2 scripts often kept a model as two files: ``open("model.json", "w").write(model.to_json())``
 and ``model.save_weights("model.h5")``. The ``.h5`` records no config; it is taken from such a
-document in the same folder, ``<stem>.json`` or ``model.json``, when exactly one of them names every
-layer of the file that holds weights (the same model wrote both); a document that does not is
-logged and left alone, as are two that both fit. A Keras 1 file is read again, its weights
-converted through the document's classes. Nothing is guessed silently: the document used is logged.
+document in the same folder (:func:`document_names`: the file's name up to its first dot + ``.json``,
+or ``model.json``), when exactly one of them names every layer of the file that holds weights (the
+same model wrote both); a document that does not is logged and left alone, as are two that both
+fit. A Keras 1 file is read again, its weights converted through the document's classes, and so is
+a file whose document nests models, which places their weights. Nothing is guessed silently: the
+document used is logged.
 ``resume``, ``inspect`` and ``migrate`` all read a weights-only ``.h5`` through this module.
 """
 
@@ -88,8 +90,8 @@ def _pick(target: Path, holders: set[str]) -> tuple[Path, dict[str, Any]] | None
 
 def with_architecture(state: TrainingState, target: Path) -> tuple[TrainingState, Path | None]:
     """(``state`` with the model config of the ``model.to_json()`` document beside a weights-only
-    legacy ``.h5``, read again through it where Keras 1 wrote the file or it nests models; that document), or
-    (``state``, None) where none fits."""
+    legacy ``.h5``, read again through it where Keras 1 wrote the file or it nests models; that
+    document), or (``state``, None) where none fits."""
     if state.model_config is not None or state.producer.format != "keras_h5" or not state.weights \
             or not _is_file(target):
         return state, None
