@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ckptcompat.formats.keras_h5._layer_configs import layer_configs, layer_order, place, trainable, with_inner_path
+from ckptcompat.formats.keras_h5._layer_configs import (layer_chains, layer_configs, layer_order, place, trainable,
+                                                       with_inner_path)
 
 
 def _layer(cls: str, name: str, *inner: dict[str, Any], trainable: bool = True) -> dict[str, Any]:
@@ -35,7 +36,7 @@ def test_a_weight_belongs_to_the_layer_its_own_path_names() -> None:
 
 def test_a_weight_named_after_its_layer_alone_is_found_at_any_depth() -> None:
     assert not trainable("backbone", "deep/kernel:0", TABLE)  # two models deep: frozen
-    nested = TABLE["backbone"][2]
+    nested = layer_chains(TABLE["backbone"][2])
     assert with_inner_path("backbone", "deep/kernel:0", nested) == "inner/deep/kernel:0"
     assert with_inner_path("backbone", "dense/kernel:0", nested) == "dense/kernel:0"  # a direct layer
     assert with_inner_path("backbone", "backbone/inner/deep/kernel:0", nested) == "backbone/inner/deep/kernel:0"

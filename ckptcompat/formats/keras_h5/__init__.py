@@ -26,6 +26,7 @@ from ckptcompat.formats._h5safe import hard_child, read_numeric
 from ckptcompat.formats.keras_h5._keras1_weights import (holds_keras1_names, is_keras1_file, keras1_weight_prefix,
                                                          to_keras2)
 from ckptcompat.formats.keras_h5._layer_configs import inner_names as _inner_names
+from ckptcompat.formats.keras_h5._layer_configs import layer_chains as _layer_chains
 from ckptcompat.formats.keras_h5._layer_configs import layer_configs as _layer_configs
 from ckptcompat.formats.keras_h5._layer_configs import trainable as _trainable
 from ckptcompat.formats.keras_h5._layer_configs import with_inner_path as _with_inner_path
@@ -189,7 +190,8 @@ def layer_table(f: Any, model_config: Any, path: Path, limit: int
             # Keras 3.0.x wrote nested weights without the layer name (Keras 1 named each after it)
             raws = [raw if "/" in strip_tensor_suffix(raw) else f"{inner[i]}/{raw}" for i, raw in enumerate(raws)]
         cls, _, nested = table.get(lname, ("", True, {}))
-        deep = [_with_inner_path(lname, raw, nested) for raw in raws] if nested else raws  # two models deep
+        chains = _layer_chains(nested)
+        deep = [_with_inner_path(lname, raw, chains) for raw in raws] if nested else raws  # two models deep
         canonicals = _layer_names(lname, deep, own_scopes and not nested, cls)
         for raw, value, canonical, deep_raw in zip(raws, values, canonicals, deep):
             if canonical in arrays:

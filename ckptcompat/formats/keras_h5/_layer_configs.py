@@ -96,14 +96,15 @@ def place(name: str, order: dict[str, int]) -> int:
                 len(order))
 
 
-def with_inner_path(layer: str, raw: str, nested: dict[str, Any]) -> str:
+def with_inner_path(layer: str, raw: str, chains: dict[str, tuple[tuple[str, str, bool], ...]]) -> str:
     """``raw`` with the models between top-level layer ``layer`` and the weight's own layer put in, where
     tf.keras named a weight of a model nested two deep after its layer alone (``dense/kernel:0`` in
-    group ``inner1`` -> ``inner2/dense/kernel:0``, as the live walk names it)."""
+    group ``inner1`` -> ``inner2/dense/kernel:0``, as the live walk names it); ``chains``: the group's
+    :func:`layer_chains`, computed once for all its weights."""
     parts = raw.split("/")
     heads = parts[:-1]
     start = len(heads) - heads[::-1].index(layer) if layer in heads else 0
-    chain = layer_chains(nested).get(heads[start]) if start < len(heads) else None
+    chain = chains.get(heads[start]) if start < len(heads) else None
     if not chain or len(chain) == 1:
         return raw
     return "/".join([*parts[:start], *(name for name, _, _ in chain[:-1]), *parts[start:]])
