@@ -73,3 +73,13 @@ def no_fit_start_hook() -> bool:
         return False
     parts = str(getattr(runtime.keras_module(), "__version__", "9.9")).split(".")[:2]
     return tuple(int(p) for p in parts if p.isdigit()) < (2, 4)
+
+
+def fresh_graph() -> None:
+    """Under TF1 graph execution every model adds to one graph, each table cell slower than the
+    last: start the next cell on a new graph and session (nothing under eager execution)."""
+    import sys
+
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and not tf.executing_eagerly():
+        runtime.keras_module().backend.clear_session()

@@ -23,7 +23,7 @@ def test_the_readme_stack_is_the_matrix_environment_that_skips_its_tests() -> No
     assert tuple(dev.group(1).split()) == env.packages
     assert env.pytest_subset == ("-m", "slow or fresh_fixtures")
     readme_default = re.search(r'set -- -m "([^"]*)"', (ROOT / "run.sh").read_text())
-    assert readme_default and readme_default.group(1) == "not slow"
+    assert readme_default and readme_default.group(1) == "not slow and not fresh_fixtures"
 
 
 def _args(env, prefix: str) -> set[str]:  # type: ignore[no-untyped-def]
@@ -46,7 +46,8 @@ def test_suites_left_out_somewhere_run_in_another_environment_of_the_same_genera
     for newest in ("keras3-jax", "keras3-torch"):  # the backends: every framework test
         assert envs[newest].pytest_subset == matrix._FRAMEWORK_TESTS, newest
     # the newest Keras 2: every framework test but graph execution, which runs natively on TF 1.15
-    assert envs["tf221-tfkeras"].pytest_subset == (*matrix._FRAMEWORK_TESTS, matrix._GRAPH_MODE)
+    assert envs["tf221-tfkeras"].pytest_subset == (*matrix._FRAMEWORK_TESTS, matrix._GRAPH_MODE, *matrix._TF1_ON_TF221)
+    assert not set(matrix._TF1_ON_TF221) & set(envs["tf221-keras3"].pytest_subset)  # they run there
     assert "tests/matrix/test_graph_mode.py" in envs["tf115-py37"].pytest_subset
     for path in matrix._END_TO_END:
         assert (ROOT / path).is_file(), path

@@ -83,6 +83,9 @@ _DEMO = "--deselect=tests/cli/test_demo.py::test_demo_resumes_bitwise"
 _TF1_WORKFLOW = "--deselect=tests/matrix/test_tf1_workflow4.py"
 #: TF1-style graph execution: natively in tf115-py37, through tf.compat.v1 in tf221-tfkeras
 _GRAPH_MODE = "--deselect=tests/matrix/test_graph_mode.py"
+#: the TF1 session workflow and example use no Keras: tf221-keras3 runs them on the TensorFlow
+#: (2.21) of tf221-tfkeras
+_TF1_ON_TF221 = (_TF1_WORKFLOW, "--deselect=tests/matrix/test_examples.py::test_4_tf1_iteration_early_stopping")
 
 #: what an old-stack consumer runs: every committed and freshly generated fixture resumed
 #: (weights, slots, iterations, learning rate, epoch compared), the generator's reproducibility,
@@ -180,9 +183,10 @@ ENVIRONMENTS: tuple[Environment, ...] = (
     Environment("tf221-tfkeras", ("tensorflow-cpu==2.21.0", "tf-keras==2.21.0"),
                 {"TF_USE_LEGACY_KERAS": "1"},
                 description="TF 2.21 with tf-keras 2.21 and TF_USE_LEGACY_KERAS=1", minutes=22,
-                pytest_subset=(*_FRAMEWORK_TESTS, _GRAPH_MODE),
+                pytest_subset=(*_FRAMEWORK_TESTS, _GRAPH_MODE, *_TF1_ON_TF221),
                 subset_note=_FRAMEWORK_NOTE + "; graph execution (tests/matrix/test_graph_mode.py) "
-                            "runs natively in tf115-py37"),
+                            "runs natively in tf115-py37; the TF1 session workflow and example (no Keras) "
+                            "run in tf221-keras3 on the same TensorFlow"),
     Environment("keras3-jax", ("keras==3.15.1", "jax[cpu]", "h5py"), {"KERAS_BACKEND": "jax"},
                 description="Keras 3.15 on JAX (CPU), no TensorFlow",
                 forbid=("tensorflow", "tensorflow-cpu", "torch"),

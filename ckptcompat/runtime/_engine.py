@@ -106,7 +106,7 @@ def capture(ops: FlavourOps, model: Any, *, include_optimizer: bool = True,
     opt_state = None
     if opt is not None:
         cls = ops.optimizer_class(opt)
-        config = _optimizer_config(opt)
+        config = _optimizer_config(ops, opt)
         hyper: dict[str, Any] = {}
         for key, value in (config or {}).items():
             if key not in _NOT_HYPER and isinstance(value, (bool, int, float)):
@@ -129,9 +129,9 @@ def capture(ops: FlavourOps, model: Any, *, include_optimizer: bool = True,
                          model_config=model_config_of(model))
 
 
-def _optimizer_config(opt: Any) -> dict[str, Any] | None:
+def _optimizer_config(ops: FlavourOps, opt: Any) -> dict[str, Any] | None:
     try:
-        config = opt.get_config()
+        config = ops.optimizer_config(opt)
     except (NotImplementedError, TypeError, ValueError, AttributeError) as exc:
         logger.warning("optimizer %s has no usable get_config(): %s", type(opt).__name__, exc)
         return None
@@ -253,7 +253,7 @@ def _log_outcome(skipped: list[tuple[str, str]], translated: list[str]) -> None:
 def _translate(ops: FlavourOps, opt: Any, st: OptimizerState, cls: str, flat_state: dict[str, np.ndarray],
                flat_live: dict[str, Any]) -> tuple[dict[str, np.ndarray], list[str]]:
     """Slots one generation has and the other has not, translated by meaning (zeros = absent)."""
-    live_hyper = _optimizer_config(opt) or {}
+    live_hyper = _optimizer_config(ops, opt) or {}
     cfg = st.config or {}
     inner = cfg.get("config") if isinstance(cfg.get("config"), Mapping) else cfg
     src_hyper = {**inner, **st.hyperparameters}

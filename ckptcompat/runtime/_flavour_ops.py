@@ -86,6 +86,11 @@ class FlavourOps:
         (``optimizer/vars/<i>``), or None when this flavour cannot say."""
         return None
 
+    def optimizer_config(self, opt: Any) -> dict[str, Any]:
+        """``opt.get_config()`` (raises what it raises)."""
+        config: dict[str, Any] = opt.get_config()
+        return config
+
     def read_iterations(self, opt: Any) -> int:
         raise NotImplementedError
 

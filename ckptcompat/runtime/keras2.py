@@ -160,6 +160,24 @@ class _Keras2Ops(_engine.FlavourOps):
         else:
             super().assign_all(pairs)
 
+    def optimizer_config(self, opt: Any) -> dict[str, Any]:
+        if not (_graph_mode() and _is_v2(opt)):
+            return super().optimizer_config(opt)
+        # graph execution: get_config() reads each hyper-parameter variable in a session run of its
+        # own; read them in one and let get_config() serialize the values
+        hyper = opt._hyper  # noqa: SLF001 -- what OptimizerV2's get_config serializes
+        tensors = {name: value for name, value in hyper.items() if hasattr(value, "op") and hasattr(value, "dtype")}
+        if not tensors:
+            return super().optimizer_config(opt)
+        values = session_read_all(self.keras.backend, list(tensors.values())) or []
+        saved = dict(hyper)
+        try:
+            hyper.update((name, value[()]) for name, value in zip(tensors, values))  # as get_value: a scalar
+            return super().optimizer_config(opt)
+        finally:
+            hyper.clear()
+            hyper.update(saved)
+
     def read_all(self, variables: Sequence[Any]) -> list[np.ndarray] | None:
         return session_read_all(self.keras.backend, variables) if _graph_mode() else None
 

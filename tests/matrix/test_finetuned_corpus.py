@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests._frameworks import keras_backend, keras_flavour
+from tests._frameworks import fresh_graph, keras_backend, keras_flavour
 from tests._paths import FIXTURES, corpus_truths, write_cell_report
 
 pytestmark = pytest.mark.fresh_fixtures  # any Keras (2 or 3, any backend); the committed files without a matrix
@@ -188,6 +188,7 @@ def test_finetuned_files_of_every_keras3_producer_resume_here(capsys: pytest.Cap
         for case, want in sorted(truth["cases"].items()):
             assert want["stored"] and want["iterations"] > 0, f"{env}/{case}: the truth records no state"
             for rel, rebuild in [(r, False) for r in want["files"]] + [(want["files"][0], True)]:
+                fresh_graph()
                 path = folder / rel
                 native = _native(keras, ft, case, want["mode"], path, want) \
                     if _can_make(keras, want["mode"]) and hasattr(keras, "ops") and not rebuild else "-"

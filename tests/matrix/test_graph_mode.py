@@ -68,7 +68,10 @@ for path in sys.argv[2:]:
     out[path] = {"weights": [sha(a) for a in k.backend.batch_get_value(model.weights)],
                  "slots": [[sha(a) for a in slots[i * 2:i * 2 + 2]] for i in range(len(slots) // 2)],
                  "iterations": int(k.backend.get_value(opt.iterations)),
-                 "report_iterations": run.report.iterations}
+                 "report_iterations": run.report.iterations,
+                 # the hyper-parameters read in one session run: get_config()'s values, its variables kept
+                 "config_same": ckptcompat.runtime.flavour_for(model)._OPS.optimizer_config(opt) == opt.get_config()
+                 and all(hasattr(v, "op") for v in opt._hyper.values())}
 if tf.__version__.startswith("1."):  # rebuilt from the file's config (tf.keras >= 2.11 would
     run = ckptcompat.resume(sys.argv[3])  # compile a new optimizer, which needs eager execution)
     out["rebuilt"] = [sha(a) for a in k.backend.batch_get_value(run.model.weights)]
@@ -149,6 +152,7 @@ def test_other_generations_resume_into_a_graph_mode_model(tmp_path: Path) -> Non
         assert have["weights"] == want["weights"], f"{producer}/{path}: weights"
         assert have["slots"] == want["slots"] and len(want["slots"]) == 4, f"{producer}/{path}: Adam m, v"
         assert have["iterations"] == have["report_iterations"] > 0, f"{producer}/{path}: iterations"
+        assert have["config_same"], f"{producer}/{path}: the optimizer config read in one run differs"
         if want["iterations"] is not None:
             assert have["iterations"] == want["iterations"], f"{producer}/{path}: iterations"
     if "rebuilt" in got:  # TF 1.x: resume(path) without a model rebuilds it from the TF 2.15 config

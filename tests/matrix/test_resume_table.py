@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests._frameworks import keras_flavour
+from tests._frameworks import fresh_graph, keras_flavour
 from tests._paths import FIXTURES, is_corpus
+from tests.matrix._case_models import CaseModels, base_file
 from tests.matrix._table_gaps import known_gap
 
 pytestmark = [pytest.mark.framework, pytest.mark.fresh_fixtures]
@@ -155,21 +156,7 @@ def _rate_at_step(optimizer: Any) -> float:
     return truth.rate_at_step(runtime.keras_module(), getattr(optimizer, "inner_optimizer", None) or optimizer)
 
 
-def _base_file(case_dir: Path) -> Path | None:
-    """The case's full-model file to build + compile the model for a file without config.
-
-    Weights-only files and TF bundles record no optimizer hyper-parameters (a bundle of a
-    momentum SGD holds the slots, not the momentum value), and Keras 3.15 ``.keras`` files
-    saved after the ``.h5`` (as the generator does) leave the optimizer out of ``compile_config``: prefer the file that records them.
-    """
-    from ckptcompat.formats import registry
-
-    files = [case_dir / n for n in _FULL if (case_dir / n).exists()]
-    for path in files:
-        opt = registry.read(path).optimizer
-        if opt is not None and isinstance(opt.config, dict):
-            return path
-    return files[0] if files else None
+_base_file = base_file  # test_save_walk_corpus builds its models as the table does
 
 
 def _compiled_by_caller(entry: dict[str, Any], path: Path, fits: tuple[str, ...]) -> str:
@@ -201,7 +188,7 @@ def _compiled_by_caller(entry: dict[str, Any], path: Path, fits: tuple[str, ...]
     return "DIFF: " + "; ".join(diffs) if diffs else f"ok ({' / '.join(fits)} fit: model compiled by caller)"
 
 
-def _cell(entry: dict[str, Any], cache: dict[str, Any]) -> str:
+def _cell(entry: dict[str, Any], cases: CaseModels) -> str:
     import ckptcompat
 
     path = _file(entry)
@@ -247,13 +234,15 @@ def _cell(entry: dict[str, Any], cache: dict[str, Any]) -> str:
         if opt is not None and opt.fits:
             return _compiled_by_caller(entry, path, opt.fits)
         run = ckptcompat.resume(path)
+        cases.remember(path.parent, path, run.model, compiled=True)
     else:
-        case_dir = path.parent if path.parent.name == entry["case"] else path.parent.parent
-        full = _base_file(case_dir)
-        if full is None:
+        case_dir = _case_dir(entry, path)
+        if cases.base_file(case_dir) is None:
             return "n/a (no full-model file of this case to build the model)"
-        base = ckptcompat.resume(full, compile=tensors_have_slots)
-        run = ckptcompat.resume(path, model=base.model)
+        # into the case's model, every weight, slot and the iterations zeroed (tests/matrix/_case_models.py)
+        model = cases.zeroed(case_dir, tensors_have_slots,
+                             lambda full, compile: ckptcompat.resume(full, compile=compile).model)
+        run = ckptcompat.resume(path, model=model)
     dropped = frozenset(_dropped(run))
     diffs = _compare(entry, run.model, tensors_have_slots, dropped, dict(run.report.by_structure))
     if diffs:
@@ -261,6 +250,11 @@ def _cell(entry: dict[str, Any], cache: dict[str, Any]) -> str:
     if dropped:
         return f"ok ({len(dropped)} inert slots dropped, reported)"
     return "ok" if tensors_have_slots else "ok (no optimizer in file)"
+
+
+def _case_dir(entry: dict[str, Any], path: Path) -> Path:
+    """The folder of the entry's case (a bundle prefix sits one folder deeper)."""
+    return path.parent if path.parent.name == entry["case"] else path.parent.parent
 
 
 def _incomplete_file(entry: dict[str, Any], path: Path) -> str:
@@ -344,12 +338,15 @@ def test_every_fixture_resumes_here(capsys: pytest.CaptureFixture[str], caplog: 
     generated = {e["path"] for e in fresh}
     manifest = {**manifest, "fixtures": [*manifest["fixtures"], *_saved_model_entries(), *fresh]}
     rows: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    cases, case = CaseModels(), None
     for entry in manifest["fixtures"]:
         if not entry.get("tensors"):
             continue
-        _fresh_graph()
+        if (entry["producer"], entry.get("case")) != case:  # a case's files share its model (and graph)
+            case, cases = (entry["producer"], entry.get("case")), CaseModels()
+            fresh_graph()
         try:
-            cell = _cell(entry, {})
+            cell = _cell(entry, cases)
         except Exception as exc:  # noqa: BLE001 -- the table reports every failure
             cell = _absent_class(entry) or _removed_layer(exc) or f"ERROR {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
         rows[entry["producer"]].append((entry["path"], cell))
@@ -373,18 +370,6 @@ def test_every_fixture_resumes_here(capsys: pytest.CaptureFixture[str], caplog: 
         print("\n" + "\n".join(lines))
     _write_report(manifest, rows, generated)
     assert not bad, "\n".join(bad)
-
-
-def _fresh_graph() -> None:
-    """Under TF1 graph execution every model adds to one graph, each cell slower than the
-    last: start each cell on a new graph and session."""
-    import sys
-
-    tf = sys.modules.get("tensorflow")
-    if tf is not None and not tf.executing_eagerly():
-        from ckptcompat import runtime
-
-        runtime.keras_module().backend.clear_session()
 
 
 def _write_report(manifest: dict[str, Any], rows: dict[str, list[tuple[str, str]]], generated: set[str]) -> None:

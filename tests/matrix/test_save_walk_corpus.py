@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests._frameworks import fresh_graph
 from tests._paths import FIXTURES
 from tests.matrix import test_resume_table as table
 
@@ -105,7 +106,7 @@ def test_save_walk_pairs_every_keras3_corpus_file(capsys: pytest.CaptureFixture[
     assert entries, "no Keras 3 corpus file found (fixtures/tf221-keras3 is committed)"
     lines, bad = [f"{len(entries)} Keras 3 files, paired by the save walk alone (native load_weights beside)"], []
     for entry in entries:
-        table._fresh_graph()  # noqa: SLF001
+        fresh_graph()
         try:
             walk = _walk_cell(entry)
         except Exception as exc:  # noqa: BLE001 -- the table reports every failure

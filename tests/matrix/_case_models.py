@@ -1,0 +1,87 @@
+"""The resume table's model of the case being tabled, built once.
+
+A case's weights-only files (``weights.h5``, TF-format weights, ``tf.train.Checkpoint`` bundles)
+carry no config: the table resumes them into the model built from the case's full-model file.
+That model is built once per case (or taken from the full-model file's own cell) and, before
+every use, has every weight, every optimizer slot and the iterations set to zero, so that what
+the next resume restores is what the table then compares (a fresh build from the full-model file
+would already hold the file's values, and a resume that restored nothing would pass).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+_FULL = ("model.keras", "model.h5")
+
+
+def base_file(case_dir: Path) -> Path | None:
+    """The case's full-model file to build + compile the model for a file without config.
+
+    Weights-only files and TF bundles record no optimizer hyper-parameters (a bundle of a
+    momentum SGD holds the slots, not the momentum value), and Keras 3.15 ``.keras`` files
+    saved after the ``.h5`` (as the generator does) leave the optimizer out of ``compile_config``:
+    prefer the file that records them.
+    """
+    from ckptcompat.formats import registry
+
+    files = [case_dir / n for n in _FULL if (case_dir / n).exists()]
+    for path in files:
+        opt = registry.read(path).optimizer
+        if opt is not None and isinstance(opt.config, dict):
+            return path
+    return files[0] if files else None
+
+
+def zero_state(model: Any) -> Any:
+    """``model`` with every weight, optimizer slot and the iterations zero (hyper-parameters,
+    the learning rate and non-slot variables kept); returns it."""
+    from ckptcompat import runtime
+
+    model.set_weights([np.zeros_like(w) for w in model.get_weights()])
+    ops = runtime.flavour_for(model)._OPS  # noqa: SLF001 -- the flavour's variable access
+    opt = ops.optimizer_of(model)
+    if opt is None:
+        return model
+    slots = [var for per in ops.live_slots(opt, ops.variables(model)).values() for var in per.values()]
+    ops.assign_all([(var, np.zeros(ops.shape(var))) for var in slots])
+    if getattr(opt, "iterations", None) is not None:
+        ops.write_iterations(opt, 0)
+    return model
+
+
+class CaseModels:
+    """The model of one case at a time (the table visits a case's files one after another)."""
+
+    def __init__(self) -> None:
+        self._case: Path | None = None
+        self._base: Path | None = None
+        self._model: Any = None
+        self._compiled = False
+
+    def _enter(self, case_dir: Path) -> None:
+        if case_dir != self._case:
+            self._case, self._base, self._model = case_dir, base_file(case_dir), None
+
+    def base_file(self, case_dir: Path) -> Path | None:
+        self._enter(case_dir)
+        return self._base
+
+    def remember(self, case_dir: Path, path: Path, model: Any, compiled: bool) -> None:
+        """The model a full-model cell resumed from ``path``: kept when ``path`` is the case's base file."""
+        self._enter(case_dir)
+        if path == self._base and (self._model is None or compiled >= self._compiled):
+            self._model, self._compiled = model, compiled
+
+    def zeroed(self, case_dir: Path, compile: bool, build: Callable[[Path, bool], Any]) -> Any:  # noqa: A002
+        """The case's model, zeroed (:func:`zero_state`); built with ``build(base_file, compile)``
+        when none is kept, or the kept one is not compiled and ``compile`` is asked."""
+        self._enter(case_dir)
+        if self._base is None:
+            raise FileNotFoundError(f"no full-model file in {case_dir}")
+        if self._model is None or (compile and not self._compiled):
+            self._model, self._compiled = build(self._base, compile), compile
+        return zero_state(self._model)
