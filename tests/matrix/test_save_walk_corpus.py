@@ -20,12 +20,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from tests._frameworks import fresh_graph
 from tests._paths import FIXTURES
 from tests.matrix import test_resume_table as table
+from tests.matrix._case_models import CaseModels
 
 pytestmark = [pytest.mark.backend, pytest.mark.fresh_fixtures]
 
@@ -46,29 +46,24 @@ def _entries() -> list[dict[str, Any]]:
             and flavours.get(e["producer"]) == "keras3" and e["case"].startswith(_CASES)]
 
 
-def _zeroed_model(entry: dict[str, Any], has_slots: bool) -> Any:
-    """The case's model rebuilt from its full-model file, every weight and optimizer variable zero."""
+def _zeroed_model(entry: dict[str, Any], has_slots: bool, cases: CaseModels) -> Any:
+    """The case's model rebuilt from its full-model file (once a case), every weight, slot and the
+    iterations zero (tests/matrix/_case_models.py)."""
     import ckptcompat
-    from ckptcompat import runtime
 
-    path = table._file(entry)  # noqa: SLF001
-    full = table._base_file(path.parent)  # noqa: SLF001
-    if full is None:
+    case_dir = table._file(entry).parent  # noqa: SLF001
+    if cases.base_file(case_dir) is None:
         return None
-    model = ckptcompat.resume(full, compile=has_slots).model
-    for var in [*model.weights, *(model.optimizer.variables if has_slots else [])]:
-        runtime.write_variable(var, np.zeros(tuple(var.shape), np.dtype(var.dtype if isinstance(var.dtype, str)
-                                                                          else var.dtype.name)), model)
-    return model
+    return cases.zeroed(case_dir, has_slots, lambda full, compile: ckptcompat.resume(full, compile=compile).model)
 
 
-def _walk_cell(entry: dict[str, Any]) -> str:
+def _walk_cell(entry: dict[str, Any], cases: CaseModels) -> str:
     from ckptcompat import runtime
     from ckptcompat.formats import registry
     from ckptcompat.resuming.file_pairing import after_misfits
 
     has_slots = any(t["kind"] == "slot" for t in entry["tensors"])
-    model = _zeroed_model(entry, has_slots)
+    model = _zeroed_model(entry, has_slots, cases)
     if model is None:
         return "n/a (no full-model file of this case)"
     state = registry.read(table._file(entry))  # noqa: SLF001
@@ -87,8 +82,8 @@ def _walk_cell(entry: dict[str, Any]) -> str:
     return "DIFF: " + "; ".join(diffs[:4]) if diffs else f"ok ({len(renamed)} renamed)"
 
 
-def _native_cell(entry: dict[str, Any]) -> str:
-    model = _zeroed_model(entry, False)
+def _native_cell(entry: dict[str, Any], cases: CaseModels) -> str:
+    model = _zeroed_model(entry, False, cases)
     if model is None:
         return "n/a"
     try:
@@ -105,15 +100,18 @@ def test_save_walk_pairs_every_keras3_corpus_file(capsys: pytest.CaptureFixture[
     entries = _entries()
     assert entries, "no Keras 3 corpus file found (fixtures/tf221-keras3 is committed)"
     lines, bad = [f"{len(entries)} Keras 3 files, paired by the save walk alone (native load_weights beside)"], []
+    cases, case = CaseModels(), None
     for entry in entries:
-        fresh_graph()
+        if (entry["producer"], entry["case"]) != case:  # a case's files share its model
+            case, cases = (entry["producer"], entry["case"]), CaseModels()
+            fresh_graph()
         try:
-            walk = _walk_cell(entry)
+            walk = _walk_cell(entry, cases)
         except Exception as exc:  # noqa: BLE001 -- the table reports every failure
             walk = table._removed_layer(exc) or \
                 f"ERROR {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"  # noqa: SLF001
         try:
-            native = "n/a" if walk.startswith("n/a") else _native_cell(entry)
+            native = "n/a" if walk.startswith("n/a") else _native_cell(entry, cases)
         except Exception as exc:  # noqa: BLE001 -- the table reports what native does
             native = f"fails ({type(exc).__name__})"
         lines.append(f"  {entry['path']:<58} native: {native:<22} walk: {walk}")

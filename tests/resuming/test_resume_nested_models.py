@@ -1,6 +1,6 @@
 """Models nested two deep, with a layer frozen at the bottom, resumed from every format the running
 release writes: into the model rebuilt from the file, and into a fresh build whose generated layer
-names all differ.
+names all differ (Keras 3 on every backend, Keras 2 on TensorFlow).
 
 Keras names a variable after its own layer only (``dense/kernel``), so a file does not say which
 nested model a weight belongs to: a legacy ``.h5`` puts the weights of a model two deep into the
@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 
 import ckptcompat
-from _frameworks import keras_flavour, running_keras30
+from _frameworks import keras_backend, running_keras30
 
-pytestmark = pytest.mark.framework
+#: Keras 3 on any backend (JAX and torch: no TensorFlow), Keras 2 on TensorFlow
+pytestmark = pytest.mark.backend if keras_backend() else pytest.mark.framework
 
 
 def _build(keras: Any) -> Any:
@@ -34,7 +35,7 @@ def _build(keras: Any) -> Any:
 
 
 def _kinds() -> list[str]:
-    if keras_flavour() == "keras3":  # Keras 3.0's own .h5 writer refuses such a model (names collide)
+    if keras_backend():  # Keras 3.0's own .h5 writer refuses such a model (names collide)
         return ["store", "keras", "weights.h5"] + ([] if running_keras30() else ["h5"])
     return ["store", "keras", "h5", "weights.h5", "tf", "checkpoint", "savedmodel"]
 
