@@ -28,6 +28,7 @@ from ckptcompat.formats.keras_h5._keras1_weights import (holds_keras1_names, is_
 from ckptcompat.formats.keras_h5._layer_configs import inner_names as _inner_names
 from ckptcompat.formats.keras_h5._layer_configs import layer_chains as _layer_chains
 from ckptcompat.formats.keras_h5._layer_configs import layer_configs as _layer_configs
+from ckptcompat.formats.keras_h5._layer_configs import path_chain
 from ckptcompat.formats.keras_h5._layer_configs import trainable as _trainable
 from ckptcompat.formats.keras_h5._layer_configs import with_inner_path as _with_inner_path
 from ckptcompat.formats.keras_h5._optimizer import WeightInfo, canonical_hyperparameters, match_slots
@@ -115,15 +116,19 @@ def _dataset(group: Any, name: str, limit: int, path: Path) -> np.ndarray:
     return read_numeric(group, name, path, f"dataset {group.name}/{name}", max_bytes=limit, hint=_HINT)
 
 
-def canonical_from_raw(layer: str, raw: str) -> str:
-    """Canonical weight name for raw weight ``raw`` of top-level layer ``layer``."""
+def canonical_from_raw(layer: str, raw: str, nested: dict[str, Any] | None = None) -> str:
+    """Canonical weight name for raw weight ``raw`` of top-level layer ``layer``: recurrent cell
+    scopes left out (``lstm/lstm_cell/kernel`` -> ``lstm/kernel``), but not the models and layers
+    of ``nested`` (the layer's nested-model table) on the weight's way down, whatever their names."""
     parts = strip_tensor_suffix(raw).split("/")
     heads = parts[:-1]
     if layer in heads:
         parts = parts[len(heads) - 1 - heads[::-1].index(layer):]
     else:
         parts = [layer, *parts]
-    keep = [p for i, p in enumerate(parts) if i == 0 or i == len(parts) - 1 or not _CELL.search(p)]
+    chain = path_chain(parts[1:], nested) if nested and parts[1:2] and parts[1] in nested else None
+    placed = 1 + len(chain or ())  # the layer, then the nested models and layer the weight sits in
+    keep = [p for i, p in enumerate(parts) if i < placed or i == len(parts) - 1 or not _CELL.search(p)]
     return "/".join(keep)
 
 
@@ -135,7 +140,8 @@ def _tf_layers_scopes(f: Any) -> bool:
     return version.endswith("-tf") and version.startswith(("2.0.", "2.1."))
 
 
-def _layer_names(layer: str, raws: list[str], own_scopes: bool, cls: str = "") -> list[str]:
+def _layer_names(layer: str, raws: list[str], own_scopes: bool, cls: str = "",
+                 nested: dict[str, Any] | None = None) -> list[str]:
     """Canonical names of one layer's weights: cell scopes dropped (``lstm/lstm_cell/kernel`` ->
     ``lstm/kernel``), unless that makes two names equal (``StackedRNNCells``: every cell holds a
     ``kernel``) or the layer is a wrapper the live walk names through (``TimeDistributed``:
@@ -143,7 +149,7 @@ def _layer_names(layer: str, raws: list[str], own_scopes: bool, cls: str = "") -
     the path through the sub-layers that tells it apart (``rnn/stacked_rnn_cells/cell_2/kernel``)."""
     names = []
     for raw in raws:
-        canonical = canonical_from_raw(layer, raw)
+        canonical = canonical_from_raw(layer, raw, nested)
         if own_scopes and strip_tensor_suffix(raw).count("/") == 1:
             canonical = canonical_from_raw(layer, raw.rsplit("/", 1)[-1])  # dense_1 + dense/kernel:0
         names.append(canonical)
@@ -192,7 +198,7 @@ def layer_table(f: Any, model_config: Any, path: Path, limit: int
         cls, _, nested = table.get(lname, ("", True, {}))
         chains = _layer_chains(nested)
         deep = [_with_inner_path(lname, raw, chains) for raw in raws] if nested else raws  # two models deep
-        canonicals = _layer_names(lname, deep, own_scopes and not nested, cls)
+        canonicals = _layer_names(lname, deep, own_scopes and not nested, cls, nested)
         for raw, value, canonical, deep_raw in zip(raws, values, canonicals, deep):
             if canonical in arrays:
                 raise CorruptCheckpointError(f"two weights map to the name {canonical!r}", path=path,

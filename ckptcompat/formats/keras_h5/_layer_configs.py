@@ -110,7 +110,7 @@ def with_inner_path(layer: str, raw: str, chains: dict[str, tuple[tuple[str, str
     return "/".join([*parts[:start], *(name for name, _, _ in chain[:-1]), *parts[start:]])
 
 
-def _path_chain(parts: list[str], nested: dict[str, Any]) -> tuple[tuple[str, str, bool], ...] | None:
+def path_chain(parts: list[str], nested: dict[str, Any]) -> tuple[tuple[str, str, bool], ...] | None:
     """The way down the nested tables that a weight's own path takes (``block_b/proj/kernel``: block_b,
     then its proj), from the first of its parts that is a layer of ``nested``; None where none is."""
     start = next((i for i, part in enumerate(parts[:-1]) if part in nested), None)
@@ -132,7 +132,7 @@ def trainable(layer: str, raw: str, table: dict[str, Any]) -> bool:
     cls, trainable, nested = table.get(layer, ("", True, {}))
     parts = strip_tensor_suffix(raw).split("/")
     short = parts[-1]
-    chain = _path_chain(parts, nested)
+    chain = path_chain(parts, nested)
     if chain is None:
         chains = layer_chains(nested)
         owner = next((part for part in reversed(parts[:-1]) if part in chains), None)
