@@ -178,7 +178,8 @@ ENVIRONMENTS: tuple[Environment, ...] = (
     Environment("tf221-keras3", ("tensorflow-cpu==2.21.0", "keras==3.15.1"),
                 description="TF 2.21 with the newest Keras 3", minutes=18,
                 pytest_subset=("-m", "slow or fresh_fixtures"),
-                subset_note="the slow tests and those reading this run's generated fixtures; the rest "
+                subset_note="the slow tests and the fresh_fixtures ones (the resume table and the corpus "
+                            "tables: every committed fixture and every environment's generated corpus); the rest "
                             "is the README test command's run on the same packages (run.sh)"),
     Environment("tf221-tfkeras", ("tensorflow-cpu==2.21.0", "tf-keras==2.21.0"),
                 {"TF_USE_LEGACY_KERAS": "1"},

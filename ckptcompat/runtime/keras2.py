@@ -161,8 +161,8 @@ class _Keras2Ops(_engine.FlavourOps):
             super().assign_all(pairs)
 
     def optimizer_config(self, opt: Any) -> dict[str, Any]:
-        if not (_graph_mode() and _is_v2(opt)):
-            return super().optimizer_config(opt)
+        if not (_graph_mode() and _is_v2(opt) and getattr(opt, "_hypers_created", False)):
+            return super().optimizer_config(opt)  # (hypers not created yet: get_config creates them)
         # graph execution: get_config() reads each hyper-parameter variable in a session run of its
         # own; read them in one and let get_config() serialize the values
         hyper = opt._hyper  # noqa: SLF001 -- what OptimizerV2's get_config serializes

@@ -36,9 +36,9 @@ def base_file(case_dir: Path) -> Path | None:
     return files[0] if files else None
 
 
-def zero_state(model: Any) -> Any:
-    """``model`` with every weight, optimizer slot and the iterations zero (hyper-parameters,
-    the learning rate and non-slot variables kept); returns it."""
+def zero_state(model: Any, learning_rate: bool = False) -> Any:
+    """``model`` with every weight, optimizer slot and the iterations zero (hyper-parameters and
+    non-slot variables kept; the learning rate too unless ``learning_rate``); returns it."""
     from ckptcompat import runtime
 
     model.set_weights([np.zeros_like(w) for w in model.get_weights()])
@@ -47,6 +47,8 @@ def zero_state(model: Any) -> Any:
     if opt is None:
         return model
     slots = [var for per in ops.live_slots(opt, ops.variables(model)).values() for var in per.values()]
+    rate = ops.stored_learning_rate(opt) if learning_rate else None
+    slots += [rate] if rate is not None and ops.is_variable(rate) else []
     ops.assign_all([(var, np.zeros(ops.shape(var))) for var in slots])
     if getattr(opt, "iterations", None) is not None:
         ops.write_iterations(opt, 0)
@@ -54,34 +56,38 @@ def zero_state(model: Any) -> Any:
 
 
 class CaseModels:
-    """The model of one case at a time (the table visits a case's files one after another)."""
+    """The models of one case at a time (the table visits a case's files one after another): one
+    compiled, one not (a file the table reads without its optimizer goes into a model without one,
+    as before: a ``.weights.h5`` keeps optimizer variables by position that a compiled model would
+    take)."""
 
     def __init__(self) -> None:
         self._case: Path | None = None
         self._base: Path | None = None
-        self._model: Any = None
-        self._compiled = False
+        self._models: dict[bool, Any] = {}
 
     def _enter(self, case_dir: Path) -> None:
         if case_dir != self._case:
-            self._case, self._base, self._model = case_dir, base_file(case_dir), None
+            self._case, self._base, self._models = case_dir, base_file(case_dir), {}
 
     def base_file(self, case_dir: Path) -> Path | None:
         self._enter(case_dir)
         return self._base
 
-    def remember(self, case_dir: Path, path: Path, model: Any, compiled: bool) -> None:
-        """The model a full-model cell resumed from ``path``: kept when ``path`` is the case's base file."""
+    def remember(self, case_dir: Path, path: Path, model: Any) -> None:
+        """The model a full-model cell resumed (compiled) from ``path``: kept when ``path`` is the
+        case's base file."""
         self._enter(case_dir)
-        if path == self._base and (self._model is None or compiled >= self._compiled):
-            self._model, self._compiled = model, compiled
+        if path == self._base:
+            self._models[True] = model
 
-    def zeroed(self, case_dir: Path, compile: bool, build: Callable[[Path, bool], Any]) -> Any:  # noqa: A002
-        """The case's model, zeroed (:func:`zero_state`); built with ``build(base_file, compile)``
-        when none is kept, or the kept one is not compiled and ``compile`` is asked."""
+    def zeroed(self, case_dir: Path, compile: bool, build: Callable[[Path, bool], Any],  # noqa: A002
+               learning_rate: bool = False) -> Any:
+        """The case's model (compiled or not), zeroed (:func:`zero_state`); built with
+        ``build(base_file, compile)`` when none is kept."""
         self._enter(case_dir)
         if self._base is None:
             raise FileNotFoundError(f"no full-model file in {case_dir}")
-        if self._model is None or (compile and not self._compiled):
-            self._model, self._compiled = build(self._base, compile), compile
-        return zero_state(self._model)
+        if compile not in self._models:
+            self._models[compile] = build(self._base, compile)
+        return zero_state(self._models[compile], learning_rate)

@@ -234,7 +234,7 @@ def _cell(entry: dict[str, Any], cases: CaseModels) -> str:
         if opt is not None and opt.fits:
             return _compiled_by_caller(entry, path, opt.fits)
         run = ckptcompat.resume(path)
-        cases.remember(path.parent, path, run.model, compiled=True)
+        cases.remember(_case_dir(entry, path), path, run.model)
     else:
         case_dir = _case_dir(entry, path)
         if cases.base_file(case_dir) is None:

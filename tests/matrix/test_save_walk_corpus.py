@@ -47,14 +47,15 @@ def _entries() -> list[dict[str, Any]]:
 
 
 def _zeroed_model(entry: dict[str, Any], has_slots: bool, cases: CaseModels) -> Any:
-    """The case's model rebuilt from its full-model file (once a case), every weight, slot and the
-    iterations zero (tests/matrix/_case_models.py)."""
+    """The case's model rebuilt from its full-model file (once a case), every weight, slot, the
+    iterations and the learning rate zero (tests/matrix/_case_models.py)."""
     import ckptcompat
 
     case_dir = table._file(entry).parent  # noqa: SLF001
     if cases.base_file(case_dir) is None:
         return None
-    return cases.zeroed(case_dir, has_slots, lambda full, compile: ckptcompat.resume(full, compile=compile).model)
+    return cases.zeroed(case_dir, has_slots, lambda full, compile: ckptcompat.resume(full, compile=compile).model,
+                        learning_rate=True)
 
 
 def _walk_cell(entry: dict[str, Any], cases: CaseModels) -> str:
