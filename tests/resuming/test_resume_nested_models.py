@@ -142,3 +142,48 @@ def test_nested_models_named_like_cell_scopes_keep_their_place(keras, tmp_path: 
     if kind in ("keras", "h5", "savedmodel") and not running_keras30():  # rebuilt: its names are the file's
         run = ckptcompat.resume(path)
         assert run.report.matching == "name" and _truth(run.model) == _truth(original)
+
+
+def _renorm_build(keras: Any) -> Any:
+    L = keras.layers
+    inner = keras.Sequential([keras.Input((4,)), L.Dense(3), L.BatchNormalization(renorm=True)])
+    model = keras.Sequential([keras.Input((4,)), keras.Sequential([keras.Input((4,)), inner]), L.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    return model
+
+
+@pytest.mark.parametrize("kind", [k for k in _kinds() if k != "store"])
+def test_batch_renormalization_statistics_in_a_nested_model(keras, tmp_path: Path, kind: str,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """BatchNormalization(renorm=True) keeps three more statistics (moving_stddev, renorm_mean,
+    renorm_stddev): named as such in every format, no optimizer slots expected for them."""
+    import inspect
+
+    if "renorm" not in inspect.signature(keras.layers.BatchNormalization).parameters:
+        pytest.skip("this Keras has no batch renormalization (Keras 3 before 3.9)")
+    keras.utils.set_random_seed(0)
+    original = _renorm_build(keras)
+    rng = np.random.default_rng(0)
+    original.fit(rng.random((16, 4), dtype=np.float32), rng.random((16, 1), dtype=np.float32), epochs=2,
+                 batch_size=4, shuffle=False, verbose=0)
+    path = tmp_path / {"keras": "m.keras", "h5": "m.h5", "weights.h5": "m.weights.h5", "tf": "weights",
+                       "checkpoint": "ckpt", "savedmodel": "saved"}[kind]
+    if kind == "checkpoint":
+        import tensorflow as tf
+
+        path = Path(tf.train.Checkpoint(model=original, optimizer=original.optimizer).write(str(path)))
+    elif kind in ("weights.h5", "tf"):
+        original.save_weights(str(path))
+    else:
+        original.save(str(path), **({"save_format": "tf"} if kind == "savedmodel" else {}))
+    caplog.set_level("WARNING", logger="ckptcompat")
+    _renorm_build(keras)
+    fresh = _renorm_build(keras)
+    run = ckptcompat.resume(path, model=fresh)
+    assert not run.report.skipped and len(run.report.restored_slots) == 2 * 6  # Dense k, b; gamma, beta; Dense k, b
+    assert [np.asarray(w).tobytes() for w in fresh.get_weights()] == \
+        [np.asarray(w).tobytes() for w in original.get_weights()]
+    assert not [r for r in caplog.records if "naming them var_" in r.getMessage()], caplog.text
+    if kind in ("keras", "h5", "weights.h5"):
+        names = set(ckptcompat.read(path).weights)
+        assert {n.rsplit("/", 1)[-1] for n in names} >= {"moving_stddev", "renorm_mean", "renorm_stddev"}, names

@@ -12,6 +12,7 @@ from ckptcompat.names.variables import strip_tensor_suffix
 __all__ = ["layer_configs", "inner_names", "layer_chains", "layer_order", "place", "with_inner_path", "trainable"]
 
 _NON_TRAINABLE_SHORT = {"moving_mean", "moving_variance", "running_mean", "running_std",
+                        "moving_stddev", "renorm_mean", "renorm_stddev",  # BatchNormalization(renorm=True)
                         "seed_generator_state"}
 _NORMALIZATION_STATS = {"mean", "variance", "count"}
 

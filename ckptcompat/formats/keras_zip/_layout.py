@@ -88,7 +88,10 @@ def _batchnorm(cfg: Mapping[str, Any]) -> list[VarSpec]:
         out.append(VarSpec("gamma", True, (1,)))
     if cfg.get("center", True):
         out.append(VarSpec("beta", True, (1,)))
-    return out + [VarSpec("moving_mean", False, (1,)), VarSpec("moving_variance", False, (1,))]
+    out += [VarSpec("moving_mean", False, (1,)), VarSpec("moving_variance", False, (1,))]
+    if cfg.get("renorm"):  # batch renormalization's statistics, after the moving ones (Keras 3, tf-keras)
+        out += [VarSpec(name, False, (1,)) for name in ("moving_stddev", "renorm_mean", "renorm_stddev")]
+    return out
 
 
 def _layernorm(cfg: Mapping[str, Any]) -> list[VarSpec]:
@@ -377,8 +380,8 @@ def infer_specs_from_shapes(group_name: str, shapes: list[tuple[int, ...]]) -> l
     ranks = [len(s) for s in shapes]
     if cls_guess == "dense" and ranks in ([2, 1], [2]):
         return _dense({"use_bias": len(ranks) == 2})
-    if cls_guess == "batch_normalization" and ranks == [1, 1, 1, 1]:
-        return _batchnorm({})
+    if cls_guess == "batch_normalization" and ranks in ([1] * 4, [1] * 7):  # 7: renorm's three statistics too
+        return _batchnorm({"renorm": len(ranks) == 7})
     if cls_guess == "embedding" and ranks == [2]:
         return [VarSpec("embeddings", True, (2,))]
     if cls_guess in ("lstm_cell", "gru_cell", "simple_rnn_cell") and ranks in ([2, 2, 1], [2, 2, 2], [2, 2]):

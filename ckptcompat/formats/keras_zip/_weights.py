@@ -181,6 +181,10 @@ def _layer_specs(slot: LayerSlot, arrays: list[np.ndarray], path: Path,
     specs = var_specs(slot.class_name, slot.config, generation)
     if specs is not None and _shapes_ok(specs, arrays):
         return specs
+    if specs is not None and slot.class_name == "BatchNormalization" and "renorm" not in (slot.config or {}):
+        renorm = var_specs(slot.class_name, {**(slot.config or {}), "renorm": True}, generation)  # no config
+        if renorm is not None and _shapes_ok(renorm, arrays):  # says it: the count of statistics does
+            return renorm
     if specs is not None:
         log.warning("%s: layer %s (%s) has %d variables of ranks %s, expected %s; "
                     "naming them var_<i>", path, slot.prefix, slot.class_name, len(arrays),
