@@ -9,10 +9,12 @@ from typing import Any
 
 from ckptcompat.names.variables import strip_tensor_suffix
 
-__all__ = ["layer_configs", "inner_names", "layer_chains", "layer_order", "place", "with_inner_path", "trainable"]
+__all__ = ["layer_configs", "inner_names", "layer_chains", "layer_order", "place", "with_inner_path", "trainable",
+           "path_chain"]
 
 _NON_TRAINABLE_SHORT = {"moving_mean", "moving_variance", "running_mean", "running_std",
-                        "moving_stddev", "renorm_mean", "renorm_stddev",  # BatchNormalization(renorm=True)
+                        "moving_stddev", "renorm_mean", "renorm_stddev",  # BatchNormalization(renorm=True);
+                        "renorm_mean_weight", "renorm_stddev_weight",  # older tf.keras: their debiasing weights
                         "seed_generator_state"}
 _NORMALIZATION_STATS = {"mean", "variance", "count"}
 
