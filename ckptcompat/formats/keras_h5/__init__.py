@@ -196,7 +196,7 @@ def layer_table(f: Any, model_config: Any, path: Path, limit: int
             # Keras 3.0.x wrote nested weights without the layer name (Keras 1 named each after it)
             raws = [raw if "/" in strip_tensor_suffix(raw) else f"{inner[i]}/{raw}" for i, raw in enumerate(raws)]
         cls, _, nested = table.get(lname, ("", True, {}))
-        chains = _layer_chains(nested)
+        chains = _layer_chains(nested) if nested else {}
         deep = [_with_inner_path(lname, raw, chains) for raw in raws] if nested else raws  # two models deep
         canonicals = _layer_names(lname, deep, own_scopes and not nested, cls, nested)
         for raw, value, canonical, deep_raw in zip(raws, values, canonicals, deep):

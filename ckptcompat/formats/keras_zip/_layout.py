@@ -189,6 +189,10 @@ NO_VARS = frozenset({
 _RNN_CELLS = {"LSTM": "LSTMCell", "GRU": "GRUCell", "SimpleRNN": "SimpleRNNCell"}
 
 
+#: a flag that adds variables, left out of a config that does not say it (a bare ``.weights.h5``): the count tells
+TOLD_BY_COUNT = {"BatchNormalization": "renorm"}
+
+
 def var_specs(class_name: str, config: Mapping[str, Any], generation: str | None = None) -> list[VarSpec] | None:
     """Expected variables of one layer class, or ``None`` when the class is not in the table;
     ``generation`` (``"keras3"``) picks the names that generation gives where they differ.

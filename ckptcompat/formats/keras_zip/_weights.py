@@ -13,8 +13,8 @@ import numpy as np
 from ckptcompat.errors import CorruptCheckpointError, IncompatibleStateError
 from ckptcompat.formats.keras_zip._io import group_label, group_vars
 from ckptcompat.formats.keras_zip._lora import exact_group, exact_values
-from ckptcompat.formats.keras_zip._layout import (ALIAS, LayerSlot, VarSpec, infer_specs_from_shapes, lora_factors,
-                                                  var_specs, walk_model_config)
+from ckptcompat.formats.keras_zip._layout import (ALIAS, TOLD_BY_COUNT, LayerSlot, VarSpec, infer_specs_from_shapes,
+                                                  lora_factors, var_specs, walk_model_config)
 from ckptcompat.formats.keras_zip._optimizer import optimizer_layout
 from ckptcompat.formats.keras_zip._optimizer_fit import check, guess_layouts
 from ckptcompat.names.optimizer_layouts import u_product_first
@@ -181,10 +181,11 @@ def _layer_specs(slot: LayerSlot, arrays: list[np.ndarray], path: Path,
     specs = var_specs(slot.class_name, slot.config, generation)
     if specs is not None and _shapes_ok(specs, arrays):
         return specs
-    if specs is not None and slot.class_name == "BatchNormalization" and "renorm" not in (slot.config or {}):
-        renorm = var_specs(slot.class_name, {**(slot.config or {}), "renorm": True}, generation)  # no config
-        if renorm is not None and _shapes_ok(renorm, arrays):  # says it: the count of statistics does
-            return renorm
+    flag = TOLD_BY_COUNT.get(slot.class_name)
+    if specs is not None and flag and flag not in (slot.config or {}):  # the config does not say it
+        told = var_specs(slot.class_name, {**(slot.config or {}), flag: True}, generation)
+        if told is not None and _shapes_ok(told, arrays):
+            return told
     if specs is not None:
         log.warning("%s: layer %s (%s) has %d variables of ranks %s, expected %s; "
                     "naming them var_<i>", path, slot.prefix, slot.class_name, len(arrays),
