@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+import _zygote_client
 
 from _frameworks import running_keras30
 
@@ -24,8 +24,7 @@ KILL_AT = 14  # epoch 2, batch 4 of 5; the last checkpoint is at iteration 12 (e
 
 def _run(mode: str, workdir: Path, *extra: str) -> int:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    done = subprocess.run([sys.executable, str(CHILD), mode, str(workdir), *extra], env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = _zygote_client.run([CHILD, mode, workdir, *extra], env, timeout=600)
     if done.returncode not in (0, -signal.SIGKILL):
         raise AssertionError(f"{mode} child failed ({done.returncode}):\n{done.stderr[-4000:]}")
     return done.returncode

@@ -15,13 +15,13 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+
+import _zygote_client
 
 pytestmark = [pytest.mark.framework, pytest.mark.slow]
 
@@ -78,8 +78,7 @@ np.savez(folder / "final.npz", *model.get_weights())
 def _child(script: Path, folder: Path, kill_epoch: int, before_save: bool, mode: str) -> int:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
            "TF_CPP_MIN_LOG_LEVEL": "2"}
-    done = subprocess.run([sys.executable, str(script), str(folder), str(kill_epoch), str(int(before_save)), mode],
-                          env=env, capture_output=True, text=True, timeout=600)
+    done = _zygote_client.run([script, folder, str(kill_epoch), str(int(before_save)), mode], env, timeout=600)
     if done.returncode not in (0, -signal.SIGKILL):
         raise AssertionError(f"child failed ({done.returncode}):\n{done.stderr[-4000:]}")
     return done.returncode

@@ -11,12 +11,13 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+import _zygote_client
 
 from _frameworks import running_keras30
 
@@ -29,8 +30,7 @@ def _run(script: str, work: Path, *args: str, expect: int = 0) -> str:
     # this checkout's ckptcompat, not an installed copy (the scripts' folder is their sys.path[0])
     path = os.pathsep.join(p for p in (str(EXAMPLES.parent), os.environ.get("PYTHONPATH", "")) if p)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
-    done = subprocess.run([sys.executable, str(EXAMPLES / script), "--tiny", "--workdir", str(work), *args],
-                          capture_output=True, text=True, timeout=300, env=env)
+    done = _zygote_client.run([EXAMPLES / script, "--tiny", "--workdir", work, *args], env, timeout=300)
     assert done.returncode == expect, f"{script} {args}: exit {done.returncode}\n{done.stdout[-2000:]}\n" \
                                       f"{done.stderr[-4000:]}"
     return done.stdout

@@ -14,11 +14,12 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+
+import _zygote_client
 
 pytestmark = [pytest.mark.framework, pytest.mark.slow]
 
@@ -32,8 +33,7 @@ KILL_RANGE = {"epoch": (BATCHES + 1, 4 * BATCHES - 1), "batch": (3, 4 * BATCHES 
 
 def _spawn(*args: str) -> subprocess.Popen[bytes]:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONHASHSEED="0")
-    return subprocess.Popen([sys.executable, str(CHILD), *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return _zygote_client.popen([CHILD, *args], env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 def _finish(proc: subprocess.Popen[bytes], what: str, timeout: float = 240) -> None:

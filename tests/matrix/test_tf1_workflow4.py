@@ -11,11 +11,12 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+
+import _zygote_client
 
 pytestmark = [pytest.mark.framework, pytest.mark.slow]
 TESTS = Path(__file__).resolve().parent.parent
@@ -52,8 +53,8 @@ json.dump({"stop": step, "best_step": best_step, "best": es.best,
 
 def _run(script: Path, store: Path, out: Path, delay: float) -> subprocess.Popen:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.Popen([sys.executable, str(script), str(store), str(out), str(TESTS), str(delay)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return _zygote_client.popen([script, store, out, TESTS, str(delay)], env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
 
 
 def _commits(store: Path) -> int:

@@ -1,0 +1,89 @@
+"""The end-to-end tests' child processes forked from a pre-imported Python (tests/_zygote.py)
+behave as ``python script args`` would: argv, working directory, environment, sys.path, exit
+status (signals included), captured output; what a fork cannot honour runs as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import _zygote_client
+
+pytestmark = [pytest.mark.framework, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork, /proc")]
+
+SCRIPT = r'''
+import json, os, sys, time
+import helper_module
+print(json.dumps({"argv": sys.argv, "cwd": os.getcwd(), "x": os.environ.get("ZYGOTE_X"),
+                  "path0": sys.path[0], "helper": helper_module.__file__, "main": __name__,
+                  "preloaded": "tensorflow" in sys.modules and "ckptcompat" not in sys.modules}))
+sys.stdout.flush()
+mode = sys.argv[1]
+if mode == "exit":
+    sys.exit(3)
+if mode == "raise":
+    raise ValueError("told to")
+if mode == "sigkill":
+    os.kill(os.getpid(), 9)
+if mode == "sleep":
+    time.sleep(600)
+'''
+
+
+@pytest.fixture()
+def script(tmp_path: Path) -> Path:
+    pytest.importorskip("tensorflow")
+    if _zygote_client.Zygote.get() is None:
+        pytest.skip("no zygote here")
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "helper_module.py").write_text("")
+    path = tmp_path / "child.py"
+    path.write_text(SCRIPT)
+    return path
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return dict(os.environ, ZYGOTE_X="42", PYTHONPATH=str(tmp_path / "lib"), **extra)
+
+
+def test_a_forked_child_runs_like_python_script_args(script: Path, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    done = _zygote_client.run([script, "exit", "b c"], _env(tmp_path), timeout=60, cwd=work)
+    assert done.returncode == 3, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen == {"argv": [str(script), "exit", "b c"], "cwd": str(work), "x": "42", "path0": str(tmp_path),
+                    "helper": str(tmp_path / "lib" / "helper_module.py"), "main": "__main__", "preloaded": True}
+
+
+def test_an_uncaught_exception_exits_1_with_its_traceback(script: Path, tmp_path: Path) -> None:
+    done = _zygote_client.run([script, "raise"], _env(tmp_path), timeout=60)
+    assert done.returncode == 1
+    assert "ValueError: told to" in done.stderr
+
+
+def test_signals_end_the_child_as_they_would_a_process(script: Path, tmp_path: Path) -> None:
+    assert _zygote_client.run([script, "sigkill"], _env(tmp_path), timeout=60).returncode == -signal.SIGKILL
+    proc = _zygote_client.popen([script, "sleep"], _env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert isinstance(proc, _zygote_client.ForkedChild)
+    with pytest.raises(subprocess.TimeoutExpired):
+        proc.wait(timeout=0.5)
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGTERM
+    assert json.loads(out)["argv"][1] == "sleep"
+
+
+def test_a_startup_variable_the_zygote_lacks_gets_a_fresh_interpreter(script: Path, tmp_path: Path) -> None:
+    proc = _zygote_client.popen([script, "exit"], _env(tmp_path, PYTHONHASHSEED="7"),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert isinstance(proc, subprocess.Popen)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 3 and json.loads(out)["preloaded"] is False
