@@ -4,43 +4,48 @@ A child of the SIGKILL, multi-worker and example suites spends most of its life 
 TensorFlow and Keras (5-20 s on two busy cores). The zygote imports them once per test process
 and forks each child from there; the child then runs its script as ``python script args`` would
 (argv, environment, working directory, ``sys.path``, stdin from /dev/null, output to files), with a
-real pid that tests signal, and its exit status (-9 when SIGKILLed) comes back to the test.
+real pid that tests signal, and its exit status (-9 when SIGKILLed) comes back to the test. The
+hash seed is the zygote's: a child that asks for one gets the zygote started with it; children that
+do not alternate between two zygotes of random seeds, so consecutive runs hash differently, as
+fresh interpreters would.
 
-It is used only where a fork is as good as a fresh interpreter (:func:`usable`): Linux, a plain
+It is used only where a fork is as good as a fresh interpreter: Linux, a plain
 ``python script.py ...`` command, environment variables read at interpreter start or import
-(``PYTHON*``, ``KERAS_*``, ``TF_USE_LEGACY_KERAS``, thread and device settings) equal to the
-zygote's, and importing the frameworks started no thread (numpy's BLAS pool aside, which handles
-fork itself). Anything else, or a zygote that failed to start, runs as a plain subprocess.
+(``PYTHON*``, ``KERAS_*``, ``TF_USE_LEGACY_KERAS``, thread and device settings; :func:`startup_env`)
+equal to the zygote's, Keras on TensorFlow, and importing the frameworks started no thread (numpy's
+BLAS pool aside, which handles fork itself). Anything else, or a zygote that failed to start, runs as a plain subprocess.
 ``CKPT_TESTS_NO_ZYGOTE=1`` turns it off. Only heavy third-party modules are imported in the
 zygote (never ckptcompat or the tests), so a child imports those from its own ``PYTHONPATH``.
 
-    python -m tests._zygote SOCKET     # the server (started by :class:`Zygote`)
+    python tests/_zygote.py SOCKET     # the server (started by _zygote_client.Zygote)
 """
 
 from __future__ import annotations
 
+import builtins
+import io
 import json
 import os
-import runpy
 import selectors
 import socket
 import sys
+import tempfile
 import time
-from typing import Any, Dict, List
+import types
+from typing import Any, Dict, List, Optional, Tuple
 
 #: environment variables read when Python starts or a framework is imported: a child whose values
 #: differ from the zygote's runs as a plain subprocess (PYTHONPATH is applied to sys.path instead)
 STARTUP_PREFIXES = ("PYTHON", "KERAS_", "TF_USE_LEGACY_KERAS", "TF_ENABLE_ONEDNN", "TF_XLA", "XLA_", "JAX_",
                     "CUDA_", "OMP_", "OPENBLAS_", "MKL_", "LD_", "TF_NUM_")
-#: the hash seed the zygote starts with: a child that sets none accepts it, as it would a random one
-HASH_SEED = "0"
+#: set per zygote: the client picks the zygote whose seed a child asks for (tests/_zygote_client.py)
+_PER_ZYGOTE = ("PYTHONPATH", "PYTHONHASHSEED", "PYTHONUNBUFFERED")
 
 
 def startup_env(env: Dict[str, str]) -> Dict[str, str]:
-    """The part of ``env`` that a fork cannot change (PYTHONPATH aside; an unset hash seed is any)."""
-    out = {k: v for k, v in env.items() if k.startswith(STARTUP_PREFIXES) and k != "PYTHONPATH"}
-    out.setdefault("PYTHONHASHSEED", HASH_SEED)
-    return out
+    """The part of ``env`` that a fork cannot change (the path, hash seed and buffering are
+    applied per child or per zygote)."""
+    return {k: v for k, v in env.items() if k.startswith(STARTUP_PREFIXES) and k not in _PER_ZYGOTE}
 
 
 def _threads() -> int:
@@ -50,6 +55,9 @@ def _threads() -> int:
 def _import_frameworks() -> List[str]:
     """Import what the children would (numpy, h5py, TensorFlow, the Keras the environment picks);
     the names imported. Raises RuntimeError when an import started a thread (forking is unsafe)."""
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if backend != "tensorflow":  # a child on JAX/torch must not find TensorFlow imported
+        raise RuntimeError(f"Keras runs on {backend} here")
     __import__("numpy")  # its BLAS pool may start threads; it handles fork itself
     before, names = _threads(), ["numpy"]
     for name in ("h5py", "tensorflow"):
@@ -61,12 +69,11 @@ def _import_frameworks() -> List[str]:
     if "tensorflow" not in names:
         raise RuntimeError("no TensorFlow here: nothing worth pre-importing")
     keras = "tf_keras" if os.environ.get("TF_USE_LEGACY_KERAS") == "1" else "keras"
-    if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
-        try:
-            __import__(keras)
-            names.append(keras)
-        except ImportError:
-            pass
+    try:
+        __import__(keras)
+        names.append(keras)
+    except ImportError:
+        pass
     for _ in range(10):  # a thread that ends soon (a loader's) is no danger
         if _threads() <= before:
             return names
@@ -89,7 +96,11 @@ def _serve(path: str) -> Dict[str, Any]:
     while os.getppid() == parent:
         for _key, _ in selector.select(timeout=0.02):
             conn, _ = listener.accept()
-            request = json.loads(conn.makefile("rb").readline())
+            try:
+                request = dict(json.loads(conn.makefile("rb").readline()))
+            except (OSError, ValueError, TypeError):
+                conn.close()  # a client gone or confused: the others go on
+                continue
             sys.stdout.flush()
             sys.stderr.flush()
             pid = os.fork()
@@ -97,11 +108,18 @@ def _serve(path: str) -> Dict[str, Any]:
                 for fd in (listener, conn, *children.values()):
                     fd.close()
                 selector.close()
-                return dict(request)
+                return request
             children[pid] = conn
-            conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+            _send(conn, {"pid": pid})
         _reap(children)
     sys.exit(0)
+
+
+def _send(conn: socket.socket, message: Dict[str, int]) -> None:
+    try:
+        conn.sendall(json.dumps(message).encode() + b"\n")
+    except OSError:
+        pass  # the client is gone
 
 
 def _reap(children: Dict[int, socket.socket]) -> None:
@@ -116,37 +134,74 @@ def _reap(children: Dict[int, socket.socket]) -> None:
         code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
         conn = children.pop(pid, None)
         if conn is not None:
-            try:
-                conn.sendall(json.dumps({"status": code}).encode() + b"\n")
-            except OSError:
-                pass
+            _send(conn, {"status": code})
             conn.close()
 
 
-def _become(request: Dict[str, Any], zygote_path: List[str]) -> str:
-    """Turn this forked process into ``python script args`` as requested; the script's path."""
+def python_path(raw: Optional[str]) -> List[str]:
+    """``$PYTHONPATH``'s entries as Python puts them on sys.path: absolute, an empty one the
+    working directory, a trailing empty one left out."""
+    if not raw:
+        return []
+    entries = raw.split(os.pathsep)
+    if len(entries) > 1 and not entries[-1]:
+        entries = entries[:-1]
+    return [os.path.abspath(p or os.curdir) for p in entries]
+
+
+def _redirect(request: Dict[str, Any]) -> None:
+    """stdin from /dev/null, stdout and stderr to the requested files (unbuffered streams where
+    the child's environment says PYTHONUNBUFFERED, as Python would make them)."""
+    null = os.open(os.devnull, os.O_RDONLY)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+    out = os.open(request["stdout"] or os.devnull, flags, 0o644)
+    err = out if request["stderr"] == "stdout" else os.open(request["stderr"] or os.devnull, flags, 0o644)
+    for fd, target in ((null, 0), (out, 1), (err, 2)):
+        os.dup2(fd, target)
+    for fd in {null, out, err}:
+        os.close(fd)
+    if request["env"].get("PYTHONUNBUFFERED"):
+        for name, fd in (("stdout", 1), ("stderr", 2)):
+            old = getattr(sys, name)
+            stream = io.TextIOWrapper(io.FileIO(fd, "w", closefd=False), encoding=old.encoding,
+                                      errors=old.errors, line_buffering=False, write_through=True)
+            setattr(sys, name, stream)
+            setattr(sys, f"__{name}__", stream)
+
+
+def _become(request: Dict[str, Any], zygote_path: List[str]) -> Tuple[str, str]:
+    """Turn this forked process into ``python script args`` as requested: (the script as given,
+    its absolute path). State an import cached in the zygote is reset as a fresh process has it
+    (numpy's global random state from fresh entropy, tempfile's folder from the new environment)."""
+    _redirect(request)
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
-    script = os.path.abspath(request["argv"][0])
-    sys.argv = [request["argv"][0], *request["argv"][1:]]
-    own = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    sys.path[:] = [os.path.dirname(script), *own, *zygote_path]
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    out = os.open(request["stdout"] or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    err = out if request["stderr"] == "stdout" else \
-        os.open(request["stderr"] or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(out, 1)
-    os.dup2(err, 2)
-    if os.environ.get("PYTHONUNBUFFERED"):
-        sys.stdout.reconfigure(write_through=True)  # type: ignore[attr-defined]
-        sys.stderr.reconfigure(write_through=True)  # type: ignore[attr-defined]
-    return script
+    given = request["argv"][0]
+    script = os.path.abspath(given)
+    sys.argv = [given, *request["argv"][1:]]
+    paths = [os.path.dirname(script), *python_path(os.environ.get("PYTHONPATH")), *zygote_path]
+    sys.path[:] = list(dict.fromkeys(paths))
+    tempfile.tempdir = None
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed()
+    return given, script
+
+
+def _run_main(given: str, script: str) -> None:
+    """Run the script as ``__main__``, the module kept in sys.modules as Python keeps it (atexit
+    handlers and threads see its globals until the interpreter ends)."""
+    module = types.ModuleType("__main__")
+    module.__dict__.update({"__file__": script if sys.version_info >= (3, 9) else given,
+                            "__builtins__": builtins, "__spec__": None, "__cached__": None})
+    sys.modules["__main__"] = module
+    with open(script, "rb") as handle:
+        code = compile(handle.read(), script, "exec")
+    exec(code, module.__dict__)  # noqa: S102 -- the test's own script, as python would run it
 
 
 def main(argv: List[str]) -> None:
-    inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    inherited = python_path(os.environ.get("PYTHONPATH"))
     try:
         _import_frameworks()
     except Exception as exc:  # noqa: BLE001 -- told to the client, which then runs plain subprocesses
@@ -154,8 +209,7 @@ def main(argv: List[str]) -> None:
         sys.exit(3)
     zygote_path = [p for p in sys.path[1:] if p not in inherited]
     request = _serve(argv[0])
-    script = _become(request, zygote_path)
-    runpy.run_path(script, run_name="__main__")
+    _run_main(*_become(request, zygote_path))
 
 
 if __name__ == "__main__":

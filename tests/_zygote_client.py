@@ -15,6 +15,7 @@ import itertools
 import json
 import logging
 import os
+import random
 import select
 import shutil
 import signal
@@ -29,28 +30,29 @@ import _zygote  # tests/ is on sys.path (conftest)
 
 logger = logging.getLogger(__name__)
 SERVER = Path(__file__).with_name("_zygote.py")
-#: besides the startup variables: the ones a fork applies itself
-_APPLIED = ("PYTHONPATH", "PYTHONUNBUFFERED")
+#: the random hash seeds of the two zygotes that children setting none alternate between
+_RANDOM_SEEDS = [str(random.SystemRandom().randrange(1, 2**32 - 1)) for _ in range(2)]
 
 
 class Zygote:
-    """One server per test process, started on first use; ``None`` from :meth:`get` where it is off
-    or failed to start (then children are plain subprocesses)."""
+    """A server with one hash seed, started on first use; ``None`` from :meth:`get` where it is
+    off or a zygote failed to start (then children are plain subprocesses)."""
 
-    _instance: Optional["Zygote"] = None
+    _instances: Dict[str, "Zygote"] = {}
     _failed = False
+    _turn = itertools.count()
 
-    def __init__(self) -> None:
+    def __init__(self, seed: str) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="ckpt-zygote-"))
         self.socket = str(self.folder / "s")
-        self.env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONHASHSEED=_zygote.HASH_SEED)
+        self.env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONHASHSEED=seed)
         self.env.pop("PYTHONUNBUFFERED", None)
-        self.process = subprocess.Popen([sys.executable, str(SERVER), self.socket], env=self.env,
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=open(self.folder / "server.log", "wb"))
+        with open(self.folder / "server.log", "wb") as log:
+            self.process = subprocess.Popen([sys.executable, str(SERVER), self.socket], env=self.env,
+                                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
         ready = self._first_line(timeout=300)
         if ready != "ready":
-            self.process.kill()
+            self.close()
             raise RuntimeError(ready or "no answer")
         self.ids = itertools.count()
         atexit.register(self.close)
@@ -61,34 +63,45 @@ class Zygote:
         return self.process.stdout.readline().decode().strip() if readable else ""
 
     @classmethod
-    def get(cls) -> Optional["Zygote"]:
-        if cls._instance is None and not cls._failed and os.environ.get("CKPT_TESTS_NO_ZYGOTE") != "1" \
-                and sys.platform.startswith("linux"):
+    def get(cls, seed: Optional[str]) -> Optional["Zygote"]:
+        """The zygote of hash seed ``seed``; for None (a child that sets none) the two of random
+        seeds in turn."""
+        if cls._failed or os.environ.get("CKPT_TESTS_NO_ZYGOTE") == "1" or not sys.platform.startswith("linux"):
+            return None
+        seed = seed if seed and seed != "random" else _RANDOM_SEEDS[next(cls._turn) % 2]
+        if seed not in cls._instances:
             try:
-                cls._instance = cls()
+                cls._instances[seed] = cls(seed)
             except (OSError, RuntimeError) as exc:
                 cls._failed = True
                 logger.info("no zygote (%s): children are plain subprocesses", exc)
-        return cls._instance
+                return None
+        return cls._instances[seed]
 
     def accepts(self, argv: Sequence[str], env: Dict[str, str]) -> bool:
         """Whether ``argv`` (without the interpreter) under ``env`` runs the same when forked here."""
         if not argv or argv[0].startswith("-") or not argv[0].endswith(".py"):
             return False
-        return self.process.poll() is None and \
-            _zygote.startup_env({k: v for k, v in env.items() if k not in _APPLIED}) == \
-            _zygote.startup_env({k: v for k, v in self.env.items() if k not in _APPLIED})
+        return self.process.poll() is None and _zygote.startup_env(env) == _zygote.startup_env(self.env)
 
     def start(self, argv: Sequence[str], env: Dict[str, str], cwd: Optional[str],
               stdout: Optional[str], stderr: Optional[str]) -> "ForkedChild":
+        """Fork the child; OSError where the zygote cannot be reached."""
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        conn.connect(self.socket)
-        request = {"argv": [str(a) for a in argv], "env": env, "cwd": cwd or os.getcwd(),
-                   "stdout": stdout, "stderr": stderr}
-        conn.sendall(json.dumps(request).encode() + b"\n")
-        reader = conn.makefile("rb", buffering=0)  # unbuffered: select() sees the status line
-        pid = json.loads(reader.readline())["pid"]
-        return ForkedChild(argv, pid, conn, reader, stdout, stderr)
+        try:
+            conn.connect(self.socket)
+            request = {"argv": [str(a) for a in argv], "env": env, "cwd": cwd or os.getcwd(),
+                       "stdout": stdout, "stderr": stderr}
+            conn.sendall(json.dumps(request).encode() + b"\n")
+            reader = conn.makefile("rb", buffering=0)  # unbuffered: select() sees the status line
+            line = reader.readline()
+        except OSError:
+            conn.close()
+            raise
+        if not line:
+            conn.close()
+            raise OSError("the zygote did not fork the child")
+        return ForkedChild(argv, json.loads(line)["pid"], conn, reader, stdout, stderr)
 
     def capture(self, name: str) -> str:
         return str(self.folder / f"{next(self.ids)}.{name}")
@@ -97,7 +110,13 @@ class Zygote:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+#: the returncode of a child whose zygote ended before reporting it (no real exit status)
+_ZYGOTE_GONE = -255
 
 
 class ForkedChild:
@@ -111,7 +130,7 @@ class ForkedChild:
         self.stderr = _Capture(stderr) if stderr and stderr != "stdout" else None
 
     def poll(self) -> Optional[int]:
-        if self.returncode is None:
+        if self.returncode is None and self._conn.fileno() != -1:
             readable, _, _ = select.select([self._conn], [], [], 0)
             if readable:
                 self._status()
@@ -127,8 +146,10 @@ class ForkedChild:
 
     def _status(self) -> None:
         line = self._reader.readline()
+        self._reader.close()
         self._conn.close()
         if not line:
+            self.returncode = _ZYGOTE_GONE
             raise RuntimeError(f"the zygote ended before child {self.pid} did (see its server.log)")
         self.returncode = json.loads(line)["status"]
 
@@ -138,7 +159,10 @@ class ForkedChild:
 
     def send_signal(self, signum: int) -> None:
         if self.poll() is None:
-            os.kill(self.pid, signum)
+            try:
+                os.kill(self.pid, signum)
+            except ProcessLookupError:  # ended (and reaped by the zygote) since the poll
+                pass
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
@@ -177,12 +201,16 @@ def popen(argv: Sequence[Union[str, Path]], env: Dict[str, str], cwd: Union[str,
     ``stdout`` / ``stderr``: ``subprocess.PIPE``, ``DEVNULL``, ``STDOUT`` (stderr) or None."""
     args = [str(a) for a in argv]
     inherited = stdout is None or stderr is None  # the test process's own streams: not forked
-    zygote = None if inherited else Zygote.get()
-    if zygote is None or not zygote.accepts(args, env):
-        return subprocess.Popen([sys.executable, *args], env=env, cwd=cwd, stdout=stdout, stderr=stderr)
-    out = zygote.capture("out") if stdout == subprocess.PIPE else None
-    err = "stdout" if stderr == subprocess.STDOUT else zygote.capture("err") if stderr == subprocess.PIPE else None
-    return zygote.start(args, env, str(cwd) if cwd else None, out, err)
+    zygote = None if inherited else Zygote.get(env.get("PYTHONHASHSEED"))
+    if zygote is not None and zygote.accepts(args, env):
+        out = zygote.capture("out") if stdout == subprocess.PIPE else None
+        err = "stdout" if stderr == subprocess.STDOUT else zygote.capture("err") if stderr == subprocess.PIPE \
+            else None
+        try:
+            return zygote.start(args, env, str(cwd) if cwd else None, out, err)
+        except OSError as exc:
+            logger.warning("zygote unreachable (%s): a plain subprocess instead", exc)
+    return subprocess.Popen([sys.executable, *args], env=env, cwd=cwd, stdout=stdout, stderr=stderr)
 
 
 def run(argv: Sequence[Union[str, Path]], env: Dict[str, str], timeout: float,

@@ -79,7 +79,7 @@ def test_killed_and_resumed_run_matches_uninterrupted(tmp_path: Path) -> None:
     while _commits(tmp_path / "run") < kill_after and proc.poll() is None and time.time() < deadline:
         time.sleep(0.002)
     time.sleep(rnd.random() * 0.03)  # land anywhere: mid-step, mid-commit
-    os.kill(proc.pid, signal.SIGKILL)
+    proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=60) == -signal.SIGKILL
     assert not (tmp_path / "run.json").exists()
     resumed = _run(script, tmp_path / "run", tmp_path / "run.json", 0.0)
