@@ -103,7 +103,11 @@ def _serve(path: str) -> Dict[str, Any]:
                 continue
             sys.stdout.flush()
             sys.stderr.flush()
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError:
+                conn.close()  # the client runs a plain subprocess instead
+                continue
             if pid == 0:
                 for fd in (listener, conn, *children.values()):
                     fd.close()
@@ -139,14 +143,11 @@ def _reap(children: Dict[int, socket.socket]) -> None:
 
 
 def python_path(raw: Optional[str]) -> List[str]:
-    """``$PYTHONPATH``'s entries as Python puts them on sys.path: absolute, an empty one the
-    working directory, a trailing empty one left out."""
+    """``$PYTHONPATH``'s entries as Python puts them on sys.path: absolute, an empty one (a
+    trailing one too) the working directory."""
     if not raw:
         return []
-    entries = raw.split(os.pathsep)
-    if len(entries) > 1 and not entries[-1]:
-        entries = entries[:-1]
-    return [os.path.abspath(p or os.curdir) for p in entries]
+    return [os.path.abspath(p or os.curdir) for p in raw.split(os.pathsep)]
 
 
 def _redirect(request: Dict[str, Any]) -> None:
@@ -180,7 +181,7 @@ def _become(request: Dict[str, Any], zygote_path: List[str]) -> Tuple[str, str]:
     given = request["argv"][0]
     script = os.path.abspath(given)
     sys.argv = [given, *request["argv"][1:]]
-    paths = [os.path.dirname(script), *python_path(os.environ.get("PYTHONPATH")), *zygote_path]
+    paths = [os.path.dirname(os.path.realpath(script)), *python_path(os.environ.get("PYTHONPATH")), *zygote_path]
     sys.path[:] = list(dict.fromkeys(paths))
     tempfile.tempdir = None
     if "numpy" in sys.modules:
@@ -196,7 +197,7 @@ def _run_main(given: str, script: str) -> None:
                             "__builtins__": builtins, "__spec__": None, "__cached__": None})
     sys.modules["__main__"] = module
     with open(script, "rb") as handle:
-        code = compile(handle.read(), script, "exec")
+        code = compile(handle.read(), script if sys.version_info >= (3, 9) else given, "exec")
     exec(code, module.__dict__)  # noqa: S102 -- the test's own script, as python would run it
 
 

@@ -34,12 +34,20 @@ SERVER = Path(__file__).with_name("_zygote.py")
 _RANDOM_SEEDS = [str(random.SystemRandom().randrange(1, 2**32 - 1)) for _ in range(2)]
 
 
+def forkable(argv: Sequence[str], env: Dict[str, str], zygote_env: Optional[Dict[str, str]] = None) -> bool:
+    """Whether ``python *argv`` under ``env`` runs the same forked from a zygote started in
+    ``zygote_env`` (this process's environment by default): a script, the same startup variables."""
+    if not argv or argv[0].startswith("-") or not argv[0].endswith(".py"):
+        return False
+    return _zygote.startup_env(env) == _zygote.startup_env(dict(os.environ) if zygote_env is None else zygote_env)
+
+
 class Zygote:
     """A server with one hash seed, started on first use; ``None`` from :meth:`get` where it is
     off or a zygote failed to start (then children are plain subprocesses)."""
 
     _instances: Dict[str, "Zygote"] = {}
-    _failed = False
+    _failed: Dict[str, str] = {}  # seed -> why its zygote did not start ("*": unusable here)
     _turn = itertools.count()
 
     def __init__(self, seed: str) -> None:
@@ -66,23 +74,21 @@ class Zygote:
     def get(cls, seed: Optional[str]) -> Optional["Zygote"]:
         """The zygote of hash seed ``seed``; for None (a child that sets none) the two of random
         seeds in turn."""
-        if cls._failed or os.environ.get("CKPT_TESTS_NO_ZYGOTE") == "1" or not sys.platform.startswith("linux"):
+        if "*" in cls._failed or os.environ.get("CKPT_TESTS_NO_ZYGOTE") == "1" or \
+                not sys.platform.startswith("linux"):
             return None
         seed = seed if seed and seed != "random" else _RANDOM_SEEDS[next(cls._turn) % 2]
-        if seed not in cls._instances:
+        if seed not in cls._instances and seed not in cls._failed:
             try:
                 cls._instances[seed] = cls(seed)
             except (OSError, RuntimeError) as exc:
-                cls._failed = True
+                cls._failed["*" if str(exc).startswith("unusable:") else seed] = str(exc)
                 logger.info("no zygote (%s): children are plain subprocesses", exc)
-                return None
-        return cls._instances[seed]
+        return cls._instances.get(seed)
 
     def accepts(self, argv: Sequence[str], env: Dict[str, str]) -> bool:
         """Whether ``argv`` (without the interpreter) under ``env`` runs the same when forked here."""
-        if not argv or argv[0].startswith("-") or not argv[0].endswith(".py"):
-            return False
-        return self.process.poll() is None and _zygote.startup_env(env) == _zygote.startup_env(self.env)
+        return self.process.poll() is None and forkable(argv, env, self.env)
 
     def start(self, argv: Sequence[str], env: Dict[str, str], cwd: Optional[str],
               stdout: Optional[str], stderr: Optional[str]) -> "ForkedChild":
@@ -201,7 +207,7 @@ def popen(argv: Sequence[Union[str, Path]], env: Dict[str, str], cwd: Union[str,
     ``stdout`` / ``stderr``: ``subprocess.PIPE``, ``DEVNULL``, ``STDOUT`` (stderr) or None."""
     args = [str(a) for a in argv]
     inherited = stdout is None or stderr is None  # the test process's own streams: not forked
-    zygote = None if inherited else Zygote.get(env.get("PYTHONHASHSEED"))
+    zygote = None if inherited or not forkable(args, env) else Zygote.get(env.get("PYTHONHASHSEED"))
     if zygote is not None and zygote.accepts(args, env):
         out = zygote.capture("out") if stdout == subprocess.PIPE else None
         err = "stdout" if stderr == subprocess.STDOUT else zygote.capture("err") if stderr == subprocess.PIPE \

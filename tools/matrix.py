@@ -390,7 +390,9 @@ def _setup(spec: Environment, uv: str, python: str, venv: Path, log: Path, env: 
     steps = [[uv, "venv", "-q", "-p", python_for(spec.python), *(["--seed"] if spec.pip_first else []), str(venv)]]
     if spec.pip_first:
         steps.append([python, "-m", "pip", "install", "-q", "--only-binary", ":all:", *spec.pip_first])
-    steps.append([uv, "pip", "install", "-q", "--python", python, ".[test]", *spec.packages])
+    # this checkout's ckptcompat, rebuilt: uv's cache would keep an older build of the same version
+    steps.append([uv, "pip", "install", "-q", "--python", python, "--reinstall-package", "ckptcompat", ".[test]",
+                  *spec.packages])
     if any(run(cmd, log, env) != 0 for cmd in steps):
         return False
     if not spec.forbid:
