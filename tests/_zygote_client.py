@@ -131,7 +131,7 @@ class ForkedChild:
     def __init__(self, args: Sequence[str], pid: int, conn: socket.socket, reader: IO[bytes],
                  stdout: Optional[str], stderr: Optional[str]) -> None:
         self.args, self.pid, self.returncode = list(args), pid, None  # type: ignore[var-annotated]
-        self._conn, self._reader, self._out, self._err = conn, reader, stdout, stderr
+        self._conn, self._reader = conn, reader
         self.stdout = _Capture(stdout) if stdout else None
         self.stderr = _Capture(stderr) if stderr and stderr != "stdout" else None
 
