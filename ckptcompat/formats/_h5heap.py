@@ -40,16 +40,18 @@ def check_file(h5: Any, read_at: _ReadAt, path: str | os.PathLike[str]) -> None:
     if sizes is None:
         return
     headers = [_root_header(read_at, sizes)]
-    groups: list[Any] = []
+
+    def note_group(_name: bytes, info: Any) -> None:  # HDF5's own object walk: no h5py object per member
+        if info.type == h5py.h5o.TYPE_GROUP:
+            try:
+                headers.append(int(info.addr))
+            except (AttributeError, TypeError, ValueError, OverflowError):
+                pass  # no header address from HDF5 for this one (a damaged header)
+
     try:
-        h5.visititems(lambda _name, obj: groups.append(obj) if isinstance(obj, h5py.Group) else None)
+        h5py.h5o.visit(h5.id, note_group, info=True)
     except (RuntimeError, KeyError, ValueError, OSError) as exc:  # a damaged header further down:
         log.debug("%s: not every group listed (%s); checking those found", path, exc)  # HDF5 says so later
-    for group in groups:
-        try:
-            headers.append(int(h5py.h5o.get_info(group.id).addr))
-        except (AttributeError, KeyError, RuntimeError, ValueError, OSError, OverflowError):
-            continue  # no header address from HDF5 for this one (a damaged header)
     heaps = set(_collections_near_the_start(read_at))
     for addr in headers:
         if addr is not None:
