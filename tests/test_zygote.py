@@ -15,7 +15,10 @@ import pytest
 
 import _zygote_client
 
-pytestmark = [pytest.mark.framework, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork, /proc")]
+#: slow: the README command starts no forked child (its end-to-end suites are slow ones); the matrix rows
+#: that run them test the fork server (tf221-keras3 with the slow tests, tf221-tfkeras, tf216-keras30)
+pytestmark = [pytest.mark.framework, pytest.mark.slow,
+              pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork, /proc")]
 
 SCRIPT = r'''
 import atexit, json, os, sys, tempfile, time

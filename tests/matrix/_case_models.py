@@ -10,12 +10,37 @@ would already hold the file's values, and a resume that restored nothing would p
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
 _FULL = ("model.keras", "model.h5")
+
+
+class OptimizerSummary(NamedTuple):
+    """What the table asks of a full-model file's optimizer before resuming it."""
+
+    class_name: str
+    slots: frozenset  # the slot names the file keeps
+    hyperparameters: frozenset  # the hyper-parameter names it records
+    fits: tuple  # the configurations its variables fit equally (ambiguous layouts)
+    has_config: bool  # it records the optimizer's config
+
+
+@functools.lru_cache(maxsize=None)
+def optimizer_summary(path: Path) -> OptimizerSummary | None:
+    """The file's optimizer as ``registry.read`` finds it (None: none), read once per file for
+    the whole table (the case's base file and its own cell both ask)."""
+    from ckptcompat.formats import registry
+
+    opt = registry.read(path).optimizer
+    if opt is None:
+        return None
+    return OptimizerSummary(opt.class_name, frozenset(n for per in opt.slots.values() for n in per),
+                            frozenset(opt.hyperparameters), tuple(getattr(opt, "fits", ()) or ()),
+                            isinstance(opt.config, dict))
 
 
 def base_file(case_dir: Path) -> Path | None:
@@ -26,12 +51,10 @@ def base_file(case_dir: Path) -> Path | None:
     saved after the ``.h5`` (as the generator does) leave the optimizer out of ``compile_config``:
     prefer the file that records them.
     """
-    from ckptcompat.formats import registry
-
     files = [case_dir / n for n in _FULL if (case_dir / n).exists()]
     for path in files:
-        opt = registry.read(path).optimizer
-        if opt is not None and isinstance(opt.config, dict):
+        opt = optimizer_summary(path)
+        if opt is not None and opt.has_config:
             return path
     return files[0] if files else None
 

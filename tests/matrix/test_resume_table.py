@@ -21,7 +21,7 @@ import pytest
 
 from tests._frameworks import fresh_graph, keras_flavour
 from tests._paths import FIXTURES, is_corpus
-from tests.matrix._case_models import CaseModels, base_file
+from tests.matrix._case_models import CaseModels, base_file, optimizer_summary
 from tests.matrix._table_gaps import known_gap
 
 pytestmark = [pytest.mark.framework, pytest.mark.fresh_fixtures]
@@ -210,14 +210,12 @@ def _cell(entry: dict[str, Any], cases: CaseModels) -> str:
         return _incomplete_file(entry, path)
     tensors_have_slots = any(t["kind"] == "slot" for t in entry["tensors"])
     if Path(entry["path"]).name in _FULL:
-        from ckptcompat.formats import registry
-
-        opt = registry.read(path).optimizer
+        opt = optimizer_summary(path)
         if opt is not None and opt.class_name == "Unknown":
             run = ckptcompat.resume(path)
             diffs = _compare(entry, run.model, False)
             return "DIFF: " + "; ".join(diffs) if diffs else "ok (file records no optimizer class)"
-        slots = {n for per in (opt.slots.values() if opt else []) for n in per}
+        slots = opt.slots if opt else frozenset()
         if opt is not None and opt.class_name == "SGD" and "momentum" in slots \
                 and "momentum" not in opt.hyperparameters:
             from ckptcompat import runtime
