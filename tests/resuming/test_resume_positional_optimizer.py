@@ -115,3 +115,29 @@ def test_trained_sgd_without_momentum_is_not_taken_for_a_never_built_optimizer(t
     else:  # Keras 2 stores no rate: the counter goes on under the model's schedule
         ckptcompat.resume(path, model=scheduled, initial_epoch=1)
         assert int(_value(scheduled.optimizer.iterations)) == 3
+
+
+def test_a_trained_weights_file_resumes_without_a_warning_about_its_slots(tmp_path: Path,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """Every weights file of a trained, compiled model keeps its optimizer by position (no config):
+    that is the format, not a loss. Resuming one (with the epoch given) warns of nothing; the log
+    says, at INFO, that the variables were placed by position, and every slot is restored bitwise."""
+    import logging
+
+    keras = keras_module()
+    x = np.random.RandomState(5).rand(16, 4).astype("float32")
+    saved = _model()
+    saved.fit(x, x[:, :2], batch_size=8, epochs=1, verbose=0)
+    path = tmp_path / "m.weights.h5"
+    saved.save_weights(str(path))
+    if not ckptcompat.read(path).optimizer:
+        pytest.skip(f"Keras {keras.__version__} writes no optimizer into a weights file")
+    model = _model()
+    caplog.set_level(logging.INFO, logger="ckptcompat")
+    run = ckptcompat.resume(path, model=model, initial_epoch=1)
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("ckptcompat")]
+    assert not [w for w in warned if "optimizer" in w], warned
+    assert any("placed" in r.getMessage() and "by position" in r.getMessage() for r in caplog.records
+               if r.levelno == logging.INFO), "the placement by position is not logged"
+    assert len(run.report.restored_slots) == 8
+    assert _slots_by_position(model) == _slots_by_position(saved)

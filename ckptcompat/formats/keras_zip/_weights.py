@@ -266,10 +266,15 @@ def read_optimizer(h5: Any, opt_cfg: Mapping[str, Any] | None, generation: str,
     unnamed = any(re.fullmatch(r"var_\d+", name.rpartition("/")[2]) for name, _ in trainable)
     if not layouts or layouts[0] is None or opt_cfg is None or unnamed:
         # without the model config the trainable-variable order (and so the slot order) is unknown
-        log.warning("%s: %s; keeping the %d optimizer variables as extra['vars/<i>']", path,
-                    "no optimizer config to order the slots" if opt_cfg is None else
-                    "the model config describes no layer, so not the slots' order" if unnamed
-                    else f"optimizer class {class_name} has no known variable layout", len(arrays))
+        # a weights file keeps no optimizer config by design (every Keras 3 .weights.h5): a fact
+        # about the file, not a loss -- resume places the variables as Keras loads them (in the live
+        # optimizer's order, count and every shape verified)
+        log.log(logging.INFO if opt_cfg is None else logging.WARNING,
+                "%s: %s; the %d optimizer variables are kept by position as extra['vars/<i>'] (resume "
+                "places them onto the live optimizer in its own order when count and every shape agree)", path,
+                "no optimizer config to name the slots" if opt_cfg is None else
+                "the model config describes no layer, so not the slots' order" if unnamed
+                else f"optimizer class {class_name} has no known variable layout", len(arrays))
         iterations = int(arrays[0]) if arrays[0].shape == () and arrays[0].dtype.kind in "iu" else None
         if generation == "keras3" and len(arrays) > 1 and arrays[1].shape == () and arrays[1].dtype.kind == "f":
             hyper["learning_rate"] = float(arrays[1])
