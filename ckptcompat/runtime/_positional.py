@@ -58,14 +58,13 @@ def slots_from_positions(ops: FlavourOps, opt: Any, live: dict[str, dict[str, An
     ordered = ops.ordered_optimizer_variables(opt)
     if ordered is None:
         ordered = _in_table_order(ops, st, opt, live, named)
-    if ordered is not None and len(arrays) == len(ordered) + 1 >= 2 and np.shape(arrays[1]) == () \
-            and np.asarray(arrays[1]).dtype.kind == "f":
-        arrays = [arrays[0], *arrays[2:]]  # a Keras 3 file's learning-rate variable (a hyper here)
-    elif ordered is not None and len(arrays) + 1 == len(ordered) >= 2 and \
-            ordered[1] is getattr(opt, "_learning_rate", None):
-        ordered = [ordered[0], *ordered[2:]]  # a Keras 2 (or scheduled) file has no learning-rate variable
-    if ordered is None or len(ordered) != len(arrays):
+    if ordered is None:
         return st
+    nadam = "Nadam" in (st.class_name, ops.optimizer_class(opt))
+    reconciled = _reconcile(ops, opt, ordered, [np.asarray(a) for a in arrays], nadam)
+    if reconciled is None:
+        return st
+    ordered, arrays, u_product = reconciled
     where = {id(var): (name, slot) for name, per in live.items() for slot, var in per.items()}
     slots: dict[str, dict[str, np.ndarray]] = {}
     iterations = st.iterations
@@ -82,7 +81,39 @@ def slots_from_positions(ops: FlavourOps, opt: Any, live: dict[str, dict[str, An
         return st
     logger.info("optimizer variables stored by position only: %d slot(s) placed in the order "
                 "the optimizer stores them (every shape verified)", sum(len(v) for v in slots.values()))
-    return dataclasses.replace(st, slots=slots, iterations=iterations)
+    extra = st.extra if u_product is None else {**st.extra, "u_product": u_product}
+    return dataclasses.replace(st, slots=slots, iterations=iterations, extra=extra)
+
+
+def _reconcile(ops: FlavourOps, opt: Any, ordered: list[Any], arrays: list[np.ndarray],
+               nadam: bool) -> tuple[list[Any], list[np.ndarray], np.ndarray | None] | None:
+    """The live variables and the file's values, each without what only one generation keeps among
+    them: Keras 3's learning-rate variable (second) and Nadam's momentum-cache product
+    (``u_product``: after the slots, or before them in early 3.x; tf-keras keeps it outside its
+    variables). Returns both lists (iterations and slots, paired by position) and the file's
+    product (None: not stored); None when no reading fits every shape, or two readings differ."""
+    rate, product = getattr(opt, "_learning_rate", None), getattr(opt, "_u_product", None)
+    core = [var for i, var in enumerate(ordered) if var is not product and not (i == 1 and var is rate)]
+    extra = len(arrays) - len(core)
+    last = len(arrays) - 1
+    # positions of the file's [learning rate], [u_product] each reading takes out
+    # (a Nadam file's one extra value is its product: Keras 3 under a schedule keeps no rate variable)
+    readings = {0: [()], 1: [(None, 1), (None, last)] if nadam else [(1,)],
+                2: [(1, 2), (1, last)] if nadam else []}.get(extra, [])
+    found: dict[tuple[Any, ...], tuple[list[np.ndarray], np.ndarray | None]] = {}
+    for reading in readings:
+        drop = {i for i in reading if i is not None}
+        if len(drop) != extra or not all(0 < i < len(arrays) and arrays[i].shape == () and
+                                         arrays[i].dtype.kind == "f" for i in drop):
+            continue
+        kept = [a for i, a in enumerate(arrays) if i not in drop]
+        if all(ops.shape(var) == a.shape for var, a in zip(core, kept)):
+            u_at = reading[1] if len(reading) == 2 else None
+            found[(*sorted(drop), u_at)] = (kept, None if u_at is None else arrays[u_at])
+    if len(found) != 1:
+        return None  # no reading fits every shape, or two do with other meanings: not placed
+    (kept, u_product), = found.values()
+    return core, kept, u_product
 
 
 def _in_table_order(ops: FlavourOps, st: OptimizerState, opt: Any, live: dict[str, dict[str, Any]],
