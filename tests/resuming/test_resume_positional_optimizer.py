@@ -146,38 +146,47 @@ def test_a_trained_weights_file_resumes_without_a_warning_about_its_slots(tmp_pa
 #: Nadam written by the other generation: Keras 3 keeps its momentum-cache product (``u_product``)
 #: and learning rate among the optimizer's variables, tf-keras neither (both refused before)
 _NADAM_RUN = r'''
-import json, sys
+import importlib, json, sys
 import numpy as np
-import {module} as keras
-model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(2)])
-model.compile(optimizer=keras.optimizers.Nadam(0.01), loss="mse")
-if sys.argv[1] == "write":
-    model.fit(np.random.RandomState(0).rand(16, 4), np.random.RandomState(1).rand(16, 2), batch_size=8, epochs=2,
-              verbose=0, shuffle=False)
-    model.save_weights(sys.argv[2])
-else:
-    import ckptcompat
-    ckptcompat.resume(sys.argv[2], model=model, initial_epoch=2)
-opt = model.optimizer
-variables = opt.variables() if callable(opt.variables) else opt.variables
-print(json.dumps({{"iterations": int(np.asarray(opt.iterations)), "u_product": float(np.asarray(opt._u_product)),
-                  "slots": [np.asarray(v).tolist() for v in variables if np.ndim(v)]}}))
+
+def run(keras, action, path):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(2)])
+    model.compile(optimizer=keras.optimizers.Nadam(0.01), loss="mse")
+    if action == "write":
+        model.fit(np.random.RandomState(0).rand(16, 4), np.random.RandomState(1).rand(16, 2), batch_size=8,
+                  epochs=2, verbose=0, shuffle=False)
+        model.save_weights(path)
+    else:
+        import ckptcompat
+        ckptcompat.resume(path, model=model, initial_epoch=2)
+    opt = model.optimizer
+    variables = opt.variables() if callable(opt.variables) else opt.variables
+    return {"iterations": int(np.asarray(opt.iterations)), "u_product": float(np.asarray(opt._u_product)),
+            "slots": [np.asarray(v).tolist() for v in variables if np.ndim(v)]}
+
+if __name__ == "__main__":
+    print(json.dumps(run(importlib.import_module(sys.argv[1]), sys.argv[2], sys.argv[3])))
 '''
 
 
 def _nadam_run(tmp_path: Path, module: str, action: str, path: Path) -> dict[str, Any]:
+    """The Nadam run with ``module`` (tf-keras here, Keras 3 in a process of its own)."""
     import json
     import os
     import subprocess
     import sys
 
-    script = tmp_path / f"{module}_{action}.py"
-    script.write_text(_NADAM_RUN.format(module=module))
+    if module == "tf_keras":
+        namespace: dict[str, Any] = {}
+        exec(compile(_NADAM_RUN, "nadam_run", "exec"), namespace)  # noqa: S102 -- the test's own source
+        return dict(namespace["run"](keras_module(), action, str(path)))
+    script = tmp_path / f"nadam_{action}.py"
+    script.write_text(_NADAM_RUN)
     root = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1" if module == "tf_keras" else "0", KERAS_BACKEND="tensorflow",
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="0", KERAS_BACKEND="tensorflow",
                PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
-    done = subprocess.run([sys.executable, str(script), action, str(path)], capture_output=True, text=True, env=env,
-                          timeout=300)
+    done = subprocess.run([sys.executable, str(script), module, action, str(path)], capture_output=True, text=True,
+                          env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
@@ -185,16 +194,20 @@ def _nadam_run(tmp_path: Path, module: str, action: str, path: Path) -> dict[str
 @pytest.mark.parametrize("writer, reader", [("keras", "tf_keras"), ("tf_keras", "keras")])
 def test_nadam_weights_file_crosses_generations(tmp_path: Path, writer: str, reader: str) -> None:
     """A Keras 3.15 Nadam ``.weights.h5`` resumes in tf-keras 2.21 and a tf-keras one in Keras 3 (both
-    releases are installed with TF 2.21; each side runs in its own process): every slot bitwise and the
-    step counter; the product is the file's where it keeps one, else recomputed as Keras 3 defines it."""
+    releases are installed with TF 2.21: this runs in tf-keras, Keras 3 in a process of its own): every
+    slot bitwise and the step counter; the product is the file's where it keeps one, else recomputed as
+    Keras 3 defines it."""
+    from ckptcompat import runtime
     from ckptcompat._compat import PackageNotFoundError, distribution_version
 
+    if runtime.keras_source() != "tf_keras":
+        pytest.skip("runs under tf-keras with Keras 3 installed beside it (the tf221-tfkeras matrix row)")
     try:
-        versions = distribution_version("keras"), distribution_version("tf-keras")
+        keras3 = distribution_version("keras")
     except PackageNotFoundError:
-        pytest.skip("needs Keras 3 and tf-keras side by side (the tf221-tfkeras matrix row)")
-    if not versions[0].startswith("3."):
-        pytest.skip(f"keras {versions[0]} is not Keras 3")
+        keras3 = ""
+    if not keras3.startswith("3."):
+        pytest.skip(f"no Keras 3 beside tf-keras here ({keras3 or 'none'})")
     path = tmp_path / "nadam.weights.h5"
     wrote = _nadam_run(tmp_path, writer, "write", path)
     read = _nadam_run(tmp_path, reader, "resume", path)
