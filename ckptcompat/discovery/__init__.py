@@ -67,6 +67,7 @@ class Candidate:
     file: Path | None = None
     state_json: Path | None = None
     state_order: int | None = None
+    holds: int = 0  # model config + optimizer 2, one of them 1, else 0 (weights only, or unknown)
 
     @property
     def name(self) -> str:
@@ -93,11 +94,13 @@ class Candidate:
 
     @property
     def order_key(self) -> tuple[Any, ...]:
-        """Oldest -> newest: unknown epochs first, then (epoch, step, global step, state order, name)."""
+        """Oldest -> newest: unknown epochs first, then (epoch, step, global step, state order, how
+        much state the file holds, name): of a full and a weights-only file of one epoch (two
+        ``ModelCheckpoint`` callbacks into one folder) the full one is the latest."""
         return (self.epoch is not None, self.epoch or 0, self.step or 0,
                 -1 if self.global_step is None else self.global_step,
                 -1 if self.state_order is None else self.state_order,
-                natural_key(self.name), str(self.path))
+                self.holds, natural_key(self.name), str(self.path))
 
 
 # ---------------------------------------------------------------- store directories
@@ -199,7 +202,7 @@ def _build(path: Path, probe: Probe, *, pattern: str | None, state_json: Path | 
                      step=(step or 0) if epoch is not None else None, metrics=metrics,
                      source=source, sidecar=sidecar, global_step=global_step, problem=problem,
                      ambiguous=ambiguous, file=file or path, state_json=state_json,
-                     state_order=state_order)
+                     state_order=state_order, holds=probe.holds)
 
 
 def _implausible(epoch: Any, step: Any, global_step: Any, source: str) -> str | None:

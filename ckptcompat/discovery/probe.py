@@ -30,6 +30,9 @@ class Probe:
     global_step: int | None = None
     bundle: str | None = None  # "name_based" | "object_based" for TF bundles
     state_order: int | None = None  # position in the folder's own checkpoint list (newest highest)
+    #: how much training state the headers show: model config + optimizer 2, one of them 1, else 0
+    #: (weights only, or not told cheaply); among checkpoints of one epoch the fullest is resumed
+    holds: int = 0
 
 
 def _describe(exc: BaseException) -> str:
@@ -48,9 +51,10 @@ def _from_peek(fmt: str, path: Path) -> Probe:
     kind = meta.kind if meta.kind in ("name_based", "object_based") else None
     if meta.problem is not None:
         return Probe(fmt, meta.problem, bundle=kind, state_order=meta.listed)
+    holds = (meta.kind == "model") + (meta.optimizer is not None or meta.iterations is not None)
     return Probe(fmt, epoch=meta.epoch, step=meta.step,
                  global_step=meta.global_step if meta.epoch is not None else None, bundle=kind,
-                 state_order=meta.listed)
+                 state_order=meta.listed, holds=holds)
 
 
 def probe_file(path: Path) -> Probe:

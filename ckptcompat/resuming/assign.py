@@ -72,6 +72,10 @@ def _state_to_apply(rt: Any, state: TrainingState, model: Any, where: str, *,
     """``state`` with the optimizer state the model can take (none when uncompiled, reset,
     class/hypers only or unordered); positional variables placed where count and shapes allow."""
     to_apply = state
+    if state.optimizer is None and getattr(model, "optimizer", None) is not None and optimizer != "reset":
+        log.warning("%s: the checkpoint holds no optimizer state (weights only): the weights and the progress "
+                    "are restored, the model's optimizer is not (a freshly compiled one starts again from no "
+                    "slots and step 0); resume from a full checkpoint of the run to continue it exactly", where)
     if getattr(model, "optimizer", None) is None and state.optimizer is not None:
         log.warning("%s: the model is not compiled; the checkpoint's optimizer state is not restored",
                     where)

@@ -364,3 +364,20 @@ def test_real_interrupted_tf_series(real_checkpoints: Path) -> None:
 def test_real_pickle_named_h5(real_checkpoints: Path) -> None:
     [cand] = find_checkpoints(real_checkpoints / "1nKokoreva__Probability-of-survival" / "model.h5")
     assert cand.problem is not None and cand.format is None
+
+
+@pytest.mark.parametrize("full, weights_only", [
+    ((K2 / "model.h5", "full_03.h5"), (K2 / "weights.h5", "wo_03.h5")),
+    ((K3 / "model.keras", "ckpt_03.keras"), (K3 / "model.weights.h5", "ckpt_03.weights.h5"))],
+    ids=["tf.keras 2.12 .h5", "Keras 3.15 .keras"])
+def test_the_full_checkpoint_of_an_epoch_wins_over_its_weights_only_twin(tmp_path: Path, full: tuple[Path, str],
+                                                                          weights_only: tuple[Path, str]) -> None:
+    """Two ModelCheckpoint callbacks (one with save_weights_only=True) into one folder: of the files of
+    one epoch the one with the model config and the optimizer is the latest, whatever the names' order
+    (the weights-only name sorts last in both pairs; it was chosen, and the optimizer state lost)."""
+    for src, name in (full, weights_only):
+        _copy(src, tmp_path / name)
+    found = find_checkpoints(tmp_path)
+    assert [c.epoch for c in found] == [3, 3]
+    assert select(found).name == full[1]
+    assert found[0].holds == 0 < found[1].holds  # (a Keras 3.15 .keras saved after its .h5 names no optimizer)

@@ -215,3 +215,19 @@ def test_nadam_weights_file_crosses_generations(tmp_path: Path, writer: str, rea
     assert read["slots"] == wrote["slots"] and len(read["slots"]) == 8
     if writer == "keras":  # the file keeps Keras 3's product: restored as stored
         assert np.float32(read["u_product"]) == np.float32(wrote["u_product"])
+
+
+def test_a_weights_only_file_into_a_compiled_model_warns_that_its_optimizer_is_not_restored(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """tf.keras 2.12's ``save_weights`` file holds no optimizer state: resumed into a compiled model
+    (epoch given), the weights are restored and the log warns that the optimizer is not (it was
+    silent: a fresh model resumed at epoch 2 with Adam's moments and step counter at 0, unsaid)."""
+    import logging
+
+    folder = FIXTURES / "tf212" / "mlp_adam"
+    model = ckptcompat.resume(folder / "model.h5").model  # compiled, holding the run's Adam state
+    caplog.set_level(logging.WARNING, logger="ckptcompat")
+    run = ckptcompat.resume(folder / "weights.h5", model=model, initial_epoch=2)
+    assert run.report.restored_weights and not run.report.restored_slots
+    assert any("holds no optimizer state" in r.getMessage() and "optimizer is not" in r.getMessage()
+               for r in caplog.records), [r.getMessage() for r in caplog.records]
