@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, List, cast
 
 from .._compat import Protocol, runtime_checkable
 
-from ckptcompat.errors import CheckpointNotFoundError, UnsupportedFormatError
+from ckptcompat.errors import CheckpointNotFoundError, CorruptCheckpointError, UnsupportedFormatError
 
 if TYPE_CHECKING:  # pragma: no cover
     from ckptcompat.state import Producer, TrainingState
@@ -164,6 +164,12 @@ def detect(path: str | os.PathLike[str]) -> str:
     for info in FORMATS:
         if get(info.name).sniff(p):
             return info.name
+    from ckptcompat.formats._damage import damaged_container
+
+    damage = damaged_container(p)
+    if damage:
+        raise CorruptCheckpointError(damage, path=p, hint="the save was cut short or the copy damaged: resume from "
+                                                          "an earlier checkpoint, or copy the file again")
     raise UnsupportedFormatError(
         "not a checkpoint format ckptcompat knows",
         path=p,
