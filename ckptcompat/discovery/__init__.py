@@ -100,7 +100,7 @@ class Candidate:
         return (self.epoch is not None, self.epoch or 0, self.step or 0,
                 -1 if self.global_step is None else self.global_step,
                 -1 if self.state_order is None else self.state_order,
-                self.holds, natural_key(self.name), str(self.path))
+                self.holds if self.epoch is not None else 0, natural_key(self.name), str(self.path))
 
 
 # ---------------------------------------------------------------- store directories

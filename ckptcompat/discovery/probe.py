@@ -86,7 +86,8 @@ def probe_saved_model(folder: Path) -> Probe:
     except OSError:
         return Probe("saved_model", "saved_model.pb is missing")
     bundle = probe_bundle(folder / "variables" / "variables")
-    return Probe("saved_model", bundle.problem and f"variables/: {bundle.problem}", bundle=bundle.bundle)
+    return Probe("saved_model", bundle.problem and f"variables/: {bundle.problem}", bundle=bundle.bundle,
+                 holds=1)  # the model itself (its optimizer is not told cheaply)
 
 
 def read_state_json(path: Path) -> object | None:

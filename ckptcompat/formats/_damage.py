@@ -50,5 +50,5 @@ def _hdf5_problem(path: Path) -> str | None:
         h5py.File(path, "r").close()
     except Exception as exc:  # noqa: BLE001 -- HDF5 raises OSError and others for a damaged file
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return f"an HDF5 file HDF5 cannot open, truncated or damaged ({first[:160]})"
+        return f"HDF5 cannot open this HDF5 file ({first[:160]}): truncated, damaged, or locked by a writer"
     return None

@@ -72,10 +72,6 @@ def _state_to_apply(rt: Any, state: TrainingState, model: Any, where: str, *,
     """``state`` with the optimizer state the model can take (none when uncompiled, reset,
     class/hypers only or unordered); positional variables placed where count and shapes allow."""
     to_apply = state
-    if state.optimizer is None and getattr(model, "optimizer", None) is not None and optimizer != "reset":
-        log.warning("%s: the checkpoint holds no optimizer state (weights only): the weights and the progress "
-                    "are restored, the model's optimizer is not (a freshly compiled one starts again from no "
-                    "slots and step 0); resume from a full checkpoint of the run to continue it exactly", where)
     if getattr(model, "optimizer", None) is None and state.optimizer is not None:
         log.warning("%s: the model is not compiled; the checkpoint's optimizer state is not restored",
                     where)
@@ -100,9 +96,16 @@ def _state_to_apply(rt: Any, state: TrainingState, model: Any, where: str, *,
                 path=where, hint='pass optimizer="reset" to restore the weights and the progress with a fresh '
                                  "optimizer, or compile the model with the optimizer of the run that wrote the file")
         to_apply = to_apply.replace(optimizer=None)
-    if to_apply.optimizer is not None and not to_apply.optimizer.slots and to_apply.optimizer.iterations is None:
+    hypers_only = to_apply.optimizer is not None and not to_apply.optimizer.slots \
+        and to_apply.optimizer.iterations is None
+    if hypers_only:
         to_apply = to_apply.replace(optimizer=None)  # class/hypers only (legacy sidecar): used to compile
-    elif to_apply.optimizer is not None and to_apply.optimizer.iterations is None and optimizer != "reset":
+    if (state.optimizer is None or hypers_only) and getattr(model, "optimizer", None) is not None \
+            and optimizer != "reset":
+        log.warning("%s: the checkpoint holds no optimizer state: the weights and the progress are restored, "
+                    "the model's optimizer is not (a freshly compiled one starts again from no slots and "
+                    "step 0); resume from a full checkpoint of the run to continue it exactly", where)
+    if to_apply.optimizer is not None and to_apply.optimizer.iterations is None and optimizer != "reset":
         log.warning("%s: the file holds the %s slots but no step counter (Keras <= 2.2 RMSprop/Adagrad/"
                     "Adadelta do not save `iterations`, a Keras 1 SGD without decay never advances it); the "
                     "optimizer's iterations restart at 0, which changes only a `decay` schedule",

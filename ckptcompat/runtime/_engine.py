@@ -200,11 +200,7 @@ def _plan_optimizer(ops: FlavourOps, st: OptimizerState | None, opt: Any, model:
         return _OptimizerPlan(state=st)
     ops.build_optimizer(opt, model)
     live = ops.live_slots(opt, named)
-    positional = not st.slots
     st = slots_from_positions(ops, opt, live, st, named)
-    if positional and st.slots:
-        logger.info("optimizer variables stored by position placed onto the live %s in its own order "
-                    "(count and every shape verified)", live_cls)
     if st.fits and not st.slots:
         problem("optimizer", f"the file keeps its {len(st.extra)} {want} variables by position "
                 f"without the optimizer's config; they fit {' or '.join(st.fits)}, the model's "

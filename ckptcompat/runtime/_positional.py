@@ -64,7 +64,11 @@ def slots_from_positions(ops: FlavourOps, opt: Any, live: dict[str, dict[str, An
     reconciled = _reconcile(ops, opt, ordered, [np.asarray(a) for a in arrays], nadam)
     if reconciled is None:
         return st
-    ordered, arrays, u_product = reconciled
+    ordered, arrays, u_product, u_at = reconciled
+    hyper = st.hyperparameters
+    if u_at == 1 and "learning_rate" in hyper and np.float32(hyper["learning_rate"]) == np.float32(u_product):
+        # a scheduled Keras 3.0-3.9 Nadam stores its product second: the read took it for the rate
+        hyper = {k: v for k, v in hyper.items() if k != "learning_rate"}
     where = {id(var): (name, slot) for name, per in live.items() for slot, var in per.items()}
     slots: dict[str, dict[str, np.ndarray]] = {}
     iterations = st.iterations
@@ -82,16 +86,16 @@ def slots_from_positions(ops: FlavourOps, opt: Any, live: dict[str, dict[str, An
     logger.info("optimizer variables stored by position only: %d slot(s) placed in the order "
                 "the optimizer stores them (every shape verified)", sum(len(v) for v in slots.values()))
     extra = st.extra if u_product is None else {**st.extra, "u_product": u_product}
-    return dataclasses.replace(st, slots=slots, iterations=iterations, extra=extra)
+    return dataclasses.replace(st, slots=slots, iterations=iterations, extra=extra, hyperparameters=hyper)
 
 
 def _reconcile(ops: FlavourOps, opt: Any, ordered: list[Any], arrays: list[np.ndarray],
-               nadam: bool) -> tuple[list[Any], list[np.ndarray], np.ndarray | None] | None:
+               nadam: bool) -> tuple[list[Any], list[np.ndarray], np.ndarray | None, int | None] | None:
     """The live variables and the file's values, each without what only one generation keeps among
     them: Keras 3's learning-rate variable (second) and Nadam's momentum-cache product
     (``u_product``: after the slots, or before them in early 3.x; tf-keras keeps it outside its
-    variables). Returns both lists (iterations and slots, paired by position) and the file's
-    product (None: not stored); None when no reading fits every shape, or two readings differ."""
+    variables). Returns both lists (iterations and slots, paired by position), the file's product
+    and its position (None: not stored); None when no reading fits every shape, or two readings differ."""
     rate, product = getattr(opt, "_learning_rate", None), getattr(opt, "_u_product", None)
     core = [var for i, var in enumerate(ordered) if var is not product and not (i == 1 and var is rate)]
     extra = len(arrays) - len(core)
@@ -109,11 +113,11 @@ def _reconcile(ops: FlavourOps, opt: Any, ordered: list[Any], arrays: list[np.nd
         kept = [a for i, a in enumerate(arrays) if i not in drop]
         if all(ops.shape(var) == a.shape for var, a in zip(core, kept)):
             u_at = reading[1] if len(reading) == 2 else None
-            found[(*sorted(drop), u_at)] = (kept, None if u_at is None else arrays[u_at])
+            found[(*sorted(drop), u_at)] = (kept, None if u_at is None else arrays[u_at], u_at)
     if len(found) != 1:
         return None  # no reading fits every shape, or two do with other meanings: not placed
-    (kept, u_product), = found.values()
-    return core, kept, u_product
+    (kept, u_product, u_at), = found.values()
+    return core, kept, u_product, u_at
 
 
 def _in_table_order(ops: FlavourOps, st: OptimizerState, opt: Any, live: dict[str, dict[str, Any]],

@@ -381,3 +381,23 @@ def test_the_full_checkpoint_of_an_epoch_wins_over_its_weights_only_twin(tmp_pat
     assert [c.epoch for c in found] == [3, 3]
     assert select(found).name == full[1]
     assert found[0].holds == 0 < found[1].holds  # (a Keras 3.15 .keras saved after its .h5 names no optimizer)
+
+
+def test_a_savedmodel_of_an_epoch_wins_over_a_weights_only_file_of_it(tmp_path: Path) -> None:
+    """A SavedModel folder holds the model itself: of it and a weights-only ``.h5`` of one epoch the
+    SavedModel is the latest (``model_03`` sorts before ``weights_03.h5``)."""
+    shutil.copytree(FIXTURES / "saved_model" / "tf212" / "mlp_adam" / "model", tmp_path / "model_03")
+    _copy(K2 / "weights.h5", tmp_path / "weights_03.h5")
+    found = find_checkpoints(tmp_path)
+    assert sorted(c.epoch for c in found) == [3, 3]
+    assert select(found).name == "model_03"
+
+
+def test_without_epochs_the_names_decide_not_the_contents(tmp_path: Path) -> None:
+    """How much state a file holds ranks only files of one epoch; files whose epoch nothing tells keep
+    the name order (a full model's file is not newer than a weights file for what it holds)."""
+    _copy(K2 / "model.h5", tmp_path / "a_model.h5")
+    _copy(K2 / "weights.h5", tmp_path / "b_weights.h5")
+    found = find_checkpoints(tmp_path)
+    assert [c.epoch for c in found] == [None, None]
+    assert [c.name for c in found] == ["a_model.h5", "b_weights.h5"]

@@ -215,6 +215,41 @@ def test_nadam_weights_file_crosses_generations(tmp_path: Path, writer: str, rea
     assert read["slots"] == wrote["slots"] and len(read["slots"]) == 8
     if writer == "keras":  # the file keeps Keras 3's product: restored as stored
         assert np.float32(read["u_product"]) == np.float32(wrote["u_product"])
+    else:  # tf-keras keeps none: Keras 3's product after 4 steps, recomputed by its definition
+        from ckptcompat.names.slot_meaning import nadam_u_product
+
+        assert np.float32(read["u_product"]) == nadam_u_product(4, 0.9, keras3=True)
+
+
+def test_a_scheduled_nadam_of_keras_3_0_to_3_9_keeps_its_schedule(tmp_path: Path) -> None:
+    """Keras 3.0-3.9 Nadam creates its product before the slots; under a schedule (no rate variable) the
+    product is the file's second value, where a rate would be. Resumed into the same scheduled Nadam,
+    every slot, the counter and the product are restored; into a Nadam of a fixed rate, the rate stays
+    the model's (the product was once taken for the rate)."""
+    from ckptcompat import runtime
+    from ckptcompat.names.optimizer_layouts import u_product_first
+
+    keras = keras_module()
+    if runtime.keras_source() != "keras" or not u_product_first(keras.__version__):
+        pytest.skip(f"needs Keras 3.0-3.9 (Nadam's product before its slots), not {keras.__version__}")
+
+    def compiled(rate: Any) -> Any:
+        return _sgd_model(keras.optimizers.Nadam(rate))
+
+    x = np.random.RandomState(4).rand(16, 4).astype("float32")
+    saved = compiled(keras.optimizers.schedules.ExponentialDecay(0.01, 10, 0.5))
+    saved.fit(x, x[:, :2], batch_size=8, epochs=1, verbose=0)
+    path = tmp_path / "nadam.weights.h5"
+    saved.save_weights(str(path))
+    model = compiled(keras.optimizers.schedules.ExponentialDecay(0.01, 10, 0.5))
+    ckptcompat.resume(path, model=model, initial_epoch=1)
+    assert int(_value(model.optimizer.iterations)) == 2
+    assert _slots_by_position(model) == _slots_by_position(saved)
+    assert _value(model.optimizer._u_product).tobytes() == _value(saved.optimizer._u_product).tobytes()
+    fixed = compiled(0.01)
+    ckptcompat.resume(path, model=fixed, initial_epoch=1)
+    assert np.float32(_value(fixed.optimizer.learning_rate)) == np.float32(0.01)
+    assert _slots_by_position(fixed) == _slots_by_position(saved)
 
 
 def test_a_weights_only_file_into_a_compiled_model_warns_that_its_optimizer_is_not_restored(
