@@ -60,6 +60,9 @@ def slots_from_positions(ops: FlavourOps, opt: Any, live: dict[str, dict[str, An
         ordered = _in_table_order(ops, st, opt, live, named)
     if ordered is None:
         return st
+    momentum = _sgd_momentum_slots(ops, opt, st, live, named, arrays)
+    if momentum is not None:
+        return momentum
     nadam = "Nadam" in (st.class_name, ops.optimizer_class(opt))
     reconciled = _reconcile(ops, opt, ordered, [np.asarray(a) for a in arrays], nadam)
     if reconciled is None:
@@ -87,6 +90,30 @@ def slots_from_positions(ops: FlavourOps, opt: Any, live: dict[str, dict[str, An
                 "the optimizer stores them (every shape verified)", sum(len(v) for v in slots.values()))
     extra = st.extra if u_product is None else {**st.extra, "u_product": u_product}
     return dataclasses.replace(st, slots=slots, iterations=iterations, extra=extra, hyperparameters=hyper)
+
+
+def _sgd_momentum_slots(ops: FlavourOps, opt: Any, st: OptimizerState, live: dict[str, dict[str, Any]],
+                        named: Mapping[str, Any], arrays: list[Any]) -> OptimizerState | None:
+    """A file of an SGD that kept a momentum slot per trainable variable (tf-keras keeps them even at
+    momentum 0) into a live SGD that keeps none (Keras 3 at momentum 0): the slots named by the
+    trainable variables' order, for the engine to translate by meaning (zeros: dropped as inert and
+    reported; other values: refused). None for any other case."""
+    import dataclasses
+
+    if live or ops.optimizer_class(opt) != "SGD" or st.class_name not in ("SGD", "Unknown"):
+        return None
+    trainable = [(name, var) for name, var in named.items() if getattr(var, "trainable", True)]
+    count = len(trainable)
+    if not count or len(arrays) != count + 1:
+        return None
+    counter, tail = np.asarray(arrays[0]), [np.asarray(a) for a in arrays[1:]]
+    if counter.shape != () or counter.dtype.kind not in "iu" or \
+            any(a.shape != ops.shape(var) for a, (_, var) in zip(tail, trainable)):
+        return None
+    slots = {name: {"momentum": a} for (name, _), a in zip(trainable, tail)}
+    iterations = int(counter) if st.iterations is None else st.iterations
+    return dataclasses.replace(st, slots=slots, iterations=iterations,
+                               class_name="SGD" if st.class_name == "Unknown" else st.class_name)
 
 
 def _reconcile(ops: FlavourOps, opt: Any, ordered: list[Any], arrays: list[np.ndarray],

@@ -149,28 +149,31 @@ _NADAM_RUN = r'''
 import importlib, json, sys
 import numpy as np
 
-def run(keras, action, path):
+def run(keras, action, path, optimizer="Nadam"):
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(2)])
-    model.compile(optimizer=keras.optimizers.Nadam(0.01), loss="mse")
+    model.compile(optimizer=getattr(keras.optimizers, optimizer)(0.01), loss="mse")
+    translated = []
     if action == "write":
         model.fit(np.random.RandomState(0).rand(16, 4), np.random.RandomState(1).rand(16, 2), batch_size=8,
                   epochs=2, verbose=0, shuffle=False)
         model.save_weights(path)
     else:
         import ckptcompat
-        ckptcompat.resume(path, model=model, initial_epoch=2)
+        translated = list(ckptcompat.resume(path, model=model, initial_epoch=2).report.translated)
     opt = model.optimizer
     variables = opt.variables() if callable(opt.variables) else opt.variables
-    return {"iterations": int(np.asarray(opt.iterations)), "u_product": float(np.asarray(opt._u_product)),
+    product = getattr(opt, "_u_product", None)
+    return {"iterations": int(np.asarray(opt.iterations)), "translated": translated,
+            "u_product": None if product is None else float(np.asarray(product)),
             "slots": [np.asarray(v).tolist() for v in variables if np.ndim(v)]}
 
 if __name__ == "__main__":
-    print(json.dumps(run(importlib.import_module(sys.argv[1]), sys.argv[2], sys.argv[3])))
+    print(json.dumps(run(importlib.import_module(sys.argv[1]), sys.argv[2], sys.argv[3], *sys.argv[4:])))
 '''
 
 
-def _nadam_run(tmp_path: Path, module: str, action: str, path: Path) -> dict[str, Any]:
-    """The Nadam run with ``module`` (tf-keras here, Keras 3 in a process of its own)."""
+def _nadam_run(tmp_path: Path, module: str, action: str, path: Path, optimizer: str = "Nadam") -> dict[str, Any]:
+    """The run with ``module`` (tf-keras here, Keras 3 in a process of its own)."""
     import json
     import os
     import subprocess
@@ -179,24 +182,20 @@ def _nadam_run(tmp_path: Path, module: str, action: str, path: Path) -> dict[str
     if module == "tf_keras":
         namespace: dict[str, Any] = {}
         exec(compile(_NADAM_RUN, "nadam_run", "exec"), namespace)  # noqa: S102 -- the test's own source
-        return dict(namespace["run"](keras_module(), action, str(path)))
+        return dict(namespace["run"](keras_module(), action, str(path), optimizer))
     script = tmp_path / f"nadam_{action}.py"
     script.write_text(_NADAM_RUN)
     root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ, TF_USE_LEGACY_KERAS="0", KERAS_BACKEND="tensorflow",
                PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
-    done = subprocess.run([sys.executable, str(script), module, action, str(path)], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, str(script), module, action, str(path), optimizer], capture_output=True, text=True,
                           env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-@pytest.mark.parametrize("writer, reader", [("keras", "tf_keras"), ("tf_keras", "keras")])
-def test_nadam_weights_file_crosses_generations(tmp_path: Path, writer: str, reader: str) -> None:
-    """A Keras 3.15 Nadam ``.weights.h5`` resumes in tf-keras 2.21 and a tf-keras one in Keras 3 (both
-    releases are installed with TF 2.21: this runs in tf-keras, Keras 3 in a process of its own): every
-    slot bitwise and the step counter; the product is the file's where it keeps one, else recomputed as
-    Keras 3 defines it."""
+def _both_generations() -> None:
+    """Skip unless tf-keras runs here with Keras 3 installed beside it (the tf221-tfkeras row)."""
     from ckptcompat import runtime
     from ckptcompat._compat import PackageNotFoundError, distribution_version
 
@@ -208,6 +207,28 @@ def test_nadam_weights_file_crosses_generations(tmp_path: Path, writer: str, rea
         keras3 = ""
     if not keras3.startswith("3."):
         pytest.skip(f"no Keras 3 beside tf-keras here ({keras3 or 'none'})")
+
+
+def test_plain_sgd_weights_file_of_tf_keras_resumes_in_keras_3(tmp_path: Path) -> None:
+    """tf-keras keeps a momentum slot per variable even for SGD(momentum=0); Keras 3's plain SGD keeps
+    none. Its ``.weights.h5`` (slots by position) resumes in Keras 3: the step counter restored, the four
+    slots (unused at momentum 0) dropped as inert and reported (it was refused: the count did not fit)."""
+    _both_generations()
+    path = tmp_path / "sgd.weights.h5"
+    wrote = _nadam_run(tmp_path, "tf_keras", "write", path, "SGD")
+    assert len(wrote["slots"]) == 4  # (holding the last step's update: unused at momentum 0)
+    read = _nadam_run(tmp_path, "keras", "resume", path, "SGD")
+    assert read["iterations"] == 4 and read["slots"] == []
+    assert len([n for n in read["translated"] if n.startswith("dropped ") and "momentum" in n]) == 4, read
+
+
+@pytest.mark.parametrize("writer, reader", [("keras", "tf_keras"), ("tf_keras", "keras")])
+def test_nadam_weights_file_crosses_generations(tmp_path: Path, writer: str, reader: str) -> None:
+    """A Keras 3.15 Nadam ``.weights.h5`` resumes in tf-keras 2.21 and a tf-keras one in Keras 3 (both
+    releases are installed with TF 2.21: this runs in tf-keras, Keras 3 in a process of its own): every
+    slot bitwise and the step counter; the product is the file's where it keeps one, else recomputed as
+    Keras 3 defines it."""
+    _both_generations()
     path = tmp_path / "nadam.weights.h5"
     wrote = _nadam_run(tmp_path, writer, "write", path)
     read = _nadam_run(tmp_path, reader, "resume", path)
