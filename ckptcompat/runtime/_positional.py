@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ckptcompat.names.optimizer_layouts import slot_groups
+from ckptcompat.names.slot_meaning import NON_SLOT_ATTRS
 from ckptcompat.runtime._flavour_ops import FlavourOps
 from ckptcompat.state import OptimizerState, TrainingState
 
@@ -123,8 +124,10 @@ def _reconcile(ops: FlavourOps, opt: Any, ordered: list[Any], arrays: list[np.nd
     (``u_product``: after the slots, or before them in early 3.x; tf-keras keeps it outside its
     variables). Returns both lists (iterations and slots, paired by position), the file's product
     and its position (None: not stored); None when no reading fits every shape, or two readings differ."""
-    rate, product = getattr(opt, "_learning_rate", None), getattr(opt, "_u_product", None)
-    core = [var for i, var in enumerate(ordered) if var is not product and not (i == 1 and var is rate)]
+    rate = getattr(opt, "_learning_rate", None)
+    products = [p for p in (getattr(opt, attr, None) for attr in NON_SLOT_ATTRS) if p is not None]
+    core = [var for i, var in enumerate(ordered)
+            if not any(var is p for p in products) and not (i == 1 and var is rate)]
     extra = len(arrays) - len(core)
     last = len(arrays) - 1
     # positions of the file's [learning rate], [u_product] each reading takes out
