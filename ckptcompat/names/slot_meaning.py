@@ -24,7 +24,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-__all__ = ["SlotTranslation", "is_inert", "is_undecided", "is_inert_for_shape", "translate_slots", "nadam_u_product", "NON_SLOT_ATTRS",
+__all__ = ["SlotTranslation", "is_inert", "is_undecided", "is_inert_for_shape", "placeholder_slots", "translate_slots",
+           "nadam_u_product", "NON_SLOT_ATTRS",
            "nadam_schedule", "describe_nadam_schedule", "KERAS3_NADAM_SCHEDULE"]
 
 _Hyper = Mapping[str, Any]
@@ -66,6 +67,12 @@ NON_SLOT_ATTRS: dict[str, str] = {"_u_product": "u_product", "_m_cache": "u_prod
 #: (class, slot) that the optimizer never updates for variables of fewer than 2 dimensions
 #: (Keras 3 Adafactor keeps scalar r/c placeholders there; tf-keras creates none)
 _UNFACTORED = {("Adafactor", "r"), ("Adafactor", "c")}
+
+
+def placeholder_slots(cls: str) -> frozenset[str]:
+    """Slots of ``cls`` that are scalar placeholders for variables of fewer than 2 dimensions in
+    one generation (Keras 3 Adafactor ``r``/``c``) and absent in the other (tf-keras)."""
+    return frozenset(slot for c, slot in _UNFACTORED if c == cls)
 
 
 def is_inert_for_shape(cls: str, slot: str, var_shape: tuple[int, ...]) -> bool:

@@ -5,7 +5,9 @@ as a list. They are placed onto the live optimizer's slots in the order that opt
 them, when count and every shape agree. An optimizer with no such order of its own (Keras 2's
 ``OptimizerV2``, the only kind before tf.keras 2.11) gets the order a Keras 3 optimizer of the
 same class and flags creates, from the generated layout tables
-(:func:`ckptcompat.names.optimizer_layouts.slot_groups`).
+(:func:`ckptcompat.names.optimizer_layouts.slot_groups`). What only one generation keeps among
+the variables (Keras 3's learning rate and Nadam product, Keras 3 Adafactor's scalar placeholders,
+tf-keras SGD's momentum at 0) is taken out before the pairing.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ckptcompat.names.optimizer_layouts import slot_groups
-from ckptcompat.names.slot_meaning import NON_SLOT_ATTRS
+from ckptcompat.names.slot_meaning import NON_SLOT_ATTRS, is_inert_for_shape, placeholder_slots
 from ckptcompat.runtime._flavour_ops import FlavourOps
 from ckptcompat.state import OptimizerState, TrainingState
 
@@ -64,20 +66,26 @@ def slots_from_positions(ops: FlavourOps, opt: Any, live: dict[str, dict[str, An
     momentum = _sgd_momentum_slots(ops, opt, st, live, named, arrays)
     if momentum is not None:
         return momentum
-    nadam = "Nadam" in (st.class_name, ops.optimizer_class(opt))
-    reconciled = _reconcile(ops, opt, ordered, [np.asarray(a) for a in arrays], nadam)
-    if reconciled is None:
+    cls = ops.optimizer_class(opt)
+    nadam = "Nadam" in (st.class_name, cls)
+    where = {id(var): (name, slot) for name, per in live.items() for slot, var in per.items()}
+    found = [r for r in (_reconcile(ops, opt, order, [np.asarray(a) for a in arrays], nadam)
+                         for order in _placeholder_readings(ops, cls, ordered, where, named)) if r is not None]
+    if len(found) != 1:
         return st
-    ordered, arrays, u_product, u_at = reconciled
+    (ordered, arrays, u_product, u_at), = found
     hyper = st.hyperparameters
     if u_at == 1 and "learning_rate" in hyper and np.float32(hyper["learning_rate"]) == np.float32(u_product):
         # a scheduled Keras 3.0-3.9 Nadam stores its product second: the read took it for the rate
         hyper = {k: v for k, v in hyper.items() if k != "learning_rate"}
-    where = {id(var): (name, slot) for name, per in live.items() for slot, var in per.items()}
     slots: dict[str, dict[str, np.ndarray]] = {}
     iterations = st.iterations
     for var, array in zip(ordered, arrays):
         array = np.asarray(array)
+        if var is _ABSENT_HERE:  # a placeholder the live optimizer does not keep: zero, or not this reading
+            if array.shape != () or np.any(array):
+                return st
+            continue
         if ops.shape(var) != array.shape:
             return st
         if id(var) in where:
@@ -85,8 +93,9 @@ def slots_from_positions(ops: FlavourOps, opt: Any, live: dict[str, dict[str, An
             slots.setdefault(name, {})[slot] = array
         elif array.shape == () and array.dtype.kind in "iu" and iterations is None:
             iterations = int(array)
-    if sum(len(v) for v in slots.values()) != sum(len(v) for v in live.values()):
-        return st
+    unplaced = [(slot, var) for name, per in live.items() for slot, var in per.items() if slot not in slots.get(name, {})]
+    if any(not is_inert_for_shape(cls, slot, ops.shape(var)) for slot, var in unplaced):
+        return st  # only a placeholder the file's generation does not keep stays as it is
     logger.info("optimizer variables stored by position only: %d slot(s) placed in the order "
                 "the optimizer stores them (every shape verified)", sum(len(v) for v in slots.values()))
     extra = st.extra if u_product is None else {**st.extra, "u_product": u_product}
@@ -117,6 +126,42 @@ def _sgd_momentum_slots(ops: FlavourOps, opt: Any, st: OptimizerState, live: dic
                                class_name="SGD" if st.class_name == "Unknown" else st.class_name)
 
 
+#: in a live order: a placeholder slot the file's generation keeps and the live optimizer does not
+_ABSENT_HERE = object()
+
+
+def _placeholder_readings(ops: FlavourOps, cls: str, ordered: list[Any], where: Mapping[int, tuple[str, str]],
+                          named: Mapping[str, Any]) -> list[list[Any]]:
+    """The live order as it is and, for a class that keeps scalar placeholder slots in one
+    generation only (Keras 3 Adafactor ``r``/``c`` of variables under 2 dimensions; tf-keras keeps
+    none among its variables): without the live placeholders (a tf-keras file), or with the
+    file's placeholders (:data:`_ABSENT_HERE`) before each such variable's first slot (a Keras 3 file)."""
+    kinds = sorted(placeholder_slots(cls))
+    if not kinds:
+        return [ordered]
+
+    def flat(var: Any) -> bool:  # a slot of a model variable under 2 dimensions
+        name = where.get(id(var), ("",))[0]
+        return name in named and len(ops.shape(named[name])) < 2
+
+    own = [var for var in ordered if flat(var) and where[id(var)][1] in kinds and ops.shape(var) == ()]
+    if own:
+        return [ordered, [var for var in ordered if not any(var is o for o in own)]]
+    expanded: list[Any] = []
+    seen: set[str] = set()
+    for var in ordered:
+        name = where.get(id(var), ("",))[0]
+        if flat(var) and name not in seen:
+            expanded += [_ABSENT_HERE] * len(kinds)
+        seen.add(name)
+        expanded.append(var)
+    return [ordered, expanded] if len(expanded) != len(ordered) else [ordered]
+
+
+def _shape(ops: FlavourOps, var: Any) -> tuple[int, ...]:
+    return () if var is _ABSENT_HERE else ops.shape(var)
+
+
 def _reconcile(ops: FlavourOps, opt: Any, ordered: list[Any], arrays: list[np.ndarray],
                nadam: bool) -> tuple[list[Any], list[np.ndarray], np.ndarray | None, int | None] | None:
     """The live variables and the file's values, each without what only one generation keeps among
@@ -141,7 +186,7 @@ def _reconcile(ops: FlavourOps, opt: Any, ordered: list[Any], arrays: list[np.nd
                                          arrays[i].dtype.kind == "f" for i in drop):
             continue
         kept = [a for i, a in enumerate(arrays) if i not in drop]
-        if all(ops.shape(var) == a.shape for var, a in zip(core, kept)):
+        if all(_shape(ops, var) == a.shape for var, a in zip(core, kept)):
             u_at = reading[1] if len(reading) == 2 else None
             found[(*sorted(drop), u_at)] = (kept, None if u_at is None else arrays[u_at], u_at)
     if len(found) != 1:

@@ -74,13 +74,22 @@ def list_slots(opt: Any, cls: str, named: dict[str, Any], index_of: Any) -> dict
     """Slots of a list-style optimizer (tf.keras 2.11+, tf-keras, Keras 3), found from the
     optimizer's own attributes and variable names; ``index_of(var)`` gives the list index."""
     out: dict[str, dict[str, Any]] = {}
+    found_in: dict[tuple[str, str], str] = {}  # (variable, slot) -> the list attribute holding it
     for attr, values in _slot_lists(opt):
         for name, var in named.items():
             i = index_of(var)
             if i is None or i >= len(values) or values[i] is None:
                 continue
             slot = canonical_slot(cls, raw_slot_name(values[i], var, attr))
-            out.setdefault(name, {})[slot] = values[i]
+            per = out.setdefault(name, {})
+            if slot in per and per[slot] is not values[i]:
+                # two lists' slots carry one name (tf-keras Adafactor names the ``c`` placeholder of a
+                # variable under 2 dimensions ``r/...`` too): each list's attribute tells its slot
+                other = per.pop(slot)
+                per[canonical_slot(cls, found_in[(name, slot)].lstrip("_"))] = other
+                slot = canonical_slot(cls, attr.lstrip("_"))
+            per[slot] = values[i]
+            found_in[(name, slot)] = attr
     return out
 
 

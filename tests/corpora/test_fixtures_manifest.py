@@ -193,6 +193,7 @@ def _check_old_producer(env: str, info: dict[str, Any], mine: list[dict[str, Any
 
 
 def test_fixture_entries_are_consistent(manifest: dict[str, Any]) -> None:
+    legacy_envs = {f["producer"] for f in manifest["fixtures"] if f["case"].startswith("opt_legacy_")}
     for f in manifest["fixtures"]:
         where = f["path"]
         assert f["format"] == FORMAT_OF_KIND[f["kind"]], where
@@ -212,7 +213,7 @@ def test_fixture_entries_are_consistent(manifest: dict[str, Any]) -> None:
         else:
             assert isinstance(opt["iterations"], int) and opt["iterations"] > 0, where
         if f["case"].startswith(CORPUS_PREFIXES):
-            _check_corpus_entry(f, weights, slots)
+            _check_corpus_entry(f, weights, slots, legacy_envs)
             continue
         assert opt["class"] in SLOTS, where
         assert opt["config"]["learning_rate"] == pytest.approx(opt["learning_rate"], rel=1e-6), where
@@ -235,14 +236,22 @@ def test_fixture_entries_are_consistent(manifest: dict[str, Any]) -> None:
         assert opt["legacy"] == ("legacy" in f["case"]), where
 
 
-def _check_corpus_entry(f: dict[str, Any], weights: dict[str, Any], slots: list[dict[str, Any]]) -> None:
+def _check_corpus_entry(f: dict[str, Any], weights: dict[str, Any], slots: list[dict[str, Any]],
+                        legacy_envs: set[str]) -> None:
     from ckptcompat.names.variables import CANONICAL_SLOTS
 
     opt, where = f["optimizer"], f["path"]
     lr = next(v for prefix, v in CORPUS_LR.items() if f["case"].startswith(prefix))
-    assert opt["learning_rate"] == float(np.float32(lr)), where
+    if opt.get("schedule"):  # rate_<schedule>: the rate is the schedule's (fixtures/_rates.py), none fixed
+        assert opt["learning_rate"] is None and isinstance(opt["schedule_config"], dict), where
+        assert isinstance(opt["rate_at_step"], float), where
+    else:
+        assert opt["learning_rate"] == float(np.float32(lr)), where
     assert opt["iterations"] == (None if (f["producer"], f["case"]) in NO_COUNTER else 4) and f["epoch"] == 2, where
-    assert opt["legacy"] == f["case"].startswith("opt_legacy_"), where
+    # rate_decay: the Adam that takes Keras 2's decay, from ``optimizers.legacy`` where the release has both
+    legacy = f["case"].startswith(("opt_legacy_", "rate_legacy_")) or \
+        (f["case"] == "rate_decay" and f["producer"] in legacy_envs)
+    assert opt["legacy"] == legacy, where
     for t in slots:
         assert t["owner"] in weights, (where, t["owner"])
         if opt["class"] in CANONICAL_SLOTS and t["shape"] == weights[t["owner"]]["shape"]:

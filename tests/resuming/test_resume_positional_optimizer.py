@@ -145,7 +145,7 @@ def test_a_trained_weights_file_resumes_without_a_warning_about_its_slots(tmp_pa
 
 #: Nadam written by the other generation: Keras 3 keeps its momentum-cache product (``u_product``)
 #: and learning rate among the optimizer's variables, tf-keras neither (both refused before)
-_NADAM_RUN = r'''
+_GENERATION_RUN = r'''
 import importlib, json, sys
 import numpy as np
 
@@ -172,7 +172,7 @@ if __name__ == "__main__":
 '''
 
 
-def _nadam_run(tmp_path: Path, module: str, action: str, path: Path, optimizer: str = "Nadam") -> dict[str, Any]:
+def _generation_run(tmp_path: Path, module: str, action: str, path: Path, optimizer: str = "Nadam") -> dict[str, Any]:
     """The run with ``module`` (tf-keras here, Keras 3 in a process of its own)."""
     import json
     import os
@@ -181,10 +181,10 @@ def _nadam_run(tmp_path: Path, module: str, action: str, path: Path, optimizer: 
 
     if module == "tf_keras":
         namespace: dict[str, Any] = {}
-        exec(compile(_NADAM_RUN, "nadam_run", "exec"), namespace)  # noqa: S102 -- the test's own source
+        exec(compile(_GENERATION_RUN, "nadam_run", "exec"), namespace)  # noqa: S102 -- the test's own source
         return dict(namespace["run"](keras_module(), action, str(path), optimizer))
     script = tmp_path / f"nadam_{action}.py"
-    script.write_text(_NADAM_RUN)
+    script.write_text(_GENERATION_RUN)
     root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ, TF_USE_LEGACY_KERAS="0", KERAS_BACKEND="tensorflow",
                PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
@@ -215,9 +215,9 @@ def test_plain_sgd_weights_file_of_tf_keras_resumes_in_keras_3(tmp_path: Path) -
     slots (unused at momentum 0) dropped as inert and reported (it was refused: the count did not fit)."""
     _both_generations()
     path = tmp_path / "sgd.weights.h5"
-    wrote = _nadam_run(tmp_path, "tf_keras", "write", path, "SGD")
+    wrote = _generation_run(tmp_path, "tf_keras", "write", path, "SGD")
     assert len(wrote["slots"]) == 4  # (holding the last step's update: unused at momentum 0)
-    read = _nadam_run(tmp_path, "keras", "resume", path, "SGD")
+    read = _generation_run(tmp_path, "keras", "resume", path, "SGD")
     assert read["iterations"] == 4 and read["slots"] == []
     assert len([n for n in read["translated"] if n.startswith("dropped ") and "momentum" in n]) == 4, read
 
@@ -230,8 +230,8 @@ def test_nadam_weights_file_crosses_generations(tmp_path: Path, writer: str, rea
     Keras 3 defines it."""
     _both_generations()
     path = tmp_path / "nadam.weights.h5"
-    wrote = _nadam_run(tmp_path, writer, "write", path)
-    read = _nadam_run(tmp_path, reader, "resume", path)
+    wrote = _generation_run(tmp_path, writer, "write", path)
+    read = _generation_run(tmp_path, reader, "resume", path)
     assert read["iterations"] == wrote["iterations"] == 4
     assert read["slots"] == wrote["slots"] and len(read["slots"]) == 8
     if writer == "keras":  # the file keeps Keras 3's product: restored as stored
@@ -240,6 +240,21 @@ def test_nadam_weights_file_crosses_generations(tmp_path: Path, writer: str, rea
         from ckptcompat.names.slot_meaning import nadam_u_product
 
         assert np.float32(read["u_product"]) == nadam_u_product(4, 0.9, keras3=True)
+
+
+@pytest.mark.parametrize("writer, reader", [("keras", "tf_keras"), ("tf_keras", "keras"), ("tf_keras", "tf_keras")])
+def test_adafactor_weights_file_crosses_generations(tmp_path: Path, writer: str, reader: str) -> None:
+    """Keras 3 Adafactor keeps scalar ``r``/``c`` placeholders for each bias (variables under 2
+    dimensions) among its variables; tf-keras keeps them outside. A ``.weights.h5`` (by position)
+    resumes across (refused before: the count did not fit, even tf-keras into tf-keras): the step
+    counter and every real slot bitwise; the placeholders stay zero."""
+    _both_generations()
+    path = tmp_path / "adafactor.weights.h5"
+    wrote = _generation_run(tmp_path, writer, "write", path, "Adafactor")
+    read = _generation_run(tmp_path, reader, "resume", path, "Adafactor")
+    assert read["iterations"] == wrote["iterations"] == 4
+    assert read["slots"] == wrote["slots"] and len(read["slots"]) == 8  # per Dense: kernel r, c, v; bias v
+    assert any(np.any(s) for s in map(np.asarray, read["slots"]))
 
 
 def test_a_scheduled_nadam_of_keras_3_0_to_3_9_keeps_its_schedule(tmp_path: Path) -> None:
