@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ckptcompat.names.variables import canonical_slot
+from ckptcompat.names.variables import CANONICAL_SLOTS, canonical_slot
 
 __all__ = ["is_variable", "list_slots", "raw_slot_name", "frozen_slots", "untracked_frozen_slots",
            "settle_frozen_slots"]
@@ -84,10 +84,17 @@ def list_slots(opt: Any, cls: str, named: dict[str, Any], index_of: Any) -> dict
             per = out.setdefault(name, {})
             if slot in per and per[slot] is not values[i]:
                 # two lists' slots carry one name (tf-keras Adafactor names the ``c`` placeholder of a
-                # variable under 2 dimensions ``r/...`` too): each list's attribute tells its slot
-                other = per.pop(slot)
-                per[canonical_slot(cls, found_in[(name, slot)].lstrip("_"))] = other
-                slot = canonical_slot(cls, attr.lstrip("_"))
+                # variable under 2 dimensions ``r/...`` too): each list's attribute tells its slot,
+                # where both attributes are distinct slots of the class not yet taken
+                mine, theirs = (canonical_slot(cls, a.lstrip("_")) for a in (attr, found_in[(name, slot)]))
+                if mine != theirs and {mine, theirs} <= set(CANONICAL_SLOTS.get(cls, ())) \
+                        and not ({mine, theirs} - {slot}) & set(per):
+                    per[theirs] = per.pop(slot)
+                    found_in[(name, theirs)] = found_in[(name, slot)]
+                    slot = mine
+                else:
+                    log.warning("%s: two slots of %s are both named %r (lists %s and %s); keeping the one in %s",
+                                cls, name, slot, found_in[(name, slot)], attr, attr)
             per[slot] = values[i]
             found_in[(name, slot)] = attr
     return out

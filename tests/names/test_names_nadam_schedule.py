@@ -26,7 +26,9 @@ _OWN_POWER = ("keras3-torch",)
 
 
 def _nadam_files() -> list[Path]:
-    return sorted(p for p in FIXTURES.glob("*/opt*nadam/model.*") if p.parent.parent.name not in _OWN_POWER)
+    # (a .weights.h5 keeps no class: its product is placed by tests/resuming/test_resume_positional_optimizer.py)
+    return sorted(p for p in FIXTURES.glob("*/opt*nadam/model.*") if p.parent.parent.name not in _OWN_POWER
+                  and not p.name.endswith(".weights.h5"))
 
 
 def test_every_generation_of_nadam_is_among_the_fixtures() -> None:

@@ -227,8 +227,9 @@ def test_checkpoint_of_an_optimizer_v2_with_decay_resumes_bitwise(name: str, kwa
 
 
 def _nadam_fixtures() -> list[Path]:
-    return sorted(p for p in FIXTURES.glob("*/opt*nadam/model.*")
-                  if p.parent.parent.name not in ("keras224-tf115-py37", "tf115-keras224-py37"))
+    return sorted(p for p in FIXTURES.glob("*/opt*nadam/model.*")  # a full model: resumed without one
+                  if p.parent.parent.name not in ("keras224-tf115-py37", "tf115-keras224-py37")
+                  and not p.name.endswith(".weights.h5"))
 
 
 @pytest.mark.parametrize("path", _nadam_fixtures(), ids=lambda p: f"{p.parent.parent.name}/{p.parent.name}/{p.name}")
