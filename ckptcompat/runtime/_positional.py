@@ -93,7 +93,8 @@ def slots_from_positions(ops: FlavourOps, opt: Any, live: dict[str, dict[str, An
             slots.setdefault(name, {})[slot] = array
         elif array.shape == () and array.dtype.kind in "iu" and iterations is None:
             iterations = int(array)
-    unplaced = [(slot, var) for name, per in live.items() for slot, var in per.items() if slot not in slots.get(name, {})]
+    unplaced = [(slot, var) for name, per in live.items() for slot, var in per.items()
+                if slot not in slots.get(name, {})]
     if any(not is_inert_for_shape(cls, slot, ops.shape(var)) for slot, var in unplaced):
         return st  # only a placeholder the file's generation does not keep stays as it is
     logger.info("optimizer variables stored by position only: %d slot(s) placed in the order "

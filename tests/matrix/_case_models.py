@@ -78,6 +78,38 @@ def zero_state(model: Any, learning_rate: bool = False) -> Any:
     return model
 
 
+def run_optimizer(entry: dict[str, Any]) -> Any:
+    """The optimizer of the run that wrote ``entry`` (its manifest class and config, its schedule),
+    built in the running Keras with the arguments it takes (no ``ema_*`` in Keras 2): what a user
+    compiles the model with when the file does not record it."""
+    import inspect
+
+    from ckptcompat import runtime
+
+    keras = runtime.keras_module()
+    opt = entry["optimizer"]
+    cls = getattr(keras.optimizers, opt["class"])
+    accepted = inspect.signature(cls).parameters
+    kwargs = {k: v for k, v in opt["config"].items() if k in accepted and k != "name"}
+    if opt.get("schedule"):  # the run's schedule, which the caller knows and the file does not keep
+        schedule = getattr(keras.optimizers.schedules, opt["schedule"], None) or \
+            getattr(keras.experimental, opt["schedule"])  # tf.keras <= 2.4: CosineDecay is experimental
+        known = inspect.signature(schedule).parameters
+        kwargs["learning_rate"] = schedule(**{k: v for k, v in opt["schedule_config"].items() if k in known})
+    return cls(**kwargs)
+
+
+def compiled_as_run(model: Any, entry: dict[str, Any]) -> Any:
+    """``model``, compiled with the run's optimizer (:func:`run_optimizer`) when it has none: the
+    case's full-model file recorded no optimizer class (a Keras 3.0 ``.keras`` saved after its
+    ``.h5`` failed), and a weights file never records one: the user compiles, as with ``model=``."""
+    from ckptcompat import runtime
+
+    if runtime.flavour_for(model)._OPS.optimizer_of(model) is None and entry.get("optimizer"):  # noqa: SLF001
+        model.compile(optimizer=run_optimizer(entry), loss="mse")
+    return model
+
+
 class CaseModels:
     """The models of one case at a time (the table visits a case's files one after another): one
     compiled, one not (a file the table reads without its optimizer goes into a model without one,

@@ -7,7 +7,6 @@ into a model rebuilt from the same case's full-model file (they carry no config)
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import logging
 import os
@@ -21,7 +20,7 @@ import pytest
 
 from tests._frameworks import fresh_graph, keras_flavour
 from tests._paths import FIXTURES, is_corpus
-from tests.matrix._case_models import CaseModels, base_file, optimizer_summary
+from tests.matrix._case_models import CaseModels, base_file, compiled_as_run, optimizer_summary, run_optimizer
 from tests.matrix._table_gaps import known_gap
 
 pytestmark = [pytest.mark.framework, pytest.mark.fresh_fixtures]
@@ -163,7 +162,6 @@ def _compiled_by_caller(entry: dict[str, Any], path: Path, fits: tuple[str, ...]
     """A file whose optimizer variables fit several configurations equally: alone it is refused
     with the typed error naming them; into a model compiled with the run's optimizer it resumes."""
     import ckptcompat
-    from ckptcompat import runtime
 
     try:
         ckptcompat.resume(path)
@@ -171,18 +169,8 @@ def _compiled_by_caller(entry: dict[str, Any], path: Path, fits: tuple[str, ...]
     except ckptcompat.IncompatibleStateError as e:
         if not all(f in str(e) for f in fits):
             return f"DIFF: the refusal does not name {fits}: {e}"
-    keras = runtime.keras_module()
     base = ckptcompat.resume(path, compile=False)
-    opt = entry["optimizer"]
-    cls = getattr(keras.optimizers, opt["class"])
-    accepted = inspect.signature(cls).parameters  # the flags this Keras takes (no ema_* in Keras 2)
-    kwargs = {k: v for k, v in opt["config"].items() if k in accepted and k != "name"}
-    if opt.get("schedule"):  # the run's schedule, which the caller knows and the file does not keep
-        schedule = getattr(keras.optimizers.schedules, opt["schedule"], None) or \
-            getattr(keras.experimental, opt["schedule"])  # tf.keras <= 2.4: CosineDecay is experimental
-        known = inspect.signature(schedule).parameters
-        kwargs["learning_rate"] = schedule(**{k: v for k, v in opt["schedule_config"].items() if k in known})
-    base.model.compile(optimizer=cls(**kwargs), loss="mse")
+    base.model.compile(optimizer=run_optimizer(entry), loss="mse")
     run = ckptcompat.resume(path, model=base.model)
     diffs = _compare(entry, run.model, True)
     return "DIFF: " + "; ".join(diffs) if diffs else f"ok ({' / '.join(fits)} fit: model compiled by caller)"
@@ -240,6 +228,8 @@ def _cell(entry: dict[str, Any], cases: CaseModels) -> str:
         # into the case's model, every weight, slot and the iterations zeroed (tests/matrix/_case_models.py)
         model = cases.zeroed(case_dir, tensors_have_slots,
                              lambda full, compile: ckptcompat.resume(full, compile=compile).model)
+        if tensors_have_slots:  # its full-model file may record no optimizer class: compiled as a user would
+            model = compiled_as_run(model, entry)
         run = ckptcompat.resume(path, model=model)
     dropped = frozenset(_dropped(run))
     diffs = _compare(entry, run.model, tensors_have_slots, dropped, dict(run.report.by_structure))

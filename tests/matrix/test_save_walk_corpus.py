@@ -25,7 +25,7 @@ import pytest
 from tests._frameworks import fresh_graph
 from tests._paths import FIXTURES
 from tests.matrix import test_resume_table as table
-from tests.matrix._case_models import CaseModels
+from tests.matrix._case_models import CaseModels, compiled_as_run
 
 pytestmark = [pytest.mark.backend, pytest.mark.fresh_fixtures]
 
@@ -54,8 +54,9 @@ def _zeroed_model(entry: dict[str, Any], has_slots: bool, cases: CaseModels) -> 
     case_dir = table._file(entry).parent  # noqa: SLF001
     if cases.base_file(case_dir) is None:
         return None
-    return cases.zeroed(case_dir, has_slots, lambda full, compile: ckptcompat.resume(full, compile=compile).model,
-                        learning_rate=True)
+    model = cases.zeroed(case_dir, has_slots, lambda full, compile: ckptcompat.resume(full, compile=compile).model,
+                         learning_rate=True)
+    return compiled_as_run(model, entry) if has_slots else model
 
 
 def _walk_cell(entry: dict[str, Any], cases: CaseModels) -> str:
