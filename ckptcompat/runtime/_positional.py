@@ -69,7 +69,8 @@ def slots_from_positions(ops: FlavourOps, opt: Any, live: dict[str, dict[str, An
     cls = ops.optimizer_class(opt)
     nadam = "Nadam" in (st.class_name, cls)
     where = {id(var): (name, slot) for name, per in live.items() for slot, var in per.items()}
-    found = [r for r in (_reconcile(ops, opt, order, [np.asarray(a) for a in arrays], nadam)
+    values = [np.asarray(a) for a in arrays]  # read once for every reading
+    found = [r for r in (_reconcile(ops, opt, order, values, nadam)
                          for order in _placeholder_readings(ops, cls, ordered, where, named)) if r is not None]
     if len(found) != 1:
         return st
