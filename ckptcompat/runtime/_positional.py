@@ -7,7 +7,7 @@ them, when count and every shape agree. An optimizer with no such order of its o
 same class and flags creates, from the generated layout tables
 (:func:`ckptcompat.names.optimizer_layouts.slot_groups`). What only one generation keeps among
 the variables (Keras 3's learning rate and Nadam product, Keras 3 Adafactor's scalar placeholders,
-tf-keras SGD's momentum at 0) is taken out before the pairing.
+tf-keras SGD's momentum at 0) is taken out before the pairing, or named for translation by meaning.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ckptcompat.names.optimizer_layouts import slot_groups
+from ckptcompat.names.optimizer_layouts import slot_groups, slot_shape
 from ckptcompat.names.slot_meaning import NON_SLOT_ATTRS, is_inert_for_shape, placeholder_slots
 from ckptcompat.runtime._flavour_ops import FlavourOps
 from ckptcompat.state import OptimizerState, TrainingState
@@ -63,15 +63,14 @@ def slots_from_positions(ops: FlavourOps, opt: Any, live: dict[str, dict[str, An
         ordered = _in_table_order(ops, st, opt, live, named)
     if ordered is None:
         return st
-    momentum = _sgd_momentum_slots(ops, opt, st, live, named, arrays)
-    if momentum is not None:
-        return momentum
     cls = ops.optimizer_class(opt)
     nadam = "Nadam" in (st.class_name, cls)
     where = {id(var): (name, slot) for name, per in live.items() for slot, var in per.items()}
     values = [np.asarray(a) for a in arrays]  # read once for every reading
-    found = [r for r in (_reconcile(ops, opt, order, values, nadam)
-                         for order in _placeholder_readings(ops, cls, ordered, where, named)) if r is not None]
+    readings = _placeholder_readings(ops, cls, ordered, where, named)
+    if st.class_name in (cls, "Unknown"):
+        readings += _file_only_readings(ops, opt, cls, ordered[0], live, named)
+    found = [r for r in (_reconcile(ops, opt, order, values, nadam) for order in readings) if r is not None]
     if len(found) != 1:
         return st
     (ordered, arrays, u_product, u_at), = found
@@ -87,9 +86,11 @@ def slots_from_positions(ops: FlavourOps, opt: Any, live: dict[str, dict[str, An
             if array.shape != () or np.any(array):
                 return st
             continue
-        if ops.shape(var) != array.shape:
+        if _shape(ops, var) != array.shape:
             return st
-        if id(var) in where:
+        if isinstance(var, _FileOnly):  # a slot kind the live optimizer does not keep: translated by meaning
+            slots.setdefault(var.name, {})[var.slot] = array
+        elif id(var) in where:
             name, slot = where[id(var)]
             slots.setdefault(name, {})[slot] = array
         elif array.shape == () and array.dtype.kind in "iu" and iterations is None:
@@ -104,28 +105,48 @@ def slots_from_positions(ops: FlavourOps, opt: Any, live: dict[str, dict[str, An
     return dataclasses.replace(st, slots=slots, iterations=iterations, extra=extra, hyperparameters=hyper)
 
 
-def _sgd_momentum_slots(ops: FlavourOps, opt: Any, st: OptimizerState, live: dict[str, dict[str, Any]],
-                        named: Mapping[str, Any], arrays: list[Any]) -> OptimizerState | None:
-    """A file of an SGD that kept a momentum slot per trainable variable (tf-keras keeps them even at
-    momentum 0) into a live SGD that keeps none (Keras 3 at momentum 0): the slots named by the
-    trainable variables' order, for the engine to translate by meaning (zeros: dropped as inert and
-    reported; other values: refused). None for any other case."""
-    import dataclasses
+class _FileOnly:
+    """In a reading: the slot ``slot`` of model variable ``name`` that the file's generation keeps
+    and the live optimizer does not (its layout table says where; its shape follows the variable's)."""
 
-    if live or ops.optimizer_class(opt) != "SGD" or st.class_name not in ("SGD", "Unknown"):
-        return None
-    trainable = [(name, var) for name, var in named.items() if getattr(var, "trainable", True)]
-    count = len(trainable)
-    if not count or len(arrays) != count + 1:
-        return None
-    counter, tail = np.asarray(arrays[0]), [np.asarray(a) for a in arrays[1:]]
-    if counter.shape != () or counter.dtype.kind not in "iu" or \
-            any(a.shape != ops.shape(var) for a, (_, var) in zip(tail, trainable)):
-        return None
-    slots = {name: {"momentum": a} for (name, _), a in zip(trainable, tail)}
-    iterations = int(counter) if st.iterations is None else st.iterations
-    return dataclasses.replace(st, slots=slots, iterations=iterations,
-                               class_name="SGD" if st.class_name == "Unknown" else st.class_name)
+    def __init__(self, name: str, slot: str, shape: tuple[int, ...]) -> None:
+        self.name, self.slot, self.shape = name, slot, shape
+
+
+def _file_only_readings(ops: FlavourOps, opt: Any, cls: str, iterations: Any, live: dict[str, dict[str, Any]],
+                        named: Mapping[str, Any]) -> list[list[Any]]:
+    """Orders of a file whose generation keeps slot kinds the live optimizer does not create under
+    the same configuration (tf.keras 2.11+ / tf-keras ``SGD`` keeps ``momentum`` even at 0, Keras 3
+    creates none): ``[iterations, slots...]`` in the creation order that generation's layout table
+    gives for the live class and configuration, its extra slots as :class:`_FileOnly`. The engine
+    translates those by meaning (inert under the live hyper-parameters or zero: dropped and reported;
+    anything else: refused). Empty when no table names a kind the live optimizer lacks."""
+    try:
+        config = opt.get_config()
+    except (NotImplementedError, TypeError, ValueError, AttributeError):
+        return []
+    config = config if isinstance(config, Mapping) else {}
+    trainable = [(name, var) for name, var in named.items() if name in live or getattr(var, "trainable", True)]
+    kinds = {slot for per in live.values() for slot in per}
+    readings: list[list[Any]] = []
+    seen: list[list[Any]] = []
+    for generation in ("keras2", "keras3"):
+        groups = slot_groups(cls, config, generation) or []
+        table_kinds = {slot for group in groups for slot in group}
+        if not table_kinds - kinds or not kinds <= table_kinds:
+            continue  # nothing the live optimizer lacks, or live kinds this table does not place
+        order: list[Any] = [iterations]
+        for group in groups:
+            for name, var in trainable:
+                for slot in group:
+                    held = live.get(name, {}).get(slot)
+                    shape = slot_shape(cls, slot, ops.shape(var))
+                    order.append(held if held is not None else _FileOnly(name, slot, shape))
+        key = [(v.name, v.slot) if isinstance(v, _FileOnly) else id(v) for v in order]
+        if key not in seen:  # both generations' tables can give the same order
+            seen.append(key)
+            readings.append(order)
+    return readings
 
 
 #: in a live order: a placeholder slot the file's generation keeps and the live optimizer does not
@@ -161,6 +182,8 @@ def _placeholder_readings(ops: FlavourOps, cls: str, ordered: list[Any], where: 
 
 
 def _shape(ops: FlavourOps, var: Any) -> tuple[int, ...]:
+    if isinstance(var, _FileOnly):
+        return var.shape
     return () if var is _ABSENT_HERE else ops.shape(var)
 
 
