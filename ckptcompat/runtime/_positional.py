@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ckptcompat.names.optimizer_layouts import slot_groups, slot_shape
+from ckptcompat.names.optimizer_layouts import non_slot_attributes, slot_groups, slot_shape
 from ckptcompat.names.slot_meaning import NON_SLOT_ATTRS, is_inert_for_shape, placeholder_slots
 from ckptcompat.runtime._flavour_ops import FlavourOps
 from ckptcompat.state import OptimizerState, TrainingState
@@ -64,13 +64,13 @@ def slots_from_positions(ops: FlavourOps, opt: Any, live: dict[str, dict[str, An
     if ordered is None:
         return st
     cls = ops.optimizer_class(opt)
-    nadam = "Nadam" in (st.class_name, cls)
+    product = _keeps_non_slot_product(st.class_name, cls)
     where = {id(var): (name, slot) for name, per in live.items() for slot, var in per.items()}
     values = [np.asarray(a) for a in arrays]  # read once for every reading
     readings = _placeholder_readings(ops, cls, ordered, where, named)
     if st.class_name in (cls, "Unknown"):
         readings += _file_only_readings(ops, opt, cls, ordered[0], live, named)
-    found = [r for r in (_reconcile(ops, opt, order, values, nadam) for order in readings) if r is not None]
+    found = [r for r in (_reconcile(ops, opt, order, values, product) for order in readings) if r is not None]
     if len(found) != 1:
         return st
     (ordered, arrays, u_product, u_at), = found
@@ -103,6 +103,13 @@ def slots_from_positions(ops: FlavourOps, opt: Any, live: dict[str, dict[str, An
                 "the optimizer stores them (every shape verified)", sum(len(v) for v in slots.values()))
     extra = st.extra if u_product is None else {**st.extra, "u_product": u_product}
     return dataclasses.replace(st, slots=slots, iterations=iterations, extra=extra, hyperparameters=hyper)
+
+
+def _keeps_non_slot_product(*classes: str) -> bool:
+    """True when a generation's layout table lists, for one of ``classes``, a non-slot variable
+    besides the counter and the rate (Nadam's momentum-cache product, :data:`NON_SLOT_ATTRS`)."""
+    return any(attr in NON_SLOT_ATTRS for cls in classes if cls and cls != "Unknown"
+               for generation in ("keras3", "keras2") for attr in non_slot_attributes(cls, {}, generation) or [])
 
 
 class _FileOnly:
@@ -188,12 +195,13 @@ def _shape(ops: FlavourOps, var: Any) -> tuple[int, ...]:
 
 
 def _reconcile(ops: FlavourOps, opt: Any, ordered: list[Any], arrays: list[np.ndarray],
-               nadam: bool) -> tuple[list[Any], list[np.ndarray], np.ndarray | None, int | None] | None:
+               product: bool) -> tuple[list[Any], list[np.ndarray], np.ndarray | None, int | None] | None:
     """The live variables and the file's values, each without what only one generation keeps among
-    them: Keras 3's learning-rate variable (second) and Nadam's momentum-cache product
-    (``u_product``: after the slots, or before them in early 3.x; tf-keras keeps it outside its
-    variables). Returns both lists (iterations and slots, paired by position), the file's product
-    and its position (None: not stored); None when no reading fits every shape, or two readings differ."""
+    them: Keras 3's learning-rate variable (second) and, where ``product`` (the class keeps one:
+    :func:`_keeps_non_slot_product`), Nadam's momentum-cache product (``u_product``: after the
+    slots, or before them in early 3.x; tf-keras keeps it outside its variables). Returns both
+    lists (iterations and slots, paired by position), the file's product and its position (None:
+    not stored); None when no reading fits every shape, or two readings differ."""
     rate = getattr(opt, "_learning_rate", None)
     products = [p for p in (getattr(opt, attr, None) for attr in NON_SLOT_ATTRS) if p is not None]
     core = [var for i, var in enumerate(ordered)
@@ -202,8 +210,8 @@ def _reconcile(ops: FlavourOps, opt: Any, ordered: list[Any], arrays: list[np.nd
     last = len(arrays) - 1
     # positions of the file's [learning rate], [u_product] each reading takes out
     # (a Nadam file's one extra value is its product: Keras 3 under a schedule keeps no rate variable)
-    readings = {0: [()], 1: [(None, 1), (None, last)] if nadam else [(1,)],
-                2: [(1, 2), (1, last)] if nadam else []}.get(extra, [])
+    readings = {0: [()], 1: [(None, 1), (None, last)] if product else [(1,)],
+                2: [(1, 2), (1, last)] if product else []}.get(extra, [])
     found: dict[tuple[Any, ...], tuple[list[np.ndarray], np.ndarray | None]] = {}
     for reading in readings:
         drop = {i for i in reading if i is not None}
