@@ -115,7 +115,8 @@ _NEW_PYTHON_CONSUMER_NOTE = ("the resume table (every producer's fixtures, and t
 #: one SIGKILL/exact-resume case of each kind (the Keras 2 end-to-end edges; the other cases run
 #: in tf221-tfkeras)
 _OLD_TF2_CONSUMER = (*_OLD_CONSUMER, "tests/callbacks", "tests/data/test_data.py", "tests/tf1",
-                     "tests/resuming/test_resume_decay.py", "tests/resuming/test_resume_loss_scale.py",
+                     "tests/resuming/test_resume_decay.py", "tests/resuming/test_resume_product_decay.py",
+                     "tests/resuming/test_resume_loss_scale.py",
                      "tests/formats/test_keras_h5_optimizer_v2.py",
                      *_KERAS2_EDGES, *_EDGE_CASES_ELSEWHERE)
 _OLD_TF2_CONSUMER_NOTE = (_OLD_CONSUMER_NOTE[:-len("; the rest runs on the Python 3.11 rows")]

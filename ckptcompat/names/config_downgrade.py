@@ -282,7 +282,7 @@ def downgrade_optimizer_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """Keras 3 optimizer ``{"class_name", "config"}`` -> one tf.keras 2.11-2.15 new optimizers accept
     (Keras 2's ``decay`` as the equal ``InverseTimeDecay`` rate; ckptcompat's stores keep the
     captured hyper-parameters in state.json, which ``resume`` reads)."""
-    from ckptcompat.names.lr_decay import decay_schedule_config, saved_decay
+    from ckptcompat.names.lr_decay import decay_schedule_config, decays_by_product, saved_decay
 
     out = strip_registration(copy.deepcopy(dict(config)))
     cls = str(out.get("class_name", "")).split(">")[-1]
@@ -299,7 +299,8 @@ def downgrade_optimizer_config(config: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(lr, bool) or not isinstance(lr, (int, float)):
             raise ValueError(f"{cls} with decay={decay!r} and the learning rate {lr!r} has no equivalent in "
                              "the tf.keras 2.11+ optimizers (decay was removed); use a learning-rate schedule")
-        inner["learning_rate"] = decay_schedule_config(lr, decay)  # the same rate, as a schedule
+        # the same rate, as a schedule (named where the multi-backend API's product is meant)
+        inner["learning_rate"] = decay_schedule_config(lr, decay, decays_by_product(config))
     allowed = _NEW_OPTIMIZER_BASE_KEYS + _NEW_OPTIMIZER_KEYS.get(cls, ())
     inner = {k: v for k, v in inner.items() if k in allowed}
     inner.setdefault("name", cls)

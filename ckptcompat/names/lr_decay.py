@@ -9,8 +9,10 @@ schedule *as* ``learning_rate`` in its configs; ckptcompat's state keeps it apar
 OptimizerV2 (tf.keras <= 2.10 and ``optimizers.legacy``) decays the learning rate as
 ``lr / (1 + decay * iterations)``, standalone Keras as ``lr * (1 / (1 + decay * iterations))``.
 tf.keras 2.11+ and Keras 3 optimizers have no ``decay``: the rate is
-``InverseTimeDecay(lr, decay_steps=1, decay_rate=decay)`` (equal in float32 to OptimizerV2's;
-standalone Keras's product can differ in the last bit at some steps; docs/names.md). Nadam is the exception: its ``decay`` scales the momentum
+``InverseTimeDecay(lr, decay_steps=1, decay_rate=decay)`` (equal in float32 to OptimizerV2's).
+Standalone Keras's product can differ from it in the last bit at some steps: resume continues it as
+an ``InverseTimeDecay`` that computes the product (:func:`decays_by_product`,
+:mod:`ckptcompat.runtime.product_decay`). Nadam is the exception: its ``decay`` scales the momentum
 schedule (:func:`ckptcompat.names.slot_meaning.nadam_schedule`), never the rate.
 
 Pure Python; no framework import.
@@ -23,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BUILT_IN_SCHEDULES", "saved_decay", "decay_on_schedule", "decay_schedule_config", "is_decay_schedule", "takes_decay", "live_decay",
-           "rate_and_schedule", "schedule_as_rate"]
+__all__ = ["BUILT_IN_SCHEDULES", "PRODUCT_DECAY_NAME", "decays_by_product", "saved_decay", "decay_on_schedule",
+           "decay_schedule_config", "is_decay_schedule", "takes_decay", "live_decay", "rate_and_schedule",
+           "schedule_as_rate"]
 
 
 #: the learning-rate schedule classes Keras ships (tf.keras 2.x and Keras 3 alike)
@@ -83,11 +86,27 @@ def decay_on_schedule(class_name: str, config: Mapping[str, Any]) -> float:
     return decay if decay and isinstance(config.get("learning_rate"), Mapping) else 0.0
 
 
-def decay_schedule_config(learning_rate: float, decay: float) -> dict[str, Any]:
-    """The ``InverseTimeDecay`` that decays ``learning_rate`` the way ``decay`` did."""
-    return {"class_name": "InverseTimeDecay",
-            "config": {"initial_learning_rate": float(learning_rate), "decay_steps": 1,
-                       "decay_rate": float(decay), "staircase": False}}
+#: the ``name`` of an ``InverseTimeDecay`` that stands for standalone Keras's ``lr * (1 / (1 + decay * t))``:
+#: Keras itself reads it as its ``InverseTimeDecay`` (``lr / (1 + decay * t)``, at most 1 float32 ulp
+#: apart); ckptcompat rebuilds the product (:mod:`ckptcompat.runtime.product_decay`)
+PRODUCT_DECAY_NAME = "ckptcompat_lr_times_inverse_decay"
+
+
+def decays_by_product(config: Mapping[str, Any] | None) -> bool:
+    """True for a saved optimizer of the multi-backend Keras API (Keras 1 to 2.3, tf.keras of TF 1.4
+    to 1.12): its ``decay`` gives ``lr * (1 / (1 + decay * t))``. Its ``get_config`` writes no
+    ``name``, which every OptimizerV2 (``lr / (1 + decay * t)``) writes."""
+    cfg = config or {}
+    inner = cfg.get("config") if isinstance(cfg.get("config"), Mapping) else cfg
+    return isinstance(inner, Mapping) and bool(inner) and "name" not in inner
+
+
+def decay_schedule_config(learning_rate: float, decay: float, product: bool = False) -> dict[str, Any]:
+    """The ``InverseTimeDecay`` that decays ``learning_rate`` the way ``decay`` did; ``product``: named
+    :data:`PRODUCT_DECAY_NAME` (the rate of :func:`decays_by_product`)."""
+    config = {"initial_learning_rate": float(learning_rate), "decay_steps": 1, "decay_rate": float(decay),
+              "staircase": False}
+    return {"class_name": "InverseTimeDecay", "config": {**config, "name": PRODUCT_DECAY_NAME} if product else config}
 
 
 def _same32(a: Any, b: Any) -> bool:

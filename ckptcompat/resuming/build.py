@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ckptcompat.errors import CkptCompatError, IncompatibleStateError, InvalidArgumentError, UnsupportedFormatError
+from ckptcompat.names.lr_decay import PRODUCT_DECAY_NAME
 from ckptcompat.names.variables import canonical_optimizer_class
 from ckptcompat.names.optimizer_layouts import is_optimizer_v2_config
 from ckptcompat.resuming.from_config import class_names, config_for_running, model_from_config, written_by_keras3
@@ -130,6 +131,11 @@ def _schedule(keras: Any, schedule: Mapping[str, Any]) -> Any:
             log.info("learning-rate schedule %s: %s left out (this Keras has no such argument; the saved "
                      "values are the defaults)", cls.__name__, ", ".join(sorted(extra)))
         cfg = {k: v for k, v in cfg.items() if k in params}
+    if name == "InverseTimeDecay" and cfg.get("name") == PRODUCT_DECAY_NAME and cfg.get("decay_steps") == 1 \
+            and not cfg.get("staircase"):  # standalone Keras's decay, continued as it was
+        from ckptcompat.runtime.product_decay import product_decay
+
+        return product_decay(keras, cfg["initial_learning_rate"], cfg["decay_rate"])
     return keras.optimizers.schedules.deserialize({**schedule, "config": cfg})
 
 
@@ -137,7 +143,7 @@ def _decay_arguments(keras: Any, cls: type, cls_name: str, opt: OptimizerState, 
     """The saved ``decay`` for this Keras's optimizer class (:mod:`ckptcompat.names.lr_decay`):
     passed on where the class takes it, else the rate decayed by an equal ``InverseTimeDecay``;
     an OptimizerV2 Nadam gets the saved momentum schedule's scale (1.0 for Keras 3's)."""
-    from ckptcompat.names.lr_decay import decay_schedule_config, saved_decay, takes_decay
+    from ckptcompat.names.lr_decay import decay_schedule_config, decays_by_product, saved_decay, takes_decay
     from ckptcompat.names.slot_meaning import nadam_schedule
 
     if cls_name == "Nadam":
@@ -147,13 +153,23 @@ def _decay_arguments(keras: Any, cls: type, cls_name: str, opt: OptimizerState, 
     decay = saved_decay(cls_name, opt.config, opt.hyperparameters)
     if not decay:
         return
-    if takes_decay(cls):
+    product = decays_by_product(opt.config)  # lr * (1 / (1 + decay t)): OptimizerV2's decay= divides
+    if takes_decay(cls) and not (product and hasattr(cls, "_decayed_lr")):
         kwargs["decay"] = decay
         return
     lr = kwargs.get("learning_rate")
     if isinstance(lr, bool) or not isinstance(lr, (int, float)):
         log.warning("%s: decay=%s cannot be combined with the learning-rate schedule %r in this Keras "
                     "(no decay argument); the rate follows the schedule only", cls_name, decay, lr)
+        return
+    if product:
+        from ckptcompat.runtime.product_decay import product_decay
+
+        kwargs["learning_rate"] = product_decay(keras, lr, decay)
+        log.warning("%s: decay=%s of the multi-backend Keras API is continued as learning_rate="
+                    "InverseTimeDecay(%s, decay_steps=1, decay_rate=%s) computing its rate lr * (1 / (1 + decay * "
+                    "iterations)) (named %r; Keras alone reads it as lr / (1 + decay * iterations), at most 1 float32 "
+                    "ulp apart)", cls_name, decay, lr, decay, kwargs["learning_rate"].name)
         return
     kwargs["learning_rate"] = keras.optimizers.schedules.deserialize(decay_schedule_config(lr, decay))
     log.warning("%s: this Keras's optimizers have no decay; decay=%s is continued as learning_rate="

@@ -83,15 +83,17 @@ def config_for_running(model_config: Mapping[str, Any], written_by_keras3: bool 
 
 
 def _create_v2_weights(opt: Any, var_list: list[Any]) -> None:
-    """An OptimizerV2's iterations, hypers and slots (idempotent: existing slots are kept):
-    ``_create_all_weights`` from tf.keras 2.2 on; before it, the steps it groups."""
-    create = getattr(opt, "_create_all_weights", None)
-    if create is not None:
-        create(var_list)
-        return
+    """An OptimizerV2's iterations, hypers and slots (idempotent: existing slots are kept), created
+    as ``apply_gradients`` creates them: inside the optimizer's name scope (``Adam/iter``,
+    ``Adam/dense/kernel/m``, the names a native ``.h5`` save then writes); ``_create_all_weights`` from
+    tf.keras 2.2 on, before it the steps it groups."""
     import tensorflow as tf
 
-    with tf.name_scope(opt._name), tf.init_scope():  # as apply_gradients does in tf.keras 2.0/2.1
+    create = getattr(opt, "_create_all_weights", None)
+    with tf.name_scope(opt._name), tf.init_scope():
+        if create is not None:
+            create(var_list)
+            return
         _ = opt.iterations
         opt._create_hypers()
         opt._create_slots(var_list)

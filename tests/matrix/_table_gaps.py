@@ -19,13 +19,8 @@ from tests._frameworks import keras_flavour
 _KNOWN_GAPS: dict[str, str] = {}
 #: gaps of the resumed learning rate alone: the cell counts as the gap only when its one difference is
 #: exactly this (a weight, slot or iteration difference in the same file still fails); readers unaffected
-_RATE_ONLY_GAPS: dict[str, tuple[str, str]] = {
-    "tf14-keras208-py36/rate_decay/": (
-        "DIFF: rate at step 4 0.01041666604578495 != 0.010416666977107525",
-        "the multi-backend Keras API (tf.keras 2.0.8) applies decay as lr * (1 / (1 + decay * t)), every later "
-        "optimizer (OptimizerV2's decay, Keras 3's InverseTimeDecay) as lr / (1 + decay * t): the resumed rate is "
-        "1 float32 ulp apart (weights, slots, iterations exact)"),
-}
+_RATE_ONLY_GAPS: dict[str, tuple[str, str]] = {}  # none open (tf14-keras208-py36/rate_decay closed: the
+#: multi-backend API's lr * (1 / (1 + decay t)) continues as ckptcompat.runtime.product_decay)
 
 
 #: files that alone cannot say their optimizer's configuration (read without a model, the slots stay

@@ -87,10 +87,14 @@ def test_optimizer_config() -> None:
     assert legacy["class_name"] == "SGD" and legacy["config"]["learning_rate"] == 0.1
     assert "decay" not in legacy["config"] and "lr" not in legacy["config"]
     # Keras 2's decay: the same rate as tf.keras 2.11+'s InverseTimeDecay; Nadam's is its momentum schedule
-    decayed = downgrade_optimizer_config({"class_name": "Adam", "config": {"lr": 0.1, "decay": 0.01}})["config"]
+    decayed = downgrade_optimizer_config({"class_name": "Adam", "config": {"name": "Adam", "learning_rate": 0.1,
+                                                                           "decay": 0.01}})["config"]
     assert decayed["learning_rate"] == {"class_name": "InverseTimeDecay", "config": {
         "initial_learning_rate": 0.1, "decay_steps": 1, "decay_rate": 0.01, "staircase": False}}
     assert "decay" not in decayed
+    # the multi-backend API's (no name): lr * (1 / (1 + decay t)), named for resume to keep the product
+    product = downgrade_optimizer_config({"class_name": "Adam", "config": {"lr": 0.1, "decay": 0.01}})["config"]
+    assert product["learning_rate"]["config"]["name"] == "ckptcompat_lr_times_inverse_decay"
     nadam = downgrade_optimizer_config({"class_name": "Nadam", "config": {"learning_rate": 0.1, "decay": 0.004}})
     assert nadam["config"]["learning_rate"] == 0.1 and "decay" not in nadam["config"]
     with pytest.raises(ValueError, match="decay"):  # a rate already a schedule: no equal form

@@ -185,6 +185,13 @@ class _SlotMatch:
             if w is not None:
                 self.put(w, canonical_slot(cls, parts[-1]), name, value)
                 return True
+        # OptimizerV2 whose slots were created outside its name scope (a model resumed by ckptcompat
+        # 0.1.0 before it kept the scope, then saved natively): <var path>/<slot>
+        if len(parts) >= 2 and canonical_slot(cls, parts[-1]) in CANONICAL_SLOTS.get(cls, ()):
+            w = self.take(self.by_raw, "/".join(parts[:-1]), parts[-1])
+            if w is not None:
+                self.put(w, canonical_slot(cls, parts[-1]), name, value)
+                return True
         # TF 2.11-2.15 inside a LossScaleOptimizerV3 (mixed precision): <slot>/<var path>
         if len(parts) >= 2 and parts[0] in _NEW_RAW:
             w = self.take(self.by_raw, "/".join(parts[1:]), parts[0])

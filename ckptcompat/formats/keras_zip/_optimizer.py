@@ -15,8 +15,8 @@ from typing import Any
 
 from ckptcompat.errors import IncompatibleStateError
 from ckptcompat.names.config_upgrade import upgrade_optimizer_config
-from ckptcompat.names.lr_decay import (BUILT_IN_SCHEDULES, decay_on_schedule, decay_schedule_config, saved_decay,
-                                      schedule_as_rate)
+from ckptcompat.names.lr_decay import (BUILT_IN_SCHEDULES, decay_on_schedule, decay_schedule_config,
+                                       decays_by_product, saved_decay, schedule_as_rate)
 from ckptcompat.names.optimizer_layouts import has_momentum
 from ckptcompat.names.slot_meaning import KERAS3_NADAM_SCHEDULE, nadam_schedule
 from ckptcompat.names.variables import canonical_optimizer_class
@@ -165,10 +165,13 @@ def keras3_optimizer_config(state: TrainingState) -> dict[str, Any]:
         log.warning("the source records no step counter: the file's optimizer iterations is 0")
     decay = saved_decay(opt.class_name, opt.config, opt.hyperparameters)
     if decay and isinstance(cfg.get("learning_rate"), (int, float)) and not isinstance(cfg["learning_rate"], bool):
-        cfg["learning_rate"] = {"module": "keras.optimizers.schedules", **decay_schedule_config(cfg["learning_rate"], decay),
-                                 "registered_name": None}
+        product = decays_by_product(opt.config)  # the multi-backend API: lr * (1 / (1 + decay t))
+        cfg["learning_rate"] = {"module": "keras.optimizers.schedules",
+                                **decay_schedule_config(cfg["learning_rate"], decay, product), "registered_name": None}
         log.warning("%s: Keras 3 optimizers have no decay; decay=%s is written as learning_rate=InverseTimeDecay, "
-                    "the same rate lr / (1 + decay * iterations)", opt.class_name, decay)
+                    "%s", opt.class_name, decay, "named for ckptcompat's resume to continue its rate lr * (1 / (1 + "
+                    "decay * iterations)) (Keras alone: lr / (1 + decay * iterations), at most 1 float32 ulp apart)"
+                    if product else "the same rate lr / (1 + decay * iterations)")
     if other_nadam_schedule(opt):
         cfg.pop("schedule_decay", None)
         log.warning("Nadam's momentum schedule 0.96 ** (%s * t) (standalone's schedule_decay, OptimizerV2's decay) "
