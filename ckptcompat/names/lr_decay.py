@@ -95,8 +95,12 @@ PRODUCT_DECAY_NAME = "ckptcompat_lr_times_inverse_decay"
 def decays_by_product(config: Mapping[str, Any] | None) -> bool:
     """True for a saved optimizer of the multi-backend Keras API (Keras 1 to 2.3, tf.keras of TF 1.4
     to 1.12): its ``decay`` gives ``lr * (1 / (1 + decay * t))``. Its ``get_config`` writes no
-    ``name``, which every OptimizerV2 (``lr / (1 + decay * t)``) writes."""
+    ``name``, which every OptimizerV2 (``lr / (1 + decay * t)``) writes. (Measured exact for TF 1.4's
+    tf.keras; standalone Keras 2.3 may read its counter after the step's increment under graph
+    execution, which the corpus does not cover.)"""
     cfg = config or {}
+    if "class_name" in cfg and not isinstance(cfg.get("config"), Mapping):
+        return False  # a class without its arguments: nothing tells
     inner = cfg.get("config") if isinstance(cfg.get("config"), Mapping) else cfg
     return isinstance(inner, Mapping) and bool(inner) and "name" not in inner
 

@@ -142,7 +142,9 @@ def _schedule(keras: Any, schedule: Mapping[str, Any]) -> Any:
 def _decay_arguments(keras: Any, cls: type, cls_name: str, opt: OptimizerState, kwargs: dict[str, Any]) -> None:
     """The saved ``decay`` for this Keras's optimizer class (:mod:`ckptcompat.names.lr_decay`):
     passed on where the class takes it, else the rate decayed by an equal ``InverseTimeDecay``;
-    an OptimizerV2 Nadam gets the saved momentum schedule's scale (1.0 for Keras 3's)."""
+    the multi-backend API's product (``lr * (1 / (1 + decay t))``) as
+    :func:`ckptcompat.runtime.product_decay.product_decay`, also for an OptimizerV2 (whose ``decay=``
+    divides); an OptimizerV2 Nadam gets the saved momentum schedule's scale (1.0 for Keras 3's)."""
     from ckptcompat.names.lr_decay import decay_schedule_config, decays_by_product, saved_decay, takes_decay
     from ckptcompat.names.slot_meaning import nadam_schedule
 
@@ -153,12 +155,13 @@ def _decay_arguments(keras: Any, cls: type, cls_name: str, opt: OptimizerState, 
     decay = saved_decay(cls_name, opt.config, opt.hyperparameters)
     if not decay:
         return
+    lr = kwargs.get("learning_rate")
+    rate_is_number = isinstance(lr, (int, float)) and not isinstance(lr, bool)
     product = decays_by_product(opt.config)  # lr * (1 / (1 + decay t)): OptimizerV2's decay= divides
-    if takes_decay(cls) and not (product and hasattr(cls, "_decayed_lr")):
+    if takes_decay(cls) and not (product and rate_is_number and hasattr(cls, "_decayed_lr")):
         kwargs["decay"] = decay
         return
-    lr = kwargs.get("learning_rate")
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)):
+    if not rate_is_number:
         log.warning("%s: decay=%s cannot be combined with the learning-rate schedule %r in this Keras "
                     "(no decay argument); the rate follows the schedule only", cls_name, decay, lr)
         return
@@ -169,7 +172,9 @@ def _decay_arguments(keras: Any, cls: type, cls_name: str, opt: OptimizerState, 
         log.warning("%s: decay=%s of the multi-backend Keras API is continued as learning_rate="
                     "InverseTimeDecay(%s, decay_steps=1, decay_rate=%s) computing its rate lr * (1 / (1 + decay * "
                     "iterations)) (named %r; Keras alone reads it as lr / (1 + decay * iterations), at most 1 float32 "
-                    "ulp apart)", cls_name, decay, lr, decay, kwargs["learning_rate"].name)
+                    "ulp apart). A schedule: learning_rate= and ReduceLROnPlateau cannot change it; for a plain rate "
+                    "compile the model with decay= (OptimizerV2) yourself and pass it as model=",
+                    cls_name, decay, lr, decay, kwargs["learning_rate"].name)
         return
     kwargs["learning_rate"] = keras.optimizers.schedules.deserialize(decay_schedule_config(lr, decay))
     log.warning("%s: this Keras's optimizers have no decay; decay=%s is continued as learning_rate="

@@ -16,13 +16,13 @@ import numpy as np
 
 from ckptcompat._arrays import holds_nothing, shape_fits
 from ckptcompat.errors import IncompatibleStateError
-from ckptcompat.names.lr_decay import is_decay_schedule, live_decay, saved_decay
+from ckptcompat.names.lr_decay import decays_by_product, is_decay_schedule, live_decay, saved_decay
 from ckptcompat.names.slot_meaning import (KERAS3_NADAM_SCHEDULE, NON_SLOT_ATTRS, describe_nadam_schedule,
                                            nadam_schedule, nadam_u_product, translate_slots)
 from ckptcompat.names.variables import canonical_optimizer_class
 from ckptcompat.runtime import VIEWS, _loss_scale
 from ckptcompat.runtime._flavour_ops import ApplyReport, FlavourOps, codes_and_floats, dtype_name, raise_misfits
-from ckptcompat.runtime._positional import place_positional, slots_from_positions
+from ckptcompat.runtime._positional import place_positional, slots_from_positions, trainable_ids
 from ckptcompat.runtime._slots import is_variable as _is_variable, list_slots, raw_slot_name, settle_frozen_slots
 from ckptcompat.runtime._walk import finalize_assigned, json_safe_or_none, model_config_of
 from ckptcompat.state import OptimizerState, TrainingState
@@ -200,7 +200,7 @@ def _plan_optimizer(ops: FlavourOps, st: OptimizerState | None, opt: Any, model:
         return _OptimizerPlan(state=st)
     ops.build_optimizer(opt, model)
     live = ops.live_slots(opt, named)
-    st = slots_from_positions(ops, opt, live, st, named)
+    st = slots_from_positions(ops, opt, live, st, named, trainable_ids(model))
     if st.fits and not st.slots:
         problem("optimizer", f"the file keeps its {len(st.extra)} {want} variables by position "
                 f"without the optimizer's config; they fit {' or '.join(st.fits)}, the model's "
@@ -337,11 +337,12 @@ def _check_learning_rate(ops: FlavourOps, opt: Any, st: OptimizerState, problem:
                     "optimizer uses a schedule")
             return None
         if decay and np.float32(live_decay(opt) or 0.0) != np.float32(decay):
-            logger.warning("the checkpoint's %s decays its learning rate (decay=%s: lr / (1 + decay * "
-                           "iterations)), the model's optimizer %s; compile it with decay= (Keras 2 "
+            logger.warning("the checkpoint's %s decays its learning rate (decay=%s: %s), the model's "
+                           "optimizer %s; compile it with decay= (Keras 2 "
                            "optimizers.legacy, standalone Keras) or learning_rate=InverseTimeDecay(%s, "
                            "decay_steps=1, decay_rate=%s) to continue that rate",
-                           st.class_name, decay, "does not" if live_decay(opt) is None else
+                           st.class_name, decay, "lr * (1 / (1 + decay * iterations))" if decays_by_product(st.config)
+                           else "lr / (1 + decay * iterations)", "does not" if live_decay(opt) is None else
                            f"with decay={live_decay(opt)}", want, decay)
         return want
     if want_schedule is not None and live_schedule is None:

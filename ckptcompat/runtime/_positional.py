@@ -24,7 +24,7 @@ from ckptcompat.names.slot_meaning import NON_SLOT_ATTRS, is_inert_for_shape, pl
 from ckptcompat.runtime._flavour_ops import FlavourOps
 from ckptcompat.state import OptimizerState, TrainingState
 
-__all__ = ["place_positional", "slots_from_positions"]
+__all__ = ["place_positional", "slots_from_positions", "trainable_ids"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,17 +41,26 @@ def place_positional(ops: FlavourOps, state: TrainingState, model: Any) -> Optim
         return None
     ops.build_optimizer(opt, model)
     named = ops.variables(model)
-    placed = slots_from_positions(ops, opt, ops.live_slots(opt, named), st, named)
+    placed = slots_from_positions(ops, opt, ops.live_slots(opt, named), st, named, trainable_ids(model))
     if placed is st:
         return None
     return dataclasses.replace(placed, class_name=ops.optimizer_class(opt))
 
 
+def trainable_ids(model: Any) -> frozenset[int] | None:
+    """The ids of ``model``'s trainable variables (a frozen layer's variables keep ``trainable``
+    True in Keras 2); None when the model does not list them."""
+    found = getattr(model, "trainable_variables", None)
+    return None if found is None else frozenset(id(v) for v in found)
+
+
 def slots_from_positions(ops: FlavourOps, opt: Any, live: dict[str, dict[str, Any]],
-                         st: OptimizerState, named: Mapping[str, Any]) -> OptimizerState:
+                         st: OptimizerState, named: Mapping[str, Any],
+                         trainable: frozenset[int] | None = None) -> OptimizerState:
     """Slots of a file that kept its optimizer variables by position only (``vars/<i>``: a
     weights file without optimizer config), placed the way the framework loads them: onto
-    the live optimizer's variables in order, when count and every shape agree."""
+    the live optimizer's variables in order, when count and every shape agree. ``trainable``:
+    the ids of the model's trainable variables (:func:`trainable_ids`)."""
     import dataclasses
 
     count = sum(1 for key in st.extra if re.fullmatch(r"vars/\d+", key))  # not a wrapper's loss-scale keys
@@ -68,8 +77,9 @@ def slots_from_positions(ops: FlavourOps, opt: Any, live: dict[str, dict[str, An
     where = {id(var): (name, slot) for name, per in live.items() for slot, var in per.items()}
     values = [np.asarray(a) for a in arrays]  # read once for every reading
     readings = _placeholder_readings(ops, cls, ordered, where, named)
-    if st.class_name in (cls, "Unknown"):
-        readings += _file_only_readings(ops, opt, cls, ordered[0], live, named)
+    if st.class_name in (cls, "Unknown"):  # exactly the count: those generations keep no rate variable
+        readings += [order for order in _file_only_readings(ops, opt, cls, ordered[0], live, named, trainable)
+                     if len(order) == len(values)]
     found = [r for r in (_reconcile(ops, opt, order, values, product) for order in readings) if r is not None]
     if len(found) != 1:
         return st
@@ -121,7 +131,7 @@ class _FileOnly:
 
 
 def _file_only_readings(ops: FlavourOps, opt: Any, cls: str, iterations: Any, live: dict[str, dict[str, Any]],
-                        named: Mapping[str, Any]) -> list[list[Any]]:
+                        named: Mapping[str, Any], trainable: frozenset[int] | None) -> list[list[Any]]:
     """Orders of a file whose generation keeps slot kinds the live optimizer does not create under
     the same configuration (tf.keras 2.11+ / tf-keras ``SGD`` keeps ``momentum`` even at 0, Keras 3
     creates none): ``[iterations, slots...]`` in the creation order that generation's layout table
@@ -129,11 +139,12 @@ def _file_only_readings(ops: FlavourOps, opt: Any, cls: str, iterations: Any, li
     translates those by meaning (inert under the live hyper-parameters or zero: dropped and reported;
     anything else: refused). Empty when no table names a kind the live optimizer lacks."""
     try:
-        config = opt.get_config()
+        config = ops.optimizer_config(opt)  # the flavour's reader: one session run under graph execution
     except (NotImplementedError, TypeError, ValueError, AttributeError):
         return []
     config = config if isinstance(config, Mapping) else {}
-    trainable = [(name, var) for name, var in named.items() if name in live or getattr(var, "trainable", True)]
+    trained = [(name, var) for name, var in named.items() if name in live or (
+        id(var) in trainable if trainable is not None else getattr(var, "trainable", True))]
     kinds = {slot for per in live.values() for slot in per}
     readings: list[list[Any]] = []
     seen: list[list[Any]] = []
@@ -144,7 +155,7 @@ def _file_only_readings(ops: FlavourOps, opt: Any, cls: str, iterations: Any, li
             continue  # nothing the live optimizer lacks, or live kinds this table does not place
         order: list[Any] = [iterations]
         for group in groups:
-            for name, var in trainable:
+            for name, var in trained:
                 for slot in group:
                     held = live.get(name, {}).get(slot)
                     shape = slot_shape(cls, slot, ops.shape(var))

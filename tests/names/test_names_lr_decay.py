@@ -19,6 +19,7 @@ def test_an_optimizer_v2_config_names_itself() -> None:
                                              "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-07, "amsgrad": False}}
     assert not decays_by_product(tf24)
     assert not decays_by_product(None) and not decays_by_product({}) and not decays_by_product({"config": {}})
+    assert not decays_by_product({"class_name": "Adam"}) and not decays_by_product({"class_name": "Adam", "config": None})
 
 
 def test_the_product_schedule_is_an_inverse_time_decay_with_its_name() -> None:

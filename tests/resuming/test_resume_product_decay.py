@@ -123,6 +123,29 @@ def test_a_migrated_file_continues_the_product(to: str, tmp_path: Path) -> None:
     assert _rate(run.model.optimizer).tobytes() == np.float32(_truth()["rate_at_step"]).tobytes()
 
 
+def test_the_product_is_the_rate_fit_applies_and_survives_a_copy() -> None:
+    """One SGD step at step 4 from w = 0 with gradient 1 leaves w = -rate: the product, inside the
+    traced train step too; a deep copy and a pickle round trip keep the product."""
+    import copy
+    import pickle
+
+    from ckptcompat.runtime.product_decay import product_decay
+
+    keras = keras_module()
+    lr, decay = np.float32(0.0125), np.float32(0.05)
+    schedule = product_decay(keras, float(lr), float(decay))
+    for other in (copy.deepcopy(schedule), pickle.loads(pickle.dumps(schedule))):  # noqa: S301 -- our own bytes
+        assert is_product_decay(other) and other.get_config() == schedule.get_config()
+    model = keras.Sequential([keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros", input_shape=(1,))])
+    model.compile(keras.optimizers.SGD(learning_rate=schedule), loss=lambda y, p: p[:, 0])
+    model.optimizer.iterations.assign(4)
+    model.fit(np.ones((1, 1), "float32"), np.zeros((1, 1), "float32"), batch_size=1, epochs=1, verbose=0)
+    applied = np.float32(-np.asarray(model.get_weights()[0]).reshape(()))
+    product = np.float32(lr * np.float32(np.float32(1) / np.float32(np.float32(1) + decay * np.float32(4))))
+    quotient = np.float32(lr / np.float32(np.float32(1) + decay * np.float32(4)))
+    assert applied.tobytes() == product.tobytes() and product != quotient
+
+
 def _optimizer_v2_adam() -> type:
     keras = keras_module()
     for space in (getattr(keras.optimizers, "legacy", None), keras.optimizers):

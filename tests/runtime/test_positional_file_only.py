@@ -36,6 +36,9 @@ class _Ops:
     def ordered_optimizer_variables(self, opt: Any) -> list[Any] | None:
         return self.ordered
 
+    def optimizer_config(self, opt: Any) -> dict[str, Any]:
+        return dict(opt.get_config())
+
 
 class _Opt:
     def __init__(self, config: dict[str, Any], rate: Any = None) -> None:
@@ -108,3 +111,24 @@ def test_the_same_generation_file_is_read_as_before() -> None:
     placed = _positional.slots_from_positions(
         ops, opt, live, _file(np.asarray(5, "int64"), np.asarray(0.01, "f4")), _model())
     assert placed.iterations == 5 and not placed.slots
+
+
+def test_a_keras3_file_with_momentum_is_not_read_as_a_tf_keras_one() -> None:
+    """Keras 3 SGD(momentum=0.9) wrote counter, rate and momenta: into a Keras 3 SGD at 0 it fits no
+    reading (tf-keras files hold no rate variable); before, the rate was taken out and the momenta dropped."""
+    ops, opt, live = _keras3_sgd(0.0)
+    arrays = _tf_keras_sgd_file(2)
+    st = _file(arrays[0], np.asarray(0.01, "f4"), *arrays[1:])
+    assert _positional.slots_from_positions(ops, opt, live, st, _model()) is st
+
+
+def test_a_frozen_layer_of_keras2_is_told_by_the_models_trainable_variables() -> None:
+    """tf.keras keeps ``trainable`` True on a frozen layer's variables: the model's own list decides."""
+    named = {**_model(), "frozen/kernel": _Var("frozen/kernel", (3, 2), trainable=True)}
+    ops, opt, live = _keras3_sgd(0.0)
+    arrays = _tf_keras_sgd_file(3)
+    trainable = frozenset(id(named[n]) for n in ("dense/kernel", "dense/bias"))
+    placed = _positional.slots_from_positions(ops, opt, live, _file(*arrays), named, trainable)
+    assert set(placed.slots) == {"dense/kernel", "dense/bias"}
+    st = _file(*arrays)
+    assert _positional.slots_from_positions(ops, opt, live, st, named) is st  # counted without the list

@@ -167,6 +167,14 @@ class _SlotMatch:
     def _named(self, name: str, parts: list[str], value: np.ndarray) -> bool:
         """Slots named after their variable (every era but Keras 2.3 and <= 2.2.5); True when placed."""
         cls = self.cls
+        # OptimizerV2 whose slots were created outside its name scope (a model resumed by ckptcompat
+        # 0.1.0 before it kept the scope, then saved natively): <var path>/<slot>. First: read as
+        # <Opt>/<var path>/<slot> below, block/dense/kernel/m would go to a top-level dense/kernel
+        if len(parts) >= 2 and canonical_slot(cls, parts[-1]) in CANONICAL_SLOTS.get(cls, ()):
+            w = self.take(self.by_raw, "/".join(parts[:-1]), parts[-1])
+            if w is not None:
+                self.put(w, canonical_slot(cls, parts[-1]), name, value)
+                return True
         # TF 1.x-era tf.keras (OptimizerV2 inside a "training" scope): training/<Opt>/<var path>/<slot>
         if len(parts) >= 4 and _TRAINING_SCOPE.match(parts[0]):
             w = self.take(self.by_raw, "/".join(parts[2:-1]), parts[-1])
@@ -182,13 +190,6 @@ class _SlotMatch:
         # OptimizerV2: <Opt>/<var path>/<slot>
         if len(parts) >= 3:
             w = self.take(self.by_raw, "/".join(parts[1:-1]), parts[-1])
-            if w is not None:
-                self.put(w, canonical_slot(cls, parts[-1]), name, value)
-                return True
-        # OptimizerV2 whose slots were created outside its name scope (a model resumed by ckptcompat
-        # 0.1.0 before it kept the scope, then saved natively): <var path>/<slot>
-        if len(parts) >= 2 and canonical_slot(cls, parts[-1]) in CANONICAL_SLOTS.get(cls, ()):
-            w = self.take(self.by_raw, "/".join(parts[:-1]), parts[-1])
             if w is not None:
                 self.put(w, canonical_slot(cls, parts[-1]), name, value)
                 return True
