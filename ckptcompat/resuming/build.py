@@ -157,8 +157,9 @@ def _decay_arguments(keras: Any, cls: type, cls_name: str, opt: OptimizerState, 
         return
     lr = kwargs.get("learning_rate")
     rate_is_number = isinstance(lr, (int, float)) and not isinstance(lr, bool)
-    product = decays_by_product(opt.config)  # lr * (1 / (1 + decay t)): OptimizerV2's decay= divides
-    if takes_decay(cls) and not (product and rate_is_number and hasattr(cls, "_decayed_lr")):
+    product = decays_by_product(opt.config)  # lr * (1 / (1 + decay t))
+    divides = hasattr(cls, "_decayed_lr")  # OptimizerV2's decay=: lr / (1 + decay t); standalone Keras's: the product
+    if takes_decay(cls) and not (product and divides and rate_is_number):
         kwargs["decay"] = decay
         return
     if not rate_is_number:

@@ -4,9 +4,10 @@ The multi-backend Keras API (Keras 1 to 2.3, tf.keras of TF 1.4 to 1.12) applies
 ``lr * (1 / (1 + decay * t))``; OptimizerV2's ``decay`` and every ``InverseTimeDecay`` compute
 ``lr / (1 + decay * t)``, which can be 1 float32 ulp apart at some steps. :func:`product_decay`
 is an ``InverseTimeDecay`` of the running Keras that computes the product, in float32 as those
-releases did (measured bitwise against TF 1.4's tf.keras). It serializes exactly as the ``InverseTimeDecay`` it subclasses, named
-:data:`~ckptcompat.names.lr_decay.PRODUCT_DECAY_NAME`: a file saved with it loads in Keras without
-ckptcompat (as that quotient), and ckptcompat's resume rebuilds the product from the name.
+releases did (measured bitwise against TF 1.4's tf.keras). It serializes exactly as the
+``InverseTimeDecay`` it subclasses, named :data:`~ckptcompat.names.lr_decay.PRODUCT_DECAY_NAME`:
+a file saved with it loads in Keras without ckptcompat (as that quotient), and ckptcompat's resume
+rebuilds the product from the name.
 
 Imports the running Keras only (``keras.ops`` on Keras 3, TensorFlow under Keras 2).
 """
@@ -24,7 +25,7 @@ __all__ = ["product_decay", "is_product_decay"]
 def product_decay(keras: Any, learning_rate: float, decay: float) -> Any:
     """``InverseTimeDecay(learning_rate, decay_steps=1, decay_rate=decay)`` of ``keras`` whose rate at
     step ``t`` is ``learning_rate * (1 / (1 + decay * t))``."""
-    cls = _product_class(keras.optimizers.schedules.InverseTimeDecay, hasattr(keras, "ops") and keras)
+    cls = _product_class(keras.optimizers.schedules.InverseTimeDecay, keras if hasattr(keras, "ops") else None)
     return cls(float(learning_rate), decay_steps=1, decay_rate=float(decay), staircase=False,
                name=PRODUCT_DECAY_NAME)
 

@@ -18,7 +18,7 @@ import pytest
 
 import ckptcompat
 from _frameworks import keras_flavour, keras_module
-from _paths import FIXTURES
+from _paths import FIXTURES, load_script
 from ckptcompat.names.lr_decay import PRODUCT_DECAY_NAME
 from ckptcompat.runtime.product_decay import is_product_decay
 
@@ -28,16 +28,14 @@ _TF14 = FIXTURES / "tf14-keras208-py36"
 
 
 def _rate(opt: Any) -> np.float32:
-    """The rate the optimizer's next step applies (OptimizerV2: its own decayed rate)."""
-    opt = getattr(opt, "inner_optimizer", None) or opt
-    if hasattr(opt, "_decayed_lr"):
-        import tensorflow as tf
+    """The rate the optimizer's next step applies, as the generator recorded the truth
+    (``fixtures/_truth.rate_at_step``, which the resume table uses too)."""
+    import sys
 
-        return np.float32(np.asarray(tf.keras.backend.get_value(opt._decayed_lr(tf.float32))))  # noqa: SLF001
-    schedule = getattr(opt, "_learning_rate", None)
-    assert callable(schedule), "the resumed rate is not a schedule"
-    return np.float32(np.asarray(keras_module().ops.convert_to_numpy(schedule(opt.iterations))
-                                 if hasattr(keras_module(), "ops") else schedule(opt.iterations)))
+    from ckptcompat import runtime
+
+    truth = sys.modules.get("_truth") or load_script(FIXTURES / "_truth.py", "_truth")
+    return np.float32(truth.rate_at_step(runtime.keras_module(), getattr(opt, "inner_optimizer", None) or opt))
 
 
 def _truth() -> dict[str, Any]:
